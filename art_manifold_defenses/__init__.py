@@ -1,0 +1,27 @@
+"""art-manifold-defenses: five research defences as Adversarial Robustness Toolbox (ART) plug-ins, with one honest
+evaluation harness over ART, Foolbox, CleverHans and AutoAttack.
+
+Public API (foundation): :func:`load_dataset`, :func:`build_model`, :func:`train`, :func:`save_checkpoint`,
+:func:`load_checkpoint`, :func:`to_art_classifier`.
+"""
+
+__version__ = "0.1.0"
+
+from .checkpoint import load_checkpoint, register_defence, save_checkpoint  # noqa: E402
+from .data import load_dataset  # noqa: E402
+from .estimator import to_art_classifier  # noqa: E402
+from .models import build_model  # noqa: E402
+from .training import evaluate_accuracy, predict_logits, train  # noqa: E402
+
+__all__ = [
+    "__version__",
+    "build_model",
+    "evaluate_accuracy",
+    "load_checkpoint",
+    "load_dataset",
+    "predict_logits",
+    "register_defence",
+    "save_checkpoint",
+    "to_art_classifier",
+    "train",
+]

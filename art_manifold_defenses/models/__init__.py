@@ -1,0 +1,32 @@
+"""Reference architectures of the five papers, written without torchvision.
+
+``build_model(name, in_channels=..., num_classes=..., input_size=..., activation=...)`` builds any of them; see
+:data:`MODELS` for the names. Every activation is an ``nn.ReLU``/``nn.ELU`` module (never functional), so forward
+hooks (manifold regularization) and module surgery (radial mapping, ELU swap) see them.
+"""
+
+from .mnist_nets import cleverhans_cnn, cw_mnist, tramer_a, wong_small
+from .registry import MODELS, build_model, make_activation, model_names
+from .resnet import PreActResNet18, ResNet, preact_resnet18, resnet18, resnet50, resnet101
+from .small_nets import UNet, stn_cifar, unet, vgg16
+
+__all__ = [
+    "MODELS",
+    "PreActResNet18",
+    "ResNet",
+    "UNet",
+    "build_model",
+    "cleverhans_cnn",
+    "cw_mnist",
+    "make_activation",
+    "model_names",
+    "preact_resnet18",
+    "resnet18",
+    "resnet50",
+    "resnet101",
+    "stn_cifar",
+    "tramer_a",
+    "unet",
+    "vgg16",
+    "wong_small",
+]

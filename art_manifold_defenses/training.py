@@ -1,0 +1,241 @@
+"""The one shared training loop: epochs, batches, device, optimizer and scheduler, a per-batch step function that
+defence trainers supply, tqdm progress, validation, a checkpoint every epoch and exact resume after interruption.
+
+Determinism: the data order and every random draw of epoch ``e`` come from seeds derived from ``(seed, e)``, so a run
+resumed from the checkpoint of epoch ``e`` continues exactly as the uninterrupted run would have.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+from tqdm.auto import tqdm
+
+from .utils import as_float_tensor, check_images, check_labels, resolve_device
+
+__all__ = ["TrainContext", "StepFunction", "cross_entropy_step", "evaluate_accuracy", "predict_logits", "train", "TRAIN_STATE_FILE"]
+
+TRAIN_STATE_FILE = "train_state.pt"
+
+
+@dataclass
+class TrainContext:
+    """What a step function sees: the model, optimizer, device and where in the run it is.
+
+    ``progress`` is the fractional epoch (``epoch + batch_index / batches_per_epoch``), the variable the papers'
+    schedules (epsilon ramps, regularizer weights) are written in. ``state`` is a dict a step function may use to keep
+    things between batches (it is not checkpointed).
+    """
+
+    model: nn.Module
+    optimizer: torch.optim.Optimizer
+    device: torch.device
+    epochs: int
+    epoch: int = 0
+    batch_index: int = 0
+    batches_per_epoch: int = 1
+    global_step: int = 0
+    grad_clip: float | None = None
+    state: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def progress(self) -> float:
+        return self.epoch + self.batch_index / max(self.batches_per_epoch, 1)
+
+    def backward_and_step(self, loss: Tensor, parameters: Any = None, optimizer: torch.optim.Optimizer | None = None) -> None:
+        """``zero_grad``, ``backward``, optional gradient-norm clipping, ``step`` (on ``optimizer`` or the run's one)."""
+        opt = optimizer if optimizer is not None else self.optimizer
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        if self.grad_clip is not None:
+            params = parameters if parameters is not None else [p for g in opt.param_groups for p in g["params"]]
+            torch.nn.utils.clip_grad_norm_(params, self.grad_clip)
+        opt.step()
+
+
+#: A step function gets the context and one batch on the device. It returns either a loss tensor (the loop then
+#: back-propagates and steps the optimizer) or a mapping of floats to log (it has already updated the model itself).
+StepFunction = Callable[[TrainContext, Tensor, Tensor], "Tensor | Mapping[str, float]"]
+
+
+def cross_entropy_step(ctx: TrainContext, x: Tensor, y: Tensor) -> Tensor:
+    """The plain step: cross-entropy of the model's logits."""
+    return nn.functional.cross_entropy(ctx.model(x), y)
+
+
+@torch.no_grad()
+def predict_logits(model: nn.Module, x: Any, *, batch_size: int = 256, device: str | torch.device | None = "cpu") -> np.ndarray:
+    """Logits of ``model`` on ``x`` (numpy or tensor), computed in eval mode in batches; returns a numpy array."""
+    dev = resolve_device(device)
+    was_training = model.training
+    model.eval()
+    outputs = []
+    try:
+        for start in range(0, len(x), batch_size):
+            batch = as_float_tensor(x[start : start + batch_size], dev)
+            outputs.append(model(batch).float().cpu())
+    finally:
+        model.train(was_training)
+    return torch.cat(outputs).numpy()
+
+
+def evaluate_accuracy(model: nn.Module, x: Any, y: Any, *, batch_size: int = 256, device: str | torch.device | None = "cpu") -> float:
+    """Top-1 accuracy of ``model`` on ``(x, y)``."""
+    logits = predict_logits(model, x, batch_size=batch_size, device=device)
+    labels = y.detach().cpu().numpy() if isinstance(y, Tensor) else np.asarray(y)
+    return float((logits.argmax(1) == labels).mean())
+
+
+def _epoch_seed(seed: int, epoch: int) -> int:
+    return (seed * 1_000_003 + epoch * 7919 + 17) % (2**63 - 1)
+
+
+def _save_atomic(obj: dict[str, Any], path: Path) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+def train(
+    model: nn.Module,
+    x: Any,
+    y: Any,
+    *,
+    epochs: int,
+    batch_size: int = 128,
+    optimizer: torch.optim.Optimizer | None = None,
+    scheduler: Any = None,
+    scheduler_interval: str = "epoch",
+    step_fn: StepFunction | None = None,
+    device: str | torch.device | None = "cpu",
+    validation_data: tuple[Any, Any] | None = None,
+    checkpoint_dir: str | os.PathLike[str] | None = None,
+    resume: bool = True,
+    seed: int = 0,
+    grad_clip: float | None = None,
+    shuffle: bool = True,
+    drop_last: bool = False,
+    on_epoch_end: Callable[[TrainContext, dict[str, float]], None] | None = None,
+    verbose: bool = True,
+    desc: str = "train",
+) -> list[dict[str, float]]:
+    """Train ``model`` on ``(x, y)`` and return the per-epoch history.
+
+    Args:
+        model: any ``nn.Module`` mapping a float32 NCHW batch to logits (``step_fn`` may use it differently).
+        x, y: training images (N, C, H, W) in [0, 1] and int64 labels (numpy arrays or tensors).
+        epochs: total number of epochs (a resumed run continues up to this number).
+        optimizer: default Adam(lr=1e-3) over ``model.parameters()``.
+        scheduler: any object with ``.step()`` (``state_dict``/``load_state_dict`` are used when present);
+            stepped after every epoch, or after every batch with ``scheduler_interval="batch"``.
+        step_fn: per-batch step (see :data:`StepFunction`); default cross-entropy.
+        validation_data: ``(x_val, y_val)``; accuracy is computed after every epoch.
+        checkpoint_dir: if given, ``train_state.pt`` (model, optimizer, scheduler, history, epoch) is written after
+            every epoch, and with ``resume=True`` an existing one is loaded and training continues from it.
+        seed: data order and random draws of epoch ``e`` are seeded from ``(seed, e)``.
+        grad_clip: clip the global gradient norm to this value before each optimizer step.
+        on_epoch_end: called with the context and the epoch's record (after validation, before the checkpoint).
+    """
+    if not isinstance(epochs, int) or epochs < 0:
+        raise ValueError(f"epochs must be a non-negative integer, got {epochs!r}")
+    if not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+    if scheduler is not None and not callable(getattr(scheduler, "step", None)):
+        raise TypeError("scheduler must have a .step() method")
+    if scheduler_interval not in ("epoch", "batch"):
+        raise ValueError(f"scheduler_interval must be 'epoch' or 'batch', got {scheduler_interval!r}")
+    x_np = check_images(x, "x", clip_values=None)
+    num_classes = getattr(model, "num_classes", None) or int(np.asarray(y).max()) + 1
+    y_np = check_labels(y, len(x_np), max(int(num_classes), int(np.asarray(y).max()) + 1), "y")
+    dev = resolve_device(device)
+    model.to(dev)
+    if optimizer is None:
+        optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+    step = step_fn or cross_entropy_step
+    x_t, y_t = torch.from_numpy(x_np), torch.from_numpy(y_np)
+    n = len(x_t)
+    batches = n // batch_size if drop_last else math.ceil(n / batch_size)
+    if batches == 0:
+        raise ValueError(f"no batch to train on: {n} samples with batch_size={batch_size} and drop_last=True")
+    ctx = TrainContext(model=model, optimizer=optimizer, device=dev, epochs=epochs, batches_per_epoch=batches, grad_clip=grad_clip)
+
+    history: list[dict[str, float]] = []
+    start_epoch = 0
+    state_path = Path(checkpoint_dir) / TRAIN_STATE_FILE if checkpoint_dir is not None else None
+    if state_path is not None:
+        state_path.parent.mkdir(parents=True, exist_ok=True)
+        if resume and state_path.is_file():
+            state = torch.load(state_path, map_location=dev, weights_only=True)
+            model.load_state_dict(state["model"])
+            optimizer.load_state_dict(state["optimizer"])
+            if scheduler is not None and state.get("scheduler") is not None and hasattr(scheduler, "load_state_dict"):
+                scheduler.load_state_dict(state["scheduler"])
+            history = list(state["history"])
+            start_epoch = int(state["epoch"])
+            if verbose:
+                tqdm.write(f"resuming from {state_path} after epoch {start_epoch}")
+
+    for epoch in range(start_epoch, epochs):
+        ctx.epoch = epoch
+        epoch_seed = _epoch_seed(seed, epoch)
+        torch.manual_seed(epoch_seed)  # dropout, noise and other draws of this epoch
+        order = torch.randperm(n, generator=torch.Generator().manual_seed(epoch_seed)) if shuffle else torch.arange(n)
+        model.train()
+        sums: dict[str, float] = {}
+        started = time.perf_counter()
+        bar = tqdm(range(batches), desc=f"{desc} {epoch + 1}/{epochs}", disable=not verbose, leave=False)
+        for b in bar:
+            idx = order[b * batch_size : (b + 1) * batch_size]
+            xb, yb = x_t[idx].to(dev, non_blocking=True), y_t[idx].to(dev, non_blocking=True)
+            ctx.batch_index = b
+            out = step(ctx, xb, yb)
+            if isinstance(out, Tensor):
+                if not torch.isfinite(out):
+                    raise FloatingPointError(f"non-finite loss {out.item()} at epoch {epoch + 1}, batch {b}")
+                ctx.backward_and_step(out)
+                logs = {"loss": float(out.detach())}
+            else:
+                logs = {k: float(v) for k, v in out.items()}
+            for key, value in logs.items():
+                sums[key] = sums.get(key, 0.0) + value
+            ctx.global_step += 1
+            if scheduler is not None and scheduler_interval == "batch":
+                scheduler.step()
+            if "loss" in logs:
+                bar.set_postfix(loss=f"{logs['loss']:.4f}")
+        if scheduler is not None and scheduler_interval == "epoch":
+            scheduler.step()
+        record = {"epoch": float(epoch + 1), **{k: v / batches for k, v in sums.items()}}
+        record["lr"] = float(optimizer.param_groups[0]["lr"])
+        record["seconds"] = time.perf_counter() - started
+        if validation_data is not None:
+            record["val_accuracy"] = evaluate_accuracy(model, validation_data[0], validation_data[1], device=dev)
+        if on_epoch_end is not None:
+            on_epoch_end(ctx, record)
+        history.append(record)
+        if verbose:
+            shown = ", ".join(f"{k}={v:.4f}" for k, v in record.items() if k not in ("epoch", "lr"))
+            tqdm.write(f"{desc} epoch {epoch + 1}/{epochs}: {shown}")
+        if state_path is not None:
+            _save_atomic(
+                {
+                    "epoch": epoch + 1,
+                    "model": model.state_dict(),
+                    "optimizer": optimizer.state_dict(),
+                    "scheduler": scheduler.state_dict() if scheduler is not None and hasattr(scheduler, "state_dict") else None,
+                    "history": history,
+                    "seed": seed,
+                },
+                state_path,
+            )
+    model.eval()
+    return history
