@@ -100,7 +100,7 @@ def parse_idx(data: bytes) -> Array:
     """Parse an IDX file (big-endian header: zero, zero, dtype code, rank, then one uint32 per dimension)."""
     if len(data) < 4 or data[0] != 0 or data[1] != 0:
         raise ValueError("not an IDX file: the first two bytes must be zero")
-    dtypes = {0x08: np.uint8, 0x09: np.int8, 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
+    dtypes: dict[int, Any] = {0x08: np.uint8, 0x09: np.int8, 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
     if data[2] not in dtypes:
         raise ValueError(f"not an IDX file: unknown type code 0x{data[2]:02x}")
     rank = data[3]

@@ -192,11 +192,12 @@ class PreActResNet18(nn.Module):
     ) -> None:
         super().__init__()
         check_positive(in_channels=in_channels, num_classes=num_classes, input_size=input_size)
-        if normalize is not None:
-            mean, std = (torch.tensor(v, dtype=torch.float32).view(1, -1, 1, 1) for v in normalize)
-            self.register_buffer("mean", mean)
-            self.register_buffer("std", std)
         self.normalize = normalize is not None
+        mean, std = normalize if normalize is not None else ((0.0,), (1.0,))
+        self.mean: Tensor
+        self.std: Tensor
+        self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1), persistent=self.normalize)
+        self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1), persistent=self.normalize)
         self.stem = nn.Sequential(nn.Conv2d(in_channels, 64, 3, padding=1, bias=False), nn.BatchNorm2d(64), make_activation(activation))
         stages, in_planes = [], 64
         for index, width in enumerate((64, 128, 256, 512)):

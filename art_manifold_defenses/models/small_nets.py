@@ -31,7 +31,7 @@ def stn_cifar(in_channels: int = 3, num_classes: int = 10, input_size: int = 32,
     )  # fmt: skip
 
 
-VGG16_CONFIG = (64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512, "M")
+VGG16_CONFIG: tuple[int | str, ...] = (64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512, "M")
 
 
 def vgg16(in_channels: int = 3, num_classes: int = 10, input_size: int = 32, activation: str = "relu") -> nn.Sequential:
@@ -46,7 +46,7 @@ def vgg16(in_channels: int = 3, num_classes: int = 10, input_size: int = 32, act
             layers.append(nn.MaxPool2d(2, ceil_mode=True))
             block += 1
             continue
-        width = int(item)
+        width = int(item)  # an int: "M" entries were handled above
         layers += [nn.Conv2d(channels, width, 3, padding=1), make_activation(activation), nn.BatchNorm2d(width)]
         channels = width
         next_is_pool = VGG16_CONFIG[index + 1] == "M"
