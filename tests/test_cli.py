@@ -43,3 +43,23 @@ def test_info_runs_as_a_console_command() -> None:
     info = json.loads(result.stdout)
     assert info["torch"].startswith("2.13.0")
     assert "cpu" in info["devices"]
+
+
+def test_every_wired_defence_and_paper_suite_is_reachable() -> None:
+    import importlib
+
+    from art_manifold_defenses import cli
+    from art_manifold_defenses.evaluation import get_suite, suite_names
+
+    for name, module_path in cli.DEFENCE_TRAINERS.items():
+        module = importlib.import_module(module_path)
+        assert callable(module.add_train_arguments) and callable(module.train_from_args), name
+    for name in cli.PAPER_SUITES:
+        cli.register_paper_suite(name)
+        assert name in suite_names()
+        assert len(get_suite(name)) > 0
+    parser = cli._build_parser()  # builds every subparser: no conflicting options between defences
+    for command in ("fit-rbf", "certify", "verify", "feature-analysis", "evaluate", "demo"):
+        assert command in cli.COMMANDS
+    args = parser.parse_args(["train", "--defense", "stn", "--sigma", "0.5", "--out", "x"])
+    assert args.defense == "stn" and args.sigma == 0.5

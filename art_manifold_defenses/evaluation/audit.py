@@ -1,0 +1,446 @@
+"""Gradient-masking audit: the sanity checks of Athalye et al. (2018) and Carlini et al. (2019) run on a finished
+evaluation.
+
+References:
+    A. Athalye, N. Carlini, D. Wagner, "Obfuscated Gradients Give a False Sense of Security: Circumventing Defenses
+    to Adversarial Examples", ICML 2018, Section 3.1 ("Identifying obfuscated & masked gradients"),
+    https://arxiv.org/abs/1802.00420.
+    N. Carlini et al., "On Evaluating Adversarial Robustness", arXiv:1902.06705 (2019), Section 5 and the checklist of
+    Appendix A, https://arxiv.org/abs/1902.06705.
+
+Each check turns evidence into an :class:`AuditFlag` (``code``, ``message``, ``evidence`` numbers). The checks:
+
+- ``one_step_beats_iterative``: a one-step attack has lower accuracy than an iterative white-box attack of the same
+  norm at an equal or larger epsilon;
+- ``black_box_beats_white_box``: a transfer attack (adversarials crafted on another model) beats every white-box attack
+  of its norm at an equal or larger epsilon;
+- ``gradient_free_beats_gradient_based``: a gradient-free attack (score- or decision-based, noise) beats every
+  gradient-based attack likewise;
+- ``accuracy_not_monotone_in_eps``: the same attack (same library and parameters) has higher accuracy at a larger
+  epsilon;
+- ``unbounded_attack_not_zero``: an unbounded (``eps=None``) or large-epsilon attack (not a one-step one) leaves
+  accuracy above ``unbounded_accuracy``;
+- ``zero_gradients``: the input gradient of a margin loss is exactly zero on a fraction ``>= zero_gradient_fraction``
+  of the clean points;
+- ``nonfinite_gradients``: an input gradient contains NaN or Inf;
+- ``nondeterministic_predictions``: two identical calls give different outputs and the model was attacked without EoT;
+- ``threat_model_violation``: an attack returned points outside its threat model (they were discarded);
+- ``attack_error``: an attack raised an exception (it is missing from the worst case).
+
+Known limitations: the comparisons are on accuracies of the evaluated points, so with few points a difference of one
+or two points is noise; ``tolerance`` (default one percentage point) sets how much a weaker attack must win by to be
+flagged. The checks can reveal masking but never prove its absence.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..utils import as_float_tensor, resolve_device
+
+__all__ = [
+    "AuditFlag",
+    "DEFAULT_LARGE_EPS",
+    "audit",
+    "check_attack_comparisons",
+    "check_gradients",
+    "check_determinism",
+    "measure_determinism",
+    "measure_gradients",
+]
+
+ATHALYE_2018 = "Athalye et al. 2018, Sec. 3.1"
+CARLINI_2019 = "Carlini et al. 2019, Sec. 5 / App. A"
+
+#: An epsilon at or above which an attack counts as unbounded, per norm, as a fraction of what reaches any image:
+#: ``linf`` 0.5 (every pixel may move half the range), ``l2`` ``0.5 * sqrt(d)``, ``l1`` ``0.5 * d`` (``d`` = input size).
+DEFAULT_LARGE_EPS: dict[str, float] = {"linf": 0.5, "l2": 0.5, "l1": 0.5}
+
+
+@dataclass(frozen=True)
+class AuditFlag:
+    """One audit finding: a machine-readable ``code``, a sentence for people, and the numbers behind it."""
+
+    code: str
+    message: str
+    evidence: Mapping[str, Any] = field(default_factory=dict)
+    reference: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"code": self.code, "message": self.message, "evidence": _json_safe(dict(self.evidence)), "reference": self.reference}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> AuditFlag:
+        return cls(code=str(data["code"]), message=str(data["message"]), evidence=dict(data.get("evidence", {})),
+                   reference=str(data.get("reference", "")))  # fmt: skip
+
+
+def _json_safe(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return {str(k): _json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(v) for v in value]
+    if isinstance(value, (np.floating, float)):
+        return None if not math.isfinite(float(value)) else float(value)
+    if isinstance(value, np.integer):
+        return int(value)
+    if isinstance(value, np.bool_):
+        return bool(value)
+    return value
+
+
+def _check_tolerance(name: str, value: float, upper: float = 1.0) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= float(value) <= upper:
+        raise ValueError(f"{name} must be a number in [0, {upper}], got {value!r}")
+    return float(value)
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# measurements on the model (clean batch)
+# --------------------------------------------------------------------------------------------------------------------
+def _margin_loss(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Per point ``max_{j != y} z_j - z_y`` (the C&W margin): its gradient does not vanish when softmax saturates."""
+    true = logits.gather(1, y[:, None]).squeeze(1)
+    other = logits.clone()
+    other.scatter_(1, y[:, None], float("-inf"))
+    return other.max(dim=1).values - true
+
+
+def measure_gradients(
+    model: nn.Module,
+    x: np.ndarray,
+    y: np.ndarray,
+    *,
+    device: str | torch.device = "cpu",
+    batch_size: int = 128,
+    max_points: int = 256,
+) -> dict[str, Any]:
+    """Input gradients of the cross-entropy and of the margin loss on (at most ``max_points``) clean points.
+
+    Returns ``n``, ``zero_fraction`` (points whose margin-loss gradient is exactly zero), ``ce_zero_fraction`` (same
+    for cross-entropy; a saturated softmax also gives this), ``nonfinite_fraction`` (points with a NaN/Inf gradient
+    entry in either loss) and ``median_norm`` (median l2 norm of the margin-loss gradient).
+    """
+    dev = resolve_device(device)
+    count = min(len(x), int(max_points))
+    was_training = model.training
+    model.eval()
+    zero, ce_zero, nonfinite, norms = [], [], [], []
+    try:
+        for start in range(0, count, batch_size):
+            stop = min(start + batch_size, count)
+            xb = as_float_tensor(x[start:stop], dev).requires_grad_(True)
+            yb = torch.as_tensor(np.asarray(y[start:stop]), device=dev, dtype=torch.long)
+            with torch.enable_grad():
+                logits = model(xb).float()
+                ce = nn.functional.cross_entropy(logits, yb, reduction="sum")
+                (ce_grad,) = torch.autograd.grad(ce, xb, retain_graph=True, allow_unused=True)
+                margin = _margin_loss(logits, yb).sum()
+                (margin_grad,) = torch.autograd.grad(margin, xb, allow_unused=True)
+            ce_grad = torch.zeros_like(xb) if ce_grad is None else ce_grad.detach()
+            margin_grad = torch.zeros_like(xb) if margin_grad is None else margin_grad.detach()
+            flat_ce, flat_m = ce_grad.flatten(1), margin_grad.flatten(1)
+            bad = ~(torch.isfinite(flat_ce).all(1) & torch.isfinite(flat_m).all(1))
+            nonfinite.append(bad.cpu().numpy())
+            zero.append(((flat_m == 0).all(1) & ~bad).cpu().numpy())
+            ce_zero.append(((flat_ce == 0).all(1) & ~bad).cpu().numpy())
+            norms.append(torch.nan_to_num(flat_m.double().norm(dim=1), nan=0.0, posinf=0.0).cpu().numpy())
+    finally:
+        model.train(was_training)
+    zero_arr, nonfinite_arr = np.concatenate(zero), np.concatenate(nonfinite)
+    return {
+        "n": int(count),
+        "zero_fraction": float(zero_arr.mean()),
+        "ce_zero_fraction": float(np.concatenate(ce_zero).mean()),
+        "nonfinite_fraction": float(nonfinite_arr.mean()),
+        "median_norm": float(np.median(np.concatenate(norms))),
+    }
+
+
+@torch.no_grad()
+def measure_determinism(
+    model: nn.Module, x: np.ndarray, *, device: str | torch.device = "cpu", batch_size: int = 128, max_points: int = 256
+) -> dict[str, Any]:
+    """Run the model twice on the same (at most ``max_points``) clean inputs; report how much the outputs change.
+
+    Returns ``n``, ``changed_fraction`` (points whose predicted class differs between the two calls) and
+    ``max_logit_difference`` (largest absolute difference of an output entry).
+    """
+    dev = resolve_device(device)
+    count = min(len(x), int(max_points))
+    was_training = model.training
+    model.eval()
+    changed, max_diff, scale = 0, 0.0, 0.0
+    try:
+        for start in range(0, count, batch_size):
+            xb = as_float_tensor(x[start : min(start + batch_size, count)], dev)
+            first, second = model(xb).float(), model(xb).float()
+            changed += int((first.argmax(1) != second.argmax(1)).sum())
+            max_diff = max(max_diff, float(torch.nan_to_num((first - second).abs(), nan=float("inf")).max()))
+            scale = max(scale, float(torch.nan_to_num(first.abs(), nan=0.0, posinf=0.0).max()))
+    finally:
+        model.train(was_training)
+    return {"n": int(count), "changed_fraction": changed / max(count, 1), "max_logit_difference": max_diff, "logit_scale": scale}
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# checks
+# --------------------------------------------------------------------------------------------------------------------
+def check_gradients(stats: Mapping[str, Any] | None, *, zero_gradient_fraction: float = 0.2, bpda: bool = False) -> list[AuditFlag]:
+    """Flags from :func:`measure_gradients`: exactly-zero gradients on many points, any NaN/Inf gradient."""
+    if not stats:
+        return []
+    flags = []
+    note = (" The attacks used the model's BPDA surrogate, so the gradient-based results do not rely on this gradient."
+            if bpda else " Gradient-based attacks see no signal: use BPDA (set model.bpda_surrogate) or gradient-free attacks.")  # fmt: skip
+    if stats["zero_fraction"] >= zero_gradient_fraction and stats["zero_fraction"] > 0:
+        flags.append(AuditFlag(
+            "zero_gradients",
+            f"the input gradient of the margin loss is exactly zero on {stats['zero_fraction']:.0%} of {stats['n']} clean "
+            f"points (threshold {zero_gradient_fraction:.0%}): shattered/masked gradients.{note}",
+            {**stats, "threshold": zero_gradient_fraction, "bpda": bpda}, ATHALYE_2018,
+        ))  # fmt: skip
+    if stats["nonfinite_fraction"] > 0:
+        flags.append(AuditFlag(
+            "nonfinite_gradients",
+            f"the input gradient contains NaN or Inf on {stats['nonfinite_fraction']:.0%} of {stats['n']} clean points "
+            f"(exploding/numerically unstable gradients).{note}",
+            {**stats, "bpda": bpda}, ATHALYE_2018,
+        ))  # fmt: skip
+    return flags
+
+
+def check_determinism(stats: Mapping[str, Any] | None, *, eot: bool, declared_stochastic: bool) -> list[AuditFlag]:
+    """Flag a model whose output changes between two identical calls while it was attacked without EoT."""
+    if not stats or eot:
+        return []
+    random = stats["changed_fraction"] > 0 or stats["max_logit_difference"] > 1e-3 * (1.0 + stats.get("logit_scale", 0.0))
+    if not random:
+        return []
+    why = ("it declares stochastic=True but EoT was disabled (eot_samples=1)" if declared_stochastic
+           else "it does not declare `stochastic = True`, so the harness attacked it without EoT and scored it with one pass")  # fmt: skip
+    return [AuditFlag(
+        "nondeterministic_predictions",
+        f"two identical calls changed the prediction of {stats['changed_fraction']:.0%} of {stats['n']} points (largest "
+        f"output change {stats['max_logit_difference']:.3g}); {why}. Randomness hides gradients: attack with EoT.",
+        dict(stats), ATHALYE_2018,
+    )]  # fmt: skip
+
+
+class _View:
+    """What the comparisons need from one attack result (works for runner results and for loaded JSON)."""
+
+    def __init__(self, result: Any) -> None:
+        spec = result.spec
+        self.label: str = result.label
+        self.library: str = spec.library
+        self.attack: str = spec.attack
+        self.norm: str = spec.norm
+        self.eps: float | None = None if spec.eps is None else float(spec.eps)
+        self.params_key = json.dumps(_json_safe(dict(spec.params)), sort_keys=True, default=str)
+        self.one_step = bool(spec.one_step)
+        self.gradient_free = bool(spec.gradient_free)
+        self.black_box = bool(spec.black_box)
+        self.transfer = spec.library == "transfer"
+        self.accuracy: float = float(result.accuracy)
+        correct = getattr(result, "correct", None)
+        self.correct = None if correct is None else np.asarray(correct, dtype=bool)
+
+    @property
+    def white_box(self) -> bool:
+        return not (self.black_box or self.gradient_free)
+
+    def only_this_breaks(self, other: _View) -> int | None:
+        """Points this attack breaks that ``other`` does not (None without per-point data)."""
+        if self.correct is None or other.correct is None or len(self.correct) != len(other.correct):
+            return None
+        return int((~self.correct & other.correct).sum())
+
+
+def _beats(a: _View, b: _View, tolerance: float) -> bool:
+    return a.accuracy + tolerance < b.accuracy
+
+
+def _covered(a: _View, b: _View) -> bool:
+    """``b`` was allowed at least the budget of ``a`` (same norm, eps_a <= eps_b, both bounded)."""
+    return a.norm == b.norm and a.eps is not None and b.eps is not None and a.eps <= b.eps + 1e-12
+
+
+def check_attack_comparisons(
+    results: Sequence[Any],
+    *,
+    input_dim: int | None = None,
+    tolerance: float = 0.01,
+    unbounded_accuracy: float = 0.05,
+    large_eps: Mapping[str, float] | None = None,
+) -> list[AuditFlag]:
+    """The checks that compare attack results (see the module table). ``results`` are runner ``AttackResult`` s
+    (anything with ``spec``, ``label``, ``accuracy`` and optionally per-point ``correct``); failed attacks are skipped.
+    """
+    tolerance = _check_tolerance("tolerance", tolerance)
+    unbounded_accuracy = _check_tolerance("unbounded_accuracy", unbounded_accuracy)
+    views = [_View(r) for r in results if getattr(r, "error", None) is None]
+    flags: list[AuditFlag] = []
+    flags += _one_step_vs_iterative(views, tolerance)
+    flags += _weaker_class_beats_white_box(views, tolerance)
+    flags += _monotonicity(views, tolerance)
+    flags += _unbounded(views, unbounded_accuracy, input_dim, {**DEFAULT_LARGE_EPS, **dict(large_eps or {})})
+    return flags
+
+
+def _one_step_vs_iterative(views: list[_View], tolerance: float) -> list[AuditFlag]:
+    flags = []
+    for one in (v for v in views if v.one_step and v.white_box):
+        for it in (v for v in views if not v.one_step and v.white_box and _covered(one, v)):
+            if _beats(one, it, tolerance):
+                flags.append(AuditFlag(
+                    "one_step_beats_iterative",
+                    f"one-step {one.label} (accuracy {one.accuracy:.2%}) beats iterative {it.label} ({it.accuracy:.2%}) "
+                    f"at {one.norm} eps {one.eps:g} <= {it.eps:g}: the iterative attack is stuck (masked or too weak).",
+                    {"one_step": one.label, "one_step_accuracy": one.accuracy, "iterative": it.label,
+                     "iterative_accuracy": it.accuracy, "norm": one.norm, "one_step_eps": one.eps, "iterative_eps": it.eps,
+                     "points_only_one_step_breaks": one.only_this_breaks(it), "tolerance": tolerance},
+                    ATHALYE_2018,
+                ))  # fmt: skip
+    return flags
+
+
+def _weaker_class_beats_white_box(views: list[_View], tolerance: float) -> list[AuditFlag]:
+    flags = []
+    for weak in (v for v in views if not v.white_box):
+        rivals = [v for v in views if v.white_box and _covered(weak, v)]
+        if not rivals:
+            continue
+        best = min(rivals, key=lambda v: v.accuracy)
+        if not _beats(weak, best, tolerance):
+            continue
+        if weak.transfer or not weak.gradient_free:
+            code, kind, other = "black_box_beats_white_box", "black-box/transfer", "white-box"
+        else:
+            code, kind, other = "gradient_free_beats_gradient_based", "gradient-free", "gradient-based"
+        flags.append(AuditFlag(
+            code,
+            f"{kind} {weak.label} (accuracy {weak.accuracy:.2%}) beats every {other} attack of {weak.norm} eps >= "
+            f"{weak.eps:g}; the best of them, {best.label}, reaches only {best.accuracy:.2%}: the gradients mislead.",
+            {"attack": weak.label, "accuracy": weak.accuracy, "best_white_box": best.label,
+             "best_white_box_accuracy": best.accuracy, "norm": weak.norm, "eps": weak.eps, "white_box_eps": best.eps,
+             "points_only_this_breaks": weak.only_this_breaks(best), "tolerance": tolerance},
+            ATHALYE_2018,
+        ))  # fmt: skip
+    return flags
+
+
+def _monotonicity(views: list[_View], tolerance: float) -> list[AuditFlag]:
+    groups: dict[tuple[str, str, str, str], list[_View]] = {}
+    for v in views:
+        if v.eps is not None:
+            groups.setdefault((v.library, v.attack, v.norm, v.params_key), []).append(v)
+    flags = []
+    for members in groups.values():
+        members.sort(key=lambda v: v.eps if v.eps is not None else math.inf)
+        for small, large in zip(members, members[1:], strict=False):
+            if large.eps is not None and small.eps is not None and large.eps > small.eps and _beats(small, large, tolerance):
+                flags.append(AuditFlag(
+                    "accuracy_not_monotone_in_eps",
+                    f"{large.label} has accuracy {large.accuracy:.2%} at eps {large.eps:g} but {small.accuracy:.2%} at the "
+                    f"smaller eps {small.eps:g}: a larger budget can only help a working attack.",
+                    {"attack": f"{large.library}/{large.attack}", "norm": large.norm,
+                     "eps": [small.eps, large.eps], "accuracy": [small.accuracy, large.accuracy], "tolerance": tolerance},
+                    CARLINI_2019,
+                ))  # fmt: skip
+    return flags
+
+
+def _large_threshold(norm: str, input_dim: int | None, large_eps: Mapping[str, float]) -> float | None:
+    fraction = large_eps.get(norm)
+    if fraction is None:
+        return None
+    if norm == "linf":
+        return fraction
+    if input_dim is None:
+        return None
+    return fraction * (math.sqrt(input_dim) if norm == "l2" else float(input_dim))
+
+
+def _unbounded(views: list[_View], threshold: float, input_dim: int | None, large_eps: Mapping[str, float]) -> list[AuditFlag]:
+    flags = []
+    for v in views:
+        limit = _large_threshold(v.norm, input_dim, large_eps)
+        unbounded = v.eps is None or (limit is not None and v.eps >= limit)
+        if unbounded and not v.one_step and v.accuracy > threshold:  # one step is not expected to reach 0%
+            budget = "unbounded" if v.eps is None else f"eps {v.eps:g} (>= {limit:g}, effectively unbounded)"
+            flags.append(AuditFlag(
+                "unbounded_attack_not_zero",
+                f"{v.label} is {budget} yet leaves accuracy {v.accuracy:.2%} > {threshold:.0%}: an attack that may change "
+                "the image arbitrarily must succeed; the attack is broken or the gradients are masked.",
+                {"attack": v.label, "accuracy": v.accuracy, "norm": v.norm, "eps": v.eps, "large_eps": limit,
+                 "threshold": threshold},
+                ATHALYE_2018,
+            ))  # fmt: skip
+    return flags
+
+
+def _operational_flags(results: Iterable[Any]) -> list[AuditFlag]:
+    flags = []
+    for r in results:
+        if getattr(r, "error", None) is not None:
+            flags.append(AuditFlag(
+                "attack_error",
+                f"{r.label} failed ({r.error}); it is missing from the per-point worst case.",
+                {"attack": r.label, "error": r.error}, CARLINI_2019,
+            ))  # fmt: skip
+        elif getattr(r, "violations", 0):
+            flags.append(AuditFlag(
+                "threat_model_violation",
+                f"{r.label} returned {r.violations} adversarial example(s) outside its threat model (norm > eps + 1e-5 or "
+                "outside [0, 1]); they were discarded and those points scored on the clean input.",
+                {"attack": r.label, "violations": r.violations, "indices": list(getattr(r, "violation_indices", []))[:50]},
+                CARLINI_2019,
+            ))  # fmt: skip
+    return flags
+
+
+def audit(
+    results: Sequence[Any],
+    *,
+    gradient_stats: Mapping[str, Any] | None = None,
+    determinism: Mapping[str, Any] | None = None,
+    eot: bool = False,
+    declared_stochastic: bool = False,
+    bpda: bool = False,
+    input_dim: int | None = None,
+    tolerance: float = 0.01,
+    unbounded_accuracy: float = 0.05,
+    zero_gradient_fraction: float = 0.2,
+    large_eps: Mapping[str, float] | None = None,
+) -> list[AuditFlag]:
+    """Run every check and return the flags (empty list = nothing suspicious found).
+
+    Args:
+        results: the attack results of one evaluation.
+        gradient_stats: output of :func:`measure_gradients` on the clean batch (``None`` skips the gradient checks).
+        determinism: output of :func:`measure_determinism` (``None`` skips the determinism check).
+        eot: whether gradient-based attacks were run through EoT.
+        declared_stochastic: the model's ``stochastic`` attribute.
+        bpda: whether a BPDA surrogate was wired in (changes the advice of the gradient flags only).
+        input_dim: number of input features (needed to call an l1/l2 epsilon "large").
+        tolerance: accuracy margin (absolute, in [0, 1]) by which a weaker attack must win to be flagged.
+        unbounded_accuracy: accuracy an unbounded attack may leave before it is flagged.
+        zero_gradient_fraction: fraction of clean points with an exactly-zero gradient that raises ``zero_gradients``.
+        large_eps: per-norm overrides of :data:`DEFAULT_LARGE_EPS`.
+    """
+    zero_gradient_fraction = _check_tolerance("zero_gradient_fraction", zero_gradient_fraction)
+    flags = _operational_flags(results)
+    flags += check_attack_comparisons(results, input_dim=input_dim, tolerance=tolerance,
+                                      unbounded_accuracy=unbounded_accuracy, large_eps=large_eps)  # fmt: skip
+    flags += check_gradients(gradient_stats, zero_gradient_fraction=zero_gradient_fraction, bpda=bpda)
+    flags += check_determinism(determinism, eot=eot, declared_stochastic=declared_stochastic)
+    return flags

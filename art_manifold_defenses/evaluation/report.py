@@ -1,0 +1,280 @@
+"""Reports of an evaluation: ``results.json`` (the record), a Markdown table and PNG robustness curves.
+
+The JSON record (schema ``art-manifold-defenses/results/1``) holds:
+
+* ``model``, ``dataset``, ``n``, ``seed``, ``clean_accuracy``, ``robust_accuracy`` (fractions in [0, 1]; robust =
+  per-point worst case over every attack that ran);
+* ``attacks``: one entry per attack with ``library``, ``attack``, ``norm``, ``eps``, ``params``, ``name``, ``label``,
+  ``accuracy``, ``seconds``, ``median_norm``, ``violations``, ``repeats``, ``eot_samples``, ``bpda``, ``error`` and
+  the per-point ``correct`` list (so the worst case can be recomputed, see :func:`recompute_robust_accuracy`);
+* ``audit``: ``{"flags": [{code, message, evidence, reference}], "gradients": ..., "determinism": ...}``;
+* ``versions`` (torch, art, foolbox, cleverhans, torchattacks, numpy, package), ``settings``, ``seconds``;
+* RobustBench-style fields (https://github.com/RobustBench/robustbench, ``model_info`` records), in percent with two
+  decimals: ``clean_acc``, ``robust_acc``, ``autoattack_acc`` (``None`` when AutoAttack did not run), ``reported``
+  (the paper's number, ``None`` unless given), ``threat_model`` (``"Linf"``/``"L2"``/``"L1"``/``"mixed"``), ``eps``,
+  ``number_forward_passes``;
+* ``per_point``: ``clean_correct`` and ``robust_correct`` lists.
+
+Markdown and PNG are rendered from the record only, so they can be regenerated from a saved ``results.json``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from collections.abc import Mapping, Sequence
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .runner import EvaluationResult
+
+__all__ = [
+    "RESULTS_FORMAT",
+    "combined_markdown",
+    "load_results",
+    "markdown_table",
+    "plot_robustness_curves",
+    "recompute_robust_accuracy",
+    "result_to_dict",
+    "write_report",
+]
+
+RESULTS_FORMAT = "art-manifold-defenses/results/1"
+_THREAT_NAMES = {"linf": "Linf", "l2": "L2", "l1": "L1"}
+
+
+def _percent(value: float | None) -> float | None:
+    return None if value is None else round(100.0 * float(value), 2)
+
+
+def _finite_or_none(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def result_to_dict(result: EvaluationResult) -> dict[str, Any]:
+    """The JSON record of an :class:`~.runner.EvaluationResult` (see the module docstring for the fields)."""
+    attacks = [a.to_dict() for a in result.attacks]
+    norms = sorted({a["norm"] for a in attacks if a.get("error") is None})
+    eps_values = sorted({a["eps"] for a in attacks if a.get("error") is None and a["eps"] is not None})
+    autoattack = result.autoattack_accuracy
+    return {
+        "format": RESULTS_FORMAT,
+        "model": result.model,
+        "dataset": result.dataset,
+        "n": int(result.n),
+        "seed": int(result.seed),
+        "clean_accuracy": result.clean_accuracy,
+        "robust_accuracy": result.robust_accuracy,
+        "attacks": attacks,
+        "audit": _json_clean(result.audit),
+        "versions": dict(result.versions),
+        "settings": _json_clean(dict(result.settings)),
+        "seconds": float(result.seconds),
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        # RobustBench-style fields (percent)
+        "clean_acc": _percent(result.clean_accuracy),
+        "robust_acc": _percent(result.robust_accuracy),
+        "autoattack_acc": _percent(autoattack),
+        "reported": result.reported,
+        "threat_model": _THREAT_NAMES[norms[0]] if len(norms) == 1 else ("mixed" if norms else None),
+        "eps": eps_values[-1] if len(norms) == 1 and eps_values else None,
+        "number_forward_passes": int(result.settings.get("votes", 1) or 1),
+        "per_point": {
+            "clean_correct": [int(c) for c in result.clean_correct],
+            "robust_correct": [int(c) for c in result.robust_correct],
+        },
+    }
+
+
+def _json_clean(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return {str(k): _json_clean(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_clean(v) for v in value]
+    if isinstance(value, np.generic):
+        value = value.item()
+    return _finite_or_none(value)
+
+
+def load_results(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """Read a ``results.json`` record (``ValueError`` if it is not one)."""
+    data = json.loads(Path(path).read_text())
+    if not isinstance(data, dict) or data.get("format") != RESULTS_FORMAT:
+        raise ValueError(f"{path} is not an art-manifold-defenses results record (format {RESULTS_FORMAT})")
+    return data
+
+
+def recompute_robust_accuracy(record: Mapping[str, Any]) -> float:
+    """The per-point worst case recomputed from the per-attack ``correct`` lists of a record."""
+    robust = np.asarray(record["per_point"]["clean_correct"], dtype=bool).copy()
+    for attack in record["attacks"]:
+        if attack.get("error") is None:
+            robust &= np.asarray(attack["correct"], dtype=bool)
+    return float(robust.mean()) if len(robust) else 0.0
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Markdown
+# --------------------------------------------------------------------------------------------------------------------
+def _fmt_eps(eps: float | None) -> str:
+    return "unbounded" if eps is None else f"{eps:g}"
+
+
+def _fmt_pct(value: float | None) -> str:
+    return "n/a" if value is None else f"{100 * value:.2f}%"
+
+
+def _summary_lines(record: Mapping[str, Any]) -> list[str]:
+    settings = record.get("settings", {})
+    extra = []
+    if settings.get("stochastic"):
+        extra.append(f"stochastic model: EoT {settings.get('eot_samples')} samples, majority of {settings.get('votes')} "
+                     f"votes, worst of {settings.get('repeats')} repeats")  # fmt: skip
+    if settings.get("bpda"):
+        extra.append("BPDA surrogate used for gradient-based attacks")
+    lines = [
+        f"- model: `{record['model']}`, dataset: `{record.get('dataset')}`, n = {record['n']}, seed = {record['seed']}",
+        f"- clean accuracy: **{_fmt_pct(record['clean_accuracy'])}**",
+        f"- robust accuracy (per-point worst case over {sum(a.get('error') is None for a in record['attacks'])} attacks): "
+        f"**{_fmt_pct(record['robust_accuracy'])}**",
+    ]
+    if record.get("autoattack_acc") is not None:
+        lines.append(f"- AutoAttack accuracy: {record['autoattack_acc']:.2f}%")
+    lines += [f"- {e}" for e in extra]
+    return lines
+
+
+def markdown_table(record: Mapping[str, Any], *, title: str | None = None, curves: str | None = None) -> str:
+    """The Markdown report of a record: summary, one row per attack, the audit flags and (optionally) the curves."""
+    out = [f"# {title or 'Evaluation: ' + str(record['model'])}", ""]
+    out += _summary_lines(record)
+    out += ["", "| attack | library | norm | eps | accuracy | median perturbation | violations | seconds |",
+            "|---|---|---|---|---|---|---|---|"]  # fmt: skip
+    for a in record["attacks"]:
+        if a.get("error") is not None:
+            out.append(f"| {a['label']} | {a['library']} | {a['norm']} | {_fmt_eps(a['eps'])} | failed: {a['error']} | | | |")
+            continue
+        median = "" if a.get("median_norm") is None else f"{a['median_norm']:.4g}"
+        label = a["label"] + (f" ({a['note']})" if a.get("note") else "")
+        out.append(f"| {label} | {a['library']} | {a['norm']} | {_fmt_eps(a['eps'])} | {_fmt_pct(a['accuracy'])} | "
+                   f"{median} | {a.get('violations', 0)} | {a['seconds']:.1f} |")  # fmt: skip
+    flags = record.get("audit", {}).get("flags", [])
+    out += ["", f"## Gradient-masking audit: {len(flags)} flag(s)", ""]
+    out += [f"- **{f['code']}**: {f['message']}" for f in flags] or ["- no flag raised (this does not prove robustness)."]
+    if curves:
+        out += ["", f"![robustness curves]({curves})"]
+    versions = record.get("versions", {})
+    if versions:
+        out += ["", "Versions: " + ", ".join(f"{k} {v}" for k, v in sorted(versions.items()))]
+    return "\n".join(out) + "\n"
+
+
+def combined_markdown(sections: Sequence[tuple[str, Mapping[str, Any], str | None]], *, title: str, preamble: str = "") -> str:
+    """One report for several records (the demo): a summary table, then each record's section.
+
+    ``sections`` = ``(name, record, curves image path relative to the report or None)``.
+    """
+    out = [f"# {title}", ""]
+    if preamble:
+        out += [preamble, ""]
+    out += ["| model | clean accuracy | robust accuracy | AutoAttack | audit flags |", "|---|---|---|---|---|"]
+    for name, record, _ in sections:
+        aa = "n/a" if record.get("autoattack_acc") is None else f"{record['autoattack_acc']:.2f}%"
+        codes = sorted({f["code"] for f in record.get("audit", {}).get("flags", [])})
+        out.append(f"| {name} | {_fmt_pct(record['clean_accuracy'])} | {_fmt_pct(record['robust_accuracy'])} | {aa} | "
+                   f"{', '.join(codes) or 'none'} |")  # fmt: skip
+    for name, record, curves in sections:
+        body = markdown_table(record, title=name, curves=curves)
+        out += [""] + [("#" + line if line.startswith("#") else line) for line in body.splitlines()]  # demote headings
+    return "\n".join(out) + "\n"
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# curves
+# --------------------------------------------------------------------------------------------------------------------
+def _curve_groups(record: Mapping[str, Any]) -> dict[str, dict[tuple[str, str, str], list[Mapping[str, Any]]]]:
+    groups: dict[str, dict[tuple[str, str, str], list[Mapping[str, Any]]]] = {}
+    for a in record["attacks"]:
+        if a.get("error") is not None:
+            continue
+        key = (a["library"], a["attack"], json.dumps(a.get("params", {}), sort_keys=True))
+        groups.setdefault(a["norm"], {}).setdefault(key, []).append(a)
+    return groups
+
+
+def plot_robustness_curves(record: Mapping[str, Any], path: str | os.PathLike[str], *, title: str | None = None) -> Path:
+    """Accuracy vs epsilon per attack, one panel per norm, written as a PNG (matplotlib, Agg backend).
+
+    Fixed-budget attacks give one marker per epsilon (a line from the clean accuracy at 0 when the suite sweeps
+    epsilon); minimisation attacks give the empirical curve ``mean(correct clean and ||delta_i|| > eps)`` from
+    their per-point perturbation norms (up to their budget).
+    """
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    groups = _curve_groups(record)
+    clean = float(record["clean_accuracy"])
+    clean_correct = np.asarray(record["per_point"]["clean_correct"], dtype=bool)
+    panels = sorted(groups) or ["linf"]
+    fig, axes = plt.subplots(1, len(panels), figsize=(5.5 * len(panels), 4.2), squeeze=False)
+    for ax, norm in zip(axes[0], panels, strict=True):
+        for (library, attack, params), members in sorted(groups.get(norm, {}).items()):
+            label = f"{library}/{attack}" + ("" if params == "{}" else f" {params}")
+            label = label if len(label) <= 48 else label[:45] + "..."
+            bounded = sorted((m for m in members if m["eps"] is not None), key=lambda m: m["eps"])
+            if members[0].get("minimisation") and any(m.get("norms") for m in members):
+                best = max(members, key=lambda m: math.inf if m["eps"] is None else m["eps"])
+                norms = np.array([math.inf if v is None else v for v in best["norms"]], dtype=np.float64)
+                finite = norms[np.isfinite(norms)]
+                top = best["eps"] if best["eps"] is not None else (float(finite.max()) * 1.05 if len(finite) else 1.0)
+                grid = np.linspace(0.0, top, 100)
+                acc = [float((clean_correct & ~(norms <= e)).mean()) for e in grid]
+                ax.plot(grid, acc, label=label)
+            elif len(bounded) > 1:
+                xs = [0.0] + [m["eps"] for m in bounded]
+                ys = [clean] + [m["accuracy"] for m in bounded]
+                ax.plot(xs, ys, marker="o", label=label)
+            elif bounded:  # a single budget: a marker, not a line that would suggest a linear decline
+                ax.plot([bounded[0]["eps"]], [bounded[0]["accuracy"]], marker="o", linestyle="none", label=label)
+        ax.plot([0.0], [clean], marker="s", color="black", linestyle="none", label="clean")
+        ax.axhline(float(record["robust_accuracy"]), color="black", linestyle="--", linewidth=1, label="worst case (suite)")
+        ax.set_xlabel(f"epsilon ({norm})")
+        ax.set_ylabel("accuracy")
+        ax.set_ylim(-0.02, 1.02)
+        ax.set_title(f"{title or record['model']} -- {norm}")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=6, loc="upper right")
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# writing
+# --------------------------------------------------------------------------------------------------------------------
+def write_report(result: EvaluationResult | Mapping[str, Any], out_dir: str | os.PathLike[str], *,
+                 title: str | None = None) -> dict[str, Path]:  # fmt: skip
+    """Write ``results.json``, ``results.md`` and ``curves.png`` to ``out_dir``; return their paths."""
+    record = dict(result) if isinstance(result, Mapping) else result_to_dict(result)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    json_path = out / "results.json"
+    tmp = json_path.with_name("results.json.tmp")
+    tmp.write_text(json.dumps(_json_clean(record), indent=2, sort_keys=False) + "\n")
+    os.replace(tmp, json_path)
+    curves = plot_robustness_curves(record, out / "curves.png", title=title)
+    md_path = out / "results.md"
+    md_path.write_text(markdown_table(record, title=title, curves=curves.name))
+    return {"json": json_path, "markdown": md_path, "curves": curves}

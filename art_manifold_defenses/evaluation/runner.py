@@ -1,0 +1,634 @@
+"""The evaluation runner: clean accuracy, accuracy per attack, per-point worst case, threat-model checks, resume.
+
+:func:`evaluate` attacks one model with a suite of :class:`~art_manifold_defenses.evaluation.attacks.AttackSpec` and
+returns an :class:`EvaluationResult`. What makes it honest (Carlini et al. 2019, "On Evaluating Adversarial
+Robustness", https://arxiv.org/abs/1902.06705; Athalye et al. 2018, https://arxiv.org/abs/1802.00420):
+
+* **robust accuracy is the per-point worst case**: a point counts as robust only if it is classified correctly clean
+  and under every attack of the suite, never an average over attacks;
+* **every adversarial example is checked against its threat model** (finite, inside ``[0, 1]`` within ``1e-6``, and
+  ``||x_adv - x|| <= eps + 1e-5`` in the attack's norm): a violating example is discarded, the point is scored on its
+  clean input and the attack is flagged;
+* **adaptive attacks**: a model with ``stochastic = True`` is attacked through :class:`~.eot.EoT` (``eot_samples``
+  passes, default :data:`DEFAULT_EOT_SAMPLES`) by gradient-based attacks, scored by majority vote of ``votes`` passes
+  (default :data:`DEFAULT_VOTES`) and the worst of ``repeats`` independent attack runs (default
+  :data:`DEFAULT_REPEATS`); a model with a ``bpda_surrogate`` module is attacked through
+  :class:`~.eot.BPDA` by gradient-based attacks; AutoAttack ``standard`` becomes ``rand`` for a stochastic model
+  (``rand`` runs its own EoT, so it is not wrapped again);
+* the gradient-masking audit (:mod:`.audit`) runs on the results;
+* results are written attack by attack to ``out_dir/attacks/*.json`` with per-point correctness, so an interrupted run
+  resumes (finished attacks are skipped when model, data and settings match) and the worst case can be recomputed.
+
+Only points classified correctly on the clean input are attacked (the others cannot be robust), as in AutoAttack.
+Reproducibility: the seed of every attack run and every scoring pass is derived from ``seed`` and the attack's
+settings, so the result does not depend on the order of the suite. ``evaluate`` re-seeds torch's global generator.
+
+Known limitations: majority-vote scoring of a stochastic model costs ``votes`` forwards per point and attack; gradient-
+free attacks query a stochastic model directly (without EoT); an attack that raises is recorded (``error``), flagged by
+the audit and left out of the worst case rather than stopping the run.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import math
+import os
+import time
+import warnings
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from ..utils import as_float_tensor, check_images, check_labels, resolve_device, set_seed
+from .attacks import AttackSpec, perturbation_norms, run_attack
+from .audit import AuditFlag, audit, measure_determinism, measure_gradients
+from .eot import BPDA, EoT
+
+__all__ = [
+    "AttackResult",
+    "DEFAULT_EOT_SAMPLES",
+    "DEFAULT_REPEATS",
+    "DEFAULT_VOTES",
+    "EvaluationResult",
+    "NORM_TOLERANCE",
+    "evaluate",
+    "threat_model_violations",
+    "worst_case",
+]
+
+#: EoT passes per gradient evaluation for a stochastic model (Athalye et al. 2018 use tens of samples).
+DEFAULT_EOT_SAMPLES = 16
+#: Stochastic passes whose majority vote scores one input of a stochastic model.
+DEFAULT_VOTES = 9
+#: Independent attack runs on a stochastic model; a point is robust only if it survives all of them.
+DEFAULT_REPEATS = 3
+#: Slack allowed on ``||x_adv - x|| <= eps`` (float32 rounding of projections).
+NORM_TOLERANCE = 1e-5
+#: Slack allowed on the box ``[0, 1]``.
+BOX_TOLERANCE = 1e-6
+
+_RESULT_FORMAT = "art-manifold-defenses/attack-result/1"
+
+AttackFunction = Callable[..., np.ndarray]
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# results
+# --------------------------------------------------------------------------------------------------------------------
+@dataclass
+class AttackResult:
+    """The outcome of one attack of the suite on the evaluated points.
+
+    ``correct[i]`` is True when point ``i`` is classified correctly clean *and* under this attack (in every repeat);
+    ``accuracy`` is its mean (robust accuracy under this attack alone). ``norms[i]`` is the perturbation norm (in the
+    attack's norm) of the weakest successful adversarial of point ``i``, ``nan`` where the attack did not succeed.
+    """
+
+    spec: Any
+    correct: np.ndarray
+    seconds: float
+    norms: np.ndarray
+    violations: int = 0
+    violation_indices: list[int] = field(default_factory=list)
+    repeats: int = 1
+    eot_samples: int | None = None
+    bpda: bool = False
+    attacked: int = 0
+    note: str | None = None
+    error: str | None = None
+
+    @property
+    def label(self) -> str:
+        return str(self.spec.label)
+
+    @property
+    def accuracy(self) -> float:
+        return float(np.mean(self.correct)) if len(self.correct) else 0.0
+
+    @property
+    def median_norm(self) -> float | None:
+        """Median perturbation norm over the points this attack broke (``None`` if it broke none)."""
+        finite = self.norms[np.isfinite(self.norms)]
+        return float(np.median(finite)) if len(finite) else None
+
+    def to_dict(self) -> dict[str, Any]:
+        spec = self.spec.to_dict()
+        return {
+            **spec,
+            "label": self.label,
+            "accuracy": self.accuracy,
+            "seconds": float(self.seconds),
+            "minimisation": bool(self.spec.minimisation),
+            "median_norm": self.median_norm,
+            "violations": int(self.violations),
+            "violation_indices": [int(i) for i in self.violation_indices],
+            "repeats": int(self.repeats),
+            "eot_samples": self.eot_samples,
+            "bpda": bool(self.bpda),
+            "attacked": int(self.attacked),
+            "note": self.note,
+            "error": self.error,
+            "spec": spec,
+            "correct": [int(c) for c in self.correct],
+            "norms": [None if not math.isfinite(v) else float(v) for v in self.norms],
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> AttackResult:
+        norms = np.array([math.nan if v is None else float(v) for v in data.get("norms", [])], dtype=np.float64)
+        correct = np.asarray(data["correct"], dtype=bool)
+        if len(norms) != len(correct):
+            norms = np.full(len(correct), math.nan)
+        return cls(
+            spec=AttackSpec.from_dict(data["spec"]), correct=correct, seconds=float(data["seconds"]), norms=norms,
+            violations=int(data.get("violations", 0)), violation_indices=list(data.get("violation_indices", [])),
+            repeats=int(data.get("repeats", 1)), eot_samples=data.get("eot_samples"), bpda=bool(data.get("bpda", False)),
+            attacked=int(data.get("attacked", 0)), note=data.get("note"), error=data.get("error"),
+        )  # fmt: skip
+
+
+@dataclass
+class EvaluationResult:
+    """Everything :func:`evaluate` measured; ``to_dict()`` is the ``results.json`` record (see :mod:`.report`)."""
+
+    model: str
+    dataset: str | None
+    n: int
+    seed: int
+    clean_correct: np.ndarray
+    attacks: list[AttackResult]
+    audit_flags: list[AuditFlag]
+    settings: dict[str, Any] = field(default_factory=dict)
+    gradient_stats: dict[str, Any] | None = None
+    determinism: dict[str, Any] | None = None
+    versions: dict[str, str] = field(default_factory=dict)
+    seconds: float = 0.0
+    reported: float | None = None
+
+    @property
+    def clean_accuracy(self) -> float:
+        return float(np.mean(self.clean_correct))
+
+    @property
+    def robust_correct(self) -> np.ndarray:
+        """Per point: correct clean and under every attack that ran (the per-point worst case)."""
+        return worst_case(self.clean_correct, [a.correct for a in self.attacks if a.error is None])
+
+    @property
+    def robust_accuracy(self) -> float:
+        return float(np.mean(self.robust_correct))
+
+    @property
+    def accuracy_per_attack(self) -> dict[str, float]:
+        return {a.label: a.accuracy for a in self.attacks if a.error is None}
+
+    @property
+    def autoattack_accuracy(self) -> float | None:
+        """Per-point worst case over the AutoAttack runs of the suite (``None`` if AutoAttack did not run)."""
+        runs = [a.correct for a in self.attacks if a.spec.library == "autoattack" and a.error is None]
+        return float(np.mean(worst_case(self.clean_correct, runs))) if runs else None
+
+    @property
+    def audit(self) -> dict[str, Any]:
+        return {"flags": [f.to_dict() for f in self.audit_flags], "gradients": self.gradient_stats, "determinism": self.determinism}
+
+    def to_dict(self) -> dict[str, Any]:
+        from .report import result_to_dict
+
+        return result_to_dict(self)
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# pure helpers (tested directly)
+# --------------------------------------------------------------------------------------------------------------------
+def worst_case(clean_correct: np.ndarray, per_attack_correct: Sequence[np.ndarray]) -> np.ndarray:
+    """Per point: correct clean AND under every attack (the robust-accuracy indicator)."""
+    robust = np.asarray(clean_correct, dtype=bool).copy()
+    for correct in per_attack_correct:
+        correct = np.asarray(correct, dtype=bool)
+        if correct.shape != robust.shape:
+            raise ValueError(f"per-attack correctness has shape {correct.shape}, expected {robust.shape}")
+        robust &= correct
+    return robust
+
+
+def threat_model_violations(x: np.ndarray, x_adv: np.ndarray, norm: str, eps: float | None) -> np.ndarray:
+    """Per point: True when ``x_adv`` is non-finite, leaves ``[0, 1]`` (by more than ``1e-6``) or is farther than
+    ``eps + 1e-5`` from ``x`` (``eps=None``: unbounded, only the box is checked)."""
+    x = np.asarray(x)
+    if np.shape(x_adv) != x.shape:
+        raise ValueError(f"x_adv has shape {np.shape(x_adv)}, expected the shape of x {x.shape}")
+    flat = np.asarray(x_adv, dtype=np.float64).reshape(len(x), -1)
+    bad = np.asarray(~np.isfinite(flat).all(axis=1), dtype=bool)
+    safe = np.where(np.isfinite(flat), flat, 0.5)
+    bad |= (safe < -BOX_TOLERANCE).any(axis=1) | (safe > 1 + BOX_TOLERANCE).any(axis=1)
+    if eps is not None:
+        norms = perturbation_norms(np.where(np.isfinite(flat), flat, 0.0).reshape(x.shape), x, norm)
+        bad |= norms > float(eps) + NORM_TOLERANCE
+    return np.asarray(bad, dtype=bool)
+
+
+def _stable_seed(*parts: Any) -> int:
+    digest = hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).digest()
+    return int.from_bytes(digest[:4], "little") & 0x7FFFFFFF
+
+
+def _fingerprint_arrays(*arrays: np.ndarray) -> str:
+    h = hashlib.sha1()
+    for arr in arrays:
+        arr = np.ascontiguousarray(arr)
+        h.update(str((arr.shape, arr.dtype.str)).encode())
+        h.update(arr.tobytes())
+    return h.hexdigest()
+
+
+def _fingerprint_model(model: nn.Module) -> str:
+    h = hashlib.sha1(type(model).__name__.encode())
+    for name, tensor in model.state_dict().items():
+        h.update(name.encode())
+        h.update(tensor.detach().cpu().contiguous().numpy().tobytes() if tensor.dtype != torch.bfloat16 else tensor.float().cpu().numpy().tobytes())
+    return h.hexdigest()
+
+
+def _slug(text: str) -> str:
+    keep = "".join(c if c.isalnum() or c in "-_." else "-" for c in text.lower())
+    return "-".join(filter(None, keep.split("-")))[:60] or "attack"
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# model handling
+# --------------------------------------------------------------------------------------------------------------------
+class _ARTPreprocessedModel(nn.Module):
+    """An ART ``PyTorchClassifier`` as a module: its (all-PyTorch) preprocessing chain, then its model."""
+
+    def __init__(self, classifier: Any) -> None:
+        super().__init__()
+        self.classifier = classifier
+        self.net = classifier.model
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x, _ = self.classifier._apply_preprocessing(x, y=None, fit=False, no_grad=False)
+        return self.net(x)
+
+
+def _as_module(model: Any, name: str) -> nn.Module:
+    """A plain ``nn.Module`` for ``model`` (an ``nn.Module`` or an ART ``PyTorchClassifier``)."""
+    if isinstance(model, nn.Module):
+        return model
+    inner = getattr(model, "model", None)
+    if isinstance(inner, nn.Module):
+        if getattr(model, "preprocessing_operations", None):
+            if not getattr(model, "all_framework_preprocessing", False):
+                raise TypeError(f"{name}: an ART classifier with non-PyTorch preprocessing cannot be attacked by every "
+                                "library; use PreprocessorPyTorch defences")  # fmt: skip
+            return _ARTPreprocessedModel(model)
+        return inner
+    raise TypeError(f"{name} must be a torch.nn.Module or an ART PyTorchClassifier, got {type(model).__name__}")
+
+
+def _attribute(model: nn.Module, name: str, default: Any) -> Any:
+    """Read a harness attribute from the model or from the module a thin wrapper (Float32Input, ART) holds."""
+    frontier: list[Any] = [model]
+    for _ in range(4):  # the model itself, then up to three levels of thin wrappers
+        for candidate in frontier:
+            if hasattr(candidate, name):
+                return getattr(candidate, name)
+        frontier = [inner for c in frontier for inner in (getattr(c, "module", None), getattr(c, "net", None))
+                    if isinstance(inner, nn.Module)]  # fmt: skip
+    return default
+
+
+def _model_name(module: nn.Module) -> str:
+    inner = getattr(module, "module", None)
+    if type(module).__name__ == "Float32Input" and isinstance(inner, nn.Module):
+        return type(inner).__name__
+    return type(module).__name__
+
+
+@torch.no_grad()
+def _predict_classes(model: nn.Module, x: np.ndarray, *, device: torch.device, batch_size: int) -> np.ndarray:
+    out = []
+    for start in range(0, len(x), batch_size):
+        out.append(model(as_float_tensor(x[start : start + batch_size], device)).float().argmax(1).cpu().numpy())
+    return np.concatenate(out) if out else np.zeros(0, dtype=np.int64)
+
+
+def _score(model: nn.Module, x: np.ndarray, y: np.ndarray, *, votes: int, seed: int, device: torch.device,
+           batch_size: int, num_classes: int) -> np.ndarray:  # fmt: skip
+    """Per point: correct by one pass (``votes == 1``) or by strict majority of ``votes`` stochastic passes
+    (the true class must get more votes than any other class; a tie counts as wrong)."""
+    if len(x) == 0:
+        return np.zeros(0, dtype=bool)
+    set_seed(seed)
+    if votes == 1:
+        return np.asarray(_predict_classes(model, x, device=device, batch_size=batch_size) == y, dtype=bool)
+    counts = np.zeros((len(x), num_classes), dtype=np.int64)
+    for _ in range(votes):
+        pred = _predict_classes(model, x, device=device, batch_size=batch_size)
+        counts[np.arange(len(x)), pred] += 1
+    true_votes = counts[np.arange(len(x)), y]
+    counts[np.arange(len(x)), y] = -1
+    return np.asarray(true_votes > counts.max(axis=1), dtype=bool)
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# validation
+# --------------------------------------------------------------------------------------------------------------------
+def _check_count(name: str, value: Any, minimum: int = 1, allow_none: bool = True) -> int | None:
+    if value is None and allow_none:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or int(value) < minimum:
+        raise ValueError(f"{name} must be an integer >= {minimum}{' or None' if allow_none else ''}, got {value!r}")
+    return int(value)
+
+
+def _resolve_suite(suite: Any, norm: str | None, eps: float | None) -> list[Any]:
+    if isinstance(suite, str):
+        from .suites import get_suite
+
+        specs: list[Any] = list(get_suite(suite, norm=norm, eps=eps))
+    elif isinstance(suite, AttackSpec):
+        specs = [suite]
+    elif isinstance(suite, Sequence) and not isinstance(suite, (bytes, bytearray)):
+        specs = [s if isinstance(s, AttackSpec) else AttackSpec.from_dict(s) if isinstance(s, Mapping) else s for s in suite]
+        for s in specs:
+            if not isinstance(s, AttackSpec):
+                raise TypeError(f"suite entries must be AttackSpec or dicts, got {type(s).__name__}")
+    else:
+        raise TypeError(f"suite must be a suite name, an AttackSpec or a list of them, got {type(suite).__name__}")
+    if not specs:
+        raise ValueError("suite is empty: give at least one AttackSpec")
+    labels = [s.label for s in specs]
+    duplicates = sorted({lab for lab in labels if labels.count(lab) > 1})
+    if duplicates:
+        raise ValueError(f"suite has duplicate attack labels {duplicates}; give them distinct `name`s")
+    return specs
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# resume files
+# --------------------------------------------------------------------------------------------------------------------
+def _attack_path(out_dir: Path, spec: Any) -> Path:
+    key = hashlib.sha1(json.dumps(spec.to_dict(), sort_keys=True, default=str).encode()).hexdigest()[:10]
+    return out_dir / "attacks" / f"{_slug(spec.label)}-{key}.json"
+
+
+def _load_finished(path: Path, context: Mapping[str, Any]) -> AttackResult | None:
+    if not path.is_file():
+        return None
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError):
+        return None
+    if data.get("format") != _RESULT_FORMAT or data.get("context") != _json_roundtrip(context):
+        return None
+    return AttackResult.from_dict(data["result"])
+
+
+def _json_roundtrip(value: Any) -> Any:
+    return json.loads(json.dumps(value, sort_keys=True, default=str))
+
+
+def _save_attack(path: Path, result: AttackResult, context: Mapping[str, Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps({"format": _RESULT_FORMAT, "context": _json_roundtrip(context), "result": result.to_dict()},
+                              sort_keys=True) + "\n")  # fmt: skip
+    os.replace(tmp, path)
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# the runner
+# --------------------------------------------------------------------------------------------------------------------
+def _versions() -> dict[str, str]:
+    import importlib.metadata as md
+
+    from .. import __version__
+
+    versions = {"art_manifold_defenses": __version__}
+    for key, dist in (("torch", "torch"), ("art", "adversarial-robustness-toolbox"), ("foolbox", "foolbox"),
+                      ("cleverhans", "cleverhans"), ("torchattacks", "torchattacks"), ("numpy", "numpy")):  # fmt: skip
+        try:
+            versions[key] = md.version(dist)
+        except md.PackageNotFoundError:
+            versions[key] = "not installed"
+    return versions
+
+
+@dataclass
+class _Plan:
+    spec: Any
+    attacked_model: nn.Module
+    eot_samples: int | None
+    bpda: bool
+    note: str | None
+
+
+def _plan(spec: Any, model: nn.Module, *, stochastic: bool, surrogate: nn.Module | None, eot_samples: int) -> _Plan:
+    note = None
+    if stochastic and spec.library == "autoattack" and spec.attack == "standard":
+        spec = dataclasses.replace(spec, attack="rand")
+        note = "AutoAttack 'standard' replaced by 'rand' (EoT version) for a stochastic model"
+    own_eot = spec.library == "autoattack" and spec.attack == "rand"
+    gradient_based = not spec.gradient_free and spec.library != "transfer"
+    attacked: nn.Module = model
+    bpda = surrogate is not None and gradient_based
+    if bpda:
+        attacked = BPDA(attacked, surrogate)
+    use_eot = stochastic and gradient_based and not own_eot and eot_samples > 1
+    if use_eot:
+        attacked = EoT(attacked, samples=eot_samples)
+    return _Plan(spec, attacked.eval(), eot_samples if use_eot else None, bpda, note)
+
+
+def _run_one(
+    plan: _Plan, model: nn.Module, x: np.ndarray, y: np.ndarray, clean_correct: np.ndarray, *,
+    attack_fn: AttackFunction, seed: int, repeats: int, votes: int, device: torch.device, batch_size: int,
+    num_classes: int, surrogate_model: nn.Module | None, verbose: bool,
+) -> AttackResult:  # fmt: skip
+    spec = plan.spec
+    n = len(x)
+    index = np.flatnonzero(clean_correct)
+    correct = clean_correct.copy()
+    norms = np.full(n, math.nan)
+    violation_set: set[int] = set()
+    started = time.perf_counter()
+    for repeat in range(repeats if len(index) else 0):
+        run_seed = _stable_seed(seed, spec.to_dict(), repeat)
+        set_seed(run_seed)
+        x_sub, y_sub = x[index], y[index]
+        adv = attack_fn(spec, plan.attacked_model, x_sub, y_sub, device=device, seed=run_seed, batch_size=batch_size,
+                        surrogate_model=surrogate_model, verbose=verbose)  # fmt: skip
+        adv = np.asarray(adv.detach().cpu().numpy() if isinstance(adv, torch.Tensor) else adv)
+        if adv.shape != x_sub.shape:
+            raise ValueError(f"{spec.label} returned adversarials of shape {adv.shape}, expected {x_sub.shape}")
+        bad = threat_model_violations(x_sub, adv, spec.norm, spec.eps)
+        violation_set.update(int(i) for i in index[bad])
+        adv = np.where(bad.reshape((-1,) + (1,) * (adv.ndim - 1)), x_sub, np.nan_to_num(adv)).astype(np.float32)
+        ok = _score(model, adv, y_sub, votes=votes, seed=_stable_seed(run_seed, "score"), device=device,
+                    batch_size=batch_size, num_classes=num_classes)  # fmt: skip
+        correct[index] &= ok
+        broken = ~ok
+        if broken.any():
+            dist = perturbation_norms(adv[broken], x_sub[broken], spec.norm)
+            where = index[broken]
+            norms[where] = np.fmin(norms[where], dist)
+    return AttackResult(
+        spec=spec, correct=correct, seconds=time.perf_counter() - started, norms=norms, violations=len(violation_set),
+        violation_indices=sorted(violation_set), repeats=repeats, eot_samples=plan.eot_samples, bpda=plan.bpda,
+        attacked=int(len(index)), note=plan.note,
+    )  # fmt: skip
+
+
+def evaluate(
+    model: Any,
+    x: Any,
+    y: Any,
+    suite: Any,
+    *,
+    device: str | torch.device = "cpu",
+    seed: int = 0,
+    batch_size: int = 128,
+    out_dir: str | os.PathLike[str] | None = None,
+    surrogate_model: Any = None,
+    eot_samples: int | None = None,
+    votes: int | None = None,
+    repeats: int | None = None,
+    verbose: bool = True,
+    model_name: str | None = None,
+    dataset: str | None = None,
+    norm: str | None = None,
+    eps: float | None = None,
+    reported: float | None = None,
+    run_audit: bool = True,
+    raise_errors: bool = False,
+    attack_fn: AttackFunction | None = None,
+) -> EvaluationResult:
+    """Evaluate ``model`` on ``(x, y)`` under every attack of ``suite`` and return an :class:`EvaluationResult`.
+
+    Args:
+        model: an ``nn.Module`` returning logits, or an ART ``PyTorchClassifier`` (its all-PyTorch preprocessing chain
+            and model are used). Attributes read: ``stochastic`` (bool) and ``bpda_surrogate`` (``nn.Module``).
+        x, y: images ``(N, C, H, W)`` in ``[0, 1]`` and integer (or one-hot) labels.
+        suite: a suite name (see :func:`~.suites.get_suite`, with ``norm``/``eps``), an ``AttackSpec`` or a list of them.
+        device: ``"cpu"``, ``"cuda"`` or ``"cuda:N"``.
+        seed: every attack run and scoring pass is seeded from it.
+        batch_size: batch size of predictions and attacks.
+        out_dir: if given, one JSON per attack (resume) and ``results.json``, ``results.md``, ``curves.png``.
+        surrogate_model: source model of ``transfer`` attacks (they are skipped, with a warning, without one).
+        eot_samples: EoT passes for a stochastic model (default :data:`DEFAULT_EOT_SAMPLES`; 1 disables EoT).
+        votes: passes whose majority vote scores a stochastic model (default :data:`DEFAULT_VOTES`; 1 for a
+            deterministic model).
+        repeats: independent runs of each attack, worst case kept (default :data:`DEFAULT_REPEATS` for a stochastic
+            model, 1 otherwise).
+        verbose: progress bars.
+        model_name, dataset, reported: stored in the record (``reported`` = the paper's robust accuracy, RobustBench).
+        norm, eps: passed to :func:`~.suites.get_suite` when ``suite`` is a name.
+        run_audit: run the gradient-masking audit (two extra forward passes and one backward on the clean points).
+        raise_errors: re-raise an attack's exception instead of recording it as an ``attack_error``.
+        attack_fn: the function that runs one attack (default :func:`~.attacks.run_attack`); for tests and custom
+            libraries, same signature.
+
+    Raises:
+        ValueError / TypeError: bad images, labels, suite or options (message names the argument).
+    """
+    t0 = time.perf_counter()
+    dev = resolve_device(device)
+    module = _as_module(model, "model").to(dev).eval()
+    surrogate_module = None if surrogate_model is None else _as_module(surrogate_model, "surrogate_model").to(dev).eval()
+    x_arr = check_images(x, "x")
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
+        raise TypeError(f"seed must be an integer, got {seed!r}")
+    batch_size = int(_check_count("batch_size", batch_size, allow_none=False) or 1)
+    eot_samples = _check_count("eot_samples", eot_samples)
+    votes = _check_count("votes", votes)
+    repeats = _check_count("repeats", repeats)
+    specs = _resolve_suite(suite, norm, eps)
+    if attack_fn is None:
+        attack_fn = run_attack
+
+    stochastic = bool(_attribute(module, "stochastic", False))
+    bpda_surrogate = _attribute(module, "bpda_surrogate", None)
+    if bpda_surrogate is not None and not isinstance(bpda_surrogate, nn.Module):
+        raise TypeError(f"model.bpda_surrogate must be an nn.Module or None, got {type(bpda_surrogate).__name__}")
+    if bpda_surrogate is not None:
+        bpda_surrogate = bpda_surrogate.to(dev).eval()
+    eot_k = DEFAULT_EOT_SAMPLES if eot_samples is None else eot_samples
+    n_votes = (DEFAULT_VOTES if stochastic else 1) if votes is None else votes
+    n_repeats = (DEFAULT_REPEATS if stochastic else 1) if repeats is None else repeats
+
+    with torch.no_grad():
+        num_classes = int(module(as_float_tensor(x_arr[:1], dev)).shape[1])
+    y_arr = check_labels(y, len(x_arr), num_classes, "y")
+    set_seed(int(seed))
+    clean_correct = _score(module, x_arr, y_arr, votes=n_votes, seed=_stable_seed(seed, "clean"), device=dev,
+                           batch_size=batch_size, num_classes=num_classes)  # fmt: skip
+
+    settings = {"device": str(dev), "batch_size": batch_size, "eot_samples": eot_k if stochastic else None,
+                "votes": n_votes, "repeats": n_repeats, "stochastic": stochastic, "bpda": bpda_surrogate is not None,
+                "norm_tolerance": NORM_TOLERANCE, "box_tolerance": BOX_TOLERANCE}  # fmt: skip
+    context = {"model": _fingerprint_model(module), "data": _fingerprint_arrays(x_arr, y_arr), "seed": int(seed),
+               "eot_samples": eot_k, "votes": n_votes, "repeats": n_repeats, "stochastic": stochastic,
+               "bpda": bpda_surrogate is not None, "transfer_source": None if surrogate_module is None
+               else _fingerprint_model(surrogate_module)}  # fmt: skip
+    out_path = None if out_dir is None else Path(out_dir)
+
+    results: list[AttackResult] = []
+    bar = tqdm(specs, desc="attacks", unit="attack", disable=not verbose)
+    for spec in bar:
+        plan = _plan(spec, module, stochastic=stochastic, surrogate=bpda_surrogate, eot_samples=eot_k)
+        bar.set_postfix_str(plan.spec.label)
+        if plan.spec.library == "transfer" and surrogate_module is None:
+            warnings.warn(f"{spec.label}: transfer attack skipped (no surrogate_model given)", stacklevel=2)
+            continue
+        path = None if out_path is None else _attack_path(out_path, plan.spec)
+        finished = None if path is None else _load_finished(path, context)
+        if finished is not None:
+            results.append(finished)
+            continue
+        try:
+            result = _run_one(plan, module, x_arr, y_arr, clean_correct, attack_fn=attack_fn, seed=int(seed),
+                              repeats=n_repeats, votes=n_votes, device=dev, batch_size=batch_size,
+                              num_classes=num_classes, surrogate_model=surrogate_module, verbose=verbose)  # fmt: skip
+        except Exception as exc:  # noqa: BLE001 - recorded and flagged, see raise_errors
+            if raise_errors:
+                raise
+            warnings.warn(f"{plan.spec.label} failed: {type(exc).__name__}: {exc}", stacklevel=2)
+            result = AttackResult(spec=plan.spec, correct=clean_correct.copy(), seconds=0.0, norms=np.full(len(x_arr), math.nan),
+                                  note=plan.note, error=f"{type(exc).__name__}: {exc}")  # fmt: skip
+        results.append(result)
+        if path is not None and result.error is None:
+            _save_attack(path, result, context)
+    bar.close()
+
+    gradient_stats = determinism = None
+    flags: list[AuditFlag] = []
+    if run_audit:
+        correct_idx = np.flatnonzero(clean_correct)
+        probe = correct_idx if len(correct_idx) else np.arange(len(x_arr))
+        set_seed(_stable_seed(seed, "audit"))
+        gradient_stats = measure_gradients(module, x_arr[probe], y_arr[probe], device=dev, batch_size=batch_size)
+        determinism = measure_determinism(module, x_arr, device=dev, batch_size=batch_size)
+        flags = audit(results, gradient_stats=gradient_stats, determinism=determinism,
+                      eot=stochastic and eot_k > 1, declared_stochastic=stochastic, bpda=bpda_surrogate is not None,
+                      input_dim=int(np.prod(x_arr.shape[1:])))  # fmt: skip
+
+    evaluation = EvaluationResult(
+        model=model_name or _model_name(module),
+        dataset=dataset, n=len(x_arr), seed=int(seed), clean_correct=clean_correct, attacks=results, audit_flags=flags,
+        settings=settings, gradient_stats=gradient_stats, determinism=determinism, versions=_versions(),
+        seconds=time.perf_counter() - t0, reported=reported,
+    )  # fmt: skip
+    if out_path is not None:
+        from .report import write_report
+
+        write_report(evaluation, out_path)
+    return evaluation

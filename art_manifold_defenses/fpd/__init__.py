@@ -1,0 +1,48 @@
+"""Feature Pyramid Decoder (paper 002: G. Li et al., "Enhancing Intrinsic Adversarial Robustness via Feature Pyramid
+Decoder", CVPR 2020): non-local denoising layers, the FPD network around any block-based CNN that exposes ``stem`` and
+``stages`` (see :mod:`art_manifold_defenses.fpd.backbone`), and the two-phase ART trainer (Algorithm 1).
+
+Registers the checkpoint defence ``"fpd"``: its builder wraps the zoo backbone with
+``FeaturePyramidDecoder(backbone, **params)``, ``params`` being :attr:`FeaturePyramidDecoder.config`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from torch import nn
+
+from ..checkpoint import register_defence
+from .adversarial import fgsm_linf, pgd_linf
+from .backbone import check_backbone, swap_relu_for_elu
+from .denoising import InnerDenoisingLayer, MiddleDenoisingLayer, dot_product_non_local_mean
+from .network import FeaturePyramidDecoder, LipschitzConstrainedClassifier
+from .restoration import ImageRestorationModule
+from .suite import paper_fpd_suite, register_paper_fpd_suite
+from .trainer import FPDTrainer, find_fpd
+
+__all__ = [
+    "FPDTrainer",
+    "FeaturePyramidDecoder",
+    "ImageRestorationModule",
+    "InnerDenoisingLayer",
+    "LipschitzConstrainedClassifier",
+    "MiddleDenoisingLayer",
+    "build_fpd",
+    "check_backbone",
+    "dot_product_non_local_mean",
+    "fgsm_linf",
+    "find_fpd",
+    "paper_fpd_suite",
+    "pgd_linf",
+    "register_paper_fpd_suite",
+    "swap_relu_for_elu",
+]
+
+
+def build_fpd(base_model: nn.Module, params: dict[str, Any]) -> FeaturePyramidDecoder:
+    """Checkpoint builder for defence ``"fpd"``: ``FeaturePyramidDecoder(base_model, **params)``."""
+    return FeaturePyramidDecoder(base_model, **params)
+
+
+register_defence("fpd", build_fpd)

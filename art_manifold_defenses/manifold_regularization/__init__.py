@@ -1,0 +1,66 @@
+"""Manifold regularization (paper 003: Jin & Rinard, "Manifold Regularization for Locally Stable Deep Neural
+Networks"): sparse intrinsic, Hamming and dense regularizers, the paper's schedules, an ART trainer, and the
+empirical ReLU-stability measure.
+
+The trained model is the plain network (no test-time component): the checkpoint registry entry ``"manifold-reg"``
+rebuilds it unchanged and records the regularizer hyper-parameters in its metadata.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from torch import nn
+
+from ..checkpoint import register_defence
+from .perturbation import perturbed_pair, sample_maximal_perturbation
+from .regularizers import (
+    ManifoldRegularizer,
+    RegularizerOutput,
+    dense_intrinsic_regularizer,
+    fused_hamming_layer_term,
+    hamming_layer_terms,
+    hamming_regularizer,
+    hamming_relaxation,
+    heat_kernel_weights,
+    intrinsic_regularizer,
+)
+from .relu_hooks import ReLURecorder, find_relu_modules
+from .schedules import ManifoldRegularizationSchedule, PiecewiseLinear, constant_schedule, paper_schedule
+from .stability import relu_stability
+from .trainer import ABLATIONS, ManifoldRegularizationTrainer, manifold_regularization_step
+
+__all__ = [
+    "ABLATIONS",
+    "DEFENCE_NAME",
+    "ManifoldRegularizationSchedule",
+    "ManifoldRegularizationTrainer",
+    "ManifoldRegularizer",
+    "PiecewiseLinear",
+    "ReLURecorder",
+    "RegularizerOutput",
+    "constant_schedule",
+    "dense_intrinsic_regularizer",
+    "find_relu_modules",
+    "fused_hamming_layer_term",
+    "hamming_layer_terms",
+    "hamming_regularizer",
+    "hamming_relaxation",
+    "heat_kernel_weights",
+    "intrinsic_regularizer",
+    "manifold_regularization_step",
+    "paper_schedule",
+    "perturbed_pair",
+    "relu_stability",
+    "sample_maximal_perturbation",
+]
+
+DEFENCE_NAME = "manifold-reg"
+
+
+def build_defended_model(base_model: nn.Module, params: dict[str, Any]) -> nn.Module:
+    """Registry builder: manifold regularization changes only the training, so the model is the base model."""
+    return base_model
+
+
+register_defence(DEFENCE_NAME, build_defended_model)

@@ -1,0 +1,405 @@
+"""The manifold regularizers of Jin & Rinard: sparse intrinsic (eq. 11), Hamming (eqs. 13-14) and dense (eq. 2).
+
+Tensor-level functions implement one equation each; :class:`ManifoldRegularizer` applies them to a model and a
+batch with a single forward pass over the concatenation ``[x, x+, x-]`` (about three forward passes of cost).
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from ..utils import resolve_device
+from .perturbation import NORMS, perturbed_pair, sample_maximal_perturbation
+from .relu_hooks import ReLURecorder
+
+__all__ = [
+    "INTRINSIC_TERMS",
+    "ManifoldRegularizer",
+    "RegularizerOutput",
+    "dense_intrinsic_regularizer",
+    "fused_hamming_layer_term",
+    "hamming_layer_terms",
+    "hamming_regularizer",
+    "hamming_relaxation",
+    "heat_kernel_weights",
+    "intrinsic_regularizer",
+]
+
+INTRINSIC_TERMS = ("sparse", "dense", None)
+_FUNCTIONAL_POLICIES = ("raise", "warn", "ignore")
+
+
+def intrinsic_regularizer(f_plus: Tensor, f_minus: Tensor) -> Tensor:
+    """Sparse intrinsic regularizer (eq. 11 with c = 2, section 5.4): ``mean_i ||f(x+_i) - f(x-_i)||_2^2``.
+
+    ``f`` is the network output (the logits, eq. 6). The heat-kernel weight ``L(x+, x-)`` is dropped because
+    ``||x+ - x-||`` is the same for every pair (section 5.4). Returns a scalar (mean over the batch).
+    """
+    if f_plus.shape != f_minus.shape:
+        raise ValueError(f"f_plus and f_minus must have the same shape, got {tuple(f_plus.shape)} and {tuple(f_minus.shape)}")
+    if f_plus.ndim < 1 or f_plus.shape[0] == 0:
+        raise ValueError(f"f_plus must be a non-empty batch, got shape {tuple(f_plus.shape)}")
+    return (f_plus - f_minus).flatten(1).pow(2).sum(dim=1).mean()
+
+
+def hamming_relaxation(z_plus: Tensor, z_minus: Tensor, *, alpha: float = 8.0) -> Tensor:
+    """Continuous relaxation of the Hamming distance between activation patterns (eq. 14), element-wise:
+    ``H_alpha(z+, z-) = |tanh(alpha z+) - tanh(alpha z-)|``.
+
+    ``alpha = inf`` gives the limit ``|sign(z+) - sign(z-)|``: 2 where the two ReLUs take different branches, 0 where
+    they agree (1 if exactly one pre-activation is 0).
+    """
+    if z_plus.shape != z_minus.shape:
+        raise ValueError(f"z_plus and z_minus must have the same shape, got {tuple(z_plus.shape)} and {tuple(z_minus.shape)}")
+    _check_alpha(alpha)
+    if math.isinf(alpha):
+        return (torch.sign(z_plus) - torch.sign(z_minus)).abs()
+    return (torch.tanh(alpha * z_plus) - torch.tanh(alpha * z_minus)).abs()
+
+
+def hamming_layer_terms(z_plus: Sequence[Tensor], z_minus: Sequence[Tensor], *, alpha: float = 8.0) -> Tensor:
+    """One Hamming term per layer, shape ``(layers,)``: for layer ``l`` with ``n_l`` pre-activations per sample,
+    ``mean_i ||H_alpha(z+_il, z-_il)||_2 / (2 n_l)`` (section 5.4: l2 norm within a layer, normalised by twice the
+    number of elements; mean over the batch)."""
+    if len(z_plus) != len(z_minus):
+        raise ValueError(f"z_plus and z_minus must list the same layers, got {len(z_plus)} and {len(z_minus)}")
+    if len(z_plus) == 0:
+        raise ValueError("no pre-activations given: the Hamming regularizer needs at least one ReLU layer")
+    terms = []
+    for zp, zm in zip(z_plus, z_minus, strict=True):
+        h = hamming_relaxation(zp, zm, alpha=alpha).flatten(1)
+        terms.append((torch.linalg.vector_norm(h, dim=1) / (2 * h.shape[1])).mean())
+    return torch.stack(terms)
+
+
+def hamming_regularizer(z_plus: Sequence[Tensor], z_minus: Sequence[Tensor], *, alpha: float = 8.0) -> Tensor:
+    """Hamming regularizer (eqs. 13-14 combined as in section 5.4): the per-layer terms of
+    :func:`hamming_layer_terms`, summed over layers and divided by the number of layers."""
+    return hamming_layer_terms(z_plus, z_minus, alpha=alpha).mean()
+
+
+class _FusedHammingLayerTerm(torch.autograd.Function):
+    """One layer's Hamming term read straight from the stacked pre-activations ``z`` (rows ``[..., x+, x-]``).
+
+    Same value as :func:`hamming_layer_terms` on the two slices, with a hand-written backward that writes the
+    gradient of the x+ and x- rows into one buffer (autograd on slices would zero-fill a full-size gradient per
+    slice and add them up, which costs as much as the term itself on CPU).
+    """
+
+    @staticmethod
+    def forward(ctx: Any, z: Tensor, batch: int, alpha: float) -> Tensor:  # type: ignore[override]
+        flat = z.detach().flatten(1)
+        zp, zm = flat[-2 * batch : -batch], flat[-batch:]
+        if math.isinf(alpha):
+            tp, tm = torch.sign(zp), torch.sign(zm)
+        else:
+            tp, tm = (zp * alpha).tanh_(), (zm * alpha).tanh_()
+        norms = torch.linalg.vector_norm(tp - tm, dim=1)
+        scale = 1.0 / (2 * flat.shape[1] * batch)
+        ctx.save_for_backward(tp, tm, norms)
+        ctx.batch, ctx.alpha, ctx.scale, ctx.shape = batch, alpha, scale, z.shape
+        return norms.sum() * scale
+
+    @staticmethod
+    def backward(ctx: Any, grad_output: Tensor) -> tuple[Tensor | None, None, None]:  # type: ignore[override]
+        if math.isinf(ctx.alpha):
+            return None, None, None  # sign() is flat almost everywhere
+        tp, tm, norms = ctx.saved_tensors
+        batch = ctx.batch
+        # d = (tm - tp) * g * scale * alpha / ||tp - tm||; grad_p = (tp^2 - 1) d, grad_m = (1 - tm^2) d.
+        # A zero norm (identical rows, or differences whose squares underflow) gets a zero gradient, as torch's own
+        # norm backward does; clamping the norm instead would blow tiny differences up by 1/clamp.
+        factor = torch.where(norms > 0, (grad_output * ctx.scale * ctx.alpha) / norms.masked_fill(norms == 0, 1.0), 0.0)
+        d = torch.sub(tm, tp).mul_(factor.unsqueeze(1))
+        grad = tp.new_empty((ctx.shape[0], tp.shape[1]))
+        grad[: -2 * batch].zero_()
+        grad_p, grad_m = grad[-2 * batch : -batch], grad[-batch:]
+        torch.mul(tp, tp, out=grad_p).mul_(d).sub_(d)
+        torch.mul(tm, tm, out=grad_m).mul_(d)
+        torch.sub(d, grad_m, out=grad_m)
+        return grad.view(ctx.shape), None, None
+
+
+def fused_hamming_layer_term(z: Tensor, *, batch: int, alpha: float = 8.0) -> Tensor:
+    """Hamming term of one layer from stacked pre-activations whose last ``2 * batch`` rows are ``x+`` then ``x-``;
+    equal to ``hamming_layer_terms([z[-2b:-b]], [z[-b:]], alpha=alpha)[0]`` but cheaper to differentiate."""
+    _check_alpha(alpha)
+    if z.ndim < 2 or z.shape[0] < 2 * batch or batch < 1:
+        raise ValueError(f"z must stack at least 2 * batch = {2 * batch} rows, got shape {tuple(z.shape)}")
+    return _FusedHammingLayerTerm.apply(z, batch, float(alpha))
+
+
+def heat_kernel_weights(points: Tensor, *, scale: float) -> Tensor:
+    """Heat-kernel Laplacian weights ``L_pq = exp(-||x_p - x_q||_2^2 / s)`` between all rows of ``points`` (M, ...)."""
+    if not isinstance(scale, (int, float)) or isinstance(scale, bool) or not scale > 0 or not math.isfinite(scale):
+        raise ValueError(f"scale must be a finite number > 0, got {scale!r}")
+    flat = points.flatten(1)
+    sq = flat.pow(2).sum(dim=1)
+    dist2 = (sq[:, None] + sq[None, :] - 2 * flat @ flat.T).clamp_min(0)
+    return torch.exp(-dist2 / scale)
+
+
+def dense_intrinsic_regularizer(outputs: Tensor, points: Tensor, *, scale: float = 2.0) -> Tensor:
+    """Dense intrinsic regularizer (eq. 2, the paper's ablation): ``(1/M^2) sum_{p,q} ||f(x_p) - f(x_q)||^2 L_pq``
+    over all ``M`` points of the batch, with heat-kernel weights of scale ``s`` (paper: ``s = 2``).
+
+    Cost and memory grow as ``M^2``; the paper trains this variant with batch 40.
+    """
+    if outputs.shape[0] != points.shape[0]:
+        raise ValueError(f"outputs and points must have the same number of rows, got {outputs.shape[0]} and {points.shape[0]}")
+    if outputs.shape[0] == 0:
+        raise ValueError("dense_intrinsic_regularizer needs a non-empty batch")
+    weights = heat_kernel_weights(points.detach(), scale=scale)
+    flat = outputs.flatten(1)
+    diff2 = (flat[:, None, :] - flat[None, :, :]).pow(2).sum(dim=2)
+    return (diff2 * weights).sum() / flat.shape[0] ** 2
+
+
+def _check_alpha(alpha: float) -> None:
+    if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or math.isnan(alpha) or alpha <= 0:
+        raise ValueError(f"alpha must be a number > 0 (float('inf') for the exact Hamming distance), got {alpha!r}")
+
+
+@dataclass
+class RegularizerOutput:
+    """What one call of :class:`ManifoldRegularizer` computes.
+
+    Attributes:
+        logits: the model's logits on the clean batch (``None`` with ``include_clean=False``); use them for the loss.
+        intrinsic: the intrinsic term (sparse or dense; a zero tensor when not requested).
+        hamming: the Hamming term (a zero tensor when not requested).
+        layer_hamming: per-layer Hamming terms, shape ``(layers,)`` (empty when not requested).
+        layer_names: the recorded ReLU layers, in call order.
+        pattern_agreement: per layer, the fraction of ReLUs whose activation pattern (``z > 0``) is the same for
+            ``x+`` and ``x-`` (detached floats).
+        layer_sizes: ReLU inputs per sample in each layer.
+        functional_relus: functional ReLU calls the hooks could not see (0 when detection is off).
+        x_plus, x_minus: the perturbed inputs.
+    """
+
+    logits: Tensor | None
+    intrinsic: Tensor
+    hamming: Tensor
+    layer_hamming: Tensor
+    layer_names: list[str] = field(default_factory=list)
+    pattern_agreement: list[float] = field(default_factory=list)
+    layer_sizes: list[int] = field(default_factory=list)
+    functional_relus: int = 0
+    x_plus: Tensor | None = None
+    x_minus: Tensor | None = None
+
+
+class ManifoldRegularizer:
+    """Sparse manifold regularizers of a network on a batch (Jin & Rinard, "Manifold Regularization for Locally
+    Stable Deep Neural Networks", ICLR 2021 submission, https://openreview.net/forum?id=bhKQ7P7gyLA;
+    arXiv:2003.04286).
+
+    For each input ``x`` a random maximal perturbation ``rho`` (a vertex of the l-inf eps-ball, or a point of the l2
+    eps-sphere) gives ``x+ = x + rho`` and ``x- = x - rho`` (section 5.4), clipped to ``clip_values``. One forward pass
+    over ``[x, x+, x-]`` then gives
+
+    * the sparse intrinsic term ``mean ||f(x+) - f(x-)||^2`` on the logits (eq. 11), or the dense heat-kernel
+      Laplacian over all ``x+``/``x-`` of the batch (eq. 2, ``intrinsic="dense"``, scale ``dense_scale``);
+    * the Hamming term: ``|tanh(alpha z+) - tanh(alpha z-)|`` (eq. 14) on the input of every ``nn.ReLU``, l2 norm per
+      layer divided by twice the layer size, averaged over layers and over the batch (section 5.4).
+
+    Known limitations: only ReLUs that are ``nn.ReLU`` modules (or ``activation_types``) are seen; functional ReLUs
+    are detected and, by default, refused. With BatchNorm in training mode the statistics are those of the
+    concatenated batch. Dropout masks are shared across the three copies (``shared_dropout=True``, a choice of this
+    package: the paper does not discuss dropout) so that the terms do not measure dropout noise.
+
+    Args:
+        eps: radius of the resampled neighbourhood (paper: 8/255 on CIFAR-10, 0.3 on MNIST, ramped up in training).
+        norm: ``"linf"`` (paper) or ``"l2"``.
+        alpha: tanh sharpness of the Hamming relaxation (paper: 8); ``float('inf')`` for the exact distance.
+        intrinsic: ``"sparse"`` (paper), ``"dense"`` (ablation) or ``None`` (no intrinsic term).
+        hamming: compute the Hamming term.
+        dense_scale: heat-kernel scale ``s`` of the dense term (paper: 2).
+        clip_values: valid input range for ``x`` and ``x+-`` (``None``: no clipping and no range check).
+        functional_relus: ``"raise"`` | ``"warn"`` | ``"ignore"`` when the model applies ReLUs as functions.
+        shared_dropout: one dropout mask for ``x``, ``x+`` and ``x-``.
+        activation_types: module types whose inputs are the Hamming pre-activations.
+        device: device the batch is moved to (default: the batch's own device).
+    """
+
+    params = [
+        "eps", "norm", "alpha", "intrinsic", "hamming", "dense_scale", "clip_values", "functional_relus",
+        "shared_dropout", "activation_types", "device",
+    ]  # fmt: skip
+
+    def __init__(
+        self,
+        *,
+        eps: float = 8 / 255,
+        norm: str = "linf",
+        alpha: float = 8.0,
+        intrinsic: str | None = "sparse",
+        hamming: bool = True,
+        dense_scale: float = 2.0,
+        clip_values: tuple[float, float] | None = (0.0, 1.0),
+        functional_relus: str = "raise",
+        shared_dropout: bool = True,
+        activation_types: Sequence[type[nn.Module]] = (nn.ReLU,),
+        device: str | torch.device | None = None,
+    ) -> None:
+        self.eps = eps
+        self.norm = norm
+        self.alpha = alpha
+        self.intrinsic = intrinsic
+        self.hamming = hamming
+        self.dense_scale = dense_scale
+        self.clip_values = clip_values
+        self.functional_relus = functional_relus
+        self.shared_dropout = shared_dropout
+        self.activation_types = tuple(activation_types)
+        self.device = device
+        self._check_params()
+
+    def set_params(self, **kwargs: Any) -> None:
+        """Set hyper-parameters by name (ART style) and validate them."""
+        for key, value in kwargs.items():
+            if key not in self.params:
+                raise ValueError(f"unknown parameter {key!r}; expected one of {self.params}")
+            setattr(self, key, value)
+        self._check_params()
+
+    def _check_params(self) -> None:
+        if isinstance(self.eps, bool) or not isinstance(self.eps, (int, float)) or not math.isfinite(self.eps) or self.eps < 0:
+            raise ValueError(f"eps must be a finite number >= 0, got {self.eps!r}")
+        if self.norm not in NORMS:
+            raise ValueError(f"norm must be one of {NORMS}, got {self.norm!r}")
+        _check_alpha(self.alpha)
+        if self.intrinsic not in INTRINSIC_TERMS:
+            raise ValueError(f"intrinsic must be one of {INTRINSIC_TERMS}, got {self.intrinsic!r}")
+        if not isinstance(self.hamming, bool):
+            raise TypeError(f"hamming must be a bool, got {type(self.hamming).__name__}")
+        if self.intrinsic is None and not self.hamming:
+            raise ValueError("nothing to compute: intrinsic=None and hamming=False")
+        if isinstance(self.dense_scale, bool) or not isinstance(self.dense_scale, (int, float)) or not self.dense_scale > 0:
+            raise ValueError(f"dense_scale must be a number > 0, got {self.dense_scale!r}")
+        if self.clip_values is not None:
+            if len(self.clip_values) != 2 or not self.clip_values[0] < self.clip_values[1]:
+                raise ValueError(f"clip_values must be None or (low, high) with low < high, got {self.clip_values!r}")
+        if self.functional_relus not in _FUNCTIONAL_POLICIES:
+            raise ValueError(f"functional_relus must be one of {_FUNCTIONAL_POLICIES}, got {self.functional_relus!r}")
+        if not isinstance(self.shared_dropout, bool):
+            raise TypeError(f"shared_dropout must be a bool, got {type(self.shared_dropout).__name__}")
+        if not self.activation_types or not all(isinstance(t, type) and issubclass(t, nn.Module) for t in self.activation_types):
+            raise TypeError(f"activation_types must be a non-empty sequence of nn.Module subclasses, got {self.activation_types!r}")
+        if self.device is not None:
+            resolve_device(self.device)
+
+    def _check_batch(self, x: Any) -> Tensor:
+        if not isinstance(x, Tensor):
+            raise TypeError(f"x must be a torch.Tensor, got {type(x).__name__}")
+        if x.ndim < 2 or x.shape[0] == 0:
+            raise ValueError(f"x must be a non-empty batch of shape (N, ...), got shape {tuple(x.shape)}")
+        if not torch.is_floating_point(x):
+            raise TypeError(f"x must be a floating-point tensor, got dtype {x.dtype}")
+        if self.device is not None:
+            x = x.to(resolve_device(self.device))
+        if not bool(torch.isfinite(x).all()):
+            raise ValueError("x contains NaN or Inf values")
+        if self.clip_values is not None:
+            low, high = self.clip_values
+            if float(x.min()) < low - 1e-6 or float(x.max()) > high + 1e-6:
+                raise ValueError(f"x must lie in [{low}, {high}], got values in [{float(x.min()):.4g}, {float(x.max()):.4g}]")
+        return x
+
+    def __call__(
+        self,
+        model: nn.Module,
+        x: Tensor,
+        *,
+        eps: float | None = None,
+        generator: torch.Generator | None = None,
+        perturbation: Tensor | None = None,
+        include_clean: bool = True,
+    ) -> RegularizerOutput:
+        """Compute the requested terms for ``model`` on the batch ``x`` (gradients flow to the model).
+
+        Args:
+            model: the network (in the mode the caller chose: ``train()`` while training).
+            x: a batch (N, ...) in ``clip_values``.
+            eps: overrides ``self.eps`` for this call (schedules).
+            generator: ``torch.Generator`` on the batch's device for the draw of ``rho``.
+            perturbation: an explicit ``rho`` (shape of ``x``) instead of a random draw.
+            include_clean: also pass ``x`` itself (its logits are returned for the classification loss).
+
+        Raises:
+            ValueError: bad batch, a model without ReLU modules when ``hamming=True``, or functional ReLUs with
+                ``functional_relus="raise"``.
+        """
+        x = self._check_batch(x)
+        eps = self.eps if eps is None else eps
+        if perturbation is None:
+            rho = sample_maximal_perturbation(x, eps=eps, norm=self.norm, generator=generator)
+        else:
+            if perturbation.shape != x.shape:
+                raise ValueError(f"perturbation must have the shape of x {tuple(x.shape)}, got {tuple(perturbation.shape)}")
+            rho = perturbation.to(device=x.device, dtype=x.dtype)
+        x_plus, x_minus = perturbed_pair(x, rho, clip_values=self.clip_values)
+        parts = [x, x_plus, x_minus] if include_clean else [x_plus, x_minus]
+        batch = x.shape[0]
+        recorder = ReLURecorder(
+            model, activation_types=self.activation_types, detect_functional=self.functional_relus != "ignore",
+            shared_dropout_chunks=len(parts) if self.shared_dropout else None,
+        )  # fmt: skip
+        if self.hamming and not recorder.modules:
+            raise ValueError(
+                f"the Hamming regularizer found no {[t.__name__ for t in self.activation_types]} module in "
+                f"{type(model).__name__}; build the model from nn.ReLU modules (or set activation_types, or hamming=False)"
+            )
+        with recorder:
+            outputs = model(torch.cat(parts))
+        self._handle_functional(recorder.functional_calls, model)
+        chunks = outputs.split(batch)
+        logits = chunks[0] if include_clean else None
+        f_plus, f_minus = chunks[-2], chunks[-1]
+        zero = outputs.new_zeros(())
+        if self.intrinsic == "sparse":
+            intrinsic = intrinsic_regularizer(f_plus, f_minus)
+        elif self.intrinsic == "dense":
+            intrinsic = dense_intrinsic_regularizer(torch.cat([f_plus, f_minus]), torch.cat([x_plus, x_minus]), scale=self.dense_scale)
+        else:
+            intrinsic = zero
+        names, terms, agree, sizes = [], [], [], []
+        for name, z in recorder.records:
+            if z.shape[0] != batch * len(parts):
+                raise ValueError(f"ReLU layer {name!r} saw {z.shape[0]} rows for a concatenated batch of {batch * len(parts)}")
+            names.append(name)
+            sizes.append(int(z[0].numel()))
+            if self.hamming:
+                terms.append(fused_hamming_layer_term(z, batch=batch, alpha=self.alpha))
+            with torch.no_grad():
+                agree.append(((z[-2 * batch : -batch] > 0) == (z[-batch:] > 0)).float().mean())
+        agreement = [float(a) for a in torch.stack(agree).tolist()] if agree else []
+        if self.hamming:
+            layer_hamming = torch.stack(terms)
+            hamming = layer_hamming.mean()
+        else:
+            layer_hamming, hamming = outputs.new_zeros((0,)), zero
+        return RegularizerOutput(
+            logits=logits, intrinsic=intrinsic, hamming=hamming, layer_hamming=layer_hamming, layer_names=names,
+            pattern_agreement=agreement, layer_sizes=sizes, functional_relus=recorder.functional_calls,
+            x_plus=x_plus, x_minus=x_minus,
+        )  # fmt: skip
+
+    def _handle_functional(self, calls: int, model: nn.Module) -> None:
+        if calls == 0 or self.functional_relus == "ignore" or not self.hamming:
+            return
+        message = (
+            f"{type(model).__name__} applies ReLU as a function (torch.relu / F.relu / Tensor.relu) {calls} time(s) per "
+            "forward pass; forward hooks cannot see those pre-activations, so the Hamming regularizer would ignore them. "
+            "Use nn.ReLU modules, or pass functional_relus='warn' or 'ignore' to accept a partial Hamming term."
+        )
+        if self.functional_relus == "raise":
+            raise ValueError(message)
+        warnings.warn(message, RuntimeWarning, stacklevel=3)

@@ -1,0 +1,159 @@
+"""Capturing the pre-activations of every ReLU with forward hooks, for the Hamming regularizer.
+
+The Hamming regularizer needs the input of every ReLU (the paper's pre-activations ``z_i``, eq. 4). Any model built
+from ``nn.ReLU`` modules works unchanged: :class:`ReLURecorder` registers a pre-forward hook on each of them for the
+duration of a ``with`` block and removes every hook on exit, also when the forward pass raises.
+
+A ReLU applied as a function (``torch.relu``, ``F.relu``, ``Tensor.relu`` and their in-place forms) has no module to
+hook. The recorder counts such calls during the same forward pass with a ``TorchFunctionMode`` (calls issued *by* a
+hooked ``nn.ReLU`` module are not counted), so a caller can say clearly that part of the network is invisible.
+Known limitation: ReLUs written as ``clamp(min=0)``, ``torch.where`` or ``x * (x > 0)`` are not detected.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from types import TracebackType
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torch.overrides import TorchFunctionMode
+from torch.utils.hooks import RemovableHandle
+
+__all__ = ["FUNCTIONAL_RELUS", "ReLURecorder", "find_relu_modules"]
+
+#: The functional forms of ReLU the recorder counts.
+FUNCTIONAL_RELUS: frozenset[Any] = frozenset({F.relu, F.relu_, torch.relu, torch.relu_, Tensor.relu, Tensor.relu_})
+_DROPOUT_ELEMENTWISE = (nn.Dropout,)
+_DROPOUT_CHANNELWISE = (nn.Dropout1d, nn.Dropout2d, nn.Dropout3d)
+
+
+def find_relu_modules(model: nn.Module, activation_types: Sequence[type[nn.Module]] = (nn.ReLU,)) -> list[tuple[str, nn.Module]]:
+    """``(qualified name, module)`` of every module of ``model`` that is an instance of ``activation_types``."""
+    types = tuple(activation_types)
+    return [(name, module) for name, module in model.named_modules() if isinstance(module, types)]
+
+
+class _FunctionalReLUCounter(TorchFunctionMode):
+    """Counts functional ReLU calls that do not come from a hooked module."""
+
+    def __init__(self, recorder: ReLURecorder) -> None:
+        super().__init__()
+        self.recorder = recorder
+
+    def __torch_function__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
+        if func in FUNCTIONAL_RELUS and self.recorder._depth == 0:
+            self.recorder.functional_calls += 1
+        return func(*args, **(kwargs or {}))
+
+
+class ReLURecorder:
+    """Context manager recording the input of every ``nn.ReLU`` call of ``model`` during one forward pass.
+
+    After the block, ``records`` holds ``(layer name, pre-activation tensor)`` in call order (a module called twice
+    gives two layers, the second named ``"name#2"``), still attached to the autograd graph. ``functional_calls``
+    holds the number of functional ReLU calls made outside hooked modules (``detect_functional=True``).
+
+    With ``shared_dropout_chunks=k`` the batch is taken to be ``k`` stacked copies of one batch (x, x+, x-) and every
+    active ``nn.Dropout``/``nn.DropoutNd`` module applies the same mask to the ``k`` copies, so the regularizers
+    compare the same sub-network on each copy instead of measuring dropout noise.
+
+    Args:
+        model: the network.
+        activation_types: module types whose inputs are recorded (default ``(nn.ReLU,)``).
+        detect_functional: count functional ReLU calls (a ``TorchFunctionMode`` active inside the block).
+        shared_dropout_chunks: ``None`` (dropout untouched) or the number of stacked copies (>= 2).
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        *,
+        activation_types: Sequence[type[nn.Module]] = (nn.ReLU,),
+        detect_functional: bool = True,
+        shared_dropout_chunks: int | None = None,
+    ) -> None:
+        if not isinstance(model, nn.Module):
+            raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+        if shared_dropout_chunks is not None and (not isinstance(shared_dropout_chunks, int) or shared_dropout_chunks < 2):
+            raise ValueError(f"shared_dropout_chunks must be None or an integer >= 2, got {shared_dropout_chunks!r}")
+        self.model = model
+        self.modules = find_relu_modules(model, activation_types)
+        self.detect_functional = detect_functional
+        self.shared_dropout_chunks = shared_dropout_chunks
+        self.records: list[tuple[str, Tensor]] = []
+        self.functional_calls = 0
+        self._handles: list[RemovableHandle] = []
+        self._calls: dict[str, int] = {}
+        self._depth = 0
+        self._mode: _FunctionalReLUCounter | None = None
+        self._dropout_inputs: dict[int, Tensor] = {}
+
+    # -- hooks ------------------------------------------------------------------------------------------------
+    def _pre_hook(self, name: str) -> Any:
+        def hook(module: nn.Module, inputs: tuple[Any, ...]) -> None:
+            z = inputs[0]
+            if getattr(module, "inplace", False):
+                z = z.clone()  # an in-place ReLU would overwrite the recorded pre-activation
+            count = self._calls.get(name, 0) + 1
+            self._calls[name] = count
+            self.records.append((name if count == 1 else f"{name}#{count}", z))
+            self._depth += 1
+
+        return hook
+
+    def _post_hook(self, module: nn.Module, inputs: tuple[Any, ...], output: Any) -> None:
+        self._depth -= 1
+
+    def _dropout_pre_hook(self, module: nn.Module, inputs: tuple[Any, ...]) -> None:
+        if module.training and getattr(module, "p", 0.0) > 0:
+            x = inputs[0]
+            self._dropout_inputs[id(module)] = x.clone() if getattr(module, "inplace", False) else x
+
+    def _dropout_hook(self, module: nn.Module, inputs: tuple[Any, ...], output: Tensor) -> Tensor | None:
+        x = self._dropout_inputs.pop(id(module), None)
+        if x is None:
+            return None
+        chunks = int(self.shared_dropout_chunks or 1)
+        if x.shape[0] % chunks:
+            raise ValueError(f"shared dropout needs a batch of {chunks} equal chunks, got {x.shape[0]} rows")
+        p = float(getattr(module, "p", 0.0))
+        head = x[: x.shape[0] // chunks]
+        shape = head.shape if isinstance(module, _DROPOUT_ELEMENTWISE) else (*head.shape[:2], *([1] * (head.ndim - 2)))
+        mask = (torch.rand(shape, device=x.device) >= p).to(x.dtype) / (1.0 - p)
+        return x * mask.repeat(chunks, *([1] * (mask.ndim - 1)))
+
+    # -- context manager ----------------------------------------------------------------------------------------
+    def __enter__(self) -> ReLURecorder:
+        self.records, self.functional_calls, self._calls, self._depth = [], 0, {}, 0
+        try:
+            for name, module in self.modules:
+                self._handles.append(module.register_forward_pre_hook(self._pre_hook(name)))
+                self._handles.append(module.register_forward_hook(self._post_hook))
+            if self.shared_dropout_chunks is not None:
+                for module in self.model.modules():
+                    if isinstance(module, _DROPOUT_ELEMENTWISE + _DROPOUT_CHANNELWISE):
+                        self._handles.append(module.register_forward_pre_hook(self._dropout_pre_hook))
+                        self._handles.append(module.register_forward_hook(self._dropout_hook))
+            if self.detect_functional:
+                self._mode = _FunctionalReLUCounter(self)
+                self._mode.__enter__()
+        except BaseException:
+            self._remove()
+            raise
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+        self._remove()
+
+    def _remove(self) -> None:
+        if self._mode is not None:
+            mode, self._mode = self._mode, None
+            mode.__exit__(None, None, None)
+        for handle in self._handles:
+            handle.remove()
+        self._handles.clear()
+        self._dropout_inputs.clear()
+        self._depth = 0

@@ -1,0 +1,260 @@
+"""Certification outputs: a TSV row per image (flushed as it goes, resumable), summaries of certified accuracy at a
+list of radii per bound, certified-accuracy-vs-radius plots, and the bound-comparison figure (Li et al., App. A)."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from ..utils import check_labels
+from .bounds import cohen_radius, pixeldp_radius, renyi_radius
+from .certification import certify_batch, resolve_bounds
+from .confidence import INTERVALS
+
+if TYPE_CHECKING:
+    from .estimator import RenyiSmoothingPyTorch
+
+__all__ = [
+    "DEFAULT_RADII",
+    "certified_accuracy",
+    "certify_to_tsv",
+    "plot_bound_comparison",
+    "plot_certified_accuracy",
+    "read_certify_tsv",
+    "summarize_certification",
+]
+
+#: Radii at which summaries report certified accuracy (includes the paper's MNIST L values 0.5, 1.0, 1.4, 1.58, 2.0).
+DEFAULT_RADII: tuple[float, ...] = (0.0, 0.25, 0.5, 0.75, 1.0, 1.25, 1.4, 1.5, 1.58, 1.75, 2.0, 2.5, 3.0)
+
+
+def _columns(bounds: Sequence[str]) -> list[str]:
+    return ["idx", "label", "prediction", *[f"radius_{b}" for b in bounds], "correct", "seconds",
+            "count_top", "count_second", "p1_lower", "p2_upper", "cohen_p_lower"]  # fmt: skip
+
+
+def _settings_path(path: Path) -> Path:
+    return path.with_name(path.name + ".settings.json")
+
+
+def certify_to_tsv(
+    estimator: RenyiSmoothingPyTorch,
+    x: Any,
+    y: Any,
+    path: str | os.PathLike[str],
+    *,
+    n: int,
+    n0: int = 100,
+    alpha: float | None = None,
+    bound: str = "all",
+    interval: str = "clopper-pearson",
+    batch_size: int = 1000,
+    seed: int = 0,
+    indices: Sequence[int] | np.ndarray | None = None,
+    resume: bool = True,
+    verbose: bool = True,
+) -> Path:
+    """Certify ``x`` with ``estimator`` and append one TSV row per image to ``path`` as it goes.
+
+    Columns: ``idx, label, prediction, radius_<bound>..., correct, seconds, count_top, count_second, p1_lower,
+    p2_upper, cohen_p_lower``. Images are processed in chunks of ``max(1, batch_size // (n0 + n))``; the noise of each
+    chunk is seeded from ``(seed, first index of the chunk)``, so a run killed and restarted with ``resume=True``
+    skips the rows already written and produces the same rows as an uninterrupted run. The settings are stored in
+    ``<path>.settings.json`` and a resume with different settings raises ``ValueError``.
+
+    Args:
+        indices: dataset index of each row of ``x`` (default ``0..N-1``), written in the ``idx`` column.
+        seconds: wall time of the chunk divided by its number of images.
+    """
+    bounds = resolve_bounds(bound)
+    if interval not in INTERVALS:
+        raise ValueError(f"interval must be one of {INTERVALS}, got {interval!r}")
+    x_np = estimator._check_x(x)
+    labels = check_labels(y, len(x_np), estimator.nb_classes, "y")
+    idx = np.arange(len(x_np)) if indices is None else np.asarray(indices, dtype=np.int64)
+    if idx.shape != (len(x_np),):
+        raise ValueError(f"indices must have one entry per image ({len(x_np)}), got shape {idx.shape}")
+    alpha_value = float(estimator.alpha if alpha is None else alpha)
+    settings = {"n": int(n), "n0": int(n0), "alpha": alpha_value, "sigma": estimator.sigma, "bounds": list(bounds),
+                "interval": interval, "batch_size": int(batch_size), "seed": int(seed)}  # fmt: skip
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    columns = _columns(bounds)
+    done: set[int] = set()
+    if path.is_file() and resume:
+        old = json.loads(_settings_path(path).read_text()) if _settings_path(path).is_file() else None
+        if old is not None and old != settings:
+            raise ValueError(f"{path} was written with different settings {old}; use another output or resume=False")
+        with path.open() as handle:
+            header = handle.readline().rstrip("\n").split("\t")
+        if header != columns:
+            raise ValueError(f"{path} has columns {header}, expected {columns}; use another output or resume=False")
+        _drop_partial_line(path)
+        done = {int(row["idx"]) for row in read_certify_tsv(path)}
+    else:
+        path.write_text("\t".join(columns) + "\n")
+    _settings_path(path).write_text(json.dumps(settings, indent=2) + "\n")
+
+    chunk = max(1, int(batch_size) // (int(n0) + int(n)))
+    starts = range(0, len(x_np), chunk)
+    with path.open("a", newline="") as handle:
+        writer = csv.writer(handle, delimiter="\t", lineterminator="\n")
+        bar = tqdm(total=len(x_np), desc="certify", disable=not verbose)
+        bar.update(sum(1 for i in idx if int(i) in done))
+        for start in starts:
+            part = slice(start, start + chunk)
+            todo = [j for j in range(start, min(start + chunk, len(x_np))) if int(idx[j]) not in done]
+            if not todo:
+                continue
+            began = time.perf_counter()
+            chunk_seed = (int(seed) * 1_000_003 + int(idx[start])) % (2**62)
+            selection, estimation = estimator.certify_counts(x_np[part], n, batch_size, n0=n0, seed=chunk_seed)
+            top, radii, p1, p2, p_a = certify_batch(selection, estimation, sigma=estimator.sigma, alpha=alpha_value, bounds=bounds, interval=interval)
+            seconds = (time.perf_counter() - began) / len(selection)
+            for j in todo:
+                i = j - start
+                est = np.sort(estimation[i])[::-1]
+                pred = int(top[i]) if any(radii[b][i] > 0 for b in bounds) else -1
+                writer.writerow([int(idx[j]), int(labels[j]), pred, *[f"{radii[b][i]:.6f}" for b in bounds],
+                                 int(pred == labels[j]), f"{seconds:.6f}", int(est[0]), int(est[1]),
+                                 f"{p1[i]:.8f}", f"{p2[i]:.8f}", f"{p_a[i]:.8f}"])  # fmt: skip
+            handle.flush()
+            bar.update(len(todo))
+        bar.close()
+    return path
+
+
+def _drop_partial_line(path: Path) -> None:
+    """Cut a last line left without its newline by a killed run, so appended rows start on a fresh line."""
+    data = path.read_bytes()
+    if data and not data.endswith(b"\n"):
+        with path.open("r+b") as handle:
+            handle.truncate(data.rfind(b"\n") + 1)
+
+
+def read_certify_tsv(path: str | os.PathLike[str]) -> list[dict[str, str]]:
+    """The rows of a certification TSV (complete lines only: a line cut by a kill is ignored)."""
+    with Path(path).open() as handle:
+        lines = handle.read().split("\n")
+    header = lines[0].split("\t")
+    rows = []
+    for line in lines[1:]:
+        fields = line.split("\t")
+        if len(fields) == len(header):
+            rows.append(dict(zip(header, fields, strict=True)))
+    return rows
+
+
+def certified_accuracy(radius: Any, correct: Any, radii: Sequence[float] = DEFAULT_RADII) -> dict[float, float]:
+    """Fraction of images that are correctly classified and certified at each radius ``r`` (``radius >= r`` and
+    ``radius > 0``; a zero radius means abstention)."""
+    rad = np.asarray(radius, dtype=np.float64)
+    ok = np.asarray(correct, dtype=bool)
+    if rad.shape != ok.shape or rad.ndim != 1 or rad.size == 0:
+        raise ValueError("radius and correct must be 1-D arrays of the same, non-zero length")
+    return {float(r): float(np.mean(ok & (rad > 0) & (rad >= r))) for r in radii}
+
+
+def summarize_certification(path: str | os.PathLike[str], radii: Sequence[float] = DEFAULT_RADII) -> dict[str, Any]:
+    """Summary of a certification TSV: number of images, smoothed accuracy, abstention rate, certified accuracy at
+    ``radii`` per bound, median radius of the correct images per bound, mean seconds per image and the settings."""
+    rows = read_certify_tsv(path)
+    if not rows:
+        raise ValueError(f"{path} holds no certified image")
+    bounds = [c[len("radius_") :] for c in rows[0] if c.startswith("radius_")]
+    correct = np.array([int(r["correct"]) for r in rows], dtype=bool)
+    prediction = np.array([int(r["prediction"]) for r in rows])
+    summary: dict[str, Any] = {
+        "images": len(rows),
+        "smoothed_accuracy": float(correct.mean()),
+        "abstain_rate": float((prediction < 0).mean()),
+        "seconds_per_image": float(np.mean([float(r["seconds"]) for r in rows])),
+        "certified_accuracy": {},
+        "median_radius_correct": {},
+    }
+    for b in bounds:
+        rad = np.array([float(r[f"radius_{b}"]) for r in rows])
+        summary["certified_accuracy"][b] = {f"{r:g}": v for r, v in certified_accuracy(rad, correct, radii).items()}
+        summary["median_radius_correct"][b] = float(np.median(rad[correct])) if correct.any() else 0.0
+    settings = _settings_path(Path(path))
+    if settings.is_file():
+        summary["settings"] = json.loads(settings.read_text())
+    return summary
+
+
+def plot_certified_accuracy(
+    tsvs: Mapping[str, str | os.PathLike[str]] | str | os.PathLike[str],
+    out_path: str | os.PathLike[str],
+    *,
+    bounds: Sequence[str] | None = None,
+    title: str | None = None,
+) -> Path:
+    """Certified accuracy vs radius, one line per (TSV, bound); ``tsvs`` maps a label (e.g. ``"sigma=0.7"``) to a
+    certification TSV, or is a single TSV."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    sources = {"": tsvs} if isinstance(tsvs, (str, os.PathLike)) else dict(tsvs)
+    fig, ax = plt.subplots(figsize=(6, 4))
+    styles = {"renyi": "-", "cohen": "--", "pixeldp": ":"}
+    for label, tsv in sources.items():
+        rows = read_certify_tsv(tsv)
+        correct = np.array([int(r["correct"]) for r in rows], dtype=bool)
+        names = [c[len("radius_") :] for c in rows[0] if c.startswith("radius_")] if rows else []
+        for b in names if bounds is None else [b for b in bounds if f"radius_{b}" in (rows[0] if rows else {})]:
+            rad = np.array([float(r[f"radius_{b}"]) for r in rows])
+            grid = np.linspace(0, max(float(rad.max()) * 1.05, 0.1), 200)
+            acc = [float(np.mean(correct & (rad > 0) & (rad >= g))) for g in grid]
+            ax.plot(grid, acc, styles.get(b, "-"), label=f"{label} {b}".strip())
+    ax.set_xlabel("l2 radius")
+    ax.set_ylabel("certified accuracy")
+    ax.set_ylim(0, 1)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    if title:
+        ax.set_title(title)
+    out = Path(out_path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.tight_layout()
+    fig.savefig(out, dpi=120)
+    plt.close(fig)
+    return out
+
+
+def plot_bound_comparison(
+    out_path: str | os.PathLike[str], *, sigma: float = 1.0, p2_values: Sequence[float] = (0.01, 0.05, 0.1, 0.2, 0.3)
+) -> Path:
+    """The comparison of Li et al.'s appendix A (Fig. 4), extended with Cohen et al.: the radius of each bound over
+    ``p1`` for several ``p2`` (one panel per ``p2``), at noise ``sigma``."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(p2_values), figsize=(3.2 * len(p2_values), 3.2), sharey=True, squeeze=False)
+    for ax, p2 in zip(axes[0], p2_values, strict=True):
+        p1 = np.linspace(max(p2, 0.1 - p2) + 1e-3, 1.0 - p2 - 1e-4, 300)  # valid top-two pairs: p1 + p2 >= 0.2
+        ax.plot(p1, renyi_radius(p1, p2, sigma), "r-", label="Rényi (Li et al.)")
+        ax.plot(p1, pixeldp_radius(p1, p2, sigma), "b:", label="PixelDP")
+        ax.plot(p1, cohen_radius(p1, sigma, np.full_like(p1, p2)), "k--", label="Cohen et al.")
+        ax.set_title(f"p2 = {p2:g}")
+        ax.set_xlabel("p1")
+        ax.grid(alpha=0.3)
+    axes[0][0].set_ylabel(f"certified l2 radius (sigma = {sigma:g})")
+    axes[0][0].legend(fontsize=7)
+    out = Path(out_path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.tight_layout()
+    fig.savefig(out, dpi=120)
+    plt.close(fig)
+    return out

@@ -1,0 +1,190 @@
+"""``amd verify``: exact verification of a checkpoint on test images, with PGD and clean accuracy side by side.
+
+Writes ``OUT/verification.tsv`` (one row per image, flushed as it goes; a rerun with the same ``--out`` resumes
+after the rows already there) and ``OUT/summary.json`` + ``OUT/summary.md`` (verified / PGD / clean accuracy as in
+paper 003's Table 2, timeouts, seconds per image, unstable ReLUs).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from .attack import pgd_attack
+from .verifier import BOUND_METHODS, ImageVerification, Verifier
+
+__all__ = ["TSV_COLUMNS", "add_subcommands", "add_verify_arguments", "command_verify", "summarize_rows"]
+
+TSV_COLUMNS = [
+    "idx", "label", "predict", "status", "method", "pgd_correct", "seconds", "relus", "unstable", "stable_active",
+    "stable_inactive", "bounds_seconds", "milp_seconds", "milp_classes", "counterexample_predict", "margin_lower_bound",
+]  # fmt: skip
+
+
+def add_verify_arguments(parser: argparse.ArgumentParser) -> None:
+    """The flags of ``amd verify``."""
+    parser.add_argument("--checkpoint", required=True, help="model.pt written by `amd train` (with its model.json)")
+    parser.add_argument("--eps", type=float, required=True, help="l-inf radius in [0, 1] pixel units (Xiao et al. MNIST: 0.1; paper 003 CIFAR-10: 8/255)")
+    parser.add_argument("--n", type=int, default=200, help="number of test images, from --start (default: 200)")
+    parser.add_argument("--start", type=int, default=0, help="index of the first test image (default: 0)")
+    parser.add_argument("--out", required=True, help="output folder (verification.tsv, summary.json, summary.md)")
+    parser.add_argument("--dataset", default=None, help="dataset (default: the checkpoint's)")
+    parser.add_argument("--data-root", default=None, help="folder holding the dataset files")
+    parser.add_argument("--time-limit", type=float, default=120.0, help="seconds per image for bounds + MILP (paper: 120)")
+    parser.add_argument("--bounds", default="lp", choices=BOUND_METHODS, help="bound tightening before the MILP (default: lp)")
+    parser.add_argument("--neuron-time-limit", type=float, default=5.0, help="seconds per LP of the lp tightening (default: 5)")
+    parser.add_argument("--attack-steps", type=int, default=20, help="PGD steps tried before the MILP, 0 = none (default: 20)")
+    parser.add_argument("--pgd-steps", type=int, default=20, help="steps of the reported PGD accuracy (paper: 20)")
+    parser.add_argument("--pgd-restarts", type=int, default=10, help="restarts of the reported PGD accuracy (paper: 10)")
+    parser.add_argument("--device", default="cpu", help="device of the forward passes and PGD (default: cpu)")
+    parser.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def _read_rows(path: Path) -> list[dict[str, str]]:
+    if not path.is_file():
+        return []
+    with path.open(newline="") as handle:
+        return [row for row in csv.DictReader(handle, delimiter="\t") if row.get("status")]
+
+
+def summarize_rows(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """Summary of TSV rows: shares of verified / falsified / timeouts, PGD and clean accuracy, timing, instability."""
+    n = len(rows)
+    if n == 0:
+        return {"n": 0}
+
+    def share(predicate: Callable[[dict[str, Any]], bool]) -> float:
+        return sum(1 for r in rows if predicate(r)) / n
+
+    seconds = np.array([float(r["seconds"]) for r in rows])
+    bounded = [int(r["unstable"]) for r in rows if r["method"] in ("bounds", "milp")]
+    return {
+        "n": n,
+        "verified_accuracy": share(lambda r: r["status"] == "verified"),
+        "pgd_accuracy": share(lambda r: str(r["pgd_correct"]) in ("1", "True")),
+        "clean_accuracy": share(lambda r: str(r["label"]) == str(r["predict"])),
+        "falsified": share(lambda r: r["status"] == "falsified"),
+        "timeouts": share(lambda r: r["status"] == "timeout"),
+        "inconclusive": share(lambda r: r["status"] == "inconclusive"),
+        "decided_by": {m: sum(1 for r in rows if r["method"] == m) / n for m in ("clean", "pgd", "bounds", "milp")},
+        "seconds_per_image": float(seconds.mean()),
+        "median_seconds": float(np.median(seconds)),
+        "mean_unstable_relus": float(np.mean(bounded)) if bounded else None,
+        "relus": int(rows[0]["relus"]),
+        # a verified image that PGD breaks would be a soundness bug; it must stay 0
+        "verified_but_pgd_broken": sum(1 for r in rows if r["status"] == "verified" and str(r["pgd_correct"]) in ("0", "False")),
+    }
+
+
+def _markdown(summary: dict[str, Any], settings: dict[str, Any]) -> str:
+    def pct(value: float) -> str:
+        return f"{100 * value:.2f}%"
+
+    lines = [
+        f"# Exact verification: {settings['checkpoint']}", "",
+        f"l-inf eps = {settings['eps']}, {summary['n']} {settings['dataset']} test images from index {settings['start']}, "
+        f"bounds = {settings['bounds']}, time limit {settings['time_limit']} s per image, HiGHS (scipy "
+        f"{settings['scipy']}).", "",
+        "| verified | PGD-{}x{} | clean | falsified | timeouts | s / image (mean, median) | unstable ReLUs / {} |".format(
+            settings["pgd_steps"], settings["pgd_restarts"], summary["relus"]),
+        "|---|---|---|---|---|---|---|",
+        f"| {pct(summary['verified_accuracy'])} | {pct(summary['pgd_accuracy'])} | {pct(summary['clean_accuracy'])} | "
+        f"{pct(summary['falsified'])} | {pct(summary['timeouts'])} | {summary['seconds_per_image']:.2f}, "
+        f"{summary['median_seconds']:.2f} | "
+        f"{'-' if summary['mean_unstable_relus'] is None else round(summary['mean_unstable_relus'], 1)} |", "",
+        "Decided by: " + ", ".join(f"{k} {pct(v)}" for k, v in summary["decided_by"].items())
+        + f"; verified but broken by PGD: {summary['verified_but_pgd_broken']} (must be 0).", "",
+    ]  # fmt: skip
+    return "\n".join(lines)
+
+
+def command_verify(args: argparse.Namespace) -> int:
+    """Run ``amd verify``; returns the exit status."""
+    from ..checkpoint import load_checkpoint
+    from ..data import load_dataset
+    from ..utils import resolve_device, set_seed
+
+    if not 0 <= args.eps <= 1:
+        raise ValueError(f"--eps must be in [0, 1], got {args.eps}")
+    if args.n < 1 or args.start < 0:
+        raise ValueError(f"--n must be >= 1 and --start >= 0, got n={args.n}, start={args.start}")
+    device = resolve_device(args.device)
+    set_seed(args.seed)
+    model, metadata = load_checkpoint(args.checkpoint, device=device)
+    dataset = args.dataset or metadata.get("dataset") or "mnist-embedded"
+    x_all, y_all = load_dataset(dataset, "test", root=args.data_root)
+    stop = min(args.start + args.n, len(x_all))
+    if args.start >= stop:
+        raise ValueError(f"--start {args.start} is past the {len(x_all)} test images of {dataset}")
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    tsv = out / "verification.tsv"
+    rows = _read_rows(tsv)
+    done = {int(r["idx"]) for r in rows}
+    todo = [i for i in range(args.start, stop) if i not in done]
+    verifier = Verifier(
+        model, input_shape=x_all.shape[1:], eps=float(args.eps), time_limit=args.time_limit, bounds=args.bounds,
+        neuron_time_limit=args.neuron_time_limit, attack_steps=args.attack_steps, device=device, seed=args.seed,
+        verbose=not args.quiet,
+    )  # fmt: skip
+    if todo:
+        x, y = x_all[todo], y_all[todo]
+        generator = torch.Generator().manual_seed(args.seed)
+        model.eval()
+        _, fooled = pgd_attack(
+            model, torch.as_tensor(x, device=device), torch.as_tensor(y, device=device), float(args.eps),
+            steps=args.pgd_steps, restarts=args.pgd_restarts, generator=generator,
+        )  # fmt: skip
+        pgd_correct = {i: int(not f) for i, f in zip(todo, fooled.cpu().numpy(), strict=True)}
+        new_file = not tsv.is_file() or not rows
+        with tsv.open("w" if new_file else "a", newline="") as handle:
+            writer = csv.DictWriter(handle, fieldnames=TSV_COLUMNS, delimiter="\t")
+            if new_file:
+                writer.writeheader()
+
+            def write(result: ImageVerification) -> None:
+                row = result.to_row()
+                row["pgd_correct"] = pgd_correct[result.index]
+                writer.writerow({k: row[k] for k in TSV_COLUMNS})
+                handle.flush()
+                rows.append({k: str(row[k]) for k in TSV_COLUMNS})
+
+            verifier.verify(x, y, indices=todo, callback=write)
+    rows = [r for r in rows if args.start <= int(r["idx"]) < stop]
+    summary = summarize_rows(rows)
+    import scipy
+
+    settings = {
+        "checkpoint": str(args.checkpoint), "dataset": dataset, "eps": args.eps, "start": args.start, "n": args.n,
+        "bounds": args.bounds, "time_limit": args.time_limit, "neuron_time_limit": args.neuron_time_limit,
+        "attack_steps": args.attack_steps, "pgd_steps": args.pgd_steps, "pgd_restarts": args.pgd_restarts,
+        "seed": args.seed, "device": str(device), "scipy": scipy.__version__, "torch": torch.__version__,
+        "architecture": metadata.get("architecture"), "defence": metadata.get("defence"),
+    }  # fmt: skip
+    (out / "summary.json").write_text(json.dumps({"summary": summary, "settings": settings}, indent=2) + "\n")
+    (out / "summary.md").write_text(_markdown(summary, settings))
+    print(
+        f"verified {summary['verified_accuracy']:.4f} | PGD {summary['pgd_accuracy']:.4f} | clean "
+        f"{summary['clean_accuracy']:.4f} | timeouts {summary['timeouts']:.4f} | {summary['seconds_per_image']:.2f} s/image "
+        f"({summary['n']} images) -> {out}"
+    )  # fmt: skip
+    if summary["verified_but_pgd_broken"]:
+        print(f"amd verify: warning: {summary['verified_but_pgd_broken']} verified images broken by PGD", file=sys.stderr)
+        return 1
+    return 0
+
+
+def add_subcommands(subparsers: Any) -> dict[str, Callable[[argparse.Namespace], int]]:
+    """Register ``verify`` on ``amd``'s subparsers; return ``{"verify": command_verify}``."""
+    parser = subparsers.add_parser("verify", help="exact MILP verification of a checkpoint (verified/PGD/clean accuracy)")
+    add_verify_arguments(parser)
+    return {"verify": command_verify}

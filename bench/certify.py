@@ -1,0 +1,183 @@
+"""Benchmark: seconds per image and peak extra memory of ``RenyiSmoothingPyTorch.certify`` against ART's
+``PyTorchRandomizedSmoothing.certify`` and against the bare forward passes of the same number of noisy samples (the
+limit), on the same model, images and n.
+
+Timings are measured in this process, interleaved over ``--repeats`` rounds, and printed as ratios to the forward-only
+limit (absolute times on shared machines are noise). Peak extra memory is measured in a fresh subprocess per method
+(on CPU, the resident set size polled every millisecond by a thread, above its level after loading and one
+warm-up batch; on CUDA, ``max_memory_allocated`` above the same level).
+
+    OMP_NUM_THREADS=1 python bench/certify.py --models tramer_a,small_cnn --n 1000 --images 2
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from art_manifold_defenses.models import build_model
+from art_manifold_defenses.smoothing import RenyiSmoothingPyTorch
+from art_manifold_defenses.utils import resolve_device
+
+N0 = 100
+
+
+def make_model(name: str) -> nn.Module:
+    torch.manual_seed(0)
+    if name == "small_cnn":
+        return nn.Sequential(nn.Conv2d(1, 8, 5, stride=2), nn.ReLU(), nn.Flatten(), nn.Linear(8 * 12 * 12, 32), nn.ReLU(), nn.Linear(32, 10))
+    return build_model(name, in_channels=1, num_classes=10, input_size=28)
+
+
+def images(count: int) -> np.ndarray:
+    return np.random.default_rng(0).random((count, 1, 28, 28), dtype=np.float32)
+
+
+def art_estimator(model: nn.Module, device: torch.device, sigma: float) -> Any:
+    from art.estimators.certification.randomized_smoothing import PyTorchRandomizedSmoothing
+    from scipy.stats import beta
+
+    est = PyTorchRandomizedSmoothing(
+        model, nn.CrossEntropyLoss(), input_shape=(1, 28, 28), nb_classes=10, clip_values=(0.0, 1.0),
+        device_type="cpu" if device.type == "cpu" else "gpu", sample_size=N0, scale=sigma, alpha=0.001,
+    )  # fmt: skip
+    try:
+        import statsmodels  # noqa: F401
+    except ImportError:  # art_api.md section 4: the identical scipy bound
+        est._lower_confidence_bound = lambda k, n: 0.0 if k == 0 else float(beta.ppf(est.alpha, k, n - k + 1))
+    return est
+
+
+def ours(model: nn.Module, device: torch.device, sigma: float) -> RenyiSmoothingPyTorch:
+    return RenyiSmoothingPyTorch(
+        model, nn.CrossEntropyLoss(), (1, 28, 28), 10, clip_values=(0.0, 1.0),
+        device_type="cpu" if device.type == "cpu" else "gpu", scale=sigma, alpha=0.001, seed=0,
+    )  # fmt: skip
+
+
+def run_method(method: str, model: nn.Module, x: np.ndarray, n: int, batch_size: int, device: torch.device, sigma: float) -> None:
+    if method == "forward":
+        total = len(x) * (N0 + n)
+        batch = torch.randn((batch_size, 1, 28, 28), device=device) * sigma + torch.from_numpy(x[:1]).to(device)
+        with torch.inference_mode():
+            for start in range(0, total, batch_size):
+                model(batch[: min(batch_size, total - start)]).argmax(1)
+    elif method == "ours":
+        ours(model, device, sigma).certify(x, n, batch_size=batch_size, n0=N0, bound="all")
+    elif method == "art":
+        art_estimator(model, device, sigma).certify(x, n, batch_size=batch_size)
+    else:
+        raise ValueError(method)
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def worker(args: argparse.Namespace) -> None:
+    """Peak extra memory of one method, in its own process."""
+    device = resolve_device(args.device)
+    model = make_model(args.models).to(device).eval()
+    x = images(args.images)
+    run_method("forward", model, x[:1], args.batch_size, args.batch_size, device, args.sigma)  # warm-up: full batches
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+        base = torch.cuda.max_memory_allocated()
+        run_method(args.worker, model, x, args.n, args.batch_size, device, args.sigma)
+        peak = torch.cuda.max_memory_allocated()
+    else:
+        page = os.sysconf("SC_PAGE_SIZE")
+
+        def rss() -> int:
+            with open("/proc/self/statm") as handle:
+                return int(handle.read().split()[1]) * page
+
+        base = peak = rss()
+        done = threading.Event()
+
+        def poll() -> None:
+            nonlocal peak
+            while not done.is_set():
+                peak = max(peak, rss())
+                time.sleep(0.001)
+
+        thread = threading.Thread(target=poll, daemon=True)
+        thread.start()
+        run_method(args.worker, model, x, args.n, args.batch_size, device, args.sigma)
+        done.set()
+        thread.join()
+    print(json.dumps({"extra_bytes": int(peak - base)}))
+
+
+def measure_memory(method: str, model: str, n: int, args: argparse.Namespace) -> float:
+    """Peak extra memory (MiB) of one method, measured in a fresh process."""
+    out = subprocess.run(
+        [sys.executable, __file__, "--worker", method, "--models", model, "--n", str(n), "--images", str(args.images),
+         "--batch-size", str(args.batch_size), "--sigma", str(args.sigma), "--device", args.device],
+        capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    return json.loads(out.stdout.strip().splitlines()[-1])["extra_bytes"] / 2**20
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--models", default="tramer_a,small_cnn")
+    parser.add_argument("--n", type=int, default=1000, help="estimation samples per image (plus n0 = 100 selection)")
+    parser.add_argument("--images", type=int, default=2)
+    parser.add_argument("--batch-size", type=int, default=1000)
+    parser.add_argument("--sigma", type=float, default=0.5)
+    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--skip-art", action="store_true", help="leave out ART (slow and memory-hungry at large n)")
+    parser.add_argument("--no-memory", action="store_true")
+    parser.add_argument("--memory-model", default="small_cnn", help="model for the memory-vs-n table ('' to skip)")
+    parser.add_argument("--memory-n", default="1000,10000,30000", help="n values of the memory-vs-n table")
+    parser.add_argument("--worker", default=None, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    torch.set_num_threads(1) if args.device == "cpu" else None
+    if args.worker:
+        worker(args)
+        return
+    device = resolve_device(args.device)
+    methods = ["forward", "ours"] + ([] if args.skip_art else ["art"])
+    x = images(args.images)
+    print(f"device={device} n={args.n} n0={N0} images={args.images} batch={args.batch_size} threads={torch.get_num_threads()}")
+    for name in args.models.split(","):
+        model = make_model(name).to(device).eval()
+        run_method("forward", model, x[:1], args.batch_size, args.batch_size, device, args.sigma)  # warm-up
+        times: dict[str, list[float]] = {m: [] for m in methods}
+        for _ in range(args.repeats):
+            for m in methods:
+                began = time.perf_counter()
+                run_method(m, model, x, args.n, args.batch_size, device, args.sigma)
+                times[m].append((time.perf_counter() - began) / args.images)
+        best = {m: min(v) for m, v in times.items()}
+        memory: dict[str, float] = {}
+        if not args.no_memory:
+            for m in methods:
+                memory[m] = measure_memory(m, name, args.n, args)
+        batch_mib = args.batch_size * 28 * 28 * 4 / 2**20
+        print(f"\n{name}: seconds/image (best of {args.repeats}), ratio to the forward-only limit; peak extra memory (MiB; one noisy batch = {batch_mib:.1f} MiB)")
+        for m in methods:
+            mem = f"{memory[m]:8.1f}" if m in memory else "     n/a"
+            print(f"  {m:8s} {best[m]:9.4f} s/image   x{best[m] / best['forward']:5.2f}   {mem} MiB")
+        if "art" in best:
+            print(f"  speed-up of ours over ART: x{best['art'] / best['ours']:.2f}")
+    if args.memory_model and not args.no_memory:
+        print(f"\npeak extra memory (MiB) vs n, {args.memory_model}, {args.images} images, batch {args.batch_size}:")
+        print("  n        " + "  ".join(f"{m:>8s}" for m in methods))
+        for n in [int(v) for v in args.memory_n.split(",")]:
+            print(f"  {n:<8d} " + "  ".join(f"{measure_memory(m, args.memory_model, n, args):8.1f}" for m in methods))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,127 @@
+"""Benchmark: epoch time of manifold-regularization training vs plain training and vs ART's Madry PGD-7 training.
+
+One run, same model (default: the paper's MNIST net ``cw_mnist``), same data (a subset of embedded MNIST), same
+batch size and SGD optimizer. The three trainings are interleaved ``--repeats`` times and the median wall-clock time
+of one epoch of each is reported; the script prints ratios measured in this process (absolute times on a shared
+machine mean little). A fourth row, plain training on batches three times as large, shows how much of the cost
+is simply the larger (concatenated x, x+, x-) batch on this hardware. Targets (issue 8): manifold regularization <= 3.5x plain, and >= 2x faster than
+``AdversarialTrainerMadryPGD`` with 7 PGD steps.
+
+    OMP_NUM_THREADS=1 python bench/manifold_regularization.py --subset 512 --repeats 3
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+
+import numpy as np
+import torch
+from art.defences.trainer import AdversarialTrainerMadryPGD
+
+from art_manifold_defenses.data import load_dataset
+from art_manifold_defenses.estimator import to_art_classifier
+from art_manifold_defenses.manifold_regularization import ManifoldRegularizationTrainer, paper_schedule
+from art_manifold_defenses.models import build_model
+from art_manifold_defenses.training import train
+from art_manifold_defenses.utils import resolve_device
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default="cw_mnist")
+    parser.add_argument("--dataset", default="mnist-embedded")
+    parser.add_argument("--data-root", default=None)
+    parser.add_argument("--subset", type=int, default=512, help="training images per epoch (default: 512)")
+    parser.add_argument("--batch-size", type=int, default=128)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--eps", type=float, default=0.3)
+    parser.add_argument("--pgd-steps", type=int, default=7)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    device = resolve_device(args.device)
+    x, y = load_dataset(args.dataset, "train", root=args.data_root)
+    x, y = x[: args.subset], y[: args.subset]
+    shape, classes = x.shape[1:], int(y.max()) + 1
+
+    def fresh_model() -> torch.nn.Module:
+        torch.manual_seed(args.seed)
+        return build_model(args.model, in_channels=shape[0], num_classes=classes, input_size=shape[1]).to(device)
+
+    def sgd(model: torch.nn.Module) -> torch.optim.Optimizer:
+        return torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, weight_decay=5e-4)
+
+    def plain_epoch() -> float:
+        model = fresh_model()
+        started = time.perf_counter()
+        train(model, x, y, epochs=1, batch_size=args.batch_size, optimizer=sgd(model), device=device, verbose=False, seed=args.seed)
+        return time.perf_counter() - started
+
+    x3, y3 = np.concatenate([x, x, x]), np.concatenate([y, y, y])
+
+    def plain_triple_batch_epoch() -> float:
+        """Reference: plain training on batches three times as large (the same steps, the data of x, x+, x-)."""
+        model = fresh_model()
+        started = time.perf_counter()
+        train(model, x3, y3, epochs=1, batch_size=3 * args.batch_size, optimizer=sgd(model), device=device, verbose=False,
+              seed=args.seed)  # fmt: skip
+        return time.perf_counter() - started
+
+    def manifold_epoch() -> float:
+        model = fresh_model()
+        classifier = to_art_classifier(model, input_shape=shape, nb_classes=classes, device=device)
+        schedule = paper_schedule("mnist", epochs=1, epsilon=args.eps)
+        trainer = ManifoldRegularizationTrainer(classifier, schedule=schedule, optimizer=sgd(model), device=device,
+                                                seed=args.seed, verbose=False)  # fmt: skip
+        started = time.perf_counter()
+        trainer.fit(x, y, batch_size=args.batch_size, nb_epochs=1)
+        return time.perf_counter() - started
+
+    def madry_epoch() -> float:
+        model = fresh_model()
+        classifier = to_art_classifier(model, input_shape=shape, nb_classes=classes, device=device, optimizer=sgd(model))
+        trainer = AdversarialTrainerMadryPGD(classifier, nb_epochs=1, batch_size=args.batch_size, eps=args.eps,
+                                             eps_step=2.5 * args.eps / args.pgd_steps, max_iter=args.pgd_steps)  # fmt: skip
+        trainer.attack.set_params(verbose=False)
+        started = time.perf_counter()
+        trainer.fit(x, y)
+        return time.perf_counter() - started
+
+    # warm-up: first optimizer construction, kernels, allocator (not timed)
+    warm = x[: args.batch_size]
+    model = fresh_model()
+    train(model, warm, y[: args.batch_size], epochs=1, batch_size=args.batch_size, optimizer=sgd(model), device=device, verbose=False)
+
+    times: dict[str, list[float]] = {"plain": [], "plain_3x_batch": [], "manifold_regularization": [], "madry_pgd": []}
+    for repeat in range(args.repeats):
+        times["plain"].append(plain_epoch())
+        times["plain_3x_batch"].append(plain_triple_batch_epoch())
+        times["manifold_regularization"].append(manifold_epoch())
+        times["madry_pgd"].append(madry_epoch())
+        print(f"repeat {repeat + 1}/{args.repeats}: " + ", ".join(f"{k} {v[-1]:.2f}s" for k, v in times.items()), flush=True)
+    median = {k: statistics.median(v) for k, v in times.items()}
+    result = {
+        "model": args.model, "dataset": args.dataset, "images_per_epoch": len(x), "batch_size": args.batch_size,
+        "repeats": args.repeats, "pgd_steps": args.pgd_steps, "device": str(device), "threads": args.threads,
+        "median_epoch_seconds": {k: round(v, 3) for k, v in median.items()},
+        "ratio_manifold_vs_plain": round(median["manifold_regularization"] / median["plain"], 2),
+        "ratio_madry_vs_manifold": round(median["madry_pgd"] / median["manifold_regularization"], 2),
+        "ratio_plain_3x_batch_vs_plain": round(median["plain_3x_batch"] / median["plain"], 2),
+        "ratio_manifold_vs_plain_3x_batch": round(median["manifold_regularization"] / median["plain_3x_batch"], 2),
+        "all_seconds": {k: [round(t, 3) for t in v] for k, v in times.items()},
+        "torch": torch.__version__, "numpy": np.__version__,
+    }  # fmt: skip
+    print(json.dumps(result, indent=2))
+    print(f"manifold regularization / plain epoch time: {result['ratio_manifold_vs_plain']:.2f}x (target <= 3.5x)")
+    print(f"(plain training on 3x larger batches / plain: {result['ratio_plain_3x_batch_vs_plain']:.2f}x; "
+          f"manifold regularization / that: {result['ratio_manifold_vs_plain_3x_batch']:.2f}x)")
+    print(f"Madry PGD-{args.pgd_steps} / manifold regularization epoch time: {result['ratio_madry_vs_manifold']:.2f}x (target >= 2x)")
+
+
+if __name__ == "__main__":
+    main()

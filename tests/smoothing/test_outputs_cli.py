@@ -1,0 +1,97 @@
+"""TSV output (resumable), summaries, plots, checkpoint builder and the CLI functions."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from art_manifold_defenses.checkpoint import load_checkpoint, save_checkpoint
+from art_manifold_defenses.smoothing import (
+    RenyiSmoothingPyTorch,
+    SmoothedClassifier,
+    certified_accuracy,
+    certify_to_tsv,
+    plot_bound_comparison,
+    read_certify_tsv,
+    summarize_certification,
+)
+from art_manifold_defenses.smoothing.cli import add_subcommands, add_train_arguments, train_from_args
+
+
+def estimator(net: nn.Module) -> RenyiSmoothingPyTorch:
+    return RenyiSmoothingPyTorch(net.eval(), nn.CrossEntropyLoss(), (1, 28, 28), 10, clip_values=(0.0, 1.0), device_type="cpu", scale=0.25)
+
+
+def test_tsv_rows_resume_and_summary(trained_tiny: nn.Module, mnist_small: tuple[np.ndarray, ...], tmp_path: Path) -> None:
+    _, _, x_test, y_test = mnist_small
+    x, y = x_test[:12], y_test[:12]
+    est = estimator(trained_tiny)
+    full = certify_to_tsv(est, x, y, tmp_path / "a" / "certify.tsv", n=100, n0=20, alpha=0.05, batch_size=240, seed=7, verbose=False)
+    rows = read_certify_tsv(full)
+    assert [int(r["idx"]) for r in rows] == list(range(12))
+    assert {"radius_renyi", "radius_cohen", "radius_pixeldp", "correct", "seconds"} <= set(rows[0])
+    # kill after 4 rows (plus half a line), then resume: the same rows as the uninterrupted run
+    part = tmp_path / "b" / "certify.tsv"
+    certify_to_tsv(est, x[:4], y[:4], part, n=100, n0=20, alpha=0.05, batch_size=240, seed=7, verbose=False)
+    with part.open("a") as handle:
+        handle.write("4\t3\t3\t0.1")
+    certify_to_tsv(est, x, y, part, n=100, n0=20, alpha=0.05, batch_size=240, seed=7, verbose=False)
+    resumed = read_certify_tsv(part)
+    key = lambda r: (r["idx"], r["prediction"], r["radius_renyi"], r["radius_cohen"], r["radius_pixeldp"])  # noqa: E731
+    assert sorted(map(key, resumed)) == sorted(map(key, rows))
+    with pytest.raises(ValueError, match="settings"):
+        certify_to_tsv(est, x, y, part, n=200, n0=20, alpha=0.05, batch_size=240, seed=7, verbose=False)
+
+    summary = summarize_certification(full, radii=[0.0, 0.25, 10.0])
+    correct = np.array([int(r["correct"]) for r in rows], dtype=bool)
+    renyi = np.array([float(r["radius_renyi"]) for r in rows])
+    assert summary["images"] == 12
+    assert summary["certified_accuracy"]["renyi"]["0"] == pytest.approx(np.mean(correct & (renyi > 0)))
+    assert summary["certified_accuracy"]["renyi"]["10"] == 0.0
+    assert summary["settings"]["n"] == 100
+
+
+def test_certified_accuracy_counts_abstentions_as_wrong() -> None:
+    acc = certified_accuracy([0.0, 0.5, 1.0, 2.0], [True, True, False, True], radii=[0.0, 0.5, 1.5])
+    assert acc == {0.0: 0.5, 0.5: 0.5, 1.5: 0.25}
+
+
+def test_bound_comparison_plot(tmp_path: Path) -> None:
+    out = plot_bound_comparison(tmp_path / "cmp.png", sigma=0.5)
+    assert out.stat().st_size > 1000
+
+
+def test_train_from_args_checkpoint_roundtrip_and_certify_cli(mnist_small: tuple[np.ndarray, ...], tmp_path: Path) -> None:
+    x_train, y_train, x_test, y_test = mnist_small
+    parser = argparse.ArgumentParser()
+    add_train_arguments(parser.add_argument_group("stn"))
+    args = parser.parse_args(["--sigma", "0.3", "--stability-weight", "0.5", "--stn-target", "logits"])
+    args.epochs, args.batch_size, args.lr, args.seed, args.quiet, args.out = 1, 64, 1e-3, 0, True, str(tmp_path / "run")
+    data = {"x_train": x_train[:300], "y_train": y_train[:300], "x_test": x_test[:50], "y_test": y_test[:50]}
+    architecture = {"name": "wong_small", "in_channels": 1, "num_classes": 10, "input_size": 28}
+    model, defence = train_from_args(args, data, torch.device("cpu"), architecture)
+    assert isinstance(model, SmoothedClassifier) and model.sigma == 0.3
+    assert defence == {"name": "stn", "params": {"sigma": 0.3, "stability_weight": 0.5, "stn_target": "logits"}}
+    path = save_checkpoint(model, tmp_path / "run" / "model.pt", architecture=architecture, defence=defence, dataset="mnist-embedded")
+    loaded, meta = load_checkpoint(path)
+    assert isinstance(loaded, SmoothedClassifier) and loaded.sigma == 0.3 and loaded.stochastic
+    for a, b in zip(model.state_dict().values(), loaded.state_dict().values(), strict=True):
+        assert torch.equal(a, b)
+
+    top = argparse.ArgumentParser()
+    commands = add_subcommands(top.add_subparsers(dest="command"))
+    assert set(commands) == {"certify"}
+    cli = top.parse_args(["certify", "--checkpoint", str(path), "--dataset", "mnist-embedded", "--data-root", str(tmp_path / "data"),
+                          "--n", "6", "--samples", "50", "--n0", "10", "--out", str(tmp_path / "cert"), "--quiet"])  # fmt: skip
+    assert commands["certify"](cli) == 0
+    summary = json.loads((tmp_path / "cert" / "summary.json").read_text())
+    assert summary["images"] == 6 and set(summary["certified_accuracy"]) == {"renyi", "cohen", "pixeldp"}
+    assert summary["settings"]["sigma"] == 0.3
+    assert (tmp_path / "cert" / "certified_accuracy.png").is_file() and (tmp_path / "cert" / "bound_comparison.png").is_file()
+    assert len(read_certify_tsv(tmp_path / "cert" / "certify.tsv")) == 6
