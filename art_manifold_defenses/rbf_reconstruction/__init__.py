@@ -47,18 +47,7 @@ __all__ = [
 #: Registry name of the defence in checkpoints (rCNN and rCNN+ are both "rbf-cnn"; ``params["variant"]`` tells them apart).
 DEFENCE_NAME = "rbf-cnn"
 
-_MODEL_KEYS = (
-    "beta1",
-    "beta2",
-    "train_beta1",
-    "votes",
-    "weighting",
-    "noise_std",
-    "noise_draw",
-    "chunk_size",
-    "seed",
-    "expose_static_surrogate",
-)
+_MODEL_KEYS = tuple(RBFCNN.params)  # the constructor options a checkpoint stores
 
 
 def build_rbf_cnn(base_model: nn.Module, params: dict[str, Any]) -> RBFCNN:
