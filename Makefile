@@ -4,7 +4,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 DEMO_OUT ?= demo-output
 
-.PHONY: install demo test lint clean
+.PHONY: install demo test lint docs clean
 
 $(STAMP): pyproject.toml Makefile
 	python3 -m venv $(VENV)
@@ -27,6 +27,9 @@ test: $(STAMP)
 lint: $(STAMP)
 	$(VENV)/bin/ruff check art_manifold_defenses tests bench examples
 	$(VENV)/bin/mypy art_manifold_defenses
+
+docs: $(STAMP)
+	$(VENV)/bin/mkdocs build --strict -d site
 
 clean:
 	rm -rf $(VENV) $(DEMO_OUT)

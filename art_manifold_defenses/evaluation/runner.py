@@ -273,6 +273,10 @@ class _ARTPreprocessedModel(nn.Module):
         super().__init__()
         self.classifier = classifier
         self.net = classifier.model
+        # a stochastic preprocessing defence (e.g. the RBF reconstruction) makes the whole classifier stochastic
+        operations = getattr(classifier, "preprocessing_operations", None) or []
+        if any(bool(getattr(op, "stochastic", False)) for op in operations) or getattr(self.net, "stochastic", False):
+            self.stochastic = True
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x, _ = self.classifier._apply_preprocessing(x, y=None, fit=False, no_grad=False)

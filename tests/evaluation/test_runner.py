@@ -300,6 +300,29 @@ def test_art_classifier_is_accepted_and_attributes_are_read_through_the_wrapper(
     assert result.robust_accuracy == pytest.approx(6 / 8)
 
 
+def test_art_classifier_with_a_stochastic_preprocessor_is_treated_as_stochastic() -> None:
+    from art.preprocessing import PreprocessorPyTorch
+
+    from art_manifold_defenses.estimator import to_art_classifier
+
+    class NoisePre(PreprocessorPyTorch):
+        stochastic = True
+
+        def __init__(self) -> None:
+            super().__init__(device_type="cpu", is_fitted=True, apply_fit=False, apply_predict=True)
+
+        def forward(self, x: torch.Tensor, y: object = None) -> tuple[torch.Tensor, object]:
+            return x + 1e-4 * torch.randn_like(x), y
+
+    x, y = toy_data()
+    deterministic = nn.Sequential(nn.Flatten(), nn.Linear(16, 2))
+    clf = to_art_classifier(deterministic, input_shape=(1, 4, 4), nb_classes=2, preprocessing_defences=[NoisePre()])
+    fake = FakeAttacks({})
+    result = run(clf, x, y, [spec("A")], fake, repeats=1, votes=3, eot_samples=2)
+    assert result.settings["stochastic"]
+    assert isinstance(fake.calls[0][1], EoT)
+
+
 @pytest.mark.parametrize(
     ("kwargs", "error", "match"),
     [
