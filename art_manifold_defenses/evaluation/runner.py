@@ -48,7 +48,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from ..utils import as_float_tensor, check_images, check_labels, resolve_device, set_seed
-from .attacks import AttackSpec, perturbation_norms, run_attack
+from .attacks import ATTACKS, AttackSpec, perturbation_norms, run_attack
 from .audit import AuditFlag, audit, measure_determinism, measure_gradients
 from .eot import BPDA, EoT
 
@@ -439,8 +439,13 @@ class _Plan:
 def _plan(spec: Any, model: nn.Module, *, stochastic: bool, surrogate: nn.Module | None, eot_samples: int) -> _Plan:
     note = None
     if stochastic and spec.library == "autoattack" and spec.attack == "standard":
-        spec = dataclasses.replace(spec, attack="rand")
+        accepted = ATTACKS[("autoattack", "rand")].defaults_for(spec.norm)
+        dropped = sorted(k for k in spec.params if k not in accepted)
+        params = {k: v for k, v in spec.params.items() if k in accepted}
+        spec = dataclasses.replace(spec, attack="rand", params=params)
         note = "AutoAttack 'standard' replaced by 'rand' (EoT version) for a stochastic model"
+        if dropped:
+            note += f"; parameters without a 'rand' counterpart dropped: {dropped}"
     own_eot = spec.library == "autoattack" and spec.attack == "rand"
     gradient_based = not spec.gradient_free and spec.library != "transfer"
     attacked: nn.Module = model

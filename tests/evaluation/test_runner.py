@@ -238,6 +238,16 @@ def test_stochastic_model_gets_eot_repeats_and_rand_autoattack() -> None:
     assert len(set(seeds)) == DEFAULT_REPEATS
 
 
+def test_stochastic_model_keeps_autoattack_params_that_rand_accepts() -> None:
+    x, y = toy_data()
+    suite = [AttackSpec("autoattack", "standard", "linf", 0.3, {"steps": 50, "n_queries": 500})]  # the quick suite's
+    fake = FakeAttacks({})
+    result = run(NoisyThreshold(), x, y, suite, fake, repeats=1)
+    called = fake.calls[0][0]
+    assert called.attack == "rand" and dict(called.params) == {"steps": 50}
+    assert "n_queries" in (result.attacks[0].note or "")
+
+
 def test_worst_of_repeats_counts_a_point_broken_in_any_repeat() -> None:
     x, y = toy_data()
     count = {"n": 0}
