@@ -24,7 +24,6 @@ pyramid width (256) and attacks 200 points (``--epochs`` / ``--n`` override eith
 
 from __future__ import annotations
 
-import argparse
 import sys
 
 import numpy as np
@@ -32,10 +31,11 @@ import torch
 from art.attacks.evasion import ProjectedGradientDescent
 from torch import nn
 
-from art_manifold_defenses import load_dataset, to_art_classifier
+from art_manifold_defenses import to_art_classifier
 from art_manifold_defenses.evaluation import AttackSpec, evaluate
 from art_manifold_defenses.fpd import FeaturePyramidDecoder, FPDTrainer
-from art_manifold_defenses.utils import resolve_device, set_seed
+
+from _common import example_parser, mnist, setup, summarize  # examples/_common.py
 
 
 def conv_block(in_channels: int, out_channels: int, stride: int) -> nn.Sequential:
@@ -63,19 +63,10 @@ class MyBlockCNN(nn.Module):
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--quick", action=argparse.BooleanOptionalAction, default=True,
-                        help="tiny settings, about 2 minutes on one CPU core (default); --no-quick for real settings")  # fmt: skip
-    parser.add_argument("--epochs", type=int, default=None, help="training epochs (quick: 2, else 30)")
-    parser.add_argument("--n", type=int, default=None, help="test points attacked (quick: 30, else 200)")
-    parser.add_argument("--device", default="cpu", help="'cpu', 'cuda' or 'cuda:N'")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    parser = example_parser(__doc__, epochs_help="training epochs (quick: 2, else 30)",
+                            n_help="test points attacked (quick: 30, else 200)")
     args = parser.parse_args()
-    device = resolve_device(args.device)
-    if device.type == "cpu":
-        torch.set_num_threads(1)
-    set_seed(args.seed)
+    device = setup(args)
     verbose = not args.quiet
     epochs = args.epochs if args.epochs is not None else (2 if args.quick else 30)
     n = args.n if args.n is not None else (30 if args.quick else 200)
@@ -83,10 +74,7 @@ def main() -> int:
     fpn_channels = 32 if args.quick else 256
     pgd_steps = 20 if args.quick else 100
 
-    x_train, y_train = load_dataset("mnist-embedded", "train")
-    x_test, y_test = load_dataset("mnist-embedded", "test")
-    x_train, y_train = x_train[:train_limit], y_train[:train_limit]
-    x, y = x_test[:n], y_test[:n]
+    x_train, y_train, x, y = mnist(train_limit, n)
 
     # 1. enhance your CNN with the Feature Pyramid Decoder
     torch.manual_seed(args.seed)
@@ -118,11 +106,7 @@ def main() -> int:
         suite += [AttackSpec("art", "apgd-dlr", "linf", 0.3), AttackSpec("autoattack", "standard", "linf", 0.3)]
     result = evaluate(classifier, x, y, suite, device=device, seed=args.seed, verbose=verbose,
                       model_name="MyBlockCNN + FPD", dataset="mnist-embedded")  # fmt: skip
-    for label, acc in result.accuracy_per_attack.items():
-        print(f"  {label}: {acc:.3f}")
-    flags = [flag.code for flag in result.audit_flags]
-    print(f"SUMMARY fpd (quick={args.quick}, n={n}): clean {result.clean_accuracy:.3f}, "
-          f"robust (worst case) {result.robust_accuracy:.3f}, audit flags {flags or 'none'}")  # fmt: skip
+    summarize(result, f"fpd (quick={args.quick}, n={n})")
     return 0
 
 

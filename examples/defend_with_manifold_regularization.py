@@ -24,7 +24,6 @@ robustness figures. ``--no-quick`` trains on the whole embedded set for longer a
 
 from __future__ import annotations
 
-import argparse
 import sys
 
 import numpy as np
@@ -32,10 +31,11 @@ import torch
 from art.attacks.evasion import ProjectedGradientDescent
 from torch import nn
 
-from art_manifold_defenses import load_dataset, to_art_classifier
+from art_manifold_defenses import to_art_classifier
 from art_manifold_defenses.evaluation import AttackSpec, evaluate
 from art_manifold_defenses.manifold_regularization import ManifoldRegularizationTrainer, relu_stability
-from art_manifold_defenses.utils import resolve_device, set_seed
+
+from _common import example_parser, mnist, setup, summarize  # examples/_common.py
 
 
 class MyCNN(nn.Module):
@@ -54,29 +54,17 @@ class MyCNN(nn.Module):
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--quick", action=argparse.BooleanOptionalAction, default=True,
-                        help="tiny settings, about 2 minutes on one CPU core (default); --no-quick for real settings")  # fmt: skip
-    parser.add_argument("--epochs", type=int, default=None, help="training epochs (quick: 3, else 100 as the paper)")
-    parser.add_argument("--n", type=int, default=None, help="test points attacked (quick: 50, else 200)")
-    parser.add_argument("--device", default="cpu", help="'cpu', 'cuda' or 'cuda:N'")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    parser = example_parser(__doc__, epochs_help="training epochs (quick: 3, else 100 as the paper)",
+                            n_help="test points attacked (quick: 50, else 200)")
     args = parser.parse_args()
-    device = resolve_device(args.device)
-    if device.type == "cpu":
-        torch.set_num_threads(1)
-    set_seed(args.seed)
+    device = setup(args)
     verbose = not args.quiet
     epochs = args.epochs if args.epochs is not None else (3 if args.quick else 100)
     n = args.n if args.n is not None else (50 if args.quick else 200)
     train_limit = 2000 if args.quick else None
     pgd_steps = 20 if args.quick else 100
 
-    x_train, y_train = load_dataset("mnist-embedded", "train")
-    x_test, y_test = load_dataset("mnist-embedded", "test")
-    x_train, y_train = x_train[:train_limit], y_train[:train_limit]
-    x, y = x_test[:n], y_test[:n]
+    x_train, y_train, x, y = mnist(train_limit, n)
 
     # 1. your CNN as an ART classifier
     torch.manual_seed(args.seed)
@@ -110,11 +98,7 @@ def main() -> int:
         suite.append(AttackSpec("autoattack", "standard", "linf", 0.3))
     result = evaluate(classifier, x, y, suite, device=device, seed=args.seed, verbose=verbose,
                       model_name="MyCNN + manifold regularization", dataset="mnist-embedded")  # fmt: skip
-    for label, acc in result.accuracy_per_attack.items():
-        print(f"  {label}: {acc:.3f}")
-    flags = [flag.code for flag in result.audit_flags]
-    print(f"SUMMARY manifold-regularization (quick={args.quick}, n={n}): clean {result.clean_accuracy:.3f}, "
-          f"robust (worst case) {result.robust_accuracy:.3f}, audit flags {flags or 'none'}")  # fmt: skip
+    summarize(result, f"manifold-regularization (quick={args.quick}, n={n})")
     return 0
 
 

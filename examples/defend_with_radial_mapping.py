@@ -23,7 +23,6 @@ meaningful robustness figures. ``--no-quick`` trains on the whole embedded set f
 
 from __future__ import annotations
 
-import argparse
 import sys
 
 import numpy as np
@@ -31,10 +30,11 @@ import torch
 from art.attacks.evasion import ProjectedGradientDescent
 from torch import nn
 
-from art_manifold_defenses import load_dataset
 from art_manifold_defenses.evaluation import AttackSpec, evaluate
 from art_manifold_defenses.radial_mapping import RadialMappingClassifierPyTorch, mapping_blocks
-from art_manifold_defenses.utils import art_device_type, resolve_device, set_seed
+from art_manifold_defenses.utils import art_device_type
+
+from _common import example_parser, mnist, setup, summarize  # examples/_common.py
 
 
 class MyCNN(nn.Module):
@@ -55,30 +55,18 @@ class MyCNN(nn.Module):
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--quick", action=argparse.BooleanOptionalAction, default=True,
-                        help="tiny settings, about 2 minutes on one CPU core (default); --no-quick for real settings")  # fmt: skip
-    parser.add_argument("--epochs", type=int, default=None, help="training epochs (quick: 2, else 12)")
-    parser.add_argument("--n", type=int, default=None, help="test points attacked (quick: 50, else 200)")
+    parser = example_parser(__doc__, epochs_help="training epochs (quick: 2, else 12)",
+                            n_help="test points attacked (quick: 50, else 200)")
     parser.add_argument("--variant", choices=["paper", "authors_code"], default="paper", help="mapping block variant")
-    parser.add_argument("--device", default="cpu", help="'cpu', 'cuda' or 'cuda:N'")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--quiet", action="store_true", help="no progress bars")
     args = parser.parse_args()
-    device = resolve_device(args.device)
-    if device.type == "cpu":
-        torch.set_num_threads(1)
-    set_seed(args.seed)
+    device = setup(args)
     verbose = not args.quiet
     epochs = args.epochs if args.epochs is not None else (2 if args.quick else 12)
     n = args.n if args.n is not None else (50 if args.quick else 200)
     train_limit = 2000 if args.quick else None
     pgd_steps = 20 if args.quick else 100
 
-    x_train, y_train = load_dataset("mnist-embedded", "train")
-    x_test, y_test = load_dataset("mnist-embedded", "test")
-    x_train, y_train = x_train[:train_limit], y_train[:train_limit]
-    x, y = x_test[:n], y_test[:n]
+    x_train, y_train, x, y = mnist(train_limit, n)
 
     # 1. your CNN + radial-basis mapping blocks, as an ART classifier (your model itself is not modified)
     torch.manual_seed(args.seed)
@@ -113,11 +101,7 @@ def main() -> int:
         suite.append(AttackSpec("autoattack", "standard", "linf", 0.3))
     result = evaluate(classifier, x, y, suite, device=device, seed=args.seed, verbose=verbose,
                       model_name=f"MyCNN + radial mapping ({args.variant})", dataset="mnist-embedded")  # fmt: skip
-    for label, acc in result.accuracy_per_attack.items():
-        print(f"  {label}: {acc:.3f}")
-    flags = [flag.code for flag in result.audit_flags]
-    print(f"SUMMARY radial-mapping (quick={args.quick}, n={n}): clean {result.clean_accuracy:.3f}, "
-          f"robust (worst case) {result.robust_accuracy:.3f}, audit flags {flags or 'none'}")  # fmt: skip
+    summarize(result, f"radial-mapping (quick={args.quick}, n={n})")
     return 0
 
 

@@ -24,7 +24,6 @@ more test points (``--epochs`` / ``--n`` override either mode).
 
 from __future__ import annotations
 
-import argparse
 import sys
 
 import numpy as np
@@ -33,7 +32,7 @@ from art.attacks.evasion import ProjectedGradientDescent
 from art.estimators.classification import PyTorchClassifier
 from torch import nn
 
-from art_manifold_defenses import load_dataset, to_art_classifier
+from art_manifold_defenses import to_art_classifier
 from art_manifold_defenses.evaluation import AttackSpec, EoT, evaluate
 from art_manifold_defenses.rbf_reconstruction import (
     RBFCNN,
@@ -41,7 +40,9 @@ from art_manifold_defenses.rbf_reconstruction import (
     RBFReconstructionPyTorch,
     fit_rbf_filters,
 )
-from art_manifold_defenses.utils import art_device_type, resolve_device, set_seed
+from art_manifold_defenses.utils import art_device_type
+
+from _common import example_parser, mnist, setup, summarize  # examples/_common.py
 
 
 class MyCNN(nn.Module):
@@ -60,19 +61,10 @@ class MyCNN(nn.Module):
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--quick", action=argparse.BooleanOptionalAction, default=True,
-                        help="tiny settings, about 2 minutes on one CPU core (default); --no-quick for real settings")  # fmt: skip
-    parser.add_argument("--epochs", type=int, default=None, help="training epochs (quick: 3, else 20)")
-    parser.add_argument("--n", type=int, default=None, help="test points attacked (quick: 50, else 200)")
-    parser.add_argument("--device", default="cpu", help="'cpu', 'cuda' or 'cuda:N'")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    parser = example_parser(__doc__, epochs_help="training epochs (quick: 3, else 20)",
+                            n_help="test points attacked (quick: 50, else 200)")
     args = parser.parse_args()
-    device = resolve_device(args.device)
-    if device.type == "cpu":
-        torch.set_num_threads(1)
-    set_seed(args.seed)
+    device = setup(args)
     verbose = not args.quiet
     epochs = args.epochs if args.epochs is not None else (3 if args.quick else 20)
     n = args.n if args.n is not None else (50 if args.quick else 200)
@@ -80,10 +72,7 @@ def main() -> int:
     em = {"max_steps": 60, "nonparametric_steps": 45, "batch_size": 20, "batches_per_step": 5} if args.quick else {}
     votes, eot, pgd_steps = (2, 4, 20) if args.quick else (10, 10, 40)
 
-    x_train, y_train = load_dataset("mnist-embedded", "train")
-    x_test, y_test = load_dataset("mnist-embedded", "test")
-    x_train, y_train = x_train[:train_limit], y_train[:train_limit]
-    x, y = x_test[:n], y_test[:n]
+    x_train, y_train, x, y = mnist(train_limit, n)
 
     # 1. the RBF filter bank (eq. 2-3)
     bank = fit_rbf_filters(x_train, seed=args.seed, device=device, verbose=verbose, **em)
@@ -129,11 +118,7 @@ def main() -> int:
         suite.append(AttackSpec("autoattack", "standard", "linf", 0.3))  # the runner switches to "rand" (EoT)
     result = evaluate(model, x, y, suite, device=device, seed=args.seed, eot_samples=eot, votes=3 if args.quick else 9,
                       repeats=1, verbose=verbose, model_name="MyCNN + RBF-CNN (rCNN)", dataset="mnist-embedded")  # fmt: skip
-    for label, acc in result.accuracy_per_attack.items():
-        print(f"  {label}: {acc:.3f}")
-    flags = [flag.code for flag in result.audit_flags]
-    print(f"SUMMARY rbf-reconstruction (quick={args.quick}, n={n}): clean {result.clean_accuracy:.3f}, "
-          f"robust (worst case) {result.robust_accuracy:.3f}, audit flags {flags or 'none'}")  # fmt: skip
+    summarize(result, f"rbf-reconstruction (quick={args.quick}, n={n})")
     return 0
 
 

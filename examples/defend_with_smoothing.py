@@ -24,7 +24,6 @@ the whole embedded set for longer and certifies with more samples (``--epochs`` 
 
 from __future__ import annotations
 
-import argparse
 import sys
 
 import numpy as np
@@ -32,10 +31,11 @@ import torch
 from art.attacks.evasion import ProjectedGradientDescent
 from torch import nn
 
-from art_manifold_defenses import load_dataset
 from art_manifold_defenses.evaluation import AttackSpec, evaluate
 from art_manifold_defenses.smoothing import RenyiSmoothingPyTorch
-from art_manifold_defenses.utils import art_device_type, resolve_device, set_seed
+from art_manifold_defenses.utils import art_device_type
+
+from _common import example_parser, mnist, setup, summarize  # examples/_common.py
 
 
 class MyCNN(nn.Module):
@@ -54,31 +54,19 @@ class MyCNN(nn.Module):
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--quick", action=argparse.BooleanOptionalAction, default=True,
-                        help="tiny settings, about 2 minutes on one CPU core (default); --no-quick for real settings")  # fmt: skip
-    parser.add_argument("--epochs", type=int, default=None, help="training epochs (quick: 5, else 20)")
-    parser.add_argument("--n", type=int, default=None, help="test points certified and attacked (quick: 30, else 200)")
+    parser = example_parser(__doc__, epochs_help="training epochs (quick: 5, else 20)",
+                            n_help="test points certified and attacked (quick: 30, else 200)")
     parser.add_argument("--sigma", type=float, default=0.5, help="noise standard deviation")
     parser.add_argument("--stability-weight", type=float, default=1.0, help="STN's gamma (0 = Gaussian augmentation)")
-    parser.add_argument("--device", default="cpu", help="'cpu', 'cuda' or 'cuda:N'")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--quiet", action="store_true", help="no progress bars")
     args = parser.parse_args()
-    device = resolve_device(args.device)
-    if device.type == "cpu":
-        torch.set_num_threads(1)
-    set_seed(args.seed)
+    device = setup(args)
     verbose = not args.quiet
     epochs = args.epochs if args.epochs is not None else (5 if args.quick else 20)
     n = args.n if args.n is not None else (30 if args.quick else 200)
     train_limit = None
     cert_n, eot, pgd_steps = (100, 4, 10) if args.quick else (10000, 16, 40)
 
-    x_train, y_train = load_dataset("mnist-embedded", "train")
-    x_test, y_test = load_dataset("mnist-embedded", "test")
-    x_train, y_train = x_train[:train_limit], y_train[:train_limit]
-    x, y = x_test[:n], y_test[:n]
+    x_train, y_train, x, y = mnist(train_limit, n)
 
     # 1. your CNN inside the smoothing estimator (ART's PyTorchRandomizedSmoothing constructor)
     torch.manual_seed(args.seed)
@@ -121,11 +109,8 @@ def main() -> int:
     result = evaluate(estimator.smoothed_module(), x, y, suite, device=device, seed=args.seed, eot_samples=eot,
                       votes=5 if args.quick else 25, repeats=1, verbose=verbose,
                       model_name=f"MyCNN + smoothing (sigma {args.sigma})", dataset="mnist-embedded")  # fmt: skip
-    for label, acc in result.accuracy_per_attack.items():
-        print(f"  {label}: {acc:.3f}")
-    flags = [flag.code for flag in result.audit_flags]
-    print(f"SUMMARY smoothing (quick={args.quick}, n={n}, sigma={args.sigma}): clean {result.clean_accuracy:.3f}, "
-          f"robust (worst case, l2 1.0) {result.robust_accuracy:.3f}, audit flags {flags or 'none'}")  # fmt: skip
+    summarize(result, f"smoothing (quick={args.quick}, n={n}, sigma={args.sigma})",
+              robust_label="robust (worst case, l2 1.0)")
     return 0
 
 
