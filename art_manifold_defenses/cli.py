@@ -1,10 +1,11 @@
 """The ``amd`` command.
 
 Subcommands: ``train`` (a zoo model, optionally with a defence), ``evaluate`` (a checkpoint under an attack suite),
-``demo`` (train and evaluate the models of :data:`DEMO_ENTRIES`), ``info`` (versions and devices). Defences plug into
-``amd train --defense NAME`` through :data:`DEFENCE_TRAINERS`: a module that provides
-``add_train_arguments(group)`` and ``train_from_args(args, data, device) -> (model, defence_metadata)``, and into
-``amd demo`` through :data:`DEMO_ENTRIES`.
+``demo`` (the baseline and the five defences, see :mod:`art_manifold_defenses.demo`), ``info`` (versions and
+devices). Defences plug into ``amd train --defense NAME`` through :data:`DEFENCE_TRAINERS`: a module that provides
+``add_train_arguments(group)`` and ``train_from_args(args, data, device, architecture) -> (model,
+defence_metadata)``; ``amd demo`` trains its models through the same modules
+(:data:`art_manifold_defenses.demo.DEMO_ENTRIES`).
 """
 
 from __future__ import annotations
@@ -15,8 +16,7 @@ import json
 import platform
 import sys
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -98,7 +98,8 @@ def _add_evaluate_parser(sub: Any) -> None:
     evaluate.add_argument("--data-root", default=None, help="folder holding the dataset files (default: $AMD_DATA_DIR or ~/.cache)")
     evaluate.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default: cpu)")
     evaluate.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
-    evaluate.add_argument("--n", type=int, default=1000, help="evaluate the first N test images (default: 1000)")
+    evaluate.add_argument("--n", "--num-images", dest="n", type=int, default=1000,
+                          help="evaluate the first N test images (default: 1000); spell it --num-images after torchrun, whose own parser rejects --n")
     evaluate.add_argument("--suite", default="quick", help="attack suite: quick, linf, l2, l1, autoattack, full or a registered one")
     evaluate.add_argument("--norm", default=None, choices=["linf", "l2", "l1"], help="threat model (default: the suite's)")
     evaluate.add_argument("--eps", type=float, default=None, help="budget (default: linf 0.3, l2 2.0, l1 15.0)")
@@ -114,16 +115,10 @@ def _add_evaluate_parser(sub: Any) -> None:
 
 
 def _add_demo_parser(sub: Any) -> None:
-    demo = sub.add_parser("demo", help="train the demo models briefly on mnist-embedded and evaluate them with `quick`")
-    demo.add_argument("--out", required=True, help="output folder (report.md, results.json, one folder per model)")
-    demo.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default: cpu)")
-    demo.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
-    demo.add_argument("--n", type=int, default=200, help="test images to evaluate (default: 200)")
-    demo.add_argument("--epochs", type=int, default=6, help="training epochs per model (default: 6)")
-    demo.add_argument("--data-root", default=None, help="folder for the embedded MNIST cache (default: ~/.cache)")
-    demo.add_argument("--suite", default="quick", help="attack suite (default: quick)")
-    demo.add_argument("--only", action="append", default=None, help="run only this demo entry (repeatable)")
-    demo.add_argument("--quiet", action="store_true", help="no progress bars")
+    from .demo import add_demo_arguments
+
+    demo = sub.add_parser("demo", help="the baseline and the five defences on mnist-embedded: train, attack, certify, one report")
+    add_demo_arguments(demo)
 
 
 def _load_data(args: argparse.Namespace) -> dict[str, Any]:
@@ -137,14 +132,25 @@ def _load_data(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _command_train(args: argparse.Namespace) -> int:
+    """``amd train``; under ``torchrun`` the shared training loop runs DistributedDataParallel (see
+    :func:`.training.train`) and rank 0 writes the checkpoint."""
+    from . import distributed
+
+    info = distributed.init_distributed(args.device)
+    try:
+        return _train(args, info.device, is_main=info.is_main)
+    finally:
+        distributed.destroy_distributed(info)
+
+
+def _train(args: argparse.Namespace, device: Any, *, is_main: bool) -> int:
     import torch
 
     from .checkpoint import save_checkpoint
     from .models import build_model
     from .training import evaluate_accuracy, train
-    from .utils import resolve_device, set_seed
+    from .utils import set_seed
 
-    device = resolve_device(args.device)
     set_seed(args.seed)
     data = _load_data(args)
     channels, size = data["x_train"].shape[1], data["x_train"].shape[2]
@@ -168,6 +174,8 @@ def _command_train(args: argparse.Namespace) -> int:
         module = importlib.import_module(DEFENCE_TRAINERS[args.defense])
         model, defence_meta = module.train_from_args(args, data, device, architecture)
     seconds = time.perf_counter() - started
+    if not is_main:
+        return 0
     accuracy = evaluate_accuracy(model, data["x_test"], data["y_test"], device=device)
     save_checkpoint(
         model, out / "model.pt", architecture=architecture, defence=defence_meta, dataset=args.dataset,
@@ -211,12 +219,22 @@ def _transfer_spec(suite: list[Any]) -> Any:
 
 
 def _command_evaluate(args: argparse.Namespace) -> int:
+    """``amd evaluate``; under ``torchrun`` the batches are sharded over the processes (see :mod:`.distributed`) and
+    rank 0 writes the same files as a single process."""
+    from . import distributed
+
+    info = distributed.init_distributed(args.device)
+    try:
+        return _evaluate(args, info.device, is_main=info.is_main)
+    finally:
+        distributed.destroy_distributed(info)
+
+
+def _evaluate(args: argparse.Namespace, device: Any, *, is_main: bool) -> int:
     from .checkpoint import load_checkpoint
     from .data import load_dataset
     from .evaluation import evaluate, get_suite
-    from .utils import resolve_device
 
-    device = resolve_device(args.device)
     if args.n is not None and args.n < 1:
         raise ValueError(f"--n must be >= 1, got {args.n}")
     model, metadata = load_checkpoint(args.checkpoint, device=device)
@@ -236,6 +254,8 @@ def _command_evaluate(args: argparse.Namespace) -> int:
         surrogate_model=surrogate, eot_samples=args.eot_samples, votes=args.votes, repeats=args.repeats,
         verbose=not args.quiet, model_name=name, dataset=dataset, reported=args.reported,
     )  # fmt: skip
+    if not is_main:
+        return 0
     print(f"clean accuracy {result.clean_accuracy:.4f}, robust accuracy {result.robust_accuracy:.4f} "
           f"({len(y)} images, {args.suite}); {len(result.audit_flags)} audit flag(s); wrote {Path(args.out) / 'results.json'}")  # fmt: skip
     for flag in result.audit_flags:
@@ -243,105 +263,10 @@ def _command_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
-@dataclass(frozen=True)
-class DemoContext:
-    """What a demo entry's build function gets: the data (``x_train``, ``y_train``, ``x_test``, ``y_test``), the
-    device, the seed, the number of epochs, whether to show progress, and a folder for its training state."""
-
-    data: dict[str, Any]
-    device: Any
-    seed: int
-    epochs: int
-    verbose: bool
-    work_dir: Path
-
-
-@dataclass(frozen=True)
-class DemoEntry:
-    """One model of ``amd demo``: ``build(context) -> trained nn.Module`` (defended models carry their
-    ``stochastic``/``bpda_surrogate`` attributes) and the checkpoint description ``architecture``/``defence``."""
-
-    name: str
-    description: str
-    build: Callable[[DemoContext], Any]
-    architecture: dict[str, Any]
-    defence: dict[str, Any] | None = None
-
-
-def _demo_baseline(ctx: DemoContext) -> Any:
-    import torch
-
-    from .models import build_model
-    from .training import train
-
-    torch.manual_seed(ctx.seed)
-    model = build_model("cw_mnist")
-    train(model, ctx.data["x_train"], ctx.data["y_train"], epochs=ctx.epochs, batch_size=128,
-          optimizer=torch.optim.Adam(model.parameters(), lr=1e-3), device=ctx.device,
-          checkpoint_dir=ctx.work_dir / "train_state", seed=ctx.seed, verbose=ctx.verbose, desc="baseline cw_mnist")  # fmt: skip
-    return model
-
-
-#: The models ``amd demo`` trains and evaluates, in order. Each defence issue appends its entry.
-DEMO_ENTRIES: list[DemoEntry] = [
-    DemoEntry("baseline", "undefended cw_mnist (Carlini & Wagner 2017 MNIST net), Adam 1e-3", _demo_baseline,
-              {"name": "cw_mnist", "in_channels": 1, "num_classes": 10, "input_size": 28}),  # fmt: skip
-]
-
-
 def _command_demo(args: argparse.Namespace) -> int:
-    from .checkpoint import save_checkpoint
-    from .data import load_dataset
-    from .evaluation import evaluate, get_suite
-    from .evaluation.report import combined_markdown
-    from .training import evaluate_accuracy
-    from .utils import resolve_device, set_seed
+    from .demo import run_demo
 
-    device = resolve_device(args.device)
-    if args.n < 1 or args.epochs < 1:
-        raise ValueError(f"--n and --epochs must be >= 1, got {args.n} and {args.epochs}")
-    suite = get_suite(args.suite)
-    entries = DEMO_ENTRIES if not args.only else [e for e in DEMO_ENTRIES if e.name in args.only]
-    if not entries:
-        raise ValueError(f"--only {args.only} matches no demo entry; entries: {[e.name for e in DEMO_ENTRIES]}")
-    started = time.perf_counter()
-    x_train, y_train = load_dataset("mnist-embedded", "train", root=args.data_root)
-    x_test, y_test = load_dataset("mnist-embedded", "test", root=args.data_root)
-    data = {"x_train": x_train, "y_train": y_train, "x_test": x_test, "y_test": y_test}
-    out = Path(args.out)
-    sections, summary = [], []
-    for entry in entries:
-        folder = out / entry.name
-        set_seed(args.seed)
-        t0 = time.perf_counter()
-        model = entry.build(DemoContext(data, device, args.seed, args.epochs, not args.quiet, folder))
-        train_seconds = time.perf_counter() - t0
-        accuracy = evaluate_accuracy(model, x_test, y_test, device=device)
-        save_checkpoint(model, folder / "model.pt", architecture=entry.architecture, defence=entry.defence,
-                        dataset="mnist-embedded", extra={"test_accuracy": accuracy, "epochs": args.epochs,
-                                                         "seed": args.seed, "train_seconds": train_seconds})  # fmt: skip
-        result = evaluate(model, x_test[: args.n], y_test[: args.n], suite, device=device, seed=args.seed,
-                          out_dir=folder, verbose=not args.quiet, model_name=entry.name, dataset="mnist-embedded")  # fmt: skip
-        record = result.to_dict()
-        sections.append((entry.name, record, f"{entry.name}/curves.png"))
-        summary.append({"name": entry.name, "description": entry.description, "results": f"{entry.name}/results.json",
-                        "checkpoint": f"{entry.name}/model.pt", "test_accuracy_full": accuracy,
-                        "train_seconds": train_seconds, "evaluation_seconds": result.seconds,
-                        "clean_accuracy": result.clean_accuracy, "robust_accuracy": result.robust_accuracy,
-                        "audit_flags": [f.code for f in result.audit_flags]})  # fmt: skip
-        print(f"{entry.name}: test accuracy {accuracy:.4f} (all {len(y_test)}), on {args.n}: clean {result.clean_accuracy:.4f}, "
-              f"robust {result.robust_accuracy:.4f}, {len(result.audit_flags)} audit flag(s)")  # fmt: skip
-    seconds = time.perf_counter() - started
-    preamble = (f"`amd demo --out {args.out} --device {args.device} --seed {args.seed} --n {args.n} --epochs {args.epochs} "
-                f"--suite {args.suite}`: "
-                f"models trained {args.epochs} epochs on the 4,000 embedded MNIST training images, evaluated with the "
-                f"`{args.suite}` suite on the first {args.n} test images; {seconds:.0f} s in all.")  # fmt: skip
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "report.md").write_text(combined_markdown(sections, title="art-manifold-defenses demo", preamble=preamble))
-    (out / "results.json").write_text(json.dumps({"format": "art-manifold-defenses/demo/1", "seconds": seconds,
-                                                  "entries": summary}, indent=2) + "\n")  # fmt: skip
-    print(f"wrote {out / 'report.md'} in {seconds:.0f}s")
-    return 0
+    return run_demo(args)
 
 
 COMMANDS: dict[str, Any] = {"train": _command_train, "evaluate": _command_evaluate, "demo": _command_demo, "info": _command_info}

@@ -3,6 +3,12 @@ defence trainers supply, tqdm progress, validation, a checkpoint every epoch and
 
 Determinism: the data order and every random draw of epoch ``e`` come from seeds derived from ``(seed, e)``, so a run
 resumed from the checkpoint of epoch ``e`` continues exactly as the uninterrupted run would have.
+
+Scale-out: under ``torchrun`` (``torch.distributed`` initialised with ``WORLD_SIZE > 1``, e.g. by ``amd train``), the
+loop wraps the model in ``DistributedDataParallel`` (one device per process, ``cuda:LOCAL_RANK`` on GPUs), splits every
+batch of the shared, identically seeded permutation across the processes (so ``batch_size`` stays the number of
+samples per optimizer step and the run follows the single-process schedule), averages the logged values over ranks,
+and writes the checkpoint on rank 0 only; on resume rank 0 reads it and sends it to the others.
 """
 
 from __future__ import annotations
@@ -99,6 +105,19 @@ def _epoch_seed(seed: int, epoch: int) -> int:
     return (seed * 1_000_003 + epoch * 7919 + 17) % (2**63 - 1)
 
 
+def _rank_share(batch: Tensor, order: Tensor, rank: int, world: int) -> Tensor:
+    """This rank's share of a global batch: every ``world``-th sample from position ``rank``; a batch with fewer samples
+    than processes is first padded with the first samples of the epoch's order (as ``DistributedSampler`` pads)."""
+    if len(batch) < world:
+        batch = torch.cat([batch, order[: world - len(batch)].repeat(world)[: world - len(batch)]])
+    return batch[rank::world]
+
+
+def _collective_device(dev: torch.device) -> torch.device:
+    """Where collectives' tensors live: the GPU for NCCL, the CPU for Gloo."""
+    return dev if dev.type == "cuda" else torch.device("cpu")
+
+
 def _save_atomic(obj: dict[str, Any], path: Path) -> None:
     tmp = path.with_name(path.name + ".tmp")
     torch.save(obj, tmp)
@@ -127,6 +146,8 @@ def train(
     on_epoch_end: Callable[[TrainContext, dict[str, float]], None] | None = None,
     verbose: bool = True,
     desc: str = "train",
+    distributed: bool | None = None,
+    find_unused_parameters: bool = False,
 ) -> list[dict[str, float]]:
     """Train ``model`` on ``(x, y)`` and return the per-epoch history.
 
@@ -143,7 +164,14 @@ def train(
             every epoch, and with ``resume=True`` an existing one is loaded and training continues from it.
         seed: data order and random draws of epoch ``e`` are seeded from ``(seed, e)``.
         grad_clip: clip the global gradient norm to this value before each optimizer step.
-        on_epoch_end: called with the context and the epoch's record (after validation, before the checkpoint).
+        on_epoch_end: called with the context and the epoch's record (after validation, before the checkpoint);
+            ``ctx.model`` is then the plain model, also under DDP.
+        distributed: train with DistributedDataParallel over the initialised process group; default (``None``): when
+            ``torch.distributed`` is initialised with more than one process. Each process gets ``batch_size /
+            world_size`` samples of every batch (global batch = ``batch_size``); the step function sees the DDP
+            module as ``ctx.model`` (its own attributes are at ``ctx.model.module``).
+        find_unused_parameters: passed to ``DistributedDataParallel`` (for step functions that leave some
+            parameters out of the loss).
     """
     if not isinstance(epochs, int) or epochs < 0:
         raise ValueError(f"epochs must be a non-negative integer, got {epochs!r}")
@@ -153,10 +181,18 @@ def train(
         raise TypeError("scheduler must have a .step() method")
     if scheduler_interval not in ("epoch", "batch"):
         raise ValueError(f"scheduler_interval must be 'epoch' or 'batch', got {scheduler_interval!r}")
+    if distributed is not None and not isinstance(distributed, bool):
+        raise TypeError(f"distributed must be a bool or None, got {distributed!r}")
+    from . import distributed as dist_helpers
+
+    use_ddp = dist_helpers.is_distributed() if distributed is None else distributed
+    if use_ddp and not dist_helpers.is_distributed():
+        raise ValueError("distributed=True needs an initialised torch.distributed process group with more than one process (torchrun)")
+    rank, world = (dist_helpers.rank(), dist_helpers.world_size()) if use_ddp else (0, 1)
     x_np = check_images(x, "x", clip_values=None)
     num_classes = getattr(model, "num_classes", None) or int(np.asarray(y).max()) + 1
     y_np = check_labels(y, len(x_np), max(int(num_classes), int(np.asarray(y).max()) + 1), "y")
-    dev = resolve_device(device)
+    dev = dist_helpers.process_device(device) if use_ddp else resolve_device(device)
     model.to(dev)
     if optimizer is None:
         optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
@@ -173,21 +209,36 @@ def train(
     state_path = Path(checkpoint_dir) / TRAIN_STATE_FILE if checkpoint_dir is not None else None
     if state_path is not None:
         state_path.parent.mkdir(parents=True, exist_ok=True)
-        if resume and state_path.is_file():
+        state = None
+        if use_ddp:  # rank 0 reads the checkpoint and sends it, so every rank resumes from the same epoch
+            local = torch.load(state_path, map_location="cpu", weights_only=True) if resume and rank == 0 and state_path.is_file() else None
+            state = dist_helpers.broadcast_object(local)
+        elif resume and state_path.is_file():
             state = torch.load(state_path, map_location=dev, weights_only=True)
+        if state is not None:
             model.load_state_dict(state["model"])
             optimizer.load_state_dict(state["optimizer"])
             if scheduler is not None and state.get("scheduler") is not None and hasattr(scheduler, "load_state_dict"):
                 scheduler.load_state_dict(state["scheduler"])
             history = list(state["history"])
             start_epoch = int(state["epoch"])
-            if verbose:
+            if verbose and rank == 0:
                 tqdm.write(f"resuming from {state_path} after epoch {start_epoch}")
+
+    net: nn.Module = model
+    if use_ddp:
+        from torch.nn.parallel import DistributedDataParallel
+
+        net = DistributedDataParallel(model, device_ids=[dev.index] if dev.type == "cuda" else None,
+                                      find_unused_parameters=find_unused_parameters)  # fmt: skip
+        verbose = verbose and rank == 0
 
     for epoch in range(start_epoch, epochs):
         ctx.epoch = epoch
+        ctx.model = net
         epoch_seed = _epoch_seed(seed, epoch)
-        torch.manual_seed(epoch_seed)  # dropout, noise and other draws of this epoch
+        # dropout, noise and other draws of this epoch (other ranks: their own stream, so their noise differs)
+        torch.manual_seed(epoch_seed if rank == 0 else dist_helpers.derive_seed(epoch_seed, "rank", rank))
         order = torch.randperm(n, generator=torch.Generator().manual_seed(epoch_seed)) if shuffle else torch.arange(n)
         model.train()
         sums: dict[str, float] = {}
@@ -195,6 +246,8 @@ def train(
         bar = tqdm(range(batches), desc=f"{desc} {epoch + 1}/{epochs}", disable=not verbose, leave=False)
         for b in bar:
             idx = order[b * batch_size : (b + 1) * batch_size]
+            if world > 1:
+                idx = _rank_share(idx, order, rank, world)
             xb, yb = x_t[idx].to(dev, non_blocking=True), y_t[idx].to(dev, non_blocking=True)
             ctx.batch_index = b
             out = step(ctx, xb, yb)
@@ -214,6 +267,10 @@ def train(
                 bar.set_postfix(loss=f"{logs['loss']:.4f}")
         if scheduler is not None and scheduler_interval == "epoch":
             scheduler.step()
+        if world > 1:  # the logged values are averaged over ranks, so every rank keeps the same history
+            keys = sorted(sums)
+            sums = dict(zip(keys, (v / world for v in dist_helpers.all_reduce_sum([sums[k] for k in keys], device=_collective_device(dev))), strict=True))
+        ctx.model = model
         record = {"epoch": float(epoch + 1), **{k: v / batches for k, v in sums.items()}}
         record["lr"] = float(optimizer.param_groups[0]["lr"])
         record["seconds"] = time.perf_counter() - started
@@ -225,7 +282,7 @@ def train(
         if verbose:
             shown = ", ".join(f"{k}={v:.4f}" for k, v in record.items() if k not in ("epoch", "lr"))
             tqdm.write(f"{desc} epoch {epoch + 1}/{epochs}: {shown}")
-        if state_path is not None:
+        if state_path is not None and rank == 0:
             _save_atomic(
                 {
                     "epoch": epoch + 1,
@@ -237,5 +294,8 @@ def train(
                 },
                 state_path,
             )
+        if world > 1:
+            dist_helpers.barrier()
+    ctx.model = model
     model.eval()
     return history

@@ -1,9 +1,21 @@
 """Benchmark: seconds per image and peak extra memory of ``RenyiSmoothingPyTorch.certify`` against ART's
-``PyTorchRandomizedSmoothing.certify`` and against the bare forward passes of the same number of noisy samples (the
-limit), on the same model, images and n.
+``PyTorchRandomizedSmoothing.certify`` and against two limits, on the same model (the same module, unwrapped), images,
+n and batch size:
 
-Timings are measured in this process, interleaved over ``--repeats`` rounds, and printed as ratios to the forward-only
-limit (absolute times on shared machines are noise). Peak extra memory is measured in a fresh subprocess per method
+- ``forward``: the bare forward passes (and argmax) of the ``images * (n0 + n)`` noisy samples, in batches of
+  ``--batch-size``, on one noisy batch drawn once beforehand: noise generation is NOT included;
+- ``fwd+noise``: the same forward passes, each on a batch freshly filled with ``normal_(0, sigma)`` plus the clean image
+  (one generator on the model's device): the limit of any certifier that draws every sample fresh.
+
+On one CPU thread drawing 784 Gaussian values costs about as much as the forward of a tiny CNN, so the two limits
+differ a lot for ``small_cnn`` and hardly for ``tramer_a``; ratios to both are printed, and ``noise`` (the noise
+drawing alone) shows the difference. ``counts`` is ``certify_counts`` (the sampling alone), ``ours`` the whole
+``certify(..., bound="all")``: the bounds add a fixed cost per call (scipy), amortised over ``--images``.
+
+Timings are measured in this process, interleaved over ``--repeats`` rounds (best of), and printed as ratios to the
+limits (absolute times on shared machines are noise). On CPU the clock is this process's CPU time by default
+(``--clock cpu``): on a machine shared with other jobs, wall time mostly measures the other jobs (with one thread the
+two agree on an idle machine); on CUDA it is wall time after a synchronisation. Peak extra memory is measured in a fresh subprocess per method
 (on CPU, the resident set size polled every millisecond by a thread, above its level after loading and one
 warm-up batch; on CUDA, ``max_memory_allocated`` above the same level).
 
@@ -66,14 +78,25 @@ def ours(model: nn.Module, device: torch.device, sigma: float) -> RenyiSmoothing
 
 
 def run_method(method: str, model: nn.Module, x: np.ndarray, n: int, batch_size: int, device: torch.device, sigma: float) -> None:
+    total = len(x) * (N0 + n)
     if method == "forward":
-        total = len(x) * (N0 + n)
         batch = torch.randn((batch_size, 1, 28, 28), device=device) * sigma + torch.from_numpy(x[:1]).to(device)
         with torch.inference_mode():
             for start in range(0, total, batch_size):
                 model(batch[: min(batch_size, total - start)]).argmax(1)
+    elif method in ("fwd+noise", "noise"):
+        buffer = torch.empty((batch_size, 1, 28, 28), device=device)
+        gen = torch.Generator(device=device).manual_seed(0)
+        with torch.inference_mode():
+            for start in range(0, total, batch_size):
+                clean = torch.from_numpy(x[(start // (N0 + n)) % len(x)]).to(device)
+                batch = buffer[: min(batch_size, total - start)].normal_(0.0, sigma, generator=gen).add_(clean)
+                if method == "fwd+noise":
+                    model(batch).argmax(1)
     elif method == "ours":
         ours(model, device, sigma).certify(x, n, batch_size=batch_size, n0=N0, bound="all")
+    elif method == "counts":
+        ours(model, device, sigma).certify_counts(x, n, batch_size=batch_size, n0=N0)
     elif method == "art":
         art_estimator(model, device, sigma).certify(x, n, batch_size=batch_size)
     else:
@@ -137,6 +160,8 @@ def main() -> None:
     parser.add_argument("--sigma", type=float, default=0.5)
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--clock", default="auto", choices=["auto", "cpu", "wall"],
+                        help="timer: process CPU time ('cpu', the default on CPU) or wall time ('wall', the default on CUDA)")  # fmt: skip
     parser.add_argument("--skip-art", action="store_true", help="leave out ART (slow and memory-hungry at large n)")
     parser.add_argument("--no-memory", action="store_true")
     parser.add_argument("--memory-model", default="small_cnn", help="model for the memory-vs-n table ('' to skip)")
@@ -148,35 +173,41 @@ def main() -> None:
         worker(args)
         return
     device = resolve_device(args.device)
-    methods = ["forward", "ours"] + ([] if args.skip_art else ["art"])
+    methods = ["forward", "fwd+noise", "noise", "counts", "ours"] + ([] if args.skip_art else ["art"])
     x = images(args.images)
-    print(f"device={device} n={args.n} n0={N0} images={args.images} batch={args.batch_size} threads={torch.get_num_threads()}")
+    use_cpu_clock = args.clock == "cpu" or (args.clock == "auto" and device.type == "cpu")
+    clock = time.process_time if use_cpu_clock else time.perf_counter
+    print(f"device={device} n={args.n} n0={N0} images={args.images} batch={args.batch_size} threads={torch.get_num_threads()} "
+          f"clock={'process CPU time' if use_cpu_clock else 'wall time'}")  # fmt: skip
     for name in args.models.split(","):
         model = make_model(name).to(device).eval()
         run_method("forward", model, x[:1], args.batch_size, args.batch_size, device, args.sigma)  # warm-up
         times: dict[str, list[float]] = {m: [] for m in methods}
         for _ in range(args.repeats):
             for m in methods:
-                began = time.perf_counter()
+                began = clock()
                 run_method(m, model, x, args.n, args.batch_size, device, args.sigma)
-                times[m].append((time.perf_counter() - began) / args.images)
+                times[m].append((clock() - began) / args.images)
         best = {m: min(v) for m, v in times.items()}
         memory: dict[str, float] = {}
         if not args.no_memory:
             for m in methods:
-                memory[m] = measure_memory(m, name, args.n, args)
+                if m not in ("noise", "counts"):
+                    memory[m] = measure_memory(m, name, args.n, args)
         batch_mib = args.batch_size * 28 * 28 * 4 / 2**20
-        print(f"\n{name}: seconds/image (best of {args.repeats}), ratio to the forward-only limit; peak extra memory (MiB; one noisy batch = {batch_mib:.1f} MiB)")
+        print(f"\n{name}: seconds/image (best of {args.repeats}), ratio to the forward-only limit and to the forward+noise limit; "
+              f"peak extra memory (MiB; one noisy batch = {batch_mib:.1f} MiB)")  # fmt: skip
         for m in methods:
             mem = f"{memory[m]:8.1f}" if m in memory else "     n/a"
-            print(f"  {m:8s} {best[m]:9.4f} s/image   x{best[m] / best['forward']:5.2f}   {mem} MiB")
+            print(f"  {m:9s} {best[m]:9.4f} s/image   x{best[m] / best['forward']:5.2f} fwd   x{best[m] / best['fwd+noise']:5.2f} fwd+noise   {mem} MiB")
         if "art" in best:
             print(f"  speed-up of ours over ART: x{best['art'] / best['ours']:.2f}")
     if args.memory_model and not args.no_memory:
         print(f"\npeak extra memory (MiB) vs n, {args.memory_model}, {args.images} images, batch {args.batch_size}:")
-        print("  n        " + "  ".join(f"{m:>8s}" for m in methods))
+        mem_methods = [m for m in methods if m not in ("noise", "counts")]
+        print("  n        " + "  ".join(f"{m:>9s}" for m in mem_methods))
         for n in [int(v) for v in args.memory_n.split(",")]:
-            print(f"  {n:<8d} " + "  ".join(f"{measure_memory(m, args.memory_model, n, args):8.1f}" for m in methods))
+            print(f"  {n:<8d} " + "  ".join(f"{measure_memory(m, args.memory_model, n, args):9.1f}" for m in mem_methods))
 
 
 if __name__ == "__main__":

@@ -1,12 +1,17 @@
-"""Forward+backward time of the mapped cleverhans_cnn vs the plain one, and of a naive per-centre block.
+"""Forward+backward time of the mapped cleverhans_cnn vs the plain one, and of the unfused and naive per-centre blocks.
 
-Prints ratios against the plain model measured in the same process (target: mapped <= 2x plain).
-Run: OMP_NUM_THREADS=1 python bench/radial_mapping.py [--batch 128] [--repeats 20] [--device cpu]
+Prints ratios against the plain model measured in the same process (target: mapped <= 2x plain). The models are timed
+round-robin (one step of each per round) and each ratio is the median over rounds of (model step / plain step of the
+same round), so a load change on a shared machine hits both sides of a ratio alike. Two clocks: wall time, and (on CPU)
+the process's CPU time, which leaves out the time other jobs of a shared machine held the core.
+Run: OMP_NUM_THREADS=1 python bench/radial_mapping.py [--batch 128] [--repeats 20] [--device cpu] [--no-naive]
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
+import statistics
 import time
 from collections.abc import Callable
 
@@ -31,33 +36,32 @@ class PerCentreBlock(nn.Module):
 
 
 def naive_copy(model: nn.Module) -> nn.Module:
-    import copy
-
     naive = copy.deepcopy(model)
     for module in naive.modules():
-        if hasattr(module, "mapping") and not isinstance(module.mapping, PerCentreBlock):
-            module.mapping = PerCentreBlock(module.mapping)
+        mapping = getattr(module, "mapping", None)
+        if isinstance(mapping, nn.Module) and not isinstance(mapping, PerCentreBlock):
+            module.mapping = PerCentreBlock(mapping)
     return naive
 
 
-def time_fwd_bwd(model: nn.Module, x: torch.Tensor, y: torch.Tensor, repeats: int, device: torch.device) -> float:
-    def step() -> None:
+def unfused_copy(model: nn.Module) -> nn.Module:
+    """The mapped model with every block computed by plain autograd operations (``fused=False``)."""
+    unfused = copy.deepcopy(model)
+    for block in mapping_blocks(unfused):
+        block.fused = False
+    return unfused
+
+
+def make_step(model: nn.Module, x: torch.Tensor, y: torch.Tensor, device: torch.device) -> Callable[[], tuple[float, float]]:
+    def step() -> tuple[float, float]:
+        started, started_cpu = time.perf_counter(), time.process_time()
         model.zero_grad(set_to_none=True)
         nn.functional.cross_entropy(model(x), y).backward()
-
-    for _ in range(3):
-        step()
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-    times = []
-    for _ in range(repeats):
-        started = time.perf_counter()
-        step()
         if device.type == "cuda":
             torch.cuda.synchronize(device)
-        times.append(time.perf_counter() - started)
-    times.sort()
-    return times[len(times) // 2]  # median
+        return time.perf_counter() - started, time.process_time() - started_cpu
+
+    return step
 
 
 def main() -> None:
@@ -66,6 +70,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=20)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--no-naive", action="store_true", help="skip the (slow) naive per-centre rows")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     device = resolve_device(args.device)
@@ -73,21 +78,38 @@ def main() -> None:
     x = torch.rand(args.batch, 1, 28, 28, device=device)
     y = torch.randint(0, 10, (args.batch,), device=device)
     plain = build_model("cleverhans_cnn").to(device)
-    models: dict[str, Callable[[], nn.Module]] = {
-        "plain cleverhans_cnn": lambda: plain,
-        "mapped (paper)": lambda: add_radial_mapping(plain, variant="paper").to(device),
-        "mapped (authors_code)": lambda: add_radial_mapping(plain, variant="authors_code").to(device),
-        "mapped (paper), naive per-centre": lambda: naive_copy(add_radial_mapping(plain, variant="paper")).to(device),
-        "mapped (authors_code), naive per-centre": lambda: naive_copy(add_radial_mapping(plain, variant="authors_code")).to(device),
+    paper = add_radial_mapping(plain, variant="paper").to(device)
+    authors = add_radial_mapping(plain, variant="authors_code").to(device)
+    models: dict[str, nn.Module] = {
+        "plain cleverhans_cnn": plain,
+        "mapped (paper)": paper,
+        "mapped (authors_code)": authors,
+        "mapped (paper), unfused autograd": unfused_copy(paper),
+        "mapped (authors_code), unfused autograd": unfused_copy(authors),
     }
+    if not args.no_naive:
+        models["mapped (paper), naive per-centre"] = naive_copy(paper)
+        models["mapped (authors_code), naive per-centre"] = naive_copy(authors)
+    steps = {name: make_step(model.train(), x, y, device) for name, model in models.items()}
     print(f"device={device}, batch={args.batch}, repeats={args.repeats}, threads={torch.get_num_threads()}, torch {torch.__version__}")
-    baseline = None
-    for name, make in models.items():
-        model = make().train()
-        seconds = time_fwd_bwd(model, x, y, args.repeats, device)
-        baseline = baseline or seconds
+    for step in steps.values():  # warm-up
+        for _ in range(3):
+            step()
+    times: dict[str, list[tuple[float, float]]] = {name: [] for name in steps}
+    for _ in range(args.repeats):
+        for name, step in steps.items():
+            times[name].append(step())
+    baseline = times["plain cleverhans_cnn"]
+    for name, model in models.items():
         blocks = len(mapping_blocks(model))
-        print(f"{name:42s} blocks={blocks}  median fwd+bwd {seconds * 1e3:8.2f} ms   ratio vs plain {seconds / baseline:6.2f}x")
+        line = f"{name:42s} blocks={blocks}"
+        for clock, label in ((0, "wall"), (1, "cpu")):
+            if clock == 1 and device.type != "cpu":
+                continue
+            median = statistics.median(t[clock] for t in times[name])
+            ratio = statistics.median(t[clock] / b[clock] for t, b in zip(times[name], baseline, strict=True))
+            line += f"  {label} median {median * 1e3:7.2f} ms ratio {ratio:5.2f}x"
+        print(line)
 
 
 if __name__ == "__main__":

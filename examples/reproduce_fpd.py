@@ -207,9 +207,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", default="runs/reproduce_fpd", help="models and per-attack JSON (resumable)")
     parser.add_argument("--results", default="examples/results/fpd.md")
     parser.add_argument("--models", nargs="+", default=["O", "F", "O_PGD", "F_PGD"], choices=["O", "F", "O_PGD", "F_PGD"])
+    parser.add_argument("--test", type=int, default=None, help="number of test images attacked (default: the scale's)")
+    parser.add_argument("--epochs", type=int, default=None, help="training epochs (default: the scale's)")
     parser.add_argument("--quiet", action="store_true")
     args = parser.parse_args(argv)
-    cfg = SCALES[args.scale]
+    cfg = dict(SCALES[args.scale])
+    for key in ("test", "epochs"):
+        value = getattr(args, key)
+        if value is not None:
+            if value < 1:
+                parser.error(f"--{key} must be a positive integer, got {value}")
+            cfg[key] = value
     device = resolve_device(args.device)
     verbose = not args.quiet
     out = Path(args.out) / args.scale

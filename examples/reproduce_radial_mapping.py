@@ -50,6 +50,8 @@ def main() -> int:
     parser.add_argument("--work", default="runs/reproduce_radial_mapping")
     parser.add_argument("--gn-eps", type=float, default=4.0, help="l2 budget of the Gaussian-noise attack (see suite.py)")
     parser.add_argument("--n-eval", type=int, default=None, help="number of test points attacked (default: the scale's)")
+    parser.add_argument("--models", nargs="+", default=None, choices=["ORIG", "PROP (paper)", "PROP (authors_code)"],
+                        help="train and evaluate only these rows (default: all three)")
     parser.add_argument("--no-attacks", action="store_true", help="train and score features only")
     parser.add_argument("--no-autoattack", action="store_true")
     parser.add_argument("--quiet", action="store_true")
@@ -70,6 +72,8 @@ def main() -> int:
         "PROP (paper)": lambda: add_radial_mapping(build_model("cleverhans_cnn"), variant="paper", seed=args.seed),
         "PROP (authors_code)": lambda: add_radial_mapping(build_model("cleverhans_cnn"), variant="authors_code", seed=args.seed),
     }
+    if args.models:
+        models = {name: make for name, make in models.items() if name in args.models}
     register_paper_suite()
     rows: dict[str, dict] = {}
     for name, make in models.items():

@@ -88,28 +88,3 @@ def test_evaluate_reports_bad_arguments(checkpoint: Path, tmp_path: Path, capsys
     assert "not found" in capsys.readouterr().err
     assert cli.main(["evaluate", "--checkpoint", str(checkpoint), "--suite", "no-such-suite", "--out", str(tmp_path / "o")]) == 2
     assert "unknown suite" in capsys.readouterr().err
-
-
-def test_demo_runs_its_entries_and_writes_the_report(monkeypatch: pytest.MonkeyPatch, data_root: str, tmp_path: Path) -> None:
-    def build(ctx: cli.DemoContext) -> torch.nn.Module:
-        assert ctx.epochs == 1 and not ctx.verbose and len(ctx.data["x_train"]) == 4000
-        torch.manual_seed(ctx.seed)  # the plumbing is under test here, not the training: an untrained model will do
-        arch = dict(ARCH)
-        return build_model(arch.pop("name"), **arch)
-
-    entry = cli.DemoEntry("tiny", "wong_small, one epoch", build, dict(ARCH))
-    monkeypatch.setattr(cli, "DEMO_ENTRIES", [entry])
-    out = tmp_path / "demo"
-    argv = ["demo", "--out", str(out), "--n", "10", "--epochs", "1", "--suite", "test-cli-tiny", "--data-root", data_root, "--quiet"]
-    assert cli.main(argv) == 0
-    report = (out / "report.md").read_text()
-    assert "| tiny |" in report and "tiny/curves.png" in report and "| attack | library |" in report
-    summary = json.loads((out / "results.json").read_text())
-    assert [e["name"] for e in summary["entries"]] == ["tiny"]
-    assert (out / "tiny" / "curves.png").is_file() and (out / "tiny" / "model.pt").is_file()
-    assert load_results(out / "tiny" / "results.json")["n"] == 10
-    assert cli.main(["demo", "--out", str(out), "--only", "nothing", "--quiet"]) == 2
-
-
-def test_baseline_is_the_first_demo_entry() -> None:
-    assert cli.DEMO_ENTRIES[0].name == "baseline" and cli.DEMO_ENTRIES[0].architecture["name"] == "cw_mnist"

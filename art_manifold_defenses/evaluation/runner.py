@@ -20,8 +20,17 @@ Robustness", https://arxiv.org/abs/1902.06705; Athalye et al. 2018, https://arxi
   resumes (finished attacks are skipped when model, data and settings match) and the worst case can be recomputed.
 
 Only points classified correctly on the clean input are attacked (the others cannot be robust), as in AutoAttack.
-Reproducibility: the seed of every attack run and every scoring pass is derived from ``seed`` and the attack's
-settings, so the result does not depend on the order of the suite. ``evaluate`` re-seeds torch's global generator.
+Reproducibility: the evaluation set is cut into batches ``b`` of ``batch_size`` consecutive images; the clean scoring of
+batch ``b`` is seeded from ``(seed, b)`` and every attack run on it from ``(seed, attack settings, repeat, b)``
+(libraries draw random starts for a whole batch from the global generator, so a per-image seed is impossible), so the
+result depends neither on the order of the suite nor on how many processes share the work, only on ``batch_size``.
+``evaluate`` re-seeds torch's global generator.
+
+Scale-out: when ``torch.distributed`` is initialised with several processes (``torchrun``, see
+:mod:`art_manifold_defenses.distributed`), the batches are dealt round-robin over the ranks, each rank saves every
+finished batch to ``out_dir/attacks/<attack>/batch-*.json`` (resume loses at most the batch in progress) and rank 0
+merges them into the same ``attacks/*.json``, ``results.json`` and report a single process writes (the audit runs on
+rank 0); every rank returns the merged :class:`EvaluationResult`.
 
 Known limitations: majority-vote scoring of a stochastic model costs ``votes`` forwards per point and attack; gradient-
 free attacks query a stochastic model directly (without EoT); an attack that raises is recorded (``error``), flagged by
@@ -241,6 +250,12 @@ def _stable_seed(*parts: Any) -> int:
     return int.from_bytes(digest[:4], "little") & 0x7FFFFFFF
 
 
+def _run_seed(seed: int, spec: Any, repeat: int, batch_index: int) -> int:
+    """Seed of repeat ``repeat`` of attack ``spec`` on batch ``batch_index``: a function of these alone, so a batch gets
+    the same seed whichever process attacks it and whatever the order of the suite."""
+    return _stable_seed(seed, spec.to_dict(), repeat, "batch", batch_index)
+
+
 def _fingerprint_arrays(*arrays: np.ndarray) -> str:
     h = hashlib.sha1()
     for arr in arrays:
@@ -409,6 +424,82 @@ def _save_attack(path: Path, result: AttackResult, context: Mapping[str, Any]) -
     os.replace(tmp, path)
 
 
+def _batch(b: int, batch_size: int) -> slice:
+    """Positions of batch ``b`` of the evaluation set: ``[b * batch_size, (b + 1) * batch_size)``."""
+    return slice(b * batch_size, (b + 1) * batch_size)
+
+
+def _merge_clean(gathered: list[Any] | None, n: int, batch_size: int) -> np.ndarray:
+    assert gathered is not None
+    clean = np.zeros(n, dtype=bool)
+    for parts in gathered:
+        for b, ok in parts.items():
+            clean[_batch(int(b), batch_size)] = ok
+    return clean
+
+
+def _batch_path(attack_path: Path, b: int) -> Path:
+    return attack_path.with_suffix("") / f"batch-{b:06d}.json"
+
+
+def _part_to_dict(part: AttackResult, *, offset: int) -> dict[str, Any]:
+    """One batch's share of an attack result (global indices for the violations)."""
+    return {"correct": [int(c) for c in part.correct], "norms": [None if not math.isfinite(v) else float(v) for v in part.norms],
+            "violation_indices": [int(i) + offset for i in part.violation_indices], "seconds": float(part.seconds),
+            "attacked": int(part.attacked)}  # fmt: skip
+
+
+def _load_part(path: Path, context: Mapping[str, Any]) -> dict[str, Any] | None:
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError):
+        return None
+    if data.get("format") != _RESULT_FORMAT + "/batch" or data.get("context") != _json_roundtrip(context):
+        return None
+    part = data.get("part")
+    return part if isinstance(part, dict) else None
+
+
+def _save_part(path: Path, part: Mapping[str, Any], context: Mapping[str, Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps({"format": _RESULT_FORMAT + "/batch", "context": _json_roundtrip(context), "part": dict(part)},
+                              sort_keys=True) + "\n")  # fmt: skip
+    os.replace(tmp, path)
+
+
+def _remove_parts(attack_path: Path) -> None:
+    folder = attack_path.with_suffix("")
+    if folder.is_dir():
+        for p in folder.glob("batch-*.json*"):
+            p.unlink(missing_ok=True)
+        try:
+            folder.rmdir()
+        except OSError:  # a file that is not ours: leave the folder
+            pass
+
+
+def _merge_parts(plan: _Plan, gathered: Sequence[Mapping[int, Mapping[str, Any]]], clean_correct: np.ndarray, *,
+                 repeats: int) -> AttackResult:  # fmt: skip
+    """The attack result over the whole evaluation set from the per-batch parts of every rank."""
+    parts = {int(b): p for per_rank in gathered for b, p in per_rank.items()}
+    errors = [p["error"] for _, p in sorted(parts.items()) if "error" in p]
+    if errors:
+        return AttackResult(spec=plan.spec, correct=clean_correct.copy(), seconds=0.0, norms=np.full(len(clean_correct), math.nan),
+                            note=plan.note, error=str(errors[0]))  # fmt: skip
+    ordered = [parts[b] for b in sorted(parts)]
+    correct = np.concatenate([np.asarray(p["correct"], dtype=bool) for p in ordered]) if ordered else clean_correct.copy()
+    norms = np.array([math.nan if v is None else float(v) for p in ordered for v in p["norms"]], dtype=np.float64)
+    if len(correct) != len(clean_correct) or len(norms) != len(clean_correct):
+        raise RuntimeError(f"{plan.spec.label}: merged {len(correct)} of {len(clean_correct)} points (a batch is missing)")
+    violations = sorted(int(i) for p in ordered for i in p["violation_indices"])
+    return AttackResult(
+        spec=plan.spec, correct=correct, seconds=float(sum(p["seconds"] for p in ordered)), norms=norms,
+        violations=len(violations), violation_indices=violations, repeats=repeats,
+        eot_samples=plan.eot_samples, bpda=plan.bpda, attacked=int(sum(p["attacked"] for p in ordered)), note=plan.note,
+    )  # fmt: skip
+
+
 # --------------------------------------------------------------------------------------------------------------------
 # the runner
 # --------------------------------------------------------------------------------------------------------------------
@@ -442,8 +533,11 @@ def _plan(spec: Any, model: nn.Module, *, stochastic: bool, surrogate: nn.Module
         accepted = ATTACKS[("autoattack", "rand")].defaults_for(spec.norm)
         dropped = sorted(k for k in spec.params if k not in accepted)
         params = {k: v for k, v in spec.params.items() if k in accepted}
+        if "eot_iter" in accepted and "eot_iter" not in params and eot_samples > 1:
+            params["eot_iter"] = eot_samples  # the same EoT budget as every other gradient attack of the run
         spec = dataclasses.replace(spec, attack="rand", params=params)
-        note = "AutoAttack 'standard' replaced by 'rand' (EoT version) for a stochastic model"
+        note = (f"AutoAttack 'standard' replaced by 'rand' (EoT version, eot_iter {params.get('eot_iter', 'default')}) "
+                "for a stochastic model")  # fmt: skip
         if dropped:
             note += f"; parameters without a 'rand' counterpart dropped: {dropped}"
     own_eot = spec.library == "autoattack" and spec.attack == "rand"
@@ -461,8 +555,10 @@ def _plan(spec: Any, model: nn.Module, *, stochastic: bool, surrogate: nn.Module
 def _run_one(
     plan: _Plan, model: nn.Module, x: np.ndarray, y: np.ndarray, clean_correct: np.ndarray, *,
     attack_fn: AttackFunction, seed: int, repeats: int, votes: int, device: torch.device, batch_size: int,
-    num_classes: int, surrogate_model: nn.Module | None, verbose: bool,
+    num_classes: int, surrogate_model: nn.Module | None, verbose: bool, batch_index: int = 0,
 ) -> AttackResult:  # fmt: skip
+    """Attack the clean-correct points of one batch of the evaluation set (batch ``batch_index``), ``repeats`` times;
+    repeat ``r`` is seeded from ``(seed, spec, r, batch_index)`` (:func:`_run_seed`)."""
     spec = plan.spec
     n = len(x)
     index = np.flatnonzero(clean_correct)
@@ -471,7 +567,7 @@ def _run_one(
     violation_set: set[int] = set()
     started = time.perf_counter()
     for repeat in range(repeats if len(index) else 0):
-        run_seed = _stable_seed(seed, spec.to_dict(), repeat)
+        run_seed = _run_seed(seed, spec, repeat, batch_index)
         set_seed(run_seed)
         x_sub, y_sub = x[index], y[index]
         adv = attack_fn(spec, plan.attacked_model, x_sub, y_sub, device=device, seed=run_seed, batch_size=batch_size,
@@ -577,9 +673,19 @@ def evaluate(
     with torch.no_grad():
         num_classes = int(module(as_float_tensor(x_arr[:1], dev)).shape[1])
     y_arr = check_labels(y, len(x_arr), num_classes, "y")
+    from .. import distributed
+
+    rank, size = (distributed.rank(), distributed.world_size()) if distributed.is_distributed() else (0, 1)
+    num_batches = math.ceil(len(x_arr) / batch_size)
+    my_batches = [b for b in range(num_batches) if b % size == rank]
     set_seed(int(seed))
-    clean_correct = _score(module, x_arr, y_arr, votes=n_votes, seed=_stable_seed(seed, "clean"), device=dev,
-                           batch_size=batch_size, num_classes=num_classes)  # fmt: skip
+    clean_parts = {b: _score(module, x_arr[_batch(b, batch_size)], y_arr[_batch(b, batch_size)], votes=n_votes,
+                             seed=_stable_seed(seed, "clean", b), device=dev, batch_size=batch_size,
+                             num_classes=num_classes) for b in my_batches}  # fmt: skip
+    gathered_clean = distributed.gather_objects(clean_parts)
+    clean_correct = _merge_clean(gathered_clean, len(x_arr), batch_size) if rank == 0 else None
+    clean_correct = distributed.broadcast_object(clean_correct)
+    assert clean_correct is not None
 
     settings = {"device": str(dev), "batch_size": batch_size, "eot_samples": eot_k if stochastic else None,
                 "votes": n_votes, "repeats": n_repeats, "stochastic": stochastic, "bpda": bpda_surrogate is not None,
@@ -587,36 +693,61 @@ def evaluate(
     context = {"model": _fingerprint_model(module), "data": _fingerprint_arrays(x_arr, y_arr), "seed": int(seed),
                "eot_samples": eot_k, "votes": n_votes, "repeats": n_repeats, "stochastic": stochastic,
                "bpda": bpda_surrogate is not None, "transfer_source": None if surrogate_module is None
-               else _fingerprint_model(surrogate_module)}  # fmt: skip
+               else _fingerprint_model(surrogate_module), "batch_size": batch_size}  # fmt: skip
     out_path = None if out_dir is None else Path(out_dir)
 
     results: list[AttackResult] = []
-    bar = tqdm(specs, desc="attacks", unit="attack", disable=not verbose)
+    bar = tqdm(specs, desc="attacks", unit="attack", disable=not verbose or rank != 0)
     for spec in bar:
         plan = _plan(spec, module, stochastic=stochastic, surrogate=bpda_surrogate, eot_samples=eot_k)
         bar.set_postfix_str(plan.spec.label)
         if plan.spec.library == "transfer" and surrogate_module is None:
-            warnings.warn(f"{spec.label}: transfer attack skipped (no surrogate_model given)", stacklevel=2)
+            if rank == 0:
+                warnings.warn(f"{spec.label}: transfer attack skipped (no surrogate_model given)", stacklevel=2)
             continue
         path = None if out_path is None else _attack_path(out_path, plan.spec)
-        finished = None if path is None else _load_finished(path, context)
-        if finished is not None:
-            results.append(finished)
+        finished = None if path is None or rank != 0 else _load_finished(path, context)
+        if distributed.broadcast_object(finished is not None):  # rank 0 decides, so all ranks agree
+            if finished is not None:
+                results.append(finished)
             continue
-        try:
-            result = _run_one(plan, module, x_arr, y_arr, clean_correct, attack_fn=attack_fn, seed=int(seed),
-                              repeats=n_repeats, votes=n_votes, device=dev, batch_size=batch_size,
-                              num_classes=num_classes, surrogate_model=surrogate_module, verbose=verbose)  # fmt: skip
-        except Exception as exc:  # noqa: BLE001 - recorded and flagged, see raise_errors
-            if raise_errors:
-                raise
-            warnings.warn(f"{plan.spec.label} failed: {type(exc).__name__}: {exc}", stacklevel=2)
-            result = AttackResult(spec=plan.spec, correct=clean_correct.copy(), seconds=0.0, norms=np.full(len(x_arr), math.nan),
-                                  note=plan.note, error=f"{type(exc).__name__}: {exc}")  # fmt: skip
-        results.append(result)
-        if path is not None and result.error is None:
-            _save_attack(path, result, context)
+        parts: dict[int, dict[str, Any]] = {}
+        for b in my_batches:
+            part_path = None if path is None else _batch_path(path, b)
+            loaded = None if part_path is None else _load_part(part_path, context)
+            if loaded is not None:
+                parts[b] = loaded
+                continue
+            rows = _batch(b, batch_size)
+            try:
+                part = _run_one(plan, module, x_arr[rows], y_arr[rows], clean_correct[rows], attack_fn=attack_fn,
+                                seed=int(seed), repeats=n_repeats, votes=n_votes, device=dev, batch_size=batch_size,
+                                num_classes=num_classes, surrogate_model=surrogate_module, verbose=verbose and rank == 0,
+                                batch_index=b)  # fmt: skip
+            except Exception as exc:  # noqa: BLE001 - recorded and flagged, see raise_errors
+                if raise_errors:
+                    raise
+                parts[b] = {"error": f"{type(exc).__name__}: {exc}"}
+                break  # the attack is recorded as failed: its other batches would not be used
+            parts[b] = _part_to_dict(part, offset=rows.start)
+            if part_path is not None:
+                _save_part(part_path, parts[b], context)
+        gathered = distributed.gather_objects(parts)
+        if rank == 0:
+            assert gathered is not None
+            result = _merge_parts(plan, gathered, clean_correct, repeats=n_repeats)
+            if result.error is not None:
+                warnings.warn(f"{plan.spec.label} failed: {result.error}", stacklevel=2)
+            results.append(result)
+            if path is not None and result.error is None:
+                _save_attack(path, result, context)
+                _remove_parts(path)
     bar.close()
+
+    if rank != 0:  # rank 0 audits and writes the report; every rank returns its result
+        received = distributed.broadcast_object(None)
+        assert isinstance(received, EvaluationResult)
+        return received
 
     gradient_stats = determinism = None
     flags: list[AuditFlag] = []
@@ -640,4 +771,6 @@ def evaluate(
         from .report import write_report
 
         write_report(evaluation, out_path)
+    if size > 1:
+        distributed.broadcast_object(evaluation)
     return evaluation

@@ -15,15 +15,18 @@ from torch import nn
 from ..checkpoint import register_defence
 from .perturbation import perturbed_pair, sample_maximal_perturbation
 from .regularizers import (
+    BATCHING_MODES,
     ManifoldRegularizer,
     RegularizerOutput,
     dense_intrinsic_regularizer,
     fused_hamming_layer_term,
+    fused_hamming_pair_term,
     hamming_layer_terms,
     hamming_regularizer,
     hamming_relaxation,
     heat_kernel_weights,
     intrinsic_regularizer,
+    uses_batch_statistics,
 )
 from .relu_hooks import ReLURecorder, find_relu_modules
 from .schedules import ManifoldRegularizationSchedule, PiecewiseLinear, constant_schedule, paper_schedule
@@ -32,6 +35,7 @@ from .trainer import ABLATIONS, ManifoldRegularizationTrainer, manifold_regulari
 
 __all__ = [
     "ABLATIONS",
+    "BATCHING_MODES",
     "DEFENCE_NAME",
     "ManifoldRegularizationSchedule",
     "ManifoldRegularizationTrainer",
@@ -43,6 +47,7 @@ __all__ = [
     "dense_intrinsic_regularizer",
     "find_relu_modules",
     "fused_hamming_layer_term",
+    "fused_hamming_pair_term",
     "hamming_layer_terms",
     "hamming_regularizer",
     "hamming_relaxation",
@@ -53,6 +58,7 @@ __all__ = [
     "perturbed_pair",
     "relu_stability",
     "sample_maximal_perturbation",
+    "uses_batch_statistics",
 ]
 
 DEFENCE_NAME = "manifold-reg"

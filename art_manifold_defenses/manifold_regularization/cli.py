@@ -12,6 +12,7 @@ from torch import nn
 from ..estimator import to_art_classifier
 from ..models import build_model
 from . import DEFENCE_NAME
+from .regularizers import BATCHING_MODES
 from .schedules import PRESETS, ManifoldRegularizationSchedule, constant_schedule, paper_schedule
 from .trainer import ABLATIONS, ManifoldRegularizationTrainer
 
@@ -36,7 +37,10 @@ def add_train_arguments(group: Any) -> None:
     group.add_argument("--mr-lr-peak", type=float, default=0.1, help="peak SGD learning rate (default: 0.1)")
     group.add_argument("--mr-momentum", type=float, default=0.9, help="SGD momentum (default: 0.9)")
     group.add_argument("--mr-weight-decay", type=float, default=5e-4, help="weight decay gamma_K (default: 5e-4)")
-    group.add_argument("--mr-constant", action="store_true", help="no ramps: final eps and start gammas throughout")  # fmt: skip
+    group.add_argument("--mr-constant", action="store_true", help="no ramps: final eps and start gammas throughout")
+    group.add_argument("--mr-batching", default="auto", choices=list(BATCHING_MODES),
+                       help="x, x+, x- in one concatenated forward pass or three passes in one graph (same values without "
+                            "BatchNorm); auto: separate on CPU unless the model uses batch statistics (default: auto)")  # fmt: skip
 
 
 def resolve_preset(schedule: str, dataset: str, model: str) -> str:
@@ -80,7 +84,8 @@ def train_from_args(
     trainer = ManifoldRegularizationTrainer(
         classifier, schedule=schedule, ablation=args.mr_ablation, alpha=args.mr_alpha, norm=args.mr_norm,
         dense_scale=args.mr_dense_scale, lr_peak=args.mr_lr_peak, weight_decay=args.mr_weight_decay,
-        momentum=args.mr_momentum, optimizer=optimizer, device=device, seed=args.seed, verbose=not args.quiet,
+        momentum=args.mr_momentum, optimizer=optimizer, batching=getattr(args, "mr_batching", "auto"), device=device,
+        seed=args.seed, verbose=not args.quiet,
     )  # fmt: skip
     trainer.fit(
         data["x_train"], data["y_train"], validation_data=(data["x_test"], data["y_test"]), batch_size=args.batch_size,

@@ -60,11 +60,17 @@ class ReLURecorder:
     active ``nn.Dropout``/``nn.DropoutNd`` module applies the same mask to the ``k`` copies, so the regularizers
     compare the same sub-network on each copy instead of measuring dropout noise.
 
+    With ``shared_dropout_passes=True`` the copies go through the model in separate forward passes inside one
+    ``with`` block, separated by :meth:`next_pass`: the masks drawn in the first pass (one per dropout call, in call
+    order) are replayed in the later passes. ``records`` and ``functional_calls`` always describe the current pass;
+    set ``recording = False`` for a pass whose pre-activations are not needed.
+
     Args:
         model: the network.
         activation_types: module types whose inputs are recorded (default ``(nn.ReLU,)``).
         detect_functional: count functional ReLU calls (a ``TorchFunctionMode`` active inside the block).
         shared_dropout_chunks: ``None`` (dropout untouched) or the number of stacked copies (>= 2).
+        shared_dropout_passes: replay the first pass's dropout masks in every later pass of the block.
     """
 
     def __init__(
@@ -74,15 +80,20 @@ class ReLURecorder:
         activation_types: Sequence[type[nn.Module]] = (nn.ReLU,),
         detect_functional: bool = True,
         shared_dropout_chunks: int | None = None,
+        shared_dropout_passes: bool = False,
     ) -> None:
         if not isinstance(model, nn.Module):
             raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
         if shared_dropout_chunks is not None and (not isinstance(shared_dropout_chunks, int) or shared_dropout_chunks < 2):
             raise ValueError(f"shared_dropout_chunks must be None or an integer >= 2, got {shared_dropout_chunks!r}")
+        if not isinstance(shared_dropout_passes, bool):
+            raise TypeError(f"shared_dropout_passes must be a bool, got {type(shared_dropout_passes).__name__}")
         self.model = model
         self.modules = find_relu_modules(model, activation_types)
         self.detect_functional = detect_functional
         self.shared_dropout_chunks = shared_dropout_chunks
+        self.shared_dropout_passes = shared_dropout_passes
+        self.recording = True
         self.records: list[tuple[str, Tensor]] = []
         self.functional_calls = 0
         self._handles: list[RemovableHandle] = []
@@ -90,17 +101,21 @@ class ReLURecorder:
         self._depth = 0
         self._mode: _FunctionalReLUCounter | None = None
         self._dropout_inputs: dict[int, Tensor] = {}
+        self._masks: list[Tensor] = []
+        self._mask_index = 0
 
     # -- hooks ------------------------------------------------------------------------------------------------
     def _pre_hook(self, name: str) -> Any:
         def hook(module: nn.Module, inputs: tuple[Any, ...]) -> None:
+            self._depth += 1
+            if not self.recording:
+                return
             z = inputs[0]
             if getattr(module, "inplace", False):
                 z = z.clone()  # an in-place ReLU would overwrite the recorded pre-activation
             count = self._calls.get(name, 0) + 1
             self._calls[name] = count
             self.records.append((name if count == 1 else f"{name}#{count}", z))
-            self._depth += 1
 
         return hook
 
@@ -122,17 +137,35 @@ class ReLURecorder:
         p = float(getattr(module, "p", 0.0))
         head = x[: x.shape[0] // chunks]
         shape = head.shape if isinstance(module, _DROPOUT_ELEMENTWISE) else (*head.shape[:2], *([1] * (head.ndim - 2)))
-        mask = (torch.rand(shape, device=x.device) >= p).to(x.dtype) / (1.0 - p)
-        return x * mask.repeat(chunks, *([1] * (mask.ndim - 1)))
+        if self.shared_dropout_passes and self._mask_index < len(self._masks):
+            mask = self._masks[self._mask_index]
+            if mask.shape != shape:
+                raise ValueError(
+                    f"shared dropout across passes: dropout call {self._mask_index + 1} sees shape {tuple(shape)} but "
+                    f"drew a mask of shape {tuple(mask.shape)} in the first pass; the passes must have equal batches"
+                )
+        else:
+            mask = (torch.rand(shape, device=x.device) >= p).to(x.dtype) / (1.0 - p)
+            if self.shared_dropout_passes:
+                self._masks.append(mask)
+        self._mask_index += 1
+        return x * (mask if chunks == 1 else mask.repeat(chunks, *([1] * (mask.ndim - 1))))
+
+    def next_pass(self) -> None:
+        """Start a new forward pass inside the block: fresh ``records``, call counts and ``functional_calls``; the
+        dropout masks of the first pass are replayed (``shared_dropout_passes=True``)."""
+        self.records, self.functional_calls, self._calls, self._depth = [], 0, {}, 0
+        self._mask_index = 0
 
     # -- context manager ----------------------------------------------------------------------------------------
     def __enter__(self) -> ReLURecorder:
-        self.records, self.functional_calls, self._calls, self._depth = [], 0, {}, 0
+        self.next_pass()
+        self._masks = []
         try:
             for name, module in self.modules:
                 self._handles.append(module.register_forward_pre_hook(self._pre_hook(name)))
                 self._handles.append(module.register_forward_hook(self._post_hook))
-            if self.shared_dropout_chunks is not None:
+            if self.shared_dropout_chunks is not None or self.shared_dropout_passes:
                 for module in self.model.modules():
                     if isinstance(module, _DROPOUT_ELEMENTWISE + _DROPOUT_CHANNELWISE):
                         self._handles.append(module.register_forward_pre_hook(self._dropout_pre_hook))
@@ -156,4 +189,5 @@ class ReLURecorder:
             handle.remove()
         self._handles.clear()
         self._dropout_inputs.clear()
+        self._masks = []
         self._depth = 0

@@ -35,7 +35,9 @@ def manifold_regularization_step(regularizer: ManifoldRegularizer, schedule: Man
 
     Before each step the schedule is read at ``ctx.progress`` (fractional epoch): its eps is used for the
     resampling, its gammas weight the terms, and its learning rate (if any) is written into every parameter group.
-    The step back-propagates and updates the model itself and returns the logged values.
+    The step back-propagates and updates the model itself and returns the logged values. With separate passes
+    (see :class:`ManifoldRegularizer`) the cross-entropy is back-propagated right after the clean pass and the
+    regularizers after the x+/x- passes (the same gradient, a third less peak memory).
     """
 
     def step(ctx: TrainContext, x: Tensor, y: Tensor) -> dict[str, float]:
@@ -43,27 +45,48 @@ def manifold_regularization_step(regularizer: ManifoldRegularizer, schedule: Man
         if "lr" in values:
             for group in ctx.optimizer.param_groups:
                 group["lr"] = values["lr"]
-        out = regularizer(ctx.model, x, eps=values["epsilon"])
-        assert out.logits is not None  # include_clean=True
-        cross_entropy = F.cross_entropy(out.logits, y)
         gamma_i = values["gamma_intrinsic"] if regularizer.intrinsic is not None else 0.0
         gamma_h = values["gamma_hamming"] if regularizer.hamming else 0.0
-        loss = cross_entropy + gamma_i * out.intrinsic + gamma_h * out.hamming
-        if not bool(torch.isfinite(loss)):
+        if regularizer.resolve_batching(ctx.model, x.device) == "separate":
+            # back-propagate the clean cross-entropy before the x+/x- passes run (one graph alive at a time); the
+            # gradients add up to those of the whole loss
+            ctx.optimizer.zero_grad(set_to_none=True)
+            out = regularizer(ctx.model, x, eps=values["epsilon"], clean_backward=lambda logits: F.cross_entropy(logits, y))
+            assert out.logits is not None and out.clean_loss is not None
+            cross_entropy = out.clean_loss
+            penalty = gamma_i * out.intrinsic + gamma_h * out.hamming
+            loss = cross_entropy + penalty.detach()
+        else:
+            out = regularizer(ctx.model, x, eps=values["epsilon"])
+            assert out.logits is not None  # include_clean=True
+            cross_entropy = F.cross_entropy(out.logits, y)
+            penalty = None
+            loss = cross_entropy + gamma_i * out.intrinsic + gamma_h * out.hamming
+        with torch.no_grad():  # one device-to-host transfer for every logged value
+            accuracy = (out.logits.argmax(1) == y).float().mean()
+            total, ce, intrinsic, hamming, acc = torch.stack([loss, cross_entropy, out.intrinsic, out.hamming, accuracy]).tolist()
+        if not math.isfinite(total):
             raise FloatingPointError(
-                f"non-finite loss at epoch {ctx.epoch + 1}, batch {ctx.batch_index}: cross-entropy "
-                f"{float(cross_entropy.detach())}, intrinsic {float(out.intrinsic.detach())}, Hamming {float(out.hamming.detach())}"
+                f"non-finite loss at epoch {ctx.epoch + 1}, batch {ctx.batch_index}: cross-entropy {ce}, intrinsic "
+                f"{intrinsic}, Hamming {hamming}"
             )
-        ctx.backward_and_step(loss)
+        if penalty is None:
+            ctx.backward_and_step(loss)
+        else:
+            if penalty.requires_grad:
+                penalty.backward()
+            if ctx.grad_clip is not None:
+                torch.nn.utils.clip_grad_norm_([p for g in ctx.optimizer.param_groups for p in g["params"]], ctx.grad_clip)
+            ctx.optimizer.step()
         logs = {
-            "loss": float(loss.detach()),
-            "cross_entropy": float(cross_entropy.detach()),
-            "intrinsic": float(out.intrinsic.detach()),
-            "hamming": float(out.hamming.detach()),
+            "loss": total,
+            "cross_entropy": ce,
+            "intrinsic": intrinsic,
+            "hamming": hamming,
             "epsilon": values["epsilon"],
             "gamma_intrinsic": gamma_i,
             "gamma_hamming": gamma_h,
-            "train_accuracy": float((out.logits.detach().argmax(1) == y).float().mean()),
+            "train_accuracy": acc,
         }
         if out.pattern_agreement:
             sizes = np.asarray(out.layer_sizes, dtype=np.float64)
@@ -99,8 +122,9 @@ class ManifoldRegularizationTrainer(Trainer):
     Stable Deep Neural Networks", ICLR 2021 submission, https://openreview.net/forum?id=bhKQ7P7gyLA; arXiv:2003.04286).
 
     Objective (eq. 15): cross-entropy on clean inputs + weight decay (gamma_K = 5e-4, via SGD) + gamma_I times the
-    sparse intrinsic term (eq. 11) + gamma_H times the Hamming term (eqs. 13-14), all computed from one forward pass
-    over ``[x, x+, x-]`` (see :class:`ManifoldRegularizer`). Schedules (appendix B) are functions of the epoch: SGD
+    sparse intrinsic term (eq. 11) + gamma_H times the Hamming term (eqs. 13-14), all computed from the forward passes
+    of ``x``, ``x+`` and ``x-`` (one concatenated pass, or three passes in one graph: ``batching``, see
+    :class:`ManifoldRegularizer`) and one backward. Schedules (appendix B) are functions of the epoch: SGD
     with a piecewise-linear learning rate (0 -> 0.1 -> 0.005 -> 0), eps ramped from eps/4 to eps over epochs 10-35,
     gamma_I and gamma_H ramped x10 over epochs 20-80 (breakpoints stretched to ``nb_epochs``). No adversary is used.
 
@@ -130,6 +154,9 @@ class ManifoldRegularizationTrainer(Trainer):
         shared_dropout: one dropout mask for x, x+, x- (see :class:`ManifoldRegularizer`).
         functional_relus: ``"raise"`` | ``"warn"`` | ``"ignore"`` for ReLUs the hooks cannot see.
         activation_types: modules whose inputs the Hamming term regularizes.
+        batching: ``"auto"`` (default: separate passes on CPU for models without batch statistics, else one
+            concatenated pass), ``"concatenated"`` or ``"separate"``; the same values either way where the model has
+            no batch-statistics layer (see :class:`ManifoldRegularizer`).
         device: training device (default: the classifier's).
         seed: seed of the data order and of every random draw (per epoch, so resumed runs match).
         verbose: tqdm progress bars.
@@ -137,7 +164,7 @@ class ManifoldRegularizationTrainer(Trainer):
 
     params = [
         "schedule", "ablation", "alpha", "norm", "dense_scale", "lr_peak", "weight_decay", "momentum", "optimizer",
-        "shared_dropout", "functional_relus", "activation_types", "device", "seed", "verbose",
+        "shared_dropout", "functional_relus", "activation_types", "batching", "device", "seed", "verbose",
     ]  # fmt: skip
 
     def __init__(
@@ -156,6 +183,7 @@ class ManifoldRegularizationTrainer(Trainer):
         shared_dropout: bool = True,
         functional_relus: str = "raise",
         activation_types: Sequence[type[nn.Module]] = (nn.ReLU,),
+        batching: str = "auto",
         device: str | torch.device | None = None,
         seed: int = 0,
         verbose: bool = True,
@@ -176,6 +204,7 @@ class ManifoldRegularizationTrainer(Trainer):
         self.shared_dropout = shared_dropout
         self.functional_relus = functional_relus
         self.activation_types = tuple(activation_types)
+        self.batching = batching
         self.device = device if device is not None else getattr(classifier, "device", "cpu")
         self.seed = seed
         self.verbose = verbose
@@ -203,7 +232,7 @@ class ManifoldRegularizationTrainer(Trainer):
         if not isinstance(self.verbose, bool):
             raise TypeError(f"verbose must be a bool, got {type(self.verbose).__name__}")
         resolve_device(self.device)
-        self._make_regularizer()  # validates alpha, norm, dense_scale, functional_relus, shared_dropout, activation_types
+        self._make_regularizer()  # validates alpha, norm, dense_scale, functional_relus, shared_dropout, activation_types, batching
 
     def set_params(self, **kwargs: Any) -> None:
         """Set hyper-parameters by name (ART style) and validate them."""
@@ -220,7 +249,7 @@ class ManifoldRegularizationTrainer(Trainer):
             norm=self.norm, alpha=self.alpha, intrinsic=intrinsic, hamming=hamming, dense_scale=self.dense_scale,
             clip_values=None if clip is None else (float(np.min(clip[0])), float(np.max(clip[1]))),
             functional_relus=self.functional_relus, shared_dropout=self.shared_dropout,
-            activation_types=self.activation_types,
+            activation_types=self.activation_types, batching=self.batching,
         )  # fmt: skip
 
     def regularizer_params(self) -> dict[str, Any]:
@@ -229,7 +258,7 @@ class ManifoldRegularizationTrainer(Trainer):
         return {
             "schedule": schedule, "ablation": self.ablation, "alpha": self.alpha, "norm": self.norm,
             "dense_scale": self.dense_scale, "lr_peak": self.lr_peak, "weight_decay": self.weight_decay,
-            "momentum": self.momentum, "shared_dropout": self.shared_dropout, "seed": self.seed,
+            "momentum": self.momentum, "shared_dropout": self.shared_dropout, "batching": self.batching, "seed": self.seed,
         }  # fmt: skip
 
     def _training_model(self) -> nn.Module:

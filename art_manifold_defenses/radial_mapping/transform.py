@@ -43,7 +43,7 @@ class RadialMappingConcat(nn.Module):
         self.mapping = mapping
 
     def forward(self, x: Tensor) -> Tensor:
-        return torch.cat([x, self.mapping(x)], dim=1)
+        return _concatenate(self.mapping, x)
 
 
 class RadialMappingProjection(nn.Module):
@@ -63,7 +63,25 @@ class RadialMappingProjection(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         f = self.module(x)
-        return self.projection(torch.cat([f, self.mapping(f)], dim=1))
+        return self.projection(_concatenate(self.mapping, f))
+
+
+def _has_hooks(module: nn.Module) -> bool:
+    """Whether calling ``module`` would run hooks (its own or global ones) that a direct method call would skip."""
+    state = nn.modules.module
+    return bool(
+        module._forward_hooks or module._forward_pre_hooks or module._backward_hooks or module._backward_pre_hooks
+        or state._global_forward_hooks or state._global_forward_pre_hooks or state._global_backward_hooks
+        or state._global_backward_pre_hooks
+    )  # fmt: skip
+
+
+def _concatenate(mapping: nn.Module, x: Tensor) -> Tensor:
+    """cat([x, g(x)]): the block's fused concatenation, or ``torch.cat`` around ``mapping(x)`` when hooks watch the
+    block (a direct method call would skip them) or the mapping was replaced by another module."""
+    if isinstance(mapping, RadialBasisMapping) and not _has_hooks(mapping):
+        return mapping.concatenate(x)
+    return torch.cat([x, mapping(x)], dim=1)
 
 
 def mapping_blocks(model: nn.Module) -> list[RadialBasisMapping]:

@@ -17,7 +17,7 @@ from .confidence import INTERVALS
 from .module import SmoothedClassifier
 from .outputs import (
     DEFAULT_RADII,
-    certify_to_tsv,
+    certify_sharded,
     plot_bound_comparison,
     plot_certified_accuracy,
     summarize_certification,
@@ -62,7 +62,8 @@ def _add_certify_parser(subparsers: Any) -> None:
     p.add_argument("--data-root", default=None, help="folder holding the dataset files")
     p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default: cpu)")
     p.add_argument("--seed", type=int, default=0, help="noise seed (default: 0)")
-    p.add_argument("--n", type=int, default=100, help="number of test images (default: 100)")
+    p.add_argument("--n", "--num-images", dest="n", type=int, default=100,
+                   help="number of test images (default: 100); spell it --num-images after torchrun, whose own parser rejects --n")
     p.add_argument("--skip", type=int, default=1, help="certify every SKIP-th test image (default: 1)")
     p.add_argument("--sigma", type=float, default=None, help="noise std (default: the checkpoint's sigma)")
     p.add_argument("--samples", type=int, default=100, help="estimation samples n per image (default: 100, the paper)")
@@ -74,18 +75,34 @@ def _add_certify_parser(subparsers: Any) -> None:
     p.add_argument("--radii", default=",".join(f"{r:g}" for r in DEFAULT_RADII), help="comma-separated radii for summary.json")
     p.add_argument("--out", required=True, help="output folder (certify.tsv, summary.json, *.png)")
     p.add_argument("--no-resume", action="store_true", help="start certify.tsv afresh instead of resuming it")
+    p.add_argument("--max-images", type=int, default=None,
+                   help="each process stops after certifying this many new images (a time budget; rerun to continue)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
 def run_certify(args: argparse.Namespace) -> int:
     """``amd certify``: writes ``OUT/certify.tsv``, ``OUT/summary.json``, ``OUT/certified_accuracy.png`` and
-    ``OUT/bound_comparison.png``; prints the summary."""
+    ``OUT/bound_comparison.png``; prints the summary.
+
+    Under ``torchrun`` the images are sharded over the processes (each on its own device, ``cuda:LOCAL_RANK`` for
+    ``--device cuda``) and rank 0 writes the same files as a single process (:func:`.outputs.certify_sharded`)."""
+    from .. import distributed
+
+    info = distributed.init_distributed(args.device)
+    try:
+        return _certify(args, info.device, is_main=info.is_main)
+    finally:
+        distributed.destroy_distributed(info)
+
+
+def _certify(args: argparse.Namespace, device: torch.device, *, is_main: bool) -> int:
     from ..checkpoint import load_checkpoint
     from ..data import load_dataset
-    from ..utils import resolve_device
     from .estimator import RenyiSmoothingPyTorch
 
-    device = resolve_device(args.device)
+    max_images = getattr(args, "max_images", None)
+    if max_images is not None and max_images < 1:
+        raise ValueError(f"--max-images must be >= 1, got {max_images}")
     model, metadata = load_checkpoint(args.checkpoint, device=device)
     defence = metadata.get("defence") or {}
     sigma = args.sigma
@@ -109,11 +126,13 @@ def run_certify(args: argparse.Namespace) -> int:
         seed=args.seed,
     )  # fmt: skip
     out = Path(args.out)
-    tsv = certify_to_tsv(
-        estimator, x[idx], y[idx], out / "certify.tsv", n=args.samples, n0=args.n0, alpha=args.alpha, bound=args.bound,
+    tsv = certify_sharded(
+        estimator, x[idx], y[idx], out, n=args.samples, n0=args.n0, alpha=args.alpha, bound=args.bound,
         interval=args.interval, batch_size=args.batch_size, seed=args.seed, indices=idx, resume=not args.no_resume,
-        verbose=not args.quiet,
+        verbose=not args.quiet, max_images=max_images,
     )  # fmt: skip
+    if not is_main:
+        return 0
     summary = summarize_certification(tsv, radii)
     summary["checkpoint"] = str(args.checkpoint)
     summary["dataset"] = args.dataset

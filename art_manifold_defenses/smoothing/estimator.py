@@ -5,12 +5,15 @@ batch and stability training, and attacks the smoothed classifier (EoT) by defau
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 import torch
 from art.estimators.certification.randomized_smoothing import PyTorchRandomizedSmoothing
 from art.estimators.certification.randomized_smoothing.randomized_smoothing import RandomizedSmoothingMixin
+from art.preprocessing.standardisation_mean_std.numpy import StandardisationMeanStd
+from art.preprocessing.standardisation_mean_std.pytorch import StandardisationMeanStdPyTorch
 from scipy.stats import binomtest
 from torch import Tensor, nn
 from tqdm.auto import tqdm
@@ -19,7 +22,7 @@ from ..utils import check_images, check_labels
 from .certification import BOUNDS, certify_batch, resolve_bounds
 from .confidence import INTERVALS
 from .module import SmoothedClassifier
-from .sampling import make_generator, vote_counts
+from .sampling import image_seeds, make_generator, resolve_seed, vote_counts
 from .stability import STABILITY_TARGETS, stn_step
 
 __all__ = ["RenyiSmoothingPyTorch"]
@@ -31,6 +34,14 @@ def _positive_int(value: Any, name: str, minimum: int = 1) -> int:
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or int(value) < minimum:
         raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
     return int(value)
+
+
+def _is_identity_standardisation(op: Any) -> bool:
+    """Whether ``op`` is an ART mean/std standardisation with mean 0 and std 1 (``(x - 0) / 1 == x`` exactly)."""
+    if not isinstance(op, (StandardisationMeanStd, StandardisationMeanStdPyTorch)):
+        return False
+    mean, std = np.asarray(op.mean), np.asarray(op.std)
+    return bool(np.all(mean == 0) and np.all(std == 1))
 
 
 class _PreprocessedBase(nn.Module):
@@ -60,6 +71,12 @@ class RenyiSmoothingPyTorch(PyTorchRandomizedSmoothing):
     - ``certify(x, n, batch_size, n0=100, alpha=None, bound="renyi"|"cohen"|"pixeldp"|"all", interval=...)`` streams
       the noise in batches on the model's device (memory does not grow with ``n``; ART holds all ``n`` copies, drawn in
       float64), needs only scipy (ART's needs statsmodels), and computes every bound from the same counts.
+    - ``certify`` and ``predict`` give every image its own noise stream, seeded with
+      ``image_seed(seed, indices[i]) = (seed * 0x9E3779B97F4A7C15 + indices[i]) mod 2**63`` (``indices``: the images'
+      global indices, default ``range(N)``), so results do not depend on the other images, the batch size or how a
+      data set is split across calls or processes.
+    - ART's default identity standardisation (``preprocessing=(0, 1)``) is skipped (two passes over every noisy batch
+      for nothing); any other preprocessing runs as in ART.
     - Noise is added in raw input space *before* ``preprocessing_defences`` and the standardisation in ``fit``,
       ``predict``, ``certify`` and ``loss_gradient`` alike (ART adds it after preprocessing in ``fit``).
     - ``fit`` draws fresh noise per batch and optionally adds the stability loss (``stability_weight``).
@@ -161,13 +178,19 @@ class RenyiSmoothingPyTorch(PyTorchRandomizedSmoothing):
         return self._model
 
     # --------------------------------------------------------------- forward
+    @property
+    def active_preprocessing(self) -> list[Any]:
+        """ART's preprocessing chain without identity standardisations (mean 0, std 1: ART's default
+        ``preprocessing=(0, 1)``), which would cost two passes over every noisy batch and change nothing."""
+        return [op for op in self.preprocessing_operations if not _is_identity_standardisation(op)]
+
     def base_logits(self, x: Tensor, *, fit: bool = False) -> Tensor:
         """Logits of the base classifier on a float tensor batch: preprocessing defences and standardisation (ART's
         chain, differentiable when every defence is a ``PreprocessorPyTorch``), then the user's model (its output is
         taken as the logits)."""
         x = x.float()
         net = self.user_model
-        if not self.preprocessing_operations:
+        if not self.active_preprocessing:
             return net(x)
         if self.all_framework_preprocessing:
             x_pre, _ = self._apply_preprocessing(x, y=None, fit=fit, no_grad=not torch.is_grad_enabled())
@@ -182,33 +205,61 @@ class RenyiSmoothingPyTorch(PyTorchRandomizedSmoothing):
         return SmoothedClassifier(_PreprocessedBase(self, fit=False), self.sigma, samples=samples, generator=generator)
 
     # ------------------------------------------------------------- sampling
-    def _counts(self, x: np.ndarray, samples: tuple[int, ...], batch_size: int, generator: torch.Generator) -> np.ndarray:
+    def _check_indices(self, indices: Any, num_images: int) -> list[int]:
+        if indices is None:
+            return list(range(num_images))
+        if isinstance(indices, (str, bytes)):
+            raise TypeError(f"indices must be a sequence of non-negative integers, got {indices!r}")
+        arr = np.asarray(indices)
+        if arr.shape != (num_images,):
+            raise ValueError(f"indices must have one entry per image ({num_images}), got shape {arr.shape}")
+        if arr.size and (arr.dtype.kind not in "iu" or int(arr.min()) < 0):
+            raise ValueError(f"indices must be non-negative integers (the images' global indices), got dtype {arr.dtype}")
+        return [int(i) for i in arr]
+
+    def _counts(self, x: np.ndarray, samples: tuple[int, ...], batch_size: int, seed: int | None, indices: Any, verbose: bool, desc: str) -> np.ndarray:
+        """Vote counts ``(N, len(samples), nb_classes)``; image ``i``'s noise from ``image_seed(seed, indices[i])``."""
+        idx = self._check_indices(indices, len(x))
+        seeds = image_seeds(resolve_seed(self.seed if seed is None else seed), idx)
         self._model.eval()
-        x_t = torch.from_numpy(x).to(self._device)
-        with torch.inference_mode():
+        with torch.inference_mode(), tqdm(total=len(x), desc=desc, disable=not verbose, leave=False) as bar:
             counts = vote_counts(
-                lambda b: self.base_logits(b), x_t, samples, sigma=self.sigma, num_classes=self.nb_classes,
-                batch_size=batch_size, generator=generator,
+                self.base_logits, torch.from_numpy(np.ascontiguousarray(x)), samples, sigma=self.sigma, num_classes=self.nb_classes,
+                batch_size=batch_size, seeds=seeds, device=self._device, progress=bar.update,
             )  # fmt: skip
         return counts.cpu().numpy()
 
     def certify_counts(
-        self, x: Any, n: int, batch_size: int = 1000, *, n0: int = 100, seed: int | None = None, verbose: bool = False
+        self,
+        x: Any,
+        n: int,
+        batch_size: int = 1000,
+        *,
+        n0: int = 100,
+        seed: int | None = None,
+        indices: Sequence[int] | np.ndarray | None = None,
+        verbose: bool = False,
     ) -> tuple[np.ndarray, np.ndarray]:
         """Selection counts (``n0`` samples) and estimation counts (``n`` fresh samples) per image, both
-        ``(N, nb_classes)`` int64, from one streamed pass."""
+        ``(N, nb_classes)`` int64, from one streamed pass (memory: one batch of ``batch_size`` noisy samples).
+
+        Image ``i``'s ``n0 + n`` noisy samples (selection first) come from a generator on the model's device seeded
+        with :func:`~art_manifold_defenses.smoothing.sampling.image_seed` ``(seed, indices[i]) = (seed *
+        0x9E3779B97F4A7C15 + indices[i]) mod 2**63``, so its counts depend only on ``(seed, indices[i], n0, n)``: not
+        on the other images, the batch size, or how a data set is split across calls or processes.
+
+        Args:
+            indices: the images' global indices (e.g. positions in the test set), ``N`` non-negative integers;
+                default ``range(N)``. Certifying ``x[5:10]`` with ``indices=range(5, 10)`` gives the same counts as
+                rows 5 to 9 of certifying ``x[0:10]``.
+            seed: run seed (default: the constructor's ``seed``; drawn at random when both are None).
+        """
         x_np = self._check_x(x)
         n = _positive_int(n, "n")
         n0 = _positive_int(n0, "n0", minimum=0)
         batch_size = _positive_int(batch_size, "batch_size")
-        gen = make_generator(self.seed if seed is None else seed, self._device)
-        chunk = max(1, 16 * batch_size // (n0 + n))  # about 16 full batches per chunk; the stream spans images
-        selection, estimation = [], []
-        for start in tqdm(range(0, len(x_np), chunk), desc="certify", disable=not verbose, leave=False):
-            counts = self._counts(x_np[start : start + chunk], (n0, n), batch_size, gen)
-            selection.append(counts[:, 0])
-            estimation.append(counts[:, 1])
-        return np.concatenate(selection), np.concatenate(estimation)
+        counts = self._counts(x_np, (n0, n), batch_size, seed, indices, verbose, "certify")
+        return counts[:, 0], counts[:, 1]
 
     # --------------------------------------------------------------- certify
     def certify(  # type: ignore[override]
@@ -222,6 +273,7 @@ class RenyiSmoothingPyTorch(PyTorchRandomizedSmoothing):
         bound: str = "renyi",
         interval: str = "clopper-pearson",
         seed: int | None = None,
+        indices: Sequence[int] | np.ndarray | None = None,
         verbose: bool = False,
     ) -> tuple[np.ndarray, np.ndarray | dict[str, np.ndarray]]:
         """Certified predictions and l2 radii.
@@ -237,7 +289,10 @@ class RenyiSmoothingPyTorch(PyTorchRandomizedSmoothing):
             interval: ``"clopper-pearson"`` (Bonferroni over classes; the paper) or ``"sison-glaz"`` (authors'
                 code) for the ``(p_(1), p_(2))`` bounds of Rényi and PixelDP; Cohen always uses its one-sided
                 Clopper–Pearson bound on ``p_A``.
-            seed: seed of the noise (default: the constructor's ``seed``).
+            seed: run seed of the noise (default: the constructor's ``seed``); image ``i``'s noise is seeded with
+                ``image_seed(seed, indices[i])`` (see :meth:`certify_counts`).
+            indices: the images' global indices (default ``range(N)``), so that a data set certified in parts (or
+                shards) gets the same noise, hence the same results, as in one call.
 
         Returns:
             With one bound, ``(prediction, radius)`` as ART: prediction -1 (abstain) where the radius is 0.
@@ -249,7 +304,7 @@ class RenyiSmoothingPyTorch(PyTorchRandomizedSmoothing):
         alpha_value = float(self.alpha if alpha is None else alpha)
         if not 0 < alpha_value < 1:
             raise ValueError(f"alpha must be in (0, 1), got {alpha!r}")
-        selection, estimation = self.certify_counts(x, n, batch_size, n0=n0, seed=seed, verbose=verbose)
+        selection, estimation = self.certify_counts(x, n, batch_size, n0=n0, seed=seed, indices=indices, verbose=verbose)
         top, radii, _, _, _ = certify_batch(selection, estimation, sigma=self.sigma, alpha=alpha_value, bounds=bounds, interval=interval)
         certified = np.any(np.stack([radii[b] > 0 for b in bounds]), axis=0)
         prediction = np.where(certified, top, -1).astype(np.int64)
@@ -262,7 +317,8 @@ class RenyiSmoothingPyTorch(PyTorchRandomizedSmoothing):
         """Smoothed prediction with abstention (Cohen et al.'s PREDICT, as ART): ``n`` noisy votes per image (default
         ``sample_size``), one-hot of the top class if the two-sided binomial test of the top two counts has p-value
         ``<= alpha``, else an all-zero row. Keyword arguments: ``is_abstain`` (default True), ``n``, ``alpha``,
-        ``seed``. ``batch_size`` is the number of noisy samples per forward pass."""
+        ``seed``, ``indices`` (image ``i``'s noise is seeded as in :meth:`certify_counts`). ``batch_size`` is the number
+        of noisy samples per forward pass."""
         is_abstain = kwargs.get("is_abstain", True)
         if not isinstance(is_abstain, bool):
             raise TypeError(f"is_abstain must be a bool, got {is_abstain!r}")
@@ -272,17 +328,14 @@ class RenyiSmoothingPyTorch(PyTorchRandomizedSmoothing):
             raise ValueError(f"alpha must be in (0, 1), got {alpha!r}")
         batch_size = _positive_int(batch_size, "batch_size")
         x_np = self._check_x(x)
-        seed = kwargs.get("seed", self.seed)
-        gen = make_generator(seed, self._device)
-        chunk = max(1, batch_size // n)
+        seed = kwargs.get("seed")
+        counts = self._counts(x_np, (n,), batch_size, seed, kwargs.get("indices"), verbose, "smoothed predict")[:, 0]
         out = np.zeros((len(x_np), self.nb_classes), dtype=np.float32)
-        for start in tqdm(range(0, len(x_np), chunk), desc="smoothed predict", disable=not verbose, leave=False):
-            counts = self._counts(x_np[start : start + chunk], (n,), batch_size, gen)[:, 0]
-            for i, c in enumerate(counts):
-                order = np.argsort(-c, kind="stable")
-                c1, c2 = int(c[order[0]]), int(c[order[1]])
-                if not is_abstain or binomtest(c1, c1 + c2, p=0.5).pvalue <= alpha:
-                    out[start + i, order[0]] = 1.0
+        for i, c in enumerate(counts):
+            order = np.argsort(-c, kind="stable")
+            c1, c2 = int(c[order[0]]), int(c[order[1]])
+            if not is_abstain or binomtest(c1, c1 + c2, p=0.5).pvalue <= alpha:
+                out[i, order[0]] = 1.0
         return out
 
     # ------------------------------------------------------------------- fit

@@ -24,7 +24,9 @@ if TYPE_CHECKING:
 
 __all__ = [
     "DEFAULT_RADII",
+    "certification_settings",
     "certified_accuracy",
+    "certify_sharded",
     "certify_to_tsv",
     "plot_bound_comparison",
     "plot_certified_accuracy",
@@ -61,18 +63,24 @@ def certify_to_tsv(
     indices: Sequence[int] | np.ndarray | None = None,
     resume: bool = True,
     verbose: bool = True,
+    max_images: int | None = None,
 ) -> Path:
     """Certify ``x`` with ``estimator`` and append one TSV row per image to ``path`` as it goes.
 
     Columns: ``idx, label, prediction, radius_<bound>..., correct, seconds, count_top, count_second, p1_lower,
-    p2_upper, cohen_p_lower``. Images are processed in chunks of ``max(1, batch_size // (n0 + n))``; the noise of each
-    chunk is seeded from ``(seed, first index of the chunk)``, so a run killed and restarted with ``resume=True``
-    skips the rows already written and produces the same rows as an uninterrupted run. The settings are stored in
-    ``<path>.settings.json`` and a resume with different settings raises ``ValueError``.
+    p2_upper, cohen_p_lower``. Images are processed in chunks of ``max(1, batch_size // (n0 + n))`` (a row is
+    written as soon as its chunk is done); the noise of each image is seeded from ``(seed, its index)``
+    (:func:`~art_manifold_defenses.smoothing.sampling.image_seed`), so a row depends neither on the chunking nor on
+    which process certifies it, and a run killed and restarted with ``resume=True`` skips the rows already written
+    and produces the same rows as an uninterrupted run. The settings are stored in ``<path>.settings.json`` and a
+    resume with different settings raises ``ValueError``.
 
     Args:
         indices: dataset index of each row of ``x`` (default ``0..N-1``), written in the ``idx`` column.
-        seconds: wall time of the chunk divided by its number of images.
+        max_images: stop after certifying this many new images (a budget for a time-limited job; rerunning resumes).
+
+    The ``seconds`` column is the wall time of the chunk divided by its number of images (the only column that
+    differs between two runs with the same settings).
     """
     bounds = resolve_bounds(bound)
     if interval not in INTERVALS:
@@ -82,9 +90,12 @@ def certify_to_tsv(
     idx = np.arange(len(x_np)) if indices is None else np.asarray(indices, dtype=np.int64)
     if idx.shape != (len(x_np),):
         raise ValueError(f"indices must have one entry per image ({len(x_np)}), got shape {idx.shape}")
+    if max_images is not None and (isinstance(max_images, bool) or not isinstance(max_images, (int, np.integer)) or max_images < 1):
+        raise ValueError(f"max_images must be a positive integer or None, got {max_images!r}")
+    stop_after = int(max_images) if max_images is not None else 0
     alpha_value = float(estimator.alpha if alpha is None else alpha)
-    settings = {"n": int(n), "n0": int(n0), "alpha": alpha_value, "sigma": estimator.sigma, "bounds": list(bounds),
-                "interval": interval, "batch_size": int(batch_size), "seed": int(seed)}  # fmt: skip
+    settings = certification_settings(estimator, n=n, n0=n0, alpha=alpha_value, bounds=bounds, interval=interval,
+                                      batch_size=batch_size, seed=seed)  # fmt: skip
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     columns = _columns(bounds)
@@ -110,17 +121,15 @@ def certify_to_tsv(
         bar = tqdm(total=len(x_np), desc="certify", disable=not verbose)
         bar.update(sum(1 for i in idx if int(i) in done))
         for start in starts:
-            part = slice(start, start + chunk)
             todo = [j for j in range(start, min(start + chunk, len(x_np))) if int(idx[j]) not in done]
             if not todo:
                 continue
             began = time.perf_counter()
-            chunk_seed = (int(seed) * 1_000_003 + int(idx[start])) % (2**62)
-            selection, estimation = estimator.certify_counts(x_np[part], n, batch_size, n0=n0, seed=chunk_seed)
+            selection, estimation = estimator.certify_counts(x_np[todo], n, batch_size, n0=n0, seed=int(seed),
+                                                             indices=idx[todo])  # fmt: skip
             top, radii, p1, p2, p_a = certify_batch(selection, estimation, sigma=estimator.sigma, alpha=alpha_value, bounds=bounds, interval=interval)
             seconds = (time.perf_counter() - began) / len(selection)
-            for j in todo:
-                i = j - start
+            for i, j in enumerate(todo):
                 est = np.sort(estimation[i])[::-1]
                 pred = int(top[i]) if any(radii[b][i] > 0 for b in bounds) else -1
                 writer.writerow([int(idx[j]), int(labels[j]), pred, *[f"{radii[b][i]:.6f}" for b in bounds],
@@ -128,8 +137,134 @@ def certify_to_tsv(
                                  f"{p1[i]:.8f}", f"{p2[i]:.8f}", f"{p_a[i]:.8f}"])  # fmt: skip
             handle.flush()
             bar.update(len(todo))
+            stop_after -= len(todo)
+            if max_images is not None and stop_after <= 0:
+                break
         bar.close()
     return path
+
+
+def certification_settings(estimator: RenyiSmoothingPyTorch, *, n: int, n0: int, alpha: float, bounds: Sequence[str],
+                           interval: str, batch_size: int, seed: int) -> dict[str, Any]:  # fmt: skip
+    """The settings a certification TSV is written with (stored in ``<tsv>.settings.json``; resume checks them)."""
+    return {"n": int(n), "n0": int(n0), "alpha": float(alpha), "sigma": estimator.sigma, "bounds": list(bounds),
+            "interval": interval, "batch_size": int(batch_size), "seed": int(seed)}  # fmt: skip
+
+
+def _rank_path(out_dir: Path, rank: int) -> Path:
+    return out_dir / f"certify.rank{rank}.tsv"
+
+
+def _finished_rows(paths: Sequence[Path], settings: Mapping[str, Any]) -> list[dict[str, str]]:
+    """Complete rows of the certification TSVs among ``paths`` that exist; a file written with other settings raises."""
+    rows: list[dict[str, str]] = []
+    for p in paths:
+        if not p.is_file():
+            continue
+        stored = _settings_path(p)
+        if stored.is_file() and json.loads(stored.read_text()) != dict(settings):
+            raise ValueError(f"{p} was written with different settings {json.loads(stored.read_text())}; "
+                             "use another output or --no-resume")  # fmt: skip
+        rows.extend(read_certify_tsv(p))
+    return rows
+
+
+def _write_tsv_atomic(path: Path, columns: Sequence[str], rows: Sequence[Mapping[str, str]]) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    with tmp.open("w", newline="") as handle:
+        writer = csv.writer(handle, delimiter="\t", lineterminator="\n")
+        writer.writerow(columns)
+        for row in rows:
+            writer.writerow([row[c] for c in columns])
+    os.replace(tmp, path)
+
+
+def certify_sharded(
+    estimator: RenyiSmoothingPyTorch,
+    x: Any,
+    y: Any,
+    out_dir: str | os.PathLike[str],
+    *,
+    n: int,
+    n0: int = 100,
+    alpha: float | None = None,
+    bound: str = "all",
+    interval: str = "clopper-pearson",
+    batch_size: int = 1000,
+    seed: int = 0,
+    indices: Sequence[int] | np.ndarray | None = None,
+    resume: bool = True,
+    verbose: bool = True,
+    max_images: int | None = None,
+) -> Path:
+    """Certify ``x`` across the processes of a ``torchrun`` job (or in one process) into ``out_dir/certify.tsv``.
+
+    Positions are dealt round-robin over ranks (:func:`~art_manifold_defenses.distributed.shard`); rank ``r``
+    appends its rows to ``out_dir/certify.rank{r}.tsv`` (flushed row by row, :func:`certify_to_tsv`) and skips every
+    index already present in ``certify.tsv`` or in any ``certify.rank*.tsv`` (resume, also with another number of
+    processes). Rank 0 then gathers the rows of every rank, merges them with the finished ones, sorted by index
+    and one row per index, into ``certify.tsv`` (atomically) with its ``.settings.json``; the rank files are removed.
+    Each image's noise is seeded from ``(seed, index)``, so ``certify.tsv`` is the same whatever the number of
+    processes, except for the ``seconds`` column (timing). A single process is the case ``world_size == 1``.
+
+    Args:
+        out_dir: output folder (shared by all processes for resume across nodes; rank 0 writes ``certify.tsv``).
+        resume: ``False`` deletes ``certify.tsv`` and every ``certify.rank*.tsv`` first.
+        max_images: each process stops after certifying this many new images (rerun to continue).
+        Other arguments: as :func:`certify_to_tsv`.
+
+    Returns:
+        The path of ``certify.tsv`` (on every rank, once rank 0 has written it).
+    """
+    from .. import distributed
+
+    bounds = resolve_bounds(bound)
+    x_np = estimator._check_x(x)
+    labels = check_labels(y, len(x_np), estimator.nb_classes, "y")
+    idx = np.arange(len(x_np)) if indices is None else np.asarray(indices, dtype=np.int64)
+    if idx.shape != (len(x_np),):
+        raise ValueError(f"indices must have one entry per image ({len(x_np)}), got shape {idx.shape}")
+    if len(np.unique(idx)) != len(idx):
+        raise ValueError("indices must be distinct: each image is one row of certify.tsv")
+    alpha_value = float(estimator.alpha if alpha is None else alpha)
+    settings = certification_settings(estimator, n=n, n0=n0, alpha=alpha_value, bounds=bounds, interval=interval,
+                                      batch_size=batch_size, seed=seed)  # fmt: skip
+    rank, size = distributed.rank(), distributed.world_size()
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    merged = out / "certify.tsv"
+    own = _rank_path(out, rank)
+    if not resume and rank == 0:
+        for p in [merged, *out.glob("certify.rank*.tsv")]:
+            p.unlink(missing_ok=True)
+            _settings_path(p).unlink(missing_ok=True)
+    distributed.barrier()  # nobody reads the folder before rank 0 has cleared it
+
+    others = [merged, *(p for p in sorted(out.glob("certify.rank*.tsv")) if p != own)]
+    done = {int(r["idx"]) for r in _finished_rows(others, settings)}
+    distributed.barrier()  # every rank knows what is finished before anyone writes
+    mine = distributed.shard(len(x_np), rank_index=rank, size=size)
+    todo = np.array([j for j in mine if int(idx[j]) not in done], dtype=np.int64)
+    if len(todo):
+        certify_to_tsv(estimator, x_np[todo], labels[todo], own, n=n, n0=n0, alpha=alpha_value, bound=bound,
+                       interval=interval, batch_size=batch_size, seed=seed, indices=idx[todo], resume=True,
+                       verbose=verbose and rank == 0, max_images=max_images)  # fmt: skip
+    gathered = distributed.gather_objects(_finished_rows([own], settings), dst=0)
+    if rank == 0:
+        assert gathered is not None
+        finished = _finished_rows([merged, *sorted(out.glob("certify.rank*.tsv"))], settings)
+        by_index: dict[int, dict[str, str]] = {}
+        for row in [*finished, *(r for part in gathered for r in part)]:
+            by_index.setdefault(int(row["idx"]), row)
+        _write_tsv_atomic(merged, _columns(bounds), [by_index[i] for i in sorted(by_index)])
+        _settings_path(merged).write_text(json.dumps(settings, indent=2) + "\n")
+    distributed.barrier()  # certify.tsv holds every row: the rank files can go
+    stale = [own] if rank != 0 else [own, *out.glob("certify.rank*.tsv")]
+    for p in stale:
+        p.unlink(missing_ok=True)
+        _settings_path(p).unlink(missing_ok=True)
+    distributed.barrier()
+    return merged
 
 
 def _drop_partial_line(path: Path) -> None:

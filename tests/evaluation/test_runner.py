@@ -232,6 +232,8 @@ def test_stochastic_model_gets_eot_repeats_and_rand_autoattack() -> None:
     assert all(isinstance(m, EoT) and m.samples == DEFAULT_EOT_SAMPLES for m in by_attack["pgd"])
     assert all(not isinstance(m, EoT) for m in by_attack["square"])  # gradient-free: queries the model itself
     assert "standard" not in by_attack and all(not isinstance(m, EoT) for m in by_attack["rand"])  # own EoT
+    rand_specs = [s for s, _, _, _ in fake.calls if s.attack == "rand"]
+    assert all(s.params["eot_iter"] == DEFAULT_EOT_SAMPLES for s in rand_specs)  # the run's EoT budget, not AA's 20
     assert result.attacks[2].note and "rand" in result.attacks[2].note
     assert result.settings["stochastic"] and result.settings["votes"] > 1
     seeds = [seed for s, _, _, seed in fake.calls if s.attack == "pgd"]
@@ -244,7 +246,7 @@ def test_stochastic_model_keeps_autoattack_params_that_rand_accepts() -> None:
     fake = FakeAttacks({})
     result = run(NoisyThreshold(), x, y, suite, fake, repeats=1)
     called = fake.calls[0][0]
-    assert called.attack == "rand" and dict(called.params) == {"steps": 50}
+    assert called.attack == "rand" and dict(called.params) == {"steps": 50, "eot_iter": DEFAULT_EOT_SAMPLES}
     assert "n_queries" in (result.attacks[0].note or "")
 
 

@@ -179,3 +179,18 @@ def test_input_validation() -> None:
         est.fit(good, np.array([0]))
     with pytest.raises(TypeError, match="base"):
         SmoothedClassifier("not a module", 0.5)  # type: ignore[arg-type]
+
+
+def test_identity_standardisation_is_skipped_and_others_are_applied() -> None:
+    from art.preprocessing.standardisation_mean_std.pytorch import StandardisationMeanStdPyTorch
+
+    net = small_net().eval()
+    x = torch.rand(3, 1, 28, 28)
+    default = make_estimator(net)  # ART turns preprocessing=(0, 1) into a StandardisationMeanStdPyTorch
+    assert any(isinstance(op, StandardisationMeanStdPyTorch) for op in default.preprocessing_operations)
+    assert default.active_preprocessing == []
+    with torch.no_grad():
+        torch.testing.assert_close(default.base_logits(x), net(x), rtol=0, atol=0)
+        shifted = make_estimator(net, preprocessing=(0.25, 0.5))
+        assert len(shifted.active_preprocessing) == 1
+        torch.testing.assert_close(shifted.base_logits(x), net((x - 0.25) / 0.5))
