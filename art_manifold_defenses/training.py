@@ -242,6 +242,7 @@ def train(
         order = torch.randperm(n, generator=torch.Generator().manual_seed(epoch_seed)) if shuffle else torch.arange(n)
         model.train()
         sums: dict[str, float] = {}
+        counts: dict[str, int] = {}  # batches that logged each key (a step function may log a value on some only)
         started = time.perf_counter()
         bar = tqdm(range(batches), desc=f"{desc} {epoch + 1}/{epochs}", disable=not verbose, leave=False)
         for b in bar:
@@ -260,6 +261,7 @@ def train(
                 logs = {k: float(v) for k, v in out.items()}
             for key, value in logs.items():
                 sums[key] = sums.get(key, 0.0) + value
+                counts[key] = counts.get(key, 0) + 1
             ctx.global_step += 1
             if scheduler is not None and scheduler_interval == "batch":
                 scheduler.step()
@@ -269,9 +271,12 @@ def train(
             scheduler.step()
         if world > 1:  # the logged values are averaged over ranks, so every rank keeps the same history
             keys = sorted(sums)
-            sums = dict(zip(keys, (v / world for v in dist_helpers.all_reduce_sum([sums[k] for k in keys], device=_collective_device(dev))), strict=True))
+            totals = dist_helpers.all_reduce_sum([sums[k] for k in keys] + [float(counts[k]) for k in keys],
+                                                 device=_collective_device(dev))  # fmt: skip
+            sums = dict(zip(keys, totals[: len(keys)], strict=True))
+            counts = {k: int(round(c)) for k, c in zip(keys, totals[len(keys) :], strict=True)}
         ctx.model = model
-        record = {"epoch": float(epoch + 1), **{k: v / batches for k, v in sums.items()}}
+        record = {"epoch": float(epoch + 1), **{k: v / counts[k] for k, v in sums.items()}}
         record["lr"] = float(optimizer.param_groups[0]["lr"])
         record["seconds"] = time.perf_counter() - started
         if validation_data is not None:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import platform
+import shlex
 import sys
 import time
 from pathlib import Path
@@ -53,6 +54,9 @@ def main() -> int:
     parser.add_argument("--models", nargs="+", default=None, choices=["ORIG", "PROP (paper)", "PROP (authors_code)"],
                         help="train and evaluate only these rows (default: all three)")
     parser.add_argument("--no-attacks", action="store_true", help="train and score features only")
+    parser.add_argument("--report-only", action="store_true",
+                        help="attack nothing: rebuild the report from each model's finished evaluation "
+                             "(WORK/<model>/eval/results.json; models without one are listed as not evaluated)")
     parser.add_argument("--no-autoattack", action="store_true")
     parser.add_argument("--quiet", action="store_true")
     args = parser.parse_args()
@@ -87,7 +91,15 @@ def main() -> int:
                      "clean_full_test": evaluate_accuracy(model, x_test, y_test, device=device)}  # fmt: skip
         n_feat = scale["n_features"]
         row["features"] = feature_analysis(model, x_test[:n_feat], y_test[:n_feat], device=device, seed=args.seed)
-        if not args.no_attacks:
+        finished = work / slug / "eval" / "results.json"
+        if args.report_only and finished.is_file():
+            record = json.loads(finished.read_text())
+            row["clean_eval"] = record["clean_accuracy"]
+            row["attacks"] = {a["label"]: float(a["accuracy"]) for a in record["attacks"] if a.get("error") is None}
+            row["worst_case"] = record["robust_accuracy"]
+            row["audit"] = [f["code"] for f in record["audit"]["flags"]]
+            row["evaluation_created"] = record.get("created")
+        elif not args.no_attacks and not args.report_only:
             from art_manifold_defenses.evaluation import evaluate
 
             suite = paper_suite(gaussian_noise_l2=args.gn_eps, autoattack=not args.no_autoattack)
@@ -109,7 +121,7 @@ def write_markdown(path: Path, rows: dict[str, dict], args: argparse.Namespace, 
     path.parent.mkdir(parents=True, exist_ok=True)
     lines = [
         "# Paper 001 -- radial-basis feature mapping (Taghanaki et al., CVPR 2019) on MNIST", "",
-        f"Scale `{args.scale}` ({scale}); seed {args.seed}; command: `{' '.join(sys.argv)}`; "
+        f"Scale `{args.scale}` ({scale}); seed {args.seed}; command: `{shlex.join(['python', *sys.argv])}`; "
         f"python {platform.python_version()}, torch {torch.__version__}.", "",
         "## Table 1 (accuracy; this run beside the paper)", "",
     ]  # fmt: skip
@@ -121,6 +133,13 @@ def write_markdown(path: Path, rows: dict[str, dict], args: argparse.Namespace, 
         cells += [f"{row.get('attacks', {}).get(label, float('nan')):.4f}" for label in labels]
         cells += [f"{row.get('worst_case', float('nan')):.4f}", ", ".join(row.get("audit", [])) or "-"]
         lines.append("| " + " | ".join(cells) + " |")
+    reused = [f"{name} (evaluated {row['evaluation_created']})" for name, row in rows.items() if row.get("evaluation_created")]
+    if reused:
+        lines += ["", f"`--report-only`: attack results read from `{args.work}/{args.scale}/<model>/eval/results.json`, "
+                      "written by the harness when each model's evaluation finished: " + "; ".join(reused) + "."]  # fmt: skip
+    missing = [name for name, row in rows.items() if "attacks" not in row]
+    if missing:
+        lines += ["", f"Not attacked in this run (trained and scored for Table 2 only): {', '.join(missing)}."]
     lines += ["", "Paper Table 1 (clean, C&W, GN, FGSM, BIM, MIM, PGD, SPSA):", ""]
     for name, values in PAPER_TABLE1.items():
         lines.append(f"- {name}: " + ", ".join(f"{v:.4f}" for v in values))

@@ -77,6 +77,22 @@ def test_custom_step_function_and_batch_scheduler(mnist_small: tuple[np.ndarray,
     assert history[0]["custom"] == 1.0
 
 
+def test_a_value_logged_by_some_batches_is_averaged_over_those_batches(mnist_small: tuple[np.ndarray, ...]) -> None:
+    x, y, _, _ = mnist_small
+
+    def step(ctx: TrainContext, xb: torch.Tensor, yb: torch.Tensor) -> dict[str, float]:
+        loss = nn.functional.cross_entropy(ctx.model(xb), yb)
+        ctx.backward_and_step(loss)
+        logs = {"loss": float(loss.detach()), "batch": float(ctx.batch_index)}
+        if ctx.batch_index % 2 == 1:
+            logs["odd_only"] = 10.0 * ctx.batch_index  # e.g. a value only the second phase of a trainer produces
+        return logs
+
+    history = train(_net(), x[:400], y[:400], epochs=1, batch_size=100, step_fn=step, verbose=False)
+    assert history[0]["batch"] == pytest.approx(1.5)  # (0 + 1 + 2 + 3) / 4
+    assert history[0]["odd_only"] == pytest.approx(20.0)  # (10 + 30) / 2, not / 4
+
+
 def test_training_bad_input(mnist_small: tuple[np.ndarray, ...]) -> None:
     x, y, _, _ = mnist_small
     model = _net()

@@ -25,6 +25,12 @@ def add_train_arguments(group: argparse._ActionsContainer) -> None:
     group.add_argument("--fpd-weight-decay", type=float, default=1e-5, help="Adamax weight decay (default: 1e-5)")
     group.add_argument("--fpd-bottleneck", action="store_true", help="bottleneck inner denoising layers (paper Fig. 2a)")
     group.add_argument("--fpd-middle", default="paper", choices=MIDDLE_CHOICES, help="middle denoising layer (default: paper)")
+    group.add_argument("--fpd-denoise-after", default="0,1",
+                       help="inner denoising positions, comma-separated (0 = after the stem, i = after stage i); 'none' "
+                            "= no inner layers, the paper's Table 1 'Mid' ablation (default: 0,1)")  # fmt: skip
+    group.add_argument("--fpd-no-bn-recalibration", action="store_true",
+                       help="keep the batch-norm statistics of training (authors' code) instead of re-estimating them "
+                            "from the inference path after every epoch")  # fmt: skip
     group.add_argument("--fpd-fpn-channels", type=int, default=256, help="restoration pyramid width (default: 256)")
     group.add_argument("--fpd-keep-relu", action="store_true", help="do not swap the backbone's ReLUs for ELUs")
     group.add_argument("--fpd-dropout", type=float, default=0.0, help="dropout before the tanh classifier (default: 0)")
@@ -33,6 +39,17 @@ def add_train_arguments(group: argparse._ActionsContainer) -> None:
     group.add_argument("--fpd-adv-step", type=float, default=0.01, help="training PGD step (default: 0.01)")
     group.add_argument("--fpd-adv-iter", type=int, default=100, help="training PGD iterations (default: 100)")
     group.add_argument("--fpd-adv-delay", type=int, default=10, help="first epoch with adversarial examples (default: 10)")
+
+
+def parse_positions(text: str) -> tuple[int, ...]:
+    """``"0,1"`` -> ``(0, 1)``; ``"none"`` or ``""`` -> ``()`` (the value of ``--fpd-denoise-after``)."""
+    text = text.strip().lower()
+    if text in ("", "none"):
+        return ()
+    try:
+        return tuple(int(part) for part in text.split(","))
+    except ValueError as exc:
+        raise ValueError(f"--fpd-denoise-after must be 'none' or comma-separated integers, got {text!r}") from exc
 
 
 def train_from_args(
@@ -47,6 +64,7 @@ def train_from_args(
         in_channels=int(architecture["in_channels"]),
         input_size=int(architecture["input_size"]),
         num_classes=int(architecture["num_classes"]),
+        denoise_after=parse_positions(args.fpd_denoise_after),
         bottleneck=bool(args.fpd_bottleneck),
         middle_denoising=args.fpd_middle,
         fpn_channels=args.fpd_fpn_channels,
@@ -69,6 +87,7 @@ def train_from_args(
         adversarial_eps_step=args.fpd_adv_step,
         adversarial_max_iter=args.fpd_adv_iter,
         adversarial_delay=args.fpd_adv_delay,
+        bn_recalibration=not args.fpd_no_bn_recalibration,
         device=device,
         seed=args.seed,
         verbose=not args.quiet,

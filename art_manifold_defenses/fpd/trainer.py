@@ -13,14 +13,17 @@ from art.defences.trainer import Trainer
 from torch import Tensor, nn
 
 from ..estimator import to_art_classifier
-from ..training import TrainContext, train
+from ..training import TrainContext, evaluate_accuracy, train
 from ..utils import check_images, check_labels, resolve_device
 from .adversarial import fgsm_linf, pgd_linf
+from .batchnorm import recalibrate_batchnorm
 from .network import FeaturePyramidDecoder
 
 __all__ = ["FPDTrainer", "SECOND_PASS_MODES", "ADVERSARIAL_MODES"]
 
 SECOND_PASS_MODES = ("detach", "recompute", "none")
+#: Logged values that only phase-2 batches produce (their epoch means are taken over those batches only).
+PHASE_TWO_KEYS = ("ce", "train_accuracy", "l2_second", "ce_second")
 ADVERSARIAL_MODES = (None, "fgsm", "pgd")
 
 
@@ -68,6 +71,21 @@ class FPDTrainer(Trainer):
     batch 300, gradient-norm clipping 10, PGD training attack eps 0.3 with 100 steps of 0.01 and a 10-epoch delay.
     Not implemented: the authors' ReduceLROnPlateau / early stopping on *test* data (pass any scheduler with ``.step()``).
 
+    Batch-norm statistics (``bn_recalibration``): the front and back modules share their batch-norm layers, and the
+    running statistics collected during Algorithm 1 mix every pass the trainer runs, including the second pass on
+    ``x'`` whose restored image ``x''`` is far from an image early in training (the cubic middle layer then drives the
+    shared stem's running variance to ~1e5 on MNIST). In eval mode such a network predicts one class for every input.
+    With ``bn_recalibration=True`` (default) the running statistics are re-estimated after every epoch from the
+    *inference* path only (``model(x)`` on up to ``bn_recalibration_samples`` training images, see
+    :func:`~art_manifold_defenses.fpd.batchnorm.recalibrate_batchnorm`); weights are untouched. ``False`` keeps the
+    statistics of training as the authors' code does. Known limitation: one set of statistics still serves both the
+    front pass (on ``x``) and the back pass (on the denoised ``x'``), which the cubic non-local layers make differ;
+    eval-mode accuracy of a briefly trained network stays below its train-mode (batch-statistics) accuracy.
+
+    Logged per epoch (:attr:`history`): ``loss`` and ``l2`` (means over all batches), ``phase_one`` (share of phase-1
+    batches) and, as means over the *phase-2* batches only, ``ce``, ``train_accuracy`` (of the first pass's logits),
+    ``l2_second`` and ``ce_second``; ``phase_two_batches``; ``val_accuracy`` when validation data is given.
+
     Args:
         classifier: an ART ``PyTorchClassifier`` wrapping a :class:`FeaturePyramidDecoder` (or the network itself, which
             is then wrapped with :func:`art_manifold_defenses.to_art_classifier`).
@@ -84,6 +102,8 @@ class FPDTrainer(Trainer):
         adversarial_delay: first epoch (0-based) with adversarial examples.
         adversarial_labels: ``"predicted"`` or ``"true"`` labels for crafting the training attack.
         device: training device (default: the classifier's).
+        bn_recalibration: re-estimate batch-norm running statistics from the inference path after every epoch.
+        bn_recalibration_samples: training images used for that (a seeded random subset when there are more).
         seed: seed of the data order and noise (overridable in :meth:`fit`).
         verbose: tqdm progress bars.
     """
@@ -91,7 +111,7 @@ class FPDTrainer(Trainer):
     params = [
         "epsilon", "threshold", "alpha1", "alpha2", "alpha2_second_pass", "second_pass", "grad_clip", "lr",
         "weight_decay", "adversarial", "adversarial_eps", "adversarial_eps_step", "adversarial_max_iter",
-        "adversarial_delay", "adversarial_labels", "seed", "verbose",
+        "adversarial_delay", "adversarial_labels", "bn_recalibration", "bn_recalibration_samples", "seed", "verbose",
     ]  # fmt: skip
 
     def __init__(
@@ -114,6 +134,8 @@ class FPDTrainer(Trainer):
         adversarial_max_iter: int = 100,
         adversarial_delay: int = 10,
         adversarial_labels: str = "predicted",
+        bn_recalibration: bool = True,
+        bn_recalibration_samples: int = 2048,
         device: str | torch.device | None = None,
         seed: int = 0,
         verbose: bool = True,
@@ -142,6 +164,8 @@ class FPDTrainer(Trainer):
         self.adversarial_max_iter = adversarial_max_iter
         self.adversarial_delay = adversarial_delay
         self.adversarial_labels = adversarial_labels
+        self.bn_recalibration = bn_recalibration
+        self.bn_recalibration_samples = bn_recalibration_samples
         self.seed = seed
         self.verbose = verbose
         self._check_params()
@@ -178,6 +202,11 @@ class FPDTrainer(Trainer):
             raise ValueError(f"second_pass must be one of {SECOND_PASS_MODES}, got {self.second_pass!r}")
         if self.adversarial not in ADVERSARIAL_MODES:
             raise ValueError(f"adversarial must be one of {ADVERSARIAL_MODES}, got {self.adversarial!r}")
+        if not isinstance(self.bn_recalibration, bool):
+            raise TypeError(f"bn_recalibration must be a bool, got {type(self.bn_recalibration).__name__}")
+        value = self.bn_recalibration_samples
+        if not isinstance(value, int) or isinstance(value, bool) or value < 2:
+            raise ValueError(f"bn_recalibration_samples must be an integer >= 2, got {value!r}")
         for name in ("adversarial_max_iter", "adversarial_delay", "seed"):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 0:
@@ -253,8 +282,9 @@ class FPDTrainer(Trainer):
         logits = model.classify_restored(restored, inputs)  # phase 2 (lines 12-13)
         ce = F.cross_entropy(logits, labels)
         loss = self.alpha1 * ce + self.alpha2 * l2
+        accuracy = float((logits.detach().argmax(1) == labels).float().mean())
         self._update(loss)
-        logs.update(loss=float(loss.detach()), ce=float(ce.detach()), phase_one=0.0)
+        logs.update(loss=float(loss.detach()), ce=float(ce.detach()), train_accuracy=accuracy, phase_one=0.0)
         if self.second_pass == "none":
             return logs
         if self.second_pass == "detach":  # lines 14-17
@@ -296,10 +326,26 @@ class FPDTrainer(Trainer):
         if validation_data is not None:
             x_val = check_images(validation_data[0], "validation_data[0]")
             validation_data = (x_val, check_labels(validation_data[1], len(x_val), model.num_classes, "validation_data[1]"))
+        run_seed = self.seed if seed is None else seed
+        calibration = x_np
+        if len(x_np) > self.bn_recalibration_samples:
+            pick = np.random.default_rng(run_seed).choice(len(x_np), self.bn_recalibration_samples, replace=False)
+            calibration = x_np[np.sort(pick)]
+
+        def on_epoch_end(ctx: TrainContext, record: dict[str, float]) -> None:
+            # training.train averages each logged value over the batches that logged it: phase-2 values are means
+            # over the phase-2 batches
+            record["phase_two_batches"] = float(round(ctx.batches_per_epoch * (1.0 - record.get("phase_one", 1.0))))
+            if self.bn_recalibration:
+                recalibrate_batchnorm(model, calibration, batch_size=batch_size, device=self.device)
+            if validation_data is not None and "val_accuracy" not in record:
+                record["val_accuracy"] = evaluate_accuracy(model, validation_data[0], validation_data[1], device=self.device)
+
         history = train(
             model, x_np, y_np, epochs=nb_epochs, batch_size=batch_size, optimizer=self.optimizer, scheduler=scheduler,
-            step_fn=self.training_step, device=self.device, validation_data=validation_data, checkpoint_dir=checkpoint_dir,
-            seed=self.seed if seed is None else seed, verbose=self.verbose, desc="fpd",
+            step_fn=self.training_step, device=self.device, checkpoint_dir=checkpoint_dir, seed=run_seed,
+            validation_data=None if self.bn_recalibration else validation_data,  # else measured after recalibration
+            verbose=self.verbose, desc="fpd", on_epoch_end=on_epoch_end,
         )  # fmt: skip
         self.history = history
 
