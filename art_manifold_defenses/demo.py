@@ -20,16 +20,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .cli import DEFENCE_TRAINERS
+
 __all__ = ["DEMO_ENTRIES", "DemoEntry", "add_demo_arguments", "demo_entry_names", "run_demo"]
 
-#: The ``amd train --defense`` modules (kept here as well so the demo does not import the CLI).
-_TRAINERS: dict[str, str] = {
-    "rbf-cnn": "art_manifold_defenses.rbf_reconstruction.cli",
-    "radial-mapping": "art_manifold_defenses.radial_mapping.cli",
-    "fpd": "art_manifold_defenses.fpd.cli",
-    "manifold-reg": "art_manifold_defenses.manifold_regularization.cli",
-    "stn": "art_manifold_defenses.smoothing.cli",
-}
+#: The ``amd train --defense`` modules: the demo trains through the same table as the CLI.
+_TRAINERS = DEFENCE_TRAINERS
 
 
 @dataclass(frozen=True)

@@ -245,9 +245,11 @@ def threat_model_violations(x: np.ndarray, x_adv: np.ndarray, norm: str, eps: fl
     return np.asarray(bad, dtype=bool)
 
 
-def _stable_seed(*parts: Any) -> int:
-    digest = hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).digest()
-    return int.from_bytes(digest[:4], "little") & 0x7FFFFFFF
+def _stable_seed(seed: int, *parts: Any) -> int:
+    """A 31-bit seed from ``(seed, *parts)``: the low bits of :func:`~art_manifold_defenses.distributed.derive_seed`."""
+    from ..distributed import derive_seed
+
+    return derive_seed(seed, *parts) & 0x7FFFFFFF
 
 
 def _run_seed(seed: int, spec: Any, repeat: int, batch_index: int) -> int:

@@ -22,8 +22,6 @@ from .network import FeaturePyramidDecoder
 __all__ = ["FPDTrainer", "SECOND_PASS_MODES", "ADVERSARIAL_MODES"]
 
 SECOND_PASS_MODES = ("detach", "recompute", "none")
-#: Logged values that only phase-2 batches produce (their epoch means are taken over those batches only).
-PHASE_TWO_KEYS = ("ce", "train_accuracy", "l2_second", "ce_second")
 ADVERSARIAL_MODES = (None, "fgsm", "pgd")
 
 
