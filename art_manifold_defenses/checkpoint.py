@@ -39,7 +39,10 @@ KNOWN_DEFENCE_MODULES: dict[str, str] = {
 
 
 def register_defence(name: str, builder: DefenceBuilder) -> None:
-    """Register how to rebuild a defended model of defence ``name`` from its base model and hyper-parameters."""
+    """Register how to rebuild a defended model of defence ``name`` from its base model and hyper-parameters.
+
+    No paper or equation: the defence registry used by :func:`load_checkpoint`.
+    """
     _BUILDERS[name] = builder
 
 
@@ -58,6 +61,8 @@ def save_checkpoint(
     extra: dict[str, Any] | None = None,
 ) -> Path:
     """Write ``path`` (state dict) and its ``.json`` sidecar; return the path of the ``.pt`` file.
+
+    No paper or equation: checkpoint I/O.
 
     Args:
         architecture: ``{"name": <zoo name>, "in_channels": ..., "num_classes": ..., "input_size": ..., ...}``;
@@ -127,6 +132,8 @@ def load_checkpoint(
     path: str | os.PathLike[str], *, model: nn.Module | None = None, device: str | torch.device = "cpu"
 ) -> tuple[nn.Module, dict[str, Any]]:
     """Load a checkpoint; return ``(model in eval mode on device, metadata)``.
+
+    No paper or equation: checkpoint I/O (rebuilds defended models through :func:`register_defence`).
 
     With ``model=None`` the model is rebuilt from the sidecar. A given ``model`` must match the stored state dict.
 

@@ -1,8 +1,8 @@
 """The ``amd`` command.
 
 Subcommands: ``train`` (a zoo model, optionally with a defence), ``evaluate`` (a checkpoint under an attack suite),
-``demo`` (the baseline and the five defences, see :mod:`art_manifold_defenses.demo`), ``info`` (versions and
-devices). Defences plug into ``amd train --defense NAME`` through :data:`DEFENCE_TRAINERS`: a module that provides
+``demo`` (the baseline and the five defences, see :mod:`art_manifold_defenses.demo`), ``reproduce`` (the papers'
+reproductions, see :mod:`art_manifold_defenses.reproduce`), ``info`` (versions and devices). Defences plug into ``amd train --defense NAME`` through :data:`DEFENCE_TRAINERS`: a module that provides
 ``add_train_arguments(group)`` and ``train_from_args(args, data, device, architecture) -> (model,
 defence_metadata)``; ``amd demo`` trains its models through the same modules
 (:data:`art_manifold_defenses.demo.DEMO_ENTRIES`).
@@ -37,6 +37,7 @@ SUBCOMMAND_MODULES: tuple[str, ...] = (
     "art_manifold_defenses.radial_mapping.cli",  # feature-analysis
     "art_manifold_defenses.smoothing.cli",  # certify
     "art_manifold_defenses.verification.cli",  # verify
+    "art_manifold_defenses.reproduce",  # reproduce
 )
 #: Paper suites (``amd evaluate --suite NAME``) -> ``module:function`` that registers them.
 PAPER_SUITES: dict[str, str] = {

@@ -40,6 +40,8 @@ def to_art_classifier(
     """An ART ``PyTorchClassifier`` for ``model`` with ``clip_values=(0, 1)``, cross-entropy loss, the right
     ``input_shape``/``nb_classes``, ART's ``device_type`` derived from ``device``, and float32 casting of inputs.
 
+    No paper or equation: the ART (Adversarial Robustness Toolbox) wrapper every attack goes through.
+
     The returned classifier's ``model`` is a :class:`Float32Input` around ``model`` (ART's ``ModelWrapper`` adds
     its own layer on top); parameters are shared, so training through ART trains ``model``.
     """

@@ -80,7 +80,10 @@ def cross_entropy_step(ctx: TrainContext, x: Tensor, y: Tensor) -> Tensor:
 
 @torch.no_grad()
 def predict_logits(model: nn.Module, x: Any, *, batch_size: int = 256, device: str | torch.device | None = "cpu") -> np.ndarray:
-    """Logits of ``model`` on ``x`` (numpy or tensor), computed in eval mode in batches; returns a numpy array."""
+    """Logits of ``model`` on ``x`` (numpy or tensor), computed in eval mode in batches; returns a numpy array.
+
+    No paper or equation: batched inference helper.
+    """
     dev = resolve_device(device)
     was_training = model.training
     model.eval()
@@ -95,7 +98,10 @@ def predict_logits(model: nn.Module, x: Any, *, batch_size: int = 256, device: s
 
 
 def evaluate_accuracy(model: nn.Module, x: Any, y: Any, *, batch_size: int = 256, device: str | torch.device | None = "cpu") -> float:
-    """Top-1 accuracy of ``model`` on ``(x, y)``."""
+    """Top-1 accuracy of ``model`` on ``(x, y)``.
+
+    No paper or equation: clean top-1 accuracy, the "clean" column of the papers' tables.
+    """
     logits = predict_logits(model, x, batch_size=batch_size, device=device)
     labels = y.detach().cpu().numpy() if isinstance(y, Tensor) else np.asarray(y)
     return float((logits.argmax(1) == labels).mean())
@@ -150,6 +156,8 @@ def train(
     find_unused_parameters: bool = False,
 ) -> list[dict[str, float]]:
     """Train ``model`` on ``(x, y)`` and return the per-epoch history.
+
+    No paper or equation: the shared training loop that every defence's step function plugs into.
 
     Args:
         model: any ``nn.Module`` mapping a float32 NCHW batch to logits (``step_fn`` may use it differently).

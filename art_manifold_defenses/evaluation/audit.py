@@ -67,7 +67,11 @@ DEFAULT_LARGE_EPS: dict[str, float] = {"linf": 0.5, "l2": 0.5, "l1": 0.5}
 
 @dataclass(frozen=True)
 class AuditFlag:
-    """One audit finding: a machine-readable ``code``, a sentence for people, and the numbers behind it."""
+    """One audit finding: a machine-readable ``code``, a sentence for people, and the numbers behind it.
+
+    Each flag's ``reference`` names its source: Athalye et al. 2018, Section 3.1, or Carlini et al. 2019,
+    Section 5 / Appendix A; no equation.
+    """
 
     code: str
     message: str
@@ -125,6 +129,8 @@ def measure_gradients(
 ) -> dict[str, Any]:
     """Input gradients of the cross-entropy and of the margin loss on (at most ``max_points``) clean points.
 
+    Evidence for the zero / non-finite gradient checks of Athalye et al. 2018, Section 3.1; no equation.
+
     Returns ``n``, ``zero_fraction`` (points whose margin-loss gradient is exactly zero), ``ce_zero_fraction`` (same
     for cross-entropy; a saturated softmax also gives this), ``nonfinite_fraction`` (points with a NaN/Inf gradient
     entry in either loss) and ``median_norm`` (median l2 norm of the margin-loss gradient).
@@ -170,6 +176,9 @@ def measure_determinism(
     model: nn.Module, x: np.ndarray, *, device: str | torch.device = "cpu", batch_size: int = 128, max_points: int = 256
 ) -> dict[str, Any]:
     """Run the model twice on the same (at most ``max_points``) clean inputs; report how much the outputs change.
+
+    Evidence for the randomness check (Athalye et al. 2018, Section 3.1; randomness calls for EoT, their
+    Section 4.3); no equation.
 
     Returns ``n``, ``changed_fraction`` (points whose predicted class differs between the two calls) and
     ``max_logit_difference`` (largest absolute difference of an output entry).
@@ -423,6 +432,9 @@ def audit(
     large_eps: Mapping[str, float] | None = None,
 ) -> list[AuditFlag]:
     """Run every check and return the flags (empty list = nothing suspicious found).
+
+    Follows Athalye et al. 2018, Section 3.1, and Carlini et al. 2019 ("On Evaluating Adversarial
+    Robustness"), Section 5 and Appendix A; no equation.
 
     Args:
         results: the attack results of one evaluation.

@@ -104,7 +104,10 @@ def _json_clean(value: Any) -> Any:
 
 
 def load_results(path: str | os.PathLike[str]) -> dict[str, Any]:
-    """Read a ``results.json`` record (``ValueError`` if it is not one)."""
+    """Read a ``results.json`` record (``ValueError`` if it is not one).
+
+    No paper or equation: report I/O.
+    """
     data = json.loads(Path(path).read_text())
     if not isinstance(data, dict) or data.get("format") != RESULTS_FORMAT:
         raise ValueError(f"{path} is not an art-manifold-defenses results record (format {RESULTS_FORMAT})")
@@ -112,7 +115,10 @@ def load_results(path: str | os.PathLike[str]) -> dict[str, Any]:
 
 
 def recompute_robust_accuracy(record: Mapping[str, Any]) -> float:
-    """The per-point worst case recomputed from the per-attack ``correct`` lists of a record."""
+    """The per-point worst case recomputed from the per-attack ``correct`` lists of a record.
+
+    The per-point worst case of Carlini et al. 2019 / Croce & Hein 2020, from stored results; no equation.
+    """
     robust = np.asarray(record["per_point"]["clean_correct"], dtype=bool).copy()
     for attack in record["attacks"]:
         if attack.get("error") is None:
@@ -152,7 +158,10 @@ def _summary_lines(record: Mapping[str, Any]) -> list[str]:
 
 
 def markdown_table(record: Mapping[str, Any], *, title: str | None = None, curves: str | None = None) -> str:
-    """The Markdown report of a record: summary, one row per attack, the audit flags and (optionally) the curves."""
+    """The Markdown report of a record: summary, one row per attack, the audit flags and (optionally) the curves.
+
+    No paper or equation: report formatting.
+    """
     out = [f"# {title or 'Evaluation: ' + str(record['model'])}", ""]
     out += _summary_lines(record)
     out += ["", "| attack | library | norm | eps | accuracy | median perturbation | violations | seconds |",
@@ -212,6 +221,8 @@ def _curve_groups(record: Mapping[str, Any]) -> dict[str, dict[tuple[str, str, s
 def plot_robustness_curves(record: Mapping[str, Any], path: str | os.PathLike[str], *, title: str | None = None) -> Path:
     """Accuracy vs epsilon per attack, one panel per norm, written as a PNG (matplotlib, Agg backend).
 
+    No paper or equation: a plot of accuracy against the attack budget.
+
     Fixed-budget attacks give one marker per epsilon (a line from the clean accuracy at 0 when the suite sweeps
     epsilon); minimisation attacks give the empirical curve ``mean(correct clean and ||delta_i|| > eps)`` from
     their per-point perturbation norms (up to their budget).
@@ -266,7 +277,10 @@ def plot_robustness_curves(record: Mapping[str, Any], path: str | os.PathLike[st
 # --------------------------------------------------------------------------------------------------------------------
 def write_report(result: EvaluationResult | Mapping[str, Any], out_dir: str | os.PathLike[str], *,
                  title: str | None = None) -> dict[str, Path]:  # fmt: skip
-    """Write ``results.json``, ``results.md`` and ``curves.png`` to ``out_dir``; return their paths."""
+    """Write ``results.json``, ``results.md`` and ``curves.png`` to ``out_dir``; return their paths.
+
+    No paper or equation: writes the report files.
+    """
     record = dict(result) if isinstance(result, Mapping) else result_to_dict(result)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)

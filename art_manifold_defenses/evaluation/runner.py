@@ -96,6 +96,9 @@ AttackFunction = Callable[..., np.ndarray]
 class AttackResult:
     """The outcome of one attack of the suite on the evaluated points.
 
+    Per-attack results that feed the per-point worst case (Carlini et al. 2019; Croce & Hein 2020); no
+    equation.
+
     ``correct[i]`` is True when point ``i`` is classified correctly clean *and* under this attack (in every repeat);
     ``accuracy`` is its mean (robust accuracy under this attack alone). ``norms[i]`` is the perturbation norm (in the
     attack's norm) of the weakest successful adversarial of point ``i``, ``nan`` where the attack did not succeed.
@@ -166,7 +169,11 @@ class AttackResult:
 
 @dataclass
 class EvaluationResult:
-    """Everything :func:`evaluate` measured; ``to_dict()`` is the ``results.json`` record (see :mod:`.report`)."""
+    """Everything :func:`evaluate` measured; ``to_dict()`` is the ``results.json`` record (see :mod:`.report`).
+
+    Robust accuracy as the per-point worst case over the suite (Carlini et al. 2019; Croce & Hein 2020); no
+    equation.
+    """
 
     model: str
     dataset: str | None
@@ -219,7 +226,11 @@ class EvaluationResult:
 # pure helpers (tested directly)
 # --------------------------------------------------------------------------------------------------------------------
 def worst_case(clean_correct: np.ndarray, per_attack_correct: Sequence[np.ndarray]) -> np.ndarray:
-    """Per point: correct clean AND under every attack (the robust-accuracy indicator)."""
+    """Per point: correct clean AND under every attack (the robust-accuracy indicator).
+
+    Robust accuracy as the per-point worst case over all attacks (Carlini et al. 2019, "On Evaluating
+    Adversarial Robustness"; as in AutoAttack, Croce & Hein 2020); no equation.
+    """
     robust = np.asarray(clean_correct, dtype=bool).copy()
     for correct in per_attack_correct:
         correct = np.asarray(correct, dtype=bool)
@@ -231,7 +242,11 @@ def worst_case(clean_correct: np.ndarray, per_attack_correct: Sequence[np.ndarra
 
 def threat_model_violations(x: np.ndarray, x_adv: np.ndarray, norm: str, eps: float | None) -> np.ndarray:
     """Per point: True when ``x_adv`` is non-finite, leaves ``[0, 1]`` (by more than ``1e-6``) or is farther than
-    ``eps + 1e-5`` from ``x`` (``eps=None``: unbounded, only the box is checked)."""
+    ``eps + 1e-5`` from ``x`` (``eps=None``: unbounded, only the box is checked).
+
+    Checks every adversarial example against its threat model, as Carlini et al. 2019 ("On Evaluating
+    Adversarial Robustness") ask; no equation.
+    """
     x = np.asarray(x)
     if np.shape(x_adv) != x.shape:
         raise ValueError(f"x_adv has shape {np.shape(x_adv)}, expected the shape of x {x.shape}")
@@ -620,6 +635,9 @@ def evaluate(
     attack_fn: AttackFunction | None = None,
 ) -> EvaluationResult:
     """Evaluate ``model`` on ``(x, y)`` under every attack of ``suite`` and return an :class:`EvaluationResult`.
+
+    Follows Carlini et al. 2019 ("On Evaluating Adversarial Robustness") and Athalye et al. 2018: per-point
+    worst case over the suite, adaptive EoT/BPDA attacks and the gradient-masking audit; no equation.
 
     Args:
         model: an ``nn.Module`` returning logits, or an ART ``PyTorchClassifier`` (its all-PyTorch preprocessing chain

@@ -61,6 +61,8 @@ def register_suite(
 ) -> None:
     """Register a named suite.
 
+    No paper or equation: the suite registry (defence packages register their paper's attack settings here).
+
     Args:
         name: the suite name (``amd evaluate --suite NAME``).
         factory: called as ``factory(norm=norm, eps=eps)``; returns the list of ``AttackSpec``.
@@ -82,7 +84,10 @@ def register_suite(
 
 
 def suite_names() -> list[str]:
-    """The registered suite names, sorted."""
+    """The registered suite names, sorted.
+
+    No paper or equation: the suite registry.
+    """
     return sorted(_SUITES)
 
 
@@ -99,6 +104,8 @@ def _lookup(name: str) -> _Suite:
 
 def get_suite(name: str, norm: str | None = None, eps: float | None = None) -> list[AttackSpec]:
     """The attacks of suite ``name`` for threat model ``norm``/``eps``.
+
+    No paper or equation of its own: the attacks of a suite carry their references (see the module docstring).
 
     ``norm=None`` takes the suite's first norm; ``eps=None`` takes :data:`DEFAULT_EPS` of the norm.
 

@@ -41,7 +41,11 @@ __all__ = [
 
 
 def build_fpd(base_model: nn.Module, params: dict[str, Any]) -> FeaturePyramidDecoder:
-    """Checkpoint builder for defence ``"fpd"``: ``FeaturePyramidDecoder(base_model, **params)``."""
+    """Checkpoint builder for defence ``"fpd"``: ``FeaturePyramidDecoder(base_model, **params)``.
+
+    Paper: Li et al. 2020 (paper 002), Section 3 / Fig. 1 (the FPD-enhanced CNN); no equation: the checkpoint
+    builder that re-creates it.
+    """
     return FeaturePyramidDecoder(base_model, **params)
 
 

@@ -21,7 +21,11 @@ def _loss_gradient(model: nn.Module, x: Tensor, y: Tensor) -> Tensor:
 
 
 def fgsm_linf(model: nn.Module, x: Tensor, y: Tensor, *, eps: float) -> Tensor:
-    """One signed-gradient step of size ``eps``, clipped to [0, 1] (Goodfellow et al., 2015)."""
+    """One signed-gradient step of size ``eps``, clipped to [0, 1] (Goodfellow et al., 2015).
+
+    Paper: Li et al. 2020 (paper 002), Section 4.2 (adversarially trained ``F_FGSM``); no equation of paper
+    002: the FGSM step of Goodfellow et al.
+    """
     return (x + eps * _loss_gradient(model, x, y).sign()).clamp(0.0, 1.0).detach()
 
 
@@ -36,7 +40,11 @@ def pgd_linf(
     random_start: bool = True,
     generator: torch.Generator | None = None,
 ) -> Tensor:
-    """Projected gradient ascent in the L-infinity ``eps``-ball around ``x`` (Madry et al., 2018), clipped to [0, 1]."""
+    """Projected gradient ascent in the L-infinity ``eps``-ball around ``x`` (Madry et al., 2018), clipped to [0, 1].
+
+    Paper: Li et al. 2020 (paper 002), Section 4.2 (adversarially trained ``F_PGD``); no equation of paper
+    002: the PGD of Madry et al.
+    """
     adv = x.detach().clone()
     if random_start:
         noise = torch.rand(x.shape, generator=generator, device=x.device, dtype=x.dtype) * 2 - 1

@@ -24,7 +24,11 @@ __all__ = ["check_backbone", "find_linear", "swap_relu_for_elu"]
 
 
 def check_backbone(backbone: nn.Module) -> tuple[nn.Module, Sequence[nn.Module]]:
-    """Return ``(stem, stages)`` of a backbone, or raise ``TypeError`` naming what is missing."""
+    """Return ``(stem, stages)`` of a backbone, or raise ``TypeError`` naming what is missing.
+
+    Paper: Li et al. 2020 (paper 002), Section 3.1 / Fig. 1 (a block-based CNN whose blocks carry the
+    denoising layers); no equation: an input check.
+    """
     if not isinstance(backbone, nn.Module):
         raise TypeError(f"backbone must be an nn.Module, got {type(backbone).__name__}")
     stem = getattr(backbone, "stem", None)
@@ -55,6 +59,8 @@ def find_linear(module: nn.Module | None) -> nn.Linear | None:
 
 def swap_relu_for_elu(module: nn.Module, *, alpha: float = 1.0) -> int:
     """Replace every ``nn.ReLU`` module inside ``module`` by ``nn.ELU(alpha)`` in place; return how many were swapped.
+
+    Paper: Li et al. 2020 (paper 002), Section 3.3 and Table 1 (ELU instead of ReLU).
 
     The paper (Sec. 3.3, Table 1) swaps all ReLUs of the enhanced CNN for ELUs for a smoother decision boundary.
     """

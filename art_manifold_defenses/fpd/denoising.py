@@ -37,6 +37,8 @@ def _check_feature_map(x: Tensor, name: str = "x") -> None:
 def dot_product_non_local_mean(x: Tensor) -> Tensor:
     """Dot-product non-local mean ``X (X^T X) / N`` of a batch of feature maps, in ``O(C^2 N)`` (paper Fig. 2b).
 
+    Paper: Li et al. 2020 (paper 002), Section 3.1 (non-local means with a dot-product operator, Fig. 2b).
+
     Args:
         x: ``(batch, C, H, W)`` feature maps.
 
@@ -54,6 +56,8 @@ def dot_product_non_local_mean(x: Tensor) -> Tensor:
 
 class InnerDenoisingLayer(nn.Module):
     """Inner denoising layer of the front/back denoising modules (paper Sec. 3.1, Fig. 2a/2b).
+
+    Paper: Li et al. 2020 (paper 002), Section 3.1, Fig. 2a/2b.
 
     Without bottleneck (Fig. 2b, the paper's chosen ``F2I-Mid``; the authors' code): ``y = NL(x) + x`` with ``NL`` the
     parameter-free dot-product non-local mean (:func:`dot_product_non_local_mean`) and an identity residual.
@@ -125,6 +129,8 @@ class InnerDenoisingLayer(nn.Module):
 class MiddleDenoisingLayer(nn.Module):
     """Middle denoising layer between the image-restoration module and the back denoising module (paper Sec. 3.2,
     Fig. 2c): it cleans the restored image ``x'`` before the second pass, without bottleneck or parameters.
+
+    Paper: Li et al. 2020 (paper 002), Section 3.2, Fig. 2c.
 
     - ``variant="paper"`` (default): ``x'' = x' + NL(x')``, the non-local mean of the restored image plus identity,
       as the paper describes ("another middle denoising layer is applied to the x'_clean").

@@ -22,6 +22,8 @@ MIDDLE_CHOICES = (*MIDDLE_VARIANTS, "none")
 class LipschitzConstrainedClassifier(nn.Module):
     """``FPD_LCC`` (paper Sec. 3.3, Theorem 1, Fig. 3): global average pooling, [dropout], linear, **tanh**.
 
+    Paper: Li et al. 2020 (paper 002), Section 3.3, Theorem 1 and Fig. 3.
+
     The logits lie in (-1, 1); they are fed to the cross-entropy as they are (as in the paper and the authors' code), so
     the softmax of the logits can never be confident. Known limitation: this squashing shrinks cross-entropy gradients
     and can mask gradients for attacks that use the cross-entropy; evaluate with margin (C&W / DLR) losses too.
@@ -40,6 +42,8 @@ class LipschitzConstrainedClassifier(nn.Module):
 
 class FeaturePyramidDecoder(nn.Module):
     """Feature Pyramid Decoder (FPD) around a block-based CNN.
+
+    Paper: Li et al. 2020 (paper 002), Section 3, Fig. 1; trained by Algorithm 1.
 
     Reference: G. Li, S. Ding, J. Luo, C. Liu, "Enhancing Intrinsic Adversarial Robustness via Feature Pyramid
     Decoder", CVPR 2020 (https://arxiv.org/abs/2005.02552). Structure (Fig. 1):

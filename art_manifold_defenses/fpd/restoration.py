@@ -20,6 +20,8 @@ def _positive_int(value: object, name: str) -> None:
 class ImageRestorationModule(nn.Module):
     """FPN top-down restoration ``FPD_R`` (paper Sec. 3.2, Fig. 1; structure of the authors' code).
 
+    Paper: Li et al. 2020 (paper 002), Section 3.2, Fig. 1.
+
     1. a 1x1 "top" convolution maps the deepest stage output to ``fpn_channels``;
     2. going up, each shallower stage output gets a 1x1 lateral convolution, and the coarser map is upsampled
        **bilinearly** to its size and added;

@@ -30,7 +30,11 @@ _ITERATIONS: dict[str, dict[str, int]] = {
 
 
 def paper_fpd_suite(norm: str | None = None, eps: float | None = None, *, budget: str = "paper") -> list[Any]:
-    """The ``AttackSpec`` list of the ``paper-fpd`` suite (both norms, or only ``norm``; ``eps`` overrides its budget)."""
+    """The ``AttackSpec`` list of the ``paper-fpd`` suite (both norms, or only ``norm``; ``eps`` overrides its budget).
+
+    Paper: Li et al. 2020 (paper 002), Section 4.2 and Table 2 (the attacks), plus margin-loss and transfer
+    attacks (no equation).
+    """
     from ..evaluation import AttackSpec
 
     if budget not in BUDGETS:
@@ -69,7 +73,11 @@ def paper_fpd_suite(norm: str | None = None, eps: float | None = None, *, budget
 
 
 def register_paper_fpd_suite(*, budget: str = "paper", name: str = "paper-fpd", overwrite: bool = True) -> str:
-    """Register the suite with the evaluation harness under ``name`` (``amd evaluate --suite paper-fpd``)."""
+    """Register the suite with the evaluation harness under ``name`` (``amd evaluate --suite paper-fpd``).
+
+    Paper: Li et al. 2020 (paper 002), Table 2; no equation: registers :func:`paper_fpd_suite` with the
+    harness.
+    """
     from ..evaluation import register_suite
 
     def factory(norm: str | None = None, eps: float | None = None) -> list[Any]:

@@ -26,7 +26,10 @@ ADVERSARIAL_MODES = (None, "fgsm", "pgd")
 
 
 def find_fpd(model: Any) -> FeaturePyramidDecoder:
-    """The :class:`FeaturePyramidDecoder` inside an ART classifier or module wrapper (or the model itself)."""
+    """The :class:`FeaturePyramidDecoder` inside an ART classifier or module wrapper (or the model itself).
+
+    Paper: Li et al. 2020 (paper 002), Fig. 1; no equation: a lookup helper for the Algorithm 1 trainer.
+    """
     module = getattr(model, "model", model) if not isinstance(model, nn.Module) else model
     if isinstance(module, nn.Module):
         for sub in module.modules():
@@ -40,6 +43,8 @@ def find_fpd(model: Any) -> FeaturePyramidDecoder:
 class FPDTrainer(Trainer):
     """Algorithm 1 of Li et al., "Enhancing Intrinsic Adversarial Robustness via Feature Pyramid Decoder" (CVPR 2020,
     https://arxiv.org/abs/2005.02552), with optional adversarial training on top (``F_FGSM`` / ``F_PGD``, Sec. 4.2).
+
+    Paper: Li et al. 2020 (paper 002), Algorithm 1 and Section 3.4 (two-phase training).
 
     Per batch (lines 3-18):
 

@@ -27,6 +27,9 @@ def _check_eps_norm(eps: float, norm: str) -> None:
 def sample_maximal_perturbation(x: Tensor, *, eps: float, norm: str = "linf", generator: torch.Generator | None = None) -> Tensor:
     """A random perturbation of size exactly ``eps`` per sample, shaped like ``x``.
 
+    Paper: Jin & Rinard 2020 (paper 003), Section 5.4 (a random maximal perturbation ``rho`` in ``{+-eps}^d``)
+    and the resampling of Section 5.1 / Proposition 5.1.
+
     ``norm="linf"``: ``rho = eps * s`` with ``s`` uniform on ``{-1, +1}^d`` (a random vertex of the l-inf ball; the
     paper's choice). ``norm="l2"``: ``rho = eps * g / ||g||_2`` with ``g`` standard normal (uniform on the l2 sphere).
 
@@ -51,6 +54,9 @@ def sample_maximal_perturbation(x: Tensor, *, eps: float, norm: str = "linf", ge
 
 def perturbed_pair(x: Tensor, rho: Tensor, *, clip_values: tuple[float, float] | None = (0.0, 1.0)) -> tuple[Tensor, Tensor]:
     """``(x + rho, x - rho)``, each clipped to ``clip_values`` (``None``: no clipping).
+
+    Paper: Jin & Rinard 2020 (paper 003), Section 5.4 (the pair ``x+ = x + rho``, ``x- = x - rho``; no
+    numbered equation).
 
     The paper does not clip; its reference CIFAR-10 model clamps its input to [0, 1] internally, which clipping here
     mirrors for every model. Clipping makes the pair asymmetric near the boundary of the pixel range.

@@ -45,6 +45,8 @@ BATCHING_MODES = ("auto", "concatenated", "separate")
 def intrinsic_regularizer(f_plus: Tensor, f_minus: Tensor) -> Tensor:
     """Sparse intrinsic regularizer (eq. 11 with c = 2, section 5.4): ``mean_i ||f(x+_i) - f(x-_i)||_2^2``.
 
+    Paper: Jin & Rinard 2020 (paper 003), eq. 11 (Section 5.2) in the form of Section 5.4.
+
     ``f`` is the network output (the logits, eq. 6). The heat-kernel weight ``L(x+, x-)`` is dropped because
     ``||x+ - x-||`` is the same for every pair (section 5.4). Returns a scalar (mean over the batch).
     """
@@ -58,6 +60,8 @@ def intrinsic_regularizer(f_plus: Tensor, f_minus: Tensor) -> Tensor:
 def hamming_relaxation(z_plus: Tensor, z_minus: Tensor, *, alpha: float = 8.0) -> Tensor:
     """Continuous relaxation of the Hamming distance between activation patterns (eq. 14), element-wise:
     ``H_alpha(z+, z-) = |tanh(alpha z+) - tanh(alpha z-)|``.
+
+    Paper: Jin & Rinard 2020 (paper 003), eq. 14 (Section 5.3).
 
     ``alpha = inf`` gives the limit ``|sign(z+) - sign(z-)|``: 2 where the two ReLUs take different branches, 0 where
     they agree (1 if exactly one pre-activation is 0).
@@ -73,7 +77,10 @@ def hamming_relaxation(z_plus: Tensor, z_minus: Tensor, *, alpha: float = 8.0) -
 def hamming_layer_terms(z_plus: Sequence[Tensor], z_minus: Sequence[Tensor], *, alpha: float = 8.0) -> Tensor:
     """One Hamming term per layer, shape ``(layers,)``: for layer ``l`` with ``n_l`` pre-activations per sample,
     ``mean_i ||H_alpha(z+_il, z-_il)||_2 / (2 n_l)`` (section 5.4: l2 norm within a layer, normalised by twice the
-    number of elements; mean over the batch)."""
+    number of elements; mean over the batch).
+
+    Paper: Jin & Rinard 2020 (paper 003), eqs. 13-14 as combined in Section 5.4.
+    """
     if len(z_plus) != len(z_minus):
         raise ValueError(f"z_plus and z_minus must list the same layers, got {len(z_plus)} and {len(z_minus)}")
     if len(z_plus) == 0:
@@ -87,7 +94,10 @@ def hamming_layer_terms(z_plus: Sequence[Tensor], z_minus: Sequence[Tensor], *, 
 
 def hamming_regularizer(z_plus: Sequence[Tensor], z_minus: Sequence[Tensor], *, alpha: float = 8.0) -> Tensor:
     """Hamming regularizer (eqs. 13-14 combined as in section 5.4): the per-layer terms of
-    :func:`hamming_layer_terms`, summed over layers and divided by the number of layers."""
+    :func:`hamming_layer_terms`, summed over layers and divided by the number of layers.
+
+    Paper: Jin & Rinard 2020 (paper 003), eqs. 12-14 and Section 5.4.
+    """
     return hamming_layer_terms(z_plus, z_minus, alpha=alpha).mean()
 
 
@@ -181,7 +191,10 @@ class _FusedHammingLayerTerm(torch.autograd.Function):
 
 def fused_hamming_layer_term(z: Tensor, *, batch: int, alpha: float = 8.0) -> Tensor:
     """Hamming term of one layer from stacked pre-activations whose last ``2 * batch`` rows are ``x+`` then ``x-``;
-    equal to ``hamming_layer_terms([z[-2b:-b]], [z[-b:]], alpha=alpha)[0]`` but cheaper to differentiate."""
+    equal to ``hamming_layer_terms([z[-2b:-b]], [z[-b:]], alpha=alpha)[0]`` but cheaper to differentiate.
+
+    Paper: Jin & Rinard 2020 (paper 003), eqs. 13-14 per layer as in Section 5.4 (an equivalent, faster form).
+    """
     _check_alpha(alpha)
     if z.ndim < 2 or z.shape[0] < 2 * batch or batch < 1:
         raise ValueError(f"z must stack at least 2 * batch = {2 * batch} rows, got shape {tuple(z.shape)}")
@@ -217,7 +230,11 @@ class _FusedHammingPairTerm(torch.autograd.Function):
 
 def fused_hamming_pair_term(z_plus: Tensor, z_minus: Tensor, *, alpha: float = 8.0) -> Tensor:
     """Hamming term of one layer from the pre-activations of ``x+`` and ``x-`` taken in two forward passes; equal
-    to ``hamming_layer_terms([z_plus], [z_minus], alpha=alpha)[0]`` but cheaper to differentiate."""
+    to ``hamming_layer_terms([z_plus], [z_minus], alpha=alpha)[0]`` but cheaper to differentiate.
+
+    Paper: Jin & Rinard 2020 (paper 003), eqs. 13-14 per layer as in Section 5.4 (an equivalent, faster form
+    for two separate passes).
+    """
     _check_alpha(alpha)
     if z_plus.shape != z_minus.shape:
         raise ValueError(f"z_plus and z_minus must have the same shape, got {tuple(z_plus.shape)} and {tuple(z_minus.shape)}")
@@ -230,7 +247,10 @@ def fused_hamming_pair_term(z_plus: Tensor, z_minus: Tensor, *, alpha: float = 8
 
 
 def heat_kernel_weights(points: Tensor, *, scale: float) -> Tensor:
-    """Heat-kernel Laplacian weights ``L_pq = exp(-||x_p - x_q||_2^2 / s)`` between all rows of ``points`` (M, ...)."""
+    """Heat-kernel Laplacian weights ``L_pq = exp(-||x_p - x_q||_2^2 / s)`` between all rows of ``points`` (M, ...).
+
+    Paper: Jin & Rinard 2020 (paper 003), Section 2, the heat kernel ``L_ij`` of eq. 2 (also Proposition 5.1).
+    """
     if not isinstance(scale, (int, float)) or isinstance(scale, bool) or not scale > 0 or not math.isfinite(scale):
         raise ValueError(f"scale must be a finite number > 0, got {scale!r}")
     flat = points.flatten(1)
@@ -242,6 +262,8 @@ def heat_kernel_weights(points: Tensor, *, scale: float) -> Tensor:
 def dense_intrinsic_regularizer(outputs: Tensor, points: Tensor, *, scale: float = 2.0) -> Tensor:
     """Dense intrinsic regularizer (eq. 2, the paper's ablation): ``(1/M^2) sum_{p,q} ||f(x_p) - f(x_q)||^2 L_pq``
     over all ``M`` points of the batch, with heat-kernel weights of scale ``s`` (paper: ``s = 2``).
+
+    Paper: Jin & Rinard 2020 (paper 003), eq. 2 (the dense ablation of Section 6).
 
     Cost and memory grow as ``M^2``; the paper trains this variant with batch 40.
     """
@@ -257,7 +279,11 @@ def dense_intrinsic_regularizer(outputs: Tensor, points: Tensor, *, scale: float
 
 def uses_batch_statistics(model: nn.Module) -> bool:
     """Whether a forward pass of ``model`` mixes the rows of its batch through a torch BatchNorm layer (training
-    mode, or no running statistics), so that one concatenated pass and separate passes give different values."""
+    mode, or no running statistics), so that one concatenated pass and separate passes give different values.
+
+    Paper: Jin & Rinard 2020 (paper 003), Section 5.4 (one pass over ``[x, x+, x-]``); no equation: decides
+    whether that fused pass is exact.
+    """
     for module in model.modules():
         if isinstance(module, nn.modules.batchnorm._BatchNorm):
             if module.training or not module.track_running_stats or module.running_mean is None:
@@ -273,6 +299,9 @@ def _check_alpha(alpha: float) -> None:
 @dataclass
 class RegularizerOutput:
     """What one call of :class:`ManifoldRegularizer` computes.
+
+    Paper: Jin & Rinard 2020 (paper 003), the terms of eq. 15 (intrinsic eq. 11 / eq. 2, Hamming eqs. 13-14);
+    no equation of its own: a result container.
 
     Attributes:
         logits: the model's logits on the clean batch (``None`` with ``include_clean=False``); use them for the loss.

@@ -31,7 +31,11 @@ _DROPOUT_CHANNELWISE = (nn.Dropout1d, nn.Dropout2d, nn.Dropout3d)
 
 
 def find_relu_modules(model: nn.Module, activation_types: Sequence[type[nn.Module]] = (nn.ReLU,)) -> list[tuple[str, nn.Module]]:
-    """``(qualified name, module)`` of every module of ``model`` that is an instance of ``activation_types``."""
+    """``(qualified name, module)`` of every module of ``model`` that is an instance of ``activation_types``.
+
+    Paper: Jin & Rinard 2020 (paper 003), eq. 7 (the ReLUs whose activation patterns Section 5.3 regularizes);
+    no equation: module lookup.
+    """
     types = tuple(activation_types)
     return [(name, module) for name, module in model.named_modules() if isinstance(module, types)]
 
@@ -51,6 +55,9 @@ class _FunctionalReLUCounter(TorchFunctionMode):
 
 class ReLURecorder:
     """Context manager recording the input of every ``nn.ReLU`` call of ``model`` during one forward pass.
+
+    Paper: Jin & Rinard 2020 (paper 003), eqs. 4-5 (the pre-activations ``z_i`` that the Hamming regularizer
+    of eqs. 13-14 compares).
 
     After the block, ``records`` holds ``(layer name, pre-activation tensor)`` in call order (a module called twice
     gives two layers, the second named ``"name#2"``), still attached to the autograd graph. ``functional_calls``

@@ -20,6 +20,9 @@ ScheduleValue = Callable[[float], float]
 class PiecewiseLinear:
     """Linear interpolation between ``(progress, value)`` knots, constant before the first and after the last.
 
+    Paper: Jin & Rinard 2020 (paper 003), Appendix B (its schedules are piecewise linear); no equation: a
+    schedule helper.
+
     Args:
         knots: at least one ``(x, y)`` pair with non-decreasing, finite ``x`` and finite ``y``.
     """
@@ -70,6 +73,9 @@ def _as_schedule(value: float | ScheduleValue | None, name: str) -> ScheduleValu
 
 class ManifoldRegularizationSchedule:
     """Per-batch values of the training hyper-parameters as functions of progress (fractional epoch).
+
+    Paper: Jin & Rinard 2020 (paper 003), Appendix B (eps, gamma_I, gamma_H of eq. 15 and the learning rate
+    over training).
 
     Each argument is a callable ``progress -> value`` or a constant number (>= 0).
 
@@ -136,6 +142,8 @@ def paper_schedule(
 ) -> ManifoldRegularizationSchedule:
     """The schedules of appendix B, with the 100-epoch breakpoints stretched to ``epochs``.
 
+    Paper: Jin & Rinard 2020 (paper 003), Appendix B.
+
     * learning rate (Maini et al. 2019): 0 -> ``lr_peak`` (epochs 0-40) -> 0.005 (80) -> 0 (100);
     * eps: ``eps/4`` until epoch 10, linear to ``eps`` at epoch 35 (CIFAR-10: 2/255 -> 8/255; MNIST: the same
       shape scaled to 0.3, i.e. 0.075 -> 0.3), then fixed;
@@ -174,7 +182,11 @@ def paper_schedule(
 def constant_schedule(
     *, epsilon: float, gamma_intrinsic: float, gamma_hamming: float, learning_rate: float | None = None
 ) -> ManifoldRegularizationSchedule:
-    """No ramps: every value constant (``learning_rate=None`` keeps the optimizer's own)."""
+    """No ramps: every value constant (``learning_rate=None`` keeps the optimizer's own).
+
+    Paper: Jin & Rinard 2020 (paper 003), eq. 15 with fixed eps and gammas; no equation: the no-ramp
+    alternative to the Appendix B schedules.
+    """
     return ManifoldRegularizationSchedule(
         epsilon=epsilon, gamma_intrinsic=gamma_intrinsic, gamma_hamming=gamma_hamming, learning_rate=learning_rate
     )

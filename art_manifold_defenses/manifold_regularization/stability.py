@@ -40,6 +40,9 @@ def relu_stability(
 ) -> dict[str, Any]:
     """Per-layer agreement of the activation pattern (``z > 0``) between ``x + rho`` and ``x - rho``.
 
+    Paper: Jin & Rinard 2020 (paper 003), Section 5.3 (agreement of the activation patterns ``f_H`` whose
+    Hamming distance eqs. 12-13 regularize), measured rather than trained.
+
     ``rho`` is a random maximal perturbation (a vertex of the l-inf eps-ball, or a point of the l2 eps-sphere), drawn
     ``samples`` times per input. The model runs in eval mode.
 

@@ -33,6 +33,8 @@ def manifold_regularization_step(regularizer: ManifoldRegularizer, schedule: Man
     """A step function for :func:`art_manifold_defenses.training.train` implementing eq. 15:
     ``CE(f(x), y) + gamma_I * intrinsic + gamma_H * Hamming`` (weight decay, the ambient term, is the optimizer's).
 
+    Paper: Jin & Rinard 2020 (paper 003), eq. 15 (Section 5.4).
+
     Before each step the schedule is read at ``ctx.progress`` (fractional epoch): its eps is used for the
     resampling, its gammas weight the terms, and its learning rate (if any) is written into every parameter group.
     The step back-propagates and updates the model itself and returns the logged values. With separate passes

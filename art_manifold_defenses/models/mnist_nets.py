@@ -14,7 +14,10 @@ def _require(size: int, minimum: int, name: str) -> None:
 
 def cw_mnist(in_channels: int = 1, num_classes: int = 10, input_size: int = 28, activation: str = "relu") -> nn.Sequential:
     """Carlini & Wagner's MNIST net (papers 000 and 003): 4 conv 3x3 (32, 32, 64, 64, same padding) with two
-    max-pools, then FC200, dropout 0.5, FC200, FC``num_classes``."""
+    max-pools, then FC200, dropout 0.5, FC200, FC``num_classes``.
+
+    Architecture of Carlini & Wagner 2017 (their MNIST model); no equation.
+    """
     _require(input_size, 4, "cw_mnist")
     side = input_size // 2 // 2
     act = lambda: make_activation(activation)  # noqa: E731
@@ -56,7 +59,10 @@ def cleverhans_cnn(
 
 
 def tramer_a(in_channels: int = 1, num_classes: int = 10, input_size: int = 28, activation: str = "relu") -> nn.Sequential:
-    """Tramèr et al.'s MNIST model A (paper 004): conv64 5x5, conv64 5x5 (valid), dropout .25, FC128, dropout .5, FC."""
+    """Tramèr et al.'s MNIST model A (paper 004): conv64 5x5, conv64 5x5 (valid), dropout .25, FC128, dropout .5, FC.
+
+    Architecture: model A of Tramèr et al. 2018, used by Li et al. 2019 (paper 004) for MNIST; no equation.
+    """
     _require(input_size, 9, "tramer_a")
     side = input_size - 8
     act = lambda: make_activation(activation)  # noqa: E731
@@ -73,7 +79,11 @@ def tramer_a(in_channels: int = 1, num_classes: int = 10, input_size: int = 28, 
 
 def wong_small(in_channels: int = 1, num_classes: int = 10, input_size: int = 28, activation: str = "relu") -> nn.Sequential:
     """Wong et al.'s small verification CNN as read for paper 003: conv16 4x4/2 pad 1, conv32 4x4/2 pad 1, FC128, FC.
-    Only Conv2d/ReLU/Flatten/Linear, so the exact verifier can encode it."""
+    Only Conv2d/ReLU/Flatten/Linear, so the exact verifier can encode it.
+
+    Architecture of Wong et al. 2018, used (with 128 hidden units) by Jin & Rinard 2020 (paper 003), Appendix
+    B; no equation.
+    """
     _require(input_size, 4, "wong_small")
     side = conv_out(conv_out(input_size, 4, 2, 1), 4, 2, 1)
     act = lambda: make_activation(activation)  # noqa: E731

@@ -31,7 +31,10 @@ MODELS: dict[str, Callable[..., nn.Module]] = {
 
 
 def model_names() -> list[str]:
-    """Names accepted by :func:`build_model`."""
+    """Names accepted by :func:`build_model`.
+
+    No paper or equation: the zoo's names.
+    """
     return sorted(MODELS)
 
 
@@ -44,6 +47,8 @@ def build_model(
     **kwargs: Any,
 ) -> nn.Module:
     """Build a zoo model by name.
+
+    No paper or equation: the zoo's factory; each architecture's docstring names the paper it comes from.
 
     Args:
         name: one of :func:`model_names`.

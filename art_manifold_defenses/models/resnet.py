@@ -72,6 +72,8 @@ class Bottleneck(nn.Module):
 class ResNet(nn.Module):
     """ResNet with an ImageNet stem (7x7/2 conv + 3x3/2 max-pool) or a small-image stem (3x3/1 conv, no pool).
 
+    Architecture of He et al. 2016 ("Deep Residual Learning for Image Recognition"); no equation.
+
     Args:
         block: ``BasicBlock`` or ``Bottleneck``.
         layers: number of blocks per stage (4 stages, widths 64, 128, 256, 512 before expansion).
@@ -140,17 +142,26 @@ def _resnet(block: type[BasicBlock] | type[Bottleneck], layers: Sequence[int], i
 
 
 def resnet18(in_channels: int = 3, num_classes: int = 10, input_size: int = 32, activation: str = "relu", stem: str = "auto") -> ResNet:
-    """ResNet-18 (BasicBlock, [2, 2, 2, 2])."""
+    """ResNet-18 (BasicBlock, [2, 2, 2, 2]).
+
+    Architecture of He et al. 2016 (ResNet-18); no equation.
+    """
     return _resnet(BasicBlock, (2, 2, 2, 2), in_channels, num_classes, input_size, activation, stem)
 
 
 def resnet50(in_channels: int = 3, num_classes: int = 10, input_size: int = 32, activation: str = "relu", stem: str = "auto") -> ResNet:
-    """ResNet-50 (Bottleneck, [3, 4, 6, 3])."""
+    """ResNet-50 (Bottleneck, [3, 4, 6, 3]).
+
+    Architecture of He et al. 2016 (ResNet-50); no equation.
+    """
     return _resnet(Bottleneck, (3, 4, 6, 3), in_channels, num_classes, input_size, activation, stem)
 
 
 def resnet101(in_channels: int = 3, num_classes: int = 10, input_size: int = 32, activation: str = "relu", stem: str = "auto") -> ResNet:
-    """ResNet-101 (Bottleneck, [3, 4, 23, 3]), the FPD paper's backbone."""
+    """ResNet-101 (Bottleneck, [3, 4, 23, 3]), the FPD paper's backbone.
+
+    Architecture of He et al. 2016 (ResNet-101), used by Li et al. 2020 (paper 002), Table 2; no equation.
+    """
     return _resnet(Bottleneck, (3, 4, 23, 3), in_channels, num_classes, input_size, activation, stem)
 
 
@@ -180,7 +191,11 @@ class PreActBlock(nn.Module):
 class PreActResNet18(nn.Module):
     """PreAct ResNet-18 as in paper 003's reference model: stem conv3x3-BN-act, four stages of two PreAct blocks,
     global average pooling, linear. With ``normalize=(mean, std)`` the input is clamped to [0, 1] and standardised
-    inside the model (the reference model does this for CIFAR-10), so attacks and defences see [0, 1] images."""
+    inside the model (the reference model does this for CIFAR-10), so attacks and defences see [0, 1] images.
+
+    Architecture of He et al. 2016 ("Identity Mappings in Deep Residual Networks"), used by Jin & Rinard 2020
+    (paper 003), Section 6; no equation.
+    """
 
     def __init__(
         self,
@@ -223,5 +238,9 @@ def preact_resnet18(
     in_channels: int = 3, num_classes: int = 10, input_size: int = 32, activation: str = "relu",
     normalize: tuple[Sequence[float], Sequence[float]] | None = None,
 ) -> PreActResNet18:
-    """PreAct ResNet-18 (paper 003)."""
+    """PreAct ResNet-18 (paper 003).
+
+    Architecture of He et al. 2016 ("Identity Mappings in Deep Residual Networks"), used by Jin & Rinard 2020
+    (paper 003), Section 6 and Appendix B; no equation.
+    """
     return PreActResNet18(in_channels, num_classes, input_size, activation, normalize)

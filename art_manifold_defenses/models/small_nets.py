@@ -63,7 +63,11 @@ def vgg16(in_channels: int = 3, num_classes: int = 10, input_size: int = 32, act
 class UNet(nn.Module):
     """A small U-Net: ``depth`` down levels of two 3x3 conv-BN-act layers with max-pooling, a bottleneck, and
     transposed-conv up levels with skip concatenation; output (N, num_classes, H, W) logits. H and W must be divisible
-    by ``2**depth``."""
+    by ``2**depth``.
+
+    Architecture of Ronneberger et al. 2015 (U-Net), used as a segmentation model for Taghanaki et al. 2019
+    (paper 001), Table 4; no equation.
+    """
 
     def __init__(self, in_channels: int = 3, num_classes: int = 2, input_size: int = 64, activation: str = "relu",
                  base_width: int = 16, depth: int = 2) -> None:

@@ -58,7 +58,11 @@ __all__ = [
 
 
 def build_radial_mapping(base_model: nn.Module, params: dict[str, Any]) -> nn.Module:
-    """Checkpoint builder: the base model with the stored mapping options (weights are loaded afterwards)."""
+    """Checkpoint builder: the base model with the stored mapping options (weights are loaded afterwards).
+
+    Paper: Taghanaki et al. 2019 (paper 001), Section 2.2 / Fig. 2 (mapping blocks placed in a CNN); no
+    equation: the checkpoint builder that re-inserts the blocks.
+    """
     options = {k: v for k, v in params.items() if k not in ("init", "init_data", "seed", "inplace")}
     return add_radial_mapping(base_model, **options, init="uniform", inplace=True)
 

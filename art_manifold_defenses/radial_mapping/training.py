@@ -30,6 +30,9 @@ def train_radial_mapping(
     """Train a model returned by :func:`add_radial_mapping` with cross-entropy and Adam (paper 5.1: batch 128, Adam
     lr 1e-3; the authors' code uses batch 32 and 12 epochs). All parameters, the mapping's included, are learned.
 
+    Paper: Taghanaki et al. 2019 (paper 001), Section 2.3, eqs. (9)-(11) (cross-entropy over all parameters A,
+    C, beta and the CNN's), with the Section 5.1 settings.
+
     Returns the per-epoch history of :func:`art_manifold_defenses.training.train`.
     """
     if not isinstance(learning_rate, (int, float)) or not learning_rate > 0:

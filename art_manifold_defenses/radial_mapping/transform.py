@@ -36,7 +36,11 @@ _PASS_THROUGH = (
 
 
 class RadialMappingConcat(nn.Module):
-    """x -> cat([x, g(x)], channel axis), with g a :class:`RadialBasisMapping` (paper Fig. 2)."""
+    """x -> cat([x, g(x)], channel axis), with g a :class:`RadialBasisMapping` (paper Fig. 2).
+
+    Paper: Taghanaki et al. 2019 (paper 001), Section 2.2, Fig. 2 and eq. (7) (concatenation of ``g(f)`` and
+    ``f``).
+    """
 
     def __init__(self, mapping: RadialBasisMapping) -> None:
         super().__init__()
@@ -47,7 +51,11 @@ class RadialMappingConcat(nn.Module):
 
 
 class RadialMappingProjection(nn.Module):
-    """x -> Conv1x1(cat([f, g(f)])) with f = module(x); the 1x1 convolution starts as ``[I, 0]`` (no change)."""
+    """x -> Conv1x1(cat([f, g(f)])) with f = module(x); the 1x1 convolution starts as ``[I, 0]`` (no change).
+
+    Paper: Taghanaki et al. 2019 (paper 001), Fig. 2 / eq. (7) concatenation followed by a learned 1x1
+    read-out; no equation: a documented deviation for models whose consumers cannot be widened.
+    """
 
     def __init__(self, module: nn.Module, mapping: RadialBasisMapping) -> None:
         super().__init__()
@@ -85,12 +93,18 @@ def _concatenate(mapping: nn.Module, x: Tensor) -> Tensor:
 
 
 def mapping_blocks(model: nn.Module) -> list[RadialBasisMapping]:
-    """The radial-basis mapping blocks of a model, in module order."""
+    """The radial-basis mapping blocks of a model, in module order.
+
+    Paper: Taghanaki et al. 2019 (paper 001), Fig. 2; no equation: lists the inserted eq. (5) blocks.
+    """
     return [m for m in model.modules() if isinstance(m, RadialBasisMapping)]
 
 
 def mapping_points(model: nn.Module) -> list[str]:
     """Recommended insertion points (``after="blocks"``): the outputs of the feature stages.
+
+    Paper: Taghanaki et al. 2019 (paper 001), Fig. 2 (a block after each convolutional layer); no equation:
+    where blocks go in architectures the paper does not cover.
 
     ResNet-like models (``stem`` + ``stages``): the stem and every stage. The zoo's U-Net: every double-conv block
     (``down.i``, ``bottleneck``, ``up_conv.i``). Flat ``nn.Sequential``: every consumable convolution (as ``"all_conv"``).
@@ -126,6 +140,9 @@ def add_radial_mapping(
     inplace: bool = False,
 ) -> nn.Module:
     """Insert radial-basis mapping blocks into ``model`` and return the mapped model (an ordinary ``nn.Module``).
+
+    Paper: Taghanaki et al. 2019 (paper 001), Section 2.2 and Fig. 2 (a block ``g^(l)`` of eq. (5) after each
+    convolutional layer ``l``).
 
     Args:
         model: a flat ``nn.Sequential`` CNN (``cleverhans_cnn``, ``cw_mnist``, ...) or any ``nn.Module``

@@ -52,7 +52,11 @@ _MODEL_KEYS = tuple(RBFCNN.params)  # the constructor options a checkpoint store
 
 def build_rbf_cnn(base_model: nn.Module, params: dict[str, Any]) -> RBFCNN:
     """Checkpoint builder: an :class:`RBFCNN` around ``base_model`` with an empty filter bank of the stored shape
-    (``num_filters``, ``patch_size``, ``in_channels``); the state dict then restores the filter means/variances."""
+    (``num_filters``, ``patch_size``, ``in_channels``); the state dict then restores the filter means/variances.
+
+    Paper: Nandy, Hsu and Lee 2020 (paper 000), Section III / Fig. 1 (RBF layer, reconstruction layer, CNN);
+    no equation: the checkpoint builder that re-creates that pipeline.
+    """
     missing = {"num_filters", "patch_size", "in_channels"} - set(params)
     if missing:
         raise ValueError(f"rbf-cnn checkpoint params lack {sorted(missing)}")

@@ -17,7 +17,11 @@ __all__ = ["RBFCNN", "StaticRBFCNN"]
 
 class StaticRBFCNN(nn.Module):
     """The deterministic ``beta2 = 0`` RBF-CNN (paper's "static" model, ``z_j = mu_j``): one reconstruction, the
-    CNN, logits. It shares the filter bank and the CNN of its :class:`RBFCNN` (no copies)."""
+    CNN, logits. It shares the filter bank and the CNN of its :class:`RBFCNN` (no copies).
+
+    Paper: Nandy, Hsu and Lee 2020 (paper 000), eq. 4 with ``beta2 = 0`` (``z_j = mu_j``), the model the
+    "static attacks" of Section IV-A target.
+    """
 
     def __init__(self, parent: RBFCNN) -> None:
         super().__init__()

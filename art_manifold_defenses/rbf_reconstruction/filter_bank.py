@@ -22,6 +22,9 @@ MIN_VARIANCE = 1e-20
 def extract_patches(x: Tensor, patch_size: int) -> Tensor:
     """All ``patch_size`` x ``patch_size`` patches of ``x`` (stride 1, no padding), as ``(N, L, C*k*k)`` rows.
 
+    Paper: Nandy, Hsu and Lee 2020 (paper 000), Section III-a (the sliding-window patches ``z_i`` scored by
+    eq. 2); no equation: patch extraction.
+
     The vector layout is PyTorch's ``unfold`` order (channel-major, then rows, then columns), the same layout as
     :attr:`RBFFilterBank.means`.
     """
@@ -32,6 +35,8 @@ def match_scores(
     x: Tensor, means: Tensor, variances: Tensor, *, patch_size: int, in_channels: int, exact: bool = False
 ) -> Tensor:
     """Match score of every patch of ``x`` against every filter, as a map ``(N, J, H-k+1, W-k+1)``.
+
+    Paper: Nandy, Hsu and Lee 2020 (paper 000), RBF layer of Section III-a, eq. 2.
 
     ``s_j(z) = -||z - mu_j||^2 / (2 sigma_j^2) - ln(sigma_j)`` (paper eq. 2 without the constant ``-ln sqrt(2 pi)``,
     as in the authors' code). Expanded as ``z . mu_j / sigma_j^2 - ||z||^2 / (2 sigma_j^2) + c_j``, it is ONE

@@ -36,7 +36,11 @@ GRADIENTS = ("bpda", "full")
 def compute_weights(scores: Tensor, beta1: float, *, weighting: Weighting = "base2") -> Tensor:
     """Step 1 of the reconstruction: ``v = sigmoid(s)``, then ``w = 2^(beta1 v) / sum_j 2^(beta1 v_j)`` over the
     filter axis (dim 1) -- the authors' code -- or ``exp(beta1 v)`` normalised (``weighting="exp"``, the paper's
-    text). Written as a softmax of ``beta1 ln2 v`` so that ``2^125`` never overflows."""
+    text). Written as a softmax of ``beta1 ln2 v`` so that ``2^125`` never overflows.
+
+    Paper: Nandy, Hsu and Lee 2020 (paper 000), Section III-b, step 1 (sigmoid of the eq. 2 match scores,
+    sharpened by ``beta1`` and normalised; the step itself has no equation number).
+    """
     v = torch.sigmoid(scores)
     scale = beta1 * math.log(2.0) if weighting == "base2" else beta1
     return torch.softmax(scale * v, dim=1)
@@ -62,6 +66,8 @@ def draw_filter_samples(
 ) -> Tensor:
     """Step 2: the additive noise ``eps`` of ``z~_j = mu_j + eps_j`` (eq. 4), one draw per image: ``(batch, J, D)``.
 
+    Paper: Nandy, Hsu and Lee 2020 (paper 000), Section III-b, step 2, eq. 4.
+
     With ``unit_noise`` (standard-normal ``(J, D)``), that fixed draw is scaled instead (the authors' fixed noise per
     model copy) and returned as ``(1, J, D)``.
     """
@@ -83,6 +89,9 @@ def overlap_count(
 
 def stitch_patches(weights: Tensor, samples: Tensor, *, in_channels: int, patch_size: int) -> Tensor:
     """Reconstruct every patch as ``sum_j w_j z~_j`` and stitch the patches back by averaging overlapping pixels.
+
+    Paper: Nandy, Hsu and Lee 2020 (paper 000), Section III-b: each patch is ``w^T Z~`` with the eq. 4
+    samples, and the reconstructed image averages the overlapping regions.
 
     Args:
         weights: ``(N, J, h, w)`` weight maps (one weight vector per patch position).

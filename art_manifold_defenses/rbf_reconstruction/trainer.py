@@ -23,7 +23,12 @@ __all__ = ["RBFCNNTrainer", "clip_to_window", "pgd_noise_bank", "smoothed_target
 
 def smoothed_targets(y: Tensor, num_classes: int, smoothing: float = 0.9) -> Tensor:
     """Label smoothing of the authors' code: ``onehot.clip((1 - s) / (K - 1), s)`` -- true class ``s`` (0.9), every
-    other class ``(1 - s) / (K - 1)``."""
+    other class ``(1 - s) / (K - 1)``.
+
+    Paper: Nandy, Hsu and Lee 2020 (paper 000), Section IV, "Experimental Setup" ("trained using label
+    smoothing"); no equation: the smoothing value 0.9 comes from the authors' code (reference notes, section
+    000).
+    """
     off = (1.0 - smoothing) / (num_classes - 1)
     targets = torch.full((y.shape[0], num_classes), off, device=y.device)
     targets.scatter_(1, y.view(-1, 1), smoothing)
@@ -50,6 +55,8 @@ def pgd_noise_bank(
 ) -> np.ndarray:
     """Adversarial noises ``x_adv - x`` of l-inf PGD (random start, ``steps`` signed-gradient steps of
     ``step_size = 2.5 eps / steps``) against ``model`` (cross-entropy on logits), computed once for rCNN+.
+
+    Paper: Nandy, Hsu and Lee 2020 (paper 000), Section IV, "Experimental Setup" (rCNN+ training).
 
     The paper (section IV) generates "one set of PGD-adversarial examples of the training images at 25 epochs" and
     adds the noises to random clean images for the rest of training."""

@@ -67,7 +67,11 @@ __all__ = [
 
 
 def build_smoothed_classifier(base_model: nn.Module, params: dict[str, Any]) -> SmoothedClassifier:
-    """Checkpoint builder: ``params`` needs ``sigma`` (other training hyper-parameters are kept only as metadata)."""
+    """Checkpoint builder: ``params`` needs ``sigma`` (other training hyper-parameters are kept only as metadata).
+
+    Paper: Li et al. 2019 (paper 004), Algorithm 1 (Gaussian noise added to the input of the base classifier);
+    no equation: the checkpoint builder.
+    """
     if "sigma" not in params:
         raise ValueError("a smoothing/stn checkpoint needs the defence parameter 'sigma'")
     return SmoothedClassifier(base_model, float(params["sigma"]), samples=int(params.get("samples", 1)))

@@ -142,6 +142,9 @@ def pixeldp_epsilon(p1: Any, p2: Any, delta: Any, *, search: str = "exact", tole
     """The largest ``epsilon <= 1`` with ``p1 >= e^{2 eps} p2 + (1 + e^eps) delta`` (PixelDP's robustness condition),
     or 0 where none is positive.
 
+    Paper: Lecuyer et al. 2019 (PixelDP), Proposition 1 (the robustness condition), as compared in Li et al.
+    2019 (paper 004), Appendix A.
+
     ``search="exact"`` solves the quadratic in ``u = e^eps`` (``p2 u^2 + delta u + delta - p1 = 0``);
     ``search="bisection"`` mimics the PixelDP code, a bisection on ``(0, 1]`` stopped at ``tolerance``, returning the
     last feasible point (a slightly smaller epsilon).
@@ -178,6 +181,9 @@ def pixeldp_radius(p1: Any, p2: Any, sigma: Any, *, delta_grid: Any = None, sear
     prediction is robust when ``p1 >= e^{2 epsilon} p2 + (1 + e^epsilon) delta``. The radius is maximised over
     ``delta`` in ``delta_grid`` (default :data:`PIXELDP_DELTA_GRID`, the PixelDP code's grid) and, for each delta,
     over the feasible epsilon (see :func:`pixeldp_epsilon`), as the appendix of Li et al. does.
+
+    Paper: Lecuyer et al. 2019 (PixelDP), Proposition 1 and its Gaussian mechanism; the comparison of Li et
+    al. 2019 (paper 004), Appendix A and Fig. 4.
     """
     a, b, s = _probabilities(p1, p2, sigma)
     deltas = PIXELDP_DELTA_GRID if delta_grid is None else np.asarray(delta_grid, dtype=np.float64).ravel()

@@ -34,7 +34,11 @@ def resolve_bounds(bound: str | tuple[str, ...] | list[str]) -> tuple[str, ...]:
 
 @dataclass(frozen=True)
 class CountCertificate:
-    """The certificate of one image: selected class, radius per bound and the probability bounds behind them."""
+    """The certificate of one image: selected class, radius per bound and the probability bounds behind them.
+
+    Paper: Li et al. 2019 (paper 004), Algorithm 1 step 7 and Theorem 2, next to Cohen et al. 2019 (Theorem 1)
+    and Lecuyer et al. 2019 (PixelDP); no equation: a result container.
+    """
 
     prediction: int
     radius: dict[str, float]
@@ -60,6 +64,9 @@ def certify_from_counts(
     interval: str = "clopper-pearson",
 ) -> CountCertificate:
     """Certify one image from its vote counts; every bound uses the same ``counts``.
+
+    Paper: Li et al. 2019 (paper 004), Algorithm 1 steps 5-7 and Theorem 2; Cohen et al. 2019, Theorem 1
+    (CERTIFY); Lecuyer et al. 2019 (PixelDP), Proposition 1.
 
     - Cohen: ``p_A`` = one-sided ``1 - alpha`` Clopper–Pearson lower bound of the selected class, radius
       ``sigma Phi^-1(p_A)``, 0 (abstain) when ``p_A < 1/2``.
@@ -99,7 +106,11 @@ def certify_batch(
     interval: str = "clopper-pearson",
 ) -> tuple[np.ndarray, dict[str, np.ndarray], np.ndarray, np.ndarray, np.ndarray]:
     """:func:`certify_from_counts` for ``(N, k)`` count arrays at once (vectorised: one call of each bound for all
-    images). Returns ``(selected class, {bound: radius}, p1_lower, p2_upper, cohen_p_lower)``, arrays of length N."""
+    images). Returns ``(selected class, {bound: radius}, p1_lower, p2_upper, cohen_p_lower)``, arrays of length N.
+
+    Paper: Li et al. 2019 (paper 004), Algorithm 1 steps 5-7 / Theorem 2, Cohen et al. 2019 (Theorem 1,
+    CERTIFY) and Lecuyer et al. 2019 (PixelDP, Proposition 1), vectorised.
+    """
     if interval not in INTERVALS:
         raise ValueError(f"interval must be one of {INTERVALS}, got {interval!r}")
     sel = np.asarray(selection_counts)

@@ -41,7 +41,11 @@ def _check_counts(k: Any, n: Any) -> tuple[np.ndarray, np.ndarray]:
 
 def clopper_pearson_lower(k: Any, n: Any, alpha: float) -> np.ndarray:
     """One-sided ``1 - alpha`` lower Clopper–Pearson bound: ``Beta^-1(alpha; k, n - k + 1)``, 0 where ``k = 0``.
-    (Equal to statsmodels' ``proportion_confint(k, n, alpha=2*alpha, method="beta")[0]``, as Cohen et al. use it.)"""
+    (Equal to statsmodels' ``proportion_confint(k, n, alpha=2*alpha, method="beta")[0]``, as Cohen et al. use it.)
+
+    Paper: Li et al. 2019 (paper 004), Section 4 ("Confidence Interval and Sample Size": one-sided
+    Clopper-Pearson).
+    """
     alpha = _check_alpha(alpha)
     kk, nn = _check_counts(k, n)
     with np.errstate(invalid="ignore"):
@@ -50,7 +54,11 @@ def clopper_pearson_lower(k: Any, n: Any, alpha: float) -> np.ndarray:
 
 
 def clopper_pearson_upper(k: Any, n: Any, alpha: float) -> np.ndarray:
-    """One-sided ``1 - alpha`` upper Clopper–Pearson bound: ``Beta^-1(1 - alpha; k + 1, n - k)``, 1 where ``k = n``."""
+    """One-sided ``1 - alpha`` upper Clopper–Pearson bound: ``Beta^-1(1 - alpha; k + 1, n - k)``, 1 where ``k = n``.
+
+    Paper: Li et al. 2019 (paper 004), Section 4 ("Confidence Interval and Sample Size"), the upper bound on
+    ``p_(2)`` of Theorem 2.
+    """
     alpha = _check_alpha(alpha)
     kk, nn = _check_counts(k, n)
     with np.errstate(invalid="ignore"):
@@ -102,6 +110,9 @@ def _sison_glaz_coverage(c: int, counts: np.ndarray) -> float:
 def sison_glaz_intervals(counts: Any, alpha: float = 0.05) -> tuple[np.ndarray, np.ndarray]:
     """Simultaneous ``1 - alpha`` confidence intervals for all multinomial proportions (Sison & Glaz 1995).
 
+    Paper: Li et al. 2019 (paper 004), Section 4 (intervals on ``p_(1)``, ``p_(2)``); no equation: the
+    authors' code uses these intervals instead of the paper's Clopper-Pearson (reference notes, section 004).
+
     Finds the integer ``c >= 0`` with ``nu(c) <= 1 - alpha < nu(c + 1)`` (with the conventions of R's MultinomialCI:
     ``nu(0) = 0`` and ``nu(c) = 1`` once ``c >= n``), sets ``gamma = (1 - alpha - nu(c)) / (nu(c + 1) - nu(c))`` and
     returns ``[p_i - c/n, p_i + (c + 2 gamma)/n]`` clipped to ``[0, 1]``.
@@ -150,6 +161,9 @@ def top_two_bounds(
 ) -> tuple[float, float]:
     """A lower bound on the probability of class ``top`` and an upper bound on the largest other class probability,
     valid together with probability ``1 - alpha``.
+
+    Paper: Li et al. 2019 (paper 004), Section 4 ("Confidence Interval and Sample Size": one-sided
+    Clopper-Pearson with a Bonferroni correction for ``p_(1)``, ``p_(2)`` of Theorem 2).
 
     Args:
         counts: 1-D vote counts of the ``k`` classes.

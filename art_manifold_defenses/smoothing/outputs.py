@@ -67,6 +67,9 @@ def certify_to_tsv(
 ) -> Path:
     """Certify ``x`` with ``estimator`` and append one TSV row per image to ``path`` as it goes.
 
+    Paper: Li et al. 2019 (paper 004), Algorithm 1 for every image (and the Cohen et al. 2019 / PixelDP bounds
+    on the same counts); no equation: a per-image TSV writer.
+
     Columns: ``idx, label, prediction, radius_<bound>..., correct, seconds, count_top, count_second, p1_lower,
     p2_upper, cohen_p_lower``. Images are processed in chunks of ``max(1, batch_size // (n0 + n))`` (a row is
     written as soon as its chunk is done); the noise of each image is seeded from ``(seed, its index)``
@@ -276,7 +279,11 @@ def _drop_partial_line(path: Path) -> None:
 
 
 def read_certify_tsv(path: str | os.PathLike[str]) -> list[dict[str, str]]:
-    """The rows of a certification TSV (complete lines only: a line cut by a kill is ignored)."""
+    """The rows of a certification TSV (complete lines only: a line cut by a kill is ignored).
+
+    Paper: Li et al. 2019 (paper 004), Section 6.1 / Cohen et al. 2019 certification output; no equation: a
+    TSV reader.
+    """
     with Path(path).open() as handle:
         lines = handle.read().split("\n")
     header = lines[0].split("\t")
@@ -290,7 +297,11 @@ def read_certify_tsv(path: str | os.PathLike[str]) -> list[dict[str, str]]:
 
 def certified_accuracy(radius: Any, correct: Any, radii: Sequence[float] = DEFAULT_RADII) -> dict[float, float]:
     """Fraction of images that are correctly classified and certified at each radius ``r`` (``radius >= r`` and
-    ``radius > 0``; a zero radius means abstention)."""
+    ``radius > 0``; a zero radius means abstention).
+
+    Paper: Li et al. 2019 (paper 004), Section 6.1 (the accuracy lower bound of Fig. 1 and Table 1), and the
+    certified accuracy of Cohen et al. 2019; no equation.
+    """
     rad = np.asarray(radius, dtype=np.float64)
     ok = np.asarray(correct, dtype=bool)
     if rad.shape != ok.shape or rad.ndim != 1 or rad.size == 0:
@@ -300,7 +311,11 @@ def certified_accuracy(radius: Any, correct: Any, radii: Sequence[float] = DEFAU
 
 def summarize_certification(path: str | os.PathLike[str], radii: Sequence[float] = DEFAULT_RADII) -> dict[str, Any]:
     """Summary of a certification TSV: number of images, smoothed accuracy, abstention rate, certified accuracy at
-    ``radii`` per bound, median radius of the correct images per bound, mean seconds per image and the settings."""
+    ``radii`` per bound, median radius of the correct images per bound, mean seconds per image and the settings.
+
+    Paper: Li et al. 2019 (paper 004), Section 6.1 and Table 1 (certified bound with its accuracy); no
+    equation: a summary of a certification TSV.
+    """
     rows = read_certify_tsv(path)
     if not rows:
         raise ValueError(f"{path} holds no certified image")
@@ -333,7 +348,11 @@ def plot_certified_accuracy(
     title: str | None = None,
 ) -> Path:
     """Certified accuracy vs radius, one line per (TSV, bound); ``tsvs`` maps a label (e.g. ``"sigma=0.7"``) to a
-    certification TSV, or is a single TSV."""
+    certification TSV, or is a single TSV.
+
+    Paper: Li et al. 2019 (paper 004), Fig. 1 (accuracy lower bounds vs attack size, with PixelDP), and Cohen
+    et al. 2019's certified-accuracy curves; no equation: a plot.
+    """
     import matplotlib
 
     matplotlib.use("Agg")

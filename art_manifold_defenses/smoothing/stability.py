@@ -37,6 +37,8 @@ def _check_stn_params(sigma: float, stability_weight: float, target: str) -> Non
 def stability_loss(clean_logits: Tensor, noisy_logits: Tensor, *, target: str = "softmax", stop_gradient: bool = False) -> Tensor:
     """Mean over the batch of ``-sum_j t_j log softmax(noisy_logits)_j``.
 
+    Paper: Li et al. 2019 (paper 004), Section 5.1 (the stability loss ``L_stability``).
+
     ``target="softmax"``: ``t = softmax(clean_logits)`` (the paper; gradient flows through both terms unless
     ``stop_gradient``). ``target="logits"``: ``t = clean_logits`` unnormalised and always gradient-stopped (the
     authors' TF1 ``softmax_cross_entropy_with_logits`` call, which does not differentiate its labels).
@@ -56,7 +58,11 @@ def stability_loss(clean_logits: Tensor, noisy_logits: Tensor, *, target: str = 
 
 def stn_step(sigma: float, *, stability_weight: float = 1.0, target: str = "softmax", stop_gradient: bool = False) -> StepFunction:
     """A step function for :func:`~art_manifold_defenses.training.train`: fresh Gaussian noise per batch, then the
-    STN loss (``stability_weight > 0``) or Gaussian augmentation (``stability_weight = 0``)."""
+    STN loss (``stability_weight > 0``) or Gaussian augmentation (``stability_weight = 0``).
+
+    Paper: Li et al. 2019 (paper 004), Section 5.1 (``L* + gamma L_stability`` on ``x' = x + N(0, sigma^2
+    I)``).
+    """
     _check_stn_params(sigma, stability_weight, target)
 
     def step(ctx: TrainContext, x: Tensor, y: Tensor) -> Tensor:
@@ -91,7 +97,10 @@ def train_stn(
 ) -> list[dict[str, float]]:
     """Train ``model`` with STN (defaults: the paper's ``gamma = 1``, Adam lr 1e-3 and batch 64 of the authors' MNIST
     flags). Extra keyword arguments go to :func:`~art_manifold_defenses.training.train` (scheduler, validation_data,
-    checkpoint_dir, ...). Returns the training history."""
+    checkpoint_dir, ...). Returns the training history.
+
+    Paper: Li et al. 2019 (paper 004), Section 5.1 (Stability Training with Noise).
+    """
     step = stn_step(sigma, stability_weight=stability_weight, target=target, stop_gradient=stop_gradient)
     if optimizer is None:
         optimizer = torch.optim.Adam(model.parameters(), lr=lr)

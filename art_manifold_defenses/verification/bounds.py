@@ -29,7 +29,11 @@ __all__ = [
 @dataclass
 class NetworkBounds:
     """Bounds ``lower[k] <= z_k <= upper[k]`` on the pre-activation of hidden layer ``k`` for all inputs in the box
-    ``[input_lower, input_upper]``; ``method`` names the algorithm that produced them."""
+    ``[input_lower, input_upper]``; ``method`` names the algorithm that produced them.
+
+    Paper: Tjeng et al. 2019, eq. 5 (the bounds ``l <= z <= u`` its big-M ReLU encoding needs), as used by Jin
+    & Rinard 2020 (paper 003), Table 2; no equation of its own: a container.
+    """
 
     input_lower: np.ndarray
     input_upper: np.ndarray
@@ -75,13 +79,21 @@ class NetworkBounds:
 
 
 def input_box(x: np.ndarray, eps: float, clip_values: tuple[float, float] = (0.0, 1.0)) -> tuple[np.ndarray, np.ndarray]:
-    """The l-inf ball of radius ``eps`` around one flattened image, intersected with ``clip_values`` (float64)."""
+    """The l-inf ball of radius ``eps`` around one flattened image, intersected with ``clip_values`` (float64).
+
+    Paper: Jin & Rinard 2020 (paper 003), eq. 8 (the l-inf ball ``||x' - x|| <= eps``) intersected with the
+    pixel range; no other equation.
+    """
     flat = np.asarray(x, dtype=np.float64).reshape(-1)
     return np.maximum(flat - eps, clip_values[0]), np.minimum(flat + eps, clip_values[1])
 
 
 def interval_bounds(network: ReluNetwork, input_lower: np.ndarray, input_upper: np.ndarray) -> NetworkBounds:
-    """Interval bound propagation: ``W c + b +- |W| r`` layer by layer (exact for the first layer)."""
+    """Interval bound propagation: ``W c + b +- |W| r`` layer by layer (exact for the first layer).
+
+    Paper: interval bound propagation of Gowal et al. 2018, the first bounds for the MILP of Tjeng et al. 2019
+    (eq. 5) used in Jin & Rinard 2020 (paper 003), Table 2.
+    """
     lower_in, upper_in = np.asarray(input_lower, np.float64), np.asarray(input_upper, np.float64)
     if lower_in.shape != upper_in.shape or np.any(lower_in > upper_in):
         raise ValueError("input_lower and input_upper must have the same shape and input_lower <= input_upper")
@@ -142,7 +154,11 @@ def linear_relaxation_bounds(
     chunk_size: int = 1024,
 ) -> NetworkBounds:
     """CROWN-style bounds: for every still-unstable ReLU, back-substitute both of its bounds to the input box through
-    the linear relaxations of all earlier ReLUs; keep the tighter of these and the ``initial`` (default IBP) bounds."""
+    the linear relaxations of all earlier ReLUs; keep the tighter of these and the ``initial`` (default IBP) bounds.
+
+    Paper: CROWN of Zhang et al. 2018, tightening the bounds for the big-M MILP of Tjeng et al. 2019 (eq. 5)
+    used in Jin & Rinard 2020 (paper 003), Table 2.
+    """
     bounds = (initial or interval_bounds(network, input_lower, input_upper)).copy(method="crown")
     for k in range(1, network.num_hidden):
         rows = np.flatnonzero(bounds.unstable(k))
@@ -176,6 +192,9 @@ def _propagate_monotone(bounds: NetworkBounds, k: int) -> None:
 
 def margin_lower_bounds(network: ReluNetwork, bounds: NetworkBounds, label: int, *, linear: bool = True) -> np.ndarray:
     """Lower bounds of the margins ``logit[label] - logit[j]`` for every class ``j`` (``+inf`` at ``j = label``).
+
+    Paper: Tjeng et al. 2019 / Zhang et al. 2018 (CROWN) margin bounds that can prove a class before the eq. 5
+    MILP; used for Jin & Rinard 2020 (paper 003), Table 2.
 
     ``linear=True`` back-substitutes through the ReLU relaxations (CROWN); ``False`` uses intervals only."""
     out_layer = network.num_hidden

@@ -40,6 +40,9 @@ def lp_bounds(
     """LP-tightened bounds (starting from ``initial``, default CROWN). ``time_limit`` caps the whole tightening
     (seconds, ``None`` = no cap); ``neuron_time_limit`` caps each LP (MIPVerify/Xiao: 5 s).
 
+    Paper: Tjeng et al. 2019 (LP tightening of the bounds of its eq. 5 encoding), the setup of Xiao et al.
+    2019 adopted by Jin & Rinard 2020 (paper 003), Appendix B.
+
     The first hidden layer is skipped: interval arithmetic is already exact for an affine map of a box."""
     started = time.perf_counter()
     bounds = (initial or linear_relaxation_bounds(network, input_lower, input_upper)).copy(method="lp")

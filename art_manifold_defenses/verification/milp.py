@@ -36,7 +36,11 @@ _OPTIMAL, _LIMIT, _INFEASIBLE = 0, 1, 2
 @dataclass
 class MarginResult:
     """Outcome for one (label, target) pair: ``status`` is ``"verified"`` (no point with margin <= 0),
-    ``"violated"`` (``point`` has margin ``value`` <= 0 in the MILP) or ``"timeout"``."""
+    ``"violated"`` (``point`` has margin ``value`` <= 0 in the MILP) or ``"timeout"``.
+
+    Paper: Tjeng et al. 2019, the MILP of eq. 5 for one target class (verified accuracy of Jin & Rinard 2020,
+    paper 003, Table 2); no equation of its own: a result container.
+    """
 
     status: str
     target: int
@@ -89,6 +93,8 @@ def solve_margin(
 ) -> MarginResult:
     """Search for an input in the box with ``logit_label - logit_target <= threshold``; stop at the first one.
 
+    Paper: Tjeng et al. 2019, eq. 5 (big-M MILP encoding of the ReLUs), as a feasibility search.
+
     ``reference`` (the clean image) fills the pixels the margin does not depend on."""
     started = time.perf_counter()
     encoding, c, const = margin_program(network, bounds, label, target)
@@ -118,7 +124,10 @@ def minimum_margin(
     time_limit: float = 120.0,
     solver_options: dict[str, Any] | None = None,
 ) -> MarginResult:
-    """The exact minimum of ``logit_label - logit_target`` over the box (status ``"optimal"``) and its minimiser."""
+    """The exact minimum of ``logit_label - logit_target`` over the box (status ``"optimal"``) and its minimiser.
+
+    Paper: Tjeng et al. 2019, eq. 5 (MILP encoding of the ReLUs), minimising the margin exactly.
+    """
     started = time.perf_counter()
     encoding, c, const = margin_program(network, bounds, label, target)
     if encoding.num_vars == 0:

@@ -25,7 +25,10 @@ _PROBED_TYPES: tuple[type[nn.Module], ...] = (nn.AvgPool2d, nn.ZeroPad2d, nn.Con
 
 @dataclass
 class AffineLayer:
-    """``z = weight @ a + bias`` on flattened (C-order) activations; ``weight`` is a float64 CSR matrix."""
+    """``z = weight @ a + bias`` on flattened (C-order) activations; ``weight`` is a float64 CSR matrix.
+
+    Paper: Jin & Rinard 2020 (paper 003), eq. 4 (``z_i = A_i z_{i-1} + b_i``).
+    """
 
     weight: sp.csr_matrix
     bias: np.ndarray
@@ -46,6 +49,9 @@ class AffineLayer:
 @dataclass
 class ReluNetwork:
     """``f(x) = L_n(relu(L_{n-1}(... relu(L_1(x)))))``: ``layers[k]`` produces pre-activation ``z_{k+1}``.
+
+    Paper: Jin & Rinard 2020 (paper 003), eqs. 3-7 (a ReLU network as affine maps and ReLUs), the form the
+    MILP of Tjeng et al. 2019 encodes.
 
     Every layer but the last is followed by a ReLU; ``input_shape`` is the per-sample shape of ``x`` (C, H, W)."""
 
@@ -187,6 +193,9 @@ def extract_network(
     affine_types: Sequence[type[nn.Module]] = (),
 ) -> ReluNetwork:
     """Convert ``model`` (nested ``nn.Sequential`` of supported layers) into a :class:`ReluNetwork`.
+
+    Paper: Jin & Rinard 2020 (paper 003), eqs. 3-7 (the network written as affine layers and ReLUs); no
+    equation of its own: the conversion from PyTorch.
 
     Args:
         model: the classifier; its eval-mode function is converted (BatchNorm uses running statistics).

@@ -35,6 +35,9 @@ def stable_relu_fraction(
 ) -> dict[str, Any]:
     """Average over the images of ``x`` of the per-layer shares of provably active, inactive and unstable ReLUs.
 
+    Paper: Xiao et al. 2019 (provably stable ReLUs make the MILP of Tjeng et al. 2019 cheap) and Jin & Rinard
+    2020 (paper 003), Section 5.3; no equation: counts of stable ReLUs.
+
     ``bounds``: ``"ibp"`` (fast), ``"crown"`` (default) or ``"lp"`` (slow). Returns ``{"eps", "bounds", "images",
     "relus", "stable", "unstable_per_image", "layers": [{"units", "active", "inactive", "unstable"}, ...]}`` where
     ``stable`` is the overall share of stable ReLUs and the layer entries are shares."""
@@ -69,7 +72,11 @@ def stable_relu_fraction(
 class StabilityMonitor:
     """An ``on_epoch_end`` callback for :func:`art_manifold_defenses.training.train` (or any loop): after each epoch,
     measures :func:`stable_relu_fraction` of ``ctx.model`` on fixed images and records it in :attr:`history` (and in
-    the epoch record as ``stable_relus``), so a run with and without the Hamming term can be compared."""
+    the epoch record as ``stable_relus``), so a run with and without the Hamming term can be compared.
+
+    Paper: Xiao et al. 2019 (ReLU stability for faster verification) and Jin & Rinard 2020 (paper 003),
+    Section 5.3 (the Hamming term); no equation: an epoch callback.
+    """
 
     def __init__(self, x: Any, eps: float, *, bounds: str = "ibp", max_images: int = 20) -> None:
         if isinstance(max_images, bool) or not isinstance(max_images, int) or max_images < 1:

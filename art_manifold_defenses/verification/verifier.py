@@ -29,6 +29,9 @@ STATUSES = ("verified", "falsified", "timeout", "inconclusive")
 class ImageVerification:
     """The verdict on one image.
 
+    Paper: Jin & Rinard 2020 (paper 003), Table 2 ("Verified" column) via the MILP of Tjeng et al. 2019; no
+    equation: a per-image result.
+
     ``status``: ``"verified"`` (no input in the ball is misclassified), ``"falsified"`` (``counterexample`` is in the
     ball and the model, run forward in float32, misclassifies it), ``"timeout"`` (the time limit ran out first) or
     ``"inconclusive"`` (the MILP found a margin <= 0 that the float32 forward pass does not reproduce and a local
@@ -72,7 +75,10 @@ class ImageVerification:
 
 @dataclass
 class VerificationResult:
-    """Per-image verdicts and their summary for one (model, eps) pair."""
+    """Per-image verdicts and their summary for one (model, eps) pair.
+
+    Paper: Jin & Rinard 2020 (paper 003), Table 2 (verified accuracy); no equation: a result container.
+    """
 
     images: list[ImageVerification]
     eps: float
@@ -125,7 +131,11 @@ def compute_bounds(
     time_limit: float | None = None,
     neuron_time_limit: float = 5.0,
 ) -> NetworkBounds:
-    """Bounds by ``method`` (``"ibp"``, ``"crown"`` = IBP then CROWN, ``"lp"`` = CROWN then per-neuron LP)."""
+    """Bounds by ``method`` (``"ibp"``, ``"crown"`` = IBP then CROWN, ``"lp"`` = CROWN then per-neuron LP).
+
+    Paper: bounds for the MILP of Tjeng et al. 2019 (eq. 5): IBP (Gowal et al. 2018), CROWN (Zhang et al.
+    2018) or LP tightening, as in Jin & Rinard 2020 (paper 003), Appendix B.
+    """
     if method not in BOUND_METHODS:
         raise ValueError(f"bounds must be one of {BOUND_METHODS}, got {method!r}")
     started = time.perf_counter()
@@ -386,6 +396,9 @@ def verify(
     verbose: bool = True,
 ) -> VerificationResult:
     """Verify l-inf robustness at radius ``eps`` of every image in ``x`` (N, C, H, W) in [0, 1] with labels ``y``.
+
+    Paper: Tjeng et al. 2019 (eq. 5 MILP) in the setup of Xiao et al. 2019, as in Jin & Rinard 2020 (paper
+    003), Appendix B and Table 2.
 
     A thin wrapper around :class:`Verifier`; see it for the algorithm, options and limitations. ``time_limit`` is in
     seconds per image (paper 003 / Xiao et al.: 120 s). Returns a :class:`VerificationResult` with one

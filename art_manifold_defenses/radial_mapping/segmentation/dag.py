@@ -20,6 +20,9 @@ TARGETS = ("flip", "random")
 class DenseAdversaryGeneration:
     """DAG: iteratively push every still-correct pixel towards an adversarial label.
 
+    Reference: Xie et al. 2017, Algorithm 1; used by Taghanaki et al. 2019 (paper 001), Section 5.2 and Tables
+    4-5.
+
     For m = 0 .. iterations-1, with the active set T_m = {pixels t : argmax_c Z_c(x + r, t) = l_t} (still correct):
         r_m = sum_{t in T_m} [ grad_x Z_{l'_t}(x + r, t) - grad_x Z_{l_t}(x + r, t) ]
         r  <- r + gamma * r_m / ||r_m||_inf
