@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -191,8 +192,13 @@ def _cell(value: float | None) -> str:
     return "-" if value is None else f"{value:.1f}"
 
 
-def render(out: Path, items: Sequence[Reproduction], scale: str, statuses: dict[str, dict[str, Any]]) -> str:
-    """``REPRODUCTION.md``: one section per paper from its ``summary.json`` (or why there is none)."""
+def render(out: Path, items: Sequence[Reproduction], scale: str, statuses: dict[str, dict[str, Any]], *,
+           flat_links: bool = False) -> str:  # fmt: skip
+    """``REPRODUCTION.md``: one section per paper from its ``summary.json`` (or why there is none).
+
+    Links to each paper's detailed table point into ``<paper>/`` (the layout of ``OUT``), or beside the report with
+    ``flat_links`` (the layout :func:`publish` writes).
+    """
     lines = [
         "# Reproduction of the five papers",
         "",
@@ -211,9 +217,11 @@ def render(out: Path, items: Sequence[Reproduction], scale: str, statuses: dict[
         lines += [f"## Paper {item.paper}: {item.title}", ""]
         status = statuses.get(item.key, {})
         if not summary.exists():
-            why = status.get("status", "not run")
+            why = status.get("status", "started, not finished" if (folder / "log.txt").exists() else "not run")
             if why == "failed":
                 why = f"failed (exit {status.get('exit_code')}), see `{item.key}/log.txt`"
+            elif why == "running":
+                why = f"started {status.get('started')}, not finished"
             lines += [f"No result at scale `{scale}`: {why}.", ""]
             continue
         record = json.loads(summary.read_text())
@@ -224,7 +232,8 @@ def render(out: Path, items: Sequence[Reproduction], scale: str, statuses: dict[
         lines += [
             f"Scale `{record['scale']}`, seed {record['seed']}, run time {_duration(record['seconds'])}, {record['date']}; "
             f"versions: {versions}.  ",
-            f"Command: `{record['command']}`; details: [{record['details']}]({item.key}/{record['details']}).",
+            f"Command: `{record['command']}`; details: [{record['details']}]"
+            f"({record['details'] if flat_links else item.key + '/' + record['details']}).",
             "",
             "| model | metric | paper | ours (paper's attack) | ours (strongest) | audit flags |",
             "|---|---|---|---|---|---|",
@@ -245,14 +254,41 @@ def reproduce(names: Sequence[str], *, scale: str, out: str | Path, data_root: s
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     runs_file = out / "runs.json"
-    statuses: dict[str, dict[str, Any]] = json.loads(runs_file.read_text()) if runs_file.exists() else {}
+
+    def read_statuses() -> dict[str, dict[str, Any]]:  # reread each time: another invocation may run other papers
+        return json.loads(runs_file.read_text()) if runs_file.exists() else {}
+
     if not render_only:
         for item in items:
-            statuses[item.key] = run_one(item, out, scale=scale, data_root=data_root, seed=seed, device=device, force=force)
-            runs_file.write_text(json.dumps(statuses, indent=2) + "\n")
+            started = {"status": "running", "started": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
+            runs_file.write_text(json.dumps({**read_statuses(), item.key: started}, indent=2) + "\n")
+            status = run_one(item, out, scale=scale, data_root=data_root, seed=seed, device=device, force=force)
+            runs_file.write_text(json.dumps({**read_statuses(), item.key: status}, indent=2) + "\n")
     report = out / REPORT_FILE
-    report.write_text(render(out, items, scale, statuses))
+    report.write_text(render(out, items, scale, read_statuses()))
     print(f"wrote {report}")
+    return report
+
+
+def publish(out: str | Path, target: str | Path, names: Sequence[str], *, scale: str) -> Path:
+    """Copy the report into ``target`` (e.g. ``examples/results``): each paper's detailed table beside it, its
+    ``summary.json`` as ``summaries/<paper>.json``, and ``REPRODUCTION.md`` with links to those copies. Papers without
+    a summary at ``scale`` are listed as not run and nothing of theirs is copied."""
+    out, target = Path(out), Path(target)
+    items = select(names)
+    (target / "summaries").mkdir(parents=True, exist_ok=True)
+    for item in items:
+        summary = out / item.key / SUMMARY_FILE
+        if not summary.exists() or json.loads(summary.read_text())["scale"] != scale:
+            continue
+        details = json.loads(summary.read_text())["details"]
+        shutil.copyfile(out / item.key / details, target / details)
+        shutil.copyfile(summary, target / "summaries" / f"{item.key}.json")
+    runs_file = out / "runs.json"
+    statuses = json.loads(runs_file.read_text()) if runs_file.exists() else {}
+    report = target / REPORT_FILE
+    report.write_text(render(out, items, scale, statuses, flat_links=True))
+    print(f"published {report}")
     return report
 
 
@@ -268,10 +304,14 @@ def add_subcommands(sub: Any) -> dict[str, Callable[[argparse.Namespace], int]]:
     parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default: cpu)")
     parser.add_argument("--force", action="store_true", help="rerun papers whose summary.json exists")
     parser.add_argument("--render-only", action="store_true", help="only rewrite REPRODUCTION.md from the summaries")
+    parser.add_argument("--publish", default=None, metavar="DIR",
+                        help="also copy the report and each paper's table into DIR (e.g. examples/results)")  # fmt: skip
 
     def handler(args: argparse.Namespace) -> int:
         report = reproduce(args.papers, scale=args.scale, out=args.out, data_root=args.data_root, seed=args.seed,
                            device=args.device, force=args.force, render_only=args.render_only)  # fmt: skip
+        if args.publish:
+            publish(args.out, args.publish, args.papers, scale=args.scale)
         statuses = json.loads((report.parent / "runs.json").read_text()) if (report.parent / "runs.json").exists() else {}
         return 1 if any(s.get("status") == "failed" for s in statuses.values()) else 0
 

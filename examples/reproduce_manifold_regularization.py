@@ -107,7 +107,8 @@ def train_row(row: str, ablation: str | None, data: dict[str, Any], dataset: str
         trainer.fit(data["x_train"], data["y_train"], batch_size=batch_size, nb_epochs=epochs,
                     checkpoint_dir=str(work / slug / "train_state"))  # fmt: skip
         history, params = trainer.history, trainer.regularizer_params()
-    seconds = time.perf_counter() - started
+    # the epochs' own timings: a resumed run still reports the time its epochs took when they ran
+    seconds = sum(float(h.get("seconds", 0.0)) for h in history) or time.perf_counter() - started
     model.eval()
     defence = None if ablation is None else {"name": "manifold-reg", "params": params}
     architecture = dict(ARCHITECTURES[dataset])
@@ -263,11 +264,27 @@ def main() -> int:
                   rows=summary_rows(results, meta, work), details="manifold_regularization.md",
                   notes=[f"{dataset}: {meta['n_eval'][dataset]} attacked test points, {meta['epochs'][dataset]} epochs on "
                          f"{meta['train_images'][dataset]} training images" for dataset in results]
+                  + collapse_notes(results)
                   + ["The paper reports CIFAR-10 numbers only (MNIST as Figure 2 curves), so MNIST rows have no paper column.",
                      "'ours (strongest)' is the per-point worst case over every attack of the row's norm with a budget at "
                      "most the row's (PGD-20 x restarts and AutoAttack)."])  # fmt: skip
     print(f"wrote {out / 'manifold_regularization.md'} and {work / 'results.json'}")
     return 0
+
+
+def collapse_notes(results: dict[str, Any]) -> list[str]:
+    """Say so when a model trained to chance: its 'robust' accuracy is then the frequency of the class it always predicts."""
+    notes = []
+    for dataset, records in results.items():
+        for row, record in records.items():
+            accuracy = record.get("test_accuracy_full")
+            if accuracy is not None and accuracy < 0.2:
+                last = record.get("last_epoch", {})
+                detail = ", ".join(f"{k} {last[k]:.4g}" for k in ("cross_entropy", "train_accuracy", "relu_agreement") if k in last)
+                notes.append(f"{row} ({dataset}) COLLAPSED: {100 * accuracy:.1f}% on the full test set ({detail} in the last "
+                             "epoch): the network predicts (almost) one class, so its 'robust' accuracy is that class's "
+                             "frequency, not robustness.")  # fmt: skip
+    return notes
 
 
 def summary_rows(results: dict[str, Any], meta: dict[str, Any], work: Path) -> list[dict[str, Any]]:

@@ -85,6 +85,10 @@ def test_reproduce_runs_reuses_records_failures_and_renders(tmp_path: Path, monk
     assert "- a note" in report and "failed (exit 3)" in report
     statuses = json.loads((out / "runs.json").read_text())
     assert statuses["stn"]["status"] == "ran" and statuses["verification"]["status"] == "failed"
+    statuses["verification"] = {"status": "running", "started": "2026-01-01 00:00 UTC"}  # as a killed run leaves it
+    (out / "runs.json").write_text(json.dumps(statuses))
+    report = reproduce(["all"], scale="smoke", out=out, data_root="x", render_only=True).read_text()
+    assert "started 2026-01-01 00:00 UTC, not finished" in report and "No result at scale `smoke`: not run." in report
 
     reproduce(["stn"], scale="smoke", out=out, data_root="x")  # same scale and seed: the summary is reused
     assert (out / "stn" / "calls.txt").read_text() == "run\n"
@@ -115,3 +119,16 @@ def test_report_does_not_pass_off_another_scale_as_this_one(tmp_path: Path) -> N
     assert "is from scale `smoke`" in report and "| m | clean |" not in report
     report = reproduce(["stn"], scale="smoke", out=tmp_path, data_root="x", render_only=True).read_text()
     assert "| m | clean | - | 50.0 | - | - |" in report and "run time 30 s" in report
+
+
+def test_publish_copies_tables_beside_the_report_with_working_links(tmp_path: Path) -> None:
+    out, target = tmp_path / "out", tmp_path / "results"
+    write_summary(out / "stn", paper="004", scale="quick", seed=0, seconds=300.0, command="c", details="stn.md",
+                  rows=[{"model": "m", "metric": "clean", "paper": None, "ours": 50.0, "strongest": None, "flags": []}])  # fmt: skip
+    (out / "stn" / "stn.md").write_text("# details\n")
+    assert "(stn/stn.md)" in reproduce(["all"], scale="quick", out=out, data_root="x", render_only=True).read_text()
+    assert cli.main(["reproduce", "all", "--scale", "quick", "--out", str(out), "--render-only", "--publish", str(target)]) == 0
+    report = (target / "REPRODUCTION.md").read_text()
+    assert "[stn.md](stn.md)" in report and "run time 5 min" in report and "No result at scale `quick`: not run." in report
+    assert (target / "stn.md").read_text() == "# details\n"
+    assert json.loads((target / "summaries" / "stn.json").read_text())["rows"][0]["ours"] == 50.0
