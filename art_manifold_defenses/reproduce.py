@@ -308,8 +308,12 @@ def add_subcommands(sub: Any) -> dict[str, Callable[[argparse.Namespace], int]]:
                         help="also copy the report and each paper's table into DIR (e.g. examples/results)")  # fmt: skip
 
     def handler(args: argparse.Namespace) -> int:
-        report = reproduce(args.papers, scale=args.scale, out=args.out, data_root=args.data_root, seed=args.seed,
-                           device=args.device, force=args.force, render_only=args.render_only)  # fmt: skip
+        try:
+            report = reproduce(args.papers, scale=args.scale, out=args.out, data_root=args.data_root, seed=args.seed,
+                               device=args.device, force=args.force, render_only=args.render_only)  # fmt: skip
+        except KeyboardInterrupt:
+            print(f"amd reproduce: interrupted; the same command resumes from the caches in {args.out}", file=sys.stderr)
+            return 130
         if args.publish:
             publish(args.out, args.publish, args.papers, scale=args.scale)
         statuses = json.loads((report.parent / "runs.json").read_text()) if (report.parent / "runs.json").exists() else {}
