@@ -56,13 +56,14 @@ def _out_work(folder: Path, scale: str, data_root: str, seed: int, device: str) 
             "--seed", str(seed), "--device", device]  # fmt: skip
 
 
-def _results_out(name: str) -> Callable[[Path, str, str, int, str], list[str]]:
-    """Scripts taking ``--results`` (the table's path) and ``--out`` (models and caches)."""
+def _results_out(name: str, *, takes_device: bool = True) -> Callable[[Path, str, str, int, str], list[str]]:
+    """Scripts taking ``--results`` (the table's path) and ``--out`` (models and caches); ``takes_device=False`` for a
+    CPU-only script without ``--device``."""
 
     def arguments(folder: Path, scale: str, data_root: str, seed: int, device: str) -> list[str]:
         args = ["--scale", scale, "--results", str(folder / name), "--out", str(folder / "work"), "--data-root", data_root,
                 "--seed", str(seed)]  # fmt: skip
-        return args if name == "verification.md" else [*args, "--device", device]
+        return [*args, "--device", device] if takes_device else args
 
     return arguments
 
@@ -73,7 +74,7 @@ REPRODUCTIONS: dict[str, Reproduction] = {
     for r in (
         Reproduction("stn", "004", "Rényi randomized smoothing / STN (Li et al., NeurIPS 2019)", "reproduce_stn.py", _out_work),
         Reproduction("verification", "003", "Exact verification of manifold regularization (Jin & Rinard 2020, Table 2)",
-                     "reproduce_verification.py", _results_out("verification.md")),  # fmt: skip
+                     "reproduce_verification.py", _results_out("verification.md", takes_device=False)),  # fmt: skip
         Reproduction("radial-mapping", "001", "Radial-basis feature mapping (Taghanaki et al., CVPR 2019)",
                      "reproduce_radial_mapping.py", _out_work),  # fmt: skip
         Reproduction("manifold-reg", "003", "Manifold regularization (Jin & Rinard 2020)",
@@ -125,17 +126,16 @@ def strongest_accuracy(record: dict[str, Any], *, norm: str, eps: float | None, 
     A minimisation attack with no budget (``eps`` None, e.g. C&W l2 reported at a distance threshold) has no ball to
     share: pass its ``label`` and its own per-point result is returned. None when no attack of the record matches.
     """
-    import numpy as np
+    from .evaluation import worst_case
 
-    robust = np.asarray(record["per_point"]["clean_correct"], dtype=bool).copy()
-    matched = False
-    for attack in record["attacks"]:
+    def in_row(attack: dict[str, Any]) -> bool:
         if attack.get("error") is not None or attack.get("correct") is None:
-            continue
+            return False
         same_ball = eps is not None and attack.get("norm") == norm and attack.get("eps") is not None and attack["eps"] <= eps + 1e-9
-        if same_ball or (label is not None and attack.get("label") == label):
-            robust &= np.asarray(attack["correct"], dtype=bool)
-            matched = True
+        return same_ball or (label is not None and attack.get("label") == label)
+
+    matched = [attack["correct"] for attack in record["attacks"] if in_row(attack)]
+    robust = worst_case(record["per_point"]["clean_correct"], matched)
     return 100.0 * float(robust.mean()) if matched and len(robust) else None
 
 

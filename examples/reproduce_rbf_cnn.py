@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import json
 import platform
+import re
 import sys
 import time
 from pathlib import Path
@@ -243,8 +244,6 @@ def main() -> int:
 
 def summary_rows(results: dict[str, dict[str, Any]], work: Path) -> list[dict[str, Any]]:
     """``amd reproduce``'s rows: every paper number of Tables I, V and VI beside ours and the per-point worst case."""
-    import re
-
     out: list[dict[str, Any]] = []
     for name, row in results.items():
         slug = name.replace("+", "plus")
