@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import pytest
 from art.attacks.evasion import FastGradientMethod
 from art.estimators.classification import PyTorchClassifier
 from torch import nn
 
-from art_manifold_defenses.estimator import to_art_classifier
+from art_manifold_defenses.estimator import PerSampleClassGradientClassifier, to_art_classifier
 
 
 def test_classifier_properties_and_float64_inputs(trained_tiny: nn.Module, mnist_small: tuple[np.ndarray, ...]) -> None:
@@ -33,3 +35,57 @@ def test_bad_arguments(tiny_model: nn.Module) -> None:
         to_art_classifier(tiny_model, input_shape=(1, 28, 28), nb_classes=1)
     with pytest.raises(ValueError, match="CUDA"):
         to_art_classifier(tiny_model, input_shape=(1, 28, 28), nb_classes=10, device="cuda")
+
+
+class _CountingIdentity(nn.Module):
+    """Counts backward passes through the model's input layer."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.backward_calls = 0
+
+    def forward(self, x: Any) -> Any:
+        if x.requires_grad:
+            x.register_hook(self._count)
+        return x
+
+    def _count(self, grad: Any) -> None:
+        self.backward_calls += 1
+
+
+def test_per_sample_class_gradient_equals_art_with_one_backward(trained_tiny: nn.Module,
+                                                               mnist_small: tuple[np.ndarray, ...]) -> None:  # fmt: skip
+    _, _, x, _ = mnist_small
+    counter = _CountingIdentity()
+    model = nn.Sequential(counter, trained_tiny)
+    labels = np.arange(20) % 10  # every class present: ART back-propagates 10 times
+    art_clf = to_art_classifier(model, input_shape=(1, 28, 28), nb_classes=10)
+    fast = to_art_classifier(model, input_shape=(1, 28, 28), nb_classes=10, per_sample_class_gradient=True)
+    assert isinstance(fast, PerSampleClassGradientClassifier)
+    expected = art_clf.class_gradient(x[:20], label=labels)
+    art_calls, counter.backward_calls = counter.backward_calls, 0
+    got = fast.class_gradient(x[:20], label=labels)
+    assert art_calls == 10 and counter.backward_calls == 1
+    assert got.shape == expected.shape == (20, 1, 1, 28, 28)
+    np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-7)
+    assert np.abs(got).max() > 0
+    # a list of labels, a single int label and label=None behave as in ART
+    np.testing.assert_allclose(fast.class_gradient(x[:20], label=list(labels)), expected, rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(fast.class_gradient(x[:4], label=3), art_clf.class_gradient(x[:4], label=3), rtol=1e-5, atol=1e-7)
+    assert fast.class_gradient(x[:4]).shape == (4, 10, 1, 28, 28)
+    with pytest.raises(ValueError, match="labels must lie"):
+        fast.class_gradient(x[:4], label=np.array([0, 1, 2, 10]))
+
+
+def test_ead_same_adversarials_as_on_art_classifier(trained_tiny: nn.Module, mnist_small: tuple[np.ndarray, ...]) -> None:
+    """ART's EAD (C&W-style class gradients) finds the same adversarial examples on both classifiers."""
+    from art.attacks.evasion import ElasticNet
+
+    _, _, x, y = mnist_small
+    runs = []
+    for fast in (False, True):
+        clf = to_art_classifier(trained_tiny, input_shape=(1, 28, 28), nb_classes=10, per_sample_class_gradient=fast)
+        attack = ElasticNet(clf, max_iter=10, binary_search_steps=2, initial_const=1.0, batch_size=10, verbose=False)
+        runs.append(attack.generate(x[:10], y=np.eye(10, dtype=np.float32)[y[:10]]))
+    np.testing.assert_allclose(runs[0], runs[1], atol=1e-5)
+    assert np.abs(runs[1] - x[:10]).max() > 0

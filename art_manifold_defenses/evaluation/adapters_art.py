@@ -6,7 +6,9 @@ Work-arounds for ``notes/art_api.md`` Sec. 8, applied here and not in user code:
   float32, so ``BoundaryAttack`` and ``HopSkipJump`` (which feed float64 under numpy 2, NEP 50) work;
 * labels are passed one-hot (``loss_gradient`` paths need one-hot ``y``);
 * ``BoundaryAttack`` defaults to ``targeted=True`` in ART: it is built with ``targeted=False``;
-* ART's ``AutoAttack`` (needs ``multiprocess``) is not used: AutoAttack is the torchattacks adapter.
+* ART's ``AutoAttack`` (needs ``multiprocess``) is not used: AutoAttack is the torchattacks adapter;
+* ``class_gradient`` with one label per sample (C&W, EAD) takes one backward pass instead of one per distinct label
+  (:class:`~art_manifold_defenses.estimator.PerSampleClassGradientClassifier`; same values for eval-mode models).
 """
 
 from __future__ import annotations
@@ -102,7 +104,8 @@ def build_attack(
     """An ART attack as a ``(x, y) -> x_adv`` callable (numpy float32 in, numpy out). ``seed`` is applied by the
     caller to numpy's global generator, which ART uses for random starts and proposals."""
     del seed  # ART draws from numpy's global RNG, seeded by run_attack
-    clf = to_art_classifier(model, input_shape=input_shape, nb_classes=nb_classes, device=device)
+    clf = to_art_classifier(model, input_shape=input_shape, nb_classes=nb_classes, device=device,
+                            per_sample_class_gradient=True)  # fmt: skip
     art_attack = _make(attack, clf, norm, eps, dict(params), batch_size)
     eye = np.eye(nb_classes, dtype=np.float32)
 
