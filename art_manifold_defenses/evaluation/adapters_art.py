@@ -7,7 +7,7 @@ Work-arounds for ``notes/art_api.md`` Sec. 8, applied here and not in user code:
 * labels are passed one-hot (``loss_gradient`` paths need one-hot ``y``);
 * ``BoundaryAttack`` defaults to ``targeted=True`` in ART: it is built with ``targeted=False``;
 * ART's ``AutoAttack`` (needs ``multiprocess``) is not used: AutoAttack is the torchattacks adapter;
-* ``class_gradient`` with one label per sample (C&W, EAD) takes one backward pass instead of one per distinct label
+* ``class_gradient`` with one label per sample (C&W l2, EAD) takes one backward pass instead of one per distinct label
   (:class:`~art_manifold_defenses.estimator.PerSampleClassGradientClassifier`; same values for eval-mode models).
 """
 
