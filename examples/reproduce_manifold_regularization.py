@@ -132,6 +132,7 @@ def evaluate_row(model: torch.nn.Module, row: str, dataset: str, x: np.ndarray, 
         "autoattack": result.autoattack_accuracy, "audit_flags": [f.code for f in result.audit_flags],
         "relu_agreement": stability["overall"], "relu_unanimous": stability["overall_unanimous"],
         "errors": {a.label: a.error for a in result.attacks if a.error is not None}, "seconds": result.seconds,
+        "attack_seconds": float(sum(a.seconds for a in result.attacks)),
     }  # fmt: skip
 
 
@@ -260,7 +261,11 @@ def main() -> int:
     (out / "manifold_regularization.md").write_text(render(results, meta))
     (work / "results.json").parent.mkdir(parents=True, exist_ok=True)
     (work / "results.json").write_text(json.dumps({"meta": meta, "results": results}, indent=2, default=str))
-    write_summary(out, paper="003", scale=args.scale, seed=args.seed, seconds=time.time() - run_started, command=meta["command"],
+    # a resumed run reads cached models and attacks: report the compute they took, not only this call's wall time
+    compute = sum(float(row.get("train_seconds", 0.0)) + float(row.get("attack_seconds", 0.0))
+                  for rows in results.values() for row in rows.values())  # fmt: skip
+    write_summary(out, paper="003", scale=args.scale, seed=args.seed, seconds=max(time.time() - run_started, compute),
+                  command=meta["command"],
                   rows=summary_rows(results, meta, work), details="manifold_regularization.md",
                   notes=[f"{dataset}: {meta['n_eval'][dataset]} attacked test points, {meta['epochs'][dataset]} epochs on "
                          f"{meta['train_images'][dataset]} training images" for dataset in results]
