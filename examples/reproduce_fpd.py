@@ -252,7 +252,7 @@ def main(argv: list[str] | None = None) -> int:
             "flags": sorted({f.code for f in result.audit_flags}),
             "errors": {a.label: a.error for a in result.attacks if a.error},
             "train_seconds": train_seconds,
-            "attack_seconds": float(sum(a.seconds for a in result.attacks)),
+            "attack_seconds": result.attack_seconds,
         }
         print(f"{name}: " + json.dumps(rows[name], default=float))
     command = "python " + " ".join([sys.argv[0], *(argv if argv is not None else sys.argv[1:])])

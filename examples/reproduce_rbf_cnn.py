@@ -16,6 +16,7 @@ Writes ``examples/results/rbf_cnn.md`` (and ``.json``) beside the paper's number
     python examples/reproduce_rbf_cnn.py --scale smoke   # minutes on a CPU: 2,000 images, 4 epochs, 20 test points
     python examples/reproduce_rbf_cnn.py --scale quick   # ~2 hours on 2 CPU cores: 20,000 images, 5 epochs, 50 points
     python examples/reproduce_rbf_cnn.py --scale quick --models rCNN+   # evaluate one model (run two at once)
+    python examples/reproduce_rbf_cnn.py --scale full    # the paper's schedule (150 epochs, 1,000 points; GPU)
 
 Cost on a CPU: every rCNN prediction is ``votes = 10`` reconstructions + CNN passes (14x the CNN alone), so one
 attack step with EoT ``k`` costs ``10 k`` CNN forward+backward passes. The quick scale therefore attacks 50 points with
@@ -23,7 +24,6 @@ EoT 2 (20 noisy passes per gradient), 50-step C&W / EAD, a 10-iteration SPSA, no
 200 points for the undefended CNN alone) and certifies 20 points with n = 2,000 (radii beyond
 ``tau * Phi^-1(alpha^(1/n))`` cannot be certified with n samples and are reported as "-"). Weaker attacks than the
 paper's 50-sample EoT, so its robust accuracies may overstate robustness.
-    python examples/reproduce_rbf_cnn.py --scale full    # the paper's schedule (150 epochs, 1,000 points; GPU)
 """
 
 from __future__ import annotations
@@ -51,6 +51,7 @@ from art_manifold_defenses.rbf_reconstruction.suite import (
     static_suite,
 )
 from art_manifold_defenses.reproduce import strongest_accuracy, write_summary
+from art_manifold_defenses.smoothing.bounds import cohen_radius
 from art_manifold_defenses.smoothing.certification import certify_batch
 from art_manifold_defenses.training import evaluate_accuracy, train
 from art_manifold_defenses.utils import resolve_device, set_seed
@@ -87,10 +88,8 @@ MODEL_NAMES = ("baseline", "rCNN", "rCNN+")
 
 
 def max_certifiable_radius(tau: float, n: int, alpha: float = 0.001) -> float:
-    """Cohen et al.'s radius ``tau * Phi^-1(p_lower)`` when all ``n`` samples agree (``p_lower = alpha^(1/n)``)."""
-    from scipy.stats import norm
-
-    return float(tau * norm.ppf(alpha ** (1.0 / n)))
+    """Cohen et al.'s radius when all ``n`` samples agree: the Clopper-Pearson lower bound is ``alpha^(1/n)``."""
+    return float(cohen_radius(alpha ** (1.0 / n), tau))
 
 
 def certified_accuracy(model: torch.nn.Module, x: np.ndarray, y: np.ndarray, *, tau: float, n0: int, n: int, seed: int,
@@ -218,7 +217,7 @@ def main() -> int:
         stochastic = isinstance(model, RBFCNN) and model.stochastic
         res = evaluate(model, x_eval, y_eval, suite, surrogate_model=None if name == "baseline" else baseline,
                        out_dir=work / "eval" / name.replace("+", "plus"), model_name=name, **common)  # fmt: skip
-        attack_seconds += sum(a.seconds for a in res.attacks)
+        attack_seconds += res.attack_seconds
         row = {"clean": 100 * res.clean_accuracy, "robust (worst case)": 100 * res.robust_accuracy,
                "audit": [f.code for f in res.audit_flags]}  # fmt: skip
         for label, acc in res.accuracy_per_attack.items():
@@ -232,7 +231,7 @@ def main() -> int:
                               surrogate_model=model.static_model(), run_audit=False,
                               out_dir=work / "static" / name.replace("+", "plus"), model_name=f"{name} static", **common)  # fmt: skip
             row.update({label: 100 * acc for label, acc in static.accuracy_per_attack.items()})
-            attack_seconds += sum(a.seconds for a in static.attacks)
+            attack_seconds += static.attack_seconds
         results[name] = row
 
     # 4. Table VII: beta2 sweep on rCNN+ ----------------------------------------------------------------------------
@@ -245,7 +244,7 @@ def main() -> int:
         res = evaluate(plus, x_eval, y_eval, pgd_only, run_audit=False, model_name=f"rCNN+ beta2={beta2}",
                        out_dir=work / "beta2" / str(beta2), **common)  # fmt: skip
         table7[beta2] = (100 * res.clean_accuracy, 100 * res.accuracy_per_attack["PGD linf 0.3"])
-        attack_seconds += sum(a.seconds for a in res.attacks)
+        attack_seconds += res.attack_seconds
     plus.set_beta2(1.75)
 
     # 5. Table VI: certified l2 accuracy ----------------------------------------------------------------------------

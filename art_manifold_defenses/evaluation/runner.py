@@ -203,6 +203,11 @@ class EvaluationResult:
         return float(np.mean(self.robust_correct))
 
     @property
+    def attack_seconds(self) -> float:
+        """Compute of every attack as recorded when it ran (a resumed evaluation counts its cached attacks too)."""
+        return float(sum(a.seconds for a in self.attacks))
+
+    @property
     def accuracy_per_attack(self) -> dict[str, float]:
         return {a.label: a.accuracy for a in self.attacks if a.error is None}
 
