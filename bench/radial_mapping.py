@@ -1,6 +1,9 @@
 """Forward+backward time of the mapped cleverhans_cnn vs the plain one, and of the unfused and naive per-centre blocks.
 
-Prints ratios against the plain model measured in the same process (target: mapped <= 2x plain). The models are timed
+Prints ratios against the plain model measured in the same process (target: mapped <= 2x plain). A reference row,
+"concatenation only", replaces every block by one that computes nothing (it returns ``[x, x]`` in the channels-last
+memory the fused blocks write): the paper's design concatenates g(f) to f, so each convolution after a block reads
+twice the channels, and that row is the part of the ratio no implementation of the block can remove. The models are timed
 round-robin (one step of each per round) and each ratio is the median over rounds of (model step / plain step of the
 same round), so a load change on a shared machine hits both sides of a ratio alike. Two clocks: wall time, and (on CPU)
 the process's CPU time, which leaves out the time other jobs of a shared machine held the core.
@@ -19,7 +22,7 @@ import torch
 from torch import nn
 
 from art_manifold_defenses.models import build_model
-from art_manifold_defenses.radial_mapping import add_radial_mapping, mapping_blocks
+from art_manifold_defenses.radial_mapping import RadialMappingConcat, add_radial_mapping, mapping_blocks
 from art_manifold_defenses.radial_mapping.reference import per_center_forward
 from art_manifold_defenses.utils import resolve_device
 
@@ -33,6 +36,25 @@ class PerCentreBlock(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return per_center_forward(self.block, x)  # type: ignore[arg-type]
+
+
+class ConcatenationOnly(nn.Module):
+    """``[x, x]`` in channels-last memory: the output shape and layout of a fused block, at no computation."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.cat([x, x], dim=1).contiguous(memory_format=torch.channels_last)
+
+
+def concatenation_only_copy(model: nn.Module) -> nn.Module:
+    """The mapped model with every block (out_channels = in_channels) replaced by :class:`ConcatenationOnly`."""
+    floor = copy.deepcopy(model)
+    for name, module in list(floor.named_modules()):
+        if isinstance(module, RadialMappingConcat):
+            if module.mapping.out_channels != module.mapping.in_channels:
+                raise ValueError("concatenation_only_copy needs blocks with out_channels == in_channels")
+            parent = floor.get_submodule(name.rpartition(".")[0]) if "." in name else floor
+            setattr(parent, name.rpartition(".")[2], ConcatenationOnly())
+    return floor
 
 
 def naive_copy(model: nn.Module) -> nn.Module:
@@ -86,6 +108,7 @@ def main() -> None:
         "mapped (authors_code)": authors,
         "mapped (paper), unfused autograd": unfused_copy(paper),
         "mapped (authors_code), unfused autograd": unfused_copy(authors),
+        "reference: concatenation only, no block": concatenation_only_copy(paper),
     }
     if not args.no_naive:
         models["mapped (paper), naive per-centre"] = naive_copy(paper)
@@ -101,7 +124,7 @@ def main() -> None:
             times[name].append(step())
     baseline = times["plain cleverhans_cnn"]
     for name, model in models.items():
-        blocks = len(mapping_blocks(model))
+        blocks = len(mapping_blocks(model)) or sum(isinstance(m, ConcatenationOnly) for m in model.modules())
         line = f"{name:42s} blocks={blocks}"
         for clock, label in ((0, "wall"), (1, "cpu")):
             if clock == 1 and device.type != "cpu":

@@ -26,6 +26,7 @@ from .regularizers import (
     hamming_relaxation,
     heat_kernel_weights,
     intrinsic_regularizer,
+    relu_pattern_disagreements,
     uses_batch_statistics,
 )
 from .relu_hooks import ReLURecorder, find_relu_modules
@@ -56,6 +57,7 @@ __all__ = [
     "manifold_regularization_step",
     "paper_schedule",
     "perturbed_pair",
+    "relu_pattern_disagreements",
     "relu_stability",
     "sample_maximal_perturbation",
     "uses_batch_statistics",

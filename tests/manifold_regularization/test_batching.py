@@ -3,7 +3,9 @@ and the fast Hamming kernels equal the straightforward autograd computation (val
 
 from __future__ import annotations
 
+import copy
 import math
+import pickle
 
 import numpy as np
 import pytest
@@ -21,6 +23,7 @@ from art_manifold_defenses.manifold_regularization import (
     fused_hamming_pair_term,
     hamming_layer_terms,
     intrinsic_regularizer,
+    relu_pattern_disagreements,
     uses_batch_statistics,
 )
 from art_manifold_defenses.manifold_regularization import regularizers as regularizers_module
@@ -176,6 +179,88 @@ def test_blocked_hamming_kernels_match_autograd_on_tanh(block_bytes: int, monkey
     assert exact.item() == pytest.approx(hamming_layer_terms([z_plus], [z_minus], alpha=math.inf)[0].item())
     with pytest.raises(ValueError, match="same shape"):
         fused_hamming_pair_term(z_plus, z_minus[:2])
+
+
+@pytest.mark.parametrize("block_bytes", [8, 12, 1 << 20])
+def test_relu_pattern_disagreements_count_exactly(block_bytes: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(regularizers_module, "_HAMMING_BLOCK_BYTES", block_bytes)  # 2 or 3 elements per block, or one
+    torch.manual_seed(0)
+    z_plus, z_minus = torch.randn(6, 7), torch.randn(6, 7)
+    z_plus[0, :4] = torch.tensor([0.0, -0.0, 1e-30, 0.0])  # zeros are inactive; a tiny positive value is active
+    z_minus[0, :4] = torch.tensor([1e-30, 0.0, -0.0, -1.0])
+    expected = int(torch.count_nonzero(torch.ne(z_plus > 0, z_minus > 0)))
+    assert expected > 0
+    assert int(relu_pattern_disagreements(z_plus, z_minus)) == expected
+    assert int(relu_pattern_disagreements(z_plus, z_plus)) == 0
+    # the count taken inside the Hamming term's blocks: the same number, in both paths
+    term, count = regularizers_module._pair_term_and_disagreements(z_plus.requires_grad_(), z_minus, 8.0)
+    assert int(count) == expected and not count.requires_grad and term.requires_grad
+    with torch.no_grad():
+        assert int(regularizers_module._pair_term_and_disagreements(z_plus, z_minus, 8.0)[1]) == expected
+        assert int(regularizers_module._pair_term_and_disagreements(z_plus, z_minus, math.inf)[1]) == expected
+    with pytest.raises(ValueError, match="same shape"):
+        relu_pattern_disagreements(z_plus, z_minus[:2])
+
+
+def test_pair_term_gradient_in_place_only_when_the_graph_is_not_kept() -> None:
+    torch.manual_seed(1)
+    z_plus = torch.randn(4, 10, dtype=torch.float64, requires_grad=True)
+    z_minus = torch.randn(4, 10, dtype=torch.float64, requires_grad=True)
+    reference = torch.autograd.grad(hamming_layer_terms([z_plus], [z_minus], alpha=8.0)[0], (z_plus, z_minus))
+    kept = fused_hamming_pair_term(z_plus, z_minus, alpha=8.0)
+    first = torch.autograd.grad(kept, (z_plus, z_minus), retain_graph=True)
+    second = torch.autograd.grad(kept, (z_plus, z_minus))  # reads the saved products again, then scales them in place
+    for a, b, c in zip(first, second, reference, strict=True):
+        assert torch.allclose(a, c, atol=1e-12) and torch.allclose(b, c, atol=1e-12)
+    seen: list[bool] = []
+
+    class Probe(torch.autograd.Function):
+        @staticmethod
+        def forward(ctx: object, t: Tensor) -> Tensor:  # type: ignore[override]
+            return t.clone()
+
+        @staticmethod
+        def backward(ctx: object, g: Tensor) -> Tensor:  # type: ignore[override]
+            seen.append(regularizers_module._keeps_graph())
+            return g
+
+    leaf = torch.ones(2, requires_grad=True)
+    Probe.apply(leaf).sum().backward(retain_graph=True)
+    Probe.apply(leaf).sum().backward()
+    assert seen == [True, False]
+
+
+def _regularizer_grads(reg: ManifoldRegularizer, model: nn.Module, x: Tensor, rho: Tensor) -> list[Tensor]:
+    out = reg(model, x, perturbation=rho)
+    return list(torch.autograd.grad(0.5 * out.intrinsic + 3.0 * out.hamming, list(model.parameters())))
+
+
+def test_workspace_reuses_buffers_only_once_their_graph_is_gone() -> None:
+    model = conv_net()
+    x = torch.rand(6, 1, 8, 8, dtype=torch.float64)
+    rho = 0.1 * torch.sign(torch.randn_like(x))
+    reg = ManifoldRegularizer(eps=0.1, batching="separate")
+    reference = _regularizer_grads(ManifoldRegularizer(eps=0.1, batching="concatenated"), model, x, rho)
+    first = _regularizer_grads(reg, model, x, rho)
+    buffers = [entry[0].data_ptr() for entry in reg._workspace._entries]
+    assert len(buffers) == 2 * 3  # a+ and a- of the three ReLU layers
+    second = _regularizer_grads(reg, model, x, rho)  # the first graph is gone: the same buffers again
+    assert [entry[0].data_ptr() for entry in reg._workspace._entries] == buffers
+    for a, b, c in zip(first, second, reference, strict=True):
+        assert torch.allclose(a, c, atol=1e-10) and torch.allclose(b, c, atol=1e-10)
+    # a graph still alive keeps its buffers: a second call gets new ones, and the first graph's gradients are intact
+    alive = reg(model, x, perturbation=rho)
+    other = reg(model, x + 0.05 * (x < 0.5), perturbation=rho)
+    assert len(reg._workspace) == 2 * 2 * 3
+    kept = torch.autograd.grad(0.5 * alive.intrinsic + 3.0 * alive.hamming, list(model.parameters()))
+    for a, c in zip(kept, reference, strict=True):
+        assert torch.allclose(a, c, atol=1e-10)
+    del alive, other
+    for _ in range(3):  # buffers left unused by the last two calls are dropped
+        reg(model, x[:3], perturbation=rho[:3])
+    assert len(reg._workspace) == 2 * 3
+    clone = copy.deepcopy(reg)  # copies and pickles start with an empty workspace
+    assert len(clone._workspace) == 0 and len(pickle.loads(pickle.dumps(reg))._workspace) == 0
 
 
 def test_trainer_batching_modes_train_the_same_model() -> None:
