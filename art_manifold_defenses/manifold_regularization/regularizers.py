@@ -111,12 +111,13 @@ _HAMMING_BLOCK_BYTES = 1 << 20
 def _pattern_disagreements(zp: Tensor, zm: Tensor, out: Tensor, buffers: tuple[Tensor, Tensor]) -> None:
     """Add to ``out`` the number of elements where ``z+ > 0`` and ``z- > 0`` differ (the ReLUs taking different
     branches), for blocks already in cache. Exact: ``sign(z).clamp_min(0)`` is 1 where ``z > 0`` and 0 elsewhere, so
-    ``|p+ - p-|`` is the indicator of a disagreement, and a float sum of at most ``_HAMMING_BLOCK_BYTES / 4`` ones
-    is exact (comparison ops producing ``bool`` cost about 2.5x more on CPU)."""
+    ``|p+ - p-|`` is the indicator of a disagreement, and a float32 (or float64) sum of a block's ones is exact
+    below 2^24 elements (comparison ops producing ``bool`` cost about 2.5x more on CPU)."""
     p_plus, p_minus = buffers
     torch.sign(zp, out=p_plus).clamp_min_(0.0)
     torch.sign(zm, out=p_minus).clamp_min_(0.0)
-    out.add_(p_plus.sub_(p_minus).abs_().sum())
+    wide = None if p_plus.dtype in (torch.float32, torch.float64) else torch.float32  # half precision would round
+    out.add_(p_plus.sub_(p_minus).abs_().sum(dtype=wide))
 
 
 def relu_pattern_disagreements(z_plus: Tensor, z_minus: Tensor) -> Tensor:

@@ -192,6 +192,10 @@ def test_relu_pattern_disagreements_count_exactly(block_bytes: int, monkeypatch:
     assert expected > 0
     assert int(relu_pattern_disagreements(z_plus, z_minus)) == expected
     assert int(relu_pattern_disagreements(z_plus, z_plus)) == 0
+    if block_bytes == 1 << 20:  # half-precision sums of this many ones would round
+        many_plus, many_minus = torch.randn(70_000), torch.randn(70_000)
+        expected_many = int(torch.count_nonzero(torch.ne(many_plus > 0, many_minus > 0)))
+        assert int(relu_pattern_disagreements(many_plus.bfloat16(), many_minus.bfloat16())) == expected_many
     # the count taken inside the Hamming term's blocks: the same number, in both paths
     term, count = regularizers_module._pair_term_and_disagreements(z_plus.requires_grad_(), z_minus, 8.0)
     assert int(count) == expected and not count.requires_grad and term.requires_grad
