@@ -107,9 +107,12 @@ def main() -> None:
             "madry_pgd": madry_epoch}  # fmt: skip
     times: dict[str, list[float]] = {k: [] for k in runs}
     cpu_times: dict[str, list[float]] = {k: [] for k in runs}
+    faults: dict[str, list[int]] = {k: [] for k in runs}  # minor page faults per epoch (getrusage; 0 where unsupported)
     for repeat in range(args.repeats):
         for name, run in runs.items():
+            before = _minor_faults()
             wall, cpu = run()
+            faults[name].append(_minor_faults() - before)
             times[name].append(wall)
             cpu_times[name].append(cpu)
         print(f"repeat {repeat + 1}/{args.repeats}: "
@@ -133,6 +136,7 @@ def main() -> None:
         "median_epoch_cpu_seconds": {k: round(v, 3) for k, v in cpu.items()},
         "cpu_ratio_manifold_vs_plain": ratio("manifold_regularization", "plain", cpu_times),
         "cpu_ratio_madry_vs_manifold": ratio("madry_pgd", "manifold_regularization", cpu_times),
+        "median_minor_page_faults": {k: statistics.median(v) for k, v in faults.items()},
         "all_seconds": {k: [round(t, 3) for t in v] for k, v in times.items()},
         "torch": torch.__version__, "numpy": np.__version__,
     }  # fmt: skip
@@ -143,6 +147,17 @@ def main() -> None:
     print(f"Madry PGD-{args.pgd_steps} / manifold regularization epoch time: {result['ratio_madry_vs_manifold']:.2f}x (target >= 2x)")
     print(f"CPU time (user + system): manifold regularization / plain {result['cpu_ratio_manifold_vs_plain']:.2f}x, "
           f"Madry PGD-{args.pgd_steps} / manifold regularization {result['cpu_ratio_madry_vs_manifold']:.2f}x")
+    print("minor page faults per epoch (median): "
+          + ", ".join(f"{k} {v:.0f}" for k, v in result["median_minor_page_faults"].items()))  # fmt: skip
+
+
+def _minor_faults() -> int:
+    """Minor page faults of this process so far (the kernel mapping in fresh memory); 0 without ``resource``."""
+    try:
+        import resource
+    except ImportError:  # not on Windows
+        return 0
+    return int(resource.getrusage(resource.RUSAGE_SELF).ru_minflt)
 
 
 if __name__ == "__main__":
