@@ -3,11 +3,12 @@
 One run, same model (default: the paper's MNIST net ``cw_mnist``), same data (a subset of embedded MNIST), same
 batch size and SGD optimizer. The trainings are interleaved ``--repeats`` times (one epoch of each per round); the
 script prints the median epoch times and, for each ratio, the median over rounds of the ratio of the two epochs of the
-same round (absolute times on a shared machine mean little, and a load change then hits both sides of a ratio). The same ratios are also printed for the CPU time of this process (user + system), which
-other jobs competing for the cores disturb less than the wall clock. A fourth row, plain training on batches three
-times as large, shows how much of the cost is simply the larger (concatenated x, x+, x-) batch on this hardware
-(on CPU it costs more than three times plain: its activations exceed glibc's 32 MiB ``mmap`` threshold, and the
-page faults show in the system time). ``--batching`` selects how the manifold-regularization trainer runs its
+same round (absolute times on a shared machine mean little, and a load change then hits both sides of a ratio). The
+same ratios are also printed for the CPU time of this process (user + system), which other jobs competing for the
+cores disturb less than the wall clock, and the minor page faults of each epoch. A fourth row, plain training on
+batches three times as large, shows how much of the cost is simply the larger (concatenated x, x+, x-) batch on this
+hardware (on CPU it costs more than three times plain: its activations exceed glibc's 32 MiB ``mmap`` threshold, and
+the page faults show in the system time). ``--batching`` selects how the manifold-regularization trainer runs its
 passes (default ``auto``). Targets (issue 8): manifold regularization <= 3.5x plain, and >= 2x faster than
 ``AdversarialTrainerMadryPGD`` with 7 PGD steps.
 

@@ -52,8 +52,8 @@ def concatenation_only_copy(model: nn.Module) -> nn.Module:
         if isinstance(module, RadialMappingConcat):
             if module.mapping.out_channels != module.mapping.in_channels:
                 raise ValueError("concatenation_only_copy needs blocks with out_channels == in_channels")
-            parent = floor.get_submodule(name.rpartition(".")[0]) if "." in name else floor
-            setattr(parent, name.rpartition(".")[2], ConcatenationOnly())
+            parent, _, child = name.rpartition(".")
+            setattr(floor.get_submodule(parent), child, ConcatenationOnly())
     return floor
 
 

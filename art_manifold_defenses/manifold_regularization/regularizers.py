@@ -166,7 +166,10 @@ def _hamming_norms(
     rows, features = zp.shape
     block = max(1, min(rows, _HAMMING_BLOCK_BYTES // (zp.element_size() * max(features, 1))))
     norms = zp.new_empty(rows)
-    a_plus, a_minus = (products if products is not None else (torch.empty_like(zp), torch.empty_like(zm))) if for_backward else (None, None)
+    a_plus: Tensor | None = None
+    a_minus: Tensor | None = None
+    if for_backward:
+        a_plus, a_minus = products if products is not None else (torch.empty_like(zp), torch.empty_like(zm))
     buffers = zp.new_empty((3, block, features))
     for start in range(0, rows, block):
         stop = min(rows, start + block)
@@ -331,26 +334,21 @@ class _FusedHammingPairTerm(torch.autograd.Function):
         return grad_p.view(ctx.shape), grad_m.view(ctx.shape), None, None
 
 
-def _check_pair(z_plus: Tensor, z_minus: Tensor, alpha: float) -> None:
-    _check_alpha(alpha)
-    if z_plus.shape != z_minus.shape:
-        raise ValueError(f"z_plus and z_minus must have the same shape, got {tuple(z_plus.shape)} and {tuple(z_minus.shape)}")
-    if z_plus.ndim < 2 or z_plus.shape[0] == 0:
-        raise ValueError(f"z_plus must be a non-empty batch of shape (N, ...), got shape {tuple(z_plus.shape)}")
-
-
 def _pair_term_and_disagreements(
     z_plus: Tensor, z_minus: Tensor, alpha: float, workspace: _Workspace | None = None
 ) -> tuple[Tensor, Tensor]:
     """``(fused_hamming_pair_term(z_plus, z_minus), relu_pattern_disagreements(z_plus, z_minus))`` in one pass;
     ``workspace``: where the saved products live (see :class:`_Workspace`)."""
-    _check_pair(z_plus, z_minus, alpha)
+    _check_alpha(alpha)
+    if z_plus.shape != z_minus.shape:
+        raise ValueError(f"z_plus and z_minus must have the same shape, got {tuple(z_plus.shape)} and {tuple(z_minus.shape)}")
+    if z_plus.ndim < 2 or z_plus.shape[0] == 0:
+        raise ValueError(f"z_plus must be a non-empty batch of shape (N, ...), got shape {tuple(z_plus.shape)}")
     if not _needs_grad(z_plus, z_minus):
         count = z_plus.new_zeros((), dtype=torch.float64)
         norms = _hamming_norms(z_plus.flatten(1), z_minus.flatten(1), float(alpha), for_backward=False, disagreements=count)[0]
         return norms.sum() * (1.0 / (2 * z_plus[0].numel() * z_plus.shape[0])), count
-    term, count = _FusedHammingPairTerm.apply(z_plus, z_minus, float(alpha), workspace)
-    return term, count
+    return _FusedHammingPairTerm.apply(z_plus, z_minus, float(alpha), workspace)  # type: ignore[no-any-return]
 
 
 def fused_hamming_pair_term(z_plus: Tensor, z_minus: Tensor, *, alpha: float = 8.0) -> Tensor:
@@ -676,13 +674,13 @@ class ManifoldRegularizer:
         for name, stacked, z_plus, z_minus in layers:
             names.append(name)
             sizes.append(int(z_plus[0].numel()))
-            if self.hamming and stacked is None:  # the term and the ReLU pattern disagreements in one pass
+            if not self.hamming:
+                count = relu_pattern_disagreements(z_plus, z_minus)
+            elif stacked is None:  # the term and the ReLU pattern disagreements in one pass
                 term, count = _pair_term_and_disagreements(z_plus, z_minus, self.alpha, workspace)
                 terms.append(term)
             else:
-                if self.hamming:
-                    assert stacked is not None
-                    terms.append(fused_hamming_layer_term(stacked, batch=batch, alpha=self.alpha))
+                terms.append(fused_hamming_layer_term(stacked, batch=batch, alpha=self.alpha))
                 count = relu_pattern_disagreements(z_plus, z_minus)
             disagree.append(count)
         counts = torch.stack(disagree).tolist() if disagree else []
