@@ -8,6 +8,7 @@ from typing import Any
 import torch
 
 from ..models import build_model
+from .denoising import DENOISING_FORMS
 from .network import MIDDLE_CHOICES, FeaturePyramidDecoder
 from .trainer import SECOND_PASS_MODES, FPDTrainer
 
@@ -37,6 +38,9 @@ def add_train_arguments(group: argparse._ActionsContainer) -> None:
     group.add_argument("--fpd-adversarial", default="none", choices=["none", "fgsm", "pgd"], help="adversarial training (default: none)")
     group.add_argument("--fpd-adv-eps", type=float, default=0.3, help="training-attack L-inf radius (default: 0.3)")
     group.add_argument("--fpd-adv-step", type=float, default=0.01, help="training PGD step (default: 0.01)")
+    group.add_argument("--fpd-denoising-form", choices=DENOISING_FORMS, default="gated",
+                       help="how the non-local terms join their residual: gated (default, identity at initialisation), "
+                            "bn_zero (Xie et al.) or authors_code (x + NL(x), trains at chance on resnet18)")
     group.add_argument("--fpd-adv-iter", type=int, default=100, help="training PGD iterations (default: 100)")
     group.add_argument("--fpd-adv-delay", type=int, default=10, help="first epoch with adversarial examples (default: 10)")
 
@@ -67,6 +71,7 @@ def train_from_args(
         denoise_after=parse_positions(args.fpd_denoise_after),
         bottleneck=bool(args.fpd_bottleneck),
         middle_denoising=args.fpd_middle,
+        denoising_form=args.fpd_denoising_form,
         fpn_channels=args.fpd_fpn_channels,
         swap_activation=not args.fpd_keep_relu,
         dropout=args.fpd_dropout,

@@ -3,15 +3,17 @@ modules, an image-restoration module, a middle denoising layer and a Lipschitz-c
 
 from __future__ import annotations
 
+import copy
 import math
+import warnings
 from collections.abc import Iterator, Sequence
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 
-from .backbone import check_backbone, find_linear, swap_relu_for_elu
-from .denoising import MIDDLE_VARIANTS, InnerDenoisingLayer, MiddleDenoisingLayer
+from .backbone import adapt_backbone, check_backbone, find_linear, functional_relu_calls, swap_relu_for_elu
+from .denoising import DENOISING_FORMS, MIDDLE_VARIANTS, InnerDenoisingLayer, MiddleDenoisingLayer
 from .restoration import ImageRestorationModule
 
 __all__ = ["FeaturePyramidDecoder", "LipschitzConstrainedClassifier"]
@@ -49,7 +51,8 @@ class FeaturePyramidDecoder(nn.Module):
     Decoder", CVPR 2020 (https://arxiv.org/abs/2005.02552). Structure (Fig. 1):
 
     - **front / back denoising modules** ``FPD_FD`` / ``FPD_BD`` (Sec. 3.1): the backbone's ``stem`` and ``stages``
-      with inner denoising layers (:class:`InnerDenoisingLayer`, dot-product non-local mean + identity) after the
+      with inner denoising layers (:class:`InnerDenoisingLayer`, dot-product non-local mean + identity, joined as
+      ``denoising_form`` says: by default through a zero-initialised gate, so the layer starts as the identity) after the
       positions in ``denoise_after`` (``0`` = after the stem, ``i`` = after stage ``i``; default ``(0, 1)`` = the
       "shallow" blocks). Front and back are **the same modules called twice** (one set of parameters);
     - **image restoration** ``FPD_R`` (Sec. 3.2): :class:`ImageRestorationModule` over the front pass's stage
@@ -59,15 +62,20 @@ class FeaturePyramidDecoder(nn.Module):
     - **Lipschitz-constrained classifier** ``FPD_LCC`` (Sec. 3.3): pooling, linear, tanh (logits in (-1, 1));
     - all ``nn.ReLU`` modules of the backbone become ``nn.ELU`` (``swap_activation=True``, Sec. 3.3).
 
-    ``forward(x)`` returns the tanh logits (what ART and the evaluation harness use);
-    ``forward_with_restoration(x)`` returns ``(x', logits)`` for training. The model is deterministic
+    ``forward(x)`` returns the tanh logits (what ART and the evaluation harness use); ``forward(x, return_restored=True)``
+    (= ``forward_with_restoration(x)``) returns ``(x', logits)`` for training. The model is deterministic
     (``stochastic = False``) and fully differentiable, so white-box attacks need no BPDA surrogate.
 
     The backbone must follow the protocol of :mod:`art_manifold_defenses.fpd.backbone` (``stem``, ``stages``, optional
-    ``head``); its stem and stages are moved into this module (the backbone's own ``head`` is dropped, its last linear
-    layer is reused by ``FPD_LCC``). A probe run at construction (batch 1, ``input_size``, eval mode, no gradient)
-    finds the feature sizes, so the restoration module gets enough transposed convolutions to return to the input
-    resolution.
+    ``head``) or have torchvision's ResNet layout (``conv1, bn1, relu, maxpool, layer1..4, avgpool, fc``, adapted
+    automatically). **The backbone is copied**: the user's module is never changed (its ReLUs stay ReLUs, its weights are
+    not trained by training the FPD); the copy's stem and stages become this module's (the backbone's ``head`` is
+    dropped, its last linear layer's weights are reused by ``FPD_LCC``). Two checks at construction warn instead of
+    silently ignoring what the protocol cannot see: a backbone whose own ``forward()`` differs from
+    ``head(stages(stem(x)))`` (e.g. a normalisation or activation written in ``forward``), and functional ReLU calls
+    (``F.relu``) in the stem or stages, which the ELU swap cannot replace. A probe run at construction (batch 1,
+    ``input_size``, eval mode, no gradient) finds the feature sizes, so the restoration module gets enough transposed
+    convolutions to return to the input resolution.
 
     Args:
         backbone: the CNN to enhance (e.g. ``build_model("resnet101", in_channels=3, input_size=64)``).
@@ -78,21 +86,26 @@ class FeaturePyramidDecoder(nn.Module):
         bottleneck: use the bottleneck inner denoising layer (Fig. 2a) instead of the plain one (Fig. 2b).
         bottleneck_reduction: channel reduction of the bottleneck embeddings.
         middle_denoising: ``"paper"``, ``"authors_code"`` or ``"none"``.
+        denoising_form: how the non-local terms of the inner and middle layers join their residual: ``"gated"``
+            (default; ``x + gamma * NL(x)``, ``gamma = 0`` at initialisation), ``"bn_zero"`` (``x + BN(NL(x))``, BN
+            weight 0 at initialisation, Xie et al.'s form) or ``"authors_code"`` (``x + NL(x)``, the authors' network,
+            which trains at chance on ``resnet18``; see :mod:`art_manifold_defenses.fpd.denoising`).
         fpn_channels: width of the restoration pyramid (256 in the authors' code).
         swap_activation: replace the backbone's ReLUs by ELUs.
         dropout: dropout before the classifier's linear layer (0 for MNIST, 0.5 in the authors' SVHN/CALTECH code).
         device: where to put the model (default: where the backbone already is).
 
     Known limitations: the tanh head bounds logits and weakens cross-entropy gradients (an honest evaluation needs
-    margin-loss attacks); batch-norm statistics are shared by the two passes (as in the authors' code). The non-local
-    layers are cubic in their input and have no normalisation of their own, so an *untrained* network in eval mode
-    (batch-norm running statistics still at their initial values) can overflow to inf/NaN; train it first (or run it
-    in train mode) -- after training, the running statistics match the feature scales.
+    margin-loss attacks); batch-norm statistics are shared by the two passes (as in the authors' code). With
+    ``denoising_form="authors_code"`` the non-local layers are cubic in their input with no scale of their own: the
+    untrained network is far from its backbone (reconstruction MSE ~600 on MNIST against T = 3) and trains at chance on
+    ``resnet18`` (measured); use it as the faithful-to-the-code ablation only. The backbone copy doubles its memory
+    while the user keeps the original.
     """
 
     params = [
         "in_channels", "input_size", "num_classes", "denoise_after", "bottleneck", "bottleneck_reduction",
-        "middle_denoising", "fpn_channels", "swap_activation", "dropout",
+        "middle_denoising", "denoising_form", "fpn_channels", "swap_activation", "dropout",
     ]  # fmt: skip
     stochastic = False
 
@@ -107,12 +120,16 @@ class FeaturePyramidDecoder(nn.Module):
         bottleneck: bool = False,
         bottleneck_reduction: int = 2,
         middle_denoising: str = "paper",
+        denoising_form: str = "gated",
         fpn_channels: int = 256,
         swap_activation: bool = True,
         dropout: float = 0.0,
         device: str | torch.device | None = None,
     ) -> None:
         super().__init__()
+        adapted = adapt_backbone(backbone)
+        check_backbone(adapted)  # fails before copying anything
+        original, backbone = copy.deepcopy((backbone, adapted))  # one copy: the adapter keeps sharing the copy's layers
         stem, stages = check_backbone(backbone)
         head_linear = find_linear(getattr(backbone, "head", None))
         if in_channels is None:
@@ -131,18 +148,29 @@ class FeaturePyramidDecoder(nn.Module):
         self.bottleneck = bottleneck
         self.bottleneck_reduction = bottleneck_reduction
         self.middle_denoising_variant = middle_denoising
+        self.denoising_form = denoising_form
         self.fpn_channels = fpn_channels
         self.swap_activation = swap_activation
         self.dropout = dropout
         self._check_params(len(stages))
 
+        probe_device = next((p.device for p in backbone.parameters()), torch.device("cpu"))
+        self._warn_if_forward_differs(original, getattr(backbone, "head", None), stem, stages, in_channels, input_size, probe_device)
         if swap_activation:
             swap_relu_for_elu(stem)
             for stage in stages:
                 swap_relu_for_elu(stage)
         self.stem = stem
         self.stages = nn.ModuleList(stages)
-        probe_device = next((p.device for p in backbone.parameters()), torch.device("cpu"))
+        left = functional_relu_calls(lambda: self._probe(in_channels, input_size, probe_device))
+        if swap_activation and left:
+            warnings.warn(
+                f"the backbone's stem/stages make {left} functional ReLU call(s) (F.relu / torch.relu) on a probe image: "
+                "swap_activation=True only replaces nn.ReLU modules, so these stay ReLUs; use nn.ReLU modules to get the "
+                "paper's ELUs everywhere",
+                UserWarning,
+                stacklevel=2,
+            )
         channels, sizes = self._probe(in_channels, input_size, probe_device)
         declared = getattr(backbone, "stage_channels", None)
         if declared is not None and list(declared) != channels[1:]:
@@ -150,7 +178,9 @@ class FeaturePyramidDecoder(nn.Module):
         self.stage_channels = channels[1:]
         self.inner_denoising = nn.ModuleDict(
             {
-                str(pos): InnerDenoisingLayer(channels[pos], bottleneck=bottleneck, reduction=bottleneck_reduction)
+                str(pos): InnerDenoisingLayer(
+                    channels[pos], bottleneck=bottleneck, reduction=bottleneck_reduction, form=denoising_form
+                )
                 for pos in self.denoise_after
             }
         )
@@ -160,7 +190,9 @@ class FeaturePyramidDecoder(nn.Module):
             self.stage_channels, out_channels=in_channels, fpn_channels=fpn_channels, upsample_steps=upsample_steps
         )
         self.middle_denoising: MiddleDenoisingLayer | None = (
-            None if middle_denoising == "none" else MiddleDenoisingLayer(variant=middle_denoising)
+            None
+            if middle_denoising == "none"
+            else MiddleDenoisingLayer(variant=middle_denoising, form=denoising_form, channels=in_channels)
         )
         if head_linear is None or head_linear.in_features != self.stage_channels[-1] or head_linear.out_features != num_classes:
             head_linear = nn.Linear(self.stage_channels[-1], num_classes)
@@ -189,10 +221,46 @@ class FeaturePyramidDecoder(nn.Module):
             raise TypeError(f"bottleneck must be a bool, got {type(self.bottleneck).__name__}")
         if self.middle_denoising_variant not in MIDDLE_CHOICES:
             raise ValueError(f"middle_denoising must be one of {MIDDLE_CHOICES}, got {self.middle_denoising_variant!r}")
+        if self.denoising_form not in DENOISING_FORMS:
+            raise ValueError(f"denoising_form must be one of {DENOISING_FORMS}, got {self.denoising_form!r}")
         if not isinstance(self.swap_activation, bool):
             raise TypeError(f"swap_activation must be a bool, got {type(self.swap_activation).__name__}")
         if not isinstance(self.dropout, (int, float)) or isinstance(self.dropout, bool) or not 0 <= self.dropout < 1:
             raise ValueError(f"dropout must be a number in [0, 1), got {self.dropout!r}")
+
+    @staticmethod
+    @torch.no_grad()
+    def _warn_if_forward_differs(
+        backbone: nn.Module, head: nn.Module | None, stem: nn.Module, stages: Sequence[nn.Module], in_channels: int,
+        input_size: int, device: torch.device,
+    ) -> None:  # fmt: skip
+        """Warn when ``backbone(x)`` is not ``head(stages(stem(x)))`` on a random image: FPD only sees the protocol's
+        modules, so whatever else the backbone's ``forward()`` does would be silently dropped."""
+        if not isinstance(head, nn.Module):
+            return
+        modes = [m.training for m in backbone.modules()]
+        backbone.eval()
+        try:
+            x = torch.rand(2, in_channels, input_size, input_size, generator=torch.Generator().manual_seed(0)).to(device)
+            own = backbone(x)
+            out = stem(x)
+            for stage in stages:
+                out = stage(out)
+            seen = head(out)
+        except Exception:  # noqa: BLE001 -- a forward that cannot run here is checked by the probe run
+            return
+        finally:
+            for module, mode in zip(backbone.modules(), modes, strict=True):
+                module.training = mode
+        if not isinstance(own, Tensor) or own.shape != seen.shape or not torch.allclose(own, seen, rtol=1e-4, atol=1e-5):
+            warnings.warn(
+                f"{type(backbone).__name__}.forward() computes something other than head(stages(stem(x))); the Feature "
+                "Pyramid Decoder uses only the stem, the stages and the head's last nn.Linear, so whatever else forward() "
+                "does (an input normalisation, functional activations, extra layers) is not part of the FPD network. "
+                "Wrap the network so that stem/stages/head hold all of it (see art_manifold_defenses.fpd.backbone)",
+                UserWarning,
+                stacklevel=3,
+            )
 
     @torch.no_grad()
     def _probe(self, in_channels: int, input_size: int, device: torch.device) -> tuple[list[int], list[int]]:
@@ -230,6 +298,7 @@ class FeaturePyramidDecoder(nn.Module):
             "bottleneck": self.bottleneck,
             "bottleneck_reduction": self.bottleneck_reduction,
             "middle_denoising": self.middle_denoising_variant,
+            "denoising_form": self.denoising_form,
             "fpn_channels": self.fpn_channels,
             "swap_activation": self.swap_activation,
             "dropout": float(self.dropout),
@@ -277,8 +346,11 @@ class FeaturePyramidDecoder(nn.Module):
         restored = self.restore(x)
         return restored, self.classify_restored(restored, x)
 
-    def forward(self, x: Tensor) -> Tensor:
-        return self.forward_with_restoration(x)[1]
+    def forward(self, x: Tensor, return_restored: bool = False) -> Tensor | tuple[Tensor, Tensor]:
+        """The tanh logits; with ``return_restored=True`` the pair ``(x', logits)`` of :meth:`forward_with_restoration`
+        (the trainer calls it this way so that ``DistributedDataParallel`` sees the whole training pass)."""
+        restored, logits = self.forward_with_restoration(x)
+        return (restored, logits) if return_restored else logits
 
     # ----- parameter groups (Algorithm 1 restricts phase-1 updates to FPD_FD and FPD_R) -----
     def front_denoising_parameters(self) -> Iterator[nn.Parameter]:
@@ -289,6 +361,12 @@ class FeaturePyramidDecoder(nn.Module):
     def restoration_parameters(self) -> Iterator[nn.Parameter]:
         """Parameters of ``FPD_R``."""
         yield from self.restoration.parameters()
+
+    def middle_denoising_parameters(self) -> Iterator[nn.Parameter]:
+        """Parameters of the middle denoising layer (its gate or batch norm; none for ``"authors_code"``). It acts on
+        ``x'`` before the back pass only, so phase 1 (which trains the reconstruction of ``x'``) leaves it alone."""
+        if self.middle_denoising is not None:
+            yield from self.middle_denoising.parameters()
 
     def classifier_parameters(self) -> Iterator[nn.Parameter]:
         """Parameters of ``FPD_LCC``."""

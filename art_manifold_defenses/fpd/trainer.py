@@ -12,6 +12,7 @@ import torch.nn.functional as F
 from art.defences.trainer import Trainer
 from torch import Tensor, nn
 
+from .. import distributed as dist_helpers
 from ..estimator import to_art_classifier
 from ..training import TrainContext, evaluate_accuracy, train
 from ..utils import check_images, check_labels, resolve_device
@@ -53,7 +54,8 @@ class FPDTrainer(Trainer):
     2. **phase 1**, ``l2 > threshold``: one update of ``alpha2 * l2`` restricted to the front-denoising and restoration
        parameters (:meth:`FeaturePyramidDecoder.front_denoising_parameters`, ``restoration_parameters``). The other
        parameters (the tanh classifier) get no gradient and are skipped by the optimizer, so neither momentum nor weight
-       decay moves them. The back pass is not computed (it does not enter the loss);
+       decay moves them. The back pass is computed (one forward call for both passes, which ``torchrun`` needs) but
+       does not enter the loss;
     3. **phase 2**, ``l2 <= threshold``: one update of ``alpha1 * CE(tanh logits, y) + alpha2 * l2`` on all parameters,
        then a **second pass** on the restored image ``x'`` (lines 14-17): ``(x'', logits'') = FPD(x')`` and another update
        of ``alpha1 * CE + alpha2' * MSE(x'', x)``.
@@ -73,6 +75,10 @@ class FPDTrainer(Trainer):
     Defaults are the paper's MNIST settings: epsilon 0.01, T = 3, alpha1 = alpha2 = 1, Adamax(lr 1e-3, weight decay 1e-5),
     batch 300, gradient-norm clipping 10, PGD training attack eps 0.3 with 100 steps of 0.01 and a 10-epoch delay.
     Not implemented: the authors' ReduceLROnPlateau / early stopping on *test* data (pass any scheduler with ``.step()``).
+
+    Under ``torchrun`` the shared loop wraps the network in ``DistributedDataParallel`` and every pass of a step goes
+    through that wrapper, so the processes' gradients are averaged and their parameters stay identical; the phase
+    switch reads the reconstruction loss averaged over the processes, so all of them take the same phase.
 
     Batch-norm statistics (``bn_recalibration``): the front and back modules share their batch-norm layers, and the
     running statistics collected during Algorithm 1 mix every pass the trainer runs, including the second pass on
@@ -267,23 +273,35 @@ class FPDTrainer(Trainer):
         finally:
             model.train(was_training)
 
+    def _mean_over_processes(self, value: float, device: torch.device) -> float:
+        """``value`` averaged over the processes of a ``torchrun`` job (itself in one process): every rank must take
+        the same phase of Algorithm 1, so the phase switch reads the reconstruction loss of the whole global batch."""
+        if not dist_helpers.is_distributed():
+            return value
+        return dist_helpers.all_reduce_sum([value], device=device if device.type == "cuda" else "cpu")[0] / dist_helpers.world_size()
+
     def training_step(self, ctx: TrainContext, x: Tensor, y: Tensor) -> Mapping[str, float]:
-        """One iteration of Algorithm 1 (plus adversarial examples after the delay); returns the logged values."""
-        model = self._model
+        """One iteration of Algorithm 1 (plus adversarial examples after the delay); returns the logged values.
+
+        Every pass goes through ``ctx.model``, which is the ``DistributedDataParallel`` wrapper of the network under
+        ``torchrun`` (so gradients are averaged over the processes) and the network itself otherwise.
+        """
+        net = ctx.model
         inputs, targets, labels = self.add_uniform_noise(x), x, y
         adversarial_now = self.adversarial is not None and ctx.epoch >= self.adversarial_delay
         if adversarial_now:
             x_adv = self.adversarial_examples(x, y)
             inputs, targets, labels = torch.cat([inputs, x_adv]), torch.cat([x, x]), torch.cat([y, y])
-        restored = model.restore(inputs)
+        restored, logits = net(inputs, return_restored=True)
         l2 = F.mse_loss(restored, targets)
-        logs: dict[str, float] = {"l2": float(l2.detach()), "adversarial": float(adversarial_now)}
-        if float(l2.detach()) > self.threshold:  # phase 1 (lines 9-10)
-            self._update(self.alpha2 * l2, self.phase_one_parameters())
-            logs.update(loss=self.alpha2 * logs["l2"], phase_one=1.0)
+        l2_value = self._mean_over_processes(float(l2.detach()), ctx.device)
+        logs: dict[str, float] = {"l2": l2_value, "adversarial": float(adversarial_now)}
+        if l2_value > self.threshold:  # phase 1 (lines 9-10); 0 * logits keeps every parameter in the graph (no
+            # gradient flows from it), which DistributedDataParallel needs to finish its gradient reduction
+            self._update(self.alpha2 * l2 + 0.0 * logits.sum(), self.phase_one_parameters())
+            logs.update(loss=self.alpha2 * l2_value, phase_one=1.0)
             return logs
-        logits = model.classify_restored(restored, inputs)  # phase 2 (lines 12-13)
-        ce = F.cross_entropy(logits, labels)
+        ce = F.cross_entropy(logits, labels)  # phase 2 (lines 12-13)
         loss = self.alpha1 * ce + self.alpha2 * l2
         accuracy = float((logits.detach().argmax(1) == labels).float().mean())
         self._update(loss)
@@ -293,8 +311,8 @@ class FPDTrainer(Trainer):
         if self.second_pass == "detach":  # lines 14-17
             second_input = restored.detach()
         else:
-            second_input = model.restore(inputs)
-        restored_2, logits_2 = model.forward_with_restoration(second_input)
+            second_input = self._model.restore(inputs)
+        restored_2, logits_2 = net(second_input, return_restored=True)
         l2_2 = F.mse_loss(restored_2, targets)
         ce_2 = F.cross_entropy(logits_2, labels)
         self._update(self.alpha1 * ce_2 + self.alpha2_second_pass * l2_2)
