@@ -2,7 +2,8 @@
 evaluation harness over ART, Foolbox, CleverHans and AutoAttack.
 
 Public API (foundation): :func:`load_dataset`, :func:`build_model`, :func:`train`, :func:`save_checkpoint`,
-:func:`load_checkpoint`, :func:`to_art_classifier`.
+:func:`load_checkpoint`, :func:`to_art_classifier`; :class:`TrainingCollapseWarning` (what :func:`train` warns with
+when an epoch ends with the network at chance or predicting one class).
 """
 
 __version__ = "0.1.0"
@@ -11,9 +12,10 @@ from .checkpoint import load_checkpoint, register_defence, save_checkpoint  # no
 from .data import load_dataset  # noqa: E402
 from .estimator import to_art_classifier  # noqa: E402
 from .models import build_model  # noqa: E402
-from .training import evaluate_accuracy, predict_logits, train  # noqa: E402
+from .training import TrainingCollapseWarning, evaluate_accuracy, predict_logits, train  # noqa: E402
 
 __all__ = [
+    "TrainingCollapseWarning",
     "__version__",
     "build_model",
     "evaluate_accuracy",

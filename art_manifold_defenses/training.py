@@ -9,6 +9,11 @@ loop wraps the model in ``DistributedDataParallel`` (one device per process, ``c
 batch of the shared, identically seeded permutation across the processes (so ``batch_size`` stays the number of
 samples per optimizer step and the run follows the single-process schedule), averages the logged values over ranks,
 and writes the checkpoint on rank 0 only; on resume rank 0 reads it and sends it to the others.
+
+No silent collapse: after every epoch (after ``on_epoch_end``) the loop predicts a fixed, seeded subset of at most
+:data:`COLLAPSE_CHECK_IMAGES` training images (eval mode, no gradients), records ``train_subset_accuracy`` and
+``predicted_classes``, and warns with :class:`TrainingCollapseWarning` when the accuracy is at chance or one class
+takes at least 90% of the predictions (``collapse_check=False`` turns the check off).
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ from __future__ import annotations
 import math
 import os
 import time
+import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,9 +34,23 @@ from tqdm.auto import tqdm
 
 from .utils import as_float_tensor, check_images, check_labels, resolve_device
 
-__all__ = ["TrainContext", "StepFunction", "cross_entropy_step", "evaluate_accuracy", "predict_logits", "train", "TRAIN_STATE_FILE"]
+__all__ = [
+    "COLLAPSE_CHECK_IMAGES", "TrainContext", "StepFunction", "TrainingCollapseWarning", "collapse_statistics",
+    "cross_entropy_step", "evaluate_accuracy", "predict_logits", "train", "TRAIN_STATE_FILE",
+]  # fmt: skip
 
 TRAIN_STATE_FILE = "train_state.pt"
+#: At most this many training images (a fixed, seeded subset) are predicted after every epoch by the collapse check.
+COLLAPSE_CHECK_IMAGES = 512
+#: One class taking at least this share of the predictions counts as a collapse.
+COLLAPSE_DOMINANT_SHARE = 0.9
+
+
+class TrainingCollapseWarning(UserWarning):
+    """A training epoch ended with the network at chance accuracy or predicting (almost) one class.
+
+    No paper or equation: the shared training loop's check against silent collapse (e.g. a regularizer that is
+    cheapest to satisfy with a constant network)."""
 
 
 @dataclass
@@ -107,6 +127,72 @@ def evaluate_accuracy(model: nn.Module, x: Any, y: Any, *, batch_size: int = 256
     return float((logits.argmax(1) == labels).mean())
 
 
+def collapse_statistics(predictions: Any, labels: Any, num_classes: int) -> dict[str, Any]:
+    """Accuracy and class spread of ``predictions`` (class indices) against ``labels``, and whether they look like a
+    collapsed network: accuracy at chance (at most ``min(1.5 / K, 1 / K + 0.1)`` for ``K = num_classes``) or one class
+    taking at least 90% of the predictions (unless the labels themselves are that unbalanced).
+
+    No paper or equation: the statistics of :func:`train`'s collapse check.
+
+    Returns:
+        ``{"accuracy", "predicted_classes", "dominant_class", "dominant_share", "chance_threshold", "at_chance",
+        "one_class", "collapsed"}``.
+    """
+    pred = np.asarray(predictions, dtype=np.int64).reshape(-1)
+    true = np.asarray(labels, dtype=np.int64).reshape(-1)
+    if pred.shape != true.shape or pred.size == 0:
+        raise ValueError(f"predictions and labels must be non-empty and of the same length, got {pred.size} and {true.size}")
+    if isinstance(num_classes, bool) or not isinstance(num_classes, (int, np.integer)) or num_classes < 2:
+        raise ValueError(f"num_classes must be an integer >= 2, got {num_classes!r}")
+    counts = np.bincount(pred, minlength=int(num_classes))
+    dominant = int(counts.argmax())
+    share = float(counts[dominant]) / pred.size
+    accuracy = float((pred == true).mean())
+    threshold = min(1.5 / num_classes, 1.0 / num_classes + 0.1)
+    label_share = float((true == dominant).mean())
+    at_chance = accuracy <= threshold
+    one_class = share >= COLLAPSE_DOMINANT_SHARE and label_share < COLLAPSE_DOMINANT_SHARE
+    return {"accuracy": accuracy, "predicted_classes": int((counts > 0).sum()), "dominant_class": dominant,
+            "dominant_share": share, "chance_threshold": threshold, "at_chance": at_chance, "one_class": one_class,
+            "collapsed": at_chance or one_class}  # fmt: skip
+
+
+def _collapse_subset(n: int, seed: int) -> np.ndarray:
+    """The training images the collapse check predicts: a fixed, seeded subset of at most COLLAPSE_CHECK_IMAGES."""
+    if n <= COLLAPSE_CHECK_IMAGES:
+        return np.arange(n)
+    pick = np.random.default_rng(_epoch_seed(seed, -1)).choice(n, COLLAPSE_CHECK_IMAGES, replace=False)
+    return np.sort(pick)
+
+
+def _check_collapse(model: nn.Module, x: np.ndarray, y: np.ndarray, record: dict[str, float], *, epoch: int, epochs: int,
+                    device: torch.device, warn: bool) -> None:  # fmt: skip
+    """Predict ``x`` (the subset), add ``train_subset_accuracy`` and ``predicted_classes`` to ``record`` and warn
+    (when ``warn``) if the network looks collapsed. Models whose output is not ``(N, classes)`` logits are skipped."""
+    logits = predict_logits(model, x, device=device)
+    if logits.ndim != 2 or logits.shape[0] != len(x) or logits.shape[1] < 2:
+        return
+    stats = collapse_statistics(logits.argmax(1), y, int(logits.shape[1]))
+    record["train_subset_accuracy"] = stats["accuracy"]
+    record["predicted_classes"] = float(stats["predicted_classes"])
+    if warn and stats["collapsed"]:
+        reasons = []
+        if stats["at_chance"]:
+            reasons.append(f"accuracy at chance (<= {stats['chance_threshold']:.1%})")
+        if stats["one_class"]:
+            reasons.append(f"one class takes >= {COLLAPSE_DOMINANT_SHARE:.0%} of the predictions")
+        warnings.warn(
+            f"training looks collapsed after epoch {epoch + 1}/{epochs}: accuracy {stats['accuracy']:.1%} on {len(x)} "
+            f"training images ({logits.shape[1]} classes, chance {1 / logits.shape[1]:.1%}); class {stats['dominant_class']} "
+            f"takes {stats['dominant_share']:.1%} of the predictions; {stats['predicted_classes']} distinct classes "
+            f"predicted ({' and '.join(reasons)}). If it persists, the network is likely stuck (e.g. dead ReLUs, a "
+            "constant output): check the loss weights, learning rate and initialisation (collapse_check=False turns "
+            "this check off).",
+            TrainingCollapseWarning,
+            stacklevel=3,
+        )
+
+
 def _epoch_seed(seed: int, epoch: int) -> int:
     return (seed * 1_000_003 + epoch * 7919 + 17) % (2**63 - 1)
 
@@ -154,6 +240,7 @@ def train(
     desc: str = "train",
     distributed: bool | None = None,
     find_unused_parameters: bool = False,
+    collapse_check: bool = True,
 ) -> list[dict[str, float]]:
     """Train ``model`` on ``(x, y)`` and return the per-epoch history.
 
@@ -180,6 +267,12 @@ def train(
             module as ``ctx.model`` (its own attributes are at ``ctx.model.module``).
         find_unused_parameters: passed to ``DistributedDataParallel`` (for step functions that leave some
             parameters out of the loss).
+        collapse_check: after every epoch (after ``on_epoch_end``), predict a fixed seeded subset of at most
+            :data:`COLLAPSE_CHECK_IMAGES` training images in eval mode, record ``train_subset_accuracy`` and
+            ``predicted_classes``, and warn with :class:`TrainingCollapseWarning` (rank 0 only) when the accuracy is
+            at chance or one class takes at least 90% of the predictions (see :func:`collapse_statistics`). It needs
+            ``y`` to be class labels of ``model``'s ``(N, classes)`` output; other outputs are not checked. Cost: one
+            forward pass over the subset per epoch.
     """
     if not isinstance(epochs, int) or epochs < 0:
         raise ValueError(f"epochs must be a non-negative integer, got {epochs!r}")
@@ -191,6 +284,8 @@ def train(
         raise ValueError(f"scheduler_interval must be 'epoch' or 'batch', got {scheduler_interval!r}")
     if distributed is not None and not isinstance(distributed, bool):
         raise TypeError(f"distributed must be a bool or None, got {distributed!r}")
+    if not isinstance(collapse_check, bool):
+        raise TypeError(f"collapse_check must be a bool, got {collapse_check!r}")
     from . import distributed as dist_helpers
 
     use_ddp = dist_helpers.is_distributed() if distributed is None else distributed
@@ -211,6 +306,7 @@ def train(
     if batches == 0:
         raise ValueError(f"no batch to train on: {n} samples with batch_size={batch_size} and drop_last=True")
     ctx = TrainContext(model=model, optimizer=optimizer, device=dev, epochs=epochs, batches_per_epoch=batches, grad_clip=grad_clip)
+    probe = _collapse_subset(n, seed) if collapse_check else None
 
     history: list[dict[str, float]] = []
     start_epoch = 0
@@ -291,6 +387,8 @@ def train(
             record["val_accuracy"] = evaluate_accuracy(model, validation_data[0], validation_data[1], device=dev)
         if on_epoch_end is not None:
             on_epoch_end(ctx, record)
+        if probe is not None:  # after on_epoch_end: a trainer may re-calibrate the model there (FPD's batch norm)
+            _check_collapse(model, x_np[probe], y_np[probe], record, epoch=epoch, epochs=epochs, device=dev, warn=rank == 0)
         history.append(record)
         if verbose:
             shown = ", ".join(f"{k}={v:.4f}" for k, v in record.items() if k not in ("epoch", "lr"))

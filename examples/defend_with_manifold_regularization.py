@@ -3,11 +3,13 @@ Locally Stable Deep Neural Networks", https://openreview.net/forum?id=bhKQ7P7gyL
 
 What it shows, in the order an ART user would write it:
 
-1. wrap *your* CNN (its activations must be ``nn.ReLU`` modules so that the Hamming term can see them) as an ART
-   ``PyTorchClassifier``;
-2. train it with ``ManifoldRegularizationTrainer(classifier, schedule="mnist").fit`` (an ART ``Trainer``:
-   cross-entropy + weight decay + the sparse intrinsic term, eq. 11, + the Hamming term, eqs. 13-14, with the paper's
-   schedules stretched to the number of epochs; no adversary is used);
+1. wrap the paper's MNIST network (``cw_mnist_paper``: Carlini & Wagner's net, valid convs, Glorot-uniform weights)
+   as an ART ``PyTorchClassifier`` -- or *your* CNN: its activations must be ``nn.ReLU`` modules so that the Hamming
+   term can see them;
+2. train it with ``ManifoldRegularizationTrainer(classifier, schedule="mnist", ablation="both").fit`` (an ART
+   ``Trainer``: cross-entropy + weight decay + the sparse intrinsic term, eq. 11, + the squared Hamming term, eqs.
+   13-14, with the paper's schedules stretched to the number of epochs; no adversary is used; the training loop warns
+   with ``TrainingCollapseWarning`` if an epoch ends at chance or with one predicted class);
 3. measure the empirical ReLU stability the regularizer targets (``relu_stability``) and run ART's PGD on the model
    (it is an ordinary deterministic network at test time: no BPDA or EoT is needed);
 4. ``art_manifold_defenses.evaluation.evaluate`` with a small suite, printing clean/robust accuracy and the
@@ -29,28 +31,12 @@ import sys
 import numpy as np
 import torch
 from art.attacks.evasion import ProjectedGradientDescent
-from torch import nn
 
-from art_manifold_defenses import to_art_classifier
+from art_manifold_defenses import build_model, to_art_classifier
 from art_manifold_defenses.evaluation import AttackSpec, evaluate
 from art_manifold_defenses.manifold_regularization import ManifoldRegularizationTrainer, relu_stability
 
 from _common import example_parser, mnist, setup, summarize  # examples/_common.py
-
-
-class MyCNN(nn.Module):
-    """Stands for *your* model: any ``nn.Module`` with ``nn.ReLU`` modules, mapping (N, 1, 28, 28) to logits."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.features = nn.Sequential(
-            nn.Conv2d(1, 16, 4, stride=2, padding=1), nn.ReLU(),
-            nn.Conv2d(16, 32, 4, stride=2, padding=1), nn.ReLU(),
-        )  # fmt: skip
-        self.classifier = nn.Sequential(nn.Flatten(), nn.Linear(32 * 7 * 7, 100), nn.ReLU(), nn.Linear(100, 10))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.classifier(self.features(x))
 
 
 def main() -> int:
@@ -66,14 +52,15 @@ def main() -> int:
 
     x_train, y_train, x, y = mnist(train_limit, n)
 
-    # 1. your CNN as an ART classifier
+    # 1. the paper's network (or your own nn.Module with nn.ReLU modules) as an ART classifier
     torch.manual_seed(args.seed)
-    model = MyCNN()
+    model = build_model("cw_mnist_paper")
     classifier = to_art_classifier(model, input_shape=(1, 28, 28), nb_classes=10, device=device)
 
     # 2. manifold-regularized training (paper's MNIST schedule: eps 0.075 -> 0.3, gamma_I / gamma_H ramped x10,
-    #    SGD with the piecewise-linear learning rate, weight decay 5e-4)
-    trainer = ManifoldRegularizationTrainer(classifier, schedule="mnist", device=device, seed=args.seed, verbose=verbose)
+    #    SGD with the piecewise-linear learning rate, momentum 0.9, weight decay 5e-4)
+    trainer = ManifoldRegularizationTrainer(classifier, schedule="mnist", ablation="both", device=device, seed=args.seed,
+                                            verbose=verbose)  # fmt: skip
     trainer.fit(x_train, y_train, batch_size=128, nb_epochs=epochs)
     model.eval()
     clean = float(np.mean(classifier.predict(x).argmax(1) == y))
@@ -84,7 +71,7 @@ def main() -> int:
                                    max_iter=pgd_steps, verbose=False)  # fmt: skip
     x_adv = pgd.generate(x, y=y).astype(np.float32)
     robust_pgd = float(np.mean(classifier.predict(x_adv).argmax(1) == y))
-    print(f"manifold-regularized MyCNN: clean {clean:.3f}, ReLU stability at linf 0.1 {stability['overall']:.3f}, "
+    print(f"manifold-regularized cw_mnist_paper: clean {clean:.3f}, ReLU stability at linf 0.1 {stability['overall']:.3f}, "
           f"ART PGD linf 0.3 ({pgd_steps} steps) {robust_pgd:.3f}")  # fmt: skip
 
     # 4. the harness: per-point worst case over libraries, gradient-masking audit
@@ -97,7 +84,7 @@ def main() -> int:
     if not args.quick:
         suite.append(AttackSpec("autoattack", "standard", "linf", 0.3))
     result = evaluate(classifier, x, y, suite, device=device, seed=args.seed, verbose=verbose,
-                      model_name="MyCNN + manifold regularization", dataset="mnist-embedded")  # fmt: skip
+                      model_name="cw_mnist_paper + manifold regularization", dataset="mnist-embedded")  # fmt: skip
     summarize(result, f"manifold-regularization (quick={args.quick}, n={n})")
     return 0
 

@@ -4,8 +4,10 @@ Jin & Rinard chose gamma_H / gamma_I "such that the corresponding losses were ro
 initialized, untrained network" (App. B, on PreActResNet18 / CIFAR-10) and reuse the same weights for the MNIST CNN.
 This script measures, for an untrained model, the cross-entropy, ``gamma_I * intrinsic`` and ``gamma_H * Hamming``
 (eq. 15) and the norms of their parameter gradients, so one can see whether that rule holds for another model.
+``--hamming-form unsquared --intrinsic-scale 1`` gives the reading of earlier versions of this package (the Hamming
+distance not squared, no 1/2 on the intrinsic term), under which C&W's MNIST net collapsed.
 
-    OMP_NUM_THREADS=1 python examples/manifold_reg_balance.py --model cw_mnist --seeds 0 1 --eps 0.075 0.3
+    OMP_NUM_THREADS=1 python examples/manifold_reg_balance.py --model cw_mnist_paper --seeds 0 1 --eps 0.075 0.3
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ import torch
 import torch.nn.functional as F
 
 from art_manifold_defenses.data import load_dataset
-from art_manifold_defenses.manifold_regularization import ManifoldRegularizer
+from art_manifold_defenses.manifold_regularization import HAMMING_FORMS, ManifoldRegularizer
 from art_manifold_defenses.models import build_model
 
 
@@ -29,7 +31,7 @@ def gradient_norm(loss: torch.Tensor, model: torch.nn.Module) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", default="cw_mnist")
+    parser.add_argument("--model", default="cw_mnist_paper")
     parser.add_argument("--dataset", default="mnist-embedded")
     parser.add_argument("--data-root", default=None)
     parser.add_argument("--batch", type=int, default=128)
@@ -37,23 +39,29 @@ def main() -> None:
     parser.add_argument("--eps", type=float, nargs="+", default=[0.075, 0.3], help="0.075 = the MNIST schedule's start")
     parser.add_argument("--gamma-intrinsic", type=float, default=0.8, help="App. B starting weight")
     parser.add_argument("--gamma-hamming", type=float, default=2400.0, help="App. B starting weight")
+    parser.add_argument("--hamming-form", default="squared", choices=list(HAMMING_FORMS), help="eq. 13: squared (default)")
+    parser.add_argument("--intrinsic-scale", type=float, default=0.5, help="eq. 11's constant: 0.5 (default)")
     args = parser.parse_args()
     x, y = load_dataset(args.dataset, "train", root=args.data_root)
     xb, yb = torch.from_numpy(x[: args.batch]), torch.from_numpy(y[: args.batch]).long()
-    print("| seed | eps | CE | gamma_I * intrinsic | gamma_H * Hamming | ratio H/I | grad CE | grad gamma_I*I | grad gamma_H*H |")
-    print("|---|---|---|---|---|---|---|---|---|")
+    print(f"{args.model}, batch {args.batch}, Hamming {args.hamming_form}, intrinsic scale {args.intrinsic_scale:g}")
+    print("| seed | eps | CE | gamma_I * intrinsic | gamma_H * Hamming | ratio H/I | grad CE | grad gamma_I*I | grad gamma_H*H "
+          "| grad CE / grad gamma_H*H |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     for seed in args.seeds:
         torch.manual_seed(seed)
         model = build_model(args.model, in_channels=xb.shape[1], input_size=xb.shape[2]).train()
         for eps in args.eps:
             torch.manual_seed(seed)
-            out = ManifoldRegularizer()(model, xb, eps=eps)
+            regularizer = ManifoldRegularizer(hamming_form=args.hamming_form, intrinsic_scale=args.intrinsic_scale)
+            out = regularizer(model, xb, eps=eps)
             assert out.logits is not None
             ce = F.cross_entropy(out.logits, yb)
             reg_i, reg_h = args.gamma_intrinsic * out.intrinsic, args.gamma_hamming * out.hamming
             value_i, value_h = reg_i.item(), reg_h.item()
+            grad_ce, grad_h = gradient_norm(ce, model), gradient_norm(reg_h, model)
             print(f"| {seed} | {eps:g} | {ce.item():.4f} | {value_i:.3e} | {value_h:.3e} | {value_h / max(value_i, 1e-30):.3g} | "
-                  f"{gradient_norm(ce, model):.3e} | {gradient_norm(reg_i, model):.3e} | {gradient_norm(reg_h, model):.3e} |")  # fmt: skip
+                  f"{grad_ce:.3e} | {gradient_norm(reg_i, model):.3e} | {grad_h:.3e} | {grad_ce / max(grad_h, 1e-30):.3g} |")  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -1,7 +1,9 @@
 """Reproduce paper 003 (Jin & Rinard, "Manifold Regularization for Locally Stable Deep Neural Networks").
 
-Trains the paper's MNIST net (``cw_mnist``) with the sparse manifold regularizers and the appendix-B schedules
-(eps ramped to 0.3, gamma_I 0.8 -> 8, gamma_H 2400 -> 24000, SGD with the piecewise-linear learning rate), a plain
+Trains the paper's MNIST net (``cw_mnist_paper``: Carlini & Wagner's network exactly, valid convs, Glorot-uniform
+weights) with the sparse manifold regularizers as the paper writes them (eq. 11 with its 1/2, eq. 13's squared
+Hamming distance) and the appendix-B schedules (eps ramped to 0.3, gamma_I 0.8 -> 8, gamma_H 2400 -> 24000, SGD
+with the piecewise-linear learning rate; momentum 0.9, which the paper does not state), a plain
 baseline with the same optimizer and learning-rate schedule, and optionally the ablations (intrinsic only, Hamming
 only, dense Laplacian); with ``--scale full`` also the CIFAR-10 PreActResNet18 recipe when the CIFAR-10 files are
 present. Each model is evaluated with the package's harness on the ``paper-manifold-reg`` suite (PGD-20 x 10
@@ -15,6 +17,12 @@ gradient-masking audit), and the empirical ReLU stability is measured. The table
 
 The arXiv v1 model of this paper was independently evaluated at 1.35% under AutoAttack (CIFAR-10, 8/255); rows
 where the honest attacks beat the paper's numbers stay in the table.
+
+Every row's folder records its training settings (``settings.json``); a rerun whose settings differ (another model,
+another reading of the regularizers, other epochs ...) refuses to resume that row and says what differs
+(``--overwrite`` starts it fresh). A row folder of an earlier version without ``settings.json`` is read from its
+checkpoint sidecar, where a missing ``hamming_form`` / ``intrinsic_scale`` means the reading of that version
+(unsquared, 1.0).
 """
 
 from __future__ import annotations
@@ -22,6 +30,7 @@ from __future__ import annotations
 import argparse
 import json
 import platform
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -32,13 +41,14 @@ import torch
 import torch.nn.functional as F
 
 from art_manifold_defenses import __version__
-from art_manifold_defenses.checkpoint import save_checkpoint
+from art_manifold_defenses.checkpoint import read_metadata, save_checkpoint
 from art_manifold_defenses.data import load_dataset
 from art_manifold_defenses.estimator import to_art_classifier
 from art_manifold_defenses.manifold_regularization import (
     ManifoldRegularizationTrainer,
     paper_schedule,
     relu_stability,
+    stored_regularizer_params,
 )
 from art_manifold_defenses.manifold_regularization.suite import HEADLINE, paper_suite, register_paper_suite
 from art_manifold_defenses.models import build_model
@@ -55,7 +65,7 @@ SCALES: dict[str, dict[str, Any]] = {
              "restarts": 10, "ablations": True, "lr_peak": 0.1},
 }  # fmt: skip
 ARCHITECTURES = {
-    "mnist": {"name": "cw_mnist", "in_channels": 1, "num_classes": 10, "input_size": 28},
+    "mnist": {"name": "cw_mnist_paper", "in_channels": 1, "num_classes": 10, "input_size": 28},
     "cifar10": {"name": "preact_resnet18", "in_channels": 3, "num_classes": 10, "input_size": 32,
                 "normalize": [[0.4914, 0.4822, 0.4465], [0.2023, 0.1994, 0.2010]]},
 }  # fmt: skip
@@ -69,6 +79,36 @@ PAPER = {
     },
 }
 ROWS = {"plain": None, "manifold-reg (both)": "both", "intrinsic only": "intrinsic", "hamming only": "hamming", "dense": "dense"}
+#: SGD momentum of every row (the paper states none; Maini et al.'s schedule, which the paper follows, uses 0.9)
+MOMENTUM = 0.9
+
+
+def check_settings(folder: Path, settings: dict[str, Any], *, overwrite: bool) -> None:
+    """Record a row's training settings in ``folder/settings.json``, refusing (``SystemExit``) to resume a row that
+    an earlier run trained with other settings; ``overwrite`` deletes the row's folder first."""
+    settings = json.loads(json.dumps(settings, default=str))  # the form they take in the file (tuples -> lists)
+    if overwrite and folder.exists():
+        shutil.rmtree(folder)
+    path, compared = folder / "settings.json", settings
+    previous: dict[str, Any] | None = None
+    if path.is_file():
+        previous = json.loads(path.read_text())
+    elif (folder / "model.json").is_file():  # a row finished by an earlier version: its checkpoint sidecar
+        metadata = read_metadata(folder / "model.pt")
+        defence = metadata.get("defence")
+        previous = {"architecture": metadata["architecture"],
+                    "defence": stored_regularizer_params(defence.get("params")) if defence else None}  # fmt: skip
+        compared = {key: settings[key] for key in previous}
+    elif (folder / "train_state").exists():
+        previous = {"recorded": "nothing (a training state of an earlier version)"}
+    if previous is not None:
+        differ = sorted(key for key in set(previous) | set(compared) if previous.get(key) != compared.get(key))
+        if differ:
+            raise SystemExit(f"{folder} holds a run with other settings ({', '.join(differ)} differ: "
+                             f"{ {k: previous.get(k) for k in differ} } there, { {k: compared.get(k) for k in differ} } now); "
+                             "rerun with --overwrite to start it fresh, or use another --work folder")  # fmt: skip
+    folder.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(settings, indent=2, sort_keys=True) + "\n")
 
 
 def plain_step(schedule: Any) -> Any:
@@ -94,8 +134,11 @@ def train_row(row: str, ablation: str | None, data: dict[str, Any], dataset: str
     batch_size = 40 if ablation == "dense" else 128
     slug = row.replace(" ", "_").replace("(", "").replace(")", "")
     started = time.perf_counter()
+    settings: dict[str, Any] = {"architecture": ARCHITECTURES[dataset], "epochs": epochs, "batch_size": batch_size,
+                                "train_images": len(data["x_train"]), "seed": args.seed, "lr_peak": args.lr_peak}  # fmt: skip
     if ablation is None:
-        optimizer = torch.optim.SGD(model.parameters(), lr=0.0, momentum=0.9, weight_decay=5e-4)
+        check_settings(work / slug, {**settings, "defence": None, "momentum": MOMENTUM}, overwrite=args.overwrite)
+        optimizer = torch.optim.SGD(model.parameters(), lr=0.0, momentum=MOMENTUM, weight_decay=5e-4)
         history = train(model, data["x_train"], data["y_train"], epochs=epochs, batch_size=batch_size, optimizer=optimizer,
                         step_fn=plain_step(schedule), device=device, checkpoint_dir=work / slug / "train_state", seed=args.seed,
                         verbose=not args.quiet, desc=f"{dataset} plain")  # fmt: skip
@@ -103,7 +146,8 @@ def train_row(row: str, ablation: str | None, data: dict[str, Any], dataset: str
     else:
         classifier = to_art_classifier(model, input_shape=data["x_train"].shape[1:], nb_classes=10, device=device)
         trainer = ManifoldRegularizationTrainer(classifier, schedule=schedule, ablation=ablation, device=device, seed=args.seed,
-                                                lr_peak=args.lr_peak, verbose=not args.quiet)  # fmt: skip
+                                                lr_peak=args.lr_peak, momentum=MOMENTUM, verbose=not args.quiet)  # fmt: skip
+        check_settings(work / slug, {**settings, "defence": trainer.regularizer_params()}, overwrite=args.overwrite)
         trainer.fit(data["x_train"], data["y_train"], batch_size=batch_size, nb_epochs=epochs,
                     checkpoint_dir=str(work / slug / "train_state"))  # fmt: skip
         history, params = trainer.history, trainer.regularizer_params()
@@ -141,11 +185,15 @@ def percent(value: float | None) -> str:
 
 
 def render(results: dict[str, Any], meta: dict[str, Any]) -> str:
+    models = ", ".join(f"{dataset} `{arch['name']}`" for dataset, arch in ARCHITECTURES.items())
     lines = [
         "# Manifold regularization (paper 003, Jin & Rinard) -- reproduction",
         "",
         f"Scale `{meta['scale']}`; command `{meta['command']}`; seed {meta['seed']}; {meta['date']}.",
-        f"Appendix-B schedules stretched to the run's epochs; SGD learning-rate peak {meta['lr_peak']} (paper: 0.1).",
+        f"Appendix-B schedules stretched to the run's epochs; SGD learning-rate peak {meta['lr_peak']} (paper: 0.1), "
+        f"momentum {MOMENTUM} (not stated in the paper).",
+        f"Models: {models}; Hamming term "
+        f"{meta.get('hamming_form', 'squared')} (eq. 13), intrinsic term x{meta.get('intrinsic_scale', 0.5):g} (eq. 11's 1/2).",
         f"Versions: {', '.join(f'{k} {v}' for k, v in meta['versions'].items())}; device {meta['device']}.",
         "",
         "Accuracies in % on the first n test images; *worst case* = per point, over every attack that ran. PGD-20 x R",
@@ -210,6 +258,7 @@ def main() -> int:
                         help="peak SGD learning rate (paper: 0.1; the 4-epoch smoke scale uses 0.02: 0.1 diverged there)")
     parser.add_argument("--ablations", action=argparse.BooleanOptionalAction, default=None, help="train the ablation rows")
     parser.add_argument("--no-autoattack", action="store_true")
+    parser.add_argument("--overwrite", action="store_true", help="retrain rows whose folder holds a run with other settings")
     parser.add_argument("--quiet", action="store_true")
     args = parser.parse_args()
     run_started = time.time()
@@ -226,6 +275,7 @@ def main() -> int:
     meta: dict[str, Any] = {
         "scale": args.scale, "command": " ".join(["python", *sys.argv]), "seed": args.seed, "device": str(device),
         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "restarts": scale["restarts"], "lr_peak": scale["lr_peak"],
+        "hamming_form": "squared", "intrinsic_scale": 0.5,  # the trainer's defaults (eqs. 13 and 11)
         "n_eval": {}, "epochs": {}, "train_images": {},
         "versions": {"art_manifold_defenses": __version__, "torch": torch.__version__, "numpy": np.__version__,
                      "python": platform.python_version()},

@@ -34,9 +34,11 @@ from art_manifold_defenses.checkpoint import load_checkpoint, save_checkpoint
 from art_manifold_defenses.data import load_dataset
 from art_manifold_defenses.estimator import to_art_classifier
 from art_manifold_defenses.manifold_regularization import (
+    LEGACY_READINGS,
     ManifoldRegularizationTrainer,
     constant_schedule,
     paper_schedule,
+    stored_regularizer_params,
 )
 from art_manifold_defenses.models import build_model
 from art_manifold_defenses.reproduce import write_summary
@@ -64,21 +66,32 @@ def _train_plain(x: Any, y: Any, epochs: int, seed: int) -> torch.nn.Module:
     return model.eval()
 
 
+def _reading(schedule_name: str) -> dict[str, Any]:
+    """The reading of eqs. 11 and 13 a schedule trains with: the paper's (squared Hamming distance, intrinsic x 1/2) for
+    the paper's schedule; the package's earlier one (unsquared, x1) for the constant weights chosen under it."""
+    if schedule_name == "paper":
+        return {"hamming_form": "squared", "intrinsic_scale": 0.5}
+    return dict(LEGACY_READINGS)
+
+
 def _train_manifold(x: Any, y: Any, epochs: int, seed: int, schedule_name: str) -> tuple[torch.nn.Module, dict[str, Any]]:
     torch.manual_seed(seed)
     model = build_model("wong_small")
     classifier = to_art_classifier(model, input_shape=(1, 28, 28), nb_classes=10)
     if schedule_name == "paper":
         schedule = paper_schedule("verification", epochs=epochs, epsilon=EPS)
-        trainer = ManifoldRegularizationTrainer(classifier, schedule=schedule, seed=seed)
+        trainer = ManifoldRegularizationTrainer(classifier, schedule=schedule, seed=seed, **_reading(schedule_name))
         settings = {"schedule": "paper verification preset, eps 0.1", "optimizer": "SGD (paper schedule)"}
     else:
         schedule = constant_schedule(epsilon=EPS, gamma_intrinsic=0.4, gamma_hamming=1000.0)
         optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
-        trainer = ManifoldRegularizationTrainer(classifier, schedule=schedule, optimizer=optimizer, seed=seed)
+        # these weights were chosen under the package's earlier reading (unsquared Hamming distance, no 1/2 on the
+        # intrinsic term); with eq. 13's squared distance gamma_H 1000 would leave the Hamming term without effect
+        trainer = ManifoldRegularizationTrainer(classifier, schedule=schedule, optimizer=optimizer, seed=seed,
+                                                **_reading(schedule_name))  # fmt: skip
         settings = {"schedule": "constant gamma_I 0.4, gamma_H 1000, eps 0.1", "optimizer": "Adam 1e-3"}
     trainer.fit(x, y, nb_epochs=epochs, batch_size=128)
-    return model.eval(), settings
+    return model.eval(), {**settings, **_reading(schedule_name)}
 
 
 def main() -> None:
@@ -107,7 +120,8 @@ def main() -> None:
     for name in ("plain", "manifold-reg"):
         started = time.perf_counter()
         path = out / name / "model.pt"
-        trained = _trained_earlier(path, epochs=scale["epochs"], seed=args.seed)
+        reading = None if name == "plain" else _reading(scale["schedule"])
+        trained = _trained_earlier(path, epochs=scale["epochs"], seed=args.seed, reading=reading)
         if trained is not None:  # resume: the verifier's TSV rows belong to this model, so never retrain under them
             model, metadata = trained
             settings = (metadata.get("defence") or {}).get("params") or {"optimizer": "Adam 1e-3"}
@@ -185,11 +199,21 @@ def main() -> None:
                          "proven lower bound, so the true robust accuracy lies between the two."])  # fmt: skip
 
 
-def _trained_earlier(path: Path, *, epochs: int, seed: int) -> tuple[torch.nn.Module, dict[str, Any]] | None:
-    """The checkpoint a previous run of the same scale and seed saved at ``path``, or None."""
+def _trained_earlier(
+    path: Path, *, epochs: int, seed: int, reading: dict[str, Any] | None = None
+) -> tuple[torch.nn.Module, dict[str, Any]] | None:
+    """The checkpoint a previous run of the same scale and seed saved at ``path``, or None. ``reading``: the
+    ``hamming_form`` / ``intrinsic_scale`` this run trains with; a checkpoint trained with another one is refused
+    (its sidecar without those fields means the earlier reading, see ``stored_regularizer_params``)."""
     if not path.is_file():
         return None
     model, metadata = load_checkpoint(path)
+    if reading is not None:
+        stored = stored_regularizer_params((metadata.get("defence") or {}).get("params"))
+        stored_reading = {key: stored[key] for key in reading}
+        if stored_reading != reading:
+            raise SystemExit(f"{path} was trained with {stored_reading}, this run uses {reading}: delete {path.parent} "
+                             "(its verification rows belong to that model) or use another --out")  # fmt: skip
     extra = metadata.get("extra", {})
     return (model, metadata) if extra.get("epochs") == epochs and extra.get("seed") == seed else None
 

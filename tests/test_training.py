@@ -1,7 +1,8 @@
-"""The shared training loop: loss decreases, exact resume, schedulers, custom steps, bad input."""
+"""The shared training loop: loss decreases, exact resume, schedulers, custom steps, bad input, collapse warning."""
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -9,7 +10,16 @@ import pytest
 import torch
 from torch import nn
 
-from art_manifold_defenses.training import TrainContext, evaluate_accuracy, train
+import art_manifold_defenses
+from art_manifold_defenses.training import (
+    COLLAPSE_CHECK_IMAGES,
+    TrainContext,
+    TrainingCollapseWarning,
+    _check_collapse,
+    collapse_statistics,
+    evaluate_accuracy,
+    train,
+)
 
 
 def _net() -> nn.Module:
@@ -20,10 +30,15 @@ def test_loss_decreases(mnist_small: tuple[np.ndarray, ...]) -> None:
     x, y, xt, yt = mnist_small
     torch.manual_seed(0)
     model = _net()
-    history = train(model, x, y, epochs=3, batch_size=50, verbose=False, validation_data=(xt, yt))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        history = train(model, x, y, epochs=3, batch_size=50, verbose=False, validation_data=(xt, yt))
     assert history[-1]["loss"] < history[0]["loss"] * 0.8
     assert history[-1]["val_accuracy"] > 0.7
     assert len(history) == 3 and all("seconds" in h for h in history)
+    # a healthy run: the collapse check records its numbers and stays silent
+    assert not [w for w in caught if issubclass(w.category, TrainingCollapseWarning)]
+    assert history[-1]["predicted_classes"] == 10.0 and history[-1]["train_subset_accuracy"] > 0.7
 
 
 def test_interrupted_training_resumes_to_the_same_result(mnist_small: tuple[np.ndarray, ...], tmp_path: Path) -> None:
@@ -123,3 +138,99 @@ def test_evaluate_accuracy_of_a_perfect_and_a_constant_model() -> None:
             return torch.nn.functional.one_hot(torch.as_tensor(y[: len(inp)]), 2).float()
 
     assert evaluate_accuracy(Oracle(), x, y) == 1.0
+
+
+class _Constant(nn.Module):
+    """A network forced to predict one class: its input is ignored (weights zero), its bias picks ``label``."""
+
+    def __init__(self, label: int, num_classes: int = 10) -> None:
+        super().__init__()
+        self.linear = nn.Linear(784, num_classes)
+        with torch.no_grad():
+            self.linear.weight.zero_()
+            self.linear.bias.zero_()
+            self.linear.bias[label] = 5.0
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.linear(x.flatten(1))
+
+
+def _collapse_warnings(caught: list[warnings.WarningMessage]) -> list[str]:
+    return [str(w.message) for w in caught if issubclass(w.category, TrainingCollapseWarning)]
+
+
+def test_a_collapsed_network_warns_with_the_numbers(mnist_small: tuple[np.ndarray, ...]) -> None:
+    x, y, _, _ = mnist_small  # 1,000 images: the check predicts a seeded subset of 512
+    model = _Constant(label=3)
+    frozen = torch.optim.SGD(model.parameters(), lr=0.0)
+    with pytest.warns(TrainingCollapseWarning) as caught:
+        history = train(model, x, y, epochs=2, batch_size=100, optimizer=frozen, verbose=False, seed=5)
+    messages = _collapse_warnings(list(caught))
+    assert len(messages) == 2 and "epoch 1/2" in messages[0] and "epoch 2/2" in messages[1]
+    record = history[-1]
+    assert record["predicted_classes"] == 1.0
+    subset = np.sort(np.random.default_rng(art_manifold_defenses.training._epoch_seed(5, -1)).choice(len(x), COLLAPSE_CHECK_IMAGES, replace=False))
+    share_of_threes = float((y[subset] == 3).mean())
+    assert record["train_subset_accuracy"] == pytest.approx(share_of_threes)
+    assert f"accuracy {share_of_threes:.1%} on 512 training images" in messages[1]
+    assert "class 3 takes 100.0% of the predictions" in messages[1] and "1 distinct classes" in messages[1]
+    assert "chance 10.0%" in messages[1]
+    assert issubclass(art_manifold_defenses.TrainingCollapseWarning, UserWarning)
+
+
+def test_collapse_check_runs_after_on_epoch_end_and_can_be_switched_off(mnist_small: tuple[np.ndarray, ...]) -> None:
+    x, y, _, _ = mnist_small
+    x, y = x[:200], y[:200]
+
+    def break_the_model(ctx: TrainContext, record: dict[str, float]) -> None:  # e.g. a re-calibration gone wrong
+        with torch.no_grad():
+            for module in ctx.model.modules():
+                if isinstance(module, nn.Linear):
+                    module.weight.zero_()
+                    module.bias.zero_()
+            ctx.model[-1].bias[7] = 1.0
+
+    torch.manual_seed(0)
+    with pytest.warns(TrainingCollapseWarning, match="class 7 takes 100.0%"):
+        history = train(_net(), x, y, epochs=1, batch_size=50, verbose=False, on_epoch_end=break_the_model)
+    assert history[0]["predicted_classes"] == 1.0
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        history = train(_Constant(label=1), x, y, epochs=1, batch_size=50, verbose=False, collapse_check=False)
+    assert not _collapse_warnings(caught)
+    assert "train_subset_accuracy" not in history[0] and "predicted_classes" not in history[0]
+    with pytest.raises(TypeError, match="collapse_check"):
+        train(_net(), x, y, epochs=1, verbose=False, collapse_check="yes")  # type: ignore[arg-type]
+
+
+def test_only_the_warning_rank_warns() -> None:
+    """Under torch.distributed ``train`` passes ``warn=rank == 0``: the other ranks record the numbers silently."""
+    x = np.random.default_rng(0).random((20, 1, 28, 28), dtype=np.float32)
+    y = np.arange(20) % 10
+    for warn in (False, True):
+        record: dict[str, float] = {}
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            _check_collapse(_Constant(label=0), x, y, record, epoch=0, epochs=1, device=torch.device("cpu"), warn=warn)
+        assert record == {"train_subset_accuracy": 0.1, "predicted_classes": 1.0}
+        assert len(_collapse_warnings(caught)) == int(warn)
+
+
+def test_collapse_statistics_by_hand() -> None:
+    # 4 predictions, all class 3; labels 3, 1, 2, 0: accuracy 1/4 (above the 15% chance threshold for 10 classes) but
+    # one class takes 100% of the predictions
+    stats = collapse_statistics([3, 3, 3, 3], [3, 1, 2, 0], 10)
+    assert (stats["accuracy"], stats["predicted_classes"], stats["dominant_class"], stats["dominant_share"]) == (0.25, 1, 3, 1.0)
+    assert stats["one_class"] and not stats["at_chance"] and stats["collapsed"]
+    # varied predictions, 1 of 10 right: at chance (<= min(1.5 / 10, 1 / 10 + 0.1) = 15%)
+    stats = collapse_statistics(np.arange(10), [1, 2, 3, 4, 4, 6, 7, 8, 9, 0], 10)  # only the fifth is right
+    assert stats["accuracy"] == 0.1 and stats["predicted_classes"] == 10 and stats["at_chance"] and not stats["one_class"]
+    assert stats["chance_threshold"] == pytest.approx(0.15)
+    # labels that are themselves one class: predicting it is no collapse
+    assert not collapse_statistics([2] * 10, [2] * 10, 10)["collapsed"]
+    # two classes: chance threshold min(0.75, 0.6) = 0.6
+    assert collapse_statistics([0, 1, 0, 1, 0], [0, 1, 1, 0, 0], 2)["chance_threshold"] == pytest.approx(0.6)
+    with pytest.raises(ValueError, match="same length"):
+        collapse_statistics([1, 2], [1], 10)
+    with pytest.raises(ValueError, match="num_classes"):
+        collapse_statistics([1], [1], 1)

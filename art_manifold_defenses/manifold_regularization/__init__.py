@@ -16,14 +16,17 @@ from ..checkpoint import register_defence
 from .perturbation import perturbed_pair, sample_maximal_perturbation
 from .regularizers import (
     BATCHING_MODES,
+    HAMMING_FORMS,
     ManifoldRegularizer,
     RegularizerOutput,
     dense_intrinsic_regularizer,
-    fused_hamming_layer_term,
-    fused_hamming_pair_term,
+    fused_hamming_layer_distances,
+    fused_hamming_pair_distances,
+    hamming_layer_distances,
     hamming_layer_terms,
     hamming_regularizer,
     hamming_relaxation,
+    hamming_term_from_distances,
     heat_kernel_weights,
     intrinsic_regularizer,
     relu_pattern_disagreements,
@@ -32,12 +35,20 @@ from .regularizers import (
 from .relu_hooks import ReLURecorder, find_relu_modules
 from .schedules import ManifoldRegularizationSchedule, PiecewiseLinear, constant_schedule, paper_schedule
 from .stability import relu_stability
-from .trainer import ABLATIONS, ManifoldRegularizationTrainer, manifold_regularization_step
+from .trainer import (
+    ABLATIONS,
+    LEGACY_READINGS,
+    ManifoldRegularizationTrainer,
+    manifold_regularization_step,
+    stored_regularizer_params,
+)
 
 __all__ = [
     "ABLATIONS",
     "BATCHING_MODES",
     "DEFENCE_NAME",
+    "HAMMING_FORMS",
+    "LEGACY_READINGS",
     "ManifoldRegularizationSchedule",
     "ManifoldRegularizationTrainer",
     "ManifoldRegularizer",
@@ -47,11 +58,13 @@ __all__ = [
     "constant_schedule",
     "dense_intrinsic_regularizer",
     "find_relu_modules",
-    "fused_hamming_layer_term",
-    "fused_hamming_pair_term",
+    "fused_hamming_layer_distances",
+    "fused_hamming_pair_distances",
+    "hamming_layer_distances",
     "hamming_layer_terms",
     "hamming_regularizer",
     "hamming_relaxation",
+    "hamming_term_from_distances",
     "heat_kernel_weights",
     "intrinsic_regularizer",
     "manifold_regularization_step",
@@ -60,6 +73,7 @@ __all__ = [
     "relu_pattern_disagreements",
     "relu_stability",
     "sample_maximal_perturbation",
+    "stored_regularizer_params",
     "uses_batch_statistics",
 ]
 

@@ -12,7 +12,7 @@ from torch import nn
 from ..estimator import to_art_classifier
 from ..models import build_model
 from . import DEFENCE_NAME
-from .regularizers import BATCHING_MODES
+from .regularizers import BATCHING_MODES, HAMMING_FORMS
 from .schedules import PRESETS, ManifoldRegularizationSchedule, constant_schedule, paper_schedule
 from .trainer import ABLATIONS, ManifoldRegularizationTrainer
 
@@ -30,6 +30,10 @@ def add_train_arguments(group: Any) -> None:
     group.add_argument("--mr-gamma-h", type=float, default=None, help="start weight gamma_H of the Hamming term (default: preset)")
     group.add_argument("--mr-ramp-factor", type=float, default=10.0, help="gamma_I/gamma_H grow by this factor over epochs 20-80%% (default: 10)")
     group.add_argument("--mr-alpha", type=float, default=8.0, help="tanh sharpness of the Hamming relaxation (default: 8)")
+    group.add_argument("--mr-hamming-form", default="squared", choices=list(HAMMING_FORMS),
+                       help="squared per-sample Hamming distance (eq. 13, default) or unsquared (earlier versions)")
+    group.add_argument("--mr-intrinsic-scale", type=float, default=0.5,
+                       help="factor of the intrinsic term (eq. 11's 1/(c^2 N), c = 2: 0.5, default; earlier versions: 1)")
     group.add_argument("--mr-norm", default="linf", choices=["linf", "l2"], help="resampling norm (default: linf)")
     group.add_argument("--mr-dense-scale", type=float, default=2.0, help="heat-kernel scale s of the dense ablation (default: 2)")
     group.add_argument("--mr-optimizer", default="sgd", choices=["sgd", "adam"],
@@ -82,7 +86,9 @@ def train_from_args(
     optimizer = torch.optim.Adam(model.parameters(), lr=args.lr) if args.mr_optimizer == "adam" else None
     classifier = to_art_classifier(model, input_shape=data["x_train"].shape[1:], nb_classes=num_classes, device=device)
     trainer = ManifoldRegularizationTrainer(
-        classifier, schedule=schedule, ablation=args.mr_ablation, alpha=args.mr_alpha, norm=args.mr_norm,
+        classifier, schedule=schedule, ablation=args.mr_ablation, alpha=args.mr_alpha,
+        hamming_form=getattr(args, "mr_hamming_form", "squared"), intrinsic_scale=getattr(args, "mr_intrinsic_scale", 0.5),
+        norm=args.mr_norm,
         dense_scale=args.mr_dense_scale, lr_peak=args.mr_lr_peak, weight_decay=args.mr_weight_decay,
         momentum=args.mr_momentum, optimizer=optimizer, batching=getattr(args, "mr_batching", "auto"), device=device,
         seed=args.seed, verbose=not args.quiet,

@@ -18,7 +18,24 @@ from ..utils import check_images, check_labels, resolve_device
 from .regularizers import ManifoldRegularizer
 from .schedules import PRESETS, ManifoldRegularizationSchedule, paper_schedule
 
-__all__ = ["ABLATIONS", "ManifoldRegularizationTrainer", "manifold_regularization_step"]
+__all__ = ["ABLATIONS", "LEGACY_READINGS", "ManifoldRegularizationTrainer", "manifold_regularization_step", "stored_regularizer_params"]
+
+#: The settings that older checkpoints and sidecars do not record, with the reading those versions used: the
+#: unsquared Hamming distance and no factor 1/2 on the intrinsic term.
+LEGACY_READINGS: dict[str, Any] = {"hamming_form": "unsquared", "intrinsic_scale": 1.0}
+
+
+def stored_regularizer_params(params: dict[str, Any] | None) -> dict[str, Any]:
+    """The trainer settings recorded in a checkpoint's sidecar (``metadata["defence"]["params"]``, as written from
+    :meth:`ManifoldRegularizationTrainer.regularizer_params`), with what older sidecars leave out filled in by the
+    reading those versions trained with (:data:`LEGACY_READINGS`: ``hamming_form="unsquared"``,
+    ``intrinsic_scale=1.0``). Returns a new dict.
+
+    Paper: Jin & Rinard 2020 (paper 003), eqs. 11 and 13 (which reading of them a stored model was trained with).
+    """
+    if params is not None and not isinstance(params, dict):
+        raise TypeError(f"params must be a dict of stored trainer settings or None, got {type(params).__name__}")
+    return {**LEGACY_READINGS, **(params or {})}
 
 #: ablation name -> (intrinsic term, Hamming term)
 ABLATIONS: dict[str, tuple[str | None, bool]] = {
@@ -32,6 +49,8 @@ ABLATIONS: dict[str, tuple[str | None, bool]] = {
 def manifold_regularization_step(regularizer: ManifoldRegularizer, schedule: ManifoldRegularizationSchedule) -> StepFunction:
     """A step function for :func:`art_manifold_defenses.training.train` implementing eq. 15:
     ``CE(f(x), y) + gamma_I * intrinsic + gamma_H * Hamming`` (weight decay, the ambient term, is the optimizer's).
+    Besides the terms it logs ``hamming_distance``, the batch mean of the per-sample distance ``d_H(x+, x-)`` that
+    eq. 13 squares.
 
     Paper: Jin & Rinard 2020 (paper 003), eq. 15 (Section 5.4).
 
@@ -66,7 +85,9 @@ def manifold_regularization_step(regularizer: ManifoldRegularizer, schedule: Man
             loss = cross_entropy + gamma_i * out.intrinsic + gamma_h * out.hamming
         with torch.no_grad():  # one device-to-host transfer for every logged value
             accuracy = (out.logits.argmax(1) == y).float().mean()
-            total, ce, intrinsic, hamming, acc = torch.stack([loss, cross_entropy, out.intrinsic, out.hamming, accuracy]).tolist()
+            distance = out.layer_hamming.mean() if out.layer_hamming.numel() else out.hamming.new_zeros(())
+            values_on_host = torch.stack([loss, cross_entropy, out.intrinsic, out.hamming, accuracy, distance]).tolist()
+            total, ce, intrinsic, hamming, acc, hamming_distance = values_on_host
         if not math.isfinite(total):
             raise FloatingPointError(
                 f"non-finite loss at epoch {ctx.epoch + 1}, batch {ctx.batch_index}: cross-entropy {ce}, intrinsic "
@@ -85,6 +106,7 @@ def manifold_regularization_step(regularizer: ManifoldRegularizer, schedule: Man
             "cross_entropy": ce,
             "intrinsic": intrinsic,
             "hamming": hamming,
+            "hamming_distance": hamming_distance,
             "epsilon": values["epsilon"],
             "gamma_intrinsic": gamma_i,
             "gamma_hamming": gamma_h,
@@ -124,11 +146,15 @@ class ManifoldRegularizationTrainer(Trainer):
     Stable Deep Neural Networks", ICLR 2021 submission, https://openreview.net/forum?id=bhKQ7P7gyLA; arXiv:2003.04286).
 
     Objective (eq. 15): cross-entropy on clean inputs + weight decay (gamma_K = 5e-4, via SGD) + gamma_I times the
-    sparse intrinsic term (eq. 11) + gamma_H times the Hamming term (eqs. 13-14), all computed from the forward passes
+    sparse intrinsic term (eq. 11, with its constant 1/2) + gamma_H times the Hamming term (eq. 13: the squared
+    per-sample distance of section 5.4, relaxed by eq. 14), all computed from the forward passes
     of ``x``, ``x+`` and ``x-`` (one concatenated pass, or three passes in one graph: ``batching``, see
     :class:`ManifoldRegularizer`) and one backward. Schedules (appendix B) are functions of the epoch: SGD
     with a piecewise-linear learning rate (0 -> 0.1 -> 0.005 -> 0), eps ramped from eps/4 to eps over epochs 10-35,
     gamma_I and gamma_H ramped x10 over epochs 20-80 (breakpoints stretched to ``nb_epochs``). No adversary is used.
+    Training goes through :func:`art_manifold_defenses.training.train`, which warns
+    (:class:`~art_manifold_defenses.training.TrainingCollapseWarning`) when an epoch ends with the network at chance
+    or predicting one class (``fit(..., collapse_check=False)`` turns the check off).
 
     Ablations (Table 2): ``"both"`` (the method), ``"intrinsic"`` (gamma_H = 0), ``"hamming"`` (gamma_I = 0),
     ``"dense"`` (the intrinsic term over the dense heat-kernel Laplacian of the batch, scale ``dense_scale``; the
@@ -146,11 +172,16 @@ class ManifoldRegularizationTrainer(Trainer):
             (``"cifar10"``, ``"mnist"``, ``"verification"``) stretched to ``nb_epochs`` at ``fit`` time.
         ablation: ``"both"`` | ``"intrinsic"`` | ``"hamming"`` | ``"dense"``.
         alpha: Hamming relaxation sharpness (paper: 8).
+        hamming_form: ``"squared"`` (eq. 13, default) or ``"unsquared"`` (the reading of earlier versions: about
+            3,500x stronger at initialisation on C&W's MNIST net, where it made training collapse).
+        intrinsic_scale: factor of the sparse intrinsic term (eq. 11's ``1 / (c^2 N)`` with ``c = 2``: 0.5, the
+            default; earlier versions: 1.0).
         norm: ``"linf"`` (paper) or ``"l2"`` resampling.
         dense_scale: heat-kernel scale of the dense ablation (paper: 2).
         lr_peak: peak learning rate of a preset schedule (paper: 0.1).
         weight_decay: gamma_K (paper: 5e-4) for the default SGD optimizer.
-        momentum: SGD momentum of the default optimizer (not stated in the paper; Maini et al.'s schedule uses 0.9).
+        momentum: SGD momentum of the default optimizer. The paper names SGD and Maini et al.'s learning-rate schedule
+            but no momentum; 0.9 (the default) is what Maini et al. train with; ``momentum=0`` is plain SGD.
         optimizer: a torch optimizer over the model's parameters to use instead of SGD (the schedule's learning
             rate, if any, is still written into it).
         shared_dropout: one dropout mask for x, x+, x- (see :class:`ManifoldRegularizer`).
@@ -165,8 +196,9 @@ class ManifoldRegularizationTrainer(Trainer):
     """
 
     params = [
-        "schedule", "ablation", "alpha", "norm", "dense_scale", "lr_peak", "weight_decay", "momentum", "optimizer",
-        "shared_dropout", "functional_relus", "activation_types", "batching", "device", "seed", "verbose",
+        "schedule", "ablation", "alpha", "hamming_form", "intrinsic_scale", "norm", "dense_scale", "lr_peak",
+        "weight_decay", "momentum", "optimizer", "shared_dropout", "functional_relus", "activation_types", "batching",
+        "device", "seed", "verbose",
     ]  # fmt: skip
 
     def __init__(
@@ -176,6 +208,8 @@ class ManifoldRegularizationTrainer(Trainer):
         schedule: ManifoldRegularizationSchedule | str = "cifar10",
         ablation: str = "both",
         alpha: float = 8.0,
+        hamming_form: str = "squared",
+        intrinsic_scale: float = 0.5,
         norm: str = "linf",
         dense_scale: float = 2.0,
         lr_peak: float = 0.1,
@@ -197,6 +231,8 @@ class ManifoldRegularizationTrainer(Trainer):
         self.schedule = schedule
         self.ablation = ablation
         self.alpha = alpha
+        self.hamming_form = hamming_form
+        self.intrinsic_scale = intrinsic_scale
         self.norm = norm
         self.dense_scale = dense_scale
         self.lr_peak = lr_peak
@@ -234,7 +270,8 @@ class ManifoldRegularizationTrainer(Trainer):
         if not isinstance(self.verbose, bool):
             raise TypeError(f"verbose must be a bool, got {type(self.verbose).__name__}")
         resolve_device(self.device)
-        self._make_regularizer()  # validates alpha, norm, dense_scale, functional_relus, shared_dropout, activation_types, batching
+        self._make_regularizer()  # validates alpha, hamming_form, intrinsic_scale, norm, dense_scale, functional_relus,
+        # shared_dropout, activation_types, batching
 
     def set_params(self, **kwargs: Any) -> None:
         """Set hyper-parameters by name (ART style) and validate them."""
@@ -248,17 +285,20 @@ class ManifoldRegularizationTrainer(Trainer):
         intrinsic, hamming = ABLATIONS[self.ablation]
         clip = getattr(self._classifier, "clip_values", None)
         return ManifoldRegularizer(
-            norm=self.norm, alpha=self.alpha, intrinsic=intrinsic, hamming=hamming, dense_scale=self.dense_scale,
+            norm=self.norm, alpha=self.alpha, intrinsic=intrinsic, hamming=hamming, hamming_form=self.hamming_form,
+            intrinsic_scale=self.intrinsic_scale, dense_scale=self.dense_scale,
             clip_values=None if clip is None else (float(np.min(clip[0])), float(np.max(clip[1]))),
             functional_relus=self.functional_relus, shared_dropout=self.shared_dropout,
             activation_types=self.activation_types, batching=self.batching,
         )  # fmt: skip
 
     def regularizer_params(self) -> dict[str, Any]:
-        """The hyper-parameters as JSON-friendly values (for checkpoint metadata)."""
+        """The hyper-parameters as JSON-friendly values (for checkpoint metadata; read them back with
+        :func:`stored_regularizer_params`, which fills in the reading of sidecars written before a field existed)."""
         schedule = self.schedule if isinstance(self.schedule, str) else self.schedule.describe()
         return {
-            "schedule": schedule, "ablation": self.ablation, "alpha": self.alpha, "norm": self.norm,
+            "schedule": schedule, "ablation": self.ablation, "alpha": self.alpha, "hamming_form": self.hamming_form,
+            "intrinsic_scale": self.intrinsic_scale, "norm": self.norm,
             "dense_scale": self.dense_scale, "lr_peak": self.lr_peak, "weight_decay": self.weight_decay,
             "momentum": self.momentum, "shared_dropout": self.shared_dropout, "batching": self.batching, "seed": self.seed,
         }  # fmt: skip
@@ -297,7 +337,8 @@ class ManifoldRegularizationTrainer(Trainer):
             batch_size: paper: 128 (40 for the dense ablation).
             nb_epochs: paper: 100.
             checkpoint_dir: write the training state every epoch and resume from it.
-            kwargs: passed to :func:`art_manifold_defenses.training.train` (e.g. ``grad_clip``, ``on_epoch_end``).
+            kwargs: passed to :func:`art_manifold_defenses.training.train` (e.g. ``grad_clip``, ``on_epoch_end``,
+                ``collapse_check=False``).
         """
         nb_classes = int(self._classifier.nb_classes)
         clip = getattr(self._classifier, "clip_values", None)

@@ -5,7 +5,7 @@
 hooks (manifold regularization) and module surgery (radial mapping, ELU swap) see them.
 """
 
-from .mnist_nets import cleverhans_cnn, cw_mnist, tramer_a, wong_small
+from .mnist_nets import cleverhans_cnn, cw_mnist, cw_mnist_paper, tramer_a, wong_small
 from .registry import MODELS, build_model, make_activation, model_names
 from .resnet import PreActResNet18, ResNet, preact_resnet18, resnet18, resnet50, resnet101
 from .small_nets import UNet, stn_cifar, unet, vgg16
@@ -18,6 +18,7 @@ __all__ = [
     "build_model",
     "cleverhans_cnn",
     "cw_mnist",
+    "cw_mnist_paper",
     "make_activation",
     "model_names",
     "preact_resnet18",

@@ -12,21 +12,16 @@ def _require(size: int, minimum: int, name: str) -> None:
         raise ValueError(f"input_size={size} is too small for {name}; it needs at least {minimum}")
 
 
-def cw_mnist(in_channels: int = 1, num_classes: int = 10, input_size: int = 28, activation: str = "relu") -> nn.Sequential:
-    """Carlini & Wagner's MNIST net (papers 000 and 003): 4 conv 3x3 (32, 32, 64, 64, same padding) with two
-    max-pools, then FC200, dropout 0.5, FC200, FC``num_classes``.
-
-    Architecture of Carlini & Wagner 2017 (their MNIST model); no equation.
-    """
-    _require(input_size, 4, "cw_mnist")
-    side = input_size // 2 // 2
+def _carlini_wagner_layers(in_channels: int, num_classes: int, side: int, padding: int, activation: str) -> nn.Sequential:
+    """C&W's MNIST layer stack: conv 3x3 32, 32, max-pool 2, 64, 64, max-pool 2, flatten (64 x ``side`` x ``side``),
+    FC 200, dropout 0.5, FC 200, FC ``num_classes``; every conv padded by ``padding``."""
     act = lambda: make_activation(activation)  # noqa: E731
     return nn.Sequential(
-        nn.Conv2d(in_channels, 32, 3, padding=1), act(),
-        nn.Conv2d(32, 32, 3, padding=1), act(),
+        nn.Conv2d(in_channels, 32, 3, padding=padding), act(),
+        nn.Conv2d(32, 32, 3, padding=padding), act(),
         nn.MaxPool2d(2),
-        nn.Conv2d(32, 64, 3, padding=1), act(),
-        nn.Conv2d(64, 64, 3, padding=1), act(),
+        nn.Conv2d(32, 64, 3, padding=padding), act(),
+        nn.Conv2d(64, 64, 3, padding=padding), act(),
         nn.MaxPool2d(2),
         nn.Flatten(),
         nn.Linear(64 * side * side, 200), act(),
@@ -34,6 +29,42 @@ def cw_mnist(in_channels: int = 1, num_classes: int = 10, input_size: int = 28, 
         nn.Linear(200, 200), act(),
         nn.Linear(200, num_classes),
     )  # fmt: skip
+
+
+def cw_mnist(in_channels: int = 1, num_classes: int = 10, input_size: int = 28, activation: str = "relu") -> nn.Sequential:
+    """Carlini & Wagner's MNIST net with 'same' padding (papers 000 and 003): 4 conv 3x3 (32, 32, 64, 64, same
+    padding) with two max-pools, then FC200, dropout 0.5, FC200, FC``num_classes``; PyTorch's default initialisation.
+
+    Architecture after Carlini & Wagner 2017 (their MNIST model), as paper 000's authors build it ('same' padding);
+    no equation. Not C&W's network exactly: theirs has valid convs (flatten 1,024 instead of 3,136) and Glorot-uniform
+    weights with zero biases, see :func:`cw_mnist_paper` (paper 003's network).
+    """
+    _require(input_size, 4, "cw_mnist")
+    return _carlini_wagner_layers(in_channels, num_classes, input_size // 2 // 2, 1, activation)
+
+
+def cw_mnist_paper(in_channels: int = 1, num_classes: int = 10, input_size: int = 28, activation: str = "relu") -> nn.Sequential:
+    """Carlini & Wagner's MNIST net exactly as their code builds it (paper 003): 3x3 **valid** convs 32, 32,
+    max-pool 2, 64, 64, max-pool 2, flatten (1,024 features at 28x28), FC 200, ReLU, dropout 0.5, FC 200, ReLU,
+    FC ``num_classes``; Glorot-uniform weights and zero biases (Keras' defaults, which their code uses).
+
+    Architecture of Carlini & Wagner 2017 (``train_models.py`` of ``carlini/nn_robust_attacks``, parameters
+    ``[32, 32, 64, 64, 200, 200]``), the MNIST network of Jin & Rinard 2020 (paper 003), Appendix B; no equation.
+
+    Differences from :func:`cw_mnist` (kept unchanged for existing checkpoints): ``cw_mnist`` pads its convs
+    ('same', flatten 3,136) and keeps PyTorch's default initialisation. C&W feed images in [-0.5, 0.5]; the package
+    feeds [0, 1] (its convention), which shifts only what the first layer sees.
+    """
+    side = conv_out(conv_out(conv_out(conv_out(input_size, 3), 3) // 2, 3), 3) // 2
+    if side < 1:
+        raise ValueError(f"input_size={input_size} is too small for cw_mnist_paper; it needs at least 16")
+    model = _carlini_wagner_layers(in_channels, num_classes, side, 0, activation)
+    for module in model.modules():
+        if isinstance(module, (nn.Conv2d, nn.Linear)):
+            nn.init.xavier_uniform_(module.weight)  # Glorot uniform: fans of a conv include its kernel size, as in Keras
+            if module.bias is not None:
+                nn.init.zeros_(module.bias)
+    return model
 
 
 def cleverhans_cnn(

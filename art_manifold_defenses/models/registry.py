@@ -9,7 +9,7 @@ from typing import Any
 from torch import nn
 
 from .common import ACTIVATIONS, check_positive, make_activation
-from .mnist_nets import cleverhans_cnn, cw_mnist, tramer_a, wong_small
+from .mnist_nets import cleverhans_cnn, cw_mnist, cw_mnist_paper, tramer_a, wong_small
 from .resnet import preact_resnet18, resnet18, resnet50, resnet101
 from .small_nets import stn_cifar, unet, vgg16
 
@@ -17,6 +17,7 @@ __all__ = ["MODELS", "build_model", "make_activation", "model_names"]
 
 MODELS: dict[str, Callable[..., nn.Module]] = {
     "cw_mnist": cw_mnist,
+    "cw_mnist_paper": cw_mnist_paper,
     "cleverhans_cnn": cleverhans_cnn,
     "tramer_a": tramer_a,
     "wong_small": wong_small,

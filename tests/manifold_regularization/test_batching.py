@@ -19,9 +19,10 @@ from art_manifold_defenses.manifold_regularization import (
     ManifoldRegularizer,
     ReLURecorder,
     constant_schedule,
-    fused_hamming_layer_term,
-    fused_hamming_pair_term,
-    hamming_layer_terms,
+    fused_hamming_layer_distances,
+    fused_hamming_pair_distances,
+    hamming_layer_distances,
+    hamming_regularizer,
     intrinsic_regularizer,
     relu_pattern_disagreements,
     uses_batch_statistics,
@@ -38,7 +39,9 @@ def conv_net(dtype: torch.dtype = torch.float64, *, dropout: float = 0.0) -> nn.
     return nn.Sequential(*layers).to(dtype)
 
 
-def straightforward_terms(model: nn.Module, x: Tensor, x_plus: Tensor, x_minus: Tensor, alpha: float) -> tuple[Tensor, Tensor, Tensor]:
+def straightforward_terms(
+    model: nn.Module, x: Tensor, x_plus: Tensor, x_minus: Tensor, alpha: float, form: str = "squared"
+) -> tuple[Tensor, Tensor, Tensor]:
     """Logits, sparse intrinsic and Hamming terms by three plain passes and autograd on ``tanh`` (eqs. 11, 13-14)."""
     records: list[Tensor] = []
     handles = [m.register_forward_pre_hook(lambda _m, inputs: records.append(inputs[0])) for m in model.modules()
@@ -54,29 +57,30 @@ def straightforward_terms(model: nn.Module, x: Tensor, x_plus: Tensor, x_minus: 
     finally:
         for handle in handles:
             handle.remove()
-    return logits, intrinsic_regularizer(f_plus, f_minus), hamming_layer_terms(z_plus, z_minus, alpha=alpha).mean()
+    return logits, intrinsic_regularizer(f_plus, f_minus), hamming_regularizer(z_plus, z_minus, alpha=alpha, form=form)
 
 
 def grads(model: nn.Module, value: Tensor) -> list[Tensor]:
     return list(torch.autograd.grad(value, list(model.parameters())))
 
 
-@pytest.mark.parametrize("alpha", [0.5, 8.0])
-def test_separate_and_concatenated_passes_equal_the_straightforward_computation(alpha: float) -> None:
+@pytest.mark.parametrize(("alpha", "form"), [(0.5, "squared"), (8.0, "squared"), (8.0, "unsquared")])
+def test_separate_and_concatenated_passes_equal_the_straightforward_computation(alpha: float, form: str) -> None:
     model = conv_net()
     x = torch.rand(5, 1, 8, 8, dtype=torch.float64)
     rho = 0.2 * (torch.randint(0, 2, x.shape, generator=torch.Generator().manual_seed(1)).double() * 2 - 1)
     x_plus, x_minus = (x + rho).clamp(0, 1), (x - rho).clamp(0, 1)
-    logits, intrinsic, hamming = straightforward_terms(model, x, x_plus, x_minus, alpha)
-    reference_grads = grads(model, F.cross_entropy(logits, torch.arange(5) % 3) + 0.7 * intrinsic + 30.0 * hamming)
+    logits, intrinsic, hamming = straightforward_terms(model, x, x_plus, x_minus, alpha, form)
+    weight = 3000.0 if form == "squared" else 30.0  # both terms matter in the gradient
+    reference_grads = grads(model, F.cross_entropy(logits, torch.arange(5) % 3) + 0.7 * intrinsic + weight * hamming)
     for batching in ("separate", "concatenated"):
-        out = ManifoldRegularizer(eps=0.2, alpha=alpha, batching=batching)(model, x, perturbation=rho)
+        out = ManifoldRegularizer(eps=0.2, alpha=alpha, batching=batching, hamming_form=form)(model, x, perturbation=rho)
         assert out.logits is not None
         assert torch.allclose(out.logits, logits, atol=1e-12)
         assert out.intrinsic.item() == pytest.approx(intrinsic.item(), rel=1e-12)
         assert out.hamming.item() == pytest.approx(hamming.item(), rel=1e-12)
         assert out.layer_names == ["1", "5", "7"]
-        ours = grads(model, F.cross_entropy(out.logits, torch.arange(5) % 3) + 0.7 * out.intrinsic + 30.0 * out.hamming)
+        ours = grads(model, F.cross_entropy(out.logits, torch.arange(5) % 3) + 0.7 * out.intrinsic + weight * out.hamming)
         for a, b in zip(ours, reference_grads, strict=True):
             assert torch.allclose(a, b, atol=1e-12, rtol=1e-10), batching
     separate = ManifoldRegularizer(eps=0.2, alpha=alpha, batching="separate")(model, x, perturbation=rho)
@@ -163,22 +167,24 @@ def test_blocked_hamming_kernels_match_autograd_on_tanh(block_bytes: int, monkey
     z_minus = torch.randn(batch, 3, 4, dtype=torch.float64, requires_grad=True)
     with torch.no_grad():
         z_minus[1] = z_plus[1]  # a zero-norm row
-    reference = hamming_layer_terms([z_plus], [z_minus], alpha=8.0)[0]
-    pair = fused_hamming_pair_term(z_plus, z_minus, alpha=8.0)
-    assert pair.item() == pytest.approx(reference.item(), rel=1e-12)
-    for ours, theirs in zip(torch.autograd.grad(pair, (z_plus, z_minus)), torch.autograd.grad(reference, (z_plus, z_minus)), strict=True):
+    reference = hamming_layer_distances([z_plus], [z_minus], alpha=8.0)[:, 0]
+    pair = fused_hamming_pair_distances(z_plus, z_minus, alpha=8.0)
+    assert pair.shape == (batch,) and torch.allclose(pair, reference, rtol=1e-12, atol=0)
+    row_weights = torch.arange(1.0, batch + 1, dtype=torch.float64)  # a different gradient for every row's distance
+    ours_grads = torch.autograd.grad((row_weights * pair).sum(), (z_plus, z_minus))
+    for ours, theirs in zip(ours_grads, torch.autograd.grad((row_weights * reference).sum(), (z_plus, z_minus)), strict=True):
         assert torch.allclose(ours, theirs, atol=1e-12)
     stacked = torch.cat([torch.randn(batch, 3, 4, dtype=torch.float64), z_plus.detach(), z_minus.detach()]).requires_grad_(True)
-    layer = fused_hamming_layer_term(stacked, batch=batch, alpha=8.0)
-    assert layer.item() == pytest.approx(reference.item(), rel=1e-12)
+    layer = fused_hamming_layer_distances(stacked, batch=batch, alpha=8.0)
+    assert torch.allclose(layer, reference, rtol=1e-12, atol=0)
     with torch.no_grad():  # the value-only path
-        assert fused_hamming_pair_term(z_plus, z_minus, alpha=8.0).item() == pytest.approx(reference.item(), rel=1e-12)
-        assert fused_hamming_layer_term(stacked, batch=batch, alpha=8.0).item() == pytest.approx(reference.item(), rel=1e-12)
-    assert torch.autograd.gradcheck(lambda a, b: fused_hamming_pair_term(a, b, alpha=0.7), (z_plus, z_minus))
-    exact = fused_hamming_pair_term(z_plus, z_minus, alpha=math.inf)
-    assert exact.item() == pytest.approx(hamming_layer_terms([z_plus], [z_minus], alpha=math.inf)[0].item())
+        assert torch.allclose(fused_hamming_pair_distances(z_plus, z_minus, alpha=8.0), reference, rtol=1e-12, atol=0)
+        assert torch.allclose(fused_hamming_layer_distances(stacked, batch=batch, alpha=8.0), reference, rtol=1e-12, atol=0)
+    assert torch.autograd.gradcheck(lambda a, b: fused_hamming_pair_distances(a, b, alpha=0.7), (z_plus, z_minus))
+    exact = fused_hamming_pair_distances(z_plus, z_minus, alpha=math.inf)
+    assert torch.allclose(exact, hamming_layer_distances([z_plus], [z_minus], alpha=math.inf)[:, 0])
     with pytest.raises(ValueError, match="same shape"):
-        fused_hamming_pair_term(z_plus, z_minus[:2])
+        fused_hamming_pair_distances(z_plus, z_minus[:2])
 
 
 @pytest.mark.parametrize("block_bytes", [8, 12, 1 << 20])
@@ -197,11 +203,11 @@ def test_relu_pattern_disagreements_count_exactly(block_bytes: int, monkeypatch:
         expected_many = int(torch.count_nonzero(torch.ne(many_plus > 0, many_minus > 0)))
         assert int(relu_pattern_disagreements(many_plus.bfloat16(), many_minus.bfloat16())) == expected_many
     # the count taken inside the Hamming term's blocks: the same number, in both paths
-    term, count = regularizers_module._pair_term_and_disagreements(z_plus.requires_grad_(), z_minus, 8.0)
-    assert int(count) == expected and not count.requires_grad and term.requires_grad
+    distances, count = regularizers_module._pair_distances_and_disagreements(z_plus.requires_grad_(), z_minus, 8.0)
+    assert int(count) == expected and not count.requires_grad and distances.requires_grad
     with torch.no_grad():
-        assert int(regularizers_module._pair_term_and_disagreements(z_plus, z_minus, 8.0)[1]) == expected
-        assert int(regularizers_module._pair_term_and_disagreements(z_plus, z_minus, math.inf)[1]) == expected
+        assert int(regularizers_module._pair_distances_and_disagreements(z_plus, z_minus, 8.0)[1]) == expected
+        assert int(regularizers_module._pair_distances_and_disagreements(z_plus, z_minus, math.inf)[1]) == expected
     with pytest.raises(ValueError, match="same shape"):
         relu_pattern_disagreements(z_plus, z_minus[:2])
 
@@ -210,8 +216,8 @@ def test_pair_term_gradient_in_place_only_when_the_graph_is_not_kept() -> None:
     torch.manual_seed(1)
     z_plus = torch.randn(4, 10, dtype=torch.float64, requires_grad=True)
     z_minus = torch.randn(4, 10, dtype=torch.float64, requires_grad=True)
-    reference = torch.autograd.grad(hamming_layer_terms([z_plus], [z_minus], alpha=8.0)[0], (z_plus, z_minus))
-    kept = fused_hamming_pair_term(z_plus, z_minus, alpha=8.0)
+    reference = torch.autograd.grad(hamming_regularizer([z_plus], [z_minus], alpha=8.0), (z_plus, z_minus))
+    kept = fused_hamming_pair_distances(z_plus, z_minus, alpha=8.0).pow(2).mean()  # the squared term of one layer
     first = torch.autograd.grad(kept, (z_plus, z_minus), retain_graph=True)
     second = torch.autograd.grad(kept, (z_plus, z_minus))  # reads the saved products again, then scales them in place
     for a, b, c in zip(first, second, reference, strict=True):
@@ -278,7 +284,7 @@ def test_trainer_batching_modes_train_the_same_model() -> None:
             to_art_classifier(model, input_shape=(1, 8, 8), nb_classes=3), schedule=schedule, batching=batching,
             verbose=False, seed=0,
         )  # fmt: skip
-        trainer.fit(x, y, batch_size=8, nb_epochs=2)
+        trainer.fit(x, y, batch_size=8, nb_epochs=2, collapse_check=False)  # random labels: no collapse warning wanted
         trained[batching] = (model, trainer.history)
         assert trainer.regularizer_params()["batching"] == batching
     (sep_model, sep_history), (cat_model, cat_history) = trained["separate"], trained["concatenated"]

@@ -34,6 +34,9 @@ def test_flags_parse_with_paper_defaults(tmp_path) -> None:
     args = parse([], tmp_path)
     assert (args.mr_ablation, args.mr_alpha, args.mr_norm, args.mr_schedule) == ("both", 8.0, "linf", "auto")
     assert args.mr_eps is None and args.mr_gamma_i is None and args.mr_gamma_h is None
+    assert (args.mr_hamming_form, args.mr_intrinsic_scale) == ("squared", 0.5)  # eqs. 13 and 11
+    old = parse(["--mr-hamming-form", "unsquared", "--mr-intrinsic-scale", "1"], tmp_path)
+    assert (old.mr_hamming_form, old.mr_intrinsic_scale) == ("unsquared", 1.0)
     args = parse(["--mr-ablation", "hamming", "--mr-eps", "0.2", "--mr-gamma-i", "0.3", "--mr-gamma-h", "90", "--mr-alpha", "4"],
                  tmp_path)  # fmt: skip
     assert (args.mr_ablation, args.mr_eps, args.mr_gamma_i, args.mr_gamma_h, args.mr_alpha) == ("hamming", 0.2, 0.3, 90.0, 4.0)
@@ -58,6 +61,7 @@ def test_train_from_args_trains_and_records_the_metadata(mnist_small: tuple, tmp
     assert meta["name"] == "manifold-reg"
     params = meta["params"]
     assert params["preset"] == "mnist" and params["constant"] is True and params["alpha"] == 8.0
+    assert (params["hamming_form"], params["intrinsic_scale"]) == ("squared", 0.5)
     assert params["schedule"]["epsilon"] == [(0.0, 0.1)] and params["schedule"]["gamma_hamming"] == [(0.0, 100.0)]
     assert params["final_epoch"]["hamming"] > 0.0
     assert not model.training

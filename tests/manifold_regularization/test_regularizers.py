@@ -1,4 +1,5 @@
-"""Intrinsic, Hamming and dense regularizers: hand computations, limits, hooks and functional-ReLU detection."""
+"""Intrinsic, Hamming and dense regularizers: hand computations, limits, hooks, functional-ReLU detection, and the
+balance of eq. 13's squared Hamming term against the cross-entropy at initialisation."""
 
 from __future__ import annotations
 
@@ -14,13 +15,17 @@ from art_manifold_defenses.manifold_regularization import (
     ManifoldRegularizer,
     ReLURecorder,
     dense_intrinsic_regularizer,
-    fused_hamming_layer_term,
+    fused_hamming_layer_distances,
+    hamming_layer_distances,
     hamming_layer_terms,
     hamming_regularizer,
     hamming_relaxation,
+    hamming_term_from_distances,
     heat_kernel_weights,
     intrinsic_regularizer,
+    paper_schedule,
 )
+from art_manifold_defenses.models import build_model
 
 
 def two_layer_toy() -> nn.Sequential:
@@ -48,18 +53,30 @@ def test_intrinsic_term_matches_hand_computation_on_two_layer_toy() -> None:
     x = torch.tensor([[0.5, 0.5]])
     rho = torch.tensor([[0.1, -0.1]])
     out = ManifoldRegularizer(eps=0.1, clip_values=None)(two_layer_toy(), x, perturbation=rho)
-    assert out.intrinsic.item() == pytest.approx(0.08, abs=1e-6)
-    # Hamming, one layer of n = 3 ReLUs: ||(|t(4.8) - t(3.2)|, |t(3.2) - t(4.8)|, 0)||_2 / (2 * 3), t = tanh
-    expected = math.sqrt(2) * abs(math.tanh(8 * 0.6) - math.tanh(8 * 0.4)) / 6
-    assert out.hamming.item() == pytest.approx(expected, rel=1e-5)
+    assert out.intrinsic.item() == pytest.approx(0.5 * 0.08, abs=1e-6)  # eq. 11: 1 / (c^2 N) with c = 2 -> 1/2
+    # Hamming, one layer of n = 3 ReLUs: d = ||(|t(4.8) - t(3.2)|, |t(3.2) - t(4.8)|, 0)||_2 / (2 * 3), t = tanh;
+    # eq. 13 regularizes d^2
+    t_high, t_low = math.tanh(8 * 0.6), math.tanh(8 * 0.4)  # 0.999863, 0.996682
+    distance = math.sqrt(2 * (t_high - t_low) ** 2) / 6  # = 7.499e-4
+    assert distance == pytest.approx(7.4988e-4, rel=1e-3)
+    assert out.hamming.item() == pytest.approx(distance**2, rel=1e-4)  # 5.623e-7
     assert out.layer_names == ["1"] and out.layer_sizes == [3]
+    assert out.layer_hamming.tolist() == [pytest.approx(distance, rel=1e-5)]
     assert torch.allclose(out.logits, torch.tensor([[0.5, 0.5]]))
+    # the readings of earlier versions, as options: d unsquared and no 1/2
+    old = ManifoldRegularizer(eps=0.1, clip_values=None, hamming_form="unsquared", intrinsic_scale=1.0)(
+        two_layer_toy(), x, perturbation=rho)  # fmt: skip
+    assert old.hamming.item() == pytest.approx(distance, rel=1e-5)
+    assert old.intrinsic.item() == pytest.approx(0.08, abs=1e-6)
 
 
 def test_intrinsic_term_averages_over_the_batch() -> None:
     f_plus = torch.tensor([[1.0, 2.0], [0.0, 0.0]])
     f_minus = torch.tensor([[0.0, 0.0], [0.0, 3.0]])
-    assert intrinsic_regularizer(f_plus, f_minus).item() == pytest.approx((5.0 + 9.0) / 2)
+    assert intrinsic_regularizer(f_plus, f_minus).item() == pytest.approx(0.5 * (5.0 + 9.0) / 2)
+    assert intrinsic_regularizer(f_plus, f_minus, scale=1.0).item() == pytest.approx((5.0 + 9.0) / 2)
+    with pytest.raises(ValueError, match="scale"):
+        intrinsic_regularizer(f_plus, f_minus, scale=0.0)
 
 
 def test_constant_model_has_zero_regularizers() -> None:
@@ -90,7 +107,7 @@ def test_hamming_is_zero_for_identical_pre_activations_and_for_the_same_pattern_
 def test_hamming_grows_with_alpha_towards_the_normalised_hamming_distance() -> None:
     x = torch.tensor([[0.0, 0.5]])
     rho = torch.tensor([[0.1, 0.1]])  # z+ = (0.1, -0.1, 0.3, -0.2), z- = (-0.1, 0.1, 0.3, -0.2): 2 of 4 ReLUs flip
-    limit = math.sqrt(2**2 + 2**2) / (2 * 4)
+    limit = (math.sqrt(2**2 + 2**2) / (2 * 4)) ** 2  # d_H = sqrt(8) / 8, squared (eq. 13)
     alphas = [0.5, 2.0, 8.0, 32.0, 1000.0]
     values = [ManifoldRegularizer(eps=0.1, clip_values=None, alpha=a)(flip_toy(), x, perturbation=rho).hamming.item() for a in alphas]
     assert all(b > a for a, b in zip(values, values[1:], strict=False))
@@ -103,14 +120,66 @@ def test_hamming_grows_with_alpha_towards_the_normalised_hamming_distance() -> N
 def test_hamming_relaxation_elementwise_and_layer_combination() -> None:
     zp, zm = torch.tensor([[1.0, -2.0]]), torch.tensor([[-1.0, -2.0]])
     assert torch.allclose(hamming_relaxation(zp, zm, alpha=1.0), torch.tensor([[2 * math.tanh(1.0), 0.0]]))
-    # two layers: mean over layers of ||H||_2 / (2 n)
+    # two layers: d = mean over layers of ||H||_2 / (2 n), then squared (eq. 13)
     layer2_p, layer2_m = torch.tensor([[1.0, 1.0, 1.0]]), torch.tensor([[-1.0, -1.0, 1.0]])
     value = hamming_regularizer([zp, layer2_p], [zm, layer2_m], alpha=float("inf")).item()
-    assert value == pytest.approx((2 / 4 + math.sqrt(8) / 6) / 2)
+    distance = (2 / 4 + math.sqrt(8) / 6) / 2
+    assert value == pytest.approx(distance**2)
+    unsquared = hamming_regularizer([zp, layer2_p], [zm, layer2_m], alpha=float("inf"), form="unsquared").item()
+    assert unsquared == pytest.approx(distance)
+    with pytest.raises(ValueError, match="form"):
+        hamming_regularizer([zp], [zm], form="cubed")
     with pytest.raises(ValueError, match="alpha"):
         hamming_relaxation(zp, zm, alpha=0.0)
     with pytest.raises(ValueError, match="at least one ReLU"):
         hamming_regularizer([], [])
+
+
+def test_hamming_term_squares_each_sample_after_combining_its_layers() -> None:
+    # exact Hamming distances (alpha = inf): |sign(z+) - sign(z-)| is 2 where a ReLU flips, 0 elsewhere
+    # sample 0: layer 1 (n = 2) flips 1 ReLU -> ||(2, 0)|| / 4 = 0.5; layer 2 (n = 4) flips 4 -> ||(2, 2, 2, 2)|| / 8 = 0.5
+    # sample 1: layer 1 flips none -> 0; layer 2 flips 1 -> ||(2, 0, 0, 0)|| / 8 = 0.25
+    layer1_p, layer1_m = torch.tensor([[1.0, 1.0], [1.0, -1.0]]), torch.tensor([[-1.0, 1.0], [1.0, -1.0]])
+    layer2_p = torch.tensor([[1.0, 1.0, -1.0, -1.0], [1.0, 1.0, 1.0, 1.0]])
+    layer2_m = torch.tensor([[-1.0, -1.0, 1.0, 1.0], [-1.0, 1.0, 1.0, 1.0]])
+    inf = float("inf")
+    distances = hamming_layer_distances([layer1_p, layer2_p], [layer1_m, layer2_m], alpha=inf)
+    assert distances.tolist() == [[0.5, 0.5], [0.0, 0.25]]
+    # d_0 = (0.5 + 0.5) / 2 = 0.5, d_1 = (0 + 0.25) / 2 = 0.125
+    squared = (0.5**2 + 0.125**2) / 2  # 0.1328125: eq. 13, the batch mean of d_i^2
+    assert hamming_regularizer([layer1_p, layer2_p], [layer1_m, layer2_m], alpha=inf).item() == pytest.approx(squared)
+    assert hamming_term_from_distances(distances).item() == pytest.approx(squared)
+    assert squared != pytest.approx(((0.5 + 0.125) / 2) ** 2)  # not the square of the batch mean
+    assert hamming_term_from_distances(distances, form="unsquared").item() == pytest.approx((0.5 + 0.125) / 2)
+    assert hamming_layer_terms([layer1_p, layer2_p], [layer1_m, layer2_m], alpha=inf).tolist() == [0.25, 0.375]
+    with pytest.raises(ValueError, match="distances"):
+        hamming_term_from_distances(distances[:, :0])
+
+
+def test_hamming_gradient_is_below_the_cross_entropy_gradient_at_initialisation(mnist_small: tuple) -> None:
+    """Eq. 13 (squared) with the paper's MNIST weights leaves the cross-entropy in charge at initialisation on C&W's
+    network; the unsquared reading of earlier versions gave the Hamming term 10-20x the cross-entropy's gradient
+    (and training collapsed to a constant network)."""
+    x, y = torch.from_numpy(mnist_small[0][:128]), torch.from_numpy(mnist_small[1][:128])
+    start = paper_schedule("mnist", epochs=100).at(0.0)
+    assert (start["epsilon"], start["gamma_intrinsic"], start["gamma_hamming"]) == (pytest.approx(0.075), 0.8, 2400.0)
+
+    def gradient_norm(value: Tensor, model: nn.Module) -> float:
+        grads = torch.autograd.grad(value, list(model.parameters()), retain_graph=True, allow_unused=True)
+        return math.sqrt(sum(float(g.pow(2).sum()) for g in grads if g is not None))
+
+    ratios = {}
+    for form in ("squared", "unsquared"):
+        torch.manual_seed(0)
+        model = build_model("cw_mnist_paper").train()
+        torch.manual_seed(1)
+        out = ManifoldRegularizer(hamming_form=form)(model, x, eps=start["epsilon"])
+        assert out.logits is not None
+        cross_entropy = F.cross_entropy(out.logits, y)
+        assert cross_entropy.item() == pytest.approx(math.log(10), abs=0.1)
+        ratios[form] = gradient_norm(start["gamma_hamming"] * out.hamming, model) / gradient_norm(cross_entropy, model)
+    assert ratios["squared"] < 0.2  # measured: about 1/35
+    assert ratios["unsquared"] > 5.0  # measured: about 16
 
 
 def test_dense_regularizer_matches_a_double_loop() -> None:
@@ -227,6 +296,9 @@ def test_gradients_flow_through_batchnorm_models() -> None:
         ({"clip_values": (1.0, 0.0)}, ValueError, "clip_values"),
         ({"functional_relus": "skip"}, ValueError, "functional_relus"),
         ({"hamming": 1}, TypeError, "hamming"),
+        ({"hamming_form": "cubed"}, ValueError, "hamming_form"),
+        ({"intrinsic_scale": 0.0}, ValueError, "intrinsic_scale"),
+        ({"intrinsic_scale": float("nan")}, ValueError, "intrinsic_scale"),
         ({"activation_types": (int,)}, TypeError, "activation_types"),
     ],
 )
@@ -252,22 +324,27 @@ def test_bad_batches_raise_clear_errors() -> None:
 
 
 @pytest.mark.parametrize("alpha", [0.7, 8.0])
-def test_fused_hamming_term_matches_autograd_on_slices(alpha: float) -> None:
+def test_fused_hamming_distances_match_autograd_on_slices(alpha: float) -> None:
     torch.manual_seed(0)
     batch = 3
     z = torch.randn(3 * batch, 2, 5, dtype=torch.float64, requires_grad=True)
     z.data[2 * batch] = z.data[batch]  # one pair with identical pre-activations (zero norm)
-    fused = fused_hamming_layer_term(z, batch=batch, alpha=alpha)
-    reference = hamming_layer_terms([z[batch : 2 * batch]], [z[2 * batch :]], alpha=alpha)[0]
-    assert fused.item() == pytest.approx(reference.item(), rel=1e-12)
-    (grad_fused,) = torch.autograd.grad(fused, z)
-    (grad_reference,) = torch.autograd.grad(reference, z)
+    fused = fused_hamming_layer_distances(z, batch=batch, alpha=alpha)
+    reference = hamming_layer_distances([z[batch : 2 * batch]], [z[2 * batch :]], alpha=alpha)[:, 0]
+    assert fused.shape == (batch,) and torch.allclose(fused, reference, rtol=1e-12, atol=0)
+    # the squared term (eq. 13) through the fused kernel: each row gets its own backward factor 2 d_i / batch
+    squared_fused = hamming_term_from_distances(fused[:, None])
+    squared_reference = hamming_regularizer([z[batch : 2 * batch]], [z[2 * batch :]], alpha=alpha)
+    assert squared_fused.item() == pytest.approx(squared_reference.item(), rel=1e-12)
+    (grad_fused,) = torch.autograd.grad(squared_fused, z)
+    (grad_reference,) = torch.autograd.grad(squared_reference, z)
     assert torch.allclose(grad_fused, grad_reference, atol=1e-12)
     assert torch.all(grad_fused[:batch] == 0)
     z2 = torch.randn(2 * batch, 4, dtype=torch.float64, requires_grad=True)
-    assert torch.autograd.gradcheck(lambda t: fused_hamming_layer_term(t, batch=batch, alpha=alpha), (z2,))
+    assert torch.autograd.gradcheck(lambda t: fused_hamming_layer_distances(t, batch=batch, alpha=alpha), (z2,))
+    assert torch.autograd.gradcheck(lambda t: hamming_term_from_distances(fused_hamming_layer_distances(t, batch=batch, alpha=alpha)[:, None]), (z2,))
     with pytest.raises(ValueError, match="2 \\* batch"):
-        fused_hamming_layer_term(z2, batch=4)
+        fused_hamming_layer_distances(z2, batch=4)
 
 
 def test_fused_hamming_gradient_stays_finite_when_differences_underflow() -> None:
@@ -275,6 +352,6 @@ def test_fused_hamming_gradient_stays_finite_when_differences_underflow() -> Non
     z = torch.zeros(3 * batch, 6)
     z[batch:2 * batch] = 1e-25  # tanh(8e-25) - tanh(0) squares to 0 in float32: the norm underflows to 0
     z.requires_grad_(True)
-    value = fused_hamming_layer_term(z, batch=batch, alpha=8.0)
+    value = fused_hamming_layer_distances(z, batch=batch, alpha=8.0).mean()
     (grad,) = torch.autograd.grad(value, z)
     assert torch.isfinite(grad).all() and float(grad.abs().max()) <= 8.0 / (2 * 6 * batch)

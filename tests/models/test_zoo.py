@@ -70,3 +70,27 @@ def test_bad_model_arguments() -> None:
         build_model("cleverhans_cnn", input_size=8)
     with pytest.raises(ValueError, match="divisible"):
         build_model("unet", input_size=30)
+
+
+def test_cw_mnist_paper_is_carlini_and_wagners_network() -> None:
+    model = build_model("cw_mnist_paper")
+    convs = [m for m in model if isinstance(m, nn.Conv2d)]
+    linears = [m for m in model if isinstance(m, nn.Linear)]
+    assert [(c.in_channels, c.out_channels, c.kernel_size, c.padding) for c in convs] == [
+        (1, 32, (3, 3), (0, 0)), (32, 32, (3, 3), (0, 0)), (32, 64, (3, 3), (0, 0)), (64, 64, (3, 3), (0, 0))]  # fmt: skip
+    # valid convs: 28 -> 26 -> 24 -> pool 12 -> 10 -> 8 -> pool 4, so 64 * 4 * 4 = 1,024 features (cw_mnist: 3,136)
+    assert [(m.in_features, m.out_features) for m in linears] == [(1024, 200), (200, 200), (200, 10)]
+    assert next(m for m in build_model("cw_mnist") if isinstance(m, nn.Linear)).in_features == 64 * 7 * 7  # the 'same'-padded variant is unchanged
+    kinds = [type(m).__name__ for m in model]
+    assert kinds == ["Conv2d", "ReLU", "Conv2d", "ReLU", "MaxPool2d", "Conv2d", "ReLU", "Conv2d", "ReLU", "MaxPool2d",
+                     "Flatten", "Linear", "ReLU", "Dropout", "Linear", "ReLU", "Linear"]  # fmt: skip
+    for layer in convs + linears:  # Keras' defaults: Glorot-uniform weights, limit sqrt(6 / (fan_in + fan_out)), zero biases
+        receptive = layer.weight[0, 0].numel() if isinstance(layer, nn.Conv2d) else 1
+        fan_in, fan_out = layer.weight.shape[1] * receptive, layer.weight.shape[0] * receptive
+        limit = (6.0 / (fan_in + fan_out)) ** 0.5
+        weights = layer.weight.detach()
+        assert float(weights.abs().max()) <= limit and float(weights.abs().max()) > 0.9 * limit
+        assert float(weights.std()) == pytest.approx(limit / 3**0.5, rel=0.15)
+        assert layer.bias is not None and torch.count_nonzero(layer.bias) == 0
+    with pytest.raises(ValueError, match="too small"):
+        build_model("cw_mnist_paper", input_size=12)
