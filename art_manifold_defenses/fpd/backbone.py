@@ -50,6 +50,9 @@ class TorchvisionResNetAdapter(nn.Module):
 
     ``forward`` computes what torchvision's ``ResNet.forward`` computes. Works for any module with the attributes of
     :data:`TORCHVISION_RESNET_LAYOUT` (torchvision is not imported).
+
+    Paper: Li et al. 2020 (paper 002), Section 3 / Fig. 1 (the block-based CNN that FPD enhances; the authors' code
+    uses torchvision's ResNet layout); no equation: an adapter.
     """
 
     def __init__(self, resnet: nn.Module) -> None:
