@@ -2,8 +2,14 @@
 
 ``model.pt`` holds tensors only and is loaded with ``weights_only=True`` (pickled code is refused).
 ``model.json`` holds the architecture (a zoo name and its arguments), the defence (its registered name and
-hyper-parameters), the dataset and the package version. A defence package registers a builder with
-:func:`register_defence` that turns ``(base model, defence params)`` back into the defended ``nn.Module``.
+hyper-parameters), the dataset, the package version and the activation modules of the saved network. A defence
+package registers a builder with :func:`register_defence` that turns ``(base model, defence params)`` back into the
+defended ``nn.Module``.
+
+The sidecar is not trusted further than the weights confirm it: :func:`load_checkpoint` rebuilds the model it
+describes and requires the same state-dict keys and shapes, the same activation modules as were saved (sidecars of
+earlier versions do not record them) and finite weights. Every failure to read or match a checkpoint is one
+:class:`CheckpointError` (a ``ValueError``) naming the file.
 """
 
 from __future__ import annotations
@@ -12,17 +18,34 @@ import importlib
 import json
 import os
 import pickle
+from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
 from . import __version__
 from .models import build_model
 
-__all__ = ["DefenceBuilder", "load_checkpoint", "read_metadata", "register_defence", "save_checkpoint", "sidecar_path"]
+__all__ = [
+    "CheckpointError",
+    "DefenceBuilder",
+    "activation_counts",
+    "check_checkpoint_fits_data",
+    "load_checkpoint",
+    "read_metadata",
+    "register_defence",
+    "save_checkpoint",
+    "sidecar_path",
+]
+
+
+class CheckpointError(ValueError):
+    """A checkpoint (``model.pt`` and its ``model.json``) that cannot be read, or whose parts do not match."""
+
 
 #: ``builder(base_model, params) -> defended model``; the state dict of the defended model is then loaded into it.
 DefenceBuilder = Callable[[nn.Module, dict[str, Any]], nn.Module]
@@ -36,6 +59,23 @@ KNOWN_DEFENCE_MODULES: dict[str, str] = {
     "stn": "art_manifold_defenses.smoothing",
     "smoothing": "art_manifold_defenses.smoothing",
 }
+#: Activation modules recorded in a sidecar and checked on load (a subclass counts as the class it derives from).
+ACTIVATION_TYPES: tuple[type[nn.Module], ...] = (
+    nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.PReLU, nn.RReLU, nn.ELU, nn.CELU, nn.SELU, nn.GELU, nn.SiLU, nn.Mish,
+    nn.Softplus, nn.Tanh, nn.Sigmoid, nn.Hardtanh, nn.Hardswish, nn.Hardsigmoid, nn.LogSigmoid, nn.Softsign,
+)  # fmt: skip
+
+
+def activation_counts(model: nn.Module) -> dict[str, int]:
+    """How many activation modules of each kind ``model`` has, e.g. ``{"ReLU": 4}`` (stored in the sidecar: the
+    activation is not visible in the weights, so a sidecar edited to another one would otherwise load silently)."""
+    counts: Counter[str] = Counter()
+    for module in model.modules():
+        for kind in ACTIVATION_TYPES:
+            if isinstance(module, kind):
+                counts[kind.__name__] += 1
+                break
+    return dict(sorted(counts.items()))
 
 
 def register_defence(name: str, builder: DefenceBuilder) -> None:
@@ -88,6 +128,7 @@ def save_checkpoint(
         "architecture": architecture,
         "defence": defence,
         "dataset": dataset,
+        "activations": activation_counts(model),
         "extra": extra or {},
     }
     sidecar_path(path).write_text(json.dumps(metadata, indent=2, sort_keys=True, default=_json_default) + "\n")
@@ -103,13 +144,30 @@ def _json_default(value: Any) -> Any:
 
 
 def read_metadata(path: str | os.PathLike[str]) -> dict[str, Any]:
-    """The JSON sidecar of a checkpoint."""
+    """The JSON sidecar of a checkpoint, checked for the fields :func:`load_checkpoint` needs.
+
+    Raises:
+        FileNotFoundError: no sidecar.
+        CheckpointError: the sidecar is not JSON or misses / mistypes a field (the message names the file).
+    """
     side = sidecar_path(path)
     if not side.is_file():
         raise FileNotFoundError(f"checkpoint sidecar {side} not found (every model.pt needs its model.json)")
-    metadata = json.loads(side.read_text())
-    if not isinstance(metadata, dict) or "architecture" not in metadata:
-        raise ValueError(f"{side} is not a checkpoint sidecar: no 'architecture'")
+    try:
+        metadata = json.loads(side.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise CheckpointError(f"checkpoint sidecar {side} is not readable JSON: {exc}") from exc
+    if not isinstance(metadata, dict) or not isinstance(metadata.get("architecture"), dict):
+        raise CheckpointError(f"{side} is not a checkpoint sidecar: no 'architecture' object")
+    if not isinstance(metadata["architecture"].get("name"), str):
+        raise CheckpointError(f"{side}: 'architecture' must name its zoo model in 'name', got {metadata['architecture'].get('name')!r}")
+    defence = metadata.get("defence")
+    if defence is not None and not (isinstance(defence, dict) and isinstance(defence.get("name"), str)
+                                    and isinstance(defence.get("params", {}), dict)):  # fmt: skip
+        raise CheckpointError(f"{side}: 'defence' must be null or {{'name': str, 'params': {{...}}}}, got {defence!r}")
+    for key, kind in (("dataset", str), ("activations", dict), ("extra", dict)):
+        if metadata.get(key) is not None and not isinstance(metadata[key], kind):
+            raise CheckpointError(f"{side}: '{key}' must be a {kind.__name__} or null, got {metadata[key]!r}")
     return metadata
 
 
@@ -128,6 +186,24 @@ def build_from_metadata(metadata: dict[str, Any]) -> nn.Module:
     return model
 
 
+def _read_state(path: Path) -> dict[str, torch.Tensor]:
+    """The state dict in ``path`` (tensors only, all finite)."""
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        raise CheckpointError(f"{path} holds more than tensors (pickled code?); refusing to load it: {str(exc).splitlines()[0]}") from exc
+    except (RuntimeError, EOFError, OSError, ValueError, KeyError) as exc:
+        raise CheckpointError(f"{path} is not a readable torch checkpoint (empty, truncated or another format?): "
+                              f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}") from exc  # fmt: skip
+    if not isinstance(state, dict) or not all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state.items()):
+        raise CheckpointError(f"{path} does not hold a state dict (a mapping of names to tensors)")
+    bad = [k for k, v in state.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
+    if bad:
+        raise CheckpointError(f"{path} holds non-finite weights (NaN or Inf) in {', '.join(bad[:5])}"
+                              f"{' and more' if len(bad) > 5 else ''}: the training that wrote it diverged")  # fmt: skip
+    return state
+
+
 def load_checkpoint(
     path: str | os.PathLike[str], *, model: nn.Module | None = None, device: str | torch.device = "cpu"
 ) -> tuple[nn.Module, dict[str, Any]]:
@@ -136,26 +212,59 @@ def load_checkpoint(
     No paper or equation: checkpoint I/O (rebuilds defended models through :func:`register_defence`).
 
     With ``model=None`` the model is rebuilt from the sidecar. A given ``model`` must match the stored state dict.
+    Either way the state dict must fit it exactly (keys and shapes), its activation modules must be the ones recorded
+    at save time (when the sidecar records them) and every weight must be finite.
 
     Raises:
         FileNotFoundError: ``path`` or its sidecar is missing.
-        ValueError: the file holds pickled code, or the state dict does not fit the architecture.
+        CheckpointError: (a ``ValueError``) the file is empty, truncated or holds pickled code, a weight is NaN/Inf,
+            the sidecar is malformed, or sidecar and weights do not match; the message names the file.
     """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint {path} not found")
     metadata = read_metadata(path)
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as exc:
-        raise ValueError(f"{path} holds more than tensors (pickled code?); refusing to load it: {exc}") from exc
-    if not isinstance(state, dict):
-        raise ValueError(f"{path} does not hold a state dict")
+    state = _read_state(path)
+    arch = metadata["architecture"].get("name")
     if model is None:
-        model = build_from_metadata(metadata)
+        try:
+            model = build_from_metadata(metadata)
+        except (ValueError, TypeError, KeyError) as exc:
+            raise CheckpointError(f"cannot rebuild the model that {sidecar_path(path)} describes: {exc}") from exc
     try:
         model.load_state_dict(state, strict=True)
     except RuntimeError as exc:
-        arch = metadata["architecture"].get("name")
-        raise ValueError(f"checkpoint {path} (architecture {arch!r}) does not match the model: {str(exc).splitlines()[0]}") from exc
+        detail = " ".join(line.strip() for line in str(exc).splitlines()[1:3])
+        raise CheckpointError(f"checkpoint {path} (architecture {arch!r}) does not match the model: "
+                              f"{str(exc).splitlines()[0]} {detail}".rstrip()) from exc  # fmt: skip
+    recorded = metadata.get("activations")
+    if recorded is not None and recorded != activation_counts(model):
+        raise CheckpointError(
+            f"checkpoint {path}: the weights were saved from a network with activations {recorded}, but "
+            f"{sidecar_path(path).name} describes one with {activation_counts(model)} (architecture "
+            f"{metadata['architecture']}); the sidecar does not belong to these weights"
+        )
     return model.to(device).eval(), metadata
+
+
+def check_checkpoint_fits_data(model: nn.Module, metadata: dict[str, Any], x: Any, y: Any, *, checkpoint: str | os.PathLike[str],
+                               dataset: str, device: str | torch.device = "cpu") -> None:  # fmt: skip
+    """Raise ``ValueError`` naming the checkpoint and the data set when the images do not have the channels and size
+    the checkpoint's model expects (its sidecar, else its first convolution, else one forward pass) or the labels go
+    beyond its outputs.
+
+    No paper or equation: a check before a command spends time on a model and data that cannot go together."""
+    from .utils import model_input_channels, model_output_width
+
+    arch = metadata.get("architecture") or {}
+    shape = tuple(int(d) for d in x.shape[1:])
+    channels = arch.get("in_channels") or model_input_channels(model)
+    size = arch.get("input_size")
+    if (channels is not None and shape[0] != channels) or (size is not None and tuple(shape[1:]) != (size, size)):
+        wanted = f"{channels if channels is not None else '?'}-channel" + (f" {size}x{size}" if size is not None else "")
+        raise ValueError(f"checkpoint {checkpoint} expects {wanted} images, but data set {dataset!r} has "
+                         f"{shape[0]}-channel {shape[1]}x{shape[2]} images; use --dataset with the data it was trained on")  # fmt: skip
+    width = model_output_width(model, shape, device=device, name=f"the images of data set {dataset!r}")
+    top = int(np.max(y)) if len(y) else 0
+    if top >= width:
+        raise ValueError(f"data set {dataset!r} has labels up to {top}, but checkpoint {checkpoint} has only {width} outputs")

@@ -13,14 +13,18 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
+import pickle
 import platform
+import shutil
 import sys
 import time
+import traceback
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from . import __version__
+from .utils import non_negative_float_arg, positive_float_arg, positive_int_arg
 
 #: ``--defense`` name -> module path providing ``add_train_arguments`` and ``train_from_args``.
 DEFENCE_TRAINERS: dict[str, str] = {
@@ -73,12 +77,14 @@ def _build_parser() -> argparse.ArgumentParser:
     _add_common_data_arguments(train)
     train.add_argument("--model", default="cw_mnist", choices=model_names(), help="zoo architecture (default: cw_mnist)")
     train.add_argument("--defense", default="none", choices=["none", *sorted(DEFENCE_TRAINERS)], help="defence to train with")
-    train.add_argument("--epochs", type=int, default=10, help="number of epochs (default: 10)")
-    train.add_argument("--batch-size", type=int, default=128, help="batch size (default: 128)")
-    train.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate (default: 1e-3)")
+    train.add_argument("--epochs", type=positive_int_arg, default=10, help="number of epochs (default: 10)")
+    train.add_argument("--batch-size", type=positive_int_arg, default=128, help="batch size (default: 128)")
+    train.add_argument("--lr", type=positive_float_arg, default=1e-3, help="Adam learning rate (default: 1e-3)")
     train.add_argument("--activation", default=None, choices=["relu", "elu"], help="activation (default: the model's own)")
-    train.add_argument("--train-limit", type=int, default=None, help="use only the first N training images")
+    train.add_argument("--train-limit", type=positive_int_arg, default=None, help="use only the first N training images")
     train.add_argument("--out", required=True, help="output folder for model.pt and model.json")
+    train.add_argument("--overwrite", action="store_true",
+                       help="discard OUT/train_state and OUT/model.pt of an earlier run instead of resuming (or refusing) it")
     train.add_argument("--quiet", action="store_true", help="no progress bars")
     for module in sorted(set(DEFENCE_TRAINERS.values())):
         names = ", ".join(n for n, m in sorted(DEFENCE_TRAINERS.items()) if m == module)
@@ -99,19 +105,22 @@ def _add_evaluate_parser(sub: Any) -> None:
     evaluate.add_argument("--data-root", default=None, help="folder holding the dataset files (default: $AMD_DATA_DIR or ~/.cache)")
     evaluate.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default: cpu)")
     evaluate.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
-    evaluate.add_argument("--n", "--num-images", dest="n", type=int, default=1000,
+    evaluate.add_argument("--n", "--num-images", dest="n", type=positive_int_arg, default=1000,
                           help="evaluate the first N test images (default: 1000); spell it --num-images after torchrun, whose own parser rejects --n")
     evaluate.add_argument("--suite", default="quick", help="attack suite: quick, linf, l2, l1, autoattack, full or a registered one")
     evaluate.add_argument("--norm", default=None, choices=["linf", "l2", "l1"], help="threat model (default: the suite's)")
-    evaluate.add_argument("--eps", type=float, default=None, help="budget (default: linf 0.3, l2 2.0, l1 15.0)")
-    evaluate.add_argument("--batch-size", type=int, default=128, help="batch size of attacks and predictions (default: 128)")
-    evaluate.add_argument("--eot-samples", type=int, default=None, help="EoT passes for a stochastic model (default: 16)")
-    evaluate.add_argument("--votes", type=int, default=None, help="majority-vote passes for a stochastic model (default: 9)")
-    evaluate.add_argument("--repeats", type=int, default=None, help="attack repeats, worst kept (default: 3 stochastic, 1 otherwise)")
+    evaluate.add_argument("--eps", type=non_negative_float_arg, default=None, help="budget (default: linf 0.3, l2 2.0, l1 15.0)")
+    evaluate.add_argument("--batch-size", type=positive_int_arg, default=128, help="batch size of attacks and predictions (default: 128)")
+    evaluate.add_argument("--eot-samples", type=positive_int_arg, default=None, help="EoT passes for a stochastic model (default: 16)")
+    evaluate.add_argument("--votes", type=positive_int_arg, default=None, help="majority-vote passes for a stochastic model (default: 9)")
+    evaluate.add_argument("--repeats", type=positive_int_arg, default=None,
+                          help="attack repeats, worst kept (default: 3 stochastic, 1 otherwise)")
     evaluate.add_argument("--surrogate", default=None,
                           help="checkpoint of a source model: adds a transfer attack (the suite's first iterative attack, crafted on it)")
     evaluate.add_argument("--reported", type=float, default=None, help="the paper's robust accuracy in percent (stored only)")
     evaluate.add_argument("--out", required=True, help="output folder for results.json, results.md, curves.png")
+    evaluate.add_argument("--overwrite", action="store_true",
+                          help="discard the files of an earlier evaluation in OUT instead of resuming (or refusing) them")
     evaluate.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
@@ -127,9 +136,89 @@ def _load_data(args: argparse.Namespace) -> dict[str, Any]:
 
     x_train, y_train = load_dataset(args.dataset, "train", root=args.data_root)
     x_test, y_test = load_dataset(args.dataset, "test", root=args.data_root)
-    if getattr(args, "train_limit", None):
-        x_train, y_train = x_train[: args.train_limit], y_train[: args.train_limit]
+    limit = getattr(args, "train_limit", None)
+    if limit is not None:
+        if limit > len(x_train):
+            raise ValueError(f"--train-limit {limit} is more than the {len(x_train)} training images of {args.dataset!r}")
+        x_train, y_train = x_train[:limit], y_train[:limit]
     return {"x_train": x_train, "y_train": y_train, "x_test": x_test, "y_test": y_test}
+
+
+def _output_dir(path: str) -> Path:
+    """``--out`` as a folder that exists (created if needed); one that cannot be is an error naming the flag."""
+    out = Path(path)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:  # a regular file in the way, no permission, ...
+        raise ValueError(f"--out {out} cannot be used as an output folder: {exc.strerror or exc}") from exc
+    if not out.is_dir():
+        raise ValueError(f"--out {out} is a file, not a folder")
+    return out
+
+
+#: ``amd train`` flags that do not change the trained model (left out of its fingerprint).
+_NOT_IN_TRAIN_FINGERPRINT = frozenset({"command", "out", "quiet", "device", "data_root", "overwrite"})
+_TRAIN_FINGERPRINT_FILE = "fingerprint.json"
+
+
+def _train_fingerprint(args: argparse.Namespace, data: dict[str, Any]) -> dict[str, Any]:
+    """The fingerprint of an ``amd train`` run: every flag that changes the model, and hashes of the data."""
+    from .fingerprint import arrays_hash, make_fingerprint
+
+    flags = {k: v for k, v in sorted(vars(args).items()) if k not in _NOT_IN_TRAIN_FINGERPRINT}
+    return make_fingerprint("train", train_data=arrays_hash(data["x_train"], data["y_train"]),
+                            validation_data=arrays_hash(data["x_test"], data["y_test"]), **flags)  # fmt: skip
+
+
+def _check_train_output(out: Path, fingerprint: dict[str, Any], *, overwrite: bool, is_main: bool) -> None:
+    """Refuse (or with ``overwrite`` clear) an ``amd train`` output folder holding another run: a ``train_state/``
+    whose recorded fingerprint differs or is missing, or a ``model.pt`` whose ``model.json`` records another one."""
+    from . import distributed
+    from .fingerprint import check_fingerprint, overwrite_hint
+
+    state_dir, model_path = out / "train_state", out / "model.pt"
+    if overwrite and is_main:
+        shutil.rmtree(state_dir, ignore_errors=True)
+        for stale in (model_path, model_path.with_suffix(".json")):
+            stale.unlink(missing_ok=True)
+    distributed.barrier()
+    hint = overwrite_hint(None)
+    record = state_dir / _TRAIN_FINGERPRINT_FILE
+    if state_dir.is_dir() and any(p.name != _TRAIN_FINGERPRINT_FILE for p in state_dir.iterdir()):
+        check_fingerprint(_read_json_object(record), fingerprint, source=state_dir, hint=hint)
+    if model_path.exists():
+        sidecar = _read_json_object(model_path.with_suffix(".json")) or {}
+        check_fingerprint((sidecar.get("extra") or {}).get("fingerprint"), fingerprint, source=model_path, hint=hint)
+    distributed.barrier()  # every rank has checked before rank 0 writes
+    if is_main:
+        state_dir.mkdir(parents=True, exist_ok=True)
+        tmp = record.with_name(record.name + ".tmp")
+        tmp.write_text(json.dumps(fingerprint, indent=2, sort_keys=True) + "\n")
+        tmp.replace(record)
+
+
+def _read_json_object(path: Path) -> dict[str, Any] | None:
+    try:
+        value = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return None
+    return value if isinstance(value, dict) else None
+
+
+def _check_train_state(path: Path) -> None:
+    """A ``train_state.pt`` to resume must hold tensors and plain values only (no pickled code) and be readable."""
+    import torch
+
+    if not path.is_file():
+        return
+    try:
+        torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        raise ValueError(f"{path} holds more than tensors (pickled code?); refusing to load it. "
+                         "--overwrite starts the training afresh") from exc  # fmt: skip
+    except (RuntimeError, EOFError, OSError, KeyError) as exc:
+        raise ValueError(f"{path} is not a readable training state (empty or truncated by a crash?): "
+                         f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__}; --overwrite starts the training afresh") from exc  # fmt: skip
 
 
 def _command_train(args: argparse.Namespace) -> int:
@@ -153,13 +242,16 @@ def _train(args: argparse.Namespace, device: Any, *, is_main: bool) -> int:
     from .utils import set_seed
 
     set_seed(args.seed)
+    out = _output_dir(args.out)
     data = _load_data(args)
+    fingerprint = _train_fingerprint(args, data)
+    _check_train_output(out, fingerprint, overwrite=args.overwrite, is_main=is_main)
+    _check_train_state(out / "train_state" / "train_state.pt")
     channels, size = data["x_train"].shape[1], data["x_train"].shape[2]
     num_classes = int(max(data["y_train"].max(), data["y_test"].max())) + 1
     architecture: dict[str, Any] = {"name": args.model, "in_channels": int(channels), "num_classes": num_classes, "input_size": int(size)}
     if args.activation:
         architecture["activation"] = args.activation
-    out = Path(args.out)
     started = time.perf_counter()
     defence_meta = None
     if args.defense == "none":
@@ -181,7 +273,7 @@ def _train(args: argparse.Namespace, device: Any, *, is_main: bool) -> int:
     save_checkpoint(
         model, out / "model.pt", architecture=architecture, defence=defence_meta, dataset=args.dataset,
         extra={"test_accuracy": accuracy, "epochs": args.epochs, "seed": args.seed, "train_seconds": seconds,
-               "batch_size": args.batch_size, "lr": args.lr},
+               "batch_size": args.batch_size, "lr": args.lr, "fingerprint": fingerprint},
     )  # fmt: skip
     print(f"test accuracy: {accuracy:.4f} ({len(data['y_test'])} images, {args.dataset}); saved {out / 'model.pt'} in {seconds:.0f}s")
     return 0
@@ -232,12 +324,11 @@ def _command_evaluate(args: argparse.Namespace) -> int:
 
 
 def _evaluate(args: argparse.Namespace, device: Any, *, is_main: bool) -> int:
-    from .checkpoint import load_checkpoint
+    from .checkpoint import check_checkpoint_fits_data, load_checkpoint
     from .data import load_dataset
     from .evaluation import evaluate, get_suite
 
-    if args.n is not None and args.n < 1:
-        raise ValueError(f"--n must be >= 1, got {args.n}")
+    out = _output_dir(args.out)
     model, metadata = load_checkpoint(args.checkpoint, device=device)
     dataset = args.dataset or metadata.get("dataset") or "mnist-embedded"
     register_paper_suite(args.suite)
@@ -247,13 +338,16 @@ def _evaluate(args: argparse.Namespace, device: Any, *, is_main: bool) -> int:
         surrogate, _ = load_checkpoint(args.surrogate, device=device)
         suite.append(_transfer_spec(suite))
     x_test, y_test = load_dataset(dataset, "test", root=args.data_root)
+    if args.n > len(x_test):
+        raise ValueError(f"--n {args.n} is more than the {len(x_test)} test images of data set {dataset!r}")
     x, y = x_test[: args.n], y_test[: args.n]
+    check_checkpoint_fits_data(model, metadata, x, y, checkpoint=args.checkpoint, dataset=dataset, device=device)
     defence = metadata.get("defence") or {}
     name = metadata["architecture"]["name"] + (f" + {defence['name']}" if defence.get("name") else "")
     result = evaluate(
-        model, x, y, suite, device=device, seed=args.seed, batch_size=args.batch_size, out_dir=args.out,
+        model, x, y, suite, device=device, seed=args.seed, batch_size=args.batch_size, out_dir=out,
         surrogate_model=surrogate, eot_samples=args.eot_samples, votes=args.votes, repeats=args.repeats,
-        verbose=not args.quiet, model_name=name, dataset=dataset, reported=args.reported,
+        verbose=not args.quiet, model_name=name, dataset=dataset, reported=args.reported, overwrite=args.overwrite,
     )  # fmt: skip
     if not is_main:
         return 0
@@ -273,15 +367,29 @@ def _command_demo(args: argparse.Namespace) -> int:
 COMMANDS: dict[str, Any] = {"train": _command_train, "evaluate": _command_evaluate, "demo": _command_demo, "info": _command_info}
 
 
+#: Exceptions that are the user's input, files or environment (one error line, exit 2), not a bug of the package.
+EXPECTED_ERRORS: tuple[type[BaseException], ...] = (ValueError, TypeError, OSError)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the ``amd`` console script."""
+    """Entry point of the ``amd`` console script.
+
+    Returns 0 on success, 2 for an expected failure (one ``amd <command>: error: ...`` line on stderr), 1 for an
+    unexpected exception (its traceback and a line saying it is a bug); a bad flag exits with status 2 when parsed.
+    """
     parser = _build_parser()
     args = parser.parse_args(argv)
     try:
         return COMMANDS[args.command](args)
-    except (ValueError, FileNotFoundError, TypeError) as exc:
-        print(f"amd {args.command}: error: {exc}", file=sys.stderr)
+    except EXPECTED_ERRORS as exc:
+        message = " ".join(line.strip() for line in str(exc).splitlines() if line.strip()) or type(exc).__name__
+        print(f"amd {args.command}: error: {message}", file=sys.stderr)
         return 2
+    except Exception:  # noqa: BLE001 - reported as a bug, with its traceback
+        traceback.print_exc()
+        print(f"amd {args.command}: internal error: this is a bug in art-manifold-defenses {__version__}; please report "
+              "it with the traceback above", file=sys.stderr)  # fmt: skip
+        return 1
 
 
 if __name__ == "__main__":  # pragma: no cover

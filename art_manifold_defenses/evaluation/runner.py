@@ -56,7 +56,20 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from ..utils import as_float_tensor, check_images, check_labels, resolve_device, set_seed
+from ..fingerprint import (
+    arrays_hash,
+    check_fingerprint,
+    make_fingerprint,
+    overwrite_hint,
+)
+from ..utils import (
+    as_float_tensor,
+    check_images,
+    check_labels,
+    forward_checked,
+    resolve_device,
+    set_seed,
+)
 from .attacks import ATTACKS, AttackSpec, perturbation_norms, run_attack
 from .audit import AuditFlag, audit, measure_determinism, measure_gradients
 from .eot import BPDA, EoT
@@ -279,12 +292,7 @@ def _run_seed(seed: int, spec: Any, repeat: int, batch_index: int) -> int:
 
 
 def _fingerprint_arrays(*arrays: np.ndarray) -> str:
-    h = hashlib.sha1()
-    for arr in arrays:
-        arr = np.ascontiguousarray(arr)
-        h.update(str((arr.shape, arr.dtype.str)).encode())
-        h.update(arr.tobytes())
-    return h.hexdigest()
+    return arrays_hash(*arrays, algorithm="sha1")  # sha1: the resume files of earlier versions stay valid
 
 
 def _fingerprint_model(model: nn.Module) -> str:
@@ -501,6 +509,48 @@ def _remove_parts(attack_path: Path) -> None:
             pass
 
 
+_HINT = overwrite_hint("overwrite=True")
+
+
+def _read_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return None  # a file cut by a kill (writes are atomic, so not ours) is recomputed
+
+
+def _clear_out_dir(out_dir: Path) -> None:
+    """Remove what an evaluation writes in ``out_dir`` (``--overwrite``): resume files and reports."""
+    for p in [*out_dir.glob("attacks/*/batch-*.json*"), *out_dir.glob("attacks/*.json*")]:
+        p.unlink(missing_ok=True)
+    for folder in out_dir.glob("attacks/*/"):
+        _remove_parts(folder.with_suffix(".json"))
+    for name in ("results.json", "results.md", "curves.png"):
+        (out_dir / name).unlink(missing_ok=True)
+
+
+def _check_out_dir(out_dir: Path, context: Mapping[str, Any], fingerprint: Mapping[str, Any]) -> None:
+    """Refuse an ``out_dir`` that holds another evaluation: a resume file of another context (model, data, seed,
+    EoT/vote/repeat settings), a ``results.json`` of another fingerprint (the context and the suite), or a
+    ``results.json`` without a fingerprint (an earlier version) beside no resume file of this run."""
+    current = make_fingerprint("evaluate", **context)
+    matched = False
+    for path in sorted([*out_dir.glob("attacks/*.json"), *out_dir.glob("attacks/*/batch-*.json")]):
+        data = _read_json(path)
+        if data is None:
+            continue
+        stored = data.get("context") if isinstance(data, dict) else None
+        check_fingerprint(None if not isinstance(stored, dict) else make_fingerprint("evaluate", **stored), current,
+                          source=path, hint=_HINT)  # fmt: skip
+        matched = True
+    results = out_dir / "results.json"
+    record = _read_json(results) if results.is_file() else None
+    if isinstance(record, dict):
+        stored = (record.get("settings") or {}).get("fingerprint")
+        if stored is not None or not matched:
+            check_fingerprint(stored, fingerprint, source=results, hint=_HINT)
+
+
 def _merge_parts(plan: _Plan, gathered: Sequence[Mapping[int, Mapping[str, Any]]], clean_correct: np.ndarray, *,
                  repeats: int) -> AttackResult:  # fmt: skip
     """The attack result over the whole evaluation set from the per-batch parts of every rank."""
@@ -638,6 +688,7 @@ def evaluate(
     run_audit: bool = True,
     raise_errors: bool = False,
     attack_fn: AttackFunction | None = None,
+    overwrite: bool = False,
 ) -> EvaluationResult:
     """Evaluate ``model`` on ``(x, y)`` under every attack of ``suite`` and return an :class:`EvaluationResult`.
 
@@ -652,7 +703,10 @@ def evaluate(
         device: ``"cpu"``, ``"cuda"`` or ``"cuda:N"``.
         seed: every attack run and scoring pass is seeded from it.
         batch_size: batch size of predictions and attacks.
-        out_dir: if given, one JSON per attack (resume) and ``results.json``, ``results.md``, ``curves.png``.
+        out_dir: if given, one JSON per attack (resume) and ``results.json``, ``results.md``, ``curves.png``. Every
+            file carries the run's fingerprint (hashes of the model and the data, seed, EoT/vote/repeat settings; the
+            suite too in ``results.json``): a folder holding another run's files raises
+            :class:`~art_manifold_defenses.fingerprint.FingerprintMismatchError` naming what differs.
         surrogate_model: source model of ``transfer`` attacks (they are skipped, with a warning, without one).
         eot_samples: EoT passes for a stochastic model (default :data:`DEFAULT_EOT_SAMPLES`; 1 disables EoT).
         votes: passes whose majority vote scores a stochastic model (default :data:`DEFAULT_VOTES`; 1 for a
@@ -666,6 +720,8 @@ def evaluate(
         raise_errors: re-raise an attack's exception instead of recording it as an ``attack_error``.
         attack_fn: the function that runs one attack (default :func:`~.attacks.run_attack`); for tests and custom
             libraries, same signature.
+        overwrite: remove the files of an earlier evaluation in ``out_dir`` first instead of resuming (or refusing)
+            them.
 
     Raises:
         ValueError / TypeError: bad images, labels, suite or options (message names the argument).
@@ -675,6 +731,8 @@ def evaluate(
     module = _as_module(model, "model").to(dev).eval()
     surrogate_module = None if surrogate_model is None else _as_module(surrogate_model, "surrogate_model").to(dev).eval()
     x_arr = check_images(x, "x")
+    if not isinstance(overwrite, bool):
+        raise TypeError(f"overwrite must be a bool, got {overwrite!r}")
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
         raise TypeError(f"seed must be an integer, got {seed!r}")
     batch_size = int(_check_count("batch_size", batch_size, allow_none=False) or 1)
@@ -696,11 +754,22 @@ def evaluate(
     n_repeats = (DEFAULT_REPEATS if stochastic else 1) if repeats is None else repeats
 
     with torch.no_grad():
-        num_classes = int(module(as_float_tensor(x_arr[:1], dev)).shape[1])
+        num_classes = int(forward_checked(module, x_arr[:1], "x", device=dev).shape[1])
     y_arr = check_labels(y, len(x_arr), num_classes, "y")
     from .. import distributed
 
     rank, size = (distributed.rank(), distributed.world_size()) if distributed.is_distributed() else (0, 1)
+    context = {"model": _fingerprint_model(module), "data": _fingerprint_arrays(x_arr, y_arr), "seed": int(seed),
+               "eot_samples": eot_k, "votes": n_votes, "repeats": n_repeats, "stochastic": stochastic,
+               "bpda": bpda_surrogate is not None, "transfer_source": None if surrogate_module is None
+               else _fingerprint_model(surrogate_module), "batch_size": batch_size}  # fmt: skip
+    fingerprint = make_fingerprint("evaluate", **context, suite=[spec.to_dict() for spec in specs])
+    out_path = None if out_dir is None else Path(out_dir)
+    if out_path is not None:  # before any work: a folder of another run is refused at once
+        if overwrite and rank == 0:
+            _clear_out_dir(out_path)
+        distributed.barrier()
+        _check_out_dir(out_path, context, fingerprint)
     num_batches = math.ceil(len(x_arr) / batch_size)
     my_batches = [b for b in range(num_batches) if b % size == rank]
     set_seed(int(seed))
@@ -714,12 +783,7 @@ def evaluate(
 
     settings = {"device": str(dev), "batch_size": batch_size, "eot_samples": eot_k if stochastic else None,
                 "votes": n_votes, "repeats": n_repeats, "stochastic": stochastic, "bpda": bpda_surrogate is not None,
-                "norm_tolerance": NORM_TOLERANCE, "box_tolerance": BOX_TOLERANCE}  # fmt: skip
-    context = {"model": _fingerprint_model(module), "data": _fingerprint_arrays(x_arr, y_arr), "seed": int(seed),
-               "eot_samples": eot_k, "votes": n_votes, "repeats": n_repeats, "stochastic": stochastic,
-               "bpda": bpda_surrogate is not None, "transfer_source": None if surrogate_module is None
-               else _fingerprint_model(surrogate_module), "batch_size": batch_size}  # fmt: skip
-    out_path = None if out_dir is None else Path(out_dir)
+                "norm_tolerance": NORM_TOLERANCE, "box_tolerance": BOX_TOLERANCE, "fingerprint": fingerprint}  # fmt: skip
 
     results: list[AttackResult] = []
     bar = tqdm(specs, desc="attacks", unit="attack", disable=not verbose or rank != 0)

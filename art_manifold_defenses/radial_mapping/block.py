@@ -33,6 +33,8 @@ import torch
 from torch import Tensor, nn
 from torch.autograd.function import once_differentiable
 
+from ..utils import check_image_tensor
+
 __all__ = ["VARIANTS", "RadialBasisMapping", "kmeans_centers"]
 
 VARIANTS = ("paper", "authors_code")
@@ -174,10 +176,8 @@ class RadialBasisMapping(nn.Module):
         return psi.T * psi
 
     def _check_input(self, x: Tensor) -> None:
-        if not isinstance(x, Tensor):
-            raise TypeError(f"x must be a torch.Tensor, got {type(x).__name__}")
-        if x.ndim != 4 or x.shape[1] != self.in_channels:
-            raise ValueError(f"x must have shape (N, {self.in_channels}, H, W), got {tuple(x.shape)}")
+        # features, not images: any finite value (a NaN would come out of the clamp as a silent 0)
+        check_image_tensor(x, "x", clip_values=None, channels=self.in_channels)
 
     def distances(self, features: Tensor) -> Tensor:
         """D for features of shape (..., K): (..., P) squared distances (paper) or (..., K) distances h (authors)."""

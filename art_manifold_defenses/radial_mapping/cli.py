@@ -12,6 +12,7 @@ import torch
 from torch import nn
 
 from ..models import build_model
+from ..utils import positive_float_arg, positive_int_arg
 from .block import INITS, VARIANTS
 from .feature_analysis import feature_analysis
 from .training import train_radial_mapping
@@ -25,14 +26,14 @@ DEFENCE_NAME = "radial-mapping"
 def add_train_arguments(group: Any) -> None:
     """Flags of ``amd train --defense radial-mapping``."""
     group.add_argument("--rbm-variant", default="paper", choices=VARIANTS, help="block variant (default: paper)")
-    group.add_argument("--rbm-centers", type=int, default=None, help="centres per block (default: the block's input channels)")
-    group.add_argument("--rbm-out-channels", type=int, default=None, help="mapped channels per block (default: the number of centres)")
+    group.add_argument("--rbm-centers", type=positive_int_arg, default=None, help="centres per block (default: the block's input channels)")
+    group.add_argument("--rbm-out-channels", type=positive_int_arg, default=None, help="mapped channels per block (default: the number of centres)")
     group.add_argument("--rbm-after", default="all_conv",
                        help="where to insert blocks: all_conv, blocks, or comma-separated module names (default: all_conv)")
     group.add_argument("--rbm-mode", default="auto", choices=MODES, help="concat (nn.Sequential), project, or auto (default)")
     group.add_argument("--rbm-init", default="uniform", choices=INITS, help="centre initialisation (default: uniform)")
-    group.add_argument("--rbm-epsilon", type=float, default=1e-6, help="epsilon of M = A A^T + epsilon I (default: 1e-6)")
-    group.add_argument("--rbm-beta-init", type=float, default=2.0, help="initial width beta (default: 2.0)")
+    group.add_argument("--rbm-epsilon", type=positive_float_arg, default=1e-6, help="epsilon of M = A A^T + epsilon I (default: 1e-6)")
+    group.add_argument("--rbm-beta-init", type=positive_float_arg, default=2.0, help="initial width beta (default: 2.0)")
 
 
 def mapping_params_from_args(args: argparse.Namespace) -> dict[str, Any]:
@@ -94,7 +95,7 @@ def add_subcommands(subparsers: Any) -> dict[str, Callable[[argparse.Namespace],
     parser.add_argument("--checkpoint", required=True, help="model.pt of a trained model")
     parser.add_argument("--dataset", default=None, help="dataset (default: the checkpoint's)")
     parser.add_argument("--data-root", default=None, help="folder holding the dataset files")
-    parser.add_argument("--n", type=int, default=1000, help="number of test images (default: 1000)")
+    parser.add_argument("--n", type=positive_int_arg, default=1000, help="number of test images (default: 1000)")
     parser.add_argument("--layer", default=None, help="module whose output to analyse (default: the input of the last Linear)")
     parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
     parser.add_argument("--seed", type=int, default=0, help="k-means seed")

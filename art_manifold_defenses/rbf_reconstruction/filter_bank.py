@@ -95,7 +95,8 @@ class RBFFilterBank(nn.Module):
         device: str | torch.device | None = "cpu",
     ) -> None:
         """Build a bank from ``means`` and ``variances``, or an all-zero placeholder of ``num_filters`` filters
-        (to be filled by ``load_state_dict``) when both are ``None``."""
+        (to be filled by ``load_state_dict``) when both are ``None``: such an unfitted bank refuses to run
+        (``ValueError``) until a state dict is loaded into it."""
         super().__init__()
         self.patch_size = patch_size
         self.in_channels = in_channels
@@ -142,6 +143,8 @@ class RBFFilterBank(nn.Module):
             var_t = var_t.clamp_min(MIN_VARIANCE)
         #: per-M-step record of the EM that learned the bank (empty for a bank built from given means)
         self.fit_history: list[dict[str, float]] = []
+        #: False for a placeholder until ``load_state_dict`` fills it (an all-zero bank would reconstruct garbage)
+        self.fitted = means is not None
         self.register_buffer("means", mean_t)
         self.register_buffer("variances", var_t)
         self.to(resolve_device(device))
@@ -162,8 +165,19 @@ class RBFFilterBank(nn.Module):
         """Length of a patch vector, ``C * k * k``."""
         return self.in_channels * self.patch_size * self.patch_size
 
+    def _load_from_state_dict(self, state_dict: Any, prefix: str, *args: Any, **kwargs: Any) -> None:
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+        if prefix + "means" in state_dict and prefix + "variances" in state_dict:
+            self.fitted = True
+
     def check_input(self, x: Tensor, name: str = "x") -> None:
-        """Raise a clear error if ``x`` is not a non-empty finite ``(N, C, H, W)`` batch the bank can read."""
+        """Raise a clear error if the bank is unfitted or ``x`` is not a non-empty finite ``(N, C, H, W)`` batch the
+        bank can read."""
+        if not self.fitted:
+            raise ValueError(
+                f"the RBF filter bank is not fitted (an all-zero placeholder of {self.num_filters} filters): learn it "
+                "with fit_rbf_filters / `amd fit-rbf`, load one with RBFFilterBank.load, or load_state_dict into it"
+            )
         if not isinstance(x, Tensor):
             raise TypeError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
         if x.ndim != 4:

@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from ..utils import check_counts
 from .bounds import cohen_radius, pixeldp_radius, renyi_radius
 from .confidence import INTERVALS, clopper_pearson_lower, clopper_pearson_upper, top_two_bounds
 
@@ -76,9 +77,9 @@ def certify_from_counts(
     """
     if interval not in INTERVALS:
         raise ValueError(f"interval must be one of {INTERVALS}, got {interval!r}")
-    sel = np.asarray(selection_counts)
-    est = np.asarray(counts)
-    if est.ndim != 1 or sel.shape != est.shape:
+    sel = check_counts(selection_counts, "selection_counts", ndim=1)
+    est = check_counts(counts, "counts", ndim=1)
+    if sel.shape != est.shape:
         raise ValueError(f"selection_counts and counts must be 1-D of the same length, got {sel.shape} and {est.shape}")
     n = int(est.sum())
     if n <= 0:
@@ -113,9 +114,9 @@ def certify_batch(
     """
     if interval not in INTERVALS:
         raise ValueError(f"interval must be one of {INTERVALS}, got {interval!r}")
-    sel = np.asarray(selection_counts)
-    est = np.asarray(counts)
-    if est.ndim != 2 or sel.shape != est.shape:
+    sel = check_counts(selection_counts, "selection_counts", ndim=2)
+    est = check_counts(counts, "counts", ndim=2)
+    if sel.shape != est.shape:
         raise ValueError(f"selection_counts and counts must be (N, classes) arrays of the same shape, got {sel.shape} and {est.shape}")
     n = est.sum(axis=1)
     if (n <= 0).any():

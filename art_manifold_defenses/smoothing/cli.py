@@ -12,6 +12,14 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..utils import (
+    float_list_arg,
+    non_negative_float_arg,
+    non_negative_int_arg,
+    positive_float_arg,
+    positive_int_arg,
+    probability_arg,
+)
 from .certification import BOUNDS
 from .confidence import INTERVALS
 from .module import SmoothedClassifier
@@ -29,8 +37,8 @@ __all__ = ["add_subcommands", "add_train_arguments", "run_certify", "train_from_
 
 def add_train_arguments(group: Any) -> None:
     """Flags of ``amd train --defense stn``."""
-    group.add_argument("--sigma", type=float, default=0.7, help="Gaussian noise std in [0,1] pixel units (default: 0.7, the paper's MNIST value)")
-    group.add_argument("--stability-weight", type=float, default=1.0,
+    group.add_argument("--sigma", type=positive_float_arg, default=0.7, help="Gaussian noise std in [0,1] pixel units (default: 0.7, the paper's MNIST value)")
+    group.add_argument("--stability-weight", type=non_negative_float_arg, default=1.0,
                        help="gamma of the stability loss (default: 1, the paper); 0 = plain Gaussian augmentation")  # fmt: skip
     group.add_argument("--stn-target", default="softmax", choices=list(STABILITY_TARGETS),
                        help="stability target: softmax of the clean prediction (paper) or raw logits (authors' code)")  # fmt: skip
@@ -62,20 +70,23 @@ def _add_certify_parser(subparsers: Any) -> None:
     p.add_argument("--data-root", default=None, help="folder holding the dataset files")
     p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default: cpu)")
     p.add_argument("--seed", type=int, default=0, help="noise seed (default: 0)")
-    p.add_argument("--n", "--num-images", dest="n", type=int, default=100,
+    p.add_argument("--n", "--num-images", dest="n", type=positive_int_arg, default=100,
                    help="number of test images (default: 100); spell it --num-images after torchrun, whose own parser rejects --n")
-    p.add_argument("--skip", type=int, default=1, help="certify every SKIP-th test image (default: 1)")
-    p.add_argument("--sigma", type=float, default=None, help="noise std (default: the checkpoint's sigma)")
-    p.add_argument("--samples", type=int, default=100, help="estimation samples n per image (default: 100, the paper)")
-    p.add_argument("--n0", type=int, default=100, help="selection samples per image; 0 = select from the n samples (default: 100)")
-    p.add_argument("--alpha", type=float, default=0.05, help="failure probability (default: 0.05, the paper's 95%%)")
+    p.add_argument("--skip", type=positive_int_arg, default=1, help="certify every SKIP-th test image (default: 1)")
+    p.add_argument("--sigma", type=positive_float_arg, default=None, help="noise std (default: the checkpoint's sigma)")
+    p.add_argument("--samples", type=positive_int_arg, default=100, help="estimation samples n per image (default: 100, the paper)")
+    p.add_argument("--n0", type=non_negative_int_arg, default=100,
+                   help="selection samples per image; 0 = select from the n samples (default: 100)")
+    p.add_argument("--alpha", type=probability_arg, default=0.05, help="failure probability (default: 0.05, the paper's 95%%)")
     p.add_argument("--bound", default="all", choices=[*BOUNDS, "all"], help="bound(s) to compute (default: all)")
     p.add_argument("--interval", default="clopper-pearson", choices=list(INTERVALS), help="(p1, p2) confidence bounds (default: clopper-pearson)")
-    p.add_argument("--batch-size", type=int, default=1000, help="noisy samples per forward pass (default: 1000)")
-    p.add_argument("--radii", default=",".join(f"{r:g}" for r in DEFAULT_RADII), help="comma-separated radii for summary.json")
+    p.add_argument("--batch-size", type=positive_int_arg, default=1000, help="noisy samples per forward pass (default: 1000)")
+    p.add_argument("--radii", type=float_list_arg, default=list(DEFAULT_RADII), help="comma-separated radii for summary.json")
     p.add_argument("--out", required=True, help="output folder (certify.tsv, summary.json, *.png)")
-    p.add_argument("--no-resume", action="store_true", help="start certify.tsv afresh instead of resuming it")
-    p.add_argument("--max-images", type=int, default=None,
+    p.add_argument("--overwrite", "--no-resume", dest="overwrite", action="store_true",
+                   help="start certify.tsv afresh instead of resuming it (a folder holding another run's rows is refused "
+                        "without it)")  # fmt: skip
+    p.add_argument("--max-images", type=positive_int_arg, default=None,
                    help="each process stops after certifying this many new images (a time budget; rerun to continue)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
@@ -83,6 +94,10 @@ def _add_certify_parser(subparsers: Any) -> None:
 def run_certify(args: argparse.Namespace) -> int:
     """``amd certify``: writes ``OUT/certify.tsv``, ``OUT/summary.json``, ``OUT/certified_accuracy.png`` and
     ``OUT/bound_comparison.png``; prints the summary.
+
+    ``certify.tsv`` carries its fingerprint (the model's hash and every setting that changes a row) and a hash of every
+    row's image: a rerun with the same ``--out`` resumes only its own run and refuses another model's, data set's or
+    settings' rows (``--overwrite`` starts afresh).
 
     Under ``torchrun`` the images are sharded over the processes (each on its own device, ``cuda:LOCAL_RANK`` for
     ``--device cuda``) and rank 0 writes the same files as a single process (:func:`.outputs.certify_sharded`)."""
@@ -96,13 +111,13 @@ def run_certify(args: argparse.Namespace) -> int:
 
 
 def _certify(args: argparse.Namespace, device: torch.device, *, is_main: bool) -> int:
-    from ..checkpoint import load_checkpoint
+    from ..checkpoint import check_checkpoint_fits_data, load_checkpoint
     from ..data import load_dataset
     from .estimator import RenyiSmoothingPyTorch
 
-    max_images = getattr(args, "max_images", None)
-    if max_images is not None and max_images < 1:
-        raise ValueError(f"--max-images must be >= 1, got {max_images}")
+    out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"--out {out} is a file, not a folder")
     model, metadata = load_checkpoint(args.checkpoint, device=device)
     defence = metadata.get("defence") or {}
     sigma = args.sigma
@@ -114,22 +129,23 @@ def _certify(args: argparse.Namespace, device: torch.device, *, is_main: bool) -
         sigma = defence.get("params", {}).get("sigma")
     if sigma is None:
         raise ValueError("--sigma is required for a checkpoint without a smoothing defence")
-    radii = [float(r) for r in str(args.radii).split(",") if r.strip()]
+    radii = [float(r) for r in args.radii]
     x, y = load_dataset(args.dataset, "test", root=args.data_root)
-    if args.n < 1 or args.skip < 1:
-        raise ValueError(f"--n and --skip must be positive, got {args.n} and {args.skip}")
     idx = np.arange(0, len(x), args.skip)[: args.n]
+    if len(idx) < args.n:
+        raise ValueError(f"--n {args.n} with --skip {args.skip} asks for more test images than data set "
+                         f"{args.dataset!r} has ({len(x)} images, so --n at most {len(np.arange(0, len(x), args.skip))})")  # fmt: skip
+    check_checkpoint_fits_data(base, metadata, x[idx], y[idx], checkpoint=args.checkpoint, dataset=args.dataset, device=device)
     arch = metadata["architecture"]
     estimator = RenyiSmoothingPyTorch(
         base, nn.CrossEntropyLoss(), input_shape=tuple(x.shape[1:]), nb_classes=int(arch.get("num_classes", int(y.max()) + 1)),
         clip_values=(0.0, 1.0), device_type="cpu" if device.type == "cpu" else "gpu", scale=float(sigma), alpha=args.alpha,
         seed=args.seed,
     )  # fmt: skip
-    out = Path(args.out)
     tsv = certify_sharded(
         estimator, x[idx], y[idx], out, n=args.samples, n0=args.n0, alpha=args.alpha, bound=args.bound,
-        interval=args.interval, batch_size=args.batch_size, seed=args.seed, indices=idx, resume=not args.no_resume,
-        verbose=not args.quiet, max_images=max_images,
+        interval=args.interval, batch_size=args.batch_size, seed=args.seed, indices=idx, resume=not args.overwrite,
+        verbose=not args.quiet, max_images=args.max_images,
     )  # fmt: skip
     if not is_main:
         return 0

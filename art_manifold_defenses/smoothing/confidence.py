@@ -14,6 +14,8 @@ from typing import Any
 import numpy as np
 from scipy import stats
 
+from ..utils import check_counts
+
 __all__ = [
     "INTERVALS",
     "clopper_pearson_lower",
@@ -130,7 +132,7 @@ def sison_glaz_intervals(counts: Any, alpha: float = 0.05) -> tuple[np.ndarray, 
     :func:`top_two_bounds` guards against this; Clopper–Pearson is the default there.
     """
     alpha = _check_alpha(alpha)
-    arr = np.asarray(counts)
+    arr = check_counts(counts, "counts")
     if arr.ndim != 1 or arr.size < 2:
         raise ValueError(f"counts must be a 1-D vector of at least two class counts, got shape {arr.shape}")
     if not np.all(np.isfinite(arr)) or (arr < 0).any() or (np.mod(arr, 1) != 0).any():
@@ -185,7 +187,7 @@ def top_two_bounds(
         ``(p1_lower, p2_upper)``.
     """
     alpha = _check_alpha(alpha)
-    arr = np.asarray(counts)
+    arr = check_counts(counts, "counts")
     if arr.ndim != 1 or arr.size < 2:
         raise ValueError(f"counts must be a 1-D vector of at least two class counts, got shape {arr.shape}")
     k = arr.size

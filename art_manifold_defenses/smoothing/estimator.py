@@ -18,7 +18,7 @@ from scipy.stats import binomtest
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-from ..utils import check_images, check_labels
+from ..utils import check_images, check_labels, check_nb_classes, check_positive_int
 from .certification import BOUNDS, certify_batch, resolve_bounds
 from .confidence import INTERVALS
 from .module import SmoothedClassifier
@@ -28,12 +28,6 @@ from .stability import STABILITY_TARGETS, stn_step
 __all__ = ["RenyiSmoothingPyTorch"]
 
 logger = logging.getLogger(__name__)
-
-
-def _positive_int(value: Any, name: str, minimum: int = 1) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or int(value) < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
-    return int(value)
 
 
 def _is_identity_standardisation(op: Any) -> bool:
@@ -139,26 +133,28 @@ class RenyiSmoothingPyTorch(PyTorchRandomizedSmoothing):
         self.eot_samples = eot_samples
         self.seed = seed
         self._check_params()
+        # votes are counted per class: a model with more outputs than nb_classes would count its other classes in the
+        # next image's slots, one with fewer would never vote for the last ones. Checked here by one forward pass of the
+        # model (not run through preprocessing defences, which may keep state); base_logits checks every output too.
+        if not self.active_preprocessing:
+            check_nb_classes(nb_classes, self.user_model, tuple(input_shape), device=self._device)
         self._eot_generator = make_generator(seed, self._device)
 
     # ------------------------------------------------------------------ checks
     def _check_params(self) -> None:
         super()._check_params()
         if hasattr(self, "sample_size"):
-            _positive_int(self.sample_size, "sample_size")
+            check_positive_int(self.sample_size, "sample_size")
         if hasattr(self, "scale") and (isinstance(self.scale, bool) or not isinstance(self.scale, (int, float)) or not 0 < float(self.scale) < np.inf):
             raise ValueError(f"scale (the noise sigma) must be a positive finite float, got {self.scale!r}")
         if hasattr(self, "alpha") and (isinstance(self.alpha, bool) or not isinstance(self.alpha, (int, float)) or not 0 < float(self.alpha) < 1):
             raise ValueError(f"alpha must be a failure probability in (0, 1), got {self.alpha!r}")
         if getattr(self, "eot_samples", None) is not None:
-            _positive_int(self.eot_samples, "eot_samples")
+            check_positive_int(self.eot_samples, "eot_samples")
 
     def _check_x(self, x: Any, name: str = "x") -> np.ndarray:
         clip = None if self.clip_values is None else (float(np.min(self.clip_values[0])), float(np.max(self.clip_values[1])))
-        arr = check_images(x, name, clip_values=clip, ndim=len(self.input_shape) + 1)
-        if tuple(arr.shape[1:]) != tuple(self.input_shape):
-            raise ValueError(f"{name} must have per-sample shape {tuple(self.input_shape)}, got {tuple(arr.shape[1:])}")
-        return arr
+        return check_images(x, name, clip_values=clip, ndim=len(self.input_shape) + 1, input_shape=tuple(self.input_shape))
 
     @property
     def sigma(self) -> float:
@@ -189,15 +185,20 @@ class RenyiSmoothingPyTorch(PyTorchRandomizedSmoothing):
         chain, differentiable when every defence is a ``PreprocessorPyTorch``), then the user's model (its output is
         taken as the logits)."""
         x = x.float()
-        net = self.user_model
         if not self.active_preprocessing:
-            return net(x)
+            return self._checked_logits(self.user_model(x))
         if self.all_framework_preprocessing:
             x_pre, _ = self._apply_preprocessing(x, y=None, fit=fit, no_grad=not torch.is_grad_enabled())
         else:  # numpy preprocessing: identity gradient (BPDA)
             out, _ = self._apply_preprocessing(x.detach().cpu().numpy(), y=None, fit=fit)
             x_pre = x + (torch.as_tensor(np.asarray(out, dtype=np.float32), device=x.device) - x).detach()
-        return net(x_pre.float())
+        return self._checked_logits(self.user_model(x_pre.float()))
+
+    def _checked_logits(self, logits: Tensor) -> Tensor:
+        if logits.ndim != 2 or logits.shape[1] != self.nb_classes:
+            raise ValueError(f"nb_classes={self.nb_classes} does not match the model, which returns logits of shape "
+                             f"{tuple(logits.shape)}; pass the model's number of outputs as nb_classes")  # fmt: skip
+        return logits
 
     def smoothed_module(self, *, samples: int = 1, generator: torch.Generator | None = None) -> SmoothedClassifier:
         """An ``nn.Module`` view of the smoothed classifier (``stochastic = True``) for the evaluation harness: the
@@ -255,9 +256,9 @@ class RenyiSmoothingPyTorch(PyTorchRandomizedSmoothing):
             seed: run seed (default: the constructor's ``seed``; drawn at random when both are None).
         """
         x_np = self._check_x(x)
-        n = _positive_int(n, "n")
-        n0 = _positive_int(n0, "n0", minimum=0)
-        batch_size = _positive_int(batch_size, "batch_size")
+        n = check_positive_int(n, "n")
+        n0 = check_positive_int(n0, "n0", minimum=0)
+        batch_size = check_positive_int(batch_size, "batch_size")
         counts = self._counts(x_np, (n0, n), batch_size, seed, indices, verbose, "certify")
         return counts[:, 0], counts[:, 1]
 
@@ -322,11 +323,11 @@ class RenyiSmoothingPyTorch(PyTorchRandomizedSmoothing):
         is_abstain = kwargs.get("is_abstain", True)
         if not isinstance(is_abstain, bool):
             raise TypeError(f"is_abstain must be a bool, got {is_abstain!r}")
-        n = _positive_int(kwargs.get("n", self.sample_size), "n")
+        n = check_positive_int(kwargs.get("n", self.sample_size), "n")
         alpha = float(kwargs.get("alpha", self.alpha) or 0.0)
         if not 0 < alpha < 1:
             raise ValueError(f"alpha must be in (0, 1), got {alpha!r}")
-        batch_size = _positive_int(batch_size, "batch_size")
+        batch_size = check_positive_int(batch_size, "batch_size")
         x_np = self._check_x(x)
         seed = kwargs.get("seed")
         counts = self._counts(x_np, (n,), batch_size, seed, kwargs.get("indices"), verbose, "smoothed predict")[:, 0]
@@ -377,7 +378,7 @@ class RenyiSmoothingPyTorch(PyTorchRandomizedSmoothing):
         step = stn_step(self.sigma, stability_weight=stability_weight, target=stability_target, stop_gradient=stop_gradient)
         module = _PreprocessedBase(self, fit=True)
         train(
-            module, x_np, y_np, epochs=_positive_int(nb_epochs, "nb_epochs", 0), batch_size=_positive_int(batch_size, "batch_size"),
+            module, x_np, y_np, epochs=check_positive_int(nb_epochs, "nb_epochs", minimum=0), batch_size=check_positive_int(batch_size, "batch_size"),
             optimizer=self._optimizer, scheduler=scheduler, step_fn=step, device=self._device, seed=seed,
             drop_last=drop_last, validation_data=validation_data, checkpoint_dir=checkpoint_dir, verbose=verbose,
             desc="stn" if stability_weight > 0 else "gaussian-aug",
@@ -388,7 +389,7 @@ class RenyiSmoothingPyTorch(PyTorchRandomizedSmoothing):
     def _eot_gradient(self, x: Any, objective: Any, samples: int | None, training_mode: bool) -> np.ndarray | Tensor:
         is_tensor = isinstance(x, Tensor)
         x_t = x.detach().to(self._device).float() if is_tensor else torch.from_numpy(np.asarray(x, dtype=np.float32)).to(self._device)
-        k = _positive_int(samples if samples is not None else (self.eot_samples or self.sample_size), "eot samples")
+        k = check_positive_int(samples if samples is not None else (self.eot_samples or self.sample_size), "eot samples")
         self._model.train(mode=training_mode)
         grad = torch.zeros_like(x_t)
         for _ in range(k):

@@ -5,6 +5,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from ..utils import check_image_tensor, check_positive_int
+
 __all__ = ["SmoothedClassifier"]
 
 
@@ -54,6 +56,7 @@ class SmoothedClassifier(nn.Module):
         return x + float(self.sigma) * noise
 
     def forward(self, x: Tensor) -> Tensor:
+        check_image_tensor(x, "x")  # images in [0, 1]: sigma is in those units
         x = x.float()
         if self.samples == 1:
             return self.base(self.add_noise(x))
@@ -63,8 +66,8 @@ class SmoothedClassifier(nn.Module):
     @torch.no_grad()
     def predict_vote(self, x: Tensor, n: int = 100) -> Tensor:
         """Majority vote of the base classifier over ``n`` noisy copies (ties -> lowest class index)."""
-        if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-            raise ValueError(f"n must be a positive integer, got {n!r}")
+        check_positive_int(n, "n")
+        check_image_tensor(x, "x")
         x = x.float()
         votes: Tensor | None = None
         for _ in range(n):

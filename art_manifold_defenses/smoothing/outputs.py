@@ -1,10 +1,14 @@
 """Certification outputs: a TSV row per image (flushed as it goes, resumable), summaries of certified accuracy at a
-list of radii per bound, certified-accuracy-vs-radius plots, and the bound-comparison figure (Li et al., App. A)."""
+list of radii per bound, certified-accuracy-vs-radius plots, and the bound-comparison figure (Li et al., App. A).
+
+A certification TSV starts with its fingerprint line (``# amd-fingerprint {...}``: the model's hash and every setting
+that changes a row, see :mod:`art_manifold_defenses.fingerprint`), then the header; every row carries a hash of its
+image. A resume checks both, so a table never mixes two models, two settings or two data sets.
+"""
 
 from __future__ import annotations
 
 import csv
-import json
 import os
 import time
 from collections.abc import Mapping, Sequence
@@ -12,8 +16,18 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+from torch import nn
 from tqdm.auto import tqdm
 
+from ..fingerprint import (
+    image_hashes,
+    make_fingerprint,
+    model_hash,
+    overwrite_hint,
+    read_tsv,
+    resume_tsv,
+    start_tsv,
+)
 from ..utils import check_labels
 from .bounds import cohen_radius, pixeldp_radius, renyi_radius
 from .certification import certify_batch, resolve_bounds
@@ -24,12 +38,14 @@ if TYPE_CHECKING:
 
 __all__ = [
     "DEFAULT_RADII",
+    "certification_fingerprint",
     "certification_settings",
     "certified_accuracy",
     "certify_sharded",
     "certify_to_tsv",
     "plot_bound_comparison",
     "plot_certified_accuracy",
+    "read_certify_fingerprint",
     "read_certify_tsv",
     "summarize_certification",
 ]
@@ -40,11 +56,18 @@ DEFAULT_RADII: tuple[float, ...] = (0.0, 0.25, 0.5, 0.75, 1.0, 1.25, 1.4, 1.5, 1
 
 def _columns(bounds: Sequence[str]) -> list[str]:
     return ["idx", "label", "prediction", *[f"radius_{b}" for b in bounds], "correct", "seconds",
-            "count_top", "count_second", "p1_lower", "p2_upper", "cohen_p_lower"]  # fmt: skip
+            "count_top", "count_second", "p1_lower", "p2_upper", "cohen_p_lower", "image_hash"]  # fmt: skip
 
 
-def _settings_path(path: Path) -> Path:
+#: What a refusal to resume a certification TSV offers.
+_HINT = overwrite_hint("resume=False")
+
+
+def _legacy_settings_path(path: Path) -> Path:
+    """The settings sidecar of earlier versions (removed when a file is started afresh)."""
     return path.with_name(path.name + ".settings.json")
+
+
 
 
 def certify_to_tsv(
@@ -75,8 +98,12 @@ def certify_to_tsv(
     written as soon as its chunk is done); the noise of each image is seeded from ``(seed, its index)``
     (:func:`~art_manifold_defenses.smoothing.sampling.image_seed`), so a row depends neither on the chunking nor on
     which process certifies it, and a run killed and restarted with ``resume=True`` skips the rows already written
-    and produces the same rows as an uninterrupted run. The settings are stored in ``<path>.settings.json`` and a
-    resume with different settings raises ``ValueError``.
+    and produces the same rows as an uninterrupted run. The first line of the file is its fingerprint
+    (:func:`certification_fingerprint`: the model's hash and every setting that changes a row) and every row holds a
+    hash of its image (``image_hash``): a resume with another model, other settings, a file without a fingerprint (an
+    older version) or a finished row whose image or label differs from this run's raises
+    :class:`~art_manifold_defenses.fingerprint.FingerprintMismatchError` (a ``ValueError``) naming what differs;
+    ``resume=False`` starts the file afresh.
 
     Args:
         indices: dataset index of each row of ``x`` (default ``0..N-1``), written in the ``idx`` column.
@@ -97,25 +124,15 @@ def certify_to_tsv(
         raise ValueError(f"max_images must be a positive integer or None, got {max_images!r}")
     stop_after = int(max_images) if max_images is not None else 0
     alpha_value = float(estimator.alpha if alpha is None else alpha)
-    settings = certification_settings(estimator, n=n, n0=n0, alpha=alpha_value, bounds=bounds, interval=interval,
-                                      batch_size=batch_size, seed=seed)  # fmt: skip
+    fingerprint = certification_fingerprint(estimator, n=n, n0=n0, alpha=alpha_value, bounds=bounds, interval=interval,
+                                            batch_size=batch_size, seed=seed)  # fmt: skip
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    columns = _columns(bounds)
-    done: set[int] = set()
-    if path.is_file() and resume:
-        old = json.loads(_settings_path(path).read_text()) if _settings_path(path).is_file() else None
-        if old is not None and old != settings:
-            raise ValueError(f"{path} was written with different settings {old}; use another output or resume=False")
-        with path.open() as handle:
-            header = handle.readline().rstrip("\n").split("\t")
-        if header != columns:
-            raise ValueError(f"{path} has columns {header}, expected {columns}; use another output or resume=False")
-        _drop_partial_line(path)
-        done = {int(row["idx"]) for row in read_certify_tsv(path)}
-    else:
-        path.write_text("\t".join(columns) + "\n")
-    _settings_path(path).write_text(json.dumps(settings, indent=2) + "\n")
+    if not resume:
+        _legacy_settings_path(path).unlink(missing_ok=True)
+    hashes = image_hashes(x_np)
+    expected = {int(i): (int(label), digest) for i, label, digest in zip(idx, labels, hashes, strict=True)}
+    finished = resume_tsv(path, fingerprint, _columns(bounds), resume=resume, hint=_HINT, expected=expected)
+    done = {int(row["idx"]) for row in finished}
 
     chunk = max(1, int(batch_size) // (int(n0) + int(n)))
     starts = range(0, len(x_np), chunk)
@@ -137,7 +154,7 @@ def certify_to_tsv(
                 pred = int(top[i]) if any(radii[b][i] > 0 for b in bounds) else -1
                 writer.writerow([int(idx[j]), int(labels[j]), pred, *[f"{radii[b][i]:.6f}" for b in bounds],
                                  int(pred == labels[j]), f"{seconds:.6f}", int(est[0]), int(est[1]),
-                                 f"{p1[i]:.8f}", f"{p2[i]:.8f}", f"{p_a[i]:.8f}"])  # fmt: skip
+                                 f"{p1[i]:.8f}", f"{p2[i]:.8f}", f"{p_a[i]:.8f}", hashes[j]])  # fmt: skip
             handle.flush()
             bar.update(len(todo))
             stop_after -= len(todo)
@@ -149,34 +166,42 @@ def certify_to_tsv(
 
 def certification_settings(estimator: RenyiSmoothingPyTorch, *, n: int, n0: int, alpha: float, bounds: Sequence[str],
                            interval: str, batch_size: int, seed: int) -> dict[str, Any]:  # fmt: skip
-    """The settings a certification TSV is written with (stored in ``<tsv>.settings.json``; resume checks them)."""
+    """The settings a certification TSV is written with (part of its fingerprint, reported by the summary)."""
     return {"n": int(n), "n0": int(n0), "alpha": float(alpha), "sigma": estimator.sigma, "bounds": list(bounds),
             "interval": interval, "batch_size": int(batch_size), "seed": int(seed)}  # fmt: skip
+
+
+def certification_fingerprint(estimator: RenyiSmoothingPyTorch, **settings: Any) -> dict[str, Any]:
+    """The fingerprint of a certification TSV: :func:`certification_settings` (``settings`` are its keyword
+    arguments), the number of classes, and the hashes of the base model (module types and state dict) and of every
+    preprocessing module of the estimator (the class names of the others).
+
+    No paper or equation: resume bookkeeping (see :mod:`art_manifold_defenses.fingerprint`)."""
+    preprocessing = [model_hash(op) if isinstance(op, nn.Module) else type(op).__name__ for op in estimator.active_preprocessing]
+    return make_fingerprint("certify", model=model_hash(estimator.user_model), preprocessing=preprocessing,
+                            nb_classes=int(estimator.nb_classes), **certification_settings(estimator, **settings))  # fmt: skip
 
 
 def _rank_path(out_dir: Path, rank: int) -> Path:
     return out_dir / f"certify.rank{rank}.tsv"
 
 
-def _finished_rows(paths: Sequence[Path], settings: Mapping[str, Any]) -> list[dict[str, str]]:
-    """Complete rows of the certification TSVs among ``paths`` that exist; a file written with other settings raises."""
+def _finished_rows(paths: Sequence[Path], fingerprint: Mapping[str, Any], columns: Sequence[str],
+                   expected: Mapping[int, tuple[int, str]]) -> list[dict[str, str]]:  # fmt: skip
+    """Complete rows of the certification TSVs among ``paths`` that exist; a file of another run (fingerprint, columns
+    or the image of a row) raises :class:`~art_manifold_defenses.fingerprint.FingerprintMismatchError`."""
     rows: list[dict[str, str]] = []
     for p in paths:
-        if not p.is_file():
-            continue
-        stored = _settings_path(p)
-        if stored.is_file() and json.loads(stored.read_text()) != dict(settings):
-            raise ValueError(f"{p} was written with different settings {json.loads(stored.read_text())}; "
-                             "use another output or --no-resume")  # fmt: skip
-        rows.extend(read_certify_tsv(p))
+        if p.is_file():
+            rows.extend(resume_tsv(p, fingerprint, columns, resume=True, hint=_HINT, expected=expected))
     return rows
 
 
-def _write_tsv_atomic(path: Path, columns: Sequence[str], rows: Sequence[Mapping[str, str]]) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    with tmp.open("w", newline="") as handle:
+def _write_tsv_atomic(path: Path, fingerprint: Mapping[str, Any], columns: Sequence[str], rows: Sequence[Mapping[str, str]]) -> None:
+    tmp = path.with_name(path.name + ".merging")
+    start_tsv(tmp, fingerprint, columns)
+    with tmp.open("a", newline="") as handle:
         writer = csv.writer(handle, delimiter="\t", lineterminator="\n")
-        writer.writerow(columns)
         for row in rows:
             writer.writerow([row[c] for c in columns])
     os.replace(tmp, path)
@@ -206,9 +231,11 @@ def certify_sharded(
     appends its rows to ``out_dir/certify.rank{r}.tsv`` (flushed row by row, :func:`certify_to_tsv`) and skips every
     index already present in ``certify.tsv`` or in any ``certify.rank*.tsv`` (resume, also with another number of
     processes). Rank 0 then gathers the rows of every rank, merges them with the finished ones, sorted by index
-    and one row per index, into ``certify.tsv`` (atomically) with its ``.settings.json``; the rank files are removed.
+    and one row per index, into ``certify.tsv`` (atomically, its fingerprint line first); the rank files are removed.
     Each image's noise is seeded from ``(seed, index)``, so ``certify.tsv`` is the same whatever the number of
-    processes, except for the ``seconds`` column (timing). A single process is the case ``world_size == 1``.
+    processes, except for the ``seconds`` column (timing). A single process is the case ``world_size == 1``. Every
+    file is checked as :func:`certify_to_tsv` checks its own (fingerprint, and the image of every finished row this
+    run also certifies), so a folder holding another model's or other settings' rows is refused, never merged.
 
     Args:
         out_dir: output folder (shared by all processes for resume across nodes; rank 0 writes ``certify.tsv``).
@@ -230,8 +257,10 @@ def certify_sharded(
     if len(np.unique(idx)) != len(idx):
         raise ValueError("indices must be distinct: each image is one row of certify.tsv")
     alpha_value = float(estimator.alpha if alpha is None else alpha)
-    settings = certification_settings(estimator, n=n, n0=n0, alpha=alpha_value, bounds=bounds, interval=interval,
-                                      batch_size=batch_size, seed=seed)  # fmt: skip
+    fingerprint = certification_fingerprint(estimator, n=n, n0=n0, alpha=alpha_value, bounds=bounds, interval=interval,
+                                            batch_size=batch_size, seed=seed)  # fmt: skip
+    columns = _columns(bounds)
+    expected = {int(i): (int(label), digest) for i, label, digest in zip(idx, labels, image_hashes(x_np), strict=True)}
     rank, size = distributed.rank(), distributed.world_size()
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -240,11 +269,12 @@ def certify_sharded(
     if not resume and rank == 0:
         for p in [merged, *out.glob("certify.rank*.tsv")]:
             p.unlink(missing_ok=True)
-            _settings_path(p).unlink(missing_ok=True)
+            _legacy_settings_path(p).unlink(missing_ok=True)
     distributed.barrier()  # nobody reads the folder before rank 0 has cleared it
 
-    others = [merged, *(p for p in sorted(out.glob("certify.rank*.tsv")) if p != own)]
-    done = {int(r["idx"]) for r in _finished_rows(others, settings)}
+    # every rank checks every file (so all of them refuse together); its own rows are skipped by certify_to_tsv too
+    existing = [merged, *sorted(out.glob("certify.rank*.tsv"))]
+    done = {int(r["idx"]) for r in _finished_rows(existing, fingerprint, columns, expected)}
     distributed.barrier()  # every rank knows what is finished before anyone writes
     mine = distributed.shard(len(x_np), rank_index=rank, size=size)
     todo = np.array([j for j in mine if int(idx[j]) not in done], dtype=np.int64)
@@ -252,47 +282,37 @@ def certify_sharded(
         certify_to_tsv(estimator, x_np[todo], labels[todo], own, n=n, n0=n0, alpha=alpha_value, bound=bound,
                        interval=interval, batch_size=batch_size, seed=seed, indices=idx[todo], resume=True,
                        verbose=verbose and rank == 0, max_images=max_images)  # fmt: skip
-    gathered = distributed.gather_objects(_finished_rows([own], settings), dst=0)
+    gathered = distributed.gather_objects(_finished_rows([own], fingerprint, columns, expected), dst=0)
     if rank == 0:
         assert gathered is not None
-        finished = _finished_rows([merged, *sorted(out.glob("certify.rank*.tsv"))], settings)
+        finished = _finished_rows([merged, *sorted(out.glob("certify.rank*.tsv"))], fingerprint, columns, expected)
         by_index: dict[int, dict[str, str]] = {}
         for row in [*finished, *(r for part in gathered for r in part)]:
             by_index.setdefault(int(row["idx"]), row)
-        _write_tsv_atomic(merged, _columns(bounds), [by_index[i] for i in sorted(by_index)])
-        _settings_path(merged).write_text(json.dumps(settings, indent=2) + "\n")
+        _write_tsv_atomic(merged, fingerprint, columns, [by_index[i] for i in sorted(by_index)])
+        _legacy_settings_path(merged).unlink(missing_ok=True)
     distributed.barrier()  # certify.tsv holds every row: the rank files can go
     stale = [own] if rank != 0 else [own, *out.glob("certify.rank*.tsv")]
     for p in stale:
         p.unlink(missing_ok=True)
-        _settings_path(p).unlink(missing_ok=True)
+        _legacy_settings_path(p).unlink(missing_ok=True)
     distributed.barrier()
     return merged
 
 
-def _drop_partial_line(path: Path) -> None:
-    """Cut a last line left without its newline by a killed run, so appended rows start on a fresh line."""
-    data = path.read_bytes()
-    if data and not data.endswith(b"\n"):
-        with path.open("r+b") as handle:
-            handle.truncate(data.rfind(b"\n") + 1)
-
-
 def read_certify_tsv(path: str | os.PathLike[str]) -> list[dict[str, str]]:
-    """The rows of a certification TSV (complete lines only: a line cut by a kill is ignored).
+    """The rows of a certification TSV (complete lines only: a line cut by a kill is ignored; the fingerprint line is
+    skipped, see :func:`read_certify_fingerprint`).
 
     Paper: Li et al. 2019 (paper 004), Section 6.1 / Cohen et al. 2019 certification output; no equation: a
     TSV reader.
     """
-    with Path(path).open() as handle:
-        lines = handle.read().split("\n")
-    header = lines[0].split("\t")
-    rows = []
-    for line in lines[1:]:
-        fields = line.split("\t")
-        if len(fields) == len(header):
-            rows.append(dict(zip(header, fields, strict=True)))
-    return rows
+    return read_tsv(path)[2]
+
+
+def read_certify_fingerprint(path: str | os.PathLike[str]) -> dict[str, Any] | None:
+    """The fingerprint line of a certification TSV (``None`` for a file of an older version without one)."""
+    return read_tsv(path)[0]
 
 
 def certified_accuracy(radius: Any, correct: Any, radii: Sequence[float] = DEFAULT_RADII) -> dict[float, float]:
@@ -311,12 +331,13 @@ def certified_accuracy(radius: Any, correct: Any, radii: Sequence[float] = DEFAU
 
 def summarize_certification(path: str | os.PathLike[str], radii: Sequence[float] = DEFAULT_RADII) -> dict[str, Any]:
     """Summary of a certification TSV: number of images, smoothed accuracy, abstention rate, certified accuracy at
-    ``radii`` per bound, median radius of the correct images per bound, mean seconds per image and the settings.
+    ``radii`` per bound, median radius of the correct images per bound, mean seconds per image and the settings
+    (the file's fingerprint, :func:`certification_fingerprint`).
 
     Paper: Li et al. 2019 (paper 004), Section 6.1 and Table 1 (certified bound with its accuracy); no
     equation: a summary of a certification TSV.
     """
-    rows = read_certify_tsv(path)
+    fingerprint, _, rows = read_tsv(path)
     if not rows:
         raise ValueError(f"{path} holds no certified image")
     bounds = [c[len("radius_") :] for c in rows[0] if c.startswith("radius_")]
@@ -334,9 +355,8 @@ def summarize_certification(path: str | os.PathLike[str], radii: Sequence[float]
         rad = np.array([float(r[f"radius_{b}"]) for r in rows])
         summary["certified_accuracy"][b] = {f"{r:g}": v for r, v in certified_accuracy(rad, correct, radii).items()}
         summary["median_radius_correct"][b] = float(np.median(rad[correct])) if correct.any() else 0.0
-    settings = _settings_path(Path(path))
-    if settings.is_file():
-        summary["settings"] = json.loads(settings.read_text())
+    if fingerprint is not None:
+        summary["settings"] = fingerprint
     return summary
 
 

@@ -197,7 +197,11 @@ def vote_counts(
             offset += take
             if offset == per_image:
                 image, offset, stream, clean = image + 1, 0, None, None
-        predicted = classify(batch).argmax(dim=1)
+        logits = classify(batch)
+        if logits.ndim != 2 or logits.shape[1] != num_classes:  # argmax >= num_classes would count in another slot
+            raise ValueError(f"num_classes={num_classes} does not match the classifier, which returns logits of shape "
+                             f"{tuple(logits.shape)} (expected (batch, {num_classes}))")  # fmt: skip
+        predicted = logits.argmax(dim=1)
         counts.index_add_(0, keys[:size] + predicted, ones[:size])
         if progress is not None:
             progress(image - (start // per_image))

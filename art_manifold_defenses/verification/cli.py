@@ -3,6 +3,11 @@
 Writes ``OUT/verification.tsv`` (one row per image, flushed as it goes; a rerun with the same ``--out`` resumes
 after the rows already there) and ``OUT/summary.json`` + ``OUT/summary.md`` (verified / PGD / clean accuracy as in
 paper 003's Table 2, timeouts, seconds per image, unstable ReLUs).
+
+``verification.tsv`` starts with its fingerprint line (the model's hash and every setting that changes a row: eps,
+bounds, time limits, attack steps, seed; see :mod:`art_manifold_defenses.fingerprint`) and every row holds a hash of
+its image, so a rerun resumes only its own run: another model's, eps's or data set's rows are refused with a message
+naming what differs (``--overwrite`` starts afresh). A last line cut by a crash is dropped before rows are appended.
 """
 
 from __future__ import annotations
@@ -18,42 +23,48 @@ from typing import Any
 import numpy as np
 import torch
 
+from ..fingerprint import image_hashes, make_fingerprint, model_hash, overwrite_hint, read_tsv, resume_tsv
+from ..utils import non_negative_int_arg, positive_float_arg, positive_int_arg, unit_interval_arg
 from .attack import pgd_attack
 from .verifier import BOUND_METHODS, ImageVerification, Verifier
 
-__all__ = ["TSV_COLUMNS", "add_subcommands", "add_verify_arguments", "command_verify", "summarize_rows"]
+__all__ = ["TSV_COLUMNS", "add_subcommands", "add_verify_arguments", "command_verify", "read_verification_tsv", "summarize_rows"]
 
 TSV_COLUMNS = [
     "idx", "label", "predict", "status", "method", "pgd_correct", "seconds", "relus", "unstable", "stable_active",
     "stable_inactive", "bounds_seconds", "milp_seconds", "milp_classes", "counterexample_predict", "margin_lower_bound",
+    "image_hash",
 ]  # fmt: skip
+#: Settings that change a row of ``verification.tsv`` (with the model's hash, its fingerprint).
+FINGERPRINT_SETTINGS = ("eps", "bounds", "time_limit", "neuron_time_limit", "attack_steps", "pgd_steps", "pgd_restarts", "seed")
 
 
 def add_verify_arguments(parser: argparse.ArgumentParser) -> None:
     """The flags of ``amd verify``."""
     parser.add_argument("--checkpoint", required=True, help="model.pt written by `amd train` (with its model.json)")
-    parser.add_argument("--eps", type=float, required=True, help="l-inf radius in [0, 1] pixel units (Xiao et al. MNIST: 0.1; paper 003 CIFAR-10: 8/255)")
-    parser.add_argument("--n", type=int, default=200, help="number of test images, from --start (default: 200)")
-    parser.add_argument("--start", type=int, default=0, help="index of the first test image (default: 0)")
+    parser.add_argument("--eps", type=unit_interval_arg, required=True,
+                        help="l-inf radius in [0, 1] pixel units (Xiao et al. MNIST: 0.1; paper 003 CIFAR-10: 8/255)")
+    parser.add_argument("--n", type=positive_int_arg, default=200, help="number of test images, from --start (default: 200)")
+    parser.add_argument("--start", type=non_negative_int_arg, default=0, help="index of the first test image (default: 0)")
     parser.add_argument("--out", required=True, help="output folder (verification.tsv, summary.json, summary.md)")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="start verification.tsv afresh (a folder holding another run's rows is refused without it)")
     parser.add_argument("--dataset", default=None, help="dataset (default: the checkpoint's)")
     parser.add_argument("--data-root", default=None, help="folder holding the dataset files")
-    parser.add_argument("--time-limit", type=float, default=120.0, help="seconds per image for bounds + MILP (paper: 120)")
+    parser.add_argument("--time-limit", type=positive_float_arg, default=120.0, help="seconds per image for bounds + MILP (paper: 120)")
     parser.add_argument("--bounds", default="lp", choices=BOUND_METHODS, help="bound tightening before the MILP (default: lp)")
-    parser.add_argument("--neuron-time-limit", type=float, default=5.0, help="seconds per LP of the lp tightening (default: 5)")
-    parser.add_argument("--attack-steps", type=int, default=20, help="PGD steps tried before the MILP, 0 = none (default: 20)")
-    parser.add_argument("--pgd-steps", type=int, default=20, help="steps of the reported PGD accuracy (paper: 20)")
-    parser.add_argument("--pgd-restarts", type=int, default=10, help="restarts of the reported PGD accuracy (paper: 10)")
+    parser.add_argument("--neuron-time-limit", type=positive_float_arg, default=5.0, help="seconds per LP of the lp tightening (default: 5)")
+    parser.add_argument("--attack-steps", type=non_negative_int_arg, default=20, help="PGD steps tried before the MILP, 0 = none (default: 20)")
+    parser.add_argument("--pgd-steps", type=positive_int_arg, default=20, help="steps of the reported PGD accuracy (paper: 20)")
+    parser.add_argument("--pgd-restarts", type=positive_int_arg, default=10, help="restarts of the reported PGD accuracy (paper: 10)")
     parser.add_argument("--device", default="cpu", help="device of the forward passes and PGD (default: cpu)")
     parser.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
-def _read_rows(path: Path) -> list[dict[str, str]]:
-    if not path.is_file():
-        return []
-    with path.open(newline="") as handle:
-        return [row for row in csv.DictReader(handle, delimiter="\t") if row.get("status")]
+def read_verification_tsv(path: str | Path) -> list[dict[str, str]]:
+    """The complete rows of a ``verification.tsv`` (the fingerprint line skipped, a line cut by a crash ignored)."""
+    return read_tsv(path)[2]
 
 
 def summarize_rows(rows: list[dict[str, Any]]) -> dict[str, Any]:
@@ -109,7 +120,7 @@ def _markdown(summary: dict[str, Any], settings: dict[str, Any]) -> str:
 
 def command_verify(args: argparse.Namespace) -> int:
     """Run ``amd verify``; returns the exit status."""
-    from ..checkpoint import load_checkpoint
+    from ..checkpoint import check_checkpoint_fits_data, load_checkpoint
     from ..data import load_dataset
     from ..utils import resolve_device, set_seed
 
@@ -117,20 +128,30 @@ def command_verify(args: argparse.Namespace) -> int:
         raise ValueError(f"--eps must be in [0, 1], got {args.eps}")
     if args.n < 1 or args.start < 0:
         raise ValueError(f"--n must be >= 1 and --start >= 0, got n={args.n}, start={args.start}")
+    out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"--out {out} is a file, not a folder")
     device = resolve_device(args.device)
     set_seed(args.seed)
     model, metadata = load_checkpoint(args.checkpoint, device=device)
     dataset = args.dataset or metadata.get("dataset") or "mnist-embedded"
     x_all, y_all = load_dataset(dataset, "test", root=args.data_root)
-    stop = min(args.start + args.n, len(x_all))
-    if args.start >= stop:
-        raise ValueError(f"--start {args.start} is past the {len(x_all)} test images of {dataset}")
-    out = Path(args.out)
+    stop = args.start + args.n
+    if stop > len(x_all):
+        raise ValueError(f"--start {args.start} --n {args.n} asks for test images up to index {stop - 1}, but data set "
+                         f"{dataset!r} has {len(x_all)} (indices 0 to {len(x_all) - 1})")  # fmt: skip
+    positions = list(range(args.start, stop))
+    check_checkpoint_fits_data(model, metadata, x_all[positions], y_all[positions], checkpoint=args.checkpoint,
+                               dataset=dataset, device=device)  # fmt: skip
     out.mkdir(parents=True, exist_ok=True)
     tsv = out / "verification.tsv"
-    rows = _read_rows(tsv)
+    fingerprint = make_fingerprint("verify", model=model_hash(model), dataset=dataset,
+                                   **{k: getattr(args, k) for k in FINGERPRINT_SETTINGS})  # fmt: skip
+    hashes = dict(zip(positions, image_hashes(x_all[positions]), strict=True))
+    rows = resume_tsv(tsv, fingerprint, TSV_COLUMNS, resume=not args.overwrite, hint=overwrite_hint(None),
+                      expected={i: (int(y_all[i]), hashes[i]) for i in positions})  # fmt: skip
     done = {int(r["idx"]) for r in rows}
-    todo = [i for i in range(args.start, stop) if i not in done]
+    todo = [i for i in positions if i not in done]
     verifier = Verifier(
         model, input_shape=x_all.shape[1:], eps=float(args.eps), time_limit=args.time_limit, bounds=args.bounds,
         neuron_time_limit=args.neuron_time_limit, attack_steps=args.attack_steps, device=device, seed=args.seed,
@@ -145,15 +166,13 @@ def command_verify(args: argparse.Namespace) -> int:
             steps=args.pgd_steps, restarts=args.pgd_restarts, generator=generator,
         )  # fmt: skip
         pgd_correct = {i: int(not f) for i, f in zip(todo, fooled.cpu().numpy(), strict=True)}
-        new_file = not tsv.is_file() or not rows
-        with tsv.open("w" if new_file else "a", newline="") as handle:
-            writer = csv.DictWriter(handle, fieldnames=TSV_COLUMNS, delimiter="\t")
-            if new_file:
-                writer.writeheader()
+        with tsv.open("a", newline="") as handle:
+            writer = csv.DictWriter(handle, fieldnames=TSV_COLUMNS, delimiter="\t", lineterminator="\n")
 
             def write(result: ImageVerification) -> None:
                 row = result.to_row()
                 row["pgd_correct"] = pgd_correct[result.index]
+                row["image_hash"] = hashes[result.index]
                 writer.writerow({k: row[k] for k in TSV_COLUMNS})
                 handle.flush()
                 rows.append({k: str(row[k]) for k in TSV_COLUMNS})

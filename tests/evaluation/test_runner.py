@@ -22,6 +22,7 @@ from art_manifold_defenses.evaluation import (
     worst_case,
 )
 from art_manifold_defenses.evaluation.runner import DEFAULT_EOT_SAMPLES, DEFAULT_REPEATS, _score
+from art_manifold_defenses.fingerprint import FingerprintMismatchError
 
 
 class Threshold(nn.Module):
@@ -167,9 +168,12 @@ def test_resume_skips_finished_attacks(tmp_path) -> None:  # noqa: ANN001
     assert again.calls == []
     assert r2.robust_accuracy == r1.robust_accuracy
     np.testing.assert_array_equal(r2.robust_correct, r1.robust_correct)
-    # another seed (or other data, or another model) is a different run: nothing is reused
+    # another seed (or other data, or another model) is a different run: refused, never mixed; overwrite starts afresh
     third = FakeAttacks({"A": {0}, "B": {1}})
-    run(Threshold(), x, y, suite, third, out_dir=tmp_path, run_audit=False, seed=1)
+    with pytest.raises(FingerprintMismatchError, match=r"another run; what differs .*seed: 0 -> 1"):
+        run(Threshold(), x, y, suite, third, out_dir=tmp_path, run_audit=False, seed=1)
+    assert third.calls == []
+    run(Threshold(), x, y, suite, third, out_dir=tmp_path, run_audit=False, seed=1, overwrite=True)
     assert len(third.calls) == 2
 
 

@@ -45,7 +45,7 @@ def test_tsv_rows_resume_and_summary(trained_tiny: nn.Module, mnist_small: tuple
     resumed = read_certify_tsv(part)
     key = lambda r: (r["idx"], r["prediction"], r["radius_renyi"], r["radius_cohen"], r["radius_pixeldp"])  # noqa: E731
     assert sorted(map(key, resumed)) == sorted(map(key, rows))
-    with pytest.raises(ValueError, match="settings"):
+    with pytest.raises(ValueError, match=r"another run; what differs .*n: 100 -> 200"):
         certify_to_tsv(est, x, y, part, n=200, n0=20, alpha=0.05, batch_size=240, seed=7, verbose=False)
 
     summary = summarize_certification(full, radii=[0.0, 0.25, 10.0])

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 from pathlib import Path
 
@@ -14,7 +13,12 @@ import torch
 from art_manifold_defenses.checkpoint import save_checkpoint
 from art_manifold_defenses.models import build_model
 from art_manifold_defenses.training import train
-from art_manifold_defenses.verification.cli import TSV_COLUMNS, add_subcommands, summarize_rows
+from art_manifold_defenses.verification.cli import (
+    TSV_COLUMNS,
+    add_subcommands,
+    read_verification_tsv,
+    summarize_rows,
+)
 
 
 @pytest.fixture(scope="module")
@@ -43,15 +47,13 @@ def test_verify_command_writes_tsv_and_summary_and_resumes(checkpoint: Path, tmp
     args, commands = _parse([*base, "--n", "2"])
     assert set(commands) == {"verify"}
     assert commands["verify"](args) == 0
-    with (out / "verification.tsv").open() as handle:
-        rows = list(csv.DictReader(handle, delimiter="\t"))
+    rows = read_verification_tsv(out / "verification.tsv")
     assert [int(r["idx"]) for r in rows] == [0, 1]
     assert list(rows[0]) == TSV_COLUMNS
     # resume: a longer run only adds the missing rows
     args, commands = _parse([*base, "--n", "3"])
     assert commands["verify"](args) == 0
-    with (out / "verification.tsv").open() as handle:
-        rows = list(csv.DictReader(handle, delimiter="\t"))
+    rows = read_verification_tsv(out / "verification.tsv")
     assert [int(r["idx"]) for r in rows] == [0, 1, 2]
     summary = json.loads((out / "summary.json").read_text())["summary"]
     assert summary["n"] == 3
@@ -62,10 +64,10 @@ def test_verify_command_writes_tsv_and_summary_and_resumes(checkpoint: Path, tmp
     assert "| verified | PGD-20x2 | clean |" in text
 
 
-def test_verify_command_rejects_bad_arguments(checkpoint: Path, tmp_path: Path) -> None:
-    args, commands = _parse(["verify", "--checkpoint", str(checkpoint), "--eps", "2", "--out", str(tmp_path)])
-    with pytest.raises(ValueError, match="--eps"):
-        commands["verify"](args)
+def test_verify_command_rejects_bad_arguments(checkpoint: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_info:  # checked when parsed
+        _parse(["verify", "--checkpoint", str(checkpoint), "--eps", "2", "--out", str(tmp_path)])
+    assert exit_info.value.code == 2 and "argument --eps: expected a number in [0, 1], got '2'" in capsys.readouterr().err
     args, commands = _parse(["verify", "--checkpoint", str(tmp_path / "missing.pt"), "--eps", "0.1", "--out", str(tmp_path)])
     with pytest.raises(FileNotFoundError):
         commands["verify"](args)
