@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
-import pickle
 import platform
 import shutil
 import sys
@@ -205,22 +204,6 @@ def _read_json_object(path: Path) -> dict[str, Any] | None:
     return value if isinstance(value, dict) else None
 
 
-def _check_train_state(path: Path) -> None:
-    """A ``train_state.pt`` to resume must hold tensors and plain values only (no pickled code) and be readable."""
-    import torch
-
-    if not path.is_file():
-        return
-    try:
-        torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as exc:
-        raise ValueError(f"{path} holds more than tensors (pickled code?); refusing to load it. "
-                         "--overwrite starts the training afresh") from exc  # fmt: skip
-    except (RuntimeError, EOFError, OSError, KeyError) as exc:
-        raise ValueError(f"{path} is not a readable training state (empty or truncated by a crash?): "
-                         f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__}; --overwrite starts the training afresh") from exc  # fmt: skip
-
-
 def _command_train(args: argparse.Namespace) -> int:
     """``amd train``; under ``torchrun`` the shared training loop runs DistributedDataParallel (see
     :func:`.training.train`) and rank 0 writes the checkpoint."""
@@ -246,7 +229,6 @@ def _train(args: argparse.Namespace, device: Any, *, is_main: bool) -> int:
     data = _load_data(args)
     fingerprint = _train_fingerprint(args, data)
     _check_train_output(out, fingerprint, overwrite=args.overwrite, is_main=is_main)
-    _check_train_state(out / "train_state" / "train_state.pt")
     channels, size = data["x_train"].shape[1], data["x_train"].shape[2]
     num_classes = int(max(data["y_train"].max(), data["y_test"].max())) + 1
     architecture: dict[str, Any] = {"name": args.model, "in_channels": int(channels), "num_classes": num_classes, "input_size": int(size)}

@@ -71,9 +71,10 @@ def _update_with_tensor(h: Any, tensor: torch.Tensor) -> None:
     h.update(t.contiguous().numpy().tobytes())
 
 
-def model_hash(model: nn.Module) -> str:
+def model_hash(model: nn.Module, *, weights: bool = True) -> str:
     """SHA-256 of a model: the type of every module (so a ReLU net differs from the same weights in an ELU net) and
-    every entry of the state dict (names, dtypes, shapes and values)."""
+    every entry of the state dict (names, dtypes, shapes and, with ``weights``, values; without, the hash describes
+    the architecture only, e.g. of a model about to be trained)."""
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
     h = hashlib.sha256()
@@ -81,10 +82,12 @@ def model_hash(model: nn.Module) -> str:
         h.update(f"{name}:{type(module).__name__};".encode())
     for name, value in model.state_dict().items():
         h.update(f"{name}=".encode())
-        if isinstance(value, torch.Tensor):
+        if not isinstance(value, torch.Tensor):  # extra state
+            h.update(repr(value).encode() if weights else b"extra")
+        elif weights:
             _update_with_tensor(h, value)
-        else:  # extra state
-            h.update(repr(value).encode())
+        else:
+            h.update(f"{value.dtype}:{tuple(value.shape)};".encode())
     return h.hexdigest()
 
 

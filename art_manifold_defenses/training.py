@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import math
 import os
+import pickle
 import time
 import warnings
 from collections.abc import Callable, Mapping
@@ -32,7 +33,8 @@ import torch
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-from .utils import as_float_tensor, check_images, check_labels, resolve_device
+from .fingerprint import arrays_hash, check_fingerprint, make_fingerprint, model_hash, overwrite_hint
+from .utils import check_images, check_labels, forward_checked, resolve_device
 
 __all__ = [
     "COLLAPSE_CHECK_IMAGES", "TrainContext", "StepFunction", "TrainingCollapseWarning", "collapse_statistics",
@@ -103,15 +105,20 @@ def predict_logits(model: nn.Module, x: Any, *, batch_size: int = 256, device: s
     """Logits of ``model`` on ``x`` (numpy or tensor), computed in eval mode in batches; returns a numpy array.
 
     No paper or equation: batched inference helper.
+
+    Raises ``ValueError``/``TypeError`` naming ``x`` for images that are not finite NCHW batches in [0, 1] or that the
+    model cannot take (wrong channel count, channels-last layout), and naming ``batch_size`` for a non-positive one.
     """
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+    x_np = check_images(x, "x")
     dev = resolve_device(device)
     was_training = model.training
     model.eval()
     outputs = []
     try:
-        for start in range(0, len(x), batch_size):
-            batch = as_float_tensor(x[start : start + batch_size], dev)
-            outputs.append(model(batch).float().cpu())
+        for start in range(0, len(x_np), batch_size):
+            outputs.append(forward_checked(model, x_np[start : start + batch_size], "x", device=dev).float().cpu())
     finally:
         model.train(was_training)
     return torch.cat(outputs).numpy()
@@ -123,7 +130,7 @@ def evaluate_accuracy(model: nn.Module, x: Any, y: Any, *, batch_size: int = 256
     No paper or equation: clean top-1 accuracy, the "clean" column of the papers' tables.
     """
     logits = predict_logits(model, x, batch_size=batch_size, device=device)
-    labels = y.detach().cpu().numpy() if isinstance(y, Tensor) else np.asarray(y)
+    labels = check_labels(y, len(logits), int(logits.shape[1]), "y")
     return float((logits.argmax(1) == labels).mean())
 
 
@@ -193,6 +200,25 @@ def _check_collapse(model: nn.Module, x: np.ndarray, y: np.ndarray, record: dict
         )
 
 
+def _label_classes(model: nn.Module, x: np.ndarray, y: Any, device: torch.device, *, class_labels: bool) -> int:
+    """The number of classes ``y`` must index: the model's outputs (one forward pass of an image in eval mode) when the
+    labels are class labels of an ``(N, classes)`` output; otherwise (a step function that reads ``y`` its own way,
+    e.g. as sample indices) any non-negative integer."""
+    labels = np.asarray(y.detach().cpu() if isinstance(y, Tensor) else y)
+    numeric = labels.size > 0 and labels.dtype != np.bool_ and np.issubdtype(labels.dtype, np.number)
+    bound = max(int(np.nanmax(labels)) + 1, 1) if numeric and np.isfinite(labels).all() else 1
+    if not class_labels:
+        return bound
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            out = forward_checked(model, x[:1], "x", device=device)
+    finally:
+        model.train(was_training)
+    return int(out.shape[1]) if isinstance(out, Tensor) and out.ndim == 2 else bound
+
+
 def _epoch_seed(seed: int, epoch: int) -> int:
     return (seed * 1_000_003 + epoch * 7919 + 17) % (2**63 - 1)
 
@@ -214,6 +240,44 @@ def _save_atomic(obj: dict[str, Any], path: Path) -> None:
     tmp = path.with_name(path.name + ".tmp")
     torch.save(obj, tmp)
     os.replace(tmp, path)
+
+
+def _load_state(path: Path, device: torch.device | str) -> dict[str, Any]:
+    """A ``train_state.pt`` (tensors and plain values only): every failure is a ``ValueError`` naming the file."""
+    hint = overwrite_hint("resume=False")
+    try:
+        state = torch.load(path, map_location=device, weights_only=True)
+    except pickle.UnpicklingError as exc:
+        raise ValueError(f"{path} holds more than tensors (pickled code?); refusing to load it; {hint}") from exc
+    except (RuntimeError, EOFError, OSError, KeyError, ValueError) as exc:
+        raise ValueError(f"{path} is not a readable training state (empty or truncated by a crash?): "
+                         f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__}; {hint}") from exc  # fmt: skip
+    if not isinstance(state, dict) or not {"epoch", "model", "optimizer", "history"} <= set(state):
+        raise ValueError(f"{path} is not a training state of this package (missing epoch/model/optimizer/history); {hint}")
+    return state
+
+
+def _optimizer_settings(optimizer: torch.optim.Optimizer) -> dict[str, Any]:
+    """The optimizer's class and the hyper-parameters of each parameter group, one field each (``optimizer.lr``, or
+    ``optimizer[1].lr`` for a second group), so that a refusal names the one that differs."""
+    fields: dict[str, Any] = {"optimizer": type(optimizer).__name__}
+    single = len(optimizer.param_groups) == 1
+    for i, group in enumerate(optimizer.param_groups):
+        for key, value in sorted(group.items()):
+            if key != "params":
+                fields[f"optimizer.{key}" if single else f"optimizer[{i}].{key}"] = value
+    return fields
+
+
+def _train_fingerprint(model: nn.Module, x: np.ndarray, y: np.ndarray, optimizer: torch.optim.Optimizer, scheduler: Any,
+                       step_fn: Any, extra: Mapping[str, Any] | None, **settings: Any) -> dict[str, Any]:  # fmt: skip
+    """What a training state was computed from: the architecture, the data, the optimizer and every setting of
+    :func:`train` that changes the result, plus the caller's ``extra`` fields."""
+    step = None if step_fn is None else getattr(step_fn, "__qualname__", type(step_fn).__name__)
+    return make_fingerprint(
+        "train", architecture=model_hash(model, weights=False), data=arrays_hash(x, y), **_optimizer_settings(optimizer),
+        scheduler=None if scheduler is None else type(scheduler).__name__, step_fn=step, **settings, **dict(extra or {}),
+    )  # fmt: skip
 
 
 def train(
@@ -241,6 +305,7 @@ def train(
     distributed: bool | None = None,
     find_unused_parameters: bool = False,
     collapse_check: bool = True,
+    fingerprint: Mapping[str, Any] | None = None,
 ) -> list[dict[str, float]]:
     """Train ``model`` on ``(x, y)`` and return the per-epoch history.
 
@@ -272,7 +337,17 @@ def train(
             ``predicted_classes``, and warn with :class:`TrainingCollapseWarning` (rank 0 only) when the accuracy is
             at chance or one class takes at least 90% of the predictions (see :func:`collapse_statistics`). It needs
             ``y`` to be class labels of ``model``'s ``(N, classes)`` output; other outputs are not checked. Cost: one
-            forward pass over the subset per epoch.
+            forward pass over the subset per epoch. With it, ``y`` is also checked against the model's outputs before
+            training (labels in ``[0, classes)``, from one forward pass of an image).
+        fingerprint: extra JSON-serialisable fields (e.g. a defence's hyper-parameters) added to the fingerprint of
+            the training state. ``train_state.pt`` records the fingerprint of its run (the architecture, hashes of
+            ``x`` and ``y``, the optimizer's class and hyper-parameters, the scheduler's class, the step function's
+            name, ``batch_size``, ``seed``, ``shuffle``, ``drop_last``, ``grad_clip`` and these fields; not ``epochs``:
+            a resumed run may continue to more epochs, pass ``fingerprint={"epochs": epochs}`` where the schedule
+            depends on the total; ``amd train`` records ``--epochs`` in its own fingerprint);
+            resuming a state with another fingerprint, or one written by an earlier version without one, raises
+            :class:`~art_manifold_defenses.fingerprint.FingerprintMismatchError` naming what differs
+            (``resume=False`` starts afresh). An unreadable or pickled state is a ``ValueError`` naming the file.
     """
     if not isinstance(epochs, int) or epochs < 0:
         raise ValueError(f"epochs must be a non-negative integer, got {epochs!r}")
@@ -292,13 +367,20 @@ def train(
     if use_ddp and not dist_helpers.is_distributed():
         raise ValueError("distributed=True needs an initialised torch.distributed process group with more than one process (torchrun)")
     rank, world = (dist_helpers.rank(), dist_helpers.world_size()) if use_ddp else (0, 1)
-    x_np = check_images(x, "x", clip_values=None)
-    num_classes = getattr(model, "num_classes", None) or int(np.asarray(y).max()) + 1
-    y_np = check_labels(y, len(x_np), max(int(num_classes), int(np.asarray(y).max()) + 1), "y")
+    x_np = check_images(x, "x")
     dev = dist_helpers.process_device(device) if use_ddp else resolve_device(device)
     model.to(dev)
+    y_np = check_labels(y, len(x_np), _label_classes(model, x_np, y, dev, class_labels=collapse_check), "y")
+    if validation_data is not None:
+        if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
+            raise TypeError("validation_data must be a pair (x_val, y_val)")
+        check_images(validation_data[0], "validation_data[0]")
     if optimizer is None:
         optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+    run_fingerprint = _train_fingerprint(
+        model, x_np, y_np, optimizer, scheduler, step_fn, fingerprint, batch_size=batch_size, seed=seed, shuffle=shuffle,
+        drop_last=drop_last, grad_clip=grad_clip, scheduler_interval=scheduler_interval,
+    )  # fmt: skip
     step = step_fn or cross_entropy_step
     x_t, y_t = torch.from_numpy(x_np), torch.from_numpy(y_np)
     n = len(x_t)
@@ -315,11 +397,12 @@ def train(
         state_path.parent.mkdir(parents=True, exist_ok=True)
         state = None
         if use_ddp:  # rank 0 reads the checkpoint and sends it, so every rank resumes from the same epoch
-            local = torch.load(state_path, map_location="cpu", weights_only=True) if resume and rank == 0 and state_path.is_file() else None
+            local = _load_state(state_path, "cpu") if resume and rank == 0 and state_path.is_file() else None
             state = dist_helpers.broadcast_object(local)
         elif resume and state_path.is_file():
-            state = torch.load(state_path, map_location=dev, weights_only=True)
+            state = _load_state(state_path, dev)
         if state is not None:
+            check_fingerprint(state.get("fingerprint"), run_fingerprint, source=state_path, hint=overwrite_hint("resume=False"))
             model.load_state_dict(state["model"])
             optimizer.load_state_dict(state["optimizer"])
             if scheduler is not None and state.get("scheduler") is not None and hasattr(scheduler, "load_state_dict"):
@@ -402,6 +485,7 @@ def train(
                     "scheduler": scheduler.state_dict() if scheduler is not None and hasattr(scheduler, "state_dict") else None,
                     "history": history,
                     "seed": seed,
+                    "fingerprint": run_fingerprint,
                 },
                 state_path,
             )

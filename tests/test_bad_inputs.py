@@ -482,3 +482,56 @@ def test_unexpected_exceptions_keep_their_traceback_and_say_it_is_a_bug(monkeypa
     monkeypatch.setitem(cli.COMMANDS, "info", broken)
     code, _, err = amd(capsys, "info")
     assert code == 1 and "Traceback" in err and "RuntimeError: an internal failure" in err and "this is a bug" in err
+
+
+# ------------------------------------------------------------------------------------------------------ train() / predict
+def test_predict_logits_and_train_refuse_nan_unscaled_or_channels_last_images(mnist_small: tuple[np.ndarray, ...]) -> None:
+    from art_manifold_defenses.training import predict_logits
+
+    x, y = mnist_small[0][:8], mnist_small[1][:8]
+    model = build_model("wong_small")
+    nan = x.copy()
+    nan[0, 0, 0, 0] = np.nan
+    for bad, match in ((nan, "x contains NaN"), (x * 255, r"x must lie in \[0.0, 1.0\]"),
+                       (x.transpose(0, 2, 3, 1), "channels-last")):  # fmt: skip
+        with pytest.raises(ValueError, match=match):
+            predict_logits(model, bad)
+        with pytest.raises(ValueError, match=match):
+            train(model, bad, y, epochs=1, verbose=False)
+
+
+def test_train_checks_labels_against_the_models_outputs(mnist_small: tuple[np.ndarray, ...]) -> None:
+    x, y = mnist_small[0][:8], mnist_small[1][:8].copy()
+    model = nn.Sequential(nn.Flatten(), nn.Linear(784, 5))  # 5 classes
+    with pytest.raises(ValueError, match=r"y must lie in \[0, 4\]"):
+        train(model, x, y, epochs=1, verbose=False)
+    with pytest.raises(TypeError, match="y must hold integer class indices"):
+        train(model, x, y > 4, epochs=1, verbose=False)
+
+
+def test_train_state_of_another_run_is_refused_and_resume_false_starts_afresh(tmp_path: Path,
+                                                                              mnist_small: tuple[np.ndarray, ...]) -> None:  # fmt: skip
+    x, y = mnist_small[0][:64], mnist_small[1][:64]
+
+    def run(lr: float, **kwargs: object) -> list[dict[str, float]]:
+        torch.manual_seed(0)
+        model = build_model("wong_small")
+        optimizer = torch.optim.Adam(model.parameters(), lr=lr)
+        return train(model, x, y, epochs=1, batch_size=32, optimizer=optimizer, checkpoint_dir=tmp_path, verbose=False,
+                     collapse_check=False, **kwargs)  # type: ignore[arg-type]  # fmt: skip
+
+    run(1e-3)
+    with pytest.raises(FingerprintMismatchError, match=r"train_state.pt holds the results of another run.*optimizer.lr: 0.001 -> 0.01"):
+        run(1e-2)
+    with pytest.raises(FingerprintMismatchError, match=r"seed: 0 -> 4"):
+        run(1e-3, seed=4)
+    assert len(run(1e-2, resume=False)) == 1
+    state = tmp_path / "train_state.pt"
+    legacy = torch.load(state, weights_only=True)
+    del legacy["fingerprint"]  # as written by an earlier version
+    torch.save(legacy, state)
+    with pytest.raises(FingerprintMismatchError, match="has no fingerprint"):
+        run(1e-2)
+    state.write_bytes(b"")
+    with pytest.raises(ValueError, match=f"{state} is not a readable training state"):
+        run(1e-2)
