@@ -34,7 +34,7 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from .fingerprint import arrays_hash, check_fingerprint, make_fingerprint, model_hash, overwrite_hint
-from .utils import check_images, check_labels, forward_checked, resolve_device
+from .utils import check_images, check_labels, forward_checked, probe_forward, resolve_device
 
 __all__ = [
     "COLLAPSE_CHECK_IMAGES", "TrainContext", "StepFunction", "TrainingCollapseWarning", "collapse_statistics",
@@ -209,13 +209,7 @@ def _label_classes(model: nn.Module, x: np.ndarray, y: Any, device: torch.device
     bound = max(int(np.nanmax(labels)) + 1, 1) if numeric and np.isfinite(labels).all() else 1
     if not class_labels:
         return bound
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.no_grad():
-            out = forward_checked(model, x[:1], "x", device=device)
-    finally:
-        model.train(was_training)
+    out = probe_forward(model, x[:1], "x", device=device)
     return int(out.shape[1]) if isinstance(out, Tensor) and out.ndim == 2 else bound
 
 

@@ -33,6 +33,7 @@ __all__ = [
     "positive_float_arg",
     "positive_int_arg",
     "probability_arg",
+    "probe_forward",
     "resolve_device",
     "set_seed",
     "unit_interval_arg",
@@ -210,20 +211,23 @@ def forward_checked(model: nn.Module, x: Any, name: str = "x", *, device: torch.
         raise ValueError(f"{name} of shape {tuple(batch.shape)} does not fit the model: {str(exc).splitlines()[0]}") from exc
 
 
-def model_output_width(model: nn.Module, input_shape: tuple[int, ...], *, device: torch.device | str = "cpu",
-                       name: str = "input_shape") -> int:  # fmt: skip
-    """The number of outputs of ``model`` on one all-zero input of ``input_shape`` (one forward pass in eval mode,
-    without gradients; the training mode is restored). A model that cannot run on that shape raises ``ValueError``
-    naming ``name``."""
+def probe_forward(model: nn.Module, x: Any, name: str = "x", *, device: torch.device | str = "cpu") -> torch.Tensor:
+    """:func:`forward_checked` in eval mode without gradients (the training mode is restored): one look at what a model
+    returns for ``x`` (e.g. its first image), before a public entry point starts its real work."""
     was_training = model.training
     model.eval()
     try:
         with torch.no_grad():
-            out = model(torch.zeros((1, *tuple(int(d) for d in input_shape)), device=device))
-    except RuntimeError as exc:
-        raise ValueError(f"{name}={tuple(input_shape)} does not fit the model: {str(exc).splitlines()[0]}") from exc
+            return forward_checked(model, x, name, device=device)
     finally:
         model.train(was_training)
+
+
+def model_output_width(model: nn.Module, input_shape: tuple[int, ...], *, device: torch.device | str = "cpu",
+                       name: str = "input_shape") -> int:  # fmt: skip
+    """The number of outputs of ``model`` on one all-zero input of ``input_shape`` (:func:`probe_forward`). A model
+    that cannot run on that shape raises ``ValueError`` naming ``name``."""
+    out = probe_forward(model, np.zeros((1, *tuple(int(d) for d in input_shape)), dtype=np.float32), name, device=device)
     if not isinstance(out, torch.Tensor) or out.ndim != 2:
         raise ValueError(f"the model must return logits of shape (N, classes), got {getattr(out, 'shape', type(out).__name__)}")
     return int(out.shape[1])

@@ -535,3 +535,15 @@ def test_train_state_of_another_run_is_refused_and_resume_false_starts_afresh(tm
     state.write_bytes(b"")
     with pytest.raises(ValueError, match=f"{state} is not a readable training state"):
         run(1e-2)
+
+
+def test_verify_names_a_channels_last_batch_and_an_input_shape_the_model_rejects(checkpoints: dict[str, Path],
+                                                                                 mnist_small: tuple[np.ndarray, ...]) -> None:  # fmt: skip
+    from art_manifold_defenses.verification import Verifier, verify
+
+    model, _ = load_checkpoint(checkpoints["a"])
+    x, y = mnist_small[2][:2], mnist_small[3][:2]
+    with pytest.raises(ValueError, match="channels-last"):
+        verify(model, x.transpose(0, 2, 3, 1), y, eps=0.01, time_limit=2, verbose=False)
+    with pytest.raises(ValueError, match=r"input_shape=\(3, 28, 28\) does not fit the model"):
+        Verifier(model, input_shape=(3, 28, 28), eps=0.01)

@@ -12,7 +12,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from ..utils import check_images, check_labels, resolve_device
+from ..utils import check_images, check_labels, probe_forward, resolve_device
 from .attack import pgd_attack
 from .bounds import NetworkBounds, input_box, interval_bounds, linear_relaxation_bounds, margin_lower_bounds
 from .lp_tightening import lp_bounds
@@ -212,7 +212,10 @@ class Verifier:
         self.verbose = verbose
         self._check_params()
         self.input_shape = tuple(int(s) for s in input_shape)
-        self.network = extract_network(model, self.input_shape, affine_types=affine_types)
+        try:
+            self.network = extract_network(model, self.input_shape, affine_types=affine_types)
+        except RuntimeError as exc:  # torch refused the shape in the tracing forward pass
+            raise ValueError(f"input_shape={self.input_shape} does not fit the model: {str(exc).splitlines()[0]}") from exc
 
     def _check_params(self) -> None:
         if not isinstance(self.model, nn.Module):
@@ -407,6 +410,8 @@ def verify(
     x_arr = np.asarray(x.detach().cpu().numpy() if isinstance(x, torch.Tensor) else x)
     if x_arr.ndim < 2:
         raise ValueError(f"x must be a batch of inputs of shape (N, ...), e.g. (N, C, H, W), got shape {x_arr.shape}")
+    if x_arr.ndim == 4 and len(x_arr):  # a channels-last or wrong-channel batch is named as such, not as a torch error
+        probe_forward(model, x_arr[:1], "x", device=resolve_device(device))
     verifier = Verifier(
         model, input_shape=x_arr.shape[1:], eps=eps, time_limit=time_limit, bounds=bounds,
         lp_time_fraction=lp_time_fraction, neuron_time_limit=neuron_time_limit, attack_steps=attack_steps,
