@@ -10,7 +10,7 @@ import torch
 from art.estimators.classification import PyTorchClassifier
 from torch import Tensor, nn
 
-from .utils import art_device_type
+from .utils import art_device_type, check_nb_classes, check_positive_int, resolve_device
 
 __all__ = ["Float32Input", "PerSampleClassGradientClassifier", "to_art_classifier"]
 
@@ -82,12 +82,18 @@ def to_art_classifier(
     its own layer on top); parameters are shared, so training through ART trains ``model``.
     ``per_sample_class_gradient=True`` returns a :class:`PerSampleClassGradientClassifier` (one backward pass per
     ``class_gradient`` call with per-sample labels; the evaluation harness uses it).
+
+    Raises ``ValueError`` naming ``nb_classes`` when it is not the number of logits ``model`` returns on an input of
+    ``input_shape`` (checked with one forward pass when there are no preprocessing defences), and naming
+    ``input_shape`` when the model cannot run on it.
     """
     shape = tuple(int(s) for s in input_shape)
     if len(shape) != 3 or min(shape) < 1:
         raise ValueError(f"input_shape must be (C, H, W) with positive sizes, got {tuple(input_shape)}")
-    if not isinstance(nb_classes, int) or nb_classes < 2:
-        raise ValueError(f"nb_classes must be an integer >= 2, got {nb_classes!r}")
+    if not preprocessing_defences:  # one forward pass: nb_classes must be the model's number of logits
+        check_nb_classes(nb_classes, model, shape, device=resolve_device(device))
+    else:
+        check_positive_int(nb_classes, "nb_classes", minimum=2)
     device_type = art_device_type(device)
     model.eval()
     cls = PerSampleClassGradientClassifier if per_sample_class_gradient else PyTorchClassifier

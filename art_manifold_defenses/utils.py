@@ -212,13 +212,15 @@ def forward_checked(model: nn.Module, x: Any, name: str = "x", *, device: torch.
 
 
 def probe_forward(model: nn.Module, x: Any, name: str = "x", *, device: torch.device | str = "cpu") -> torch.Tensor:
-    """:func:`forward_checked` in eval mode without gradients (the training mode is restored): one look at what a model
-    returns for ``x`` (e.g. its first image), before a public entry point starts its real work."""
+    """:func:`forward_checked` in eval mode without gradients: one look at what a model returns for ``x`` (e.g. its
+    first image), before a public entry point starts its real work. Side-effect free: the training mode and the random
+    number generators (a stochastic model draws noise) are restored, so results do not depend on the look."""
+    dev = torch.device(device)
     was_training = model.training
     model.eval()
     try:
-        with torch.no_grad():
-            return forward_checked(model, x, name, device=device)
+        with torch.random.fork_rng(devices=[dev] if dev.type == "cuda" else []), torch.no_grad():
+            return forward_checked(model, x, name, device=dev)
     finally:
         model.train(was_training)
 

@@ -547,3 +547,18 @@ def test_verify_names_a_channels_last_batch_and_an_input_shape_the_model_rejects
         verify(model, x.transpose(0, 2, 3, 1), y, eps=0.01, time_limit=2, verbose=False)
     with pytest.raises(ValueError, match=r"input_shape=\(3, 28, 28\) does not fit the model"):
         Verifier(model, input_shape=(3, 28, 28), eps=0.01)
+
+
+def test_to_art_classifier_checks_nb_classes_without_touching_the_random_streams(trained_tiny: nn.Module) -> None:
+    from art_manifold_defenses import to_art_classifier
+    from art_manifold_defenses.smoothing import SmoothedClassifier
+
+    with pytest.raises(ValueError, match="nb_classes=5 does not match the model, which returns 10 logits"):
+        to_art_classifier(trained_tiny, input_shape=(1, 28, 28), nb_classes=5)
+    with pytest.raises(ValueError, match=r"input_shape must have 1 channel\(s\) in NCHW layout"):
+        to_art_classifier(trained_tiny, input_shape=(3, 28, 28), nb_classes=10)
+    torch.manual_seed(0)
+    expected = torch.rand(3)
+    torch.manual_seed(0)
+    to_art_classifier(SmoothedClassifier(trained_tiny, 0.5), input_shape=(1, 28, 28), nb_classes=10)  # draws noise
+    assert torch.equal(torch.rand(3), expected)
