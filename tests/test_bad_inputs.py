@@ -179,7 +179,12 @@ def test_verify_resumes_after_a_torn_last_line(checkpoints: dict[str, Path], tmp
 def test_certify_api_refuses_rows_of_other_images_and_files_without_fingerprint(
     checkpoints: dict[str, Path], tmp_path: Path, mnist_small: tuple[np.ndarray, ...]
 ) -> None:
-    from art_manifold_defenses.smoothing import RenyiSmoothingPyTorch, certify_to_tsv
+    from art_manifold_defenses.smoothing import (
+        RenyiSmoothingPyTorch,
+        certify_to_tsv,
+        read_certify_fingerprint,
+        read_certify_tsv,
+    )
 
     _, _, x, y = mnist_small
     model, _ = load_checkpoint(checkpoints["a"])
@@ -187,6 +192,8 @@ def test_certify_api_refuses_rows_of_other_images_and_files_without_fingerprint(
                                 scale=0.25, alpha=0.05)  # fmt: skip
     options = {"n": 20, "n0": 5, "alpha": 0.05, "batch_size": 100, "seed": 1, "verbose": False}
     path = certify_to_tsv(est, x[:3], y[:3], tmp_path / "c.tsv", **options)
+    stored = read_certify_fingerprint(path)
+    assert stored is not None and stored["n"] == 20 and stored["nb_classes"] == 10 and len(read_certify_tsv(path)) == 3
     with pytest.raises(FingerprintMismatchError, match="image 0 was computed on another image"):
         certify_to_tsv(est, x[10:13], y[10:13], path, **options)  # another slice, same indices 0..2
     other, _ = load_checkpoint(checkpoints["b"])

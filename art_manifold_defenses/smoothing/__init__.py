@@ -32,6 +32,7 @@ from .outputs import (
     certify_to_tsv,
     plot_bound_comparison,
     plot_certified_accuracy,
+    read_certify_fingerprint,
     read_certify_tsv,
     summarize_certification,
 )
@@ -55,6 +56,7 @@ __all__ = [
     "pixeldp_radius",
     "plot_bound_comparison",
     "plot_certified_accuracy",
+    "read_certify_fingerprint",
     "read_certify_tsv",
     "renyi_radius",
     "sison_glaz_intervals",

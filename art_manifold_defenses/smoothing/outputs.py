@@ -311,7 +311,11 @@ def read_certify_tsv(path: str | os.PathLike[str]) -> list[dict[str, str]]:
 
 
 def read_certify_fingerprint(path: str | os.PathLike[str]) -> dict[str, Any] | None:
-    """The fingerprint line of a certification TSV (``None`` for a file of an older version without one)."""
+    """The fingerprint line of a certification TSV (``None`` for a file of an older version without one): the model
+    hash and the settings of :func:`certification_fingerprint`.
+
+    Paper: Li et al. 2019 (paper 004), Section 6.1 certification output; no equation: a TSV reader.
+    """
     return read_tsv(path)[0]
 
 
