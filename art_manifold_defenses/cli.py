@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from . import __version__
-from .utils import non_negative_float_arg, positive_float_arg, positive_int_arg
+from .utils import non_negative_float_arg, output_dir, positive_float_arg, positive_int_arg
 
 #: ``--defense`` name -> module path providing ``add_train_arguments`` and ``train_from_args``.
 DEFENCE_TRAINERS: dict[str, str] = {
@@ -143,18 +143,6 @@ def _load_data(args: argparse.Namespace) -> dict[str, Any]:
     return {"x_train": x_train, "y_train": y_train, "x_test": x_test, "y_test": y_test}
 
 
-def _output_dir(path: str) -> Path:
-    """``--out`` as a folder that exists (created if needed); one that cannot be is an error naming the flag."""
-    out = Path(path)
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:  # a regular file in the way, no permission, ...
-        raise ValueError(f"--out {out} cannot be used as an output folder: {exc.strerror or exc}") from exc
-    if not out.is_dir():
-        raise ValueError(f"--out {out} is a file, not a folder")
-    return out
-
-
 #: ``amd train`` flags that do not change the trained model (left out of its fingerprint).
 _NOT_IN_TRAIN_FINGERPRINT = frozenset({"command", "out", "quiet", "device", "data_root", "overwrite"})
 _TRAIN_FINGERPRINT_FILE = "fingerprint.json"
@@ -225,7 +213,7 @@ def _train(args: argparse.Namespace, device: Any, *, is_main: bool) -> int:
     from .utils import set_seed
 
     set_seed(args.seed)
-    out = _output_dir(args.out)
+    out = output_dir(args.out)
     data = _load_data(args)
     fingerprint = _train_fingerprint(args, data)
     _check_train_output(out, fingerprint, overwrite=args.overwrite, is_main=is_main)
@@ -310,7 +298,7 @@ def _evaluate(args: argparse.Namespace, device: Any, *, is_main: bool) -> int:
     from .data import load_dataset
     from .evaluation import evaluate, get_suite
 
-    out = _output_dir(args.out)
+    out = output_dir(args.out)
     model, metadata = load_checkpoint(args.checkpoint, device=device)
     dataset = args.dataset or metadata.get("dataset") or "mnist-embedded"
     register_paper_suite(args.suite)

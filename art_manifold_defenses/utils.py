@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import math
 import random
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -30,6 +31,7 @@ __all__ = [
     "model_input_channels",
     "model_output_width",
     "non_negative_int_arg",
+    "output_dir",
     "positive_float_arg",
     "positive_int_arg",
     "probability_arg",
@@ -244,6 +246,19 @@ def check_nb_classes(nb_classes: Any, model: nn.Module, input_shape: tuple[int, 
     if width != count:
         raise ValueError(f"{name}={count} does not match the model, which returns {width} logits per image; pass {name}={width}")
     return count
+
+
+def output_dir(path: Any, flag: str = "--out") -> Path:
+    """``path`` as a folder that exists (created if needed); one that cannot be (a regular file on the way, no
+    permission) is a ``ValueError`` naming ``flag``. Commands call it before any work, so they fail at once."""
+    out = Path(path)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ValueError(f"{flag} {out} cannot be used as an output folder: {exc.strerror or exc}") from exc
+    if not out.is_dir():
+        raise ValueError(f"{flag} {out} is a file, not a folder")
+    return out
 
 
 # ------------------------------------------------------------------------------------------------ argparse types

@@ -473,7 +473,11 @@ def test_damaged_checkpoints_and_bad_outputs_are_one_error_line(checkpoints: dic
     blocker = tmp_path / "a-file"
     blocker.write_text("x")
     assert_cli_error(evaluate(checkpoints["a"], blocker / "out"), "evaluate", "--out", str(blocker / "out"))
-    assert_cli_error(_run(capsys, "certify", checkpoints["a"], blocker, data_root), "certify", "--out")
+    for command in ("certify", "verify"):
+        assert_cli_error(_run(capsys, command, checkpoints["a"], blocker / "out", data_root), command, "--out",
+                         "cannot be used as an output folder")  # fmt: skip
+        assert_cli_error(_run(capsys, command, checkpoints["a"], blocker, data_root), command, f"--out {blocker} ")
+    assert_cli_error(_train_cli(capsys, blocker / "out", data_root), "train", "--out")
     torch.manual_seed(0)
     colour = save_checkpoint(build_model("wong_small", in_channels=3, input_size=32), tmp_path / "rgb" / "model.pt",
                              architecture={**ARCH, "in_channels": 3, "input_size": 32})  # fmt: skip

@@ -16,6 +16,7 @@ from ..utils import (
     float_list_arg,
     non_negative_float_arg,
     non_negative_int_arg,
+    output_dir,
     positive_float_arg,
     positive_int_arg,
     probability_arg,
@@ -115,9 +116,7 @@ def _certify(args: argparse.Namespace, device: torch.device, *, is_main: bool) -
     from ..data import load_dataset
     from .estimator import RenyiSmoothingPyTorch
 
-    out = Path(args.out)
-    if out.exists() and not out.is_dir():
-        raise ValueError(f"--out {out} is a file, not a folder")
+    out = output_dir(args.out)
     model, metadata = load_checkpoint(args.checkpoint, device=device)
     defence = metadata.get("defence") or {}
     sigma = args.sigma

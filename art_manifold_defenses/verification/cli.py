@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 from ..fingerprint import image_hashes, make_fingerprint, model_hash, overwrite_hint, read_tsv, resume_tsv
-from ..utils import non_negative_int_arg, positive_float_arg, positive_int_arg, unit_interval_arg
+from ..utils import non_negative_int_arg, output_dir, positive_float_arg, positive_int_arg, unit_interval_arg
 from .attack import pgd_attack
 from .verifier import BOUND_METHODS, ImageVerification, Verifier
 
@@ -128,9 +128,7 @@ def command_verify(args: argparse.Namespace) -> int:
         raise ValueError(f"--eps must be in [0, 1], got {args.eps}")
     if args.n < 1 or args.start < 0:
         raise ValueError(f"--n must be >= 1 and --start >= 0, got n={args.n}, start={args.start}")
-    out = Path(args.out)
-    if out.exists() and not out.is_dir():
-        raise ValueError(f"--out {out} is a file, not a folder")
+    out = output_dir(args.out)
     device = resolve_device(args.device)
     set_seed(args.seed)
     model, metadata = load_checkpoint(args.checkpoint, device=device)
@@ -143,7 +141,6 @@ def command_verify(args: argparse.Namespace) -> int:
     positions = list(range(args.start, stop))
     check_checkpoint_fits_data(model, metadata, x_all[positions], y_all[positions], checkpoint=args.checkpoint,
                                dataset=dataset, device=device)  # fmt: skip
-    out.mkdir(parents=True, exist_ok=True)
     tsv = out / "verification.tsv"
     fingerprint = make_fingerprint("verify", model=model_hash(model), dataset=dataset,
                                    **{k: getattr(args, k) for k in FINGERPRINT_SETTINGS})  # fmt: skip
