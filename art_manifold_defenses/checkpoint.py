@@ -191,7 +191,8 @@ def _read_state(path: Path) -> dict[str, torch.Tensor]:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
-        raise CheckpointError(f"{path} holds more than tensors (pickled code?); refusing to load it: {str(exc).splitlines()[0]}") from exc
+        raise CheckpointError(f"{path} holds more than tensors (pickled objects, which could run code on load); "
+                              "refusing to load it") from exc  # fmt: skip
     except (RuntimeError, EOFError, OSError, ValueError, KeyError) as exc:
         raise CheckpointError(f"{path} is not a readable torch checkpoint (empty, truncated or another format?): "
                               f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}") from exc  # fmt: skip

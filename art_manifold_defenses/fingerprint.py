@@ -124,21 +124,38 @@ def make_fingerprint(kind: str, **fields: Any) -> dict[str, Any]:
     return dict(json.loads(json.dumps(record, sort_keys=True, default=str)))
 
 
-def _short(value: Any) -> str:
+def _text(value: Any) -> str:
     text = json.dumps(value, sort_keys=True, default=str)
     if isinstance(value, str) and len(value) >= 32 and all(c in "0123456789abcdef" for c in value):
-        return value[:12] + "..."
-    return text if len(text) <= 80 else text[:77] + "..."
+        return value[:12] + "..."  # a hash
+    return text
+
+
+def _change(old: Any, new: Any, width: int = 80) -> str:
+    """``old -> new``; two long values are shown around their first difference (e.g. the eps inside a suite)."""
+    a, b = _text(old), _text(new)
+    if len(a) <= width and len(b) <= width:
+        return f"{a} -> {b}"
+    first = next((i for i, (x, y) in enumerate(zip(a, b, strict=False)) if x != y), min(len(a), len(b)))
+    start, stop = max(0, first - width // 4), max(0, first - width // 4) + width // 2
+
+    def excerpt(text: str) -> str:
+        return ("..." if start else "") + text[start:stop] + ("..." if len(text) > stop else "")
+
+    return f"{excerpt(a)} -> {excerpt(b)}"
 
 
 def fingerprint_differences(stored: Mapping[str, Any], current: Mapping[str, Any]) -> list[str]:
-    """``"field: stored -> current"`` for every field that differs (hashes shortened)."""
-    missing = object()
+    """``"field: stored -> current"`` for every field that differs (hashes shortened, long values shown around their
+    first difference)."""
     lines = []
     for key in sorted(set(stored) | set(current)):
-        old, new = stored.get(key, missing), current.get(key, missing)
-        if old != new:
-            lines.append(f"{key}: {'(absent)' if old is missing else _short(old)} -> {'(absent)' if new is missing else _short(new)}")
+        if key not in stored:
+            lines.append(f"{key}: (absent) -> {_text(current[key])[:80]}")
+        elif key not in current:
+            lines.append(f"{key}: {_text(stored[key])[:80]} -> (absent)")
+        elif stored[key] != current[key]:
+            lines.append(f"{key}: {_change(stored[key], current[key])}")
     return lines
 
 

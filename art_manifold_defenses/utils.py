@@ -78,7 +78,7 @@ def _check_layout(shape: tuple[int, ...], name: str, channels: int | None, input
                          + _layout_hint(shape, expected[0]))  # fmt: skip
     if channels is not None and len(shape) == 4 and shape[1] != channels:
         raise ValueError(f"{name} must have {channels} channel(s) in NCHW layout (N, {channels}, H, W) for this model, "
-                         f"got shape {tuple(shape)}" + _layout_hint(shape, channels))  # fmt: skip
+                         f"got images of shape {tuple(shape[1:])}" + _layout_hint(shape, channels))  # fmt: skip
 
 
 def check_images(
@@ -112,7 +112,7 @@ def check_images(
     _check_layout(arr.shape, name, channels, input_shape)
     arr = arr.astype(np.float32, copy=False)
     if not np.isfinite(arr).all():
-        raise ValueError(f"{name} contains NaN or Inf values (expected finite pixels)")
+        raise ValueError(f"{name} contains NaN or Inf values (expected finite values)")
     if clip_values is not None:
         low, high = clip_values
         if arr.min() < low - 1e-6 or arr.max() > high + 1e-6:
@@ -137,7 +137,7 @@ def check_image_tensor(
     low, high = torch.aminmax(x.detach().float())
     low_value, high_value = float(low), float(high)
     if not (math.isfinite(low_value) and math.isfinite(high_value)):
-        raise ValueError(f"{name} contains NaN or Inf values (expected finite pixels)")
+        raise ValueError(f"{name} contains NaN or Inf values (expected finite values)")
     if clip_values is not None and (low_value < clip_values[0] - 1e-6 or high_value > clip_values[1] + 1e-6):
         raise ValueError(f"{name} must lie in [{clip_values[0]}, {clip_values[1]}], got values in [{low_value:.4g}, {high_value:.4g}]")
 

@@ -113,7 +113,7 @@ def _without_timing(path: Path) -> object:
     [
         ("verify", ["--eps", "0.006"], "eps: 0.003 -> 0.006"),
         ("certify", ["--samples", "30"], "n: 20 -> 30"),  # no sidecar to lose: the sample count is in certify.tsv
-        ("evaluate", ["--eps", "0.2"], "suite:"),
+        ("evaluate", ["--eps", "0.2"], '"eps": 0.1, "library": "art",... -> ...": "fgsm", "eps": 0.2,'),
         ("evaluate", ["--n", "6"], "data:"),
     ],
 )
