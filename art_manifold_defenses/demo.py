@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
+import shutil
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -65,10 +66,12 @@ DEMO_ENTRIES: list[DemoEntry] = [
               {"rbf_em_steps": 150, "rbf_votes": 1}, evaluation=_STOCHASTIC),  # fmt: skip
     DemoEntry("radial-mapping", "radial-basis feature mapping (Taghanaki et al. 2019) in the CleverHans CNN",
               {"name": "cleverhans_cnn"}, "radial-mapping"),  # fmt: skip
-    DemoEntry("fpd", "Feature Pyramid Decoder (Li et al. 2020) on ResNet-18 (ImageNet stem), Algorithm 1; paper Table 1 "
-              "'Mid' variant (no inner denoising layers: with them the network needs far more than a demo's training "
-              "to leave chance)", {"name": "resnet18", "stem": "imagenet"}, "fpd",
-              {"fpd_fpn_channels": 32, "fpd_denoise_after": "none"}, epochs_scale=0.5),  # fmt: skip
+    # Algorithm 1 with the paper's Adamax 1e-3 needs ~250 steps to reach the plain network's accuracy on 4,000 images
+    # (measured: 2 epochs 75.1%, 4 epochs 90.2% test accuracy), hence twice the other models' epochs
+    DemoEntry("fpd", "Feature Pyramid Decoder (Li et al. 2020) on ResNet-18 (ImageNet stem), Algorithm 1, inner "
+              "denoising after the stem and stage 1 (identity-start gated form), restoration pyramid 32 channels wide, "
+              "twice the epochs", {"name": "resnet18", "stem": "imagenet"}, "fpd", {"fpd_fpn_channels": 32},
+              epochs_scale=2.0),  # fmt: skip
     DemoEntry("manifold-reg", "manifold regularization (Jin & Rinard 2020): intrinsic + Hamming terms on wong_small, "
               "constant weights (gamma_I 0.4, gamma_H 1000, eps 0.1) with Adam, chosen under the unsquared Hamming "
               "term and no 1/2 on the intrinsic term (the package's earlier reading, kept for these weights)",
@@ -98,6 +101,9 @@ def add_demo_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--only", action="append", default=None, choices=demo_entry_names(),
                         help="run only this demo entry (repeatable)")  # fmt: skip
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="delete each selected entry's folder under --out first (a rerun otherwise resumes it, and "
+                             "refuses files of another run)")  # fmt: skip
 
 
 def _train_namespace(entry: DemoEntry, args: argparse.Namespace, folder: Path, epochs: int) -> argparse.Namespace:
@@ -183,6 +189,8 @@ def run_demo(args: argparse.Namespace) -> int:
     sections, summary, table = [], [], []
     for entry in entries:
         folder = out / entry.name
+        if getattr(args, "overwrite", False) and folder.is_dir():
+            shutil.rmtree(folder)
         architecture = {"in_channels": 1, "num_classes": 10, "input_size": 28, **entry.model}
         set_seed(args.seed)
         t0 = time.perf_counter()

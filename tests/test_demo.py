@@ -68,6 +68,10 @@ def test_demo_trains_evaluates_certifies_and_reports(monkeypatch: pytest.MonkeyP
     assert (out / "smoothed" / "certified_accuracy.png").is_file() and (out / "smoothed" / "certify.tsv").is_file()
     assert json.loads((out / "smoothed" / "model.json").read_text())["defence"]["name"] == "stn"
     assert load_results(out / "smoothed" / "results.json")["settings"]["stochastic"]
+    # a rerun with another seed into the same folder is refused (its files belong to another run); --overwrite restarts
+    assert cli.main([*argv, "--seed", "1"]) == 2
+    assert cli.main([*argv, "--seed", "1", "--overwrite"]) == 0
+    assert json.loads((out / "plain" / "model.json").read_text())["extra"]["seed"] == 1
 
 
 def test_bad_counts_are_rejected(data_root: str, tmp_path: Path) -> None:

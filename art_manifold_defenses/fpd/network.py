@@ -311,6 +311,8 @@ class FeaturePyramidDecoder(nn.Module):
             raise ValueError(f"x must have shape (N, {self.in_channels}, H, W), got {tuple(x.shape)}")
         if x.shape[0] == 0:
             raise ValueError("x is an empty batch")
+        if not torch.isfinite(x).all():
+            raise ValueError("x contains NaN or Inf values")
         return x.float()
 
     def denoising_module(self, x: Tensor) -> tuple[list[Tensor], Tensor]:
