@@ -831,7 +831,8 @@ class ManifoldRegularizer:
         if calls == 0 or self.functional_relus == "ignore" or not self.hamming:
             return
         message = (
-            f"{type(model).__name__} applies ReLU as a function (torch.relu / F.relu / Tensor.relu) {calls} time(s) per "
+            f"{type(model).__name__} applies ReLU as a function (torch.relu / F.relu / Tensor.relu, clamp(min=0), "
+            f"maximum(x, 0), threshold(x, 0, 0)) {calls} time(s) per "
             "forward pass; forward hooks cannot see those pre-activations, so the Hamming regularizer would ignore them. "
             "Use nn.ReLU modules, or pass functional_relus='warn' or 'ignore' to accept a partial Hamming term."
         )

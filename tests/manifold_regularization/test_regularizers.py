@@ -355,3 +355,36 @@ def test_fused_hamming_gradient_stays_finite_when_differences_underflow() -> Non
     value = fused_hamming_layer_distances(z, batch=batch, alpha=8.0).mean()
     (grad,) = torch.autograd.grad(value, z)
     assert torch.isfinite(grad).all() and float(grad.abs().max()) <= 8.0 / (2 * 6 * batch)
+
+
+class _HiddenReLUNet(nn.Module):
+    """A ReLU module, then one more ReLU written another way (chosen by ``form``)."""
+
+    def __init__(self, form: str) -> None:
+        super().__init__()
+        self.form = form
+        self.fc1, self.act, self.fc2, self.fc3 = nn.Linear(4, 6), nn.ReLU(), nn.Linear(6, 6), nn.Linear(6, 2)
+
+    def forward(self, x: Tensor) -> Tensor:
+        h = self.fc2(self.act(self.fc1(x)))
+        hidden = {
+            "clamp": lambda t: t.clamp(min=0), "clamp_min": lambda t: torch.clamp_min(t, 0.0),
+            "clip": lambda t: torch.clip(t, 0), "maximum": lambda t: torch.maximum(t, torch.zeros_like(t)),
+            "max": lambda t: torch.max(t, torch.tensor(0.0)), "threshold": lambda t: F.threshold(t, 0.0, 0.0),
+            "clamp_both": lambda t: t.clamp(0, 1), "clamp_shift": lambda t: t.clamp(min=-1),
+        }[self.form]  # fmt: skip
+        return self.fc3(hidden(h))
+
+
+@pytest.mark.parametrize("form", ["clamp", "clamp_min", "clip", "maximum", "max", "threshold"])
+def test_relus_written_as_clamp_or_maximum_are_detected(form: str) -> None:
+    x = torch.rand(3, 4)
+    with pytest.raises(ValueError, match=r"clamp\(min=0\)"):
+        ManifoldRegularizer(eps=0.1)(_HiddenReLUNet(form), x)
+    assert ManifoldRegularizer(eps=0.1, functional_relus="ignore")(_HiddenReLUNet(form), x).layer_names == ["act"]
+
+
+@pytest.mark.parametrize("form", ["clamp_both", "clamp_shift"])
+def test_other_clamps_are_not_relus(form: str) -> None:
+    out = ManifoldRegularizer(eps=0.1)(_HiddenReLUNet(form), torch.rand(3, 4))
+    assert out.functional_relus == 0 and out.layer_names == ["act"]
