@@ -25,10 +25,10 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
-import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.overrides import TorchFunctionMode
+
+from ..activations import FUNCTIONAL_RELUS
 
 __all__ = [
     "TORCHVISION_RESNET_LAYOUT",
@@ -90,14 +90,12 @@ def adapt_backbone(backbone: nn.Module) -> nn.Module:
 class _ReluCallCounter(TorchFunctionMode):
     """Counts ReLU calls (``F.relu``, ``torch.relu``, ``Tensor.relu`` and their in-place forms)."""
 
-    FUNCTIONS: tuple[Callable[..., Any], ...] = (F.relu, F.relu_, torch.relu, torch.relu_, Tensor.relu, Tensor.relu_)
-
     def __init__(self) -> None:
         super().__init__()
         self.calls = 0
 
     def __torch_function__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
-        if func in self.FUNCTIONS:
+        if func in FUNCTIONAL_RELUS:
             self.calls += 1
         return func(*args, **(kwargs or {}))
 
