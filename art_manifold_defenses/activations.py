@@ -17,11 +17,17 @@ from torch import Tensor
 __all__ = ["FUNCTIONAL_RELUS", "is_relu_call"]
 
 #: The functional forms of ReLU.
-FUNCTIONAL_RELUS: frozenset[Any] = frozenset({F.relu, F.relu_, torch.relu, torch.relu_, Tensor.relu, Tensor.relu_})
+FUNCTIONAL_RELUS: frozenset[Any] = frozenset(
+    {F.relu, F.relu_, torch.relu, torch.relu_, Tensor.relu, Tensor.relu_}
+)
 _CLAMPS: frozenset[Any] = frozenset({torch.clamp, torch.clamp_, Tensor.clamp, Tensor.clamp_, torch.clip, torch.clip_,
                                      Tensor.clip, Tensor.clip_})  # fmt: skip
-_CLAMP_MINS: frozenset[Any] = frozenset({torch.clamp_min, torch.clamp_min_, Tensor.clamp_min, Tensor.clamp_min_})
-_MAXIMA: frozenset[Any] = frozenset({torch.maximum, Tensor.maximum, torch.max, Tensor.max, torch.fmax, Tensor.fmax})
+_CLAMP_MINS: frozenset[Any] = frozenset(
+    {torch.clamp_min, torch.clamp_min_, Tensor.clamp_min, Tensor.clamp_min_}
+)
+_MAXIMA: frozenset[Any] = frozenset(
+    {torch.maximum, Tensor.maximum, torch.max, Tensor.max, torch.fmax, Tensor.fmax}
+)
 
 
 def _is_zero(value: Any) -> bool:
@@ -29,7 +35,12 @@ def _is_zero(value: Any) -> bool:
         return False
     if isinstance(value, (int, float)):
         return value == 0
-    return isinstance(value, Tensor) and value.numel() > 0 and not value.requires_grad and bool((value == 0).all())
+    return (
+        isinstance(value, Tensor)
+        and value.numel() > 0
+        and not value.requires_grad
+        and bool((value == 0).all())
+    )
 
 
 def is_relu_call(func: Any, args: Sequence[Any], kwargs: dict[str, Any] | None) -> bool:
@@ -51,9 +62,13 @@ def is_relu_call(func: Any, args: Sequence[Any], kwargs: dict[str, Any] | None) 
         return low is not None and _is_zero(low)
     if func in _MAXIMA:
         other = args[1] if len(args) > 1 else kwargs.get("other")
-        if other is None or isinstance(other, int) and func in (torch.max, Tensor.max):  # max(x) or max(x, dim)
+        if (
+            other is None or isinstance(other, int) and func in (torch.max, Tensor.max)
+        ):  # max(x) or max(x, dim)
             return False
-        return _is_zero(other) or (isinstance(args[0], Tensor) and _is_zero(args[0]) and isinstance(other, Tensor))
+        return _is_zero(other) or (
+            isinstance(args[0], Tensor) and _is_zero(args[0]) and isinstance(other, Tensor)
+        )
     if func is F.threshold:
         threshold = args[1] if len(args) > 1 else kwargs.get("threshold")
         value = args[2] if len(args) > 2 else kwargs.get("value")

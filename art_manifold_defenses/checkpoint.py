@@ -131,7 +131,9 @@ def save_checkpoint(
         "activations": activation_counts(model),
         "extra": extra or {},
     }
-    sidecar_path(path).write_text(json.dumps(metadata, indent=2, sort_keys=True, default=_json_default) + "\n")
+    sidecar_path(path).write_text(
+        json.dumps(metadata, indent=2, sort_keys=True, default=_json_default) + "\n"
+    )
     return path
 
 
@@ -160,11 +162,15 @@ def read_metadata(path: str | os.PathLike[str]) -> dict[str, Any]:
     if not isinstance(metadata, dict) or not isinstance(metadata.get("architecture"), dict):
         raise CheckpointError(f"{side} is not a checkpoint sidecar: no 'architecture' object")
     if not isinstance(metadata["architecture"].get("name"), str):
-        raise CheckpointError(f"{side}: 'architecture' must name its zoo model in 'name', got {metadata['architecture'].get('name')!r}")
+        raise CheckpointError(
+            f"{side}: 'architecture' must name its zoo model in 'name', got {metadata['architecture'].get('name')!r}"
+        )
     defence = metadata.get("defence")
     if defence is not None and not (isinstance(defence, dict) and isinstance(defence.get("name"), str)
                                     and isinstance(defence.get("params", {}), dict)):  # fmt: skip
-        raise CheckpointError(f"{side}: 'defence' must be null or {{'name': str, 'params': {{...}}}}, got {defence!r}")
+        raise CheckpointError(
+            f"{side}: 'defence' must be null or {{'name': str, 'params': {{...}}}}, got {defence!r}"
+        )
     for key, kind in (("dataset", str), ("activations", dict), ("extra", dict)):
         if metadata.get(key) is not None and not isinstance(metadata[key], kind):
             raise CheckpointError(f"{side}: '{key}' must be a {kind.__name__} or null, got {metadata[key]!r}")
@@ -181,7 +187,9 @@ def build_from_metadata(metadata: dict[str, Any]) -> nn.Module:
         if name not in _BUILDERS and name in KNOWN_DEFENCE_MODULES:
             importlib.import_module(KNOWN_DEFENCE_MODULES[name])
         if name not in _BUILDERS:
-            raise ValueError(f"checkpoint uses defence {name!r}, which no installed module registers; known: {sorted(_BUILDERS)}")
+            raise ValueError(
+                f"checkpoint uses defence {name!r}, which no installed module registers; known: {sorted(_BUILDERS)}"
+            )
         model = _BUILDERS[name](model, dict(defence.get("params", {})))
     return model
 
@@ -196,7 +204,9 @@ def _read_state(path: Path) -> dict[str, torch.Tensor]:
     except (RuntimeError, EOFError, OSError, ValueError, KeyError) as exc:
         raise CheckpointError(f"{path} is not a readable torch checkpoint (empty, truncated or another format?): "
                               f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}") from exc  # fmt: skip
-    if not isinstance(state, dict) or not all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state.items()):
+    if not isinstance(state, dict) or not all(
+        isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state.items()
+    ):
         raise CheckpointError(f"{path} does not hold a state dict (a mapping of names to tensors)")
     bad = [k for k, v in state.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
     if bad:
@@ -231,7 +241,9 @@ def load_checkpoint(
         try:
             model = build_from_metadata(metadata)
         except (ValueError, TypeError, KeyError) as exc:
-            raise CheckpointError(f"cannot rebuild the model that {sidecar_path(path)} describes: {exc}") from exc
+            raise CheckpointError(
+                f"cannot rebuild the model that {sidecar_path(path)} describes: {exc}"
+            ) from exc
     try:
         model.load_state_dict(state, strict=True)
     except RuntimeError as exc:
@@ -261,11 +273,17 @@ def check_checkpoint_fits_data(model: nn.Module, metadata: dict[str, Any], x: An
     shape = tuple(int(d) for d in x.shape[1:])
     channels = arch.get("in_channels") or model_input_channels(model)
     size = arch.get("input_size")
-    if (channels is not None and shape[0] != channels) or (size is not None and tuple(shape[1:]) != (size, size)):
-        wanted = f"{channels if channels is not None else '?'}-channel" + (f" {size}x{size}" if size is not None else "")
+    if (channels is not None and shape[0] != channels) or (
+        size is not None and tuple(shape[1:]) != (size, size)
+    ):
+        wanted = f"{channels if channels is not None else '?'}-channel" + (
+            f" {size}x{size}" if size is not None else ""
+        )
         raise ValueError(f"checkpoint {checkpoint} expects {wanted} images, but data set {dataset!r} has "
                          f"{shape[0]}-channel {shape[1]}x{shape[2]} images; use --dataset with the data it was trained on")  # fmt: skip
     width = model_output_width(model, shape, device=device, name=f"the images of data set {dataset!r}")
     top = int(np.max(y)) if len(y) else 0
     if top >= width:
-        raise ValueError(f"data set {dataset!r} has labels up to {top}, but checkpoint {checkpoint} has only {width} outputs")
+        raise ValueError(
+            f"data set {dataset!r} has labels up to {top}, but checkpoint {checkpoint} has only {width} outputs"
+        )

@@ -60,7 +60,11 @@ def register_paper_suite(name: str) -> None:
 
 def _add_common_data_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dataset", default="mnist-embedded", help="dataset name (default: mnist-embedded)")
-    parser.add_argument("--data-root", default=None, help="folder holding the dataset files (default: $AMD_DATA_DIR or ~/.cache)")
+    parser.add_argument(
+        "--data-root",
+        default=None,
+        help="folder holding the dataset files (default: $AMD_DATA_DIR or ~/.cache)",
+    )
     parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default: cpu)")
     parser.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
 
@@ -68,22 +72,39 @@ def _add_common_data_arguments(parser: argparse.ArgumentParser) -> None:
 def _build_parser() -> argparse.ArgumentParser:
     from .models import model_names
 
-    parser = argparse.ArgumentParser(prog="amd", description="art-manifold-defenses: defences as ART plug-ins, evaluated honestly.")
+    parser = argparse.ArgumentParser(
+        prog="amd", description="art-manifold-defenses: defences as ART plug-ins, evaluated honestly."
+    )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    train = sub.add_parser("train", help="train a zoo model (optionally with a defence) and save a checkpoint")
+    train = sub.add_parser(
+        "train", help="train a zoo model (optionally with a defence) and save a checkpoint"
+    )
     _add_common_data_arguments(train)
-    train.add_argument("--model", default="cw_mnist", choices=model_names(), help="zoo architecture (default: cw_mnist)")
-    train.add_argument("--defense", default="none", choices=["none", *sorted(DEFENCE_TRAINERS)], help="defence to train with")
+    train.add_argument(
+        "--model", default="cw_mnist", choices=model_names(), help="zoo architecture (default: cw_mnist)"
+    )
+    train.add_argument(
+        "--defense", default="none", choices=["none", *sorted(DEFENCE_TRAINERS)], help="defence to train with"
+    )
     train.add_argument("--epochs", type=positive_int_arg, default=10, help="number of epochs (default: 10)")
     train.add_argument("--batch-size", type=positive_int_arg, default=128, help="batch size (default: 128)")
-    train.add_argument("--lr", type=positive_float_arg, default=1e-3, help="Adam learning rate (default: 1e-3)")
-    train.add_argument("--activation", default=None, choices=["relu", "elu"], help="activation (default: the model's own)")
-    train.add_argument("--train-limit", type=positive_int_arg, default=None, help="use only the first N training images")
+    train.add_argument(
+        "--lr", type=positive_float_arg, default=1e-3, help="Adam learning rate (default: 1e-3)"
+    )
+    train.add_argument(
+        "--activation", default=None, choices=["relu", "elu"], help="activation (default: the model's own)"
+    )
+    train.add_argument(
+        "--train-limit", type=positive_int_arg, default=None, help="use only the first N training images"
+    )
     train.add_argument("--out", required=True, help="output folder for model.pt and model.json")
-    train.add_argument("--overwrite", action="store_true",
-                       help="discard OUT/train_state and OUT/model.pt of an earlier run instead of resuming (or refusing) it")
+    train.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="discard OUT/train_state and OUT/model.pt of an earlier run instead of resuming (or refusing) it",
+    )
     train.add_argument("--quiet", action="store_true", help="no progress bars")
     for module in sorted(set(DEFENCE_TRAINERS.values())):
         names = ", ".join(n for n, m in sorted(DEFENCE_TRAINERS.items()) if m == module)
@@ -98,35 +119,91 @@ def _build_parser() -> argparse.ArgumentParser:
 
 
 def _add_evaluate_parser(sub: Any) -> None:
-    evaluate = sub.add_parser("evaluate", help="evaluate a checkpoint under an attack suite (JSON, Markdown, curves)")
-    evaluate.add_argument("--checkpoint", required=True, help="model.pt written by `amd train` (its model.json beside it)")
-    evaluate.add_argument("--dataset", default=None, help="dataset name (default: the checkpoint's, else mnist-embedded)")
-    evaluate.add_argument("--data-root", default=None, help="folder holding the dataset files (default: $AMD_DATA_DIR or ~/.cache)")
+    evaluate = sub.add_parser(
+        "evaluate", help="evaluate a checkpoint under an attack suite (JSON, Markdown, curves)"
+    )
+    evaluate.add_argument(
+        "--checkpoint", required=True, help="model.pt written by `amd train` (its model.json beside it)"
+    )
+    evaluate.add_argument(
+        "--dataset", default=None, help="dataset name (default: the checkpoint's, else mnist-embedded)"
+    )
+    evaluate.add_argument(
+        "--data-root",
+        default=None,
+        help="folder holding the dataset files (default: $AMD_DATA_DIR or ~/.cache)",
+    )
     evaluate.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default: cpu)")
     evaluate.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
-    evaluate.add_argument("--n", "--num-images", dest="n", type=positive_int_arg, default=1000,
-                          help="evaluate the first N test images (default: 1000); spell it --num-images after torchrun, whose own parser rejects --n")
-    evaluate.add_argument("--suite", default="quick", help="attack suite: quick, linf, l2, l1, autoattack, full or a registered one")
-    evaluate.add_argument("--norm", default=None, choices=["linf", "l2", "l1"], help="threat model (default: the suite's)")
-    evaluate.add_argument("--eps", type=non_negative_float_arg, default=None, help="budget (default: linf 0.3, l2 2.0, l1 15.0)")
-    evaluate.add_argument("--batch-size", type=positive_int_arg, default=128, help="batch size of attacks and predictions (default: 128)")
-    evaluate.add_argument("--eot-samples", type=positive_int_arg, default=None, help="EoT passes for a stochastic model (default: 16)")
-    evaluate.add_argument("--votes", type=positive_int_arg, default=None, help="majority-vote passes for a stochastic model (default: 9)")
-    evaluate.add_argument("--repeats", type=positive_int_arg, default=None,
-                          help="attack repeats, worst kept (default: 3 stochastic, 1 otherwise)")
-    evaluate.add_argument("--surrogate", default=None,
-                          help="checkpoint of a source model: adds a transfer attack (the suite's first iterative attack, crafted on it)")
-    evaluate.add_argument("--reported", type=float, default=None, help="the paper's robust accuracy in percent (stored only)")
-    evaluate.add_argument("--out", required=True, help="output folder for results.json, results.md, curves.png")
-    evaluate.add_argument("--overwrite", action="store_true",
-                          help="discard the files of an earlier evaluation in OUT instead of resuming (or refusing) them")
+    evaluate.add_argument(
+        "--n",
+        "--num-images",
+        dest="n",
+        type=positive_int_arg,
+        default=1000,
+        help="evaluate the first N test images (default: 1000); spell it --num-images after torchrun, whose own parser rejects --n",
+    )
+    evaluate.add_argument(
+        "--suite",
+        default="quick",
+        help="attack suite: quick, linf, l2, l1, autoattack, full or a registered one",
+    )
+    evaluate.add_argument(
+        "--norm", default=None, choices=["linf", "l2", "l1"], help="threat model (default: the suite's)"
+    )
+    evaluate.add_argument(
+        "--eps", type=non_negative_float_arg, default=None, help="budget (default: linf 0.3, l2 2.0, l1 15.0)"
+    )
+    evaluate.add_argument(
+        "--batch-size",
+        type=positive_int_arg,
+        default=128,
+        help="batch size of attacks and predictions (default: 128)",
+    )
+    evaluate.add_argument(
+        "--eot-samples",
+        type=positive_int_arg,
+        default=None,
+        help="EoT passes for a stochastic model (default: 16)",
+    )
+    evaluate.add_argument(
+        "--votes",
+        type=positive_int_arg,
+        default=None,
+        help="majority-vote passes for a stochastic model (default: 9)",
+    )
+    evaluate.add_argument(
+        "--repeats",
+        type=positive_int_arg,
+        default=None,
+        help="attack repeats, worst kept (default: 3 stochastic, 1 otherwise)",
+    )
+    evaluate.add_argument(
+        "--surrogate",
+        default=None,
+        help="checkpoint of a source model: adds a transfer attack (the suite's first iterative attack, crafted on it)",
+    )
+    evaluate.add_argument(
+        "--reported", type=float, default=None, help="the paper's robust accuracy in percent (stored only)"
+    )
+    evaluate.add_argument(
+        "--out", required=True, help="output folder for results.json, results.md, curves.png"
+    )
+    evaluate.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="discard the files of an earlier evaluation in OUT instead of resuming (or refusing) them",
+    )
     evaluate.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
 def _add_demo_parser(sub: Any) -> None:
     from .demo import add_demo_arguments
 
-    demo = sub.add_parser("demo", help="the baseline and the five defences on mnist-embedded: train, attack, certify, one report")
+    demo = sub.add_parser(
+        "demo",
+        help="the baseline and the five defences on mnist-embedded: train, attack, certify, one report",
+    )
     add_demo_arguments(demo)
 
 
@@ -138,7 +215,9 @@ def _load_data(args: argparse.Namespace) -> dict[str, Any]:
     limit = getattr(args, "train_limit", None)
     if limit is not None:
         if limit > len(x_train):
-            raise ValueError(f"--train-limit {limit} is more than the {len(x_train)} training images of {args.dataset!r}")
+            raise ValueError(
+                f"--train-limit {limit} is more than the {len(x_train)} training images of {args.dataset!r}"
+            )
         x_train, y_train = x_train[:limit], y_train[:limit]
     return {"x_train": x_train, "y_train": y_train, "x_test": x_test, "y_test": y_test}
 
@@ -175,7 +254,9 @@ def _check_train_output(out: Path, fingerprint: dict[str, Any], *, overwrite: bo
         check_fingerprint(_read_json_object(record), fingerprint, source=state_dir, hint=hint)
     if model_path.exists():
         sidecar = _read_json_object(model_path.with_suffix(".json")) or {}
-        check_fingerprint((sidecar.get("extra") or {}).get("fingerprint"), fingerprint, source=model_path, hint=hint)
+        check_fingerprint(
+            (sidecar.get("extra") or {}).get("fingerprint"), fingerprint, source=model_path, hint=hint
+        )
     distributed.barrier()  # every rank has checked before rank 0 writes
     if is_main:
         state_dir.mkdir(parents=True, exist_ok=True)
@@ -219,7 +300,12 @@ def _train(args: argparse.Namespace, device: Any, *, is_main: bool) -> int:
     _check_train_output(out, fingerprint, overwrite=args.overwrite, is_main=is_main)
     channels, size = data["x_train"].shape[1], data["x_train"].shape[2]
     num_classes = int(max(data["y_train"].max(), data["y_test"].max())) + 1
-    architecture: dict[str, Any] = {"name": args.model, "in_channels": int(channels), "num_classes": num_classes, "input_size": int(size)}
+    architecture: dict[str, Any] = {
+        "name": args.model,
+        "in_channels": int(channels),
+        "num_classes": num_classes,
+        "input_size": int(size),
+    }
     if args.activation:
         architecture["activation"] = args.activation
     started = time.perf_counter()
@@ -245,7 +331,9 @@ def _train(args: argparse.Namespace, device: Any, *, is_main: bool) -> int:
         extra={"test_accuracy": accuracy, "epochs": args.epochs, "seed": args.seed, "train_seconds": seconds,
                "batch_size": args.batch_size, "lr": args.lr, "fingerprint": fingerprint},
     )  # fmt: skip
-    print(f"test accuracy: {accuracy:.4f} ({len(data['y_test'])} images, {args.dataset}); saved {out / 'model.pt'} in {seconds:.0f}s")
+    print(
+        f"test accuracy: {accuracy:.4f} ({len(data['y_test'])} images, {args.dataset}); saved {out / 'model.pt'} in {seconds:.0f}s"
+    )
     return 0
 
 
@@ -254,14 +342,28 @@ def _command_info(args: argparse.Namespace) -> int:
 
     import torch
 
-    info: dict[str, Any] = {"art_manifold_defenses": __version__, "python": sys.version.split()[0], "platform": platform.platform()}
-    for dist in ("torch", "adversarial-robustness-toolbox", "foolbox", "cleverhans", "torchattacks", "numpy", "scipy"):
+    info: dict[str, Any] = {
+        "art_manifold_defenses": __version__,
+        "python": sys.version.split()[0],
+        "platform": platform.platform(),
+    }
+    for dist in (
+        "torch",
+        "adversarial-robustness-toolbox",
+        "foolbox",
+        "cleverhans",
+        "torchattacks",
+        "numpy",
+        "scipy",
+    ):
         try:
             info[dist] = md.version(dist)
         except md.PackageNotFoundError:
             info[dist] = "not installed"
     info["cuda_available"] = torch.cuda.is_available()
-    info["devices"] = ["cpu"] + [f"cuda:{i} ({torch.cuda.get_device_name(i)})" for i in range(torch.cuda.device_count())]
+    info["devices"] = ["cpu"] + [
+        f"cuda:{i} ({torch.cuda.get_device_name(i)})" for i in range(torch.cuda.device_count())
+    ]
     info["cpu_threads"] = torch.get_num_threads()
     print(json.dumps(info, indent=2))
     return 0
@@ -273,12 +375,22 @@ def _transfer_spec(suite: list[Any]) -> Any:
     from .evaluation import AttackSpec
 
     for spec in suite:
-        if not (spec.one_step or spec.gradient_free or spec.minimisation) and spec.eps is not None and spec.library != "autoattack":
+        if (
+            not (spec.one_step or spec.gradient_free or spec.minimisation)
+            and spec.eps is not None
+            and spec.library != "autoattack"
+        ):
             base = {"library": spec.library, "attack": spec.attack, "params": dict(spec.params)}
             return AttackSpec("transfer", "transfer", spec.norm, spec.eps, {"base": base})
     first = suite[0]
     eps = first.eps if first.eps is not None else 0.3
-    return AttackSpec("transfer", "transfer", first.norm, eps, {"base": {"library": "art", "attack": "pgd", "params": {"max_iter": 40}}})
+    return AttackSpec(
+        "transfer",
+        "transfer",
+        first.norm,
+        eps,
+        {"base": {"library": "art", "attack": "pgd", "params": {"max_iter": 40}}},
+    )
 
 
 def _command_evaluate(args: argparse.Namespace) -> int:
@@ -311,7 +423,9 @@ def _evaluate(args: argparse.Namespace, device: Any, *, is_main: bool) -> int:
     if args.n > len(x_test):
         raise ValueError(f"--n {args.n} is more than the {len(x_test)} test images of data set {dataset!r}")
     x, y = x_test[: args.n], y_test[: args.n]
-    check_checkpoint_fits_data(model, metadata, x, y, checkpoint=args.checkpoint, dataset=dataset, device=device)
+    check_checkpoint_fits_data(
+        model, metadata, x, y, checkpoint=args.checkpoint, dataset=dataset, device=device
+    )
     defence = metadata.get("defence") or {}
     name = metadata["architecture"]["name"] + (f" + {defence['name']}" if defence.get("name") else "")
     result = evaluate(
@@ -334,7 +448,12 @@ def _command_demo(args: argparse.Namespace) -> int:
     return run_demo(args)
 
 
-COMMANDS: dict[str, Any] = {"train": _command_train, "evaluate": _command_evaluate, "demo": _command_demo, "info": _command_info}
+COMMANDS: dict[str, Any] = {
+    "train": _command_train,
+    "evaluate": _command_evaluate,
+    "demo": _command_demo,
+    "info": _command_info,
+}
 
 
 #: Exceptions that are the user's input, files or environment (one error line, exit 2), not a bug of the package.
@@ -352,7 +471,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return COMMANDS[args.command](args)
     except EXPECTED_ERRORS as exc:
-        message = " ".join(line.strip() for line in str(exc).splitlines() if line.strip()) or type(exc).__name__
+        message = (
+            " ".join(line.strip() for line in str(exc).splitlines() if line.strip()) or type(exc).__name__
+        )
         print(f"amd {args.command}: error: {message}", file=sys.stderr)
         return 2
     except Exception:  # noqa: BLE001 - reported as a bug, with its traceback

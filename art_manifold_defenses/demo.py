@@ -60,26 +60,62 @@ _STOCHASTIC = {"eot_samples": 2, "votes": 5, "repeats": 1}
 
 #: The models ``amd demo`` trains and evaluates, in order.
 DEMO_ENTRIES: list[DemoEntry] = [
-    DemoEntry("baseline", "undefended cw_mnist (Carlini & Wagner 2017 MNIST net), Adam 1e-3", {"name": "cw_mnist"}),
-    DemoEntry("rbf-cnn", "RBF-CNN (Nandy et al. 2020): EM filter bank + stochastic reconstruction in front of cw_mnist "
-              "(rCNN; attacked with BPDA + EoT)", {"name": "cw_mnist"}, "rbf-cnn",
-              {"rbf_em_steps": 150, "rbf_votes": 1}, evaluation=_STOCHASTIC),  # fmt: skip
-    DemoEntry("radial-mapping", "radial-basis feature mapping (Taghanaki et al. 2019) in the CleverHans CNN",
-              {"name": "cleverhans_cnn"}, "radial-mapping"),  # fmt: skip
+    DemoEntry(
+        "baseline", "undefended cw_mnist (Carlini & Wagner 2017 MNIST net), Adam 1e-3", {"name": "cw_mnist"}
+    ),
+    DemoEntry(
+        "rbf-cnn",
+        "RBF-CNN (Nandy et al. 2020): EM filter bank + stochastic reconstruction in front of cw_mnist "
+        "(rCNN; attacked with BPDA + EoT)",
+        {"name": "cw_mnist"},
+        "rbf-cnn",
+        {"rbf_em_steps": 150, "rbf_votes": 1},
+        evaluation=_STOCHASTIC,
+    ),  # fmt: skip
+    DemoEntry(
+        "radial-mapping",
+        "radial-basis feature mapping (Taghanaki et al. 2019) in the CleverHans CNN",
+        {"name": "cleverhans_cnn"},
+        "radial-mapping",
+    ),  # fmt: skip
     # Algorithm 1 with the paper's Adamax 1e-3 needs ~250 steps to reach the plain network's accuracy on 4,000 images
     # (measured: 2 epochs 75.1%, 4 epochs 90.2% test accuracy), hence twice the other models' epochs
-    DemoEntry("fpd", "Feature Pyramid Decoder (Li et al. 2020) on ResNet-18 (ImageNet stem), Algorithm 1, inner "
-              "denoising after the stem and stage 1 (identity-start gated form), restoration pyramid 32 channels wide, "
-              "twice the epochs", {"name": "resnet18", "stem": "imagenet"}, "fpd", {"fpd_fpn_channels": 32},
-              epochs_scale=2.0),  # fmt: skip
-    DemoEntry("manifold-reg", "manifold regularization (Jin & Rinard 2020): intrinsic + Hamming terms on wong_small, "
-              "constant weights (gamma_I 0.4, gamma_H 1000, eps 0.1) with Adam, chosen under the unsquared Hamming "
-              "term and no 1/2 on the intrinsic term (the package's earlier reading, kept for these weights)",
-              {"name": "wong_small"}, "manifold-reg",
-              {"mr_optimizer": "adam", "mr_constant": True, "mr_eps": 0.1, "mr_gamma_i": 0.4, "mr_gamma_h": 1000.0,
-               "mr_hamming_form": "unsquared", "mr_intrinsic_scale": 1.0}),  # fmt: skip
-    DemoEntry("stn", "Gaussian smoothing with stability training (Li et al. 2019), sigma 0.5, cw_mnist; certified",
-              {"name": "cw_mnist"}, "stn", {"sigma": 0.5}, evaluation=_STOCHASTIC, certify=True),  # fmt: skip
+    DemoEntry(
+        "fpd",
+        "Feature Pyramid Decoder (Li et al. 2020) on ResNet-18 (ImageNet stem), Algorithm 1, inner "
+        "denoising after the stem and stage 1 (identity-start gated form), restoration pyramid 32 channels wide, "
+        "twice the epochs",
+        {"name": "resnet18", "stem": "imagenet"},
+        "fpd",
+        {"fpd_fpn_channels": 32},
+        epochs_scale=2.0,
+    ),  # fmt: skip
+    DemoEntry(
+        "manifold-reg",
+        "manifold regularization (Jin & Rinard 2020): intrinsic + Hamming terms on wong_small, "
+        "constant weights (gamma_I 0.4, gamma_H 1000, eps 0.1) with Adam, chosen under the unsquared Hamming "
+        "term and no 1/2 on the intrinsic term (the package's earlier reading, kept for these weights)",
+        {"name": "wong_small"},
+        "manifold-reg",
+        {
+            "mr_optimizer": "adam",
+            "mr_constant": True,
+            "mr_eps": 0.1,
+            "mr_gamma_i": 0.4,
+            "mr_gamma_h": 1000.0,
+            "mr_hamming_form": "unsquared",
+            "mr_intrinsic_scale": 1.0,
+        },
+    ),  # fmt: skip
+    DemoEntry(
+        "stn",
+        "Gaussian smoothing with stability training (Li et al. 2019), sigma 0.5, cw_mnist; certified",
+        {"name": "cw_mnist"},
+        "stn",
+        {"sigma": 0.5},
+        evaluation=_STOCHASTIC,
+        certify=True,
+    ),  # fmt: skip
 ]
 
 
@@ -90,14 +126,20 @@ def demo_entry_names() -> list[str]:
 
 def add_demo_arguments(parser: argparse.ArgumentParser) -> None:
     """The options of ``amd demo``."""
-    parser.add_argument("--out", required=True, help="output folder (report.md, results.json, one folder per model)")
+    parser.add_argument(
+        "--out", required=True, help="output folder (report.md, results.json, one folder per model)"
+    )
     parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default: cpu)")
     parser.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
     parser.add_argument("--n", type=int, default=100, help="test images attacked per model (default: 100)")
     parser.add_argument("--epochs", type=int, default=4, help="training epochs per model (default: 4)")
-    parser.add_argument("--data-root", default=None, help="folder for the embedded MNIST cache (default: ~/.cache)")
+    parser.add_argument(
+        "--data-root", default=None, help="folder for the embedded MNIST cache (default: ~/.cache)"
+    )
     parser.add_argument("--suite", default="quick", help="attack suite (default: quick)")
-    parser.add_argument("--certify-n", type=int, default=1000, help="noisy samples per certified image (default: 1000)")
+    parser.add_argument(
+        "--certify-n", type=int, default=1000, help="noisy samples per certified image (default: 1000)"
+    )
     parser.add_argument("--only", action="append", default=None, choices=demo_entry_names(),
                         help="run only this demo entry (repeatable)")  # fmt: skip
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -106,7 +148,9 @@ def add_demo_arguments(parser: argparse.ArgumentParser) -> None:
                              "refuses files of another run)")  # fmt: skip
 
 
-def _train_namespace(entry: DemoEntry, args: argparse.Namespace, folder: Path, epochs: int) -> argparse.Namespace:
+def _train_namespace(
+    entry: DemoEntry, args: argparse.Namespace, folder: Path, epochs: int
+) -> argparse.Namespace:
     """The namespace ``amd train --defense NAME`` would build: the defence flags' defaults, then the entry's options."""
     parser = argparse.ArgumentParser(add_help=False)
     if entry.defence is not None:
@@ -114,7 +158,9 @@ def _train_namespace(entry: DemoEntry, args: argparse.Namespace, folder: Path, e
     namespace = parser.parse_args([])
     unknown = set(entry.options) - set(vars(namespace))
     if unknown:
-        raise ValueError(f"demo entry {entry.name!r}: unknown options {sorted(unknown)} for --defense {entry.defence}")
+        raise ValueError(
+            f"demo entry {entry.name!r}: unknown options {sorted(unknown)} for --defense {entry.defence}"
+        )
     for key, value in {
         "dataset": "mnist-embedded", "data_root": args.data_root, "device": args.device, "seed": args.seed,
         "model": entry.model["name"], "defense": entry.defence or "none", "epochs": epochs, "batch_size": 128,
@@ -146,7 +192,9 @@ def _train(entry: DemoEntry, args: argparse.Namespace, data: dict[str, Any], dev
     return model, None
 
 
-def _certify(model: Any, x: Any, y: Any, args: argparse.Namespace, device: Any, folder: Path) -> dict[str, Any]:
+def _certify(
+    model: Any, x: Any, y: Any, args: argparse.Namespace, device: Any, folder: Path
+) -> dict[str, Any]:
     """Certify the smoothed model's base classifier on ``x`` with every bound (the ``amd certify`` files:
     ``certify.tsv``, resumable) and plot its certified-accuracy curve."""
     from torch import nn
@@ -178,9 +226,13 @@ def run_demo(args: argparse.Namespace) -> int:
 
     device = resolve_device(args.device)
     if args.n < 1 or args.epochs < 1 or args.certify_n < 1:
-        raise ValueError(f"--n, --epochs and --certify-n must be >= 1, got {args.n}, {args.epochs}, {args.certify_n}")
+        raise ValueError(
+            f"--n, --epochs and --certify-n must be >= 1, got {args.n}, {args.epochs}, {args.certify_n}"
+        )
     suite = get_suite(args.suite)
-    entries: Sequence[DemoEntry] = DEMO_ENTRIES if not args.only else [e for e in DEMO_ENTRIES if e.name in args.only]
+    entries: Sequence[DemoEntry] = (
+        DEMO_ENTRIES if not args.only else [e for e in DEMO_ENTRIES if e.name in args.only]
+    )
     started = time.perf_counter()
     x_train, y_train = load_dataset("mnist-embedded", "train", root=args.data_root)
     x_test, y_test = load_dataset("mnist-embedded", "test", root=args.data_root)
@@ -205,7 +257,11 @@ def run_demo(args: argparse.Namespace) -> int:
                           out_dir=folder, verbose=not args.quiet, model_name=entry.name, dataset="mnist-embedded",
                           **entry.evaluation)  # fmt: skip
         record = result.to_dict()
-        certified = _certify(model, x_test[: args.n], y_test[: args.n], args, device, folder) if entry.certify else None
+        certified = (
+            _certify(model, x_test[: args.n], y_test[: args.n], args, device, folder)
+            if entry.certify
+            else None
+        )
         sections.append((entry.name, record, f"{entry.name}/curves.png"))
         flags = [f.code for f in result.audit_flags]
         summary.append({"name": entry.name, "description": entry.description, "results": f"{entry.name}/results.json",
@@ -231,7 +287,9 @@ def run_demo(args: argparse.Namespace) -> int:
         "",
         *_certified_lines(summary),
     ])  # fmt: skip
-    (out / "report.md").write_text(combined_markdown(sections, title="art-manifold-defenses demo", preamble=preamble))
+    (out / "report.md").write_text(
+        combined_markdown(sections, title="art-manifold-defenses demo", preamble=preamble)
+    )
     (out / "results.json").write_text(json.dumps({"format": "art-manifold-defenses/demo/2", "seconds": seconds,
                                                   "entries": summary}, indent=2, default=float) + "\n")  # fmt: skip
     print(f"wrote {out / 'report.md'} in {seconds:.0f}s")

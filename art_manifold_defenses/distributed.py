@@ -116,7 +116,10 @@ def process_device(device: str | torch.device | None) -> torch.device:
     if dev.type == "cuda" and world_size() > 1:
         wanted = torch.device("cuda", local_rank())
         if dev.index is not None and dev.index != wanted.index:
-            warnings.warn(f"device {dev} ignored under torchrun: process with LOCAL_RANK={local_rank()} uses {wanted}", stacklevel=2)
+            warnings.warn(
+                f"device {dev} ignored under torchrun: process with LOCAL_RANK={local_rank()} uses {wanted}",
+                stacklevel=2,
+            )
         if local_rank() >= torch.cuda.device_count():
             raise ValueError(f"LOCAL_RANK={local_rank()} but only {torch.cuda.device_count()} CUDA device(s) are visible; "
                              "use --nproc_per_node <= the number of GPUs")  # fmt: skip
@@ -207,7 +210,9 @@ def all_reduce_sum(values: Sequence[float], *, device: torch.device | str = "cpu
     return [float(v) for v in tensor.cpu()]
 
 
-def shard(count: int, *, rank_index: int | None = None, size: int | None = None, block: int = 1) -> np.ndarray:
+def shard(
+    count: int, *, rank_index: int | None = None, size: int | None = None, block: int = 1
+) -> np.ndarray:
     """Positions ``0..count-1`` this rank works on: blocks ``[b*block, (b+1)*block)`` dealt round-robin
     (block ``b`` goes to rank ``b % size``). Deterministic and disjoint; the union over ranks is every position.
 

@@ -41,15 +41,21 @@ class PerSampleClassGradientClassifier(PyTorchClassifier):
     preprocessing fall back to ART's per-label passes.
     """
 
-    def class_gradient(self, x: Any, label: Any = None, training_mode: bool = False, **kwargs: Any) -> np.ndarray:  # type: ignore[override]
+    def class_gradient(
+        self, x: Any, label: Any = None, training_mode: bool = False, **kwargs: Any
+    ) -> np.ndarray:  # type: ignore[override]
         if isinstance(label, list):
             label = np.array(label)
-        per_sample = isinstance(label, np.ndarray) and label.ndim == 1 and len(label) == len(x) and len(label) > 1
+        per_sample = (
+            isinstance(label, np.ndarray) and label.ndim == 1 and len(label) == len(x) and len(label) > 1
+        )
         if (not per_sample or training_mode or self.is_rnn or self._layer_idx_gradients >= 0
                 or not self.all_framework_preprocessing or isinstance(x, torch.Tensor)):  # fmt: skip
             return super().class_gradient(x, label=label, training_mode=training_mode, **kwargs)
         if label.min() < 0 or label.max() >= self.nb_classes:
-            raise ValueError(f"labels must lie in [0, {self.nb_classes}), got values from {label.min()} to {label.max()}")
+            raise ValueError(
+                f"labels must lie in [0, {self.nb_classes}), got values from {label.min()} to {label.max()}"
+            )
         self._model.train(mode=False)
         x_grad = torch.from_numpy(np.asarray(x)).to(self._device).requires_grad_(True)
         x_input, _ = self._apply_preprocessing(x_grad, y=None, fit=False, no_grad=False)

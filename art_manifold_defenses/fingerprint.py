@@ -95,7 +95,9 @@ def arrays_hash(*arrays: Any, algorithm: str = "sha256") -> str:
     """Hash (``hashlib`` ``algorithm``) of numpy arrays or tensors: shape, dtype and bytes of each, in order."""
     h = hashlib.new(algorithm)
     for value in arrays:
-        arr = np.ascontiguousarray(value.detach().cpu().numpy() if isinstance(value, torch.Tensor) else np.asarray(value))
+        arr = np.ascontiguousarray(
+            value.detach().cpu().numpy() if isinstance(value, torch.Tensor) else np.asarray(value)
+        )
         h.update(str((arr.shape, arr.dtype.str)).encode())
         h.update(arr.tobytes())
     return h.hexdigest()
@@ -159,7 +161,9 @@ def fingerprint_differences(stored: Mapping[str, Any], current: Mapping[str, Any
     return lines
 
 
-def check_fingerprint(stored: Any, current: Mapping[str, Any], *, source: str | os.PathLike[str], hint: str) -> None:
+def check_fingerprint(
+    stored: Any, current: Mapping[str, Any], *, source: str | os.PathLike[str], hint: str
+) -> None:
     """Raise :class:`FingerprintMismatchError` unless ``stored`` (read from ``source``) equals ``current``.
 
     ``stored`` is ``None`` (or not a fingerprint) for a file written without one, by an older version."""
@@ -201,7 +205,13 @@ def start_tsv(path: str | os.PathLike[str], fingerprint: Mapping[str, Any], colu
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(TSV_FINGERPRINT_PREFIX + json.dumps(dict(fingerprint), sort_keys=True) + "\n" + "\t".join(columns) + "\n")
+    tmp.write_text(
+        TSV_FINGERPRINT_PREFIX
+        + json.dumps(dict(fingerprint), sort_keys=True)
+        + "\n"
+        + "\t".join(columns)
+        + "\n"
+    )
     os.replace(tmp, path)
     return path
 

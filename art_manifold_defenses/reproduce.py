@@ -72,15 +72,42 @@ def _results_out(name: str, *, takes_device: bool = True) -> Callable[[Path, str
 REPRODUCTIONS: dict[str, Reproduction] = {
     r.key: r
     for r in (
-        Reproduction("stn", "004", "Rényi randomized smoothing / STN (Li et al., NeurIPS 2019)", "reproduce_stn.py", _out_work),
-        Reproduction("verification", "003", "Exact verification of manifold regularization (Jin & Rinard 2020, Table 2)",
-                     "reproduce_verification.py", _results_out("verification.md", takes_device=False)),  # fmt: skip
-        Reproduction("radial-mapping", "001", "Radial-basis feature mapping (Taghanaki et al., CVPR 2019)",
-                     "reproduce_radial_mapping.py", _out_work),  # fmt: skip
-        Reproduction("manifold-reg", "003", "Manifold regularization (Jin & Rinard 2020)",
-                     "reproduce_manifold_regularization.py", _out_work),  # fmt: skip
+        Reproduction(
+            "stn",
+            "004",
+            "Rényi randomized smoothing / STN (Li et al., NeurIPS 2019)",
+            "reproduce_stn.py",
+            _out_work,
+        ),
+        Reproduction(
+            "verification",
+            "003",
+            "Exact verification of manifold regularization (Jin & Rinard 2020, Table 2)",
+            "reproduce_verification.py",
+            _results_out("verification.md", takes_device=False),
+        ),  # fmt: skip
+        Reproduction(
+            "radial-mapping",
+            "001",
+            "Radial-basis feature mapping (Taghanaki et al., CVPR 2019)",
+            "reproduce_radial_mapping.py",
+            _out_work,
+        ),  # fmt: skip
+        Reproduction(
+            "manifold-reg",
+            "003",
+            "Manifold regularization (Jin & Rinard 2020)",
+            "reproduce_manifold_regularization.py",
+            _out_work,
+        ),  # fmt: skip
         Reproduction("rbf-cnn", "000", "RBF-CNN (Nandy, Hsu & Lee 2020)", "reproduce_rbf_cnn.py", _out_work),
-        Reproduction("fpd", "002", "Feature Pyramid Decoder (Li et al., CVPR 2020)", "reproduce_fpd.py", _results_out("fpd.md")),
+        Reproduction(
+            "fpd",
+            "002",
+            "Feature Pyramid Decoder (Li et al., CVPR 2020)",
+            "reproduce_fpd.py",
+            _results_out("fpd.md"),
+        ),
     )
 }
 
@@ -118,7 +145,9 @@ def write_summary(folder: str | Path, *, paper: str, scale: str, seed: int, seco
     return path
 
 
-def strongest_accuracy(record: dict[str, Any], *, norm: str, eps: float | None, label: str | None = None) -> float | None:
+def strongest_accuracy(
+    record: dict[str, Any], *, norm: str, eps: float | None, label: str | None = None
+) -> float | None:
     """Per-point worst case (in %) over every attack of a harness ``results.json`` record in the threat model
     (``norm``, ``eps``): a point counts as robust when it is classified correctly clean and under every attack of that
     norm whose budget is at most ``eps`` (an adversarial example inside a smaller ball is inside this one too).
@@ -131,7 +160,12 @@ def strongest_accuracy(record: dict[str, Any], *, norm: str, eps: float | None, 
     def in_row(attack: dict[str, Any]) -> bool:
         if attack.get("error") is not None or attack.get("correct") is None:
             return False
-        same_ball = eps is not None and attack.get("norm") == norm and attack.get("eps") is not None and attack["eps"] <= eps + 1e-9
+        same_ball = (
+            eps is not None
+            and attack.get("norm") == norm
+            and attack.get("eps") is not None
+            and attack["eps"] <= eps + 1e-9
+        )
         return same_ball or (label is not None and attack.get("label") == label)
 
     matched = [attack["correct"] for attack in record["attacks"] if in_row(attack)]
@@ -167,18 +201,28 @@ def run_one(item: Reproduction, out: Path, *, scale: str, data_root: str, seed: 
         if record.get("scale") == scale and record.get("seed") == seed:
             print(f"[{item.key}] reusing {summary} ({record['seconds']:.0f} s when it ran)", flush=True)
             return {"status": "reused", "seconds": 0.0}
-    command = [python, str(examples_dir() / item.script), *item.arguments(folder, scale, data_root, seed, device)]
+    command = [
+        python,
+        str(examples_dir() / item.script),
+        *item.arguments(folder, scale, data_root, seed, device),
+    ]
     folder.mkdir(parents=True, exist_ok=True)
     print(f"[{item.key}] {' '.join(command)}  (log: {folder / 'log.txt'})", flush=True)
     started = time.time()
     with open(folder / "log.txt", "a") as log:
         log.write(f"\n# {time.strftime('%Y-%m-%d %H:%M:%S UTC', time.gmtime())}: {' '.join(command)}\n")
         log.flush()
-        code = subprocess.call(command, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+        code = subprocess.call(
+            command, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"}
+        )
     seconds = time.time() - started
     if code != 0 or not summary.exists():
         tail = (folder / "log.txt").read_text().splitlines()[-5:]
-        print(f"[{item.key}] failed (exit {code}) after {seconds:.0f} s; last lines of its log:\n  " + "\n  ".join(tail), flush=True)
+        print(
+            f"[{item.key}] failed (exit {code}) after {seconds:.0f} s; last lines of its log:\n  "
+            + "\n  ".join(tail),
+            flush=True,
+        )
         return {"status": "failed", "exit_code": code, "seconds": seconds, "log_tail": tail}
     print(f"[{item.key}] done in {seconds:.0f} s", flush=True)
     return {"status": "ran", "seconds": seconds}
@@ -217,7 +261,9 @@ def render(out: Path, items: Sequence[Reproduction], scale: str, statuses: dict[
         lines += [f"## Paper {item.paper}: {item.title}", ""]
         status = statuses.get(item.key, {})
         if not summary.exists():
-            why = status.get("status", "started, not finished" if (folder / "log.txt").exists() else "not run")
+            why = status.get(
+                "status", "started, not finished" if (folder / "log.txt").exists() else "not run"
+            )
             if why == "failed":
                 why = f"failed (exit {status.get('exit_code')}), see `{item.key}/log.txt`"
             elif why == "running":
@@ -226,7 +272,10 @@ def render(out: Path, items: Sequence[Reproduction], scale: str, statuses: dict[
             continue
         record = json.loads(summary.read_text())
         if record["scale"] != scale:
-            lines += [f"No result at scale `{scale}` (`{item.key}/{SUMMARY_FILE}` is from scale `{record['scale']}`).", ""]
+            lines += [
+                f"No result at scale `{scale}` (`{item.key}/{SUMMARY_FILE}` is from scale `{record['scale']}`).",
+                "",
+            ]
             continue
         versions = ", ".join(f"{k} {v}" for k, v in record["versions"].items())
         lines += [
@@ -255,14 +304,18 @@ def reproduce(names: Sequence[str], *, scale: str, out: str | Path, data_root: s
     out.mkdir(parents=True, exist_ok=True)
     runs_file = out / "runs.json"
 
-    def read_statuses() -> dict[str, dict[str, Any]]:  # reread each time: another invocation may run other papers
+    def read_statuses() -> dict[
+        str, dict[str, Any]
+    ]:  # reread each time: another invocation may run other papers
         return json.loads(runs_file.read_text()) if runs_file.exists() else {}
 
     if not render_only:
         for item in items:
             started = {"status": "running", "started": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
             runs_file.write_text(json.dumps({**read_statuses(), item.key: started}, indent=2) + "\n")
-            status = run_one(item, out, scale=scale, data_root=data_root, seed=seed, device=device, force=force)
+            status = run_one(
+                item, out, scale=scale, data_root=data_root, seed=seed, device=device, force=force
+            )
             runs_file.write_text(json.dumps({**read_statuses(), item.key: status}, indent=2) + "\n")
     report = out / REPORT_FILE
     report.write_text(render(out, items, scale, read_statuses()))
@@ -295,15 +348,23 @@ def publish(out: str | Path, target: str | Path, names: Sequence[str], *, scale:
 def add_subcommands(sub: Any) -> dict[str, Callable[[argparse.Namespace], int]]:
     """Register ``amd reproduce`` (see :data:`art_manifold_defenses.cli.SUBCOMMAND_MODULES`)."""
     parser = sub.add_parser("reproduce", help="run the papers' reproductions and render REPRODUCTION.md")
-    parser.add_argument("papers", nargs="+", metavar="PAPER", help=f"all, or some of: {', '.join(REPRODUCTIONS)}")
-    parser.add_argument("--scale", default="quick", choices=SCALES, help="smoke (minutes), quick (hours on a CPU), full (GPU)")
-    parser.add_argument("--out", default="runs/reproduction", help="folder for the report, each paper's table and work files")
+    parser.add_argument(
+        "papers", nargs="+", metavar="PAPER", help=f"all, or some of: {', '.join(REPRODUCTIONS)}"
+    )
+    parser.add_argument(
+        "--scale", default="quick", choices=SCALES, help="smoke (minutes), quick (hours on a CPU), full (GPU)"
+    )
+    parser.add_argument(
+        "--out", default="runs/reproduction", help="folder for the report, each paper's table and work files"
+    )
     parser.add_argument("--data-root", default=os.environ.get("AMD_DATA_DIR", "../shared/data"),
                         help="folder with MNIST/raw (default: $AMD_DATA_DIR or ../shared/data)")  # fmt: skip
     parser.add_argument("--seed", type=int, default=0, help="seed passed to every script (default: 0)")
     parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default: cpu)")
     parser.add_argument("--force", action="store_true", help="rerun papers whose summary.json exists")
-    parser.add_argument("--render-only", action="store_true", help="only rewrite REPRODUCTION.md from the summaries")
+    parser.add_argument(
+        "--render-only", action="store_true", help="only rewrite REPRODUCTION.md from the summaries"
+    )
     parser.add_argument("--publish", default=None, metavar="DIR",
                         help="also copy the report and each paper's table into DIR (e.g. examples/results)")  # fmt: skip
 
@@ -312,11 +373,18 @@ def add_subcommands(sub: Any) -> dict[str, Callable[[argparse.Namespace], int]]:
             report = reproduce(args.papers, scale=args.scale, out=args.out, data_root=args.data_root, seed=args.seed,
                                device=args.device, force=args.force, render_only=args.render_only)  # fmt: skip
         except KeyboardInterrupt:
-            print(f"amd reproduce: interrupted; the same command resumes from the caches in {args.out}", file=sys.stderr)
+            print(
+                f"amd reproduce: interrupted; the same command resumes from the caches in {args.out}",
+                file=sys.stderr,
+            )
             return 130
         if args.publish:
             publish(args.out, args.publish, args.papers, scale=args.scale)
-        statuses = json.loads((report.parent / "runs.json").read_text()) if (report.parent / "runs.json").exists() else {}
+        statuses = (
+            json.loads((report.parent / "runs.json").read_text())
+            if (report.parent / "runs.json").exists()
+            else {}
+        )
         return 1 if any(s.get("status") == "failed" for s in statuses.values()) else 0
 
     return {"reproduce": handler}

@@ -79,13 +79,17 @@ class TrainContext:
     def progress(self) -> float:
         return self.epoch + self.batch_index / max(self.batches_per_epoch, 1)
 
-    def backward_and_step(self, loss: Tensor, parameters: Any = None, optimizer: torch.optim.Optimizer | None = None) -> None:
+    def backward_and_step(
+        self, loss: Tensor, parameters: Any = None, optimizer: torch.optim.Optimizer | None = None
+    ) -> None:
         """``zero_grad``, ``backward``, optional gradient-norm clipping, ``step`` (on ``optimizer`` or the run's one)."""
         opt = optimizer if optimizer is not None else self.optimizer
         opt.zero_grad(set_to_none=True)
         loss.backward()
         if self.grad_clip is not None:
-            params = parameters if parameters is not None else [p for g in opt.param_groups for p in g["params"]]
+            params = (
+                parameters if parameters is not None else [p for g in opt.param_groups for p in g["params"]]
+            )
             torch.nn.utils.clip_grad_norm_(params, self.grad_clip)
         opt.step()
 
@@ -101,7 +105,9 @@ def cross_entropy_step(ctx: TrainContext, x: Tensor, y: Tensor) -> Tensor:
 
 
 @torch.no_grad()
-def predict_logits(model: nn.Module, x: Any, *, batch_size: int = 256, device: str | torch.device | None = "cpu") -> np.ndarray:
+def predict_logits(
+    model: nn.Module, x: Any, *, batch_size: int = 256, device: str | torch.device | None = "cpu"
+) -> np.ndarray:
     """Logits of ``model`` on ``x`` (numpy or tensor), computed in eval mode in batches; returns a numpy array.
 
     No paper or equation: batched inference helper.
@@ -118,13 +124,17 @@ def predict_logits(model: nn.Module, x: Any, *, batch_size: int = 256, device: s
     outputs = []
     try:
         for start in range(0, len(x_np), batch_size):
-            outputs.append(forward_checked(model, x_np[start : start + batch_size], "x", device=dev).float().cpu())
+            outputs.append(
+                forward_checked(model, x_np[start : start + batch_size], "x", device=dev).float().cpu()
+            )
     finally:
         model.train(was_training)
     return torch.cat(outputs).numpy()
 
 
-def evaluate_accuracy(model: nn.Module, x: Any, y: Any, *, batch_size: int = 256, device: str | torch.device | None = "cpu") -> float:
+def evaluate_accuracy(
+    model: nn.Module, x: Any, y: Any, *, batch_size: int = 256, device: str | torch.device | None = "cpu"
+) -> float:
     """Top-1 accuracy of ``model`` on ``(x, y)``.
 
     No paper or equation: clean top-1 accuracy, the "clean" column of the papers' tables.
@@ -148,7 +158,9 @@ def collapse_statistics(predictions: Any, labels: Any, num_classes: int) -> dict
     pred = np.asarray(predictions, dtype=np.int64).reshape(-1)
     true = np.asarray(labels, dtype=np.int64).reshape(-1)
     if pred.shape != true.shape or pred.size == 0:
-        raise ValueError(f"predictions and labels must be non-empty and of the same length, got {pred.size} and {true.size}")
+        raise ValueError(
+            f"predictions and labels must be non-empty and of the same length, got {pred.size} and {true.size}"
+        )
     if isinstance(num_classes, bool) or not isinstance(num_classes, (int, np.integer)) or num_classes < 2:
         raise ValueError(f"num_classes must be an integer >= 2, got {num_classes!r}")
     counts = np.bincount(pred, minlength=int(num_classes))
@@ -200,7 +212,9 @@ def _check_collapse(model: nn.Module, x: np.ndarray, y: np.ndarray, record: dict
         )
 
 
-def _label_classes(model: nn.Module, x: np.ndarray, y: Any, device: torch.device, *, class_labels: bool) -> int:
+def _label_classes(
+    model: nn.Module, x: np.ndarray, y: Any, device: torch.device, *, class_labels: bool
+) -> int:
     """The number of classes ``y`` must index: the model's outputs (one forward pass of an image in eval mode) when the
     labels are class labels of an ``(N, classes)`` output; otherwise (a step function that reads ``y`` its own way,
     e.g. as sample indices) any non-negative integer."""
@@ -242,12 +256,16 @@ def _load_state(path: Path, device: torch.device | str) -> dict[str, Any]:
     try:
         state = torch.load(path, map_location=device, weights_only=True)
     except pickle.UnpicklingError as exc:
-        raise ValueError(f"{path} holds more than tensors (pickled code?); refusing to load it; {hint}") from exc
+        raise ValueError(
+            f"{path} holds more than tensors (pickled code?); refusing to load it; {hint}"
+        ) from exc
     except (RuntimeError, EOFError, OSError, KeyError, ValueError) as exc:
         raise ValueError(f"{path} is not a readable training state (empty or truncated by a crash?): "
                          f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__}; {hint}") from exc  # fmt: skip
     if not isinstance(state, dict) or not {"epoch", "model", "optimizer", "history"} <= set(state):
-        raise ValueError(f"{path} is not a training state of this package (missing epoch/model/optimizer/history); {hint}")
+        raise ValueError(
+            f"{path} is not a training state of this package (missing epoch/model/optimizer/history); {hint}"
+        )
     return state
 
 
@@ -359,7 +377,9 @@ def train(
 
     use_ddp = dist_helpers.is_distributed() if distributed is None else distributed
     if use_ddp and not dist_helpers.is_distributed():
-        raise ValueError("distributed=True needs an initialised torch.distributed process group with more than one process (torchrun)")
+        raise ValueError(
+            "distributed=True needs an initialised torch.distributed process group with more than one process (torchrun)"
+        )
     rank, world = (dist_helpers.rank(), dist_helpers.world_size()) if use_ddp else (0, 1)
     x_np = check_images(x, "x")
     dev = dist_helpers.process_device(device) if use_ddp else resolve_device(device)
@@ -381,7 +401,14 @@ def train(
     batches = n // batch_size if drop_last else math.ceil(n / batch_size)
     if batches == 0:
         raise ValueError(f"no batch to train on: {n} samples with batch_size={batch_size} and drop_last=True")
-    ctx = TrainContext(model=model, optimizer=optimizer, device=dev, epochs=epochs, batches_per_epoch=batches, grad_clip=grad_clip)
+    ctx = TrainContext(
+        model=model,
+        optimizer=optimizer,
+        device=dev,
+        epochs=epochs,
+        batches_per_epoch=batches,
+        grad_clip=grad_clip,
+    )
     probe = _collapse_subset(n, seed) if collapse_check else None
 
     history: list[dict[str, float]] = []
@@ -396,10 +423,19 @@ def train(
         elif resume and state_path.is_file():
             state = _load_state(state_path, dev)
         if state is not None:
-            check_fingerprint(state.get("fingerprint"), run_fingerprint, source=state_path, hint=overwrite_hint("resume=False"))
+            check_fingerprint(
+                state.get("fingerprint"),
+                run_fingerprint,
+                source=state_path,
+                hint=overwrite_hint("resume=False"),
+            )
             model.load_state_dict(state["model"])
             optimizer.load_state_dict(state["optimizer"])
-            if scheduler is not None and state.get("scheduler") is not None and hasattr(scheduler, "load_state_dict"):
+            if (
+                scheduler is not None
+                and state.get("scheduler") is not None
+                and hasattr(scheduler, "load_state_dict")
+            ):
                 scheduler.load_state_dict(state["scheduler"])
             history = list(state["history"])
             start_epoch = int(state["epoch"])
@@ -420,10 +456,16 @@ def train(
         epoch_seed = _epoch_seed(seed, epoch)
         # dropout, noise and other draws of this epoch (other ranks: their own stream, so their noise differs)
         torch.manual_seed(epoch_seed if rank == 0 else dist_helpers.derive_seed(epoch_seed, "rank", rank))
-        order = torch.randperm(n, generator=torch.Generator().manual_seed(epoch_seed)) if shuffle else torch.arange(n)
+        order = (
+            torch.randperm(n, generator=torch.Generator().manual_seed(epoch_seed))
+            if shuffle
+            else torch.arange(n)
+        )
         model.train()
         sums: dict[str, float] = {}
-        counts: dict[str, int] = {}  # batches that logged each key (a step function may log a value on some only)
+        counts: dict[
+            str, int
+        ] = {}  # batches that logged each key (a step function may log a value on some only)
         started = time.perf_counter()
         bar = tqdm(range(batches), desc=f"{desc} {epoch + 1}/{epochs}", disable=not verbose, leave=False)
         for b in bar:
@@ -461,11 +503,24 @@ def train(
         record["lr"] = float(optimizer.param_groups[0]["lr"])
         record["seconds"] = time.perf_counter() - started
         if validation_data is not None:
-            record["val_accuracy"] = evaluate_accuracy(model, validation_data[0], validation_data[1], device=dev)
+            record["val_accuracy"] = evaluate_accuracy(
+                model, validation_data[0], validation_data[1], device=dev
+            )
         if on_epoch_end is not None:
             on_epoch_end(ctx, record)
-        if probe is not None:  # after on_epoch_end: a trainer may re-calibrate the model there (FPD's batch norm)
-            _check_collapse(model, x_np[probe], y_np[probe], record, epoch=epoch, epochs=epochs, device=dev, warn=rank == 0)
+        if (
+            probe is not None
+        ):  # after on_epoch_end: a trainer may re-calibrate the model there (FPD's batch norm)
+            _check_collapse(
+                model,
+                x_np[probe],
+                y_np[probe],
+                record,
+                epoch=epoch,
+                epochs=epochs,
+                device=dev,
+                warn=rank == 0,
+            )
         history.append(record)
         if verbose:
             shown = ", ".join(f"{k}={v:.4f}" for k, v in record.items() if k not in ("epoch", "lr"))
@@ -476,7 +531,9 @@ def train(
                     "epoch": epoch + 1,
                     "model": model.state_dict(),
                     "optimizer": optimizer.state_dict(),
-                    "scheduler": scheduler.state_dict() if scheduler is not None and hasattr(scheduler, "state_dict") else None,
+                    "scheduler": scheduler.state_dict()
+                    if scheduler is not None and hasattr(scheduler, "state_dict")
+                    else None,
                     "history": history,
                     "seed": seed,
                     "fingerprint": run_fingerprint,

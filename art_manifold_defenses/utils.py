@@ -48,7 +48,9 @@ def resolve_device(device: str | torch.device | None = None) -> torch.device:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     dev = torch.device(device)
     if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device={str(device)!r} was requested but CUDA is not available on this machine; use device='cpu'")
+        raise ValueError(
+            f"device={str(device)!r} was requested but CUDA is not available on this machine; use device='cpu'"
+        )
     return dev
 
 
@@ -71,7 +73,9 @@ def _layout_hint(shape: tuple[int, ...], channels: int) -> str:
     return ""
 
 
-def _check_layout(shape: tuple[int, ...], name: str, channels: int | None, input_shape: tuple[int, ...] | None) -> None:
+def _check_layout(
+    shape: tuple[int, ...], name: str, channels: int | None, input_shape: tuple[int, ...] | None
+) -> None:
     if input_shape is not None and tuple(shape[1:]) != tuple(input_shape):
         expected = tuple(int(d) for d in input_shape)
         raise ValueError(f"{name} must have per-image shape {expected} (NCHW), got {tuple(shape[1:])}"
@@ -103,7 +107,11 @@ def check_images(
         arr = np.asarray(x)
     except Exception as exc:  # pragma: no cover - numpy raises many kinds here
         raise TypeError(f"{name} must be an array of images, got {type(x).__name__}") from exc
-    if arr.dtype == np.bool_ or not np.issubdtype(arr.dtype, np.number) or np.issubdtype(arr.dtype, np.complexfloating):
+    if (
+        arr.dtype == np.bool_
+        or not np.issubdtype(arr.dtype, np.number)
+        or np.issubdtype(arr.dtype, np.complexfloating)
+    ):
         raise TypeError(f"{name} must be a real numeric array, got dtype {arr.dtype}")
     if arr.ndim != ndim:
         raise ValueError(f"{name} must have {ndim} dimensions (N, C, H, W), got shape {arr.shape}")
@@ -116,12 +124,18 @@ def check_images(
     if clip_values is not None:
         low, high = clip_values
         if arr.min() < low - 1e-6 or arr.max() > high + 1e-6:
-            raise ValueError(f"{name} must lie in [{low}, {high}], got values in [{arr.min():.4g}, {arr.max():.4g}]")
+            raise ValueError(
+                f"{name} must lie in [{low}, {high}], got values in [{arr.min():.4g}, {arr.max():.4g}]"
+            )
     return arr
 
 
 def check_image_tensor(
-    x: Any, name: str = "x", *, clip_values: tuple[float, float] | None = (0.0, 1.0), channels: int | None = None
+    x: Any,
+    name: str = "x",
+    *,
+    clip_values: tuple[float, float] | None = (0.0, 1.0),
+    channels: int | None = None,
 ) -> None:
     """:func:`check_images` for a tensor inside a module's ``forward`` (no copy to the host): a non-empty finite NCHW
     float batch within ``clip_values`` with ``channels`` channels. Costs one reduction (a device sync on a GPU)."""
@@ -139,7 +153,9 @@ def check_image_tensor(
     if not (math.isfinite(low_value) and math.isfinite(high_value)):
         raise ValueError(f"{name} contains NaN or Inf values (expected finite values)")
     if clip_values is not None and (low_value < clip_values[0] - 1e-6 or high_value > clip_values[1] + 1e-6):
-        raise ValueError(f"{name} must lie in [{clip_values[0]}, {clip_values[1]}], got values in [{low_value:.4g}, {high_value:.4g}]")
+        raise ValueError(
+            f"{name} must lie in [{clip_values[0]}, {clip_values[1]}], got values in [{low_value:.4g}, {high_value:.4g}]"
+        )
 
 
 def check_labels(y: Any, n: int, num_classes: int, name: str = "y") -> np.ndarray:
@@ -148,12 +164,18 @@ def check_labels(y: Any, n: int, num_classes: int, name: str = "y") -> np.ndarra
     if isinstance(y, torch.Tensor):
         y = y.detach().cpu().numpy()
     arr = np.asarray(y)
-    if arr.dtype == np.bool_ or not np.issubdtype(arr.dtype, np.number) or np.issubdtype(arr.dtype, np.complexfloating):
+    if (
+        arr.dtype == np.bool_
+        or not np.issubdtype(arr.dtype, np.number)
+        or np.issubdtype(arr.dtype, np.complexfloating)
+    ):
         raise TypeError(f"{name} must hold integer class indices (or one-hot rows), got dtype {arr.dtype}")
     if arr.ndim == 2 and arr.shape[1] == num_classes:
         arr = arr.argmax(axis=1)
     if arr.ndim != 1:
-        raise ValueError(f"{name} must be class indices of shape (N,) or one-hot (N, {num_classes}), got shape {arr.shape}")
+        raise ValueError(
+            f"{name} must be class indices of shape (N,) or one-hot (N, {num_classes}), got shape {arr.shape}"
+        )
     if len(arr) != n:
         raise ValueError(f"{name} has {len(arr)} labels for {n} inputs")
     if not np.issubdtype(arr.dtype, np.integer):
@@ -161,7 +183,9 @@ def check_labels(y: Any, n: int, num_classes: int, name: str = "y") -> np.ndarra
             raise ValueError(f"{name} must hold integer class indices")
     arr = arr.astype(np.int64)
     if len(arr) and (arr.min() < 0 or arr.max() >= num_classes):
-        raise ValueError(f"{name} must lie in [0, {num_classes - 1}], got values in [{arr.min()}, {arr.max()}]")
+        raise ValueError(
+            f"{name} must lie in [0, {num_classes - 1}], got values in [{arr.min()}, {arr.max()}]"
+        )
     return arr
 
 
@@ -182,12 +206,18 @@ def check_positive_int(value: Any, name: str, *, minimum: int = 1) -> int:
 def check_counts(counts: Any, name: str = "counts", *, ndim: int | None = None) -> np.ndarray:
     """Vote counts as an int64 array: integers ``>= 0`` (no NaN, no negative or fractional count)."""
     arr = np.asarray(counts)
-    if arr.dtype == np.bool_ or not np.issubdtype(arr.dtype, np.number) or np.issubdtype(arr.dtype, np.complexfloating):
+    if (
+        arr.dtype == np.bool_
+        or not np.issubdtype(arr.dtype, np.number)
+        or np.issubdtype(arr.dtype, np.complexfloating)
+    ):
         raise TypeError(f"{name} must be integer vote counts, got dtype {arr.dtype}")
     if ndim is not None and arr.ndim != ndim:
         raise ValueError(f"{name} must have {ndim} dimension(s), got shape {arr.shape}")
     if not np.isfinite(arr).all() or (arr < 0).any() or (np.mod(arr, 1) != 0).any():
-        raise ValueError(f"{name} must be non-negative integer vote counts, got {arr.tolist() if arr.size <= 20 else arr}")
+        raise ValueError(
+            f"{name} must be non-negative integer vote counts, got {arr.tolist() if arr.size <= 20 else arr}"
+        )
     return arr.astype(np.int64)
 
 
@@ -200,7 +230,9 @@ def model_input_channels(model: nn.Module) -> int | None:
     return None
 
 
-def forward_checked(model: nn.Module, x: Any, name: str = "x", *, device: torch.device | str = "cpu") -> torch.Tensor:
+def forward_checked(
+    model: nn.Module, x: Any, name: str = "x", *, device: torch.device | str = "cpu"
+) -> torch.Tensor:
     """``model(x)`` for a float32 batch ``x`` (numpy or tensor), where a forward pass that torch refuses (wrong channel
     count, channels-last layout, wrong image size) becomes a ``ValueError`` naming ``name``, its shape and, when the
     model has a convolution, the channels it expects. Used on the first batch of public entry points."""
@@ -210,10 +242,14 @@ def forward_checked(model: nn.Module, x: Any, name: str = "x", *, device: torch.
     except RuntimeError as exc:
         expected = model_input_channels(model)
         _check_layout(tuple(batch.shape), name, expected, None)
-        raise ValueError(f"{name} of shape {tuple(batch.shape)} does not fit the model: {str(exc).splitlines()[0]}") from exc
+        raise ValueError(
+            f"{name} of shape {tuple(batch.shape)} does not fit the model: {str(exc).splitlines()[0]}"
+        ) from exc
 
 
-def probe_forward(model: nn.Module, x: Any, name: str = "x", *, device: torch.device | str = "cpu") -> torch.Tensor:
+def probe_forward(
+    model: nn.Module, x: Any, name: str = "x", *, device: torch.device | str = "cpu"
+) -> torch.Tensor:
     """:func:`forward_checked` in eval mode without gradients: one look at what a model returns for ``x`` (e.g. its
     first image), before a public entry point starts its real work. Side-effect free: the training mode and the random
     number generators (a stochastic model draws noise) are restored, so results do not depend on the look."""
@@ -231,9 +267,13 @@ def model_output_width(model: nn.Module, input_shape: tuple[int, ...], *, device
                        name: str = "input_shape") -> int:  # fmt: skip
     """The number of outputs of ``model`` on one all-zero input of ``input_shape`` (:func:`probe_forward`). A model
     that cannot run on that shape raises ``ValueError`` naming ``name``."""
-    out = probe_forward(model, np.zeros((1, *tuple(int(d) for d in input_shape)), dtype=np.float32), name, device=device)
+    out = probe_forward(
+        model, np.zeros((1, *tuple(int(d) for d in input_shape)), dtype=np.float32), name, device=device
+    )
     if not isinstance(out, torch.Tensor) or out.ndim != 2:
-        raise ValueError(f"the model must return logits of shape (N, classes), got {getattr(out, 'shape', type(out).__name__)}")
+        raise ValueError(
+            f"the model must return logits of shape (N, classes), got {getattr(out, 'shape', type(out).__name__)}"
+        )
     return int(out.shape[1])
 
 
@@ -244,7 +284,9 @@ def check_nb_classes(nb_classes: Any, model: nn.Module, input_shape: tuple[int, 
     count = check_positive_int(nb_classes, name, minimum=2)
     width = model_output_width(model, input_shape, device=device)
     if width != count:
-        raise ValueError(f"{name}={count} does not match the model, which returns {width} logits per image; pass {name}={width}")
+        raise ValueError(
+            f"{name}={count} does not match the model, which returns {width} logits per image; pass {name}={width}"
+        )
     return count
 
 

@@ -33,7 +33,9 @@ class Quantised(nn.Module):
         super().__init__()
         self.net = net
         if surrogate:
-            self.bpda_surrogate = net  # the defence's deterministic, differentiable stand-in: identity preprocessing
+            self.bpda_surrogate = (
+                net  # the defence's deterministic, differentiable stand-in: identity preprocessing
+            )
 
     def forward(self, x: Tensor) -> Tensor:
         return self.net(torch.round(x * 3) / 3)
@@ -76,8 +78,16 @@ def main() -> int:
         "quantised": (Quantised(base, surrogate=False), [pgd, fgsm], {}),
         "quantised + BPDA": (Quantised(base, surrogate=True), [pgd, fgsm], {}),
         "noisy, undeclared": (Noisy(base, sigma=args.sigma, declared=False), [pgd_small], {}),
-        "noisy, plain PGD (1 sample)": (Noisy(base, sigma=args.sigma, declared=True), [pgd_small], {"eot_samples": 1, "repeats": 1}),
-        "noisy, EoT PGD (16 samples)": (Noisy(base, sigma=args.sigma, declared=True), [pgd_small], {"eot_samples": 16, "repeats": 1}),
+        "noisy, plain PGD (1 sample)": (
+            Noisy(base, sigma=args.sigma, declared=True),
+            [pgd_small],
+            {"eot_samples": 1, "repeats": 1},
+        ),
+        "noisy, EoT PGD (16 samples)": (
+            Noisy(base, sigma=args.sigma, declared=True),
+            [pgd_small],
+            {"eot_samples": 16, "repeats": 1},
+        ),
     }
     results = {}
     for name, (model, suite, options) in runs.items():
@@ -85,8 +95,10 @@ def main() -> int:
         result = evaluate(model, x, y, suite, seed=args.seed, verbose=False, **options)
         results[name] = result
         flags = [flag.code for flag in result.audit_flags]
-        print(f"{name:30s} clean {result.clean_accuracy:.2f}  robust {result.robust_accuracy:.2f}  "
-              f"per attack {result.accuracy_per_attack}  flags {flags}  ({time.perf_counter() - started:.0f} s)")
+        print(
+            f"{name:30s} clean {result.clean_accuracy:.2f}  robust {result.robust_accuracy:.2f}  "
+            f"per attack {result.accuracy_per_attack}  flags {flags}  ({time.perf_counter() - started:.0f} s)"
+        )
 
     def flagged(name: str, code: str) -> bool:
         return any(flag.code == code for flag in results[name].audit_flags)
@@ -94,7 +106,9 @@ def main() -> int:
     checks = {
         "masked defence flagged (zero gradients)": flagged("quantised", "zero_gradients"),
         "BPDA PGD drives the masked defence below 10%": results["quantised + BPDA"].robust_accuracy < 0.10,
-        "stochastic defence without EoT flagged": flagged("noisy, undeclared", "nondeterministic_predictions"),
+        "stochastic defence without EoT flagged": flagged(
+            "noisy, undeclared", "nondeterministic_predictions"
+        ),
         "EoT PGD beats single-sample PGD": results["noisy, EoT PGD (16 samples)"].robust_accuracy
         < results["noisy, plain PGD (1 sample)"].robust_accuracy,
     }

@@ -47,8 +47,17 @@ def main() -> int:
 
     model, meta = load_checkpoint(args.checkpoint, device=args.device)
     x, y = load_dataset("mnist", "test", root=args.data_root)
-    result = evaluate(model, x[: args.n], y[: args.n], SUITE, device=args.device, seed=args.seed, out_dir=args.out,
-                      model_name="cw_mnist (undefended, full MNIST)", dataset="mnist")
+    result = evaluate(
+        model,
+        x[: args.n],
+        y[: args.n],
+        SUITE,
+        device=args.device,
+        seed=args.seed,
+        out_dir=args.out,
+        model_name="cw_mnist (undefended, full MNIST)",
+        dataset="mnist",
+    )
     write_report(result, args.out)
     record = json.loads((Path(args.out) / "results.json").read_text())
 
@@ -59,10 +68,14 @@ def main() -> int:
         "clean accuracy >= 99%": record["clean_accuracy"] >= 0.99,
         "PGD <= 2% in each library": all(v <= 0.02 for v in pgd.values()),
         "PGD within 3 points across libraries": max(pgd.values()) - min(pgd.values()) <= 0.03,
-        "AutoAttack <= every single attack": all(acc["autoattack/standard"] <= v + 1e-12 for v in acc.values()),
+        "AutoAttack <= every single attack": all(
+            acc["autoattack/standard"] <= v + 1e-12 for v in acc.values()
+        ),
         "robust accuracy == per-point worst case": bool(np.isclose(record["robust_accuracy"], worst)),
     }
-    print(f"checkpoint {args.checkpoint} (trained test accuracy {meta['extra'].get('test_accuracy')}), n={args.n}")
+    print(
+        f"checkpoint {args.checkpoint} (trained test accuracy {meta['extra'].get('test_accuracy')}), n={args.n}"
+    )
     print(f"clean {record['clean_accuracy']:.4f}, robust {record['robust_accuracy']:.4f}")
     for name, value in acc.items():
         seconds = next(a["seconds"] for a in record["attacks"] if a["library"] + "/" + a["attack"] == name)

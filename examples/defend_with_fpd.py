@@ -52,7 +52,9 @@ class MyBlockCNN(nn.Module):
     def __init__(self, width: int = 16) -> None:
         super().__init__()
         self.stem = conv_block(1, width, 1)  # 28x28
-        self.stages = nn.ModuleList([conv_block(width, 2 * width, 2), conv_block(2 * width, 4 * width, 2)])  # 14, 7
+        self.stages = nn.ModuleList(
+            [conv_block(width, 2 * width, 2), conv_block(2 * width, 4 * width, 2)]
+        )  # 14, 7
         self.head = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4 * width, 10))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -63,8 +65,11 @@ class MyBlockCNN(nn.Module):
 
 
 def main() -> int:
-    parser = example_parser(__doc__, epochs_help="training epochs (quick: 2, else 30)",
-                            n_help="test points attacked (quick: 30, else 200)")
+    parser = example_parser(
+        __doc__,
+        epochs_help="training epochs (quick: 2, else 30)",
+        n_help="test points attacked (quick: 30, else 200)",
+    )
     args = parser.parse_args()
     device = setup(args)
     verbose = not args.quiet
@@ -94,7 +99,9 @@ def main() -> int:
                                    max_iter=pgd_steps, verbose=False)  # fmt: skip
     x_adv = pgd.generate(x, y=y).astype(np.float32)
     robust_pgd = float(np.mean(classifier.predict(x_adv).argmax(1) == y))
-    print(f"ART classifier with FPD: clean {clean:.3f}, ART PGD linf 0.3 ({pgd_steps} steps) {robust_pgd:.3f}")
+    print(
+        f"ART classifier with FPD: clean {clean:.3f}, ART PGD linf 0.3 ({pgd_steps} steps) {robust_pgd:.3f}"
+    )
 
     # 4. the harness: per-point worst case over libraries, gradient-masking audit
     suite = [
@@ -103,7 +110,10 @@ def main() -> int:
         AttackSpec("foolbox", "pgd", "linf", 0.3, {"steps": pgd_steps}),
     ]
     if not args.quick:
-        suite += [AttackSpec("art", "apgd-dlr", "linf", 0.3), AttackSpec("autoattack", "standard", "linf", 0.3)]
+        suite += [
+            AttackSpec("art", "apgd-dlr", "linf", 0.3),
+            AttackSpec("autoattack", "standard", "linf", 0.3),
+        ]
     result = evaluate(classifier, x, y, suite, device=device, seed=args.seed, verbose=verbose,
                       model_name="MyBlockCNN + FPD", dataset="mnist-embedded")  # fmt: skip
     summarize(result, f"fpd (quick={args.quick}, n={n})")

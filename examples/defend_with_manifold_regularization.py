@@ -40,8 +40,11 @@ from _common import example_parser, mnist, setup, summarize  # examples/_common.
 
 
 def main() -> int:
-    parser = example_parser(__doc__, epochs_help="training epochs (quick: 3, else 100 as the paper)",
-                            n_help="test points attacked (quick: 50, else 200)")
+    parser = example_parser(
+        __doc__,
+        epochs_help="training epochs (quick: 3, else 100 as the paper)",
+        n_help="test points attacked (quick: 50, else 200)",
+    )
     args = parser.parse_args()
     device = setup(args)
     verbose = not args.quiet

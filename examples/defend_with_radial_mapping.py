@@ -55,9 +55,14 @@ class MyCNN(nn.Module):
 
 
 def main() -> int:
-    parser = example_parser(__doc__, epochs_help="training epochs (quick: 2, else 12)",
-                            n_help="test points attacked (quick: 50, else 200)")
-    parser.add_argument("--variant", choices=["paper", "authors_code"], default="paper", help="mapping block variant")
+    parser = example_parser(
+        __doc__,
+        epochs_help="training epochs (quick: 2, else 12)",
+        n_help="test points attacked (quick: 50, else 200)",
+    )
+    parser.add_argument(
+        "--variant", choices=["paper", "authors_code"], default="paper", help="mapping block variant"
+    )
     args = parser.parse_args()
     device = setup(args)
     verbose = not args.quiet
@@ -85,7 +90,9 @@ def main() -> int:
                                    max_iter=pgd_steps, verbose=False)  # fmt: skip
     x_adv = pgd.generate(x, y=y).astype(np.float32)
     robust_pgd = float(np.mean(classifier.predict_labels(x_adv) == y))
-    print(f"ART classifier with radial mapping: clean {clean:.3f}, ART PGD linf 0.3 ({pgd_steps} steps) {robust_pgd:.3f}")
+    print(
+        f"ART classifier with radial mapping: clean {clean:.3f}, ART PGD linf 0.3 ({pgd_steps} steps) {robust_pgd:.3f}"
+    )
     for row in classifier.mapping_summary():
         print(f"  block on {int(row['in_channels'])} channels: mean beta {row['beta_mean']:.3f}, "
               f"condition number {row['condition']:.1f}")  # fmt: skip

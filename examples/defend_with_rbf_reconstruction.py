@@ -61,15 +61,22 @@ class MyCNN(nn.Module):
 
 
 def main() -> int:
-    parser = example_parser(__doc__, epochs_help="training epochs (quick: 3, else 20)",
-                            n_help="test points attacked (quick: 50, else 200)")
+    parser = example_parser(
+        __doc__,
+        epochs_help="training epochs (quick: 3, else 20)",
+        n_help="test points attacked (quick: 50, else 200)",
+    )
     args = parser.parse_args()
     device = setup(args)
     verbose = not args.quiet
     epochs = args.epochs if args.epochs is not None else (3 if args.quick else 20)
     n = args.n if args.n is not None else (50 if args.quick else 200)
     train_limit = 2000 if args.quick else None
-    em = {"max_steps": 60, "nonparametric_steps": 45, "batch_size": 20, "batches_per_step": 5} if args.quick else {}
+    em = (
+        {"max_steps": 60, "nonparametric_steps": 45, "batch_size": 20, "batches_per_step": 5}
+        if args.quick
+        else {}
+    )
     votes, eot, pgd_steps = (2, 4, 20) if args.quick else (10, 10, 40)
 
     x_train, y_train, x, y = mnist(train_limit, n)
@@ -97,7 +104,9 @@ def main() -> int:
                                    max_iter=pgd_steps, verbose=False)  # fmt: skip
     x_adv = pgd.generate(x, y=y).astype(np.float32)
     bpda_art = float(np.mean(classifier.predict(x_adv).argmax(1) == y))
-    print(f"ART classifier + RBFReconstructionPyTorch: clean {clean_art:.3f}, ART PGD (BPDA) linf 0.3 {bpda_art:.3f}")
+    print(
+        f"ART classifier + RBFReconstructionPyTorch: clean {clean_art:.3f}, ART PGD (BPDA) linf 0.3 {bpda_art:.3f}"
+    )
 
     # 4. BPDA + EoT: the same ART PGD on the voting RBF-CNN averaged over `eot` noise draws
     eot_classifier = to_art_classifier(EoT(model, samples=eot, average="probabilities"), input_shape=(1, 28, 28),

@@ -54,10 +54,15 @@ class MyCNN(nn.Module):
 
 
 def main() -> int:
-    parser = example_parser(__doc__, epochs_help="training epochs (quick: 5, else 20)",
-                            n_help="test points certified and attacked (quick: 30, else 200)")
+    parser = example_parser(
+        __doc__,
+        epochs_help="training epochs (quick: 5, else 20)",
+        n_help="test points certified and attacked (quick: 30, else 200)",
+    )
     parser.add_argument("--sigma", type=float, default=0.5, help="noise standard deviation")
-    parser.add_argument("--stability-weight", type=float, default=1.0, help="STN's gamma (0 = Gaussian augmentation)")
+    parser.add_argument(
+        "--stability-weight", type=float, default=1.0, help="STN's gamma (0 = Gaussian augmentation)"
+    )
     args = parser.parse_args()
     device = setup(args)
     verbose = not args.quiet
@@ -97,7 +102,9 @@ def main() -> int:
                                    verbose=False)  # fmt: skip
     x_adv = pgd.generate(x, y=y).astype(np.float32)
     votes_adv = estimator.predict(x_adv, is_abstain=False)
-    print(f"ART PGD l2 1.0 (EoT over {eot} draws), smoothed prediction: {np.mean(votes_adv.argmax(1) == y):.3f}")
+    print(
+        f"ART PGD l2 1.0 (EoT over {eot} draws), smoothed prediction: {np.mean(votes_adv.argmax(1) == y):.3f}"
+    )
 
     # 5. the harness on the nn.Module view (stochastic: EoT attacks, majority-vote scoring)
     suite = [
@@ -109,8 +116,11 @@ def main() -> int:
     result = evaluate(estimator.smoothed_module(), x, y, suite, device=device, seed=args.seed, eot_samples=eot,
                       votes=5 if args.quick else 25, repeats=1, verbose=verbose,
                       model_name=f"MyCNN + smoothing (sigma {args.sigma})", dataset="mnist-embedded")  # fmt: skip
-    summarize(result, f"smoothing (quick={args.quick}, n={n}, sigma={args.sigma})",
-              robust_label="robust (worst case, l2 1.0)")
+    summarize(
+        result,
+        f"smoothing (quick={args.quick}, n={n}, sigma={args.sigma})",
+        robust_label="robust (worst case, l2 1.0)",
+    )
     return 0
 
 

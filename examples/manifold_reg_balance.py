@@ -36,24 +36,34 @@ def main() -> None:
     parser.add_argument("--data-root", default=None)
     parser.add_argument("--batch", type=int, default=128)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
-    parser.add_argument("--eps", type=float, nargs="+", default=[0.075, 0.3], help="0.075 = the MNIST schedule's start")
+    parser.add_argument(
+        "--eps", type=float, nargs="+", default=[0.075, 0.3], help="0.075 = the MNIST schedule's start"
+    )
     parser.add_argument("--gamma-intrinsic", type=float, default=0.8, help="App. B starting weight")
     parser.add_argument("--gamma-hamming", type=float, default=2400.0, help="App. B starting weight")
-    parser.add_argument("--hamming-form", default="squared", choices=list(HAMMING_FORMS), help="eq. 13: squared (default)")
+    parser.add_argument(
+        "--hamming-form", default="squared", choices=list(HAMMING_FORMS), help="eq. 13: squared (default)"
+    )
     parser.add_argument("--intrinsic-scale", type=float, default=0.5, help="eq. 11's constant: 0.5 (default)")
     args = parser.parse_args()
     x, y = load_dataset(args.dataset, "train", root=args.data_root)
     xb, yb = torch.from_numpy(x[: args.batch]), torch.from_numpy(y[: args.batch]).long()
-    print(f"{args.model}, batch {args.batch}, Hamming {args.hamming_form}, intrinsic scale {args.intrinsic_scale:g}")
-    print("| seed | eps | CE | gamma_I * intrinsic | gamma_H * Hamming | ratio H/I | grad CE | grad gamma_I*I | grad gamma_H*H "
-          "| grad CE / grad gamma_H*H |")
+    print(
+        f"{args.model}, batch {args.batch}, Hamming {args.hamming_form}, intrinsic scale {args.intrinsic_scale:g}"
+    )
+    print(
+        "| seed | eps | CE | gamma_I * intrinsic | gamma_H * Hamming | ratio H/I | grad CE | grad gamma_I*I | grad gamma_H*H "
+        "| grad CE / grad gamma_H*H |"
+    )
     print("|---|---|---|---|---|---|---|---|---|---|")
     for seed in args.seeds:
         torch.manual_seed(seed)
         model = build_model(args.model, in_channels=xb.shape[1], input_size=xb.shape[2]).train()
         for eps in args.eps:
             torch.manual_seed(seed)
-            regularizer = ManifoldRegularizer(hamming_form=args.hamming_form, intrinsic_scale=args.intrinsic_scale)
+            regularizer = ManifoldRegularizer(
+                hamming_form=args.hamming_form, intrinsic_scale=args.intrinsic_scale
+            )
             out = regularizer(model, xb, eps=eps)
             assert out.logits is not None
             ce = F.cross_entropy(out.logits, yb)

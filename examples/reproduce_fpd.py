@@ -71,7 +71,15 @@ PAPER_TABLE_2 = {
     "F": [31, 0, 88, 98, 95, 95, 9.62],
     "F_PGD": [87, 64.03, 78, 100, 97, 100, 11.87],
 }
-PAPER_COLUMNS = ["FGSM linf 0.3", "PGD linf 0.3", "C&W linf 0.3", "FGSM l2 1.5", "PGD l2 1.5", "C&W l2 1.5", "DeepFool l2 1.5"]
+PAPER_COLUMNS = [
+    "FGSM linf 0.3",
+    "PGD linf 0.3",
+    "C&W linf 0.3",
+    "FGSM l2 1.5",
+    "PGD l2 1.5",
+    "C&W l2 1.5",
+    "DeepFool l2 1.5",
+]
 EXTRA_COLUMNS = ["APGD-DLR linf 0.3", "AutoAttack linf 0.3", "transfer PGD linf 0.3", "APGD-DLR l2 1.5",
                  "AutoAttack l2 1.5", "transfer PGD l2 1.5"]  # fmt: skip
 
@@ -87,7 +95,12 @@ def prepare(x: np.ndarray, size: int, channels: int) -> np.ndarray:
 
 
 def architecture(cfg: dict[str, Any]) -> dict[str, Any]:
-    arch = {"name": cfg["model"], "in_channels": cfg["channels"], "num_classes": 10, "input_size": cfg["size"]}
+    arch = {
+        "name": cfg["model"],
+        "in_channels": cfg["channels"],
+        "num_classes": 10,
+        "input_size": cfg["size"],
+    }
     if cfg["stem"] != "auto":
         arch["stem"] = cfg["stem"]
     return arch
@@ -124,7 +137,9 @@ def train_plain(arch: dict[str, Any], data: dict[str, np.ndarray], cfg: dict[str
 def train_fpd(arch: dict[str, Any], data: dict[str, np.ndarray], cfg: dict[str, Any], *, adversarial: bool,
               device: torch.device, seed: int, verbose: bool, denoising_form: str = "gated") -> FeaturePyramidDecoder:  # fmt: skip
     set_seed(seed)
-    model = FeaturePyramidDecoder(backbone(arch), input_size=cfg["size"], denoising_form=denoising_form, device=device)
+    model = FeaturePyramidDecoder(
+        backbone(arch), input_size=cfg["size"], denoising_form=denoising_form, device=device
+    )
     trainer = FPDTrainer(
         model, adversarial="pgd" if adversarial else None, adversarial_eps=0.3, adversarial_eps_step=cfg["adv_step"],
         adversarial_max_iter=cfg["adv_iter"], adversarial_delay=cfg["delay"], device=device, seed=seed, verbose=verbose,
@@ -151,7 +166,9 @@ def get_model(name: str, out: Path, arch: dict[str, Any], data: dict[str, np.nda
         defence = {"name": "fpd", "params": model.config}  # type: ignore[union-attr]
     else:
         offset = 1 if name == "substitute" else 0
-        model = train_plain(arch, data, cfg, adversarial=adversarial, device=device, seed=seed + offset, verbose=verbose)
+        model = train_plain(
+            arch, data, cfg, adversarial=adversarial, device=device, seed=seed + offset, verbose=verbose
+        )
         defence = None
     seconds = time.perf_counter() - started
     save_checkpoint(model, path, architecture=arch, defence=defence, dataset=cfg["dataset"],
@@ -174,18 +191,31 @@ def write_markdown(path: Path, rows: dict[str, dict[str, Any]], cfg: dict[str, A
         "",
         f"Scale `{scale}`: {cfg['model']} at {cfg['channels']}x{cfg['size']}x{cfg['size']} (stem {cfg['stem']}), "
         f"{cfg['dataset']} ({cfg['train'] or 'all'} training images), {cfg['epochs']} epochs, batch {cfg['batch']}; "
-        + (f"training PGD {cfg['adv_iter']} x {cfg['adv_step']} (eps 0.3) from epoch {cfg['delay']}; "
-           if any(name.endswith("_PGD") for name in rows) else f"models {', '.join(rows)} only (no adversarial training); ")
+        + (
+            f"training PGD {cfg['adv_iter']} x {cfg['adv_step']} (eps 0.3) from epoch {cfg['delay']}; "
+            if any(name.endswith("_PGD") for name in rows)
+            else f"models {', '.join(rows)} only (no adversarial training); "
+        )
         + f"suite budget `{cfg['budget']}`; {n_test} test images; seed {seed}.",
         f"Command: `{command}`. Versions: art-manifold-defenses {__version__}, torch {torch.__version__}, "
         f"Python {platform.python_version()}.",
         "",
-        *(["**Smoke scale: a pipeline check on a few images after one epoch; these numbers mean nothing.**", ""]
-          if scale == "smoke" else []),
+        *(
+            [
+                "**Smoke scale: a pipeline check on a few images after one epoch; these numbers mean nothing.**",
+                "",
+            ]
+            if scale == "smoke"
+            else []
+        ),
         "Robust accuracy (%) per attack; *ours* rows measured here, *paper* rows from Table 2 (ResNet-101, 64x64x3).",
         "`worst linf` / `worst l2`: per-point worst case over every attack of that norm (the number to report).",
         "",
-        "| model | clean | " + " | ".join(PAPER_COLUMNS) + " | " + " | ".join(EXTRA_COLUMNS) + " | worst linf | worst l2 | audit flags |",
+        "| model | clean | "
+        + " | ".join(PAPER_COLUMNS)
+        + " | "
+        + " | ".join(EXTRA_COLUMNS)
+        + " | worst linf | worst l2 | audit flags |",
         "|" + "---|" * (len(PAPER_COLUMNS) + len(EXTRA_COLUMNS) + 5),
     ]
     for name, row in rows.items():
@@ -203,9 +233,13 @@ def write_markdown(path: Path, rows: dict[str, dict[str, Any]], cfg: dict[str, A
         "AutoAttack (margin/DLR losses) are in the suite for that reason, and the audit flags report gradient masking "
         "(one-step beating iterative, black-box beating white-box, ...). The transfer rows use a plain substitute of the "
         "same architecture trained with another seed (the authors' code uses a plain ResNet-101). F uses the package's "
-        "default denoising layers, which start as the identity (`denoising_form=\"gated\"`); `F_authors` is the same "
+        'default denoising layers, which start as the identity (`denoising_form="gated"`); `F_authors` is the same '
         "network with the authors' code's layers `x + NL(x)` (cubic in the features, no learned scale), an ablation."
-        + (f" Left out at this scale to fit a CPU: {', '.join(cfg['skip'])} (n/a columns)." if cfg.get("skip") else "")
+        + (
+            f" Left out at this scale to fit a CPU: {', '.join(cfg['skip'])} (n/a columns)."
+            if cfg.get("skip")
+            else ""
+        )
         + (f" Clean accuracy only: {', '.join(cfg['clean_only'])}." if cfg.get("clean_only") else ""),
         "",
     ]
@@ -218,12 +252,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--scale", choices=sorted(SCALES), default="quick")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--data-root", default=None, help="folder with MNIST/raw (full scale), e.g. /work/shared/data")
+    parser.add_argument(
+        "--data-root", default=None, help="folder with MNIST/raw (full scale), e.g. /work/shared/data"
+    )
     parser.add_argument("--out", default="runs/reproduce_fpd", help="models and per-attack JSON (resumable)")
     parser.add_argument("--results", default="examples/results/fpd.md")
-    parser.add_argument("--models", nargs="+", default=None, choices=["O", "F", "F_authors", "O_PGD", "F_PGD"],
-                        help="models to train and attack (default: the scale's; quick: O, F and F_authors)")
-    parser.add_argument("--test", type=int, default=None, help="number of test images attacked (default: the scale's)")
+    parser.add_argument(
+        "--models",
+        nargs="+",
+        default=None,
+        choices=["O", "F", "F_authors", "O_PGD", "F_PGD"],
+        help="models to train and attack (default: the scale's; quick: O, F and F_authors)",
+    )
+    parser.add_argument(
+        "--test", type=int, default=None, help="number of test images attacked (default: the scale's)"
+    )
     parser.add_argument("--epochs", type=int, default=None, help="training epochs (default: the scale's)")
     parser.add_argument("--quiet", action="store_true")
     args = parser.parse_args(argv)
@@ -292,7 +335,16 @@ def summary_rows(rows: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
     out: list[dict[str, Any]] = []
     for name, row in rows.items():
         paper = PAPER_TABLE_2.get(name)
-        out.append({"model": name, "metric": "clean", "paper": None, "ours": 100 * row["clean"], "strongest": None, "flags": []})
+        out.append(
+            {
+                "model": name,
+                "metric": "clean",
+                "paper": None,
+                "ours": 100 * row["clean"],
+                "strongest": None,
+                "flags": [],
+            }
+        )
         for i, column in enumerate(PAPER_COLUMNS):
             value = row["per_attack"].get(column)
             worst = row["worst_l2"] if " l2 " in column else row["worst_linf"]

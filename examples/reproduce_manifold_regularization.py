@@ -45,6 +45,7 @@ from art_manifold_defenses.checkpoint import read_metadata, save_checkpoint
 from art_manifold_defenses.data import load_dataset
 from art_manifold_defenses.estimator import to_art_classifier
 from art_manifold_defenses.manifold_regularization import (
+    PRESET_MOMENTUM,
     ManifoldRegularizationTrainer,
     paper_schedule,
     relu_stability,
@@ -78,15 +79,24 @@ PAPER = {
         "hamming only": {"clean": 90.24, "pgd_linf": 24.87},
     },
 }
-ROWS = {"plain": None, "manifold-reg (both)": "both", "intrinsic only": "intrinsic", "hamming only": "hamming", "dense": "dense"}
-#: SGD momentum of every row (the paper states none; Maini et al.'s schedule, which the paper follows, uses 0.9)
-MOMENTUM = 0.9
+ROWS = {
+    "plain": None,
+    "manifold-reg (both)": "both",
+    "intrinsic only": "intrinsic",
+    "hamming only": "hamming",
+    "dense": "dense",
+}
+#: SGD momentum of every row of a data set: the trainer's preset default (the paper states none; see PRESET_MOMENTUM:
+#: 0.9 diverged at the learning-rate peak on C&W's MNIST net), the same for the plain baseline
+MOMENTUM = {dataset: PRESET_MOMENTUM[dataset] for dataset in ("mnist", "cifar10")}
 
 
 def check_settings(folder: Path, settings: dict[str, Any], *, overwrite: bool) -> None:
     """Record a row's training settings in ``folder/settings.json``, refusing (``SystemExit``) to resume a row that
     an earlier run trained with other settings; ``overwrite`` deletes the row's folder first."""
-    settings = json.loads(json.dumps(settings, default=str))  # the form they take in the file (tuples -> lists)
+    settings = json.loads(
+        json.dumps(settings, default=str)
+    )  # the form they take in the file (tuples -> lists)
     if overwrite and folder.exists():
         shutil.rmtree(folder)
     path, compared = folder / "settings.json", settings
@@ -102,7 +112,9 @@ def check_settings(folder: Path, settings: dict[str, Any], *, overwrite: bool) -
     elif (folder / "train_state").exists():
         previous = {"recorded": "nothing (a training state of an earlier version)"}
     if previous is not None:
-        differ = sorted(key for key in set(previous) | set(compared) if previous.get(key) != compared.get(key))
+        differ = sorted(
+            key for key in set(previous) | set(compared) if previous.get(key) != compared.get(key)
+        )
         if differ:
             raise SystemExit(f"{folder} holds a run with other settings ({', '.join(differ)} differ: "
                              f"{ {k: previous.get(k) for k in differ} } there, { {k: compared.get(k) for k in differ} } now); "
@@ -137,17 +149,25 @@ def train_row(row: str, ablation: str | None, data: dict[str, Any], dataset: str
     settings: dict[str, Any] = {"architecture": ARCHITECTURES[dataset], "epochs": epochs, "batch_size": batch_size,
                                 "train_images": len(data["x_train"]), "seed": args.seed, "lr_peak": args.lr_peak}  # fmt: skip
     if ablation is None:
-        check_settings(work / slug, {**settings, "defence": None, "momentum": MOMENTUM}, overwrite=args.overwrite)
-        optimizer = torch.optim.SGD(model.parameters(), lr=0.0, momentum=MOMENTUM, weight_decay=5e-4)
+        check_settings(
+            work / slug,
+            {**settings, "defence": None, "momentum": MOMENTUM[dataset]},
+            overwrite=args.overwrite,
+        )
+        optimizer = torch.optim.SGD(model.parameters(), lr=0.0, momentum=MOMENTUM[dataset], weight_decay=5e-4)
         history = train(model, data["x_train"], data["y_train"], epochs=epochs, batch_size=batch_size, optimizer=optimizer,
                         step_fn=plain_step(schedule), device=device, checkpoint_dir=work / slug / "train_state", seed=args.seed,
                         verbose=not args.quiet, desc=f"{dataset} plain")  # fmt: skip
         params: dict[str, Any] = {"baseline": "cross-entropy, same SGD schedule"}
     else:
-        classifier = to_art_classifier(model, input_shape=data["x_train"].shape[1:], nb_classes=10, device=device)
+        classifier = to_art_classifier(
+            model, input_shape=data["x_train"].shape[1:], nb_classes=10, device=device
+        )
         trainer = ManifoldRegularizationTrainer(classifier, schedule=schedule, ablation=ablation, device=device, seed=args.seed,
-                                                lr_peak=args.lr_peak, momentum=MOMENTUM, verbose=not args.quiet)  # fmt: skip
-        check_settings(work / slug, {**settings, "defence": trainer.regularizer_params()}, overwrite=args.overwrite)
+                                                lr_peak=args.lr_peak, momentum=MOMENTUM[dataset], verbose=not args.quiet)  # fmt: skip
+        check_settings(
+            work / slug, {**settings, "defence": trainer.regularizer_params()}, overwrite=args.overwrite
+        )
         trainer.fit(data["x_train"], data["y_train"], batch_size=batch_size, nb_epochs=epochs,
                     checkpoint_dir=str(work / slug / "train_state"))  # fmt: skip
         history, params = trainer.history, trainer.regularizer_params()
@@ -158,7 +178,11 @@ def train_row(row: str, ablation: str | None, data: dict[str, Any], dataset: str
     architecture = dict(ARCHITECTURES[dataset])
     save_checkpoint(model, work / slug / "model.pt", architecture=architecture, defence=defence, dataset=dataset,
                     extra={"epochs": epochs, "seed": args.seed, "train_seconds": seconds, "last_epoch": history[-1] if history else {}})  # fmt: skip
-    return model, {"train_seconds": seconds, "last_epoch": history[-1] if history else {}, "batch_size": batch_size}
+    return model, {
+        "train_seconds": seconds,
+        "last_epoch": history[-1] if history else {},
+        "batch_size": batch_size,
+    }
 
 
 def evaluate_row(model: torch.nn.Module, row: str, dataset: str, x: np.ndarray, y: np.ndarray, scale: dict[str, Any],
@@ -191,7 +215,8 @@ def render(results: dict[str, Any], meta: dict[str, Any]) -> str:
         "",
         f"Scale `{meta['scale']}`; command `{meta['command']}`; seed {meta['seed']}; {meta['date']}.",
         f"Appendix-B schedules stretched to the run's epochs; SGD learning-rate peak {meta['lr_peak']} (paper: 0.1), "
-        f"momentum {MOMENTUM} (not stated in the paper).",
+        f"momentum {', '.join(f'{d} {m:g}' for d, m in MOMENTUM.items() if d in results)} (not stated in the paper; 0.9 "
+        "diverged at the learning-rate peak on C&W's MNIST net).",
         f"Models: {models}; Hamming term "
         f"{meta.get('hamming_form', 'squared')} (eq. 13), intrinsic term x{meta.get('intrinsic_scale', 0.5):g} (eq. 11's 1/2).",
         f"Versions: {', '.join(f'{k} {v}' for k, v in meta['versions'].items())}; device {meta['device']}.",
@@ -220,7 +245,11 @@ def render(results: dict[str, Any], meta: dict[str, Any]) -> str:
 
             restarts = meta["restarts"]
             paper = PAPER.get(dataset, {}).get(row, {})
-            paper_text = " / ".join(f"{paper[k]:.2f}" if k in paper else "-" for k in ("clean", "pgd_linf", "aa_linf")) if paper else "-"
+            paper_text = (
+                " / ".join(f"{paper[k]:.2f}" if k in paper else "-" for k in ("clean", "pgd_linf", "aa_linf"))
+                if paper
+                else "-"
+            )
             pgd_linf = per.get(f"PGD-20x{restarts} linf {budgets['linf']:.4g}")
             pgd_l2 = per.get(f"PGD-20x{restarts} l2 {budgets['l2']:.4g}")
             lines.append(
@@ -233,9 +262,14 @@ def render(results: dict[str, Any], meta: dict[str, Any]) -> str:
         rows = {k: v for k, v in rows.items() if "diverged" not in v}
         keys = sorted({k for r in rows.values() for k in r["per_attack"] if k.startswith("PGD")},
                       key=lambda k: (k.split()[1], float(k.split()[2])))  # fmt: skip
-        lines += ["| model | " + " | ".join(k.split(" ", 1)[1] for k in keys) + " |", "|---|" + "---|" * len(keys)]
+        lines += [
+            "| model | " + " | ".join(k.split(" ", 1)[1] for k in keys) + " |",
+            "|---|" + "---|" * len(keys),
+        ]
         for row, record in rows.items():
-            lines.append(f"| {row} | " + " | ".join(percent(record["per_attack"].get(k)) for k in keys) + " |")
+            lines.append(
+                f"| {row} | " + " | ".join(percent(record["per_attack"].get(k)) for k in keys) + " |"
+            )
         errors = {f"{row}: {k}": v for row, r in rows.items() for k, v in r["errors"].items()}
         if errors:
             lines += ["", "Attack errors: " + "; ".join(f"{k} -> {v}" for k, v in errors.items())]
@@ -244,7 +278,9 @@ def render(results: dict[str, Any], meta: dict[str, Any]) -> str:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--scale", choices=sorted(SCALES), default="smoke")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--seed", type=int, default=0)
@@ -252,13 +288,23 @@ def main() -> int:
     parser.add_argument("--out", default="examples/results")
     parser.add_argument("--work", default="runs/reproduce_manifold_regularization")
     parser.add_argument("--epochs", type=int, default=None, help="override the scale's epochs")
-    parser.add_argument("--n-eval", type=int, default=None, help="number of test points attacked (default: the scale's)")
+    parser.add_argument(
+        "--n-eval", type=int, default=None, help="number of test points attacked (default: the scale's)"
+    )
     parser.add_argument("--restarts", type=int, default=None, help="PGD restarts (paper: 10)")
-    parser.add_argument("--lr-peak", type=float, default=None,
-                        help="peak SGD learning rate (paper: 0.1; the 4-epoch smoke scale uses 0.02: 0.1 diverged there)")
-    parser.add_argument("--ablations", action=argparse.BooleanOptionalAction, default=None, help="train the ablation rows")
+    parser.add_argument(
+        "--lr-peak",
+        type=float,
+        default=None,
+        help="peak SGD learning rate (paper: 0.1; the 4-epoch smoke scale uses 0.02: 0.1 diverged there)",
+    )
+    parser.add_argument(
+        "--ablations", action=argparse.BooleanOptionalAction, default=None, help="train the ablation rows"
+    )
     parser.add_argument("--no-autoattack", action="store_true")
-    parser.add_argument("--overwrite", action="store_true", help="retrain rows whose folder holds a run with other settings")
+    parser.add_argument(
+        "--overwrite", action="store_true", help="retrain rows whose folder holds a run with other settings"
+    )
     parser.add_argument("--quiet", action="store_true")
     args = parser.parse_args()
     run_started = time.time()
@@ -292,20 +338,31 @@ def main() -> int:
             x_train, y_train = x_train[: scale["train_limit"]], y_train[: scale["train_limit"]]
         data = {"x_train": x_train, "y_train": y_train}
         n_eval = min(scale["n_eval"], len(x_test))
-        meta["n_eval"][dataset], meta["epochs"][dataset], meta["train_images"][dataset] = n_eval, scale["epochs"], len(x_train)
+        meta["n_eval"][dataset], meta["epochs"][dataset], meta["train_images"][dataset] = (
+            n_eval,
+            scale["epochs"],
+            len(x_train),
+        )
         rows = {k: v for k, v in ROWS.items() if scale["ablations"] or v in (None, "both")}
         results[dataset] = {}
         for row, ablation in rows.items():
             try:
-                model, info = train_row(row, ablation, data, dataset, scale["epochs"], args, device, work / dataset)
+                model, info = train_row(
+                    row, ablation, data, dataset, scale["epochs"], args, device, work / dataset
+                )
             except FloatingPointError as exc:  # a diverged run is a result too: keep the row
                 print(f"{dataset} {row}: training diverged: {exc}", file=sys.stderr)
                 results[dataset][row] = {"diverged": str(exc)}
                 continue
             info["test_accuracy_full"] = evaluate_accuracy(model, x_test, y_test, device=device)
-            record = evaluate_row(model, row, dataset, x_test[:n_eval], y_test[:n_eval], scale, args, device, work / dataset)
+            record = evaluate_row(
+                model, row, dataset, x_test[:n_eval], y_test[:n_eval], scale, args, device, work / dataset
+            )
             results[dataset][row] = {**info, **record}
-            print(f"{dataset} {row}: clean {record['clean']:.3f}, worst case {record['robust_worst_case']:.3f}", flush=True)
+            print(
+                f"{dataset} {row}: clean {record['clean']:.3f}, worst case {record['robust_worst_case']:.3f}",
+                flush=True,
+            )
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "manifold_regularization.md").write_text(render(results, meta))
@@ -335,7 +392,11 @@ def collapse_notes(results: dict[str, Any]) -> list[str]:
             accuracy = record.get("test_accuracy_full")
             if accuracy is not None and accuracy < 0.2:
                 last = record.get("last_epoch", {})
-                detail = ", ".join(f"{k} {last[k]:.4g}" for k in ("cross_entropy", "train_accuracy", "relu_agreement") if k in last)
+                detail = ", ".join(
+                    f"{k} {last[k]:.4g}"
+                    for k in ("cross_entropy", "train_accuracy", "relu_agreement")
+                    if k in last
+                )
                 notes.append(f"{row} ({dataset}) COLLAPSED: {100 * accuracy:.1f}% on the full test set ({detail} in the last "
                              "epoch): the network predicts (almost) one class, so its 'robust' accuracy is that class's "
                              "frequency, not robustness.")  # fmt: skip

@@ -31,7 +31,13 @@ from art_manifold_defenses.training import evaluate_accuracy
 from art_manifold_defenses.utils import resolve_device, set_seed
 
 SCALES = {
-    "smoke": {"dataset": "mnist-embedded", "train_limit": 1000, "epochs": 1, "n_eval": 100, "n_features": 500},
+    "smoke": {
+        "dataset": "mnist-embedded",
+        "train_limit": 1000,
+        "epochs": 1,
+        "n_eval": 100,
+        "n_features": 500,
+    },
     "quick": {"dataset": "mnist", "train_limit": None, "epochs": 12, "n_eval": 200, "n_features": 1000},
     "full": {"dataset": "mnist", "train_limit": None, "epochs": 12, "n_eval": 1000, "n_features": 10000},
 }
@@ -39,25 +45,42 @@ PAPER_TABLE1 = {  # clean, C&W, GN, FGSM, BIM, MIM, PGD, SPSA
     "ORIG": [0.9930, 0.1808, 0.7227, 0.0968, 0.0070, 0.0051, 0.1365, 0.3200],
     "PROP": [0.9942, 0.9879, 0.7506, 0.8582, 0.7887, 0.6425, 0.8157, 0.7092],
 }
-PAPER_TABLE2 = {"ORIG": [0.2612, 1658.20, 0.9695, 0.9696, 0.9721], "PROP": [0.4284, 2570.42, 0.9720, 0.9721, 0.9815]}
+PAPER_TABLE2 = {
+    "ORIG": [0.2612, 1658.20, 0.9695, 0.9696, 0.9721],
+    "PROP": [0.4284, 2570.42, 0.9720, 0.9721, 0.9815],
+}
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--scale", choices=sorted(SCALES), default="smoke")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--data-root", default=None)
     parser.add_argument("--out", default="examples/results")
     parser.add_argument("--work", default="runs/reproduce_radial_mapping")
-    parser.add_argument("--gn-eps", type=float, default=4.0, help="l2 budget of the Gaussian-noise attack (see suite.py)")
-    parser.add_argument("--n-eval", type=int, default=None, help="number of test points attacked (default: the scale's)")
-    parser.add_argument("--models", nargs="+", default=None, choices=["ORIG", "PROP (paper)", "PROP (authors_code)"],
-                        help="train and evaluate only these rows (default: all three)")
+    parser.add_argument(
+        "--gn-eps", type=float, default=4.0, help="l2 budget of the Gaussian-noise attack (see suite.py)"
+    )
+    parser.add_argument(
+        "--n-eval", type=int, default=None, help="number of test points attacked (default: the scale's)"
+    )
+    parser.add_argument(
+        "--models",
+        nargs="+",
+        default=None,
+        choices=["ORIG", "PROP (paper)", "PROP (authors_code)"],
+        help="train and evaluate only these rows (default: all three)",
+    )
     parser.add_argument("--no-attacks", action="store_true", help="train and score features only")
-    parser.add_argument("--report-only", action="store_true",
-                        help="attack nothing: rebuild the report from each model's finished evaluation "
-                             "(WORK/<model>/eval/results.json; models without one are listed as not evaluated)")
+    parser.add_argument(
+        "--report-only",
+        action="store_true",
+        help="attack nothing: rebuild the report from each model's finished evaluation "
+        "(WORK/<model>/eval/results.json; models without one are listed as not evaluated)",
+    )
     parser.add_argument("--no-autoattack", action="store_true")
     parser.add_argument("--quiet", action="store_true")
     args = parser.parse_args()
@@ -75,8 +98,12 @@ def main() -> int:
     work = Path(args.work) / args.scale
     models = {
         "ORIG": lambda: build_model("cleverhans_cnn"),
-        "PROP (paper)": lambda: add_radial_mapping(build_model("cleverhans_cnn"), variant="paper", seed=args.seed),
-        "PROP (authors_code)": lambda: add_radial_mapping(build_model("cleverhans_cnn"), variant="authors_code", seed=args.seed),
+        "PROP (paper)": lambda: add_radial_mapping(
+            build_model("cleverhans_cnn"), variant="paper", seed=args.seed
+        ),
+        "PROP (authors_code)": lambda: add_radial_mapping(
+            build_model("cleverhans_cnn"), variant="authors_code", seed=args.seed
+        ),
     }
     if args.models:
         models = {name: make for name, make in models.items() if name in args.models}
@@ -92,12 +119,16 @@ def main() -> int:
         row: dict = {"train_seconds": time.perf_counter() - started,
                      "clean_full_test": evaluate_accuracy(model, x_test, y_test, device=device)}  # fmt: skip
         n_feat = scale["n_features"]
-        row["features"] = feature_analysis(model, x_test[:n_feat], y_test[:n_feat], device=device, seed=args.seed)
+        row["features"] = feature_analysis(
+            model, x_test[:n_feat], y_test[:n_feat], device=device, seed=args.seed
+        )
         finished = work / slug / "eval" / "results.json"
         if args.report_only and finished.is_file():
             record = json.loads(finished.read_text())
             row["clean_eval"] = record["clean_accuracy"]
-            row["attacks"] = {a["label"]: float(a["accuracy"]) for a in record["attacks"] if a.get("error") is None}
+            row["attacks"] = {
+                a["label"]: float(a["accuracy"]) for a in record["attacks"] if a.get("error") is None
+            }
             row["worst_case"] = record["robust_accuracy"]
             row["audit"] = [f["code"] for f in record["audit"]["flags"]]
             row["evaluation_created"] = record.get("created")
@@ -158,7 +189,9 @@ def summary_rows(rows: dict[str, dict], work: Path) -> list[dict]:
         for (label, norm, eps), value in zip(TABLE1_ATTACKS + extra, [*paper[1:], None, None], strict=True):
             if label not in row["attacks"]:
                 continue
-            strongest = strongest_accuracy(record, norm=norm, eps=eps, label=None if eps is not None else label)
+            strongest = strongest_accuracy(
+                record, norm=norm, eps=eps, label=None if eps is not None else label
+            )
             out.append({"model": name, "metric": label, "paper": None if value is None else 100 * value,
                         "ours": 100 * row["attacks"][label], "strongest": strongest, "flags": flags})  # fmt: skip
     return out
@@ -180,13 +213,20 @@ def write_markdown(path: Path, rows: dict[str, dict], args: argparse.Namespace, 
         cells += [f"{row.get('attacks', {}).get(label, float('nan')):.4f}" for label in labels]
         cells += [f"{row.get('worst_case', float('nan')):.4f}", ", ".join(row.get("audit", [])) or "-"]
         lines.append("| " + " | ".join(cells) + " |")
-    reused = [f"{name} (evaluated {row['evaluation_created']})" for name, row in rows.items() if row.get("evaluation_created")]
+    reused = [
+        f"{name} (evaluated {row['evaluation_created']})"
+        for name, row in rows.items()
+        if row.get("evaluation_created")
+    ]
     if reused:
         lines += ["", f"`--report-only`: attack results read from `{args.work}/{args.scale}/<model>/eval/results.json`, "
                       "written by the harness when each model's evaluation finished: " + "; ".join(reused) + "."]  # fmt: skip
     missing = [name for name, row in rows.items() if "attacks" not in row]
     if missing:
-        lines += ["", f"Not attacked in this run (trained and scored for Table 2 only): {', '.join(missing)}."]
+        lines += [
+            "",
+            f"Not attacked in this run (trained and scored for Table 2 only): {', '.join(missing)}.",
+        ]
     lines += ["", "Paper Table 1 (clean, C&W, GN, FGSM, BIM, MIM, PGD, SPSA):", ""]
     for name, values in PAPER_TABLE1.items():
         lines.append(f"- {name}: " + ", ".join(f"{v:.4f}" for v in values))
@@ -198,7 +238,9 @@ def write_markdown(path: Path, rows: dict[str, dict], args: argparse.Namespace, 
         lines.append(f"| {name} | {f['silhouette']:.4f} | {f['calinski_harabasz']:.1f} | {f['mutual_information']:.4f} | "
                      f"{f['homogeneity']:.4f} | {f['completeness']:.4f} |")  # fmt: skip
     for name, values in PAPER_TABLE2.items():
-        lines.append(f"| paper {name} | {values[0]:.4f} | {values[1]:.1f} | {values[2]:.4f} | {values[3]:.4f} | {values[4]:.4f} |")
+        lines.append(
+            f"| paper {name} | {values[0]:.4f} | {values[1]:.1f} | {values[2]:.4f} | {values[3]:.4f} | {values[4]:.4f} |"
+        )
     path.write_text("\n".join(lines) + "\n")
     print(f"wrote {path}")
 

@@ -100,7 +100,14 @@ def certified_accuracy(model: torch.nn.Module, x: np.ndarray, y: np.ndarray, *, 
     n >= ~1,100 (the smoke scale's n = 50 certifies nothing; the paper uses n = 50,000). A radius beyond it is
     ``None`` (not measurable with n samples, not 0). ``cache`` (a JSON file) keeps the result for a rerun with the
     same settings."""
-    key = {"tau": tau, "n0": n0, "n": n, "seed": seed, "points": len(y), "labels": int(np.sum(y * np.arange(1, len(y) + 1)))}
+    key = {
+        "tau": tau,
+        "n0": n0,
+        "n": n,
+        "seed": seed,
+        "points": len(y),
+        "labels": int(np.sum(y * np.arange(1, len(y) + 1))),
+    }
     if cache is not None and cache.is_file():
         stored = json.loads(cache.read_text())
         if stored.get("key") == key:
@@ -126,7 +133,9 @@ def certified_accuracy(model: torch.nn.Module, x: np.ndarray, y: np.ndarray, *, 
     )
     correct = top == y
     reach = max_certifiable_radius(tau, n)
-    accuracy = {r: (float(np.mean(correct & (radius["cohen"] >= r))) if r <= reach else None) for r in CERT_RADII}
+    accuracy = {
+        r: (float(np.mean(correct & (radius["cohen"] >= r))) if r <= reach else None) for r in CERT_RADII
+    }
     if cache is not None:
         cache.parent.mkdir(parents=True, exist_ok=True)
         cache.write_text(json.dumps({"key": key, "accuracy": {str(r): a for r, a in accuracy.items()}}))
@@ -144,8 +153,13 @@ def main() -> int:
     parser.add_argument("--filters", default=None, help="filter bank .npz (default: learn it by EM here)")
     parser.add_argument("--out", default="examples/results")
     parser.add_argument("--work", default="runs/reproduce_rbf_cnn")
-    parser.add_argument("--models", nargs="+", choices=list(MODEL_NAMES), default=list(MODEL_NAMES),
-                        help="evaluate only these models (two processes can share the work; the report needs all three)")
+    parser.add_argument(
+        "--models",
+        nargs="+",
+        choices=list(MODEL_NAMES),
+        default=list(MODEL_NAMES),
+        help="evaluate only these models (two processes can share the work; the report needs all three)",
+    )
     parser.add_argument("--quiet", action="store_true")
     args = parser.parse_args()
     scale = SCALES[args.scale]

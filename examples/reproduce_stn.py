@@ -52,7 +52,16 @@ PAPER = {
     "table1": "MNIST STN: 1.58 (69.0%) certified, 98.9% natural (sigma not stated)",
     "text": "sigma = 0.7: at least 51% accuracy under any l2 attack smaller than 1.4",
     "transfer_l2": {0.5: 97.7, 1.0: 96.9, 1.5: 95.3, 2.0: 93.2, 2.5: 90.5, 3.0: 86.5, 3.5: 81.4, 4.0: 74.9},
-    "transfer_linf": {0.05: 97.4, 0.1: 96.0, 0.15: 94.1, 0.2: 90.4, 0.25: 84.5, 0.3: 75.8, 0.35: 64.6, 0.4: 50.3},
+    "transfer_linf": {
+        0.05: 97.4,
+        0.1: 96.0,
+        0.15: 94.1,
+        0.2: 90.4,
+        0.25: 84.5,
+        0.3: 75.8,
+        0.35: 64.6,
+        0.4: 50.3,
+    },
 }
 
 
@@ -95,7 +104,9 @@ def eot_pgd(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, norm: str, ep
                 total = total + nn.functional.cross_entropy(logits, y, reduction="sum")
             else:
                 true = logits.gather(1, y[:, None])[:, 0]
-                other = logits.masked_fill(nn.functional.one_hot(y, logits.shape[1]).bool(), -1e9).max(1).values
+                other = (
+                    logits.masked_fill(nn.functional.one_hot(y, logits.shape[1]).bool(), -1e9).max(1).values
+                )
                 total = total - torch.relu(true - other + 50).sum()
         (grad,) = torch.autograd.grad(total, delta)
         with torch.no_grad():
@@ -104,13 +115,17 @@ def eot_pgd(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, norm: str, ep
             else:
                 g = grad / grad.flatten(1).norm(dim=1).clamp_min(1e-12).view(-1, 1, 1, 1)
                 delta = delta + 2.5 * eps / steps * g
-                factor = (eps / delta.flatten(1).norm(dim=1).clamp_min(1e-12)).clamp(max=1.0).view(-1, 1, 1, 1)
+                factor = (
+                    (eps / delta.flatten(1).norm(dim=1).clamp_min(1e-12)).clamp(max=1.0).view(-1, 1, 1, 1)
+                )
                 delta = delta * factor
     return (x + delta).clamp(0, 1).detach()
 
 
 def majority_vote(model: nn.Module, x: torch.Tensor, sigma: float, n: int, seed: int) -> np.ndarray:
-    counts = vote_counts(model, x, (n,), sigma=sigma, num_classes=10, batch_size=2000, generator=make_generator(seed, x.device))
+    counts = vote_counts(
+        model, x, (n,), sigma=sigma, num_classes=10, batch_size=2000, generator=make_generator(seed, x.device)
+    )
     return counts[:, 0].argmax(1).cpu().numpy()
 
 
@@ -122,8 +137,16 @@ def unreachable_arithmetic(k: int = 10, n: int = 100, alpha: float = 0.05) -> di
     p1_sg, p2_sg = top_two_bounds(counts, alpha, interval="sison-glaz")
     p_a = float(clopper_pearson_lower(n, n, alpha))
     out = {
-        "cp_bonferroni": {"p1": p1_cp, "p2": p2_cp, "renyi_over_sigma": float(renyi_radius(p1_cp, p2_cp, 1.0))},
-        "sison_glaz_guarded": {"p1": p1_sg, "p2": p2_sg, "renyi_over_sigma": float(renyi_radius(p1_sg, p2_sg, 1.0))},
+        "cp_bonferroni": {
+            "p1": p1_cp,
+            "p2": p2_cp,
+            "renyi_over_sigma": float(renyi_radius(p1_cp, p2_cp, 1.0)),
+        },
+        "sison_glaz_guarded": {
+            "p1": p1_sg,
+            "p2": p2_sg,
+            "renyi_over_sigma": float(renyi_radius(p1_sg, p2_sg, 1.0)),
+        },
         "cohen": {"p_a": p_a, "cohen_over_sigma": float(cohen_radius(p_a, 1.0))},
         "p1_formula": f"(alpha/k)^(1/n) = ({alpha}/{k})^(1/{n}) = {(alpha / k) ** (1 / n):.4f}",
         "p2_formula": f"1 - (alpha/k)^(1/n) = {float(clopper_pearson_upper(0, n, alpha / k)):.4f}",
@@ -139,14 +162,18 @@ def unreachable_arithmetic(k: int = 10, n: int = 100, alpha: float = 0.05) -> di
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--scale", choices=sorted(SCALES), default="smoke")
     parser.add_argument("--dataset", default="mnist")
     parser.add_argument("--data-root", default="/work/shared/data")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", default=str(Path(__file__).parent / "results"))
-    parser.add_argument("--work", default="runs/reproduce_stn", help="one JSON per finished model (a rerun resumes)")
+    parser.add_argument(
+        "--work", default="runs/reproduce_stn", help="one JSON per finished model (a rerun resumes)"
+    )
     args = parser.parse_args()
     if args.device == "cpu":
         torch.set_num_threads(max(1, torch.get_num_threads()))
@@ -162,8 +189,14 @@ def main() -> int:
     configs = [(s, 1.0) for s in scale.sigmas] + [(max(scale.sigmas), 0.0)]
     for sigma, gamma in configs:
         name = f"{'STN' if gamma > 0 else 'Gaussian aug. (ablation)'} sigma={sigma}"
-        settings = hashlib.sha1(repr(scale).encode()).hexdigest()[:8]  # a changed scale never reuses an old record
-        done = Path(args.work) / args.scale / f"{'stn' if gamma > 0 else 'ablation'}_sigma{sigma:g}_seed{args.seed}_{settings}.json"
+        settings = hashlib.sha1(repr(scale).encode()).hexdigest()[
+            :8
+        ]  # a changed scale never reuses an old record
+        done = (
+            Path(args.work)
+            / args.scale
+            / f"{'stn' if gamma > 0 else 'ablation'}_sigma{sigma:g}_seed{args.seed}_{settings}.json"
+        )
         if done.exists():
             print(f"== {name}: finished earlier, read from {done}", flush=True)
             runs.append(json.loads(done.read_text()))
@@ -172,7 +205,17 @@ def main() -> int:
         model_started = time.time()
         torch.manual_seed(args.seed)
         net = build_model("tramer_a", in_channels=1, num_classes=10, input_size=28)
-        train_stn(net, x_train, y_train, sigma=sigma, stability_weight=gamma, epochs=scale.epochs, batch_size=64, device=device, seed=args.seed)
+        train_stn(
+            net,
+            x_train,
+            y_train,
+            sigma=sigma,
+            stability_weight=gamma,
+            epochs=scale.epochs,
+            batch_size=64,
+            device=device,
+            seed=args.seed,
+        )
         net.eval()
         est = RenyiSmoothingPyTorch(net, nn.CrossEntropyLoss(), (1, 28, 28), 10, clip_values=(0.0, 1.0),
                                     device_type="cpu" if device.type == "cpu" else "gpu", scale=sigma, alpha=0.05)  # fmt: skip
@@ -184,17 +227,34 @@ def main() -> int:
             correct = pred == y
             record["certified"][str(n)] = {
                 "images": count,
-                **{b: {f"{r:g}": certified_accuracy(radii[b], correct, RADII)[r] for r in RADII} for b in radii},
+                **{
+                    b: {f"{r:g}": certified_accuracy(radii[b], correct, RADII)[r] for r in RADII}
+                    for b in radii
+                },
             }
         xa = torch.from_numpy(x_test[: scale.attack_images]).to(device)
         ya = torch.from_numpy(y_test[: scale.attack_images]).to(device)
         gen = make_generator(args.seed, device)
-        record["clean_vote_accuracy"] = float(np.mean(majority_vote(net, xa, sigma, 100, args.seed) == ya.cpu().numpy()))
+        record["clean_vote_accuracy"] = float(
+            np.mean(majority_vote(net, xa, sigma, 100, args.seed) == ya.cpu().numpy())
+        )
         record["attack"] = {"l2": {}, "linf": {}}
         for norm, eps_list in (("l2", scale.l2_eps), ("linf", scale.linf_eps)):
             for eps in eps_list:
-                adv = eot_pgd(net, xa, ya, norm=norm, eps=eps, sigma=sigma, steps=scale.attack_steps, samples=scale.eot_samples, generator=gen)
-                record["attack"][norm][f"{eps:g}"] = float(np.mean(majority_vote(net, adv, sigma, 100, args.seed + 1) == ya.cpu().numpy()))
+                adv = eot_pgd(
+                    net,
+                    xa,
+                    ya,
+                    norm=norm,
+                    eps=eps,
+                    sigma=sigma,
+                    steps=scale.attack_steps,
+                    samples=scale.eot_samples,
+                    generator=gen,
+                )
+                record["attack"][norm][f"{eps:g}"] = float(
+                    np.mean(majority_vote(net, adv, sigma, 100, args.seed + 1) == ya.cpu().numpy())
+                )
         record["seconds"] = time.time() - model_started
         runs.append(record)
         done.parent.mkdir(parents=True, exist_ok=True)
@@ -222,7 +282,10 @@ def summary_rows(result: dict[str, Any]) -> list[dict[str, Any]]:
     for run in result["runs"]:
         stn_07 = run["stability_weight"] > 0 and run["sigma"] == 0.7
         for n, table in run["certified"].items():
-            for radius, paper in (("1.4", 51.0 if stn_07 else None), ("1.58", 69.0 if run["stability_weight"] > 0 else None)):
+            for radius, paper in (
+                ("1.4", 51.0 if stn_07 else None),
+                ("1.58", 69.0 if run["stability_weight"] > 0 else None),
+            ):
                 rows.append({"model": run["name"], "metric": f"certified l2 {radius} (Rényi, n = {n}, {table['images']} images)",
                              "paper": paper if n == "100" else None, "ours": 100 * table["renyi"][radius], "strongest": None,
                              "flags": []})  # fmt: skip
@@ -267,11 +330,19 @@ def render(result: dict[str, Any], scale: Scale) -> str:
             for bound in ("renyi", "cohen", "pixeldp"):
                 cells = " | ".join(f"{100 * table[bound][f'{r:g}']:.1f}" for r in RADII)
                 lines.append(f"| {run['name']} | {n} | {table['images']} | {bound} | {cells} |")
-    lines += ["", f"Paper: {PAPER['table1']}; {PAPER['text']}.", "", "## EoT PGD against the smoothed classifier (majority vote of 100, %)", ""]
+    lines += [
+        "",
+        f"Paper: {PAPER['table1']}; {PAPER['text']}.",
+        "",
+        "## EoT PGD against the smoothed classifier (majority vote of 100, %)",
+        "",
+    ]
     for run in result["runs"]:
         l2 = ", ".join(f"{e}: {100 * v:.1f}" for e, v in run["attack"]["l2"].items())
         linf = ", ".join(f"{e}: {100 * v:.1f}" for e, v in run["attack"]["linf"].items())
-        lines.append(f"- {run['name']}: clean vote {100 * run['clean_vote_accuracy']:.1f}; l2 {{{l2}}}; linf {{{linf}}}")
+        lines.append(
+            f"- {run['name']}: clean vote {100 * run['clean_vote_accuracy']:.1f}; l2 {{{l2}}}; linf {{{linf}}}"
+        )
     lines += [
         "",
         "The paper's white-box curves (Fig. 2, STN vs TRADES) are figures only. The authors' repository history (notes, "

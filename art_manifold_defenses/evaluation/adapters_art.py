@@ -53,7 +53,9 @@ def _budget(eps: float | None, attack: str) -> float:
     return eps
 
 
-def _make(attack: str, clf: Any, norm: str, eps: float | None, p: dict[str, Any], batch_size: int) -> EvasionAttack:
+def _make(
+    attack: str, clf: Any, norm: str, eps: float | None, p: dict[str, Any], batch_size: int
+) -> EvasionAttack:
     art_norm = _ART_NORM[norm]
     common = {"batch_size": batch_size}
     budget = _budget(eps, attack) if attack in _FIXED else 0.0
@@ -71,7 +73,9 @@ def _make(attack: str, clf: Any, norm: str, eps: float | None, p: dict[str, Any]
     if attack in ("apgd-ce", "apgd-dlr"):
         p["eps_step"] = _step(p["eps_step"], 2.0 * budget)
         loss = "cross_entropy" if attack == "apgd-ce" else "difference_logits_ratio"
-        return AutoProjectedGradientDescent(clf, norm=art_norm, eps=budget, loss_type=loss, **common, verbose=False, **p)
+        return AutoProjectedGradientDescent(
+            clf, norm=art_norm, eps=budget, loss_type=loss, **common, verbose=False, **p
+        )
     if attack == "square":
         return SquareAttack(clf, norm=art_norm, eps=budget, **common, verbose=False, **p)
     if attack == "cw":

@@ -53,8 +53,15 @@ def _configure(ensemble: Any, params: dict[str, Any]) -> None:
 
 
 def build_ensemble(
-    attack: str, model: nn.Module, *, norm: str, eps: float | None, params: dict[str, Any], device: torch.device,
-    nb_classes: int, seed: int,
+    attack: str,
+    model: nn.Module,
+    *,
+    norm: str,
+    eps: float | None,
+    params: dict[str, Any],
+    device: torch.device,
+    nb_classes: int,
+    seed: int,
 ) -> torchattacks.AutoAttack:
     """The configured ``torchattacks.AutoAttack`` (version ``attack``) on ``model``."""
     if attack not in ("standard", "plus", "rand"):
@@ -65,7 +72,12 @@ def build_ensemble(
         if key in params and (isinstance(params[key], bool) or int(params[key]) < 1):
             raise ValueError(f"params[{key!r}] must be an integer >= 1, got {params[key]!r}")
     ensemble = torchattacks.AutoAttack(
-        _OnDevice(model, device), norm=_TA_NORM[norm], eps=float(eps), version=attack, n_classes=nb_classes, seed=seed
+        _OnDevice(model, device),
+        norm=_TA_NORM[norm],
+        eps=float(eps),
+        version=attack,
+        n_classes=nb_classes,
+        seed=seed,
     )
     _configure(ensemble, params)
     return ensemble

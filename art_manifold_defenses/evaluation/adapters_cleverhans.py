@@ -140,7 +140,9 @@ def build_attack(
         if attack == "cw":
             return carlini_wagner_l2(model, x, nb_classes, y=y, clip_min=0.0, clip_max=1.0, **p)
         if attack == "spsa":
-            return spsa(model, x, budget, norm=ch_norm, clip_min=0.0, clip_max=1.0, y=y, sanity_checks=False, **p)
+            return spsa(
+                model, x, budget, norm=ch_norm, clip_min=0.0, clip_max=1.0, y=y, sanity_checks=False, **p
+            )
         if attack == "hsj":
             return _hsj(model, x, y, ch_norm, p, batch_size)
         eps_iter = budget / 10.0 if p.pop("eps_iter") is None else float(params["eps_iter"])

@@ -34,7 +34,10 @@ _MIFGSM: dict[str, Any] = {
     "l1": fb.attacks.L1MomentumIterativeFastGradientMethod,
 }
 _DEEPFOOL: dict[str, Any] = {"linf": fb.attacks.LinfDeepFoolAttack, "l2": fb.attacks.L2DeepFoolAttack}
-_UNIFORM: dict[str, Any] = {"linf": fb.attacks.LinfRepeatedAdditiveUniformNoiseAttack, "l2": fb.attacks.L2RepeatedAdditiveUniformNoiseAttack}
+_UNIFORM: dict[str, Any] = {
+    "linf": fb.attacks.LinfRepeatedAdditiveUniformNoiseAttack,
+    "l2": fb.attacks.L2RepeatedAdditiveUniformNoiseAttack,
+}
 
 
 def _make(attack: str, norm: str, p: dict[str, Any]) -> Any:
@@ -72,11 +75,15 @@ def _make(attack: str, norm: str, p: dict[str, Any]) -> Any:
     return made.repeat(restarts) if restarts > 1 else made
 
 
-def _starting_points(fmodel: Any, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def _starting_points(
+    fmodel: Any, model: nn.Module, x: torch.Tensor, y: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Adversarial starting points for decision-based attacks and the mask of images that have one."""
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*failed to draw sufficient random inputs.*")
-        starts = fb.attacks.LinearSearchBlendedUniformNoiseAttack().run(fmodel, x, fb.criteria.Misclassification(y))
+        starts = fb.attacks.LinearSearchBlendedUniformNoiseAttack().run(
+            fmodel, x, fb.criteria.Misclassification(y)
+        )
     starts = torch.as_tensor(starts).detach().clone()
     with torch.no_grad():
         found = model(starts).argmax(dim=1) != y
@@ -86,7 +93,9 @@ def _starting_points(fmodel: Any, model: nn.Module, x: torch.Tensor, y: torch.Te
             for i in (~found).nonzero().flatten().tolist():
                 other = predictions != y[i]
                 if bool(other.any()):
-                    j = int(torch.where(other, distances[i], torch.full_like(distances[i], float("inf"))).argmin())
+                    j = int(
+                        torch.where(other, distances[i], torch.full_like(distances[i], float("inf"))).argmin()
+                    )
                     starts[i], found[i] = x[j], True
     return starts, found
 
@@ -110,7 +119,8 @@ def build_attack(
     fmodel = fb.PyTorchModel(model, bounds=(0.0, 1.0), device=device)
     fb_attack = _make(attack, norm, dict(params))
     minimisation = isinstance(fb_attack, fb.attacks.base.MinimizationAttack) or (
-        isinstance(fb_attack, fb.attacks.base.Repeated) and isinstance(fb_attack.attack, fb.attacks.base.MinimizationAttack)
+        isinstance(fb_attack, fb.attacks.base.Repeated)
+        and isinstance(fb_attack.attack, fb.attacks.base.MinimizationAttack)
     )
 
     def run(x: np.ndarray, y: np.ndarray) -> np.ndarray:
@@ -120,7 +130,9 @@ def build_attack(
             out = inputs.clone()
             starts, found = _starting_points(fmodel, model, inputs, labels)
             if bool(found.any()):
-                raw, _, _ = fb_attack(fmodel, inputs[found], labels[found], epsilons=eps, starting_points=starts[found])
+                raw, _, _ = fb_attack(
+                    fmodel, inputs[found], labels[found], epsilons=eps, starting_points=starts[found]
+                )
                 out[found] = raw
         else:
             raw, clipped, _ = fb_attack(fmodel, inputs, labels, epsilons=eps)

@@ -123,7 +123,9 @@ class AttackInfo:
             )
         resolved.update(params)
         if self.minimisation and resolved["out_of_budget"] not in _OUT_OF_BUDGET:
-            raise ValueError(f"params['out_of_budget'] must be one of {_OUT_OF_BUDGET}, got {resolved['out_of_budget']!r}")
+            raise ValueError(
+                f"params['out_of_budget'] must be one of {_OUT_OF_BUDGET}, got {resolved['out_of_budget']!r}"
+            )
         return resolved
 
 
@@ -154,8 +156,22 @@ _ALL = ("linf", "l2", "l1")
 _LINF_L2 = ("linf", "l2")
 
 # ART 1.20 (art.attacks.evasion) -------------------------------------------------------------------------------------
-_register("art", "fgsm", ("linf",), "gradient", "FastGradientMethod, norm=inf (Goodfellow et al. 2015).", one_step=True)
-_register("art", "fgm", _ALL, "gradient", "FastGradientMethod in l1/l2/linf (Goodfellow et al. 2015).", one_step=True)
+_register(
+    "art",
+    "fgsm",
+    ("linf",),
+    "gradient",
+    "FastGradientMethod, norm=inf (Goodfellow et al. 2015).",
+    one_step=True,
+)
+_register(
+    "art",
+    "fgm",
+    _ALL,
+    "gradient",
+    "FastGradientMethod in l1/l2/linf (Goodfellow et al. 2015).",
+    one_step=True,
+)
 _register("art", "bim", ("linf",), "gradient",
           "BasicIterativeMethod (Kurakin et al. 2017); eps_step=None -> 2.5*eps/max_iter.",
           {"max_iter": 40, "eps_step": None})  # fmt: skip
@@ -206,7 +222,15 @@ _register("foolbox", "pgd", _ALL, "gradient",
           {"steps": 40, "rel_stepsize": None, "abs_stepsize": None, "random_start": True, "restarts": 1})  # fmt: skip
 _register("foolbox", "fgsm", ("linf",), "gradient", "FGSM (Goodfellow et al. 2015).", {"random_start": False},
           one_step=True)  # fmt: skip
-_register("foolbox", "fgm", _ALL, "gradient", "L1/L2/Linf FastGradientAttack.", {"random_start": False}, one_step=True)
+_register(
+    "foolbox",
+    "fgm",
+    _ALL,
+    "gradient",
+    "L1/L2/Linf FastGradientAttack.",
+    {"random_start": False},
+    one_step=True,
+)
 _register("foolbox", "mifgsm", _ALL, "gradient",
           "L1/L2/Linf MomentumIterativeFastGradientMethod (Dong et al. 2018: mu=1, T=10); rel_stepsize=None -> 1/steps.",
           {"steps": 10, "rel_stepsize": None, "abs_stepsize": None, "momentum": 1.0, "random_start": False,
@@ -242,7 +266,9 @@ _register("foolbox", "salt-pepper", ("l2", "l1"), "noise",
           {"steps": 1000, "across_channels": True}, minimisation=True)  # fmt: skip
 
 # CleverHans 4 (cleverhans.torch.attacks) ----------------------------------------------------------------------------
-_register("cleverhans", "fgm", _ALL, "gradient", "fast_gradient_method (Goodfellow et al. 2015).", one_step=True)
+_register(
+    "cleverhans", "fgm", _ALL, "gradient", "fast_gradient_method (Goodfellow et al. 2015).", one_step=True
+)
 _register("cleverhans", "pgd", _LINF_L2, "gradient",
           "projected_gradient_descent (Madry et al. 2018); eps_iter=None -> 2.5*eps/nb_iter; restarts keep the first "
           "successful run per point.",
@@ -315,7 +341,9 @@ def _json_safe(value: Any, where: str) -> Any:
         return {str(k): _json_safe(v, f"{where}[{k!r}]") for k, v in value.items()}
     if isinstance(value, (list, tuple)):
         return [_json_safe(v, f"{where}[{i}]") for i, v in enumerate(value)]
-    raise TypeError(f"{where} must hold JSON-safe values (numbers, strings, lists, dicts), got {type(value).__name__}")
+    raise TypeError(
+        f"{where} must hold JSON-safe values (numbers, strings, lists, dicts), got {type(value).__name__}"
+    )
 
 
 class FrozenParams(dict):  # type: ignore[type-arg]
@@ -366,7 +394,9 @@ class AttackSpec:
             if isinstance(self.eps, bool) or not isinstance(self.eps, (int, float, np.integer, np.floating)):
                 raise TypeError(f"eps must be a number or None, got {type(self.eps).__name__}")
             if not math.isfinite(float(self.eps)) or float(self.eps) <= 0:
-                raise ValueError(f"eps must be a finite number > 0 (or None for minimisation attacks), got {self.eps!r}")
+                raise ValueError(
+                    f"eps must be a finite number > 0 (or None for minimisation attacks), got {self.eps!r}"
+                )
             object.__setattr__(self, "eps", float(self.eps))
         if not isinstance(self.params, Mapping):
             raise TypeError(f"params must be a mapping, got {type(self.params).__name__}")
@@ -388,19 +418,27 @@ class AttackSpec:
         if self.library == "transfer":
             info = ATTACKS[("transfer", "transfer")]
             if self.attack != "transfer":
-                raise ValueError(f"a transfer spec has attack='transfer' (the base attack goes in params['base']), got {self.attack!r}")
+                raise ValueError(
+                    f"a transfer spec has attack='transfer' (the base attack goes in params['base']), got {self.attack!r}"
+                )
             unknown = sorted(set(self.params) - {"base"})
             if unknown:
                 raise ValueError(f"unknown params {unknown} for transfer; valid params: ['base']")
             self.base_spec()
             return info
         if (self.library, self.attack) not in ATTACKS:
-            raise ValueError(f"unknown attack {self.attack!r} for library {self.library!r}; valid: {_valid_pairs(self.library)}")
+            raise ValueError(
+                f"unknown attack {self.attack!r} for library {self.library!r}; valid: {_valid_pairs(self.library)}"
+            )
         info = ATTACKS[(self.library, self.attack)]
         if self.norm not in info.norms:
-            raise ValueError(f"{self.library}/{self.attack} supports norms {list(info.norms)}, got {self.norm!r}")
+            raise ValueError(
+                f"{self.library}/{self.attack} supports norms {list(info.norms)}, got {self.norm!r}"
+            )
         if self.eps is None and not info.minimisation:
-            raise ValueError(f"eps=None (unbounded) is only valid for minimisation attacks; {self.library}/{self.attack} needs a budget")
+            raise ValueError(
+                f"eps=None (unbounded) is only valid for minimisation attacks; {self.library}/{self.attack} needs a budget"
+            )
         info.resolve_params(self.norm, self.params)
         return info
 
@@ -410,16 +448,28 @@ class AttackSpec:
             return self
         base = self.params.get("base") or {"library": "art", "attack": "pgd"}
         if not isinstance(base, Mapping) or "library" not in base or "attack" not in base:
-            raise ValueError("params['base'] must be a dict with 'library' and 'attack' (and optionally 'params')")
+            raise ValueError(
+                "params['base'] must be a dict with 'library' and 'attack' (and optionally 'params')"
+            )
         unknown = sorted(set(base) - {"library", "attack", "params", "norm", "eps"})
         if unknown:
-            raise ValueError(f"unknown keys {unknown} in params['base']; valid: ['attack', 'eps', 'library', 'norm', 'params']")
+            raise ValueError(
+                f"unknown keys {unknown} in params['base']; valid: ['attack', 'eps', 'library', 'norm', 'params']"
+            )
         if str(base["library"]).lower() == "transfer":
             raise ValueError("params['base'] cannot itself be a transfer attack")
         for key in ("norm", "eps"):
-            if key in base and base[key] != getattr(self, key) and not (key == "norm" and normalise_norm(base[key]) == self.norm):
-                raise ValueError(f"params['base'][{key!r}]={base[key]!r} differs from the transfer spec's {key}={getattr(self, key)!r}")
-        return AttackSpec(str(base["library"]), str(base["attack"]), self.norm, self.eps, dict(base.get("params") or {}))
+            if (
+                key in base
+                and base[key] != getattr(self, key)
+                and not (key == "norm" and normalise_norm(base[key]) == self.norm)
+            ):
+                raise ValueError(
+                    f"params['base'][{key!r}]={base[key]!r} differs from the transfer spec's {key}={getattr(self, key)!r}"
+                )
+        return AttackSpec(
+            str(base["library"]), str(base["attack"]), self.norm, self.eps, dict(base.get("params") or {})
+        )
 
     # -- audit properties --------------------------------------------------------------------------------------------
     @property
@@ -453,7 +503,9 @@ class AttackSpec:
         eps = "unbounded" if self.eps is None else f"eps={self.eps:g}"
         text = f"{self.library}/{self.attack} {self.norm} {eps}"
         if self.params:
-            text += " " + json.dumps(dict(self.params), sort_keys=True, separators=(",", "=")).replace('"', "")
+            text += " " + json.dumps(dict(self.params), sort_keys=True, separators=(",", "=")).replace(
+                '"', ""
+            )
         return text
 
     def to_dict(self) -> dict[str, Any]:
@@ -536,7 +588,11 @@ def enforce_budget(
     out = np.asarray(x_adv, dtype=np.float32).reshape(x.shape).copy()
     bad = ~np.isfinite(out.reshape(len(out), -1)).all(axis=1)
     if bad.any():
-        warnings.warn(f"{int(bad.sum())} adversarial examples contained NaN/Inf; their clean inputs are returned", RuntimeWarning, stacklevel=2)
+        warnings.warn(
+            f"{int(bad.sum())} adversarial examples contained NaN/Inf; their clean inputs are returned",
+            RuntimeWarning,
+            stacklevel=2,
+        )
         out[bad] = x[bad]
     out = np.clip(out, 0.0, 1.0)
     if eps is None:
@@ -656,10 +712,23 @@ def run_attack(
 
     if spec.library == "transfer":
         if surrogate_model is None:
-            raise ValueError("a transfer attack needs surrogate_model (the model the adversarials are crafted on)")
+            raise ValueError(
+                "a transfer attack needs surrogate_model (the model the adversarials are crafted on)"
+            )
         if not isinstance(surrogate_model, nn.Module):
-            raise TypeError(f"surrogate_model must be a torch.nn.Module, got {type(surrogate_model).__name__}")
-        return run_attack(spec.base_spec(), surrogate_model, x, y, device=dev, seed=seed, batch_size=batch_size, verbose=verbose)
+            raise TypeError(
+                f"surrogate_model must be a torch.nn.Module, got {type(surrogate_model).__name__}"
+            )
+        return run_attack(
+            spec.base_spec(),
+            surrogate_model,
+            x,
+            y,
+            device=dev,
+            seed=seed,
+            batch_size=batch_size,
+            verbose=verbose,
+        )
 
     params = info.resolve_params(spec.norm, spec.params)
     out_of_budget = params.pop("out_of_budget", "clean")
@@ -676,4 +745,6 @@ def run_attack(
         for start in tqdm(starts, desc=spec.label, disable=not verbose, unit="batch"):
             xb, yb = x[start : start + batch_size], labels[start : start + batch_size]
             x_adv[start : start + len(xb)] = np.asarray(attack(xb, yb), dtype=np.float32).reshape(xb.shape)
-    return enforce_budget(x_adv, x, norm=spec.norm, eps=spec.eps, minimisation=info.minimisation, out_of_budget=out_of_budget)
+    return enforce_budget(
+        x_adv, x, norm=spec.norm, eps=spec.eps, minimisation=info.minimisation, out_of_budget=out_of_budget
+    )

@@ -79,7 +79,12 @@ class AuditFlag:
     reference: str = ""
 
     def to_dict(self) -> dict[str, Any]:
-        return {"code": self.code, "message": self.message, "evidence": _json_safe(dict(self.evidence)), "reference": self.reference}
+        return {
+            "code": self.code,
+            "message": self.message,
+            "evidence": _json_safe(dict(self.evidence)),
+            "reference": self.reference,
+        }
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> AuditFlag:
@@ -173,7 +178,12 @@ def measure_gradients(
 
 @torch.no_grad()
 def measure_determinism(
-    model: nn.Module, x: np.ndarray, *, device: str | torch.device = "cpu", batch_size: int = 128, max_points: int = 256
+    model: nn.Module,
+    x: np.ndarray,
+    *,
+    device: str | torch.device = "cpu",
+    batch_size: int = 128,
+    max_points: int = 256,
 ) -> dict[str, Any]:
     """Run the model twice on the same (at most ``max_points``) clean inputs; report how much the outputs change.
 
@@ -197,13 +207,20 @@ def measure_determinism(
             scale = max(scale, float(torch.nan_to_num(first.abs(), nan=0.0, posinf=0.0).max()))
     finally:
         model.train(was_training)
-    return {"n": int(count), "changed_fraction": changed / max(count, 1), "max_logit_difference": max_diff, "logit_scale": scale}
+    return {
+        "n": int(count),
+        "changed_fraction": changed / max(count, 1),
+        "max_logit_difference": max_diff,
+        "logit_scale": scale,
+    }
 
 
 # --------------------------------------------------------------------------------------------------------------------
 # checks
 # --------------------------------------------------------------------------------------------------------------------
-def check_gradients(stats: Mapping[str, Any] | None, *, zero_gradient_fraction: float = 0.2, bpda: bool = False) -> list[AuditFlag]:
+def check_gradients(
+    stats: Mapping[str, Any] | None, *, zero_gradient_fraction: float = 0.2, bpda: bool = False
+) -> list[AuditFlag]:
     """Flags from :func:`measure_gradients`: exactly-zero gradients on many points, any NaN/Inf gradient."""
     if not stats:
         return []
@@ -227,11 +244,15 @@ def check_gradients(stats: Mapping[str, Any] | None, *, zero_gradient_fraction: 
     return flags
 
 
-def check_determinism(stats: Mapping[str, Any] | None, *, eot: bool, declared_stochastic: bool) -> list[AuditFlag]:
+def check_determinism(
+    stats: Mapping[str, Any] | None, *, eot: bool, declared_stochastic: bool
+) -> list[AuditFlag]:
     """Flag a model whose output changes between two identical calls while it was attacked without EoT."""
     if not stats or eot:
         return []
-    random = stats["changed_fraction"] > 0 or stats["max_logit_difference"] > 1e-3 * (1.0 + stats.get("logit_scale", 0.0))
+    random = stats["changed_fraction"] > 0 or stats["max_logit_difference"] > 1e-3 * (
+        1.0 + stats.get("logit_scale", 0.0)
+    )
     if not random:
         return []
     why = ("it declares stochastic=True but EoT was disabled (eot_samples=1)" if declared_stochastic
@@ -356,7 +377,12 @@ def _monotonicity(views: list[_View], tolerance: float) -> list[AuditFlag]:
     for members in groups.values():
         members.sort(key=lambda v: v.eps if v.eps is not None else math.inf)
         for small, large in zip(members, members[1:], strict=False):
-            if large.eps is not None and small.eps is not None and large.eps > small.eps and _beats(small, large, tolerance):
+            if (
+                large.eps is not None
+                and small.eps is not None
+                and large.eps > small.eps
+                and _beats(small, large, tolerance)
+            ):
                 flags.append(AuditFlag(
                     "accuracy_not_monotone_in_eps",
                     f"{large.label} has accuracy {large.accuracy:.2%} at eps {large.eps:g} but {small.accuracy:.2%} at the "
@@ -379,7 +405,9 @@ def _large_threshold(norm: str, input_dim: int | None, large_eps: Mapping[str, f
     return fraction * (math.sqrt(input_dim) if norm == "l2" else float(input_dim))
 
 
-def _unbounded(views: list[_View], threshold: float, input_dim: int | None, large_eps: Mapping[str, float]) -> list[AuditFlag]:
+def _unbounded(
+    views: list[_View], threshold: float, input_dim: int | None, large_eps: Mapping[str, float]
+) -> list[AuditFlag]:
     flags = []
     for v in views:
         limit = _large_threshold(v.norm, input_dim, large_eps)

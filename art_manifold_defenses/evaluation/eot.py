@@ -48,7 +48,9 @@ class EoT(nn.Module):
 
     params = ["samples", "average", "vectorize"]
 
-    def __init__(self, module: nn.Module, samples: int = 8, *, average: str = "logits", vectorize: bool = False) -> None:
+    def __init__(
+        self, module: nn.Module, samples: int = 8, *, average: str = "logits", vectorize: bool = False
+    ) -> None:
         super().__init__()
         if not isinstance(module, nn.Module):
             raise TypeError(f"module must be a torch.nn.Module, got {type(module).__name__}")
@@ -81,7 +83,9 @@ class EoT(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         outputs = self._passes(x)
         if outputs.dim() != 3:
-            raise ValueError(f"EoT expects the wrapped module to return logits of shape (N, C), got {tuple(outputs.shape[1:])}")
+            raise ValueError(
+                f"EoT expects the wrapped module to return logits of shape (N, C), got {tuple(outputs.shape[1:])}"
+            )
         if self.average == "logits":
             return outputs.mean(dim=0)
         log_probs = torch.log_softmax(outputs, dim=-1)

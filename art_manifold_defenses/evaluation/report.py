@@ -168,7 +168,9 @@ def markdown_table(record: Mapping[str, Any], *, title: str | None = None, curve
             "|---|---|---|---|---|---|---|---|"]  # fmt: skip
     for a in record["attacks"]:
         if a.get("error") is not None:
-            out.append(f"| {a['label']} | {a['library']} | {a['norm']} | {_fmt_eps(a['eps'])} | failed: {a['error']} | | | |")
+            out.append(
+                f"| {a['label']} | {a['library']} | {a['norm']} | {_fmt_eps(a['eps'])} | failed: {a['error']} | | | |"
+            )
             continue
         median = "" if a.get("median_norm") is None else f"{a['median_norm']:.4g}"
         label = a["label"] + (f" ({a['note']})" if a.get("note") else "")
@@ -176,7 +178,9 @@ def markdown_table(record: Mapping[str, Any], *, title: str | None = None, curve
                    f"{median} | {a.get('violations', 0)} | {a['seconds']:.1f} |")  # fmt: skip
     flags = record.get("audit", {}).get("flags", [])
     out += ["", f"## Gradient-masking audit: {len(flags)} flag(s)", ""]
-    out += [f"- **{f['code']}**: {f['message']}" for f in flags] or ["- no flag raised (this does not prove robustness)."]
+    out += [f"- **{f['code']}**: {f['message']}" for f in flags] or [
+        "- no flag raised (this does not prove robustness)."
+    ]
     if curves:
         out += ["", f"![robustness curves]({curves})"]
     versions = record.get("versions", {})
@@ -185,7 +189,9 @@ def markdown_table(record: Mapping[str, Any], *, title: str | None = None, curve
     return "\n".join(out) + "\n"
 
 
-def combined_markdown(sections: Sequence[tuple[str, Mapping[str, Any], str | None]], *, title: str, preamble: str = "") -> str:
+def combined_markdown(
+    sections: Sequence[tuple[str, Mapping[str, Any], str | None]], *, title: str, preamble: str = ""
+) -> str:
     """One report for several records (the demo): a summary table, then each record's section.
 
     ``sections`` = ``(name, record, curves image path relative to the report or None)``.
@@ -193,7 +199,10 @@ def combined_markdown(sections: Sequence[tuple[str, Mapping[str, Any], str | Non
     out = [f"# {title}", ""]
     if preamble:
         out += [preamble, ""]
-    out += ["| model | clean accuracy | robust accuracy | AutoAttack | audit flags |", "|---|---|---|---|---|"]
+    out += [
+        "| model | clean accuracy | robust accuracy | AutoAttack | audit flags |",
+        "|---|---|---|---|---|",
+    ]
     for name, record, _ in sections:
         aa = "n/a" if record.get("autoattack_acc") is None else f"{record['autoattack_acc']:.2f}%"
         codes = sorted({f["code"] for f in record.get("audit", {}).get("flags", [])})
@@ -201,14 +210,18 @@ def combined_markdown(sections: Sequence[tuple[str, Mapping[str, Any], str | Non
                    f"{', '.join(codes) or 'none'} |")  # fmt: skip
     for name, record, curves in sections:
         body = markdown_table(record, title=name, curves=curves)
-        out += [""] + [("#" + line if line.startswith("#") else line) for line in body.splitlines()]  # demote headings
+        out += [""] + [
+            ("#" + line if line.startswith("#") else line) for line in body.splitlines()
+        ]  # demote headings
     return "\n".join(out) + "\n"
 
 
 # --------------------------------------------------------------------------------------------------------------------
 # curves
 # --------------------------------------------------------------------------------------------------------------------
-def _curve_groups(record: Mapping[str, Any]) -> dict[str, dict[tuple[str, str, str], list[Mapping[str, Any]]]]:
+def _curve_groups(
+    record: Mapping[str, Any],
+) -> dict[str, dict[tuple[str, str, str], list[Mapping[str, Any]]]]:
     groups: dict[str, dict[tuple[str, str, str], list[Mapping[str, Any]]]] = {}
     for a in record["attacks"]:
         if a.get("error") is not None:
@@ -218,7 +231,9 @@ def _curve_groups(record: Mapping[str, Any]) -> dict[str, dict[tuple[str, str, s
     return groups
 
 
-def plot_robustness_curves(record: Mapping[str, Any], path: str | os.PathLike[str], *, title: str | None = None) -> Path:
+def plot_robustness_curves(
+    record: Mapping[str, Any], path: str | os.PathLike[str], *, title: str | None = None
+) -> Path:
     """Accuracy vs epsilon per attack, one panel per norm, written as a PNG (matplotlib, Agg backend).
 
     No paper or equation: a plot of accuracy against the attack budget.
@@ -246,7 +261,11 @@ def plot_robustness_curves(record: Mapping[str, Any], path: str | os.PathLike[st
                 best = max(members, key=lambda m: math.inf if m["eps"] is None else m["eps"])
                 norms = np.array([math.inf if v is None else v for v in best["norms"]], dtype=np.float64)
                 finite = norms[np.isfinite(norms)]
-                top = best["eps"] if best["eps"] is not None else (float(finite.max()) * 1.05 if len(finite) else 1.0)
+                top = (
+                    best["eps"]
+                    if best["eps"] is not None
+                    else (float(finite.max()) * 1.05 if len(finite) else 1.0)
+                )
                 grid = np.linspace(0.0, top, 100)
                 acc = [float((clean_correct & ~(norms <= e)).mean()) for e in grid]
                 ax.plot(grid, acc, label=label)
@@ -255,9 +274,17 @@ def plot_robustness_curves(record: Mapping[str, Any], path: str | os.PathLike[st
                 ys = [clean] + [m["accuracy"] for m in bounded]
                 ax.plot(xs, ys, marker="o", label=label)
             elif bounded:  # a single budget: a marker, not a line that would suggest a linear decline
-                ax.plot([bounded[0]["eps"]], [bounded[0]["accuracy"]], marker="o", linestyle="none", label=label)
+                ax.plot(
+                    [bounded[0]["eps"]], [bounded[0]["accuracy"]], marker="o", linestyle="none", label=label
+                )
         ax.plot([0.0], [clean], marker="s", color="black", linestyle="none", label="clean")
-        ax.axhline(float(record["robust_accuracy"]), color="black", linestyle="--", linewidth=1, label="worst case (suite)")
+        ax.axhline(
+            float(record["robust_accuracy"]),
+            color="black",
+            linestyle="--",
+            linewidth=1,
+            label="worst case (suite)",
+        )
         ax.set_xlabel(f"epsilon ({norm})")
         ax.set_ylabel("accuracy")
         ax.set_ylim(-0.02, 1.02)

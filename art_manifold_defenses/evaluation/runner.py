@@ -168,7 +168,9 @@ class AttackResult:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> AttackResult:
-        norms = np.array([math.nan if v is None else float(v) for v in data.get("norms", [])], dtype=np.float64)
+        norms = np.array(
+            [math.nan if v is None else float(v) for v in data.get("norms", [])], dtype=np.float64
+        )
         correct = np.asarray(data["correct"], dtype=bool)
         if len(norms) != len(correct):
             norms = np.full(len(correct), math.nan)
@@ -232,7 +234,11 @@ class EvaluationResult:
 
     @property
     def audit(self) -> dict[str, Any]:
-        return {"flags": [f.to_dict() for f in self.audit_flags], "gradients": self.gradient_stats, "determinism": self.determinism}
+        return {
+            "flags": [f.to_dict() for f in self.audit_flags],
+            "gradients": self.gradient_stats,
+            "determinism": self.determinism,
+        }
 
     def to_dict(self) -> dict[str, Any]:
         from .report import result_to_dict
@@ -299,7 +305,11 @@ def _fingerprint_model(model: nn.Module) -> str:
     h = hashlib.sha1(type(model).__name__.encode())
     for name, tensor in model.state_dict().items():
         h.update(name.encode())
-        h.update(tensor.detach().cpu().contiguous().numpy().tobytes() if tensor.dtype != torch.bfloat16 else tensor.float().cpu().numpy().tobytes())
+        h.update(
+            tensor.detach().cpu().contiguous().numpy().tobytes()
+            if tensor.dtype != torch.bfloat16
+            else tensor.float().cpu().numpy().tobytes()
+        )
     return h.hexdigest()
 
 
@@ -320,7 +330,9 @@ class _ARTPreprocessedModel(nn.Module):
         self.net = classifier.model
         # a stochastic preprocessing defence (e.g. the RBF reconstruction) makes the whole classifier stochastic
         operations = getattr(classifier, "preprocessing_operations", None) or []
-        if any(bool(getattr(op, "stochastic", False)) for op in operations) or getattr(self.net, "stochastic", False):
+        if any(bool(getattr(op, "stochastic", False)) for op in operations) or getattr(
+            self.net, "stochastic", False
+        ):
             self.stochastic = True
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -340,7 +352,9 @@ def _as_module(model: Any, name: str) -> nn.Module:
                                 "library; use PreprocessorPyTorch defences")  # fmt: skip
             return _ARTPreprocessedModel(model)
         return inner
-    raise TypeError(f"{name} must be a torch.nn.Module or an ART PyTorchClassifier, got {type(model).__name__}")
+    raise TypeError(
+        f"{name} must be a torch.nn.Module or an ART PyTorchClassifier, got {type(model).__name__}"
+    )
 
 
 def _attribute(model: nn.Module, name: str, default: Any) -> Any:
@@ -366,7 +380,9 @@ def _model_name(module: nn.Module) -> str:
 def _predict_classes(model: nn.Module, x: np.ndarray, *, device: torch.device, batch_size: int) -> np.ndarray:
     out = []
     for start in range(0, len(x), batch_size):
-        out.append(model(as_float_tensor(x[start : start + batch_size], device)).float().argmax(1).cpu().numpy())
+        out.append(
+            model(as_float_tensor(x[start : start + batch_size], device)).float().argmax(1).cpu().numpy()
+        )
     return np.concatenate(out) if out else np.zeros(0, dtype=np.int64)
 
 
@@ -395,7 +411,9 @@ def _check_count(name: str, value: Any, minimum: int = 1, allow_none: bool = Tru
     if value is None and allow_none:
         return None
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or int(value) < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}{' or None' if allow_none else ''}, got {value!r}")
+        raise ValueError(
+            f"{name} must be an integer >= {minimum}{' or None' if allow_none else ''}, got {value!r}"
+        )
     return int(value)
 
 
@@ -407,12 +425,17 @@ def _resolve_suite(suite: Any, norm: str | None, eps: float | None) -> list[Any]
     elif isinstance(suite, AttackSpec):
         specs = [suite]
     elif isinstance(suite, Sequence) and not isinstance(suite, (bytes, bytearray)):
-        specs = [s if isinstance(s, AttackSpec) else AttackSpec.from_dict(s) if isinstance(s, Mapping) else s for s in suite]
+        specs = [
+            s if isinstance(s, AttackSpec) else AttackSpec.from_dict(s) if isinstance(s, Mapping) else s
+            for s in suite
+        ]
         for s in specs:
             if not isinstance(s, AttackSpec):
                 raise TypeError(f"suite entries must be AttackSpec or dicts, got {type(s).__name__}")
     else:
-        raise TypeError(f"suite must be a suite name, an AttackSpec or a list of them, got {type(suite).__name__}")
+        raise TypeError(
+            f"suite must be a suite name, an AttackSpec or a list of them, got {type(suite).__name__}"
+        )
     if not specs:
         raise ValueError("suite is empty: give at least one AttackSpec")
     labels = [s.label for s in specs]
@@ -560,10 +583,18 @@ def _merge_parts(plan: _Plan, gathered: Sequence[Mapping[int, Mapping[str, Any]]
         return AttackResult(spec=plan.spec, correct=clean_correct.copy(), seconds=0.0, norms=np.full(len(clean_correct), math.nan),
                             note=plan.note, error=str(errors[0]))  # fmt: skip
     ordered = [parts[b] for b in sorted(parts)]
-    correct = np.concatenate([np.asarray(p["correct"], dtype=bool) for p in ordered]) if ordered else clean_correct.copy()
-    norms = np.array([math.nan if v is None else float(v) for p in ordered for v in p["norms"]], dtype=np.float64)
+    correct = (
+        np.concatenate([np.asarray(p["correct"], dtype=bool) for p in ordered])
+        if ordered
+        else clean_correct.copy()
+    )
+    norms = np.array(
+        [math.nan if v is None else float(v) for p in ordered for v in p["norms"]], dtype=np.float64
+    )
     if len(correct) != len(clean_correct) or len(norms) != len(clean_correct):
-        raise RuntimeError(f"{plan.spec.label}: merged {len(correct)} of {len(clean_correct)} points (a batch is missing)")
+        raise RuntimeError(
+            f"{plan.spec.label}: merged {len(correct)} of {len(clean_correct)} points (a batch is missing)"
+        )
     violations = sorted(int(i) for p in ordered for i in p["violation_indices"])
     return AttackResult(
         spec=plan.spec, correct=correct, seconds=float(sum(p["seconds"] for p in ordered)), norms=norms,
@@ -599,7 +630,9 @@ class _Plan:
     note: str | None
 
 
-def _plan(spec: Any, model: nn.Module, *, stochastic: bool, surrogate: nn.Module | None, eot_samples: int) -> _Plan:
+def _plan(
+    spec: Any, model: nn.Module, *, stochastic: bool, surrogate: nn.Module | None, eot_samples: int
+) -> _Plan:
     note = None
     if stochastic and spec.library == "autoattack" and spec.attack == "standard":
         accepted = ATTACKS[("autoattack", "rand")].defaults_for(spec.norm)
@@ -646,10 +679,14 @@ def _run_one(
                         surrogate_model=surrogate_model, verbose=verbose)  # fmt: skip
         adv = np.asarray(adv.detach().cpu().numpy() if isinstance(adv, torch.Tensor) else adv)
         if adv.shape != x_sub.shape:
-            raise ValueError(f"{spec.label} returned adversarials of shape {adv.shape}, expected {x_sub.shape}")
+            raise ValueError(
+                f"{spec.label} returned adversarials of shape {adv.shape}, expected {x_sub.shape}"
+            )
         bad = threat_model_violations(x_sub, adv, spec.norm, spec.eps)
         violation_set.update(int(i) for i in index[bad])
-        adv = np.where(bad.reshape((-1,) + (1,) * (adv.ndim - 1)), x_sub, np.nan_to_num(adv)).astype(np.float32)
+        adv = np.where(bad.reshape((-1,) + (1,) * (adv.ndim - 1)), x_sub, np.nan_to_num(adv)).astype(
+            np.float32
+        )
         ok = _score(model, adv, y_sub, votes=votes, seed=_stable_seed(run_seed, "score"), device=device,
                     batch_size=batch_size, num_classes=num_classes)  # fmt: skip
         correct[index] &= ok
@@ -729,7 +766,9 @@ def evaluate(
     t0 = time.perf_counter()
     dev = resolve_device(device)
     module = _as_module(model, "model").to(dev).eval()
-    surrogate_module = None if surrogate_model is None else _as_module(surrogate_model, "surrogate_model").to(dev).eval()
+    surrogate_module = (
+        None if surrogate_model is None else _as_module(surrogate_model, "surrogate_model").to(dev).eval()
+    )
     x_arr = check_images(x, "x")
     if not isinstance(overwrite, bool):
         raise TypeError(f"overwrite must be a bool, got {overwrite!r}")
@@ -746,7 +785,9 @@ def evaluate(
     stochastic = bool(_attribute(module, "stochastic", False))
     bpda_surrogate = _attribute(module, "bpda_surrogate", None)
     if bpda_surrogate is not None and not isinstance(bpda_surrogate, nn.Module):
-        raise TypeError(f"model.bpda_surrogate must be an nn.Module or None, got {type(bpda_surrogate).__name__}")
+        raise TypeError(
+            f"model.bpda_surrogate must be an nn.Module or None, got {type(bpda_surrogate).__name__}"
+        )
     if bpda_surrogate is not None:
         bpda_surrogate = bpda_surrogate.to(dev).eval()
     eot_k = DEFAULT_EOT_SAMPLES if eot_samples is None else eot_samples
@@ -792,7 +833,9 @@ def evaluate(
         bar.set_postfix_str(plan.spec.label)
         if plan.spec.library == "transfer" and surrogate_module is None:
             if rank == 0:
-                warnings.warn(f"{spec.label}: transfer attack skipped (no surrogate_model given)", stacklevel=2)
+                warnings.warn(
+                    f"{spec.label}: transfer attack skipped (no surrogate_model given)", stacklevel=2
+                )
             continue
         path = None if out_path is None else _attack_path(out_path, plan.spec)
         finished = None if path is None or rank != 0 else _load_finished(path, context)
@@ -844,7 +887,9 @@ def evaluate(
         correct_idx = np.flatnonzero(clean_correct)
         probe = correct_idx if len(correct_idx) else np.arange(len(x_arr))
         set_seed(_stable_seed(seed, "audit"))
-        gradient_stats = measure_gradients(module, x_arr[probe], y_arr[probe], device=dev, batch_size=batch_size)
+        gradient_stats = measure_gradients(
+            module, x_arr[probe], y_arr[probe], device=dev, batch_size=batch_size
+        )
         determinism = measure_determinism(module, x_arr, device=dev, batch_size=batch_size)
         flags = audit(results, gradient_stats=gradient_stats, determinism=determinism,
                       eot=stochastic and eot_k > 1, declared_stochastic=stochastic, bpda=bpda_surrogate is not None,

@@ -156,7 +156,10 @@ def _quick(*, norm: str, eps: float) -> list[AttackSpec]:
             AttackSpec("art", "square", norm, eps, {"max_iter": 200}),
         ]
     else:
-        specs += [AttackSpec("cleverhans", "sparse-l1", norm, eps), AttackSpec("foolbox", "salt-pepper", norm, eps)]
+        specs += [
+            AttackSpec("cleverhans", "sparse-l1", norm, eps),
+            AttackSpec("foolbox", "salt-pepper", norm, eps),
+        ]
     return specs
 
 
@@ -245,7 +248,9 @@ def _autoattack(*, norm: str, eps: float) -> list[AttackSpec]:
 
 def _full(*, norm: str | None, eps: float | None) -> list[AttackSpec]:
     if eps is not None and norm is None:
-        raise ValueError("suite 'full' covers linf, l2 and l1: pass norm= together with eps= to change one budget")
+        raise ValueError(
+            "suite 'full' covers linf, l2 and l1: pass norm= together with eps= to change one budget"
+        )
     specs: list[AttackSpec] = []
     for family, factory in (("linf", _linf), ("l2", _l2), ("l1", _l1)):
         budget = eps if (family == norm and eps is not None) else DEFAULT_EPS[family]
@@ -255,8 +260,15 @@ def _full(*, norm: str | None, eps: float | None) -> list[AttackSpec]:
 
 register_suite("quick", _quick, norms=("linf", "l2", "l1"),
                description="a few strong attacks, one per library (CPU demo, CI)")  # fmt: skip
-register_suite("linf", _linf, norms=("linf",), description="every linf adapter, an eps sweep and a large-eps check")
+register_suite(
+    "linf", _linf, norms=("linf",), description="every linf adapter, an eps sweep and a large-eps check"
+)
 register_suite("l2", _l2, norms=("l2",), description="every l2 adapter, an eps sweep and an unbounded C&W")
 register_suite("l1", _l1, norms=("l1",), description="every l1 adapter, an eps sweep and an unbounded EAD")
-register_suite("autoattack", _autoattack, norms=("linf", "l2"), description="AutoAttack standard (rand for stochastic models)")
+register_suite(
+    "autoattack",
+    _autoattack,
+    norms=("linf", "l2"),
+    description="AutoAttack standard (rand for stochastic models)",
+)
 register_suite("full", _full, norms=None, description="linf + l2 + l1 suites at their default budgets")

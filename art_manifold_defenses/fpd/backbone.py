@@ -41,7 +41,18 @@ __all__ = [
 ]
 
 #: Attribute names of a torchvision-style ResNet, in the order its ``forward`` applies them.
-TORCHVISION_RESNET_LAYOUT = ("conv1", "bn1", "relu", "maxpool", "layer1", "layer2", "layer3", "layer4", "avgpool", "fc")
+TORCHVISION_RESNET_LAYOUT = (
+    "conv1",
+    "bn1",
+    "relu",
+    "maxpool",
+    "layer1",
+    "layer2",
+    "layer3",
+    "layer4",
+    "avgpool",
+    "fc",
+)
 
 
 class TorchvisionResNetAdapter(nn.Module):
@@ -57,7 +68,11 @@ class TorchvisionResNetAdapter(nn.Module):
 
     def __init__(self, resnet: nn.Module) -> None:
         super().__init__()
-        missing = [name for name in TORCHVISION_RESNET_LAYOUT if not isinstance(getattr(resnet, name, None), nn.Module)]
+        missing = [
+            name
+            for name in TORCHVISION_RESNET_LAYOUT
+            if not isinstance(getattr(resnet, name, None), nn.Module)
+        ]
         if missing:
             raise TypeError(f"resnet lacks the torchvision ResNet layout: missing module(s) {missing}")
         part = {name: getattr(resnet, name) for name in TORCHVISION_RESNET_LAYOUT}

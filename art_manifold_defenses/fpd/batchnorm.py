@@ -45,14 +45,22 @@ def recalibrate_batchnorm(
         The number of batch-norm layers recalibrated (0 when the model has none; it is then left untouched).
     """
     if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 2:
-        raise ValueError(f"batch_size must be an integer >= 2 (batch statistics need two samples), got {batch_size!r}")
+        raise ValueError(
+            f"batch_size must be an integer >= 2 (batch statistics need two samples), got {batch_size!r}"
+        )
     data = torch.as_tensor(x)
     if data.dim() != 4 or data.shape[0] == 0:
         raise ValueError(f"x must be a non-empty batch of images (N, C, H, W), got shape {tuple(data.shape)}")
-    norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.track_running_stats]
+    norms = [
+        m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.track_running_stats
+    ]
     if not norms:
         return 0
-    dev = torch.device(device) if device is not None else next((p.device for p in model.parameters()), torch.device("cpu"))
+    dev = (
+        torch.device(device)
+        if device is not None
+        else next((p.device for p in model.parameters()), torch.device("cpu"))
+    )
     modes = {m: m.training for m in model.modules()}
     momenta = [m.momentum for m in norms]
     try:

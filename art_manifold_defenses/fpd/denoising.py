@@ -129,7 +129,9 @@ class InnerDenoisingLayer(nn.Module):
 
     params = ["channels", "bottleneck", "reduction", "form"]
 
-    def __init__(self, channels: int, *, bottleneck: bool = False, reduction: int = 2, form: str = "gated") -> None:
+    def __init__(
+        self, channels: int, *, bottleneck: bool = False, reduction: int = 2, form: str = "gated"
+    ) -> None:
         super().__init__()
         self.channels = channels
         self.bottleneck = bottleneck

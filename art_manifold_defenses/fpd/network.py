@@ -129,22 +129,30 @@ class FeaturePyramidDecoder(nn.Module):
         super().__init__()
         adapted = adapt_backbone(backbone)
         check_backbone(adapted)  # fails before copying anything
-        original, backbone = copy.deepcopy((backbone, adapted))  # one copy: the adapter keeps sharing the copy's layers
+        original, backbone = copy.deepcopy(
+            (backbone, adapted)
+        )  # one copy: the adapter keeps sharing the copy's layers
         stem, stages = check_backbone(backbone)
         head_linear = find_linear(getattr(backbone, "head", None))
         if in_channels is None:
             first_conv = next((m for m in stem.modules() if isinstance(m, nn.Conv2d)), None)
             if first_conv is None:
-                raise ValueError("in_channels must be given: the backbone's stem has no nn.Conv2d to read it from")
+                raise ValueError(
+                    "in_channels must be given: the backbone's stem has no nn.Conv2d to read it from"
+                )
             in_channels = first_conv.in_channels
         if num_classes is None:
             if head_linear is None:
-                raise ValueError("num_classes must be given: the backbone has no `head` with an nn.Linear to read it from")
+                raise ValueError(
+                    "num_classes must be given: the backbone has no `head` with an nn.Linear to read it from"
+                )
             num_classes = head_linear.out_features
         self.in_channels = in_channels
         self.input_size = input_size
         self.num_classes = num_classes
-        self.denoise_after = tuple(denoise_after) if isinstance(denoise_after, (list, tuple)) else denoise_after
+        self.denoise_after = (
+            tuple(denoise_after) if isinstance(denoise_after, (list, tuple)) else denoise_after
+        )
         self.bottleneck = bottleneck
         self.bottleneck_reduction = bottleneck_reduction
         self.middle_denoising_variant = middle_denoising
@@ -155,7 +163,9 @@ class FeaturePyramidDecoder(nn.Module):
         self._check_params(len(stages))
 
         probe_device = next((p.device for p in backbone.parameters()), torch.device("cpu"))
-        self._warn_if_forward_differs(original, getattr(backbone, "head", None), stem, stages, in_channels, input_size, probe_device)
+        self._warn_if_forward_differs(
+            original, getattr(backbone, "head", None), stem, stages, in_channels, input_size, probe_device
+        )
         if swap_activation:
             swap_relu_for_elu(stem)
             for stage in stages:
@@ -174,7 +184,9 @@ class FeaturePyramidDecoder(nn.Module):
         channels, sizes = self._probe(in_channels, input_size, probe_device)
         declared = getattr(backbone, "stage_channels", None)
         if declared is not None and list(declared) != channels[1:]:
-            raise ValueError(f"backbone.stage_channels={list(declared)} but the probe run found {channels[1:]}")
+            raise ValueError(
+                f"backbone.stage_channels={list(declared)} but the probe run found {channels[1:]}"
+            )
         self.stage_channels = channels[1:]
         self.inner_denoising = nn.ModuleDict(
             {
@@ -187,14 +199,21 @@ class FeaturePyramidDecoder(nn.Module):
         ratio = input_size / sizes[1]
         upsample_steps = max(0, round(math.log2(ratio))) if ratio > 0 else 0
         self.restoration = ImageRestorationModule(
-            self.stage_channels, out_channels=in_channels, fpn_channels=fpn_channels, upsample_steps=upsample_steps
+            self.stage_channels,
+            out_channels=in_channels,
+            fpn_channels=fpn_channels,
+            upsample_steps=upsample_steps,
         )
         self.middle_denoising: MiddleDenoisingLayer | None = (
             None
             if middle_denoising == "none"
             else MiddleDenoisingLayer(variant=middle_denoising, form=denoising_form, channels=in_channels)
         )
-        if head_linear is None or head_linear.in_features != self.stage_channels[-1] or head_linear.out_features != num_classes:
+        if (
+            head_linear is None
+            or head_linear.in_features != self.stage_channels[-1]
+            or head_linear.out_features != num_classes
+        ):
             head_linear = nn.Linear(self.stage_channels[-1], num_classes)
         self.head = LipschitzConstrainedClassifier(head_linear, dropout=dropout)
         self.to(probe_device if device is None else torch.device(device))
@@ -220,12 +239,18 @@ class FeaturePyramidDecoder(nn.Module):
         if not isinstance(self.bottleneck, bool):
             raise TypeError(f"bottleneck must be a bool, got {type(self.bottleneck).__name__}")
         if self.middle_denoising_variant not in MIDDLE_CHOICES:
-            raise ValueError(f"middle_denoising must be one of {MIDDLE_CHOICES}, got {self.middle_denoising_variant!r}")
+            raise ValueError(
+                f"middle_denoising must be one of {MIDDLE_CHOICES}, got {self.middle_denoising_variant!r}"
+            )
         if self.denoising_form not in DENOISING_FORMS:
             raise ValueError(f"denoising_form must be one of {DENOISING_FORMS}, got {self.denoising_form!r}")
         if not isinstance(self.swap_activation, bool):
             raise TypeError(f"swap_activation must be a bool, got {type(self.swap_activation).__name__}")
-        if not isinstance(self.dropout, (int, float)) or isinstance(self.dropout, bool) or not 0 <= self.dropout < 1:
+        if (
+            not isinstance(self.dropout, (int, float))
+            or isinstance(self.dropout, bool)
+            or not 0 <= self.dropout < 1
+        ):
             raise ValueError(f"dropout must be a number in [0, 1), got {self.dropout!r}")
 
     @staticmethod
@@ -241,7 +266,9 @@ class FeaturePyramidDecoder(nn.Module):
         modes = [m.training for m in backbone.modules()]
         backbone.eval()
         try:
-            x = torch.rand(2, in_channels, input_size, input_size, generator=torch.Generator().manual_seed(0)).to(device)
+            x = torch.rand(
+                2, in_channels, input_size, input_size, generator=torch.Generator().manual_seed(0)
+            ).to(device)
             own = backbone(x)
             out = stem(x)
             for stage in stages:
@@ -252,7 +279,11 @@ class FeaturePyramidDecoder(nn.Module):
         finally:
             for module, mode in zip(backbone.modules(), modes, strict=True):
                 module.training = mode
-        if not isinstance(own, Tensor) or own.shape != seen.shape or not torch.allclose(own, seen, rtol=1e-4, atol=1e-5):
+        if (
+            not isinstance(own, Tensor)
+            or own.shape != seen.shape
+            or not torch.allclose(own, seen, rtol=1e-4, atol=1e-5)
+        ):
             warnings.warn(
                 f"{type(backbone).__name__}.forward() computes something other than head(stages(stem(x))); the Feature "
                 "Pyramid Decoder uses only the stem, the stages and the head's last nn.Linear, so whatever else forward() "
@@ -275,7 +306,9 @@ class FeaturePyramidDecoder(nn.Module):
             for stage in self.stages:
                 out = stage(out)
                 if out.dim() != 4:
-                    raise ValueError(f"every stage must return a 4-D feature map; got shape {tuple(out.shape)}")
+                    raise ValueError(
+                        f"every stage must return a 4-D feature map; got shape {tuple(out.shape)}"
+                    )
                 channels.append(out.shape[1])
                 sizes.append(out.shape[-1])
         except RuntimeError as exc:

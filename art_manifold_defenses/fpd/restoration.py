@@ -49,7 +49,12 @@ class ImageRestorationModule(nn.Module):
     params = ["stage_channels", "out_channels", "fpn_channels", "upsample_steps"]
 
     def __init__(
-        self, stage_channels: Sequence[int], *, out_channels: int, fpn_channels: int = 256, upsample_steps: int = 2
+        self,
+        stage_channels: Sequence[int],
+        *,
+        out_channels: int,
+        fpn_channels: int = 256,
+        upsample_steps: int = 2,
     ) -> None:
         super().__init__()
         self.stage_channels = tuple(stage_channels)
@@ -77,16 +82,24 @@ class ImageRestorationModule(nn.Module):
             _positive_int(channels, f"stage_channels[{index}]")
         _positive_int(self.out_channels, "out_channels")
         _positive_int(self.fpn_channels, "fpn_channels")
-        if not isinstance(self.upsample_steps, int) or isinstance(self.upsample_steps, bool) or self.upsample_steps < 0:
+        if (
+            not isinstance(self.upsample_steps, int)
+            or isinstance(self.upsample_steps, bool)
+            or self.upsample_steps < 0
+        ):
             raise ValueError(f"upsample_steps must be a non-negative integer, got {self.upsample_steps!r}")
 
     def top_down(self, features: Sequence[Tensor]) -> Tensor:
         """Fused finest pyramid level ``p`` (before smoothing) from the stage outputs ``features`` (shallow to deep)."""
         if len(features) != len(self.stage_channels):
-            raise ValueError(f"features must hold {len(self.stage_channels)} stage outputs, got {len(features)}")
+            raise ValueError(
+                f"features must hold {len(self.stage_channels)} stage outputs, got {len(features)}"
+            )
         pyramid = self.top(features[-1])
         for lateral, feature in zip(reversed(self.laterals), reversed(features[:-1]), strict=True):
-            pyramid = F.interpolate(pyramid, size=feature.shape[-2:], mode="bilinear", align_corners=False) + lateral(feature)
+            pyramid = F.interpolate(
+                pyramid, size=feature.shape[-2:], mode="bilinear", align_corners=False
+            ) + lateral(feature)
         return pyramid
 
     def fused_smooth_and_decode(self) -> tuple[Tensor, Tensor]:
@@ -95,9 +108,13 @@ class ImageRestorationModule(nn.Module):
         width = self.fpn_channels
         smooth = self.smooth
         smooth_bias = smooth.bias if smooth.bias is not None else torch.zeros_like(smooth.weight[:, 0, 0, 0])
-        basis = torch.eye(width, dtype=smooth.weight.dtype, device=smooth.weight.device).reshape(width, width, 1, 1)
+        basis = torch.eye(width, dtype=smooth.weight.dtype, device=smooth.weight.device).reshape(
+            width, width, 1, 1
+        )
         zero = torch.zeros_like(basis[:1])
-        blocks = self.decode(torch.cat([zero, basis]))  # (1 + width, C, S, S): the affine decoder on unit vectors
+        blocks = self.decode(
+            torch.cat([zero, basis])
+        )  # (1 + width, C, S, S): the affine decoder on unit vectors
         offset = blocks[0].reshape(-1)  # decoder bias, (C*S*S,)
         linear = (blocks[1:] - blocks[:1]).reshape(width, -1).T  # (C*S*S, width)
         weight = torch.einsum("oj,jikl->oikl", linear, smooth.weight)

@@ -47,7 +47,11 @@ def paper_fpd_suite(norm: str | None = None, eps: float | None = None, *, budget
     specs: list[Any] = []
     for threat in ("linf", "l2") if norm is None else (norm,):
         e = PAPER_EPS[threat] if eps is None else float(eps)
-        pgd = {"max_iter": it["pgd"], "eps_step": 0.1, "num_random_init": 0}  # paper Sec. 4.2 / ART 0.10 defaults
+        pgd = {
+            "max_iter": it["pgd"],
+            "eps_step": 0.1,
+            "num_random_init": 0,
+        }  # paper Sec. 4.2 / ART 0.10 defaults
         if threat == "linf":
             specs += [
                 AttackSpec("art", "fgsm", "linf", e, name=f"FGSM linf {e:g}"),
@@ -59,20 +63,37 @@ def paper_fpd_suite(norm: str | None = None, eps: float | None = None, *, budget
                 AttackSpec("art", "fgm", "l2", e, name=f"FGSM l2 {e:g}"),
                 AttackSpec("art", "pgd", "l2", e, params=pgd, name=f"PGD l2 {e:g}"),
                 AttackSpec("art", "cw", "l2", e, params={"max_iter": it["cw"]}, name=f"C&W l2 {e:g}"),
-                AttackSpec("art", "deepfool", "l2", e, params={"max_iter": it["deepfool"]}, name=f"DeepFool l2 {e:g}"),
+                AttackSpec(
+                    "art", "deepfool", "l2", e, params={"max_iter": it["deepfool"]}, name=f"DeepFool l2 {e:g}"
+                ),
             ]
         specs += [
-            AttackSpec("art", "apgd-dlr", threat, e, params={"max_iter": it["apgd"]}, name=f"APGD-DLR {threat} {e:g}"),
-            AttackSpec("autoattack", "standard", threat, e, params={"steps": it["aa_steps"], "n_queries": it["aa_queries"]},
-                       name=f"AutoAttack {threat} {e:g}"),  # fmt: skip
-            AttackSpec("transfer", "transfer", threat, e,
-                       params={"base": {"library": "art", "attack": "pgd", "params": pgd}},
-                       name=f"transfer PGD {threat} {e:g}"),  # fmt: skip
+            AttackSpec(
+                "art", "apgd-dlr", threat, e, params={"max_iter": it["apgd"]}, name=f"APGD-DLR {threat} {e:g}"
+            ),
+            AttackSpec(
+                "autoattack",
+                "standard",
+                threat,
+                e,
+                params={"steps": it["aa_steps"], "n_queries": it["aa_queries"]},
+                name=f"AutoAttack {threat} {e:g}",
+            ),  # fmt: skip
+            AttackSpec(
+                "transfer",
+                "transfer",
+                threat,
+                e,
+                params={"base": {"library": "art", "attack": "pgd", "params": pgd}},
+                name=f"transfer PGD {threat} {e:g}",
+            ),  # fmt: skip
         ]
     return specs
 
 
-def register_paper_fpd_suite(*, budget: str = "paper", name: str = "paper-fpd", overwrite: bool = True) -> str:
+def register_paper_fpd_suite(
+    *, budget: str = "paper", name: str = "paper-fpd", overwrite: bool = True
+) -> str:
     """Register the suite with the evaluation harness under ``name`` (``amd evaluate --suite paper-fpd``).
 
     Paper: Li et al. 2020 (paper 002), Table 2; no equation: registers :func:`paper_fpd_suite` with the

@@ -179,7 +179,11 @@ class FPDTrainer(Trainer):
         self.verbose = verbose
         self._check_params()
         self._model = model
-        self.device = resolve_device(device) if device is not None else torch.device(getattr(classifier, "device", "cpu"))
+        self.device = (
+            resolve_device(device)
+            if device is not None
+            else torch.device(getattr(classifier, "device", "cpu"))
+        )
         if optimizer is None:
             optimizer = getattr(classifier, "optimizer", None)
         if optimizer is None:
@@ -201,9 +205,21 @@ class FPDTrainer(Trainer):
             if not positive and value < 0:
                 raise ValueError(f"{name} must be >= 0, got {value!r}")
 
-        for name in ("epsilon", "alpha1", "alpha2", "alpha2_second_pass", "weight_decay", "adversarial_eps", "adversarial_eps_step"):
+        for name in (
+            "epsilon",
+            "alpha1",
+            "alpha2",
+            "alpha2_second_pass",
+            "weight_decay",
+            "adversarial_eps",
+            "adversarial_eps_step",
+        ):
             number(name)
-        if not isinstance(self.threshold, (int, float)) or isinstance(self.threshold, bool) or np.isnan(self.threshold):
+        if (
+            not isinstance(self.threshold, (int, float))
+            or isinstance(self.threshold, bool)
+            or np.isnan(self.threshold)
+        ):
             raise TypeError(f"threshold must be a number (any sign, inf allowed), got {self.threshold!r}")
         number("lr", positive=True)
         number("grad_clip", positive=True, allow_none=True)
@@ -221,7 +237,9 @@ class FPDTrainer(Trainer):
             if not isinstance(value, int) or isinstance(value, bool) or value < 0:
                 raise ValueError(f"{name} must be a non-negative integer, got {value!r}")
         if self.adversarial_labels not in ("predicted", "true"):
-            raise ValueError(f"adversarial_labels must be 'predicted' or 'true', got {self.adversarial_labels!r}")
+            raise ValueError(
+                f"adversarial_labels must be 'predicted' or 'true', got {self.adversarial_labels!r}"
+            )
         if not isinstance(self.verbose, bool):
             raise TypeError(f"verbose must be a bool, got {type(self.verbose).__name__}")
 
@@ -268,7 +286,12 @@ class FPDTrainer(Trainer):
             if self.adversarial == "fgsm":
                 return fgsm_linf(model, x, y, eps=self.adversarial_eps)
             return pgd_linf(
-                model, x, y, eps=self.adversarial_eps, eps_step=self.adversarial_eps_step, max_iter=self.adversarial_max_iter
+                model,
+                x,
+                y,
+                eps=self.adversarial_eps,
+                eps_step=self.adversarial_eps_step,
+                max_iter=self.adversarial_max_iter,
             )
         finally:
             model.train(was_training)
@@ -278,7 +301,10 @@ class FPDTrainer(Trainer):
         the same phase of Algorithm 1, so the phase switch reads the reconstruction loss of the whole global batch."""
         if not dist_helpers.is_distributed():
             return value
-        return dist_helpers.all_reduce_sum([value], device=device if device.type == "cuda" else "cpu")[0] / dist_helpers.world_size()
+        return (
+            dist_helpers.all_reduce_sum([value], device=device if device.type == "cuda" else "cpu")[0]
+            / dist_helpers.world_size()
+        )
 
     def training_step(self, ctx: TrainContext, x: Tensor, y: Tensor) -> Mapping[str, float]:
         """One iteration of Algorithm 1 (plus adversarial examples after the delay); returns the logged values.
@@ -296,7 +322,9 @@ class FPDTrainer(Trainer):
         l2 = F.mse_loss(restored, targets)
         l2_value = self._mean_over_processes(float(l2.detach()), ctx.device)
         logs: dict[str, float] = {"l2": l2_value, "adversarial": float(adversarial_now)}
-        if l2_value > self.threshold:  # phase 1 (lines 9-10); 0 * logits keeps every parameter in the graph (no
+        if (
+            l2_value > self.threshold
+        ):  # phase 1 (lines 9-10); 0 * logits keeps every parameter in the graph (no
             # gradient flows from it), which DistributedDataParallel needs to finish its gradient reduction
             self._update(self.alpha2 * l2 + 0.0 * logits.sum(), self.phase_one_parameters())
             logs.update(loss=self.alpha2 * l2_value, phase_one=1.0)
@@ -346,21 +374,30 @@ class FPDTrainer(Trainer):
         y_np = check_labels(y, len(x_np), model.num_classes, "y")
         if validation_data is not None:
             x_val = check_images(validation_data[0], "validation_data[0]")
-            validation_data = (x_val, check_labels(validation_data[1], len(x_val), model.num_classes, "validation_data[1]"))
+            validation_data = (
+                x_val,
+                check_labels(validation_data[1], len(x_val), model.num_classes, "validation_data[1]"),
+            )
         run_seed = self.seed if seed is None else seed
         calibration = x_np
         if len(x_np) > self.bn_recalibration_samples:
-            pick = np.random.default_rng(run_seed).choice(len(x_np), self.bn_recalibration_samples, replace=False)
+            pick = np.random.default_rng(run_seed).choice(
+                len(x_np), self.bn_recalibration_samples, replace=False
+            )
             calibration = x_np[np.sort(pick)]
 
         def on_epoch_end(ctx: TrainContext, record: dict[str, float]) -> None:
             # training.train averages each logged value over the batches that logged it: phase-2 values are means
             # over the phase-2 batches
-            record["phase_two_batches"] = float(round(ctx.batches_per_epoch * (1.0 - record.get("phase_one", 1.0))))
+            record["phase_two_batches"] = float(
+                round(ctx.batches_per_epoch * (1.0 - record.get("phase_one", 1.0)))
+            )
             if self.bn_recalibration:
                 recalibrate_batchnorm(model, calibration, batch_size=batch_size, device=self.device)
             if validation_data is not None and "val_accuracy" not in record:
-                record["val_accuracy"] = evaluate_accuracy(model, validation_data[0], validation_data[1], device=self.device)
+                record["val_accuracy"] = evaluate_accuracy(
+                    model, validation_data[0], validation_data[1], device=self.device
+                )
 
         history = train(
             model, x_np, y_np, epochs=nb_epochs, batch_size=batch_size, optimizer=self.optimizer, scheduler=scheduler,

@@ -33,7 +33,14 @@ from .regularizers import (
     uses_batch_statistics,
 )
 from .relu_hooks import ReLURecorder, find_relu_modules
-from .schedules import ManifoldRegularizationSchedule, PiecewiseLinear, constant_schedule, paper_schedule
+from .schedules import (
+    PRESET_MOMENTUM,
+    ManifoldRegularizationSchedule,
+    PiecewiseLinear,
+    constant_schedule,
+    paper_schedule,
+    preset_momentum,
+)
 from .stability import relu_stability
 from .trainer import (
     ABLATIONS,
@@ -51,11 +58,13 @@ __all__ = [
     "LEGACY_READINGS",
     "ManifoldRegularizationSchedule",
     "ManifoldRegularizationTrainer",
+    "PRESET_MOMENTUM",
     "ManifoldRegularizer",
     "PiecewiseLinear",
     "ReLURecorder",
     "RegularizerOutput",
     "constant_schedule",
+    "preset_momentum",
     "dense_intrinsic_regularizer",
     "find_relu_modules",
     "fused_hamming_layer_distances",

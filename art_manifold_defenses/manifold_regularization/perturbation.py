@@ -24,7 +24,9 @@ def _check_eps_norm(eps: float, norm: str) -> None:
         raise ValueError(f"norm must be one of {NORMS}, got {norm!r}")
 
 
-def sample_maximal_perturbation(x: Tensor, *, eps: float, norm: str = "linf", generator: torch.Generator | None = None) -> Tensor:
+def sample_maximal_perturbation(
+    x: Tensor, *, eps: float, norm: str = "linf", generator: torch.Generator | None = None
+) -> Tensor:
     """A random perturbation of size exactly ``eps`` per sample, shaped like ``x``.
 
     Paper: Jin & Rinard 2020 (paper 003), Section 5.4 (a random maximal perturbation ``rho`` in ``{+-eps}^d``)
@@ -52,7 +54,9 @@ def sample_maximal_perturbation(x: Tensor, *, eps: float, norm: str = "linf", ge
     return gauss / norms * eps
 
 
-def perturbed_pair(x: Tensor, rho: Tensor, *, clip_values: tuple[float, float] | None = (0.0, 1.0)) -> tuple[Tensor, Tensor]:
+def perturbed_pair(
+    x: Tensor, rho: Tensor, *, clip_values: tuple[float, float] | None = (0.0, 1.0)
+) -> tuple[Tensor, Tensor]:
     """``(x + rho, x - rho)``, each clipped to ``clip_values`` (``None``: no clipping).
 
     Paper: Jin & Rinard 2020 (paper 003), Section 5.4 (the pair ``x+ = x + rho``, ``x- = x - rho``; no

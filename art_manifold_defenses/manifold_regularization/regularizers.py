@@ -68,7 +68,9 @@ def intrinsic_regularizer(f_plus: Tensor, f_minus: Tensor, *, scale: float = 0.5
     ``(1 / 4N) * 2 * sum_i = (1/2) mean_i``; ``scale = 1.0`` is the reading of earlier versions. Returns a scalar.
     """
     if f_plus.shape != f_minus.shape:
-        raise ValueError(f"f_plus and f_minus must have the same shape, got {tuple(f_plus.shape)} and {tuple(f_minus.shape)}")
+        raise ValueError(
+            f"f_plus and f_minus must have the same shape, got {tuple(f_plus.shape)} and {tuple(f_minus.shape)}"
+        )
     if f_plus.ndim < 1 or f_plus.shape[0] == 0:
         raise ValueError(f"f_plus must be a non-empty batch, got shape {tuple(f_plus.shape)}")
     _check_intrinsic_scale(scale, "scale")
@@ -85,14 +87,18 @@ def hamming_relaxation(z_plus: Tensor, z_minus: Tensor, *, alpha: float = 8.0) -
     they agree (1 if exactly one pre-activation is 0).
     """
     if z_plus.shape != z_minus.shape:
-        raise ValueError(f"z_plus and z_minus must have the same shape, got {tuple(z_plus.shape)} and {tuple(z_minus.shape)}")
+        raise ValueError(
+            f"z_plus and z_minus must have the same shape, got {tuple(z_plus.shape)} and {tuple(z_minus.shape)}"
+        )
     _check_alpha(alpha)
     if math.isinf(alpha):
         return (torch.sign(z_plus) - torch.sign(z_minus)).abs()
     return (torch.tanh(alpha * z_plus) - torch.tanh(alpha * z_minus)).abs()
 
 
-def hamming_layer_distances(z_plus: Sequence[Tensor], z_minus: Sequence[Tensor], *, alpha: float = 8.0) -> Tensor:
+def hamming_layer_distances(
+    z_plus: Sequence[Tensor], z_minus: Sequence[Tensor], *, alpha: float = 8.0
+) -> Tensor:
     """Per sample and per layer, the normalised relaxed Hamming distance, shape ``(batch, layers)``: for layer ``l``
     with ``n_l`` pre-activations per sample, ``||H_alpha(z+_il, z-_il)||_2 / (2 n_l)`` (section 5.4: l2 norm within
     a layer, normalised by twice the number of elements).
@@ -100,7 +106,9 @@ def hamming_layer_distances(z_plus: Sequence[Tensor], z_minus: Sequence[Tensor],
     Paper: Jin & Rinard 2020 (paper 003), eqs. 13-14 as combined in Section 5.4.
     """
     if len(z_plus) != len(z_minus):
-        raise ValueError(f"z_plus and z_minus must list the same layers, got {len(z_plus)} and {len(z_minus)}")
+        raise ValueError(
+            f"z_plus and z_minus must list the same layers, got {len(z_plus)} and {len(z_minus)}"
+        )
     if len(z_plus) == 0:
         raise ValueError("no pre-activations given: the Hamming regularizer needs at least one ReLU layer")
     columns = []
@@ -128,7 +136,9 @@ def hamming_term_from_distances(distances: Tensor, *, form: str = "squared") -> 
     """
     _check_hamming_form(form, "form")
     if distances.ndim != 2 or distances.shape[0] == 0 or distances.shape[1] == 0:
-        raise ValueError(f"distances must have shape (batch, layers) with both > 0, got {tuple(distances.shape)}")
+        raise ValueError(
+            f"distances must have shape (batch, layers) with both > 0, got {tuple(distances.shape)}"
+        )
     per_sample = distances.mean(dim=1)
     return per_sample.pow(2).mean() if form == "squared" else per_sample.mean()
 
@@ -157,7 +167,9 @@ def _pattern_disagreements(zp: Tensor, zm: Tensor, out: Tensor, buffers: tuple[T
     p_plus, p_minus = buffers
     torch.sign(zp, out=p_plus).clamp_min_(0.0)
     torch.sign(zm, out=p_minus).clamp_min_(0.0)
-    wide = None if p_plus.dtype in (torch.float32, torch.float64) else torch.float32  # half precision would round
+    wide = (
+        None if p_plus.dtype in (torch.float32, torch.float64) else torch.float32
+    )  # half precision would round
     out.add_(p_plus.sub_(p_minus).abs_().sum(dtype=wide))
 
 
@@ -168,14 +180,21 @@ def relu_pattern_disagreements(z_plus: Tensor, z_minus: Tensor) -> Tensor:
     Paper: Jin & Rinard 2020 (paper 003), Section 5.3 (the activation-pattern Hamming distance that eq. 14 relaxes).
     """
     if z_plus.shape != z_minus.shape:
-        raise ValueError(f"z_plus and z_minus must have the same shape, got {tuple(z_plus.shape)} and {tuple(z_minus.shape)}")
+        raise ValueError(
+            f"z_plus and z_minus must have the same shape, got {tuple(z_plus.shape)} and {tuple(z_minus.shape)}"
+        )
     flat_p, flat_m = z_plus.detach().reshape(-1), z_minus.detach().reshape(-1)
     count = flat_p.new_zeros((), dtype=torch.float64)
     block = max(1, min(flat_p.numel(), _HAMMING_BLOCK_BYTES // max(1, flat_p.element_size())))
     buffers = flat_p.new_empty((2, block))
     for start in range(0, flat_p.numel(), block):
         stop = min(flat_p.numel(), start + block)
-        _pattern_disagreements(flat_p[start:stop], flat_m[start:stop], count, (buffers[0, : stop - start], buffers[1, : stop - start]))
+        _pattern_disagreements(
+            flat_p[start:stop],
+            flat_m[start:stop],
+            count,
+            (buffers[0, : stop - start], buffers[1, : stop - start]),
+        )
     return count
 
 
@@ -229,7 +248,14 @@ def _hamming_norms(
 
 
 def _hamming_grads(
-    a_plus: Tensor, a_minus: Tensor, norms: Tensor, grad_output: Tensor, scale: float, alpha: float, grad_p: Tensor, grad_m: Tensor
+    a_plus: Tensor,
+    a_minus: Tensor,
+    norms: Tensor,
+    grad_output: Tensor,
+    scale: float,
+    alpha: float,
+    grad_p: Tensor,
+    grad_m: Tensor,
 ) -> None:
     """Write the gradients of ``sum_i g_i * scale * ||tanh(alpha z+_i) - tanh(alpha z-_i)||_2`` into
     ``grad_p``/``grad_m`` from the ``(norms, a+, a-)`` of :func:`_hamming_norms`, where ``g`` (``grad_output``, one
@@ -239,7 +265,9 @@ def _hamming_grads(
     A zero norm (identical rows, or differences whose squares underflow) gets a zero gradient, as torch's own norm
     backward does; clamping the norm instead would blow tiny differences up by 1/clamp.
     """
-    factor = torch.where(norms > 0, (grad_output * (scale * 8.0 * alpha)) / norms.masked_fill(norms == 0, 1.0), 0.0)
+    factor = torch.where(
+        norms > 0, (grad_output * (scale * 8.0 * alpha)) / norms.masked_fill(norms == 0, 1.0), 0.0
+    )
     factor = factor.unsqueeze(1)
     torch.mul(a_plus, factor, out=grad_p)
     torch.mul(a_minus, factor.neg_(), out=grad_m)
@@ -261,7 +289,9 @@ class _FusedHammingLayerDistances(torch.autograd.Function):
     @staticmethod
     def forward(ctx: Any, z: Tensor, batch: int, alpha: float) -> Tensor:  # type: ignore[override]
         flat = z.detach().flatten(1)
-        norms, a_plus, a_minus = _hamming_norms(flat[-2 * batch : -batch], flat[-batch:], alpha, for_backward=not math.isinf(alpha))
+        norms, a_plus, a_minus = _hamming_norms(
+            flat[-2 * batch : -batch], flat[-batch:], alpha, for_backward=not math.isinf(alpha)
+        )
         scale = 1.0 / (2 * flat.shape[1])
         ctx.save_for_backward(a_plus, a_minus, norms)
         ctx.batch, ctx.alpha, ctx.scale, ctx.shape = batch, alpha, scale, z.shape
@@ -275,7 +305,16 @@ class _FusedHammingLayerDistances(torch.autograd.Function):
         batch = ctx.batch
         grad = a_plus.new_empty((ctx.shape[0], a_plus.shape[1]))
         grad[: -2 * batch].zero_()
-        _hamming_grads(a_plus, a_minus, norms, grad_output, ctx.scale, ctx.alpha, grad[-2 * batch : -batch], grad[-batch:])
+        _hamming_grads(
+            a_plus,
+            a_minus,
+            norms,
+            grad_output,
+            ctx.scale,
+            ctx.alpha,
+            grad[-2 * batch : -batch],
+            grad[-batch:],
+        )
         return grad.view(ctx.shape), None, None
 
 
@@ -322,7 +361,12 @@ class _Workspace:
         """A free buffer with the shape, dtype and device of ``like`` (new if none), now owned by ``owner``."""
         for entry in self._entries:
             buffer, ref, _ = entry
-            if ref() is None and buffer.shape == like.shape and buffer.dtype == like.dtype and buffer.device == like.device:
+            if (
+                ref() is None
+                and buffer.shape == like.shape
+                and buffer.dtype == like.dtype
+                and buffer.device == like.device
+            ):
                 entry[1], entry[2] = weakref.ref(owner), self._call
                 return buffer  # type: ignore[no-any-return]
         buffer = torch.empty(like.shape, dtype=like.dtype, device=like.device)
@@ -356,7 +400,11 @@ class _FusedHammingPairDistances(torch.autograd.Function):
     ) -> tuple[Tensor, Tensor]:
         flat_p, flat_m = z_plus.detach().flatten(1), z_minus.detach().flatten(1)
         count = flat_p.new_zeros((), dtype=torch.float64)
-        products = None if workspace is None or math.isinf(alpha) else (workspace.take(flat_p, ctx), workspace.take(flat_m, ctx))
+        products = (
+            None
+            if workspace is None or math.isinf(alpha)
+            else (workspace.take(flat_p, ctx), workspace.take(flat_m, ctx))
+        )
         norms, a_plus, a_minus = _hamming_norms(
             flat_p, flat_m, alpha, for_backward=not math.isinf(alpha), disagreements=count, products=products
         )
@@ -367,7 +415,9 @@ class _FusedHammingPairDistances(torch.autograd.Function):
         return norms * scale, count
 
     @staticmethod
-    def backward(ctx: Any, grad_output: Tensor, _grad_count: Tensor) -> tuple[Tensor | None, Tensor | None, None, None]:  # type: ignore[override]
+    def backward(
+        ctx: Any, grad_output: Tensor, _grad_count: Tensor
+    ) -> tuple[Tensor | None, Tensor | None, None, None]:  # type: ignore[override]
         if math.isinf(ctx.alpha):
             return None, None, None, None  # sign() is flat almost everywhere
         a_plus, a_minus, norms = ctx.saved_tensors
@@ -386,12 +436,18 @@ def _pair_distances_and_disagreements(
     ``workspace``: where the saved products live (see :class:`_Workspace`)."""
     _check_alpha(alpha)
     if z_plus.shape != z_minus.shape:
-        raise ValueError(f"z_plus and z_minus must have the same shape, got {tuple(z_plus.shape)} and {tuple(z_minus.shape)}")
+        raise ValueError(
+            f"z_plus and z_minus must have the same shape, got {tuple(z_plus.shape)} and {tuple(z_minus.shape)}"
+        )
     if z_plus.ndim < 2 or z_plus.shape[0] == 0:
-        raise ValueError(f"z_plus must be a non-empty batch of shape (N, ...), got shape {tuple(z_plus.shape)}")
+        raise ValueError(
+            f"z_plus must be a non-empty batch of shape (N, ...), got shape {tuple(z_plus.shape)}"
+        )
     if not _needs_grad(z_plus, z_minus):
         count = z_plus.new_zeros((), dtype=torch.float64)
-        norms = _hamming_norms(z_plus.flatten(1), z_minus.flatten(1), float(alpha), for_backward=False, disagreements=count)[0]
+        norms = _hamming_norms(
+            z_plus.flatten(1), z_minus.flatten(1), float(alpha), for_backward=False, disagreements=count
+        )[0]
         return norms * (1.0 / (2 * z_plus[0].numel())), count
     return _FusedHammingPairDistances.apply(z_plus, z_minus, float(alpha), workspace)  # type: ignore[no-any-return]
 
@@ -412,7 +468,12 @@ def heat_kernel_weights(points: Tensor, *, scale: float) -> Tensor:
 
     Paper: Jin & Rinard 2020 (paper 003), Section 2, the heat kernel ``L_ij`` of eq. 2 (also Proposition 5.1).
     """
-    if not isinstance(scale, (int, float)) or isinstance(scale, bool) or not scale > 0 or not math.isfinite(scale):
+    if (
+        not isinstance(scale, (int, float))
+        or isinstance(scale, bool)
+        or not scale > 0
+        or not math.isfinite(scale)
+    ):
         raise ValueError(f"scale must be a finite number > 0, got {scale!r}")
     flat = points.flatten(1)
     sq = flat.pow(2).sum(dim=1)
@@ -429,7 +490,9 @@ def dense_intrinsic_regularizer(outputs: Tensor, points: Tensor, *, scale: float
     Cost and memory grow as ``M^2``; the paper trains this variant with batch 40.
     """
     if outputs.shape[0] != points.shape[0]:
-        raise ValueError(f"outputs and points must have the same number of rows, got {outputs.shape[0]} and {points.shape[0]}")
+        raise ValueError(
+            f"outputs and points must have the same number of rows, got {outputs.shape[0]} and {points.shape[0]}"
+        )
     if outputs.shape[0] == 0:
         raise ValueError("dense_intrinsic_regularizer needs a non-empty batch")
     weights = heat_kernel_weights(points.detach(), scale=scale)
@@ -454,7 +517,9 @@ def uses_batch_statistics(model: nn.Module) -> bool:
 
 def _check_alpha(alpha: float) -> None:
     if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or math.isnan(alpha) or alpha <= 0:
-        raise ValueError(f"alpha must be a number > 0 (float('inf') for the exact Hamming distance), got {alpha!r}")
+        raise ValueError(
+            f"alpha must be a number > 0 (float('inf') for the exact Hamming distance), got {alpha!r}"
+        )
 
 
 def _check_hamming_form(form: str, name: str = "hamming_form") -> None:
@@ -463,7 +528,12 @@ def _check_hamming_form(form: str, name: str = "hamming_form") -> None:
 
 
 def _check_intrinsic_scale(scale: float, name: str = "intrinsic_scale") -> None:
-    if isinstance(scale, bool) or not isinstance(scale, (int, float)) or not math.isfinite(scale) or scale <= 0:
+    if (
+        isinstance(scale, bool)
+        or not isinstance(scale, (int, float))
+        or not math.isfinite(scale)
+        or scale <= 0
+    ):
         raise ValueError(f"{name} must be a finite number > 0 (eq. 11: 0.5), got {scale!r}")
 
 
@@ -617,7 +687,12 @@ class ManifoldRegularizer:
         self._check_params()
 
     def _check_params(self) -> None:
-        if isinstance(self.eps, bool) or not isinstance(self.eps, (int, float)) or not math.isfinite(self.eps) or self.eps < 0:
+        if (
+            isinstance(self.eps, bool)
+            or not isinstance(self.eps, (int, float))
+            or not math.isfinite(self.eps)
+            or self.eps < 0
+        ):
             raise ValueError(f"eps must be a finite number >= 0, got {self.eps!r}")
         if self.norm not in NORMS:
             raise ValueError(f"norm must be one of {NORMS}, got {self.norm!r}")
@@ -630,17 +705,29 @@ class ManifoldRegularizer:
             raise ValueError("nothing to compute: intrinsic=None and hamming=False")
         _check_hamming_form(self.hamming_form)
         _check_intrinsic_scale(self.intrinsic_scale)
-        if isinstance(self.dense_scale, bool) or not isinstance(self.dense_scale, (int, float)) or not self.dense_scale > 0:
+        if (
+            isinstance(self.dense_scale, bool)
+            or not isinstance(self.dense_scale, (int, float))
+            or not self.dense_scale > 0
+        ):
             raise ValueError(f"dense_scale must be a number > 0, got {self.dense_scale!r}")
         if self.clip_values is not None:
             if len(self.clip_values) != 2 or not self.clip_values[0] < self.clip_values[1]:
-                raise ValueError(f"clip_values must be None or (low, high) with low < high, got {self.clip_values!r}")
+                raise ValueError(
+                    f"clip_values must be None or (low, high) with low < high, got {self.clip_values!r}"
+                )
         if self.functional_relus not in _FUNCTIONAL_POLICIES:
-            raise ValueError(f"functional_relus must be one of {_FUNCTIONAL_POLICIES}, got {self.functional_relus!r}")
+            raise ValueError(
+                f"functional_relus must be one of {_FUNCTIONAL_POLICIES}, got {self.functional_relus!r}"
+            )
         if not isinstance(self.shared_dropout, bool):
             raise TypeError(f"shared_dropout must be a bool, got {type(self.shared_dropout).__name__}")
-        if not self.activation_types or not all(isinstance(t, type) and issubclass(t, nn.Module) for t in self.activation_types):
-            raise TypeError(f"activation_types must be a non-empty sequence of nn.Module subclasses, got {self.activation_types!r}")
+        if not self.activation_types or not all(
+            isinstance(t, type) and issubclass(t, nn.Module) for t in self.activation_types
+        ):
+            raise TypeError(
+                f"activation_types must be a non-empty sequence of nn.Module subclasses, got {self.activation_types!r}"
+            )
         if self.batching not in BATCHING_MODES:
             raise ValueError(f"batching must be one of {BATCHING_MODES}, got {self.batching!r}")
         if self.device is not None:
@@ -668,7 +755,9 @@ class ManifoldRegularizer:
         if self.clip_values is not None:
             low, high = self.clip_values
             if float(x.min()) < low - 1e-6 or float(x.max()) > high + 1e-6:
-                raise ValueError(f"x must lie in [{low}, {high}], got values in [{float(x.min()):.4g}, {float(x.max()):.4g}]")
+                raise ValueError(
+                    f"x must lie in [{low}, {high}], got values in [{float(x.min()):.4g}, {float(x.max()):.4g}]"
+                )
         return x
 
     def __call__(
@@ -703,20 +792,26 @@ class ManifoldRegularizer:
         """
         x = self._check_batch(x)
         self._workspace.begin()
-        workspace = self._workspace if x.device.type == "cpu" else None  # other devices cache memory themselves
+        workspace = (
+            self._workspace if x.device.type == "cpu" else None
+        )  # other devices cache memory themselves
         eps = self.eps if eps is None else eps
         if perturbation is None:
             rho = sample_maximal_perturbation(x, eps=eps, norm=self.norm, generator=generator)
         else:
             if perturbation.shape != x.shape:
-                raise ValueError(f"perturbation must have the shape of x {tuple(x.shape)}, got {tuple(perturbation.shape)}")
+                raise ValueError(
+                    f"perturbation must have the shape of x {tuple(x.shape)}, got {tuple(perturbation.shape)}"
+                )
             rho = perturbation.to(device=x.device, dtype=x.dtype)
         x_plus, x_minus = perturbed_pair(x, rho, clip_values=self.clip_values)
         batch = x.shape[0]
         separate = self.resolve_batching(model, x.device) == "separate"
         if clean_backward is not None and not (separate and include_clean):
-            raise ValueError("clean_backward needs include_clean=True and separate passes (batching='separate', or 'auto' "
-                             "resolving to it: see resolve_batching)")
+            raise ValueError(
+                "clean_backward needs include_clean=True and separate passes (batching='separate', or 'auto' "
+                "resolving to it: see resolve_batching)"
+            )
         recorder = ReLURecorder(
             model, activation_types=self.activation_types, detect_functional=self.functional_relus != "ignore",
             shared_dropout_chunks=None if separate or not self.shared_dropout else (3 if include_clean else 2),
@@ -732,14 +827,18 @@ class ManifoldRegularizer:
                 model, recorder, x, x_plus, x_minus, include_clean, clean_backward
             )
         else:
-            logits, f_plus, f_minus, layers = self._concatenated_pass(model, recorder, x, x_plus, x_minus, include_clean)
+            logits, f_plus, f_minus, layers = self._concatenated_pass(
+                model, recorder, x, x_plus, x_minus, include_clean
+            )
             clean_loss = None
         self._handle_functional(recorder.functional_calls, model)
         zero = f_plus.new_zeros(())
         if self.intrinsic == "sparse":
             intrinsic = intrinsic_regularizer(f_plus, f_minus, scale=self.intrinsic_scale)
         elif self.intrinsic == "dense":
-            intrinsic = dense_intrinsic_regularizer(torch.cat([f_plus, f_minus]), torch.cat([x_plus, x_minus]), scale=self.dense_scale)
+            intrinsic = dense_intrinsic_regularizer(
+                torch.cat([f_plus, f_minus]), torch.cat([x_plus, x_minus]), scale=self.dense_scale
+            )
         else:
             intrinsic = zero
         names, columns, disagree, sizes = [], [], [], []
@@ -771,7 +870,12 @@ class ManifoldRegularizer:
 
     @staticmethod
     def _concatenated_pass(
-        model: nn.Module, recorder: ReLURecorder, x: Tensor, x_plus: Tensor, x_minus: Tensor, include_clean: bool
+        model: nn.Module,
+        recorder: ReLURecorder,
+        x: Tensor,
+        x_plus: Tensor,
+        x_minus: Tensor,
+        include_clean: bool,
     ) -> tuple[Tensor | None, Tensor, Tensor, list[tuple[str, Tensor | None, Tensor, Tensor]]]:
         """One forward pass over ``[x, x+, x-]``; layers as ``(name, stacked z, z+ rows, z- rows)``."""
         parts = [x, x_plus, x_minus] if include_clean else [x_plus, x_minus]
@@ -782,7 +886,9 @@ class ManifoldRegularizer:
         layers: list[tuple[str, Tensor | None, Tensor, Tensor]] = []
         for name, z in recorder.records:
             if z.shape[0] != batch * len(parts):
-                raise ValueError(f"ReLU layer {name!r} saw {z.shape[0]} rows for a concatenated batch of {batch * len(parts)}")
+                raise ValueError(
+                    f"ReLU layer {name!r} saw {z.shape[0]} rows for a concatenated batch of {batch * len(parts)}"
+                )
             layers.append((name, z, z[-2 * batch : -batch], z[-batch:]))
         return (chunks[0] if include_clean else None), chunks[-2], chunks[-1], layers
 
@@ -809,7 +915,9 @@ class ManifoldRegularizer:
                 if clean_backward is not None:
                     loss = clean_backward(logits)
                     if not isinstance(loss, Tensor) or loss.numel() != 1:
-                        raise ValueError(f"clean_backward must return a scalar tensor, got {type(loss).__name__}")
+                        raise ValueError(
+                            f"clean_backward must return a scalar tensor, got {type(loss).__name__}"
+                        )
                     loss.backward()
                     logits, clean_loss = logits.detach(), loss.detach()
                 recorder.next_pass()
@@ -819,11 +927,15 @@ class ManifoldRegularizer:
             f_minus = model(x_minus)
         minus_records = recorder.records
         if [name for name, _ in plus_records] != [name for name, _ in minus_records]:
-            raise ValueError("the model called different ReLU layers for x+ and x-; the Hamming term needs the same ones")
+            raise ValueError(
+                "the model called different ReLU layers for x+ and x-; the Hamming term needs the same ones"
+            )
         layers: list[tuple[str, Tensor | None, Tensor, Tensor]] = []
         for (name, z_plus), (_, z_minus) in zip(plus_records, minus_records, strict=True):
             if z_plus.shape != z_minus.shape or z_plus.shape[0] != x.shape[0]:
-                raise ValueError(f"ReLU layer {name!r} saw shapes {tuple(z_plus.shape)} and {tuple(z_minus.shape)} for a batch of {x.shape[0]}")
+                raise ValueError(
+                    f"ReLU layer {name!r} saw shapes {tuple(z_plus.shape)} and {tuple(z_minus.shape)} for a batch of {x.shape[0]}"
+                )
             layers.append((name, None, z_plus, z_minus))
         return logits, clean_loss, f_plus, f_minus, layers
 

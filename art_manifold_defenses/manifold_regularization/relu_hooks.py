@@ -31,7 +31,9 @@ _DROPOUT_ELEMENTWISE = (nn.Dropout,)
 _DROPOUT_CHANNELWISE = (nn.Dropout1d, nn.Dropout2d, nn.Dropout3d)
 
 
-def find_relu_modules(model: nn.Module, activation_types: Sequence[type[nn.Module]] = (nn.ReLU,)) -> list[tuple[str, nn.Module]]:
+def find_relu_modules(
+    model: nn.Module, activation_types: Sequence[type[nn.Module]] = (nn.ReLU,)
+) -> list[tuple[str, nn.Module]]:
     """``(qualified name, module)`` of every module of ``model`` that is an instance of ``activation_types``.
 
     Paper: Jin & Rinard 2020 (paper 003), eq. 7 (the ReLUs whose activation patterns Section 5.3 regularizes);
@@ -92,10 +94,16 @@ class ReLURecorder:
     ) -> None:
         if not isinstance(model, nn.Module):
             raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
-        if shared_dropout_chunks is not None and (not isinstance(shared_dropout_chunks, int) or shared_dropout_chunks < 2):
-            raise ValueError(f"shared_dropout_chunks must be None or an integer >= 2, got {shared_dropout_chunks!r}")
+        if shared_dropout_chunks is not None and (
+            not isinstance(shared_dropout_chunks, int) or shared_dropout_chunks < 2
+        ):
+            raise ValueError(
+                f"shared_dropout_chunks must be None or an integer >= 2, got {shared_dropout_chunks!r}"
+            )
         if not isinstance(shared_dropout_passes, bool):
-            raise TypeError(f"shared_dropout_passes must be a bool, got {type(shared_dropout_passes).__name__}")
+            raise TypeError(
+                f"shared_dropout_passes must be a bool, got {type(shared_dropout_passes).__name__}"
+            )
         self.model = model
         self.modules = find_relu_modules(model, activation_types)
         self.detect_functional = detect_functional
@@ -144,7 +152,11 @@ class ReLURecorder:
             raise ValueError(f"shared dropout needs a batch of {chunks} equal chunks, got {x.shape[0]} rows")
         p = float(getattr(module, "p", 0.0))
         head = x[: x.shape[0] // chunks]
-        shape = head.shape if isinstance(module, _DROPOUT_ELEMENTWISE) else (*head.shape[:2], *([1] * (head.ndim - 2)))
+        shape = (
+            head.shape
+            if isinstance(module, _DROPOUT_ELEMENTWISE)
+            else (*head.shape[:2], *([1] * (head.ndim - 2)))
+        )
         if self.shared_dropout_passes and self._mask_index < len(self._masks):
             mask = self._masks[self._mask_index]
             if mask.shape != shape:
@@ -186,7 +198,9 @@ class ReLURecorder:
             raise
         return self
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
         self._remove()
 
     def _remove(self) -> None:

@@ -72,7 +72,9 @@ def relu_stability(
     model = model.to(dev)
     recorder = ReLURecorder(model, activation_types=activation_types)
     if not recorder.modules:
-        raise ValueError(f"{type(model).__name__} has no {[t.__name__ for t in activation_types]} module to measure")
+        raise ValueError(
+            f"{type(model).__name__} has no {[t.__name__ for t in activation_types]} module to measure"
+        )
     generator = torch.Generator(device=dev).manual_seed(seed)
     was_training = model.training
     model.eval()
@@ -98,7 +100,11 @@ def relu_stability(
                     units = [int(z[0].numel()) for _, z in recorder.records]
                     agree_sum, unanimous_sum = np.zeros(len(names)), np.zeros(len(names))
                 # (n, sum of units) indicators: 1 where the ReLU takes the same branch at x+ and x-
-                draws.append(torch.cat([((z[:n] > 0) == (z[n:] > 0)).flatten(1).float() for _, z in recorder.records], dim=1))
+                draws.append(
+                    torch.cat(
+                        [((z[:n] > 0) == (z[n:] > 0)).flatten(1).float() for _, z in recorder.records], dim=1
+                    )
+                )
             stacked = torch.stack(draws)  # (samples, n, sum of units)
             for index, block in enumerate(stacked.split(units, dim=2)):
                 agree_sum[index] += float(block.mean(dim=0).sum())
@@ -107,7 +113,12 @@ def relu_stability(
         model.train(was_training)
     total = len(x_np)
     layers = [
-        {"name": name, "units": u, "agreement": agree_sum[i] / (total * u), "unanimous": unanimous_sum[i] / (total * u)}
+        {
+            "name": name,
+            "units": u,
+            "agreement": agree_sum[i] / (total * u),
+            "unanimous": unanimous_sum[i] / (total * u),
+        }
         for i, (name, u) in enumerate(zip(names, units, strict=True))
     ]
     weights = np.asarray(units, dtype=np.float64)
@@ -121,4 +132,3 @@ def relu_stability(
         "overall_unanimous": float(np.dot([layer["unanimous"] for layer in layers], weights) / weights.sum()),
         "layers": layers,
     }
-

@@ -14,7 +14,10 @@ __all__ = ["CURVES", "HEADLINE", "SUITE_NAME", "paper_suite", "register_paper_su
 
 SUITE_NAME = "paper-manifold-reg"
 #: headline budgets per dataset family and norm
-HEADLINE: dict[str, dict[str, float]] = {"mnist": {"linf": 0.3, "l2": 2.0}, "cifar10": {"linf": 8 / 255, "l2": 0.5}}
+HEADLINE: dict[str, dict[str, float]] = {
+    "mnist": {"linf": 0.3, "l2": 2.0},
+    "cifar10": {"linf": 8 / 255, "l2": 0.5},
+}
 #: extra budgets of the Figure 2 robustness curves
 CURVES: dict[str, dict[str, tuple[float, ...]]] = {
     "mnist": {"linf": (0.1, 0.2, 0.4), "l2": (1.0, 4.0, 6.0)},
@@ -59,13 +62,28 @@ def paper_suite(
             raise ValueError(f"norm must be 'linf', 'l2' or None, got {family!r}")
         budget = HEADLINE[dataset][family] if eps is None else float(eps)
         pgd = {"max_iter": steps, "num_random_init": restarts, "eps_step": 2.5 * budget / steps}
-        specs.append(AttackSpec("art", "pgd", family, budget, pgd, name=f"PGD-{steps}x{restarts} {family} {budget:.4g}"))
+        specs.append(
+            AttackSpec(
+                "art", "pgd", family, budget, pgd, name=f"PGD-{steps}x{restarts} {family} {budget:.4g}"
+            )
+        )
         if curves:
             for point in CURVES[dataset][family]:
                 params = {"max_iter": steps, "num_random_init": restarts, "eps_step": 2.5 * point / steps}
-                specs.append(AttackSpec("art", "pgd", family, point, params, name=f"PGD-{steps}x{restarts} {family} {point:.4g}"))
+                specs.append(
+                    AttackSpec(
+                        "art",
+                        "pgd",
+                        family,
+                        point,
+                        params,
+                        name=f"PGD-{steps}x{restarts} {family} {point:.4g}",
+                    )
+                )
         if autoattack:
-            specs.append(AttackSpec("autoattack", "standard", family, budget, name=f"AutoAttack {family} {budget:.4g}"))
+            specs.append(
+                AttackSpec("autoattack", "standard", family, budget, name=f"AutoAttack {family} {budget:.4g}")
+            )
     return specs
 
 

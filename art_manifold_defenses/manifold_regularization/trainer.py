@@ -16,9 +16,15 @@ from torch import Tensor, nn
 from ..training import StepFunction, TrainContext, train
 from ..utils import check_images, check_labels, resolve_device
 from .regularizers import ManifoldRegularizer
-from .schedules import PRESETS, ManifoldRegularizationSchedule, paper_schedule
+from .schedules import PRESETS, ManifoldRegularizationSchedule, paper_schedule, preset_momentum
 
-__all__ = ["ABLATIONS", "LEGACY_READINGS", "ManifoldRegularizationTrainer", "manifold_regularization_step", "stored_regularizer_params"]
+__all__ = [
+    "ABLATIONS",
+    "LEGACY_READINGS",
+    "ManifoldRegularizationTrainer",
+    "manifold_regularization_step",
+    "stored_regularizer_params",
+]
 
 #: The settings that older checkpoints and sidecars do not record, with the reading those versions used: the
 #: unsquared Hamming distance and no factor 1/2 on the intrinsic term.
@@ -34,8 +40,11 @@ def stored_regularizer_params(params: dict[str, Any] | None) -> dict[str, Any]:
     Paper: Jin & Rinard 2020 (paper 003), eqs. 11 and 13 (which reading of them a stored model was trained with).
     """
     if params is not None and not isinstance(params, dict):
-        raise TypeError(f"params must be a dict of stored trainer settings or None, got {type(params).__name__}")
+        raise TypeError(
+            f"params must be a dict of stored trainer settings or None, got {type(params).__name__}"
+        )
     return {**LEGACY_READINGS, **(params or {})}
+
 
 #: ablation name -> (intrinsic term, Hamming term)
 ABLATIONS: dict[str, tuple[str | None, bool]] = {
@@ -46,7 +55,9 @@ ABLATIONS: dict[str, tuple[str | None, bool]] = {
 }
 
 
-def manifold_regularization_step(regularizer: ManifoldRegularizer, schedule: ManifoldRegularizationSchedule) -> StepFunction:
+def manifold_regularization_step(
+    regularizer: ManifoldRegularizer, schedule: ManifoldRegularizationSchedule
+) -> StepFunction:
     """A step function for :func:`art_manifold_defenses.training.train` implementing eq. 15:
     ``CE(f(x), y) + gamma_I * intrinsic + gamma_H * Hamming`` (weight decay, the ambient term, is the optimizer's).
     Besides the terms it logs ``hamming_distance``, the batch mean of the per-sample distance ``d_H(x+, x-)`` that
@@ -72,7 +83,9 @@ def manifold_regularization_step(regularizer: ManifoldRegularizer, schedule: Man
             # back-propagate the clean cross-entropy before the x+/x- passes run (one graph alive at a time); the
             # gradients add up to those of the whole loss
             ctx.optimizer.zero_grad(set_to_none=True)
-            out = regularizer(ctx.model, x, eps=values["epsilon"], clean_backward=lambda logits: F.cross_entropy(logits, y))
+            out = regularizer(
+                ctx.model, x, eps=values["epsilon"], clean_backward=lambda logits: F.cross_entropy(logits, y)
+            )
             assert out.logits is not None and out.clean_loss is not None
             cross_entropy = out.clean_loss
             penalty = gamma_i * out.intrinsic + gamma_h * out.hamming
@@ -86,7 +99,9 @@ def manifold_regularization_step(regularizer: ManifoldRegularizer, schedule: Man
         with torch.no_grad():  # one device-to-host transfer for every logged value
             accuracy = (out.logits.argmax(1) == y).float().mean()
             distance = out.layer_hamming.mean() if out.layer_hamming.numel() else out.hamming.new_zeros(())
-            values_on_host = torch.stack([loss, cross_entropy, out.intrinsic, out.hamming, accuracy, distance]).tolist()
+            values_on_host = torch.stack(
+                [loss, cross_entropy, out.intrinsic, out.hamming, accuracy, distance]
+            ).tolist()
             total, ce, intrinsic, hamming, acc, hamming_distance = values_on_host
         if not math.isfinite(total):
             raise FloatingPointError(
@@ -99,7 +114,9 @@ def manifold_regularization_step(regularizer: ManifoldRegularizer, schedule: Man
             if penalty.requires_grad:
                 penalty.backward()
             if ctx.grad_clip is not None:
-                torch.nn.utils.clip_grad_norm_([p for g in ctx.optimizer.param_groups for p in g["params"]], ctx.grad_clip)
+                torch.nn.utils.clip_grad_norm_(
+                    [p for g in ctx.optimizer.param_groups for p in g["params"]], ctx.grad_clip
+                )
             ctx.optimizer.step()
         logs = {
             "loss": total,
@@ -180,8 +197,10 @@ class ManifoldRegularizationTrainer(Trainer):
         dense_scale: heat-kernel scale of the dense ablation (paper: 2).
         lr_peak: peak learning rate of a preset schedule (paper: 0.1).
         weight_decay: gamma_K (paper: 5e-4) for the default SGD optimizer.
-        momentum: SGD momentum of the default optimizer. The paper names SGD and Maini et al.'s learning-rate schedule
-            but no momentum; 0.9 (the default) is what Maini et al. train with; ``momentum=0`` is plain SGD.
+        momentum: SGD momentum of the default optimizer; ``None`` (default): the preset's
+            (:data:`~art_manifold_defenses.manifold_regularization.schedules.PRESET_MOMENTUM`: 0.9 for ``"cifar10"`` and
+            ``"verification"`` as Maini et al.; 0 for ``"mnist"``, where 0.9 diverged at the learning-rate peak on C&W's
+            net), 0.9 for a hand-built schedule. The paper names SGD and Maini et al.'s schedule but no momentum.
         optimizer: a torch optimizer over the model's parameters to use instead of SGD (the schedule's learning
             rate, if any, is still written into it).
         shared_dropout: one dropout mask for x, x+, x- (see :class:`ManifoldRegularizer`).
@@ -214,7 +233,7 @@ class ManifoldRegularizationTrainer(Trainer):
         dense_scale: float = 2.0,
         lr_peak: float = 0.1,
         weight_decay: float = 5e-4,
-        momentum: float = 0.9,
+        momentum: float | None = None,
         optimizer: torch.optim.Optimizer | None = None,
         shared_dropout: bool = True,
         functional_relus: str = "raise",
@@ -226,7 +245,9 @@ class ManifoldRegularizationTrainer(Trainer):
     ) -> None:
         model = getattr(classifier, "model", None)
         if not isinstance(model, nn.Module):
-            raise TypeError(f"classifier must be an ART PyTorchClassifier (with a torch model), got {type(classifier).__name__}")
+            raise TypeError(
+                f"classifier must be an ART PyTorchClassifier (with a torch model), got {type(classifier).__name__}"
+            )
         super().__init__(classifier)
         self.schedule = schedule
         self.ablation = ablation
@@ -252,19 +273,36 @@ class ManifoldRegularizationTrainer(Trainer):
     def _check_params(self) -> None:
         if isinstance(self.schedule, str):
             if self.schedule not in PRESETS:
-                raise ValueError(f"schedule must be a ManifoldRegularizationSchedule or one of {sorted(PRESETS)}, got {self.schedule!r}")
+                raise ValueError(
+                    f"schedule must be a ManifoldRegularizationSchedule or one of {sorted(PRESETS)}, got {self.schedule!r}"
+                )
         elif not isinstance(self.schedule, ManifoldRegularizationSchedule):
-            raise TypeError(f"schedule must be a ManifoldRegularizationSchedule or a preset name, got {type(self.schedule).__name__}")
+            raise TypeError(
+                f"schedule must be a ManifoldRegularizationSchedule or a preset name, got {type(self.schedule).__name__}"
+            )
         if self.ablation not in ABLATIONS:
             raise ValueError(f"ablation must be one of {sorted(ABLATIONS)}, got {self.ablation!r}")
         for name in ("lr_peak", "weight_decay"):
             value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
+            if (
+                isinstance(value, bool)
+                or not isinstance(value, (int, float))
+                or not math.isfinite(value)
+                or value < 0
+            ):
                 raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
-        if isinstance(self.momentum, bool) or not isinstance(self.momentum, (int, float)) or not 0 <= self.momentum < 1:
-            raise ValueError(f"momentum must be a number in [0, 1), got {self.momentum!r}")
+        if self.momentum is not None and (
+            isinstance(self.momentum, bool)
+            or not isinstance(self.momentum, (int, float))
+            or not 0 <= self.momentum < 1
+        ):
+            raise ValueError(
+                f"momentum must be a number in [0, 1) or None (the preset's), got {self.momentum!r}"
+            )
         if self.optimizer is not None and not isinstance(self.optimizer, torch.optim.Optimizer):
-            raise TypeError(f"optimizer must be a torch.optim.Optimizer or None, got {type(self.optimizer).__name__}")
+            raise TypeError(
+                f"optimizer must be a torch.optim.Optimizer or None, got {type(self.optimizer).__name__}"
+            )
         if isinstance(self.seed, bool) or not isinstance(self.seed, int):
             raise TypeError(f"seed must be an int, got {type(self.seed).__name__}")
         if not isinstance(self.verbose, bool):
@@ -300,8 +338,12 @@ class ManifoldRegularizationTrainer(Trainer):
             "schedule": schedule, "ablation": self.ablation, "alpha": self.alpha, "hamming_form": self.hamming_form,
             "intrinsic_scale": self.intrinsic_scale, "norm": self.norm,
             "dense_scale": self.dense_scale, "lr_peak": self.lr_peak, "weight_decay": self.weight_decay,
-            "momentum": self.momentum, "shared_dropout": self.shared_dropout, "batching": self.batching, "seed": self.seed,
+            "momentum": self.resolved_momentum(), "shared_dropout": self.shared_dropout, "batching": self.batching, "seed": self.seed,
         }  # fmt: skip
+
+    def resolved_momentum(self) -> float:
+        """The SGD momentum the default optimizer uses: ``momentum``, or the preset's when it is ``None``."""
+        return float(preset_momentum(self.schedule) if self.momentum is None else self.momentum)
 
     def _training_model(self) -> nn.Module:
         model: nn.Module = self._classifier.model
@@ -342,8 +384,12 @@ class ManifoldRegularizationTrainer(Trainer):
         """
         nb_classes = int(self._classifier.nb_classes)
         clip = getattr(self._classifier, "clip_values", None)
-        x_np = check_images(x, "x", clip_values=None if clip is None else (float(np.min(clip[0])), float(np.max(clip[1]))),
-                            ndim=max(np.ndim(x), 2))
+        x_np = check_images(
+            x,
+            "x",
+            clip_values=None if clip is None else (float(np.min(clip[0])), float(np.max(clip[1]))),
+            ndim=max(np.ndim(x), 2),
+        )
         y_np = check_labels(y, len(x_np), nb_classes, "y")
         val = None
         if validation_data is not None:
@@ -361,7 +407,12 @@ class ManifoldRegularizationTrainer(Trainer):
         model = self._training_model().to(device)
         optimizer = self.optimizer
         if optimizer is None:
-            optimizer = torch.optim.SGD(model.parameters(), lr=self.lr_peak, momentum=self.momentum, weight_decay=self.weight_decay)
+            optimizer = torch.optim.SGD(
+                model.parameters(),
+                lr=self.lr_peak,
+                momentum=self.resolved_momentum(),
+                weight_decay=self.weight_decay,
+            )
         step = manifold_regularization_step(self._make_regularizer(), schedule)
         self.history = train(
             model, x_np, y_np, epochs=nb_epochs, batch_size=batch_size, optimizer=optimizer, step_fn=step, device=device,

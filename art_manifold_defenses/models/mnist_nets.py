@@ -12,7 +12,9 @@ def _require(size: int, minimum: int, name: str) -> None:
         raise ValueError(f"input_size={size} is too small for {name}; it needs at least {minimum}")
 
 
-def _carlini_wagner_layers(in_channels: int, num_classes: int, side: int, padding: int, activation: str) -> nn.Sequential:
+def _carlini_wagner_layers(
+    in_channels: int, num_classes: int, side: int, padding: int, activation: str
+) -> nn.Sequential:
     """C&W's MNIST layer stack: conv 3x3 32, 32, max-pool 2, 64, 64, max-pool 2, flatten (64 x ``side`` x ``side``),
     FC 200, dropout 0.5, FC 200, FC ``num_classes``; every conv padded by ``padding``."""
     act = lambda: make_activation(activation)  # noqa: E731
@@ -31,7 +33,9 @@ def _carlini_wagner_layers(in_channels: int, num_classes: int, side: int, paddin
     )  # fmt: skip
 
 
-def cw_mnist(in_channels: int = 1, num_classes: int = 10, input_size: int = 28, activation: str = "relu") -> nn.Sequential:
+def cw_mnist(
+    in_channels: int = 1, num_classes: int = 10, input_size: int = 28, activation: str = "relu"
+) -> nn.Sequential:
     """Carlini & Wagner's MNIST net with 'same' padding (papers 000 and 003): 4 conv 3x3 (32, 32, 64, 64, same
     padding) with two max-pools, then FC200, dropout 0.5, FC200, FC``num_classes``; PyTorch's default initialisation.
 
@@ -43,7 +47,9 @@ def cw_mnist(in_channels: int = 1, num_classes: int = 10, input_size: int = 28, 
     return _carlini_wagner_layers(in_channels, num_classes, input_size // 2 // 2, 1, activation)
 
 
-def cw_mnist_paper(in_channels: int = 1, num_classes: int = 10, input_size: int = 28, activation: str = "relu") -> nn.Sequential:
+def cw_mnist_paper(
+    in_channels: int = 1, num_classes: int = 10, input_size: int = 28, activation: str = "relu"
+) -> nn.Sequential:
     """Carlini & Wagner's MNIST net exactly as their code builds it (paper 003): 3x3 **valid** convs 32, 32,
     max-pool 2, 64, 64, max-pool 2, flatten (1,024 features at 28x28), FC 200, ReLU, dropout 0.5, FC 200, ReLU,
     FC ``num_classes``; Glorot-uniform weights and zero biases (Keras' defaults, which their code uses).
@@ -61,14 +67,20 @@ def cw_mnist_paper(in_channels: int = 1, num_classes: int = 10, input_size: int 
     model = _carlini_wagner_layers(in_channels, num_classes, side, 0, activation)
     for module in model.modules():
         if isinstance(module, (nn.Conv2d, nn.Linear)):
-            nn.init.xavier_uniform_(module.weight)  # Glorot uniform: fans of a conv include its kernel size, as in Keras
+            nn.init.xavier_uniform_(
+                module.weight
+            )  # Glorot uniform: fans of a conv include its kernel size, as in Keras
             if module.bias is not None:
                 nn.init.zeros_(module.bias)
     return model
 
 
 def cleverhans_cnn(
-    in_channels: int = 1, num_classes: int = 10, input_size: int = 28, activation: str = "relu", width: int = 16
+    in_channels: int = 1,
+    num_classes: int = 10,
+    input_size: int = 28,
+    activation: str = "relu",
+    width: int = 16,
 ) -> nn.Sequential:
     """CleverHans' basic 3-layer CNN (paper 001): conv ``width`` 8x8/2 same, conv 2*width 6x6/2 valid,
     conv 2*width 5x5/1 valid, flatten, linear. ``width=16`` as in the paper authors' code (CleverHans' tutorial uses 64)."""
@@ -89,7 +101,9 @@ def cleverhans_cnn(
     )  # fmt: skip
 
 
-def tramer_a(in_channels: int = 1, num_classes: int = 10, input_size: int = 28, activation: str = "relu") -> nn.Sequential:
+def tramer_a(
+    in_channels: int = 1, num_classes: int = 10, input_size: int = 28, activation: str = "relu"
+) -> nn.Sequential:
     """Tramèr et al.'s MNIST model A (paper 004): conv64 5x5, conv64 5x5 (valid), dropout .25, FC128, dropout .5, FC.
 
     Architecture: model A of Tramèr et al. 2018, used by Li et al. 2019 (paper 004) for MNIST; no equation.
@@ -108,7 +122,9 @@ def tramer_a(in_channels: int = 1, num_classes: int = 10, input_size: int = 28, 
     )  # fmt: skip
 
 
-def wong_small(in_channels: int = 1, num_classes: int = 10, input_size: int = 28, activation: str = "relu") -> nn.Sequential:
+def wong_small(
+    in_channels: int = 1, num_classes: int = 10, input_size: int = 28, activation: str = "relu"
+) -> nn.Sequential:
     """Wong et al.'s small verification CNN as read for paper 003: conv16 4x4/2 pad 1, conv32 4x4/2 pad 1, FC128, FC.
     Only Conv2d/ReLU/Flatten/Linear, so the exact verifier can encode it.
 

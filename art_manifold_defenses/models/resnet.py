@@ -33,7 +33,9 @@ class BasicBlock(nn.Module):
         self.act2 = make_activation(activation)
         self.shortcut: nn.Module = nn.Identity()
         if stride != 1 or in_planes != planes:
-            self.shortcut = nn.Sequential(nn.Conv2d(in_planes, planes, 1, stride=stride, bias=False), nn.BatchNorm2d(planes))
+            self.shortcut = nn.Sequential(
+                nn.Conv2d(in_planes, planes, 1, stride=stride, bias=False), nn.BatchNorm2d(planes)
+            )
 
     def forward(self, x: Tensor) -> Tensor:
         out = self.act1(self.bn1(self.conv1(x)))
@@ -60,7 +62,9 @@ class Bottleneck(nn.Module):
         self.act3 = make_activation(activation)
         self.shortcut: nn.Module = nn.Identity()
         if stride != 1 or in_planes != out_planes:
-            self.shortcut = nn.Sequential(nn.Conv2d(in_planes, out_planes, 1, stride=stride, bias=False), nn.BatchNorm2d(out_planes))
+            self.shortcut = nn.Sequential(
+                nn.Conv2d(in_planes, out_planes, 1, stride=stride, bias=False), nn.BatchNorm2d(out_planes)
+            )
 
     def forward(self, x: Tensor) -> Tensor:
         out = self.act1(self.bn1(self.conv1(x)))
@@ -103,7 +107,11 @@ class ResNet(nn.Module):
                 nn.MaxPool2d(3, stride=2, padding=1),
             )
         elif stem == "small":
-            self.stem = nn.Sequential(nn.Conv2d(in_channels, 64, 3, padding=1, bias=False), nn.BatchNorm2d(64), make_activation(activation))
+            self.stem = nn.Sequential(
+                nn.Conv2d(in_channels, 64, 3, padding=1, bias=False),
+                nn.BatchNorm2d(64),
+                make_activation(activation),
+            )
         else:
             raise ValueError(f"stem must be 'auto', 'imagenet' or 'small', got {stem!r}")
         self.stem_type = stem
@@ -135,13 +143,33 @@ class ResNet(nn.Module):
         return self.head(self.forward_features(x)[-1])
 
 
-def _resnet(block: type[BasicBlock] | type[Bottleneck], layers: Sequence[int], in_channels: int, num_classes: int,
-            input_size: int, activation: str, stem: str) -> ResNet:
-    return ResNet(block, layers, in_channels=in_channels, num_classes=num_classes, input_size=input_size,
-                  activation=activation, stem=stem)
+def _resnet(
+    block: type[BasicBlock] | type[Bottleneck],
+    layers: Sequence[int],
+    in_channels: int,
+    num_classes: int,
+    input_size: int,
+    activation: str,
+    stem: str,
+) -> ResNet:
+    return ResNet(
+        block,
+        layers,
+        in_channels=in_channels,
+        num_classes=num_classes,
+        input_size=input_size,
+        activation=activation,
+        stem=stem,
+    )
 
 
-def resnet18(in_channels: int = 3, num_classes: int = 10, input_size: int = 32, activation: str = "relu", stem: str = "auto") -> ResNet:
+def resnet18(
+    in_channels: int = 3,
+    num_classes: int = 10,
+    input_size: int = 32,
+    activation: str = "relu",
+    stem: str = "auto",
+) -> ResNet:
     """ResNet-18 (BasicBlock, [2, 2, 2, 2]).
 
     Architecture of He et al. 2016 (ResNet-18); no equation.
@@ -149,7 +177,13 @@ def resnet18(in_channels: int = 3, num_classes: int = 10, input_size: int = 32, 
     return _resnet(BasicBlock, (2, 2, 2, 2), in_channels, num_classes, input_size, activation, stem)
 
 
-def resnet50(in_channels: int = 3, num_classes: int = 10, input_size: int = 32, activation: str = "relu", stem: str = "auto") -> ResNet:
+def resnet50(
+    in_channels: int = 3,
+    num_classes: int = 10,
+    input_size: int = 32,
+    activation: str = "relu",
+    stem: str = "auto",
+) -> ResNet:
     """ResNet-50 (Bottleneck, [3, 4, 6, 3]).
 
     Architecture of He et al. 2016 (ResNet-50); no equation.
@@ -157,7 +191,13 @@ def resnet50(in_channels: int = 3, num_classes: int = 10, input_size: int = 32, 
     return _resnet(Bottleneck, (3, 4, 6, 3), in_channels, num_classes, input_size, activation, stem)
 
 
-def resnet101(in_channels: int = 3, num_classes: int = 10, input_size: int = 32, activation: str = "relu", stem: str = "auto") -> ResNet:
+def resnet101(
+    in_channels: int = 3,
+    num_classes: int = 10,
+    input_size: int = 32,
+    activation: str = "relu",
+    stem: str = "auto",
+) -> ResNet:
     """ResNet-101 (Bottleneck, [3, 4, 23, 3]), the FPD paper's backbone.
 
     Architecture of He et al. 2016 (ResNet-101), used by Li et al. 2020 (paper 002), Table 2; no equation.
@@ -211,18 +251,36 @@ class PreActResNet18(nn.Module):
         mean, std = normalize if normalize is not None else ((0.0,), (1.0,))
         self.mean: Tensor
         self.std: Tensor
-        self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1), persistent=self.normalize)
-        self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1), persistent=self.normalize)
-        self.stem = nn.Sequential(nn.Conv2d(in_channels, 64, 3, padding=1, bias=False), nn.BatchNorm2d(64), make_activation(activation))
+        self.register_buffer(
+            "mean", torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1), persistent=self.normalize
+        )
+        self.register_buffer(
+            "std", torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1), persistent=self.normalize
+        )
+        self.stem = nn.Sequential(
+            nn.Conv2d(in_channels, 64, 3, padding=1, bias=False),
+            nn.BatchNorm2d(64),
+            make_activation(activation),
+        )
         stages, in_planes = [], 64
         for index, width in enumerate((64, 128, 256, 512)):
             stride = 1 if index == 0 else 2
-            stages.append(nn.Sequential(PreActBlock(in_planes, width, stride, activation), PreActBlock(width, width, 1, activation)))
+            stages.append(
+                nn.Sequential(
+                    PreActBlock(in_planes, width, stride, activation),
+                    PreActBlock(width, width, 1, activation),
+                )
+            )
             in_planes = width
         self.stages = nn.ModuleList(stages)
         self.stage_channels = [64, 128, 256, 512]
-        self.head = nn.Sequential(nn.BatchNorm2d(512), make_activation(activation), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
-                                  nn.Linear(512, num_classes))
+        self.head = nn.Sequential(
+            nn.BatchNorm2d(512),
+            make_activation(activation),
+            nn.AdaptiveAvgPool2d(1),
+            nn.Flatten(),
+            nn.Linear(512, num_classes),
+        )
         self.num_classes = num_classes
 
     def forward(self, x: Tensor) -> Tensor:
@@ -235,7 +293,10 @@ class PreActResNet18(nn.Module):
 
 
 def preact_resnet18(
-    in_channels: int = 3, num_classes: int = 10, input_size: int = 32, activation: str = "relu",
+    in_channels: int = 3,
+    num_classes: int = 10,
+    input_size: int = 32,
+    activation: str = "relu",
     normalize: tuple[Sequence[float], Sequence[float]] | None = None,
 ) -> PreActResNet18:
     """PreAct ResNet-18 (paper 003).

@@ -8,7 +8,9 @@ from torch import Tensor, nn
 from .common import check_positive, make_activation
 
 
-def stn_cifar(in_channels: int = 3, num_classes: int = 10, input_size: int = 32, activation: str = "elu") -> nn.Sequential:
+def stn_cifar(
+    in_channels: int = 3, num_classes: int = 10, input_size: int = 32, activation: str = "elu"
+) -> nn.Sequential:
     """Paper 004's seven-conv CIFAR net: conv96 5x5, conv96 1x1, maxpool 3/2, dropout .5, conv192 5x5, conv192 1x1,
     maxpool 3/2, dropout .5, conv256 3x3, conv256 1x1, conv``num_classes`` 1x1, global average pool. ELU by default
     as in the authors' model files; "same" padding throughout."""
@@ -31,10 +33,31 @@ def stn_cifar(in_channels: int = 3, num_classes: int = 10, input_size: int = 32,
     )  # fmt: skip
 
 
-VGG16_CONFIG: tuple[int | str, ...] = (64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512, "M")
+VGG16_CONFIG: tuple[int | str, ...] = (
+    64,
+    64,
+    "M",
+    128,
+    128,
+    "M",
+    256,
+    256,
+    256,
+    "M",
+    512,
+    512,
+    512,
+    "M",
+    512,
+    512,
+    512,
+    "M",
+)
 
 
-def vgg16(in_channels: int = 3, num_classes: int = 10, input_size: int = 32, activation: str = "relu") -> nn.Sequential:
+def vgg16(
+    in_channels: int = 3, num_classes: int = 10, input_size: int = 32, activation: str = "relu"
+) -> nn.Sequential:
     """The CIFAR VGG-16 variant of paper 000: 13 conv 3x3 (each conv -> act -> BN), dropout 0.3 in the first block
     and 0.4 in the others between convolutions, five max-pools (ceil mode, so 28x28 inputs work), dropout 0.5,
     FC512-act-BN-dropout 0.5, FC."""
@@ -47,7 +70,11 @@ def vgg16(in_channels: int = 3, num_classes: int = 10, input_size: int = 32, act
             block += 1
             continue
         width = int(item)  # an int: "M" entries were handled above
-        layers += [nn.Conv2d(channels, width, 3, padding=1), make_activation(activation), nn.BatchNorm2d(width)]
+        layers += [
+            nn.Conv2d(channels, width, 3, padding=1),
+            make_activation(activation),
+            nn.BatchNorm2d(width),
+        ]
         channels = width
         next_is_pool = VGG16_CONFIG[index + 1] == "M"
         if not next_is_pool:
@@ -69,10 +96,23 @@ class UNet(nn.Module):
     (paper 001), Table 4; no equation.
     """
 
-    def __init__(self, in_channels: int = 3, num_classes: int = 2, input_size: int = 64, activation: str = "relu",
-                 base_width: int = 16, depth: int = 2) -> None:
+    def __init__(
+        self,
+        in_channels: int = 3,
+        num_classes: int = 2,
+        input_size: int = 64,
+        activation: str = "relu",
+        base_width: int = 16,
+        depth: int = 2,
+    ) -> None:
         super().__init__()
-        check_positive(in_channels=in_channels, num_classes=num_classes, input_size=input_size, base_width=base_width, depth=depth)
+        check_positive(
+            in_channels=in_channels,
+            num_classes=num_classes,
+            input_size=input_size,
+            base_width=base_width,
+            depth=depth,
+        )
         if input_size % (2**depth):
             raise ValueError(f"input_size={input_size} must be divisible by 2**depth={2**depth}")
 

@@ -93,7 +93,17 @@ class RadialBasisMapping(nn.Module):
           this defence (Croce & Hein 2020) reports 0% robust accuracy at epsilon 0.3 on MNIST.
     """
 
-    params = ["in_channels", "n_centers", "variant", "out_channels", "epsilon", "beta_init", "init", "fused", "chunk_rows"]
+    params = [
+        "in_channels",
+        "n_centers",
+        "variant",
+        "out_channels",
+        "epsilon",
+        "beta_init",
+        "init",
+        "fused",
+        "chunk_rows",
+    ]
 
     def __init__(
         self,
@@ -149,9 +159,17 @@ class RadialBasisMapping(nn.Module):
                 raise ValueError(
                     f"variant='authors_code' ties out_channels to in_channels={self.in_channels}; got out_channels={self.out_channels}"
                 )
-        if not isinstance(self.epsilon, (int, float)) or isinstance(self.epsilon, bool) or not (self.epsilon >= 0.0):
+        if (
+            not isinstance(self.epsilon, (int, float))
+            or isinstance(self.epsilon, bool)
+            or not (self.epsilon >= 0.0)
+        ):
             raise ValueError(f"epsilon must be a non-negative number, got {self.epsilon!r}")
-        if not isinstance(self.beta_init, (int, float)) or isinstance(self.beta_init, bool) or not (0.0 < self.beta_init < 1e6):
+        if (
+            not isinstance(self.beta_init, (int, float))
+            or isinstance(self.beta_init, bool)
+            or not (0.0 < self.beta_init < 1e6)
+        ):
             raise ValueError(f"beta_init must be a positive number, got {self.beta_init!r}")
         if self.init not in INITS:
             raise ValueError(f"init must be one of {INITS}, got {self.init!r}")
@@ -192,7 +210,9 @@ class RadialBasisMapping(nn.Module):
         if self.fused:
             return self._fused(x, concat=False)
         n, _, h, w = x.shape
-        f = x.permute(0, 2, 3, 1).reshape(n * h * w, self.in_channels)  # one contiguous feature vector per position
+        f = x.permute(0, 2, 3, 1).reshape(
+            n * h * w, self.in_channels
+        )  # one contiguous feature vector per position
         phi = radial_basis_activation(self.distances(f), self.beta)
         g = nn.functional.linear(phi, self.weight, self.bias)
         return g.view(n, h, w, self.out_channels).permute(0, 3, 1, 2)
@@ -210,19 +230,36 @@ class RadialBasisMapping(nn.Module):
             center_matrix = self.centers @ matrix  # C M: (P, K)
             center_norms = (center_matrix * self.centers).sum(-1)  # c_k^T M c_k: (P,)
             out = _PaperMapping.apply(
-                x, matrix, center_matrix, center_norms, self.beta, self.weight, self.bias, concat, self.chunk_rows
+                x,
+                matrix,
+                center_matrix,
+                center_norms,
+                self.beta,
+                self.weight,
+                self.bias,
+                concat,
+                self.chunk_rows,
             )
         else:
             ones = torch.ones(self.in_channels, device=matrix.device, dtype=matrix.dtype)
             total = matrix.sum()  # 1^T T 1
-            linear = ones @ matrix @ self.centers + ones @ matrix.T @ self.centers  # 1^T T C_:k + C_:k^T T 1: (K,)
+            linear = (
+                ones @ matrix @ self.centers + ones @ matrix.T @ self.centers
+            )  # 1^T T C_:k + C_:k^T T 1: (K,)
             constant = ((matrix @ self.centers) * self.centers).sum(0)  # C_:k^T T C_:k: (K,)
-            out = _AuthorsMapping.apply(x, total, linear, constant, self.beta, self.weight, self.bias, concat, self.chunk_rows)
+            out = _AuthorsMapping.apply(
+                x, total, linear, constant, self.beta, self.weight, self.bias, concat, self.chunk_rows
+            )
         return out  # type: ignore[no-any-return]
 
     @torch.no_grad()
     def initialize_from_features(
-        self, x: Tensor, *, iterations: int = 20, generator: torch.Generator | None = None, max_points: int = 20000
+        self,
+        x: Tensor,
+        *,
+        iterations: int = 20,
+        generator: torch.Generator | None = None,
+        max_points: int = 20000,
     ) -> None:
         """Set the centres by k-means (k-means++ seeding, Lloyd iterations) of the feature vectors of a batch.
 
@@ -279,7 +316,6 @@ def radial_basis_activation(distance: Tensor, beta: Tensor) -> Tensor:
     return torch.exp(-beta * distance)
 
 
-
 #: Distances and quadratic forms provably below this fraction of the dtype's largest value cannot overflow on the way.
 _SAFE_FRACTION = 0.01
 #: On CPU the fused path works through the positions in chunks of about this many rows (whole images), so that each
@@ -290,7 +326,9 @@ CPU_CHUNK_ROWS = 4096
 def _image_chunks(x: Tensor, chunk_rows: int | None) -> list[tuple[int, int]]:
     """Ranges of whole images [a, b) with about ``chunk_rows`` positions each (one chunk off the CPU by default)."""
     n, _, h, w = x.shape
-    target = chunk_rows if chunk_rows is not None else (CPU_CHUNK_ROWS if x.device.type == "cpu" else n * h * w)
+    target = (
+        chunk_rows if chunk_rows is not None else (CPU_CHUNK_ROWS if x.device.type == "cpu" else n * h * w)
+    )
     step = max(1, target // max(1, h * w))
     return [(a, min(n, a + step)) for a in range(0, n, step)]
 
@@ -329,7 +367,9 @@ def _new_output(x: Tensor, out_channels: int, concat: bool) -> Tensor:
     return torch.empty((n, width, h, w), dtype=x.dtype, device=x.device, memory_format=torch.channels_last)
 
 
-def _write_grad_input(grad_x: Tensor, a: int, b: int, grad_f: Tensor, passed: Tensor | None, x: Tensor, clamped: bool) -> None:
+def _write_grad_input(
+    grad_x: Tensor, a: int, b: int, grad_f: Tensor, passed: Tensor | None, x: Tensor, clamped: bool
+) -> None:
     """dL/dx of images [a, b) (in x's layout) from dL/d(feature rows) (+ the pass-through half of a concatenation)."""
     _, k, h, w = x.shape
     grad = grad_f.view(b - a, h, w, k).permute(0, 3, 1, 2)
@@ -356,7 +396,9 @@ class _PaperMapping(torch.autograd.Function):
         k = f.shape[1]
         products = torch.addmm(offsets, f, weights)  # [f M, c^T M c - 2 f M C^T]
         squared_norm = torch.mv(f * products[:, :k], f.new_ones(k))  # f^T M f
-        distance = products[:, k:].add_(squared_norm.unsqueeze(1)).clamp_min_(0.0)  # eq. (3); rounding floored at 0
+        distance = (
+            products[:, k:].add_(squared_norm.unsqueeze(1)).clamp_min_(0.0)
+        )  # eq. (3); rounding floored at 0
         if not safe:  # an overflow is possible: keep it finite (phi = 0 there)
             big = torch.finfo(distance.dtype).max
             distance.nan_to_num_(nan=big, posinf=big)
@@ -369,7 +411,9 @@ class _PaperMapping(torch.autograd.Function):
         out = _new_output(x, weight.shape[0], concat)
         weights = torch.cat([matrix, -2.0 * center_matrix]).T
         offsets = torch.cat([center_norms.new_zeros(k), center_norms])
-        small = torch.stack([matrix.abs().max(), center_matrix.abs().max(), center_norms.abs().max()]).tolist()
+        small = torch.stack(
+            [matrix.abs().max(), center_matrix.abs().max(), center_norms.abs().max()]
+        ).tolist()
 
         def bound(magnitude: float, m_max: float, cm_max: float, cc_max: float) -> float:
             partial = k * magnitude * max(m_max, cm_max)  # bounds |f M|, |f M C^T| and every partial sum
@@ -412,7 +456,9 @@ class _PaperMapping(torch.autograd.Function):
             grad_exponent = torch.mm(grad_g, weight, out=stacked[:, :p]).mul_(phi)  # dL/dE = (dL/dg W) * phi
             dot_distance.add_(torch.linalg.vecdot(grad_exponent, distance, dim=0))
             column_sums.add_(grad_exponent.sum(0))
-            grad_squared_norm = torch.mv(grad_exponent, -beta)  # dL/d(f^T M f) = sum_k dL/dD_k, dL/dD = -beta dL/dE
+            grad_squared_norm = torch.mv(
+                grad_exponent, -beta
+            )  # dL/d(f^T M f) = sum_k dL/dD_k, dL/dD = -beta dL/dE
             torch.mul(f, grad_squared_norm.unsqueeze(1), out=stacked[:, p:])
             reduced.addmm_(stacked.T, f)  # [dL/dE^T f; (f * dL/d(f^T M f))^T f]
             if grad_x is not None:
@@ -432,7 +478,9 @@ class _AuthorsMapping(torch.autograd.Function):
     """
 
     @staticmethod
-    def _phi(f: Tensor, total: Tensor, linear: Tensor, constant: Tensor, beta: Tensor, safe: bool) -> tuple[Tensor, ...]:
+    def _phi(
+        f: Tensor, total: Tensor, linear: Tensor, constant: Tensor, beta: Tensor, safe: bool
+    ) -> tuple[Tensor, ...]:
         form = torch.addcmul(constant, f, torch.addcmul(-linear, f, total))
         if not safe:  # an overflow is possible: keep it finite (phi = 0 there)
             big = torch.finfo(form.dtype).max
@@ -472,7 +520,12 @@ class _AuthorsMapping(torch.autograd.Function):
         needs, k, o = ctx.needs_input_grad, x.shape[1], weight.shape[0]
         grad_x = torch.empty_like(x) if needs[0] else None
         grad_weight, grad_bias = weight.new_zeros(o, k), weight.new_zeros(o)
-        grad_beta, grad_constant, grad_linear, grad_total = beta.new_zeros(k), beta.new_zeros(k), beta.new_zeros(k), total.new_zeros(())
+        grad_beta, grad_constant, grad_linear, grad_total = (
+            beta.new_zeros(k),
+            beta.new_zeros(k),
+            beta.new_zeros(k),
+            total.new_zeros(()),
+        )
         for (a, b), (clamped, safe) in zip(ctx.chunks, ctx.flags, strict=True):
             f = _chunk_features(x, out, a, b, clamped)
             form, distance, phi = _AuthorsMapping._phi(f, total, linear, constant, beta, safe)
@@ -494,7 +547,9 @@ class _AuthorsMapping(torch.autograd.Function):
         return grad_x, grad_total, grad_linear, grad_constant, grad_beta, grad_weight, grad_bias, None, None
 
 
-def kmeans_centers(points: Tensor, k: int, *, iterations: int = 20, generator: torch.Generator | None = None) -> Tensor:
+def kmeans_centers(
+    points: Tensor, k: int, *, iterations: int = 20, generator: torch.Generator | None = None
+) -> Tensor:
     """k-means (k-means++ seeding, then Lloyd iterations) of ``points`` (n, d); returns (k, d) centres.
 
     Paper: Taghanaki et al. 2019 (paper 001), Section 2.3 (the centres ``c_k`` of eqs. (2)-(3) are learned

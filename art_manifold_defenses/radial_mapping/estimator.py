@@ -41,7 +41,17 @@ class RadialMappingClassifierPyTorch(PyTorchClassifier):
     l_inf epsilon 0.3 on MNIST. No gradient obfuscation is added here to hide that.
     """
 
-    mapping_params = ["after", "n_centers", "variant", "out_channels", "mode", "epsilon", "beta_init", "init", "seed"]
+    mapping_params = [
+        "after",
+        "n_centers",
+        "variant",
+        "out_channels",
+        "mode",
+        "epsilon",
+        "beta_init",
+        "init",
+        "seed",
+    ]
 
     def __init__(
         self,

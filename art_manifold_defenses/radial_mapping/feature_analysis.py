@@ -31,7 +31,12 @@ def _last_linear_name(model: nn.Module) -> str:
 
 @torch.no_grad()
 def extract_features(
-    model: nn.Module, x: Any, *, layer: str | None = None, batch_size: int = 256, device: str | torch.device | None = "cpu",
+    model: nn.Module,
+    x: Any,
+    *,
+    layer: str | None = None,
+    batch_size: int = 256,
+    device: str | torch.device | None = "cpu",
     verbose: bool = False,
 ) -> np.ndarray:
     """Flattened features of ``x``: the *input* of the last ``nn.Linear`` (penultimate features) when ``layer`` is None,
@@ -46,7 +51,9 @@ def extract_features(
     use_input = layer is None
     name = _last_linear_name(model) if layer is None else layer
     if name not in modules:
-        raise ValueError(f"layer {name!r} is not a module of the model; choose one of {[n for n in modules if n][:20]}...")
+        raise ValueError(
+            f"layer {name!r} is not a module of the model; choose one of {[n for n in modules if n][:20]}..."
+        )
     captured: list[Tensor] = []
 
     def hook(module: nn.Module, inputs: tuple[Tensor, ...], output: Tensor) -> None:
@@ -90,10 +97,14 @@ def feature_analysis(
     labels = check_labels(y, len(features), max(n_classes, 1), "y")
     k = n_clusters if n_clusters is not None else len(np.unique(labels))
     if not isinstance(k, int) or k < 2 or k >= len(features):
-        raise ValueError(f"n_clusters must be an integer in [2, {len(features) - 1}] (2 <= k < number of samples), got {k!r}")
+        raise ValueError(
+            f"n_clusters must be an integer in [2, {len(features) - 1}] (2 <= k < number of samples), got {k!r}"
+        )
     clusters = KMeans(n_clusters=k, n_init=10, random_state=seed).fit_predict(features)
     if len(np.unique(clusters)) < 2:
-        raise ValueError("all features fell into one cluster (constant features?); the cluster scores are undefined")
+        raise ValueError(
+            "all features fell into one cluster (constant features?); the cluster scores are undefined"
+        )
     return {
         "silhouette": float(silhouette_score(features, clusters)),
         "calinski_harabasz": float(calinski_harabasz_score(features, clusters)),

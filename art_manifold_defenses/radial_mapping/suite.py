@@ -21,12 +21,29 @@ def paper_suite(*, norm: str | None = None, eps: float | None = None, gaussian_n
 
     specs = [
         AttackSpec("cleverhans", "fgm", norm="linf", eps=0.3, name="FGSM 0.3"),
-        AttackSpec("art", "bim", norm="linf", eps=0.3, params={"max_iter": 5, "eps_step": 0.05}, name="BIM 0.3 x5"),
-        AttackSpec("art", "mim", norm="linf", eps=0.3, params={"max_iter": 10, "eps_step": 0.06, "decay": 1.0}, name="MIM 0.3 x10"),
-        AttackSpec("cleverhans", "pgd", norm="linf", eps=0.1, params={"nb_iter": 40, "eps_iter": 0.01, "rand_init": True},
-                   name="PGD 0.1 x40"),  # fmt: skip
+        AttackSpec(
+            "art", "bim", norm="linf", eps=0.3, params={"max_iter": 5, "eps_step": 0.05}, name="BIM 0.3 x5"
+        ),
+        AttackSpec(
+            "art",
+            "mim",
+            norm="linf",
+            eps=0.3,
+            params={"max_iter": 10, "eps_step": 0.06, "decay": 1.0},
+            name="MIM 0.3 x10",
+        ),
+        AttackSpec(
+            "cleverhans",
+            "pgd",
+            norm="linf",
+            eps=0.1,
+            params={"nb_iter": 40, "eps_iter": 0.01, "rand_init": True},
+            name="PGD 0.1 x40",
+        ),  # fmt: skip
         AttackSpec("cleverhans", "cw", norm="l2", eps=None, params={"max_iterations": 50}, name="C&W l2 x50"),
-        AttackSpec("foolbox", "gaussian-noise", norm="l2", eps=gaussian_noise_l2, name=f"GN l2 {gaussian_noise_l2:g}"),
+        AttackSpec(
+            "foolbox", "gaussian-noise", norm="l2", eps=gaussian_noise_l2, name=f"GN l2 {gaussian_noise_l2:g}"
+        ),
         AttackSpec("cleverhans", "spsa", norm="linf", eps=0.3, name="SPSA 0.3"),
     ]
     if autoattack:

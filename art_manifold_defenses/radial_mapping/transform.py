@@ -26,10 +26,28 @@ from torch import Tensor, nn
 
 from .block import INITS, VARIANTS, RadialBasisMapping
 
-__all__ = ["MODES", "RadialMappingConcat", "RadialMappingProjection", "add_radial_mapping", "mapping_blocks", "mapping_points"]
+__all__ = [
+    "MODES",
+    "RadialMappingConcat",
+    "RadialMappingProjection",
+    "add_radial_mapping",
+    "mapping_blocks",
+    "mapping_points",
+]
 
 MODES = ("auto", "concat", "project")
-_ACTIVATIONS = (nn.ReLU, nn.ELU, nn.LeakyReLU, nn.Tanh, nn.Sigmoid, nn.GELU, nn.SiLU, nn.Softplus, nn.PReLU, nn.SELU)
+_ACTIVATIONS = (
+    nn.ReLU,
+    nn.ELU,
+    nn.LeakyReLU,
+    nn.Tanh,
+    nn.Sigmoid,
+    nn.GELU,
+    nn.SiLU,
+    nn.Softplus,
+    nn.PReLU,
+    nn.SELU,
+)
 _PASS_THROUGH = (
     *_ACTIVATIONS, nn.MaxPool2d, nn.AvgPool2d, nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d, nn.Dropout, nn.Dropout2d, nn.Identity,
 )  # fmt: skip
@@ -116,11 +134,21 @@ def mapping_points(model: nn.Module) -> list[str]:
         stages = names["stages"]
         assert isinstance(stages, nn.ModuleList)
         return ["stem", *[f"stages.{i}" for i in range(len(stages))]]
-    if isinstance(names.get("down"), nn.ModuleList) and "bottleneck" in names and isinstance(names.get("up_conv"), nn.ModuleList):
+    if (
+        isinstance(names.get("down"), nn.ModuleList)
+        and "bottleneck" in names
+        and isinstance(names.get("up_conv"), nn.ModuleList)
+    ):
         down, up = names["down"], names["up_conv"]
         assert isinstance(down, nn.ModuleList) and isinstance(up, nn.ModuleList)
-        return [*[f"down.{i}" for i in range(len(down))], "bottleneck", *[f"up_conv.{i}" for i in range(len(up))]]
-    raise ValueError(f"after='blocks' does not know the stages of {type(model).__name__}; pass a list of module names")
+        return [
+            *[f"down.{i}" for i in range(len(down))],
+            "bottleneck",
+            *[f"up_conv.{i}" for i in range(len(up))],
+        ]
+    raise ValueError(
+        f"after='blocks' does not know the stages of {type(model).__name__}; pass a list of module names"
+    )
 
 
 def add_radial_mapping(
@@ -187,7 +215,9 @@ def add_radial_mapping(
             raise ValueError("after is an empty list; name at least one module")
     resolved = mode if mode != "auto" else ("concat" if isinstance(model, nn.Sequential) else "project")
     if resolved == "concat" and not isinstance(model, nn.Sequential):
-        raise ValueError(f"mode='concat' needs a flat nn.Sequential model, got {type(model).__name__}; use mode='project'")
+        raise ValueError(
+            f"mode='concat' needs a flat nn.Sequential model, got {type(model).__name__}; use mode='project'"
+        )
 
     target: nn.Module = model if inplace else copy.deepcopy(model)
     generator = torch.Generator().manual_seed(seed)
@@ -208,7 +238,9 @@ def add_radial_mapping(
     return mapped
 
 
-def _make_block(channels: int, options: dict[str, Any], generator: torch.Generator, like: nn.Module) -> RadialBasisMapping:
+def _make_block(
+    channels: int, options: dict[str, Any], generator: torch.Generator, like: nn.Module
+) -> RadialBasisMapping:
     n_centers = options["n_centers"] if options["n_centers"] is not None else channels
     out = options["out_channels"]
     block = RadialBasisMapping(
@@ -238,10 +270,16 @@ def _consumer_path(layers: list[nn.Module], start: int) -> int | None:
 
 
 def _consumable_convs(layers: list[nn.Module]) -> list[int]:
-    return [i for i, layer in enumerate(layers) if isinstance(layer, nn.Conv2d) and _consumer_path(layers, i + 1) is not None]
+    return [
+        i
+        for i, layer in enumerate(layers)
+        if isinstance(layer, nn.Conv2d) and _consumer_path(layers, i + 1) is not None
+    ]
 
 
-def _map_sequential(model: nn.Sequential, after: str | list[str], options: dict[str, Any], generator: torch.Generator) -> nn.Sequential:
+def _map_sequential(
+    model: nn.Sequential, after: str | list[str], options: dict[str, Any], generator: torch.Generator
+) -> nn.Sequential:
     layers = list(model)
     if after in ("all_conv", "blocks"):
         targets = _consumable_convs(layers)
@@ -252,10 +290,14 @@ def _map_sequential(model: nn.Sequential, after: str | list[str], options: dict[
         for name in after:
             if not name.isdigit() or int(name) >= len(layers) or not isinstance(layers[int(name)], nn.Conv2d):
                 convs = [str(i) for i, layer in enumerate(layers) if isinstance(layer, nn.Conv2d)]
-                raise ValueError(f"in mode='concat', after must name top-level Conv2d layers ({convs}), got {name!r}")
+                raise ValueError(
+                    f"in mode='concat', after must name top-level Conv2d layers ({convs}), got {name!r}"
+                )
             index = int(name)
             if _consumer_path(layers, index + 1) is None:
-                raise ValueError(f"no later Conv2d/Linear reads the channels of layer {name!r}; cannot concatenate there")
+                raise ValueError(
+                    f"no later Conv2d/Linear reads the channels of layer {name!r}; cannot concatenate there"
+                )
             targets.append(index)
         targets = sorted(set(targets))
     insert_after: dict[int, RadialMappingConcat] = {}
@@ -302,9 +344,13 @@ def _widen_consumer(layer: nn.Module, channels: int, extra: int, generator: torc
     """A copy of ``layer`` that reads ``channels + extra`` channels; the first ``channels`` slices keep their weights."""
     if isinstance(layer, nn.Conv2d):
         if layer.groups != 1:
-            raise ValueError(f"cannot widen a grouped convolution (groups={layer.groups}) after a mapping block")
+            raise ValueError(
+                f"cannot widen a grouped convolution (groups={layer.groups}) after a mapping block"
+            )
         if layer.in_channels != channels:
-            raise ValueError(f"channel mismatch: the next Conv2d reads {layer.in_channels} channels, expected {channels}")
+            raise ValueError(
+                f"channel mismatch: the next Conv2d reads {layer.in_channels} channels, expected {channels}"
+            )
         wide = nn.Conv2d(
             layer.in_channels + extra, layer.out_channels, layer.kernel_size, stride=layer.stride, padding=layer.padding,  # type: ignore[arg-type]
             dilation=layer.dilation,  # type: ignore[arg-type]
@@ -319,9 +365,13 @@ def _widen_consumer(layer: nn.Module, channels: int, extra: int, generator: torc
         return wide
     if isinstance(layer, nn.Linear):
         if layer.in_features % channels:
-            raise ValueError(f"the Linear layer reads {layer.in_features} features, not a multiple of {channels} channels")
+            raise ValueError(
+                f"the Linear layer reads {layer.in_features} features, not a multiple of {channels} channels"
+            )
         positions = layer.in_features // channels
-        wide_linear = nn.Linear((channels + extra) * positions, layer.out_features, bias=layer.bias is not None)
+        wide_linear = nn.Linear(
+            (channels + extra) * positions, layer.out_features, bias=layer.bias is not None
+        )
         wide_linear = wide_linear.to(layer.weight.device, layer.weight.dtype)
         _seeded_reset(wide_linear, generator)
         with torch.no_grad():
@@ -330,7 +380,9 @@ def _widen_consumer(layer: nn.Module, channels: int, extra: int, generator: torc
             if layer.bias is not None and wide_linear.bias is not None:
                 wide_linear.bias.copy_(layer.bias)
         return wide_linear
-    raise ValueError(f"cannot rewire a {type(layer).__name__} after a mapping block")  # pragma: no cover - guarded by _consumer_path
+    raise ValueError(
+        f"cannot rewire a {type(layer).__name__} after a mapping block"
+    )  # pragma: no cover - guarded by _consumer_path
 
 
 def _widen_batchnorm(layer: nn.BatchNorm2d, extra: int) -> nn.BatchNorm2d:
@@ -341,7 +393,13 @@ def _widen_batchnorm(layer: nn.BatchNorm2d, extra: int) -> nn.BatchNorm2d:
         wide = wide.to(reference.device)
     k = layer.num_features
     with torch.no_grad():
-        if layer.affine and wide.weight is not None and layer.weight is not None and wide.bias is not None and layer.bias is not None:
+        if (
+            layer.affine
+            and wide.weight is not None
+            and layer.weight is not None
+            and wide.bias is not None
+            and layer.bias is not None
+        ):
             wide.weight[:k] = layer.weight
             wide.bias[:k] = layer.bias
         if layer.track_running_stats and wide.running_mean is not None and layer.running_mean is not None:
@@ -356,11 +414,15 @@ def _output_channels(module: nn.Module, name: str) -> int:
         return module.out_channels
     convs = [m for m in module.modules() if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d))]
     if not convs:
-        raise ValueError(f"module {name!r} ({type(module).__name__}) contains no convolution; cannot tell its channel count")
+        raise ValueError(
+            f"module {name!r} ({type(module).__name__}) contains no convolution; cannot tell its channel count"
+        )
     return convs[-1].out_channels
 
 
-def _map_project(model: nn.Module, after: str | list[str], options: dict[str, Any], generator: torch.Generator) -> None:
+def _map_project(
+    model: nn.Module, after: str | list[str], options: dict[str, Any], generator: torch.Generator
+) -> None:
     modules = dict(model.named_modules())
     if after == "all_conv":
         names = [name for name, m in modules.items() if isinstance(m, nn.Conv2d) and name]
@@ -390,17 +452,23 @@ def _map_project(model: nn.Module, after: str | list[str], options: dict[str, An
 
 
 @torch.no_grad()
-def _kmeans_initialise(model: nn.Module, init_data: Any, *, iterations: int, generator: torch.Generator) -> None:
+def _kmeans_initialise(
+    model: nn.Module, init_data: Any, *, iterations: int, generator: torch.Generator
+) -> None:
     reference = next(model.parameters())
     x = torch.as_tensor(init_data, dtype=torch.float32).to(reference.device)
     if x.ndim != 4 or len(x) == 0 or not torch.isfinite(x).all():
-        raise ValueError(f"init_data must be a non-empty finite batch (N, C, H, W), got shape {tuple(x.shape)}")
+        raise ValueError(
+            f"init_data must be a non-empty finite batch (N, C, H, W), got shape {tuple(x.shape)}"
+        )
     was_training = model.training
     model.eval()
     try:
         for block in mapping_blocks(model):
 
-            def hook(module: nn.Module, inputs: tuple[Tensor, ...], block: RadialBasisMapping = block) -> None:
+            def hook(
+                module: nn.Module, inputs: tuple[Tensor, ...], block: RadialBasisMapping = block
+            ) -> None:
                 block.initialize_from_features(inputs[0], iterations=iterations, generator=generator)
 
             handle = block.register_forward_pre_hook(hook)

@@ -155,7 +155,9 @@ def add_subcommands(subparsers: Any) -> dict[str, Callable[[argparse.Namespace],
     p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default: cpu)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
     p.add_argument("--out", required=True, help="output folder; writes filters.npz and filters.json")
-    p.add_argument("--train-limit", type=positive_int_arg, default=None, help="use only the first N training images")
+    p.add_argument(
+        "--train-limit", type=positive_int_arg, default=None, help="use only the first N training images"
+    )
     p.add_argument("--patch-size", type=positive_int_arg, default=3, help="patch side k (default 3)")
     p.add_argument(
         "--desired-filters", type=int, default=10, help="EM desired filter count (MNIST 10, CIFAR-10 175)"

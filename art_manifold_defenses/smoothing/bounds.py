@@ -31,12 +31,18 @@ _LOG_ALPHA_MINUS_ONE = np.linspace(np.log(1e-7), np.log(1e4), 97)
 
 
 def _probabilities(p1: Any, p2: Any, sigma: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    a, b, s = np.broadcast_arrays(np.asarray(p1, dtype=np.float64), np.asarray(p2, dtype=np.float64), np.asarray(sigma, dtype=np.float64))
+    a, b, s = np.broadcast_arrays(
+        np.asarray(p1, dtype=np.float64),
+        np.asarray(p2, dtype=np.float64),
+        np.asarray(sigma, dtype=np.float64),
+    )
     for name, arr in (("p1", a), ("p2", b)):
         if np.isnan(arr).any():
             raise ValueError(f"{name} must hold probabilities in [0, 1], got NaN")
         if (arr < 0).any() or (arr > 1).any():
-            raise ValueError(f"{name} must hold probabilities in [0, 1], got values in [{arr.min():.4g}, {arr.max():.4g}]")
+            raise ValueError(
+                f"{name} must hold probabilities in [0, 1], got values in [{arr.min():.4g}, {arr.max():.4g}]"
+            )
     if np.isnan(s).any() or (s <= 0).any() or np.isinf(s).any():
         raise ValueError("sigma must be a positive finite noise standard deviation")
     if ((a + b) > 1 + 1e-9).any():
@@ -51,7 +57,11 @@ def renyi_divergence_threshold(alpha: Any, p1: Any, p2: Any) -> np.ndarray:
     ``exp((logaddexp(r log a, r log b) - log 2) / r)``, so ``p2 = 0`` gives ``M = 0`` exactly, and the argument of the
     outer log is written as ``1 - 2 (M_1 - M_r)`` with ``log1p`` so that values near 1 keep their precision.
     """
-    al, a, b = np.broadcast_arrays(np.asarray(alpha, dtype=np.float64), np.asarray(p1, dtype=np.float64), np.asarray(p2, dtype=np.float64))
+    al, a, b = np.broadcast_arrays(
+        np.asarray(alpha, dtype=np.float64),
+        np.asarray(p1, dtype=np.float64),
+        np.asarray(p2, dtype=np.float64),
+    )
     r = 1.0 - al
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
         log_mean = (np.logaddexp(r * np.log(a), r * np.log(b)) - np.log(2.0)) / r
@@ -138,7 +148,9 @@ def cohen_radius(p1: Any, sigma: Any, p2: Any = None) -> np.ndarray:
     return np.where(a > b, radius, 0.0)
 
 
-def pixeldp_epsilon(p1: Any, p2: Any, delta: Any, *, search: str = "exact", tolerance: float = 1e-3) -> np.ndarray:
+def pixeldp_epsilon(
+    p1: Any, p2: Any, delta: Any, *, search: str = "exact", tolerance: float = 1e-3
+) -> np.ndarray:
     """The largest ``epsilon <= 1`` with ``p1 >= e^{2 eps} p2 + (1 + e^eps) delta`` (PixelDP's robustness condition),
     or 0 where none is positive.
 
@@ -149,7 +161,11 @@ def pixeldp_epsilon(p1: Any, p2: Any, delta: Any, *, search: str = "exact", tole
     ``search="bisection"`` mimics the PixelDP code, a bisection on ``(0, 1]`` stopped at ``tolerance``, returning the
     last feasible point (a slightly smaller epsilon).
     """
-    a, b, d = np.broadcast_arrays(np.asarray(p1, dtype=np.float64), np.asarray(p2, dtype=np.float64), np.asarray(delta, dtype=np.float64))
+    a, b, d = np.broadcast_arrays(
+        np.asarray(p1, dtype=np.float64),
+        np.asarray(p2, dtype=np.float64),
+        np.asarray(delta, dtype=np.float64),
+    )
     if search == "exact":
         with np.errstate(divide="ignore", invalid="ignore"):
             disc = d * d - 4.0 * b * (d - a)
@@ -158,6 +174,7 @@ def pixeldp_epsilon(p1: Any, p2: Any, delta: Any, *, search: str = "exact", tole
         eps = np.nan_to_num(eps, nan=0.0, neginf=0.0)
         return np.clip(eps, 0.0, 1.0)
     if search == "bisection":
+
         def feasible(e: np.ndarray) -> np.ndarray:
             return a >= np.exp(2 * e) * b + (1 + np.exp(e)) * d
 
@@ -175,7 +192,9 @@ def pixeldp_epsilon(p1: Any, p2: Any, delta: Any, *, search: str = "exact", tole
     raise ValueError(f"search must be 'exact' or 'bisection', got {search!r}")
 
 
-def pixeldp_radius(p1: Any, p2: Any, sigma: Any, *, delta_grid: Any = None, search: str = "exact") -> np.ndarray:
+def pixeldp_radius(
+    p1: Any, p2: Any, sigma: Any, *, delta_grid: Any = None, search: str = "exact"
+) -> np.ndarray:
     """PixelDP's certified l2 radius at a fixed noise level: the Gaussian mechanism with l2 sensitivity 1 gives
     ``(epsilon, delta)``-DP up to size ``L = sigma epsilon / sqrt(2 log(1.25 / delta))`` (``epsilon <= 1``), and the
     prediction is robust when ``p1 >= e^{2 epsilon} p2 + (1 + e^epsilon) delta``. The radius is maximised over

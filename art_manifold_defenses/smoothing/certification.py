@@ -18,7 +18,14 @@ from ..utils import check_counts
 from .bounds import cohen_radius, pixeldp_radius, renyi_radius
 from .confidence import INTERVALS, clopper_pearson_lower, clopper_pearson_upper, top_two_bounds
 
-__all__ = ["BOUNDS", "CountCertificate", "certify_batch", "certify_from_counts", "resolve_bounds", "select_class"]
+__all__ = [
+    "BOUNDS",
+    "CountCertificate",
+    "certify_batch",
+    "certify_from_counts",
+    "resolve_bounds",
+    "select_class",
+]
 
 #: Bound names accepted by ``certify(..., bound=...)``; ``"all"`` means all of them.
 BOUNDS = ("renyi", "cohen", "pixeldp")
@@ -80,7 +87,9 @@ def certify_from_counts(
     sel = check_counts(selection_counts, "selection_counts", ndim=1)
     est = check_counts(counts, "counts", ndim=1)
     if sel.shape != est.shape:
-        raise ValueError(f"selection_counts and counts must be 1-D of the same length, got {sel.shape} and {est.shape}")
+        raise ValueError(
+            f"selection_counts and counts must be 1-D of the same length, got {sel.shape} and {est.shape}"
+        )
     n = int(est.sum())
     if n <= 0:
         raise ValueError("counts must have a positive total (n >= 1 estimation samples)")
@@ -117,7 +126,9 @@ def certify_batch(
     sel = check_counts(selection_counts, "selection_counts", ndim=2)
     est = check_counts(counts, "counts", ndim=2)
     if sel.shape != est.shape:
-        raise ValueError(f"selection_counts and counts must be (N, classes) arrays of the same shape, got {sel.shape} and {est.shape}")
+        raise ValueError(
+            f"selection_counts and counts must be (N, classes) arrays of the same shape, got {sel.shape} and {est.shape}"
+        )
     n = est.sum(axis=1)
     if (n <= 0).any():
         raise ValueError("counts must have a positive total (n >= 1 estimation samples) for every image")

@@ -38,14 +38,21 @@ __all__ = ["add_subcommands", "add_train_arguments", "run_certify", "train_from_
 
 def add_train_arguments(group: Any) -> None:
     """Flags of ``amd train --defense stn``."""
-    group.add_argument("--sigma", type=positive_float_arg, default=0.7, help="Gaussian noise std in [0,1] pixel units (default: 0.7, the paper's MNIST value)")
+    group.add_argument(
+        "--sigma",
+        type=positive_float_arg,
+        default=0.7,
+        help="Gaussian noise std in [0,1] pixel units (default: 0.7, the paper's MNIST value)",
+    )
     group.add_argument("--stability-weight", type=non_negative_float_arg, default=1.0,
                        help="gamma of the stability loss (default: 1, the paper); 0 = plain Gaussian augmentation")  # fmt: skip
     group.add_argument("--stn-target", default="softmax", choices=list(STABILITY_TARGETS),
                        help="stability target: softmax of the clean prediction (paper) or raw logits (authors' code)")  # fmt: skip
 
 
-def train_from_args(args: argparse.Namespace, data: dict[str, Any], device: torch.device, architecture: dict[str, Any]) -> tuple[nn.Module, dict[str, Any]]:
+def train_from_args(
+    args: argparse.Namespace, data: dict[str, Any], device: torch.device, architecture: dict[str, Any]
+) -> tuple[nn.Module, dict[str, Any]]:
     """Train ``architecture`` with STN; return the smoothed model (``SmoothedClassifier``) and its defence metadata."""
     from ..models import build_model
 
@@ -61,34 +68,84 @@ def train_from_args(args: argparse.Namespace, data: dict[str, Any], device: torc
         validation_data=(data["x_test"], data["y_test"]), checkpoint_dir=Path(out) / "train_state" if out else None,
     )  # fmt: skip
     model = SmoothedClassifier(base, sigma)
-    return model, {"name": "stn", "params": {"sigma": sigma, "stability_weight": weight, "stn_target": target}}
+    return model, {
+        "name": "stn",
+        "params": {"sigma": sigma, "stability_weight": weight, "stn_target": target},
+    }
 
 
 def _add_certify_parser(subparsers: Any) -> None:
-    p = subparsers.add_parser("certify", help="certify a (smoothed) checkpoint with the Rényi, Cohen and PixelDP bounds")
+    p = subparsers.add_parser(
+        "certify", help="certify a (smoothed) checkpoint with the Rényi, Cohen and PixelDP bounds"
+    )
     p.add_argument("--checkpoint", required=True, help="path of model.pt (its model.json sidecar beside it)")
     p.add_argument("--dataset", default="mnist-embedded", help="dataset name (default: mnist-embedded)")
     p.add_argument("--data-root", default=None, help="folder holding the dataset files")
     p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default: cpu)")
     p.add_argument("--seed", type=int, default=0, help="noise seed (default: 0)")
-    p.add_argument("--n", "--num-images", dest="n", type=positive_int_arg, default=100,
-                   help="number of test images (default: 100); spell it --num-images after torchrun, whose own parser rejects --n")
-    p.add_argument("--skip", type=positive_int_arg, default=1, help="certify every SKIP-th test image (default: 1)")
-    p.add_argument("--sigma", type=positive_float_arg, default=None, help="noise std (default: the checkpoint's sigma)")
-    p.add_argument("--samples", type=positive_int_arg, default=100, help="estimation samples n per image (default: 100, the paper)")
-    p.add_argument("--n0", type=non_negative_int_arg, default=100,
-                   help="selection samples per image; 0 = select from the n samples (default: 100)")
-    p.add_argument("--alpha", type=probability_arg, default=0.05, help="failure probability (default: 0.05, the paper's 95%%)")
-    p.add_argument("--bound", default="all", choices=[*BOUNDS, "all"], help="bound(s) to compute (default: all)")
-    p.add_argument("--interval", default="clopper-pearson", choices=list(INTERVALS), help="(p1, p2) confidence bounds (default: clopper-pearson)")
-    p.add_argument("--batch-size", type=positive_int_arg, default=1000, help="noisy samples per forward pass (default: 1000)")
-    p.add_argument("--radii", type=float_list_arg, default=list(DEFAULT_RADII), help="comma-separated radii for summary.json")
+    p.add_argument(
+        "--n",
+        "--num-images",
+        dest="n",
+        type=positive_int_arg,
+        default=100,
+        help="number of test images (default: 100); spell it --num-images after torchrun, whose own parser rejects --n",
+    )
+    p.add_argument(
+        "--skip", type=positive_int_arg, default=1, help="certify every SKIP-th test image (default: 1)"
+    )
+    p.add_argument(
+        "--sigma", type=positive_float_arg, default=None, help="noise std (default: the checkpoint's sigma)"
+    )
+    p.add_argument(
+        "--samples",
+        type=positive_int_arg,
+        default=100,
+        help="estimation samples n per image (default: 100, the paper)",
+    )
+    p.add_argument(
+        "--n0",
+        type=non_negative_int_arg,
+        default=100,
+        help="selection samples per image; 0 = select from the n samples (default: 100)",
+    )
+    p.add_argument(
+        "--alpha",
+        type=probability_arg,
+        default=0.05,
+        help="failure probability (default: 0.05, the paper's 95%%)",
+    )
+    p.add_argument(
+        "--bound", default="all", choices=[*BOUNDS, "all"], help="bound(s) to compute (default: all)"
+    )
+    p.add_argument(
+        "--interval",
+        default="clopper-pearson",
+        choices=list(INTERVALS),
+        help="(p1, p2) confidence bounds (default: clopper-pearson)",
+    )
+    p.add_argument(
+        "--batch-size",
+        type=positive_int_arg,
+        default=1000,
+        help="noisy samples per forward pass (default: 1000)",
+    )
+    p.add_argument(
+        "--radii",
+        type=float_list_arg,
+        default=list(DEFAULT_RADII),
+        help="comma-separated radii for summary.json",
+    )
     p.add_argument("--out", required=True, help="output folder (certify.tsv, summary.json, *.png)")
     p.add_argument("--overwrite", "--no-resume", dest="overwrite", action="store_true",
                    help="start certify.tsv afresh instead of resuming it (a folder holding another run's rows is refused "
                         "without it)")  # fmt: skip
-    p.add_argument("--max-images", type=positive_int_arg, default=None,
-                   help="each process stops after certifying this many new images (a time budget; rerun to continue)")
+    p.add_argument(
+        "--max-images",
+        type=positive_int_arg,
+        default=None,
+        help="each process stops after certifying this many new images (a time budget; rerun to continue)",
+    )
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
@@ -134,7 +191,9 @@ def _certify(args: argparse.Namespace, device: torch.device, *, is_main: bool) -
     if len(idx) < args.n:
         raise ValueError(f"--n {args.n} with --skip {args.skip} asks for more test images than data set "
                          f"{args.dataset!r} has ({len(x)} images, so --n at most {len(np.arange(0, len(x), args.skip))})")  # fmt: skip
-    check_checkpoint_fits_data(base, metadata, x[idx], y[idx], checkpoint=args.checkpoint, dataset=args.dataset, device=device)
+    check_checkpoint_fits_data(
+        base, metadata, x[idx], y[idx], checkpoint=args.checkpoint, dataset=args.dataset, device=device
+    )
     arch = metadata["architecture"]
     estimator = RenyiSmoothingPyTorch(
         base, nn.CrossEntropyLoss(), input_shape=tuple(x.shape[1:]), nb_classes=int(arch.get("num_classes", int(y.max()) + 1)),
@@ -153,9 +212,16 @@ def _certify(args: argparse.Namespace, device: torch.device, *, is_main: bool) -
     summary["dataset"] = args.dataset
     summary["device"] = str(device)
     (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
-    plot_certified_accuracy({f"sigma={sigma:g}": tsv}, out / "certified_accuracy.png", title=f"{args.dataset}, n={args.samples}")
+    plot_certified_accuracy(
+        {f"sigma={sigma:g}": tsv}, out / "certified_accuracy.png", title=f"{args.dataset}, n={args.samples}"
+    )
     plot_bound_comparison(out / "bound_comparison.png", sigma=float(sigma))
-    print(json.dumps({k: summary[k] for k in ("images", "smoothed_accuracy", "abstain_rate", "certified_accuracy")}, indent=2))
+    print(
+        json.dumps(
+            {k: summary[k] for k in ("images", "smoothed_accuracy", "abstain_rate", "certified_accuracy")},
+            indent=2,
+        )
+    )
     return 0
 
 

@@ -36,7 +36,13 @@ def _check_alpha(alpha: float) -> float:
 
 def _check_counts(k: Any, n: Any) -> tuple[np.ndarray, np.ndarray]:
     kk, nn = np.broadcast_arrays(np.asarray(k, dtype=np.float64), np.asarray(n, dtype=np.float64))
-    if (nn <= 0).any() or (kk < 0).any() or (kk > nn).any() or (np.mod(kk, 1) != 0).any() or (np.mod(nn, 1) != 0).any():
+    if (
+        (nn <= 0).any()
+        or (kk < 0).any()
+        or (kk > nn).any()
+        or (np.mod(kk, 1) != 0).any()
+        or (np.mod(nn, 1) != 0).any()
+    ):
         raise ValueError("counts must be integers with 0 <= k <= n and n >= 1")
     return kk, nn
 
@@ -71,6 +77,7 @@ def clopper_pearson_upper(k: Any, n: Any, alpha: float) -> np.ndarray:
 def _truncated_poisson_moments(lam: np.ndarray, a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, ...]:
     """Probability of ``[a, b]`` under Poisson(lam) and mean, variance, third and fourth central moments of the
     Poisson truncated to ``[a, b]``, from its factorial moments ``E[X(X-1)..(X-r+1)] = lam^r P(a-r <= X <= b-r) / P``."""
+
     def mass(lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
         return stats.poisson.cdf(hi, lam) - stats.poisson.cdf(lo - 1, lam)
 
@@ -94,7 +101,9 @@ def _sison_glaz_coverage(c: int, counts: np.ndarray) -> float:
     sum (Sison & Glaz, formula (1))."""
     n = counts.sum()
     lam = counts.astype(np.float64)
-    prob, mu, var, mu3, mu4 = _truncated_poisson_moments(lam, np.maximum(lam - c, 0.0), np.minimum(lam + c, n))
+    prob, mu, var, mu3, mu4 = _truncated_poisson_moments(
+        lam, np.maximum(lam - c, 0.0), np.minimum(lam + c, n)
+    )
     total_var = var.sum()
     if (prob <= 0).any() or total_var <= 0:
         return float("nan")
@@ -102,11 +111,16 @@ def _sison_glaz_coverage(c: int, counts: np.ndarray) -> float:
     kurt = (mu4 - 3 * var**2).sum() / total_var**2
     z = (n - mu.sum()) / np.sqrt(total_var)
     edgeworth = stats.norm.pdf(z) * (
-        1 + skew / 6 * (z**3 - 3 * z) + kurt / 24 * (z**4 - 6 * z**2 + 3) + skew**2 / 72 * (z**6 - 15 * z**4 + 45 * z**2 - 15)
+        1
+        + skew / 6 * (z**3 - 3 * z)
+        + kurt / 24 * (z**4 - 6 * z**2 + 3)
+        + skew**2 / 72 * (z**6 - 15 * z**4 + 45 * z**2 - 15)
     )
     log_inverse_sum_mass = -stats.poisson.logpmf(n, n)  # 1 / P(Poisson(n) = n)
     with np.errstate(divide="ignore", invalid="ignore"):
-        return float(np.exp(log_inverse_sum_mass + np.log(prob).sum() + np.log(edgeworth / np.sqrt(total_var))))
+        return float(
+            np.exp(log_inverse_sum_mass + np.log(prob).sum() + np.log(edgeworth / np.sqrt(total_var)))
+        )
 
 
 def sison_glaz_intervals(counts: Any, alpha: float = 0.05) -> tuple[np.ndarray, np.ndarray]:
@@ -150,7 +164,9 @@ def sison_glaz_intervals(counts: Any, alpha: float = 0.05) -> tuple[np.ndarray, 
     nu_c, nu_next = 0.0, nu(1)
     while not (nu_c <= target < nu_next):
         if c > n:  # only reachable when the approximation returns NaN everywhere
-            raise ValueError(f"Sison-Glaz search found no c for counts {arr.astype(int).tolist()} at alpha={alpha}")
+            raise ValueError(
+                f"Sison-Glaz search found no c for counts {arr.astype(int).tolist()} at alpha={alpha}"
+            )
         c += 1
         nu_c, nu_next = nu_next, nu(c + 1)
     gamma = (target - nu_c) / (nu_next - nu_c)
@@ -159,7 +175,12 @@ def sison_glaz_intervals(counts: Any, alpha: float = 0.05) -> tuple[np.ndarray, 
 
 
 def top_two_bounds(
-    counts: Any, alpha: float, *, top: int | None = None, interval: str = "clopper-pearson", guard: bool = True
+    counts: Any,
+    alpha: float,
+    *,
+    top: int | None = None,
+    interval: str = "clopper-pearson",
+    guard: bool = True,
 ) -> tuple[float, float]:
     """A lower bound on the probability of class ``top`` and an upper bound on the largest other class probability,
     valid together with probability ``1 - alpha``.

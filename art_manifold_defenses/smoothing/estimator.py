@@ -145,16 +145,30 @@ class RenyiSmoothingPyTorch(PyTorchRandomizedSmoothing):
         super()._check_params()
         if hasattr(self, "sample_size"):
             check_positive_int(self.sample_size, "sample_size")
-        if hasattr(self, "scale") and (isinstance(self.scale, bool) or not isinstance(self.scale, (int, float)) or not 0 < float(self.scale) < np.inf):
+        if hasattr(self, "scale") and (
+            isinstance(self.scale, bool)
+            or not isinstance(self.scale, (int, float))
+            or not 0 < float(self.scale) < np.inf
+        ):
             raise ValueError(f"scale (the noise sigma) must be a positive finite float, got {self.scale!r}")
-        if hasattr(self, "alpha") and (isinstance(self.alpha, bool) or not isinstance(self.alpha, (int, float)) or not 0 < float(self.alpha) < 1):
+        if hasattr(self, "alpha") and (
+            isinstance(self.alpha, bool)
+            or not isinstance(self.alpha, (int, float))
+            or not 0 < float(self.alpha) < 1
+        ):
             raise ValueError(f"alpha must be a failure probability in (0, 1), got {self.alpha!r}")
         if getattr(self, "eot_samples", None) is not None:
             check_positive_int(self.eot_samples, "eot_samples")
 
     def _check_x(self, x: Any, name: str = "x") -> np.ndarray:
-        clip = None if self.clip_values is None else (float(np.min(self.clip_values[0])), float(np.max(self.clip_values[1])))
-        return check_images(x, name, clip_values=clip, ndim=len(self.input_shape) + 1, input_shape=tuple(self.input_shape))
+        clip = (
+            None
+            if self.clip_values is None
+            else (float(np.min(self.clip_values[0])), float(np.max(self.clip_values[1])))
+        )
+        return check_images(
+            x, name, clip_values=clip, ndim=len(self.input_shape) + 1, input_shape=tuple(self.input_shape)
+        )
 
     @property
     def sigma(self) -> float:
@@ -200,10 +214,14 @@ class RenyiSmoothingPyTorch(PyTorchRandomizedSmoothing):
                              f"{tuple(logits.shape)}; pass the model's number of outputs as nb_classes")  # fmt: skip
         return logits
 
-    def smoothed_module(self, *, samples: int = 1, generator: torch.Generator | None = None) -> SmoothedClassifier:
+    def smoothed_module(
+        self, *, samples: int = 1, generator: torch.Generator | None = None
+    ) -> SmoothedClassifier:
         """An ``nn.Module`` view of the smoothed classifier (``stochastic = True``) for the evaluation harness: the
         base classifier with this estimator's preprocessing, under fresh noise of standard deviation ``scale``."""
-        return SmoothedClassifier(_PreprocessedBase(self, fit=False), self.sigma, samples=samples, generator=generator)
+        return SmoothedClassifier(
+            _PreprocessedBase(self, fit=False), self.sigma, samples=samples, generator=generator
+        )
 
     # ------------------------------------------------------------- sampling
     def _check_indices(self, indices: Any, num_images: int) -> list[int]:
@@ -215,10 +233,21 @@ class RenyiSmoothingPyTorch(PyTorchRandomizedSmoothing):
         if arr.shape != (num_images,):
             raise ValueError(f"indices must have one entry per image ({num_images}), got shape {arr.shape}")
         if arr.size and (arr.dtype.kind not in "iu" or int(arr.min()) < 0):
-            raise ValueError(f"indices must be non-negative integers (the images' global indices), got dtype {arr.dtype}")
+            raise ValueError(
+                f"indices must be non-negative integers (the images' global indices), got dtype {arr.dtype}"
+            )
         return [int(i) for i in arr]
 
-    def _counts(self, x: np.ndarray, samples: tuple[int, ...], batch_size: int, seed: int | None, indices: Any, verbose: bool, desc: str) -> np.ndarray:
+    def _counts(
+        self,
+        x: np.ndarray,
+        samples: tuple[int, ...],
+        batch_size: int,
+        seed: int | None,
+        indices: Any,
+        verbose: bool,
+        desc: str,
+    ) -> np.ndarray:
         """Vote counts ``(N, len(samples), nb_classes)``; image ``i``'s noise from ``image_seed(seed, indices[i])``."""
         idx = self._check_indices(indices, len(x))
         seeds = image_seeds(resolve_seed(self.seed if seed is None else seed), idx)
@@ -305,8 +334,12 @@ class RenyiSmoothingPyTorch(PyTorchRandomizedSmoothing):
         alpha_value = float(self.alpha if alpha is None else alpha)
         if not 0 < alpha_value < 1:
             raise ValueError(f"alpha must be in (0, 1), got {alpha!r}")
-        selection, estimation = self.certify_counts(x, n, batch_size, n0=n0, seed=seed, indices=indices, verbose=verbose)
-        top, radii, _, _, _ = certify_batch(selection, estimation, sigma=self.sigma, alpha=alpha_value, bounds=bounds, interval=interval)
+        selection, estimation = self.certify_counts(
+            x, n, batch_size, n0=n0, seed=seed, indices=indices, verbose=verbose
+        )
+        top, radii, _, _, _ = certify_batch(
+            selection, estimation, sigma=self.sigma, alpha=alpha_value, bounds=bounds, interval=interval
+        )
         certified = np.any(np.stack([radii[b] > 0 for b in bounds]), axis=0)
         prediction = np.where(certified, top, -1).astype(np.int64)
         if bound == "all" or len(bounds) > 1:
@@ -330,7 +363,9 @@ class RenyiSmoothingPyTorch(PyTorchRandomizedSmoothing):
         batch_size = check_positive_int(batch_size, "batch_size")
         x_np = self._check_x(x)
         seed = kwargs.get("seed")
-        counts = self._counts(x_np, (n,), batch_size, seed, kwargs.get("indices"), verbose, "smoothed predict")[:, 0]
+        counts = self._counts(
+            x_np, (n,), batch_size, seed, kwargs.get("indices"), verbose, "smoothed predict"
+        )[:, 0]
         out = np.zeros((len(x_np), self.nb_classes), dtype=np.float32)
         for i, c in enumerate(counts):
             order = np.argsort(-c, kind="stable")
@@ -375,7 +410,12 @@ class RenyiSmoothingPyTorch(PyTorchRandomizedSmoothing):
             raise ValueError(f"stability_target must be one of {STABILITY_TARGETS}, got {stability_target!r}")
         x_np = self._check_x(x)
         y_np = check_labels(y, len(x_np), self.nb_classes, "y")
-        step = stn_step(self.sigma, stability_weight=stability_weight, target=stability_target, stop_gradient=stop_gradient)
+        step = stn_step(
+            self.sigma,
+            stability_weight=stability_weight,
+            target=stability_target,
+            stop_gradient=stop_gradient,
+        )
         module = _PreprocessedBase(self, fit=True)
         train(
             module, x_np, y_np, epochs=check_positive_int(nb_epochs, "nb_epochs", minimum=0), batch_size=check_positive_int(batch_size, "batch_size"),
@@ -386,10 +426,18 @@ class RenyiSmoothingPyTorch(PyTorchRandomizedSmoothing):
         self._model.eval()
 
     # -------------------------------------------------------------- gradients
-    def _eot_gradient(self, x: Any, objective: Any, samples: int | None, training_mode: bool) -> np.ndarray | Tensor:
+    def _eot_gradient(
+        self, x: Any, objective: Any, samples: int | None, training_mode: bool
+    ) -> np.ndarray | Tensor:
         is_tensor = isinstance(x, Tensor)
-        x_t = x.detach().to(self._device).float() if is_tensor else torch.from_numpy(np.asarray(x, dtype=np.float32)).to(self._device)
-        k = check_positive_int(samples if samples is not None else (self.eot_samples or self.sample_size), "eot samples")
+        x_t = (
+            x.detach().to(self._device).float()
+            if is_tensor
+            else torch.from_numpy(np.asarray(x, dtype=np.float32)).to(self._device)
+        )
+        k = check_positive_int(
+            samples if samples is not None else (self.eot_samples or self.sample_size), "eot samples"
+        )
         self._model.train(mode=training_mode)
         grad = torch.zeros_like(x_t)
         for _ in range(k):
@@ -402,15 +450,21 @@ class RenyiSmoothingPyTorch(PyTorchRandomizedSmoothing):
         self._model.eval()
         return grad if is_tensor else grad.cpu().numpy()
 
-    def loss_gradient(self, x: Any, y: Any, training_mode: bool = False, **kwargs: Any) -> np.ndarray | Tensor:  # type: ignore[override]
+    def loss_gradient(
+        self, x: Any, y: Any, training_mode: bool = False, **kwargs: Any
+    ) -> np.ndarray | Tensor:  # type: ignore[override]
         """EoT gradient of the loss: ``1/k sum_i grad_x loss(f(x + r_i), y)``, ``r_i ~ N(0, scale^2 I)`` with
         ``k = eot_samples`` (default ``sample_size``; override per call with ``samples=``). ``y``: indices or one-hot.
         This is the paper's gradient estimate (section 6.2), so attacks target the smoothed classifier."""
         labels = check_labels(y, len(x), self.nb_classes, "y")
         y_t = torch.from_numpy(labels).to(self._device)
-        return self._eot_gradient(x, lambda logits: self._loss(logits, y_t), kwargs.get("samples"), training_mode)
+        return self._eot_gradient(
+            x, lambda logits: self._loss(logits, y_t), kwargs.get("samples"), training_mode
+        )
 
-    def class_gradient(self, x: Any, label: Any = None, training_mode: bool = False, **kwargs: Any) -> np.ndarray:  # type: ignore[override]
+    def class_gradient(
+        self, x: Any, label: Any = None, training_mode: bool = False, **kwargs: Any
+    ) -> np.ndarray:  # type: ignore[override]
         """EoT gradient of class logits, shape ``(N, 1, *input_shape)`` (one label per input, or one for all) or
         ``(N, nb_classes, *input_shape)`` with ``label=None``."""
         n = len(x)
@@ -423,7 +477,12 @@ class RenyiSmoothingPyTorch(PyTorchRandomizedSmoothing):
         grads = []
         for cls in classes:
             index = torch.from_numpy(np.asarray(cls, dtype=np.int64)).to(self._device)
-            g = self._eot_gradient(x, lambda logits, idx=index: logits.gather(1, idx[:, None]).sum(), kwargs.get("samples"), training_mode)
+            g = self._eot_gradient(
+                x,
+                lambda logits, idx=index: logits.gather(1, idx[:, None]).sum(),
+                kwargs.get("samples"),
+                training_mode,
+            )
             grads.append(np.asarray(g.cpu().numpy() if isinstance(g, Tensor) else g))
         return np.stack(grads, axis=1)
 

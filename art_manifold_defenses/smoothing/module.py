@@ -33,7 +33,9 @@ class SmoothedClassifier(nn.Module):
 
     params = ["sigma", "samples"]
 
-    def __init__(self, base: nn.Module, sigma: float, *, samples: int = 1, generator: torch.Generator | None = None) -> None:
+    def __init__(
+        self, base: nn.Module, sigma: float, *, samples: int = 1, generator: torch.Generator | None = None
+    ) -> None:
         super().__init__()
         self.base = base
         self.sigma = sigma
@@ -45,7 +47,11 @@ class SmoothedClassifier(nn.Module):
     def _check_params(self) -> None:
         if not isinstance(self.base, nn.Module):
             raise TypeError(f"base must be an nn.Module, got {type(self.base).__name__}")
-        if isinstance(self.sigma, bool) or not isinstance(self.sigma, (int, float)) or not 0 < float(self.sigma) < float("inf"):
+        if (
+            isinstance(self.sigma, bool)
+            or not isinstance(self.sigma, (int, float))
+            or not 0 < float(self.sigma) < float("inf")
+        ):
             raise ValueError(f"sigma must be a positive finite float, got {self.sigma!r}")
         if isinstance(self.samples, bool) or not isinstance(self.samples, int) or self.samples < 1:
             raise ValueError(f"samples must be a positive integer, got {self.samples!r}")
@@ -60,8 +66,12 @@ class SmoothedClassifier(nn.Module):
         x = x.float()
         if self.samples == 1:
             return self.base(self.add_noise(x))
-        log_probs = torch.stack([torch.log_softmax(self.base(self.add_noise(x)), dim=1) for _ in range(self.samples)])
-        return torch.logsumexp(log_probs, dim=0) - torch.log(torch.tensor(float(self.samples), device=x.device))
+        log_probs = torch.stack(
+            [torch.log_softmax(self.base(self.add_noise(x)), dim=1) for _ in range(self.samples)]
+        )
+        return torch.logsumexp(log_probs, dim=0) - torch.log(
+            torch.tensor(float(self.samples), device=x.device)
+        )
 
     @torch.no_grad()
     def predict_vote(self, x: Tensor, n: int = 100) -> Tensor:

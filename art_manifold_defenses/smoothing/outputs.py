@@ -68,8 +68,6 @@ def _legacy_settings_path(path: Path) -> Path:
     return path.with_name(path.name + ".settings.json")
 
 
-
-
 def certify_to_tsv(
     estimator: RenyiSmoothingPyTorch,
     x: Any,
@@ -120,7 +118,9 @@ def certify_to_tsv(
     idx = np.arange(len(x_np)) if indices is None else np.asarray(indices, dtype=np.int64)
     if idx.shape != (len(x_np),):
         raise ValueError(f"indices must have one entry per image ({len(x_np)}), got shape {idx.shape}")
-    if max_images is not None and (isinstance(max_images, bool) or not isinstance(max_images, (int, np.integer)) or max_images < 1):
+    if max_images is not None and (
+        isinstance(max_images, bool) or not isinstance(max_images, (int, np.integer)) or max_images < 1
+    ):
         raise ValueError(f"max_images must be a positive integer or None, got {max_images!r}")
     stop_after = int(max_images) if max_images is not None else 0
     alpha_value = float(estimator.alpha if alpha is None else alpha)
@@ -147,7 +147,14 @@ def certify_to_tsv(
             began = time.perf_counter()
             selection, estimation = estimator.certify_counts(x_np[todo], n, batch_size, n0=n0, seed=int(seed),
                                                              indices=idx[todo])  # fmt: skip
-            top, radii, p1, p2, p_a = certify_batch(selection, estimation, sigma=estimator.sigma, alpha=alpha_value, bounds=bounds, interval=interval)
+            top, radii, p1, p2, p_a = certify_batch(
+                selection,
+                estimation,
+                sigma=estimator.sigma,
+                alpha=alpha_value,
+                bounds=bounds,
+                interval=interval,
+            )
             seconds = (time.perf_counter() - began) / len(selection)
             for i, j in enumerate(todo):
                 est = np.sort(estimation[i])[::-1]
@@ -177,7 +184,10 @@ def certification_fingerprint(estimator: RenyiSmoothingPyTorch, **settings: Any)
     preprocessing module of the estimator (the class names of the others).
 
     No paper or equation: resume bookkeeping (see :mod:`art_manifold_defenses.fingerprint`)."""
-    preprocessing = [model_hash(op) if isinstance(op, nn.Module) else type(op).__name__ for op in estimator.active_preprocessing]
+    preprocessing = [
+        model_hash(op) if isinstance(op, nn.Module) else type(op).__name__
+        for op in estimator.active_preprocessing
+    ]
     return make_fingerprint("certify", model=model_hash(estimator.user_model), preprocessing=preprocessing,
                             nb_classes=int(estimator.nb_classes), **certification_settings(estimator, **settings))  # fmt: skip
 
@@ -197,7 +207,9 @@ def _finished_rows(paths: Sequence[Path], fingerprint: Mapping[str, Any], column
     return rows
 
 
-def _write_tsv_atomic(path: Path, fingerprint: Mapping[str, Any], columns: Sequence[str], rows: Sequence[Mapping[str, str]]) -> None:
+def _write_tsv_atomic(
+    path: Path, fingerprint: Mapping[str, Any], columns: Sequence[str], rows: Sequence[Mapping[str, str]]
+) -> None:
     tmp = path.with_name(path.name + ".merging")
     start_tsv(tmp, fingerprint, columns)
     with tmp.open("a", newline="") as handle:
@@ -260,7 +272,9 @@ def certify_sharded(
     fingerprint = certification_fingerprint(estimator, n=n, n0=n0, alpha=alpha_value, bounds=bounds, interval=interval,
                                             batch_size=batch_size, seed=seed)  # fmt: skip
     columns = _columns(bounds)
-    expected = {int(i): (int(label), digest) for i, label, digest in zip(idx, labels, image_hashes(x_np), strict=True)}
+    expected = {
+        int(i): (int(label), digest) for i, label, digest in zip(idx, labels, image_hashes(x_np), strict=True)
+    }
     rank, size = distributed.rank(), distributed.world_size()
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -285,7 +299,9 @@ def certify_sharded(
     gathered = distributed.gather_objects(_finished_rows([own], fingerprint, columns, expected), dst=0)
     if rank == 0:
         assert gathered is not None
-        finished = _finished_rows([merged, *sorted(out.glob("certify.rank*.tsv"))], fingerprint, columns, expected)
+        finished = _finished_rows(
+            [merged, *sorted(out.glob("certify.rank*.tsv"))], fingerprint, columns, expected
+        )
         by_index: dict[int, dict[str, str]] = {}
         for row in [*finished, *(r for part in gathered for r in part)]:
             by_index.setdefault(int(row["idx"]), row)
@@ -319,7 +335,9 @@ def read_certify_fingerprint(path: str | os.PathLike[str]) -> dict[str, Any] | N
     return read_tsv(path)[0]
 
 
-def certified_accuracy(radius: Any, correct: Any, radii: Sequence[float] = DEFAULT_RADII) -> dict[float, float]:
+def certified_accuracy(
+    radius: Any, correct: Any, radii: Sequence[float] = DEFAULT_RADII
+) -> dict[float, float]:
     """Fraction of images that are correctly classified and certified at each radius ``r`` (``radius >= r`` and
     ``radius > 0``; a zero radius means abstention).
 
@@ -333,7 +351,9 @@ def certified_accuracy(radius: Any, correct: Any, radii: Sequence[float] = DEFAU
     return {float(r): float(np.mean(ok & (rad > 0) & (rad >= r))) for r in radii}
 
 
-def summarize_certification(path: str | os.PathLike[str], radii: Sequence[float] = DEFAULT_RADII) -> dict[str, Any]:
+def summarize_certification(
+    path: str | os.PathLike[str], radii: Sequence[float] = DEFAULT_RADII
+) -> dict[str, Any]:
     """Summary of a certification TSV: number of images, smoothed accuracy, abstention rate, certified accuracy at
     ``radii`` per bound, median radius of the correct images per bound, mean seconds per image and the settings
     (the file's fingerprint, :func:`certification_fingerprint`).
@@ -357,7 +377,9 @@ def summarize_certification(path: str | os.PathLike[str], radii: Sequence[float]
     }
     for b in bounds:
         rad = np.array([float(r[f"radius_{b}"]) for r in rows])
-        summary["certified_accuracy"][b] = {f"{r:g}": v for r, v in certified_accuracy(rad, correct, radii).items()}
+        summary["certified_accuracy"][b] = {
+            f"{r:g}": v for r, v in certified_accuracy(rad, correct, radii).items()
+        }
         summary["median_radius_correct"][b] = float(np.median(rad[correct])) if correct.any() else 0.0
     if fingerprint is not None:
         summary["settings"] = fingerprint
@@ -389,7 +411,9 @@ def plot_certified_accuracy(
         rows = read_certify_tsv(tsv)
         correct = np.array([int(r["correct"]) for r in rows], dtype=bool)
         names = [c[len("radius_") :] for c in rows[0] if c.startswith("radius_")] if rows else []
-        for b in names if bounds is None else [b for b in bounds if f"radius_{b}" in (rows[0] if rows else {})]:
+        for b in (
+            names if bounds is None else [b for b in bounds if f"radius_{b}" in (rows[0] if rows else {})]
+        ):
             rad = np.array([float(r[f"radius_{b}"]) for r in rows])
             grid = np.linspace(0, max(float(rad.max()) * 1.05, 0.1), 200)
             acc = [float(np.mean(correct & (rad > 0) & (rad >= g))) for g in grid]
@@ -410,7 +434,10 @@ def plot_certified_accuracy(
 
 
 def plot_bound_comparison(
-    out_path: str | os.PathLike[str], *, sigma: float = 1.0, p2_values: Sequence[float] = (0.01, 0.05, 0.1, 0.2, 0.3)
+    out_path: str | os.PathLike[str],
+    *,
+    sigma: float = 1.0,
+    p2_values: Sequence[float] = (0.01, 0.05, 0.1, 0.2, 0.3),
 ) -> Path:
     """The comparison of Li et al.'s appendix A (Fig. 4), extended with Cohen et al.: the radius of each bound over
     ``p1`` for several ``p2`` (one panel per ``p2``), at noise ``sigma``."""
@@ -419,9 +446,13 @@ def plot_bound_comparison(
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, len(p2_values), figsize=(3.2 * len(p2_values), 3.2), sharey=True, squeeze=False)
+    fig, axes = plt.subplots(
+        1, len(p2_values), figsize=(3.2 * len(p2_values), 3.2), sharey=True, squeeze=False
+    )
     for ax, p2 in zip(axes[0], p2_values, strict=True):
-        p1 = np.linspace(max(p2, 0.1 - p2) + 1e-3, 1.0 - p2 - 1e-4, 300)  # valid top-two pairs: p1 + p2 >= 0.2
+        p1 = np.linspace(
+            max(p2, 0.1 - p2) + 1e-3, 1.0 - p2 - 1e-4, 300
+        )  # valid top-two pairs: p1 + p2 >= 0.2
         ax.plot(p1, renyi_radius(p1, p2, sigma), "r-", label="Rényi (Li et al.)")
         ax.plot(p1, pixeldp_radius(p1, p2, sigma), "b:", label="PixelDP")
         ax.plot(p1, cohen_radius(p1, sigma, np.full_like(p1, p2)), "k--", label="Cohen et al.")

@@ -18,7 +18,16 @@ from collections.abc import Callable, Sequence
 import torch
 from torch import Tensor
 
-__all__ = ["DRAW_ELEMENTS", "SEED_MULTIPLIER", "default_draw_size", "image_seed", "image_seeds", "make_generator", "resolve_seed", "vote_counts"]
+__all__ = [
+    "DRAW_ELEMENTS",
+    "SEED_MULTIPLIER",
+    "default_draw_size",
+    "image_seed",
+    "image_seeds",
+    "make_generator",
+    "resolve_seed",
+    "vote_counts",
+]
 
 #: Odd 64-bit multiplier of :func:`image_seed` (``floor(2**64 / golden ratio)``, a Weyl step).
 SEED_MULTIPLIER = 0x9E3779B97F4A7C15
@@ -79,7 +88,9 @@ class _NoiseStream:
     A call whose samples all fit the requested piece writes straight into it; the one call that straddles a batch
     boundary writes into ``staging`` and is handed out over two (or more) pieces."""
 
-    def __init__(self, generator: torch.Generator, total: int, draw_size: int, staging: Tensor, sigma: float) -> None:
+    def __init__(
+        self, generator: torch.Generator, total: int, draw_size: int, staging: Tensor, sigma: float
+    ) -> None:
         self.generator = generator
         self.sigma = sigma
         self.remaining = total  # samples not yet drawn
@@ -198,7 +209,9 @@ def vote_counts(
             if offset == per_image:
                 image, offset, stream, clean = image + 1, 0, None, None
         logits = classify(batch)
-        if logits.ndim != 2 or logits.shape[1] != num_classes:  # argmax >= num_classes would count in another slot
+        if (
+            logits.ndim != 2 or logits.shape[1] != num_classes
+        ):  # argmax >= num_classes would count in another slot
             raise ValueError(f"num_classes={num_classes} does not match the classifier, which returns logits of shape "
                              f"{tuple(logits.shape)} (expected (batch, {num_classes}))")  # fmt: skip
         predicted = logits.argmax(dim=1)

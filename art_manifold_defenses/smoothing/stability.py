@@ -28,13 +28,19 @@ STABILITY_TARGETS = ("softmax", "logits")
 def _check_stn_params(sigma: float, stability_weight: float, target: str) -> None:
     if isinstance(sigma, bool) or not isinstance(sigma, (int, float)) or not 0 < float(sigma) < float("inf"):
         raise ValueError(f"sigma must be a positive finite float, got {sigma!r}")
-    if isinstance(stability_weight, bool) or not isinstance(stability_weight, (int, float)) or not 0 <= float(stability_weight) < float("inf"):
+    if (
+        isinstance(stability_weight, bool)
+        or not isinstance(stability_weight, (int, float))
+        or not 0 <= float(stability_weight) < float("inf")
+    ):
         raise ValueError(f"stability_weight must be a non-negative finite float, got {stability_weight!r}")
     if target not in STABILITY_TARGETS:
         raise ValueError(f"target must be one of {STABILITY_TARGETS}, got {target!r}")
 
 
-def stability_loss(clean_logits: Tensor, noisy_logits: Tensor, *, target: str = "softmax", stop_gradient: bool = False) -> Tensor:
+def stability_loss(
+    clean_logits: Tensor, noisy_logits: Tensor, *, target: str = "softmax", stop_gradient: bool = False
+) -> Tensor:
     """Mean over the batch of ``-sum_j t_j log softmax(noisy_logits)_j``.
 
     Paper: Li et al. 2019 (paper 004), Section 5.1 (the stability loss ``L_stability``).
@@ -46,7 +52,9 @@ def stability_loss(clean_logits: Tensor, noisy_logits: Tensor, *, target: str = 
     if target not in STABILITY_TARGETS:
         raise ValueError(f"target must be one of {STABILITY_TARGETS}, got {target!r}")
     if clean_logits.shape != noisy_logits.shape or clean_logits.ndim != 2:
-        raise ValueError(f"clean_logits and noisy_logits must both be (N, classes), got {tuple(clean_logits.shape)} and {tuple(noisy_logits.shape)}")
+        raise ValueError(
+            f"clean_logits and noisy_logits must both be (N, classes), got {tuple(clean_logits.shape)} and {tuple(noisy_logits.shape)}"
+        )
     if target == "softmax":
         weights = torch.softmax(clean_logits, dim=1)
         if stop_gradient:
@@ -56,7 +64,9 @@ def stability_loss(clean_logits: Tensor, noisy_logits: Tensor, *, target: str = 
     return -(weights * torch.log_softmax(noisy_logits, dim=1)).sum(dim=1).mean()
 
 
-def stn_step(sigma: float, *, stability_weight: float = 1.0, target: str = "softmax", stop_gradient: bool = False) -> StepFunction:
+def stn_step(
+    sigma: float, *, stability_weight: float = 1.0, target: str = "softmax", stop_gradient: bool = False
+) -> StepFunction:
     """A step function for :func:`~art_manifold_defenses.training.train`: fresh Gaussian noise per batch, then the
     STN loss (``stability_weight > 0``) or Gaussian augmentation (``stability_weight = 0``).
 
@@ -72,7 +82,9 @@ def stn_step(sigma: float, *, stability_weight: float = 1.0, target: str = "soft
         both = ctx.model(torch.cat([x, noisy]))  # one forward pass over the clean and the noisy batch
         clean_logits, noisy_logits = both[: len(x)], both[len(x) :]
         loss = nn.functional.cross_entropy(clean_logits, y)
-        return loss + float(stability_weight) * stability_loss(clean_logits, noisy_logits, target=target, stop_gradient=stop_gradient)
+        return loss + float(stability_weight) * stability_loss(
+            clean_logits, noisy_logits, target=target, stop_gradient=stop_gradient
+        )
 
     return step
 

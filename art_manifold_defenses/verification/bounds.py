@@ -58,7 +58,11 @@ class NetworkBounds:
     def stable_counts(self) -> list[dict[str, int]]:
         """Per ReLU layer: numbers of provably active, provably inactive and unstable ReLUs."""
         return [
-            {"active": int(self.active(k).sum()), "inactive": int(self.inactive(k).sum()), "unstable": int(self.unstable(k).sum())}
+            {
+                "active": int(self.active(k).sum()),
+                "inactive": int(self.inactive(k).sum()),
+                "unstable": int(self.unstable(k).sum()),
+            }
             for k in range(len(self.lower))
         ]
 
@@ -78,7 +82,9 @@ class NetworkBounds:
         )  # fmt: skip
 
 
-def input_box(x: np.ndarray, eps: float, clip_values: tuple[float, float] = (0.0, 1.0)) -> tuple[np.ndarray, np.ndarray]:
+def input_box(
+    x: np.ndarray, eps: float, clip_values: tuple[float, float] = (0.0, 1.0)
+) -> tuple[np.ndarray, np.ndarray]:
     """The l-inf ball of radius ``eps`` around one flattened image, intersected with ``clip_values`` (float64).
 
     Paper: Jin & Rinard 2020 (paper 003), eq. 8 (the l-inf ball ``||x' - x|| <= eps``) intersected with the
@@ -96,7 +102,9 @@ def interval_bounds(network: ReluNetwork, input_lower: np.ndarray, input_upper: 
     """
     lower_in, upper_in = np.asarray(input_lower, np.float64), np.asarray(input_upper, np.float64)
     if lower_in.shape != upper_in.shape or np.any(lower_in > upper_in):
-        raise ValueError("input_lower and input_upper must have the same shape and input_lower <= input_upper")
+        raise ValueError(
+            "input_lower and input_upper must have the same shape and input_lower <= input_upper"
+        )
     lowers, uppers = [], []
     lo, hi = lower_in, upper_in
     for layer in network.layers[:-1]:
@@ -177,7 +185,9 @@ def linear_relaxation_bounds(
     return bounds
 
 
-def _upper_of_pre_activation(network: ReluNetwork, bounds: NetworkBounds, k: int, picks: np.ndarray) -> np.ndarray:
+def _upper_of_pre_activation(
+    network: ReluNetwork, bounds: NetworkBounds, k: int, picks: np.ndarray
+) -> np.ndarray:
     return backsubstitute_upper(network, bounds, k, picks, np.zeros(len(picks)))
 
 
@@ -190,7 +200,9 @@ def _propagate_monotone(bounds: NetworkBounds, k: int) -> None:
         bounds.upper[k][bad] = mid
 
 
-def margin_lower_bounds(network: ReluNetwork, bounds: NetworkBounds, label: int, *, linear: bool = True) -> np.ndarray:
+def margin_lower_bounds(
+    network: ReluNetwork, bounds: NetworkBounds, label: int, *, linear: bool = True
+) -> np.ndarray:
     """Lower bounds of the margins ``logit[label] - logit[j]`` for every class ``j`` (``+inf`` at ``j = label``).
 
     Paper: Tjeng et al. 2019 / Zhang et al. 2018 (CROWN) margin bounds that can prove a class before the eq. 5
@@ -210,7 +222,10 @@ def margin_lower_bounds(network: ReluNetwork, bounds: NetworkBounds, label: int,
             lo, hi = np.maximum(bounds.lower[-1], 0.0), np.maximum(bounds.upper[-1], 0.0)
         row = np.asarray((network.layers[-1].weight.T @ coefficients.T).T)
         center, radius = (hi + lo) / 2.0, (hi - lo) / 2.0
-        upper = np.asarray(row @ center + np.abs(row) @ radius).reshape(-1) + coefficients @ network.layers[-1].bias
+        upper = (
+            np.asarray(row @ center + np.abs(row) @ radius).reshape(-1)
+            + coefficients @ network.layers[-1].bias
+        )
     result = np.full(classes, np.inf)
     result[np.arange(classes) != label] = -upper
     return result

@@ -28,7 +28,14 @@ from ..utils import non_negative_int_arg, output_dir, positive_float_arg, positi
 from .attack import pgd_attack
 from .verifier import BOUND_METHODS, ImageVerification, Verifier
 
-__all__ = ["TSV_COLUMNS", "add_subcommands", "add_verify_arguments", "command_verify", "read_verification_tsv", "summarize_rows"]
+__all__ = [
+    "TSV_COLUMNS",
+    "add_subcommands",
+    "add_verify_arguments",
+    "command_verify",
+    "read_verification_tsv",
+    "summarize_rows",
+]
 
 TSV_COLUMNS = [
     "idx", "label", "predict", "status", "method", "pgd_correct", "seconds", "relus", "unstable", "stable_active",
@@ -36,27 +43,78 @@ TSV_COLUMNS = [
     "image_hash",
 ]  # fmt: skip
 #: Settings that change a row of ``verification.tsv`` (with the model's hash, its fingerprint).
-FINGERPRINT_SETTINGS = ("eps", "bounds", "time_limit", "neuron_time_limit", "attack_steps", "pgd_steps", "pgd_restarts", "seed")
+FINGERPRINT_SETTINGS = (
+    "eps",
+    "bounds",
+    "time_limit",
+    "neuron_time_limit",
+    "attack_steps",
+    "pgd_steps",
+    "pgd_restarts",
+    "seed",
+)
 
 
 def add_verify_arguments(parser: argparse.ArgumentParser) -> None:
     """The flags of ``amd verify``."""
-    parser.add_argument("--checkpoint", required=True, help="model.pt written by `amd train` (with its model.json)")
-    parser.add_argument("--eps", type=unit_interval_arg, required=True,
-                        help="l-inf radius in [0, 1] pixel units (Xiao et al. MNIST: 0.1; paper 003 CIFAR-10: 8/255)")
-    parser.add_argument("--n", type=positive_int_arg, default=200, help="number of test images, from --start (default: 200)")
-    parser.add_argument("--start", type=non_negative_int_arg, default=0, help="index of the first test image (default: 0)")
-    parser.add_argument("--out", required=True, help="output folder (verification.tsv, summary.json, summary.md)")
-    parser.add_argument("--overwrite", action="store_true",
-                        help="start verification.tsv afresh (a folder holding another run's rows is refused without it)")
+    parser.add_argument(
+        "--checkpoint", required=True, help="model.pt written by `amd train` (with its model.json)"
+    )
+    parser.add_argument(
+        "--eps",
+        type=unit_interval_arg,
+        required=True,
+        help="l-inf radius in [0, 1] pixel units (Xiao et al. MNIST: 0.1; paper 003 CIFAR-10: 8/255)",
+    )
+    parser.add_argument(
+        "--n", type=positive_int_arg, default=200, help="number of test images, from --start (default: 200)"
+    )
+    parser.add_argument(
+        "--start", type=non_negative_int_arg, default=0, help="index of the first test image (default: 0)"
+    )
+    parser.add_argument(
+        "--out", required=True, help="output folder (verification.tsv, summary.json, summary.md)"
+    )
+    parser.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="start verification.tsv afresh (a folder holding another run's rows is refused without it)",
+    )
     parser.add_argument("--dataset", default=None, help="dataset (default: the checkpoint's)")
     parser.add_argument("--data-root", default=None, help="folder holding the dataset files")
-    parser.add_argument("--time-limit", type=positive_float_arg, default=120.0, help="seconds per image for bounds + MILP (paper: 120)")
-    parser.add_argument("--bounds", default="lp", choices=BOUND_METHODS, help="bound tightening before the MILP (default: lp)")
-    parser.add_argument("--neuron-time-limit", type=positive_float_arg, default=5.0, help="seconds per LP of the lp tightening (default: 5)")
-    parser.add_argument("--attack-steps", type=non_negative_int_arg, default=20, help="PGD steps tried before the MILP, 0 = none (default: 20)")
-    parser.add_argument("--pgd-steps", type=positive_int_arg, default=20, help="steps of the reported PGD accuracy (paper: 20)")
-    parser.add_argument("--pgd-restarts", type=positive_int_arg, default=10, help="restarts of the reported PGD accuracy (paper: 10)")
+    parser.add_argument(
+        "--time-limit",
+        type=positive_float_arg,
+        default=120.0,
+        help="seconds per image for bounds + MILP (paper: 120)",
+    )
+    parser.add_argument(
+        "--bounds", default="lp", choices=BOUND_METHODS, help="bound tightening before the MILP (default: lp)"
+    )
+    parser.add_argument(
+        "--neuron-time-limit",
+        type=positive_float_arg,
+        default=5.0,
+        help="seconds per LP of the lp tightening (default: 5)",
+    )
+    parser.add_argument(
+        "--attack-steps",
+        type=non_negative_int_arg,
+        default=20,
+        help="PGD steps tried before the MILP, 0 = none (default: 20)",
+    )
+    parser.add_argument(
+        "--pgd-steps",
+        type=positive_int_arg,
+        default=20,
+        help="steps of the reported PGD accuracy (paper: 20)",
+    )
+    parser.add_argument(
+        "--pgd-restarts",
+        type=positive_int_arg,
+        default=10,
+        help="restarts of the reported PGD accuracy (paper: 10)",
+    )
     parser.add_argument("--device", default="cpu", help="device of the forward passes and PGD (default: cpu)")
     parser.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -86,13 +144,17 @@ def summarize_rows(rows: list[dict[str, Any]]) -> dict[str, Any]:
         "falsified": share(lambda r: r["status"] == "falsified"),
         "timeouts": share(lambda r: r["status"] == "timeout"),
         "inconclusive": share(lambda r: r["status"] == "inconclusive"),
-        "decided_by": {m: sum(1 for r in rows if r["method"] == m) / n for m in ("clean", "pgd", "bounds", "milp")},
+        "decided_by": {
+            m: sum(1 for r in rows if r["method"] == m) / n for m in ("clean", "pgd", "bounds", "milp")
+        },
         "seconds_per_image": float(seconds.mean()),
         "median_seconds": float(np.median(seconds)),
         "mean_unstable_relus": float(np.mean(bounded)) if bounded else None,
         "relus": int(rows[0]["relus"]),
         # a verified image that PGD breaks would be a soundness bug; it must stay 0
-        "verified_but_pgd_broken": sum(1 for r in rows if r["status"] == "verified" and str(r["pgd_correct"]) in ("0", "False")),
+        "verified_but_pgd_broken": sum(
+            1 for r in rows if r["status"] == "verified" and str(r["pgd_correct"]) in ("0", "False")
+        ),
     }
 
 
@@ -194,13 +256,18 @@ def command_verify(args: argparse.Namespace) -> int:
         f"({summary['n']} images) -> {out}"
     )  # fmt: skip
     if summary["verified_but_pgd_broken"]:
-        print(f"amd verify: warning: {summary['verified_but_pgd_broken']} verified images broken by PGD", file=sys.stderr)
+        print(
+            f"amd verify: warning: {summary['verified_but_pgd_broken']} verified images broken by PGD",
+            file=sys.stderr,
+        )
         return 1
     return 0
 
 
 def add_subcommands(subparsers: Any) -> dict[str, Callable[[argparse.Namespace], int]]:
     """Register ``verify`` on ``amd``'s subparsers; return ``{"verify": command_verify}``."""
-    parser = subparsers.add_parser("verify", help="exact MILP verification of a checkpoint (verified/PGD/clean accuracy)")
+    parser = subparsers.add_parser(
+        "verify", help="exact MILP verification of a checkpoint (verified/PGD/clean accuracy)"
+    )
     add_verify_arguments(parser)
     return {"verify": command_verify}

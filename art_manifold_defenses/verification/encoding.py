@@ -75,7 +75,9 @@ class _RowBuilder:
     d_vars: np.ndarray
     n_cols: int
 
-    def build(self, selection: np.ndarray, *, include_w: bool, d_coef: np.ndarray | None = None) -> sp.coo_matrix:
+    def build(
+        self, selection: np.ndarray, *, include_w: bool, d_coef: np.ndarray | None = None
+    ) -> sp.coo_matrix:
         idx = np.flatnonzero(selection)
         local = np.full(len(selection), -1)
         local[idx] = np.arange(len(idx))
@@ -95,7 +97,9 @@ class _RowBuilder:
         return sp.coo_matrix(data, shape=(len(idx), self.n_cols))
 
 
-def _needed_features(network: ReluNetwork, bounds: NetworkBounds, target_layer: int, targets: np.ndarray) -> list[np.ndarray]:
+def _needed_features(
+    network: ReluNetwork, bounds: NetworkBounds, target_layer: int, targets: np.ndarray
+) -> list[np.ndarray]:
     """For every layer feeding ``target_layer`` (index -1 = input), the sorted features its targets depend on;
     provably inactive ReLUs are excluded (their output is 0)."""
     needed: list[np.ndarray] = [np.empty(0, dtype=np.int64)] * (target_layer + 1)
@@ -173,10 +177,16 @@ def encode(
         # unstable: a - W a_prev >= b
         add_rows(rows.build(unstable, include_w=True), bias[unstable], np.full(n_unstable, np.inf))
         # unstable: a - u d <= 0
-        add_rows(rows.build(unstable, include_w=False, d_coef=-u_all), np.full(n_unstable, -np.inf), np.zeros(n_unstable))
+        add_rows(
+            rows.build(unstable, include_w=False, d_coef=-u_all),
+            np.full(n_unstable, -np.inf),
+            np.zeros(n_unstable),
+        )
         # unstable: a - W a_prev - l d <= b - l
         add_rows(
-            rows.build(unstable, include_w=True, d_coef=-l_all), np.full(n_unstable, -np.inf), bias[unstable] - l_all[unstable]
+            rows.build(unstable, include_w=True, d_coef=-l_all),
+            np.full(n_unstable, -np.inf),
+            bias[unstable] - l_all[unstable],
         )
         prev_features, prev_vars = features, a_vars
     if rows_i:

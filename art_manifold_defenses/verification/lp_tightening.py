@@ -69,12 +69,16 @@ def lp_bounds(
             limit = neuron_time_limit if left is None else min(neuron_time_limit, left)
             low = _solve_lp(encoding, c, limit)
             if low is not None:
-                bounds.lower[k][neuron] = max(bounds.lower[k][neuron], low + const - tolerance * (1 + abs(low + const)))
+                bounds.lower[k][neuron] = max(
+                    bounds.lower[k][neuron], low + const - tolerance * (1 + abs(low + const))
+                )
             if bounds.lower[k][neuron] < 0:  # still possibly inactive: tighten the upper side too
                 high = _solve_lp(encoding, -c, limit)
                 if high is not None:
                     value = -high + const
-                    bounds.upper[k][neuron] = min(bounds.upper[k][neuron], value + tolerance * (1 + abs(value)))
+                    bounds.upper[k][neuron] = min(
+                        bounds.upper[k][neuron], value + tolerance * (1 + abs(value))
+                    )
             solved += 1
         _propagate_monotone(bounds, k)
     bounds.seconds = time.perf_counter() - started

@@ -27,7 +27,11 @@ __all__ = ["HIGHS_OPTIONS", "MarginResult", "margin_program", "minimum_margin", 
 #: these models (dense first-layer rows) and rarely pay off; ``bench/verification.py`` measures the difference.
 #: scipy lists only a few options as supported but passes every option on to HiGHS (with an OptimizeWarning, which
 #: is silenced here); with a scipy that stopped passing them on, only the speed would change.
-HIGHS_OPTIONS: dict[str, Any] = {"presolve": False, "mip_heuristic_run_rins": False, "mip_heuristic_run_rens": False}
+HIGHS_OPTIONS: dict[str, Any] = {
+    "presolve": False,
+    "mip_heuristic_run_rins": False,
+    "mip_heuristic_run_rens": False,
+}
 
 #: HiGHS status codes of ``scipy.optimize.milp``: 0 optimal, 1 time/node limit, 2 infeasible, 3 unbounded, 4 other.
 _OPTIMAL, _LIMIT, _INFEASIBLE = 0, 1, 2
@@ -51,7 +55,11 @@ class MarginResult:
 
 
 def run_highs(
-    c: np.ndarray, encoding: Encoding, *, extra: list[LinearConstraint] | None = None, integer: bool = True,
+    c: np.ndarray,
+    encoding: Encoding,
+    *,
+    extra: list[LinearConstraint] | None = None,
+    integer: bool = True,
     options: dict[str, Any] | None = None,
 ) -> Any:
     """``scipy.optimize.milp`` on ``encoding`` (binaries relaxed when ``integer=False``) with ``options`` on top of
@@ -64,7 +72,9 @@ def run_highs(
                     options=merged)  # fmt: skip
 
 
-def margin_program(network: ReluNetwork, bounds: NetworkBounds, label: int, target: int) -> tuple[Encoding, np.ndarray, float]:
+def margin_program(
+    network: ReluNetwork, bounds: NetworkBounds, label: int, target: int
+) -> tuple[Encoding, np.ndarray, float]:
     """The mixed-integer encoding and the objective ``c @ v + const = logit_label - logit_target``."""
     out_layer = network.num_hidden
     encoding = encode(network, bounds, out_layer, np.array([label, target]), integer=True)
@@ -74,7 +84,9 @@ def margin_program(network: ReluNetwork, bounds: NetworkBounds, label: int, targ
     return encoding, c, const
 
 
-def _full_point(encoding: Encoding, solution: np.ndarray, reference: np.ndarray, bounds: NetworkBounds) -> np.ndarray:
+def _full_point(
+    encoding: Encoding, solution: np.ndarray, reference: np.ndarray, bounds: NetworkBounds
+) -> np.ndarray:
     point = np.asarray(reference, dtype=np.float64).reshape(-1).copy()
     point[encoding.input_features] = solution[encoding.input_vars]
     return np.clip(point, bounds.input_lower, bounds.input_upper)
@@ -98,10 +110,14 @@ def solve_margin(
     ``reference`` (the clean image) fills the pixels the margin does not depend on."""
     started = time.perf_counter()
     encoding, c, const = margin_program(network, bounds, label, target)
-    if encoding.num_vars == 0:  # every path to the logits is provably dead: the margin is the constant ``const``
+    if (
+        encoding.num_vars == 0
+    ):  # every path to the logits is provably dead: the margin is the constant ``const``
         point = np.clip(np.asarray(reference, np.float64).reshape(-1), bounds.input_lower, bounds.input_upper)
         status = "verified" if const > threshold else "violated"
-        return MarginResult(status, target, None if status == "verified" else point, const, time.perf_counter() - started, 0)
+        return MarginResult(
+            status, target, None if status == "verified" else point, const, time.perf_counter() - started, 0
+        )
     cut = LinearConstraint(c[None, :], -np.inf, threshold - const)
     options = {"time_limit": max(time_limit, 1e-3), "mip_rel_gap": 1e300, **(solver_options or {})}
     result = run_highs(c, encoding, extra=[cut], options=options)

@@ -18,7 +18,13 @@ from torch import nn
 __all__ = ["AffineLayer", "ReluNetwork", "extract_network"]
 
 #: Modules that act as the identity on the flattened representation (in eval mode).
-_IDENTITY_TYPES: tuple[type[nn.Module], ...] = (nn.Flatten, nn.Unflatten, nn.Identity, nn.Dropout, nn.Dropout2d)
+_IDENTITY_TYPES: tuple[type[nn.Module], ...] = (
+    nn.Flatten,
+    nn.Unflatten,
+    nn.Identity,
+    nn.Dropout,
+    nn.Dropout2d,
+)
 #: Affine modules without a dedicated converter: their matrix is read off by probing with unit vectors (float64).
 _PROBED_TYPES: tuple[type[nn.Module], ...] = (nn.AvgPool2d, nn.ZeroPad2d, nn.ConvTranspose2d)
 
@@ -121,7 +127,13 @@ def _conv_matrix(conv: nn.Conv2d, in_shape: tuple[int, ...]) -> AffineLayer:
     w_out = (w_in + 2 * pw - dw * (kw - 1) - 1) // sw + 1
     out_per_group = c_out // conv.groups
     co, cg, ki, kj, oh, ow = np.meshgrid(
-        np.arange(c_out), np.arange(c_group), np.arange(kh), np.arange(kw), np.arange(h_out), np.arange(w_out), indexing="ij"
+        np.arange(c_out),
+        np.arange(c_group),
+        np.arange(kh),
+        np.arange(kw),
+        np.arange(h_out),
+        np.arange(w_out),
+        indexing="ij",
     )
     ih = oh * sh - ph + ki * dh
     iw = ow * sw - pw + kj * dw
@@ -139,7 +151,9 @@ def _conv_matrix(conv: nn.Conv2d, in_shape: tuple[int, ...]) -> AffineLayer:
 def _batchnorm_matrix(bn: nn.modules.batchnorm._BatchNorm, in_shape: tuple[int, ...]) -> AffineLayer:
     """BatchNorm with its running statistics (eval mode) as a diagonal affine map."""
     if bn.running_mean is None or bn.running_var is None:
-        raise TypeError(f"{type(bn).__name__} without running statistics (track_running_stats=False) is not affine")
+        raise TypeError(
+            f"{type(bn).__name__} without running statistics (track_running_stats=False) is not affine"
+        )
     channels = in_shape[0]
     spatial = int(np.prod(in_shape[1:])) if len(in_shape) > 1 else 1
     mean = bn.running_mean.detach().cpu().double().numpy()
@@ -211,7 +225,9 @@ def extract_network(
         raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
     shape = tuple(int(s) for s in input_shape)
     if not shape or any(s <= 0 for s in shape):
-        raise ValueError(f"input_shape must be a tuple of positive integers such as (1, 28, 28), got {tuple(input_shape)}")
+        raise ValueError(
+            f"input_shape must be a tuple of positive integers such as (1, 28, 28), got {tuple(input_shape)}"
+        )
     probed = _PROBED_TYPES + tuple(affine_types)
     layers: list[AffineLayer] = []
     pending: AffineLayer | None = None  # affine map accumulated since the last ReLU
@@ -257,4 +273,3 @@ def extract_network(
         pending = _identity(int(np.prod(current)))
     layers.append(pending)
     return ReluNetwork(layers, shape)
-

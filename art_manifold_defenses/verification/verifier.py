@@ -144,7 +144,14 @@ def compute_bounds(
         bounds = linear_relaxation_bounds(network, input_lower, input_upper, initial=bounds)
     if method == "lp":
         left = None if time_limit is None else max(time_limit - (time.perf_counter() - started), 0.0)
-        bounds = lp_bounds(network, input_lower, input_upper, initial=bounds, time_limit=left, neuron_time_limit=neuron_time_limit)
+        bounds = lp_bounds(
+            network,
+            input_lower,
+            input_upper,
+            initial=bounds,
+            time_limit=left,
+            neuron_time_limit=neuron_time_limit,
+        )
     bounds.seconds = time.perf_counter() - started
     return bounds
 
@@ -196,7 +203,9 @@ class Verifier:
         verbose: bool = True,
     ) -> None:
         if solver_options is not None and not isinstance(solver_options, dict):
-            raise TypeError(f"solver_options must be a dict of HiGHS options or None, got {type(solver_options).__name__}")
+            raise TypeError(
+                f"solver_options must be a dict of HiGHS options or None, got {type(solver_options).__name__}"
+            )
         self.model = model
         self.solver_options = dict(solver_options or {})
         self.eps = eps
@@ -215,14 +224,25 @@ class Verifier:
         try:
             self.network = extract_network(model, self.input_shape, affine_types=affine_types)
         except RuntimeError as exc:  # torch refused the shape in the tracing forward pass
-            raise ValueError(f"input_shape={self.input_shape} does not fit the model: {str(exc).splitlines()[0]}") from exc
+            raise ValueError(
+                f"input_shape={self.input_shape} does not fit the model: {str(exc).splitlines()[0]}"
+            ) from exc
 
     def _check_params(self) -> None:
         if not isinstance(self.model, nn.Module):
             raise TypeError(f"model must be a torch.nn.Module, got {type(self.model).__name__}")
-        if isinstance(self.eps, bool) or not isinstance(self.eps, (int, float)) or not np.isfinite(self.eps) or self.eps < 0:
+        if (
+            isinstance(self.eps, bool)
+            or not isinstance(self.eps, (int, float))
+            or not np.isfinite(self.eps)
+            or self.eps < 0
+        ):
             raise ValueError(f"eps must be a finite number >= 0, got {self.eps!r}")
-        if isinstance(self.time_limit, bool) or not isinstance(self.time_limit, (int, float)) or not self.time_limit > 0:
+        if (
+            isinstance(self.time_limit, bool)
+            or not isinstance(self.time_limit, (int, float))
+            or not self.time_limit > 0
+        ):
             raise ValueError(f"time_limit must be a number of seconds > 0, got {self.time_limit!r}")
         if self.bounds not in BOUND_METHODS:
             raise ValueError(f"bounds must be one of {BOUND_METHODS}, got {self.bounds!r}")
@@ -245,7 +265,9 @@ class Verifier:
 
     def _logits(self, x: np.ndarray) -> np.ndarray:
         with torch.no_grad():
-            return self.model(torch.as_tensor(x, dtype=torch.float32, device=self.device)).float().cpu().numpy()
+            return (
+                self.model(torch.as_tensor(x, dtype=torch.float32, device=self.device)).float().cpu().numpy()
+            )
 
     def _check_extraction(self, x: np.ndarray) -> None:
         torch_logits = self._logits(x)
@@ -258,8 +280,14 @@ class Verifier:
                 "the model probably has a custom forward() or an unsupported functional op"
             )
 
-    def verify(self, x: Any, y: Any, *, indices: Sequence[int] | None = None,
-               callback: Callable[[ImageVerification], None] | None = None) -> VerificationResult:
+    def verify(
+        self,
+        x: Any,
+        y: Any,
+        *,
+        indices: Sequence[int] | None = None,
+        callback: Callable[[ImageVerification], None] | None = None,
+    ) -> VerificationResult:
         """Verify every image of ``x`` (N, C, H, W) in [clip_values] with labels ``y``; ``indices`` names them in the
         results (default 0..N-1); ``callback`` is called after each image (e.g. to append a TSV row)."""
         x_arr = check_images(x, "x", clip_values=self.clip_values, ndim=1 + len(self.input_shape))
@@ -298,7 +326,9 @@ class Verifier:
         )  # fmt: skip
         return adv[0].cpu().numpy() if bool(fooled[0]) else None
 
-    def _verify_one(self, image: np.ndarray, label: int, index: int, generator: torch.Generator) -> ImageVerification:
+    def _verify_one(
+        self, image: np.ndarray, label: int, index: int, generator: torch.Generator
+    ) -> ImageVerification:
         started = time.perf_counter()
         prediction = int(self._logits(image[None]).argmax())
         relus = self.network.relu_count
@@ -310,7 +340,9 @@ class Verifier:
             )  # fmt: skip
 
         if prediction != label:
-            return done("falsified", "clean", counterexample=image.copy(), counterexample_prediction=prediction)
+            return done(
+                "falsified", "clean", counterexample=image.copy(), counterexample_prediction=prediction
+            )
         if self.attack_steps > 0 and self.attack_restarts > 0 and self.eps > 0:
             adv = self._attack(image, label, generator)
             if adv is not None:
@@ -339,7 +371,13 @@ class Verifier:
             if left <= 0:
                 return done("timeout", "milp", milp_seconds=milp_seconds, milp_classes=count - 1, **stats)
             outcome = solve_margin(
-                self.network, bounds, label, target, image, time_limit=left, solver_options=self.solver_options
+                self.network,
+                bounds,
+                label,
+                target,
+                image,
+                time_limit=left,
+                solver_options=self.solver_options,
             )
             milp_seconds += outcome.seconds
             if outcome.status == "timeout":
@@ -352,7 +390,9 @@ class Verifier:
                     if nudged is not None:
                         point, found = nudged
                 if found is None:
-                    return done("inconclusive", "milp", milp_seconds=milp_seconds, milp_classes=count, **stats)
+                    return done(
+                        "inconclusive", "milp", milp_seconds=milp_seconds, milp_classes=count, **stats
+                    )
                 return done(
                     "falsified", "milp", counterexample=point, counterexample_prediction=found, milp_seconds=milp_seconds,
                     milp_classes=count, **stats,
@@ -409,8 +449,12 @@ def verify(
     counts."""
     x_arr = np.asarray(x.detach().cpu().numpy() if isinstance(x, torch.Tensor) else x)
     if x_arr.ndim < 2:
-        raise ValueError(f"x must be a batch of inputs of shape (N, ...), e.g. (N, C, H, W), got shape {x_arr.shape}")
-    if x_arr.ndim == 4 and len(x_arr):  # a channels-last or wrong-channel batch is named as such, not as a torch error
+        raise ValueError(
+            f"x must be a batch of inputs of shape (N, ...), e.g. (N, C, H, W), got shape {x_arr.shape}"
+        )
+    if x_arr.ndim == 4 and len(
+        x_arr
+    ):  # a channels-last or wrong-channel batch is named as such, not as a torch error
         probe_forward(model, x_arr[:1], "x", device=resolve_device(device))
     verifier = Verifier(
         model, input_shape=x_arr.shape[1:], eps=eps, time_limit=time_limit, bounds=bounds,

@@ -32,7 +32,14 @@ from art_manifold_defenses.manifold_regularization import regularizers as regula
 
 def conv_net(dtype: torch.dtype = torch.float64, *, dropout: float = 0.0) -> nn.Sequential:
     torch.manual_seed(0)
-    layers: list[nn.Module] = [nn.Conv2d(1, 4, 3), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(), nn.Linear(4 * 3 * 3, 12), nn.ReLU()]
+    layers: list[nn.Module] = [
+        nn.Conv2d(1, 4, 3),
+        nn.ReLU(),
+        nn.MaxPool2d(2),
+        nn.Flatten(),
+        nn.Linear(4 * 3 * 3, 12),
+        nn.ReLU(),
+    ]
     if dropout:
         layers.append(nn.Dropout(dropout))
     layers += [nn.Linear(12, 8), nn.ReLU(), nn.Linear(8, 3)]
@@ -57,7 +64,11 @@ def straightforward_terms(
     finally:
         for handle in handles:
             handle.remove()
-    return logits, intrinsic_regularizer(f_plus, f_minus), hamming_regularizer(z_plus, z_minus, alpha=alpha, form=form)
+    return (
+        logits,
+        intrinsic_regularizer(f_plus, f_minus),
+        hamming_regularizer(z_plus, z_minus, alpha=alpha, form=form),
+    )
 
 
 def grads(model: nn.Module, value: Tensor) -> list[Tensor]:
@@ -65,26 +76,37 @@ def grads(model: nn.Module, value: Tensor) -> list[Tensor]:
 
 
 @pytest.mark.parametrize(("alpha", "form"), [(0.5, "squared"), (8.0, "squared"), (8.0, "unsquared")])
-def test_separate_and_concatenated_passes_equal_the_straightforward_computation(alpha: float, form: str) -> None:
+def test_separate_and_concatenated_passes_equal_the_straightforward_computation(
+    alpha: float, form: str
+) -> None:
     model = conv_net()
     x = torch.rand(5, 1, 8, 8, dtype=torch.float64)
     rho = 0.2 * (torch.randint(0, 2, x.shape, generator=torch.Generator().manual_seed(1)).double() * 2 - 1)
     x_plus, x_minus = (x + rho).clamp(0, 1), (x - rho).clamp(0, 1)
     logits, intrinsic, hamming = straightforward_terms(model, x, x_plus, x_minus, alpha, form)
     weight = 3000.0 if form == "squared" else 30.0  # both terms matter in the gradient
-    reference_grads = grads(model, F.cross_entropy(logits, torch.arange(5) % 3) + 0.7 * intrinsic + weight * hamming)
+    reference_grads = grads(
+        model, F.cross_entropy(logits, torch.arange(5) % 3) + 0.7 * intrinsic + weight * hamming
+    )
     for batching in ("separate", "concatenated"):
-        out = ManifoldRegularizer(eps=0.2, alpha=alpha, batching=batching, hamming_form=form)(model, x, perturbation=rho)
+        out = ManifoldRegularizer(eps=0.2, alpha=alpha, batching=batching, hamming_form=form)(
+            model, x, perturbation=rho
+        )
         assert out.logits is not None
         assert torch.allclose(out.logits, logits, atol=1e-12)
         assert out.intrinsic.item() == pytest.approx(intrinsic.item(), rel=1e-12)
         assert out.hamming.item() == pytest.approx(hamming.item(), rel=1e-12)
         assert out.layer_names == ["1", "5", "7"]
-        ours = grads(model, F.cross_entropy(out.logits, torch.arange(5) % 3) + 0.7 * out.intrinsic + weight * out.hamming)
+        ours = grads(
+            model,
+            F.cross_entropy(out.logits, torch.arange(5) % 3) + 0.7 * out.intrinsic + weight * out.hamming,
+        )
         for a, b in zip(ours, reference_grads, strict=True):
             assert torch.allclose(a, b, atol=1e-12, rtol=1e-10), batching
     separate = ManifoldRegularizer(eps=0.2, alpha=alpha, batching="separate")(model, x, perturbation=rho)
-    concatenated = ManifoldRegularizer(eps=0.2, alpha=alpha, batching="concatenated")(model, x, perturbation=rho)
+    concatenated = ManifoldRegularizer(eps=0.2, alpha=alpha, batching="concatenated")(
+        model, x, perturbation=rho
+    )
     assert separate.pattern_agreement == pytest.approx(concatenated.pattern_agreement, abs=1e-12)
     assert separate.layer_sizes == concatenated.layer_sizes == [4 * 6 * 6, 12, 8]
 
@@ -100,12 +122,16 @@ def test_clean_backward_gives_the_gradient_of_the_whole_loss() -> None:
     model.zero_grad(set_to_none=True)
     split = reg(model, x, perturbation=rho, clean_backward=lambda logits: F.cross_entropy(logits, y))
     assert split.logits is not None and not split.logits.requires_grad
-    assert split.clean_loss is not None and split.clean_loss.item() == pytest.approx(F.cross_entropy(out.logits, y).item())
+    assert split.clean_loss is not None and split.clean_loss.item() == pytest.approx(
+        F.cross_entropy(out.logits, y).item()
+    )
     (2.0 * split.intrinsic + 50.0 * split.hamming).backward()
     for parameter, reference in zip(model.parameters(), expected, strict=True):
         assert parameter.grad is not None and torch.allclose(parameter.grad, reference, atol=1e-12)
     with pytest.raises(ValueError, match="clean_backward"):
-        ManifoldRegularizer(eps=0.1, batching="concatenated")(model, x, clean_backward=lambda logits: logits.sum())
+        ManifoldRegularizer(eps=0.1, batching="concatenated")(
+            model, x, clean_backward=lambda logits: logits.sum()
+        )
     with pytest.raises(ValueError, match="scalar"):
         reg(model, x, clean_backward=lambda logits: logits)
 
@@ -115,13 +141,17 @@ def test_auto_batching_follows_device_and_batch_statistics() -> None:
     reg = ManifoldRegularizer(batching="auto")
     assert reg.resolve_batching(conv_net(), cpu) == "separate"
     assert reg.resolve_batching(conv_net(), torch.device("meta")) == "concatenated"  # not CPU: one big batch
-    batchnorm = nn.Sequential(nn.Conv2d(1, 2, 3), nn.BatchNorm2d(2), nn.ReLU(), nn.Flatten(), nn.Linear(2 * 6 * 6, 3))
+    batchnorm = nn.Sequential(
+        nn.Conv2d(1, 2, 3), nn.BatchNorm2d(2), nn.ReLU(), nn.Flatten(), nn.Linear(2 * 6 * 6, 3)
+    )
     assert uses_batch_statistics(batchnorm.train()) and reg.resolve_batching(batchnorm, cpu) == "concatenated"
     assert not uses_batch_statistics(batchnorm.eval()) and reg.resolve_batching(batchnorm, cpu) == "separate"
     no_stats = nn.Sequential(nn.BatchNorm1d(3, track_running_stats=False)).eval()
     assert uses_batch_statistics(no_stats)
     assert ManifoldRegularizer().batching == "concatenated"  # the regularizer's default stays one pass
-    assert ManifoldRegularizer(batching="separate").resolve_batching(batchnorm.train(), cpu) == "separate"  # explicit wins
+    assert (
+        ManifoldRegularizer(batching="separate").resolve_batching(batchnorm.train(), cpu) == "separate"
+    )  # explicit wins
     with pytest.raises(ValueError, match="batching"):
         ManifoldRegularizer(batching="chunked")
 
@@ -159,8 +189,12 @@ def test_recorder_replays_dropout_masks_across_passes() -> None:
 
 
 @pytest.mark.parametrize("block_bytes", [8, 200, 1 << 20])
-def test_blocked_hamming_kernels_match_autograd_on_tanh(block_bytes: int, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(regularizers_module, "_HAMMING_BLOCK_BYTES", block_bytes)  # 1 row, ragged blocks, one block
+def test_blocked_hamming_kernels_match_autograd_on_tanh(
+    block_bytes: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(
+        regularizers_module, "_HAMMING_BLOCK_BYTES", block_bytes
+    )  # 1 row, ragged blocks, one block
     torch.manual_seed(0)
     batch = 5
     z_plus = torch.randn(batch, 3, 4, dtype=torch.float64, requires_grad=True)
@@ -170,17 +204,29 @@ def test_blocked_hamming_kernels_match_autograd_on_tanh(block_bytes: int, monkey
     reference = hamming_layer_distances([z_plus], [z_minus], alpha=8.0)[:, 0]
     pair = fused_hamming_pair_distances(z_plus, z_minus, alpha=8.0)
     assert pair.shape == (batch,) and torch.allclose(pair, reference, rtol=1e-12, atol=0)
-    row_weights = torch.arange(1.0, batch + 1, dtype=torch.float64)  # a different gradient for every row's distance
+    row_weights = torch.arange(
+        1.0, batch + 1, dtype=torch.float64
+    )  # a different gradient for every row's distance
     ours_grads = torch.autograd.grad((row_weights * pair).sum(), (z_plus, z_minus))
-    for ours, theirs in zip(ours_grads, torch.autograd.grad((row_weights * reference).sum(), (z_plus, z_minus)), strict=True):
+    for ours, theirs in zip(
+        ours_grads, torch.autograd.grad((row_weights * reference).sum(), (z_plus, z_minus)), strict=True
+    ):
         assert torch.allclose(ours, theirs, atol=1e-12)
-    stacked = torch.cat([torch.randn(batch, 3, 4, dtype=torch.float64), z_plus.detach(), z_minus.detach()]).requires_grad_(True)
+    stacked = torch.cat(
+        [torch.randn(batch, 3, 4, dtype=torch.float64), z_plus.detach(), z_minus.detach()]
+    ).requires_grad_(True)
     layer = fused_hamming_layer_distances(stacked, batch=batch, alpha=8.0)
     assert torch.allclose(layer, reference, rtol=1e-12, atol=0)
     with torch.no_grad():  # the value-only path
-        assert torch.allclose(fused_hamming_pair_distances(z_plus, z_minus, alpha=8.0), reference, rtol=1e-12, atol=0)
-        assert torch.allclose(fused_hamming_layer_distances(stacked, batch=batch, alpha=8.0), reference, rtol=1e-12, atol=0)
-    assert torch.autograd.gradcheck(lambda a, b: fused_hamming_pair_distances(a, b, alpha=0.7), (z_plus, z_minus))
+        assert torch.allclose(
+            fused_hamming_pair_distances(z_plus, z_minus, alpha=8.0), reference, rtol=1e-12, atol=0
+        )
+        assert torch.allclose(
+            fused_hamming_layer_distances(stacked, batch=batch, alpha=8.0), reference, rtol=1e-12, atol=0
+        )
+    assert torch.autograd.gradcheck(
+        lambda a, b: fused_hamming_pair_distances(a, b, alpha=0.7), (z_plus, z_minus)
+    )
     exact = fused_hamming_pair_distances(z_plus, z_minus, alpha=math.inf)
     assert torch.allclose(exact, hamming_layer_distances([z_plus], [z_minus], alpha=math.inf)[:, 0])
     with pytest.raises(ValueError, match="same shape"):
@@ -189,10 +235,14 @@ def test_blocked_hamming_kernels_match_autograd_on_tanh(block_bytes: int, monkey
 
 @pytest.mark.parametrize("block_bytes", [8, 12, 1 << 20])
 def test_relu_pattern_disagreements_count_exactly(block_bytes: int, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(regularizers_module, "_HAMMING_BLOCK_BYTES", block_bytes)  # 2 or 3 elements per block, or one
+    monkeypatch.setattr(
+        regularizers_module, "_HAMMING_BLOCK_BYTES", block_bytes
+    )  # 2 or 3 elements per block, or one
     torch.manual_seed(0)
     z_plus, z_minus = torch.randn(6, 7), torch.randn(6, 7)
-    z_plus[0, :4] = torch.tensor([0.0, -0.0, 1e-30, 0.0])  # zeros are inactive; a tiny positive value is active
+    z_plus[0, :4] = torch.tensor(
+        [0.0, -0.0, 1e-30, 0.0]
+    )  # zeros are inactive; a tiny positive value is active
     z_minus[0, :4] = torch.tensor([1e-30, 0.0, -0.0, -1.0])
     expected = int(torch.count_nonzero(torch.ne(z_plus > 0, z_minus > 0)))
     assert expected > 0
@@ -203,11 +253,16 @@ def test_relu_pattern_disagreements_count_exactly(block_bytes: int, monkeypatch:
         expected_many = int(torch.count_nonzero(torch.ne(many_plus > 0, many_minus > 0)))
         assert int(relu_pattern_disagreements(many_plus.bfloat16(), many_minus.bfloat16())) == expected_many
     # the count taken inside the Hamming term's blocks: the same number, in both paths
-    distances, count = regularizers_module._pair_distances_and_disagreements(z_plus.requires_grad_(), z_minus, 8.0)
+    distances, count = regularizers_module._pair_distances_and_disagreements(
+        z_plus.requires_grad_(), z_minus, 8.0
+    )
     assert int(count) == expected and not count.requires_grad and distances.requires_grad
     with torch.no_grad():
         assert int(regularizers_module._pair_distances_and_disagreements(z_plus, z_minus, 8.0)[1]) == expected
-        assert int(regularizers_module._pair_distances_and_disagreements(z_plus, z_minus, math.inf)[1]) == expected
+        assert (
+            int(regularizers_module._pair_distances_and_disagreements(z_plus, z_minus, math.inf)[1])
+            == expected
+        )
     with pytest.raises(ValueError, match="same shape"):
         relu_pattern_disagreements(z_plus, z_minus[:2])
 
@@ -217,9 +272,13 @@ def test_pair_term_gradient_in_place_only_when_the_graph_is_not_kept() -> None:
     z_plus = torch.randn(4, 10, dtype=torch.float64, requires_grad=True)
     z_minus = torch.randn(4, 10, dtype=torch.float64, requires_grad=True)
     reference = torch.autograd.grad(hamming_regularizer([z_plus], [z_minus], alpha=8.0), (z_plus, z_minus))
-    kept = fused_hamming_pair_distances(z_plus, z_minus, alpha=8.0).pow(2).mean()  # the squared term of one layer
+    kept = (
+        fused_hamming_pair_distances(z_plus, z_minus, alpha=8.0).pow(2).mean()
+    )  # the squared term of one layer
     first = torch.autograd.grad(kept, (z_plus, z_minus), retain_graph=True)
-    second = torch.autograd.grad(kept, (z_plus, z_minus))  # reads the saved products again, then scales them in place
+    second = torch.autograd.grad(
+        kept, (z_plus, z_minus)
+    )  # reads the saved products again, then scales them in place
     for a, b, c in zip(first, second, reference, strict=True):
         assert torch.allclose(a, c, atol=1e-12) and torch.allclose(b, c, atol=1e-12)
     seen: list[bool] = []
@@ -284,7 +343,9 @@ def test_trainer_batching_modes_train_the_same_model() -> None:
             to_art_classifier(model, input_shape=(1, 8, 8), nb_classes=3), schedule=schedule, batching=batching,
             verbose=False, seed=0,
         )  # fmt: skip
-        trainer.fit(x, y, batch_size=8, nb_epochs=2, collapse_check=False)  # random labels: no collapse warning wanted
+        trainer.fit(
+            x, y, batch_size=8, nb_epochs=2, collapse_check=False
+        )  # random labels: no collapse warning wanted
         trained[batching] = (model, trainer.history)
         assert trainer.regularizer_params()["batching"] == batching
     (sep_model, sep_history), (cat_model, cat_history) = trained["separate"], trained["concatenated"]
@@ -293,4 +354,6 @@ def test_trainer_batching_modes_train_the_same_model() -> None:
     for key in ("loss", "cross_entropy", "intrinsic", "hamming", "relu_agreement"):
         assert sep_history[-1][key] == pytest.approx(cat_history[-1][key], rel=1e-4, abs=1e-6)
     with pytest.raises(ValueError, match="batching"):
-        ManifoldRegularizationTrainer(to_art_classifier(conv_net(torch.float32), input_shape=(1, 8, 8), nb_classes=3), batching="x")
+        ManifoldRegularizationTrainer(
+            to_art_classifier(conv_net(torch.float32), input_shape=(1, 8, 8), nb_classes=3), batching="x"
+        )

@@ -26,7 +26,13 @@ def parse(argv: list[str], tmp_path) -> argparse.Namespace:
     parser.add_argument("--quiet", action="store_true")
     add_train_arguments(parser.add_argument_group("--defense manifold-reg"))
     args = parser.parse_args([*argv, "--quiet"])
-    args.out, args.data_root, args.device, args.activation, args.train_limit = str(tmp_path), None, "cpu", None, None
+    args.out, args.data_root, args.device, args.activation, args.train_limit = (
+        str(tmp_path),
+        None,
+        "cpu",
+        None,
+        None,
+    )
     return args
 
 
@@ -39,7 +45,13 @@ def test_flags_parse_with_paper_defaults(tmp_path) -> None:
     assert (old.mr_hamming_form, old.mr_intrinsic_scale) == ("unsquared", 1.0)
     args = parse(["--mr-ablation", "hamming", "--mr-eps", "0.2", "--mr-gamma-i", "0.3", "--mr-gamma-h", "90", "--mr-alpha", "4"],
                  tmp_path)  # fmt: skip
-    assert (args.mr_ablation, args.mr_eps, args.mr_gamma_i, args.mr_gamma_h, args.mr_alpha) == ("hamming", 0.2, 0.3, 90.0, 4.0)
+    assert (args.mr_ablation, args.mr_eps, args.mr_gamma_i, args.mr_gamma_h, args.mr_alpha) == (
+        "hamming",
+        0.2,
+        0.3,
+        90.0,
+        4.0,
+    )
     with pytest.raises(SystemExit):
         parse(["--mr-ablation", "nothing"], tmp_path)
 
@@ -55,14 +67,18 @@ def test_preset_resolution() -> None:
 def test_train_from_args_trains_and_records_the_metadata(mnist_small: tuple, tmp_path) -> None:
     x, y, x_test, y_test = mnist_small
     data = {"x_train": x[:96], "y_train": y[:96], "x_test": x_test[:32], "y_test": y_test[:32]}
-    args = parse(["--mr-eps", "0.1", "--mr-gamma-h", "100", "--mr-constant", "--mr-lr-peak", "0.05"], tmp_path)
+    args = parse(
+        ["--mr-eps", "0.1", "--mr-gamma-h", "100", "--mr-constant", "--mr-lr-peak", "0.05"], tmp_path
+    )
     architecture = {"name": "wong_small", "in_channels": 1, "num_classes": 10, "input_size": 28}
     model, meta = train_from_args(args, data, torch.device("cpu"), architecture)
     assert meta["name"] == "manifold-reg"
     params = meta["params"]
     assert params["preset"] == "mnist" and params["constant"] is True and params["alpha"] == 8.0
     assert (params["hamming_form"], params["intrinsic_scale"]) == ("squared", 0.5)
-    assert params["schedule"]["epsilon"] == [(0.0, 0.1)] and params["schedule"]["gamma_hamming"] == [(0.0, 100.0)]
+    assert params["schedule"]["epsilon"] == [(0.0, 0.1)] and params["schedule"]["gamma_hamming"] == [
+        (0.0, 100.0)
+    ]
     assert params["final_epoch"]["hamming"] > 0.0
     assert not model.training
     path = save_checkpoint(model, tmp_path / "model.pt", architecture=architecture, defence=meta)
@@ -79,7 +95,9 @@ def test_amd_train_wiring_end_to_end(monkeypatch: pytest.MonkeyPatch, data_root:
 
     from art_manifold_defenses import cli
 
-    monkeypatch.setitem(cli.DEFENCE_TRAINERS, "manifold-reg", "art_manifold_defenses.manifold_regularization.cli")
+    monkeypatch.setitem(
+        cli.DEFENCE_TRAINERS, "manifold-reg", "art_manifold_defenses.manifold_regularization.cli"
+    )
     rc = cli.main(["train", "--defense", "manifold-reg", "--model", "wong_small", "--epochs", "1", "--train-limit", "64",
                    "--batch-size", "32", "--data-root", data_root, "--out", str(tmp_path), "--quiet",
                    "--mr-ablation", "hamming", "--mr-gamma-h", "500"])  # fmt: skip

@@ -53,7 +53,9 @@ def test_intrinsic_term_matches_hand_computation_on_two_layer_toy() -> None:
     x = torch.tensor([[0.5, 0.5]])
     rho = torch.tensor([[0.1, -0.1]])
     out = ManifoldRegularizer(eps=0.1, clip_values=None)(two_layer_toy(), x, perturbation=rho)
-    assert out.intrinsic.item() == pytest.approx(0.5 * 0.08, abs=1e-6)  # eq. 11: 1 / (c^2 N) with c = 2 -> 1/2
+    assert out.intrinsic.item() == pytest.approx(
+        0.5 * 0.08, abs=1e-6
+    )  # eq. 11: 1 / (c^2 N) with c = 2 -> 1/2
     # Hamming, one layer of n = 3 ReLUs: d = ||(|t(4.8) - t(3.2)|, |t(3.2) - t(4.8)|, 0)||_2 / (2 * 3), t = tanh;
     # eq. 13 regularizes d^2
     t_high, t_low = math.tanh(8 * 0.6), math.tanh(8 * 0.4)  # 0.999863, 0.996682
@@ -97,8 +99,12 @@ def test_hamming_is_zero_for_identical_pre_activations_and_for_the_same_pattern_
     assert reg(flip_toy(), x).hamming.item() == 0.0  # eps = 0: z+ == z-
     # same activation pattern, different values: z+ = (0.06, 0.04, -0.9), z- = (0.04, 0.06, -0.9)
     x, rho = torch.tensor([[0.05, 0.05]]), torch.tensor([[0.01, -0.01]])
-    values = [ManifoldRegularizer(eps=0.01, clip_values=None, alpha=a)(two_layer_toy(), x, perturbation=rho).hamming.item()
-              for a in (8.0, 32.0, 128.0, float("inf"))]
+    values = [
+        ManifoldRegularizer(eps=0.01, clip_values=None, alpha=a)(
+            two_layer_toy(), x, perturbation=rho
+        ).hamming.item()
+        for a in (8.0, 32.0, 128.0, float("inf"))
+    ]
     assert values[0] > values[1] > values[2] > 0.0
     assert values[2] < 1e-3 * values[0]
     assert values[3] == 0.0  # exact Hamming distance between identical patterns
@@ -106,13 +112,22 @@ def test_hamming_is_zero_for_identical_pre_activations_and_for_the_same_pattern_
 
 def test_hamming_grows_with_alpha_towards_the_normalised_hamming_distance() -> None:
     x = torch.tensor([[0.0, 0.5]])
-    rho = torch.tensor([[0.1, 0.1]])  # z+ = (0.1, -0.1, 0.3, -0.2), z- = (-0.1, 0.1, 0.3, -0.2): 2 of 4 ReLUs flip
+    rho = torch.tensor(
+        [[0.1, 0.1]]
+    )  # z+ = (0.1, -0.1, 0.3, -0.2), z- = (-0.1, 0.1, 0.3, -0.2): 2 of 4 ReLUs flip
     limit = (math.sqrt(2**2 + 2**2) / (2 * 4)) ** 2  # d_H = sqrt(8) / 8, squared (eq. 13)
     alphas = [0.5, 2.0, 8.0, 32.0, 1000.0]
-    values = [ManifoldRegularizer(eps=0.1, clip_values=None, alpha=a)(flip_toy(), x, perturbation=rho).hamming.item() for a in alphas]
+    values = [
+        ManifoldRegularizer(eps=0.1, clip_values=None, alpha=a)(
+            flip_toy(), x, perturbation=rho
+        ).hamming.item()
+        for a in alphas
+    ]
     assert all(b > a for a, b in zip(values, values[1:], strict=False))
     assert values[-1] == pytest.approx(limit, rel=1e-6)
-    exact = ManifoldRegularizer(eps=0.1, clip_values=None, alpha=float("inf"))(flip_toy(), x, perturbation=rho)
+    exact = ManifoldRegularizer(eps=0.1, clip_values=None, alpha=float("inf"))(
+        flip_toy(), x, perturbation=rho
+    )
     assert exact.hamming.item() == pytest.approx(limit, rel=1e-7)
     assert exact.pattern_agreement == [pytest.approx(0.5)]
 
@@ -125,7 +140,9 @@ def test_hamming_relaxation_elementwise_and_layer_combination() -> None:
     value = hamming_regularizer([zp, layer2_p], [zm, layer2_m], alpha=float("inf")).item()
     distance = (2 / 4 + math.sqrt(8) / 6) / 2
     assert value == pytest.approx(distance**2)
-    unsquared = hamming_regularizer([zp, layer2_p], [zm, layer2_m], alpha=float("inf"), form="unsquared").item()
+    unsquared = hamming_regularizer(
+        [zp, layer2_p], [zm, layer2_m], alpha=float("inf"), form="unsquared"
+    ).item()
     assert unsquared == pytest.approx(distance)
     with pytest.raises(ValueError, match="form"):
         hamming_regularizer([zp], [zm], form="cubed")
@@ -147,11 +164,16 @@ def test_hamming_term_squares_each_sample_after_combining_its_layers() -> None:
     assert distances.tolist() == [[0.5, 0.5], [0.0, 0.25]]
     # d_0 = (0.5 + 0.5) / 2 = 0.5, d_1 = (0 + 0.25) / 2 = 0.125
     squared = (0.5**2 + 0.125**2) / 2  # 0.1328125: eq. 13, the batch mean of d_i^2
-    assert hamming_regularizer([layer1_p, layer2_p], [layer1_m, layer2_m], alpha=inf).item() == pytest.approx(squared)
+    assert hamming_regularizer([layer1_p, layer2_p], [layer1_m, layer2_m], alpha=inf).item() == pytest.approx(
+        squared
+    )
     assert hamming_term_from_distances(distances).item() == pytest.approx(squared)
     assert squared != pytest.approx(((0.5 + 0.125) / 2) ** 2)  # not the square of the batch mean
     assert hamming_term_from_distances(distances, form="unsquared").item() == pytest.approx((0.5 + 0.125) / 2)
-    assert hamming_layer_terms([layer1_p, layer2_p], [layer1_m, layer2_m], alpha=inf).tolist() == [0.25, 0.375]
+    assert hamming_layer_terms([layer1_p, layer2_p], [layer1_m, layer2_m], alpha=inf).tolist() == [
+        0.25,
+        0.375,
+    ]
     with pytest.raises(ValueError, match="distances"):
         hamming_term_from_distances(distances[:, :0])
 
@@ -162,7 +184,11 @@ def test_hamming_gradient_is_below_the_cross_entropy_gradient_at_initialisation(
     (and training collapsed to a constant network)."""
     x, y = torch.from_numpy(mnist_small[0][:128]), torch.from_numpy(mnist_small[1][:128])
     start = paper_schedule("mnist", epochs=100).at(0.0)
-    assert (start["epsilon"], start["gamma_intrinsic"], start["gamma_hamming"]) == (pytest.approx(0.075), 0.8, 2400.0)
+    assert (start["epsilon"], start["gamma_intrinsic"], start["gamma_hamming"]) == (
+        pytest.approx(0.075),
+        0.8,
+        2400.0,
+    )
 
     def gradient_norm(value: Tensor, model: nn.Module) -> float:
         grads = torch.autograd.grad(value, list(model.parameters()), retain_graph=True, allow_unused=True)
@@ -177,7 +203,9 @@ def test_hamming_gradient_is_below_the_cross_entropy_gradient_at_initialisation(
         assert out.logits is not None
         cross_entropy = F.cross_entropy(out.logits, y)
         assert cross_entropy.item() == pytest.approx(math.log(10), abs=0.1)
-        ratios[form] = gradient_norm(start["gamma_hamming"] * out.hamming, model) / gradient_norm(cross_entropy, model)
+        ratios[form] = gradient_norm(start["gamma_hamming"] * out.hamming, model) / gradient_norm(
+            cross_entropy, model
+        )
     assert ratios["squared"] < 0.2  # measured: about 1/35
     assert ratios["unsquared"] > 5.0  # measured: about 16
 
@@ -190,7 +218,9 @@ def test_dense_regularizer_matches_a_double_loop() -> None:
         for q in range(5):
             weight = math.exp(-float((points[p] - points[q]).pow(2).sum()) / 2.0)
             expected += float((outputs[p] - outputs[q]).pow(2).sum()) * weight
-    assert dense_intrinsic_regularizer(outputs, points, scale=2.0).item() == pytest.approx(expected / 25, rel=1e-5)
+    assert dense_intrinsic_regularizer(outputs, points, scale=2.0).item() == pytest.approx(
+        expected / 25, rel=1e-5
+    )
     weights = heat_kernel_weights(points, scale=2.0)
     assert torch.allclose(weights.diagonal(), torch.ones(5)) and torch.allclose(weights, weights.T)
     with pytest.raises(ValueError, match="scale"):
@@ -207,7 +237,15 @@ class _Boom(nn.Module):
 
 
 def test_hooks_are_removed_after_use_and_do_not_leak_across_batches() -> None:
-    net = nn.Sequential(nn.Flatten(), nn.Linear(16, 8), nn.ReLU(), nn.Dropout(0.5), nn.Linear(8, 8), nn.ReLU(), nn.Linear(8, 3))
+    net = nn.Sequential(
+        nn.Flatten(),
+        nn.Linear(16, 8),
+        nn.ReLU(),
+        nn.Dropout(0.5),
+        nn.Linear(8, 8),
+        nn.ReLU(),
+        nn.Linear(8, 3),
+    )
     reg = ManifoldRegularizer(eps=0.1)
     first = reg(net, torch.rand(4, 1, 4, 4))
     second = reg(net, torch.rand(7, 1, 4, 4))
@@ -254,7 +292,9 @@ def test_functional_relus_are_detected() -> None:
     assert out.functional_relus == 1 and out.layer_names == ["act"]
     assert ManifoldRegularizer(eps=0.1, functional_relus="ignore")(_FunctionalNet(), x).functional_relus == 0
     # ReLU modules call F.relu internally: those calls are not counted
-    module_only = nn.Sequential(nn.Linear(4, 6), nn.ReLU(), nn.Linear(6, 6), nn.ReLU(inplace=True), nn.Linear(6, 2))
+    module_only = nn.Sequential(
+        nn.Linear(4, 6), nn.ReLU(), nn.Linear(6, 6), nn.ReLU(inplace=True), nn.Linear(6, 2)
+    )
     assert ManifoldRegularizer(eps=0.1)(module_only, x).functional_relus == 0
     with pytest.raises(ValueError, match="no .*ReLU"):
         ManifoldRegularizer(eps=0.1)(nn.Sequential(nn.Linear(4, 2), nn.Tanh()), x)
@@ -278,7 +318,9 @@ def test_shared_dropout_mask_keeps_the_copies_comparable() -> None:
 
 
 def test_gradients_flow_through_batchnorm_models() -> None:
-    net = nn.Sequential(nn.Conv2d(1, 4, 3), nn.BatchNorm2d(4), nn.ReLU(), nn.Flatten(), nn.Linear(4 * 4 * 4, 3)).train()
+    net = nn.Sequential(
+        nn.Conv2d(1, 4, 3), nn.BatchNorm2d(4), nn.ReLU(), nn.Flatten(), nn.Linear(4 * 4 * 4, 3)
+    ).train()
     out = ManifoldRegularizer(eps=0.2)(net, torch.rand(5, 1, 6, 6))
     (out.intrinsic + 100 * out.hamming).backward()
     assert net[0].weight.grad is not None and float(net[0].weight.grad.abs().sum()) > 0
@@ -341,8 +383,15 @@ def test_fused_hamming_distances_match_autograd_on_slices(alpha: float) -> None:
     assert torch.allclose(grad_fused, grad_reference, atol=1e-12)
     assert torch.all(grad_fused[:batch] == 0)
     z2 = torch.randn(2 * batch, 4, dtype=torch.float64, requires_grad=True)
-    assert torch.autograd.gradcheck(lambda t: fused_hamming_layer_distances(t, batch=batch, alpha=alpha), (z2,))
-    assert torch.autograd.gradcheck(lambda t: hamming_term_from_distances(fused_hamming_layer_distances(t, batch=batch, alpha=alpha)[:, None]), (z2,))
+    assert torch.autograd.gradcheck(
+        lambda t: fused_hamming_layer_distances(t, batch=batch, alpha=alpha), (z2,)
+    )
+    assert torch.autograd.gradcheck(
+        lambda t: hamming_term_from_distances(
+            fused_hamming_layer_distances(t, batch=batch, alpha=alpha)[:, None]
+        ),
+        (z2,),
+    )
     with pytest.raises(ValueError, match="2 \\* batch"):
         fused_hamming_layer_distances(z2, batch=4)
 
@@ -350,7 +399,7 @@ def test_fused_hamming_distances_match_autograd_on_slices(alpha: float) -> None:
 def test_fused_hamming_gradient_stays_finite_when_differences_underflow() -> None:
     batch = 2
     z = torch.zeros(3 * batch, 6)
-    z[batch:2 * batch] = 1e-25  # tanh(8e-25) - tanh(0) squares to 0 in float32: the norm underflows to 0
+    z[batch : 2 * batch] = 1e-25  # tanh(8e-25) - tanh(0) squares to 0 in float32: the norm underflows to 0
     z.requires_grad_(True)
     value = fused_hamming_layer_distances(z, batch=batch, alpha=8.0).mean()
     (grad,) = torch.autograd.grad(value, z)
@@ -381,7 +430,9 @@ def test_relus_written_as_clamp_or_maximum_are_detected(form: str) -> None:
     x = torch.rand(3, 4)
     with pytest.raises(ValueError, match=r"clamp\(min=0\)"):
         ManifoldRegularizer(eps=0.1)(_HiddenReLUNet(form), x)
-    assert ManifoldRegularizer(eps=0.1, functional_relus="ignore")(_HiddenReLUNet(form), x).layer_names == ["act"]
+    assert ManifoldRegularizer(eps=0.1, functional_relus="ignore")(_HiddenReLUNet(form), x).layer_names == [
+        "act"
+    ]
 
 
 @pytest.mark.parametrize("form", ["clamp_both", "clamp_shift"])

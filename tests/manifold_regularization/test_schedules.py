@@ -29,8 +29,12 @@ def test_piecewise_linear_interpolates_and_is_constant_outside() -> None:
 def test_cifar10_paper_schedule_values() -> None:
     s = paper_schedule("cifar10", epochs=100)
     assert s.learning_rate is not None
-    assert [s.learning_rate(t) for t in (0, 20, 40, 80, 90, 100)] == pytest.approx([0.0, 0.05, 0.1, 0.005, 0.0025, 0.0])
-    assert [s.epsilon(t) for t in (0, 10, 22.5, 35, 99)] == pytest.approx([2 / 255, 2 / 255, 5 / 255, 8 / 255, 8 / 255])
+    assert [s.learning_rate(t) for t in (0, 20, 40, 80, 90, 100)] == pytest.approx(
+        [0.0, 0.05, 0.1, 0.005, 0.0025, 0.0]
+    )
+    assert [s.epsilon(t) for t in (0, 10, 22.5, 35, 99)] == pytest.approx(
+        [2 / 255, 2 / 255, 5 / 255, 8 / 255, 8 / 255]
+    )
     assert [s.gamma_intrinsic(t) for t in (0, 20, 50, 80, 100)] == pytest.approx([0.8, 0.8, 4.4, 8.0, 8.0])
     assert [s.gamma_hamming(t) for t in (10, 80)] == pytest.approx([2400.0, 24000.0])
 
@@ -40,9 +44,15 @@ def test_presets_and_stretching_to_fewer_epochs() -> None:
     assert mnist.epsilon(0) == pytest.approx(0.075) and mnist.epsilon(3.5) == pytest.approx(0.3)
     assert mnist.learning_rate is not None and mnist.learning_rate(4) == pytest.approx(0.1)
     verification = paper_schedule("verification", epochs=100)
-    assert verification.gamma_intrinsic(0) == pytest.approx(0.4) and verification.gamma_hamming(80) == pytest.approx(90000)
-    custom = paper_schedule("cifar10", epochs=100, epsilon=0.5, gamma_intrinsic=1.0, gamma_hamming=10.0, ramp_factor=1.0)
-    assert custom.epsilon(50) == 0.5 and custom.gamma_intrinsic(90) == 1.0 and custom.gamma_hamming(90) == 10.0
+    assert verification.gamma_intrinsic(0) == pytest.approx(0.4) and verification.gamma_hamming(
+        80
+    ) == pytest.approx(90000)
+    custom = paper_schedule(
+        "cifar10", epochs=100, epsilon=0.5, gamma_intrinsic=1.0, gamma_hamming=10.0, ramp_factor=1.0
+    )
+    assert (
+        custom.epsilon(50) == 0.5 and custom.gamma_intrinsic(90) == 1.0 and custom.gamma_hamming(90) == 10.0
+    )
     values = mnist.at(5.0)
     assert set(values) == {"epsilon", "gamma_intrinsic", "gamma_hamming", "lr"}
 
@@ -50,7 +60,9 @@ def test_presets_and_stretching_to_fewer_epochs() -> None:
 def test_constant_and_custom_schedules() -> None:
     s = constant_schedule(epsilon=0.2, gamma_intrinsic=1.0, gamma_hamming=3.0)
     assert s.at(0.0) == s.at(57.3) == {"epsilon": 0.2, "gamma_intrinsic": 1.0, "gamma_hamming": 3.0}
-    custom = ManifoldRegularizationSchedule(epsilon=lambda t: 0.01 * t, gamma_intrinsic=1.0, gamma_hamming=0.0, learning_rate=0.3)
+    custom = ManifoldRegularizationSchedule(
+        epsilon=lambda t: 0.01 * t, gamma_intrinsic=1.0, gamma_hamming=0.0, learning_rate=0.3
+    )
     assert custom.at(5.0) == {"epsilon": 0.05, "gamma_intrinsic": 1.0, "gamma_hamming": 0.0, "lr": 0.3}
     assert custom.describe()["learning_rate"] == [(0.0, 0.3)]
     with pytest.raises(ValueError, match="finite and >= 0"):
@@ -59,7 +71,12 @@ def test_constant_and_custom_schedules() -> None:
 
 @pytest.mark.parametrize(
     ("kwargs", "message"),
-    [({"preset": "imagenet"}, "preset"), ({"epochs": 0}, "epochs"), ({"lr_peak": -0.1}, "lr_peak"), ({"epsilon": -1.0}, "epsilon")],
+    [
+        ({"preset": "imagenet"}, "preset"),
+        ({"epochs": 0}, "epochs"),
+        ({"lr_peak": -0.1}, "lr_peak"),
+        ({"epsilon": -1.0}, "epsilon"),
+    ],
 )
 def test_bad_schedule_arguments(kwargs: dict, message: str) -> None:
     with pytest.raises(ValueError, match=message):

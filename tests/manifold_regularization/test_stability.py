@@ -35,7 +35,14 @@ def test_agreement_per_layer_matches_the_construction() -> None:
 
 def test_eps_zero_is_fully_stable_and_eval_mode_is_restored(mnist_small: tuple) -> None:
     torch.manual_seed(0)
-    net = nn.Sequential(nn.Conv2d(1, 8, 5, stride=2), nn.ReLU(), nn.Flatten(), nn.Linear(8 * 12 * 12, 32), nn.ReLU(), nn.Linear(32, 10))
+    net = nn.Sequential(
+        nn.Conv2d(1, 8, 5, stride=2),
+        nn.ReLU(),
+        nn.Flatten(),
+        nn.Linear(8 * 12 * 12, 32),
+        nn.ReLU(),
+        nn.Linear(32, 10),
+    )
     x = mnist_small[2][:20]
     net.train()
     assert relu_stability(net, x, 0.0, batch_size=8)["overall"] == 1.0

@@ -17,7 +17,9 @@ def test_paper_suite_has_pgd_20_with_10_restarts_curves_and_autoattack() -> None
     auto = [s for s in specs if s.library == "autoattack"]
     assert [(s.norm, s.eps) for s in auto] == [("linf", 0.3), ("l2", 2.0)]
     cifar = paper_suite(dataset="cifar10", norm="linf", curves=False, autoattack=False, restarts=2)
-    assert len(cifar) == 1 and cifar[0].eps == pytest.approx(8 / 255) and cifar[0].params["num_random_init"] == 2
+    assert (
+        len(cifar) == 1 and cifar[0].eps == pytest.approx(8 / 255) and cifar[0].params["num_random_init"] == 2
+    )
     assert paper_suite(norm="l2", eps=1.5, curves=False)[0].eps == 1.5
 
 

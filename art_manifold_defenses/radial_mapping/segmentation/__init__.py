@@ -5,4 +5,11 @@ from .data import make_shapes_dataset
 from .dice import dice_score, predict_masks, segmentation_dice
 from .training import train_segmentation
 
-__all__ = ["DenseAdversaryGeneration", "dice_score", "make_shapes_dataset", "predict_masks", "segmentation_dice", "train_segmentation"]
+__all__ = [
+    "DenseAdversaryGeneration",
+    "dice_score",
+    "make_shapes_dataset",
+    "predict_masks",
+    "segmentation_dice",
+    "train_segmentation",
+]

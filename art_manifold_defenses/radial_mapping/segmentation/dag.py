@@ -77,9 +77,15 @@ class DenseAdversaryGeneration:
         if not isinstance(self.gamma, (int, float)) or isinstance(self.gamma, bool) or not self.gamma > 0:
             raise ValueError(f"gamma must be a positive number, got {self.gamma!r}")
         if isinstance(self.target, str) and self.target not in TARGETS:
-            raise ValueError(f"target must be one of {TARGETS} or an integer label array, got {self.target!r}")
-        if self.clip_values is not None and (len(self.clip_values) != 2 or not self.clip_values[0] < self.clip_values[1]):
-            raise ValueError(f"clip_values must be (min, max) with min < max or None, got {self.clip_values!r}")
+            raise ValueError(
+                f"target must be one of {TARGETS} or an integer label array, got {self.target!r}"
+            )
+        if self.clip_values is not None and (
+            len(self.clip_values) != 2 or not self.clip_values[0] < self.clip_values[1]
+        ):
+            raise ValueError(
+                f"clip_values must be (min, max) with min < max or None, got {self.clip_values!r}"
+            )
         if not isinstance(self.batch_size, int) or self.batch_size < 1:
             raise ValueError(f"batch_size must be a positive integer, got {self.batch_size!r}")
         if not isinstance(self.seed, int):
@@ -88,7 +94,9 @@ class DenseAdversaryGeneration:
     def _adversarial_labels(self, y: Tensor, n_classes: int, generator: torch.Generator) -> Tensor:
         if isinstance(self.target, str) and self.target == "flip":
             if n_classes != 2:
-                raise ValueError(f"target='flip' needs a binary segmentation model, this one has {n_classes} classes")
+                raise ValueError(
+                    f"target='flip' needs a binary segmentation model, this one has {n_classes} classes"
+                )
             return 1 - y
         shift = torch.randint(1, n_classes, y.shape, generator=generator)
         return (y + shift.to(y.device)) % n_classes
@@ -96,10 +104,14 @@ class DenseAdversaryGeneration:
     def generate(self, x: Any, y: Any) -> np.ndarray:
         """Adversarial images for images ``x`` (N, C, H, W) and true label maps ``y`` (N, H, W)."""
         clip = self.clip_values
-        x_np = check_images(x, "x", clip_values=(float(clip[0]), float(clip[1])) if clip is not None else None)
+        x_np = check_images(
+            x, "x", clip_values=(float(clip[0]), float(clip[1])) if clip is not None else None
+        )
         y_np = np.asarray(y.detach().cpu() if isinstance(y, Tensor) else y)
         if y_np.shape != (x_np.shape[0], *x_np.shape[2:]):
-            raise ValueError(f"y must hold label maps of shape {(x_np.shape[0], *x_np.shape[2:])}, got {y_np.shape}")
+            raise ValueError(
+                f"y must hold label maps of shape {(x_np.shape[0], *x_np.shape[2:])}, got {y_np.shape}"
+            )
         if not np.issubdtype(y_np.dtype, np.integer):
             raise ValueError("y must hold integer class labels")
         explicit = None
@@ -112,24 +124,34 @@ class DenseAdversaryGeneration:
         self.model.eval()
         out = np.empty_like(x_np)
         try:
-            for start in tqdm(range(0, len(x_np), self.batch_size), desc="DAG", disable=not self.verbose, leave=False):
+            for start in tqdm(
+                range(0, len(x_np), self.batch_size), desc="DAG", disable=not self.verbose, leave=False
+            ):
                 stop = start + self.batch_size
                 xb = torch.from_numpy(x_np[start:stop]).to(self.device)
                 yb = torch.from_numpy(y_np[start:stop].astype(np.int64)).to(self.device)
-                tb = torch.from_numpy(explicit[start:stop].astype(np.int64)).to(self.device) if explicit is not None else None
+                tb = (
+                    torch.from_numpy(explicit[start:stop].astype(np.int64)).to(self.device)
+                    if explicit is not None
+                    else None
+                )
                 out[start:stop] = self._attack_batch(xb, yb, tb, generator).cpu().numpy()
         finally:
             self.model.train(was_training)
         return out
 
-    def _attack_batch(self, x: Tensor, y: Tensor, target: Tensor | None, generator: torch.Generator) -> Tensor:
+    def _attack_batch(
+        self, x: Tensor, y: Tensor, target: Tensor | None, generator: torch.Generator
+    ) -> Tensor:
         r = torch.zeros_like(x)
         adversarial = target
         for _ in range(self.iterations):
             x_adv = self._clip(x + r).requires_grad_(True)
             logits = self.model(x_adv)
             if logits.ndim != 4 or logits.shape[2:] != y.shape[1:]:
-                raise ValueError(f"the model must return (N, classes, H, W) logits matching y, got {tuple(logits.shape)}")
+                raise ValueError(
+                    f"the model must return (N, classes, H, W) logits matching y, got {tuple(logits.shape)}"
+                )
             if adversarial is None:
                 adversarial = self._adversarial_labels(y, logits.shape[1], generator)
             active = (logits.argmax(1) == y) & (adversarial != y)
@@ -141,7 +163,9 @@ class DenseAdversaryGeneration:
             (grad,) = torch.autograd.grad(objective, x_adv)
             norm = grad.flatten(1).abs().amax(1).view(-1, *([1] * (x.ndim - 1)))
             still = active.flatten(1).any(1).view_as(norm)
-            step = torch.where(still & (norm > 0), self.gamma * grad / norm.clamp_min(1e-12), torch.zeros_like(grad))
+            step = torch.where(
+                still & (norm > 0), self.gamma * grad / norm.clamp_min(1e-12), torch.zeros_like(grad)
+            )
             r = r + step.detach()
         return self._clip(x + r).detach()
 

@@ -40,7 +40,13 @@ def _shape_mask(rng: np.random.Generator, size: int) -> np.ndarray:
 
 
 def make_shapes_dataset(
-    n: int, *, size: int = 64, channels: int = 3, seed: int = 0, noise: float = 0.05, second_shape_probability: float = 0.3
+    n: int,
+    *,
+    size: int = 64,
+    channels: int = 3,
+    seed: int = 0,
+    noise: float = 0.05,
+    second_shape_probability: float = 0.3,
 ) -> tuple[np.ndarray, np.ndarray]:
     """``n`` images (float32 (n, channels, size, size) in [0, 1]) and binary masks (int64 (n, size, size)).
 

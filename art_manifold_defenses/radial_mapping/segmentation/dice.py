@@ -37,7 +37,9 @@ def dice_score(prediction: Any, target: Any, *, foreground: int = 1) -> np.ndarr
 
 
 @torch.no_grad()
-def predict_masks(model: nn.Module, x: Any, *, batch_size: int = 32, device: str | torch.device | None = "cpu") -> np.ndarray:
+def predict_masks(
+    model: nn.Module, x: Any, *, batch_size: int = 32, device: str | torch.device | None = "cpu"
+) -> np.ndarray:
     """Arg-max label maps (N, H, W) of a segmentation model returning (N, classes, H, W) logits."""
     dev = resolve_device(device)
     was_training = model.training
@@ -47,7 +49,9 @@ def predict_masks(model: nn.Module, x: Any, *, batch_size: int = 32, device: str
         for start in range(0, len(x), batch_size):
             logits = model(as_float_tensor(x[start : start + batch_size], dev))
             if logits.ndim != 4:
-                raise ValueError(f"a segmentation model must return (N, classes, H, W) logits, got shape {tuple(logits.shape)}")
+                raise ValueError(
+                    f"a segmentation model must return (N, classes, H, W) logits, got shape {tuple(logits.shape)}"
+                )
             out.append(logits.argmax(1).cpu())
     finally:
         model.train(was_training)

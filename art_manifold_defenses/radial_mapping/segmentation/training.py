@@ -44,7 +44,9 @@ def train_segmentation(
     if learning_rate is not None and not (isinstance(learning_rate, (int, float)) and learning_rate > 0):
         raise ValueError(f"learning_rate must be a positive number or None, got {learning_rate!r}")
     if optimizer == "adadelta":
-        opt: torch.optim.Optimizer = torch.optim.Adadelta(model.parameters(), lr=learning_rate or 1.0, rho=0.95)
+        opt: torch.optim.Optimizer = torch.optim.Adadelta(
+            model.parameters(), lr=learning_rate or 1.0, rho=0.95
+        )
     else:
         opt = torch.optim.Adam(model.parameters(), lr=learning_rate or 1e-3)
     mask_tensor = torch.from_numpy(m_np.astype(np.int64))
