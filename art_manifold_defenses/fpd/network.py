@@ -12,6 +12,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from ..utils import check_image_tensor
 from .backbone import adapt_backbone, check_backbone, find_linear, functional_relu_calls, swap_relu_for_elu
 from .denoising import DENOISING_FORMS, MIDDLE_VARIANTS, InnerDenoisingLayer, MiddleDenoisingLayer
 from .restoration import ImageRestorationModule
@@ -40,6 +41,23 @@ class LipschitzConstrainedClassifier(nn.Module):
 
     def forward(self, features: Tensor) -> Tensor:
         return self.squash(self.linear(self.dropout(torch.flatten(self.pool(features), 1))))
+
+
+#: how far (a fraction of the clip_values width) a classified input may leave clip_values (inputs a little outside,
+#: e.g. noisy images, are harmless; [0, 255] images are not)
+_RANGE_MARGIN = 0.5
+
+
+def _as_range(clip_values: Any) -> tuple[float, float] | None:
+    if clip_values is None:
+        return None
+    try:
+        low, high = (float(v) for v in clip_values)
+    except (TypeError, ValueError):
+        raise ValueError(
+            f"clip_values must be None or (low, high) with finite low < high, got {clip_values!r}"
+        ) from None
+    return low, high
 
 
 class FeaturePyramidDecoder(nn.Module):
@@ -93,6 +111,10 @@ class FeaturePyramidDecoder(nn.Module):
         fpn_channels: width of the restoration pyramid (256 in the authors' code).
         swap_activation: replace the backbone's ReLUs by ELUs.
         dropout: dropout before the classifier's linear layer (0 for MNIST, 0.5 in the authors' SVHN/CALTECH code).
+        clip_values: the input range (default ``(0, 1)``, the range the restoration module reconstructs); a batch
+            further outside it than half its width is refused by ``forward(x)`` with a ``ValueError`` (images in
+            [0, 255] gave all-NaN logits: the non-local means multiply features three times). The training passes
+            (``return_restored=True``; Algorithm 1's second pass restores ``x'``) only require finite values. ``None`` accepts any finite input (e.g. normalised images).
         device: where to put the model (default: where the backbone already is).
 
     Known limitations: the tanh head bounds logits and weakens cross-entropy gradients (an honest evaluation needs
@@ -124,6 +146,7 @@ class FeaturePyramidDecoder(nn.Module):
         fpn_channels: int = 256,
         swap_activation: bool = True,
         dropout: float = 0.0,
+        clip_values: tuple[float, float] | None = (0.0, 1.0),
         device: str | torch.device | None = None,
     ) -> None:
         super().__init__()
@@ -160,6 +183,7 @@ class FeaturePyramidDecoder(nn.Module):
         self.fpn_channels = fpn_channels
         self.swap_activation = swap_activation
         self.dropout = dropout
+        self.clip_values = _as_range(clip_values)
         self._check_params(len(stages))
 
         probe_device = next((p.device for p in backbone.parameters()), torch.device("cpu"))
@@ -219,6 +243,12 @@ class FeaturePyramidDecoder(nn.Module):
         self.to(probe_device if device is None else torch.device(device))
 
     def _check_params(self, num_stages: int) -> None:
+        if self.clip_values is not None and not (
+            all(math.isfinite(v) for v in self.clip_values) and self.clip_values[0] < self.clip_values[1]
+        ):
+            raise ValueError(
+                f"clip_values must be None or (low, high) with finite low < high, got {self.clip_values!r}"
+            )
         for name in ("in_channels", "input_size", "num_classes", "fpn_channels", "bottleneck_reduction"):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
@@ -335,17 +365,24 @@ class FeaturePyramidDecoder(nn.Module):
             "fpn_channels": self.fpn_channels,
             "swap_activation": self.swap_activation,
             "dropout": float(self.dropout),
+            "clip_values": None if self.clip_values is None else list(self.clip_values),
         }
 
-    def _check_input(self, x: Tensor) -> Tensor:
+    def _check_input(self, x: Tensor, *, check_range: bool = True) -> Tensor:
         if not isinstance(x, Tensor):
             raise TypeError(f"x must be a torch.Tensor, got {type(x).__name__}")
         if x.dim() != 4 or x.shape[1] != self.in_channels:
             raise ValueError(f"x must have shape (N, {self.in_channels}, H, W), got {tuple(x.shape)}")
-        if x.shape[0] == 0:
-            raise ValueError("x is an empty batch")
-        if not torch.isfinite(x).all():
-            raise ValueError("x contains NaN or Inf values")
+        check_image_tensor(x, "x", clip_values=None, channels=self.in_channels)
+        if check_range and self.clip_values is not None:
+            low, high = self.clip_values
+            margin = _RANGE_MARGIN * (high - low)
+            seen_low, seen_high = (float(v) for v in torch.aminmax(x.detach().float()))
+            if seen_low < low - margin or seen_high > high + margin:
+                raise ValueError(
+                    f"x must lie in clip_values [{low:g}, {high:g}] (up to {margin:g} outside), got values in [{seen_low:.4g}, {seen_high:.4g}]; images in [0, 255] must be "
+                    "divided by 255 first, normalised inputs need clip_values=None"
+                )
         return x.float()
 
     def denoising_module(self, x: Tensor) -> tuple[list[Tensor], Tensor]:
@@ -364,8 +401,9 @@ class FeaturePyramidDecoder(nn.Module):
         return features, out
 
     def restore(self, x: Tensor) -> Tensor:
-        """Front pass and image restoration: ``x' = FPD_R(FPD_FD(x))``, with the shape of ``x``."""
-        x = self._check_input(x)
+        """Front pass and image restoration: ``x' = FPD_R(FPD_FD(x))``, with the shape of ``x``; ``x`` must be finite
+        (not necessarily inside ``clip_values``: Algorithm 1's second pass restores the restored image ``x'``)."""
+        x = self._check_input(x, check_range=False)
         features, _ = self.denoising_module(x)
         return self.restoration(features, output_size=x.shape[-2:])
 
@@ -376,14 +414,19 @@ class FeaturePyramidDecoder(nn.Module):
         return self.head(last)
 
     def forward_with_restoration(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        """``(x', logits)``: the restored image (before the middle layer) and the tanh logits in (-1, 1)."""
-        x = self._check_input(x)
+        """``(x', logits)``: the restored image (before the middle layer) and the tanh logits in (-1, 1). The training
+        interface: ``x`` must be finite but may leave ``clip_values`` (Algorithm 1 feeds noisy images and, in its second
+        pass, the restored ``x'``)."""
+        x = self._check_input(x, check_range=False)
         restored = self.restore(x)
         return restored, self.classify_restored(restored, x)
 
     def forward(self, x: Tensor, return_restored: bool = False) -> Tensor | tuple[Tensor, Tensor]:
         """The tanh logits; with ``return_restored=True`` the pair ``(x', logits)`` of :meth:`forward_with_restoration`
-        (the trainer calls it this way so that ``DistributedDataParallel`` sees the whole training pass)."""
+        (the trainer calls it this way so that ``DistributedDataParallel`` sees the whole training pass). Without
+        ``return_restored`` (classification: ART, the attacks) ``x`` must also lie in ``clip_values``."""
+        if not return_restored:
+            self._check_input(x)
         restored, logits = self.forward_with_restoration(x)
         return (restored, logits) if return_restored else logits
 

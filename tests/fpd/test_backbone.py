@@ -28,7 +28,11 @@ class Block(nn.Module):
         self.relu = nn.ReLU(inplace=True)
         self.conv2 = nn.Conv2d(cout, cout, 3, 1, 1, bias=False)
         self.bn2 = nn.BatchNorm2d(cout)
-        self.downsample = None if stride == 1 and cin == cout else nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout))
+        self.downsample = (
+            None
+            if stride == 1 and cin == cout
+            else nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout))
+        )
 
     def forward(self, x: Tensor) -> Tensor:
         identity = x if self.downsample is None else self.downsample(x)
@@ -85,7 +89,9 @@ def test_torchvision_layout_is_adapted_and_the_user_module_is_unchanged() -> Non
     assert not any(isinstance(m, nn.ELU) for m in user.modules())
     assert all(p.grad is None for p in user.parameters())
     assert not {id(p) for p in user.parameters()} & {id(p) for p in model.parameters()}
-    torch.testing.assert_close(model.head.linear.weight, user.fc.weight)  # the fc weights start the tanh classifier
+    torch.testing.assert_close(
+        model.head.linear.weight, user.fc.weight
+    )  # the fc weights start the tanh classifier
 
 
 def test_zoo_backbone_is_unchanged_by_wrapping() -> None:
@@ -95,7 +101,9 @@ def test_zoo_backbone_is_unchanged_by_wrapping() -> None:
     before = _state(backbone)
     FeaturePyramidDecoder(backbone, input_size=32)
     assert all(torch.equal(before[k], v) for k, v in backbone.state_dict().items())
-    assert any(isinstance(m, nn.ReLU) for m in backbone.modules()) and not any(isinstance(m, nn.ELU) for m in backbone.modules())
+    assert any(isinstance(m, nn.ReLU) for m in backbone.modules()) and not any(
+        isinstance(m, nn.ELU) for m in backbone.modules()
+    )
 
 
 class NormalisingResNet(TorchvisionStyleResNet):
@@ -126,7 +134,9 @@ class FunctionalBackbone(nn.Module):
 
 
 def test_forward_that_does_more_than_the_protocol_warns() -> None:
-    with pytest.warns(UserWarning, match=r"forward\(\) computes something other than head\(stages\(stem\(x\)\)\)"):
+    with pytest.warns(
+        UserWarning, match=r"forward\(\) computes something other than head\(stages\(stem\(x\)\)\)"
+    ):
         FeaturePyramidDecoder(NormalisingResNet(), input_size=32)
 
 

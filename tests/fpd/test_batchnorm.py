@@ -15,7 +15,9 @@ class Backbone(nn.Module):
     def __init__(self) -> None:
         super().__init__()
         self.stem = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.BatchNorm2d(4), nn.ReLU())
-        self.stages = nn.ModuleList([nn.Sequential(nn.Conv2d(4, 8, 3, stride=2, padding=1), nn.BatchNorm2d(8), nn.ReLU())])
+        self.stages = nn.ModuleList(
+            [nn.Sequential(nn.Conv2d(4, 8, 3, stride=2, padding=1), nn.BatchNorm2d(8), nn.ReLU())]
+        )
         self.head = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, 2))
 
 
@@ -49,7 +51,9 @@ def test_recalibration_replaces_polluted_statistics_by_those_of_the_inference_pa
         norm.running_var.fill_(1e5)
         norm.running_mean.fill_(3.0)
     model.eval()
-    assert recalibrate_batchnorm(model, x, batch_size=32) == 2  # the stem's and the stage's, each shared by 2 passes
+    assert (
+        recalibrate_batchnorm(model, x, batch_size=32) == 2
+    )  # the stem's and the stage's, each shared by 2 passes
     assert not model.training  # mode restored
     for norm in norms:
         assert len(seen[norm]) == 2  # front and back pass
@@ -79,9 +83,11 @@ def test_phase_two_values_are_means_over_phase_two_batches() -> None:
     # phase 1 on every other batch) must report the same *kind* of mean, not one shrunk by the phase-2 share
     trainer = FPDTrainer(fpd(), threshold=float("inf"), verbose=False, lr=1e-2)
     step = trainer.training_step
+
     def alternate(ctx, xb, yb):  # noqa: ANN001, ANN202
         trainer.threshold = -1.0 if ctx.batch_index % 2 == 0 else float("inf")
         return step(ctx, xb, yb)
+
     trainer.training_step = alternate  # type: ignore[method-assign]
     trainer.fit(x, y, batch_size=16, nb_epochs=1)
     record = trainer.history[-1]

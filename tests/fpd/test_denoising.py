@@ -62,7 +62,11 @@ def test_gated_inner_layer_starts_as_identity_and_adds_the_gated_non_local_mean(
 def test_gate_gets_a_gradient_at_initialisation() -> None:
     layer = InnerDenoisingLayer(3)
     layer(torch.randn(2, 3, 4, 4)).pow(2).sum().backward()
-    assert layer.scale.gate is not None and layer.scale.gate.grad is not None and layer.scale.gate.grad.abs().item() > 0
+    assert (
+        layer.scale.gate is not None
+        and layer.scale.gate.grad is not None
+        and layer.scale.gate.grad.abs().item() > 0
+    )
 
 
 def test_bn_zero_inner_layer_starts_as_identity_and_normalises_the_non_local_mean() -> None:
@@ -93,7 +97,12 @@ def test_bottleneck_layer_matches_naive_embedded_non_local_block() -> None:
     torch.manual_seed(0)
     layer = InnerDenoisingLayer(6, bottleneck=True, reduction=2, form="authors_code").double()
     x = torch.randn(2, 6, 3, 4, dtype=torch.float64)
-    assert layer.theta is not None and layer.phi is not None and layer.g is not None and layer.project is not None
+    assert (
+        layer.theta is not None
+        and layer.phi is not None
+        and layer.g is not None
+        and layer.project is not None
+    )
     theta = layer.theta(x).flatten(2).transpose(1, 2)  # (B, N, C')
     phi = layer.phi(x).flatten(2).transpose(1, 2)
     g = layer.g(x).flatten(2).transpose(1, 2)

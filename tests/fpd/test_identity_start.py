@@ -43,7 +43,9 @@ def test_default_inner_layers_are_the_identity_at_initialisation() -> None:
         torch.testing.assert_close(last, out)
 
 
-@pytest.mark.parametrize(("form", "below_threshold"), [("gated", True), ("bn_zero", True), ("authors_code", False)])
+@pytest.mark.parametrize(
+    ("form", "below_threshold"), [("gated", True), ("bn_zero", True), ("authors_code", False)]
+)
 def test_untrained_reconstruction_error_against_the_phase_threshold(
     mnist_small: tuple[np.ndarray, ...], form: str, below_threshold: bool
 ) -> None:
@@ -59,12 +61,18 @@ def test_untrained_reconstruction_error_against_the_phase_threshold(
 
 def test_checkpoint_without_denoising_form_loads_as_authors_code(tmp_path) -> None:  # noqa: ANN001
     model = FeaturePyramidDecoder(_resnet18(), input_size=32, denoising_form="authors_code").eval()
-    old_params = {k: v for k, v in model.config.items() if k != "denoising_form"}  # a sidecar from before the option
-    path = save_checkpoint(model, tmp_path / "old.pt", architecture=ARCH, defence={"name": "fpd", "params": old_params})
+    old_params = {
+        k: v for k, v in model.config.items() if k != "denoising_form"
+    }  # a sidecar from before the option
+    path = save_checkpoint(
+        model, tmp_path / "old.pt", architecture=ARCH, defence={"name": "fpd", "params": old_params}
+    )
     loaded, _ = load_checkpoint(path)
     assert isinstance(loaded, FeaturePyramidDecoder) and loaded.denoising_form == "authors_code"
     new = FeaturePyramidDecoder(_resnet18(), input_size=32)
-    path = save_checkpoint(new, tmp_path / "new.pt", architecture=ARCH, defence={"name": "fpd", "params": new.config})
+    path = save_checkpoint(
+        new, tmp_path / "new.pt", architecture=ARCH, defence={"name": "fpd", "params": new.config}
+    )
     assert load_checkpoint(path)[0].denoising_form == "gated"
 
 

@@ -42,7 +42,9 @@ def _check_outputs(model: FeaturePyramidDecoder, x: torch.Tensor, num_classes: i
 
 @pytest.mark.parametrize(("size", "channels"), [(32, 1), (32, 3), (64, 1), (64, 3)])
 def test_resnet18_shapes(size: int, channels: int) -> None:
-    model = FeaturePyramidDecoder(build_model("resnet18", in_channels=channels, input_size=size), input_size=size)
+    model = FeaturePyramidDecoder(
+        build_model("resnet18", in_channels=channels, input_size=size), input_size=size
+    )
     with torch.no_grad():
         _check_outputs(model, torch.rand(2, channels, size, size))
 
@@ -91,7 +93,9 @@ def test_relu_are_swapped_for_elu() -> None:
     assert not any(isinstance(m, nn.ReLU) for m in model.modules())
     assert sum(isinstance(m, nn.ELU) for m in model.modules()) == relus
     kept = FeaturePyramidDecoder(
-        build_model("resnet18", in_channels=1, input_size=32, stem="imagenet"), input_size=32, swap_activation=False
+        build_model("resnet18", in_channels=1, input_size=32, stem="imagenet"),
+        input_size=32,
+        swap_activation=False,
     )
     assert sum(isinstance(m, nn.ReLU) for m in kept.modules()) == relus
 
@@ -100,7 +104,9 @@ def test_inner_denoising_positions_and_restoration_depth() -> None:
     model = FeaturePyramidDecoder(TinyBackbone(), input_size=16, denoise_after=(0, 2))
     assert sorted(model.inner_denoising.keys()) == ["0", "2"]
     assert model.inner_denoising["0"].channels == 4 and model.inner_denoising["2"].channels == 16
-    assert model.restoration.upsample_steps == 1  # first stage at 8x8 -> one stride-2 transposed conv to 16x16
+    assert (
+        model.restoration.upsample_steps == 1
+    )  # first stage at 8x8 -> one stride-2 transposed conv to 16x16
     resnet = FeaturePyramidDecoder(build_model("resnet18", in_channels=3, input_size=64), input_size=64)
     assert resnet.restoration.upsample_steps == 2  # ImageNet stem: c2 at 16x16, as in the authors' code
     # odd input sizes are restored to the input's size
@@ -143,11 +149,15 @@ def test_user_backbone_protocol_and_errors() -> None:
 def test_middle_variants_differ_and_none_skips() -> None:
     torch.manual_seed(0)
     form = "authors_code"  # parameter-free middle layers: one state dict fits all three variants
-    base = FeaturePyramidDecoder(TinyBackbone(), input_size=16, middle_denoising="paper", denoising_form=form).eval()
+    base = FeaturePyramidDecoder(
+        TinyBackbone(), input_size=16, middle_denoising="paper", denoising_form=form
+    ).eval()
     x = torch.rand(2, 1, 16, 16)
     outputs = {}
     for variant in ("paper", "authors_code", "none"):
-        model = FeaturePyramidDecoder(TinyBackbone(), input_size=16, middle_denoising=variant, denoising_form=form).eval()
+        model = FeaturePyramidDecoder(
+            TinyBackbone(), input_size=16, middle_denoising=variant, denoising_form=form
+        ).eval()
         model.load_state_dict(base.state_dict())
         outputs[variant] = model(x)
     assert not torch.allclose(outputs["paper"], outputs["authors_code"])
@@ -155,10 +165,23 @@ def test_middle_variants_differ_and_none_skips() -> None:
 
 
 def test_checkpoint_round_trip(tmp_path) -> None:
-    architecture = {"name": "resnet18", "in_channels": 1, "num_classes": 10, "input_size": 16, "stem": "imagenet"}
+    architecture = {
+        "name": "resnet18",
+        "in_channels": 1,
+        "num_classes": 10,
+        "input_size": 16,
+        "stem": "imagenet",
+    }
     arch = dict(architecture)
-    model = FeaturePyramidDecoder(build_model(arch.pop("name"), **arch), input_size=16, bottleneck=True).eval()
-    path = save_checkpoint(model, tmp_path / "model.pt", architecture=architecture, defence={"name": "fpd", "params": model.config})
+    model = FeaturePyramidDecoder(
+        build_model(arch.pop("name"), **arch), input_size=16, bottleneck=True
+    ).eval()
+    path = save_checkpoint(
+        model,
+        tmp_path / "model.pt",
+        architecture=architecture,
+        defence={"name": "fpd", "params": model.config},
+    )
     loaded, metadata = load_checkpoint(path)
     assert isinstance(loaded, FeaturePyramidDecoder) and metadata["defence"]["name"] == "fpd"
     assert loaded.config == model.config
@@ -176,3 +199,30 @@ def test_art_classifier_predicts_and_differentiates() -> None:
     gradient = classifier.loss_gradient(x, np.eye(10, dtype=np.float32)[[1, 2, 3]])
     assert gradient.shape == x.shape and np.isfinite(gradient).all() and np.abs(gradient).sum() > 0
     assert model.stochastic is False
+
+
+def test_classification_refuses_inputs_outside_clip_values_but_training_passes_accept_them() -> None:
+    """Images in [0, 255] gave all-NaN logits (the non-local means are cubic in the features); ``forward`` now refuses
+    them by name, while the training interface (``return_restored=True``: Algorithm 1's noisy inputs and second pass
+    on ``x'``) only needs finite values; ``clip_values=None`` accepts normalised inputs."""
+    model = FeaturePyramidDecoder(build_model("resnet18", in_channels=1, input_size=32), input_size=32).eval()
+    x = torch.rand(2, 1, 32, 32)
+    with pytest.raises(ValueError, match=r"clip_values \[0, 1\].*\[0, 255\] must be divided by 255"):
+        model(x * 255)
+    with pytest.raises(ValueError, match="NaN or Inf"):
+        model(torch.full_like(x, float("nan")), return_restored=True)
+    restored, logits = model(x * 3 - 1.5, return_restored=True)  # far outside [0, 1]: still computed
+    assert torch.isfinite(logits).all() and restored.shape == x.shape
+    assert torch.isfinite(model(x + 0.3)).all()  # a little outside (noise) is accepted
+    free = FeaturePyramidDecoder(
+        build_model("resnet18", in_channels=1, input_size=32), input_size=32, clip_values=None
+    )
+    assert free.config["clip_values"] is None and torch.isfinite(free.eval()(x * 4 - 2)).all()
+    with pytest.raises(ValueError, match="clip_values"):
+        FeaturePyramidDecoder(
+            build_model("resnet18", in_channels=1, input_size=32), input_size=32, clip_values=(1.0, 0.0)
+        )
+    with pytest.raises(ValueError, match="clip_values"):
+        FeaturePyramidDecoder(
+            build_model("resnet18", in_channels=1, input_size=32), input_size=32, clip_values="ab"
+        )

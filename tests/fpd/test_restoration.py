@@ -17,7 +17,9 @@ def _features(double: bool = True) -> list[torch.Tensor]:
 @pytest.mark.parametrize(("steps", "channels"), [(0, 1), (1, 3), (2, 3), (3, 1)])
 def test_fused_forward_equals_layer_by_layer(steps: int, channels: int) -> None:
     torch.manual_seed(0)
-    module = ImageRestorationModule((8, 16, 32), out_channels=channels, fpn_channels=32, upsample_steps=steps).double()
+    module = ImageRestorationModule(
+        (8, 16, 32), out_channels=channels, fpn_channels=32, upsample_steps=steps
+    ).double()
     features = _features()
     fused, layered = module(features, fused=True), module(features, fused=False)
     assert fused.shape == (2, channels, 8 * 2**steps, 8 * 2**steps)
@@ -34,7 +36,9 @@ def test_top_down_pathway_uses_bilinear_upsampling_and_laterals() -> None:
     module = ImageRestorationModule((8, 16), out_channels=1, fpn_channels=4, upsample_steps=0).double()
     c2, c3 = torch.randn(1, 8, 4, 4, dtype=torch.float64), torch.randn(1, 16, 2, 2, dtype=torch.float64)
     top = module.top(c3)
-    expected = torch.nn.functional.interpolate(top, size=(4, 4), mode="bilinear", align_corners=False) + module.laterals[0](c2)
+    expected = torch.nn.functional.interpolate(
+        top, size=(4, 4), mode="bilinear", align_corners=False
+    ) + module.laterals[0](c2)
     torch.testing.assert_close(module.top_down([c2, c3]), expected)
 
 

@@ -11,7 +11,15 @@ from art_manifold_defenses.fpd.suite import paper_fpd_suite, register_paper_fpd_
 def test_suite_has_the_paper_attacks_and_the_honest_additions() -> None:
     specs = paper_fpd_suite()
     by_name = {s.name: s for s in specs}
-    for name in ("FGSM linf 0.3", "PGD linf 0.3", "C&W linf 0.3", "FGSM l2 1.5", "PGD l2 1.5", "C&W l2 1.5", "DeepFool l2 1.5"):
+    for name in (
+        "FGSM linf 0.3",
+        "PGD linf 0.3",
+        "C&W linf 0.3",
+        "FGSM l2 1.5",
+        "PGD l2 1.5",
+        "C&W l2 1.5",
+        "DeepFool l2 1.5",
+    ):
         assert name in by_name
     pgd = by_name["PGD linf 0.3"]
     assert (pgd.library, pgd.norm, pgd.eps) == ("art", "linf", 0.3)

@@ -39,7 +39,11 @@ def mnist16(mnist_small: tuple[np.ndarray, ...]) -> tuple[np.ndarray, ...]:
     x_train, y_train, x_test, y_test = mnist_small
 
     def resize(x: np.ndarray) -> np.ndarray:
-        return F.interpolate(torch.from_numpy(x), size=16, mode="bilinear", align_corners=False).clamp(0, 1).numpy()
+        return (
+            F.interpolate(torch.from_numpy(x), size=16, mode="bilinear", align_corners=False)
+            .clamp(0, 1)
+            .numpy()
+        )
 
     return resize(x_train), y_train, resize(x_test), y_test
 
@@ -118,16 +122,27 @@ def test_uniform_noise_stays_in_the_epsilon_ball() -> None:
 
 def test_adversarial_training_respects_the_delay(mnist16: tuple[np.ndarray, ...]) -> None:
     x, y = mnist16[0][:32], mnist16[1][:32]
-    trainer = FPDTrainer(tiny_fpd(), threshold=float("inf"), adversarial="fgsm", adversarial_delay=0, verbose=False)
+    trainer = FPDTrainer(
+        tiny_fpd(), threshold=float("inf"), adversarial="fgsm", adversarial_delay=0, verbose=False
+    )
     xt = torch.from_numpy(x[:8])
     adv = trainer.adversarial_examples(xt, torch.from_numpy(y[:8]))
-    assert (adv - xt).abs().max() <= 0.3 + 1e-6 and not torch.equal(adv, xt) and adv.min() >= 0 and adv.max() <= 1
+    assert (
+        (adv - xt).abs().max() <= 0.3 + 1e-6
+        and not torch.equal(adv, xt)
+        and adv.min() >= 0
+        and adv.max() <= 1
+    )
     trainer.fit(x, y, batch_size=16, nb_epochs=1)
     assert trainer.history[-1]["adversarial"] == 1.0
-    pgd = FPDTrainer(tiny_fpd(), adversarial="pgd", adversarial_max_iter=3, adversarial_eps_step=0.1, verbose=False)
+    pgd = FPDTrainer(
+        tiny_fpd(), adversarial="pgd", adversarial_max_iter=3, adversarial_eps_step=0.1, verbose=False
+    )
     adv = pgd.adversarial_examples(xt, torch.from_numpy(y[:8]))
     assert (adv - xt).abs().max() <= 0.3 + 1e-6 and not torch.equal(adv, xt)
-    delayed = FPDTrainer(tiny_fpd(), threshold=float("inf"), adversarial="pgd", adversarial_delay=5, verbose=False)
+    delayed = FPDTrainer(
+        tiny_fpd(), threshold=float("inf"), adversarial="pgd", adversarial_delay=5, verbose=False
+    )
     delayed.fit(x, y, batch_size=16, nb_epochs=1)
     assert delayed.history[-1]["adversarial"] == 0.0
 

@@ -45,8 +45,12 @@ distributed.destroy_distributed()
 
 @pytest.mark.slow
 @pytest.mark.parametrize("threshold", [3.0, -1.0])  # -1: every batch in phase 1
-def test_ranks_stay_identical_under_torchrun(mnist_small: tuple[np.ndarray, ...], tmp_path: Path, threshold: float) -> None:
-    x = torch.nn.functional.interpolate(torch.from_numpy(mnist_small[0][:256]), size=16, mode="bilinear").numpy()
+def test_ranks_stay_identical_under_torchrun(
+    mnist_small: tuple[np.ndarray, ...], tmp_path: Path, threshold: float
+) -> None:
+    x = torch.nn.functional.interpolate(
+        torch.from_numpy(mnist_small[0][:256]), size=16, mode="bilinear"
+    ).numpy()
     np.savez(tmp_path / "data.npz", x=x, y=mnist_small[1][:256])
     script = tmp_path / "train_fpd.py"
     script.write_text(SCRIPT)
@@ -55,14 +59,18 @@ def test_ranks_stay_identical_under_torchrun(mnist_small: tuple[np.ndarray, ...]
         env.pop(var, None)
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", str(script),
                str(tmp_path), str(threshold), str(tmp_path / "data.npz")]  # fmt: skip
-    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=240, cwd=Path(__file__).parents[2])
+    done = subprocess.run(
+        command, env=env, capture_output=True, text=True, timeout=240, cwd=Path(__file__).parents[2]
+    )
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     ranks = [torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in (0, 1)]
     initial = torch.cat([p.detach().reshape(-1) for p in _initial_model().parameters()])
     assert not torch.equal(ranks[0]["params"], initial)  # it trained
     torch.testing.assert_close(ranks[0]["params"], ranks[1]["params"], rtol=0, atol=1e-6)
     phase_one = ranks[0]["history"][-1]["phase_one"]
-    assert phase_one == 1.0 if threshold < 0 else phase_one < 1.0  # phase 1 only / phase 2 (two updates) happened
+    assert (
+        phase_one == 1.0 if threshold < 0 else phase_one < 1.0
+    )  # phase 1 only / phase 2 (two updates) happened
 
     def logged(rank: dict) -> list[dict]:
         return [{k: v for k, v in record.items() if k != "seconds"} for record in rank["history"]]
