@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from . import __version__
-from .utils import non_negative_float_arg, output_dir, positive_float_arg, positive_int_arg
+from .utils import device_arg, non_negative_float_arg, output_dir, positive_float_arg, positive_int_arg
 
 #: ``--defense`` name -> module path providing ``add_train_arguments`` and ``train_from_args``.
 DEFENCE_TRAINERS: dict[str, str] = {
@@ -65,7 +65,7 @@ def _add_common_data_arguments(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="folder holding the dataset files (default: $AMD_DATA_DIR or ~/.cache)",
     )
-    parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default: cpu)")
+    parser.add_argument("--device", default="cpu", type=device_arg, help="cpu, cuda or cuda:N (default: cpu)")
     parser.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
 
 
@@ -133,7 +133,9 @@ def _add_evaluate_parser(sub: Any) -> None:
         default=None,
         help="folder holding the dataset files (default: $AMD_DATA_DIR or ~/.cache)",
     )
-    evaluate.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default: cpu)")
+    evaluate.add_argument(
+        "--device", default="cpu", type=device_arg, help="cpu, cuda or cuda:N (default: cpu)"
+    )
     evaluate.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
     evaluate.add_argument(
         "--n",

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from .cli import DEFENCE_TRAINERS
+from .utils import device_arg
 
 __all__ = ["DEMO_ENTRIES", "DemoEntry", "add_demo_arguments", "demo_entry_names", "run_demo"]
 
@@ -129,7 +130,7 @@ def add_demo_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--out", required=True, help="output folder (report.md, results.json, one folder per model)"
     )
-    parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default: cpu)")
+    parser.add_argument("--device", default="cpu", type=device_arg, help="cpu, cuda or cuda:N (default: cpu)")
     parser.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
     parser.add_argument("--n", type=int, default=100, help="test images attacked per model (default: 100)")
     parser.add_argument("--epochs", type=int, default=4, help="training epochs per model (default: 4)")

@@ -30,6 +30,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .utils import device_arg
+
 SUMMARY_FILE = "summary.json"
 REPORT_FILE = "REPRODUCTION.md"
 SCALES = ("smoke", "quick", "full")
@@ -360,7 +362,7 @@ def add_subcommands(sub: Any) -> dict[str, Callable[[argparse.Namespace], int]]:
     parser.add_argument("--data-root", default=os.environ.get("AMD_DATA_DIR", "../shared/data"),
                         help="folder with MNIST/raw (default: $AMD_DATA_DIR or ../shared/data)")  # fmt: skip
     parser.add_argument("--seed", type=int, default=0, help="seed passed to every script (default: 0)")
-    parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default: cpu)")
+    parser.add_argument("--device", default="cpu", type=device_arg, help="cpu, cuda or cuda:N (default: cpu)")
     parser.add_argument("--force", action="store_true", help="rerun papers whose summary.json exists")
     parser.add_argument(
         "--render-only", action="store_true", help="only rewrite REPRODUCTION.md from the summaries"

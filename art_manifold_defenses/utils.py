@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 __all__ = [
+    "device_arg",
     "art_device_type",
     "as_float_tensor",
     "check_counts",
@@ -52,6 +53,27 @@ def resolve_device(device: str | torch.device | None = None) -> torch.device:
             f"device={str(device)!r} was requested but CUDA is not available on this machine; use device='cpu'"
         )
     return dev
+
+
+def device_arg(text: str) -> str:
+    """argparse type of ``--device``: ``auto``, ``cpu``, ``cuda`` or ``cuda:N``, checked against this machine at parse
+    time (``amd <command>: error: argument --device: ...``, exit status 2)."""
+    try:
+        device = torch.device(text) if text != "auto" else None
+    except (RuntimeError, ValueError):
+        raise argparse.ArgumentTypeError(f"expected auto, cpu, cuda or cuda:N, got {text!r}") from None
+    if device is not None and device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise argparse.ArgumentTypeError(
+                f"{text!r}: CUDA is not available on this machine; use --device cpu"
+            )
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise argparse.ArgumentTypeError(
+                f"{text!r}: this machine has {torch.cuda.device_count()} CUDA device(s)"
+            )
+    elif device is not None and device.type != "cpu":
+        raise argparse.ArgumentTypeError(f"expected auto, cpu, cuda or cuda:N, got {text!r}")
+    return text
 
 
 def art_device_type(device: str | torch.device | None) -> str:

@@ -573,3 +573,12 @@ def test_to_art_classifier_checks_nb_classes_without_touching_the_random_streams
     torch.manual_seed(0)
     to_art_classifier(SmoothedClassifier(trained_tiny, 0.5), input_shape=(1, 28, 28), nb_classes=10)  # draws noise
     assert torch.equal(torch.rand(3), expected)
+
+
+@pytest.mark.parametrize("command", ["train", "evaluate", "certify", "verify", "demo", "reproduce"])
+def test_device_flag_is_checked_when_parsed(capsys: pytest.CaptureFixture[str], command: str) -> None:
+    """``--device`` is validated by argparse on every command and the error names the flag (it said ``device=`` before)."""
+    line = assert_cli_error(amd(capsys, command, "--device", "gpu"), command, "--device", "'gpu'")
+    assert "cuda:N" in line
+    if not torch.cuda.is_available():
+        assert_cli_error(amd(capsys, command, "--device", "cuda"), command, "--device", "CUDA is not available")

@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from ..models import build_model
-from ..utils import positive_float_arg, positive_int_arg
+from ..utils import device_arg, positive_float_arg, positive_int_arg
 from .block import INITS, VARIANTS
 from .feature_analysis import feature_analysis
 from .training import train_radial_mapping
@@ -141,7 +141,7 @@ def add_subcommands(subparsers: Any) -> dict[str, Callable[[argparse.Namespace],
     parser.add_argument(
         "--layer", default=None, help="module whose output to analyse (default: the input of the last Linear)"
     )
-    parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
+    parser.add_argument("--device", default="cpu", type=device_arg, help="cpu, cuda or cuda:N")
     parser.add_argument("--seed", type=int, default=0, help="k-means seed")
     parser.add_argument("--out", default=None, help="write the JSON result here too")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")

@@ -12,7 +12,7 @@ from typing import Any, Literal
 import numpy as np
 import torch
 
-from ..utils import positive_int_arg
+from ..utils import device_arg, positive_int_arg
 
 __all__ = [
     "add_subcommands",
@@ -152,7 +152,7 @@ def add_subcommands(subparsers: Any) -> dict[str, Callable[[argparse.Namespace],
     p = subparsers.add_parser("fit-rbf", help="learn the RBF-CNN filter bank by non-parametric EM")
     p.add_argument("--dataset", default="mnist-embedded", help="dataset name (default: mnist-embedded)")
     p.add_argument("--data-root", default=None, help="folder holding the dataset files")
-    p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default: cpu)")
+    p.add_argument("--device", default="cpu", type=device_arg, help="cpu, cuda or cuda:N (default: cpu)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
     p.add_argument("--out", required=True, help="output folder; writes filters.npz and filters.json")
     p.add_argument(

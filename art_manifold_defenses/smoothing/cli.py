@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 from ..utils import (
+    device_arg,
     float_list_arg,
     non_negative_float_arg,
     non_negative_int_arg,
@@ -81,7 +82,7 @@ def _add_certify_parser(subparsers: Any) -> None:
     p.add_argument("--checkpoint", required=True, help="path of model.pt (its model.json sidecar beside it)")
     p.add_argument("--dataset", default="mnist-embedded", help="dataset name (default: mnist-embedded)")
     p.add_argument("--data-root", default=None, help="folder holding the dataset files")
-    p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default: cpu)")
+    p.add_argument("--device", default="cpu", type=device_arg, help="cpu, cuda or cuda:N (default: cpu)")
     p.add_argument("--seed", type=int, default=0, help="noise seed (default: 0)")
     p.add_argument(
         "--n",

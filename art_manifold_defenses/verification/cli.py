@@ -24,7 +24,14 @@ import numpy as np
 import torch
 
 from ..fingerprint import image_hashes, make_fingerprint, model_hash, overwrite_hint, read_tsv, resume_tsv
-from ..utils import non_negative_int_arg, output_dir, positive_float_arg, positive_int_arg, unit_interval_arg
+from ..utils import (
+    device_arg,
+    non_negative_int_arg,
+    output_dir,
+    positive_float_arg,
+    positive_int_arg,
+    unit_interval_arg,
+)
 from .attack import pgd_attack
 from .verifier import BOUND_METHODS, ImageVerification, Verifier
 
@@ -115,7 +122,9 @@ def add_verify_arguments(parser: argparse.ArgumentParser) -> None:
         default=10,
         help="restarts of the reported PGD accuracy (paper: 10)",
     )
-    parser.add_argument("--device", default="cpu", help="device of the forward passes and PGD (default: cpu)")
+    parser.add_argument(
+        "--device", default="cpu", type=device_arg, help="device of the forward passes and PGD (default: cpu)"
+    )
     parser.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
 
