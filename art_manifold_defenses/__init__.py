@@ -6,13 +6,12 @@ Public API (foundation): :func:`load_dataset`, :func:`build_model`, :func:`train
 when an epoch ends with the network at chance or predicting one class).
 """
 
-__version__ = "0.1.0"
-
-from .checkpoint import load_checkpoint, register_defence, save_checkpoint  # noqa: E402
-from .data import load_dataset  # noqa: E402
-from .estimator import to_art_classifier  # noqa: E402
-from .models import build_model  # noqa: E402
-from .training import TrainingCollapseWarning, evaluate_accuracy, predict_logits, train  # noqa: E402
+from ._version import __version__
+from .checkpoint import load_checkpoint, register_defence, save_checkpoint
+from .data import load_dataset
+from .estimator import to_art_classifier
+from .models import build_model
+from .training import TrainingCollapseWarning, evaluate_accuracy, predict_logits, train
 
 __all__ = [
     "TrainingCollapseWarning",

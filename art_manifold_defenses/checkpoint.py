@@ -27,7 +27,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from . import __version__
+from ._version import __version__
 from .models import build_model
 
 __all__ = [

@@ -22,18 +22,17 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from . import __version__
+from ._version import __version__
+from .defence_trainers import DEFENCE_TRAINERS
+from .evaluation.suites import PAPER_SUITES as PAPER_SUITES  # re-exported, see below
+from .evaluation.suites import register_paper_suite
 from .utils import device_arg, non_negative_float_arg, output_dir, positive_float_arg, positive_int_arg
 
-#: ``--defense`` name -> module path providing ``add_train_arguments`` and ``train_from_args``.
-DEFENCE_TRAINERS: dict[str, str] = {
-    "rbf-cnn": "art_manifold_defenses.rbf_reconstruction.cli",
-    "rbf-cnn-plus": "art_manifold_defenses.rbf_reconstruction.cli",
-    "radial-mapping": "art_manifold_defenses.radial_mapping.cli",
-    "fpd": "art_manifold_defenses.fpd.cli",
-    "manifold-reg": "art_manifold_defenses.manifold_regularization.cli",
-    "stn": "art_manifold_defenses.smoothing.cli",
-}
+# Importable from here, where they used to be defined: ``DEFENCE_TRAINERS`` (``--defense`` name -> module providing
+# ``add_train_arguments`` and ``train_from_args``; :mod:`art_manifold_defenses.defence_trainers`, shared with ``amd
+# demo``) and ``PAPER_SUITES`` / ``register_paper_suite`` (paper suite name -> ``module:function`` that registers it;
+# :mod:`art_manifold_defenses.evaluation.suites`, where ``get_suite`` resolves the names without this module).
+
 #: Modules adding subcommands through ``add_subcommands(subparsers) -> {name: handler}``.
 SUBCOMMAND_MODULES: tuple[str, ...] = (
     "art_manifold_defenses.rbf_reconstruction.cli",  # fit-rbf
@@ -42,20 +41,6 @@ SUBCOMMAND_MODULES: tuple[str, ...] = (
     "art_manifold_defenses.verification.cli",  # verify
     "art_manifold_defenses.reproduce",  # reproduce
 )
-#: Paper suites (``amd evaluate --suite NAME``) -> ``module:function`` that registers them.
-PAPER_SUITES: dict[str, str] = {
-    "paper-radial-mapping": "art_manifold_defenses.radial_mapping.suite:register_paper_suite",
-    "paper-fpd": "art_manifold_defenses.fpd.suite:register_paper_fpd_suite",
-    "paper-rbf-cnn": "art_manifold_defenses.rbf_reconstruction.suite:register_paper_suite",
-    "paper-manifold-reg": "art_manifold_defenses.manifold_regularization.suite:register_paper_suite",
-}
-
-
-def register_paper_suite(name: str) -> None:
-    """Import the defence module that registers paper suite ``name`` (no-op for other names)."""
-    if name in PAPER_SUITES:
-        module, function = PAPER_SUITES[name].split(":")
-        getattr(importlib.import_module(module), function)()
 
 
 def _add_common_data_arguments(parser: argparse.ArgumentParser) -> None:

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .cli import DEFENCE_TRAINERS
+from .defence_trainers import DEFENCE_TRAINERS
 from .utils import device_arg
 
 __all__ = ["DEMO_ENTRIES", "DemoEntry", "add_demo_arguments", "demo_entry_names", "run_demo"]

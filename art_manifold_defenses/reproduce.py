@@ -129,7 +129,7 @@ def write_summary(folder: str | Path, *, paper: str, scale: str, seed: int, seco
     import numpy as np
     import torch
 
-    from . import __version__
+    from ._version import __version__
 
     required = {"model", "metric", "paper", "ours", "strongest", "flags"}
     for row in rows:

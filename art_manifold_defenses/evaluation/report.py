@@ -24,14 +24,13 @@ import json
 import math
 import os
 from collections.abc import Mapping, Sequence
-from datetime import datetime, timezone
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
-if TYPE_CHECKING:  # pragma: no cover
-    from .runner import EvaluationResult
+from .results import RESULTS_FORMAT, EvaluationResult, result_to_dict
+from .results import json_clean as _json_clean
 
 __all__ = [
     "RESULTS_FORMAT",
@@ -43,64 +42,6 @@ __all__ = [
     "result_to_dict",
     "write_report",
 ]
-
-RESULTS_FORMAT = "art-manifold-defenses/results/1"
-_THREAT_NAMES = {"linf": "Linf", "l2": "L2", "l1": "L1"}
-
-
-def _percent(value: float | None) -> float | None:
-    return None if value is None else round(100.0 * float(value), 2)
-
-
-def _finite_or_none(value: Any) -> Any:
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
-
-
-def result_to_dict(result: EvaluationResult) -> dict[str, Any]:
-    """The JSON record of an :class:`~.runner.EvaluationResult` (see the module docstring for the fields)."""
-    attacks = [a.to_dict() for a in result.attacks]
-    norms = sorted({a["norm"] for a in attacks if a.get("error") is None})
-    eps_values = sorted({a["eps"] for a in attacks if a.get("error") is None and a["eps"] is not None})
-    autoattack = result.autoattack_accuracy
-    return {
-        "format": RESULTS_FORMAT,
-        "model": result.model,
-        "dataset": result.dataset,
-        "n": int(result.n),
-        "seed": int(result.seed),
-        "clean_accuracy": result.clean_accuracy,
-        "robust_accuracy": result.robust_accuracy,
-        "attacks": attacks,
-        "audit": _json_clean(result.audit),
-        "versions": dict(result.versions),
-        "settings": _json_clean(dict(result.settings)),
-        "seconds": float(result.seconds),
-        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        # RobustBench-style fields (percent)
-        "clean_acc": _percent(result.clean_accuracy),
-        "robust_acc": _percent(result.robust_accuracy),
-        "autoattack_acc": _percent(autoattack),
-        "reported": result.reported,
-        "threat_model": _THREAT_NAMES[norms[0]] if len(norms) == 1 else ("mixed" if norms else None),
-        "eps": eps_values[-1] if len(norms) == 1 and eps_values else None,
-        "number_forward_passes": int(result.settings.get("votes", 1) or 1),
-        "per_point": {
-            "clean_correct": [int(c) for c in result.clean_correct],
-            "robust_correct": [int(c) for c in result.robust_correct],
-        },
-    }
-
-
-def _json_clean(value: Any) -> Any:
-    if isinstance(value, Mapping):
-        return {str(k): _json_clean(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_json_clean(v) for v in value]
-    if isinstance(value, np.generic):
-        value = value.item()
-    return _finite_or_none(value)
 
 
 def load_results(path: str | os.PathLike[str]) -> dict[str, Any]:

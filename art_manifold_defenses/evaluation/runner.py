@@ -47,7 +47,7 @@ import os
 import time
 import warnings
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -73,6 +73,7 @@ from ..utils import (
 from .attacks import ATTACKS, AttackSpec, perturbation_norms, run_attack
 from .audit import AuditFlag, audit, measure_determinism, measure_gradients
 from .eot import BPDA, EoT
+from .results import AttackResult, EvaluationResult, worst_case
 
 __all__ = [
     "AttackResult",
@@ -103,167 +104,8 @@ AttackFunction = Callable[..., np.ndarray]
 
 
 # --------------------------------------------------------------------------------------------------------------------
-# results
-# --------------------------------------------------------------------------------------------------------------------
-@dataclass
-class AttackResult:
-    """The outcome of one attack of the suite on the evaluated points.
-
-    Per-attack results that feed the per-point worst case (Carlini et al. 2019; Croce & Hein 2020); no
-    equation.
-
-    ``correct[i]`` is True when point ``i`` is classified correctly clean *and* under this attack (in every repeat);
-    ``accuracy`` is its mean (robust accuracy under this attack alone). ``norms[i]`` is the perturbation norm (in the
-    attack's norm) of the weakest successful adversarial of point ``i``, ``nan`` where the attack did not succeed.
-    """
-
-    spec: Any
-    correct: np.ndarray
-    seconds: float
-    norms: np.ndarray
-    violations: int = 0
-    violation_indices: list[int] = field(default_factory=list)
-    repeats: int = 1
-    eot_samples: int | None = None
-    bpda: bool = False
-    attacked: int = 0
-    note: str | None = None
-    error: str | None = None
-
-    @property
-    def label(self) -> str:
-        return str(self.spec.label)
-
-    @property
-    def accuracy(self) -> float:
-        return float(np.mean(self.correct)) if len(self.correct) else 0.0
-
-    @property
-    def median_norm(self) -> float | None:
-        """Median perturbation norm over the points this attack broke (``None`` if it broke none)."""
-        finite = self.norms[np.isfinite(self.norms)]
-        return float(np.median(finite)) if len(finite) else None
-
-    def to_dict(self) -> dict[str, Any]:
-        spec = self.spec.to_dict()
-        return {
-            **spec,
-            "label": self.label,
-            "accuracy": self.accuracy,
-            "seconds": float(self.seconds),
-            "minimisation": bool(self.spec.minimisation),
-            "median_norm": self.median_norm,
-            "violations": int(self.violations),
-            "violation_indices": [int(i) for i in self.violation_indices],
-            "repeats": int(self.repeats),
-            "eot_samples": self.eot_samples,
-            "bpda": bool(self.bpda),
-            "attacked": int(self.attacked),
-            "note": self.note,
-            "error": self.error,
-            "spec": spec,
-            "correct": [int(c) for c in self.correct],
-            "norms": [None if not math.isfinite(v) else float(v) for v in self.norms],
-        }
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> AttackResult:
-        norms = np.array(
-            [math.nan if v is None else float(v) for v in data.get("norms", [])], dtype=np.float64
-        )
-        correct = np.asarray(data["correct"], dtype=bool)
-        if len(norms) != len(correct):
-            norms = np.full(len(correct), math.nan)
-        return cls(
-            spec=AttackSpec.from_dict(data["spec"]), correct=correct, seconds=float(data["seconds"]), norms=norms,
-            violations=int(data.get("violations", 0)), violation_indices=list(data.get("violation_indices", [])),
-            repeats=int(data.get("repeats", 1)), eot_samples=data.get("eot_samples"), bpda=bool(data.get("bpda", False)),
-            attacked=int(data.get("attacked", 0)), note=data.get("note"), error=data.get("error"),
-        )  # fmt: skip
-
-
-@dataclass
-class EvaluationResult:
-    """Everything :func:`evaluate` measured; ``to_dict()`` is the ``results.json`` record (see :mod:`.report`).
-
-    Robust accuracy as the per-point worst case over the suite (Carlini et al. 2019; Croce & Hein 2020); no
-    equation.
-    """
-
-    model: str
-    dataset: str | None
-    n: int
-    seed: int
-    clean_correct: np.ndarray
-    attacks: list[AttackResult]
-    audit_flags: list[AuditFlag]
-    settings: dict[str, Any] = field(default_factory=dict)
-    gradient_stats: dict[str, Any] | None = None
-    determinism: dict[str, Any] | None = None
-    versions: dict[str, str] = field(default_factory=dict)
-    seconds: float = 0.0
-    reported: float | None = None
-
-    @property
-    def clean_accuracy(self) -> float:
-        return float(np.mean(self.clean_correct))
-
-    @property
-    def robust_correct(self) -> np.ndarray:
-        """Per point: correct clean and under every attack that ran (the per-point worst case)."""
-        return worst_case(self.clean_correct, [a.correct for a in self.attacks if a.error is None])
-
-    @property
-    def robust_accuracy(self) -> float:
-        return float(np.mean(self.robust_correct))
-
-    @property
-    def attack_seconds(self) -> float:
-        """Compute of every attack as recorded when it ran (a resumed evaluation counts its cached attacks too)."""
-        return float(sum(a.seconds for a in self.attacks))
-
-    @property
-    def accuracy_per_attack(self) -> dict[str, float]:
-        return {a.label: a.accuracy for a in self.attacks if a.error is None}
-
-    @property
-    def autoattack_accuracy(self) -> float | None:
-        """Per-point worst case over the AutoAttack runs of the suite (``None`` if AutoAttack did not run)."""
-        runs = [a.correct for a in self.attacks if a.spec.library == "autoattack" and a.error is None]
-        return float(np.mean(worst_case(self.clean_correct, runs))) if runs else None
-
-    @property
-    def audit(self) -> dict[str, Any]:
-        return {
-            "flags": [f.to_dict() for f in self.audit_flags],
-            "gradients": self.gradient_stats,
-            "determinism": self.determinism,
-        }
-
-    def to_dict(self) -> dict[str, Any]:
-        from .report import result_to_dict
-
-        return result_to_dict(self)
-
-
-# --------------------------------------------------------------------------------------------------------------------
 # pure helpers (tested directly)
 # --------------------------------------------------------------------------------------------------------------------
-def worst_case(clean_correct: np.ndarray, per_attack_correct: Sequence[np.ndarray]) -> np.ndarray:
-    """Per point: correct clean AND under every attack (the robust-accuracy indicator).
-
-    Robust accuracy as the per-point worst case over all attacks (Carlini et al. 2019, "On Evaluating
-    Adversarial Robustness"; as in AutoAttack, Croce & Hein 2020); no equation.
-    """
-    robust = np.asarray(clean_correct, dtype=bool).copy()
-    for correct in per_attack_correct:
-        correct = np.asarray(correct, dtype=bool)
-        if correct.shape != robust.shape:
-            raise ValueError(f"per-attack correctness has shape {correct.shape}, expected {robust.shape}")
-        robust &= correct
-    return robust
-
-
 def threat_model_violations(x: np.ndarray, x_adv: np.ndarray, norm: str, eps: float | None) -> np.ndarray:
     """Per point: True when ``x_adv`` is non-finite, leaves ``[0, 1]`` (by more than ``1e-6``) or is farther than
     ``eps + 1e-5`` from ``x`` (``eps=None``: unbounded, only the box is checked).
@@ -609,7 +451,7 @@ def _merge_parts(plan: _Plan, gathered: Sequence[Mapping[int, Mapping[str, Any]]
 def _versions() -> dict[str, str]:
     import importlib.metadata as md
 
-    from .. import __version__
+    from .._version import __version__
 
     versions = {"art_manifold_defenses": __version__}
     for key, dist in (("torch", "torch"), ("art", "adversarial-robustness-toolbox"), ("foolbox", "foolbox"),

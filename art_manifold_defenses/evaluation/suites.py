@@ -15,18 +15,31 @@ Built-in suites (``get_suite(name, norm=..., eps=...)``):
 Default budgets (:data:`DEFAULT_EPS`) are the MNIST budgets of the papers in this package: ``linf`` 0.3, ``l2`` 2.0,
 ``l1`` 15.0 (RBF-CNN, Nandy et al. 2020, Table V); pass ``eps`` for other datasets (e.g. 8/255 on CIFAR-10).
 
-Defence packages add their paper's attack settings with :func:`register_suite`.
+Defence packages add their paper's attack settings with :func:`register_suite`. The paper suites of this package
+(:data:`PAPER_SUITES`: ``paper-radial-mapping``, ``paper-fpd``, ``paper-rbf-cnn``, ``paper-manifold-reg``) are
+registered by their defence's ``suite`` module; :func:`get_suite` imports that module on first use of the name, so
+``get_suite("paper-fpd")`` works without importing the defence (or the ``amd`` command) first.
 """
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from .attacks import NORMS, AttackSpec, normalise_norm
 
-__all__ = ["DEFAULT_EPS", "SuiteFactory", "default_eps", "get_suite", "register_suite", "suite_names"]
+__all__ = [
+    "DEFAULT_EPS",
+    "PAPER_SUITES",
+    "SuiteFactory",
+    "default_eps",
+    "get_suite",
+    "register_paper_suite",
+    "register_suite",
+    "suite_names",
+]
 
 #: Default budget per norm (MNIST, pixel range [0, 1]).
 DEFAULT_EPS: dict[str, float] = {"linf": 0.3, "l2": 2.0, "l1": 15.0}
@@ -44,6 +57,16 @@ class _Suite:
 
 
 _SUITES: dict[str, _Suite] = {}
+
+#: Paper suites (``amd evaluate --suite NAME``, ``get_suite(NAME)``) -> ``module:function`` that registers them. The
+#: defence's module is named, not imported: the evaluation harness does not depend on any defence, and a defence's
+#: ``suite`` module imports this harness (for ``AttackSpec`` and :func:`register_suite`) when it registers.
+PAPER_SUITES: dict[str, str] = {
+    "paper-radial-mapping": "art_manifold_defenses.radial_mapping.suite:register_paper_suite",
+    "paper-fpd": "art_manifold_defenses.fpd.suite:register_paper_fpd_suite",
+    "paper-rbf-cnn": "art_manifold_defenses.rbf_reconstruction.suite:register_paper_suite",
+    "paper-manifold-reg": "art_manifold_defenses.manifold_regularization.suite:register_paper_suite",
+}
 
 
 def default_eps(norm: str) -> float:
@@ -83,6 +106,17 @@ def register_suite(
     _SUITES[name] = _Suite(factory, resolved, description)
 
 
+def register_paper_suite(name: str) -> None:
+    """(Re-)register paper suite ``name`` of :data:`PAPER_SUITES` with its defence's settings by importing the
+    defence's ``suite`` module and calling its registration function (no-op for other names).
+
+    No paper or equation: the suite registry (what ``amd evaluate --suite NAME`` calls before :func:`get_suite`).
+    """
+    if name in PAPER_SUITES:
+        module, function = PAPER_SUITES[name].split(":")
+        getattr(importlib.import_module(module), function)()
+
+
 def suite_names() -> list[str]:
     """The registered suite names, sorted.
 
@@ -98,7 +132,10 @@ def suite_description(name: str) -> str:
 
 def _lookup(name: str) -> _Suite:
     if name not in _SUITES:
-        raise ValueError(f"unknown suite {name!r}; registered suites: {suite_names()}")
+        register_paper_suite(name)  # a paper suite not registered yet: its defence module registers it
+    if name not in _SUITES:
+        known = sorted(set(_SUITES) | set(PAPER_SUITES))
+        raise ValueError(f"unknown suite {name!r}; known suites: {known}")
     return _SUITES[name]
 
 
@@ -107,10 +144,13 @@ def get_suite(name: str, norm: str | None = None, eps: float | None = None) -> l
 
     No paper or equation of its own: the attacks of a suite carry their references (see the module docstring).
 
-    ``norm=None`` takes the suite's first norm; ``eps=None`` takes :data:`DEFAULT_EPS` of the norm.
+    ``norm=None`` takes the suite's first norm; ``eps=None`` takes :data:`DEFAULT_EPS` of the norm. A name of
+    :data:`PAPER_SUITES` that is not registered yet is registered first (:func:`register_paper_suite`); one that is
+    registered already (by the ``amd`` command or by a caller's own ``register_suite(..., overwrite=True)``) is
+    used as registered.
 
     Raises:
-        ValueError: unknown suite, a norm the suite does not support, or a non-positive eps.
+        ValueError: unknown suite (the message lists the known names), a norm the suite does not support, or a non-positive eps.
     """
     suite = _lookup(name)
     if eps is not None:

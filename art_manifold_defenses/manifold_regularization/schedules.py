@@ -162,7 +162,10 @@ DEFAULT_MOMENTUM = 0.9
 
 def preset_momentum(schedule: Any) -> float:
     """The default SGD momentum for ``schedule``: a preset name or a schedule built by :func:`paper_schedule` gets
-    :data:`PRESET_MOMENTUM` of its preset, anything else :data:`DEFAULT_MOMENTUM`."""
+    :data:`PRESET_MOMENTUM` of its preset, anything else :data:`DEFAULT_MOMENTUM`.
+
+    Paper: Jin & Rinard 2020 (paper 003), Appendix B names SGD and Maini et al.'s learning rate but no momentum.
+    """
     preset = schedule if isinstance(schedule, str) else getattr(schedule, "preset", None)
     return PRESET_MOMENTUM.get(preset, DEFAULT_MOMENTUM) if isinstance(preset, str) else DEFAULT_MOMENTUM
 
