@@ -20,6 +20,11 @@ Each check turns evidence into an :class:`AuditFlag` (``code``, ``message``, ``e
   epsilon;
 - ``unbounded_attack_not_zero``: an unbounded (``eps=None``) or large-epsilon attack (not a one-step one) leaves
   accuracy above ``unbounded_accuracy``;
+- ``cross_entropy_only_at_eps``: at a reported epsilon of a norm (:func:`reported_budgets`) no white-box attack with
+  a margin or DLR loss ran (no APGD-DLR, C&W, EAD or AutoAttack at that budget, and no minimisation margin attack
+  whose budget reaches it), so the per-point worst case there comes only from cross-entropy, gradient-free or
+  transfer attacks and is an upper bound that a margin loss can lower (:func:`check_margin_coverage`; Carlini et al.
+  2019, App. A; Croce & Hein 2020);
 - ``zero_gradients``: the input gradient of a margin loss is exactly zero on a fraction ``>= zero_gradient_fraction``
   of the clean points;
 - ``nonfinite_gradients``: an input gradient contains NaN or Inf;
@@ -51,14 +56,18 @@ __all__ = [
     "DEFAULT_LARGE_EPS",
     "audit",
     "check_attack_comparisons",
+    "check_margin_coverage",
     "check_gradients",
     "check_determinism",
+    "large_eps_threshold",
     "measure_determinism",
     "measure_gradients",
+    "reported_budgets",
 ]
 
 ATHALYE_2018 = "Athalye et al. 2018, Sec. 3.1"
 CARLINI_2019 = "Carlini et al. 2019, Sec. 5 / App. A"
+MARGIN_LOSS_REFERENCE = "Carlini et al. 2019, App. A; Croce & Hein 2020 (DLR loss, AutoAttack)"
 
 #: An epsilon at or above which an attack counts as unbounded, per norm, as a fraction of what reaches any image:
 #: ``linf`` 0.5 (every pixel may move half the range), ``l2`` ``0.5 * sqrt(d)``, ``l1`` ``0.5 * d`` (``d`` = input size).
@@ -277,6 +286,8 @@ class _View:
         self.eps: float | None = None if spec.eps is None else float(spec.eps)
         self.params_key = json.dumps(_json_safe(dict(spec.params)), sort_keys=True, default=str)
         self.one_step = bool(spec.one_step)
+        self.minimisation = bool(spec.minimisation)
+        self.margin_loss = bool(getattr(spec, "margin_loss", False))
         self.gradient_free = bool(spec.gradient_free)
         self.black_box = bool(spec.black_box)
         self.transfer = spec.library == "transfer"
@@ -394,6 +405,48 @@ def _monotonicity(views: list[_View], tolerance: float) -> list[AuditFlag]:
     return flags
 
 
+def large_eps_threshold(
+    norm: str, input_dim: int | None = None, large_eps: Mapping[str, float] | None = None
+) -> float | None:
+    """The epsilon at or above which a ``norm`` attack counts as unbounded (a sanity check, not a reported budget).
+
+    The "unbounded attacks reach 0%" check of Athalye et al. 2018, Sec. 3.1; no equation. ``large_eps`` overrides
+    :data:`DEFAULT_LARGE_EPS` per norm: l-inf ``large_eps["linf"]``, l2 ``large_eps["l2"] * sqrt(input_dim)``, l1
+    ``large_eps["l1"] * input_dim``; ``None`` when it cannot be computed (l2/l1 without ``input_dim``).
+    """
+    return _large_threshold(norm, input_dim, {**DEFAULT_LARGE_EPS, **dict(large_eps or {})})
+
+
+def reported_budgets(
+    attacks: Iterable[Any], *, input_dim: int | None = None, large_eps: Mapping[str, float] | None = None
+) -> dict[str, list[float]]:
+    """Per norm, the sorted epsilons the attacks report robustness at: every finite ``eps`` below
+    :func:`large_eps_threshold`. Unbounded attacks (``eps=None``) and large-epsilon checks are sanity checks of the
+    audit, not budgets of the robustness curve, and are left out.
+
+    No paper or equation: the budget bookkeeping of :func:`check_margin_coverage` and of the suites' coverage rule
+    (:func:`~.suites.suite_coverage_gaps`). ``attacks`` are specs or results (anything with ``norm`` and ``eps``, or
+    with a ``spec`` that has them); epsilons closer than ``1e-9`` relative count as one.
+    """
+    out: dict[str, list[float]] = {}
+    for item in attacks:
+        spec = getattr(item, "spec", item)
+        if spec.eps is None:
+            continue
+        eps = float(spec.eps)
+        limit = large_eps_threshold(spec.norm, input_dim, large_eps)
+        if limit is not None and eps >= limit:
+            continue
+        budgets = out.setdefault(spec.norm, [])
+        if not any(_same_eps(eps, b) for b in budgets):
+            budgets.append(eps)
+    return {norm: sorted(values) for norm, values in sorted(out.items())}
+
+
+def _same_eps(a: float, b: float) -> bool:
+    return math.isclose(a, b, rel_tol=1e-9, abs_tol=1e-12)
+
+
 def _large_threshold(norm: str, input_dim: int | None, large_eps: Mapping[str, float]) -> float | None:
     fraction = large_eps.get(norm)
     if fraction is None:
@@ -422,6 +475,47 @@ def _unbounded(
                  "threshold": threshold},
                 ATHALYE_2018,
             ))  # fmt: skip
+    return flags
+
+
+def _margin_covers(view: _View, eps: float) -> bool:
+    """A margin-loss attack ran at ``eps``: a fixed-budget one at that budget, or a minimisation one whose budget
+    reaches it (its per-point norms give the worst case at every smaller epsilon)."""
+    if not view.margin_loss:
+        return False
+    if view.eps is None:
+        return view.minimisation
+    return _same_eps(view.eps, eps) or (view.minimisation and view.eps > eps)
+
+
+def check_margin_coverage(
+    results: Sequence[Any], *, input_dim: int | None = None, large_eps: Mapping[str, float] | None = None
+) -> list[AuditFlag]:
+    """Flag ``cross_entropy_only_at_eps``, one flag per norm, listing the reported epsilons
+    (:func:`reported_budgets`) at which no margin- or DLR-loss attack ran (see the module table).
+
+    Carlini et al. 2019, App. A (an attack with a cross-entropy loss alone can fail where the softmax saturates or
+    the logits are rescaled: try a margin loss), Croce & Hein 2020 (APGD-DLR, AutoAttack); no equation. Which
+    attacks count is :attr:`~.attacks.AttackSpec.margin_loss`; failed attacks count as not run.
+    """
+    views = [_View(r) for r in results if getattr(r, "error", None) is None]
+    flags: list[AuditFlag] = []
+    for norm, budgets in reported_budgets(views, input_dim=input_dim, large_eps=large_eps).items():
+        members = [v for v in views if v.norm == norm]
+        missing = [e for e in budgets if not any(_margin_covers(v, e) for v in members)]
+        if not missing:
+            continue
+        ran = {
+            f"{e:g}": [v.label for v in members if v.eps is not None and _same_eps(v.eps, e)] for e in missing
+        }
+        flags.append(AuditFlag(
+            "cross_entropy_only_at_eps",
+            f"at {norm} eps {', '.join(f'{e:g}' for e in missing)} no margin-loss attack ran (no APGD-DLR, C&W, EAD or "
+            "AutoAttack at that budget): the per-point worst case there comes only from cross-entropy, gradient-free "
+            "or transfer attacks and is an upper bound that a margin/DLR loss can lower. Add APGD-DLR at each budget.",
+            {"norm": norm, "eps": missing, "budgets": budgets, "attacks_at_eps": ran},
+            MARGIN_LOSS_REFERENCE,
+        ))  # fmt: skip
     return flags
 
 
@@ -481,6 +575,7 @@ def audit(
     flags = _operational_flags(results)
     flags += check_attack_comparisons(results, input_dim=input_dim, tolerance=tolerance,
                                       unbounded_accuracy=unbounded_accuracy, large_eps=large_eps)  # fmt: skip
+    flags += check_margin_coverage(results, input_dim=input_dim, large_eps=large_eps)
     flags += check_gradients(gradient_stats, zero_gradient_fraction=zero_gradient_fraction, bpda=bpda)
     flags += check_determinism(determinism, eot=eot, declared_stochastic=declared_stochastic)
     return flags

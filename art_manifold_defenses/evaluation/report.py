@@ -39,6 +39,7 @@ __all__ = [
     "markdown_table",
     "plot_robustness_curves",
     "recompute_robust_accuracy",
+    "worst_case_curve",
     "result_to_dict",
     "write_report",
 ]
@@ -160,6 +161,52 @@ def combined_markdown(
 # --------------------------------------------------------------------------------------------------------------------
 # curves
 # --------------------------------------------------------------------------------------------------------------------
+def _within(eps: float, budget: float) -> bool:
+    return eps <= budget * (1 + 1e-9) + 1e-12
+
+
+def worst_case_curve(
+    record: Mapping[str, Any], norm: str, eps_values: Sequence[float] | None = None
+) -> tuple[list[float], list[float]]:
+    """The per-point worst-case accuracy of a record's ``norm`` attacks as a function of epsilon.
+
+    The per-point worst case of Carlini et al. 2019 / Croce & Hein 2020, taken per budget; no equation of a paper.
+    At each ``e`` a point counts as robust when it is correct clean, survives every fixed-budget attack of ``norm``
+    with ``eps <= e`` (its ``correct`` entry), and every minimisation attack of ``norm`` left it unbroken at ``e``
+    (no stored perturbation norm ``<= e``; a minimisation attack without norms counts through ``correct`` once its
+    budget is ``<= e``). Failed attacks are skipped. ``eps_values`` defaults to 0 and every finite budget of the
+    ``norm`` attacks (a grid up to the largest stored norm when there is none). Returns ``(eps, accuracy)`` lists.
+    """
+    robust0 = np.asarray(record["per_point"]["clean_correct"], dtype=bool)
+    attacks = [a for a in record["attacks"] if a.get("error") is None and a["norm"] == norm]
+    per_point_norms: list[np.ndarray | None] = []
+    for a in attacks:
+        values = a.get("norms")
+        if a.get("minimisation") and values is not None and len(values) == len(robust0):
+            per_point_norms.append(np.array([math.inf if v is None else v for v in values], dtype=np.float64))
+        else:
+            per_point_norms.append(None)
+    if eps_values is None:
+        budgets = sorted({float(a["eps"]) for a in attacks if a["eps"] is not None})
+        if budgets:
+            eps_values = [0.0, *budgets]
+        else:
+            finite = [v[np.isfinite(v)] for v in per_point_norms if v is not None]
+            top = max((float(v.max()) for v in finite if len(v)), default=0.0)
+            eps_values = list(np.linspace(0.0, top * 1.05, 50)) if top > 0 else [0.0]
+    xs, ys = [], []
+    for e in eps_values:
+        robust = robust0.copy()
+        for a, norms in zip(attacks, per_point_norms, strict=True):
+            if a["eps"] is not None and _within(float(a["eps"]), float(e)):
+                robust &= np.asarray(a["correct"], dtype=bool)
+            if norms is not None:
+                robust &= ~(norms <= e)
+        xs.append(float(e))
+        ys.append(float(robust.mean()) if len(robust) else 0.0)
+    return xs, ys
+
+
 def _curve_groups(
     record: Mapping[str, Any],
 ) -> dict[str, dict[tuple[str, str, str], list[Mapping[str, Any]]]]:
@@ -181,7 +228,9 @@ def plot_robustness_curves(
 
     Fixed-budget attacks give one marker per epsilon (a line from the clean accuracy at 0 when the suite sweeps
     epsilon); minimisation attacks give the empirical curve ``mean(correct clean and ||delta_i|| > eps)`` from
-    their per-point perturbation norms (up to their budget).
+    their per-point perturbation norms (up to their budget). The thick black line is the per-point worst case at each
+    epsilon of the panel (:func:`worst_case_curve`): at most every attack's line, since a point counts only if it
+    survives every attack allowed that budget; the dashed line is the suite's overall worst case.
     """
     import matplotlib
 
@@ -218,6 +267,10 @@ def plot_robustness_curves(
                 ax.plot(
                     [bounded[0]["eps"]], [bounded[0]["accuracy"]], marker="o", linestyle="none", label=label
                 )
+        worst_x, worst_y = worst_case_curve(record, norm)
+        # drawn under the attacks' lines (zorder 2), wide enough to show where an attack's line lies on it
+        ax.plot(worst_x, worst_y, color="black", linewidth=3.5, alpha=0.8, marker="D", markersize=5, zorder=1.5,
+                label="per-point worst case")  # fmt: skip
         ax.plot([0.0], [clean], marker="s", color="black", linestyle="none", label="clean")
         ax.axhline(
             float(record["robust_accuracy"]),

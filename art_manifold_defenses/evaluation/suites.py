@@ -2,15 +2,21 @@
 
 Built-in suites (``get_suite(name, norm=..., eps=...)``):
 
-* ``quick`` -- a few strong attacks, at least one per library (ART FGSM and PGD, the same PGD at eps/3 and 2eps/3 for
-  the curve, Foolbox PGD, CleverHans PGD, AutoAttack with 50 APGD steps and 500 Square queries, ART Square with 200
-  queries as the gradient-free check); cheap enough for the CPU demo and CI (l1: CleverHans SLIDE and Foolbox
-  salt-and-pepper replace the attacks without an l1 version);
-* ``linf`` / ``l2`` / ``l1`` -- every adapter that supports the norm, plus the same ART PGD at ``eps/4``, ``eps/2``
-  and ``3 eps/4`` (the robustness curve and the monotonicity check of the audit) and one unbounded or
-  large-epsilon attack (the "unbounded attacks reach 0%" check of Athalye et al. 2018);
+* ``quick`` -- a few strong attacks, at least one per library (ART FGSM and PGD, the same PGD and ART APGD-DLR with 50
+  steps at eps/3 and 2eps/3 for the curve, Foolbox PGD, CleverHans PGD, AutoAttack with 50 APGD steps and 500 Square
+  queries, ART Square with 200 queries as the gradient-free check); cheap enough for the CPU demo and CI (l1:
+  CleverHans SLIDE, Foolbox salt-and-pepper and APGD-DLR at eps replace the attacks without an l1 version);
+* ``linf`` / ``l2`` / ``l1`` -- every adapter that supports the norm, plus the same ART PGD and ART APGD-DLR at
+  ``eps/4``, ``eps/2`` and ``3 eps/4`` (the robustness curve and the monotonicity check of the audit) and one unbounded
+  or large-epsilon attack (the "unbounded attacks reach 0%" check of Athalye et al. 2018);
 * ``autoattack`` -- AutoAttack ``standard`` (Croce & Hein 2020; the runner switches to ``rand`` for stochastic models);
 * ``full`` -- ``linf`` + ``l2`` + ``l1``, each at its own default budget (``norm``/``eps`` override one of them).
+
+Every suite, built-in or paper, has at each epsilon it reports (:func:`~.audit.reported_budgets`: every finite
+budget below the audit's large-eps threshold; unbounded and large-eps attacks are sanity checks) an iterative
+cross-entropy attack, a fixed-budget margin/DLR-loss attack (ART APGD-DLR or AutoAttack; Carlini et al. 2019, App. A;
+Croce & Hein 2020) and, at its headline epsilon of l-inf and l2 (:func:`suite_headline`), AutoAttack.
+:func:`suite_coverage_gaps` checks that rule; the smaller epsilons of ``quick`` get fewer steps, not fewer losses.
 
 Default budgets (:data:`DEFAULT_EPS`) are the MNIST budgets of the papers in this package: ``linf`` 0.3, ``l2`` 2.0,
 ``l1`` 15.0 (RBF-CNN, Nandy et al. 2020, Table V); pass ``eps`` for other datasets (e.g. 8/255 on CIFAR-10).
@@ -24,11 +30,13 @@ registered by their defence's ``suite`` module; :func:`get_suite` imports that m
 from __future__ import annotations
 
 import importlib
-from collections.abc import Callable, Sequence
+import math
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from .attacks import NORMS, AttackSpec, normalise_norm
+from .audit import reported_budgets
 
 __all__ = [
     "DEFAULT_EPS",
@@ -38,6 +46,8 @@ __all__ = [
     "get_suite",
     "register_paper_suite",
     "register_suite",
+    "suite_coverage_gaps",
+    "suite_headline",
     "suite_names",
 ]
 
@@ -54,6 +64,7 @@ class _Suite:
     factory: SuiteFactory
     norms: tuple[str, ...] | None
     description: str
+    headline: Mapping[str, float] | None = None
 
 
 _SUITES: dict[str, _Suite] = {}
@@ -81,6 +92,7 @@ def register_suite(
     norms: Sequence[str] | None = NORMS,
     description: str = "",
     overwrite: bool = False,
+    headline: Mapping[str, float] | None = None,
 ) -> None:
     """Register a named suite.
 
@@ -93,6 +105,8 @@ def register_suite(
             ``norm``/``eps`` itself (both may be ``None``).
         description: one line shown by :func:`suite_names` users and the CLI help.
         overwrite: replace an existing suite of that name (otherwise ``ValueError``).
+        headline: for a multi-norm suite, its headline budget per norm (the paper's main table); ``None`` = the
+            largest reported budget of each norm (see :func:`suite_headline`). Single-norm suites ignore it.
     """
     if not isinstance(name, str) or not name.strip():
         raise ValueError(f"name must be a non-empty string, got {name!r}")
@@ -103,7 +117,12 @@ def register_suite(
     resolved = None if norms is None else tuple(normalise_norm(n) for n in norms)
     if resolved is not None and not resolved:
         raise ValueError("norms must name at least one norm (or be None for a multi-norm suite)")
-    _SUITES[name] = _Suite(factory, resolved, description)
+    table = None
+    if headline is not None:
+        table = {normalise_norm(n): float(e) for n, e in headline.items()}
+        if any(not math.isfinite(e) or e <= 0 for e in table.values()):
+            raise ValueError(f"headline budgets must be finite numbers > 0, got {dict(headline)!r}")
+    _SUITES[name] = _Suite(factory, resolved, description, table)
 
 
 def register_paper_suite(name: str) -> None:
@@ -173,20 +192,93 @@ def get_suite(name: str, norm: str | None = None, eps: float | None = None) -> l
     return specs
 
 
+def suite_headline(name: str, norm: str | None = None, eps: float | None = None) -> dict[str, float]:
+    """The headline budget per norm of suite ``name`` for the same ``norm``/``eps`` as :func:`get_suite`.
+
+    No paper or equation: the budget that AutoAttack must cover (Croce & Hein 2020). A single-norm suite's headline is
+    the ``eps`` it was built for (:data:`DEFAULT_EPS` when ``None``); a multi-norm suite's is the ``headline`` it was
+    registered with (else the largest reported budget of each norm), with ``eps`` replacing that of ``norm``; only
+    the norms the suite's attacks use are returned.
+    """
+    suite = _lookup(name)
+    specs = get_suite(name, norm=norm, eps=eps)
+    budgets = reported_budgets(specs)
+    if suite.norms is not None:
+        family = suite.norms[0] if norm is None else normalise_norm(norm)
+        return {family: default_eps(family) if eps is None else float(eps)}
+    table = dict(suite.headline) if suite.headline is not None else {n: b[-1] for n, b in budgets.items()}
+    if norm is not None and eps is not None:
+        table[normalise_norm(norm)] = float(eps)
+    return {n: e for n, e in table.items() if n in budgets}
+
+
+def suite_coverage_gaps(specs: Sequence[AttackSpec], headline: Mapping[str, float]) -> list[str]:
+    """What ``specs`` lack of the suites' rule, one sentence per gap (empty = complete).
+
+    Carlini et al. 2019, App. A and Croce & Hein 2020 (use a margin loss and AutoAttack besides cross-entropy PGD);
+    no equation. At each reported epsilon of each norm (:func:`~.audit.reported_budgets`: unbounded and large-eps
+    attacks are sanity checks, not reported budgets) the suite needs a fixed-budget attack at that epsilon with
+    :attr:`~.attacks.AttackSpec.cross_entropy` and one with :attr:`~.attacks.AttackSpec.margin_loss` (a minimisation
+    attack does not count here, though the audit accepts it); at ``headline[norm]`` for l-inf and l2, an AutoAttack
+    spec (any version: the runner makes ``standard`` ``rand`` for a stochastic model). Transfer attacks count as
+    neither.
+    """
+    gaps: list[str] = []
+    for family, budgets in reported_budgets(specs).items():
+        for eps in budgets:
+            at = [
+                s
+                for s in specs
+                if s.norm == family and s.eps is not None and math.isclose(s.eps, eps, rel_tol=1e-9)
+            ]
+            if not any(s.cross_entropy for s in at):
+                gaps.append(
+                    f"{family} eps {eps:g}: no iterative cross-entropy attack (PGD, APGD-CE, AutoAttack)"
+                )
+            if not any(s.margin_loss and not s.minimisation for s in at):
+                gaps.append(
+                    f"{family} eps {eps:g}: no fixed-budget margin-loss attack (APGD-DLR, AutoAttack)"
+                )
+        head = headline.get(family)
+        if family in ("linf", "l2") and head is not None:
+            if not any(
+                s.library == "autoattack"
+                and s.norm == family
+                and s.eps is not None
+                and math.isclose(s.eps, head)
+                for s in specs
+            ):
+                gaps.append(f"{family} headline eps {head:g}: no AutoAttack")
+    return gaps
+
+
 # --------------------------------------------------------------------------------------------------------------------
 # built-in suites
 # --------------------------------------------------------------------------------------------------------------------
+_SWEEP = (0.25, 0.5, 0.75)
+
+
 def _pgd_sweep(norm: str, eps: float, params: dict[str, Any]) -> list[AttackSpec]:
-    """The same ART PGD at eps/4, eps/2, 3eps/4 (robustness curve, monotonicity check)."""
-    return [AttackSpec("art", "pgd", norm, eps * f, params) for f in (0.25, 0.5, 0.75)]
+    """The same ART PGD (cross-entropy) and ART APGD-DLR (margin loss, the registry's defaults, as at ``eps``) at
+    eps/4, eps/2, 3eps/4 (robustness curve, monotonicity check)."""
+    return [AttackSpec("art", "pgd", norm, eps * f, params) for f in _SWEEP] + [
+        AttackSpec("art", "apgd-dlr", norm, eps * f) for f in _SWEEP
+    ]
+
+
+#: APGD-DLR of the quick suite: 50 steps (AutoAttack's quick setting), one restart.
+_QUICK_APGD: dict[str, Any] = {"max_iter": 50}
 
 
 def _quick(*, norm: str, eps: float) -> list[AttackSpec]:
     pgd = {"max_iter": 40}
+    curve = [eps * f for f in (1 / 3, 2 / 3)]
     specs = [
         AttackSpec("art", "fgsm" if norm == "linf" else "fgm", norm, eps),
         AttackSpec("art", "pgd", norm, eps, pgd),
-        *[AttackSpec("art", "pgd", norm, eps * f, pgd) for f in (1 / 3, 2 / 3)],
+        *[AttackSpec("art", "pgd", norm, e, pgd) for e in curve],
+        # the margin-loss twin of the curve's PGD: half APGD's default steps keeps the suite cheap, not fewer losses
+        *[AttackSpec("art", "apgd-dlr", norm, e, _QUICK_APGD) for e in curve],
         AttackSpec("foolbox", "pgd", norm, eps, {"steps": 40}),
     ]
     if norm in ("linf", "l2"):
@@ -199,6 +291,7 @@ def _quick(*, norm: str, eps: float) -> list[AttackSpec]:
         specs += [
             AttackSpec("cleverhans", "sparse-l1", norm, eps),
             AttackSpec("foolbox", "salt-pepper", norm, eps),
+            AttackSpec("art", "apgd-dlr", norm, eps, _QUICK_APGD),  # no l1 AutoAttack: the margin loss at eps
         ]
     return specs
 
@@ -269,6 +362,7 @@ def _l1(*, norm: str, eps: float) -> list[AttackSpec]:
         AttackSpec("art", "pgd", "l1", eps, pgd),
         AttackSpec("art", "mim", "l1", eps),
         AttackSpec("art", "apgd-ce", "l1", eps),
+        AttackSpec("art", "apgd-dlr", "l1", eps),
         AttackSpec("art", "ead", "l1", eps),
         AttackSpec("foolbox", "fgm", "l1", eps),
         AttackSpec("foolbox", "pgd", "l1", eps, {"steps": 100}),
@@ -311,4 +405,5 @@ register_suite(
     norms=("linf", "l2"),
     description="AutoAttack standard (rand for stochastic models)",
 )
-register_suite("full", _full, norms=None, description="linf + l2 + l1 suites at their default budgets")
+register_suite("full", _full, norms=None, description="linf + l2 + l1 suites at their default budgets",
+               headline=DEFAULT_EPS)  # fmt: skip

@@ -105,5 +105,5 @@ def register_paper_fpd_suite(
         return paper_fpd_suite(norm, eps, budget=budget)
 
     register_suite(name, factory, norms=None, description="FPD paper Table 2 attacks + APGD-DLR, AutoAttack, transfer",
-                   overwrite=overwrite)  # fmt: skip
+                   headline=PAPER_EPS, overwrite=overwrite)  # fmt: skip
     return name

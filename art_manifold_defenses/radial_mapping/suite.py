@@ -1,4 +1,6 @@
-"""The attack suite of paper 001's Table 1 (``paper-radial-mapping``), plus AutoAttack at 0.3 and 0.1.
+"""The attack suite of paper 001's Table 1 (``paper-radial-mapping``), plus AutoAttack at 0.3 and 0.1, and at the
+Gaussian-noise l2 budget an ART PGD (cross-entropy) and an ART APGD-DLR (margin loss), so that every budget the suite
+reports has both losses (APGD-DLR also at l-inf 0.3 and 0.1 when AutoAttack is off).
 
 Step sizes are not given in the paper; the CleverHans defaults of its time are assumed (BIM 0.05, MIM 0.06, PGD 0.01
 with random start), as the spec notes state. "GN eps=20" of the paper is Foolbox's additive Gaussian noise with a
@@ -15,8 +17,12 @@ SUITE_NAME = "paper-radial-mapping"
 
 
 def paper_suite(*, norm: str | None = None, eps: float | None = None, gaussian_noise_l2: float = 4.0,
-                autoattack: bool = True) -> list[Any]:  # fmt: skip
-    """The Table 1 attacks (mixed norms; ``norm``/``eps`` are ignored, every attack carries its own budget)."""
+                autoattack: bool = True, margin: bool = True) -> list[Any]:  # fmt: skip
+    """The Table 1 attacks (mixed norms; ``norm``/``eps`` are ignored, every attack carries its own budget).
+
+    ``margin`` adds ART PGD and APGD-DLR at the l2 budget ``gaussian_noise_l2`` (the paper only adds noise there) and
+    APGD-DLR at l-inf 0.3 and 0.1 when ``autoattack`` is off (AutoAttack covers the margin loss otherwise).
+    """
     from ..evaluation import AttackSpec
 
     specs = [
@@ -49,6 +55,15 @@ def paper_suite(*, norm: str | None = None, eps: float | None = None, gaussian_n
     if autoattack:
         specs += [AttackSpec("autoattack", "standard", norm="linf", eps=0.3, name="AutoAttack 0.3"),
                   AttackSpec("autoattack", "standard", norm="linf", eps=0.1, name="AutoAttack 0.1")]  # fmt: skip
+    if margin:
+        specs += [AttackSpec("art", "pgd", norm="l2", eps=gaussian_noise_l2, params={"max_iter": 40},
+                             name=f"PGD l2 {gaussian_noise_l2:g} x40"),
+                  AttackSpec("art", "apgd-dlr", norm="l2", eps=gaussian_noise_l2,
+                             name=f"APGD-DLR l2 {gaussian_noise_l2:g}")]  # fmt: skip
+        if not autoattack:
+            specs += [
+                AttackSpec("art", "apgd-dlr", norm="linf", eps=e, name=f"APGD-DLR {e:g}") for e in (0.3, 0.1)
+            ]
     return specs
 
 
@@ -56,5 +71,5 @@ def register_paper_suite(*, overwrite: bool = True) -> None:
     """Register :func:`paper_suite` as ``paper-radial-mapping`` with the evaluation harness."""
     from ..evaluation import register_suite
 
-    register_suite(SUITE_NAME, paper_suite, norms=None, description="paper 001 Table 1 + AutoAttack 0.3/0.1",
-                   overwrite=overwrite)  # fmt: skip
+    register_suite(SUITE_NAME, paper_suite, norms=None, headline={"linf": 0.3}, overwrite=overwrite,
+                   description="paper 001 Table 1 + AutoAttack 0.3/0.1, PGD and APGD-DLR at the noise l2 budget")  # fmt: skip

@@ -2,7 +2,9 @@
 
 - ``paper-rbf-cnn`` (:func:`paper_suite`): white-box attacks at l-inf 0.3 (FGSM, PGD, MI-FGSM, C&W), l1 15 (PGD,
   EAD) and l2 2 (PGD, C&W); SPSA; a transfer attack from the ``surrogate_model`` given to ``evaluate`` (the paper's
-  black-box attacks use an undefended CNN); AutoAttack (``rand`` for the stochastic model). On an
+  black-box attacks use an undefended CNN); AutoAttack at l-inf 0.3 and l2 2 (``rand`` for the stochastic model);
+  ART APGD-DLR (margin loss, ``pgd_steps`` steps) at l-inf 0.1 and 0.2, l1 15 and l2 2 (and l-inf 0.3 without
+  AutoAttack), so that every budget has a cross-entropy and a margin-loss attack (Croce & Hein 2020). On an
   :class:`~art_manifold_defenses.rbf_reconstruction.RBFCNN` every gradient attack *is* the paper's BPDA + EoT: the
   BPDA gradient is inside the model's ``forward`` and the harness adds EoT (``eot_samples``, 50 in the paper).
 - :func:`static_suite`: the paper's "static" attacks (adversarials crafted on the ``beta2 = 0`` model, i.e.
@@ -33,9 +35,11 @@ def paper_suite(
     cw_linf: bool = True,
     autoattack: bool = True,
     transfer: bool = True,
+    margin: bool = True,
 ) -> list[Any]:
     """Table I / V attacks, each with its own norm and budget (``norm``/``eps`` are ignored). ``cw_linf=False``
-    drops ART's C&W l-inf (its constant search makes it the slowest attack on a CPU; smoke runs only)."""
+    drops ART's C&W l-inf (its constant search makes it the slowest attack on a CPU; smoke runs only).
+    ``margin`` adds ART APGD-DLR with ``pgd_steps`` steps at every budget AutoAttack does not cover."""
     from ..evaluation import AttackSpec
 
     pgd = {"max_iter": pgd_steps}
@@ -74,7 +78,18 @@ def paper_suite(
         specs.append(AttackSpec("transfer", "transfer", "linf", LINF, {"base": {"library": "art", "attack": "pgd",
                                 "params": pgd}}, name="PGD linf 0.3 (black-box transfer)"))  # fmt: skip
     if autoattack:
-        specs.append(AttackSpec("autoattack", "standard", "linf", LINF, name="AutoAttack linf 0.3"))
+        specs += [AttackSpec("autoattack", "standard", "linf", LINF, name="AutoAttack linf 0.3"),
+                  AttackSpec("autoattack", "standard", "l2", L2, name="AutoAttack l2 2")]  # fmt: skip
+    if margin:
+        budgets = [
+            ("linf", 0.1),
+            ("linf", 0.2),
+            *([] if autoattack else [("linf", LINF)]),
+            ("l1", L1),
+            ("l2", L2),
+        ]
+        specs += [AttackSpec("art", "apgd-dlr", n, e, {"max_iter": pgd_steps}, name=f"APGD-DLR {n} {e:g}")
+                  for n, e in budgets]  # fmt: skip
     return specs
 
 
@@ -127,5 +142,5 @@ def register_paper_suite(*, overwrite: bool = True) -> None:
     """Register :func:`paper_suite` as ``paper-rbf-cnn`` with the evaluation harness."""
     from ..evaluation import register_suite
 
-    register_suite(SUITE_NAME, paper_suite, norms=None, description="paper 000 (RBF-CNN) Tables I/V + SPSA, transfer, AutoAttack",
-                   overwrite=overwrite)  # fmt: skip
+    register_suite(SUITE_NAME, paper_suite, norms=None, description="paper 000 (RBF-CNN) Tables I/V + SPSA, transfer, AutoAttack, APGD-DLR",
+                   headline={"linf": LINF, "l1": L1, "l2": L2}, overwrite=overwrite)  # fmt: skip

@@ -254,3 +254,28 @@ def test_spec_is_read_only_picklable_and_copyable() -> None:
         assert again == spec and again.params == {"max_iter": 5, "eps_step": None}
     assert dataclasses.asdict(spec)["params"] == {"max_iter": 5, "eps_step": None}
     assert dataclasses.replace(spec, eps=0.1).eps == 0.1
+
+
+def test_margin_loss_and_cross_entropy_attacks_of_the_registry() -> None:
+    from art_manifold_defenses.evaluation.attacks import LOSSES
+
+    margin = {(lib, a) for (lib, a), info in ATTACKS.items() if info.margin_loss}
+    assert margin == {
+        ("art", "apgd-dlr"), ("art", "cw"), ("art", "ead"), ("foolbox", "cw"), ("foolbox", "ead"), ("cleverhans", "cw"),
+        ("autoattack", "standard"), ("autoattack", "plus"), ("autoattack", "rand"),  # APGD-DLR / APGD-T inside
+    }  # fmt: skip
+    cross_entropy = {(lib, a) for (lib, a), info in ATTACKS.items() if info.cross_entropy}
+    assert cross_entropy == {
+        ("art", "bim"), ("art", "pgd"), ("art", "mim"), ("art", "apgd-ce"), ("foolbox", "pgd"), ("foolbox", "mifgsm"),
+        ("cleverhans", "pgd"), ("cleverhans", "sparse-l1"),
+        ("autoattack", "standard"), ("autoattack", "plus"), ("autoattack", "rand"),  # APGD-CE inside
+    }  # fmt: skip
+    assert all(info.loss in (*LOSSES, None) for info in ATTACKS.values())
+    square, fgsm = ATTACKS[("art", "square")], ATTACKS[("art", "fgsm")]
+    assert square.loss == "margin" and not square.margin_loss  # gradient-free: not a white-box one
+    assert fgsm.loss == "cross-entropy" and not fgsm.cross_entropy  # one step
+    base = {"library": "art", "attack": "apgd-dlr"}
+    transfer = AttackSpec("transfer", "transfer", "linf", 0.3, {"base": base})
+    assert not transfer.margin_loss and not transfer.cross_entropy  # crafted on a surrogate: not white-box
+    assert AttackSpec("art", "apgd-dlr", "l1", 5.0).margin_loss
+    assert AttackSpec("art", "pgd", "l1", 5.0).cross_entropy

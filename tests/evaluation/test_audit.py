@@ -14,6 +14,7 @@ from art_manifold_defenses.evaluation.audit import (
     check_attack_comparisons,
     check_determinism,
     check_gradients,
+    check_margin_coverage,
 )
 from art_manifold_defenses.evaluation.runner import AttackResult
 
@@ -46,6 +47,9 @@ def test_consistent_results_raise_no_flag() -> None:
         result(TRANSFER, 0.50),
         result(AttackSpec("art", "pgd", "linf", 0.1), 0.60),
         result(AttackSpec("art", "pgd", "linf", 0.2), 0.20),
+        result(AttackSpec("art", "apgd-dlr", "linf", 0.1), 0.55),  # a margin loss at every reported budget
+        result(AttackSpec("art", "apgd-dlr", "linf", 0.2), 0.15),
+        result(AttackSpec("art", "apgd-dlr", "linf", 0.3), 0.04),
         result(AttackSpec("art", "pgd", "linf", 1.0), 0.0),
         result(AttackSpec("art", "cw", "l2", None), 0.0),
     ]
@@ -106,9 +110,51 @@ def test_unbounded_attack_not_reaching_zero_is_flagged() -> None:
 
 def test_failed_attacks_and_violations_are_flagged_and_skipped_in_comparisons() -> None:
     flags = audit([result(FGSM, 0.0, error="RuntimeError: boom"), result(PGD, 0.5, violations=3)])
-    assert codes(flags) == ["attack_error", "threat_model_violation"]  # the failed FGSM is not compared
+    # the failed FGSM is not compared; only a cross-entropy PGD is left at 0.3
+    assert codes(flags) == ["attack_error", "cross_entropy_only_at_eps", "threat_model_violation"]
     violation = next(f for f in flags if f.code == "threat_model_violation")
     assert violation.evidence["violations"] == 3
+
+
+def test_cross_entropy_only_budgets_are_flagged_per_norm() -> None:
+    ce_only = [
+        result(PGD, 0.40),
+        result(AttackSpec("art", "pgd", "linf", 0.1), 0.85),
+        result(AttackSpec("art", "pgd", "linf", 0.2), 0.44),
+        result(SQUARE, 0.50),  # gradient-free: its margin loss does not count
+        result(TRANSFER, 0.60),  # crafted on a surrogate: does not count
+        result(AttackSpec("art", "pgd", "l2", 2.0), 0.30),
+        result(AttackSpec("art", "pgd", "linf", 1.0), 0.0),  # the large-eps check is no reported budget
+    ]
+    flags = check_margin_coverage(ce_only)
+    assert codes(flags) == ["cross_entropy_only_at_eps"] * 2
+    linf = next(f for f in flags if f.evidence["norm"] == "linf")
+    assert linf.evidence["eps"] == pytest.approx([0.1, 0.2, 0.3]) and "Croce & Hein 2020" in linf.reference
+    assert set(linf.evidence["attacks_at_eps"]["0.3"]) == {PGD.label, SQUARE.label, TRANSFER.label}
+    assert "cross_entropy_only_at_eps" in codes(audit(ce_only))  # part of the full audit
+    # APGD-DLR at 0.3 and AutoAttack at 0.2 cover those budgets; 0.1 and l2 2 stay uncovered
+    partial = [*ce_only, result(AttackSpec("art", "apgd-dlr", "linf", 0.3), 0.35),
+               result(AttackSpec("autoattack", "rand", "linf", 0.2), 0.35)]  # fmt: skip
+    assert [(f.evidence["norm"], f.evidence["eps"]) for f in check_margin_coverage(partial)] == [
+        ("l2", [2.0]), ("linf", [0.1])]  # fmt: skip
+
+
+def test_margin_coverage_by_minimisation_attacks_and_failed_attacks() -> None:
+    sweep = [result(AttackSpec("art", "pgd", "l2", e), 0.5) for e in (0.5, 1.0, 2.0)]
+    unbounded_cw = result(AttackSpec("art", "cw", "l2", None), 0.0)
+    assert check_margin_coverage([*sweep, unbounded_cw]) == []  # unbounded C&W covers every l2 budget
+    bounded_cw = result(AttackSpec("art", "cw", "l2", 1.0), 0.2)  # covers 0.5 and 1.0, not 2.0
+    assert check_margin_coverage([*sweep, bounded_cw])[0].evidence["eps"] == [2.0]
+    deepfool = result(AttackSpec("art", "deepfool", "l2", None), 0.0)  # no margin loss of its own
+    assert check_margin_coverage([*sweep, deepfool])[0].evidence["eps"] == [0.5, 1.0, 2.0]
+    failed = result(AttackSpec("art", "apgd-dlr", "l2", 2.0), 0.0, error="RuntimeError: boom")
+    assert check_margin_coverage([*sweep, unbounded_cw, failed]) == []
+    # a failed attack did not run
+    assert check_margin_coverage([*sweep, failed])[0].evidence["eps"] == [0.5, 1.0, 2.0]
+    big = [result(AttackSpec("art", "pgd", "l2", 20.0), 0.0)]
+    # 20 >= 0.5 sqrt(784): a sanity check, not a budget; without input_dim it is a budget
+    assert check_margin_coverage(big, input_dim=784) == []
+    assert codes(check_margin_coverage(big)) == ["cross_entropy_only_at_eps"]
 
 
 class Quantise(nn.Module):

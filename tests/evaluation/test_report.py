@@ -16,7 +16,12 @@ from art_manifold_defenses.evaluation import (
     recompute_robust_accuracy,
     write_report,
 )
-from art_manifold_defenses.evaluation.report import combined_markdown, markdown_table, plot_robustness_curves
+from art_manifold_defenses.evaluation.report import (
+    combined_markdown,
+    markdown_table,
+    plot_robustness_curves,
+    worst_case_curve,
+)
 
 
 class Threshold(nn.Module):
@@ -130,3 +135,62 @@ def test_load_results_rejects_other_json(tmp_path) -> None:  # noqa: ANN001
     path.write_text(json.dumps({"hello": 1}))
     with pytest.raises(ValueError, match="not an art-manifold-defenses results record"):
         load_results(path)
+
+
+def _attack(
+    attack: str, norm: str, eps: float | None, correct: list[int], **extra: object
+) -> dict[str, object]:
+    return {"library": "art", "attack": attack, "norm": norm, "eps": eps, "params": {}, "label": f"{attack} {eps}",
+            "accuracy": float(np.mean(correct)), "correct": correct, "error": None, **extra}  # fmt: skip
+
+
+#: Six points; point 5 is wrong clean. Each attack breaks one point: the per-point worst case at eps counts every
+#: fixed-budget attack with a budget <= eps and every minimisation attack's norms <= eps.
+HAND_MADE = {
+    "model": "hand-made", "n": 6, "clean_accuracy": 5 / 6, "robust_accuracy": 0.0,
+    "per_point": {"clean_correct": [1, 1, 1, 1, 1, 0], "robust_correct": [0] * 6},
+    "attacks": [
+        _attack("pgd", "linf", 0.1, [1, 1, 1, 0, 1, 0]),
+        _attack("apgd-dlr", "linf", 0.2, [1, 1, 0, 1, 1, 0]),
+        _attack("pgd", "linf", 0.3, [1, 0, 1, 1, 1, 0]),
+        _attack("cw", "linf", 0.3, [1, 1, 1, 1, 0, 0], minimisation=True, norms=[None, None, None, None, 0.15, None]),
+        {**_attack("apgd-ce", "linf", 0.1, [0] * 6), "error": "RuntimeError: boom"},  # failed: skipped
+        _attack("pgd", "l2", 1.0, [0, 1, 1, 1, 1, 0]),  # another panel
+        _attack("cw", "l1", None, [0, 0, 1, 1, 1, 0], minimisation=True, norms=[2.0, 4.0, None, None, None, None]),
+    ],
+}  # fmt: skip
+
+
+def test_worst_case_curve_of_a_hand_made_record() -> None:
+    xs, ys = worst_case_curve(HAND_MADE, "linf")
+    assert xs == pytest.approx([0.0, 0.1, 0.2, 0.3])
+    # 0: clean; 0.1: PGD breaks #3; 0.2: APGD-DLR #2 and C&W (norm 0.15) #4; 0.3: PGD #1
+    assert ys == pytest.approx([5 / 6, 4 / 6, 2 / 6, 1 / 6])
+    assert worst_case_curve(HAND_MADE, "linf", [0.15, 0.149])[1] == pytest.approx([3 / 6, 4 / 6])
+    assert worst_case_curve(HAND_MADE, "l2") == ([0.0, 1.0], pytest.approx([5 / 6, 4 / 6]))
+    l1_x, l1_y = worst_case_curve(HAND_MADE, "l1")  # only an unbounded attack: a grid up to its largest norm
+    assert l1_x[0] == 0.0 and l1_x[-1] == pytest.approx(4.2) and len(l1_x) == 50
+    assert l1_y[0] == pytest.approx(5 / 6) and l1_y[-1] == pytest.approx(3 / 6)
+    assert all(a >= b for a, b in zip(l1_y, l1_y[1:], strict=False))  # never increases with eps
+    # at each budget, never above any single attack of that budget
+    for attack in HAND_MADE["attacks"]:
+        if attack["norm"] == "linf" and attack["error"] is None:
+            assert ys[xs.index(pytest.approx(attack["eps"]))] <= attack["accuracy"] + 1e-12
+
+
+def test_curves_plot_the_per_point_worst_case(tmp_path, monkeypatch) -> None:  # noqa: ANN001
+    import matplotlib.pyplot as plt
+
+    figures = []
+    monkeypatch.setattr(plt, "close", figures.append)  # keep the figure to inspect it
+    plot_robustness_curves(HAND_MADE, tmp_path / "c.png")
+    (figure,) = figures
+    panels = {ax.get_title().split(" -- ")[-1]: ax for ax in figure.axes}
+    assert set(panels) == {"l1", "l2", "linf"}
+    for norm, ax in panels.items():
+        (line,) = [line for line in ax.get_lines() if line.get_label() == "per-point worst case"]
+        xs, ys = worst_case_curve(HAND_MADE, norm)
+        assert list(line.get_xdata()) == pytest.approx(xs) and list(line.get_ydata()) == pytest.approx(ys)
+        assert line.get_color() == "black"
+    monkeypatch.undo()
+    plt.close(figure)

@@ -18,8 +18,13 @@ def test_paper_suite_has_pgd_20_with_10_restarts_curves_and_autoattack() -> None
     assert [(s.norm, s.eps) for s in auto] == [("linf", 0.3), ("l2", 2.0)]
     cifar = paper_suite(dataset="cifar10", norm="linf", curves=False, autoattack=False, restarts=2)
     assert (
-        len(cifar) == 1 and cifar[0].eps == pytest.approx(8 / 255) and cifar[0].params["num_random_init"] == 2
+        len(cifar) == 2 and cifar[0].eps == pytest.approx(8 / 255) and cifar[0].params["num_random_init"] == 2
     )
+    # without AutoAttack the headline gets the margin-loss twin (issue 25); every curve budget always has one
+    assert (cifar[1].attack, cifar[1].eps) == ("apgd-dlr", pytest.approx(8 / 255))
+    dlr = sorted(s.eps for s in specs if s.attack == "apgd-dlr" and s.norm == "linf")
+    assert dlr == pytest.approx([0.1, 0.2, 0.4])  # the headline 0.3 has AutoAttack
+    assert len(paper_suite(dataset="cifar10", norm="linf", curves=False, autoattack=False, margin=False)) == 1
     assert paper_suite(norm="l2", eps=1.5, curves=False)[0].eps == 1.5
 
 
