@@ -27,7 +27,7 @@ from art_manifold_defenses.manifold_regularization import (
     relu_pattern_disagreements,
     uses_batch_statistics,
 )
-from art_manifold_defenses.manifold_regularization import regularizers as regularizers_module
+from art_manifold_defenses.manifold_regularization import _fused as regularizers_module
 
 
 def conv_net(dtype: torch.dtype = torch.float64, *, dropout: float = 0.0) -> nn.Sequential:
