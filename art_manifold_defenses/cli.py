@@ -71,7 +71,12 @@ def _build_parser() -> argparse.ArgumentParser:
         "--model", default="cw_mnist", choices=model_names(), help="zoo architecture (default: cw_mnist)"
     )
     train.add_argument(
-        "--defense", default="none", choices=["none", *sorted(DEFENCE_TRAINERS)], help="defence to train with"
+        "--defense",
+        "--defence",
+        dest="defense",
+        default="none",
+        choices=["none", *sorted(DEFENCE_TRAINERS)],
+        help="defence to train with",
     )
     train.add_argument("--epochs", type=positive_int_arg, default=10, help="number of epochs (default: 10)")
     train.add_argument("--batch-size", type=positive_int_arg, default=128, help="batch size (default: 128)")

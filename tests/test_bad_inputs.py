@@ -56,7 +56,9 @@ def _trained(x: np.ndarray, y: np.ndarray, seed: int) -> nn.Module:
 
 
 @pytest.fixture(scope="module")
-def checkpoints(tmp_path_factory: pytest.TempPathFactory, mnist_small: tuple[np.ndarray, ...]) -> dict[str, Path]:
+def checkpoints(
+    tmp_path_factory: pytest.TempPathFactory, mnist_small: tuple[np.ndarray, ...]
+) -> dict[str, Path]:
     """Two wong_small checkpoints (trained briefly from different seeds) and a copy of the first."""
     x_train, y_train, _, _ = mnist_small
     root = tmp_path_factory.mktemp("bad-inputs-ckpt")
@@ -105,21 +107,34 @@ def _without_timing(path: Path) -> object:
     if path.suffix == ".tsv":
         return [{k: v for k, v in row.items() if k not in TIMING} for row in read_tsv(path)[2]]
     record = json.loads(path.read_text())
-    return record["per_point"], [attack["correct"] for attack in record["attacks"]], record["settings"]["fingerprint"]
+    return (
+        record["per_point"],
+        [attack["correct"] for attack in record["attacks"]],
+        record["settings"]["fingerprint"],
+    )
 
 
 @pytest.mark.parametrize(
     ("command", "other_setting", "difference"),
     [
         ("verify", ["--eps", "0.006"], "eps: 0.003 -> 0.006"),
-        ("certify", ["--samples", "30"], "n: 20 -> 30"),  # no sidecar to lose: the sample count is in certify.tsv
+        (
+            "certify",
+            ["--samples", "30"],
+            "n: 20 -> 30",
+        ),  # no sidecar to lose: the sample count is in certify.tsv
         ("evaluate", ["--eps", "0.2"], '"eps": 0.1, "library": "art",... -> ...": "fgsm", "eps": 0.2,'),
         ("evaluate", ["--n", "6"], "data:"),
     ],
 )
 def test_a_rerun_into_another_runs_folder_is_refused_and_overwrite_starts_afresh(
-    command: str, other_setting: list[str], difference: str, checkpoints: dict[str, Path], tmp_path: Path,
-    data_root: str, capsys: pytest.CaptureFixture[str],
+    command: str,
+    other_setting: list[str],
+    difference: str,
+    checkpoints: dict[str, Path],
+    tmp_path: Path,
+    data_root: str,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     out = tmp_path / command
     result = out / RESULT_FILE[command]
@@ -127,7 +142,9 @@ def test_a_rerun_into_another_runs_folder_is_refused_and_overwrite_starts_afresh
     before = result.read_text()
     assert_cli_error(_run(capsys, command, checkpoints["b"], out, data_root), command, "another run", "what differs",
                      "model:", "--overwrite")  # fmt: skip
-    assert_cli_error(_run(capsys, command, checkpoints["a"], out, data_root, *other_setting), command, difference)
+    assert_cli_error(
+        _run(capsys, command, checkpoints["a"], out, data_root, *other_setting), command, difference
+    )
     assert result.read_text() == before  # nothing appended, nothing replaced
     assert not list(out.glob("*.settings.json"))
     assert _run(capsys, command, checkpoints["a"], out, data_root)[0] == 0  # the same run resumes
@@ -157,7 +174,9 @@ def test_verify_refuses_rows_of_other_images(checkpoints: dict[str, Path], tmp_p
     text = (out / "verification.tsv").read_text().splitlines()
     text[3] = "\t".join(rows[1][c] for c in columns)
     (out / "verification.tsv").write_text("\n".join(text) + "\n")
-    assert_cli_error(_run(capsys, "verify", checkpoints["a"], out, data_root), "verify", "image 1", "another image")
+    assert_cli_error(
+        _run(capsys, "verify", checkpoints["a"], out, data_root), "verify", "image 1", "another image"
+    )
 
 
 # ------------------------------------------------------------------------------------------------------ 5. torn verify line
@@ -193,7 +212,12 @@ def test_certify_api_refuses_rows_of_other_images_and_files_without_fingerprint(
     options = {"n": 20, "n0": 5, "alpha": 0.05, "batch_size": 100, "seed": 1, "verbose": False}
     path = certify_to_tsv(est, x[:3], y[:3], tmp_path / "c.tsv", **options)
     stored = read_certify_fingerprint(path)
-    assert stored is not None and stored["n"] == 20 and stored["nb_classes"] == 10 and len(read_certify_tsv(path)) == 3
+    assert (
+        stored is not None
+        and stored["n"] == 20
+        and stored["nb_classes"] == 10
+        and len(read_certify_tsv(path)) == 3
+    )
     with pytest.raises(FingerprintMismatchError, match="image 0 was computed on another image"):
         certify_to_tsv(est, x[10:13], y[10:13], path, **options)  # another slice, same indices 0..2
     other, _ = load_checkpoint(checkpoints["b"])
@@ -206,7 +230,9 @@ def test_certify_api_refuses_rows_of_other_images_and_files_without_fingerprint(
     legacy.write_text("\n".join(path.read_text().splitlines()[1:]) + "\n")
     with pytest.raises(FingerprintMismatchError, match="has no fingerprint"):
         certify_to_tsv(est, x[:3], y[:3], legacy, **options)
-    assert len(certify_to_tsv(est, x[:3], y[:3], legacy, resume=False, **options).read_text().splitlines()) == 5
+    assert (
+        len(certify_to_tsv(est, x[:3], y[:3], legacy, resume=False, **options).read_text().splitlines()) == 5
+    )
 
 
 # ------------------------------------------------------------------------------------------------------ 3. nb_classes
@@ -214,11 +240,15 @@ def test_smoothing_nb_classes_must_equal_the_models_outputs(trained_tiny: nn.Mod
     from art_manifold_defenses.smoothing import RenyiSmoothingPyTorch
 
     for wrong in (5, 12):
-        with pytest.raises(ValueError, match=f"nb_classes={wrong} does not match the model, which returns 10 logits"):
+        with pytest.raises(
+            ValueError, match=f"nb_classes={wrong} does not match the model, which returns 10 logits"
+        ):
             RenyiSmoothingPyTorch(trained_tiny, nn.CrossEntropyLoss(), (1, 28, 28), wrong, clip_values=(0.0, 1.0),
                                   device_type="cpu", scale=0.25)  # fmt: skip
     with pytest.raises(ValueError, match="nb_classes must be"):
-        RenyiSmoothingPyTorch(trained_tiny, nn.CrossEntropyLoss(), (1, 28, 28), True, device_type="cpu", scale=0.25)
+        RenyiSmoothingPyTorch(
+            trained_tiny, nn.CrossEntropyLoss(), (1, 28, 28), True, device_type="cpu", scale=0.25
+        )
 
 
 def test_vote_counts_refuse_logits_wider_than_num_classes() -> None:
@@ -230,10 +260,14 @@ def test_vote_counts_refuse_logits_wider_than_num_classes() -> None:
         return logits
 
     with pytest.raises(ValueError, match=r"num_classes=5 does not match the classifier.*\(batch, 5\)"):
-        vote_counts(classify, torch.rand(2, 1, 4, 4), (3,), sigma=0.1, num_classes=5, batch_size=4, seeds=[0, 1])
+        vote_counts(
+            classify, torch.rand(2, 1, 4, 4), (3,), sigma=0.1, num_classes=5, batch_size=4, seeds=[0, 1]
+        )
 
 
-def test_estimator_with_preprocessing_checks_nb_classes_on_use(trained_tiny: nn.Module, mnist_small: tuple[np.ndarray, ...]) -> None:
+def test_estimator_with_preprocessing_checks_nb_classes_on_use(
+    trained_tiny: nn.Module, mnist_small: tuple[np.ndarray, ...]
+) -> None:
     from art.defences.preprocessor.preprocessor import PreprocessorPyTorch
 
     from art_manifold_defenses.smoothing import RenyiSmoothingPyTorch
@@ -252,18 +286,24 @@ def test_estimator_with_preprocessing_checks_nb_classes_on_use(trained_tiny: nn.
 
 
 # ------------------------------------------------------------------------------------------------------ 4. train resume
-def _train_cli(capsys: pytest.CaptureFixture[str], out: Path, data_root: str, *extra: object) -> tuple[int, str, str]:
+def _train_cli(
+    capsys: pytest.CaptureFixture[str], out: Path, data_root: str, *extra: object
+) -> tuple[int, str, str]:
     return amd(capsys, "train", "--model", "wong_small", "--data-root", data_root, "--train-limit", "128", "--epochs",
                "1", "--batch-size", "64", "--out", out, "--quiet", *extra)  # fmt: skip
 
 
-@pytest.mark.filterwarnings("ignore::art_manifold_defenses.training.TrainingCollapseWarning")  # 128 images, 1 epoch
+@pytest.mark.filterwarnings(
+    "ignore::art_manifold_defenses.training.TrainingCollapseWarning"
+)  # 128 images, 1 epoch
 def test_train_refuses_another_runs_state_and_overwrite_starts_afresh(tmp_path: Path, data_root: str,
                                                                       capsys: pytest.CaptureFixture[str]) -> None:  # fmt: skip
     out = tmp_path / "run"
     assert _train_cli(capsys, out, data_root)[0] == 0
     assert (out / "train_state" / "train_state.pt").is_file()
-    assert_cli_error(_train_cli(capsys, out, data_root, "--lr", "0.01"), "train", "lr: 0.001 -> 0.01", "--overwrite")
+    assert_cli_error(
+        _train_cli(capsys, out, data_root, "--lr", "0.01"), "train", "lr: 0.001 -> 0.01", "--overwrite"
+    )
     assert_cli_error(_train_cli(capsys, out, data_root, "--seed", "3", "--epochs", "2"), "train", "epochs: 1 -> 2",
                      "seed: 0 -> 3")  # fmt: skip
     assert json.loads((out / "model.json").read_text())["extra"]["lr"] == 0.001  # the old run is untouched
@@ -279,7 +319,9 @@ def test_train_refuses_state_without_fingerprint_and_unreadable_or_pickled_state
 ) -> None:
     legacy = tmp_path / "legacy"
     (legacy / "train_state").mkdir(parents=True)
-    torch.save({"epoch": 1}, legacy / "train_state" / "train_state.pt")  # an earlier version's state: no fingerprint
+    torch.save(
+        {"epoch": 1}, legacy / "train_state" / "train_state.pt"
+    )  # an earlier version's state: no fingerprint
     assert_cli_error(_train_cli(capsys, legacy, data_root), "train", "has no fingerprint", "--overwrite")
 
     out = tmp_path / "run"
@@ -301,7 +343,9 @@ def test_train_refuses_state_without_fingerprint_and_unreadable_or_pickled_state
 # ------------------------------------------------------------------------------------------------------ 6. checkpoints
 def _saved(tmp_path: Path, model: nn.Module | None = None) -> Path:
     torch.manual_seed(0)
-    return save_checkpoint(model or build_model("wong_small"), tmp_path / "ck" / "model.pt", architecture=dict(ARCH))
+    return save_checkpoint(
+        model or build_model("wong_small"), tmp_path / "ck" / "model.pt", architecture=dict(ARCH)
+    )
 
 
 def test_sidecar_activation_must_match_the_saved_network(tmp_path: Path) -> None:
@@ -342,7 +386,10 @@ def test_unreadable_weights_are_one_error_naming_the_file(tmp_path: Path, damage
         ("{not json", "model.json is not readable JSON"),
         ('{"architecture": {"name": 3}}', "must name its zoo model"),
         ('{"architecture": {"name": "wong_small"}, "defence": "stn"}', "'defence' must be null or"),
-        ('{"architecture": {"name": "wong_small", "num_classes": "ten"}}', "cannot rebuild the model that .*model.json"),
+        (
+            '{"architecture": {"name": "wong_small", "num_classes": "ten"}}',
+            "cannot rebuild the model that .*model.json",
+        ),
     ],
 )
 def test_malformed_sidecars_name_the_file(tmp_path: Path, sidecar: str, match: str) -> None:
@@ -364,13 +411,17 @@ def test_unfitted_filter_bank_refuses_to_run() -> None:
     assert bank(torch.rand(1, 1, 8, 8)).shape == (1, 3, 6, 6)
 
 
-def test_labels_must_be_integer_classes_of_the_model(trained_tiny: nn.Module, mnist_small: tuple[np.ndarray, ...]) -> None:
+def test_labels_must_be_integer_classes_of_the_model(
+    trained_tiny: nn.Module, mnist_small: tuple[np.ndarray, ...]
+) -> None:
     from art_manifold_defenses.evaluation import AttackSpec, evaluate
 
     _, _, x, y = mnist_small
     spec = [AttackSpec("art", "fgsm", "linf", 0.1)]
     with pytest.raises(TypeError, match="y must hold integer class indices"):
-        evaluate(trained_tiny, x[:4], np.array([True, False, True, False]), spec, verbose=False, run_audit=False)
+        evaluate(
+            trained_tiny, x[:4], np.array([True, False, True, False]), spec, verbose=False, run_audit=False
+        )
     with pytest.raises(ValueError, match=r"y must lie in \[0, 9\]"):
         evaluate(trained_tiny, x[:4], np.array([0, 1, 10, 3]), spec, verbose=False, run_audit=False)
 
@@ -381,18 +432,26 @@ def test_labels_must_be_integer_classes_of_the_model(trained_tiny: nn.Module, mn
         (lambda x: x.transpose(0, 2, 3, 1), ValueError, "channels-last"),
         (lambda x: np.repeat(x, 3, axis=1), ValueError, "x must have 1 channel"),
         (lambda x: x * 255.0, ValueError, r"x must lie in \[0.0, 1.0\]"),
-        (lambda x: np.where(np.arange(x.size).reshape(x.shape) == 5, np.nan, x), ValueError, "x contains NaN"),
+        (
+            lambda x: np.where(np.arange(x.size).reshape(x.shape) == 5, np.nan, x),
+            ValueError,
+            "x contains NaN",
+        ),
         (lambda x: x > 0.5, TypeError, "x must be a real numeric array"),
     ],
 )
-def test_bad_images_name_the_argument(trained_tiny: nn.Module, mnist_small: tuple[np.ndarray, ...], images, error, match) -> None:  # noqa: ANN001
+def test_bad_images_name_the_argument(
+    trained_tiny: nn.Module, mnist_small: tuple[np.ndarray, ...], images, error, match
+) -> None:  # noqa: ANN001
     from art_manifold_defenses.evaluation import AttackSpec, evaluate
     from art_manifold_defenses.smoothing import RenyiSmoothingPyTorch
 
     _, _, x, y = mnist_small
     bad = images(x[:4])
     with pytest.raises(error, match=match):
-        evaluate(trained_tiny, bad, y[:4], [AttackSpec("art", "fgsm", "linf", 0.1)], verbose=False, run_audit=False)
+        evaluate(
+            trained_tiny, bad, y[:4], [AttackSpec("art", "fgsm", "linf", 0.1)], verbose=False, run_audit=False
+        )
     est = RenyiSmoothingPyTorch(trained_tiny, nn.CrossEntropyLoss(), (1, 28, 28), 10, clip_values=(0.0, 1.0),
                                 device_type="cpu", scale=0.25)  # fmt: skip
     with pytest.raises(error, match=match.replace("1 channel", "per-image shape")):
@@ -442,20 +501,37 @@ def test_negative_or_fractional_vote_counts_are_refused() -> None:
         (["evaluate", "--checkpoint", "m.pt", "--out", "o", "--n", "0"], "argument --n"),
         (["evaluate", "--checkpoint", "m.pt", "--out", "o", "--eps", "nan"], "argument --eps"),
         (["verify", "--checkpoint", "m.pt", "--out", "o", "--eps", "-0.1"], "argument --eps"),
-        (["verify", "--checkpoint", "m.pt", "--out", "o", "--eps", "0.1", "--start", "-1"], "argument --start"),
+        (
+            ["verify", "--checkpoint", "m.pt", "--out", "o", "--eps", "0.1", "--start", "-1"],
+            "argument --start",
+        ),
     ],
 )
-def test_bad_flag_values_are_refused_when_parsed(argv: list[str], flag: str, capsys: pytest.CaptureFixture[str]) -> None:
+def test_bad_flag_values_are_refused_when_parsed(
+    argv: list[str], flag: str, capsys: pytest.CaptureFixture[str]
+) -> None:
     assert_cli_error(amd(capsys, *argv), argv[0], flag)
 
 
 def test_n_beyond_the_data_set_is_an_error(checkpoints: dict[str, Path], tmp_path: Path, data_root: str,
                                             capsys: pytest.CaptureFixture[str]) -> None:  # fmt: skip
-    assert_cli_error(_run(capsys, "certify", checkpoints["a"], tmp_path / "c", data_root, "--n", "5000"), "certify", "--n 5000")
-    assert_cli_error(_run(capsys, "verify", checkpoints["a"], tmp_path / "v", data_root, "--n", "5000"), "verify", "--n 5000")
+    assert_cli_error(
+        _run(capsys, "certify", checkpoints["a"], tmp_path / "c", data_root, "--n", "5000"),
+        "certify",
+        "--n 5000",
+    )
+    assert_cli_error(
+        _run(capsys, "verify", checkpoints["a"], tmp_path / "v", data_root, "--n", "5000"),
+        "verify",
+        "--n 5000",
+    )
     assert_cli_error(amd(capsys, "evaluate", "--checkpoint", checkpoints["a"], "--data-root", data_root, "--n", "5000",
                          "--out", tmp_path / "e"), "evaluate", "--n 5000")  # fmt: skip
-    assert_cli_error(_train_cli(capsys, tmp_path / "t", data_root, "--train-limit", "90000"), "train", "--train-limit 90000")
+    assert_cli_error(
+        _train_cli(capsys, tmp_path / "t", data_root, "--train-limit", "90000"),
+        "train",
+        "--train-limit 90000",
+    )
 
 
 def test_damaged_checkpoints_and_bad_outputs_are_one_error_line(checkpoints: dict[str, Path], tmp_path: Path, data_root: str,
@@ -466,7 +542,9 @@ def test_damaged_checkpoints_and_bad_outputs_are_one_error_line(checkpoints: dic
 
     empty = _copy_checkpoint(checkpoints["a"], tmp_path / "empty")
     empty.write_bytes(b"")
-    assert_cli_error(evaluate(empty, tmp_path / "o1"), "evaluate", str(empty), "not a readable torch checkpoint")
+    assert_cli_error(
+        evaluate(empty, tmp_path / "o1"), "evaluate", str(empty), "not a readable torch checkpoint"
+    )
     bad_json = _copy_checkpoint(checkpoints["a"], tmp_path / "json")
     bad_json.with_suffix(".json").write_text("{")
     assert_cli_error(evaluate(bad_json, tmp_path / "o2"), "evaluate", str(bad_json.with_suffix(".json")))
@@ -476,13 +554,19 @@ def test_damaged_checkpoints_and_bad_outputs_are_one_error_line(checkpoints: dic
     for command in ("certify", "verify"):
         assert_cli_error(_run(capsys, command, checkpoints["a"], blocker / "out", data_root), command, "--out",
                          "cannot be used as an output folder")  # fmt: skip
-        assert_cli_error(_run(capsys, command, checkpoints["a"], blocker, data_root), command, f"--out {blocker} ")
+        assert_cli_error(
+            _run(capsys, command, checkpoints["a"], blocker, data_root), command, f"--out {blocker} "
+        )
     assert_cli_error(_train_cli(capsys, blocker / "out", data_root), "train", "--out")
     torch.manual_seed(0)
     colour = save_checkpoint(build_model("wong_small", in_channels=3, input_size=32), tmp_path / "rgb" / "model.pt",
                              architecture={**ARCH, "in_channels": 3, "input_size": 32})  # fmt: skip
-    assert_cli_error(evaluate(colour, tmp_path / "o3"), "evaluate", str(colour), "3-channel 32x32", "'mnist-embedded'")
-    assert_cli_error(_run(capsys, "certify", colour, tmp_path / "o4", data_root), "certify", "3-channel 32x32")
+    assert_cli_error(
+        evaluate(colour, tmp_path / "o3"), "evaluate", str(colour), "3-channel 32x32", "'mnist-embedded'"
+    )
+    assert_cli_error(
+        _run(capsys, "certify", colour, tmp_path / "o4", data_root), "certify", "3-channel 32x32"
+    )
 
 
 def test_unexpected_exceptions_keep_their_traceback_and_say_it_is_a_bug(monkeypatch: pytest.MonkeyPatch,
@@ -492,11 +576,18 @@ def test_unexpected_exceptions_keep_their_traceback_and_say_it_is_a_bug(monkeypa
 
     monkeypatch.setitem(cli.COMMANDS, "info", broken)
     code, _, err = amd(capsys, "info")
-    assert code == 1 and "Traceback" in err and "RuntimeError: an internal failure" in err and "this is a bug" in err
+    assert (
+        code == 1
+        and "Traceback" in err
+        and "RuntimeError: an internal failure" in err
+        and "this is a bug" in err
+    )
 
 
 # ------------------------------------------------------------------------------------------------------ train() / predict
-def test_predict_logits_and_train_refuse_nan_unscaled_or_channels_last_images(mnist_small: tuple[np.ndarray, ...]) -> None:
+def test_predict_logits_and_train_refuse_nan_unscaled_or_channels_last_images(
+    mnist_small: tuple[np.ndarray, ...],
+) -> None:
     from art_manifold_defenses.training import predict_logits
 
     x, y = mnist_small[0][:8], mnist_small[1][:8]
@@ -532,7 +623,10 @@ def test_train_state_of_another_run_is_refused_and_resume_false_starts_afresh(tm
                      collapse_check=False, **kwargs)  # type: ignore[arg-type]  # fmt: skip
 
     run(1e-3)
-    with pytest.raises(FingerprintMismatchError, match=r"train_state.pt holds the results of another run.*optimizer.lr: 0.001 -> 0.01"):
+    with pytest.raises(
+        FingerprintMismatchError,
+        match=r"train_state.pt holds the results of another run.*optimizer.lr: 0.001 -> 0.01",
+    ):
         run(1e-2)
     with pytest.raises(FingerprintMismatchError, match=r"seed: 0 -> 4"):
         run(1e-3, seed=4)
@@ -560,7 +654,9 @@ def test_verify_names_a_channels_last_batch_and_an_input_shape_the_model_rejects
         Verifier(model, input_shape=(3, 28, 28), eps=0.01)
 
 
-def test_to_art_classifier_checks_nb_classes_without_touching_the_random_streams(trained_tiny: nn.Module) -> None:
+def test_to_art_classifier_checks_nb_classes_without_touching_the_random_streams(
+    trained_tiny: nn.Module,
+) -> None:
     from art_manifold_defenses import to_art_classifier
     from art_manifold_defenses.smoothing import SmoothedClassifier
 
@@ -571,7 +667,9 @@ def test_to_art_classifier_checks_nb_classes_without_touching_the_random_streams
     torch.manual_seed(0)
     expected = torch.rand(3)
     torch.manual_seed(0)
-    to_art_classifier(SmoothedClassifier(trained_tiny, 0.5), input_shape=(1, 28, 28), nb_classes=10)  # draws noise
+    to_art_classifier(
+        SmoothedClassifier(trained_tiny, 0.5), input_shape=(1, 28, 28), nb_classes=10
+    )  # draws noise
     assert torch.equal(torch.rand(3), expected)
 
 
@@ -581,4 +679,14 @@ def test_device_flag_is_checked_when_parsed(capsys: pytest.CaptureFixture[str], 
     line = assert_cli_error(amd(capsys, command, "--device", "gpu"), command, "--device", "'gpu'")
     assert "cuda:N" in line
     if not torch.cuda.is_available():
-        assert_cli_error(amd(capsys, command, "--device", "cuda"), command, "--device", "CUDA is not available")
+        assert_cli_error(
+            amd(capsys, command, "--device", "cuda"), command, "--device", "CUDA is not available"
+        )
+
+
+def test_defence_spelling_is_accepted_as_well_as_defense() -> None:
+    """The docs write --defence; the flag was only --defense."""
+    parser = cli._build_parser()
+    args = parser.parse_args(["train", "--defence", "stn", "--out", "x"])
+    assert args.defense == "stn"
+    assert parser.parse_args(["train", "--defense", "fpd", "--out", "x"]).defense == "fpd"

@@ -60,7 +60,9 @@ def test_fashion_mnist_uses_its_own_folder(tmp_path: Path) -> None:
 
 
 def test_idx_checksum_mismatch_is_refused(tmp_path: Path) -> None:
-    _write_idx_set(tmp_path / "MNIST" / "raw", "t10k", np.zeros((2, 28, 28), np.uint8), np.zeros(2, np.uint8), gz=True)
+    _write_idx_set(
+        tmp_path / "MNIST" / "raw", "t10k", np.zeros((2, 28, 28), np.uint8), np.zeros(2, np.uint8), gz=True
+    )
     with pytest.raises(ValueError, match="MD5"):
         load_dataset("mnist", "test", root=tmp_path, download=False, verify=True)
 
@@ -78,7 +80,11 @@ def _write_cifar_batch(path: Path, n: int, seed: int) -> tuple[np.ndarray, list[
     data = rng.integers(0, 256, size=(n, 3072), dtype=np.uint8)
     labels = [int(v) for v in rng.integers(0, 10, size=n)]
     with open(path, "wb") as handle:
-        pickle.dump({b"batch_label": b"testing", b"labels": labels, b"data": data, b"filenames": [b"f"] * n}, handle, protocol=2)
+        pickle.dump(
+            {b"batch_label": b"testing", b"labels": labels, b"data": data, b"filenames": [b"f"] * n},
+            handle,
+            protocol=2,
+        )
     return data, labels
 
 
@@ -134,7 +140,9 @@ def test_embedded_mnist_split_and_cache(data_root: str) -> None:
     np.testing.assert_array_equal(again, x_train)
 
 
-@pytest.mark.skipif(not (SHARED_MNIST / "MNIST" / "raw").is_dir(), reason="full MNIST not present beside the checkout")
+@pytest.mark.skipif(
+    not (SHARED_MNIST / "MNIST" / "raw").is_dir(), reason="full MNIST not present beside the checkout"
+)
 def test_full_mnist_sizes_and_range() -> None:
     x, y = load_dataset("mnist", "test", root=SHARED_MNIST, download=False)
     assert x.shape == (10000, 1, 28, 28) and x.dtype == np.float32 and y.shape == (10000,)
@@ -193,7 +201,9 @@ def test_download_reports_unreachable_urls(http_folder: tuple[str, Path], tmp_pa
         download_file(missing, tmp_path)
 
 
-def test_load_dataset_downloads_missing_idx_files(http_folder: tuple[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_load_dataset_downloads_missing_idx_files(
+    http_folder: tuple[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     base, served = http_folder
     images = np.arange(2 * 28 * 28, dtype=np.uint32).reshape(2, 28, 28) % 256
     labels = np.array([3, 4], dtype=np.uint8)
@@ -208,3 +218,10 @@ def test_load_dataset_downloads_missing_idx_files(http_folder: tuple[str, Path],
     x, y = load_dataset("mnist", "test", root=tmp_path / "root", download=True)
     assert x.shape == (2, 1, 28, 28) and list(y) == [3, 4]
     assert (tmp_path / "root" / "MNIST" / "raw" / "t10k-images-idx3-ubyte.gz").is_file()
+
+
+def test_download_without_any_url_says_so(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A file with no URL and no mirror used to end in 'tried:' followed by nothing."""
+    monkeypatch.delenv("AMD_DATA_MIRROR", raising=False)
+    with pytest.raises(ConnectionError, match=r"no URL is known for it .*AMD_DATA_MIRROR.*put the file in"):
+        download_file(DatasetFile("nowhere.bin", (), None), tmp_path)
