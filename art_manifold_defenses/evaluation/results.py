@@ -125,6 +125,7 @@ class EvaluationResult:
 
     @property
     def clean_accuracy(self) -> float:
+        """Fraction of the ``n`` points the model classifies correctly without attack."""
         return float(np.mean(self.clean_correct))
 
     @property
@@ -134,6 +135,8 @@ class EvaluationResult:
 
     @property
     def robust_accuracy(self) -> float:
+        """Fraction of the ``n`` points correct clean and under every attack that ran (the per-point worst case
+        over the suite, all norms and budgets together; a failed attack is left out and flagged)."""
         return float(np.mean(self.robust_correct))
 
     @property
@@ -143,6 +146,7 @@ class EvaluationResult:
 
     @property
     def accuracy_per_attack(self) -> dict[str, float]:
+        """Accuracy under each attack that ran, by its label (``AttackSpec.label``; failed attacks are absent)."""
         return {a.label: a.accuracy for a in self.attacks if a.error is None}
 
     @property
@@ -153,6 +157,7 @@ class EvaluationResult:
 
     @property
     def audit(self) -> dict[str, Any]:
+        """The audit as stored in ``results.json``: its flags, the gradient statistics and the determinism check."""
         return {
             "flags": [f.to_dict() for f in self.audit_flags],
             "gradients": self.gradient_stats,
@@ -160,6 +165,7 @@ class EvaluationResult:
         }
 
     def to_dict(self) -> dict[str, Any]:
+        """The ``results.json`` record (JSON-safe; see :mod:`.report` for reading it back)."""
         return result_to_dict(self)
 
 
