@@ -241,7 +241,7 @@ def plot_robustness_curves(
     clean = float(record["clean_accuracy"])
     clean_correct = np.asarray(record["per_point"]["clean_correct"], dtype=bool)
     panels = sorted(groups) or ["linf"]
-    fig, axes = plt.subplots(1, len(panels), figsize=(5.5 * len(panels), 4.2), squeeze=False)
+    fig, axes = plt.subplots(1, len(panels), figsize=(8.0 * len(panels), 4.2), squeeze=False)
     for ax, norm in zip(axes[0], panels, strict=True):
         for (library, attack, params), members in sorted(groups.get(norm, {}).items()):
             label = f"{library}/{attack}" + ("" if params == "{}" else f" {params}")
@@ -284,7 +284,8 @@ def plot_robustness_curves(
         ax.set_ylim(-0.02, 1.02)
         ax.set_title(f"{title or record['model']} -- {norm}")
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=6, loc="upper right")
+        # beside the panel, not over the curves (a legend inside covered data points)
+        ax.legend(fontsize=6, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0)
     fig.tight_layout()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

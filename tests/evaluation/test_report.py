@@ -194,3 +194,20 @@ def test_curves_plot_the_per_point_worst_case(tmp_path, monkeypatch) -> None:  #
         assert line.get_color() == "black"
     monkeypatch.undo()
     plt.close(figure)
+
+
+def test_curve_legends_sit_beside_the_panels_not_over_the_data(tmp_path, monkeypatch) -> None:  # noqa: ANN001
+    """The legends used to sit inside each panel (upper right), over the curves' points."""
+    import matplotlib.pyplot as plt
+
+    figures = []
+    monkeypatch.setattr(plt, "close", figures.append)
+    plot_robustness_curves(HAND_MADE, tmp_path / "c.png")
+    (figure,) = figures
+    renderer = figure.canvas.get_renderer()
+    for ax in figure.axes:
+        legend, box = ax.get_legend(), ax.get_window_extent(renderer)
+        assert legend is not None and legend.get_window_extent(renderer).x0 >= box.x1 - 1e-6
+        assert legend.get_window_extent(renderer).x1 <= figure.bbox.x1 + 1.0  # and inside the image
+    monkeypatch.undo()
+    plt.close(figure)
