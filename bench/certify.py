@@ -20,6 +20,17 @@ two agree on an idle machine); on CUDA it is wall time after a synchronisation. 
 warm-up batch; on CUDA, ``max_memory_allocated`` above the same level).
 
     OMP_NUM_THREADS=1 python bench/certify.py --models tramer_a,small_cnn --n 1000 --images 2
+
+Sequential modes (``--checkpoint``): on a trained smoothed checkpoint and real test images, one run compares the three
+modes of ``RenyiSmoothingPyTorch.certify`` with the Cohen bound: fixed ``n`` (CERTIFY, ``n0 + n`` forward passes per
+image), the decision mode at each of ``--radii`` (``radius=r``, cap ``n``) and the adaptive mode
+(``samples="adaptive"``). It prints, per radius, the certified accuracy of fixed ``n`` and of the decision mode (same
+noise seed: the decision mode's samples are a prefix of the fixed run's; plus ``--extra-seeds`` with independent
+noise), the mean forward passes and seconds per image of each, and for the adaptive mode the speed-up and the radius
+lost relative to fixed ``n``; ``--json`` writes the numbers.
+
+    OMP_NUM_THREADS=1 python bench/certify.py --checkpoint runs/stn/model.pt --dataset mnist \
+        --data-root ../shared/data --images 200 --n 100000 --radii 0.25,0.5,1.0
 """
 
 from __future__ import annotations
@@ -47,7 +58,14 @@ N0 = 100
 def make_model(name: str) -> nn.Module:
     torch.manual_seed(0)
     if name == "small_cnn":
-        return nn.Sequential(nn.Conv2d(1, 8, 5, stride=2), nn.ReLU(), nn.Flatten(), nn.Linear(8 * 12 * 12, 32), nn.ReLU(), nn.Linear(32, 10))
+        return nn.Sequential(
+            nn.Conv2d(1, 8, 5, stride=2),
+            nn.ReLU(),
+            nn.Flatten(),
+            nn.Linear(8 * 12 * 12, 32),
+            nn.ReLU(),
+            nn.Linear(32, 10),
+        )
     return build_model(name, in_channels=1, num_classes=10, input_size=28)
 
 
@@ -77,10 +95,14 @@ def ours(model: nn.Module, device: torch.device, sigma: float) -> RenyiSmoothing
     )  # fmt: skip
 
 
-def run_method(method: str, model: nn.Module, x: np.ndarray, n: int, batch_size: int, device: torch.device, sigma: float) -> None:
+def run_method(
+    method: str, model: nn.Module, x: np.ndarray, n: int, batch_size: int, device: torch.device, sigma: float
+) -> None:
     total = len(x) * (N0 + n)
     if method == "forward":
-        batch = torch.randn((batch_size, 1, 28, 28), device=device) * sigma + torch.from_numpy(x[:1]).to(device)
+        batch = torch.randn((batch_size, 1, 28, 28), device=device) * sigma + torch.from_numpy(x[:1]).to(
+            device
+        )
         with torch.inference_mode():
             for start in range(0, total, batch_size):
                 model(batch[: min(batch_size, total - start)]).argmax(1)
@@ -90,7 +112,9 @@ def run_method(method: str, model: nn.Module, x: np.ndarray, n: int, batch_size:
         with torch.inference_mode():
             for start in range(0, total, batch_size):
                 clean = torch.from_numpy(x[(start // (N0 + n)) % len(x)]).to(device)
-                batch = buffer[: min(batch_size, total - start)].normal_(0.0, sigma, generator=gen).add_(clean)
+                batch = (
+                    buffer[: min(batch_size, total - start)].normal_(0.0, sigma, generator=gen).add_(clean)
+                )
                 if method == "fwd+noise":
                     model(batch).argmax(1)
     elif method == "ours":
@@ -110,7 +134,9 @@ def worker(args: argparse.Namespace) -> None:
     device = resolve_device(args.device)
     model = make_model(args.models).to(device).eval()
     x = images(args.images)
-    run_method("forward", model, x[:1], args.batch_size, args.batch_size, device, args.sigma)  # warm-up: full batches
+    run_method(
+        "forward", model, x[:1], args.batch_size, args.batch_size, device, args.sigma
+    )  # warm-up: full batches
     if device.type == "cuda":
         torch.cuda.synchronize()
         torch.cuda.reset_peak_memory_stats()
@@ -151,10 +177,104 @@ def measure_memory(method: str, model: str, n: int, args: argparse.Namespace) ->
     return json.loads(out.stdout.strip().splitlines()[-1])["extra_bytes"] / 2**20
 
 
+def sequential_main(args: argparse.Namespace) -> None:
+    """Fixed n vs the decision mode vs the adaptive mode on one checkpoint and one set of test images."""
+    from art_manifold_defenses.checkpoint import load_checkpoint
+    from art_manifold_defenses.data import load_dataset
+    from art_manifold_defenses.smoothing import SmoothedClassifier
+
+    device = resolve_device(args.device)
+    model, metadata = load_checkpoint(args.checkpoint, device=device)
+    if not isinstance(model, SmoothedClassifier):
+        raise SystemExit(f"{args.checkpoint} is not a smoothed (stn/smoothing) checkpoint")
+    sigma = float(model.sigma)
+    x_all, y_all = load_dataset(args.dataset, "test", root=args.data_root)
+    x, y = x_all[: args.images], y_all[: args.images]
+    est = RenyiSmoothingPyTorch(
+        model.base, nn.CrossEntropyLoss(), tuple(x.shape[1:]), int(metadata["architecture"]["num_classes"]),
+        clip_values=(0.0, 1.0), device_type="cpu" if device.type == "cpu" else "gpu", scale=sigma, alpha=args.alpha,
+    )  # fmt: skip
+    radii = [float(r) for r in args.radii.split(",")]
+    use_cpu_clock = args.clock == "cpu" or (args.clock == "auto" and device.type == "cpu")
+    clock = time.process_time if use_cpu_clock else time.perf_counter
+    common = {"batch_size": args.batch_size, "n0": N0, "alpha": args.alpha, "seed": args.seed}
+    print(f"checkpoint={args.checkpoint} sigma={sigma:g} dataset={args.dataset} images={len(x)} n={args.n} n0={N0} "
+          f"alpha={args.alpha} batch={args.batch_size} device={device} threads={torch.get_num_threads()} "
+          f"clock={'process CPU time' if use_cpu_clock else 'wall time'}", flush=True)  # fmt: skip
+
+    def timed(fn: Any) -> tuple[Any, float]:
+        began = clock()
+        out = fn()
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        return out, (clock() - began) / len(x)
+
+    (pred_fixed, rad_fixed), sec_fixed = timed(lambda: est.certify(x, args.n, bound="cohen", **common))
+    fixed_passes = N0 + args.n
+    correct_fixed = pred_fixed == y
+    print(f"fixed n: {fixed_passes:,} forward passes/image, {sec_fixed:.3f} s/image, smoothed accuracy "
+          f"{float(np.mean(correct_fixed)):.3f}", flush=True)  # fmt: skip
+    record: dict[str, Any] = {"checkpoint": args.checkpoint, "sigma": sigma, "images": len(x), "n": args.n, "n0": N0,
+                              "alpha": args.alpha, "device": str(device), "fixed": {"passes": fixed_passes,
+                              "seconds": sec_fixed}, "decision": [], "adaptive": {}}  # fmt: skip
+    print(
+        "  r      seed  fixed acc  decision acc  diff (pts)  decision passes/img  x fewer  decision s/img  x faster"
+    )
+    for r in radii:
+        fixed_acc = float(np.mean(correct_fixed & (rad_fixed > 0) & (rad_fixed >= r)))
+        for seed in [args.seed, *[int(v) for v in args.extra_seeds.split(",") if v.strip()]]:
+            res, sec = timed(
+                lambda r=r, seed=seed: est.certify(x, args.n, radius=r, **{**common, "seed": seed})
+            )
+            acc = float(np.mean(res.certified & (res.prediction == y)))
+            passes = float(np.mean(res.samples))
+            print(f"  {r:<5g}  {seed:4d}  {fixed_acc:9.3f}  {acc:12.3f}  {100 * (acc - fixed_acc):+10.1f}  "
+                  f"{passes:19.0f}  x{fixed_passes / passes:6.1f}  {sec:14.4f}  x{sec_fixed / sec:7.1f}", flush=True)  # fmt: skip
+            record["decision"].append({"radius": r, "seed": seed, "fixed_certified_accuracy": fixed_acc,
+                                       "decision_certified_accuracy": acc, "passes": passes, "seconds": sec,
+                                       "decisions": {d: int(np.sum(res.decision == d)) for d in
+                                                     ("certified", "not_certified", "abstain")}})  # fmt: skip
+    (pred_ad, rad_ad, spent), sec_ad = timed(
+        lambda: est.certify(
+            x,
+            args.n,
+            bound="cohen",
+            samples="adaptive",
+            max_radius_loss=args.max_radius_loss,
+            return_samples=True,
+            **common,
+        )  # fmt: skip
+    )
+    lost = rad_fixed - rad_ad
+    certified = rad_fixed > 0
+    passes_ad = float(np.mean(spent))
+    correct_ad = pred_ad == y
+    print(f"adaptive (max_radius_loss={args.max_radius_loss:g}): {passes_ad:,.0f} forward passes/image (x"
+          f"{fixed_passes / passes_ad:.2f} fewer), {sec_ad:.3f} s/image (x{sec_fixed / sec_ad:.2f} faster); radius lost "
+          f"vs fixed n: mean {float(np.mean(lost)):.4f} over all images, {float(np.mean(lost[certified])):.4f} over the "
+          f"{int(certified.sum())} certified by fixed n, max {float(np.max(lost)):.4f}; certified accuracy fixed / "
+          "adaptive: " + ", ".join(f"r={r:g} {float(np.mean(correct_fixed & (rad_fixed > 0) & (rad_fixed >= r))):.3f} / "
+          f"{float(np.mean(correct_ad & (rad_ad > 0) & (rad_ad >= r))):.3f}" for r in radii), flush=True)  # fmt: skip
+    record["adaptive"] = {"max_radius_loss": args.max_radius_loss, "passes": passes_ad, "seconds": sec_ad,
+                          "mean_radius_lost": float(np.mean(lost)),
+                          "mean_radius_lost_certified": float(np.mean(lost[certified])) if certified.any() else 0.0,
+                          "max_radius_lost": float(np.max(lost)),
+                          "certified_accuracy": {f"{r:g}": [float(np.mean(correct_fixed & (rad_fixed > 0) & (rad_fixed >= r))),
+                                                            float(np.mean(correct_ad & (rad_ad > 0) & (rad_ad >= r)))]
+                                                 for r in radii}}  # fmt: skip
+    if args.json:
+        with open(args.json, "w") as handle:
+            json.dump(record, handle, indent=2)
+
+
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--models", default="tramer_a,small_cnn")
-    parser.add_argument("--n", type=int, default=1000, help="estimation samples per image (plus n0 = 100 selection)")
+    parser.add_argument(
+        "--n", type=int, default=1000, help="estimation samples per image (plus n0 = 100 selection)"
+    )
     parser.add_argument("--images", type=int, default=2)
     parser.add_argument("--batch-size", type=int, default=1000)
     parser.add_argument("--sigma", type=float, default=0.5)
@@ -162,15 +282,40 @@ def main() -> None:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--clock", default="auto", choices=["auto", "cpu", "wall"],
                         help="timer: process CPU time ('cpu', the default on CPU) or wall time ('wall', the default on CUDA)")  # fmt: skip
-    parser.add_argument("--skip-art", action="store_true", help="leave out ART (slow and memory-hungry at large n)")
+    parser.add_argument(
+        "--skip-art", action="store_true", help="leave out ART (slow and memory-hungry at large n)"
+    )
     parser.add_argument("--no-memory", action="store_true")
-    parser.add_argument("--memory-model", default="small_cnn", help="model for the memory-vs-n table ('' to skip)")
+    parser.add_argument(
+        "--memory-model", default="small_cnn", help="model for the memory-vs-n table ('' to skip)"
+    )
     parser.add_argument("--memory-n", default="1000,10000,30000", help="n values of the memory-vs-n table")
     parser.add_argument("--worker", default=None, help=argparse.SUPPRESS)
+    seq = parser.add_argument_group(
+        "sequential modes (fixed n vs decision vs adaptive on a trained checkpoint)"
+    )
+    seq.add_argument(
+        "--checkpoint", default=None, help="a smoothed (stn) checkpoint: run the sequential comparison"
+    )
+    seq.add_argument("--dataset", default="mnist-embedded")
+    seq.add_argument("--data-root", default=None)
+    seq.add_argument("--radii", default="0.25,0.5,1.0", help="radii of the decision mode")
+    seq.add_argument(
+        "--alpha", type=float, default=0.001, help="failure probability (default: 0.001, Cohen et al.)"
+    )
+    seq.add_argument("--seed", type=int, default=0, help="noise seed shared by the three modes")
+    seq.add_argument(
+        "--extra-seeds", default="1", help="decision mode again with these seeds (independent noise)"
+    )
+    seq.add_argument("--max-radius-loss", type=float, default=0.05)
+    seq.add_argument("--json", default=None, help="write the numbers to this JSON file")
     args = parser.parse_args()
     torch.set_num_threads(1) if args.device == "cpu" else None
     if args.worker:
         worker(args)
+        return
+    if args.checkpoint:
+        sequential_main(args)
         return
     device = resolve_device(args.device)
     methods = ["forward", "fwd+noise", "noise", "counts", "ours"] + ([] if args.skip_art else ["art"])
@@ -199,15 +344,22 @@ def main() -> None:
               f"peak extra memory (MiB; one noisy batch = {batch_mib:.1f} MiB)")  # fmt: skip
         for m in methods:
             mem = f"{memory[m]:8.1f}" if m in memory else "     n/a"
-            print(f"  {m:9s} {best[m]:9.4f} s/image   x{best[m] / best['forward']:5.2f} fwd   x{best[m] / best['fwd+noise']:5.2f} fwd+noise   {mem} MiB")
+            print(
+                f"  {m:9s} {best[m]:9.4f} s/image   x{best[m] / best['forward']:5.2f} fwd   x{best[m] / best['fwd+noise']:5.2f} fwd+noise   {mem} MiB"
+            )
         if "art" in best:
             print(f"  speed-up of ours over ART: x{best['art'] / best['ours']:.2f}")
     if args.memory_model and not args.no_memory:
-        print(f"\npeak extra memory (MiB) vs n, {args.memory_model}, {args.images} images, batch {args.batch_size}:")
+        print(
+            f"\npeak extra memory (MiB) vs n, {args.memory_model}, {args.images} images, batch {args.batch_size}:"
+        )
         mem_methods = [m for m in methods if m not in ("noise", "counts")]
         print("  n        " + "  ".join(f"{m:>9s}" for m in mem_methods))
         for n in [int(v) for v in args.memory_n.split(",")]:
-            print(f"  {n:<8d} " + "  ".join(f"{measure_memory(m, args.memory_model, n, args):9.1f}" for m in mem_methods))
+            print(
+                f"  {n:<8d} "
+                + "  ".join(f"{measure_memory(m, args.memory_model, n, args):9.1f}" for m in mem_methods)
+            )
 
 
 if __name__ == "__main__":

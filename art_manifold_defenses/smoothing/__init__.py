@@ -9,7 +9,10 @@ Public API:
 - :class:`RenyiSmoothingPyTorch` (ART estimator: certify, predict with abstention, fit with STN, EoT gradients);
 - :class:`SmoothedClassifier` (``nn.Module`` view, ``stochastic = True``), :func:`train_stn`, :func:`stn_step`;
 - outputs: :func:`certify_to_tsv`, :func:`summarize_certification`, :func:`plot_certified_accuracy`,
-  :func:`plot_bound_comparison`.
+  :func:`plot_bound_comparison`;
+- fewer forward passes: the decision mode (``certify(x, radius=r)``, :func:`decide_sequentially`, a confidence
+  sequence over :func:`round_schedule`; Voráček & Hein 2024) and input-specific sample sizes
+  (``certify(x, samples="adaptive")``, :func:`adaptive_sample_sizes`; Chen et al. 2022).
 
 Registers the checkpoint defences ``"stn"`` and ``"smoothing"`` (a :class:`SmoothedClassifier` around the base model).
 """
@@ -21,6 +24,7 @@ from typing import Any
 from torch import nn
 
 from ..checkpoint import register_defence
+from .adaptive import adaptive_sample_sizes
 from .bounds import cohen_radius, pixeldp_epsilon, pixeldp_radius, renyi_radius
 from .certification import BOUNDS, CountCertificate, certify_batch, certify_from_counts
 from .confidence import clopper_pearson_lower, clopper_pearson_upper, sison_glaz_intervals, top_two_bounds
@@ -36,14 +40,17 @@ from .outputs import (
     read_certify_tsv,
     summarize_certification,
 )
+from .sequential import DecisionResult, decide_sequentially, round_schedule
 from .stability import stability_loss, stn_step, train_stn
 
 __all__ = [
     "BOUNDS",
     "DEFAULT_RADII",
     "CountCertificate",
+    "DecisionResult",
     "RenyiSmoothingPyTorch",
     "SmoothedClassifier",
+    "adaptive_sample_sizes",
     "build_smoothed_classifier",
     "certified_accuracy",
     "certify_batch",
@@ -52,6 +59,7 @@ __all__ = [
     "clopper_pearson_lower",
     "clopper_pearson_upper",
     "cohen_radius",
+    "decide_sequentially",
     "pixeldp_epsilon",
     "pixeldp_radius",
     "plot_bound_comparison",
@@ -59,6 +67,7 @@ __all__ = [
     "read_certify_fingerprint",
     "read_certify_tsv",
     "renyi_radius",
+    "round_schedule",
     "sison_glaz_intervals",
     "stability_loss",
     "stn_step",

@@ -102,8 +102,22 @@ def _add_certify_parser(subparsers: Any) -> None:
         "--samples",
         type=positive_int_arg,
         default=100,
-        help="estimation samples n per image (default: 100, the paper)",
+        help="estimation samples n per image (default: 100, the paper); the largest size with --adaptive, the cap "
+        "n_max with --radius",
     )
+    mode = p.add_argument_group("modes (default: the same --samples for every image, CERTIFY)")
+    exclusive = mode.add_mutually_exclusive_group()
+    exclusive.add_argument("--radius", type=non_negative_float_arg, default=None,
+                           help="decision mode: answer certified / not certified / abstain at this l2 radius, sampling "
+                                "in rounds and stopping as soon as a confidence sequence decides (at most --samples)")  # fmt: skip
+    exclusive.add_argument("--adaptive", action="store_true",
+                           help="input-specific sample sizes (at most --samples) chosen from the --n0 selection samples")  # fmt: skip
+    mode.add_argument("--max-radius-loss", type=non_negative_float_arg, default=0.05,
+                      help="--adaptive: bound on the typical radius given up relative to --samples (default: 0.05)")  # fmt: skip
+    mode.add_argument("--first-round", type=positive_int_arg, default=100,
+                      help="--radius: samples of the first round; --adaptive: the smallest size (default: 100)")  # fmt: skip
+    mode.add_argument("--growth", type=positive_float_arg, default=2.0,
+                      help="--radius: ratio of consecutive cumulative round sizes, > 1 (default: 2)")  # fmt: skip
     p.add_argument(
         "--n0",
         type=non_negative_int_arg,
@@ -116,9 +130,8 @@ def _add_certify_parser(subparsers: Any) -> None:
         default=0.05,
         help="failure probability (default: 0.05, the paper's 95%%)",
     )
-    p.add_argument(
-        "--bound", default="all", choices=[*BOUNDS, "all"], help="bound(s) to compute (default: all)"
-    )
+    p.add_argument("--bound", default=None, choices=[*BOUNDS, "all"],
+                   help="bound(s) to compute (default: all; with --radius one bound, default cohen)")  # fmt: skip
     p.add_argument(
         "--interval",
         default="clopper-pearson",
@@ -151,7 +164,8 @@ def _add_certify_parser(subparsers: Any) -> None:
 
 
 def run_certify(args: argparse.Namespace) -> int:
-    """``amd certify``: writes ``OUT/certify.tsv``, ``OUT/summary.json``, ``OUT/certified_accuracy.png`` and
+    """``amd certify`` (fixed ``--samples``, ``--adaptive`` or ``--radius R``, see
+    :func:`~.outputs.certify_to_tsv`): writes ``OUT/certify.tsv``, ``OUT/summary.json``, ``OUT/certified_accuracy.png`` and
     ``OUT/bound_comparison.png``; prints the summary.
 
     ``certify.tsv`` carries its fingerprint (the model's hash and every setting that changes a row) and a hash of every
@@ -204,7 +218,9 @@ def _certify(args: argparse.Namespace, device: torch.device, *, is_main: bool) -
     tsv = certify_sharded(
         estimator, x[idx], y[idx], out, n=args.samples, n0=args.n0, alpha=args.alpha, bound=args.bound,
         interval=args.interval, batch_size=args.batch_size, seed=args.seed, indices=idx, resume=not args.overwrite,
-        verbose=not args.quiet, max_images=args.max_images,
+        verbose=not args.quiet, max_images=args.max_images, radius=args.radius,
+        samples="adaptive" if args.adaptive else "fixed", max_radius_loss=args.max_radius_loss,
+        first_round=args.first_round, growth=args.growth,
     )  # fmt: skip
     if not is_main:
         return 0
@@ -217,12 +233,9 @@ def _certify(args: argparse.Namespace, device: torch.device, *, is_main: bool) -
         {f"sigma={sigma:g}": tsv}, out / "certified_accuracy.png", title=f"{args.dataset}, n={args.samples}"
     )
     plot_bound_comparison(out / "bound_comparison.png", sigma=float(sigma))
-    print(
-        json.dumps(
-            {k: summary[k] for k in ("images", "smoothed_accuracy", "abstain_rate", "certified_accuracy")},
-            indent=2,
-        )
-    )
+    keys = ("images", "mode", "smoothed_accuracy", "abstain_rate", "samples_per_image", "fixed_samples_per_image",
+            "seconds_per_image", "certified_accuracy", "decision")  # fmt: skip
+    print(json.dumps({k: summary[k] for k in keys if k in summary}, indent=2))
     return 0
 
 

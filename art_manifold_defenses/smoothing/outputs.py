@@ -38,6 +38,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "DEFAULT_RADII",
+    "MODES",
     "certification_fingerprint",
     "certification_settings",
     "certified_accuracy",
@@ -54,9 +55,37 @@ __all__ = [
 DEFAULT_RADII: tuple[float, ...] = (0.0, 0.25, 0.5, 0.75, 1.0, 1.25, 1.4, 1.5, 1.58, 1.75, 2.0, 2.5, 3.0)
 
 
-def _columns(bounds: Sequence[str]) -> list[str]:
+#: The three certification modes of a TSV: ``fixed`` (CERTIFY), ``adaptive`` (input-specific sizes), ``decision``.
+MODES = ("fixed", "adaptive", "decision")
+
+
+def _columns(bounds: Sequence[str], mode: str = "fixed") -> list[str]:
+    """TSV columns of a mode. The fixed mode keeps the columns of earlier versions (every row spends ``n0 + n``
+    samples, stated by the fingerprint), so its files still resume; the other modes add ``samples`` per row."""
+    if mode == "decision":
+        return ["idx", "label", "prediction", "decision", f"radius_{bounds[0]}", "correct", "seconds", "samples",
+                "rounds", "count_top", "count_second", "p_lower", "p_upper", "image_hash"]  # fmt: skip
+    extra = ["samples"] if mode == "adaptive" else []
     return ["idx", "label", "prediction", *[f"radius_{b}" for b in bounds], "correct", "seconds",
-            "count_top", "count_second", "p1_lower", "p2_upper", "cohen_p_lower", "image_hash"]  # fmt: skip
+            "count_top", "count_second", "p1_lower", "p2_upper", "cohen_p_lower", *extra, "image_hash"]  # fmt: skip
+
+
+def _mode_bounds(bound: str | None, radius: float | None, samples: str) -> tuple[str, tuple[str, ...]]:
+    """The mode of a certification run and its bounds (the decision mode decides for one bound, default Cohen)."""
+    if samples not in ("fixed", "adaptive"):
+        raise ValueError(f"samples must be 'fixed' or 'adaptive', got {samples!r}")
+    if radius is None:
+        return samples, resolve_bounds("all" if bound is None else bound)
+    if samples != "fixed":
+        raise ValueError("radius (decision mode) and samples='adaptive' are two different modes: pass one")
+    if isinstance(radius, bool) or not isinstance(radius, (int, float)) or not 0 <= float(radius) < np.inf:
+        raise ValueError(f"radius must be a finite radius >= 0, got {radius!r}")
+    chosen = "cohen" if bound is None else bound
+    if chosen not in ("cohen", "renyi", "pixeldp"):
+        raise ValueError(
+            f"bound must be 'cohen', 'renyi' or 'pixeldp' in the decision mode (one bound), got {bound!r}"
+        )
+    return "decision", (chosen,)
 
 
 #: What a refusal to resume a certification TSV offers.
@@ -77,7 +106,7 @@ def certify_to_tsv(
     n: int,
     n0: int = 100,
     alpha: float | None = None,
-    bound: str = "all",
+    bound: str | None = None,
     interval: str = "clopper-pearson",
     batch_size: int = 1000,
     seed: int = 0,
@@ -85,6 +114,11 @@ def certify_to_tsv(
     resume: bool = True,
     verbose: bool = True,
     max_images: int | None = None,
+    radius: float | None = None,
+    samples: str = "fixed",
+    max_radius_loss: float = 0.05,
+    first_round: int = 100,
+    growth: float = 2.0,
 ) -> Path:
     """Certify ``x`` with ``estimator`` and append one TSV row per image to ``path`` as it goes.
 
@@ -103,16 +137,28 @@ def certify_to_tsv(
     :class:`~art_manifold_defenses.fingerprint.FingerprintMismatchError` (a ``ValueError``) naming what differs;
     ``resume=False`` starts the file afresh.
 
+    Modes (:meth:`~.estimator.RenyiSmoothingPyTorch.certify`): fixed ``n`` (default, CERTIFY; ``bound`` default
+    ``"all"``), ``samples="adaptive"`` (input-specific sizes, Chen et al. 2022; a ``samples`` column) and
+    ``radius=r`` (the decision mode, Voráček & Hein 2024; one bound, default ``"cohen"``; ``n`` is the cap; columns
+    ``idx, label, prediction, decision, radius_<bound>, correct, seconds, samples, rounds, count_top, count_second,
+    p_lower, p_upper``, where ``decision`` is ``certified``, ``not_certified`` or ``abstain`` at ``r`` and
+    ``radius_<bound>`` the largest radius certified over the rounds run). The adaptive and decision modes process
+    ``max(1, batch_size // first_round)`` images per chunk, with the same per-image noise seeding; their settings are
+    part of the fingerprint.
+
     Args:
         indices: dataset index of each row of ``x`` (default ``0..N-1``), written in the ``idx`` column.
         max_images: stop after certifying this many new images (a budget for a time-limited job; rerunning resumes).
+        radius, samples, max_radius_loss, first_round, growth: the mode and its settings (see above).
 
     The ``seconds`` column is the wall time of the chunk divided by its number of images (the only column that
     differs between two runs with the same settings).
     """
-    bounds = resolve_bounds(bound)
+    mode, bounds = _mode_bounds(bound, radius, samples)
     if interval not in INTERVALS:
         raise ValueError(f"interval must be one of {INTERVALS}, got {interval!r}")
+    if mode == "decision" and interval != "clopper-pearson":
+        raise ValueError(f"interval must be 'clopper-pearson' in the decision mode, got {interval!r}")
     x_np = estimator._check_x(x)
     labels = check_labels(y, len(x_np), estimator.nb_classes, "y")
     idx = np.arange(len(x_np)) if indices is None else np.asarray(indices, dtype=np.int64)
@@ -124,44 +170,71 @@ def certify_to_tsv(
         raise ValueError(f"max_images must be a positive integer or None, got {max_images!r}")
     stop_after = int(max_images) if max_images is not None else 0
     alpha_value = float(estimator.alpha if alpha is None else alpha)
+    mode_settings = _mode_settings(mode, radius=radius, max_radius_loss=max_radius_loss, first_round=first_round,
+                                   growth=growth)  # fmt: skip
     fingerprint = certification_fingerprint(estimator, n=n, n0=n0, alpha=alpha_value, bounds=bounds, interval=interval,
-                                            batch_size=batch_size, seed=seed)  # fmt: skip
+                                            batch_size=batch_size, seed=seed, **mode_settings)  # fmt: skip
     path = Path(path)
     if not resume:
         _legacy_settings_path(path).unlink(missing_ok=True)
     hashes = image_hashes(x_np)
     expected = {int(i): (int(label), digest) for i, label, digest in zip(idx, labels, hashes, strict=True)}
-    finished = resume_tsv(path, fingerprint, _columns(bounds), resume=resume, hint=_HINT, expected=expected)
+    finished = resume_tsv(
+        path, fingerprint, _columns(bounds, mode), resume=resume, hint=_HINT, expected=expected
+    )
     done = {int(row["idx"]) for row in finished}
 
-    chunk = max(1, int(batch_size) // (int(n0) + int(n)))
+    if mode == "fixed":
+        chunk = max(1, int(batch_size) // (int(n0) + int(n)))
+    else:
+        chunk = estimator._images_per_chunk(int(batch_size), int(first_round))
     starts = range(0, len(x_np), chunk)
     with path.open("a", newline="") as handle:
         writer = csv.writer(handle, delimiter="\t", lineterminator="\n")
-        bar = tqdm(total=len(x_np), desc="certify", disable=not verbose)
+        bar = tqdm(
+            total=len(x_np), desc="certify" if mode == "fixed" else f"certify ({mode})", disable=not verbose
+        )
         bar.update(sum(1 for i in idx if int(i) in done))
         for start in starts:
             todo = [j for j in range(start, min(start + chunk, len(x_np))) if int(idx[j]) not in done]
             if not todo:
                 continue
             began = time.perf_counter()
-            selection, estimation = estimator.certify_counts(x_np[todo], n, batch_size, n0=n0, seed=int(seed),
-                                                             indices=idx[todo])  # fmt: skip
-            top, radii, p1, p2, p_a = certify_batch(
-                selection,
-                estimation,
-                sigma=estimator.sigma,
-                alpha=alpha_value,
-                bounds=bounds,
-                interval=interval,
-            )
-            seconds = (time.perf_counter() - began) / len(selection)
-            for i, j in enumerate(todo):
-                est = np.sort(estimation[i])[::-1]
-                pred = int(top[i]) if any(radii[b][i] > 0 for b in bounds) else -1
-                writer.writerow([int(idx[j]), int(labels[j]), pred, *[f"{radii[b][i]:.6f}" for b in bounds],
-                                 int(pred == labels[j]), f"{seconds:.6f}", int(est[0]), int(est[1]),
-                                 f"{p1[i]:.8f}", f"{p2[i]:.8f}", f"{p_a[i]:.8f}", hashes[j]])  # fmt: skip
+            if mode == "decision":
+                assert radius is not None
+                result = estimator.certify_decision(
+                    x_np[todo], float(radius), n, batch_size, n0=n0, alpha=alpha_value, bound=bounds[0],
+                    first_round=first_round, growth=growth, seed=int(seed), indices=idx[todo],
+                )  # fmt: skip
+                seconds = (time.perf_counter() - began) / len(todo)
+                for i, j in enumerate(todo):
+                    writer.writerow([int(idx[j]), int(labels[j]), int(result.prediction[i]), result.decision[i],
+                                     f"{result.radius[i]:.6f}", int(result.prediction[i] == labels[j]),
+                                     f"{seconds:.6f}", int(result.samples[i]), int(result.rounds[i]),
+                                     int(result.count_top[i]), int(result.count_second[i]), f"{result.p_lower[i]:.8f}",
+                                     f"{result.p_upper[i]:.8f}", hashes[j]])  # fmt: skip
+            else:
+                if mode == "adaptive":
+                    selection, estimation, sizes = estimator.certify_adaptive_counts(
+                        x_np[todo], n, batch_size, n0=n0, alpha=alpha_value, max_radius_loss=max_radius_loss,
+                        first_round=first_round, seed=int(seed), indices=idx[todo],
+                    )  # fmt: skip
+                    spent = [[int(n0) + int(v)] for v in sizes]  # the adaptive mode's ``samples`` column
+                else:
+                    selection, estimation = estimator.certify_counts(x_np[todo], n, batch_size, n0=n0, seed=int(seed),
+                                                                     indices=idx[todo])  # fmt: skip
+                    spent = [
+                        [] for _ in todo
+                    ]  # the fixed mode has no ``samples`` column (n0 + n for every row)
+                top, radii, p1, p2, p_a = certify_batch(selection, estimation, sigma=estimator.sigma, alpha=alpha_value,
+                                                        bounds=bounds, interval=interval)  # fmt: skip
+                seconds = (time.perf_counter() - began) / len(selection)
+                for i, j in enumerate(todo):
+                    est = np.sort(estimation[i])[::-1]
+                    pred = int(top[i]) if any(radii[b][i] > 0 for b in bounds) else -1
+                    writer.writerow([int(idx[j]), int(labels[j]), pred, *[f"{radii[b][i]:.6f}" for b in bounds],
+                                     int(pred == labels[j]), f"{seconds:.6f}", int(est[0]), int(est[1]),
+                                     f"{p1[i]:.8f}", f"{p2[i]:.8f}", f"{p_a[i]:.8f}", *spent[i], hashes[j]])  # fmt: skip
             handle.flush()
             bar.update(len(todo))
             stop_after -= len(todo)
@@ -171,11 +244,29 @@ def certify_to_tsv(
     return path
 
 
+def _mode_settings(mode: str, *, radius: float | None, max_radius_loss: float, first_round: int,
+                   growth: float) -> dict[str, Any]:  # fmt: skip
+    """The settings of the adaptive and decision modes that change a row (none for the fixed mode, whose fingerprint
+    stays that of earlier versions)."""
+    if mode == "adaptive":
+        return {"mode": mode, "max_radius_loss": float(max_radius_loss), "first_round": int(first_round)}
+    if mode == "decision":
+        assert radius is not None
+        return {
+            "mode": mode,
+            "radius": float(radius),
+            "first_round": int(first_round),
+            "growth": float(growth),
+        }
+    return {}
+
+
 def certification_settings(estimator: RenyiSmoothingPyTorch, *, n: int, n0: int, alpha: float, bounds: Sequence[str],
-                           interval: str, batch_size: int, seed: int) -> dict[str, Any]:  # fmt: skip
-    """The settings a certification TSV is written with (part of its fingerprint, reported by the summary)."""
+                           interval: str, batch_size: int, seed: int, **mode: Any) -> dict[str, Any]:  # fmt: skip
+    """The settings a certification TSV is written with (part of its fingerprint, reported by the summary); ``mode``:
+    the adaptive or decision mode's settings (``mode``, ``radius``, ``max_radius_loss``, ``first_round``, ``growth``)."""
     return {"n": int(n), "n0": int(n0), "alpha": float(alpha), "sigma": estimator.sigma, "bounds": list(bounds),
-            "interval": interval, "batch_size": int(batch_size), "seed": int(seed)}  # fmt: skip
+            "interval": interval, "batch_size": int(batch_size), "seed": int(seed), **mode}  # fmt: skip
 
 
 def certification_fingerprint(estimator: RenyiSmoothingPyTorch, **settings: Any) -> dict[str, Any]:
@@ -228,7 +319,7 @@ def certify_sharded(
     n: int,
     n0: int = 100,
     alpha: float | None = None,
-    bound: str = "all",
+    bound: str | None = None,
     interval: str = "clopper-pearson",
     batch_size: int = 1000,
     seed: int = 0,
@@ -236,6 +327,11 @@ def certify_sharded(
     resume: bool = True,
     verbose: bool = True,
     max_images: int | None = None,
+    radius: float | None = None,
+    samples: str = "fixed",
+    max_radius_loss: float = 0.05,
+    first_round: int = 100,
+    growth: float = 2.0,
 ) -> Path:
     """Certify ``x`` across the processes of a ``torchrun`` job (or in one process) into ``out_dir/certify.tsv``.
 
@@ -253,14 +349,14 @@ def certify_sharded(
         out_dir: output folder (shared by all processes for resume across nodes; rank 0 writes ``certify.tsv``).
         resume: ``False`` deletes ``certify.tsv`` and every ``certify.rank*.tsv`` first.
         max_images: each process stops after certifying this many new images (rerun to continue).
-        Other arguments: as :func:`certify_to_tsv`.
+        Other arguments: as :func:`certify_to_tsv` (all three modes: fixed, ``samples="adaptive"``, ``radius=r``).
 
     Returns:
         The path of ``certify.tsv`` (on every rank, once rank 0 has written it).
     """
     from .. import distributed
 
-    bounds = resolve_bounds(bound)
+    mode, bounds = _mode_bounds(bound, radius, samples)
     x_np = estimator._check_x(x)
     labels = check_labels(y, len(x_np), estimator.nb_classes, "y")
     idx = np.arange(len(x_np)) if indices is None else np.asarray(indices, dtype=np.int64)
@@ -269,9 +365,11 @@ def certify_sharded(
     if len(np.unique(idx)) != len(idx):
         raise ValueError("indices must be distinct: each image is one row of certify.tsv")
     alpha_value = float(estimator.alpha if alpha is None else alpha)
+    mode_settings = _mode_settings(mode, radius=radius, max_radius_loss=max_radius_loss, first_round=first_round,
+                                   growth=growth)  # fmt: skip
     fingerprint = certification_fingerprint(estimator, n=n, n0=n0, alpha=alpha_value, bounds=bounds, interval=interval,
-                                            batch_size=batch_size, seed=seed)  # fmt: skip
-    columns = _columns(bounds)
+                                            batch_size=batch_size, seed=seed, **mode_settings)  # fmt: skip
+    columns = _columns(bounds, mode)
     expected = {
         int(i): (int(label), digest) for i, label, digest in zip(idx, labels, image_hashes(x_np), strict=True)
     }
@@ -295,7 +393,8 @@ def certify_sharded(
     if len(todo):
         certify_to_tsv(estimator, x_np[todo], labels[todo], own, n=n, n0=n0, alpha=alpha_value, bound=bound,
                        interval=interval, batch_size=batch_size, seed=seed, indices=idx[todo], resume=True,
-                       verbose=verbose and rank == 0, max_images=max_images)  # fmt: skip
+                       verbose=verbose and rank == 0, max_images=max_images, radius=radius, samples=samples,
+                       max_radius_loss=max_radius_loss, first_round=first_round, growth=growth)  # fmt: skip
     gathered = distributed.gather_objects(_finished_rows([own], fingerprint, columns, expected), dst=0)
     if rank == 0:
         assert gathered is not None
@@ -354,9 +453,12 @@ def certified_accuracy(
 def summarize_certification(
     path: str | os.PathLike[str], radii: Sequence[float] = DEFAULT_RADII
 ) -> dict[str, Any]:
-    """Summary of a certification TSV: number of images, smoothed accuracy, abstention rate, certified accuracy at
-    ``radii`` per bound, median radius of the correct images per bound, mean seconds per image and the settings
-    (the file's fingerprint, :func:`certification_fingerprint`).
+    """Summary of a certification TSV: number of images, mode, smoothed accuracy, abstention rate, certified accuracy at
+    ``radii`` per bound, median radius of the correct images per bound, mean seconds and samples (forward passes) per
+    image beside the fixed mode's ``n0 + n`` (``fixed_samples_per_image``), the settings (the file's fingerprint,
+    :func:`certification_fingerprint`) and, for the decision mode, ``decision``: the tested radius, the certified
+    accuracy at it and the rates of the three answers. (In the decision mode the per-bound table uses each row's
+    largest certified radius, valid but not sampled for radii beyond the tested one.)
 
     Paper: Li et al. 2019 (paper 004), Section 6.1 and Table 1 (certified bound with its accuracy); no
     equation: a summary of a certification TSV.
@@ -367,14 +469,31 @@ def summarize_certification(
     bounds = [c[len("radius_") :] for c in rows[0] if c.startswith("radius_")]
     correct = np.array([int(r["correct"]) for r in rows], dtype=bool)
     prediction = np.array([int(r["prediction"]) for r in rows])
+    settings = fingerprint or {}
+    mode = str(settings.get("mode", "fixed"))
+    fixed_cost = int(settings["n0"]) + int(settings["n"]) if "n" in settings and "n0" in settings else None
+    if "samples" in rows[0]:
+        samples_per_image: float | None = float(np.mean([int(r["samples"]) for r in rows]))
+    else:  # fixed mode: every row spent n0 + n
+        samples_per_image = None if fixed_cost is None else float(fixed_cost)
     summary: dict[str, Any] = {
         "images": len(rows),
+        "mode": mode,
         "smoothed_accuracy": float(correct.mean()),
         "abstain_rate": float((prediction < 0).mean()),
         "seconds_per_image": float(np.mean([float(r["seconds"]) for r in rows])),
+        "samples_per_image": samples_per_image,
+        "fixed_samples_per_image": fixed_cost,
         "certified_accuracy": {},
         "median_radius_correct": {},
     }
+    if mode == "decision":
+        decision = np.array([r["decision"] for r in rows])
+        summary["decision"] = {
+            "radius": float(settings.get("radius", float("nan"))),
+            "certified_accuracy": float(np.mean((decision == "certified") & correct)),
+            **{name: float(np.mean(decision == name)) for name in ("certified", "not_certified", "abstain")},
+        }
     for b in bounds:
         rad = np.array([float(r[f"radius_{b}"]) for r in rows])
         summary["certified_accuracy"][b] = {

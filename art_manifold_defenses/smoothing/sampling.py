@@ -21,6 +21,7 @@ from torch import Tensor
 __all__ = [
     "DRAW_ELEMENTS",
     "SEED_MULTIPLIER",
+    "VoteStreams",
     "default_draw_size",
     "image_seed",
     "image_seeds",
@@ -116,6 +117,11 @@ class _NoiseStream:
                 pos += draw
             else:
                 self.pending = self.staging[:draw].normal_(0.0, self.sigma, generator=self.generator)
+
+    def pause(self) -> None:
+        """Keep the drawn-but-unused samples in memory of their own, so that ``staging`` can serve another stream."""
+        if self.pending is not None:
+            self.pending = self.pending.clone()
 
 
 @torch.no_grad()
@@ -219,3 +225,122 @@ def vote_counts(
         if progress is not None:
             progress(image - (start // per_image))
     return counts.view(num_images, len(phases), num_classes)
+
+
+class VoteStreams:
+    """Vote counts of the same images drawn in several installments, each image continuing its own noise stream.
+
+    The decision and adaptive modes of certification (:mod:`.sequential`, :mod:`.adaptive`) sample in rounds and stop
+    each image at its own time. Image ``i``'s noise stream is exactly the one :func:`vote_counts` draws for it (a
+    generator seeded with ``seeds[i]``, ``draw_size`` samples per ``normal_`` call counted from its first sample, the
+    total ``per_image`` fixing the length of the last call), so its first ``m`` samples are the same noise whether they
+    are drawn at once or in installments, and the same as the first ``m`` samples of a fixed-``n`` run with
+    ``n0 + n = per_image`` and the same seeds. Each call of :meth:`sample` cuts the requested samples (image by image)
+    into batches of ``batch_size`` forward passes, as :func:`vote_counts` does.
+
+    No paper or equation: the sampling machinery (Cohen et al. 2019's Monte-Carlo votes, drawn in installments).
+    Memory: one batch, plus up to ``draw_size`` samples kept per image paused in the middle of a ``normal_`` call.
+    """
+
+    def __init__(
+        self,
+        classify: Callable[[Tensor], Tensor],
+        x: Tensor,
+        *,
+        sigma: float,
+        num_classes: int,
+        batch_size: int,
+        seeds: Sequence[int],
+        per_image: int,
+        device: torch.device | str | None = None,
+        draw_size: int | None = None,
+    ) -> None:
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+            raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+        if len(seeds) != int(x.shape[0]):
+            raise ValueError(f"seeds must have one entry per image ({int(x.shape[0])}), got {len(seeds)}")
+        if isinstance(per_image, bool) or not isinstance(per_image, int) or per_image < 1:
+            raise ValueError(f"per_image must be a positive integer, got {per_image!r}")
+        self.classify = classify
+        self.x = x
+        self.sigma = float(sigma)
+        self.num_classes = int(num_classes)
+        self.batch_size = batch_size
+        self.seeds = [int(s) for s in seeds]
+        self.per_image = per_image
+        self.device = x.device if device is None else torch.device(device)
+        self.draw = default_draw_size(x.shape[1:]) if draw_size is None else int(draw_size)
+        if self.draw < 1:
+            raise ValueError(f"draw_size must be a positive integer, got {draw_size!r}")
+        self.drawn = [0] * int(x.shape[0])
+        self._streams: dict[int, _NoiseStream] = {}
+        self._buffer: Tensor | None = None
+        self._staging = torch.empty(
+            (min(self.draw, per_image), *x.shape[1:]), device=self.device, dtype=torch.float32
+        )
+
+    def _stream(self, image: int) -> _NoiseStream:
+        if image not in self._streams:
+            gen = make_generator(self.seeds[image], self.device)
+            self._streams[image] = _NoiseStream(gen, self.per_image, self.draw, self._staging, self.sigma)
+        return self._streams[image]
+
+    def release(self, images: Sequence[int]) -> None:
+        """Forget the streams of images that will draw no more samples (frees their kept samples)."""
+        for image in images:
+            self._streams.pop(int(image), None)
+
+    @torch.no_grad()
+    def sample(self, images: Sequence[int], counts: Sequence[int]) -> Tensor:
+        """Votes ``(len(images), num_classes)`` (int64, on the device) of ``counts[j]`` further samples of image
+        ``images[j]`` (row ``j``); an image may not draw more than ``per_image`` samples in all."""
+        todo = [(int(i), int(c)) for i, c in zip(images, counts, strict=True)]
+        out = torch.zeros(len(todo) * self.num_classes, dtype=torch.int64, device=self.device)
+        for i, c in todo:
+            if c < 0 or self.drawn[i] + c > self.per_image:
+                raise ValueError(
+                    f"image {i} would draw {self.drawn[i] + c} samples, more than per_image={self.per_image}"
+                )
+        total = sum(c for _, c in todo)
+        if total == 0:
+            return out.view(len(todo), self.num_classes)
+        width = min(self.batch_size, total)
+        if self._buffer is None or self._buffer.shape[0] < width:
+            self._buffer = torch.empty((width, *self.x.shape[1:]), device=self.device, dtype=torch.float32)
+        keys = torch.empty(width, dtype=torch.int64, device=self.device)
+        ones = torch.ones(width, dtype=torch.int64, device=self.device)
+        row, offset = (
+            0,
+            0,
+        )  # the next sample to place: its row in ``todo`` and its position among that row's samples
+        clean: Tensor | None = None
+        for start in range(0, total, self.batch_size):
+            size = min(self.batch_size, total - start)
+            batch = self._buffer[:size]
+            pos = 0
+            while pos < size:
+                while todo[row][1] == 0:
+                    row += 1
+                image, count = todo[row]
+                if offset == 0:
+                    clean = self.x[image].to(device=self.device, dtype=torch.float32)
+                assert clean is not None
+                stream = self._stream(image)
+                take = min(size - pos, count - offset)
+                piece = batch[pos : pos + take]
+                stream.fill(piece)
+                piece.add_(clean)
+                keys[pos : pos + take].fill_(row * self.num_classes)
+                pos += take
+                offset += take
+                if offset == count:
+                    stream.pause()
+                    row, offset = row + 1, 0
+            logits = self.classify(batch)
+            if logits.ndim != 2 or logits.shape[1] != self.num_classes:
+                raise ValueError(f"num_classes={self.num_classes} does not match the classifier, which returns logits "
+                                 f"of shape {tuple(logits.shape)} (expected (batch, {self.num_classes}))")  # fmt: skip
+            out.index_add_(0, keys[:size] + logits.argmax(dim=1), ones[:size])
+        for i, c in todo:
+            self.drawn[i] += c
+        return out.view(len(todo), self.num_classes)
