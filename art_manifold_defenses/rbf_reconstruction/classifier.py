@@ -58,6 +58,10 @@ class RBFCNN(nn.Module):
     With ``noise_draw="fixed"`` each vote ``k`` uses its own noise draw fixed at construction (``votes`` model
     copies, as in the authors' test script) and the model is deterministic.
 
+    Public attributes: ``reconstruction`` (the :class:`RBFReconstruction` ``nn.Module``, built with
+    ``copies=votes``) and ``classifier`` (the CNN); ``nn.Sequential(model.reconstruction, model.classifier)`` is a
+    one-vote RBF-CNN for plain PyTorch code.
+
     Limitations: ``votes`` CNN passes per prediction (10x the cost of the CNN); the reconstruction is fixed, so an
     adaptive BPDA + EoT attacker is the relevant threat (the paper reports 39.4 % for rCNN at l-inf 0.3 on MNIST).
     """

@@ -34,6 +34,11 @@ class RBFReconstructionPyTorch(PreprocessorPyTorch):
     RBF-CNN training reconstructs every batch afresh (``beta1 = 125``, ``beta2 = 0``), which
     :class:`~art_manifold_defenses.rbf_reconstruction.RBFCNNTrainer` does itself.
 
+    The reconstruction itself is the public attribute ``reconstruction``, an
+    :class:`~art_manifold_defenses.rbf_reconstruction.RBFReconstruction` ``nn.Module`` (images in, reconstructed
+    images out, same noise and gradient as ``forward``) for plain PyTorch or Foolbox code, e.g.
+    ``nn.Sequential(defence.reconstruction, cnn)``; :meth:`set_params` replaces it with a new one.
+
     Limitations: one stochastic draw per call, so ART's success checks and ``predict`` see noisy, varying outputs;
     ``clip_values`` bounds are checked on input (set ``clip_values=None`` for Gaussian-noise certification inputs).
     """
