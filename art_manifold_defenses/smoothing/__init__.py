@@ -39,6 +39,7 @@ from .outputs import (
     read_certify_fingerprint,
     read_certify_tsv,
     summarize_certification,
+    write_cohen_tsv,
 )
 from .sequential import DecisionResult, decide_sequentially, round_schedule
 from .stability import stability_loss, stn_step, train_stn
@@ -72,6 +73,7 @@ __all__ = [
     "stability_loss",
     "stn_step",
     "summarize_certification",
+    "write_cohen_tsv",
     "top_two_bounds",
     "train_stn",
 ]

@@ -31,6 +31,7 @@ from .outputs import (
     plot_bound_comparison,
     plot_certified_accuracy,
     summarize_certification,
+    write_cohen_tsv,
 )
 from .stability import STABILITY_TARGETS, train_stn
 
@@ -165,7 +166,8 @@ def _add_certify_parser(subparsers: Any) -> None:
 
 def run_certify(args: argparse.Namespace) -> int:
     """``amd certify`` (fixed ``--samples``, ``--adaptive`` or ``--radius R``, see
-    :func:`~.outputs.certify_to_tsv`): writes ``OUT/certify.tsv``, ``OUT/summary.json``, ``OUT/certified_accuracy.png`` and
+    :func:`~.outputs.certify_to_tsv`): writes ``OUT/certify.tsv``, ``OUT/certify_cohen.tsv`` (Cohen et al.'s format, when the Cohen
+    bound ran), ``OUT/summary.json``, ``OUT/certified_accuracy.png`` and
     ``OUT/bound_comparison.png``; prints the summary.
 
     ``certify.tsv`` carries its fingerprint (the model's hash and every setting that changes a row) and a hash of every
@@ -229,6 +231,8 @@ def _certify(args: argparse.Namespace, device: torch.device, *, is_main: bool) -
     summary["dataset"] = args.dataset
     summary["device"] = str(device)
     (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    if "cohen" in summary["certified_accuracy"]:  # Cohen et al.'s format too, for their analyze.py
+        write_cohen_tsv(tsv, out / "certify_cohen.tsv")
     plot_certified_accuracy(
         {f"sigma={sigma:g}": tsv}, out / "certified_accuracy.png", title=f"{args.dataset}, n={args.samples}"
     )

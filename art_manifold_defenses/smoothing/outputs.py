@@ -49,6 +49,7 @@ __all__ = [
     "read_certify_fingerprint",
     "read_certify_tsv",
     "summarize_certification",
+    "write_cohen_tsv",
 ]
 
 #: Radii at which summaries report certified accuracy (includes the paper's MNIST L values 0.5, 1.0, 1.4, 1.58, 2.0).
@@ -448,6 +449,48 @@ def certified_accuracy(
     if rad.shape != ok.shape or rad.ndim != 1 or rad.size == 0:
         raise ValueError("radius and correct must be 1-D arrays of the same, non-zero length")
     return {float(r): float(np.mean(ok & (rad > 0) & (rad >= r))) for r in radii}
+
+
+#: Columns of Cohen et al.'s ``certify.py`` output, which their ``analyze.py`` reads (``pd.read_csv(path, sep="\t")``).
+COHEN_COLUMNS = ("idx", "label", "predict", "radius", "correct", "time")
+
+
+def write_cohen_tsv(
+    path: str | os.PathLike[str], out: str | os.PathLike[str], *, bound: str = "cohen"
+) -> Path:
+    """Rewrite a certification TSV of this package in the format of Cohen et al.'s ``certify.py``: a header
+    ``idx label predict radius correct time`` and one row per image, ``predict`` -1 and ``radius`` 0.0 for an
+    abstention, ``time`` as ``H:MM:SS.ffffff`` (radii with 6 significant digits where Cohen's code writes 3, so that
+    no radius rounds across a threshold); ``radius`` is the row's ``radius_<bound>`` (default Cohen's, the
+    radius of their CERTIFY). Their ``analyze.py`` reads the result as it reads their own files.
+
+    Paper: Cohen et al. 2019, Section 3.2 (CERTIFY) and the output format of their code; no equation: a file writer.
+
+    Raises:
+        ValueError: ``path`` holds no ``radius_<bound>`` column or no row.
+    """
+    import datetime
+
+    rows = read_certify_tsv(path)
+    if not rows:
+        raise ValueError(f"{path} holds no certified image")
+    column = f"radius_{bound}"
+    if column not in rows[0]:
+        have = sorted(c[len("radius_") :] for c in rows[0] if c.startswith("radius_"))
+        raise ValueError(f"bound must be one of the bounds in {path}: {have}, got {bound!r}")
+    target = Path(out)
+    tmp = target.with_name(target.name + ".tmp")
+    with open(tmp, "w", newline="") as handle:
+        handle.write("\t".join(COHEN_COLUMNS) + "\n")
+        for row in rows:
+            predict = int(row["prediction"])
+            radius = float(row[column]) if predict >= 0 else 0.0
+            elapsed = str(datetime.timedelta(seconds=float(row["seconds"])))
+            handle.write(
+                f"{row['idx']}\t{row['label']}\t{predict}\t{radius:.6g}\t{int(row['correct'])}\t{elapsed}\n"
+            )
+    os.replace(tmp, target)
+    return target
 
 
 def summarize_certification(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import csv
 import json
 from pathlib import Path
 
@@ -25,14 +26,35 @@ from art_manifold_defenses.smoothing.cli import add_subcommands, add_train_argum
 
 
 def estimator(net: nn.Module) -> RenyiSmoothingPyTorch:
-    return RenyiSmoothingPyTorch(net.eval(), nn.CrossEntropyLoss(), (1, 28, 28), 10, clip_values=(0.0, 1.0), device_type="cpu", scale=0.25)
+    return RenyiSmoothingPyTorch(
+        net.eval(),
+        nn.CrossEntropyLoss(),
+        (1, 28, 28),
+        10,
+        clip_values=(0.0, 1.0),
+        device_type="cpu",
+        scale=0.25,
+    )
 
 
-def test_tsv_rows_resume_and_summary(trained_tiny: nn.Module, mnist_small: tuple[np.ndarray, ...], tmp_path: Path) -> None:
+def test_tsv_rows_resume_and_summary(
+    trained_tiny: nn.Module, mnist_small: tuple[np.ndarray, ...], tmp_path: Path
+) -> None:
     _, _, x_test, y_test = mnist_small
     x, y = x_test[:12], y_test[:12]
     est = estimator(trained_tiny)
-    full = certify_to_tsv(est, x, y, tmp_path / "a" / "certify.tsv", n=100, n0=20, alpha=0.05, batch_size=240, seed=7, verbose=False)
+    full = certify_to_tsv(
+        est,
+        x,
+        y,
+        tmp_path / "a" / "certify.tsv",
+        n=100,
+        n0=20,
+        alpha=0.05,
+        batch_size=240,
+        seed=7,
+        verbose=False,
+    )
     rows = read_certify_tsv(full)
     assert [int(r["idx"]) for r in rows] == list(range(12))
     assert {"radius_renyi", "radius_cohen", "radius_pixeldp", "correct", "seconds"} <= set(rows[0])
@@ -67,18 +89,36 @@ def test_bound_comparison_plot(tmp_path: Path) -> None:
     assert out.stat().st_size > 1000
 
 
-def test_train_from_args_checkpoint_roundtrip_and_certify_cli(mnist_small: tuple[np.ndarray, ...], tmp_path: Path) -> None:
+def test_train_from_args_checkpoint_roundtrip_and_certify_cli(
+    mnist_small: tuple[np.ndarray, ...], tmp_path: Path
+) -> None:
     x_train, y_train, x_test, y_test = mnist_small
     parser = argparse.ArgumentParser()
     add_train_arguments(parser.add_argument_group("stn"))
     args = parser.parse_args(["--sigma", "0.3", "--stability-weight", "0.5", "--stn-target", "logits"])
-    args.epochs, args.batch_size, args.lr, args.seed, args.quiet, args.out = 1, 64, 1e-3, 0, True, str(tmp_path / "run")
+    args.epochs, args.batch_size, args.lr, args.seed, args.quiet, args.out = (
+        1,
+        64,
+        1e-3,
+        0,
+        True,
+        str(tmp_path / "run"),
+    )
     data = {"x_train": x_train[:300], "y_train": y_train[:300], "x_test": x_test[:50], "y_test": y_test[:50]}
     architecture = {"name": "wong_small", "in_channels": 1, "num_classes": 10, "input_size": 28}
     model, defence = train_from_args(args, data, torch.device("cpu"), architecture)
     assert isinstance(model, SmoothedClassifier) and model.sigma == 0.3
-    assert defence == {"name": "stn", "params": {"sigma": 0.3, "stability_weight": 0.5, "stn_target": "logits"}}
-    path = save_checkpoint(model, tmp_path / "run" / "model.pt", architecture=architecture, defence=defence, dataset="mnist-embedded")
+    assert defence == {
+        "name": "stn",
+        "params": {"sigma": 0.3, "stability_weight": 0.5, "stn_target": "logits"},
+    }
+    path = save_checkpoint(
+        model,
+        tmp_path / "run" / "model.pt",
+        architecture=architecture,
+        defence=defence,
+        dataset="mnist-embedded",
+    )
     loaded, meta = load_checkpoint(path)
     assert isinstance(loaded, SmoothedClassifier) and loaded.sigma == 0.3 and loaded.stochastic
     for a, b in zip(model.state_dict().values(), loaded.state_dict().values(), strict=True):
@@ -93,5 +133,39 @@ def test_train_from_args_checkpoint_roundtrip_and_certify_cli(mnist_small: tuple
     summary = json.loads((tmp_path / "cert" / "summary.json").read_text())
     assert summary["images"] == 6 and set(summary["certified_accuracy"]) == {"renyi", "cohen", "pixeldp"}
     assert summary["settings"]["sigma"] == 0.3
-    assert (tmp_path / "cert" / "certified_accuracy.png").is_file() and (tmp_path / "cert" / "bound_comparison.png").is_file()
+    assert (tmp_path / "cert" / "certified_accuracy.png").is_file() and (
+        tmp_path / "cert" / "bound_comparison.png"
+    ).is_file()
     assert len(read_certify_tsv(tmp_path / "cert" / "certify.tsv")) == 6
+    _check_cohen_format(tmp_path / "cert", summary)
+
+
+def _analyze_like_cohen(path: Path, radius: float) -> float:
+    """Cohen et al.'s ``analyze.py`` (``ApproximateAccuracy``): ``pd.read_csv(path, delimiter="\\t")`` and
+    ``(df["correct"] & (df["radius"] >= radius)).mean()``, re-implemented on the csv module."""
+    with open(path, newline="") as handle:
+        rows = list(csv.DictReader(handle, delimiter="\t"))
+    assert list(rows[0]) == ["idx", "label", "predict", "radius", "correct", "time"]
+    return sum(int(r["correct"]) == 1 and float(r["radius"]) >= radius for r in rows) / len(rows)
+
+
+def _check_cohen_format(folder: Path, summary: dict) -> None:
+    """``amd certify`` also writes ``certify_cohen.tsv``, which Cohen's analysis reads to the same certified accuracy
+    (at radii > 0, where an abstention's radius 0.0 cannot count) as the package's own summary."""
+    cohen = folder / "certify_cohen.tsv"
+    rows = read_certify_tsv(folder / "certify.tsv")
+    with open(cohen, newline="") as handle:
+        theirs = list(csv.DictReader(handle, delimiter="\t"))
+    assert [r["idx"] for r in theirs] == [r["idx"] for r in rows]
+    for ours, row in zip(rows, theirs, strict=True):
+        assert int(row["predict"]) == int(ours["prediction"]) and row["correct"] == ours["correct"]
+        assert float(row["radius"]) == pytest.approx(
+            float(ours["radius_cohen"]) if int(ours["prediction"]) >= 0 else 0.0, rel=1e-5, abs=1e-9
+        )
+        hours, minutes, seconds = row["time"].split(":")
+        assert int(hours) * 3600 + int(minutes) * 60 + float(seconds) == pytest.approx(
+            float(ours["seconds"]), abs=1e-5
+        )
+    for radius, accuracy in summary["certified_accuracy"]["cohen"].items():
+        if float(radius) > 0:
+            assert _analyze_like_cohen(cohen, float(radius)) == pytest.approx(accuracy, abs=1e-9)
