@@ -239,6 +239,16 @@ def _certify(args: argparse.Namespace, device: torch.device, *, is_main: bool) -
     plot_bound_comparison(out / "bound_comparison.png", sigma=float(sigma))
     keys = ("images", "mode", "smoothed_accuracy", "abstain_rate", "samples_per_image", "fixed_samples_per_image",
             "seconds_per_image", "certified_accuracy", "decision")  # fmt: skip
+    settings = summary.get("settings") or {}
+    used: dict[str, Any] = {"mode": summary["mode"]}
+    used.update(
+        {
+            k: settings[k]
+            for k in ("n", "n0", "alpha", "sigma", "bounds", "interval", "radius")
+            if k in settings
+        }
+    )
+    print("settings: " + ", ".join(f"{k}={v}" for k, v in used.items()))  # what was used, defaults included
     print(json.dumps({k: summary[k] for k in keys if k in summary}, indent=2))
     return 0
 

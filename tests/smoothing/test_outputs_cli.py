@@ -90,7 +90,7 @@ def test_bound_comparison_plot(tmp_path: Path) -> None:
 
 
 def test_train_from_args_checkpoint_roundtrip_and_certify_cli(
-    mnist_small: tuple[np.ndarray, ...], tmp_path: Path
+    mnist_small: tuple[np.ndarray, ...], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     x_train, y_train, x_test, y_test = mnist_small
     parser = argparse.ArgumentParser()
@@ -130,6 +130,10 @@ def test_train_from_args_checkpoint_roundtrip_and_certify_cli(
     cli = top.parse_args(["certify", "--checkpoint", str(path), "--dataset", "mnist-embedded", "--data-root", str(tmp_path / "data"),
                           "--n", "6", "--samples", "50", "--n0", "10", "--out", str(tmp_path / "cert"), "--quiet"])  # fmt: skip
     assert commands["certify"](cli) == 0
+    printed = (
+        capsys.readouterr().out
+    )  # the settings used are printed, the defaults included (alpha 0.05, n0 10)
+    assert "settings: mode=fixed, n=50, n0=10, alpha=0.05, sigma=0.3" in printed
     summary = json.loads((tmp_path / "cert" / "summary.json").read_text())
     assert summary["images"] == 6 and set(summary["certified_accuracy"]) == {"renyi", "cohen", "pixeldp"}
     assert summary["settings"]["sigma"] == 0.3
