@@ -85,6 +85,8 @@ class RenyiSmoothingPyTorch(PyTorchRandomizedSmoothing):
     - ``fit`` draws fresh noise per batch and optionally adds the stability loss (``stability_weight``).
     - ``loss_gradient`` averages the loss gradient over ``eot_samples`` noise draws by default (EoT, section 6.2 of the
       paper), so ART attacks, which call it without extra arguments, attack the smoothed classifier, not the base one.
+      Cost: ``eot_samples`` (default: ``sample_size``) noisy passes per gradient; ``eot_samples=1`` attacks one
+      noisy copy (cheaper, weaker).
     - ``class_gradient`` is EoT-averaged too.
 
     Known limitations: the certificate holds for the smoothed classifier, i.e. for the majority vote of the base
