@@ -40,7 +40,6 @@ __all__ = [
     "gather_objects",
     "init_distributed",
     "is_distributed",
-    "is_main_process",
     "local_rank",
     "rank",
     "shard",
@@ -83,11 +82,6 @@ def rank() -> int:
 def local_rank() -> int:
     """Rank of this process on its node (``LOCAL_RANK``, set by torchrun; 0 otherwise): the index of its GPU."""
     return _env_int("LOCAL_RANK", 0)
-
-
-def is_main_process() -> bool:
-    """True on rank 0 (the process that merges results and writes checkpoints)."""
-    return rank() == 0
 
 
 @dataclass(frozen=True)

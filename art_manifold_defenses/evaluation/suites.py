@@ -144,11 +144,6 @@ def suite_names() -> list[str]:
     return sorted(_SUITES)
 
 
-def suite_description(name: str) -> str:
-    """The one-line description of suite ``name``."""
-    return _lookup(name).description
-
-
 def _lookup(name: str) -> _Suite:
     if name not in _SUITES:
         register_paper_suite(name)  # a paper suite not registered yet: its defence module registers it
