@@ -27,6 +27,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from .utils import write_text_atomic
+
 __all__ = [
     "FINGERPRINT_FORMAT",
     "TSV_FINGERPRINT_PREFIX",
@@ -202,18 +204,14 @@ def check_row_images(rows: Sequence[Mapping[str, str]], expected: Mapping[int, t
 def start_tsv(path: str | os.PathLike[str], fingerprint: Mapping[str, Any], columns: Sequence[str]) -> Path:
     """Write a fresh TSV holding only its fingerprint line and header (atomically: a kill never leaves half a
     header)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(
+    header = (
         TSV_FINGERPRINT_PREFIX
         + json.dumps(dict(fingerprint), sort_keys=True)
         + "\n"
         + "\t".join(columns)
         + "\n"
     )
-    os.replace(tmp, path)
-    return path
+    return write_text_atomic(path, header)
 
 
 def read_tsv(path: str | os.PathLike[str]) -> tuple[dict[str, Any] | None, list[str], list[dict[str, str]]]:

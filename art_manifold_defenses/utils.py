@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 import random
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,7 @@ import torch
 from torch import nn
 
 __all__ = [
+    "write_text_atomic",
     "device_arg",
     "art_device_type",
     "as_float_tensor",
@@ -209,6 +211,17 @@ def check_labels(y: Any, n: int, num_classes: int, name: str = "y") -> np.ndarra
             f"{name} must lie in [0, {num_classes - 1}], got values in [{arr.min()}, {arr.max()}]"
         )
     return arr
+
+
+def write_text_atomic(path: str | os.PathLike[str], text: str) -> Path:
+    """Write ``text`` to ``path`` through a ``.tmp`` sibling and ``os.replace``, so that a reader (or a run killed
+    mid-write) never sees a partial file; creates the parent folder. Returns the path."""
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(target.name + ".tmp")
+    tmp.write_text(text)
+    os.replace(tmp, target)
+    return target
 
 
 def as_float_tensor(x: Any, device: torch.device | str = "cpu") -> torch.Tensor:

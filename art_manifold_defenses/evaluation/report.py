@@ -29,6 +29,7 @@ from typing import Any
 
 import numpy as np
 
+from ..utils import write_text_atomic
 from .results import RESULTS_FORMAT, EvaluationResult, result_to_dict
 from .results import json_clean as _json_clean
 
@@ -306,10 +307,7 @@ def write_report(result: EvaluationResult | Mapping[str, Any], out_dir: str | os
     record = dict(result) if isinstance(result, Mapping) else result_to_dict(result)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    json_path = out / "results.json"
-    tmp = json_path.with_name("results.json.tmp")
-    tmp.write_text(json.dumps(_json_clean(record), indent=2, sort_keys=False) + "\n")
-    os.replace(tmp, json_path)
+    json_path = write_text_atomic(out / "results.json", json.dumps(_json_clean(record), indent=2, sort_keys=False) + "\n")
     curves = plot_robustness_curves(record, out / "curves.png", title=title)
     md_path = out / "results.md"
     md_path.write_text(markdown_table(record, title=title, curves=curves.name))

@@ -69,6 +69,7 @@ from ..utils import (
     forward_checked,
     resolve_device,
     set_seed,
+    write_text_atomic,
 )
 from .attacks import ATTACKS, AttackSpec, perturbation_norms, run_attack
 from .audit import AuditFlag, audit, measure_determinism, measure_gradients
@@ -312,11 +313,8 @@ def _json_roundtrip(value: Any) -> Any:
 
 
 def _save_attack(path: Path, result: AttackResult, context: Mapping[str, Any]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps({"format": _RESULT_FORMAT, "context": _json_roundtrip(context), "result": result.to_dict()},
-                              sort_keys=True) + "\n")  # fmt: skip
-    os.replace(tmp, path)
+    write_text_atomic(path, json.dumps({"format": _RESULT_FORMAT, "context": _json_roundtrip(context),
+                                        "result": result.to_dict()}, sort_keys=True) + "\n")  # fmt: skip
 
 
 def _batch(b: int, batch_size: int) -> slice:
@@ -356,11 +354,8 @@ def _load_part(path: Path, context: Mapping[str, Any]) -> dict[str, Any] | None:
 
 
 def _save_part(path: Path, part: Mapping[str, Any], context: Mapping[str, Any]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps({"format": _RESULT_FORMAT + "/batch", "context": _json_roundtrip(context), "part": dict(part)},
-                              sort_keys=True) + "\n")  # fmt: skip
-    os.replace(tmp, path)
+    write_text_atomic(path, json.dumps({"format": _RESULT_FORMAT + "/batch", "context": _json_roundtrip(context),
+                                        "part": dict(part)}, sort_keys=True) + "\n")  # fmt: skip
 
 
 def _remove_parts(attack_path: Path) -> None:

@@ -403,7 +403,9 @@ class FeaturePyramidDecoder(nn.Module):
     def restore(self, x: Tensor) -> Tensor:
         """Front pass and image restoration: ``x' = FPD_R(FPD_FD(x))``, with the shape of ``x``; ``x`` must be finite
         (not necessarily inside ``clip_values``: Algorithm 1's second pass restores the restored image ``x'``)."""
-        x = self._check_input(x, check_range=False)
+        return self._restore(self._check_input(x, check_range=False))
+
+    def _restore(self, x: Tensor) -> Tensor:
         features, _ = self.denoising_module(x)
         return self.restoration(features, output_size=x.shape[-2:])
 
@@ -417,17 +419,17 @@ class FeaturePyramidDecoder(nn.Module):
         """``(x', logits)``: the restored image (before the middle layer) and the tanh logits in (-1, 1). The training
         interface: ``x`` must be finite but may leave ``clip_values`` (Algorithm 1 feeds noisy images and, in its second
         pass, the restored ``x'``)."""
-        x = self._check_input(x, check_range=False)
-        restored = self.restore(x)
+        return self._restored_and_logits(self._check_input(x, check_range=False))
+
+    def _restored_and_logits(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        restored = self._restore(x)
         return restored, self.classify_restored(restored, x)
 
     def forward(self, x: Tensor, return_restored: bool = False) -> Tensor | tuple[Tensor, Tensor]:
         """The tanh logits; with ``return_restored=True`` the pair ``(x', logits)`` of :meth:`forward_with_restoration`
         (the trainer calls it this way so that ``DistributedDataParallel`` sees the whole training pass). Without
         ``return_restored`` (classification: ART, the attacks) ``x`` must also lie in ``clip_values``."""
-        if not return_restored:
-            self._check_input(x)
-        restored, logits = self.forward_with_restoration(x)
+        restored, logits = self._restored_and_logits(self._check_input(x, check_range=not return_restored))
         return (restored, logits) if return_restored else logits
 
     # ----- parameter groups (Algorithm 1 restricts phase-1 updates to FPD_FD and FPD_R) -----

@@ -9,6 +9,7 @@ image. A resume checks both, so a table never mixes two models, two settings or 
 from __future__ import annotations
 
 import csv
+import datetime
 import os
 import time
 from collections.abc import Mapping, Sequence
@@ -28,7 +29,7 @@ from ..fingerprint import (
     resume_tsv,
     start_tsv,
 )
-from ..utils import check_labels
+from ..utils import check_labels, write_text_atomic
 from .bounds import cohen_radius, pixeldp_radius, renyi_radius
 from .certification import certify_batch, resolve_bounds
 from .confidence import INTERVALS
@@ -469,8 +470,6 @@ def write_cohen_tsv(
     Raises:
         ValueError: ``path`` holds no ``radius_<bound>`` column or no row.
     """
-    import datetime
-
     rows = read_certify_tsv(path)
     if not rows:
         raise ValueError(f"{path} holds no certified image")
@@ -478,19 +477,15 @@ def write_cohen_tsv(
     if column not in rows[0]:
         have = sorted(c[len("radius_") :] for c in rows[0] if c.startswith("radius_"))
         raise ValueError(f"bound must be one of the bounds in {path}: {have}, got {bound!r}")
-    target = Path(out)
-    tmp = target.with_name(target.name + ".tmp")
-    with open(tmp, "w", newline="") as handle:
-        handle.write("\t".join(COHEN_COLUMNS) + "\n")
-        for row in rows:
-            predict = int(row["prediction"])
-            radius = float(row[column]) if predict >= 0 else 0.0
-            elapsed = str(datetime.timedelta(seconds=float(row["seconds"])))
-            handle.write(
-                f"{row['idx']}\t{row['label']}\t{predict}\t{radius:.6g}\t{int(row['correct'])}\t{elapsed}\n"
-            )
-    os.replace(tmp, target)
-    return target
+    lines = ["\t".join(COHEN_COLUMNS)]
+    for row in rows:
+        predict = int(row["prediction"])
+        radius = float(row[column]) if predict >= 0 else 0.0
+        elapsed = str(datetime.timedelta(seconds=float(row["seconds"])))
+        lines.append(
+            f"{row['idx']}\t{row['label']}\t{predict}\t{radius:.6g}\t{int(row['correct'])}\t{elapsed}"
+        )
+    return write_text_atomic(out, "\n".join(lines) + "\n")
 
 
 def summarize_certification(
