@@ -32,10 +32,15 @@ from ._fused import (
     _Workspace,
     fused_hamming_layer_distances,
     fused_hamming_pair_distances,
+    graph_nodes,
+    hamming_through_relu_nodes,
     relu_pattern_disagreements,
 )
 from .perturbation import NORMS, perturbed_pair, sample_maximal_perturbation
 from .relu_hooks import ReLURecorder
+
+#: One recorded layer: ``(name, stacked z or None, z+, z-, r+ or None, r- or None)`` (``r``: the ReLU's output).
+_Layer = tuple[str, Tensor | None, Tensor, Tensor, Any, Any]
 
 __all__ = [
     "BATCHING_MODES",
@@ -463,6 +468,7 @@ class ManifoldRegularizer:
         perturbation: Tensor | None = None,
         include_clean: bool = True,
         clean_backward: Callable[[Tensor], Tensor] | None = None,
+        outputs_in_loss: bool = False,
     ) -> RegularizerOutput:
         """Compute the requested terms for ``model`` on the batch ``x`` (gradients flow to the model).
 
@@ -478,6 +484,11 @@ class ManifoldRegularizer:
                 the clean pass's graph is freed before the passes over ``x+`` and ``x-`` run: the same gradients as
                 back-propagating the sum, with a third less peak memory. The returned logits are then detached and
                 ``clean_loss`` holds the loss.
+            outputs_in_loss: the caller promises that the loss it back-propagates depends on ``f(x+)`` and ``f(x-)``
+                (as eq. 15's intrinsic term does, even with weight 0). With separate passes the Hamming gradient is
+                then added inside each ReLU's own backward instead of being summed with it afterwards (the same
+                gradient; on CPU it saves a layer-sized allocation and two passes over it per layer). A ReLU whose
+                output does not reach ``f`` still takes the general path.
 
         Raises:
             ValueError: bad batch, a model without ReLU modules when ``hamming=True``, functional ReLUs with
@@ -535,13 +546,21 @@ class ManifoldRegularizer:
         else:
             intrinsic = zero
         names, columns, disagree, sizes = [], [], [], []
-        for name, stacked, z_plus, z_minus in layers:
+        reached = graph_nodes(f_plus, f_minus) if outputs_in_loss and self.hamming and separate else set()
+        for name, stacked, z_plus, z_minus, r_plus, r_minus in layers:
             names.append(name)
             sizes.append(int(z_plus[0].numel()))
             if not self.hamming:
                 count = relu_pattern_disagreements(z_plus, z_minus)
             elif stacked is None:  # the distances and the ReLU pattern disagreements in one pass
-                distances, count = _pair_distances_and_disagreements(z_plus, z_minus, self.alpha, workspace)
+                fast = (
+                    hamming_through_relu_nodes(z_plus, z_minus, r_plus, r_minus, self.alpha, workspace, reached)
+                    if reached else None
+                )
+                distances, count = (
+                    fast if fast is not None
+                    else _pair_distances_and_disagreements(z_plus, z_minus, self.alpha, workspace)
+                )  # fmt: skip
                 columns.append(distances)
             else:
                 columns.append(fused_hamming_layer_distances(stacked, batch=batch, alpha=self.alpha))
@@ -569,20 +588,20 @@ class ManifoldRegularizer:
         x_plus: Tensor,
         x_minus: Tensor,
         include_clean: bool,
-    ) -> tuple[Tensor | None, Tensor, Tensor, list[tuple[str, Tensor | None, Tensor, Tensor]]]:
-        """One forward pass over ``[x, x+, x-]``; layers as ``(name, stacked z, z+ rows, z- rows)``."""
+    ) -> tuple[Tensor | None, Tensor, Tensor, list[_Layer]]:
+        """One forward pass over ``[x, x+, x-]``; layers as ``(name, stacked z, z+ rows, z- rows, None, None)``."""
         parts = [x, x_plus, x_minus] if include_clean else [x_plus, x_minus]
         batch = x.shape[0]
         with recorder:
             outputs = model(torch.cat(parts))
         chunks = outputs.split(batch)
-        layers: list[tuple[str, Tensor | None, Tensor, Tensor]] = []
+        layers: list[_Layer] = []
         for name, z in recorder.records:
             if z.shape[0] != batch * len(parts):
                 raise ValueError(
                     f"ReLU layer {name!r} saw {z.shape[0]} rows for a concatenated batch of {batch * len(parts)}"
                 )
-            layers.append((name, z, z[-2 * batch : -batch], z[-batch:]))
+            layers.append((name, z, z[-2 * batch : -batch], z[-batch:], None, None))
         return (chunks[0] if include_clean else None), chunks[-2], chunks[-1], layers
 
     @staticmethod
@@ -594,9 +613,10 @@ class ManifoldRegularizer:
         x_minus: Tensor,
         include_clean: bool,
         clean_backward: Callable[[Tensor], Tensor] | None,
-    ) -> tuple[Tensor | None, Tensor | None, Tensor, Tensor, list[tuple[str, Tensor | None, Tensor, Tensor]]]:
+    ) -> tuple[Tensor | None, Tensor | None, Tensor, Tensor, list[_Layer]]:
         """Forward passes over ``x`` (unrecorded; back-propagated at once with ``clean_backward``), ``x+`` and ``x-``
-        in one graph; returns ``(logits, clean loss, f+, f-, layers)`` with layers as ``(name, None, z+, z-)``."""
+        in one graph; returns ``(logits, clean loss, f+, f-, layers)`` with layers as ``(name, None, z+, z-, r+, r-)``
+        (``r``: the ReLU's output)."""
         logits, clean_loss = None, None
         with recorder:
             if include_clean:
@@ -615,21 +635,25 @@ class ManifoldRegularizer:
                     logits, clean_loss = logits.detach(), loss.detach()
                 recorder.next_pass()
             f_plus = model(x_plus)
-            plus_records = recorder.records
+            plus_records, plus_outputs = recorder.records, recorder.outputs
             recorder.next_pass()
             f_minus = model(x_minus)
-        minus_records = recorder.records
+        minus_records, minus_outputs = recorder.records, recorder.outputs
         if [name for name, _ in plus_records] != [name for name, _ in minus_records]:
             raise ValueError(
                 "the model called different ReLU layers for x+ and x-; the Hamming term needs the same ones"
             )
-        layers: list[tuple[str, Tensor | None, Tensor, Tensor]] = []
-        for (name, z_plus), (_, z_minus) in zip(plus_records, minus_records, strict=True):
+        if len(plus_outputs) != len(plus_records) or len(minus_outputs) != len(minus_records):
+            plus_outputs, minus_outputs = [None] * len(plus_records), [None] * len(minus_records)
+        layers: list[_Layer] = []
+        for (name, z_plus), (_, z_minus), r_plus, r_minus in zip(
+            plus_records, minus_records, plus_outputs, minus_outputs, strict=True
+        ):
             if z_plus.shape != z_minus.shape or z_plus.shape[0] != x.shape[0]:
                 raise ValueError(
                     f"ReLU layer {name!r} saw shapes {tuple(z_plus.shape)} and {tuple(z_minus.shape)} for a batch of {x.shape[0]}"
                 )
-            layers.append((name, None, z_plus, z_minus))
+            layers.append((name, None, z_plus, z_minus, r_plus, r_minus))
         return logits, clean_loss, f_plus, f_minus, layers
 
     def _handle_functional(self, calls: int, model: nn.Module) -> None:

@@ -63,7 +63,8 @@ class ReLURecorder:
     of eqs. 13-14 compares).
 
     After the block, ``records`` holds ``(layer name, pre-activation tensor)`` in call order (a module called twice
-    gives two layers, the second named ``"name#2"``), still attached to the autograd graph. ``functional_calls``
+    gives two layers, the second named ``"name#2"``), still attached to the autograd graph, and ``outputs`` the
+    matching ReLU outputs (the Hamming regularizer hooks its gradient onto their autograd nodes). ``functional_calls``
     holds the number of functional ReLU calls made outside hooked modules (``detect_functional=True``).
 
     With ``shared_dropout_chunks=k`` the batch is taken to be ``k`` stacked copies of one batch (x, x+, x-) and every
@@ -111,6 +112,8 @@ class ReLURecorder:
         self.shared_dropout_passes = shared_dropout_passes
         self.recording = True
         self.records: list[tuple[str, Tensor]] = []
+        #: the output of each recorded call, in the order of ``records`` (what :mod:`._fused` hooks its gradient to)
+        self.outputs: list[Any] = []
         self.functional_calls = 0
         self._handles: list[RemovableHandle] = []
         self._calls: dict[str, int] = {}
@@ -137,6 +140,8 @@ class ReLURecorder:
 
     def _post_hook(self, module: nn.Module, inputs: tuple[Any, ...], output: Any) -> None:
         self._depth -= 1
+        if self.recording and len(self.outputs) < len(self.records):
+            self.outputs.append(output)
 
     def _dropout_pre_hook(self, module: nn.Module, inputs: tuple[Any, ...]) -> None:
         if module.training and getattr(module, "p", 0.0) > 0:
@@ -174,7 +179,7 @@ class ReLURecorder:
     def next_pass(self) -> None:
         """Start a new forward pass inside the block: fresh ``records``, call counts and ``functional_calls``; the
         dropout masks of the first pass are replayed (``shared_dropout_passes=True``)."""
-        self.records, self.functional_calls, self._calls, self._depth = [], 0, {}, 0
+        self.records, self.outputs, self.functional_calls, self._calls, self._depth = [], [], 0, {}, 0
         self._mask_index = 0
 
     # -- context manager ----------------------------------------------------------------------------------------

@@ -84,7 +84,8 @@ def manifold_regularization_step(
             # gradients add up to those of the whole loss
             ctx.optimizer.zero_grad(set_to_none=True)
             out = regularizer(
-                ctx.model, x, eps=values["epsilon"], clean_backward=lambda logits: F.cross_entropy(logits, y)
+                ctx.model, x, eps=values["epsilon"], clean_backward=lambda logits: F.cross_entropy(logits, y),
+                outputs_in_loss=regularizer.intrinsic is not None,  # the penalty below depends on f(x+), f(x-)
             )
             assert out.logits is not None and out.clean_loss is not None
             cross_entropy = out.clean_loss
