@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import math
 import os
-import pickle
 import time
 import warnings
 from collections.abc import Callable, Mapping
@@ -33,7 +32,7 @@ import torch
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-from .fingerprint import arrays_hash, check_fingerprint, make_fingerprint, model_hash, overwrite_hint
+from .train_state import TRAIN_STATE_FILE, load_train_state, resume_from, save_train_state, train_fingerprint
 from .utils import check_images, check_labels, forward_checked, probe_forward, resolve_device
 
 __all__ = [
@@ -41,7 +40,6 @@ __all__ = [
     "cross_entropy_step", "evaluate_accuracy", "predict_logits", "train", "TRAIN_STATE_FILE",
 ]  # fmt: skip
 
-TRAIN_STATE_FILE = "train_state.pt"
 #: At most this many training images (a fixed, seeded subset) are predicted after every epoch by the collapse check.
 COLLAPSE_CHECK_IMAGES = 512
 #: One class taking at least this share of the predictions counts as a collapse.
@@ -244,54 +242,6 @@ def _collective_device(dev: torch.device) -> torch.device:
     return dev if dev.type == "cuda" else torch.device("cpu")
 
 
-def _save_atomic(obj: dict[str, Any], path: Path) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
-
-
-def _load_state(path: Path, device: torch.device | str) -> dict[str, Any]:
-    """A ``train_state.pt`` (tensors and plain values only): every failure is a ``ValueError`` naming the file."""
-    hint = overwrite_hint("resume=False")
-    try:
-        state = torch.load(path, map_location=device, weights_only=True)
-    except pickle.UnpicklingError as exc:
-        raise ValueError(
-            f"{path} holds more than tensors (pickled code?); refusing to load it; {hint}"
-        ) from exc
-    except (RuntimeError, EOFError, OSError, KeyError, ValueError) as exc:
-        raise ValueError(f"{path} is not a readable training state (empty or truncated by a crash?): "
-                         f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__}; {hint}") from exc  # fmt: skip
-    if not isinstance(state, dict) or not {"epoch", "model", "optimizer", "history"} <= set(state):
-        raise ValueError(
-            f"{path} is not a training state of this package (missing epoch/model/optimizer/history); {hint}"
-        )
-    return state
-
-
-def _optimizer_settings(optimizer: torch.optim.Optimizer) -> dict[str, Any]:
-    """The optimizer's class and the hyper-parameters of each parameter group, one field each (``optimizer.lr``, or
-    ``optimizer[1].lr`` for a second group), so that a refusal names the one that differs."""
-    fields: dict[str, Any] = {"optimizer": type(optimizer).__name__}
-    single = len(optimizer.param_groups) == 1
-    for i, group in enumerate(optimizer.param_groups):
-        for key, value in sorted(group.items()):
-            if key != "params":
-                fields[f"optimizer.{key}" if single else f"optimizer[{i}].{key}"] = value
-    return fields
-
-
-def _train_fingerprint(model: nn.Module, x: np.ndarray, y: np.ndarray, optimizer: torch.optim.Optimizer, scheduler: Any,
-                       step_fn: Any, extra: Mapping[str, Any] | None, **settings: Any) -> dict[str, Any]:  # fmt: skip
-    """What a training state was computed from: the architecture, the data, the optimizer and every setting of
-    :func:`train` that changes the result, plus the caller's ``extra`` fields."""
-    step = None if step_fn is None else getattr(step_fn, "__qualname__", type(step_fn).__name__)
-    return make_fingerprint(
-        "train", architecture=model_hash(model, weights=False), data=arrays_hash(x, y), **_optimizer_settings(optimizer),
-        scheduler=None if scheduler is None else type(scheduler).__name__, step_fn=step, **settings, **dict(extra or {}),
-    )  # fmt: skip
-
-
 def train(
     model: nn.Module,
     x: Any,
@@ -361,18 +311,8 @@ def train(
             :class:`~art_manifold_defenses.fingerprint.FingerprintMismatchError` naming what differs
             (``resume=False`` starts afresh). An unreadable or pickled state is a ``ValueError`` naming the file.
     """
-    if not isinstance(epochs, int) or epochs < 0:
-        raise ValueError(f"epochs must be a non-negative integer, got {epochs!r}")
-    if not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
-    if scheduler is not None and not callable(getattr(scheduler, "step", None)):
-        raise TypeError("scheduler must have a .step() method")
-    if scheduler_interval not in ("epoch", "batch"):
-        raise ValueError(f"scheduler_interval must be 'epoch' or 'batch', got {scheduler_interval!r}")
-    if distributed is not None and not isinstance(distributed, bool):
-        raise TypeError(f"distributed must be a bool or None, got {distributed!r}")
-    if not isinstance(collapse_check, bool):
-        raise TypeError(f"collapse_check must be a bool, got {collapse_check!r}")
+    _check_loop_settings(epochs=epochs, batch_size=batch_size, scheduler=scheduler,
+                         scheduler_interval=scheduler_interval, distributed=distributed, collapse_check=collapse_check)  # fmt: skip
     from . import distributed as dist_helpers
 
     use_ddp = dist_helpers.is_distributed() if distributed is None else distributed
@@ -391,56 +331,22 @@ def train(
         check_images(validation_data[0], "validation_data[0]")
     if optimizer is None:
         optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
-    run_fingerprint = _train_fingerprint(
+    run_fingerprint = train_fingerprint(
         model, x_np, y_np, optimizer, scheduler, step_fn, fingerprint, batch_size=batch_size, seed=seed, shuffle=shuffle,
         drop_last=drop_last, grad_clip=grad_clip, scheduler_interval=scheduler_interval,
     )  # fmt: skip
-    step = step_fn or cross_entropy_step
-    x_t, y_t = torch.from_numpy(x_np), torch.from_numpy(y_np)
-    n = len(x_t)
+    n = len(x_np)
     batches = n // batch_size if drop_last else math.ceil(n / batch_size)
     if batches == 0:
         raise ValueError(f"no batch to train on: {n} samples with batch_size={batch_size} and drop_last=True")
-    ctx = TrainContext(
-        model=model,
-        optimizer=optimizer,
-        device=dev,
-        epochs=epochs,
-        batches_per_epoch=batches,
-        grad_clip=grad_clip,
-    )
+    ctx = TrainContext(model=model, optimizer=optimizer, device=dev, epochs=epochs, batches_per_epoch=batches,
+                       grad_clip=grad_clip)  # fmt: skip
     probe = _collapse_subset(n, seed) if collapse_check else None
 
-    history: list[dict[str, float]] = []
-    start_epoch = 0
     state_path = Path(checkpoint_dir) / TRAIN_STATE_FILE if checkpoint_dir is not None else None
-    if state_path is not None:
-        state_path.parent.mkdir(parents=True, exist_ok=True)
-        state = None
-        if use_ddp:  # rank 0 reads the checkpoint and sends it, so every rank resumes from the same epoch
-            local = _load_state(state_path, "cpu") if resume and rank == 0 and state_path.is_file() else None
-            state = dist_helpers.broadcast_object(local)
-        elif resume and state_path.is_file():
-            state = _load_state(state_path, dev)
-        if state is not None:
-            check_fingerprint(
-                state.get("fingerprint"),
-                run_fingerprint,
-                source=state_path,
-                hint=overwrite_hint("resume=False"),
-            )
-            model.load_state_dict(state["model"])
-            optimizer.load_state_dict(state["optimizer"])
-            if (
-                scheduler is not None
-                and state.get("scheduler") is not None
-                and hasattr(scheduler, "load_state_dict")
-            ):
-                scheduler.load_state_dict(state["scheduler"])
-            history = list(state["history"])
-            start_epoch = int(state["epoch"])
-            if verbose and rank == 0:
-                tqdm.write(f"resuming from {state_path} after epoch {start_epoch}")
+    start_epoch, history = _resume(state_path, resume=resume, use_ddp=use_ddp, rank=rank, device=dev,
+                                   fingerprint=run_fingerprint, model=model, optimizer=optimizer, scheduler=scheduler,
+                                   verbose=verbose)  # fmt: skip
 
     net: nn.Module = model
     if use_ddp:
@@ -450,98 +356,121 @@ def train(
                                       find_unused_parameters=find_unused_parameters)  # fmt: skip
         verbose = verbose and rank == 0
 
+    x_t, y_t = torch.from_numpy(x_np), torch.from_numpy(y_np)
     for epoch in range(start_epoch, epochs):
-        ctx.epoch = epoch
-        ctx.model = net
-        epoch_seed = _epoch_seed(seed, epoch)
-        # dropout, noise and other draws of this epoch (other ranks: their own stream, so their noise differs)
-        torch.manual_seed(epoch_seed if rank == 0 else dist_helpers.derive_seed(epoch_seed, "rank", rank))
-        order = (
-            torch.randperm(n, generator=torch.Generator().manual_seed(epoch_seed))
-            if shuffle
-            else torch.arange(n)
-        )
-        model.train()
-        sums: dict[str, float] = {}
-        counts: dict[
-            str, int
-        ] = {}  # batches that logged each key (a step function may log a value on some only)
+        ctx.epoch, ctx.model = epoch, net
         started = time.perf_counter()
-        bar = tqdm(range(batches), desc=f"{desc} {epoch + 1}/{epochs}", disable=not verbose, leave=False)
-        for b in bar:
-            idx = order[b * batch_size : (b + 1) * batch_size]
-            if world > 1:
-                idx = _rank_share(idx, order, rank, world)
-            xb, yb = x_t[idx].to(dev, non_blocking=True), y_t[idx].to(dev, non_blocking=True)
-            ctx.batch_index = b
-            out = step(ctx, xb, yb)
-            if isinstance(out, Tensor):
-                if not torch.isfinite(out):
-                    raise FloatingPointError(f"non-finite loss {out.item()} at epoch {epoch + 1}, batch {b}")
-                ctx.backward_and_step(out)
-                logs = {"loss": float(out.detach())}
-            else:
-                logs = {k: float(v) for k, v in out.items()}
-            for key, value in logs.items():
-                sums[key] = sums.get(key, 0.0) + value
-                counts[key] = counts.get(key, 0) + 1
-            ctx.global_step += 1
-            if scheduler is not None and scheduler_interval == "batch":
-                scheduler.step()
-            if "loss" in logs:
-                bar.set_postfix(loss=f"{logs['loss']:.4f}")
-        if scheduler is not None and scheduler_interval == "epoch":
-            scheduler.step()
-        if world > 1:  # the logged values are averaged over ranks, so every rank keeps the same history
-            keys = sorted(sums)
-            totals = dist_helpers.all_reduce_sum([sums[k] for k in keys] + [float(counts[k]) for k in keys],
-                                                 device=_collective_device(dev))  # fmt: skip
-            sums = dict(zip(keys, totals[: len(keys)], strict=True))
-            counts = {k: int(round(c)) for k, c in zip(keys, totals[len(keys) :], strict=True)}
+        means = _run_epoch(ctx, step_fn or cross_entropy_step, x_t, y_t, seed=seed, shuffle=shuffle,
+                           batch_size=batch_size, rank=rank, world=world, scheduler=scheduler,
+                           scheduler_interval=scheduler_interval, desc=desc, verbose=verbose)  # fmt: skip
         ctx.model = model
-        record = {"epoch": float(epoch + 1), **{k: v / counts[k] for k, v in sums.items()}}
-        record["lr"] = float(optimizer.param_groups[0]["lr"])
-        record["seconds"] = time.perf_counter() - started
+        record = {"epoch": float(epoch + 1), **means, "lr": float(optimizer.param_groups[0]["lr"]),
+                  "seconds": time.perf_counter() - started}  # fmt: skip
         if validation_data is not None:
-            record["val_accuracy"] = evaluate_accuracy(
-                model, validation_data[0], validation_data[1], device=dev
-            )
+            record["val_accuracy"] = evaluate_accuracy(model, validation_data[0], validation_data[1], device=dev)
         if on_epoch_end is not None:
             on_epoch_end(ctx, record)
-        if (
-            probe is not None
-        ):  # after on_epoch_end: a trainer may re-calibrate the model there (FPD's batch norm)
-            _check_collapse(
-                model,
-                x_np[probe],
-                y_np[probe],
-                record,
-                epoch=epoch,
-                epochs=epochs,
-                device=dev,
-                warn=rank == 0,
-            )
+        if probe is not None:  # after on_epoch_end: a trainer may re-calibrate the model there (FPD's batch norm)
+            _check_collapse(model, x_np[probe], y_np[probe], record, epoch=epoch, epochs=epochs, device=dev,
+                            warn=rank == 0)  # fmt: skip
         history.append(record)
         if verbose:
             shown = ", ".join(f"{k}={v:.4f}" for k, v in record.items() if k not in ("epoch", "lr"))
             tqdm.write(f"{desc} epoch {epoch + 1}/{epochs}: {shown}")
         if state_path is not None and rank == 0:
-            _save_atomic(
-                {
-                    "epoch": epoch + 1,
-                    "model": model.state_dict(),
-                    "optimizer": optimizer.state_dict(),
-                    "scheduler": scheduler.state_dict()
-                    if scheduler is not None and hasattr(scheduler, "state_dict")
-                    else None,
-                    "history": history,
-                    "seed": seed,
-                    "fingerprint": run_fingerprint,
-                },
-                state_path,
-            )
+            save_train_state(state_path, epoch=epoch + 1, model=model, optimizer=optimizer, scheduler=scheduler,
+                             history=history, seed=seed, fingerprint=run_fingerprint)  # fmt: skip
         if world > 1:
             dist_helpers.barrier()
     ctx.model = model
     model.eval()
     return history
+
+
+def _resume(state_path: Path | None, *, resume: bool, use_ddp: bool, rank: int, device: torch.device,
+            fingerprint: dict[str, Any], model: nn.Module, optimizer: torch.optim.Optimizer, scheduler: Any,
+            verbose: bool) -> tuple[int, list[dict[str, float]]]:  # fmt: skip
+    """``(epochs done, history)`` of the run's ``train_state.pt`` when there is one to resume (loaded into the model,
+    optimizer and scheduler after its fingerprint is checked), else ``(0, [])``."""
+    from . import distributed as dist_helpers
+
+    if state_path is None:
+        return 0, []
+    state_path.parent.mkdir(parents=True, exist_ok=True)
+    if use_ddp:  # rank 0 reads the checkpoint and sends it, so every rank resumes from the same epoch
+        local = load_train_state(state_path, "cpu") if resume and rank == 0 and state_path.is_file() else None
+        state = dist_helpers.broadcast_object(local)
+    else:
+        state = load_train_state(state_path, device) if resume and state_path.is_file() else None
+    start_epoch, history = resume_from(state, state_path, fingerprint, model=model, optimizer=optimizer,
+                                       scheduler=scheduler)  # fmt: skip
+    if state is not None and verbose and rank == 0:
+        tqdm.write(f"resuming from {state_path} after epoch {start_epoch}")
+    return start_epoch, history
+
+
+def _check_loop_settings(*, epochs: Any, batch_size: Any, scheduler: Any, scheduler_interval: Any, distributed: Any,
+                         collapse_check: Any) -> None:  # fmt: skip
+    """:func:`train`'s settings that need no data: a ``ValueError``/``TypeError`` naming the bad one."""
+    if not isinstance(epochs, int) or epochs < 0:
+        raise ValueError(f"epochs must be a non-negative integer, got {epochs!r}")
+    if not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+    if scheduler is not None and not callable(getattr(scheduler, "step", None)):
+        raise TypeError("scheduler must have a .step() method")
+    if scheduler_interval not in ("epoch", "batch"):
+        raise ValueError(f"scheduler_interval must be 'epoch' or 'batch', got {scheduler_interval!r}")
+    if distributed is not None and not isinstance(distributed, bool):
+        raise TypeError(f"distributed must be a bool or None, got {distributed!r}")
+    if not isinstance(collapse_check, bool):
+        raise TypeError(f"collapse_check must be a bool, got {collapse_check!r}")
+
+
+def _run_epoch(ctx: TrainContext, step: StepFunction, x: Tensor, y: Tensor, *, seed: int, shuffle: bool, batch_size: int,
+               rank: int, world: int, scheduler: Any, scheduler_interval: str, desc: str,
+               verbose: bool) -> dict[str, float]:  # fmt: skip
+    """One epoch of steps over ``(x, y)`` in the epoch's seeded order; returns the mean of every logged value (over
+    the batches that logged it, and over the ranks)."""
+    from . import distributed as dist_helpers
+
+    epoch_seed = _epoch_seed(seed, ctx.epoch)
+    # dropout, noise and other draws of this epoch (other ranks: their own stream, so their noise differs)
+    torch.manual_seed(epoch_seed if rank == 0 else dist_helpers.derive_seed(epoch_seed, "rank", rank))
+    n = len(x)
+    order = torch.randperm(n, generator=torch.Generator().manual_seed(epoch_seed)) if shuffle else torch.arange(n)
+    ctx.model.train()
+    sums: dict[str, float] = {}
+    counts: dict[str, int] = {}  # batches that logged each key (a step function may log a value on some only)
+    bar = tqdm(range(ctx.batches_per_epoch), desc=f"{desc} {ctx.epoch + 1}/{ctx.epochs}", disable=not verbose,
+               leave=False)  # fmt: skip
+    for b in bar:
+        idx = order[b * batch_size : (b + 1) * batch_size]
+        if world > 1:
+            idx = _rank_share(idx, order, rank, world)
+        xb, yb = x[idx].to(ctx.device, non_blocking=True), y[idx].to(ctx.device, non_blocking=True)
+        ctx.batch_index = b
+        out = step(ctx, xb, yb)
+        if isinstance(out, Tensor):
+            if not torch.isfinite(out):
+                raise FloatingPointError(f"non-finite loss {out.item()} at epoch {ctx.epoch + 1}, batch {b}")
+            ctx.backward_and_step(out)
+            logs = {"loss": float(out.detach())}
+        else:
+            logs = {k: float(v) for k, v in out.items()}
+        for key, value in logs.items():
+            sums[key] = sums.get(key, 0.0) + value
+            counts[key] = counts.get(key, 0) + 1
+        ctx.global_step += 1
+        if scheduler is not None and scheduler_interval == "batch":
+            scheduler.step()
+        if "loss" in logs:
+            bar.set_postfix(loss=f"{logs['loss']:.4f}")
+    if scheduler is not None and scheduler_interval == "epoch":
+        scheduler.step()
+    if world > 1:  # the logged values are averaged over ranks, so every rank keeps the same history
+        keys = sorted(sums)
+        totals = dist_helpers.all_reduce_sum([sums[k] for k in keys] + [float(counts[k]) for k in keys],
+                                             device=_collective_device(ctx.device))  # fmt: skip
+        sums = dict(zip(keys, totals[: len(keys)], strict=True))
+        counts = {k: int(round(c)) for k, c in zip(keys, totals[len(keys) :], strict=True)}
+    return {k: v / counts[k] for k, v in sums.items()}
