@@ -499,15 +499,7 @@ class ManifoldRegularizer:
         workspace = (
             self._workspace if x.device.type == "cpu" else None
         )  # other devices cache memory themselves
-        eps = self.eps if eps is None else eps
-        if perturbation is None:
-            rho = sample_maximal_perturbation(x, eps=eps, norm=self.norm, generator=generator)
-        else:
-            if perturbation.shape != x.shape:
-                raise ValueError(
-                    f"perturbation must have the shape of x {tuple(x.shape)}, got {tuple(perturbation.shape)}"
-                )
-            rho = perturbation.to(device=x.device, dtype=x.dtype)
+        rho = self._perturbation(x, self.eps if eps is None else eps, generator, perturbation)
         x_plus, x_minus = perturbed_pair(x, rho, clip_values=self.clip_values)
         batch = x.shape[0]
         separate = self.resolve_batching(model, x.device) == "separate"
@@ -536,17 +528,44 @@ class ManifoldRegularizer:
             )
             clean_loss = None
         self._handle_functional(recorder.functional_calls, model)
-        zero = f_plus.new_zeros(())
+        intrinsic = self._intrinsic(f_plus, f_minus, x_plus, x_minus)
+        reached = graph_nodes(f_plus, f_minus) if outputs_in_loss and self.hamming and separate else set()
+        hamming, layer_hamming, names, sizes, agreement = self._hamming(layers, batch, workspace, reached)
+        return RegularizerOutput(
+            logits=logits, intrinsic=intrinsic, hamming=hamming, layer_hamming=layer_hamming, layer_names=names,
+            pattern_agreement=agreement, layer_sizes=sizes, functional_relus=recorder.functional_calls,
+            x_plus=x_plus, x_minus=x_minus, clean_loss=clean_loss,
+        )  # fmt: skip
+
+    def _perturbation(
+        self, x: Tensor, eps: float, generator: torch.Generator | None, perturbation: Tensor | None
+    ) -> Tensor:
+        """``rho``: a fresh draw on the eps-sphere (eq. 8's maximal perturbation) or the caller's, checked."""
+        if perturbation is None:
+            return sample_maximal_perturbation(x, eps=eps, norm=self.norm, generator=generator)
+        if perturbation.shape != x.shape:
+            raise ValueError(
+                f"perturbation must have the shape of x {tuple(x.shape)}, got {tuple(perturbation.shape)}"
+            )
+        return perturbation.to(device=x.device, dtype=x.dtype)
+
+    def _intrinsic(self, f_plus: Tensor, f_minus: Tensor, x_plus: Tensor, x_minus: Tensor) -> Tensor:
+        """The intrinsic term: eq. 11 (``sparse``), the dense graph Laplacian (``dense``) or zero."""
         if self.intrinsic == "sparse":
-            intrinsic = intrinsic_regularizer(f_plus, f_minus, scale=self.intrinsic_scale)
-        elif self.intrinsic == "dense":
-            intrinsic = dense_intrinsic_regularizer(
+            return intrinsic_regularizer(f_plus, f_minus, scale=self.intrinsic_scale)
+        if self.intrinsic == "dense":
+            return dense_intrinsic_regularizer(
                 torch.cat([f_plus, f_minus]), torch.cat([x_plus, x_minus]), scale=self.dense_scale
             )
-        else:
-            intrinsic = zero
+        return f_plus.new_zeros(())
+
+    def _hamming(
+        self, layers: list[_Layer], batch: int, workspace: _Workspace | None, reached: set[Any]
+    ) -> tuple[Tensor, Tensor, list[str], list[int], list[float]]:
+        """The Hamming term of eqs. 13-14 over the recorded layers (zero with ``hamming=False``), each layer's mean
+        distance, the layers' names and sizes, and the share of ReLUs taking the same branch for x+ and x- per layer.
+        """
         names, columns, disagree, sizes = [], [], [], []
-        reached = graph_nodes(f_plus, f_minus) if outputs_in_loss and self.hamming and separate else set()
         for name, stacked, z_plus, z_minus, r_plus, r_minus in layers:
             names.append(name)
             sizes.append(int(z_plus[0].numel()))
@@ -556,7 +575,7 @@ class ManifoldRegularizer:
                 fast = (
                     hamming_through_relu_nodes(z_plus, z_minus, r_plus, r_minus, self.alpha, workspace, reached)
                     if reached else None
-                )
+                )  # fmt: skip
                 distances, count = (
                     fast if fast is not None
                     else _pair_distances_and_disagreements(z_plus, z_minus, self.alpha, workspace)
@@ -568,17 +587,12 @@ class ManifoldRegularizer:
             disagree.append(count)
         counts = torch.stack(disagree).tolist() if disagree else []
         agreement = [1.0 - count / (size * batch) for count, size in zip(counts, sizes, strict=True)]
-        if self.hamming:
-            per_layer = torch.stack(columns, dim=1)  # (batch, layers)
-            hamming = hamming_term_from_distances(per_layer, form=self.hamming_form)
-            layer_hamming = per_layer.detach().mean(dim=0)
-        else:
-            layer_hamming, hamming = f_plus.new_zeros((0,)), zero
-        return RegularizerOutput(
-            logits=logits, intrinsic=intrinsic, hamming=hamming, layer_hamming=layer_hamming, layer_names=names,
-            pattern_agreement=agreement, layer_sizes=sizes, functional_relus=recorder.functional_calls,
-            x_plus=x_plus, x_minus=x_minus, clean_loss=clean_loss,
-        )  # fmt: skip
+        if not self.hamming or not columns:
+            zero = layers[0][2].new_zeros(()) if layers else torch.zeros(())
+            return zero, zero.new_zeros((0,)), names, sizes, agreement
+        per_layer = torch.stack(columns, dim=1)  # (batch, layers)
+        hamming = hamming_term_from_distances(per_layer, form=self.hamming_form)
+        return hamming, per_layer.detach().mean(dim=0), names, sizes, agreement
 
     @staticmethod
     def _concatenated_pass(
