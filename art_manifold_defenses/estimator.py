@@ -12,7 +12,57 @@ from torch import Tensor, nn
 
 from .utils import art_device_type, check_nb_classes, check_positive_int, resolve_device
 
-__all__ = ["Float32Input", "PerSampleClassGradientClassifier", "to_art_classifier"]
+__all__ = [
+    "ClassifierModule", "Float32Input", "PerSampleClassGradientClassifier", "is_identity_standardisation",
+    "to_art_classifier",
+]  # fmt: skip
+
+
+def is_identity_standardisation(op: Any) -> bool:
+    """Whether ``op`` is an ART mean/std standardisation with mean 0 and std 1 (ART's default ``preprocessing=(0, 1)``:
+    ``(x - 0) / 1 == x`` exactly), which a module view can skip."""
+    from art.preprocessing.standardisation_mean_std import (
+        StandardisationMeanStd,
+        StandardisationMeanStdPyTorch,
+    )
+
+    if not isinstance(op, (StandardisationMeanStd, StandardisationMeanStdPyTorch)):
+        return False
+    return bool(np.all(np.asarray(op.mean) == 0) and np.all(np.asarray(op.std) == 1))
+
+
+class ClassifierModule(nn.Module):
+    """An ART ``PyTorchClassifier`` as a plain module: the preprocessing operations that apply when fitting
+    (``fit=True``: ``apply_fit``) or predicting (``apply_predict``), then the classifier's model -- what the harness
+    attacks and what trainers back-propagate through. Identity standardisations are skipped (they change nothing).
+
+    ``stochastic`` is set when a preprocessing operation or the model is stochastic (e.g. the RBF reconstruction).
+
+    Raises:
+        TypeError: naming ``name`` when an operation is not a ``PreprocessorPyTorch`` (a numpy preprocessing step
+            has no gradient for the attacks or trainers to follow).
+    """
+
+    def __init__(self, classifier: Any, *, fit: bool, name: str = "classifier") -> None:
+        super().__init__()
+        self.net = classifier.model
+        flag = "apply_fit" if fit else "apply_predict"
+        operations = [op for op in getattr(classifier, "preprocessing_operations", None) or []
+                      if getattr(op, flag, True) and not is_identity_standardisation(op)]  # fmt: skip
+        for op in operations:
+            if not callable(getattr(op, "forward", None)) or not hasattr(op, "estimate_forward"):
+                raise TypeError(
+                    f"{name}: its preprocessing {type(op).__name__} is not a PreprocessorPyTorch, so no gradient can "
+                    "pass through it; use PreprocessorPyTorch defences (or put the step inside the model)"
+                )
+        self.operations = operations  # a plain list: ART's operations are not modules
+        if any(bool(getattr(op, "stochastic", False)) for op in operations) or getattr(self.net, "stochastic", False):
+            self.stochastic = True
+
+    def forward(self, x: Tensor) -> Tensor:
+        for op in self.operations:
+            x, _ = op.forward(x)
+        return self.net(x)  # type: ignore[no-any-return]
 
 
 class Float32Input(nn.Module):

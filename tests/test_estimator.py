@@ -89,3 +89,33 @@ def test_ead_same_adversarials_as_on_art_classifier(trained_tiny: nn.Module, mni
         runs.append(attack.generate(x[:10], y=np.eye(10, dtype=np.float32)[y[:10]]))
     np.testing.assert_allclose(runs[0], runs[1], atol=1e-5)
     assert np.abs(runs[1] - x[:10]).max() > 0
+
+
+def test_classifier_module_applies_the_fit_or_predict_chain_and_skips_identity_standardisation() -> None:
+    import torch
+    from art.defences.preprocessor import SpatialSmoothing
+    from art.defences.preprocessor.preprocessor import PreprocessorPyTorch
+
+    from art_manifold_defenses.estimator import ClassifierModule
+
+    class AddOne(PreprocessorPyTorch):
+        def __init__(self, *, apply_fit: bool, apply_predict: bool) -> None:
+            super().__init__(device_type="cpu", apply_fit=apply_fit, apply_predict=apply_predict)
+
+        def forward(self, x: torch.Tensor, y: Any = None) -> tuple[torch.Tensor, Any]:
+            return x + 1.0, y
+
+    net = nn.Flatten()
+    predict_only, fit_only = AddOne(apply_fit=False, apply_predict=True), AddOne(apply_fit=True, apply_predict=False)
+    classifier = PyTorchClassifier(net, loss=nn.CrossEntropyLoss(), input_shape=(1, 2, 2), nb_classes=4,
+                                   preprocessing_defences=[predict_only, fit_only, AddOne(apply_fit=True, apply_predict=True)],
+                                   preprocessing=(0.0, 1.0))  # fmt: skip
+    x = torch.zeros(3, 1, 2, 2)
+    predict, fit = ClassifierModule(classifier, fit=False), ClassifierModule(classifier, fit=True)
+    assert len(predict.operations) == len(fit.operations) == 2  # the identity standardisation is skipped
+    assert float(predict(x).max()) == float(fit(x).max()) == 2.0
+    assert predict.operations[0] is predict_only and fit.operations[0] is fit_only
+    numpy_defence = PyTorchClassifier(net, loss=nn.CrossEntropyLoss(), input_shape=(1, 2, 2), nb_classes=4,
+                                      preprocessing_defences=[SpatialSmoothing()])  # fmt: skip
+    with pytest.raises(TypeError, match="surrogate_model: its preprocessing SpatialSmoothing is not a PreprocessorPyTorch"):
+        ClassifierModule(numpy_defence, fit=False, name="surrogate_model")

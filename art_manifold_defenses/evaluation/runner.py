@@ -74,6 +74,7 @@ from ..utils import (
 from .attacks import ATTACKS, AttackSpec, perturbation_norms, run_attack
 from .audit import AuditFlag, audit, measure_determinism, measure_gradients
 from .eot import BPDA, EoT
+from .estimate import report_evaluation_estimate
 from .results import AttackResult, EvaluationResult, worst_case
 
 __all__ = [
@@ -164,25 +165,6 @@ def _slug(text: str) -> str:
 # --------------------------------------------------------------------------------------------------------------------
 # model handling
 # --------------------------------------------------------------------------------------------------------------------
-class _ARTPreprocessedModel(nn.Module):
-    """An ART ``PyTorchClassifier`` as a module: its (all-PyTorch) preprocessing chain, then its model."""
-
-    def __init__(self, classifier: Any) -> None:
-        super().__init__()
-        self.classifier = classifier
-        self.net = classifier.model
-        # a stochastic preprocessing defence (e.g. the RBF reconstruction) makes the whole classifier stochastic
-        operations = getattr(classifier, "preprocessing_operations", None) or []
-        if any(bool(getattr(op, "stochastic", False)) for op in operations) or getattr(
-            self.net, "stochastic", False
-        ):
-            self.stochastic = True
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x, _ = self.classifier._apply_preprocessing(x, y=None, fit=False, no_grad=False)
-        return self.net(x)
-
-
 def _as_module(model: Any, name: str) -> nn.Module:
     """A plain ``nn.Module`` for ``model`` (an ``nn.Module`` or an ART ``PyTorchClassifier``)."""
     if isinstance(model, nn.Module):
@@ -190,10 +172,9 @@ def _as_module(model: Any, name: str) -> nn.Module:
     inner = getattr(model, "model", None)
     if isinstance(inner, nn.Module):
         if getattr(model, "preprocessing_operations", None):
-            if not getattr(model, "all_framework_preprocessing", False):
-                raise TypeError(f"{name}: an ART classifier with non-PyTorch preprocessing cannot be attacked by every "
-                                "library; use PreprocessorPyTorch defences")  # fmt: skip
-            return _ARTPreprocessedModel(model)
+            from ..estimator import ClassifierModule
+
+            return ClassifierModule(model, fit=False, name=name)
         return inner
     raise TypeError(
         f"{name} must be a torch.nn.Module or an ART PyTorchClassifier, got {type(model).__name__}"
@@ -663,6 +644,14 @@ def evaluate(
                 "votes": n_votes, "repeats": n_repeats, "stochastic": stochastic, "bpda": bpda_surrogate is not None,
                 "norm_tolerance": NORM_TOLERANCE, "box_tolerance": BOX_TOLERANCE, "fingerprint": fingerprint}  # fmt: skip
 
+    if verbose and rank == 0:  # the cost estimate, from a probe, of the attacks still to run
+        todo = [_plan(s, module, stochastic=stochastic, surrogate=bpda_surrogate, eot_samples=eot_k) for s in specs
+                if not (s.library == "transfer" and surrogate_module is None)]  # fmt: skip
+        todo = [p for p in todo if out_path is None or _load_finished(_attack_path(out_path, p.spec), context) is None]
+        attacked = np.flatnonzero(clean_correct)
+        report_evaluation_estimate([p.spec for p in todo], [p.eot_samples for p in todo], module, x_arr[attacked],
+                                   y_arr[attacked], batch_size=batch_size, repeats=n_repeats, votes=n_votes,
+                                   device=dev, processes=size)  # fmt: skip
     results: list[AttackResult] = []
     bar = tqdm(specs, desc="attacks", unit="attack", disable=not verbose or rank != 0)
     for spec in bar:

@@ -10,9 +10,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from art.defences.trainer import Trainer
-from art.preprocessing.standardisation_mean_std.pytorch import StandardisationMeanStdPyTorch
 from torch import Tensor, nn
 
+from ..estimator import ClassifierModule
 from ..training import StepFunction, TrainContext, train
 from ..utils import check_images, check_labels, resolve_device
 from .regularizers import ManifoldRegularizer
@@ -136,27 +136,6 @@ def manifold_regularization_step(
         return logs
 
     return step
-
-
-def _is_identity_standardisation(op: Any) -> bool:
-    """ART's default preprocessing (mean 0, std 1), which changes nothing."""
-    if not isinstance(op, StandardisationMeanStdPyTorch):
-        return False
-    return bool(np.all(np.asarray(op.mean) == 0) and np.all(np.asarray(op.std) == 1))
-
-
-class _PreprocessedModel(nn.Module):
-    """The classifier's model behind its (PyTorch) ART preprocessing chain, as applied when fitting."""
-
-    def __init__(self, model: nn.Module, operations: Sequence[Any]) -> None:
-        super().__init__()
-        self.model = model
-        self.operations = list(operations)
-
-    def forward(self, x: Tensor) -> Tensor:
-        for op in self.operations:
-            x, _ = op.forward(x)
-        return self.model(x)
 
 
 class ManifoldRegularizationTrainer(Trainer):
@@ -347,18 +326,14 @@ class ManifoldRegularizationTrainer(Trainer):
         return float(preset_momentum(self.schedule) if self.momentum is None else self.momentum)
 
     def _training_model(self) -> nn.Module:
-        model: nn.Module = self._classifier.model
-        operations = []
-        for op in getattr(self._classifier, "preprocessing_operations", None) or []:
-            if not getattr(op, "apply_fit", True) or _is_identity_standardisation(op):
-                continue
-            if not callable(getattr(op, "forward", None)) or not hasattr(op, "estimate_forward"):
-                raise ValueError(
-                    f"the classifier's preprocessing {type(op).__name__} is not a PreprocessorPyTorch; manifold "
-                    "regularization needs differentiable torch preprocessing (or put it inside the model)"
-                )
-            operations.append(op)
-        return _PreprocessedModel(model, operations) if operations else model
+        """The classifier's model behind the preprocessing that applies when fitting (see :class:`ClassifierModule`)."""
+        if not getattr(self._classifier, "preprocessing_operations", None):
+            return self._classifier.model  # type: ignore[no-any-return]
+        try:
+            module = ClassifierModule(self._classifier, fit=True, name="classifier")
+        except TypeError as exc:
+            raise ValueError(f"manifold regularization needs differentiable torch preprocessing: {exc}") from exc
+        return module if module.operations else module.net
 
     def fit(  # type: ignore[override]
         self,
