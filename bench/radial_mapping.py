@@ -14,17 +14,27 @@ from __future__ import annotations
 
 import argparse
 import copy
+import importlib.util
 import statistics
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import torch
 from torch import nn
 
 from art_manifold_defenses.models import build_model
 from art_manifold_defenses.radial_mapping import RadialMappingConcat, add_radial_mapping, mapping_blocks
-from art_manifold_defenses.radial_mapping.reference import per_center_forward
 from art_manifold_defenses.utils import resolve_device
+
+# the literal one-centre-at-a-time implementation the tests check the block against (tests/radial_mapping/reference.py)
+_spec = importlib.util.spec_from_file_location(
+    "radial_reference", Path(__file__).resolve().parents[1] / "tests" / "radial_mapping" / "reference.py"
+)
+assert _spec is not None and _spec.loader is not None
+_reference = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(_reference)
+per_center_forward = _reference.per_center_forward
 
 
 class PerCentreBlock(nn.Module):

@@ -2,13 +2,21 @@
 
 from __future__ import annotations
 
+import importlib.util
 import math
+from pathlib import Path
 
 import pytest
 import torch
 
 from art_manifold_defenses.radial_mapping.block import RadialBasisMapping, kmeans_centers
-from art_manifold_defenses.radial_mapping.reference import per_center_forward
+
+# the literal one-centre-at-a-time implementation lives beside the tests (it is not part of the package)
+_spec = importlib.util.spec_from_file_location("radial_reference", Path(__file__).with_name("reference.py"))
+assert _spec is not None and _spec.loader is not None
+_reference = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(_reference)
+per_center_forward = _reference.per_center_forward
 
 VARIANTS = ["paper", "authors_code"]
 

@@ -9,7 +9,12 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from .block import FEATURE_BOUND, SQRT_FLOOR, RadialBasisMapping, radial_basis_activation
+from art_manifold_defenses.radial_mapping.block import (
+    FEATURE_BOUND,
+    SQRT_FLOOR,
+    RadialBasisMapping,
+    radial_basis_activation,
+)
 
 __all__ = ["per_center_forward", "per_center_distances"]
 
