@@ -10,6 +10,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ..pgd import linf_pgd
+
 __all__ = ["fgsm_linf", "pgd_linf"]
 
 
@@ -45,11 +47,8 @@ def pgd_linf(
     Paper: Li et al. 2020 (paper 002), Section 4.2 (adversarially trained ``F_PGD``); no equation of paper
     002: the PGD of Madry et al.
     """
-    adv = x.detach().clone()
+    start = None
     if random_start:
         noise = torch.rand(x.shape, generator=generator, device=x.device, dtype=x.dtype) * 2 - 1
-        adv = (adv + eps * noise).clamp(0.0, 1.0)
-    for _ in range(max_iter):
-        adv = adv + eps_step * _loss_gradient(model, adv, y).sign()
-        adv = torch.min(torch.max(adv, x - eps), x + eps).clamp(0.0, 1.0).detach()
-    return adv
+        start = (x.detach() + eps * noise).clamp(0.0, 1.0)
+    return linf_pgd(model, x, y, eps=eps, step_size=eps_step, steps=max_iter, start=start)

@@ -8,12 +8,12 @@ from typing import Any, Literal
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from art.defences.trainer import Trainer
 from art.estimators.classification import PyTorchClassifier
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
+from ..pgd import linf_pgd
 from ..training import TrainContext, train
 from ..utils import check_images, check_labels, resolve_device
 from .classifier import RBFCNN
@@ -72,15 +72,9 @@ def pgd_noise_bank(
         ):
             xb = torch.from_numpy(x[start : start + batch_size]).to(dev)
             yb = torch.from_numpy(y[start : start + batch_size]).to(dev)
-            delta = (torch.rand(xb.shape, generator=gen, device=dev) * 2 - 1) * eps
-            delta = (xb + delta).clamp(0, 1) - xb
-            for _ in range(steps):
-                delta.requires_grad_(True)
-                loss = F.cross_entropy(model(xb + delta), yb)
-                (grad,) = torch.autograd.grad(loss, delta)
-                delta = (delta.detach() + alpha * grad.sign()).clamp(-eps, eps)
-                delta = (xb + delta).clamp(0, 1) - xb
-            out[start : start + batch_size] = delta.detach().cpu().numpy()
+            begin = (xb + (torch.rand(xb.shape, generator=gen, device=dev) * 2 - 1) * eps).clamp(0, 1)
+            adv = linf_pgd(model, xb, yb, eps=eps, step_size=alpha, steps=steps, start=begin)
+            out[start : start + batch_size] = (adv - xb).cpu().numpy()
     finally:
         model.train(was_training)
     return out

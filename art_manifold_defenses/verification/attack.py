@@ -10,7 +10,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 from torch import nn
-from torch.nn import functional as F
+
+from ..pgd import linf_ball, linf_pgd
 
 __all__ = ["pgd_attack"]
 
@@ -40,8 +41,7 @@ def pgd_attack(
     if steps < 0 or restarts < 1:
         raise ValueError(f"steps must be >= 0 and restarts >= 1, got steps={steps}, restarts={restarts}")
     alpha = 2.5 * eps / max(steps, 1) if step_size is None else float(step_size)
-    low = torch.clamp(x - eps, min=clip_values[0])
-    high = torch.clamp(x + eps, max=clip_values[1])
+    low, high = linf_ball(x, eps, clip_values)
     best = x.clone()
     fooled = torch.zeros(len(x), dtype=torch.bool, device=x.device)
     with torch.no_grad():
@@ -50,12 +50,8 @@ def pgd_attack(
         if bool(fooled.all()):
             break
         noise = torch.rand(x.shape, generator=generator, device="cpu").to(x.device)
-        adv = low + noise * (high - low)
-        for _ in range(steps):
-            adv = adv.detach().requires_grad_(True)
-            loss = F.cross_entropy(model(adv), y)
-            (grad,) = torch.autograd.grad(loss, adv)
-            adv = torch.max(torch.min(adv.detach() + alpha * grad.sign(), high), low)
+        adv = linf_pgd(model, x, y, eps=eps, step_size=alpha, steps=steps, start=low + noise * (high - low),
+                       clip_values=clip_values)  # fmt: skip
         with torch.no_grad():
             hit = (model(adv).argmax(dim=1) != y) & ~fooled
         best[hit] = adv[hit].detach()
