@@ -11,14 +11,20 @@ import argparse
 import math
 import os
 import random
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
-import torch
-from torch import nn
+if TYPE_CHECKING:
+    import numpy as np
+    import torch
+    from torch import nn
+
+# numpy and torch are imported by the functions that use them, so that the ``argparse`` types below (the ``amd``
+# command builds its parser from them) import neither.
 
 __all__ = [
+    "json_safe",
     "write_text_atomic",
     "device_arg",
     "art_device_type",
@@ -47,6 +53,8 @@ __all__ = [
 
 def resolve_device(device: str | torch.device | None = None) -> torch.device:
     """``None``/``"auto"`` -> CUDA when available else CPU; ``"cuda"`` without a GPU raises a clear ``ValueError``."""
+    import torch
+
     if device is None or device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     dev = torch.device(device)
@@ -59,12 +67,19 @@ def resolve_device(device: str | torch.device | None = None) -> torch.device:
 
 def device_arg(text: str) -> str:
     """argparse type of ``--device``: ``auto``, ``cpu``, ``cuda`` or ``cuda:N``, checked against this machine at parse
-    time (``amd <command>: error: argument --device: ...``, exit status 2)."""
+    time (``amd <command>: error: argument --device: ...``, exit status 2). Only a value that torch could read as a
+    CUDA or indexed CPU device imports torch."""
+    if text in ("auto", "cpu"):
+        return text
+    if not text.startswith(("cpu:", "cuda")):  # torch reads no other text as a CPU or CUDA device
+        raise argparse.ArgumentTypeError(f"expected auto, cpu, cuda or cuda:N, got {text!r}")
+    import torch
+
     try:
-        device = torch.device(text) if text != "auto" else None
+        device = torch.device(text)
     except (RuntimeError, ValueError):
         raise argparse.ArgumentTypeError(f"expected auto, cpu, cuda or cuda:N, got {text!r}") from None
-    if device is not None and device.type == "cuda":
+    if device.type == "cuda":
         if not torch.cuda.is_available():
             raise argparse.ArgumentTypeError(
                 f"{text!r}: CUDA is not available on this machine; use --device cpu"
@@ -73,7 +88,7 @@ def device_arg(text: str) -> str:
             raise argparse.ArgumentTypeError(
                 f"{text!r}: this machine has {torch.cuda.device_count()} CUDA device(s)"
             )
-    elif device is not None and device.type != "cpu":
+    elif device.type != "cpu":
         raise argparse.ArgumentTypeError(f"expected auto, cpu, cuda or cuda:N, got {text!r}")
     return text
 
@@ -85,6 +100,9 @@ def art_device_type(device: str | torch.device | None) -> str:
 
 def set_seed(seed: int) -> None:
     """Seed Python, numpy and torch (all devices)."""
+    import numpy as np
+    import torch
+
     random.seed(seed)
     np.random.seed(seed % (2**32))
     torch.manual_seed(seed)
@@ -125,6 +143,9 @@ def check_images(
     per-image shape other than ``input_shape`` (with a hint when the batch looks channels-last); ``TypeError`` for
     non-numeric or boolean input.
     """
+    import numpy as np
+    import torch
+
     if isinstance(x, torch.Tensor):
         x = x.detach().cpu().numpy()
     try:
@@ -163,6 +184,8 @@ def check_image_tensor(
 ) -> None:
     """:func:`check_images` for a tensor inside a module's ``forward`` (no copy to the host): a non-empty finite NCHW
     float batch within ``clip_values`` with ``channels`` channels. Costs one reduction (a device sync on a GPU)."""
+    import torch
+
     if not isinstance(x, torch.Tensor):
         raise TypeError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
     if x.dtype == torch.bool or x.is_complex():
@@ -185,6 +208,9 @@ def check_image_tensor(
 def check_labels(y: Any, n: int, num_classes: int, name: str = "y") -> np.ndarray:
     """Validate labels (indices or one-hot) for ``n`` samples and return int64 indices in ``[0, num_classes)``;
     booleans and non-numeric labels raise ``TypeError``."""
+    import numpy as np
+    import torch
+
     if isinstance(y, torch.Tensor):
         y = y.detach().cpu().numpy()
     arr = np.asarray(y)
@@ -213,6 +239,22 @@ def check_labels(y: Any, n: int, num_classes: int, name: str = "y") -> np.ndarra
     return arr
 
 
+def json_safe(value: Any) -> Any:
+    """``value`` made JSON-safe for a report or a record: string keys, lists for tuples, Python scalars for NumPy
+    scalars, ``None`` for non-finite floats; other values are returned as they are."""
+    import numpy as np
+
+    if isinstance(value, Mapping):
+        return {str(k): json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(v) for v in value]
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
 def write_text_atomic(path: str | os.PathLike[str], text: str) -> Path:
     """Write ``text`` to ``path`` through a ``.tmp`` sibling and ``os.replace``, so that a reader (or a run killed
     mid-write) never sees a partial file; creates the parent folder. Returns the path."""
@@ -226,6 +268,9 @@ def write_text_atomic(path: str | os.PathLike[str], text: str) -> Path:
 
 def as_float_tensor(x: Any, device: torch.device | str = "cpu") -> torch.Tensor:
     """A float32 tensor on ``device`` from a numpy array or tensor."""
+    import numpy as np
+    import torch
+
     if isinstance(x, torch.Tensor):
         return x.to(device=device, dtype=torch.float32)
     return torch.as_tensor(np.asarray(x, dtype=np.float32), device=device)
@@ -233,6 +278,8 @@ def as_float_tensor(x: Any, device: torch.device | str = "cpu") -> torch.Tensor:
 
 def check_positive_int(value: Any, name: str, *, minimum: int = 1) -> int:
     """``value`` as an ``int`` if it is an integer (not a bool) ``>= minimum``; else ``ValueError`` naming ``name``."""
+    import numpy as np
+
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or int(value) < minimum:
         raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
     return int(value)
@@ -240,6 +287,8 @@ def check_positive_int(value: Any, name: str, *, minimum: int = 1) -> int:
 
 def check_counts(counts: Any, name: str = "counts", *, ndim: int | None = None) -> np.ndarray:
     """Vote counts as an int64 array: integers ``>= 0`` (no NaN, no negative or fractional count)."""
+    import numpy as np
+
     arr = np.asarray(counts)
     if (
         arr.dtype == np.bool_
@@ -259,6 +308,8 @@ def check_counts(counts: Any, name: str = "counts", *, ndim: int | None = None) 
 def model_input_channels(model: nn.Module) -> int | None:
     """The input channels of the first ``Conv2d`` a model registers (``None`` for a model without one): a cheap guess
     of the channels it expects, used to name a channels-last or wrong-channel batch before torch fails on it."""
+    from torch import nn
+
     for module in model.modules():
         if isinstance(module, nn.Conv2d):
             return int(module.in_channels)
@@ -288,6 +339,8 @@ def probe_forward(
     """:func:`forward_checked` in eval mode without gradients: one look at what a model returns for ``x`` (e.g. its
     first image), before a public entry point starts its real work. Side-effect free: the training mode and the random
     number generators (a stochastic model draws noise) are restored, so results do not depend on the look."""
+    import torch
+
     dev = torch.device(device)
     was_training = model.training
     model.eval()
@@ -302,6 +355,9 @@ def model_output_width(model: nn.Module, input_shape: tuple[int, ...], *, device
                        name: str = "input_shape") -> int:  # fmt: skip
     """The number of outputs of ``model`` on one all-zero input of ``input_shape`` (:func:`probe_forward`). A model
     that cannot run on that shape raises ``ValueError`` naming ``name``."""
+    import numpy as np
+    import torch
+
     out = probe_forward(
         model, np.zeros((1, *tuple(int(d) for d in input_shape)), dtype=np.float32), name, device=device
     )

@@ -49,7 +49,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..utils import as_float_tensor, resolve_device
+from ..utils import as_float_tensor, json_safe, resolve_device
 
 __all__ = [
     "AuditFlag",
@@ -91,7 +91,7 @@ class AuditFlag:
         return {
             "code": self.code,
             "message": self.message,
-            "evidence": _json_safe(dict(self.evidence)),
+            "evidence": json_safe(dict(self.evidence)),
             "reference": self.reference,
         }
 
@@ -101,18 +101,6 @@ class AuditFlag:
                    reference=str(data.get("reference", "")))  # fmt: skip
 
 
-def _json_safe(value: Any) -> Any:
-    if isinstance(value, Mapping):
-        return {str(k): _json_safe(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_json_safe(v) for v in value]
-    if isinstance(value, (np.floating, float)):
-        return None if not math.isfinite(float(value)) else float(value)
-    if isinstance(value, np.integer):
-        return int(value)
-    if isinstance(value, np.bool_):
-        return bool(value)
-    return value
 
 
 def _check_tolerance(name: str, value: float, upper: float = 1.0) -> float:
@@ -284,7 +272,7 @@ class _View:
         self.attack: str = spec.attack
         self.norm: str = spec.norm
         self.eps: float | None = None if spec.eps is None else float(spec.eps)
-        self.params_key = json.dumps(_json_safe(dict(spec.params)), sort_keys=True, default=str)
+        self.params_key = json.dumps(json_safe(dict(spec.params)), sort_keys=True, default=str)
         self.one_step = bool(spec.one_step)
         self.minimisation = bool(spec.minimisation)
         self.margin_loss = bool(getattr(spec, "margin_loss", False))

@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from ..utils import json_safe
 from .attacks import AttackSpec
 from .audit import AuditFlag
 
@@ -239,13 +240,5 @@ def result_to_dict(result: EvaluationResult) -> dict[str, Any]:
     }
 
 
-def json_clean(value: Any) -> Any:
-    """``value`` made JSON-safe: string keys, lists for tuples, Python scalars for NumPy scalars, ``None`` for
-    non-finite floats (no paper or equation: report I/O)."""
-    if isinstance(value, Mapping):
-        return {str(k): json_clean(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [json_clean(v) for v in value]
-    if isinstance(value, np.generic):
-        value = value.item()
-    return _finite_or_none(value)
+#: ``value`` made JSON-safe (string keys, lists, Python scalars, ``None`` for non-finite floats): report I/O.
+json_clean = json_safe
