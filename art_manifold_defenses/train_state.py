@@ -6,7 +6,6 @@ No paper or equation: storage for :func:`art_manifold_defenses.training.train`.
 
 from __future__ import annotations
 
-import os
 import pickle
 from collections.abc import Mapping
 from pathlib import Path
@@ -17,6 +16,7 @@ import torch
 from torch import nn
 
 from .fingerprint import arrays_hash, check_fingerprint, make_fingerprint, model_hash, overwrite_hint
+from .utils import write_atomic
 
 __all__ = ["TRAIN_STATE_FILE", "load_train_state", "resume_from", "save_train_state", "train_fingerprint"]
 
@@ -32,9 +32,7 @@ def save_train_state(path: Path, *, epoch: int, model: nn.Module, optimizer: tor
         "scheduler": scheduler.state_dict() if scheduler is not None and hasattr(scheduler, "state_dict") else None,
         "history": history, "seed": seed, "fingerprint": fingerprint,
     }  # fmt: skip
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(state, tmp)
-    os.replace(tmp, path)
+    write_atomic(path, lambda tmp: torch.save(state, tmp))
 
 
 def load_train_state(path: Path, device: torch.device | str) -> dict[str, Any]:

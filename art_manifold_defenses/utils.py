@@ -11,7 +11,7 @@ import argparse
 import math
 import os
 import random
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -25,6 +25,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "json_safe",
+    "write_atomic",
     "write_text_atomic",
     "device_arg",
     "art_device_type",
@@ -255,15 +256,20 @@ def json_safe(value: Any) -> Any:
     return value
 
 
-def write_text_atomic(path: str | os.PathLike[str], text: str) -> Path:
-    """Write ``text`` to ``path`` through a ``.tmp`` sibling and ``os.replace``, so that a reader (or a run killed
-    mid-write) never sees a partial file; creates the parent folder. Returns the path."""
+def write_atomic(path: str | os.PathLike[str], write: Callable[[Path], object], *, suffix: str = ".tmp") -> Path:
+    """Call ``write(tmp)`` on a sibling of ``path`` named with ``suffix``, then ``os.replace`` it onto ``path``, so that
+    a reader (or a run killed mid-write) never sees a partial file; creates the parent folder. Returns the path."""
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(target.name + ".tmp")
-    tmp.write_text(text)
+    tmp = target.with_name(target.name + suffix)
+    write(tmp)
     os.replace(tmp, target)
     return target
+
+
+def write_text_atomic(path: str | os.PathLike[str], text: str) -> Path:
+    """Write ``text`` to ``path`` atomically (see :func:`write_atomic`). Returns the path."""
+    return write_atomic(path, lambda tmp: tmp.write_text(text))
 
 
 def as_float_tensor(x: Any, device: torch.device | str = "cpu") -> torch.Tensor:

@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from ..utils import write_atomic
 from .download import DatasetFile, download_file, md5sum
 
 __all__ = ["DATASETS", "dataset_info", "default_root", "load_dataset"]
@@ -66,16 +67,11 @@ def _load_embedded(split: str, root: Path) -> tuple[Array, Array]:
         labels = table[:, -1].astype(np.int64)
         order = np.random.default_rng(EMBEDDED_SPLIT_SEED).permutation(len(labels))
         train, test = order[:EMBEDDED_TRAIN], order[EMBEDDED_TRAIN:]
-        root.mkdir(parents=True, exist_ok=True)
-        tmp = cache.with_name(cache.name + ".tmp.npz")
-        np.savez_compressed(
-            tmp,
-            x_train=(images[train] * 255).round().astype(np.uint8),
-            y_train=labels[train],
-            x_test=(images[test] * 255).round().astype(np.uint8),
-            y_test=labels[test],
-        )
-        os.replace(tmp, cache)
+        def write(tmp: Path) -> None:
+            np.savez_compressed(tmp, x_train=(images[train] * 255).round().astype(np.uint8), y_train=labels[train],
+                                x_test=(images[test] * 255).round().astype(np.uint8), y_test=labels[test])  # fmt: skip
+
+        write_atomic(cache, write, suffix=".tmp.npz")
     with np.load(cache) as data:
         return data[f"x_{split}"].astype(np.float32) / 255.0, data[f"y_{split}"].astype(np.int64)
 
