@@ -2,9 +2,10 @@
 
 ``model.pt`` holds tensors only and is loaded with ``weights_only=True`` (pickled code is refused).
 ``model.json`` holds the architecture (a zoo name and its arguments), the defence (its registered name and
-hyper-parameters), the dataset, the package version and the activation modules of the saved network. A defence
-package registers a builder with :func:`register_defence` that turns ``(base model, defence params)`` back into the
-defended ``nn.Module``.
+hyper-parameters), the dataset, the package version and the activation modules of the saved network. The defended
+``nn.Module`` is rebuilt from ``(base model, defence params)`` by the ``build`` of the defence's record in
+:data:`art_manifold_defenses.defences.DEFENCES` (names of earlier versions through its ``ALIASES``), or by a builder
+registered with :func:`register_defence` (a defence outside the package).
 
 The sidecar is not trusted further than the weights confirm it: :func:`load_checkpoint` rebuilds the model it
 describes and requires the same state-dict keys and shapes, the same activation modules as were saved (sidecars of
@@ -14,7 +15,6 @@ earlier versions do not record them) and finite weights. Every failure to read o
 
 from __future__ import annotations
 
-import importlib
 import json
 import os
 import pickle
@@ -28,7 +28,9 @@ import torch
 from torch import nn
 
 from ._version import __version__
+from .defences import defence_names, get_defence
 from .models import build_model
+from .utils import write_atomic
 
 __all__ = [
     "CheckpointError",
@@ -49,16 +51,8 @@ class CheckpointError(ValueError):
 
 #: ``builder(base_model, params) -> defended model``; the state dict of the defended model is then loaded into it.
 DefenceBuilder = Callable[[nn.Module, dict[str, Any]], nn.Module]
+#: Builders registered with :func:`register_defence`; the package's own defences are in ``defences.DEFENCES``.
 _BUILDERS: dict[str, DefenceBuilder] = {}
-#: Defence name -> module that registers its builder on import (imported lazily when a checkpoint names it).
-KNOWN_DEFENCE_MODULES: dict[str, str] = {
-    "rbf-cnn": "art_manifold_defenses.rbf_reconstruction",
-    "radial-mapping": "art_manifold_defenses.radial_mapping",
-    "fpd": "art_manifold_defenses.fpd",
-    "manifold-reg": "art_manifold_defenses.manifold_regularization",
-    "stn": "art_manifold_defenses.smoothing",
-    "smoothing": "art_manifold_defenses.smoothing",
-}
 #: Activation modules recorded in a sidecar and checked on load (a subclass counts as the class it derives from).
 ACTIVATION_TYPES: tuple[type[nn.Module], ...] = (
     nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.PReLU, nn.RReLU, nn.ELU, nn.CELU, nn.SELU, nn.GELU, nn.SiLU, nn.Mish,
@@ -79,7 +73,8 @@ def activation_counts(model: nn.Module) -> dict[str, int]:
 
 
 def register_defence(name: str, builder: DefenceBuilder) -> None:
-    """Register how to rebuild a defended model of defence ``name`` from its base model and hyper-parameters.
+    """Register how to rebuild a defended model of defence ``name`` from its base model and hyper-parameters (a
+    defence outside :data:`art_manifold_defenses.defences.DEFENCES`; a registered name takes precedence there).
 
     No paper or equation: the defence registry used by :func:`load_checkpoint`.
     """
@@ -118,9 +113,7 @@ def save_checkpoint(
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(state, tmp)
-    os.replace(tmp, path)
+    write_atomic(path, lambda tmp: torch.save(state, tmp))
     metadata = {
         "format": "art-manifold-defenses/1",
         "package_version": __version__,
@@ -184,13 +177,17 @@ def build_from_metadata(metadata: dict[str, Any]) -> nn.Module:
     defence = metadata.get("defence")
     if defence:
         name = defence["name"]
-        if name not in _BUILDERS and name in KNOWN_DEFENCE_MODULES:
-            importlib.import_module(KNOWN_DEFENCE_MODULES[name])
-        if name not in _BUILDERS:
+        params = dict(defence.get("params", {}))
+        if name in _BUILDERS:
+            return _BUILDERS[name](model, params)
+        try:
+            record = get_defence(name)
+        except KeyError:
+            known = sorted({*defence_names(), *_BUILDERS})
             raise ValueError(
-                f"checkpoint uses defence {name!r}, which no installed module registers; known: {sorted(_BUILDERS)}"
-            )
-        model = _BUILDERS[name](model, dict(defence.get("params", {})))
+                f"checkpoint uses defence {name!r}, which no installed module registers; known: {known}"
+            ) from None
+        model = record.build(model, params)
     return model
 
 
@@ -220,7 +217,8 @@ def load_checkpoint(
 ) -> tuple[nn.Module, dict[str, Any]]:
     """Load a checkpoint; return ``(model in eval mode on device, metadata)``.
 
-    No paper or equation: checkpoint I/O (rebuilds defended models through :func:`register_defence`).
+    No paper or equation: checkpoint I/O (rebuilds defended models through ``defences.DEFENCES`` or
+    :func:`register_defence`).
 
     With ``model=None`` the model is rebuilt from the sidecar. A given ``model`` must match the stored state dict.
     Either way the state dict must fit it exactly (keys and shapes), its activation modules must be the ones recorded

@@ -2,10 +2,10 @@
 
 Subcommands: ``train`` (a zoo model, optionally with a defence), ``evaluate`` (a checkpoint under an attack suite),
 ``demo`` (the baseline and the five defences, see :mod:`art_manifold_defenses.demo`), ``reproduce`` (the papers'
-reproductions, see :mod:`art_manifold_defenses.reproduce`), ``info`` (versions and devices). Defences plug into ``amd train --defense NAME`` through :data:`DEFENCE_TRAINERS`: a module that provides
-``add_train_arguments(group)`` and ``train_from_args(args, data, device, architecture) -> (model,
-defence_metadata)``; ``amd demo`` trains its models through the same modules
-(:data:`art_manifold_defenses.demo.DEMO_ENTRIES`).
+reproductions, see :mod:`art_manifold_defenses.reproduce`), ``info`` (versions and devices). ``amd train --defense
+NAME`` reads :data:`art_manifold_defenses.defences.DEFENCES`: its choices are their names and aliases, its flags are
+generated from each defence's ``Config`` dataclass, and it trains through the record's ``train``; ``amd demo`` trains
+its models the same way (:data:`art_manifold_defenses.demo.DEMO_ENTRIES`).
 """
 
 from __future__ import annotations
@@ -20,18 +20,26 @@ import time
 import traceback
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ._version import __version__
-from .defence_trainers import DEFENCE_TRAINERS
-from .evaluation.suites import PAPER_SUITES as PAPER_SUITES  # re-exported, see below
-from .evaluation.suites import register_paper_suite
+from .defence_record import add_defence_arguments, train_from_namespace
+from .defence_trainers import DEFENCE_TRAINERS as DEFENCE_TRAINERS  # deprecated, see below
+from .defences import DEFENCES, defence_names, get_defence, resolve_defence
 from .utils import device_arg, non_negative_float_arg, output_dir, positive_float_arg, positive_int_arg
 
-# Importable from here, where they used to be defined: ``DEFENCE_TRAINERS`` (``--defense`` name -> module providing
-# ``add_train_arguments`` and ``train_from_args``; :mod:`art_manifold_defenses.defence_trainers`, shared with ``amd
-# demo``) and ``PAPER_SUITES`` / ``register_paper_suite`` (paper suite name -> ``module:function`` that registers it;
-# :mod:`art_manifold_defenses.evaluation.suites`, where ``get_suite`` resolves the names without this module).
+if TYPE_CHECKING:
+    from .evaluation.suites import PAPER_SUITES as PAPER_SUITES
+    from .evaluation.suites import register_paper_suite as register_paper_suite
+
+# Importable from here, where they used to be defined: ``DEFENCE_TRAINERS`` (deprecated: ``--defense`` name -> the
+# defence's ``cli`` module, derived from ``defences.DEFENCES``; :mod:`art_manifold_defenses.defence_trainers`) and ``PAPER_SUITES`` / ``register_paper_suite`` (paper suite name -> ``module:function`` that registers it;
+# :mod:`art_manifold_defenses.evaluation.suites`, where ``get_suite`` resolves the names without this module; read
+# through ``__getattr__`` below).
+#
+# Building the parser imports no torch, ART or other heavy library (``amd --help`` and a bad flag answer at once): the
+# modules imported at the top of this file and the modules that add arguments are light, and every handler imports
+# what it needs when it runs.
 
 #: Modules adding subcommands through ``add_subcommands(subparsers) -> {name: handler}``.
 SUBCOMMAND_MODULES: tuple[str, ...] = (
@@ -54,8 +62,17 @@ def _add_common_data_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
 
 
+def __getattr__(name: str) -> Any:
+    """``PAPER_SUITES`` and ``register_paper_suite`` of :mod:`.evaluation.suites`, imported when first read."""
+    if name in ("PAPER_SUITES", "register_paper_suite"):
+        from .evaluation import suites
+
+        return getattr(suites, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 def _build_parser() -> argparse.ArgumentParser:
-    from .models import model_names
+    from .models.names import ZOO_NAMES
 
     parser = argparse.ArgumentParser(
         prog="amd", description="art-manifold-defenses: defences as ART plug-ins, evaluated honestly."
@@ -68,14 +85,14 @@ def _build_parser() -> argparse.ArgumentParser:
     )
     _add_common_data_arguments(train)
     train.add_argument(
-        "--model", default="cw_mnist", choices=model_names(), help="zoo architecture (default: cw_mnist)"
+        "--model", default="cw_mnist", choices=ZOO_NAMES, help="zoo architecture (default: cw_mnist)"
     )
     train.add_argument(
         "--defense",
         "--defence",
         dest="defense",
         default="none",
-        choices=["none", *sorted(DEFENCE_TRAINERS)],
+        choices=["none", *defence_names()],
         help="defence to train with",
     )
     train.add_argument("--epochs", type=positive_int_arg, default=10, help="number of epochs (default: 10)")
@@ -96,9 +113,9 @@ def _build_parser() -> argparse.ArgumentParser:
         help="discard OUT/train_state and OUT/model.pt of an earlier run instead of resuming (or refusing) it",
     )
     train.add_argument("--quiet", action="store_true", help="no progress bars")
-    for module in sorted(set(DEFENCE_TRAINERS.values())):
-        names = ", ".join(n for n, m in sorted(DEFENCE_TRAINERS.items()) if m == module)
-        importlib.import_module(module).add_train_arguments(train.add_argument_group(f"--defense {names}"))
+    for defence in DEFENCES.values():  # flags generated from each defence's Config dataclass
+        names = ", ".join(n for n in defence_names() if get_defence(n) is defence)
+        add_defence_arguments(train.add_argument_group(f"--defense {names}"), defence)
 
     _add_evaluate_parser(sub)
     _add_demo_parser(sub)
@@ -312,8 +329,8 @@ def _train(args: argparse.Namespace, device: Any, *, is_main: bool) -> int:
             verbose=not args.quiet,
         )  # fmt: skip
     else:
-        module = importlib.import_module(DEFENCE_TRAINERS[args.defense])
-        model, defence_meta = module.train_from_args(args, data, device, architecture)
+        defence, overrides = resolve_defence(args.defense)
+        model, defence_meta = train_from_namespace(defence, args, data, device, architecture, overrides)
     seconds = time.perf_counter() - started
     if not is_main:
         return 0
@@ -401,6 +418,7 @@ def _evaluate(args: argparse.Namespace, device: Any, *, is_main: bool) -> int:
     from .checkpoint import check_checkpoint_fits_data, load_checkpoint
     from .data import load_dataset
     from .evaluation import evaluate, get_suite
+    from .evaluation.suites import register_paper_suite
 
     out = output_dir(args.out)
     model, metadata = load_checkpoint(args.checkpoint, device=device)

@@ -32,6 +32,7 @@ import torch
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
+from . import costs
 from .train_state import TRAIN_STATE_FILE, load_train_state, resume_from, save_train_state, train_fingerprint
 from .utils import check_images, check_labels, forward_checked, probe_forward, resolve_device
 
@@ -40,6 +41,9 @@ __all__ = [
     "cross_entropy_step", "evaluate_accuracy", "predict_logits", "train", "TRAIN_STATE_FILE",
 ]  # fmt: skip
 
+#: The first epoch of a run times this many batches (after a warm-up batch), then prints the estimated epoch and
+#: total time (verbose).
+ESTIMATE_AFTER_BATCHES = 5
 #: At most this many training images (a fixed, seeded subset) are predicted after every epoch by the collapse check.
 COLLAPSE_CHECK_IMAGES = 512
 #: One class taking at least this share of the predictions counts as a collapse.
@@ -362,7 +366,8 @@ def train(
         started = time.perf_counter()
         means = _run_epoch(ctx, step_fn or cross_entropy_step, x_t, y_t, seed=seed, shuffle=shuffle,
                            batch_size=batch_size, rank=rank, world=world, scheduler=scheduler,
-                           scheduler_interval=scheduler_interval, desc=desc, verbose=verbose)  # fmt: skip
+                           scheduler_interval=scheduler_interval, desc=desc, verbose=verbose,
+                           estimate_epochs=epochs - epoch if epoch == start_epoch else 0)  # fmt: skip
         ctx.model = model
         record = {"epoch": float(epoch + 1), **means, "lr": float(optimizer.param_groups[0]["lr"]),
                   "seconds": time.perf_counter() - started}  # fmt: skip
@@ -428,9 +433,10 @@ def _check_loop_settings(*, epochs: Any, batch_size: Any, scheduler: Any, schedu
 
 def _run_epoch(ctx: TrainContext, step: StepFunction, x: Tensor, y: Tensor, *, seed: int, shuffle: bool, batch_size: int,
                rank: int, world: int, scheduler: Any, scheduler_interval: str, desc: str,
-               verbose: bool) -> dict[str, float]:  # fmt: skip
+               verbose: bool, estimate_epochs: int = 0) -> dict[str, float]:  # fmt: skip
     """One epoch of steps over ``(x, y)`` in the epoch's seeded order; returns the mean of every logged value (over
-    the batches that logged it, and over the ranks)."""
+    the batches that logged it, and over the ranks). With ``estimate_epochs > 0`` and ``verbose``, prints the time
+    estimate of that many epochs after the first :data:`ESTIMATE_AFTER_BATCHES` batches."""
     from . import distributed as dist_helpers
 
     epoch_seed = _epoch_seed(seed, ctx.epoch)
@@ -443,7 +449,18 @@ def _run_epoch(ctx: TrainContext, step: StepFunction, x: Tensor, y: Tensor, *, s
     counts: dict[str, int] = {}  # batches that logged each key (a step function may log a value on some only)
     bar = tqdm(range(ctx.batches_per_epoch), desc=f"{desc} {ctx.epoch + 1}/{ctx.epochs}", disable=not verbose,
                leave=False)  # fmt: skip
+    began = 0.0
     for b in bar:
+        if b == 1:  # timed from the end of the first batch (a warm-up: lazy initialisation, allocations)
+            began = costs.clock()
+        if verbose and estimate_epochs and b > 1 and b == min(ESTIMATE_AFTER_BATCHES + 1, ctx.batches_per_epoch - 1):
+            per_batch = (costs.clock() - began) / (b - 1)
+            epoch_seconds = per_batch * ctx.batches_per_epoch
+            costs.report_estimate(
+                f"{estimate_epochs} epochs of {ctx.batches_per_epoch} batches", epoch_seconds * estimate_epochs,
+                f"batches 2 to {b} took {per_batch:.3g} s each: {costs.format_seconds(epoch_seconds)} per epoch, "
+                "validation and checks not included",
+            )  # fmt: skip
         idx = order[b * batch_size : (b + 1) * batch_size]
         if world > 1:
             idx = _rank_share(idx, order, rank, world)

@@ -48,7 +48,7 @@ from art_manifold_defenses.evaluation.runner import worst_case
 from art_manifold_defenses.fpd import FeaturePyramidDecoder, FPDTrainer, pgd_linf
 from art_manifold_defenses.fpd.suite import paper_fpd_suite
 from art_manifold_defenses.models import build_model
-from art_manifold_defenses.reproduce import write_summary
+from art_manifold_defenses.reproduce import not_testable, row_verdicts, write_summary
 from art_manifold_defenses.training import TrainContext, evaluate_accuracy, train
 from art_manifold_defenses.utils import resolve_device, set_seed
 
@@ -318,9 +318,12 @@ def main(argv: list[str] | None = None) -> int:
     (out / "rows.json").write_text(json.dumps(rows, indent=2, default=float))
     # a resumed run reads cached models and attacks: report the compute they took, not only this call's wall time
     compute = sum(row["train_seconds"] + row["attack_seconds"] for row in rows.values())
+    summary = summary_rows(rows, len(y_eval))
+    baselines = {model: base for model, base in BASELINES.items() if model in rows and base in rows}
     write_summary(Path(args.results).parent, paper="002", scale=args.scale, seed=args.seed,
                   seconds=max(time.time() - run_started, compute),
-                  command=command, rows=summary_rows(rows), details=Path(args.results).name,
+                  command=command, rows=summary, details=Path(args.results).name, baselines=baselines,
+                  verdicts=summary_verdicts(summary, baselines, cfg, args.scale),
                   notes=[f"{cfg['model']} at {cfg['channels']}x{cfg['size']}x{cfg['size']}, {cfg['epochs']} epochs on "
                          f"{cfg['train'] or 'all'} {cfg['dataset']} training images, {len(y_eval)} attacked test points "
                          "(the paper: ResNet-101, 64x64x3, full MNIST).",
@@ -330,8 +333,13 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def summary_rows(rows: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
-    """``amd reproduce``'s rows: Table 2's columns beside ours and the per-norm worst case."""
+#: The plain model each defended model is compared with (the F models' clean accuracy against it).
+BASELINES = {"F": "O", "F_authors": "O", "F_PGD": "O_PGD"}
+
+
+def summary_rows(rows: dict[str, dict[str, Any]], n: int) -> list[dict[str, Any]]:
+    """``amd reproduce``'s rows: Table 2's columns beside ours and the per-norm worst case, every accuracy on the same
+    ``n`` attacked test points (every attack of a model runs on them)."""
     out: list[dict[str, Any]] = []
     for name, row in rows.items():
         paper = PAPER_TABLE_2.get(name)
@@ -343,6 +351,7 @@ def summary_rows(rows: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
                 "ours": 100 * row["clean"],
                 "strongest": None,
                 "flags": [],
+                "n": n,
             }
         )
         for i, column in enumerate(PAPER_COLUMNS):
@@ -350,8 +359,22 @@ def summary_rows(rows: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
             worst = row["worst_l2"] if " l2 " in column else row["worst_linf"]
             out.append({"model": name, "metric": column, "paper": None if paper is None else float(paper[i]),
                         "ours": None if value is None else 100 * value, "strongest": None if worst is None else 100 * worst,
-                        "flags": row["flags"]})  # fmt: skip
+                        "flags": row["flags"], "n": n})  # fmt: skip
     return out
+
+
+def summary_verdicts(
+    summary: list[dict[str, Any]], baselines: dict[str, str], cfg: dict[str, Any], scale: str
+) -> list[str]:
+    """One verdict per Table 2 number of a defended model (the paper claims at least its number), from our interval;
+    below the full scale, first a line saying the paper's setting itself is not run here."""
+    lines = []
+    if scale != "full":
+        lines.append(not_testable(
+            "Table 2 in the paper's setting (ResNet-101, 64x64x3, full MNIST, 100 epochs)",
+            f"scale: {cfg['model']} at {cfg['channels']}x{cfg['size']}x{cfg['size']}, {cfg['epochs']} epochs on "
+            f"{cfg['train'] or 'all'} training images; the lines below judge this smaller setting"))  # fmt: skip
+    return lines + row_verdicts(summary, baselines)
 
 
 if __name__ == "__main__":

@@ -53,7 +53,13 @@ from art_manifold_defenses.manifold_regularization import (
 )
 from art_manifold_defenses.manifold_regularization.suite import HEADLINE, paper_suite, register_paper_suite
 from art_manifold_defenses.models import build_model
-from art_manifold_defenses.reproduce import strongest_accuracy, write_summary
+from art_manifold_defenses.reproduce import (
+    clean_accuracy,
+    not_testable,
+    row_verdicts,
+    strongest_accuracy,
+    write_summary,
+)
 from art_manifold_defenses.training import TrainContext, evaluate_accuracy, train
 from art_manifold_defenses.utils import resolve_device, set_seed
 
@@ -371,9 +377,11 @@ def main() -> int:
     # a resumed run reads cached models and attacks: report the compute they took, not only this call's wall time
     compute = sum(float(row.get("train_seconds", 0.0)) + float(row.get("attack_seconds", 0.0))
                   for rows in results.values() for row in rows.values())  # fmt: skip
+    summary = summary_rows(results, meta, work)
+    baselines = summary_baselines(summary, results)
     write_summary(out, paper="003", scale=args.scale, seed=args.seed, seconds=max(time.time() - run_started, compute),
-                  command=meta["command"],
-                  rows=summary_rows(results, meta, work), details="manifold_regularization.md",
+                  command=meta["command"], rows=summary, details="manifold_regularization.md", baselines=baselines,
+                  verdicts=summary_verdicts(summary, baselines, results),
                   notes=[f"{dataset}: {meta['n_eval'][dataset]} attacked test points, {meta['epochs'][dataset]} epochs on "
                          f"{meta['train_images'][dataset]} training images" for dataset in results]
                   + collapse_notes(results)
@@ -403,8 +411,37 @@ def collapse_notes(results: dict[str, Any]) -> list[str]:
     return notes
 
 
+def summary_baselines(summary: list[dict[str, Any]], results: dict[str, Any]) -> dict[str, str]:
+    """Each regularized model's baseline: the plain model of its dataset (where both have a clean row)."""
+    baselines = {}
+    for dataset, records in results.items():
+        plain = f"plain ({dataset})"
+        for row in records:
+            model = f"{row} ({dataset})"
+            if row != "plain" and clean_accuracy(summary, model) and clean_accuracy(summary, plain):
+                baselines[model] = plain
+    return baselines
+
+
+def summary_verdicts(
+    summary: list[dict[str, Any]], baselines: dict[str, str], results: dict[str, Any]
+) -> list[str]:
+    """The paper's claims are CIFAR-10 numbers (Tables 1-2; MNIST only as Figure 2 curves): one verdict per CIFAR-10
+    number from our interval when CIFAR-10 ran, else one line saying they are not testable at this scale."""
+    lines = [
+        not_testable(
+            "MNIST robustness (Figure 2)", "the paper gives MNIST only as curves, no number to judge"
+        )
+    ]
+    if "cifar10" not in results:
+        lines.append(not_testable("CIFAR-10 Tables 1-2 (PreActResNet18, 8/255)",
+                                  f"data: this scale runs {', '.join(results)} only"))  # fmt: skip
+    return lines + row_verdicts(summary, baselines, models=[m for m in baselines if m.endswith("(cifar10)")])
+
+
 def summary_rows(results: dict[str, Any], meta: dict[str, Any], work: Path) -> list[dict[str, Any]]:
-    """``amd reproduce``'s rows: clean, PGD and AutoAttack at the headline budgets, beside the paper (CIFAR-10 only)."""
+    """``amd reproduce``'s rows: clean, PGD and AutoAttack at the headline budgets, beside the paper (CIFAR-10 only),
+    each with ``n``, the attacked points of that model (the same for every attack)."""
     rows: list[dict[str, Any]] = []
     for dataset, records in results.items():
         budgets = HEADLINE[dataset]
@@ -413,13 +450,14 @@ def summary_rows(results: dict[str, Any], meta: dict[str, Any], work: Path) -> l
             paper = PAPER.get(dataset, {}).get(row, {})
             if "diverged" in record:
                 rows.append({"model": model, "metric": f"training diverged: {record['diverged']}", "paper": None, "ours": None,
-                             "strongest": None, "flags": []})  # fmt: skip
+                             "strongest": None, "flags": [], "n": 0})  # fmt: skip
                 continue
             slug = row.replace(" ", "_").replace("(", "").replace(")", "")
             harness = json.loads((work / dataset / slug / "evaluation" / "results.json").read_text())
             flags = record["audit_flags"]
+            n = len(harness["per_point"]["clean_correct"])
             rows.append({"model": model, "metric": "clean", "paper": paper.get("clean"), "ours": 100 * record["clean"],
-                         "strongest": None, "flags": []})  # fmt: skip
+                         "strongest": None, "flags": [], "n": n})  # fmt: skip
             for norm, attack, paper_key in (("linf", f"PGD-20x{meta['restarts']}", "pgd_linf"), ("linf", "AutoAttack", "aa_linf"),
                                             ("l2", f"PGD-20x{meta['restarts']}", None), ("l2", "AutoAttack", "aa_l2")):  # fmt: skip
                 label = f"{attack} {norm} {budgets[norm]:.4g}"
@@ -428,7 +466,7 @@ def summary_rows(results: dict[str, Any], meta: dict[str, Any], work: Path) -> l
                     continue
                 rows.append({"model": model, "metric": label, "paper": paper.get(paper_key) if paper_key else None,
                              "ours": 100 * value, "strongest": strongest_accuracy(harness, norm=norm, eps=budgets[norm]),
-                             "flags": flags})  # fmt: skip
+                             "flags": flags, "n": n})  # fmt: skip
     return rows
 
 

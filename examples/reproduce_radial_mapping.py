@@ -26,7 +26,7 @@ from art_manifold_defenses.data import load_dataset
 from art_manifold_defenses.models import build_model
 from art_manifold_defenses.radial_mapping import add_radial_mapping, feature_analysis, train_radial_mapping
 from art_manifold_defenses.radial_mapping.suite import paper_suite, register_paper_suite
-from art_manifold_defenses.reproduce import strongest_accuracy, write_summary
+from art_manifold_defenses.reproduce import row_verdicts, strongest_accuracy, write_summary
 from art_manifold_defenses.training import evaluate_accuracy
 from art_manifold_defenses.utils import resolve_device, set_seed
 
@@ -151,8 +151,13 @@ def main() -> int:
     (Path(args.out) / "radial_mapping.json").write_text(json.dumps(rows, indent=2, default=float) + "\n")
     # a resumed run reads cached models and attacks: report the compute they took, not only this call's wall time
     compute = sum(row["train_seconds"] + float(row.get("evaluation_seconds") or 0.0) for row in rows.values())
+    summary = summary_rows(rows, work, clean_n=len(y_test))
+    summarised = [name for name in rows if any(r["model"] == name for r in summary)]  # evaluation finished
+    baselines = {name: "ORIG" for name in summarised if name != "ORIG"} if "ORIG" in summarised else {}
     write_summary(args.out, paper="001", scale=args.scale, seed=args.seed, seconds=max(time.time() - run_started, compute),
-                  command=shlex.join(["python", *sys.argv]), rows=summary_rows(rows, work), details="radial_mapping.md",
+                  command=shlex.join(["python", *sys.argv]), rows=summary, details="radial_mapping.md",
+                  baselines=baselines,
+                  verdicts=row_verdicts(summary, baselines),
                   notes=[f"{scale['n_eval']} attacked test points, {scale['epochs']} epochs on "
                          f"{scale['train_limit'] or 'all'} training images.",
                          "'ours (strongest)' is the per-point worst case over every attack of the same norm with a budget "
@@ -173,8 +178,10 @@ TABLE1_ATTACKS = [("C&W l2 x50", "l2", None), ("GN l2 4", "l2", 4.0), ("FGSM 0.3
                   ("MIM 0.3 x10", "linf", 0.3), ("PGD 0.1 x40", "linf", 0.1), ("SPSA 0.3", "linf", 0.3)]  # fmt: skip
 
 
-def summary_rows(rows: dict[str, dict], work: Path) -> list[dict]:
-    """``amd reproduce``'s rows: Table 1 of the paper beside ours and the per-point worst case in the same ball."""
+def summary_rows(rows: dict[str, dict], work: Path, *, clean_n: int) -> list[dict]:
+    """``amd reproduce``'s rows: Table 1 of the paper beside ours and the per-point worst case in the same ball. The
+    clean row is on the ``clean_n`` test images, every attack row on the harness's attacked points (the same for every
+    attack of a model)."""
     out: list[dict] = []
     for name, row in rows.items():
         paper = PAPER_TABLE1["ORIG" if name == "ORIG" else "PROP"]
@@ -183,8 +190,9 @@ def summary_rows(rows: dict[str, dict], work: Path) -> list[dict]:
             continue
         record = json.loads(finished.read_text())
         flags = row.get("audit", [])
-        out.append({"model": name, "metric": "clean (10,000 test images)", "paper": 100 * paper[0],
-                    "ours": 100 * row["clean_full_test"], "strongest": None, "flags": []})  # fmt: skip
+        out.append({"model": name, "metric": f"clean ({clean_n:,} test images)", "paper": 100 * paper[0],
+                    "ours": 100 * row["clean_full_test"], "strongest": None, "flags": [], "n": clean_n})  # fmt: skip
+        attacked = len(record["per_point"]["clean_correct"])
         extra = [(label, "linf", eps) for label, eps in (("AutoAttack 0.3", 0.3), ("AutoAttack 0.1", 0.1))]
         for (label, norm, eps), value in zip(TABLE1_ATTACKS + extra, [*paper[1:], None, None], strict=True):
             if label not in row["attacks"]:
@@ -193,7 +201,7 @@ def summary_rows(rows: dict[str, dict], work: Path) -> list[dict]:
                 record, norm=norm, eps=eps, label=None if eps is not None else label
             )
             out.append({"model": name, "metric": label, "paper": None if value is None else 100 * value,
-                        "ours": 100 * row["attacks"][label], "strongest": strongest, "flags": flags})  # fmt: skip
+                        "ours": 100 * row["attacks"][label], "strongest": strongest, "flags": flags, "n": attacked})  # fmt: skip
     return out
 
 

@@ -10,7 +10,7 @@ import pytest
 
 from art_manifold_defenses import cli, demo
 from art_manifold_defenses.evaluation import AttackSpec, register_suite
-from art_manifold_defenses.evaluation.report import load_results
+from art_manifold_defenses.evaluation.report import DEMO_FIGURE, DEMO_FORMAT, comparison_table, load_results
 
 
 def _tiny_suite(norm: str = "linf", eps: float = 0.3) -> list[AttackSpec]:
@@ -59,6 +59,26 @@ def test_demo_trains_evaluates_certifies_and_reports(monkeypatch: pytest.MonkeyP
     assert "| plain |" in report and "| smoothed |" in report and "Certified l2 accuracy of `smoothed`" in report
     summary = json.loads((out / "results.json").read_text())
     assert [e["name"] for e in summary["entries"]] == ["plain", "smoothed"]
+    # the new parts: one accuracy-against-epsilon figure of every model, the comparison table with costs and
+    # readings against the undefended entry, the certified-accuracy curve embedded
+    assert summary["format"] == DEMO_FORMAT and summary["settings"]["n"] == 8 and summary["settings"]["suite"] == "test-demo-tiny"
+    assert (out / DEMO_FIGURE).is_file() and f"]({DEMO_FIGURE})" in report
+    records = [load_results(out / name / "results.json") for name in ("plain", "smoothed")]
+    rows = [{"name": e["name"], "record": r, "test_accuracy": e["test_accuracy_full"], "train_seconds": e["train_seconds"],
+             "attack_seconds": e["evaluation_seconds"], "certify_seconds": e["certify_seconds"]}
+            for e, r in zip(summary["entries"], records, strict=True)]  # fmt: skip
+    table = comparison_table(rows, 0)
+    assert table in report and "| l-inf 0.3 |" in table and "| certify s |" in table
+    # the tiny suite has no margin-loss attack: the audit flags it on both rows, before their readings
+    assert table.splitlines()[2].endswith("| flagged: cross_entropy_only_at_eps; the reference |")
+    assert table.splitlines()[3].split(" | ")[-1].startswith("flagged: cross_entropy_only_at_eps; ")
+    assert "the baseline" in table.splitlines()[3].split(" | ")[-1]
+    assert summary["entries"][0]["certify_seconds"] is None and summary["entries"][1]["certify_seconds"] > 0
+    assert "![certified accuracy of smoothed](smoothed/certified_accuracy.png)" in report
+    # rendering again from the saved files gives the same report
+    (out / "report.md").unlink()
+    assert cli.main(["demo", "--out", str(out), "--render-only"]) == 0
+    assert (out / "report.md").read_text() == report
     smoothed = summary["entries"][1]
     assert smoothed["certified"]["images"] == 8 and set(smoothed["certified"]["certified_accuracy"]) == {"renyi", "cohen", "pixeldp"}
     assert summary["entries"][0]["certified"] is None

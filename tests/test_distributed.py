@@ -154,15 +154,18 @@ def test_crashed_rank_files_are_resumed_without_recomputing(checkpoint: Path, da
     from art_manifold_defenses.checkpoint import load_checkpoint
     from art_manifold_defenses.data import load_dataset
     from art_manifold_defenses.smoothing import RenyiSmoothingPyTorch, certify_to_tsv
+    from art_manifold_defenses.smoothing.choices import (
+        DEFAULT_ALPHA,  # what `amd certify` uses without --alpha
+    )
 
     reference_dir = tmp_path / "ref"
     assert cli.main(_certify_args(checkpoint, data_root, reference_dir)) == 0
     model, _ = load_checkpoint(checkpoint)
     x, y = load_dataset("mnist-embedded", "test", root=data_root)
     est = RenyiSmoothingPyTorch(model, torch.nn.CrossEntropyLoss(), (1, 28, 28), 10, clip_values=(0.0, 1.0), device_type="cpu",
-                                scale=0.25, alpha=0.05)  # fmt: skip
+                                scale=0.25, alpha=DEFAULT_ALPHA)  # fmt: skip
     out = tmp_path / "crashed"
-    rank1 = certify_to_tsv(est, x[[1, 3]], y[[1, 3]], out / "certify.rank1.tsv", n=60, n0=10, alpha=0.05, batch_size=140,
+    rank1 = certify_to_tsv(est, x[[1, 3]], y[[1, 3]], out / "certify.rank1.tsv", n=60, n0=10, alpha=DEFAULT_ALPHA, batch_size=140,
                            seed=5, indices=[1, 3], verbose=False)  # fmt: skip
     with rank1.open("a") as handle:
         handle.write("5\t1\t1\t0.3")  # the row being written when the rank was killed

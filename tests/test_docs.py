@@ -69,3 +69,12 @@ def test_mkdocs_build_strict(tmp_path: Path) -> None:
     assert 'id="art_manifold_defenses.smoothing.RenyiSmoothingPyTorch"' in smoothing_api
     evaluation_api = (site / "api" / "evaluation" / "index.html").read_text(encoding="utf-8")
     assert 'id="art_manifold_defenses.evaluation.evaluate"' in evaluation_api
+    # the functions of evaluation.audit (a module named like the function the package exports) and of
+    # radial_mapping.features are listed (issue 22, item 4)
+    for name in ("audit", "check_gradients", "check_determinism", "check_attack_comparisons", "check_margin_coverage",
+                 "large_eps_threshold", "reported_budgets", "measure_gradients", "measure_determinism"):  # fmt: skip
+        assert f'id="art_manifold_defenses.evaluation.audit.{name}"' in evaluation_api, name
+    radial_api = (site / "api" / "radial_mapping" / "index.html").read_text(encoding="utf-8")
+    for name in ("feature_analysis", "extract_features"):
+        assert f'id="art_manifold_defenses.radial_mapping.{name}"' in radial_api, name
+        assert f'id="art_manifold_defenses.radial_mapping.features.{name}"' in radial_api, name

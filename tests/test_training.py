@@ -234,3 +234,32 @@ def test_collapse_statistics_by_hand() -> None:
         collapse_statistics([1, 2], [1], 10)
     with pytest.raises(ValueError, match="num_classes"):
         collapse_statistics([1], [1], 1)
+
+
+def test_time_estimate_after_the_first_batches(
+    mnist_small: tuple[np.ndarray, ...], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Issue 22 item 2: after a warm-up batch and ``ESTIMATE_AFTER_BATCHES`` timed batches the loop prints the epoch
+    and total time they imply (the clock is replaced: every reading is 10 s after the previous one, so batches 2 to 6
+    take 10 s, 2 s each, and 10 batches x 2 epochs come to 40 s); quiet runs print nothing."""
+    from itertools import count
+
+    from art_manifold_defenses import costs
+    from art_manifold_defenses.training import ESTIMATE_AFTER_BATCHES, train
+
+    assert ESTIMATE_AFTER_BATCHES == 5
+    ticks = count(0.0, 10.0)
+    monkeypatch.setattr(costs, "clock", lambda: next(ticks))
+    x, y = mnist_small[0][:640], mnist_small[1][:640]
+    train(_tiny(), x, y, epochs=2, batch_size=64, verbose=True, seed=0, collapse_check=False)
+    printed = capsys.readouterr()
+    assert ("estimate: 2 epochs of 10 batches: about 40 s on this machine (batches 2 to 6 took 2 s each: 20 s per "
+            "epoch") in printed.out + printed.err  # fmt: skip
+    train(_tiny(), x, y, epochs=1, batch_size=64, verbose=False, seed=0, collapse_check=False)
+    printed = capsys.readouterr()
+    assert "estimate:" not in printed.out + printed.err
+
+
+def _tiny() -> nn.Module:
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Flatten(), nn.Linear(784, 10))

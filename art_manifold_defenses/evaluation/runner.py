@@ -649,9 +649,12 @@ def evaluate(
                 if not (s.library == "transfer" and surrogate_module is None)]  # fmt: skip
         todo = [p for p in todo if out_path is None or _load_finished(_attack_path(out_path, p.spec), context) is None]
         attacked = np.flatnonzero(clean_correct)
-        report_evaluation_estimate([p.spec for p in todo], [p.eot_samples for p in todo], module, x_arr[attacked],
-                                   y_arr[attacked], batch_size=batch_size, repeats=n_repeats, votes=n_votes,
-                                   device=dev, processes=size)  # fmt: skip
+        try:
+            report_evaluation_estimate([p.spec for p in todo], [p.eot_samples for p in todo], module, x_arr[attacked],
+                                       y_arr[attacked], batch_size=batch_size, repeats=n_repeats, votes=n_votes,
+                                       device=dev, processes=size)  # fmt: skip
+        except Exception as exc:  # noqa: BLE001 - an estimate must never stop the evaluation it describes
+            tqdm.write(f"estimate: unavailable ({type(exc).__name__}: {exc})")
     results: list[AttackResult] = []
     bar = tqdm(specs, desc="attacks", unit="attack", disable=not verbose or rank != 0)
     for spec in bar:

@@ -339,7 +339,7 @@ class _HammingThroughReLUNodes(torch.autograd.Function):
     backward; there it only computes the per-row factor ``c_i``, and the hook on each ReLU node adds ``c_i a_i`` into
     the gradient ``threshold_backward`` has just created (one in-place ``addcmul_``). Returning the gradient for ``z``
     instead makes autograd sum two layer-sized tensors out of place (it cannot reuse a saved buffer) after a separate
-    multiplication: measured on ``cw_mnist_paper``, batch 128, one thread, about a tenth of a plain training step.
+    multiplication, and on CPU page-fault the new tensor in at every step (``bench/manifold_regularization.py``).
     """
 
     @staticmethod

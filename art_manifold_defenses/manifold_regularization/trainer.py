@@ -15,7 +15,7 @@ from torch import Tensor, nn
 from ..estimator import ClassifierModule
 from ..training import StepFunction, TrainContext, train
 from ..utils import check_images, check_labels, resolve_device
-from .regularizers import ManifoldRegularizer
+from .manifold_regularizer import ManifoldRegularizer
 from .schedules import PRESETS, ManifoldRegularizationSchedule, paper_schedule, preset_momentum
 
 __all__ = [

@@ -6,17 +6,18 @@ import argparse
 import json
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
-from torch import nn
+from ..defence_record import add_defence_arguments, config_from_namespace, train_from_namespace
+from ..utils import device_arg, positive_int_arg
+from .defence import DEFENCE, DEFENCE_NAME, mapping_params
 
-from ..models import build_model
-from ..utils import device_arg, positive_float_arg, positive_int_arg
-from .block import INITS, VARIANTS
-from .feature_analysis import feature_analysis
-from .training import train_radial_mapping
-from .transform import MODES, add_radial_mapping
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
+
+# torch and the feature analysis are imported by the functions that use them, so that building the ``amd`` parser
+# imports neither.
 
 __all__ = [
     "DEFENCE_NAME",
@@ -26,89 +27,30 @@ __all__ = [
     "train_from_args",
 ]
 
-DEFENCE_NAME = "radial-mapping"
-
 
 def add_train_arguments(group: Any) -> None:
-    """Flags of ``amd train --defense radial-mapping``."""
-    group.add_argument(
-        "--rbm-variant", default="paper", choices=VARIANTS, help="block variant (default: paper)"
-    )
-    group.add_argument(
-        "--rbm-centers",
-        type=positive_int_arg,
-        default=None,
-        help="centres per block (default: the block's input channels)",
-    )
-    group.add_argument(
-        "--rbm-out-channels",
-        type=positive_int_arg,
-        default=None,
-        help="mapped channels per block (default: the number of centres)",
-    )
-    group.add_argument(
-        "--rbm-after",
-        default="all_conv",
-        help="where to insert blocks: all_conv, blocks, or comma-separated module names (default: all_conv)",
-    )
-    group.add_argument(
-        "--rbm-mode", default="auto", choices=MODES, help="concat (nn.Sequential), project, or auto (default)"
-    )
-    group.add_argument(
-        "--rbm-init", default="uniform", choices=INITS, help="centre initialisation (default: uniform)"
-    )
-    group.add_argument(
-        "--rbm-epsilon",
-        type=positive_float_arg,
-        default=1e-6,
-        help="epsilon of M = A A^T + epsilon I (default: 1e-6)",
-    )
-    group.add_argument(
-        "--rbm-beta-init", type=positive_float_arg, default=2.0, help="initial width beta (default: 2.0)"
-    )
+    """Flags of ``amd train --defense radial-mapping``, generated from :class:`RadialMappingConfig`."""
+    add_defence_arguments(group, DEFENCE)
 
 
 def mapping_params_from_args(args: argparse.Namespace) -> dict[str, Any]:
     """The JSON-serialisable mapping options stored in the checkpoint's ``defence.params``."""
-    after_text = str(getattr(args, "rbm_after", "all_conv"))
-    after: str | list[str] = (
-        after_text
-        if after_text in ("all_conv", "blocks")
-        else [a.strip() for a in after_text.split(",") if a.strip()]
-    )
-    return {
-        "after": after,
-        "n_centers": getattr(args, "rbm_centers", None),
-        "variant": getattr(args, "rbm_variant", "paper"),
-        "out_channels": getattr(args, "rbm_out_channels", None),
-        "mode": getattr(args, "rbm_mode", "auto"),
-        "epsilon": float(getattr(args, "rbm_epsilon", 1e-6)),
-        "beta_init": float(getattr(args, "rbm_beta_init", 2.0)),
-    }
+    return mapping_params(config_from_namespace(DEFENCE, args))  # type: ignore[arg-type]
 
 
 def train_from_args(
     args: argparse.Namespace, data: dict[str, Any], device: torch.device, architecture: dict[str, Any]
 ) -> tuple[nn.Module, dict[str, Any]]:
-    """Build the zoo model, insert the mapping blocks and train everything end to end with the shared loop."""
-    arch = dict(architecture)
-    base = build_model(arch.pop("name"), **arch)
-    params = mapping_params_from_args(args)
-    init = getattr(args, "rbm_init", "uniform")
-    init_data = data["x_train"][:512] if init == "kmeans" else None
-    model = add_radial_mapping(base, **params, init=init, init_data=init_data, seed=int(args.seed)).to(device)
-    train_radial_mapping(
-        model, data["x_train"], data["y_train"], epochs=args.epochs, batch_size=args.batch_size, learning_rate=args.lr,
-        device=device, validation_data=(data["x_test"], data["y_test"]), checkpoint_dir=Path(args.out) / "train_state",
-        seed=args.seed, verbose=not args.quiet,
-    )  # fmt: skip
-    return model, {"name": DEFENCE_NAME, "params": params}
+    """Build the zoo model, insert the mapping blocks and train everything end to end with the shared loop
+    (:func:`~.defence.train_radial_mapping_defence` with the flags' config)."""
+    return train_from_namespace(DEFENCE, args, data, device, architecture)
 
 
 def _command_feature_analysis(args: argparse.Namespace) -> int:
     from ..checkpoint import load_checkpoint
     from ..data import load_dataset
     from ..utils import resolve_device
+    from .features import feature_analysis
 
     device = resolve_device(args.device)
     model, metadata = load_checkpoint(args.checkpoint, device=device)

@@ -8,22 +8,24 @@ Perturbations", arXiv:2004.02183.
   ``static_model()`` for the evaluation harness (the BPDA gradient is inside forward).
 - :class:`RBFCNNTrainer` -- rCNN / rCNN+ training (an ART ``Trainer``) on the shared training loop.
 
-Importing the package registers the checkpoint builder of defence ``"rbf-cnn"``.
+The defence record (``amd train --defense rbf-cnn``, checkpoint builder :func:`build_rbf_cnn`) is
+:data:`.defence.DEFENCE`. Names are imported on first use (no torch for ``import art_manifold_defenses.rbf_reconstruction``).
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING
 
-from torch import nn
+from .._lazy import lazy_exports
 
-from ..checkpoint import register_defence
-from .classifier import RBFCNN, StaticRBFCNN
-from .em import fit_rbf_filters
-from .filter_bank import RBFFilterBank, extract_patches, match_scores
-from .preprocessor import RBFReconstructionPyTorch
-from .reconstruction import RBFReconstruction, compute_weights, draw_filter_samples, stitch_patches
-from .trainer import RBFCNNTrainer, pgd_noise_bank, smoothed_targets
+if TYPE_CHECKING:
+    from .classifier import RBFCNN, StaticRBFCNN
+    from .defence import build_rbf_cnn
+    from .em import fit_rbf_filters
+    from .filter_bank import RBFFilterBank, extract_patches, match_scores
+    from .preprocessor import RBFReconstructionPyTorch
+    from .reconstruction import RBFReconstruction, compute_weights, draw_filter_samples, stitch_patches
+    from .trainer import RBFCNNTrainer, pgd_noise_bank, smoothed_targets
 
 __all__ = [
     "DEFENCE_NAME",
@@ -44,28 +46,27 @@ __all__ = [
     "stitch_patches",
 ]
 
-#: Registry name of the defence in checkpoints (rCNN and rCNN+ are both "rbf-cnn"; ``params["variant"]`` tells them apart).
 DEFENCE_NAME = "rbf-cnn"
 
-_MODEL_KEYS = tuple(RBFCNN.params)  # the constructor options a checkpoint stores
+#: Public name -> the submodule defining it, imported on first use: importing this package (and its torch-free
+#: ``defence`` module, read by ``amd train --help``) loads no network library.
+_LAZY: dict[str, str] = {
+    "RBFCNN": ".classifier",
+    "StaticRBFCNN": ".classifier",
+    "fit_rbf_filters": ".em",
+    "RBFFilterBank": ".filter_bank",
+    "extract_patches": ".filter_bank",
+    "match_scores": ".filter_bank",
+    "RBFReconstructionPyTorch": ".preprocessor",
+    "RBFReconstruction": ".reconstruction",
+    "compute_weights": ".reconstruction",
+    "draw_filter_samples": ".reconstruction",
+    "stitch_patches": ".reconstruction",
+    "RBFCNNTrainer": ".trainer",
+    "pgd_noise_bank": ".trainer",
+    "smoothed_targets": ".trainer",
+    "build_rbf_cnn": ".defence",
+}
 
 
-def build_rbf_cnn(base_model: nn.Module, params: dict[str, Any]) -> RBFCNN:
-    """Checkpoint builder: an :class:`RBFCNN` around ``base_model`` with an empty filter bank of the stored shape
-    (``num_filters``, ``patch_size``, ``in_channels``); the state dict then restores the filter means/variances.
-
-    Paper: Nandy, Hsu and Lee 2020 (paper 000), Section III / Fig. 1 (RBF layer, reconstruction layer, CNN);
-    no equation: the checkpoint builder that re-creates that pipeline.
-    """
-    missing = {"num_filters", "patch_size", "in_channels"} - set(params)
-    if missing:
-        raise ValueError(f"rbf-cnn checkpoint params lack {sorted(missing)}")
-    bank = RBFFilterBank(
-        num_filters=int(params["num_filters"]),
-        patch_size=int(params["patch_size"]),
-        in_channels=int(params["in_channels"]),
-    )
-    return RBFCNN(base_model, bank, **{k: params[k] for k in _MODEL_KEYS if k in params})
-
-
-register_defence(DEFENCE_NAME, build_rbf_cnn)
+__getattr__, __dir__ = lazy_exports(__name__, _LAZY, submodules=True)

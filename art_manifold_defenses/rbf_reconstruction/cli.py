@@ -7,12 +7,18 @@ import json
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
-import torch
-
+from ..defence_record import add_defence_arguments, train_from_namespace
 from ..utils import device_arg, positive_int_arg
+from .defence import DEFENCE, FILTERS_FILE, defence_metadata
+
+if TYPE_CHECKING:
+    import numpy as np
+    import torch
+
+# torch and the RBF-CNN code are imported by the functions that use them, so that building the ``amd`` parser imports
+# neither.
 
 __all__ = [
     "add_subcommands",
@@ -23,128 +29,22 @@ __all__ = [
     "train_from_args",
 ]
 
-FILTERS_FILE = "filters.npz"
 
 
 def add_train_arguments(group: Any) -> None:
-    """Flags of ``amd train --defense rbf-cnn`` (all prefixed ``--rbf-``)."""
-    group.add_argument(
-        "--rbf-plus", action="store_true", help="train rCNN+ (Gaussian + PGD-noise images) instead of rCNN"
-    )
-    group.add_argument(
-        "--rbf-filters",
-        default=None,
-        help="filter bank .npz from `amd fit-rbf` (default: fit one by EM on the training set)",
-    )
-    group.add_argument(
-        "--rbf-desired-filters", type=int, default=10, help="EM desired filter count (MNIST 10, CIFAR-10 175)"
-    )
-    group.add_argument(
-        "--rbf-em-steps", type=int, default=500, help="EM M-steps when fitting the bank here (default 500)"
-    )
-    group.add_argument(
-        "--rbf-beta1", type=float, default=25.0, help="test-time weight sharpness beta1 (default 25)"
-    )
-    group.add_argument(
-        "--rbf-train-beta1", type=float, default=125.0, help="training beta1 (authors' code: 125)"
-    )
-    group.add_argument(
-        "--rbf-beta2", type=float, default=1.75, help="test-time noise level beta2 (default 1.75)"
-    )
-    group.add_argument(
-        "--rbf-votes", type=int, default=10, help="reconstructions averaged per prediction, m (default 10)"
-    )
-    group.add_argument(
-        "--rbf-noise-draw",
-        default="per_image",
-        choices=["per_image", "fixed"],
-        help="fresh noise per image, or fixed per copy (authors)",
-    )
-    group.add_argument(
-        "--rbf-noise-std",
-        default="authors_code",
-        choices=["authors_code", "paper"],
-        help="noise std beta2*sigma^2 (code) or beta2*sigma",
-    )
-    group.add_argument(
-        "--rbf-weighting",
-        default="base2",
-        choices=["base2", "exp"],
-        help="2^(beta1 v) (code) or exp(beta1 v) (paper)",
-    )
-    group.add_argument(
-        "--rbf-gaussian-std", type=float, default=0.35, help="rCNN+ Gaussian noise std (MNIST 0.35)"
-    )
-    group.add_argument(
-        "--rbf-linf-window",
-        type=float,
-        default=0.3,
-        help="rCNN+ l-inf clip window of the noise images (MNIST 0.3)",
-    )
-    group.add_argument(
-        "--rbf-noise-bank-epoch",
-        type=int,
-        default=25,
-        help="rCNN+: epoch at which the PGD noise bank is computed (default 25)",
-    )
-    group.add_argument(
-        "--rbf-noise-bank-eps",
-        type=float,
-        default=0.3,
-        help="rCNN+: l-inf eps of the PGD noise bank (default 0.3)",
-    )
-    group.add_argument(
-        "--rbf-noise-bank-size",
-        type=int,
-        default=None,
-        help="rCNN+: attack only this many training images for the bank",
-    )
-
-
-def _load_or_fit_bank(args: argparse.Namespace, x_train: np.ndarray, device: torch.device) -> Any:
-    from .em import fit_rbf_filters
-    from .filter_bank import RBFFilterBank
-
-    if args.rbf_filters:
-        path = Path(args.rbf_filters)
-        if path.is_dir():
-            path = path / FILTERS_FILE
-        return RBFFilterBank.load(path, device=device)
-    return fit_rbf_filters(
-        x_train, desired_filters=args.rbf_desired_filters, max_steps=args.rbf_em_steps,
-        nonparametric_steps=args.rbf_em_steps // 2, seed=args.seed, device=device, verbose=not args.quiet,
-    )  # fmt: skip
+    """Flags of ``amd train --defense rbf-cnn`` (all prefixed ``--rbf-``), generated from :class:`RBFCNNConfig`."""
+    add_defence_arguments(group, DEFENCE)
 
 
 def train_from_args(
     args: argparse.Namespace, data: dict[str, np.ndarray], device: torch.device, architecture: dict[str, Any]
 ) -> tuple[torch.nn.Module, dict[str, Any]]:
-    """Fit or load the filter bank, build RBFCNN around the zoo model and train it as rCNN or rCNN+."""
-    from ..models import build_model
-    from .classifier import RBFCNN
-    from .trainer import RBFCNNTrainer
+    """Fit or load the filter bank, build RBFCNN around the zoo model and train it as rCNN or rCNN+
+    (:func:`~.defence.train_rbf_cnn` with the flags' config; ``--defense rbf-cnn-plus`` sets ``plus``)."""
+    from ..defences import alias_overrides
 
-    plus = bool(getattr(args, "rbf_plus", False)) or getattr(args, "defense", "") == "rbf-cnn-plus"
-    variant: Literal["rcnn", "rcnn_plus"] = "rcnn_plus" if plus else "rcnn"
-    bank = _load_or_fit_bank(args, data["x_train"], device)
-    arch = dict(architecture)
-    base = build_model(arch.pop("name"), **arch)
-    model = RBFCNN(
-        base, bank, beta1=args.rbf_beta1, beta2=args.rbf_beta2, train_beta1=args.rbf_train_beta1, votes=args.rbf_votes,
-        weighting=args.rbf_weighting, noise_std=args.rbf_noise_std, noise_draw=args.rbf_noise_draw, seed=args.seed, device=device,
-    )  # fmt: skip
-    shape = (int(data["x_train"].shape[1]), int(data["x_train"].shape[2]), int(data["x_train"].shape[3]))
-    trainer = RBFCNNTrainer(
-        model, variant=variant, gaussian_std=args.rbf_gaussian_std, linf_window=args.rbf_linf_window,
-        noise_bank_epoch=args.rbf_noise_bank_epoch, noise_bank_eps=args.rbf_noise_bank_eps,
-        noise_bank_size=args.rbf_noise_bank_size, lr=args.lr, input_shape=shape, device=device,
-    )  # fmt: skip
-    checkpoint_dir = Path(args.out) / "train_state" if getattr(args, "out", None) else None
-    trainer.fit(
-        data["x_train"], data["y_train"], validation_data=None, batch_size=args.batch_size, nb_epochs=args.epochs,
-        checkpoint_dir=checkpoint_dir, seed=args.seed, verbose=not args.quiet,
-    )  # fmt: skip
-    return model.eval(), defence_metadata(model, variant=variant, filters_source=args.rbf_filters or "em")
+    overrides = alias_overrides(str(getattr(args, "defense", DEFENCE.name)), DEFENCE.name)
+    return train_from_namespace(DEFENCE, args, data, device, architecture, overrides)
 
 
 def add_subcommands(subparsers: Any) -> dict[str, Callable[[argparse.Namespace], int]]:
@@ -216,6 +116,8 @@ def build_demo_rcnn(ctx: Any, *, em_steps: int = 150, votes: int = 1) -> torch.n
     stochastic model cheap to attack with EoT on a CPU (the paper votes over m = 10). ``ctx`` has ``data``,
     ``device``, ``seed``, ``epochs``, ``verbose`` and ``work_dir``. The checkpoint's defence metadata is
     :func:`defence_metadata` of the returned model (its filter count is only known after EM)."""
+    import torch
+
     from ..models import build_model
     from .classifier import RBFCNN
     from .em import fit_rbf_filters
@@ -248,12 +150,3 @@ def build_demo_rcnn(ctx: Any, *, em_steps: int = 150, votes: int = 1) -> torch.n
         verbose=ctx.verbose,
     )
     return model.eval()
-
-
-def defence_metadata(model: torch.nn.Module, **extra: Any) -> dict[str, Any]:
-    """The checkpoint ``defence`` entry of an RBFCNN: ``{"name": "rbf-cnn", "params": model.config() + extra}``."""
-    from .classifier import RBFCNN
-
-    if not isinstance(model, RBFCNN):
-        raise TypeError(f"model must be an RBFCNN, got {type(model).__name__}")
-    return {"name": "rbf-cnn", "params": {**model.config(), **extra}}

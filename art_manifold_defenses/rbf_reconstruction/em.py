@@ -12,6 +12,7 @@ import torch.nn.functional as F
 from torch import Tensor
 from tqdm.auto import tqdm
 
+from .. import costs
 from ..utils import check_images, resolve_device
 from .filter_bank import MIN_VARIANCE, RBFFilterBank
 
@@ -139,6 +140,7 @@ def fit_rbf_filters(
     seed: int = 0,
     device: str | torch.device | None = "cpu",
     verbose: bool = True,
+    block_to_data: bool = True,
 ) -> RBFFilterBank:
     """Learn an :class:`RBFFilterBank` from training images with the non-parametric hard EM of RBF-CNN.
 
@@ -152,6 +154,15 @@ def fit_rbf_filters(
     ``nonparametric_steps = 250`` may create filters and the rest are plain fixed-count hard EM (MNIST; pass
     ``None`` to stay non-parametric throughout, as the CIFAR-10 code does).
 
+    Cost: ``max_steps`` M-steps, each an E-step over the patches of ``batch_size * batches_per_step`` images (750),
+    whatever the number of images: the authors stream a smaller set round and round to fill the block. The number of
+    M-steps is not a number of passes over the data: the creation threshold needs about 130 of them to reach its
+    filter count on MNIST (23 filters), and 60 M-steps leave one filter, so it is not scaled down. What scales is the
+    block: with ``block_to_data=True`` (default) a set of fewer than 750 images is one block (every image once per
+    M-step, where the authors' stream repeats each image two or more times), so small inputs cost in proportion to
+    their size; ``block_to_data=False`` is the authors' stream on any data; sets of 750 images or more are unaffected.
+    Measured costs: ``docs/costs.md``.
+
     Args:
         x: training images ``(N, C, H, W)`` in [0, 1] (numpy or tensor).
         init: ``"paper"`` starts from one random filter (mean ~ U[0, 1), variance ``D``, drawn from ``seed``);
@@ -163,6 +174,8 @@ def fit_rbf_filters(
     """
     _check_fit_params(patch_size, desired_filters, max_steps, nonparametric_steps, batch_size, batches_per_step,
                       count_threshold, new_share_threshold, initial_alpha, init, seed)  # fmt: skip
+    if not isinstance(block_to_data, bool):
+        raise TypeError(f"block_to_data must be a bool, got {block_to_data!r}")
     images = check_images(x, "x")
     if images.shape[2] < patch_size or images.shape[3] < patch_size:
         raise ValueError(f"x of size {images.shape[2:]} is smaller than patch_size={patch_size}")
@@ -179,15 +192,22 @@ def fit_rbf_filters(
         variances = torch.zeros(0, device=dev)
     alpha = float(initial_alpha)
     block = batch_size * batches_per_step
+    if block_to_data:
+        block = min(block, len(images))
     cursor = 0
     history: list[dict[str, float]] = []
     bar = tqdm(range(max_steps), desc="fit RBF filters (EM)", disable=not verbose)
+    began = costs.clock()
     for step in bar:
         idx = order[np.arange(cursor, cursor + block) % len(images)]
         cursor = (cursor + block) % len(images)
         chunk = torch.from_numpy(images[idx]).to(dev)
         patches = F.unfold(chunk, kernel_size=patch_size).transpose(1, 2).reshape(-1, dim)
         nonparametric = nonparametric_steps is None or step < nonparametric_steps
+        if step == ESTIMATE_AFTER_STEPS and verbose and max_steps > step:
+            per_step = (costs.clock() - began) / step
+            costs.report_estimate(f"{max_steps} EM M-steps of {block} images", per_step * max_steps,
+                                  f"the first {step} took {per_step:.3g} s each")  # fmt: skip
         log_alpha = math.log(alpha) if (nonparametric and alpha > 0) else -math.inf
         stats = e_step(patches, means, variances, log_alpha)
         means, variances, new_share, _deleted, _created = m_step(
@@ -218,6 +238,8 @@ def fit_rbf_filters(
     return bank
 
 
+#: ``fit_rbf_filters`` prints its time estimate after this many M-steps (verbose).
+ESTIMATE_AFTER_STEPS = 5
 def _check_fit_params(
     patch_size: int, desired_filters: int, max_steps: int, nonparametric_steps: int | None, batch_size: int,
     batches_per_step: int, count_threshold: int, new_share_threshold: float, initial_alpha: float, init: str, seed: int,

@@ -14,35 +14,37 @@ Public API:
   sequence over :func:`round_schedule`; Voráček & Hein 2024) and input-specific sample sizes
   (``certify(x, samples="adaptive")``, :func:`adaptive_sample_sizes`; Chen et al. 2022).
 
-Registers the checkpoint defences ``"stn"`` and ``"smoothing"`` (a :class:`SmoothedClassifier` around the base model).
+The defence record ``"stn"`` (``"smoothing"`` in earlier checkpoints) is :data:`.defence.DEFENCE`; its checkpoint builder
+:func:`build_smoothed_classifier` puts a :class:`SmoothedClassifier` around the base model. Names are imported on first use.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING
 
-from torch import nn
+from .._lazy import lazy_exports
 
-from ..checkpoint import register_defence
-from .adaptive import adaptive_sample_sizes
-from .bounds import cohen_radius, pixeldp_epsilon, pixeldp_radius, renyi_radius
-from .certification import BOUNDS, CountCertificate, certify_batch, certify_from_counts
-from .confidence import clopper_pearson_lower, clopper_pearson_upper, sison_glaz_intervals, top_two_bounds
-from .estimator import RenyiSmoothingPyTorch
-from .module import SmoothedClassifier
-from .outputs import (
-    DEFAULT_RADII,
-    certified_accuracy,
-    certify_to_tsv,
-    plot_bound_comparison,
-    plot_certified_accuracy,
-    read_certify_fingerprint,
-    read_certify_tsv,
-    summarize_certification,
-    write_cohen_tsv,
-)
-from .sequential import DecisionResult, decide_sequentially, round_schedule
-from .stability import stability_loss, stn_step, train_stn
+if TYPE_CHECKING:
+    from .adaptive import adaptive_sample_sizes
+    from .bounds import cohen_radius, pixeldp_epsilon, pixeldp_radius, renyi_radius
+    from .certification import BOUNDS, CountCertificate, certify_batch, certify_from_counts
+    from .confidence import clopper_pearson_lower, clopper_pearson_upper, sison_glaz_intervals, top_two_bounds
+    from .defence import build_smoothed_classifier
+    from .estimator import RenyiSmoothingPyTorch
+    from .module import SmoothedClassifier
+    from .outputs import (
+        DEFAULT_RADII,
+        certified_accuracy,
+        certify_to_tsv,
+        plot_bound_comparison,
+        plot_certified_accuracy,
+        read_certify_fingerprint,
+        read_certify_tsv,
+        summarize_certification,
+        write_cohen_tsv,
+    )
+    from .sequential import DecisionResult, decide_sequentially, round_schedule
+    from .stability import stability_loss, stn_step, train_stn
 
 __all__ = [
     "BOUNDS",
@@ -78,17 +80,41 @@ __all__ = [
     "train_stn",
 ]
 
+#: Public name -> the submodule defining it, imported on first use: importing this package (and its torch-free
+#: ``defence`` module, read by ``amd train --help``) loads no network library.
+_LAZY: dict[str, str] = {
+    "adaptive_sample_sizes": ".adaptive",
+    "cohen_radius": ".bounds",
+    "pixeldp_epsilon": ".bounds",
+    "pixeldp_radius": ".bounds",
+    "renyi_radius": ".bounds",
+    "BOUNDS": ".certification",
+    "CountCertificate": ".certification",
+    "certify_batch": ".certification",
+    "certify_from_counts": ".certification",
+    "clopper_pearson_lower": ".confidence",
+    "clopper_pearson_upper": ".confidence",
+    "sison_glaz_intervals": ".confidence",
+    "top_two_bounds": ".confidence",
+    "RenyiSmoothingPyTorch": ".estimator",
+    "SmoothedClassifier": ".module",
+    "DEFAULT_RADII": ".outputs",
+    "certified_accuracy": ".outputs",
+    "certify_to_tsv": ".outputs",
+    "plot_bound_comparison": ".outputs",
+    "plot_certified_accuracy": ".outputs",
+    "read_certify_fingerprint": ".outputs",
+    "read_certify_tsv": ".outputs",
+    "summarize_certification": ".outputs",
+    "write_cohen_tsv": ".outputs",
+    "DecisionResult": ".sequential",
+    "decide_sequentially": ".sequential",
+    "round_schedule": ".sequential",
+    "stability_loss": ".stability",
+    "stn_step": ".stability",
+    "train_stn": ".stability",
+    "build_smoothed_classifier": ".defence",
+}
 
-def build_smoothed_classifier(base_model: nn.Module, params: dict[str, Any]) -> SmoothedClassifier:
-    """Checkpoint builder: ``params`` needs ``sigma`` (other training hyper-parameters are kept only as metadata).
 
-    Paper: Li et al. 2019 (paper 004), Algorithm 1 (Gaussian noise added to the input of the base classifier);
-    no equation: the checkpoint builder.
-    """
-    if "sigma" not in params:
-        raise ValueError("a smoothing/stn checkpoint needs the defence parameter 'sigma'")
-    return SmoothedClassifier(base_model, float(params["sigma"]), samples=int(params.get("samples", 1)))
-
-
-register_defence("stn", build_smoothed_classifier)
-register_defence("smoothing", build_smoothed_classifier)
+__getattr__, __dir__ = lazy_exports(__name__, _LAZY, submodules=True)

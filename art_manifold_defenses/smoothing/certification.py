@@ -16,6 +16,7 @@ import numpy as np
 
 from ..utils import check_counts
 from .bounds import cohen_radius, pixeldp_radius, renyi_radius
+from .choices import BOUNDS
 from .confidence import INTERVALS, clopper_pearson_lower, clopper_pearson_upper, top_two_bounds
 
 __all__ = [
@@ -26,9 +27,6 @@ __all__ = [
     "resolve_bounds",
     "select_class",
 ]
-
-#: Bound names accepted by ``certify(..., bound=...)``; ``"all"`` means all of them.
-BOUNDS = ("renyi", "cohen", "pixeldp")
 
 
 def resolve_bounds(bound: str | tuple[str, ...] | list[str]) -> tuple[str, ...]:

@@ -5,13 +5,9 @@ from __future__ import annotations
 import argparse
 import json
 from collections.abc import Callable
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
-import torch
-from torch import nn
-
+from ..defence_record import add_defence_arguments, train_from_namespace
 from ..utils import (
     device_arg,
     float_list_arg,
@@ -22,58 +18,38 @@ from ..utils import (
     positive_int_arg,
     probability_arg,
 )
-from .certification import BOUNDS
-from .confidence import INTERVALS
-from .module import SmoothedClassifier
-from .outputs import (
+from .choices import (
+    BOUNDS,
+    COHEN_SAMPLES,
+    DEFAULT_ALPHA,
+    DEFAULT_N0,
     DEFAULT_RADII,
-    certify_sharded,
-    plot_bound_comparison,
-    plot_certified_accuracy,
-    summarize_certification,
-    write_cohen_tsv,
+    DEFAULT_SAMPLES,
+    INTERVALS,
 )
-from .stability import STABILITY_TARGETS, train_stn
+from .defence import DEFENCE
+
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
+
+# numpy, torch and the certification code are imported by the handler, so that building the ``amd`` parser imports
+# none of them.
 
 __all__ = ["add_subcommands", "add_train_arguments", "run_certify", "train_from_args"]
 
 
 def add_train_arguments(group: Any) -> None:
-    """Flags of ``amd train --defense stn``."""
-    group.add_argument(
-        "--sigma",
-        type=positive_float_arg,
-        default=0.7,
-        help="Gaussian noise std in [0,1] pixel units (default: 0.7, the paper's MNIST value)",
-    )
-    group.add_argument("--stability-weight", type=non_negative_float_arg, default=1.0,
-                       help="gamma of the stability loss (default: 1, the paper); 0 = plain Gaussian augmentation")  # fmt: skip
-    group.add_argument("--stn-target", default="softmax", choices=list(STABILITY_TARGETS),
-                       help="stability target: softmax of the clean prediction (paper) or raw logits (authors' code)")  # fmt: skip
+    """Flags of ``amd train --defense stn``, generated from :class:`~.defence.STNConfig`."""
+    add_defence_arguments(group, DEFENCE)
 
 
 def train_from_args(
     args: argparse.Namespace, data: dict[str, Any], device: torch.device, architecture: dict[str, Any]
 ) -> tuple[nn.Module, dict[str, Any]]:
-    """Train ``architecture`` with STN; return the smoothed model (``SmoothedClassifier``) and its defence metadata."""
-    from ..models import build_model
-
-    sigma = float(getattr(args, "sigma", 0.7))
-    weight = float(getattr(args, "stability_weight", 1.0))
-    target = str(getattr(args, "stn_target", "softmax"))
-    arch = dict(architecture)
-    base = build_model(arch.pop("name"), **arch)
-    out = getattr(args, "out", None)
-    train_stn(
-        base, data["x_train"], data["y_train"], sigma=sigma, stability_weight=weight, target=target, epochs=args.epochs,
-        batch_size=args.batch_size, lr=args.lr, device=device, seed=args.seed, verbose=not getattr(args, "quiet", False),
-        validation_data=(data["x_test"], data["y_test"]), checkpoint_dir=Path(out) / "train_state" if out else None,
-    )  # fmt: skip
-    model = SmoothedClassifier(base, sigma)
-    return model, {
-        "name": "stn",
-        "params": {"sigma": sigma, "stability_weight": weight, "stn_target": target},
-    }
+    """Train ``architecture`` with STN; return the smoothed model (``SmoothedClassifier``) and its defence metadata
+    (:func:`~.defence.train_stn_defence` with the flags' config)."""
+    return train_from_namespace(DEFENCE, args, data, device, architecture)
 
 
 def _add_certify_parser(subparsers: Any) -> None:
@@ -102,9 +78,10 @@ def _add_certify_parser(subparsers: Any) -> None:
     p.add_argument(
         "--samples",
         type=positive_int_arg,
-        default=100,
-        help="estimation samples n per image (default: 100, the paper); the largest size with --adaptive, the cap "
-        "n_max with --radius",
+        default=DEFAULT_SAMPLES,
+        help=f"estimation samples n per image (default: {DEFAULT_SAMPLES}, minutes for 100 MNIST images on a CPU; "
+        f"Cohen et al.: --samples {COHEN_SAMPLES}, the paper: 100); the largest size with --adaptive, the cap n_max "
+        "with --radius",
     )
     mode = p.add_argument_group("modes (default: the same --samples for every image, CERTIFY)")
     exclusive = mode.add_mutually_exclusive_group()
@@ -122,14 +99,14 @@ def _add_certify_parser(subparsers: Any) -> None:
     p.add_argument(
         "--n0",
         type=non_negative_int_arg,
-        default=100,
-        help="selection samples per image; 0 = select from the n samples (default: 100)",
+        default=DEFAULT_N0,
+        help=f"selection samples per image; 0 = select from the n samples (default: {DEFAULT_N0})",
     )
     p.add_argument(
         "--alpha",
         type=probability_arg,
-        default=0.05,
-        help="failure probability (default: 0.05, the paper's 95%%)",
+        default=DEFAULT_ALPHA,
+        help=f"failure probability (default: {DEFAULT_ALPHA}, Cohen et al. and ART; the paper: 0.05)",
     )
     p.add_argument("--bound", default=None, choices=[*BOUNDS, "all"],
                    help="bound(s) to compute (default: all; with --radius one bound, default cohen)")  # fmt: skip
@@ -186,9 +163,20 @@ def run_certify(args: argparse.Namespace) -> int:
 
 
 def _certify(args: argparse.Namespace, device: torch.device, *, is_main: bool) -> int:
+    import numpy as np
+    from torch import nn
+
     from ..checkpoint import check_checkpoint_fits_data, load_checkpoint
     from ..data import load_dataset
     from .estimator import RenyiSmoothingPyTorch
+    from .module import SmoothedClassifier
+    from .outputs import (
+        certify_sharded,
+        plot_bound_comparison,
+        plot_certified_accuracy,
+        summarize_certification,
+        write_cohen_tsv,
+    )
 
     out = output_dir(args.out)
     model, metadata = load_checkpoint(args.checkpoint, device=device)

@@ -15,6 +15,7 @@ import numpy as np
 from scipy import stats
 
 from ..utils import check_counts
+from .choices import INTERVALS
 
 __all__ = [
     "INTERVALS",
@@ -23,9 +24,6 @@ __all__ = [
     "sison_glaz_intervals",
     "top_two_bounds",
 ]
-
-#: Names accepted by :func:`top_two_bounds`.
-INTERVALS = ("clopper-pearson", "sison-glaz")
 
 
 def _check_alpha(alpha: float) -> float:

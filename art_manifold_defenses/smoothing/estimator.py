@@ -12,15 +12,15 @@ import numpy as np
 import torch
 from art.estimators.certification.randomized_smoothing import PyTorchRandomizedSmoothing
 from art.estimators.certification.randomized_smoothing.randomized_smoothing import RandomizedSmoothingMixin
-from art.preprocessing.standardisation_mean_std.numpy import StandardisationMeanStd
-from art.preprocessing.standardisation_mean_std.pytorch import StandardisationMeanStdPyTorch
 from scipy.stats import binomtest
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
+from ..estimator import is_identity_standardisation
 from ..utils import check_images, check_labels, check_nb_classes, check_positive_int
 from .adaptive import adaptive_sample_sizes
 from .certification import BOUNDS, certify_batch, resolve_bounds
+from .choices import DEFAULT_ALPHA, DEFAULT_N0, DEFAULT_SAMPLES
 from .confidence import INTERVALS
 from .module import SmoothedClassifier
 from .sampling import VoteStreams, image_seeds, make_generator, resolve_seed, vote_counts
@@ -33,14 +33,6 @@ __all__ = ["SAMPLING_MODES", "RenyiSmoothingPyTorch"]
 SAMPLING_MODES = ("fixed", "adaptive")
 
 logger = logging.getLogger(__name__)
-
-
-def _is_identity_standardisation(op: Any) -> bool:
-    """Whether ``op`` is an ART mean/std standardisation with mean 0 and std 1 (``(x - 0) / 1 == x`` exactly)."""
-    if not isinstance(op, (StandardisationMeanStd, StandardisationMeanStdPyTorch)):
-        return False
-    mean, std = np.asarray(op.mean), np.asarray(op.std)
-    return bool(np.all(mean == 0) and np.all(std == 1))
 
 
 class _PreprocessedBase(nn.Module):
@@ -113,7 +105,7 @@ class RenyiSmoothingPyTorch(PyTorchRandomizedSmoothing):
         device_type: str = "gpu",
         sample_size: int = 32,
         scale: float = 0.1,
-        alpha: float = 0.001,
+        alpha: float = DEFAULT_ALPHA,
         *,
         eot_samples: int | None = None,
         seed: int | None = None,
@@ -203,7 +195,7 @@ class RenyiSmoothingPyTorch(PyTorchRandomizedSmoothing):
     def active_preprocessing(self) -> list[Any]:
         """ART's preprocessing chain without identity standardisations (mean 0, std 1: ART's default
         ``preprocessing=(0, 1)``), which would cost two passes over every noisy batch and change nothing."""
-        return [op for op in self.preprocessing_operations if not _is_identity_standardisation(op)]
+        return [op for op in self.preprocessing_operations if not is_identity_standardisation(op)]
 
     def base_logits(self, x: Tensor, *, fit: bool = False) -> Tensor:
         """Logits of the base classifier on a float tensor batch: preprocessing defences and standardisation (ART's
@@ -276,7 +268,7 @@ class RenyiSmoothingPyTorch(PyTorchRandomizedSmoothing):
         n: int,
         batch_size: int = 1000,
         *,
-        n0: int = 100,
+        n0: int = DEFAULT_N0,
         seed: int | None = None,
         indices: Sequence[int] | np.ndarray | None = None,
         verbose: bool = False,
@@ -328,7 +320,7 @@ class RenyiSmoothingPyTorch(PyTorchRandomizedSmoothing):
         n: int,
         batch_size: int = 1000,
         *,
-        n0: int = 100,
+        n0: int = DEFAULT_N0,
         alpha: float | None = None,
         max_radius_loss: float = 0.05,
         first_round: int = 100,
@@ -343,9 +335,8 @@ class RenyiSmoothingPyTorch(PyTorchRandomizedSmoothing):
         Image ``i``'s samples are the first ``n0 + n_i`` of the stream :meth:`certify_counts` draws for it with the
         same ``seed``, ``n0`` and ``n`` (same per-image seeding), so the adaptive counts are a prefix of the fixed ones.
 
-        Cost (measured as for :meth:`certify_decision`, ``n = 100,000``, ``max_radius_loss = 0.05``): 46,753 and 53,657
-        forward passes per image (x2.1 and x1.9 fewer than 100,100) on MNIST models whose top class wins nearly every
-        vote; mean radius lost 0.037 and 0.023.
+        Cost: about half of CERTIFY's forward passes on MNIST models whose top class wins nearly every vote, for a small
+        loss of radius (measured figures: ``docs/sequential_certification.md``).
         """
         x_np = self._check_x(x)
         n = check_positive_int(n, "n")
@@ -382,10 +373,10 @@ class RenyiSmoothingPyTorch(PyTorchRandomizedSmoothing):
         self,
         x: Any,
         radius: float,
-        n_max: int = 100_000,
+        n_max: int = DEFAULT_SAMPLES,
         batch_size: int = 1000,
         *,
-        n0: int = 100,
+        n0: int = DEFAULT_N0,
         alpha: float | None = None,
         bound: str = "cohen",
         first_round: int = 100,
@@ -403,10 +394,8 @@ class RenyiSmoothingPyTorch(PyTorchRandomizedSmoothing):
         images end as not certified at ``n_max``. Image ``i``'s samples are a prefix of the stream that
         :meth:`certify_counts` draws for it with the same ``seed``, ``n0`` and ``n = n_max``.
 
-        Cost (measured, ``docs/sequential_certification.md``: ``wong_small`` STN models on MNIST, 200 test images,
-        ``n_max = 100,000``, ``alpha = 0.001``, one CPU thread): 741 to 4,492 forward passes per image at ``r`` in
-        {0.25, 0.5, 1.0} instead of CERTIFY's 100,100 (0.02 to 0.1 s per image instead of 2.2 s), with the same certified
-        accuracy within 0.5 points.
+        Cost: one to two orders of magnitude fewer forward passes than CERTIFY at ``n = n_max`` for images far from the
+        radius, with the same certified accuracy (measured figures: ``docs/sequential_certification.md``).
 
         Returns:
             A :class:`~.sequential.DecisionResult` (``prediction``, ``decision``, ``samples`` spent per image,
@@ -458,10 +447,10 @@ class RenyiSmoothingPyTorch(PyTorchRandomizedSmoothing):
     def certify(  # type: ignore[override]
         self,
         x: Any,
-        n: int = 100_000,
+        n: int = DEFAULT_SAMPLES,
         batch_size: int = 1000,
         *,
-        n0: int = 100,
+        n0: int = DEFAULT_N0,
         alpha: float | None = None,
         bound: str | None = None,
         interval: str = "clopper-pearson",
@@ -487,13 +476,16 @@ class RenyiSmoothingPyTorch(PyTorchRandomizedSmoothing):
 
         Args:
             x: clean inputs ``(N, *input_shape)`` within ``clip_values``.
-            n: estimation samples per image (the paper: 100; Cohen et al.: 100,000); the largest size in the adaptive
-                mode and the cap ``n_max`` in the decision mode.
+            n: estimation samples per image (default :data:`~.choices.DEFAULT_SAMPLES`, the default of every
+                certification entry point and of ``amd certify --samples``; Li et al.: 100; Cohen et al.: 100,000, i.e.
+                :data:`~.choices.COHEN_SAMPLES`; cost: ``docs/costs.md``); the largest size in the adaptive mode and
+                the cap ``n_max`` in the decision mode.
             batch_size: noisy samples per forward pass.
             n0: selection samples per image (Cohen et al.: 100); 0 selects from the ``n`` samples (authors' code; fixed
                 mode only: the other modes need the independent selection).
-            alpha: failure probability of each certificate (default: the estimator's ``alpha``; the paper uses 0.05,
-                Cohen et al. and ART 0.001).
+            alpha: failure probability of each certificate (default: the estimator's ``alpha``, whose default is
+                :data:`~.choices.DEFAULT_ALPHA` = 0.001 as in Cohen et al. and ART, the default of ``amd certify``
+                too; the paper uses 0.05).
             bound: ``"renyi"``, ``"cohen"``, ``"pixeldp"`` or ``"all"`` (default: ``"renyi"``; in the decision mode
                 one bound, default ``"cohen"``).
             interval: ``"clopper-pearson"`` (Bonferroni over classes; the paper) or ``"sison-glaz"`` (authors'

@@ -20,6 +20,7 @@ import numpy as np
 from torch import nn
 from tqdm.auto import tqdm
 
+from ..costs import report_estimate
 from ..fingerprint import (
     image_hashes,
     make_fingerprint,
@@ -29,10 +30,10 @@ from ..fingerprint import (
     resume_tsv,
     start_tsv,
 )
-from ..utils import check_labels, write_text_atomic
+from ..utils import check_labels, write_atomic, write_text_atomic
 from .bounds import cohen_radius, pixeldp_radius, renyi_radius
 from .certification import certify_batch, resolve_bounds
-from .confidence import INTERVALS
+from .choices import DEFAULT_N0, DEFAULT_RADII, DEFAULT_SAMPLES, INTERVALS
 
 if TYPE_CHECKING:
     from .estimator import RenyiSmoothingPyTorch
@@ -52,9 +53,6 @@ __all__ = [
     "summarize_certification",
     "write_cohen_tsv",
 ]
-
-#: Radii at which summaries report certified accuracy (includes the paper's MNIST L values 0.5, 1.0, 1.4, 1.58, 2.0).
-DEFAULT_RADII: tuple[float, ...] = (0.0, 0.25, 0.5, 0.75, 1.0, 1.25, 1.4, 1.5, 1.58, 1.75, 2.0, 2.5, 3.0)
 
 
 #: The three certification modes of a TSV: ``fixed`` (CERTIFY), ``adaptive`` (input-specific sizes), ``decision``.
@@ -105,8 +103,8 @@ def certify_to_tsv(
     y: Any,
     path: str | os.PathLike[str],
     *,
-    n: int,
-    n0: int = 100,
+    n: int = DEFAULT_SAMPLES,
+    n0: int = DEFAULT_N0,
     alpha: float | None = None,
     bound: str | None = None,
     interval: str = "clopper-pearson",
@@ -149,6 +147,10 @@ def certify_to_tsv(
     part of the fingerprint.
 
     Args:
+        n, n0, alpha: estimation samples, selection samples and failure probability per image; the defaults
+            (:data:`~.choices.DEFAULT_SAMPLES`, :data:`~.choices.DEFAULT_N0` and the estimator's ``alpha``, default
+            :data:`~.choices.DEFAULT_ALPHA`) are those of :meth:`~.estimator.RenyiSmoothingPyTorch.certify` and
+            ``amd certify``; Cohen et al.'s setting is ``n=100_000`` (cost: ``docs/costs.md``).
         indices: dataset index of each row of ``x`` (default ``0..N-1``), written in the ``idx`` column.
         max_images: stop after certifying this many new images (a budget for a time-limited job; rerunning resumes).
         radius, samples, max_radius_loss, first_round, growth: the mode and its settings (see above).
@@ -197,6 +199,7 @@ def certify_to_tsv(
             total=len(x_np), desc="certify" if mode == "fixed" else f"certify ({mode})", disable=not verbose
         )
         bar.update(sum(1 for i in idx if int(i) in done))
+        chunks_run, first_seconds = 0, 0.0
         for start in starts:
             todo = [j for j in range(start, min(start + chunk, len(x_np))) if int(idx[j]) not in done]
             if not todo:
@@ -239,6 +242,17 @@ def certify_to_tsv(
                                      f"{p1[i]:.8f}", f"{p2[i]:.8f}", f"{p_a[i]:.8f}", *spent[i], hashes[j]])  # fmt: skip
             handle.flush()
             bar.update(len(todo))
+            chunks_run += 1
+            if chunks_run == 2:  # the second chunk's seconds per image times the images left (the first: a warm-up)
+                left = sum(1 for j in range(start + chunk, len(x_np)) if int(idx[j]) not in done)
+                if max_images is not None:
+                    left = min(left, stop_after - len(todo))
+                if left > 0:
+                    report_estimate(f"certifying {left} more images ({mode}, n={n}, n0={n0})", seconds * left,
+                                    f"the second chunk of {len(todo)} took {seconds:.2f} s per image, the first (a "
+                                    f"warm-up) {first_seconds:.2f} s", verbose=verbose)  # fmt: skip
+            elif chunks_run == 1:
+                first_seconds = seconds
             stop_after -= len(todo)
             if max_images is not None and stop_after <= 0:
                 break
@@ -303,13 +317,14 @@ def _finished_rows(paths: Sequence[Path], fingerprint: Mapping[str, Any], column
 def _write_tsv_atomic(
     path: Path, fingerprint: Mapping[str, Any], columns: Sequence[str], rows: Sequence[Mapping[str, str]]
 ) -> None:
-    tmp = path.with_name(path.name + ".merging")
-    start_tsv(tmp, fingerprint, columns)
-    with tmp.open("a", newline="") as handle:
-        writer = csv.writer(handle, delimiter="\t", lineterminator="\n")
-        for row in rows:
-            writer.writerow([row[c] for c in columns])
-    os.replace(tmp, path)
+    def write(tmp: Path) -> None:
+        start_tsv(tmp, fingerprint, columns)
+        with tmp.open("a", newline="") as handle:
+            writer = csv.writer(handle, delimiter="\t", lineterminator="\n")
+            for row in rows:
+                writer.writerow([row[c] for c in columns])
+
+    write_atomic(path, write, suffix=".merging")
 
 
 def certify_sharded(
@@ -318,8 +333,8 @@ def certify_sharded(
     y: Any,
     out_dir: str | os.PathLike[str],
     *,
-    n: int,
-    n0: int = 100,
+    n: int = DEFAULT_SAMPLES,
+    n0: int = DEFAULT_N0,
     alpha: float | None = None,
     bound: str | None = None,
     interval: str = "clopper-pearson",

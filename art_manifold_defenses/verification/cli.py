@@ -18,12 +18,8 @@ import json
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
-import torch
-
-from ..fingerprint import image_hashes, make_fingerprint, model_hash, overwrite_hint, read_tsv, resume_tsv
 from ..utils import (
     device_arg,
     non_negative_int_arg,
@@ -32,15 +28,22 @@ from ..utils import (
     positive_int_arg,
     unit_interval_arg,
 )
-from .attack import pgd_attack
-from .verifier import BOUND_METHODS, ImageVerification, Verifier
+from .choices import BOUND_METHODS
+
+if TYPE_CHECKING:
+    from .verifier import ImageVerification
+
+# numpy, torch, scipy and the verifier are imported by the functions that use them, so that building the ``amd``
+# parser (``add_verify_arguments``) imports none of them.
 
 __all__ = [
+    "SCALES",
     "TSV_COLUMNS",
     "add_subcommands",
     "add_verify_arguments",
     "command_verify",
     "read_verification_tsv",
+    "resolve_scale",
     "summarize_rows",
 ]
 
@@ -62,6 +65,26 @@ FINGERPRINT_SETTINGS = (
 )
 
 
+#: ``--scale`` presets of the image count and the per-image time limit (explicit ``--n`` / ``--time-limit`` win):
+#: ``quick`` (the default) finishes in minutes on a laptop CPU (worst case 20 x 10 s); ``paper`` is paper 003's setup
+#: (Xiao et al. 2019's: 120 s per image on the whole 10,000-image test set, i.e. up to 333 hours on one core).
+#: Measured costs: ``docs/costs.md``.
+SCALES: dict[str, dict[str, Any]] = {
+    "quick": {"n": 20, "time_limit": 10.0},
+    "paper": {"n": 10_000, "time_limit": 120.0},
+}
+
+
+def resolve_scale(args: argparse.Namespace) -> argparse.Namespace:
+    """Fill ``args.n`` and ``args.time_limit`` left at ``None`` from the ``--scale`` preset (default ``quick``; a
+    namespace without ``scale``, built by a script, counts as ``quick``); returns ``args``."""
+    preset = SCALES[getattr(args, "scale", None) or "quick"]
+    for key, value in preset.items():
+        if getattr(args, key, None) is None:
+            setattr(args, key, value)
+    return args
+
+
 def add_verify_arguments(parser: argparse.ArgumentParser) -> None:
     """The flags of ``amd verify``."""
     parser.add_argument(
@@ -74,7 +97,14 @@ def add_verify_arguments(parser: argparse.ArgumentParser) -> None:
         help="l-inf radius in [0, 1] pixel units (Xiao et al. MNIST: 0.1; paper 003 CIFAR-10: 8/255)",
     )
     parser.add_argument(
-        "--n", type=positive_int_arg, default=200, help="number of test images, from --start (default: 200)"
+        "--scale",
+        choices=list(SCALES),
+        default="quick",
+        help="presets of --n and --time-limit: quick = 20 images x 10 s (minutes on a laptop CPU; the default), "
+        "paper = 10000 images x 120 s (paper 003 / Xiao et al.; hundreds of CPU hours)",
+    )
+    parser.add_argument(
+        "--n", type=positive_int_arg, default=None, help="number of test images, from --start (default: --scale's)"
     )
     parser.add_argument(
         "--start", type=non_negative_int_arg, default=0, help="index of the first test image (default: 0)"
@@ -92,8 +122,8 @@ def add_verify_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--time-limit",
         type=positive_float_arg,
-        default=120.0,
-        help="seconds per image for bounds + MILP (paper: 120)",
+        default=None,
+        help="seconds per image for all its work, PGD, bounds and MILP (default: --scale's, 10; paper: 120)",
     )
     parser.add_argument(
         "--bounds", default="lp", choices=BOUND_METHODS, help="bound tightening before the MILP (default: lp)"
@@ -131,11 +161,15 @@ def add_verify_arguments(parser: argparse.ArgumentParser) -> None:
 
 def read_verification_tsv(path: str | Path) -> list[dict[str, str]]:
     """The complete rows of a ``verification.tsv`` (the fingerprint line skipped, a line cut by a crash ignored)."""
+    from ..fingerprint import read_tsv
+
     return read_tsv(path)[2]
 
 
 def summarize_rows(rows: list[dict[str, Any]]) -> dict[str, Any]:
     """Summary of TSV rows: shares of verified / falsified / timeouts, PGD and clean accuracy, timing, instability."""
+    import numpy as np
+
     n = len(rows)
     if n == 0:
         return {"n": 0}
@@ -191,10 +225,17 @@ def _markdown(summary: dict[str, Any], settings: dict[str, Any]) -> str:
 
 def command_verify(args: argparse.Namespace) -> int:
     """Run ``amd verify``; returns the exit status."""
+    import scipy
+    import torch
+
     from ..checkpoint import check_checkpoint_fits_data, load_checkpoint
     from ..data import load_dataset
+    from ..fingerprint import image_hashes, make_fingerprint, model_hash, overwrite_hint, resume_tsv
     from ..utils import resolve_device, set_seed
+    from .attack import pgd_attack
+    from .verifier import Verifier
 
+    resolve_scale(args)
     if not 0 <= args.eps <= 1:
         raise ValueError(f"--eps must be in [0, 1], got {args.eps}")
     if args.n < 1 or args.start < 0:
@@ -248,10 +289,9 @@ def command_verify(args: argparse.Namespace) -> int:
             verifier.verify(x, y, indices=todo, callback=write)
     rows = [r for r in rows if args.start <= int(r["idx"]) < stop]
     summary = summarize_rows(rows)
-    import scipy
-
     settings = {
-        "checkpoint": str(args.checkpoint), "dataset": dataset, "eps": args.eps, "start": args.start, "n": args.n,
+        "checkpoint": str(args.checkpoint), "dataset": dataset, "eps": args.eps, "scale": getattr(args, "scale", None),
+        "start": args.start, "n": args.n,
         "bounds": args.bounds, "time_limit": args.time_limit, "neuron_time_limit": args.neuron_time_limit,
         "attack_steps": args.attack_steps, "pgd_steps": args.pgd_steps, "pgd_restarts": args.pgd_restarts,
         "seed": args.seed, "device": str(device), "scipy": scipy.__version__, "torch": torch.__version__,

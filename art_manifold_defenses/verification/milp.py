@@ -107,7 +107,10 @@ def solve_margin(
 
     Paper: Tjeng et al. 2019, eq. 5 (big-M MILP encoding of the ReLUs), as a feasibility search.
 
-    ``reference`` (the clean image) fills the pixels the margin does not depend on."""
+    ``reference`` (the clean image) fills the pixels the margin does not depend on. ``time_limit`` covers the whole
+    call: building the encoding, then the LP relaxation (infeasible: verified; not solved in the time left, or less
+    time left than it took: timeout), then the MILP with what is left; HiGHS overruns a limit only by the time between
+    two of its clock checks."""
     started = time.perf_counter()
     encoding, c, const = margin_program(network, bounds, label, target)
     if (
@@ -119,7 +122,19 @@ def solve_margin(
             status, target, None if status == "verified" else point, const, time.perf_counter() - started, 0
         )
     cut = LinearConstraint(c[None, :], -np.inf, threshold - const)
-    options = {"time_limit": max(time_limit, 1e-3), "mip_rel_gap": 1e300, **(solver_options or {})}
+    # The LP relaxation first, under the time left: HiGHS's MILP solves it again at its root node without looking at
+    # its clock, so a MILP started with less time left than this LP took would overrun the limit. Infeasible
+    # relaxation: no point of the ball reaches the threshold (the MILP would say so too).
+    left = time_limit - (time.perf_counter() - started)
+    lp_started = time.perf_counter()
+    relaxed = run_highs(c, encoding, extra=[cut], integer=False, options={"time_limit": max(left, 1e-3)})
+    lp_seconds = time.perf_counter() - lp_started
+    if relaxed.status == _INFEASIBLE:
+        return MarginResult("verified", target, None, None, time.perf_counter() - started, encoding.binaries)
+    left = time_limit - (time.perf_counter() - started)
+    if relaxed.status != _OPTIMAL or left < lp_seconds:
+        return MarginResult("timeout", target, None, None, time.perf_counter() - started, encoding.binaries)
+    options = {"time_limit": max(left, 1e-3), "mip_rel_gap": 1e300, **(solver_options or {})}
     result = run_highs(c, encoding, extra=[cut], options=options)
     seconds = time.perf_counter() - started
     if result.x is not None and result.status in (_OPTIMAL, _LIMIT):

@@ -381,3 +381,46 @@ def test_real_adapters_end_to_end(trained_tiny, mnist_small) -> None:  # noqa: A
     assert result.robust_accuracy < result.clean_accuracy
     codes = [f.code for f in result.audit_flags]
     assert "zero_gradients" not in codes and "nondeterministic_predictions" not in codes
+
+
+def test_cost_estimate_is_printed_from_the_probe(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    """Issue 22 item 2: ``evaluate()`` prints, before its first attack, the probe's pass times multiplied by each
+    attack's planned passes. The clock is replaced: the probe's forward pass takes 1 s and its forward + backward
+    3 s, so PGD with 10 steps (10 gradient passes + 1 scoring pass) and FGSM (1 + 1) on the 7 clean-correct points
+    (one batch) come to 10 x 3 + 1 + 3 + 1 = 35 s."""
+    from art_manifold_defenses import costs
+
+    ticks = iter([100.0, 101.0, 104.0])
+    monkeypatch.setattr(costs, "clock", lambda: next(ticks))
+    x, y = toy_data(8, wrong=(7,))
+    suite = [spec("A", params={"max_iter": 10}), spec("B", attack="fgsm")]
+    run(Threshold(), x, y, suite, FakeAttacks({}), verbose=True)
+    printed = capsys.readouterr()
+    line = next(text for text in (printed.out + printed.err).splitlines() if text.startswith("estimate:"))
+    assert line.startswith("estimate: 2 attacks on 7 points: about 35 s on this machine (a probe: 3 s per "
+                           "forward+backward and 1 s per forward pass on 7 points")  # fmt: skip
+    run(Threshold(), x, y, suite, FakeAttacks({}), verbose=False)  # quiet: no probe, no line
+    printed = capsys.readouterr()
+    assert "estimate:" not in printed.out + printed.err
+
+
+def test_every_suite_attack_has_a_planned_cost() -> None:
+    """The estimate covers every attack of every registered suite (a pass count > 0, gradient or forward)."""
+    from art_manifold_defenses.evaluation.estimate import planned_passes
+    from art_manifold_defenses.evaluation.suites import get_suite, suite_names
+
+    for name in suite_names():
+        for norm in ("linf", "l2"):
+            try:
+                specs = get_suite(name, norm=norm)
+            except ValueError:  # a suite for one norm only
+                continue
+            for attack in specs:
+                grads, forwards = planned_passes(attack)
+                assert grads >= 0 and forwards >= 0 and grads + forwards > 0, attack.label
+    assert planned_passes(AttackSpec("art", "pgd", "linf", 0.3, {"max_iter": 7, "num_random_init": 3})) == (21, 0)
+    assert planned_passes(AttackSpec("art", "square", "linf", 0.3, {"max_iter": 50})) == (0, 50)
+    # ART's C&W l2: 5 binary-search steps x 20 iterations, each with a line search of up to 5 + 5 forward passes;
+    # l-inf: 20 iterations for each constant 0.1 x 2^k below 20 (8 of them)
+    assert planned_passes(AttackSpec("art", "cw", "l2", 2.0, {})) == (100, 1000)
+    assert planned_passes(AttackSpec("art", "cw", "linf", 0.3, {})) == (160, 0)

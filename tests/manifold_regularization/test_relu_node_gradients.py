@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from art_manifold_defenses.manifold_regularization import _fused
-from art_manifold_defenses.manifold_regularization.regularizers import ManifoldRegularizer
+from art_manifold_defenses.manifold_regularization.manifold_regularizer import ManifoldRegularizer
 
 
 class _Net(nn.Module):

@@ -159,3 +159,31 @@ def test_bad_images_raise() -> None:
         fit_rbf_filters(np.zeros((2, 5, 5), np.float32), verbose=False)
     with pytest.raises(ValueError, match="smaller"):
         fit_rbf_filters(np.zeros((2, 1, 2, 2), np.float32), verbose=False)
+
+
+
+def test_a_small_set_is_one_block_per_m_step(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issue 22 item 2: fewer images than ``batch_size * batches_per_step`` (750) make one block per M-step (every
+    image once), so a small set costs in proportion to its size; ``block_to_data=False`` keeps the authors' stream,
+    which repeats the images to fill 750; a large set is unaffected."""
+    from art_manifold_defenses.rbf_reconstruction import em
+
+    seen: list[int] = []
+    original = em.e_step
+
+    def counting(patches: torch.Tensor, *args: object, **kwargs: object) -> object:
+        seen.append(int(patches.shape[0]))
+        return original(patches, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(em, "e_step", counting)
+    x = np.random.default_rng(0).random((30, 1, 6, 6), dtype=np.float32)  # 16 patches of 3x3 per image
+    fit_rbf_filters(x, max_steps=3, verbose=False)
+    assert seen == [30 * 16] * 3
+    seen.clear()
+    fit_rbf_filters(x, max_steps=3, verbose=False, block_to_data=False)
+    assert seen == [750 * 16] * 3
+    seen.clear()
+    fit_rbf_filters(np.zeros((800, 1, 3, 3), np.float32), max_steps=2, verbose=False)
+    assert seen == [750] * 2
+    with pytest.raises(TypeError, match="block_to_data"):
+        fit_rbf_filters(x, verbose=False, block_to_data=1)  # type: ignore[arg-type]

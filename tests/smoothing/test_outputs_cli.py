@@ -132,8 +132,8 @@ def test_train_from_args_checkpoint_roundtrip_and_certify_cli(
     assert commands["certify"](cli) == 0
     printed = (
         capsys.readouterr().out
-    )  # the settings used are printed, the defaults included (alpha 0.05, n0 10)
-    assert "settings: mode=fixed, n=50, n0=10, alpha=0.05, sigma=0.3" in printed
+    )  # the settings used are printed, the defaults included (alpha 0.001, n0 10)
+    assert "settings: mode=fixed, n=50, n0=10, alpha=0.001, sigma=0.3" in printed
     summary = json.loads((tmp_path / "cert" / "summary.json").read_text())
     assert summary["images"] == 6 and set(summary["certified_accuracy"]) == {"renyi", "cohen", "pixeldp"}
     assert summary["settings"]["sigma"] == 0.3
@@ -173,3 +173,78 @@ def _check_cohen_format(folder: Path, summary: dict) -> None:
     for radius, accuracy in summary["certified_accuracy"]["cohen"].items():
         if float(radius) > 0:
             assert _analyze_like_cohen(cohen, float(radius)) == pytest.approx(accuracy, abs=1e-9)
+
+
+def test_cli_and_api_certification_defaults_agree_and_are_printed(
+    mnist_small: tuple[np.ndarray, ...], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Issue 22 item 7: ``amd certify``'s defaults are read from its parser and the API's from the signatures of
+    ``RenyiSmoothingPyTorch`` (``alpha``), ``certify``, ``certify_decision`` (``n_max``), ``certify_to_tsv`` and
+    ``certify_sharded``: they are the same values, and a run with every default prints them. A run started with other
+    settings (the old CLI defaults, n=100 and alpha=0.05) is refused on resume, naming the setting."""
+    import inspect
+
+    from art_manifold_defenses.fingerprint import FingerprintMismatchError
+    from art_manifold_defenses.smoothing.outputs import certify_sharded
+
+    top = argparse.ArgumentParser()
+    commands = add_subcommands(top.add_subparsers(dest="command"))
+    x_train, y_train, x_test, y_test = mnist_small
+    torch.manual_seed(0)
+    path = tmp_path / "model.pt"
+    architecture = {"name": "wong_small", "in_channels": 1, "num_classes": 10, "input_size": 28}
+    from art_manifold_defenses.models import build_model
+
+    save_checkpoint(SmoothedClassifier(build_model("wong_small").eval(), sigma=0.25), path, architecture=architecture,
+                    defence={"name": "stn", "params": {"sigma": 0.25}}, dataset="mnist-embedded")  # fmt: skip
+    cli = top.parse_args(["certify", "--checkpoint", str(path), "--data-root", str(tmp_path / "data"), "--n", "2",
+                          "--out", str(tmp_path / "cert"), "--quiet"])  # fmt: skip
+    cli_defaults = {"n": cli.samples, "n0": cli.n0, "alpha": cli.alpha, "batch_size": cli.batch_size}
+
+    def defaults(function: object, *names: str) -> dict[str, object]:
+        parameters = inspect.signature(function).parameters  # type: ignore[arg-type]
+        return {name: parameters[name].default for name in names}
+
+    alpha = defaults(RenyiSmoothingPyTorch.__init__, "alpha")["alpha"]
+    api = [
+        {**defaults(RenyiSmoothingPyTorch.certify, "n", "n0", "batch_size"), "alpha": alpha},
+        {**defaults(RenyiSmoothingPyTorch.certify_decision, "n0", "batch_size"), "alpha": alpha,
+         "n": defaults(RenyiSmoothingPyTorch.certify_decision, "n_max")["n_max"]},
+        {**defaults(certify_to_tsv, "n", "n0", "batch_size"), "alpha": alpha},
+        {**defaults(certify_sharded, "n", "n0", "batch_size"), "alpha": alpha},
+    ]  # fmt: skip
+    for entry in api:
+        assert entry == cli_defaults
+    assert cli_defaults["alpha"] == 0.001  # Cohen et al.'s and ART's
+    assert defaults(RenyiSmoothingPyTorch.certify, "alpha")["alpha"] is None  # None: the estimator's alpha
+    assert defaults(certify_to_tsv, "alpha")["alpha"] is None
+    assert commands["certify"](cli) == 0
+    printed = capsys.readouterr().out
+    n, n0, alpha = cli_defaults["n"], cli_defaults["n0"], cli_defaults["alpha"]
+    assert f"settings: mode=fixed, n={n}, n0={n0}, alpha={alpha}, sigma=0.25" in printed
+    # an old run's settings are refused by name
+    est = estimator(SmoothedClassifier(build_model("wong_small").eval(), sigma=0.25).base)
+    old = tmp_path / "old.tsv"
+    certify_to_tsv(est, x_test[:2], y_test[:2], old, n=100, alpha=0.05, verbose=False)
+    with pytest.raises(FingerprintMismatchError, match="alpha"):
+        certify_to_tsv(est, x_test[:2], y_test[:2], old, n=100, verbose=False)
+    with pytest.raises(FingerprintMismatchError, match=r"\bn\b"):
+        certify_to_tsv(est, x_test[:2], y_test[:2], old, alpha=0.05, verbose=False)
+
+
+def test_certify_prints_an_estimate_from_the_second_chunk(
+    mnist_small: tuple[np.ndarray, ...], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Issue 22 item 2: after its second chunk (the first is a warm-up) ``certify_to_tsv`` prints the seconds per
+    image of that chunk (its rows' ``seconds`` column) times the images left."""
+    from art_manifold_defenses.costs import format_seconds
+    from art_manifold_defenses.models import build_model
+
+    _, _, x_test, y_test = mnist_small
+    torch.manual_seed(0)
+    est = estimator(build_model("wong_small"))
+    path = certify_to_tsv(est, x_test[:4], y_test[:4], tmp_path / "c.tsv", n=200, n0=10, batch_size=210)
+    second = float(read_certify_tsv(path)[1]["seconds"])  # one image per chunk: 210 // (10 + 200)
+    printed = capsys.readouterr()
+    assert (f"estimate: certifying 2 more images (fixed, n=200, n0=10): about {format_seconds(2 * second)} on this "
+            f"machine (the second chunk of 1 took {second:.2f} s per image") in printed.out + printed.err  # fmt: skip

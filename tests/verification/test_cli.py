@@ -89,3 +89,19 @@ def test_summarize_rows_counts_statuses() -> None:
     assert summary["median_seconds"] == 2.5
     assert summary["mean_unstable_relus"] == 3.0
     assert summary["verified_but_pgd_broken"] == 0
+
+
+def test_scale_presets_fill_what_is_not_given(tmp_path: Path) -> None:
+    """Issue 22 item 2: the default ``--scale quick`` finishes in minutes (20 images x 10 s at most), ``--scale
+    paper`` is paper 003's 10,000 images x 120 s, and an explicit ``--n`` / ``--time-limit`` wins over the preset."""
+    from art_manifold_defenses.verification.cli import SCALES, resolve_scale
+
+    base = ["verify", "--checkpoint", "m.pt", "--eps", "0.1", "--out", str(tmp_path)]
+    args = resolve_scale(_parse(base)[0])
+    assert (args.scale, args.n, args.time_limit) == ("quick", 20, 10.0) and args.n * args.time_limit <= 300
+    args = resolve_scale(_parse([*base, "--scale", "paper"])[0])
+    assert (args.n, args.time_limit) == (10_000, 120.0) == tuple(SCALES["paper"].values())
+    args = resolve_scale(_parse([*base, "--scale", "paper", "--n", "3"])[0])
+    assert (args.n, args.time_limit) == (3, 120.0)
+    args = resolve_scale(argparse.Namespace(n=5, time_limit=2.0))  # a script's namespace without --scale
+    assert (args.n, args.time_limit) == (5, 2.0)

@@ -190,3 +190,32 @@ def test_invalid_inputs() -> None:
         verify(model, x[:0], y[:0], 0.1, verbose=False)
     with pytest.raises(ValueError, match="shape"):
         Verifier(model, input_shape=(1, 6, 6), eps=0.1).verify(np.zeros((2, 1, 5, 5), np.float32), y)
+
+
+def test_time_limit_bounds_the_whole_work_on_an_image(capsys: pytest.CaptureFixture[str]) -> None:
+    """Issue 22: an image's recorded seconds stay within ``time_limit + TIME_LIMIT_SLACK`` on a network whose MILPs
+    run out of time (before, HiGHS's MILP overran a 0.5 s limit by 1.5 s: its root LP does not look at the clock, and
+    the attack and the model building were outside the limit). The estimate lines are printed, the second one computed
+    from the first image's recorded time."""
+    from art_manifold_defenses.costs import format_seconds
+    from art_manifold_defenses.verification.verifier import TIME_LIMIT_SLACK
+
+    torch.manual_seed(0)
+    width = 128
+    model = nn.Sequential(
+        nn.Flatten(), nn.Linear(784, width), nn.ReLU(), nn.Linear(width, width), nn.ReLU(), nn.Linear(width, 10)
+    ).eval()  # fmt: skip
+    x = torch.rand(2, 1, 28, 28, generator=torch.Generator().manual_seed(0)).numpy()
+    with torch.no_grad():
+        y = model(torch.as_tensor(x)).argmax(dim=1).numpy()
+    limit = 0.3
+    result = verify(model, x, y, 0.05, bounds="crown", attack_steps=0, time_limit=limit, verbose=True)
+    assert [r.status for r in result.images] == ["timeout", "timeout"]  # the limit was reached ...
+    assert all(r.method == "milp" for r in result.images)  # ... in the MILP step
+    for image in result.images:  # ... and honoured
+        assert image.seconds <= limit + TIME_LIMIT_SLACK, image.seconds
+    captured = capsys.readouterr()
+    err = captured.out + captured.err
+    assert f"estimate: verifying 2 images at eps=0.05: at most {format_seconds(2 * (limit + TIME_LIMIT_SLACK))}" in err
+    first = result.images[0].seconds
+    assert f"estimate: the other 1 images: about {format_seconds(first)} on this machine (the first took {first:.2f} s" in err

@@ -1,4 +1,5 @@
-"""Feature-space analysis of paper 001, Table 2: how compact and separable the penultimate features are."""
+"""Feature-space analysis of paper 001, Table 2: how compact and separable the penultimate features are
+(:func:`feature_analysis`, re-exported by :mod:`art_manifold_defenses.radial_mapping`)."""
 
 from __future__ import annotations
 
