@@ -48,8 +48,8 @@ __all__ = [
 ]
 
 TSV_COLUMNS = [
-    "idx", "label", "predict", "status", "method", "pgd_correct", "seconds", "relus", "unstable", "stable_active",
-    "stable_inactive", "bounds_seconds", "milp_seconds", "milp_classes", "counterexample_predict", "margin_lower_bound",
+    "idx", "label", "prediction", "status", "method", "pgd_correct", "seconds", "relus", "unstable", "stable_active",
+    "stable_inactive", "bounds_seconds", "milp_seconds", "milp_classes", "counterexample_prediction", "margin_lower_bound",
     "image_hash",
 ]  # fmt: skip
 #: Settings that change a row of ``verification.tsv`` (with the model's hash, its fingerprint).
@@ -183,7 +183,7 @@ def summarize_rows(rows: list[dict[str, Any]]) -> dict[str, Any]:
         "n": n,
         "verified_accuracy": share(lambda r: r["status"] == "verified"),
         "pgd_accuracy": share(lambda r: str(r["pgd_correct"]) in ("1", "True")),
-        "clean_accuracy": share(lambda r: str(r["label"]) == str(r["predict"])),
+        "clean_accuracy": share(lambda r: str(r["label"]) == str(r["prediction"])),
         "falsified": share(lambda r: r["status"] == "falsified"),
         "timeouts": share(lambda r: r["status"] == "timeout"),
         "inconclusive": share(lambda r: r["status"] == "inconclusive"),

@@ -71,12 +71,12 @@ class ImageVerification:
     def to_row(self) -> dict[str, Any]:
         """A flat record (no arrays) for TSV/JSON output."""
         return {
-            "idx": self.index, "label": self.label, "predict": self.prediction, "status": self.status,
+            "idx": self.index, "label": self.label, "prediction": self.prediction, "status": self.status,
             "method": self.method, "seconds": round(self.seconds, 4), "relus": self.relus, "unstable": self.unstable,
             "stable_active": self.stable_active, "stable_inactive": self.stable_inactive,
             "bounds_seconds": round(self.bounds_seconds, 4), "milp_seconds": round(self.milp_seconds, 4),
             "milp_classes": self.milp_classes,
-            "counterexample_predict": "" if self.counterexample_prediction is None else self.counterexample_prediction,
+            "counterexample_prediction": "" if self.counterexample_prediction is None else self.counterexample_prediction,
             "margin_lower_bound": "" if self.margin_lower_bound is None else round(self.margin_lower_bound, 6),
         }  # fmt: skip
 

@@ -75,7 +75,7 @@ def test_verify_command_rejects_bad_arguments(checkpoint: Path, tmp_path: Path, 
 
 def test_summarize_rows_counts_statuses() -> None:
     def row(idx: int, status: str, method: str, pgd: int, predict: int = 1) -> dict:
-        return {"idx": idx, "label": 1, "predict": predict, "status": status, "method": method, "pgd_correct": pgd,
+        return {"idx": idx, "label": 1, "prediction": predict, "status": status, "method": method, "pgd_correct": pgd,
                 "seconds": 1.0 + idx, "relus": 10, "unstable": 3}  # fmt: skip
 
     rows = [row(0, "verified", "bounds", 1), row(1, "timeout", "milp", 1), row(2, "falsified", "pgd", 0),
@@ -105,3 +105,11 @@ def test_scale_presets_fill_what_is_not_given(tmp_path: Path) -> None:
     assert (args.n, args.time_limit) == (3, 120.0)
     args = resolve_scale(argparse.Namespace(n=5, time_limit=2.0))  # a script's namespace without --scale
     assert (args.n, args.time_limit) == (5, 2.0)
+
+
+def test_the_verification_and_certification_tsvs_name_the_prediction_column_alike() -> None:
+    from art_manifold_defenses.smoothing.outputs import _columns
+    from art_manifold_defenses.verification.cli import TSV_COLUMNS
+
+    assert "prediction" in TSV_COLUMNS and "predict" not in TSV_COLUMNS
+    assert "prediction" in _columns(("renyi",))
