@@ -26,6 +26,7 @@ test: $(STAMP)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check art_manifold_defenses tests bench examples
+	$(VENV)/bin/ruff format --check art_manifold_defenses
 	$(VENV)/bin/mypy art_manifold_defenses
 
 docs: $(STAMP)

@@ -20,8 +20,18 @@ __all__ = ["FUNCTIONAL_RELUS", "is_relu_call"]
 FUNCTIONAL_RELUS: frozenset[Any] = frozenset(
     {F.relu, F.relu_, torch.relu, torch.relu_, Tensor.relu, Tensor.relu_}
 )
-_CLAMPS: frozenset[Any] = frozenset({torch.clamp, torch.clamp_, Tensor.clamp, Tensor.clamp_, torch.clip, torch.clip_,
-                                     Tensor.clip, Tensor.clip_})  # fmt: skip
+_CLAMPS: frozenset[Any] = frozenset(
+    {
+        torch.clamp,
+        torch.clamp_,
+        Tensor.clamp,
+        Tensor.clamp_,
+        torch.clip,
+        torch.clip_,
+        Tensor.clip,
+        Tensor.clip_,
+    }
+)
 _CLAMP_MINS: frozenset[Any] = frozenset(
     {torch.clamp_min, torch.clamp_min_, Tensor.clamp_min, Tensor.clamp_min_}
 )

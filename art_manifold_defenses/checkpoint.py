@@ -55,9 +55,26 @@ DefenceBuilder = Callable[[nn.Module, dict[str, Any]], nn.Module]
 _BUILDERS: dict[str, DefenceBuilder] = {}
 #: Activation modules recorded in a sidecar and checked on load (a subclass counts as the class it derives from).
 ACTIVATION_TYPES: tuple[type[nn.Module], ...] = (
-    nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.PReLU, nn.RReLU, nn.ELU, nn.CELU, nn.SELU, nn.GELU, nn.SiLU, nn.Mish,
-    nn.Softplus, nn.Tanh, nn.Sigmoid, nn.Hardtanh, nn.Hardswish, nn.Hardsigmoid, nn.LogSigmoid, nn.Softsign,
-)  # fmt: skip
+    nn.ReLU,
+    nn.ReLU6,
+    nn.LeakyReLU,
+    nn.PReLU,
+    nn.RReLU,
+    nn.ELU,
+    nn.CELU,
+    nn.SELU,
+    nn.GELU,
+    nn.SiLU,
+    nn.Mish,
+    nn.Softplus,
+    nn.Tanh,
+    nn.Sigmoid,
+    nn.Hardtanh,
+    nn.Hardswish,
+    nn.Hardsigmoid,
+    nn.LogSigmoid,
+    nn.Softsign,
+)
 
 
 def activation_counts(model: nn.Module) -> dict[str, int]:
@@ -159,8 +176,11 @@ def read_metadata(path: str | os.PathLike[str]) -> dict[str, Any]:
             f"{side}: 'architecture' must name its zoo model in 'name', got {metadata['architecture'].get('name')!r}"
         )
     defence = metadata.get("defence")
-    if defence is not None and not (isinstance(defence, dict) and isinstance(defence.get("name"), str)
-                                    and isinstance(defence.get("params", {}), dict)):  # fmt: skip
+    if defence is not None and not (
+        isinstance(defence, dict)
+        and isinstance(defence.get("name"), str)
+        and isinstance(defence.get("params", {}), dict)
+    ):
         raise CheckpointError(
             f"{side}: 'defence' must be null or {{'name': str, 'params': {{...}}}}, got {defence!r}"
         )
@@ -196,19 +216,25 @@ def _read_state(path: Path) -> dict[str, torch.Tensor]:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
-        raise CheckpointError(f"{path} holds more than tensors (pickled objects, which could run code on load); "
-                              "refusing to load it") from exc  # fmt: skip
+        raise CheckpointError(
+            f"{path} holds more than tensors (pickled objects, which could run code on load); "
+            "refusing to load it"
+        ) from exc
     except (RuntimeError, EOFError, OSError, ValueError, KeyError) as exc:
-        raise CheckpointError(f"{path} is not a readable torch checkpoint (empty, truncated or another format?): "
-                              f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}") from exc  # fmt: skip
+        raise CheckpointError(
+            f"{path} is not a readable torch checkpoint (empty, truncated or another format?): "
+            f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+        ) from exc
     if not isinstance(state, dict) or not all(
         isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state.items()
     ):
         raise CheckpointError(f"{path} does not hold a state dict (a mapping of names to tensors)")
     bad = [k for k, v in state.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
     if bad:
-        raise CheckpointError(f"{path} holds non-finite weights (NaN or Inf) in {', '.join(bad[:5])}"
-                              f"{' and more' if len(bad) > 5 else ''}: the training that wrote it diverged")  # fmt: skip
+        raise CheckpointError(
+            f"{path} holds non-finite weights (NaN or Inf) in {', '.join(bad[:5])}"
+            f"{' and more' if len(bad) > 5 else ''}: the training that wrote it diverged"
+        )
     return state
 
 
@@ -246,8 +272,10 @@ def load_checkpoint(
         model.load_state_dict(state, strict=True)
     except RuntimeError as exc:
         detail = " ".join(line.strip() for line in str(exc).splitlines()[1:3])
-        raise CheckpointError(f"checkpoint {path} (architecture {arch!r}) does not match the model: "
-                              f"{str(exc).splitlines()[0]} {detail}".rstrip()) from exc  # fmt: skip
+        raise CheckpointError(
+            f"checkpoint {path} (architecture {arch!r}) does not match the model: "
+            f"{str(exc).splitlines()[0]} {detail}".rstrip()
+        ) from exc
     recorded = metadata.get("activations")
     if recorded is not None and recorded != activation_counts(model):
         raise CheckpointError(
@@ -258,8 +286,16 @@ def load_checkpoint(
     return model.to(device).eval(), metadata
 
 
-def check_checkpoint_fits_data(model: nn.Module, metadata: dict[str, Any], x: Any, y: Any, *, checkpoint: str | os.PathLike[str],
-                               dataset: str, device: str | torch.device = "cpu") -> None:  # fmt: skip
+def check_checkpoint_fits_data(
+    model: nn.Module,
+    metadata: dict[str, Any],
+    x: Any,
+    y: Any,
+    *,
+    checkpoint: str | os.PathLike[str],
+    dataset: str,
+    device: str | torch.device = "cpu",
+) -> None:
     """Raise ``ValueError`` naming the checkpoint and the data set when the images do not have the channels and size
     the checkpoint's model expects (its sidecar, else its first convolution, else one forward pass) or the labels go
     beyond its outputs.
@@ -277,8 +313,10 @@ def check_checkpoint_fits_data(model: nn.Module, metadata: dict[str, Any], x: An
         wanted = f"{channels if channels is not None else '?'}-channel" + (
             f" {size}x{size}" if size is not None else ""
         )
-        raise ValueError(f"checkpoint {checkpoint} expects {wanted} images, but data set {dataset!r} has "
-                         f"{shape[0]}-channel {shape[1]}x{shape[2]} images; use --dataset with the data it was trained on")  # fmt: skip
+        raise ValueError(
+            f"checkpoint {checkpoint} expects {wanted} images, but data set {dataset!r} has "
+            f"{shape[0]}-channel {shape[1]}x{shape[2]} images; use --dataset with the data it was trained on"
+        )
     width = model_output_width(model, shape, device=device, name=f"the images of data set {dataset!r}")
     top = int(np.max(y)) if len(y) else 0
     if top >= width:

@@ -241,8 +241,12 @@ def _train_fingerprint(args: argparse.Namespace, data: dict[str, Any]) -> dict[s
     from .fingerprint import arrays_hash, make_fingerprint
 
     flags = {k: v for k, v in sorted(vars(args).items()) if k not in _NOT_IN_TRAIN_FINGERPRINT}
-    return make_fingerprint("train", train_data=arrays_hash(data["x_train"], data["y_train"]),
-                            validation_data=arrays_hash(data["x_test"], data["y_test"]), **flags)  # fmt: skip
+    return make_fingerprint(
+        "train",
+        train_data=arrays_hash(data["x_train"], data["y_train"]),
+        validation_data=arrays_hash(data["x_test"], data["y_test"]),
+        **flags,
+    )
 
 
 def _check_train_output(out: Path, fingerprint: dict[str, Any], *, overwrite: bool, is_main: bool) -> None:
@@ -324,10 +328,18 @@ def _train(args: argparse.Namespace, device: Any, *, is_main: bool) -> int:
         model = build_model(arch.pop("name"), **arch)
         optimizer = torch.optim.Adam(model.parameters(), lr=args.lr)
         train(
-            model, data["x_train"], data["y_train"], epochs=args.epochs, batch_size=args.batch_size, optimizer=optimizer,
-            device=device, validation_data=(data["x_test"], data["y_test"]), checkpoint_dir=out / "train_state", seed=args.seed,
+            model,
+            data["x_train"],
+            data["y_train"],
+            epochs=args.epochs,
+            batch_size=args.batch_size,
+            optimizer=optimizer,
+            device=device,
+            validation_data=(data["x_test"], data["y_test"]),
+            checkpoint_dir=out / "train_state",
+            seed=args.seed,
             verbose=not args.quiet,
-        )  # fmt: skip
+        )
     else:
         defence, overrides = resolve_defence(args.defense)
         model, defence_meta = train_from_namespace(defence, args, data, device, architecture, overrides)
@@ -336,10 +348,21 @@ def _train(args: argparse.Namespace, device: Any, *, is_main: bool) -> int:
         return 0
     accuracy = evaluate_accuracy(model, data["x_test"], data["y_test"], device=device)
     save_checkpoint(
-        model, out / "model.pt", architecture=architecture, defence=defence_meta, dataset=args.dataset,
-        extra={"test_accuracy": accuracy, "epochs": args.epochs, "seed": args.seed, "train_seconds": seconds,
-               "batch_size": args.batch_size, "lr": args.lr, "fingerprint": fingerprint},
-    )  # fmt: skip
+        model,
+        out / "model.pt",
+        architecture=architecture,
+        defence=defence_meta,
+        dataset=args.dataset,
+        extra={
+            "test_accuracy": accuracy,
+            "epochs": args.epochs,
+            "seed": args.seed,
+            "train_seconds": seconds,
+            "batch_size": args.batch_size,
+            "lr": args.lr,
+            "fingerprint": fingerprint,
+        },
+    )
     print(
         f"test accuracy: {accuracy:.4f} ({len(data['y_test'])} images, {args.dataset}); saved {out / 'model.pt'} in {seconds:.0f}s"
     )
@@ -439,14 +462,30 @@ def _evaluate(args: argparse.Namespace, device: Any, *, is_main: bool) -> int:
     defence = metadata.get("defence") or {}
     name = metadata["architecture"]["name"] + (f" + {defence['name']}" if defence.get("name") else "")
     result = evaluate(
-        model, x, y, suite, device=device, seed=args.seed, batch_size=args.batch_size, out_dir=out,
-        surrogate_model=surrogate, eot_samples=args.eot_samples, votes=args.votes, repeats=args.repeats,
-        verbose=not args.quiet, model_name=name, dataset=dataset, reported=args.reported, overwrite=args.overwrite,
-    )  # fmt: skip
+        model,
+        x,
+        y,
+        suite,
+        device=device,
+        seed=args.seed,
+        batch_size=args.batch_size,
+        out_dir=out,
+        surrogate_model=surrogate,
+        eot_samples=args.eot_samples,
+        votes=args.votes,
+        repeats=args.repeats,
+        verbose=not args.quiet,
+        model_name=name,
+        dataset=dataset,
+        reported=args.reported,
+        overwrite=args.overwrite,
+    )
     if not is_main:
         return 0
-    print(f"clean accuracy {result.clean_accuracy:.4f}, robust accuracy {result.robust_accuracy:.4f} "
-          f"({len(y)} images, {args.suite}); {len(result.audit_flags)} audit flag(s); wrote {Path(args.out) / 'results.json'}")  # fmt: skip
+    print(
+        f"clean accuracy {result.clean_accuracy:.4f}, robust accuracy {result.robust_accuracy:.4f} "
+        f"({len(y)} images, {args.suite}); {len(result.audit_flags)} audit flag(s); wrote {Path(args.out) / 'results.json'}"
+    )
     for flag in result.audit_flags:
         print(f"  audit: {flag.code}: {flag.message}")
     return 0
@@ -488,8 +527,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     except Exception:  # noqa: BLE001 - reported as a bug, with its traceback
         traceback.print_exc()
-        print(f"amd {args.command}: internal error: this is a bug in art-manifold-defenses {__version__}; please report "
-              "it with the traceback above", file=sys.stderr)  # fmt: skip
+        print(
+            f"amd {args.command}: internal error: this is a bug in art-manifold-defenses {__version__}; please report "
+            "it with the traceback above",
+            file=sys.stderr,
+        )
         return 1
 
 

@@ -41,7 +41,9 @@ def estimate_line(what: str, seconds: float, basis: str, *, bound: str = "about"
     return f"estimate: {what}: {bound} {format_seconds(seconds)} on this machine ({basis})"
 
 
-def report_estimate(what: str, seconds: float, basis: str, *, bound: str = "about", verbose: bool = True) -> str:
+def report_estimate(
+    what: str, seconds: float, basis: str, *, bound: str = "about", verbose: bool = True
+) -> str:
     """Print :func:`estimate_line` with ``tqdm.write`` when ``verbose``; return the line either way."""
     line = estimate_line(what, seconds, basis, bound=bound)
     if verbose:

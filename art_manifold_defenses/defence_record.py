@@ -63,7 +63,9 @@ class TrainingConfig:
 
     epochs: int = field(default=10, metadata={"shared": True, "help": "number of epochs"})
     batch_size: int = field(default=128, metadata={"shared": True, "help": "batch size"})
-    lr: float = field(default=1e-3, metadata={"shared": True, "help": "learning rate of the defence's optimizer"})
+    lr: float = field(
+        default=1e-3, metadata={"shared": True, "help": "learning rate of the defence's optimizer"}
+    )
 
 
 @dataclass(frozen=True)
@@ -156,8 +158,13 @@ def add_defence_arguments(group: argparse._ActionsContainer, defence: Defence) -
             raise TypeError(f"{defence.config.__name__}.{item.name} has no metadata['help'] for its flag")
         dest = config_dest(defence, item)
         flag = item.metadata.get("flag") or "--" + dest.replace("_", "-")
-        group.add_argument(flag, dest=dest, default=item.default, help=item.metadata["help"],
-                           **_flag_options(item, annotation))  # fmt: skip
+        group.add_argument(
+            flag,
+            dest=dest,
+            default=item.default,
+            help=item.metadata["help"],
+            **_flag_options(item, annotation),
+        )
 
 
 def config_from_namespace(
@@ -195,9 +202,14 @@ def train_from_namespace(
     config = config_from_namespace(defence, args, overrides)
     out = getattr(args, "out", None)
     return defence.train(
-        base, dict(data), config, device=device, seed=int(getattr(args, "seed", 0)),
-        verbose=not getattr(args, "quiet", False), checkpoint_dir=Path(out) / "train_state" if out else None,
-    )  # fmt: skip
+        base,
+        dict(data),
+        config,
+        device=device,
+        seed=int(getattr(args, "seed", 0)),
+        verbose=not getattr(args, "quiet", False),
+        checkpoint_dir=Path(out) / "train_state" if out else None,
+    )
 
 
 def validation_data(data: Mapping[str, Any]) -> tuple[Any, Any] | None:

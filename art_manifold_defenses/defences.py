@@ -17,10 +17,20 @@ from .radial_mapping.defence import DEFENCE as RADIAL_MAPPING
 from .rbf_reconstruction.defence import DEFENCE as RBF_CNN
 from .smoothing.defence import DEFENCE as STN
 
-__all__ = ["ALIASES", "DEFENCES", "Defence", "alias_overrides", "defence_names", "get_defence", "resolve_defence"]
+__all__ = [
+    "ALIASES",
+    "DEFENCES",
+    "Defence",
+    "alias_overrides",
+    "defence_names",
+    "get_defence",
+    "resolve_defence",
+]
 
 #: Canonical name -> defence, in the order of the papers.
-DEFENCES: dict[str, Defence] = {d.name: d for d in (RBF_CNN, RADIAL_MAPPING, FPD, MANIFOLD_REGULARIZATION, STN)}
+DEFENCES: dict[str, Defence] = {
+    d.name: d for d in (RBF_CNN, RADIAL_MAPPING, FPD, MANIFOLD_REGULARIZATION, STN)
+}
 
 #: Every other name a defence is known by -> (canonical name, ``Config`` fields it sets). Read by ``amd train
 #: --defense`` (``rbf-cnn-plus`` is ``rbf-cnn --rbf-plus``) and by checkpoint loading (sidecars that name a defence

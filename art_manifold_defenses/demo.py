@@ -72,13 +72,13 @@ DEMO_ENTRIES: list[DemoEntry] = [
         "rbf-cnn",
         {"rbf_em_steps": 150, "rbf_votes": 1},
         evaluation=_STOCHASTIC,
-    ),  # fmt: skip
+    ),
     DemoEntry(
         "radial-mapping",
         "radial-basis feature mapping (Taghanaki et al. 2019) in the CleverHans CNN",
         {"name": "cleverhans_cnn"},
         "radial-mapping",
-    ),  # fmt: skip
+    ),
     # Algorithm 1 with the paper's Adamax 1e-3 needs ~120 steps (4 epochs of 4,000 images) to come near the plain
     # network's accuracy (measured: 2 epochs 75.1%, 4 epochs 90.2% test accuracy); twice the epochs (0.887 measured)
     # took 241 of the 770 s of the demo and did not pay for itself, so FPD trains the same epochs as the others
@@ -89,7 +89,7 @@ DEMO_ENTRIES: list[DemoEntry] = [
         {"name": "resnet18", "stem": "imagenet"},
         "fpd",
         {"fpd_fpn_channels": 32},
-    ),  # fmt: skip
+    ),
     DemoEntry(
         "manifold-reg",
         "manifold regularization (Jin & Rinard 2020): intrinsic + Hamming terms on wong_small, "
@@ -106,7 +106,7 @@ DEMO_ENTRIES: list[DemoEntry] = [
             "mr_hamming_form": "unsquared",
             "mr_intrinsic_scale": 1.0,
         },
-    ),  # fmt: skip
+    ),
     DemoEntry(
         "stn",
         "Gaussian smoothing with stability training (Li et al. 2019), sigma 0.5, cw_mnist; certified",
@@ -115,7 +115,7 @@ DEMO_ENTRIES: list[DemoEntry] = [
         {"sigma": 0.5},
         evaluation=_STOCHASTIC,
         certify=True,
-    ),  # fmt: skip
+    ),
 ]
 
 
@@ -140,15 +140,26 @@ def add_demo_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--certify-n", type=int, default=1000, help="noisy samples per certified image (default: 1000)"
     )
-    parser.add_argument("--only", action="append", default=None, choices=demo_entry_names(),
-                        help="run only this demo entry (repeatable)")  # fmt: skip
+    parser.add_argument(
+        "--only",
+        action="append",
+        default=None,
+        choices=demo_entry_names(),
+        help="run only this demo entry (repeatable)",
+    )
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
-    parser.add_argument("--render-only", action="store_true",
-                        help="train nothing: render report.md and robustness_vs_epsilon.png again from the results.json "
-                             "files of an earlier run in --out")  # fmt: skip
-    parser.add_argument("--overwrite", action="store_true",
-                        help="delete each selected entry's folder under --out first (a rerun otherwise resumes it, and "
-                             "refuses files of another run)")  # fmt: skip
+    parser.add_argument(
+        "--render-only",
+        action="store_true",
+        help="train nothing: render report.md and robustness_vs_epsilon.png again from the results.json "
+        "files of an earlier run in --out",
+    )
+    parser.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="delete each selected entry's folder under --out first (a rerun otherwise resumes it, and "
+        "refuses files of another run)",
+    )
 
 
 def _train_namespace(
@@ -165,16 +176,33 @@ def _train_namespace(
             f"demo entry {entry.name!r}: unknown options {sorted(unknown)} for --defense {entry.defence}"
         )
     for key, value in {
-        "dataset": "mnist-embedded", "data_root": args.data_root, "device": args.device, "seed": args.seed,
-        "model": entry.model["name"], "defense": entry.defence or "none", "epochs": epochs, "batch_size": 128,
-        "lr": 1e-3, "activation": None, "train_limit": None, "out": str(folder), "quiet": args.quiet, **entry.options,
-    }.items():  # fmt: skip
+        "dataset": "mnist-embedded",
+        "data_root": args.data_root,
+        "device": args.device,
+        "seed": args.seed,
+        "model": entry.model["name"],
+        "defense": entry.defence or "none",
+        "epochs": epochs,
+        "batch_size": 128,
+        "lr": 1e-3,
+        "activation": None,
+        "train_limit": None,
+        "out": str(folder),
+        "quiet": args.quiet,
+        **entry.options,
+    }.items():
         setattr(namespace, key, value)
     return namespace
 
 
-def _train(entry: DemoEntry, args: argparse.Namespace, data: dict[str, Any], device: Any, folder: Path,
-           architecture: dict[str, Any]) -> tuple[Any, dict[str, Any] | None]:  # fmt: skip
+def _train(
+    entry: DemoEntry,
+    args: argparse.Namespace,
+    data: dict[str, Any],
+    device: Any,
+    folder: Path,
+    architecture: dict[str, Any],
+) -> tuple[Any, dict[str, Any] | None]:
     import torch
 
     from .models import build_model
@@ -188,9 +216,19 @@ def _train(entry: DemoEntry, args: argparse.Namespace, data: dict[str, Any], dev
         return train_from_namespace(defence, namespace, data, device, architecture, overrides)
     arch = dict(architecture)
     model = build_model(arch.pop("name"), **arch)
-    train(model, data["x_train"], data["y_train"], epochs=epochs, batch_size=128,
-          optimizer=torch.optim.Adam(model.parameters(), lr=1e-3), device=device,
-          checkpoint_dir=folder / "train_state", seed=args.seed, verbose=not args.quiet, desc=entry.name)  # fmt: skip
+    train(
+        model,
+        data["x_train"],
+        data["y_train"],
+        epochs=epochs,
+        batch_size=128,
+        optimizer=torch.optim.Adam(model.parameters(), lr=1e-3),
+        device=device,
+        checkpoint_dir=folder / "train_state",
+        seed=args.seed,
+        verbose=not args.quiet,
+        desc=entry.name,
+    )
     return model, None
 
 
@@ -205,13 +243,32 @@ def _certify(
     from .smoothing.outputs import certify_to_tsv, plot_certified_accuracy, summarize_certification
     from .utils import art_device_type
 
-    estimator = RenyiSmoothingPyTorch(model.base, loss=nn.CrossEntropyLoss(), input_shape=tuple(x.shape[1:]),
-                                      nb_classes=10, scale=float(model.sigma), clip_values=(0.0, 1.0), alpha=0.001,
-                                      device_type=art_device_type(device))  # fmt: skip
-    tsv = certify_to_tsv(estimator, x, y, folder / "certify.tsv", n=args.certify_n, n0=100, bound="all",
-                         seed=args.seed, verbose=not args.quiet)  # fmt: skip
-    plot_certified_accuracy(tsv, folder / "certified_accuracy.png",
-                            title=f"sigma {float(model.sigma):g}, n = {args.certify_n}, {len(y)} images")  # fmt: skip
+    estimator = RenyiSmoothingPyTorch(
+        model.base,
+        loss=nn.CrossEntropyLoss(),
+        input_shape=tuple(x.shape[1:]),
+        nb_classes=10,
+        scale=float(model.sigma),
+        clip_values=(0.0, 1.0),
+        alpha=0.001,
+        device_type=art_device_type(device),
+    )
+    tsv = certify_to_tsv(
+        estimator,
+        x,
+        y,
+        folder / "certify.tsv",
+        n=args.certify_n,
+        n0=100,
+        bound="all",
+        seed=args.seed,
+        verbose=not args.quiet,
+    )
+    plot_certified_accuracy(
+        tsv,
+        folder / "certified_accuracy.png",
+        title=f"sigma {float(model.sigma):g}, n = {args.certify_n}, {len(y)} images",
+    )
     summary = summarize_certification(tsv, radii=CERTIFY_RADII)
     summary.update({"n": args.certify_n, "radii": list(CERTIFY_RADII)})
     return summary
@@ -256,12 +313,32 @@ def run_demo(args: argparse.Namespace) -> int:
         train_seconds = time.perf_counter() - t0
         model.eval()
         accuracy = evaluate_accuracy(model, x_test, y_test, device=device)
-        save_checkpoint(model, folder / "model.pt", architecture=architecture, defence=defence, dataset="mnist-embedded",
-                        extra={"test_accuracy": accuracy, "epochs": args.epochs, "seed": args.seed,
-                               "train_seconds": train_seconds})  # fmt: skip
-        result = evaluate(model, x_test[: args.n], y_test[: args.n], suite, device=device, seed=args.seed,
-                          out_dir=folder, verbose=not args.quiet, model_name=entry.name, dataset="mnist-embedded",
-                          **entry.evaluation)  # fmt: skip
+        save_checkpoint(
+            model,
+            folder / "model.pt",
+            architecture=architecture,
+            defence=defence,
+            dataset="mnist-embedded",
+            extra={
+                "test_accuracy": accuracy,
+                "epochs": args.epochs,
+                "seed": args.seed,
+                "train_seconds": train_seconds,
+            },
+        )
+        result = evaluate(
+            model,
+            x_test[: args.n],
+            y_test[: args.n],
+            suite,
+            device=device,
+            seed=args.seed,
+            out_dir=folder,
+            verbose=not args.quiet,
+            model_name=entry.name,
+            dataset="mnist-embedded",
+            **entry.evaluation,
+        )
         t1 = time.perf_counter()
         certified = (
             _certify(model, x_test[: args.n], y_test[: args.n], args, device, folder)
@@ -270,23 +347,53 @@ def run_demo(args: argparse.Namespace) -> int:
         )
         certify_seconds = time.perf_counter() - t1 if entry.certify else None
         flags = [f.code for f in result.audit_flags]
-        summary.append({"name": entry.name, "description": entry.description, "results": f"{entry.name}/results.json",
-                        "checkpoint": f"{entry.name}/model.pt", "test_accuracy_full": accuracy,
-                        "defence": entry.defence, "train_seconds": train_seconds, "evaluation_seconds": result.seconds,
-                        "certify_seconds": certify_seconds,
-                        "clean_accuracy": result.clean_accuracy, "robust_accuracy": result.robust_accuracy,
-                        "audit_flags": flags, "certified": certified})  # fmt: skip
-        print(f"{entry.name}: test accuracy {accuracy:.4f} (all {len(y_test)}), on {args.n}: clean {result.clean_accuracy:.4f}, "
-              f"robust {result.robust_accuracy:.4f}, {len(flags)} audit flag(s), {time.perf_counter() - t0:.0f}s")  # fmt: skip
+        summary.append(
+            {
+                "name": entry.name,
+                "description": entry.description,
+                "results": f"{entry.name}/results.json",
+                "checkpoint": f"{entry.name}/model.pt",
+                "test_accuracy_full": accuracy,
+                "defence": entry.defence,
+                "train_seconds": train_seconds,
+                "evaluation_seconds": result.seconds,
+                "certify_seconds": certify_seconds,
+                "clean_accuracy": result.clean_accuracy,
+                "robust_accuracy": result.robust_accuracy,
+                "audit_flags": flags,
+                "certified": certified,
+            }
+        )
+        print(
+            f"{entry.name}: test accuracy {accuracy:.4f} (all {len(y_test)}), on {args.n}: clean {result.clean_accuracy:.4f}, "
+            f"robust {result.robust_accuracy:.4f}, {len(flags)} audit flag(s), {time.perf_counter() - t0:.0f}s"
+        )
     seconds = time.perf_counter() - started
     out.mkdir(parents=True, exist_ok=True)
-    command = (f"amd demo --out {args.out} --device {args.device} --seed {args.seed} --n {args.n} --epochs {args.epochs} "
-               f"--suite {args.suite} --certify-n {args.certify_n}"
-               + "".join(f" --only {name}" for name in args.only or ()))  # fmt: skip
-    settings = {"command": command, "device": str(args.device), "seed": args.seed, "n": args.n, "epochs": args.epochs,
-                "suite": args.suite, "certify_n": args.certify_n, "only": args.only}  # fmt: skip
-    write_text_atomic(out / "results.json", json.dumps({"format": DEMO_FORMAT, "seconds": seconds, "settings": settings,
-                                                        "entries": summary}, indent=2, default=float) + "\n")  # fmt: skip
+    command = (
+        f"amd demo --out {args.out} --device {args.device} --seed {args.seed} --n {args.n} --epochs {args.epochs} "
+        f"--suite {args.suite} --certify-n {args.certify_n}"
+        + "".join(f" --only {name}" for name in args.only or ())
+    )
+    settings = {
+        "command": command,
+        "device": str(args.device),
+        "seed": args.seed,
+        "n": args.n,
+        "epochs": args.epochs,
+        "suite": args.suite,
+        "certify_n": args.certify_n,
+        "only": args.only,
+    }
+    write_text_atomic(
+        out / "results.json",
+        json.dumps(
+            {"format": DEMO_FORMAT, "seconds": seconds, "settings": settings, "entries": summary},
+            indent=2,
+            default=float,
+        )
+        + "\n",
+    )
     write_demo_report(out)
     print(f"wrote {out / 'report.md'} in {seconds:.0f}s")
     return 0

@@ -115,15 +115,21 @@ def process_device(device: str | torch.device | None) -> torch.device:
                 stacklevel=2,
             )
         if local_rank() >= torch.cuda.device_count():
-            raise ValueError(f"LOCAL_RANK={local_rank()} but only {torch.cuda.device_count()} CUDA device(s) are visible; "
-                             "use --nproc_per_node <= the number of GPUs")  # fmt: skip
+            raise ValueError(
+                f"LOCAL_RANK={local_rank()} but only {torch.cuda.device_count()} CUDA device(s) are visible; "
+                "use --nproc_per_node <= the number of GPUs"
+            )
         torch.cuda.set_device(wanted)
         return wanted
     return dev
 
 
-def init_distributed(device: str | torch.device | None = "cpu", *, backend: str | None = None,
-                     timeout: datetime.timedelta = DEFAULT_TIMEOUT) -> DistributedInfo:  # fmt: skip
+def init_distributed(
+    device: str | torch.device | None = "cpu",
+    *,
+    backend: str | None = None,
+    timeout: datetime.timedelta = DEFAULT_TIMEOUT,
+) -> DistributedInfo:
     """Join the process group torchrun describes (a no-op without ``WORLD_SIZE > 1``) and pick this process's device.
 
     Args:
@@ -161,8 +167,14 @@ def init_distributed(device: str | torch.device | None = "cpu", *, backend: str 
             created = True
         else:
             chosen = str(dist.get_backend())
-    return DistributedInfo(rank=rank(), world_size=world_size(), local_rank=local_rank(), device=dev, backend=chosen,
-                           created_group=created)  # fmt: skip
+    return DistributedInfo(
+        rank=rank(),
+        world_size=world_size(),
+        local_rank=local_rank(),
+        device=dev,
+        backend=chosen,
+        created_group=created,
+    )
 
 
 def destroy_distributed(info: DistributedInfo | None = None) -> None:

@@ -13,9 +13,12 @@ from torch import Tensor, nn
 from .utils import art_device_type, check_nb_classes, check_positive_int, resolve_device
 
 __all__ = [
-    "ClassifierModule", "Float32Input", "PerSampleClassGradientClassifier", "is_identity_standardisation",
+    "ClassifierModule",
+    "Float32Input",
+    "PerSampleClassGradientClassifier",
+    "is_identity_standardisation",
     "to_art_classifier",
-]  # fmt: skip
+]
 
 
 def is_identity_standardisation(op: Any) -> bool:
@@ -47,8 +50,11 @@ class ClassifierModule(nn.Module):
         super().__init__()
         self.net = classifier.model
         flag = "apply_fit" if fit else "apply_predict"
-        operations = [op for op in getattr(classifier, "preprocessing_operations", None) or []
-                      if getattr(op, flag, True) and not is_identity_standardisation(op)]  # fmt: skip
+        operations = [
+            op
+            for op in getattr(classifier, "preprocessing_operations", None) or []
+            if getattr(op, flag, True) and not is_identity_standardisation(op)
+        ]
         for op in operations:
             if not callable(getattr(op, "forward", None)) or not hasattr(op, "estimate_forward"):
                 raise TypeError(
@@ -56,7 +62,9 @@ class ClassifierModule(nn.Module):
                     "pass through it; use PreprocessorPyTorch defences (or put the step inside the model)"
                 )
         self.operations = operations  # a plain list: ART's operations are not modules
-        if any(bool(getattr(op, "stochastic", False)) for op in operations) or getattr(self.net, "stochastic", False):
+        if any(bool(getattr(op, "stochastic", False)) for op in operations) or getattr(
+            self.net, "stochastic", False
+        ):
             self.stochastic = True
 
     def forward(self, x: Tensor) -> Tensor:
@@ -99,8 +107,14 @@ class PerSampleClassGradientClassifier(PyTorchClassifier):
         per_sample = (
             isinstance(label, np.ndarray) and label.ndim == 1 and len(label) == len(x) and len(label) > 1
         )
-        if (not per_sample or training_mode or self.is_rnn or self._layer_idx_gradients >= 0
-                or not self.all_framework_preprocessing or isinstance(x, torch.Tensor)):  # fmt: skip
+        if (
+            not per_sample
+            or training_mode
+            or self.is_rnn
+            or self._layer_idx_gradients >= 0
+            or not self.all_framework_preprocessing
+            or isinstance(x, torch.Tensor)
+        ):
             return super().class_gradient(x, label=label, training_mode=training_mode, **kwargs)
         if label.min() < 0 or label.max() >= self.nb_classes:
             raise ValueError(

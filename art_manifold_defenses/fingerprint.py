@@ -182,8 +182,13 @@ def check_fingerprint(
         )
 
 
-def check_row_images(rows: Sequence[Mapping[str, str]], expected: Mapping[int, tuple[int, str]], *,
-                     source: str | os.PathLike[str], hint: str) -> None:  # fmt: skip
+def check_row_images(
+    rows: Sequence[Mapping[str, str]],
+    expected: Mapping[int, tuple[int, str]],
+    *,
+    source: str | os.PathLike[str],
+    hint: str,
+) -> None:
     """Every finished row whose ``idx`` this run also processes must hold the same label and image hash.
 
     ``expected`` maps an index to ``(label, image hash)`` of this run."""
@@ -246,8 +251,15 @@ def _drop_partial_line(path: Path) -> None:
             handle.truncate(data.rfind(b"\n") + 1)
 
 
-def resume_tsv(path: str | os.PathLike[str], fingerprint: Mapping[str, Any], columns: Sequence[str], *, resume: bool,
-               hint: str, expected: Mapping[int, tuple[int, str]]) -> list[dict[str, str]]:  # fmt: skip
+def resume_tsv(
+    path: str | os.PathLike[str],
+    fingerprint: Mapping[str, Any],
+    columns: Sequence[str],
+    *,
+    resume: bool,
+    hint: str,
+    expected: Mapping[int, tuple[int, str]],
+) -> list[dict[str, str]]:
     """Prepare ``path`` for appending rows and return its finished rows.
 
     With ``resume`` and an existing file: its fingerprint and columns must match, and every finished row whose index

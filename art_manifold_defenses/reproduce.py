@@ -59,8 +59,20 @@ class Reproduction:
 
 def _out_work(folder: Path, scale: str, data_root: str, seed: int, device: str) -> list[str]:
     """Scripts taking ``--out`` (the table) and ``--work`` (models and caches)."""
-    return ["--scale", scale, "--out", str(folder), "--work", str(folder / "work"), "--data-root", data_root,
-            "--seed", str(seed), "--device", device]  # fmt: skip
+    return [
+        "--scale",
+        scale,
+        "--out",
+        str(folder),
+        "--work",
+        str(folder / "work"),
+        "--data-root",
+        data_root,
+        "--seed",
+        str(seed),
+        "--device",
+        device,
+    ]
 
 
 def _results_out(name: str, *, takes_device: bool = True) -> Callable[[Path, str, str, int, str], list[str]]:
@@ -68,8 +80,18 @@ def _results_out(name: str, *, takes_device: bool = True) -> Callable[[Path, str
     CPU-only script without ``--device``."""
 
     def arguments(folder: Path, scale: str, data_root: str, seed: int, device: str) -> list[str]:
-        args = ["--scale", scale, "--results", str(folder / name), "--out", str(folder / "work"), "--data-root", data_root,
-                "--seed", str(seed)]  # fmt: skip
+        args = [
+            "--scale",
+            scale,
+            "--results",
+            str(folder / name),
+            "--out",
+            str(folder / "work"),
+            "--data-root",
+            data_root,
+            "--seed",
+            str(seed),
+        ]
         return [*args, "--device", device] if takes_device else args
 
     return arguments
@@ -95,7 +117,7 @@ REPRODUCTIONS: dict[str, Reproduction] = {
             "Exact verification of manifold regularization (Jin & Rinard 2020, Table 2)",
             "reproduce_verification.py",
             _results_out("verification.md", takes_device=False),
-        ),  # fmt: skip
+        ),
         _defence("radial-mapping", "reproduce_radial_mapping.py", _out_work),
         _defence("manifold-reg", "reproduce_manifold_regularization.py", _out_work),
         _defence("rbf-cnn", "reproduce_rbf_cnn.py", _out_work),
@@ -142,8 +164,15 @@ def accuracy_interval(percent: float, n: int, *, confidence: float = CONFIDENCE)
     )
 
 
-def claim_verdict(claim: str, paper: float, ours: float | None, n: int, *, higher_is_better: bool | None = True,
-                  strongest: float | None = None) -> str:  # fmt: skip
+def claim_verdict(
+    claim: str,
+    paper: float,
+    ours: float | None,
+    n: int,
+    *,
+    higher_is_better: bool | None = True,
+    strongest: float | None = None,
+) -> str:
     """One verdict line: ``"<claim>: reproduced (...)"``, ``"<claim>: not reproduced (...)"`` or, when ``ours`` is
     None (not measured), ``"<claim>: not testable here (not measured at this scale)"``.
 
@@ -208,8 +237,13 @@ def training_failures(rows: Sequence[dict[str, Any]], baselines: dict[str, str])
     return failed
 
 
-def row_verdicts(rows: Sequence[dict[str, Any]], baselines: dict[str, str], *, models: Sequence[str] | None = None,
-                 metrics: Callable[[str], bool] | None = None) -> list[str]:  # fmt: skip
+def row_verdicts(
+    rows: Sequence[dict[str, Any]],
+    baselines: dict[str, str],
+    *,
+    models: Sequence[str] | None = None,
+    metrics: Callable[[str], bool] | None = None,
+) -> list[str]:
     """A verdict line (:func:`claim_verdict`) for every row of a defended model (a key of ``baselines``, or one of
     ``models``) with a paper number (and, with ``metrics``, a metric it accepts): the paper claims at least its number.
     The robustness rows of a training failure (:func:`training_failures`) and unmeasured rows are not testable here;
@@ -270,9 +304,20 @@ def _check_summary(
             raise ValueError(f"verdict {line!r} states none of {VERDICTS}")
 
 
-def write_summary(folder: str | Path, *, paper: str, scale: str, seed: int, seconds: float, command: str,
-                  rows: list[dict[str, Any]], details: str, notes: Sequence[str] = (),
-                  baselines: dict[str, str] | None = None, verdicts: Sequence[str] = ()) -> Path:  # fmt: skip
+def write_summary(
+    folder: str | Path,
+    *,
+    paper: str,
+    scale: str,
+    seed: int,
+    seconds: float,
+    command: str,
+    rows: list[dict[str, Any]],
+    details: str,
+    notes: Sequence[str] = (),
+    baselines: dict[str, str] | None = None,
+    verdicts: Sequence[str] = (),
+) -> Path:
     """Write ``folder/summary.json``, the record ``amd reproduce`` renders (one per reproduction script).
 
     Each row: ``model``, ``metric`` (what is measured, e.g. ``"PGD linf 0.3"``; a model's clean accuracy is its first
@@ -300,12 +345,24 @@ def write_summary(folder: str | Path, *, paper: str, scale: str, seed: int, seco
     baselines = dict(baselines or {})
     _check_summary(rows, baselines, verdicts)
     record = {
-        "paper": paper, "scale": scale, "seed": seed, "seconds": float(seconds), "command": command, "details": details,
-        "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "rows": rows, "notes": list(notes),
-        "baselines": baselines, "verdicts": list(verdicts),
-        "versions": {"art_manifold_defenses": __version__, "torch": torch.__version__, "numpy": np.__version__,
-                     "python": platform.python_version()},
-    }  # fmt: skip
+        "paper": paper,
+        "scale": scale,
+        "seed": seed,
+        "seconds": float(seconds),
+        "command": command,
+        "details": details,
+        "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        "rows": rows,
+        "notes": list(notes),
+        "baselines": baselines,
+        "verdicts": list(verdicts),
+        "versions": {
+            "art_manifold_defenses": __version__,
+            "torch": torch.__version__,
+            "numpy": np.__version__,
+            "python": platform.python_version(),
+        },
+    }
     path = Path(folder) / SUMMARY_FILE
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(record, indent=2, default=float) + "\n")
@@ -358,8 +415,17 @@ def select(names: Sequence[str]) -> list[Reproduction]:
     return [r for key, r in REPRODUCTIONS.items() if "all" in names or key in names]
 
 
-def run_one(item: Reproduction, out: Path, *, scale: str, data_root: str, seed: int, device: str, force: bool,
-            python: str = sys.executable) -> dict[str, Any]:  # fmt: skip
+def run_one(
+    item: Reproduction,
+    out: Path,
+    *,
+    scale: str,
+    data_root: str,
+    seed: int,
+    device: str,
+    force: bool,
+    python: str = sys.executable,
+) -> dict[str, Any]:
     """Run one reproduction script (or reuse its summary); returns the status recorded in ``out/runs.json``."""
     folder = out / item.key
     summary = folder / SUMMARY_FILE
@@ -436,12 +502,16 @@ def _table(record: dict[str, Any]) -> list[str]:
             continue
         n = row.get("n")
         paper = "-" if row["paper"] is None else f"{row['paper']:.1f}"
-        lines.append(f"| {model} | {row['metric']} | {'?' if n is None else n} | {paper} | {_cell(row['ours'], n)} "
-                     f"| {_cell(row['strongest'], n)} | {', '.join(row['flags']) or '-'} |")  # fmt: skip
+        lines.append(
+            f"| {model} | {row['metric']} | {'?' if n is None else n} | {paper} | {_cell(row['ours'], n)} "
+            f"| {_cell(row['strongest'], n)} | {', '.join(row['flags']) or '-'} |"
+        )
     lines.append("")
     for model, count in withheld.items():
-        lines.append(f"- {model}: {failed[model]}, more than {TRAINING_FAILURE_POINTS:g} points below its baseline; "
-                     f"its {count} robustness row(s) are in the detailed table only.")  # fmt: skip
+        lines.append(
+            f"- {model}: {failed[model]}, more than {TRAINING_FAILURE_POINTS:g} points below its baseline; "
+            f"its {count} robustness row(s) are in the detailed table only."
+        )
     return [*lines, ""] if withheld else lines
 
 
@@ -451,12 +521,22 @@ def _verdict_lines(record: dict[str, Any]) -> list[str]:
         return ["**Verdicts:** none recorded (this summary predates the verdict schema).", ""]
     if not record["verdicts"]:
         return ["**Verdicts:** none (the summary states no paper claim).", ""]
-    return ["**Verdicts** (the paper's number against our 95% interval):", "",
-            *[f"- {line}" for line in record["verdicts"]], ""]  # fmt: skip
+    return [
+        "**Verdicts** (the paper's number against our 95% interval):",
+        "",
+        *[f"- {line}" for line in record["verdicts"]],
+        "",
+    ]
 
 
-def render(out: Path, items: Sequence[Reproduction], scale: str, statuses: dict[str, dict[str, Any]], *,
-           flat_links: bool = False) -> str:  # fmt: skip
+def render(
+    out: Path,
+    items: Sequence[Reproduction],
+    scale: str,
+    statuses: dict[str, dict[str, Any]],
+    *,
+    flat_links: bool = False,
+) -> str:
     """``REPRODUCTION.md``: one section per paper from its ``summary.json`` (or why there is none).
 
     Links to each paper's detailed table point into ``<paper>/`` (the layout of ``OUT``), or beside the report with
@@ -513,8 +593,17 @@ def render(out: Path, items: Sequence[Reproduction], scale: str, statuses: dict[
     return "\n".join(lines).rstrip() + "\n"
 
 
-def reproduce(names: Sequence[str], *, scale: str, out: str | Path, data_root: str, seed: int = 0, device: str = "cpu",
-              force: bool = False, render_only: bool = False) -> Path:  # fmt: skip
+def reproduce(
+    names: Sequence[str],
+    *,
+    scale: str,
+    out: str | Path,
+    data_root: str,
+    seed: int = 0,
+    device: str = "cpu",
+    force: bool = False,
+    render_only: bool = False,
+) -> Path:
     """Run the named reproductions (``["all"]`` for every paper) and write ``out/REPRODUCTION.md``; returns its path."""
     if scale not in SCALES:
         raise ValueError(f"scale must be one of {SCALES}, got {scale!r}")
@@ -576,21 +665,36 @@ def add_subcommands(sub: Any) -> dict[str, Callable[[argparse.Namespace], int]]:
     parser.add_argument(
         "--out", default="runs/reproduction", help="folder for the report, each paper's table and work files"
     )
-    parser.add_argument("--data-root", default=os.environ.get("AMD_DATA_DIR", "../shared/data"),
-                        help="folder with MNIST/raw (default: $AMD_DATA_DIR or ../shared/data)")  # fmt: skip
+    parser.add_argument(
+        "--data-root",
+        default=os.environ.get("AMD_DATA_DIR", "../shared/data"),
+        help="folder with MNIST/raw (default: $AMD_DATA_DIR or ../shared/data)",
+    )
     parser.add_argument("--seed", type=int, default=0, help="seed passed to every script (default: 0)")
     parser.add_argument("--device", default="cpu", type=device_arg, help="cpu, cuda or cuda:N (default: cpu)")
     parser.add_argument("--force", action="store_true", help="rerun papers whose summary.json exists")
     parser.add_argument(
         "--render-only", action="store_true", help="only rewrite REPRODUCTION.md from the summaries"
     )
-    parser.add_argument("--publish", default=None, metavar="DIR",
-                        help="also copy the report and each paper's table into DIR (e.g. examples/results)")  # fmt: skip
+    parser.add_argument(
+        "--publish",
+        default=None,
+        metavar="DIR",
+        help="also copy the report and each paper's table into DIR (e.g. examples/results)",
+    )
 
     def handler(args: argparse.Namespace) -> int:
         try:
-            report = reproduce(args.papers, scale=args.scale, out=args.out, data_root=args.data_root, seed=args.seed,
-                               device=args.device, force=args.force, render_only=args.render_only)  # fmt: skip
+            report = reproduce(
+                args.papers,
+                scale=args.scale,
+                out=args.out,
+                data_root=args.data_root,
+                seed=args.seed,
+                device=args.device,
+                force=args.force,
+                render_only=args.render_only,
+            )
         except KeyboardInterrupt:
             print(
                 f"amd reproduce: interrupted; the same command resumes from the caches in {args.out}",

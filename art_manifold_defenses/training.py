@@ -37,9 +37,17 @@ from .train_state import TRAIN_STATE_FILE, load_train_state, resume_from, save_t
 from .utils import check_images, check_labels, forward_checked, probe_forward, resolve_device
 
 __all__ = [
-    "COLLAPSE_CHECK_IMAGES", "TrainContext", "StepFunction", "TrainingCollapseWarning", "collapse_statistics",
-    "cross_entropy_step", "evaluate_accuracy", "predict_logits", "train", "TRAIN_STATE_FILE",
-]  # fmt: skip
+    "COLLAPSE_CHECK_IMAGES",
+    "TrainContext",
+    "StepFunction",
+    "TrainingCollapseWarning",
+    "collapse_statistics",
+    "cross_entropy_step",
+    "evaluate_accuracy",
+    "predict_logits",
+    "train",
+    "TRAIN_STATE_FILE",
+]
 
 #: The first epoch of a run times this many batches (after a warm-up batch), then prints the estimated epoch and
 #: total time (verbose).
@@ -173,9 +181,16 @@ def collapse_statistics(predictions: Any, labels: Any, num_classes: int) -> dict
     label_share = float((true == dominant).mean())
     at_chance = accuracy <= threshold
     one_class = share >= COLLAPSE_DOMINANT_SHARE and label_share < COLLAPSE_DOMINANT_SHARE
-    return {"accuracy": accuracy, "predicted_classes": int((counts > 0).sum()), "dominant_class": dominant,
-            "dominant_share": share, "chance_threshold": threshold, "at_chance": at_chance, "one_class": one_class,
-            "collapsed": at_chance or one_class}  # fmt: skip
+    return {
+        "accuracy": accuracy,
+        "predicted_classes": int((counts > 0).sum()),
+        "dominant_class": dominant,
+        "dominant_share": share,
+        "chance_threshold": threshold,
+        "at_chance": at_chance,
+        "one_class": one_class,
+        "collapsed": at_chance or one_class,
+    }
 
 
 def _collapse_subset(n: int, seed: int) -> np.ndarray:
@@ -186,8 +201,17 @@ def _collapse_subset(n: int, seed: int) -> np.ndarray:
     return np.sort(pick)
 
 
-def _check_collapse(model: nn.Module, x: np.ndarray, y: np.ndarray, record: dict[str, float], *, epoch: int, epochs: int,
-                    device: torch.device, warn: bool) -> None:  # fmt: skip
+def _check_collapse(
+    model: nn.Module,
+    x: np.ndarray,
+    y: np.ndarray,
+    record: dict[str, float],
+    *,
+    epoch: int,
+    epochs: int,
+    device: torch.device,
+    warn: bool,
+) -> None:
     """Predict ``x`` (the subset), add ``train_subset_accuracy`` and ``predicted_classes`` to ``record`` and warn
     (when ``warn``) if the network looks collapsed. Models whose output is not ``(N, classes)`` logits are skipped."""
     logits = predict_logits(model, x, device=device)
@@ -315,8 +339,14 @@ def train(
             :class:`~art_manifold_defenses.fingerprint.FingerprintMismatchError` naming what differs
             (``resume=False`` starts afresh). An unreadable or pickled state is a ``ValueError`` naming the file.
     """
-    _check_loop_settings(epochs=epochs, batch_size=batch_size, scheduler=scheduler,
-                         scheduler_interval=scheduler_interval, distributed=distributed, collapse_check=collapse_check)  # fmt: skip
+    _check_loop_settings(
+        epochs=epochs,
+        batch_size=batch_size,
+        scheduler=scheduler,
+        scheduler_interval=scheduler_interval,
+        distributed=distributed,
+        collapse_check=collapse_check,
+    )
     from . import distributed as dist_helpers
 
     use_ddp = dist_helpers.is_distributed() if distributed is None else distributed
@@ -336,55 +366,120 @@ def train(
     if optimizer is None:
         optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
     run_fingerprint = train_fingerprint(
-        model, x_np, y_np, optimizer, scheduler, step_fn, fingerprint, batch_size=batch_size, seed=seed, shuffle=shuffle,
-        drop_last=drop_last, grad_clip=grad_clip, scheduler_interval=scheduler_interval,
-    )  # fmt: skip
+        model,
+        x_np,
+        y_np,
+        optimizer,
+        scheduler,
+        step_fn,
+        fingerprint,
+        batch_size=batch_size,
+        seed=seed,
+        shuffle=shuffle,
+        drop_last=drop_last,
+        grad_clip=grad_clip,
+        scheduler_interval=scheduler_interval,
+    )
     n = len(x_np)
     batches = n // batch_size if drop_last else math.ceil(n / batch_size)
     if batches == 0:
         raise ValueError(f"no batch to train on: {n} samples with batch_size={batch_size} and drop_last=True")
-    ctx = TrainContext(model=model, optimizer=optimizer, device=dev, epochs=epochs, batches_per_epoch=batches,
-                       grad_clip=grad_clip)  # fmt: skip
+    ctx = TrainContext(
+        model=model,
+        optimizer=optimizer,
+        device=dev,
+        epochs=epochs,
+        batches_per_epoch=batches,
+        grad_clip=grad_clip,
+    )
     probe = _collapse_subset(n, seed) if collapse_check else None
 
     state_path = Path(checkpoint_dir) / TRAIN_STATE_FILE if checkpoint_dir is not None else None
-    start_epoch, history = _resume(state_path, resume=resume, use_ddp=use_ddp, rank=rank, device=dev,
-                                   fingerprint=run_fingerprint, model=model, optimizer=optimizer, scheduler=scheduler,
-                                   verbose=verbose)  # fmt: skip
+    start_epoch, history = _resume(
+        state_path,
+        resume=resume,
+        use_ddp=use_ddp,
+        rank=rank,
+        device=dev,
+        fingerprint=run_fingerprint,
+        model=model,
+        optimizer=optimizer,
+        scheduler=scheduler,
+        verbose=verbose,
+    )
 
     net: nn.Module = model
     if use_ddp:
         from torch.nn.parallel import DistributedDataParallel
 
-        net = DistributedDataParallel(model, device_ids=[dev.index] if dev.type == "cuda" else None,
-                                      find_unused_parameters=find_unused_parameters)  # fmt: skip
+        net = DistributedDataParallel(
+            model,
+            device_ids=[dev.index] if dev.type == "cuda" else None,
+            find_unused_parameters=find_unused_parameters,
+        )
         verbose = verbose and rank == 0
 
     x_t, y_t = torch.from_numpy(x_np), torch.from_numpy(y_np)
     for epoch in range(start_epoch, epochs):
         ctx.epoch, ctx.model = epoch, net
         started = time.perf_counter()
-        means = _run_epoch(ctx, step_fn or cross_entropy_step, x_t, y_t, seed=seed, shuffle=shuffle,
-                           batch_size=batch_size, rank=rank, world=world, scheduler=scheduler,
-                           scheduler_interval=scheduler_interval, desc=desc, verbose=verbose,
-                           estimate_epochs=epochs - epoch if epoch == start_epoch else 0)  # fmt: skip
+        means = _run_epoch(
+            ctx,
+            step_fn or cross_entropy_step,
+            x_t,
+            y_t,
+            seed=seed,
+            shuffle=shuffle,
+            batch_size=batch_size,
+            rank=rank,
+            world=world,
+            scheduler=scheduler,
+            scheduler_interval=scheduler_interval,
+            desc=desc,
+            verbose=verbose,
+            estimate_epochs=epochs - epoch if epoch == start_epoch else 0,
+        )
         ctx.model = model
-        record = {"epoch": float(epoch + 1), **means, "lr": float(optimizer.param_groups[0]["lr"]),
-                  "seconds": time.perf_counter() - started}  # fmt: skip
+        record = {
+            "epoch": float(epoch + 1),
+            **means,
+            "lr": float(optimizer.param_groups[0]["lr"]),
+            "seconds": time.perf_counter() - started,
+        }
         if validation_data is not None:
-            record["val_accuracy"] = evaluate_accuracy(model, validation_data[0], validation_data[1], device=dev)
+            record["val_accuracy"] = evaluate_accuracy(
+                model, validation_data[0], validation_data[1], device=dev
+            )
         if on_epoch_end is not None:
             on_epoch_end(ctx, record)
-        if probe is not None:  # after on_epoch_end: a trainer may re-calibrate the model there (FPD's batch norm)
-            _check_collapse(model, x_np[probe], y_np[probe], record, epoch=epoch, epochs=epochs, device=dev,
-                            warn=rank == 0)  # fmt: skip
+        if (
+            probe is not None
+        ):  # after on_epoch_end: a trainer may re-calibrate the model there (FPD's batch norm)
+            _check_collapse(
+                model,
+                x_np[probe],
+                y_np[probe],
+                record,
+                epoch=epoch,
+                epochs=epochs,
+                device=dev,
+                warn=rank == 0,
+            )
         history.append(record)
         if verbose:
             shown = ", ".join(f"{k}={v:.4f}" for k, v in record.items() if k not in ("epoch", "lr"))
             tqdm.write(f"{desc} epoch {epoch + 1}/{epochs}: {shown}")
         if state_path is not None and rank == 0:
-            save_train_state(state_path, epoch=epoch + 1, model=model, optimizer=optimizer, scheduler=scheduler,
-                             history=history, seed=seed, fingerprint=run_fingerprint)  # fmt: skip
+            save_train_state(
+                state_path,
+                epoch=epoch + 1,
+                model=model,
+                optimizer=optimizer,
+                scheduler=scheduler,
+                history=history,
+                seed=seed,
+                fingerprint=run_fingerprint,
+            )
         if world > 1:
             dist_helpers.barrier()
     ctx.model = model
@@ -392,9 +487,19 @@ def train(
     return history
 
 
-def _resume(state_path: Path | None, *, resume: bool, use_ddp: bool, rank: int, device: torch.device,
-            fingerprint: dict[str, Any], model: nn.Module, optimizer: torch.optim.Optimizer, scheduler: Any,
-            verbose: bool) -> tuple[int, list[dict[str, float]]]:  # fmt: skip
+def _resume(
+    state_path: Path | None,
+    *,
+    resume: bool,
+    use_ddp: bool,
+    rank: int,
+    device: torch.device,
+    fingerprint: dict[str, Any],
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    scheduler: Any,
+    verbose: bool,
+) -> tuple[int, list[dict[str, float]]]:
     """``(epochs done, history)`` of the run's ``train_state.pt`` when there is one to resume (loaded into the model,
     optimizer and scheduler after its fingerprint is checked), else ``(0, [])``."""
     from . import distributed as dist_helpers
@@ -407,15 +512,23 @@ def _resume(state_path: Path | None, *, resume: bool, use_ddp: bool, rank: int, 
         state = dist_helpers.broadcast_object(local)
     else:
         state = load_train_state(state_path, device) if resume and state_path.is_file() else None
-    start_epoch, history = resume_from(state, state_path, fingerprint, model=model, optimizer=optimizer,
-                                       scheduler=scheduler)  # fmt: skip
+    start_epoch, history = resume_from(
+        state, state_path, fingerprint, model=model, optimizer=optimizer, scheduler=scheduler
+    )
     if state is not None and verbose and rank == 0:
         tqdm.write(f"resuming from {state_path} after epoch {start_epoch}")
     return start_epoch, history
 
 
-def _check_loop_settings(*, epochs: Any, batch_size: Any, scheduler: Any, scheduler_interval: Any, distributed: Any,
-                         collapse_check: Any) -> None:  # fmt: skip
+def _check_loop_settings(
+    *,
+    epochs: Any,
+    batch_size: Any,
+    scheduler: Any,
+    scheduler_interval: Any,
+    distributed: Any,
+    collapse_check: Any,
+) -> None:
     """:func:`train`'s settings that need no data: a ``ValueError``/``TypeError`` naming the bad one."""
     if not isinstance(epochs, int) or epochs < 0:
         raise ValueError(f"epochs must be a non-negative integer, got {epochs!r}")
@@ -431,9 +544,23 @@ def _check_loop_settings(*, epochs: Any, batch_size: Any, scheduler: Any, schedu
         raise TypeError(f"collapse_check must be a bool, got {collapse_check!r}")
 
 
-def _run_epoch(ctx: TrainContext, step: StepFunction, x: Tensor, y: Tensor, *, seed: int, shuffle: bool, batch_size: int,
-               rank: int, world: int, scheduler: Any, scheduler_interval: str, desc: str,
-               verbose: bool, estimate_epochs: int = 0) -> dict[str, float]:  # fmt: skip
+def _run_epoch(
+    ctx: TrainContext,
+    step: StepFunction,
+    x: Tensor,
+    y: Tensor,
+    *,
+    seed: int,
+    shuffle: bool,
+    batch_size: int,
+    rank: int,
+    world: int,
+    scheduler: Any,
+    scheduler_interval: str,
+    desc: str,
+    verbose: bool,
+    estimate_epochs: int = 0,
+) -> dict[str, float]:
     """One epoch of steps over ``(x, y)`` in the epoch's seeded order; returns the mean of every logged value (over
     the batches that logged it, and over the ranks). With ``estimate_epochs > 0`` and ``verbose``, prints the time
     estimate of that many epochs after the first :data:`ESTIMATE_AFTER_BATCHES` batches."""
@@ -443,24 +570,36 @@ def _run_epoch(ctx: TrainContext, step: StepFunction, x: Tensor, y: Tensor, *, s
     # dropout, noise and other draws of this epoch (other ranks: their own stream, so their noise differs)
     torch.manual_seed(epoch_seed if rank == 0 else dist_helpers.derive_seed(epoch_seed, "rank", rank))
     n = len(x)
-    order = torch.randperm(n, generator=torch.Generator().manual_seed(epoch_seed)) if shuffle else torch.arange(n)
+    order = (
+        torch.randperm(n, generator=torch.Generator().manual_seed(epoch_seed)) if shuffle else torch.arange(n)
+    )
     ctx.model.train()
     sums: dict[str, float] = {}
     counts: dict[str, int] = {}  # batches that logged each key (a step function may log a value on some only)
-    bar = tqdm(range(ctx.batches_per_epoch), desc=f"{desc} {ctx.epoch + 1}/{ctx.epochs}", disable=not verbose,
-               leave=False)  # fmt: skip
+    bar = tqdm(
+        range(ctx.batches_per_epoch),
+        desc=f"{desc} {ctx.epoch + 1}/{ctx.epochs}",
+        disable=not verbose,
+        leave=False,
+    )
     began = 0.0
     for b in bar:
         if b == 1:  # timed from the end of the first batch (a warm-up: lazy initialisation, allocations)
             began = costs.clock()
-        if verbose and estimate_epochs and b > 1 and b == min(ESTIMATE_AFTER_BATCHES + 1, ctx.batches_per_epoch - 1):
+        if (
+            verbose
+            and estimate_epochs
+            and b > 1
+            and b == min(ESTIMATE_AFTER_BATCHES + 1, ctx.batches_per_epoch - 1)
+        ):
             per_batch = (costs.clock() - began) / (b - 1)
             epoch_seconds = per_batch * ctx.batches_per_epoch
             costs.report_estimate(
-                f"{estimate_epochs} epochs of {ctx.batches_per_epoch} batches", epoch_seconds * estimate_epochs,
+                f"{estimate_epochs} epochs of {ctx.batches_per_epoch} batches",
+                epoch_seconds * estimate_epochs,
                 f"batches 2 to {b} took {per_batch:.3g} s each: {costs.format_seconds(epoch_seconds)} per epoch, "
                 "validation and checks not included",
-            )  # fmt: skip
+            )
         idx = order[b * batch_size : (b + 1) * batch_size]
         if world > 1:
             idx = _rank_share(idx, order, rank, world)
@@ -486,8 +625,9 @@ def _run_epoch(ctx: TrainContext, step: StepFunction, x: Tensor, y: Tensor, *, s
         scheduler.step()
     if world > 1:  # the logged values are averaged over ranks, so every rank keeps the same history
         keys = sorted(sums)
-        totals = dist_helpers.all_reduce_sum([sums[k] for k in keys] + [float(counts[k]) for k in keys],
-                                             device=_collective_device(ctx.device))  # fmt: skip
+        totals = dist_helpers.all_reduce_sum(
+            [sums[k] for k in keys] + [float(counts[k]) for k in keys], device=_collective_device(ctx.device)
+        )
         sums = dict(zip(keys, totals[: len(keys)], strict=True))
         counts = {k: int(round(c)) for k, c in zip(keys, totals[len(keys) :], strict=True)}
     return {k: v / counts[k] for k, v in sums.items()}

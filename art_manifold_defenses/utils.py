@@ -121,11 +121,15 @@ def _check_layout(
 ) -> None:
     if input_shape is not None and tuple(shape[1:]) != tuple(input_shape):
         expected = tuple(int(d) for d in input_shape)
-        raise ValueError(f"{name} must have per-image shape {expected} (NCHW), got {tuple(shape[1:])}"
-                         + _layout_hint(shape, expected[0]))  # fmt: skip
+        raise ValueError(
+            f"{name} must have per-image shape {expected} (NCHW), got {tuple(shape[1:])}"
+            + _layout_hint(shape, expected[0])
+        )
     if channels is not None and len(shape) == 4 and shape[1] != channels:
-        raise ValueError(f"{name} must have {channels} channel(s) in NCHW layout (N, {channels}, H, W) for this model, "
-                         f"got images of shape {tuple(shape[1:])}" + _layout_hint(shape, channels))  # fmt: skip
+        raise ValueError(
+            f"{name} must have {channels} channel(s) in NCHW layout (N, {channels}, H, W) for this model, "
+            f"got images of shape {tuple(shape[1:])}" + _layout_hint(shape, channels)
+        )
 
 
 def check_images(
@@ -256,7 +260,9 @@ def json_safe(value: Any) -> Any:
     return value
 
 
-def write_atomic(path: str | os.PathLike[str], write: Callable[[Path], object], *, suffix: str = ".tmp") -> Path:
+def write_atomic(
+    path: str | os.PathLike[str], write: Callable[[Path], object], *, suffix: str = ".tmp"
+) -> Path:
     """Call ``write(tmp)`` on a sibling of ``path`` named with ``suffix``, then ``os.replace`` it onto ``path``, so that
     a reader (or a run killed mid-write) never sees a partial file; creates the parent folder. Returns the path."""
     target = Path(path)
@@ -357,8 +363,13 @@ def probe_forward(
         model.train(was_training)
 
 
-def model_output_width(model: nn.Module, input_shape: tuple[int, ...], *, device: torch.device | str = "cpu",
-                       name: str = "input_shape") -> int:  # fmt: skip
+def model_output_width(
+    model: nn.Module,
+    input_shape: tuple[int, ...],
+    *,
+    device: torch.device | str = "cpu",
+    name: str = "input_shape",
+) -> int:
     """The number of outputs of ``model`` on one all-zero input of ``input_shape`` (:func:`probe_forward`). A model
     that cannot run on that shape raises ``ValueError`` naming ``name``."""
     import numpy as np
@@ -374,8 +385,14 @@ def model_output_width(model: nn.Module, input_shape: tuple[int, ...], *, device
     return int(out.shape[1])
 
 
-def check_nb_classes(nb_classes: Any, model: nn.Module, input_shape: tuple[int, ...], *, name: str = "nb_classes",
-                     device: torch.device | str = "cpu") -> int:  # fmt: skip
+def check_nb_classes(
+    nb_classes: Any,
+    model: nn.Module,
+    input_shape: tuple[int, ...],
+    *,
+    name: str = "nb_classes",
+    device: torch.device | str = "cpu",
+) -> int:
     """``nb_classes`` as an ``int`` if it is an integer >= 2 equal to the model's number of outputs
     (:func:`model_output_width`); otherwise ``ValueError`` naming ``name`` and the model's width."""
     count = check_positive_int(nb_classes, name, minimum=2)

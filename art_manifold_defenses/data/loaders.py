@@ -67,9 +67,15 @@ def _load_embedded(split: str, root: Path) -> tuple[Array, Array]:
         labels = table[:, -1].astype(np.int64)
         order = np.random.default_rng(EMBEDDED_SPLIT_SEED).permutation(len(labels))
         train, test = order[:EMBEDDED_TRAIN], order[EMBEDDED_TRAIN:]
+
         def write(tmp: Path) -> None:
-            np.savez_compressed(tmp, x_train=(images[train] * 255).round().astype(np.uint8), y_train=labels[train],
-                                x_test=(images[test] * 255).round().astype(np.uint8), y_test=labels[test])  # fmt: skip
+            np.savez_compressed(
+                tmp,
+                x_train=(images[train] * 255).round().astype(np.uint8),
+                y_train=labels[train],
+                x_test=(images[test] * 255).round().astype(np.uint8),
+                y_test=labels[test],
+            )
 
         write_atomic(cache, write, suffix=".tmp.npz")
     with np.load(cache) as data:

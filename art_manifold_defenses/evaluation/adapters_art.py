@@ -108,8 +108,9 @@ def build_attack(
     """An ART attack as a ``(x, y) -> x_adv`` callable (numpy float32 in, numpy out). ``seed`` is applied by the
     caller to numpy's global generator, which ART uses for random starts and proposals."""
     del seed  # ART draws from numpy's global RNG, seeded by run_attack
-    clf = to_art_classifier(model, input_shape=input_shape, nb_classes=nb_classes, device=device,
-                            per_sample_class_gradient=True)  # fmt: skip
+    clf = to_art_classifier(
+        model, input_shape=input_shape, nb_classes=nb_classes, device=device, per_sample_class_gradient=True
+    )
     art_attack = _make(attack, clf, norm, eps, dict(params), batch_size)
     eye = np.eye(nb_classes, dtype=np.float32)
 

@@ -101,9 +101,16 @@ def _hsj(model: nn.Module, x: Tensor, y: Tensor, norm: float, p: dict[str, Any],
         try:
             with _scalar_min_patch():
                 out[i : i + 1] = hop_skip_jump_attack(
-                    model, x[i : i + 1], norm, constraint=norm, batch_size=batch_size, verbose=False, clip_min=0.0,
-                    clip_max=1.0, **p,
-                )  # fmt: skip
+                    model,
+                    x[i : i + 1],
+                    norm,
+                    constraint=norm,
+                    batch_size=batch_size,
+                    verbose=False,
+                    clip_min=0.0,
+                    clip_max=1.0,
+                    **p,
+                )
         except AssertionError:  # random initialisation found no adversarial: the point stays clean
             out[i] = x[i]
     return out

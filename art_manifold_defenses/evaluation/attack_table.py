@@ -47,8 +47,11 @@ def attacks_markdown() -> str:
 
     No paper or equation: a table generated from the registry (each attack's description names its paper).
     """
-    lines = [_HEADER, "| library | attack | norms | kind | loss | min. | defaults | description |",
-             "|---|---|---|---|---|---|---|---|"]  # fmt: skip
+    lines = [
+        _HEADER,
+        "| library | attack | norms | kind | loss | min. | defaults | description |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
     for (library, attack), info in sorted(ATTACKS.items()):
         description = info.description.replace("|", "\\|")
         lines.append(

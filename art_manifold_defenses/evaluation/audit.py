@@ -97,10 +97,12 @@ class AuditFlag:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> AuditFlag:
-        return cls(code=str(data["code"]), message=str(data["message"]), evidence=dict(data.get("evidence", {})),
-                   reference=str(data.get("reference", "")))  # fmt: skip
-
-
+        return cls(
+            code=str(data["code"]),
+            message=str(data["message"]),
+            evidence=dict(data.get("evidence", {})),
+            reference=str(data.get("reference", "")),
+        )
 
 
 def _check_tolerance(name: str, value: float, upper: float = 1.0) -> float:
@@ -222,22 +224,31 @@ def check_gradients(
     if not stats:
         return []
     flags = []
-    note = (" The attacks used the model's BPDA surrogate, so the gradient-based results do not rely on this gradient."
-            if bpda else " Gradient-based attacks see no signal: use BPDA (set model.bpda_surrogate) or gradient-free attacks.")  # fmt: skip
+    note = (
+        " The attacks used the model's BPDA surrogate, so the gradient-based results do not rely on this gradient."
+        if bpda
+        else " Gradient-based attacks see no signal: use BPDA (set model.bpda_surrogate) or gradient-free attacks."
+    )
     if stats["zero_fraction"] >= zero_gradient_fraction and stats["zero_fraction"] > 0:
-        flags.append(AuditFlag(
-            "zero_gradients",
-            f"the input gradient of the margin loss is exactly zero on {stats['zero_fraction']:.0%} of {stats['n']} clean "
-            f"points (threshold {zero_gradient_fraction:.0%}): shattered/masked gradients.{note}",
-            {**stats, "threshold": zero_gradient_fraction, "bpda": bpda}, ATHALYE_2018,
-        ))  # fmt: skip
+        flags.append(
+            AuditFlag(
+                "zero_gradients",
+                f"the input gradient of the margin loss is exactly zero on {stats['zero_fraction']:.0%} of {stats['n']} clean "
+                f"points (threshold {zero_gradient_fraction:.0%}): shattered/masked gradients.{note}",
+                {**stats, "threshold": zero_gradient_fraction, "bpda": bpda},
+                ATHALYE_2018,
+            )
+        )
     if stats["nonfinite_fraction"] > 0:
-        flags.append(AuditFlag(
-            "nonfinite_gradients",
-            f"the input gradient contains NaN or Inf on {stats['nonfinite_fraction']:.0%} of {stats['n']} clean points "
-            f"(exploding/numerically unstable gradients).{note}",
-            {**stats, "bpda": bpda}, ATHALYE_2018,
-        ))  # fmt: skip
+        flags.append(
+            AuditFlag(
+                "nonfinite_gradients",
+                f"the input gradient contains NaN or Inf on {stats['nonfinite_fraction']:.0%} of {stats['n']} clean points "
+                f"(exploding/numerically unstable gradients).{note}",
+                {**stats, "bpda": bpda},
+                ATHALYE_2018,
+            )
+        )
     return flags
 
 
@@ -252,14 +263,20 @@ def check_determinism(
     )
     if not random:
         return []
-    why = ("it declares stochastic=True but EoT was disabled (eot_samples=1)" if declared_stochastic
-           else "it does not declare `stochastic = True`, so the harness attacked it without EoT and scored it with one pass")  # fmt: skip
-    return [AuditFlag(
-        "nondeterministic_predictions",
-        f"two identical calls changed the prediction of {stats['changed_fraction']:.0%} of {stats['n']} points (largest "
-        f"output change {stats['max_logit_difference']:.3g}); {why}. Randomness hides gradients: attack with EoT.",
-        dict(stats), ATHALYE_2018,
-    )]  # fmt: skip
+    why = (
+        "it declares stochastic=True but EoT was disabled (eot_samples=1)"
+        if declared_stochastic
+        else "it does not declare `stochastic = True`, so the harness attacked it without EoT and scored it with one pass"
+    )
+    return [
+        AuditFlag(
+            "nondeterministic_predictions",
+            f"two identical calls changed the prediction of {stats['changed_fraction']:.0%} of {stats['n']} points (largest "
+            f"output change {stats['max_logit_difference']:.3g}); {why}. Randomness hides gradients: attack with EoT.",
+            dict(stats),
+            ATHALYE_2018,
+        )
+    ]
 
 
 class _View:
@@ -330,15 +347,25 @@ def _one_step_vs_iterative(views: list[_View], tolerance: float) -> list[AuditFl
     for one in (v for v in views if v.one_step and v.white_box):
         for it in (v for v in views if not v.one_step and v.white_box and _covered(one, v)):
             if _beats(one, it, tolerance):
-                flags.append(AuditFlag(
-                    "one_step_beats_iterative",
-                    f"one-step {one.label} (accuracy {one.accuracy:.2%}) beats iterative {it.label} ({it.accuracy:.2%}) "
-                    f"at {one.norm} eps {one.eps:g} <= {it.eps:g}: the iterative attack is stuck (masked or too weak).",
-                    {"one_step": one.label, "one_step_accuracy": one.accuracy, "iterative": it.label,
-                     "iterative_accuracy": it.accuracy, "norm": one.norm, "one_step_eps": one.eps, "iterative_eps": it.eps,
-                     "points_only_one_step_breaks": one.only_this_breaks(it), "tolerance": tolerance},
-                    ATHALYE_2018,
-                ))  # fmt: skip
+                flags.append(
+                    AuditFlag(
+                        "one_step_beats_iterative",
+                        f"one-step {one.label} (accuracy {one.accuracy:.2%}) beats iterative {it.label} ({it.accuracy:.2%}) "
+                        f"at {one.norm} eps {one.eps:g} <= {it.eps:g}: the iterative attack is stuck (masked or too weak).",
+                        {
+                            "one_step": one.label,
+                            "one_step_accuracy": one.accuracy,
+                            "iterative": it.label,
+                            "iterative_accuracy": it.accuracy,
+                            "norm": one.norm,
+                            "one_step_eps": one.eps,
+                            "iterative_eps": it.eps,
+                            "points_only_one_step_breaks": one.only_this_breaks(it),
+                            "tolerance": tolerance,
+                        },
+                        ATHALYE_2018,
+                    )
+                )
     return flags
 
 
@@ -355,15 +382,25 @@ def _weaker_class_beats_white_box(views: list[_View], tolerance: float) -> list[
             code, kind, other = "black_box_beats_white_box", "black-box/transfer", "white-box"
         else:
             code, kind, other = "gradient_free_beats_gradient_based", "gradient-free", "gradient-based"
-        flags.append(AuditFlag(
-            code,
-            f"{kind} {weak.label} (accuracy {weak.accuracy:.2%}) beats every {other} attack of {weak.norm} eps >= "
-            f"{weak.eps:g}; the best of them, {best.label}, reaches only {best.accuracy:.2%}: the gradients mislead.",
-            {"attack": weak.label, "accuracy": weak.accuracy, "best_white_box": best.label,
-             "best_white_box_accuracy": best.accuracy, "norm": weak.norm, "eps": weak.eps, "white_box_eps": best.eps,
-             "points_only_this_breaks": weak.only_this_breaks(best), "tolerance": tolerance},
-            ATHALYE_2018,
-        ))  # fmt: skip
+        flags.append(
+            AuditFlag(
+                code,
+                f"{kind} {weak.label} (accuracy {weak.accuracy:.2%}) beats every {other} attack of {weak.norm} eps >= "
+                f"{weak.eps:g}; the best of them, {best.label}, reaches only {best.accuracy:.2%}: the gradients mislead.",
+                {
+                    "attack": weak.label,
+                    "accuracy": weak.accuracy,
+                    "best_white_box": best.label,
+                    "best_white_box_accuracy": best.accuracy,
+                    "norm": weak.norm,
+                    "eps": weak.eps,
+                    "white_box_eps": best.eps,
+                    "points_only_this_breaks": weak.only_this_breaks(best),
+                    "tolerance": tolerance,
+                },
+                ATHALYE_2018,
+            )
+        )
     return flags
 
 
@@ -382,14 +419,21 @@ def _monotonicity(views: list[_View], tolerance: float) -> list[AuditFlag]:
                 and large.eps > small.eps
                 and _beats(small, large, tolerance)
             ):
-                flags.append(AuditFlag(
-                    "accuracy_not_monotone_in_eps",
-                    f"{large.label} has accuracy {large.accuracy:.2%} at eps {large.eps:g} but {small.accuracy:.2%} at the "
-                    f"smaller eps {small.eps:g}: a larger budget can only help a working attack.",
-                    {"attack": f"{large.library}/{large.attack}", "norm": large.norm,
-                     "eps": [small.eps, large.eps], "accuracy": [small.accuracy, large.accuracy], "tolerance": tolerance},
-                    CARLINI_2019,
-                ))  # fmt: skip
+                flags.append(
+                    AuditFlag(
+                        "accuracy_not_monotone_in_eps",
+                        f"{large.label} has accuracy {large.accuracy:.2%} at eps {large.eps:g} but {small.accuracy:.2%} at the "
+                        f"smaller eps {small.eps:g}: a larger budget can only help a working attack.",
+                        {
+                            "attack": f"{large.library}/{large.attack}",
+                            "norm": large.norm,
+                            "eps": [small.eps, large.eps],
+                            "accuracy": [small.accuracy, large.accuracy],
+                            "tolerance": tolerance,
+                        },
+                        CARLINI_2019,
+                    )
+                )
     return flags
 
 
@@ -455,14 +499,22 @@ def _unbounded(
         unbounded = v.eps is None or (limit is not None and v.eps >= limit)
         if unbounded and not v.one_step and v.accuracy > threshold:  # one step is not expected to reach 0%
             budget = "unbounded" if v.eps is None else f"eps {v.eps:g} (>= {limit:g}, effectively unbounded)"
-            flags.append(AuditFlag(
-                "unbounded_attack_not_zero",
-                f"{v.label} is {budget} yet leaves accuracy {v.accuracy:.2%} > {threshold:.0%}: an attack that may change "
-                "the image arbitrarily must succeed; the attack is broken or the gradients are masked.",
-                {"attack": v.label, "accuracy": v.accuracy, "norm": v.norm, "eps": v.eps, "large_eps": limit,
-                 "threshold": threshold},
-                ATHALYE_2018,
-            ))  # fmt: skip
+            flags.append(
+                AuditFlag(
+                    "unbounded_attack_not_zero",
+                    f"{v.label} is {budget} yet leaves accuracy {v.accuracy:.2%} > {threshold:.0%}: an attack that may change "
+                    "the image arbitrarily must succeed; the attack is broken or the gradients are masked.",
+                    {
+                        "attack": v.label,
+                        "accuracy": v.accuracy,
+                        "norm": v.norm,
+                        "eps": v.eps,
+                        "large_eps": limit,
+                        "threshold": threshold,
+                    },
+                    ATHALYE_2018,
+                )
+            )
     return flags
 
 
@@ -496,14 +548,16 @@ def check_margin_coverage(
         ran = {
             f"{e:g}": [v.label for v in members if v.eps is not None and _same_eps(v.eps, e)] for e in missing
         }
-        flags.append(AuditFlag(
-            "cross_entropy_only_at_eps",
-            f"at {norm} eps {', '.join(f'{e:g}' for e in missing)} no margin-loss attack ran (no APGD-DLR, C&W, EAD or "
-            "AutoAttack at that budget): the per-point worst case there comes only from cross-entropy, gradient-free "
-            "or transfer attacks and is an upper bound that a margin/DLR loss can lower. Add APGD-DLR at each budget.",
-            {"norm": norm, "eps": missing, "budgets": budgets, "attacks_at_eps": ran},
-            MARGIN_LOSS_REFERENCE,
-        ))  # fmt: skip
+        flags.append(
+            AuditFlag(
+                "cross_entropy_only_at_eps",
+                f"at {norm} eps {', '.join(f'{e:g}' for e in missing)} no margin-loss attack ran (no APGD-DLR, C&W, EAD or "
+                "AutoAttack at that budget): the per-point worst case there comes only from cross-entropy, gradient-free "
+                "or transfer attacks and is an upper bound that a margin/DLR loss can lower. Add APGD-DLR at each budget.",
+                {"norm": norm, "eps": missing, "budgets": budgets, "attacks_at_eps": ran},
+                MARGIN_LOSS_REFERENCE,
+            )
+        )
     return flags
 
 
@@ -511,19 +565,28 @@ def _operational_flags(results: Iterable[Any]) -> list[AuditFlag]:
     flags = []
     for r in results:
         if getattr(r, "error", None) is not None:
-            flags.append(AuditFlag(
-                "attack_error",
-                f"{r.label} failed ({r.error}); it is missing from the per-point worst case.",
-                {"attack": r.label, "error": r.error}, CARLINI_2019,
-            ))  # fmt: skip
+            flags.append(
+                AuditFlag(
+                    "attack_error",
+                    f"{r.label} failed ({r.error}); it is missing from the per-point worst case.",
+                    {"attack": r.label, "error": r.error},
+                    CARLINI_2019,
+                )
+            )
         elif getattr(r, "violations", 0):
-            flags.append(AuditFlag(
-                "threat_model_violation",
-                f"{r.label} returned {r.violations} adversarial example(s) outside its threat model (norm > eps + 1e-5 or "
-                "outside [0, 1]); they were discarded and those points scored on the clean input.",
-                {"attack": r.label, "violations": r.violations, "indices": list(getattr(r, "violation_indices", []))[:50]},
-                CARLINI_2019,
-            ))  # fmt: skip
+            flags.append(
+                AuditFlag(
+                    "threat_model_violation",
+                    f"{r.label} returned {r.violations} adversarial example(s) outside its threat model (norm > eps + 1e-5 or "
+                    "outside [0, 1]); they were discarded and those points scored on the clean input.",
+                    {
+                        "attack": r.label,
+                        "violations": r.violations,
+                        "indices": list(getattr(r, "violation_indices", []))[:50],
+                    },
+                    CARLINI_2019,
+                )
+            )
     return flags
 
 
@@ -561,8 +624,13 @@ def audit(
     """
     zero_gradient_fraction = _check_tolerance("zero_gradient_fraction", zero_gradient_fraction)
     flags = _operational_flags(results)
-    flags += check_attack_comparisons(results, input_dim=input_dim, tolerance=tolerance,
-                                      unbounded_accuracy=unbounded_accuracy, large_eps=large_eps)  # fmt: skip
+    flags += check_attack_comparisons(
+        results,
+        input_dim=input_dim,
+        tolerance=tolerance,
+        unbounded_accuracy=unbounded_accuracy,
+        large_eps=large_eps,
+    )
     flags += check_margin_coverage(results, input_dim=input_dim, large_eps=large_eps)
     flags += check_gradients(gradient_stats, zero_gradient_fraction=zero_gradient_fraction, bpda=bpda)
     flags += check_determinism(determinism, eot=eot, declared_stochastic=declared_stochastic)

@@ -27,7 +27,14 @@ __all__ = ["estimate_seconds", "planned_passes", "probe_pass_seconds", "report_e
 _ITERATIONS = ("max_iter", "steps", "nb_iter", "max_iterations", "num_iterations", "repeats")
 _RESTARTS = ("num_random_init", "nb_random_init", "restarts", "nb_restarts")
 _INITIAL_EVALS = ("init_eval", "initial_num_evals", "initial_gradient_eval_steps")
-_PER_ITERATION = ("nb_grads", "spsa_samples", "max_eval", "max_num_evals", "max_gradient_eval_steps", "num_trial")
+_PER_ITERATION = (
+    "nb_grads",
+    "spsa_samples",
+    "max_eval",
+    "max_num_evals",
+    "max_gradient_eval_steps",
+    "num_trial",
+)
 
 
 def _first_int(params: Mapping[str, Any], keys: Sequence[str], default: int) -> int:
@@ -77,7 +84,9 @@ def planned_passes(spec: AttackSpec) -> tuple[int, int]:
     return passes, passes * searches
 
 
-def probe_pass_seconds(model: nn.Module, x: np.ndarray, y: np.ndarray, *, device: torch.device) -> tuple[float, float]:
+def probe_pass_seconds(
+    model: nn.Module, x: np.ndarray, y: np.ndarray, *, device: torch.device
+) -> tuple[float, float]:
     """Seconds of one forward + backward pass and of one forward pass of ``model`` on the batch ``(x, y)``, timed with
     :func:`art_manifold_defenses.costs.clock` after an untimed warm-up pass (a model without a gradient: three
     forward passes for the first)."""
@@ -87,7 +96,9 @@ def probe_pass_seconds(model: nn.Module, x: np.ndarray, y: np.ndarray, *, device
     def gradient() -> bool:
         xg = xt.clone().requires_grad_(True)
         loss = nn.functional.cross_entropy(model(xg), yt)
-        if not loss.requires_grad:  # no gradient through the model (a BPDA case): its attacks go through a surrogate
+        if (
+            not loss.requires_grad
+        ):  # no gradient through the model (a BPDA case): its attacks go through a surrogate
             return False
         torch.autograd.grad(loss, xg)
         return True
@@ -123,7 +134,11 @@ def estimate_seconds(
     total = 0.0
     for spec, samples in zip(specs, eot, strict=True):
         grads, forwards = planned_passes(spec)
-        total += repeats * batches * (grads * (samples or 1) * gradient_seconds + (forwards + votes) * forward_seconds)
+        total += (
+            repeats
+            * batches
+            * (grads * (samples or 1) * gradient_seconds + (forwards + votes) * forward_seconds)
+        )
     return total
 
 
@@ -148,10 +163,19 @@ def report_evaluation_estimate(
         return costs.report_estimate(what, 0.0, "nothing left to attack")
     size = min(batch_size, points)
     gradient_seconds, forward_seconds = probe_pass_seconds(model, x[:size], y[:size], device=device)
-    seconds = estimate_seconds(specs, eot=eot, points=math.ceil(points / processes), batch_size=batch_size,
-                               gradient_seconds=gradient_seconds, forward_seconds=forward_seconds, repeats=repeats,
-                               votes=votes)  # fmt: skip
-    basis = (f"a probe: {gradient_seconds:.3g} s per forward+backward and {forward_seconds:.3g} s per forward pass "
-             f"on {size} points, times each attack's planned passes; rough: attacks that stop early take less, "
-             "per-point loops and searches more")  # fmt: skip
+    seconds = estimate_seconds(
+        specs,
+        eot=eot,
+        points=math.ceil(points / processes),
+        batch_size=batch_size,
+        gradient_seconds=gradient_seconds,
+        forward_seconds=forward_seconds,
+        repeats=repeats,
+        votes=votes,
+    )
+    basis = (
+        f"a probe: {gradient_seconds:.3g} s per forward+backward and {forward_seconds:.3g} s per forward pass "
+        f"on {size} points, times each attack's planned passes; rough: attacks that stop early take less, "
+        "per-point loops and searches more"
+    )
     return costs.report_estimate(what, seconds, basis)

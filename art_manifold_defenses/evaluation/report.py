@@ -95,8 +95,10 @@ def _summary_lines(record: Mapping[str, Any]) -> list[str]:
     settings = record.get("settings", {})
     extra = []
     if settings.get("stochastic"):
-        extra.append(f"stochastic model: EoT {settings.get('eot_samples')} samples, majority of {settings.get('votes')} "
-                     f"votes, worst of {settings.get('repeats')} repeats")  # fmt: skip
+        extra.append(
+            f"stochastic model: EoT {settings.get('eot_samples')} samples, majority of {settings.get('votes')} "
+            f"votes, worst of {settings.get('repeats')} repeats"
+        )
     if settings.get("bpda"):
         extra.append("BPDA surrogate used for gradient-based attacks")
     lines = [
@@ -118,8 +120,11 @@ def markdown_table(record: Mapping[str, Any], *, title: str | None = None, curve
     """
     out = [f"# {title or 'Evaluation: ' + str(record['model'])}", ""]
     out += _summary_lines(record)
-    out += ["", "| attack | library | norm | eps | accuracy | median perturbation | violations | seconds |",
-            "|---|---|---|---|---|---|---|---|"]  # fmt: skip
+    out += [
+        "",
+        "| attack | library | norm | eps | accuracy | median perturbation | violations | seconds |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
     for a in record["attacks"]:
         if a.get("error") is not None:
             out.append(
@@ -128,8 +133,10 @@ def markdown_table(record: Mapping[str, Any], *, title: str | None = None, curve
             continue
         median = "" if a.get("median_norm") is None else f"{a['median_norm']:.4g}"
         label = a["label"] + (f" ({a['note']})" if a.get("note") else "")
-        out.append(f"| {label} | {a['library']} | {a['norm']} | {_fmt_eps(a['eps'])} | {_fmt_pct(a['accuracy'])} | "
-                   f"{median} | {a.get('violations', 0)} | {a['seconds']:.1f} |")  # fmt: skip
+        out.append(
+            f"| {label} | {a['library']} | {a['norm']} | {_fmt_eps(a['eps'])} | {_fmt_pct(a['accuracy'])} | "
+            f"{median} | {a.get('violations', 0)} | {a['seconds']:.1f} |"
+        )
     flags = record.get("audit", {}).get("flags", [])
     out += ["", f"## Gradient-masking audit: {len(flags)} flag(s)", ""]
     out += [f"- **{f['code']}**: {f['message']}" for f in flags] or [
@@ -165,8 +172,10 @@ def combined_markdown(
     for name, record, _ in sections if summary else ():
         aa = "n/a" if record.get("autoattack_acc") is None else f"{record['autoattack_acc']:.2f}%"
         codes = sorted({f["code"] for f in record.get("audit", {}).get("flags", [])})
-        out.append(f"| {name} | {_fmt_pct(record['clean_accuracy'])} | {_fmt_pct(record['robust_accuracy'])} | {aa} | "
-                   f"{', '.join(codes) or 'none'} |")  # fmt: skip
+        out.append(
+            f"| {name} | {_fmt_pct(record['clean_accuracy'])} | {_fmt_pct(record['robust_accuracy'])} | {aa} | "
+            f"{', '.join(codes) or 'none'} |"
+        )
     for name, record, curves in sections:
         body = markdown_table(record, title=name, curves=curves)
         out += [""] + [
@@ -286,8 +295,17 @@ def plot_robustness_curves(
                 )
         worst_x, worst_y = worst_case_curve(record, norm)
         # drawn under the attacks' lines (zorder 2), wide enough to show where an attack's line lies on it
-        ax.plot(worst_x, worst_y, color="black", linewidth=3.5, alpha=0.8, marker="D", markersize=5, zorder=1.5,
-                label="per-point worst case")  # fmt: skip
+        ax.plot(
+            worst_x,
+            worst_y,
+            color="black",
+            linewidth=3.5,
+            alpha=0.8,
+            marker="D",
+            markersize=5,
+            zorder=1.5,
+            label="per-point worst case",
+        )
         ax.plot([0.0], [clean], marker="s", color="black", linestyle="none", label="clean")
         ax.axhline(
             float(record["robust_accuracy"]),
@@ -314,8 +332,9 @@ def plot_robustness_curves(
 # --------------------------------------------------------------------------------------------------------------------
 # writing
 # --------------------------------------------------------------------------------------------------------------------
-def write_report(result: EvaluationResult | Mapping[str, Any], out_dir: str | os.PathLike[str], *,
-                 title: str | None = None) -> dict[str, Path]:  # fmt: skip
+def write_report(
+    result: EvaluationResult | Mapping[str, Any], out_dir: str | os.PathLike[str], *, title: str | None = None
+) -> dict[str, Path]:
     """Write ``results.json``, ``results.md`` and ``curves.png`` to ``out_dir``; return their paths.
 
     No paper or equation: writes the report files.
@@ -323,7 +342,9 @@ def write_report(result: EvaluationResult | Mapping[str, Any], out_dir: str | os
     record = dict(result) if isinstance(result, Mapping) else result_to_dict(result)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    json_path = write_text_atomic(out / "results.json", json.dumps(_json_clean(record), indent=2, sort_keys=False) + "\n")
+    json_path = write_text_atomic(
+        out / "results.json", json.dumps(_json_clean(record), indent=2, sort_keys=False) + "\n"
+    )
     curves = plot_robustness_curves(record, out / "curves.png", title=title)
     md_path = out / "results.md"
     md_path.write_text(markdown_table(record, title=title, curves=curves.name))
@@ -366,8 +387,12 @@ def comparison_grid(records: Sequence[Mapping[str, Any]], norm: str) -> list[flo
 
     from .audit import reported_budgets
 
-    attacks = [SimpleNamespace(norm=a["norm"], eps=a["eps"]) for r in records for a in r["attacks"]
-               if a.get("error") is None and a["norm"] == norm]  # fmt: skip
+    attacks = [
+        SimpleNamespace(norm=a["norm"], eps=a["eps"])
+        for r in records
+        for a in r["attacks"]
+        if a.get("error") is None and a["norm"] == norm
+    ]
     budgets = reported_budgets(attacks).get(norm, [])
     return [0.0, *budgets] if budgets else []
 
@@ -423,7 +448,9 @@ def plot_accuracy_vs_epsilon(
                 continue
             xs, ys = worst_case_curve(record, norm, measured)
             style: dict[str, Any] = (
-                {"color": "black", "linestyle": "--", "linewidth": 2.0} if name == baseline else {"linewidth": 1.5}
+                {"color": "black", "linestyle": "--", "linewidth": 2.0}
+                if name == baseline
+                else {"linewidth": 1.5}
             )
             ax.plot(xs, ys, marker=markers[index % len(markers)], markersize=5, label=name, **style)
         ax.set_xlabel(f"epsilon ({_NORM_LABEL.get(norm, norm)})")
@@ -439,8 +466,14 @@ def plot_accuracy_vs_epsilon(
         for line in ax.get_lines():
             handles.setdefault(str(line.get_label()), line)
     order = [name for name, _ in models if name in handles]
-    axes[0][-1].legend([handles[name] for name in order], order, fontsize=8, loc="upper left",
-                       bbox_to_anchor=(1.02, 1.0), borderaxespad=0.0)  # fmt: skip
+    axes[0][-1].legend(
+        [handles[name] for name in order],
+        order,
+        fontsize=8,
+        loc="upper left",
+        bbox_to_anchor=(1.02, 1.0),
+        borderaxespad=0.0,
+    )
     fig.tight_layout()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -507,13 +540,18 @@ def read_against_baseline(
             f"possibly more robust than the baseline at eps {_eps_list(possibly)} (the 95% intervals overlap)"
         )
     if not above and not possibly:
-        parts.append("no robustness beyond the baseline" + (f" (less robust at eps {_eps_list(below)})" if below else ""))
+        parts.append(
+            "no robustness beyond the baseline"
+            + (f" (less robust at eps {_eps_list(below)})" if below else "")
+        )
     elif below:
         parts.append(f"less robust than the baseline at eps {_eps_list(below)}")
     gap = clean_accuracy - baseline_clean_accuracy
     if abs(gap) > clean_margin:
-        parts.append(f"{'more' if gap > 0 else 'less'} accurate than the baseline on clean data "
-                     f"({100 * gap:+.1f} points)")  # fmt: skip
+        parts.append(
+            f"{'more' if gap > 0 else 'less'} accurate than the baseline on clean data "
+            f"({100 * gap:+.1f} points)"
+        )
     return "; ".join(parts)
 
 
@@ -532,16 +570,29 @@ def _clean(row: Mapping[str, Any]) -> float:
     return float(row["record"]["clean_accuracy"] if value is None else value)
 
 
-def _row_reading(row: Mapping[str, Any], curve: Mapping[float, float], base_row: Mapping[str, Any],
-                 base_curve: Mapping[float, float], codes: Sequence[str], is_baseline: bool) -> str:  # fmt: skip
+def _row_reading(
+    row: Mapping[str, Any],
+    curve: Mapping[float, float],
+    base_row: Mapping[str, Any],
+    base_curve: Mapping[float, float],
+    codes: Sequence[str],
+    is_baseline: bool,
+) -> str:
     """The reading of one row in one norm (``curve``: its measured ``{eps: worst case}``)."""
     own = [(e, a) for e, a in curve.items() if e > 0]
     base = [(e, a) for e, a in base_curve.items() if e > 0]
     if not is_baseline and not (own and base):
         return "not attacked" if not own else "the baseline was not attacked"
-    return read_against_baseline(own, base, n=int(row["record"]["n"]), baseline_n=int(base_row["record"]["n"]),
-                                 clean_accuracy=_clean(row), baseline_clean_accuracy=_clean(base_row), flags=codes,
-                                 is_baseline=is_baseline)  # fmt: skip
+    return read_against_baseline(
+        own,
+        base,
+        n=int(row["record"]["n"]),
+        baseline_n=int(base_row["record"]["n"]),
+        clean_accuracy=_clean(row),
+        baseline_clean_accuracy=_clean(base_row),
+        flags=codes,
+        is_baseline=is_baseline,
+    )
 
 
 def comparison_table(rows: Sequence[Mapping[str, Any]], baseline: int | None = 0) -> str:
@@ -554,15 +605,34 @@ def comparison_table(rows: Sequence[Mapping[str, Any]], baseline: int | None = 0
     equation: report formatting.
     """
     records = [row["record"] for row in rows]
-    columns = [(norm, eps) for norm in comparison_norms(records) for eps in comparison_grid(records, norm)[1:]]
+    columns = [
+        (norm, eps) for norm in comparison_norms(records) for eps in comparison_grid(records, norm)[1:]
+    ]
     # per model and norm: {eps: worst-case accuracy} at the epsilons it was attacked at
-    curves = [{norm: dict(zip(*worst_case_curve(r, norm, measured_grid(r, norm, comparison_grid(records, norm))),
-                              strict=True)) for norm in {c[0] for c in columns}} for r in records]  # fmt: skip
+    curves = [
+        {
+            norm: dict(
+                zip(
+                    *worst_case_curve(r, norm, measured_grid(r, norm, comparison_grid(records, norm))),
+                    strict=True,
+                )
+            )
+            for norm in {c[0] for c in columns}
+        }
+        for r in records
+    ]
 
     certify = any(row.get("certify_seconds") is not None for row in rows)
-    header = ["model", "test accuracy", "clean (attacked)",
-              *[f"{_NORM_LABEL.get(norm, norm)} {eps:g}" for norm, eps in columns], "train s", "attack s",
-              *(["certify s"] if certify else []), "reading"]  # fmt: skip
+    header = [
+        "model",
+        "test accuracy",
+        "clean (attacked)",
+        *[f"{_NORM_LABEL.get(norm, norm)} {eps:g}" for norm, eps in columns],
+        "train s",
+        "attack s",
+        *(["certify s"] if certify else []),
+        "reading",
+    ]
     out = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     norms = list(dict.fromkeys(norm for norm, _ in columns))
     for index, (row, record, curve) in enumerate(zip(rows, records, curves, strict=True)):
@@ -570,16 +640,33 @@ def comparison_table(rows: Sequence[Mapping[str, Any]], baseline: int | None = 0
         codes = sorted({f["code"] for f in record.get("audit", {}).get("flags", [])})
         readings = [f"flagged: {', '.join(codes)}" if codes else "no baseline in this run"]
         if baseline is not None:
-            readings = [_row_reading(row, curve[norm], rows[baseline], curves[baseline][norm], codes, index == baseline)
-                        for norm in norms]  # fmt: skip
-        reading = readings[0] if len(readings) == 1 else " / ".join(
-            f"{_NORM_LABEL.get(norm, norm)}: {text}" for norm, text in zip(norms, readings, strict=True)
-        )  # fmt: skip
+            readings = [
+                _row_reading(
+                    row, curve[norm], rows[baseline], curves[baseline][norm], codes, index == baseline
+                )
+                for norm in norms
+            ]
+        reading = (
+            readings[0]
+            if len(readings) == 1
+            else " / ".join(
+                f"{_NORM_LABEL.get(norm, norm)}: {text}" for norm, text in zip(norms, readings, strict=True)
+            )
+        )
         test = row.get("test_accuracy")
-        cells = [str(row["name"]), "" if test is None else f"{float(test):.3f}", _fmt_interval(float(record["clean_accuracy"]), n),
-                 *[_fmt_interval(curve[norm][eps], n) if eps in curve[norm] else "not attacked" for norm, eps in columns], _fmt_seconds(row.get("train_seconds")),
-                 _fmt_seconds(row.get("attack_seconds")), *([_fmt_seconds(row.get("certify_seconds"))] if certify else []),
-                 reading or "no attack reported"]  # fmt: skip
+        cells = [
+            str(row["name"]),
+            "" if test is None else f"{float(test):.3f}",
+            _fmt_interval(float(record["clean_accuracy"]), n),
+            *[
+                _fmt_interval(curve[norm][eps], n) if eps in curve[norm] else "not attacked"
+                for norm, eps in columns
+            ],
+            _fmt_seconds(row.get("train_seconds")),
+            _fmt_seconds(row.get("attack_seconds")),
+            *([_fmt_seconds(row.get("certify_seconds"))] if certify else []),
+            reading or "no attack reported",
+        ]
         out.append("| " + " | ".join(cells) + " |")
     return "\n".join(out) + "\n"
 
@@ -596,15 +683,21 @@ def _certified_lines(entry: Mapping[str, Any], folder: Path) -> list[str]:
     if not cert:
         return []
     name, radii = entry["name"], cert["radii"]
-    lines = [f"### Certified l2 accuracy of `{name}`", "",
-             f"Certified accuracy against the l2 radius on the {cert['images']} attacked test images (n = {cert['n']} "
-             "noisy samples per image, alpha 0.001), one line per bound; a point counts at radius r when the smoothed "
-             "prediction is correct and certified at r.", ""]  # fmt: skip
+    lines = [
+        f"### Certified l2 accuracy of `{name}`",
+        "",
+        f"Certified accuracy against the l2 radius on the {cert['images']} attacked test images (n = {cert['n']} "
+        "noisy samples per image, alpha 0.001), one line per bound; a point counts at radius r when the smoothed "
+        "prediction is correct and certified at r.",
+        "",
+    ]
     if (folder / name / "certified_accuracy.png").is_file():
         lines += [f"![certified accuracy of {name}]({name}/certified_accuracy.png)", ""]
     lines += ["| bound | " + " | ".join(f"r = {r:g}" for r in radii) + " |", "|---|" + "---|" * len(radii)]
-    lines += [f"| {bound} | " + " | ".join(f"{values[f'{r:g}']:.3f}" for r in radii) + " |"
-              for bound, values in cert["certified_accuracy"].items()]  # fmt: skip
+    lines += [
+        f"| {bound} | " + " | ".join(f"{values[f'{r:g}']:.3f}" for r in radii) + " |"
+        for bound, values in cert["certified_accuracy"].items()
+    ]
     return [*lines, ""]
 
 
@@ -627,17 +720,23 @@ def write_demo_report(out_dir: str | os.PathLike[str], *, title: str = "art-mani
         raise ValueError(f"{out / 'results.json'} lists no model")
     records = [load_results(out / entry["results"]) for entry in entries]
     # the undefended entry (version 2 files: the one named "baseline")
-    undefended = [i for i, e in enumerate(entries) if e.get("defence", "?") is None or (
-        "defence" not in e and e["name"] == "baseline")]  # fmt: skip
+    undefended = [
+        i
+        for i, e in enumerate(entries)
+        if e.get("defence", "?") is None or ("defence" not in e and e["name"] == "baseline")
+    ]
     base_index = undefended[0] if undefended else None
     base = None if base_index is None else str(entries[base_index]["name"])
-    plot_accuracy_vs_epsilon([(e["name"], r) for e, r in zip(entries, records, strict=True)], out / DEMO_FIGURE,
-                             baseline=base)  # fmt: skip
+    plot_accuracy_vs_epsilon(
+        [(e["name"], r) for e, r in zip(entries, records, strict=True)], out / DEMO_FIGURE, baseline=base
+    )
     settings = summary.get("settings") or {}
     n = int(records[0]["n"])
     norms = comparison_norms(records)
     grids = {norm: comparison_grid(records, norm)[1:] for norm in norms}
-    budgets = "; ".join(f"{_NORM_LABEL.get(norm, norm)} eps {_eps_list(grid)}" for norm, grid in grids.items())
+    budgets = "; ".join(
+        f"{_NORM_LABEL.get(norm, norm)} eps {_eps_list(grid)}" for norm, grid in grids.items()
+    )
     low, high = wilson_interval(n // 2, n)
     half = 100 * (high - low) / 2
     command = settings.get("command")
@@ -650,21 +749,34 @@ def write_demo_report(out_dir: str | os.PathLike[str], *, title: str = "art-mani
         f"{float(summary['seconds']):.0f} s in all (`results.json`: `seconds`). Demo-sized settings: these numbers show "
         "how the pieces fit together, not what each paper reports (see `examples/reproduce_*.py`).",
     ]
-    rows = [{"name": e["name"], "record": r, "test_accuracy": e.get("test_accuracy_full"),
-             "train_seconds": e.get("train_seconds"), "attack_seconds": e.get("evaluation_seconds"),
-             "certify_seconds": e.get("certify_seconds") if e.get("certified") else None}
-            for e, r in zip(entries, records, strict=True)]  # fmt: skip
+    rows = [
+        {
+            "name": e["name"],
+            "record": r,
+            "test_accuracy": e.get("test_accuracy_full"),
+            "train_seconds": e.get("train_seconds"),
+            "attack_seconds": e.get("evaluation_seconds"),
+            "certify_seconds": e.get("certify_seconds") if e.get("certified") else None,
+        }
+        for e, r in zip(entries, records, strict=True)
+    ]
     against = f"against `{base}`" if base else "(no undefended baseline in this run: the flags only)"
     body = [
-        " ".join(intro), "",
-        "## Accuracy against epsilon", "",
-        f"![accuracy against epsilon, every model]({DEMO_FIGURE})", "",
+        " ".join(intro),
+        "",
+        "## Accuracy against epsilon",
+        "",
+        f"![accuracy against epsilon, every model]({DEMO_FIGURE})",
+        "",
         f"Each line is one model's per-point worst case over every attack of the suite at that epsilon: a test point "
         f"counts only if it is classified correctly clean and survives every attack with a budget up to epsilon (at 0: "
         f"the clean accuracy of the attacked points){f'; `{base}` (black, dashed) is the undefended baseline' if base else ''}. On {n} points "
-        f"a 95% interval is up to +-{half:.0f} points wide around an accuracy of 50%.", "",
-        "## Models against the baseline", "",
-        comparison_table(rows, base_index).rstrip("\n"), "",
+        f"a 95% interval is up to +-{half:.0f} points wide around an accuracy of 50%.",
+        "",
+        "## Models against the baseline",
+        "",
+        comparison_table(rows, base_index).rstrip("\n"),
+        "",
         f"Test accuracy: on all the test images; clean and worst case: on the {n} attacked points, with the 95% Wilson "
         "interval. Train s: training, attack s: the `evaluate` call (every attack of the suite and the audit)"
         f"{', certify s: the certification' if any(r['certify_seconds'] is not None for r in rows) else ''}, in "
@@ -673,8 +785,9 @@ def write_demo_report(out_dir: str | os.PathLike[str], *, title: str = "art-mani
         "baseline's, 'possibly more robust' where its accuracy is above the baseline's interval but the intervals "
         "overlap, 'no robustness beyond the baseline' where it is within (or below) the baseline's interval at every "
         "epsilon, 'less robust' where its interval lies below; 'less (more) accurate on clean data' where its test "
-        "accuracy differs from the baseline's by more than 5 points.", "",
-    ]  # fmt: skip
+        "accuracy differs from the baseline's by more than 5 points.",
+        "",
+    ]
     for entry in entries:
         body += _certified_lines(entry, out)
     body += ["## The models", "", *[f"- `{e['name']}`: {e.get('description', '')}" for e in entries]]

@@ -95,11 +95,19 @@ class AttackResult:
         if len(norms) != len(correct):
             norms = np.full(len(correct), math.nan)
         return cls(
-            spec=AttackSpec.from_dict(data["spec"]), correct=correct, seconds=float(data["seconds"]), norms=norms,
-            violations=int(data.get("violations", 0)), violation_indices=list(data.get("violation_indices", [])),
-            repeats=int(data.get("repeats", 1)), eot_samples=data.get("eot_samples"), bpda=bool(data.get("bpda", False)),
-            attacked=int(data.get("attacked", 0)), note=data.get("note"), error=data.get("error"),
-        )  # fmt: skip
+            spec=AttackSpec.from_dict(data["spec"]),
+            correct=correct,
+            seconds=float(data["seconds"]),
+            norms=norms,
+            violations=int(data.get("violations", 0)),
+            violation_indices=list(data.get("violation_indices", [])),
+            repeats=int(data.get("repeats", 1)),
+            eot_samples=data.get("eot_samples"),
+            bpda=bool(data.get("bpda", False)),
+            attacked=int(data.get("attacked", 0)),
+            note=data.get("note"),
+            error=data.get("error"),
+        )
 
 
 @dataclass

@@ -188,8 +188,12 @@ def _attribute(model: nn.Module, name: str, default: Any) -> Any:
         for candidate in frontier:
             if hasattr(candidate, name):
                 return getattr(candidate, name)
-        frontier = [inner for c in frontier for inner in (getattr(c, "module", None), getattr(c, "net", None))
-                    if isinstance(inner, nn.Module)]  # fmt: skip
+        frontier = [
+            inner
+            for c in frontier
+            for inner in (getattr(c, "module", None), getattr(c, "net", None))
+            if isinstance(inner, nn.Module)
+        ]
     return default
 
 
@@ -210,8 +214,17 @@ def _predict_classes(model: nn.Module, x: np.ndarray, *, device: torch.device, b
     return np.concatenate(out) if out else np.zeros(0, dtype=np.int64)
 
 
-def _score(model: nn.Module, x: np.ndarray, y: np.ndarray, *, votes: int, seed: int, device: torch.device,
-           batch_size: int, num_classes: int) -> np.ndarray:  # fmt: skip
+def _score(
+    model: nn.Module,
+    x: np.ndarray,
+    y: np.ndarray,
+    *,
+    votes: int,
+    seed: int,
+    device: torch.device,
+    batch_size: int,
+    num_classes: int,
+) -> np.ndarray:
     """Per point: correct by one pass (``votes == 1``) or by strict majority of ``votes`` stochastic passes
     (the true class must get more votes than any other class; a tie counts as wrong)."""
     if len(x) == 0:
@@ -294,8 +307,14 @@ def _json_roundtrip(value: Any) -> Any:
 
 
 def _save_attack(path: Path, result: AttackResult, context: Mapping[str, Any]) -> None:
-    write_text_atomic(path, json.dumps({"format": _RESULT_FORMAT, "context": _json_roundtrip(context),
-                                        "result": result.to_dict()}, sort_keys=True) + "\n")  # fmt: skip
+    write_text_atomic(
+        path,
+        json.dumps(
+            {"format": _RESULT_FORMAT, "context": _json_roundtrip(context), "result": result.to_dict()},
+            sort_keys=True,
+        )
+        + "\n",
+    )
 
 
 def _batch(b: int, batch_size: int) -> slice:
@@ -318,9 +337,13 @@ def _batch_path(attack_path: Path, b: int) -> Path:
 
 def _part_to_dict(part: AttackResult, *, offset: int) -> dict[str, Any]:
     """One batch's share of an attack result (global indices for the violations)."""
-    return {"correct": [int(c) for c in part.correct], "norms": [None if not math.isfinite(v) else float(v) for v in part.norms],
-            "violation_indices": [int(i) + offset for i in part.violation_indices], "seconds": float(part.seconds),
-            "attacked": int(part.attacked)}  # fmt: skip
+    return {
+        "correct": [int(c) for c in part.correct],
+        "norms": [None if not math.isfinite(v) else float(v) for v in part.norms],
+        "violation_indices": [int(i) + offset for i in part.violation_indices],
+        "seconds": float(part.seconds),
+        "attacked": int(part.attacked),
+    }
 
 
 def _load_part(path: Path, context: Mapping[str, Any]) -> dict[str, Any] | None:
@@ -335,8 +358,14 @@ def _load_part(path: Path, context: Mapping[str, Any]) -> dict[str, Any] | None:
 
 
 def _save_part(path: Path, part: Mapping[str, Any], context: Mapping[str, Any]) -> None:
-    write_text_atomic(path, json.dumps({"format": _RESULT_FORMAT + "/batch", "context": _json_roundtrip(context),
-                                        "part": dict(part)}, sort_keys=True) + "\n")  # fmt: skip
+    write_text_atomic(
+        path,
+        json.dumps(
+            {"format": _RESULT_FORMAT + "/batch", "context": _json_roundtrip(context), "part": dict(part)},
+            sort_keys=True,
+        )
+        + "\n",
+    )
 
 
 def _remove_parts(attack_path: Path) -> None:
@@ -381,8 +410,12 @@ def _check_out_dir(out_dir: Path, context: Mapping[str, Any], fingerprint: Mappi
         if data is None:
             continue
         stored = data.get("context") if isinstance(data, dict) else None
-        check_fingerprint(None if not isinstance(stored, dict) else make_fingerprint("evaluate", **stored), current,
-                          source=path, hint=_HINT)  # fmt: skip
+        check_fingerprint(
+            None if not isinstance(stored, dict) else make_fingerprint("evaluate", **stored),
+            current,
+            source=path,
+            hint=_HINT,
+        )
         matched = True
     results = out_dir / "results.json"
     record = _read_json(results) if results.is_file() else None
@@ -392,14 +425,25 @@ def _check_out_dir(out_dir: Path, context: Mapping[str, Any], fingerprint: Mappi
             check_fingerprint(stored, fingerprint, source=results, hint=_HINT)
 
 
-def _merge_parts(plan: _Plan, gathered: Sequence[Mapping[int, Mapping[str, Any]]], clean_correct: np.ndarray, *,
-                 repeats: int) -> AttackResult:  # fmt: skip
+def _merge_parts(
+    plan: _Plan,
+    gathered: Sequence[Mapping[int, Mapping[str, Any]]],
+    clean_correct: np.ndarray,
+    *,
+    repeats: int,
+) -> AttackResult:
     """The attack result over the whole evaluation set from the per-batch parts of every rank."""
     parts = {int(b): p for per_rank in gathered for b, p in per_rank.items()}
     errors = [p["error"] for _, p in sorted(parts.items()) if "error" in p]
     if errors:
-        return AttackResult(spec=plan.spec, correct=clean_correct.copy(), seconds=0.0, norms=np.full(len(clean_correct), math.nan),
-                            note=plan.note, error=str(errors[0]))  # fmt: skip
+        return AttackResult(
+            spec=plan.spec,
+            correct=clean_correct.copy(),
+            seconds=0.0,
+            norms=np.full(len(clean_correct), math.nan),
+            note=plan.note,
+            error=str(errors[0]),
+        )
     ordered = [parts[b] for b in sorted(parts)]
     correct = (
         np.concatenate([np.asarray(p["correct"], dtype=bool) for p in ordered])
@@ -415,10 +459,18 @@ def _merge_parts(plan: _Plan, gathered: Sequence[Mapping[int, Mapping[str, Any]]
         )
     violations = sorted(int(i) for p in ordered for i in p["violation_indices"])
     return AttackResult(
-        spec=plan.spec, correct=correct, seconds=float(sum(p["seconds"] for p in ordered)), norms=norms,
-        violations=len(violations), violation_indices=violations, repeats=repeats,
-        eot_samples=plan.eot_samples, bpda=plan.bpda, attacked=int(sum(p["attacked"] for p in ordered)), note=plan.note,
-    )  # fmt: skip
+        spec=plan.spec,
+        correct=correct,
+        seconds=float(sum(p["seconds"] for p in ordered)),
+        norms=norms,
+        violations=len(violations),
+        violation_indices=violations,
+        repeats=repeats,
+        eot_samples=plan.eot_samples,
+        bpda=plan.bpda,
+        attacked=int(sum(p["attacked"] for p in ordered)),
+        note=plan.note,
+    )
 
 
 # --------------------------------------------------------------------------------------------------------------------
@@ -430,8 +482,14 @@ def _versions() -> dict[str, str]:
     from .._version import __version__
 
     versions = {"art_manifold_defenses": __version__}
-    for key, dist in (("torch", "torch"), ("art", "adversarial-robustness-toolbox"), ("foolbox", "foolbox"),
-                      ("cleverhans", "cleverhans"), ("torchattacks", "torchattacks"), ("numpy", "numpy")):  # fmt: skip
+    for key, dist in (
+        ("torch", "torch"),
+        ("art", "adversarial-robustness-toolbox"),
+        ("foolbox", "foolbox"),
+        ("cleverhans", "cleverhans"),
+        ("torchattacks", "torchattacks"),
+        ("numpy", "numpy"),
+    ):
         try:
             versions[key] = md.version(dist)
         except md.PackageNotFoundError:
@@ -459,8 +517,10 @@ def _plan(
         if "eot_iter" in accepted and "eot_iter" not in params and eot_samples > 1:
             params["eot_iter"] = eot_samples  # the same EoT budget as every other gradient attack of the run
         spec = dataclasses.replace(spec, attack="rand", params=params)
-        note = (f"AutoAttack 'standard' replaced by 'rand' (EoT version, eot_iter {params.get('eot_iter', 'default')}) "
-                "for a stochastic model")  # fmt: skip
+        note = (
+            f"AutoAttack 'standard' replaced by 'rand' (EoT version, eot_iter {params.get('eot_iter', 'default')}) "
+            "for a stochastic model"
+        )
         if dropped:
             note += f"; parameters without a 'rand' counterpart dropped: {dropped}"
     own_eot = spec.library == "autoattack" and spec.attack == "rand"
@@ -476,10 +536,23 @@ def _plan(
 
 
 def _run_one(
-    plan: _Plan, model: nn.Module, x: np.ndarray, y: np.ndarray, clean_correct: np.ndarray, *,
-    attack_fn: AttackFunction, seed: int, repeats: int, votes: int, device: torch.device, batch_size: int,
-    num_classes: int, surrogate_model: nn.Module | None, verbose: bool, batch_index: int = 0,
-) -> AttackResult:  # fmt: skip
+    plan: _Plan,
+    model: nn.Module,
+    x: np.ndarray,
+    y: np.ndarray,
+    clean_correct: np.ndarray,
+    *,
+    attack_fn: AttackFunction,
+    seed: int,
+    repeats: int,
+    votes: int,
+    device: torch.device,
+    batch_size: int,
+    num_classes: int,
+    surrogate_model: nn.Module | None,
+    verbose: bool,
+    batch_index: int = 0,
+) -> AttackResult:
     """Attack the clean-correct points of one batch of the evaluation set (batch ``batch_index``), ``repeats`` times;
     repeat ``r`` is seeded from ``(seed, spec, r, batch_index)`` (:func:`_run_seed`)."""
     spec = plan.spec
@@ -493,8 +566,17 @@ def _run_one(
         run_seed = _run_seed(seed, spec, repeat, batch_index)
         set_seed(run_seed)
         x_sub, y_sub = x[index], y[index]
-        adv = attack_fn(spec, plan.attacked_model, x_sub, y_sub, device=device, seed=run_seed, batch_size=batch_size,
-                        surrogate_model=surrogate_model, verbose=verbose)  # fmt: skip
+        adv = attack_fn(
+            spec,
+            plan.attacked_model,
+            x_sub,
+            y_sub,
+            device=device,
+            seed=run_seed,
+            batch_size=batch_size,
+            surrogate_model=surrogate_model,
+            verbose=verbose,
+        )
         adv = np.asarray(adv.detach().cpu().numpy() if isinstance(adv, torch.Tensor) else adv)
         if adv.shape != x_sub.shape:
             raise ValueError(
@@ -505,8 +587,16 @@ def _run_one(
         adv = np.where(bad.reshape((-1,) + (1,) * (adv.ndim - 1)), x_sub, np.nan_to_num(adv)).astype(
             np.float32
         )
-        ok = _score(model, adv, y_sub, votes=votes, seed=_stable_seed(run_seed, "score"), device=device,
-                    batch_size=batch_size, num_classes=num_classes)  # fmt: skip
+        ok = _score(
+            model,
+            adv,
+            y_sub,
+            votes=votes,
+            seed=_stable_seed(run_seed, "score"),
+            device=device,
+            batch_size=batch_size,
+            num_classes=num_classes,
+        )
         correct[index] &= ok
         broken = ~ok
         if broken.any():
@@ -514,10 +604,18 @@ def _run_one(
             where = index[broken]
             norms[where] = np.fmin(norms[where], dist)
     return AttackResult(
-        spec=spec, correct=correct, seconds=time.perf_counter() - started, norms=norms, violations=len(violation_set),
-        violation_indices=sorted(violation_set), repeats=repeats, eot_samples=plan.eot_samples, bpda=plan.bpda,
-        attacked=int(len(index)), note=plan.note,
-    )  # fmt: skip
+        spec=spec,
+        correct=correct,
+        seconds=time.perf_counter() - started,
+        norms=norms,
+        violations=len(violation_set),
+        violation_indices=sorted(violation_set),
+        repeats=repeats,
+        eot_samples=plan.eot_samples,
+        bpda=plan.bpda,
+        attacked=int(len(index)),
+        note=plan.note,
+    )
 
 
 def evaluate(
@@ -618,10 +716,18 @@ def evaluate(
     from .. import distributed
 
     rank, size = (distributed.rank(), distributed.world_size()) if distributed.is_distributed() else (0, 1)
-    context = {"model": _fingerprint_model(module), "data": _fingerprint_arrays(x_arr, y_arr), "seed": int(seed),
-               "eot_samples": eot_k, "votes": n_votes, "repeats": n_repeats, "stochastic": stochastic,
-               "bpda": bpda_surrogate is not None, "transfer_source": None if surrogate_module is None
-               else _fingerprint_model(surrogate_module), "batch_size": batch_size}  # fmt: skip
+    context = {
+        "model": _fingerprint_model(module),
+        "data": _fingerprint_arrays(x_arr, y_arr),
+        "seed": int(seed),
+        "eot_samples": eot_k,
+        "votes": n_votes,
+        "repeats": n_repeats,
+        "stochastic": stochastic,
+        "bpda": bpda_surrogate is not None,
+        "transfer_source": None if surrogate_module is None else _fingerprint_model(surrogate_module),
+        "batch_size": batch_size,
+    }
     fingerprint = make_fingerprint("evaluate", **context, suite=[spec.to_dict() for spec in specs])
     out_path = None if out_dir is None else Path(out_dir)
     if out_path is not None:  # before any work: a folder of another run is refused at once
@@ -632,27 +738,62 @@ def evaluate(
     num_batches = math.ceil(len(x_arr) / batch_size)
     my_batches = [b for b in range(num_batches) if b % size == rank]
     set_seed(int(seed))
-    clean_parts = {b: _score(module, x_arr[_batch(b, batch_size)], y_arr[_batch(b, batch_size)], votes=n_votes,
-                             seed=_stable_seed(seed, "clean", b), device=dev, batch_size=batch_size,
-                             num_classes=num_classes) for b in my_batches}  # fmt: skip
+    clean_parts = {
+        b: _score(
+            module,
+            x_arr[_batch(b, batch_size)],
+            y_arr[_batch(b, batch_size)],
+            votes=n_votes,
+            seed=_stable_seed(seed, "clean", b),
+            device=dev,
+            batch_size=batch_size,
+            num_classes=num_classes,
+        )
+        for b in my_batches
+    }
     gathered_clean = distributed.gather_objects(clean_parts)
     clean_correct = _merge_clean(gathered_clean, len(x_arr), batch_size) if rank == 0 else None
     clean_correct = distributed.broadcast_object(clean_correct)
     assert clean_correct is not None
 
-    settings = {"device": str(dev), "batch_size": batch_size, "eot_samples": eot_k if stochastic else None,
-                "votes": n_votes, "repeats": n_repeats, "stochastic": stochastic, "bpda": bpda_surrogate is not None,
-                "norm_tolerance": NORM_TOLERANCE, "box_tolerance": BOX_TOLERANCE, "fingerprint": fingerprint}  # fmt: skip
+    settings = {
+        "device": str(dev),
+        "batch_size": batch_size,
+        "eot_samples": eot_k if stochastic else None,
+        "votes": n_votes,
+        "repeats": n_repeats,
+        "stochastic": stochastic,
+        "bpda": bpda_surrogate is not None,
+        "norm_tolerance": NORM_TOLERANCE,
+        "box_tolerance": BOX_TOLERANCE,
+        "fingerprint": fingerprint,
+    }
 
     if verbose and rank == 0:  # the cost estimate, from a probe, of the attacks still to run
-        todo = [_plan(s, module, stochastic=stochastic, surrogate=bpda_surrogate, eot_samples=eot_k) for s in specs
-                if not (s.library == "transfer" and surrogate_module is None)]  # fmt: skip
-        todo = [p for p in todo if out_path is None or _load_finished(_attack_path(out_path, p.spec), context) is None]
+        todo = [
+            _plan(s, module, stochastic=stochastic, surrogate=bpda_surrogate, eot_samples=eot_k)
+            for s in specs
+            if not (s.library == "transfer" and surrogate_module is None)
+        ]
+        todo = [
+            p
+            for p in todo
+            if out_path is None or _load_finished(_attack_path(out_path, p.spec), context) is None
+        ]
         attacked = np.flatnonzero(clean_correct)
         try:
-            report_evaluation_estimate([p.spec for p in todo], [p.eot_samples for p in todo], module, x_arr[attacked],
-                                       y_arr[attacked], batch_size=batch_size, repeats=n_repeats, votes=n_votes,
-                                       device=dev, processes=size)  # fmt: skip
+            report_evaluation_estimate(
+                [p.spec for p in todo],
+                [p.eot_samples for p in todo],
+                module,
+                x_arr[attacked],
+                y_arr[attacked],
+                batch_size=batch_size,
+                repeats=n_repeats,
+                votes=n_votes,
+                device=dev,
+                processes=size,
+            )
         except Exception as exc:  # noqa: BLE001 - an estimate must never stop the evaluation it describes
             tqdm.write(f"estimate: unavailable ({type(exc).__name__}: {exc})")
     results: list[AttackResult] = []
@@ -681,10 +822,23 @@ def evaluate(
                 continue
             rows = _batch(b, batch_size)
             try:
-                part = _run_one(plan, module, x_arr[rows], y_arr[rows], clean_correct[rows], attack_fn=attack_fn,
-                                seed=int(seed), repeats=n_repeats, votes=n_votes, device=dev, batch_size=batch_size,
-                                num_classes=num_classes, surrogate_model=surrogate_module, verbose=verbose and rank == 0,
-                                batch_index=b)  # fmt: skip
+                part = _run_one(
+                    plan,
+                    module,
+                    x_arr[rows],
+                    y_arr[rows],
+                    clean_correct[rows],
+                    attack_fn=attack_fn,
+                    seed=int(seed),
+                    repeats=n_repeats,
+                    votes=n_votes,
+                    device=dev,
+                    batch_size=batch_size,
+                    num_classes=num_classes,
+                    surrogate_model=surrogate_module,
+                    verbose=verbose and rank == 0,
+                    batch_index=b,
+                )
             except Exception as exc:  # noqa: BLE001 - recorded and flagged, see raise_errors
                 if raise_errors:
                     raise
@@ -720,16 +874,31 @@ def evaluate(
             module, x_arr[probe], y_arr[probe], device=dev, batch_size=batch_size
         )
         determinism = measure_determinism(module, x_arr, device=dev, batch_size=batch_size)
-        flags = audit(results, gradient_stats=gradient_stats, determinism=determinism,
-                      eot=stochastic and eot_k > 1, declared_stochastic=stochastic, bpda=bpda_surrogate is not None,
-                      input_dim=int(np.prod(x_arr.shape[1:])))  # fmt: skip
+        flags = audit(
+            results,
+            gradient_stats=gradient_stats,
+            determinism=determinism,
+            eot=stochastic and eot_k > 1,
+            declared_stochastic=stochastic,
+            bpda=bpda_surrogate is not None,
+            input_dim=int(np.prod(x_arr.shape[1:])),
+        )
 
     evaluation = EvaluationResult(
         model=model_name or _model_name(module),
-        dataset=dataset, n=len(x_arr), seed=int(seed), clean_correct=clean_correct, attacks=results, audit_flags=flags,
-        settings=settings, gradient_stats=gradient_stats, determinism=determinism, versions=_versions(),
-        seconds=time.perf_counter() - t0, reported=reported,
-    )  # fmt: skip
+        dataset=dataset,
+        n=len(x_arr),
+        seed=int(seed),
+        clean_correct=clean_correct,
+        attacks=results,
+        audit_flags=flags,
+        settings=settings,
+        gradient_stats=gradient_stats,
+        determinism=determinism,
+        versions=_versions(),
+        seconds=time.perf_counter() - t0,
+        reported=reported,
+    )
     if out_path is not None:
         from .report import write_report
 

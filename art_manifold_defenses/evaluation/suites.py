@@ -387,8 +387,12 @@ def _full(*, norm: str | None, eps: float | None) -> list[AttackSpec]:
     return specs
 
 
-register_suite("quick", _quick, norms=("linf", "l2", "l1"),
-               description="a few strong attacks, one per library (CPU demo, CI)")  # fmt: skip
+register_suite(
+    "quick",
+    _quick,
+    norms=("linf", "l2", "l1"),
+    description="a few strong attacks, one per library (CPU demo, CI)",
+)
 register_suite(
     "linf", _linf, norms=("linf",), description="every linf adapter, an eps sweep and a large-eps check"
 )
@@ -400,5 +404,10 @@ register_suite(
     norms=("linf", "l2"),
     description="AutoAttack standard (rand for stochastic models)",
 )
-register_suite("full", _full, norms=None, description="linf + l2 + l1 suites at their default budgets",
-               headline=DEFAULT_EPS)  # fmt: skip
+register_suite(
+    "full",
+    _full,
+    norms=None,
+    description="linf + l2 + l1 suites at their default budgets",
+    headline=DEFAULT_EPS,
+)

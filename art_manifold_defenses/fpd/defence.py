@@ -26,8 +26,12 @@ class FPDConfig(TrainingConfig):
     """FPD and Algorithm 1 (flags ``--fpd-*``); defaults: the paper's MNIST settings (Li et al. 2020, paper 002,
     Section 4.1), ``lr`` being Adamax's."""
 
-    epsilon: float = field(default=0.01, metadata={"help": "uniform training-noise half-width (default: 0.01)"})
-    threshold: float = field(default=3.0, metadata={"help": "reconstruction-loss threshold T of phase 1 (default: 3)"})
+    epsilon: float = field(
+        default=0.01, metadata={"help": "uniform training-noise half-width (default: 0.01)"}
+    )
+    threshold: float = field(
+        default=3.0, metadata={"help": "reconstruction-loss threshold T of phase 1 (default: 3)"}
+    )
     alpha1: float = field(default=1.0, metadata={"help": "cross-entropy weight (default: 1)"})
     alpha2: float = field(default=1.0, metadata={"help": "reconstruction-loss weight (default: 1)"})
     second_pass: Literal["detach", "recompute", "none"] = field(
@@ -35,16 +39,26 @@ class FPDConfig(TrainingConfig):
     )
     grad_clip: float = field(default=10.0, metadata={"help": "gradient-norm clipping, 0 = off (default: 10)"})
     weight_decay: float = field(default=1e-5, metadata={"help": "Adamax weight decay (default: 1e-5)"})
-    bottleneck: bool = field(default=False, metadata={"help": "bottleneck inner denoising layers (paper Fig. 2a)"})
+    bottleneck: bool = field(
+        default=False, metadata={"help": "bottleneck inner denoising layers (paper Fig. 2a)"}
+    )
     middle: Literal["paper", "authors_code", "none"] = field(
         default="paper", metadata={"help": "middle denoising layer (default: paper)"}
     )
-    denoise_after: str = field(default="0,1", metadata={
-        "help": "inner denoising positions, comma-separated (0 = after the stem, i = after stage i); 'none' "
-                "= no inner layers, the paper's Table 1 'Mid' ablation (default: 0,1)"})  # fmt: skip
-    no_bn_recalibration: bool = field(default=False, metadata={
-        "help": "keep the batch-norm statistics of training (authors' code) instead of re-estimating them "
-                "from the inference path after every epoch"})  # fmt: skip
+    denoise_after: str = field(
+        default="0,1",
+        metadata={
+            "help": "inner denoising positions, comma-separated (0 = after the stem, i = after stage i); 'none' "
+            "= no inner layers, the paper's Table 1 'Mid' ablation (default: 0,1)"
+        },
+    )
+    no_bn_recalibration: bool = field(
+        default=False,
+        metadata={
+            "help": "keep the batch-norm statistics of training (authors' code) instead of re-estimating them "
+            "from the inference path after every epoch"
+        },
+    )
     fpn_channels: int = field(default=256, metadata={"help": "restoration pyramid width (default: 256)"})
     keep_relu: bool = field(default=False, metadata={"help": "do not swap the backbone's ReLUs for ELUs"})
     dropout: float = field(default=0.0, metadata={"help": "dropout before the tanh classifier (default: 0)"})
@@ -53,11 +67,17 @@ class FPDConfig(TrainingConfig):
     )
     adv_eps: float = field(default=0.3, metadata={"help": "training-attack L-inf radius (default: 0.3)"})
     adv_step: float = field(default=0.01, metadata={"help": "training PGD step (default: 0.01)"})
-    denoising_form: Literal["gated", "bn_zero", "authors_code"] = field(default="gated", metadata={
-        "help": "how the non-local terms join their residual: gated (default, identity at initialisation), "
-                "bn_zero (Xie et al.) or authors_code (x + NL(x), trains at chance on resnet18)"})  # fmt: skip
+    denoising_form: Literal["gated", "bn_zero", "authors_code"] = field(
+        default="gated",
+        metadata={
+            "help": "how the non-local terms join their residual: gated (default, identity at initialisation), "
+            "bn_zero (Xie et al.) or authors_code (x + NL(x), trains at chance on resnet18)"
+        },
+    )
     adv_iter: int = field(default=100, metadata={"help": "training PGD iterations (default: 100)"})
-    adv_delay: int = field(default=10, metadata={"help": "first epoch with adversarial examples (default: 10)"})
+    adv_delay: int = field(
+        default=10, metadata={"help": "first epoch with adversarial examples (default: 10)"}
+    )
 
 
 def parse_positions(text: str) -> tuple[int, ...]:
@@ -140,9 +160,13 @@ def train_fpd(
         verbose=verbose,
     )
     trainer.fit(
-        x_train, data["y_train"], validation_data=validation_data(data), batch_size=config.batch_size,
-        nb_epochs=config.epochs, checkpoint_dir=None if checkpoint_dir is None else str(checkpoint_dir),
-    )  # fmt: skip
+        x_train,
+        data["y_train"],
+        validation_data=validation_data(data),
+        batch_size=config.batch_size,
+        nb_epochs=config.epochs,
+        checkpoint_dir=None if checkpoint_dir is None else str(checkpoint_dir),
+    )
     training = {name: getattr(trainer, name) for name in FPDTrainer.params if name not in ("verbose",)}
     training["final_phase_one_share"] = trainer.history[-1].get("phase_one") if trainer.history else None
     return model, {"name": DEFENCE_NAME, "params": model.config, "training": training}

@@ -126,9 +126,18 @@ class FeaturePyramidDecoder(nn.Module):
     """
 
     params = [
-        "in_channels", "input_size", "num_classes", "denoise_after", "bottleneck", "bottleneck_reduction",
-        "middle_denoising", "denoising_form", "fpn_channels", "swap_activation", "dropout",
-    ]  # fmt: skip
+        "in_channels",
+        "input_size",
+        "num_classes",
+        "denoise_after",
+        "bottleneck",
+        "bottleneck_reduction",
+        "middle_denoising",
+        "denoising_form",
+        "fpn_channels",
+        "swap_activation",
+        "dropout",
+    ]
     stochastic = False
 
     def __init__(
@@ -286,9 +295,14 @@ class FeaturePyramidDecoder(nn.Module):
     @staticmethod
     @torch.no_grad()
     def _warn_if_forward_differs(
-        backbone: nn.Module, head: nn.Module | None, stem: nn.Module, stages: Sequence[nn.Module], in_channels: int,
-        input_size: int, device: torch.device,
-    ) -> None:  # fmt: skip
+        backbone: nn.Module,
+        head: nn.Module | None,
+        stem: nn.Module,
+        stages: Sequence[nn.Module],
+        in_channels: int,
+        input_size: int,
+        device: torch.device,
+    ) -> None:
         """Warn when ``backbone(x)`` is not ``head(stages(stem(x)))`` on a random image: FPD only sees the protocol's
         modules, so whatever else the backbone's ``forward()`` does would be silently dropped."""
         if not isinstance(head, nn.Module):

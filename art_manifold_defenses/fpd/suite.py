@@ -78,7 +78,7 @@ def paper_fpd_suite(norm: str | None = None, eps: float | None = None, *, budget
                 e,
                 params={"steps": it["aa_steps"], "n_queries": it["aa_queries"]},
                 name=f"AutoAttack {threat} {e:g}",
-            ),  # fmt: skip
+            ),
             AttackSpec(
                 "transfer",
                 "transfer",
@@ -86,7 +86,7 @@ def paper_fpd_suite(norm: str | None = None, eps: float | None = None, *, budget
                 e,
                 params={"base": {"library": "art", "attack": "pgd", "params": pgd}},
                 name=f"transfer PGD {threat} {e:g}",
-            ),  # fmt: skip
+            ),
         ]
     return specs
 
@@ -104,6 +104,12 @@ def register_paper_fpd_suite(
     def factory(norm: str | None = None, eps: float | None = None) -> list[Any]:
         return paper_fpd_suite(norm, eps, budget=budget)
 
-    register_suite(name, factory, norms=None, description="FPD paper Table 2 attacks + APGD-DLR, AutoAttack, transfer",
-                   headline=PAPER_EPS, overwrite=overwrite)  # fmt: skip
+    register_suite(
+        name,
+        factory,
+        norms=None,
+        description="FPD paper Table 2 attacks + APGD-DLR, AutoAttack, transfer",
+        headline=PAPER_EPS,
+        overwrite=overwrite,
+    )
     return name

@@ -118,10 +118,26 @@ class FPDTrainer(Trainer):
     """
 
     params = [
-        "epsilon", "threshold", "alpha1", "alpha2", "alpha2_second_pass", "second_pass", "grad_clip", "lr",
-        "weight_decay", "adversarial", "adversarial_eps", "adversarial_eps_step", "adversarial_max_iter",
-        "adversarial_delay", "adversarial_labels", "bn_recalibration", "bn_recalibration_samples", "seed", "verbose",
-    ]  # fmt: skip
+        "epsilon",
+        "threshold",
+        "alpha1",
+        "alpha2",
+        "alpha2_second_pass",
+        "second_pass",
+        "grad_clip",
+        "lr",
+        "weight_decay",
+        "adversarial",
+        "adversarial_eps",
+        "adversarial_eps_step",
+        "adversarial_max_iter",
+        "adversarial_delay",
+        "adversarial_labels",
+        "bn_recalibration",
+        "bn_recalibration_samples",
+        "seed",
+        "verbose",
+    ]
 
     def __init__(
         self,
@@ -400,11 +416,24 @@ class FPDTrainer(Trainer):
                 )
 
         history = train(
-            model, x_np, y_np, epochs=nb_epochs, batch_size=batch_size, optimizer=self.optimizer, scheduler=scheduler,
-            step_fn=self.training_step, device=self.device, checkpoint_dir=checkpoint_dir, seed=run_seed,
-            validation_data=None if self.bn_recalibration else validation_data,  # else measured after recalibration
-            verbose=self.verbose, desc="fpd", on_epoch_end=on_epoch_end,
-        )  # fmt: skip
+            model,
+            x_np,
+            y_np,
+            epochs=nb_epochs,
+            batch_size=batch_size,
+            optimizer=self.optimizer,
+            scheduler=scheduler,
+            step_fn=self.training_step,
+            device=self.device,
+            checkpoint_dir=checkpoint_dir,
+            seed=run_seed,
+            validation_data=None
+            if self.bn_recalibration
+            else validation_data,  # else measured after recalibration
+            verbose=self.verbose,
+            desc="fpd",
+            on_epoch_end=on_epoch_end,
+        )
         self.history = history
 
     def predict(self, x: np.ndarray, **kwargs: Any) -> np.ndarray:

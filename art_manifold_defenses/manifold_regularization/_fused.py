@@ -313,13 +313,20 @@ class _ReLUNodeGradient:
         self.products, self.sign, self.shape = products, sign, shape
         self.factor: Tensor | None = None
 
-    def __call__(self, grad_inputs: tuple[Any, ...], grad_outputs: tuple[Any, ...]) -> tuple[Tensor, ...] | None:
-        factor, self.factor = self.factor, None  # consumed once: a later backward through the node adds nothing stale
+    def __call__(
+        self, grad_inputs: tuple[Any, ...], grad_outputs: tuple[Any, ...]
+    ) -> tuple[Tensor, ...] | None:
+        factor, self.factor = (
+            self.factor,
+            None,
+        )  # consumed once: a later backward through the node adds nothing stale
         if factor is None:
             return None
         weights = (factor * self.sign).unsqueeze(1)
         grad = grad_inputs[0]
-        if grad is None:  # cannot happen for the nodes hamming_through_relu_nodes accepts; autograd would refuse it
+        if (
+            grad is None
+        ):  # cannot happen for the nodes hamming_through_relu_nodes accepts; autograd would refuse it
             raise RuntimeError(
                 "the Hamming term's gradient was routed through a ReLU node that received no gradient; pass "
                 "outputs_in_loss=True to ManifoldRegularizer only when the loss depends on f(x+) and f(x-)"
@@ -344,9 +351,15 @@ class _HammingThroughReLUNodes(torch.autograd.Function):
 
     @staticmethod
     def forward(  # type: ignore[override]
-        ctx: Any, r_plus: Tensor, r_minus: Tensor, z_plus: Tensor, z_minus: Tensor, alpha: float,
-        workspace: _Workspace | None, sides: tuple[Any, Any],
-    ) -> tuple[Tensor, Tensor]:  # fmt: skip
+        ctx: Any,
+        r_plus: Tensor,
+        r_minus: Tensor,
+        z_plus: Tensor,
+        z_minus: Tensor,
+        alpha: float,
+        workspace: _Workspace | None,
+        sides: tuple[Any, Any],
+    ) -> tuple[Tensor, Tensor]:
         flat_p, flat_m = z_plus.detach().flatten(1), z_minus.detach().flatten(1)
         count = flat_p.new_zeros((), dtype=torch.float64)
         products = None if workspace is None else (workspace.take(flat_p, ctx), workspace.take(flat_m, ctx))
@@ -354,7 +367,10 @@ class _HammingThroughReLUNodes(torch.autograd.Function):
             flat_p, flat_m, alpha, for_backward=True, disagreements=count, products=products
         )
         assert a_plus is not None and a_minus is not None
-        plus, minus = _ReLUNodeGradient(a_plus, 1.0, z_plus.shape), _ReLUNodeGradient(a_minus, -1.0, z_minus.shape)
+        plus, minus = (
+            _ReLUNodeGradient(a_plus, 1.0, z_plus.shape),
+            _ReLUNodeGradient(a_minus, -1.0, z_minus.shape),
+        )
         sides[0].register_hook(plus)
         sides[1].register_hook(minus)
         ctx.save_for_backward(norms)
@@ -386,9 +402,14 @@ def graph_nodes(*outputs: Tensor) -> set[Any]:
 
 
 def hamming_through_relu_nodes(
-    z_plus: Tensor, z_minus: Tensor, r_plus: Any, r_minus: Any, alpha: float, workspace: _Workspace | None,
+    z_plus: Tensor,
+    z_minus: Tensor,
+    r_plus: Any,
+    r_minus: Any,
+    alpha: float,
+    workspace: _Workspace | None,
     reached: set[Any],
-) -> tuple[Tensor, Tensor] | None:  # fmt: skip
+) -> tuple[Tensor, Tensor] | None:
     """``_pair_distances_and_disagreements(z_plus, z_minus, alpha, workspace)`` with the gradient routed through the
     ReLUs' backward nodes (see :class:`_HammingThroughReLUNodes`), or ``None`` where that does not apply and the
     caller uses the general form: an infinite ``alpha``, no gradient needed, ``r+``/``r-`` not the plain ReLU outputs
@@ -401,9 +422,14 @@ def hamming_through_relu_nodes(
     for z, r in ((z_plus, r_plus), (z_minus, r_minus)):
         node = getattr(r, "grad_fn", None)
         if (
-            not isinstance(r, Tensor) or node is None or node.name() not in _FRESH_GRADIENT_NODES
-            or node not in reached or r.shape != z.shape or z.ndim < 2 or z.shape[0] == 0
-        ):  # fmt: skip
+            not isinstance(r, Tensor)
+            or node is None
+            or node.name() not in _FRESH_GRADIENT_NODES
+            or node not in reached
+            or r.shape != z.shape
+            or z.ndim < 2
+            or z.shape[0] == 0
+        ):
             return None
         nodes.append(node)
     return _HammingThroughReLUNodes.apply(  # type: ignore[no-any-return]

@@ -16,8 +16,14 @@ if TYPE_CHECKING:
 
     from .schedules import ManifoldRegularizationSchedule
 
-__all__ = ["DEFENCE", "DEFENCE_NAME", "ManifoldRegularizationConfig", "build_defended_model", "resolve_preset",
-           "train_manifold_regularization"]  # fmt: skip
+__all__ = [
+    "DEFENCE",
+    "DEFENCE_NAME",
+    "ManifoldRegularizationConfig",
+    "build_defended_model",
+    "resolve_preset",
+    "train_manifold_regularization",
+]
 
 DEFENCE_NAME = "manifold-reg"
 
@@ -30,10 +36,18 @@ class ManifoldRegularizationConfig(TrainingConfig):
 
     dataset: str = field(default="mnist-embedded", metadata={"shared": True, "help": "data set name"})
     model: str = field(default="cw_mnist", metadata={"shared": True, "help": "zoo architecture name"})
-    schedule: Literal["auto", "cifar10", "mnist", "verification"] = field(default="auto", metadata={
-        "help": "paper recipe (appendix B): mnist, cifar10 or verification; auto picks from dataset/model"})  # fmt: skip
-    ablation: Literal["both", "dense", "hamming", "intrinsic"] = field(default="both", metadata={
-        "help": "both (the method), intrinsic only, hamming only, or dense Laplacian (default: both)"})  # fmt: skip
+    schedule: Literal["auto", "cifar10", "mnist", "verification"] = field(
+        default="auto",
+        metadata={
+            "help": "paper recipe (appendix B): mnist, cifar10 or verification; auto picks from dataset/model"
+        },
+    )
+    ablation: Literal["both", "dense", "hamming", "intrinsic"] = field(
+        default="both",
+        metadata={
+            "help": "both (the method), intrinsic only, hamming only, or dense Laplacian (default: both)"
+        },
+    )
     eps: float | None = field(
         default=None, metadata={"help": "final resampling radius (default: preset, 0.3 MNIST, 8/255 CIFAR)"}
     )
@@ -44,27 +58,52 @@ class ManifoldRegularizationConfig(TrainingConfig):
         default=None, metadata={"help": "start weight gamma_H of the Hamming term (default: preset)"}
     )
     ramp_factor: float = field(
-        default=10.0, metadata={"help": "gamma_I/gamma_H grow by this factor over epochs 20-80%% (default: 10)"}
+        default=10.0,
+        metadata={"help": "gamma_I/gamma_H grow by this factor over epochs 20-80%% (default: 10)"},
     )
-    alpha: float = field(default=8.0, metadata={"help": "tanh sharpness of the Hamming relaxation (default: 8)"})
-    hamming_form: Literal["squared", "unsquared"] = field(default="squared", metadata={
-        "help": "squared per-sample Hamming distance (eq. 13, default) or unsquared (earlier versions)"})  # fmt: skip
-    intrinsic_scale: float = field(default=0.5, metadata={
-        "help": "factor of the intrinsic term (eq. 11's 1/(c^2 N), c = 2: 0.5, default; earlier versions: 1)"})  # fmt: skip
+    alpha: float = field(
+        default=8.0, metadata={"help": "tanh sharpness of the Hamming relaxation (default: 8)"}
+    )
+    hamming_form: Literal["squared", "unsquared"] = field(
+        default="squared",
+        metadata={
+            "help": "squared per-sample Hamming distance (eq. 13, default) or unsquared (earlier versions)"
+        },
+    )
+    intrinsic_scale: float = field(
+        default=0.5,
+        metadata={
+            "help": "factor of the intrinsic term (eq. 11's 1/(c^2 N), c = 2: 0.5, default; earlier versions: 1)"
+        },
+    )
     norm: Literal["linf", "l2"] = field(default="linf", metadata={"help": "resampling norm (default: linf)"})
     dense_scale: float = field(
         default=2.0, metadata={"help": "heat-kernel scale s of the dense ablation (default: 2)"}
     )
-    optimizer: Literal["sgd", "adam"] = field(default="sgd", metadata={
-        "help": "sgd: the paper's piecewise-linear learning rate peaking at --mr-lr-peak; adam: constant --lr"})  # fmt: skip
+    optimizer: Literal["sgd", "adam"] = field(
+        default="sgd",
+        metadata={
+            "help": "sgd: the paper's piecewise-linear learning rate peaking at --mr-lr-peak; adam: constant --lr"
+        },
+    )
     lr_peak: float = field(default=0.1, metadata={"help": "peak SGD learning rate (default: 0.1)"})
-    momentum: float | None = field(default=None, metadata={
-        "help": "SGD momentum (default: the preset's: 0 for mnist, where 0.9 diverged on C&W's net; 0.9 otherwise)"})  # fmt: skip
+    momentum: float | None = field(
+        default=None,
+        metadata={
+            "help": "SGD momentum (default: the preset's: 0 for mnist, where 0.9 diverged on C&W's net; 0.9 otherwise)"
+        },
+    )
     weight_decay: float = field(default=5e-4, metadata={"help": "weight decay gamma_K (default: 5e-4)"})
-    constant: bool = field(default=False, metadata={"help": "no ramps: final eps and start gammas throughout"})
-    batching: Literal["auto", "concatenated", "separate"] = field(default="auto", metadata={
-        "help": "x, x+, x- in one concatenated forward pass or three passes in one graph (same values without "
-                "BatchNorm); auto: separate on CPU unless the model uses batch statistics (default: auto)"})  # fmt: skip
+    constant: bool = field(
+        default=False, metadata={"help": "no ramps: final eps and start gammas throughout"}
+    )
+    batching: Literal["auto", "concatenated", "separate"] = field(
+        default="auto",
+        metadata={
+            "help": "x, x+, x- in one concatenated forward pass or three passes in one graph (same values without "
+            "BatchNorm); auto: separate on CPU unless the model uses batch statistics (default: auto)"
+        },
+    )
 
 
 def resolve_preset(schedule: str, dataset: str, model: str) -> str:
@@ -93,8 +132,15 @@ def _schedule(config: ManifoldRegularizationConfig, preset: str) -> ManifoldRegu
         return constant_schedule(
             epsilon=eps, gamma_intrinsic=gamma_i, gamma_hamming=gamma_h, learning_rate=lr
         )
-    schedule = paper_schedule(preset, epochs=config.epochs, lr_peak=config.lr_peak, epsilon=eps, gamma_intrinsic=gamma_i,
-                              gamma_hamming=gamma_h, ramp_factor=config.ramp_factor)  # fmt: skip
+    schedule = paper_schedule(
+        preset,
+        epochs=config.epochs,
+        lr_peak=config.lr_peak,
+        epsilon=eps,
+        gamma_intrinsic=gamma_i,
+        gamma_hamming=gamma_h,
+        ramp_factor=config.ramp_factor,
+    )
     if lr is None:
         schedule.learning_rate = None
     return schedule
@@ -134,18 +180,40 @@ def train_manifold_regularization(
         model, input_shape=data["x_train"].shape[1:], nb_classes=num_classes(model, data), device=device
     )
     trainer = ManifoldRegularizationTrainer(
-        classifier, schedule=schedule, ablation=config.ablation, alpha=config.alpha, hamming_form=config.hamming_form,
-        intrinsic_scale=config.intrinsic_scale, norm=config.norm, dense_scale=config.dense_scale,
-        lr_peak=config.lr_peak, weight_decay=config.weight_decay, momentum=config.momentum, optimizer=optimizer,
-        batching=config.batching, device=device, seed=seed, verbose=verbose,
-    )  # fmt: skip
+        classifier,
+        schedule=schedule,
+        ablation=config.ablation,
+        alpha=config.alpha,
+        hamming_form=config.hamming_form,
+        intrinsic_scale=config.intrinsic_scale,
+        norm=config.norm,
+        dense_scale=config.dense_scale,
+        lr_peak=config.lr_peak,
+        weight_decay=config.weight_decay,
+        momentum=config.momentum,
+        optimizer=optimizer,
+        batching=config.batching,
+        device=device,
+        seed=seed,
+        verbose=verbose,
+    )
     trainer.fit(
-        data["x_train"], data["y_train"], validation_data=validation_data(data), batch_size=config.batch_size,
-        nb_epochs=config.epochs, checkpoint_dir=None if checkpoint_dir is None else str(checkpoint_dir),
-    )  # fmt: skip
+        data["x_train"],
+        data["y_train"],
+        validation_data=validation_data(data),
+        batch_size=config.batch_size,
+        nb_epochs=config.epochs,
+        checkpoint_dir=None if checkpoint_dir is None else str(checkpoint_dir),
+    )
     params = trainer.regularizer_params()
-    params.update({"preset": preset, "optimizer": config.optimizer, "constant": bool(config.constant),
-                   "final_epoch": trainer.history[-1] if trainer.history else {}})  # fmt: skip
+    params.update(
+        {
+            "preset": preset,
+            "optimizer": config.optimizer,
+            "constant": bool(config.constant),
+            "final_epoch": trainer.history[-1] if trainer.history else {},
+        }
+    )
     model.eval()
     return model, {"name": DEFENCE_NAME, "params": params}
 

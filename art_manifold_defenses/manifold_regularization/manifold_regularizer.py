@@ -140,9 +140,21 @@ class ManifoldRegularizer:
     """
 
     params = [
-        "eps", "norm", "alpha", "intrinsic", "hamming", "hamming_form", "intrinsic_scale", "dense_scale", "clip_values",
-        "functional_relus", "shared_dropout", "activation_types", "batching", "device",
-    ]  # fmt: skip
+        "eps",
+        "norm",
+        "alpha",
+        "intrinsic",
+        "hamming",
+        "hamming_form",
+        "intrinsic_scale",
+        "dense_scale",
+        "clip_values",
+        "functional_relus",
+        "shared_dropout",
+        "activation_types",
+        "batching",
+        "device",
+    ]
 
     def __init__(
         self,
@@ -321,10 +333,14 @@ class ManifoldRegularizer:
                 "resolving to it: see resolve_batching)"
             )
         recorder = ReLURecorder(
-            model, activation_types=self.activation_types, detect_functional=self.functional_relus != "ignore",
-            shared_dropout_chunks=None if separate or not self.shared_dropout else (3 if include_clean else 2),
+            model,
+            activation_types=self.activation_types,
+            detect_functional=self.functional_relus != "ignore",
+            shared_dropout_chunks=None
+            if separate or not self.shared_dropout
+            else (3 if include_clean else 2),
             shared_dropout_passes=separate and self.shared_dropout,
-        )  # fmt: skip
+        )
         if self.hamming and not recorder.modules:
             raise ValueError(
                 f"the Hamming regularizer found no {[t.__name__ for t in self.activation_types]} module in "
@@ -344,10 +360,18 @@ class ManifoldRegularizer:
         reached = graph_nodes(f_plus, f_minus) if outputs_in_loss and self.hamming and separate else set()
         hamming, layer_hamming, names, sizes, agreement = self._hamming(layers, batch, workspace, reached)
         return RegularizerOutput(
-            logits=logits, intrinsic=intrinsic, hamming=hamming, layer_hamming=layer_hamming, layer_names=names,
-            pattern_agreement=agreement, layer_sizes=sizes, functional_relus=recorder.functional_calls,
-            x_plus=x_plus, x_minus=x_minus, clean_loss=clean_loss,
-        )  # fmt: skip
+            logits=logits,
+            intrinsic=intrinsic,
+            hamming=hamming,
+            layer_hamming=layer_hamming,
+            layer_names=names,
+            pattern_agreement=agreement,
+            layer_sizes=sizes,
+            functional_relus=recorder.functional_calls,
+            x_plus=x_plus,
+            x_minus=x_minus,
+            clean_loss=clean_loss,
+        )
 
     def _perturbation(
         self, x: Tensor, eps: float, generator: torch.Generator | None, perturbation: Tensor | None
@@ -385,13 +409,17 @@ class ManifoldRegularizer:
                 count = relu_pattern_disagreements(z_plus, z_minus)
             elif stacked is None:  # the distances and the ReLU pattern disagreements in one pass
                 fast = (
-                    hamming_through_relu_nodes(z_plus, z_minus, r_plus, r_minus, self.alpha, workspace, reached)
-                    if reached else None
-                )  # fmt: skip
+                    hamming_through_relu_nodes(
+                        z_plus, z_minus, r_plus, r_minus, self.alpha, workspace, reached
+                    )
+                    if reached
+                    else None
+                )
                 distances, count = (
-                    fast if fast is not None
+                    fast
+                    if fast is not None
                     else _pair_distances_and_disagreements(z_plus, z_minus, self.alpha, workspace)
-                )  # fmt: skip
+                )
                 columns.append(distances)
             else:
                 columns.append(fused_hamming_layer_distances(stacked, batch=batch, alpha=self.alpha))

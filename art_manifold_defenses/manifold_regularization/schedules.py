@@ -13,9 +13,14 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 __all__ = [
-    "PRESET_MOMENTUM", "ManifoldRegularizationSchedule", "PRESETS", "PiecewiseLinear", "constant_schedule", "paper_schedule",
+    "PRESET_MOMENTUM",
+    "ManifoldRegularizationSchedule",
+    "PRESETS",
+    "PiecewiseLinear",
+    "constant_schedule",
+    "paper_schedule",
     "preset_momentum",
-]  # fmt: skip
+]
 
 ScheduleValue = Callable[[float], float]
 

@@ -101,5 +101,11 @@ def register_paper_suite(*, overwrite: bool = True) -> None:
     """Register :func:`paper_suite` (MNIST budgets by default) as ``paper-manifold-reg`` with the harness."""
     from ..evaluation import register_suite
 
-    register_suite(SUITE_NAME, paper_suite, norms=None, overwrite=overwrite, headline=HEADLINE["mnist"],
-                   description="paper 003: PGD-20x10 linf/l2, Figure 2 curves, APGD-DLR, AutoAttack standard")  # fmt: skip
+    register_suite(
+        SUITE_NAME,
+        paper_suite,
+        norms=None,
+        overwrite=overwrite,
+        headline=HEADLINE["mnist"],
+        description="paper 003: PGD-20x10 linf/l2, Figure 2 curves, APGD-DLR, AutoAttack standard",
+    )

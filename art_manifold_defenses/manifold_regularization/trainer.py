@@ -84,8 +84,12 @@ def manifold_regularization_step(
             # gradients add up to those of the whole loss
             ctx.optimizer.zero_grad(set_to_none=True)
             out = regularizer(
-                ctx.model, x, eps=values["epsilon"], clean_backward=lambda logits: F.cross_entropy(logits, y),
-                outputs_in_loss=regularizer.intrinsic is not None,  # the penalty below depends on f(x+), f(x-)
+                ctx.model,
+                x,
+                eps=values["epsilon"],
+                clean_backward=lambda logits: F.cross_entropy(logits, y),
+                outputs_in_loss=regularizer.intrinsic
+                is not None,  # the penalty below depends on f(x+), f(x-)
             )
             assert out.logits is not None and out.clean_loss is not None
             cross_entropy = out.clean_loss
@@ -195,10 +199,25 @@ class ManifoldRegularizationTrainer(Trainer):
     """
 
     params = [
-        "schedule", "ablation", "alpha", "hamming_form", "intrinsic_scale", "norm", "dense_scale", "lr_peak",
-        "weight_decay", "momentum", "optimizer", "shared_dropout", "functional_relus", "activation_types", "batching",
-        "device", "seed", "verbose",
-    ]  # fmt: skip
+        "schedule",
+        "ablation",
+        "alpha",
+        "hamming_form",
+        "intrinsic_scale",
+        "norm",
+        "dense_scale",
+        "lr_peak",
+        "weight_decay",
+        "momentum",
+        "optimizer",
+        "shared_dropout",
+        "functional_relus",
+        "activation_types",
+        "batching",
+        "device",
+        "seed",
+        "verbose",
+    ]
 
     def __init__(
         self,
@@ -303,23 +322,39 @@ class ManifoldRegularizationTrainer(Trainer):
         intrinsic, hamming = ABLATIONS[self.ablation]
         clip = getattr(self._classifier, "clip_values", None)
         return ManifoldRegularizer(
-            norm=self.norm, alpha=self.alpha, intrinsic=intrinsic, hamming=hamming, hamming_form=self.hamming_form,
-            intrinsic_scale=self.intrinsic_scale, dense_scale=self.dense_scale,
+            norm=self.norm,
+            alpha=self.alpha,
+            intrinsic=intrinsic,
+            hamming=hamming,
+            hamming_form=self.hamming_form,
+            intrinsic_scale=self.intrinsic_scale,
+            dense_scale=self.dense_scale,
             clip_values=None if clip is None else (float(np.min(clip[0])), float(np.max(clip[1]))),
-            functional_relus=self.functional_relus, shared_dropout=self.shared_dropout,
-            activation_types=self.activation_types, batching=self.batching,
-        )  # fmt: skip
+            functional_relus=self.functional_relus,
+            shared_dropout=self.shared_dropout,
+            activation_types=self.activation_types,
+            batching=self.batching,
+        )
 
     def regularizer_params(self) -> dict[str, Any]:
         """The hyper-parameters as JSON-friendly values (for checkpoint metadata; read them back with
         :func:`stored_regularizer_params`, which fills in the reading of sidecars written before a field existed)."""
         schedule = self.schedule if isinstance(self.schedule, str) else self.schedule.describe()
         return {
-            "schedule": schedule, "ablation": self.ablation, "alpha": self.alpha, "hamming_form": self.hamming_form,
-            "intrinsic_scale": self.intrinsic_scale, "norm": self.norm,
-            "dense_scale": self.dense_scale, "lr_peak": self.lr_peak, "weight_decay": self.weight_decay,
-            "momentum": self.resolved_momentum(), "shared_dropout": self.shared_dropout, "batching": self.batching, "seed": self.seed,
-        }  # fmt: skip
+            "schedule": schedule,
+            "ablation": self.ablation,
+            "alpha": self.alpha,
+            "hamming_form": self.hamming_form,
+            "intrinsic_scale": self.intrinsic_scale,
+            "norm": self.norm,
+            "dense_scale": self.dense_scale,
+            "lr_peak": self.lr_peak,
+            "weight_decay": self.weight_decay,
+            "momentum": self.resolved_momentum(),
+            "shared_dropout": self.shared_dropout,
+            "batching": self.batching,
+            "seed": self.seed,
+        }
 
     def resolved_momentum(self) -> float:
         """The SGD momentum the default optimizer uses: ``momentum``, or the preset's when it is ``None``."""
@@ -332,7 +367,9 @@ class ManifoldRegularizationTrainer(Trainer):
         try:
             module = ClassifierModule(self._classifier, fit=True, name="classifier")
         except TypeError as exc:
-            raise ValueError(f"manifold regularization needs differentiable torch preprocessing: {exc}") from exc
+            raise ValueError(
+                f"manifold regularization needs differentiable torch preprocessing: {exc}"
+            ) from exc
         return module if module.operations else module.net
 
     def fit(  # type: ignore[override]
@@ -377,8 +414,9 @@ class ManifoldRegularizationTrainer(Trainer):
             raise ValueError(f"nb_epochs must be a positive integer, got {nb_epochs!r}")
         schedule = (
             paper_schedule(self.schedule, epochs=nb_epochs, lr_peak=self.lr_peak)
-            if isinstance(self.schedule, str) else self.schedule
-        )  # fmt: skip
+            if isinstance(self.schedule, str)
+            else self.schedule
+        )
         device = resolve_device(self.device)
         model = self._training_model().to(device)
         optimizer = self.optimizer
@@ -391,10 +429,22 @@ class ManifoldRegularizationTrainer(Trainer):
             )
         step = manifold_regularization_step(self._make_regularizer(), schedule)
         self.history = train(
-            model, x_np, y_np, epochs=nb_epochs, batch_size=batch_size, optimizer=optimizer, step_fn=step, device=device,
-            validation_data=val, checkpoint_dir=checkpoint_dir, resume=resume, seed=self.seed, verbose=self.verbose,
-            desc=f"manifold-reg ({self.ablation})", **kwargs,
-        )  # fmt: skip
+            model,
+            x_np,
+            y_np,
+            epochs=nb_epochs,
+            batch_size=batch_size,
+            optimizer=optimizer,
+            step_fn=step,
+            device=device,
+            validation_data=val,
+            checkpoint_dir=checkpoint_dir,
+            resume=resume,
+            seed=self.seed,
+            verbose=self.verbose,
+            desc=f"manifold-reg ({self.ablation})",
+            **kwargs,
+        )
 
     def predict(self, x: np.ndarray, **kwargs: Any) -> np.ndarray:
         """The classifier's predictions."""

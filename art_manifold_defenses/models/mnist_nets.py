@@ -19,18 +19,24 @@ def _carlini_wagner_layers(
     FC 200, dropout 0.5, FC 200, FC ``num_classes``; every conv padded by ``padding``."""
     act = lambda: make_activation(activation)  # noqa: E731
     return nn.Sequential(
-        nn.Conv2d(in_channels, 32, 3, padding=padding), act(),
-        nn.Conv2d(32, 32, 3, padding=padding), act(),
+        nn.Conv2d(in_channels, 32, 3, padding=padding),
+        act(),
+        nn.Conv2d(32, 32, 3, padding=padding),
+        act(),
         nn.MaxPool2d(2),
-        nn.Conv2d(32, 64, 3, padding=padding), act(),
-        nn.Conv2d(64, 64, 3, padding=padding), act(),
+        nn.Conv2d(32, 64, 3, padding=padding),
+        act(),
+        nn.Conv2d(64, 64, 3, padding=padding),
+        act(),
         nn.MaxPool2d(2),
         nn.Flatten(),
-        nn.Linear(64 * side * side, 200), act(),
+        nn.Linear(64 * side * side, 200),
+        act(),
         nn.Dropout(0.5),
-        nn.Linear(200, 200), act(),
+        nn.Linear(200, 200),
+        act(),
         nn.Linear(200, num_classes),
-    )  # fmt: skip
+    )
 
 
 def cw_mnist(
@@ -93,12 +99,15 @@ def cleverhans_cnn(
         raise ValueError(f"input_size={input_size} is too small for cleverhans_cnn")
     act = lambda: make_activation(activation)  # noqa: E731
     return nn.Sequential(
-        nn.Conv2d(in_channels, width, 8, stride=2, padding=3), act(),
-        nn.Conv2d(width, 2 * width, 6, stride=2), act(),
-        nn.Conv2d(2 * width, 2 * width, 5, stride=1), act(),
+        nn.Conv2d(in_channels, width, 8, stride=2, padding=3),
+        act(),
+        nn.Conv2d(width, 2 * width, 6, stride=2),
+        act(),
+        nn.Conv2d(2 * width, 2 * width, 5, stride=1),
+        act(),
         nn.Flatten(),
         nn.Linear(2 * width * s3 * s3, num_classes),
-    )  # fmt: skip
+    )
 
 
 def tramer_a(
@@ -112,14 +121,17 @@ def tramer_a(
     side = input_size - 8
     act = lambda: make_activation(activation)  # noqa: E731
     return nn.Sequential(
-        nn.Conv2d(in_channels, 64, 5), act(),
-        nn.Conv2d(64, 64, 5), act(),
+        nn.Conv2d(in_channels, 64, 5),
+        act(),
+        nn.Conv2d(64, 64, 5),
+        act(),
         nn.Dropout(0.25),
         nn.Flatten(),
-        nn.Linear(64 * side * side, 128), act(),
+        nn.Linear(64 * side * side, 128),
+        act(),
         nn.Dropout(0.5),
         nn.Linear(128, num_classes),
-    )  # fmt: skip
+    )
 
 
 def wong_small(
@@ -135,9 +147,12 @@ def wong_small(
     side = conv_out(conv_out(input_size, 4, 2, 1), 4, 2, 1)
     act = lambda: make_activation(activation)  # noqa: E731
     return nn.Sequential(
-        nn.Conv2d(in_channels, 16, 4, stride=2, padding=1), act(),
-        nn.Conv2d(16, 32, 4, stride=2, padding=1), act(),
+        nn.Conv2d(in_channels, 16, 4, stride=2, padding=1),
+        act(),
+        nn.Conv2d(16, 32, 4, stride=2, padding=1),
+        act(),
         nn.Flatten(),
-        nn.Linear(32 * side * side, 128), act(),
+        nn.Linear(32 * side * side, 128),
+        act(),
         nn.Linear(128, num_classes),
-    )  # fmt: skip
+    )

@@ -17,20 +17,26 @@ def stn_cifar(
     check_positive(in_channels=in_channels, num_classes=num_classes, input_size=input_size)
     act = lambda: make_activation(activation)  # noqa: E731
     return nn.Sequential(
-        nn.Conv2d(in_channels, 96, 5, padding=2), act(),
-        nn.Conv2d(96, 96, 1), act(),
+        nn.Conv2d(in_channels, 96, 5, padding=2),
+        act(),
+        nn.Conv2d(96, 96, 1),
+        act(),
         nn.MaxPool2d(3, stride=2, padding=1),
         nn.Dropout(0.5),
-        nn.Conv2d(96, 192, 5, padding=2), act(),
-        nn.Conv2d(192, 192, 1), act(),
+        nn.Conv2d(96, 192, 5, padding=2),
+        act(),
+        nn.Conv2d(192, 192, 1),
+        act(),
         nn.MaxPool2d(3, stride=2, padding=1),
         nn.Dropout(0.5),
-        nn.Conv2d(192, 256, 3, padding=1), act(),
-        nn.Conv2d(256, 256, 1), act(),
+        nn.Conv2d(192, 256, 3, padding=1),
+        act(),
+        nn.Conv2d(256, 256, 1),
+        act(),
         nn.Conv2d(256, num_classes, 1),
         nn.AdaptiveAvgPool2d(1),
         nn.Flatten(),
-    )  # fmt: skip
+    )
 
 
 VGG16_CONFIG: tuple[int | str, ...] = (
@@ -80,10 +86,15 @@ def vgg16(
         if not next_is_pool:
             layers.append(nn.Dropout(0.3 if block == 0 else 0.4))
     layers += [
-        nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Dropout(0.5),
-        nn.Linear(512, 512), make_activation(activation), nn.BatchNorm1d(512), nn.Dropout(0.5),
+        nn.AdaptiveAvgPool2d(1),
+        nn.Flatten(),
+        nn.Dropout(0.5),
+        nn.Linear(512, 512),
+        make_activation(activation),
+        nn.BatchNorm1d(512),
+        nn.Dropout(0.5),
         nn.Linear(512, num_classes),
-    ]  # fmt: skip
+    ]
     return nn.Sequential(*layers)
 
 
@@ -118,9 +129,13 @@ class UNet(nn.Module):
 
         def double(cin: int, cout: int) -> nn.Sequential:
             return nn.Sequential(
-                nn.Conv2d(cin, cout, 3, padding=1), nn.BatchNorm2d(cout), make_activation(activation),
-                nn.Conv2d(cout, cout, 3, padding=1), nn.BatchNorm2d(cout), make_activation(activation),
-            )  # fmt: skip
+                nn.Conv2d(cin, cout, 3, padding=1),
+                nn.BatchNorm2d(cout),
+                make_activation(activation),
+                nn.Conv2d(cout, cout, 3, padding=1),
+                nn.BatchNorm2d(cout),
+                make_activation(activation),
+            )
 
         widths = [base_width * 2**i for i in range(depth + 1)]
         self.down = nn.ModuleList()

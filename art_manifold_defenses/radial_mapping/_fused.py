@@ -168,8 +168,17 @@ class PaperMapping(torch.autograd.Function):
                 passed = grad_rows[:, :k] if ctx.concat else None
                 _write_grad_input(grad_x, a, b, torch.mm(stacked, back), passed, x, clamped)
         grad_center_matrix = 2.0 * beta.unsqueeze(1) * reduced[:p]  # -2 dL/dD^T f
-        return (grad_x, reduced[p:], grad_center_matrix, -beta * column_sums, -dot_distance, grad_weight, grad_bias,
-                None, None)  # fmt: skip
+        return (
+            grad_x,
+            reduced[p:],
+            grad_center_matrix,
+            -beta * column_sums,
+            -dot_distance,
+            grad_weight,
+            grad_bias,
+            None,
+            None,
+        )
 
 
 class AuthorsMapping(torch.autograd.Function):

@@ -14,8 +14,14 @@ from ..defence_record import Defence, TrainingConfig, validation_data
 if TYPE_CHECKING:
     from torch import nn
 
-__all__ = ["DEFENCE", "DEFENCE_NAME", "RadialMappingConfig", "build_radial_mapping", "mapping_params",
-           "train_radial_mapping_defence"]  # fmt: skip
+__all__ = [
+    "DEFENCE",
+    "DEFENCE_NAME",
+    "RadialMappingConfig",
+    "build_radial_mapping",
+    "mapping_params",
+    "train_radial_mapping_defence",
+]
 
 DEFENCE_NAME = "radial-mapping"
 
@@ -25,21 +31,42 @@ class RadialMappingConfig(TrainingConfig):
     """Where and how mapping blocks go into the network (flags ``--rbm-*``); defaults as in Taghanaki et al. 2019
     (paper 001), Section 2.2 / Fig. 2."""
 
-    variant: Literal["paper", "authors_code"] = field(default="paper", metadata={"help": "block variant (default: paper)"})
-    centers: int | None = field(default=None, metadata={
-        "type": "positive_int_arg", "help": "centres per block (default: the block's input channels)"})  # fmt: skip
-    out_channels: int | None = field(default=None, metadata={
-        "type": "positive_int_arg", "help": "mapped channels per block (default: the number of centres)"})  # fmt: skip
-    after: str = field(default="all_conv", metadata={
-        "help": "where to insert blocks: all_conv, blocks, or comma-separated module names (default: all_conv)"})  # fmt: skip
+    variant: Literal["paper", "authors_code"] = field(
+        default="paper", metadata={"help": "block variant (default: paper)"}
+    )
+    centers: int | None = field(
+        default=None,
+        metadata={
+            "type": "positive_int_arg",
+            "help": "centres per block (default: the block's input channels)",
+        },
+    )
+    out_channels: int | None = field(
+        default=None,
+        metadata={
+            "type": "positive_int_arg",
+            "help": "mapped channels per block (default: the number of centres)",
+        },
+    )
+    after: str = field(
+        default="all_conv",
+        metadata={
+            "help": "where to insert blocks: all_conv, blocks, or comma-separated module names (default: all_conv)"
+        },
+    )
     mode: Literal["auto", "concat", "project"] = field(
         default="auto", metadata={"help": "concat (nn.Sequential), project, or auto (default)"}
     )
-    init: Literal["uniform", "kmeans"] = field(default="uniform", metadata={"help": "centre initialisation (default: uniform)"})
-    epsilon: float = field(default=1e-6, metadata={
-        "type": "positive_float_arg", "help": "epsilon of M = A A^T + epsilon I (default: 1e-6)"})  # fmt: skip
-    beta_init: float = field(default=2.0, metadata={
-        "type": "positive_float_arg", "help": "initial width beta (default: 2.0)"})  # fmt: skip
+    init: Literal["uniform", "kmeans"] = field(
+        default="uniform", metadata={"help": "centre initialisation (default: uniform)"}
+    )
+    epsilon: float = field(
+        default=1e-6,
+        metadata={"type": "positive_float_arg", "help": "epsilon of M = A A^T + epsilon I (default: 1e-6)"},
+    )
+    beta_init: float = field(
+        default=2.0, metadata={"type": "positive_float_arg", "help": "initial width beta (default: 2.0)"}
+    )
 
 
 def mapping_params(config: RadialMappingConfig) -> dict[str, Any]:
@@ -93,12 +120,22 @@ def train_radial_mapping_defence(
 
     params = mapping_params(config)
     init_data = data["x_train"][:512] if config.init == "kmeans" else None
-    model = add_radial_mapping(base_model, **params, init=config.init, init_data=init_data, seed=int(seed)).to(device)
+    model = add_radial_mapping(
+        base_model, **params, init=config.init, init_data=init_data, seed=int(seed)
+    ).to(device)
     train_radial_mapping(
-        model, data["x_train"], data["y_train"], epochs=config.epochs, batch_size=config.batch_size,
-        learning_rate=config.lr, device=device, validation_data=validation_data(data), checkpoint_dir=checkpoint_dir,
-        seed=seed, verbose=verbose,
-    )  # fmt: skip
+        model,
+        data["x_train"],
+        data["y_train"],
+        epochs=config.epochs,
+        batch_size=config.batch_size,
+        learning_rate=config.lr,
+        device=device,
+        validation_data=validation_data(data),
+        checkpoint_dir=checkpoint_dir,
+        seed=seed,
+        verbose=verbose,
+    )
     return model, {"name": DEFENCE_NAME, "params": params}
 
 

@@ -100,17 +100,33 @@ class RadialMappingClassifierPyTorch(PyTorchClassifier):
         self.seed = seed
         self._check_mapping_params()
         mapped = add_radial_mapping(
-            model, after=self.after, n_centers=n_centers, variant=variant, out_channels=out_channels, mode=mode,
-            epsilon=epsilon, beta_init=beta_init, init=init, init_data=init_data, seed=seed,
-        )  # fmt: skip
+            model,
+            after=self.after,
+            n_centers=n_centers,
+            variant=variant,
+            out_channels=out_channels,
+            mode=mode,
+            epsilon=epsilon,
+            beta_init=beta_init,
+            init=init,
+            init_data=init_data,
+            seed=seed,
+        )
         if optimizer is None:
             optimizer = torch.optim.Adam(mapped.parameters(), lr=float(learning_rate))
         mapped.eval()
         super().__init__(
-            model=Float32Input(mapped), loss=loss if loss is not None else nn.CrossEntropyLoss(), input_shape=shape,
-            nb_classes=nb_classes, optimizer=optimizer, clip_values=clip_values, preprocessing_defences=preprocessing_defences,
-            postprocessing_defences=postprocessing_defences, preprocessing=preprocessing, device_type=device_type,
-        )  # fmt: skip
+            model=Float32Input(mapped),
+            loss=loss if loss is not None else nn.CrossEntropyLoss(),
+            input_shape=shape,
+            nb_classes=nb_classes,
+            optimizer=optimizer,
+            clip_values=clip_values,
+            preprocessing_defences=preprocessing_defences,
+            postprocessing_defences=postprocessing_defences,
+            preprocessing=preprocessing,
+            device_type=device_type,
+        )
         self._mapped_model = mapped
 
     def _check_mapping_params(self) -> None:
@@ -147,8 +163,13 @@ class RadialMappingClassifierPyTorch(PyTorchClassifier):
             with torch.no_grad():
                 matrix = block.precision().double().cpu()
                 eig = torch.linalg.eigvalsh((matrix + matrix.T) / 2).abs()
-                rows.append({"in_channels": float(block.in_channels), "beta_mean": float(block.beta.mean()),
-                             "condition": float(eig.max() / eig.min().clamp_min(1e-30))})  # fmt: skip
+                rows.append(
+                    {
+                        "in_channels": float(block.in_channels),
+                        "beta_mean": float(block.beta.mean()),
+                        "condition": float(eig.max() / eig.min().clamp_min(1e-30)),
+                    }
+                )
         return rows
 
     def predict_labels(self, x: np.ndarray, batch_size: int = 128) -> np.ndarray:

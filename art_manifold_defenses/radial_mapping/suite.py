@@ -16,8 +16,14 @@ __all__ = ["SUITE_NAME", "paper_suite", "register_paper_suite"]
 SUITE_NAME = "paper-radial-mapping"
 
 
-def paper_suite(*, norm: str | None = None, eps: float | None = None, gaussian_noise_l2: float = 4.0,
-                autoattack: bool = True, margin: bool = True) -> list[Any]:  # fmt: skip
+def paper_suite(
+    *,
+    norm: str | None = None,
+    eps: float | None = None,
+    gaussian_noise_l2: float = 4.0,
+    autoattack: bool = True,
+    margin: bool = True,
+) -> list[Any]:
     """The Table 1 attacks (mixed norms; ``norm``/``eps`` are ignored, every attack carries its own budget).
 
     ``margin`` adds ART PGD and APGD-DLR at the l2 budget ``gaussian_noise_l2`` (the paper only adds noise there) and
@@ -45,7 +51,7 @@ def paper_suite(*, norm: str | None = None, eps: float | None = None, gaussian_n
             eps=0.1,
             params={"nb_iter": 40, "eps_iter": 0.01, "rand_init": True},
             name="PGD 0.1 x40",
-        ),  # fmt: skip
+        ),
         AttackSpec("cleverhans", "cw", norm="l2", eps=None, params={"max_iterations": 50}, name="C&W l2 x50"),
         AttackSpec(
             "foolbox", "gaussian-noise", norm="l2", eps=gaussian_noise_l2, name=f"GN l2 {gaussian_noise_l2:g}"
@@ -53,13 +59,24 @@ def paper_suite(*, norm: str | None = None, eps: float | None = None, gaussian_n
         AttackSpec("cleverhans", "spsa", norm="linf", eps=0.3, name="SPSA 0.3"),
     ]
     if autoattack:
-        specs += [AttackSpec("autoattack", "standard", norm="linf", eps=0.3, name="AutoAttack 0.3"),
-                  AttackSpec("autoattack", "standard", norm="linf", eps=0.1, name="AutoAttack 0.1")]  # fmt: skip
+        specs += [
+            AttackSpec("autoattack", "standard", norm="linf", eps=0.3, name="AutoAttack 0.3"),
+            AttackSpec("autoattack", "standard", norm="linf", eps=0.1, name="AutoAttack 0.1"),
+        ]
     if margin:
-        specs += [AttackSpec("art", "pgd", norm="l2", eps=gaussian_noise_l2, params={"max_iter": 40},
-                             name=f"PGD l2 {gaussian_noise_l2:g} x40"),
-                  AttackSpec("art", "apgd-dlr", norm="l2", eps=gaussian_noise_l2,
-                             name=f"APGD-DLR l2 {gaussian_noise_l2:g}")]  # fmt: skip
+        specs += [
+            AttackSpec(
+                "art",
+                "pgd",
+                norm="l2",
+                eps=gaussian_noise_l2,
+                params={"max_iter": 40},
+                name=f"PGD l2 {gaussian_noise_l2:g} x40",
+            ),
+            AttackSpec(
+                "art", "apgd-dlr", norm="l2", eps=gaussian_noise_l2, name=f"APGD-DLR l2 {gaussian_noise_l2:g}"
+            ),
+        ]
         if not autoattack:
             specs += [
                 AttackSpec("art", "apgd-dlr", norm="linf", eps=e, name=f"APGD-DLR {e:g}") for e in (0.3, 0.1)
@@ -71,5 +88,11 @@ def register_paper_suite(*, overwrite: bool = True) -> None:
     """Register :func:`paper_suite` as ``paper-radial-mapping`` with the evaluation harness."""
     from ..evaluation import register_suite
 
-    register_suite(SUITE_NAME, paper_suite, norms=None, headline={"linf": 0.3}, overwrite=overwrite,
-                   description="paper 001 Table 1 + AutoAttack 0.3/0.1, PGD and APGD-DLR at the noise l2 budget")  # fmt: skip
+    register_suite(
+        SUITE_NAME,
+        paper_suite,
+        norms=None,
+        headline={"linf": 0.3},
+        overwrite=overwrite,
+        description="paper 001 Table 1 + AutoAttack 0.3/0.1, PGD and APGD-DLR at the noise l2 budget",
+    )

@@ -39,6 +39,16 @@ def train_radial_mapping(
         raise ValueError(f"learning_rate must be a positive number, got {learning_rate!r}")
     optimizer = torch.optim.Adam(model.parameters(), lr=float(learning_rate))
     return train(
-        model, x, y, epochs=epochs, batch_size=batch_size, optimizer=optimizer, device=device,
-        validation_data=validation_data, checkpoint_dir=checkpoint_dir, seed=seed, verbose=verbose, desc="radial-mapping",
-    )  # fmt: skip
+        model,
+        x,
+        y,
+        epochs=epochs,
+        batch_size=batch_size,
+        optimizer=optimizer,
+        device=device,
+        validation_data=validation_data,
+        checkpoint_dir=checkpoint_dir,
+        seed=seed,
+        verbose=verbose,
+        desc="radial-mapping",
+    )

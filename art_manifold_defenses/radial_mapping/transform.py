@@ -49,8 +49,15 @@ _ACTIVATIONS = (
     nn.SELU,
 )
 _PASS_THROUGH = (
-    *_ACTIVATIONS, nn.MaxPool2d, nn.AvgPool2d, nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d, nn.Dropout, nn.Dropout2d, nn.Identity,
-)  # fmt: skip
+    *_ACTIVATIONS,
+    nn.MaxPool2d,
+    nn.AvgPool2d,
+    nn.AdaptiveAvgPool2d,
+    nn.AdaptiveMaxPool2d,
+    nn.Dropout,
+    nn.Dropout2d,
+    nn.Identity,
+)
 
 
 class RadialMappingConcat(nn.Module):
@@ -96,10 +103,15 @@ def _has_hooks(module: nn.Module) -> bool:
     """Whether calling ``module`` would run hooks (its own or global ones) that a direct method call would skip."""
     state = nn.modules.module
     return bool(
-        module._forward_hooks or module._forward_pre_hooks or module._backward_hooks or module._backward_pre_hooks
-        or state._global_forward_hooks or state._global_forward_pre_hooks or state._global_backward_hooks
+        module._forward_hooks
+        or module._forward_pre_hooks
+        or module._backward_hooks
+        or module._backward_pre_hooks
+        or state._global_forward_hooks
+        or state._global_forward_pre_hooks
+        or state._global_backward_hooks
         or state._global_backward_pre_hooks
-    )  # fmt: skip
+    )
 
 
 def _concatenate(mapping: nn.Module, x: Tensor) -> Tensor:
@@ -221,8 +233,14 @@ def add_radial_mapping(
 
     target: nn.Module = model if inplace else copy.deepcopy(model)
     generator = torch.Generator().manual_seed(seed)
-    options = {"n_centers": n_centers, "variant": variant, "out_channels": out_channels, "epsilon": epsilon,
-               "beta_init": beta_init, "init": init}  # fmt: skip
+    options = {
+        "n_centers": n_centers,
+        "variant": variant,
+        "out_channels": out_channels,
+        "epsilon": epsilon,
+        "beta_init": beta_init,
+        "init": init,
+    }
     if resolved == "concat":
         assert isinstance(target, nn.Sequential)
         sequential = _map_sequential(target, after, options, generator)
@@ -244,9 +262,15 @@ def _make_block(
     n_centers = options["n_centers"] if options["n_centers"] is not None else channels
     out = options["out_channels"]
     block = RadialBasisMapping(
-        channels, n_centers, variant=options["variant"], out_channels=out, epsilon=options["epsilon"],
-        beta_init=options["beta_init"], init=options["init"], generator=generator,
-    )  # fmt: skip
+        channels,
+        n_centers,
+        variant=options["variant"],
+        out_channels=out,
+        epsilon=options["epsilon"],
+        beta_init=options["beta_init"],
+        init=options["init"],
+        generator=generator,
+    )
     reference = next(like.parameters(), None)
     return block.to(reference.device) if reference is not None else block
 
@@ -352,10 +376,15 @@ def _widen_consumer(layer: nn.Module, channels: int, extra: int, generator: torc
                 f"channel mismatch: the next Conv2d reads {layer.in_channels} channels, expected {channels}"
             )
         wide = nn.Conv2d(
-            layer.in_channels + extra, layer.out_channels, layer.kernel_size, stride=layer.stride, padding=layer.padding,  # type: ignore[arg-type]
+            layer.in_channels + extra,
+            layer.out_channels,
+            layer.kernel_size,  # type: ignore[arg-type]
+            stride=layer.stride,  # type: ignore[arg-type]
+            padding=layer.padding,  # type: ignore[arg-type]
             dilation=layer.dilation,  # type: ignore[arg-type]
-            bias=layer.bias is not None, padding_mode=layer.padding_mode,
-        )  # fmt: skip
+            bias=layer.bias is not None,
+            padding_mode=layer.padding_mode,
+        )
         wide = wide.to(layer.weight.device, layer.weight.dtype)
         _seeded_reset(wide, generator)
         with torch.no_grad():
@@ -386,8 +415,13 @@ def _widen_consumer(layer: nn.Module, channels: int, extra: int, generator: torc
 
 
 def _widen_batchnorm(layer: nn.BatchNorm2d, extra: int) -> nn.BatchNorm2d:
-    wide = nn.BatchNorm2d(layer.num_features + extra, eps=layer.eps, momentum=layer.momentum, affine=layer.affine,
-                          track_running_stats=layer.track_running_stats)  # fmt: skip
+    wide = nn.BatchNorm2d(
+        layer.num_features + extra,
+        eps=layer.eps,
+        momentum=layer.momentum,
+        affine=layer.affine,
+        track_running_stats=layer.track_running_stats,
+    )
     reference = layer.weight if layer.weight is not None else layer.running_mean
     if reference is not None:
         wide = wide.to(reference.device)

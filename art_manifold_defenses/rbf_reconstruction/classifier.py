@@ -116,9 +116,19 @@ class RBFCNN(nn.Module):
             )
         self.classifier = classifier
         self.reconstruction = RBFReconstruction(
-            filter_bank, beta1=beta1, beta2=beta2, weighting=weighting, noise_std=noise_std, noise_draw=noise_draw,
-            gradient="bpda", clip=True, chunk_size=chunk_size, copies=votes, seed=seed, device=device,
-        )  # fmt: skip
+            filter_bank,
+            beta1=beta1,
+            beta2=beta2,
+            weighting=weighting,
+            noise_std=noise_std,
+            noise_draw=noise_draw,
+            gradient="bpda",
+            clip=True,
+            chunk_size=chunk_size,
+            copies=votes,
+            seed=seed,
+            device=device,
+        )
         self.train_beta1 = float(train_beta1)
         self.votes = votes
         self.to(resolve_device(device))
@@ -157,10 +167,17 @@ class RBFCNN(nn.Module):
         """Hyper-parameters and bank shape: the ``params`` of the checkpoint's defence metadata."""
         r = self.reconstruction
         return {
-            **self.filter_bank.config(), "beta1": r.beta1, "beta2": r.beta2, "train_beta1": self.train_beta1,
-            "votes": self.votes, "weighting": r.weighting, "noise_std": r.noise_std, "noise_draw": r.noise_draw,
-            "chunk_size": r.chunk_size, "seed": r.seed,
-        }  # fmt: skip
+            **self.filter_bank.config(),
+            "beta1": r.beta1,
+            "beta2": r.beta2,
+            "train_beta1": self.train_beta1,
+            "votes": self.votes,
+            "weighting": r.weighting,
+            "noise_std": r.noise_std,
+            "noise_draw": r.noise_draw,
+            "chunk_size": r.chunk_size,
+            "seed": r.seed,
+        }
 
     # forward ------------------------------------------------------------------------------------------------------
     def forward(self, x: Tensor) -> Tensor:

@@ -30,7 +30,6 @@ __all__ = [
 ]
 
 
-
 def add_train_arguments(group: Any) -> None:
     """Flags of ``amd train --defense rbf-cnn`` (all prefixed ``--rbf-``), generated from :class:`RBFCNNConfig`."""
     add_defence_arguments(group, DEFENCE)
@@ -91,18 +90,32 @@ def fit_rbf_command(args: argparse.Namespace) -> int:
         x = x[: args.train_limit]
     started = time.perf_counter()
     bank = fit_rbf_filters(
-        x, args.patch_size, desired_filters=args.desired_filters, max_steps=args.max_steps,
-        nonparametric_steps=None if args.nonparametric_steps < 0 else args.nonparametric_steps, init=args.init,
-        seed=args.seed, device=device, verbose=not args.quiet,
-    )  # fmt: skip
+        x,
+        args.patch_size,
+        desired_filters=args.desired_filters,
+        max_steps=args.max_steps,
+        nonparametric_steps=None if args.nonparametric_steps < 0 else args.nonparametric_steps,
+        init=args.init,
+        seed=args.seed,
+        device=device,
+        verbose=not args.quiet,
+    )
     seconds = time.perf_counter() - started
     out = Path(args.out)
     bank.save(out / FILTERS_FILE)
     summary = {
-        "dataset": args.dataset, "images": int(len(x)), **bank.config(), "seconds": seconds, "seed": args.seed,
-        "desired_filters": args.desired_filters, "max_steps": args.max_steps, "nonparametric_steps": args.nonparametric_steps,
-        "init": args.init, "variances": bank.variances.cpu().tolist(), "history": bank.fit_history,
-    }  # fmt: skip
+        "dataset": args.dataset,
+        "images": int(len(x)),
+        **bank.config(),
+        "seconds": seconds,
+        "seed": args.seed,
+        "desired_filters": args.desired_filters,
+        "max_steps": args.max_steps,
+        "nonparametric_steps": args.nonparametric_steps,
+        "init": args.init,
+        "variances": bank.variances.cpu().tolist(),
+        "history": bank.fit_history,
+    }
     (out / "filters.json").write_text(json.dumps(summary, indent=2) + "\n")
     print(
         f"{bank.num_filters} filters learned from {len(x)} {args.dataset} images in {seconds:.0f}s; saved {out / FILTERS_FILE}"

@@ -31,15 +31,25 @@ class RBFCNNConfig(TrainingConfig):
     """rCNN / rCNN+ training (flags ``--rbf-*``); defaults as in Nandy, Hsu and Lee 2020 (paper 000), Section IV and
     the authors' code where the paper is silent."""
 
-    plus: bool = field(default=False, metadata={"help": "train rCNN+ (Gaussian + PGD-noise images) instead of rCNN"})
-    filters: str | None = field(default=None, metadata={
-        "help": "filter bank .npz from `amd fit-rbf` (default: fit one by EM on the training set)"})  # fmt: skip
-    desired_filters: int = field(default=10, metadata={"help": "EM desired filter count (MNIST 10, CIFAR-10 175)"})
-    em_steps: int = field(default=500, metadata={"help": "EM M-steps when fitting the bank here (default 500)"})
+    plus: bool = field(
+        default=False, metadata={"help": "train rCNN+ (Gaussian + PGD-noise images) instead of rCNN"}
+    )
+    filters: str | None = field(
+        default=None,
+        metadata={"help": "filter bank .npz from `amd fit-rbf` (default: fit one by EM on the training set)"},
+    )
+    desired_filters: int = field(
+        default=10, metadata={"help": "EM desired filter count (MNIST 10, CIFAR-10 175)"}
+    )
+    em_steps: int = field(
+        default=500, metadata={"help": "EM M-steps when fitting the bank here (default 500)"}
+    )
     beta1: float = field(default=25.0, metadata={"help": "test-time weight sharpness beta1 (default 25)"})
     train_beta1: float = field(default=125.0, metadata={"help": "training beta1 (authors' code: 125)"})
     beta2: float = field(default=1.75, metadata={"help": "test-time noise level beta2 (default 1.75)"})
-    votes: int = field(default=10, metadata={"help": "reconstructions averaged per prediction, m (default 10)"})
+    votes: int = field(
+        default=10, metadata={"help": "reconstructions averaged per prediction, m (default 10)"}
+    )
     noise_draw: Literal["per_image", "fixed"] = field(
         default="per_image", metadata={"help": "fresh noise per image, or fixed per copy (authors)"}
     )
@@ -56,7 +66,9 @@ class RBFCNNConfig(TrainingConfig):
     noise_bank_epoch: int = field(
         default=25, metadata={"help": "rCNN+: epoch at which the PGD noise bank is computed (default 25)"}
     )
-    noise_bank_eps: float = field(default=0.3, metadata={"help": "rCNN+: l-inf eps of the PGD noise bank (default 0.3)"})
+    noise_bank_eps: float = field(
+        default=0.3, metadata={"help": "rCNN+: l-inf eps of the PGD noise bank (default 0.3)"}
+    )
     noise_bank_size: int | None = field(
         default=None, metadata={"help": "rCNN+: attack only this many training images for the bank"}
     )
@@ -93,9 +105,14 @@ def _load_or_fit_bank(config: RBFCNNConfig, x_train: Any, device: Any, seed: int
             path = path / FILTERS_FILE
         return RBFFilterBank.load(path, device=device)
     return fit_rbf_filters(
-        x_train, desired_filters=config.desired_filters, max_steps=config.em_steps,
-        nonparametric_steps=config.em_steps // 2, seed=seed, device=device, verbose=verbose,
-    )  # fmt: skip
+        x_train,
+        desired_filters=config.desired_filters,
+        max_steps=config.em_steps,
+        nonparametric_steps=config.em_steps // 2,
+        seed=seed,
+        device=device,
+        verbose=verbose,
+    )
 
 
 def train_rbf_cnn(
@@ -118,19 +135,41 @@ def train_rbf_cnn(
     variant: Literal["rcnn", "rcnn_plus"] = "rcnn_plus" if config.plus else "rcnn"
     bank = _load_or_fit_bank(config, data["x_train"], device, seed, verbose)
     model = RBFCNN(
-        base_model, bank, beta1=config.beta1, beta2=config.beta2, train_beta1=config.train_beta1, votes=config.votes,
-        weighting=config.weighting, noise_std=config.noise_std, noise_draw=config.noise_draw, seed=seed, device=device,
-    )  # fmt: skip
+        base_model,
+        bank,
+        beta1=config.beta1,
+        beta2=config.beta2,
+        train_beta1=config.train_beta1,
+        votes=config.votes,
+        weighting=config.weighting,
+        noise_std=config.noise_std,
+        noise_draw=config.noise_draw,
+        seed=seed,
+        device=device,
+    )
     shape = (int(data["x_train"].shape[1]), int(data["x_train"].shape[2]), int(data["x_train"].shape[3]))
     trainer = RBFCNNTrainer(
-        model, variant=variant, gaussian_std=config.gaussian_std, linf_window=config.linf_window,
-        noise_bank_epoch=config.noise_bank_epoch, noise_bank_eps=config.noise_bank_eps,
-        noise_bank_size=config.noise_bank_size, lr=config.lr, input_shape=shape, device=device,
-    )  # fmt: skip
+        model,
+        variant=variant,
+        gaussian_std=config.gaussian_std,
+        linf_window=config.linf_window,
+        noise_bank_epoch=config.noise_bank_epoch,
+        noise_bank_eps=config.noise_bank_eps,
+        noise_bank_size=config.noise_bank_size,
+        lr=config.lr,
+        input_shape=shape,
+        device=device,
+    )
     trainer.fit(
-        data["x_train"], data["y_train"], validation_data=None, batch_size=config.batch_size, nb_epochs=config.epochs,
-        checkpoint_dir=checkpoint_dir, seed=seed, verbose=verbose,
-    )  # fmt: skip
+        data["x_train"],
+        data["y_train"],
+        validation_data=None,
+        batch_size=config.batch_size,
+        nb_epochs=config.epochs,
+        checkpoint_dir=checkpoint_dir,
+        seed=seed,
+        verbose=verbose,
+    )
     return model.eval(), defence_metadata(model, variant=variant, filters_source=config.filters or "em")
 
 

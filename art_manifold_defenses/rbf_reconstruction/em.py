@@ -172,8 +172,19 @@ def fit_rbf_filters(
 
     Returns the bank; ``bank.fit_history`` lists ``{"step", "filters", "alpha", "new_share"}`` per M-step.
     """
-    _check_fit_params(patch_size, desired_filters, max_steps, nonparametric_steps, batch_size, batches_per_step,
-                      count_threshold, new_share_threshold, initial_alpha, init, seed)  # fmt: skip
+    _check_fit_params(
+        patch_size,
+        desired_filters,
+        max_steps,
+        nonparametric_steps,
+        batch_size,
+        batches_per_step,
+        count_threshold,
+        new_share_threshold,
+        initial_alpha,
+        init,
+        seed,
+    )
     if not isinstance(block_to_data, bool):
         raise TypeError(f"block_to_data must be a bool, got {block_to_data!r}")
     images = check_images(x, "x")
@@ -206,8 +217,11 @@ def fit_rbf_filters(
         nonparametric = nonparametric_steps is None or step < nonparametric_steps
         if step == ESTIMATE_AFTER_STEPS and verbose and max_steps > step:
             per_step = (costs.clock() - began) / step
-            costs.report_estimate(f"{max_steps} EM M-steps of {block} images", per_step * max_steps,
-                                  f"the first {step} took {per_step:.3g} s each")  # fmt: skip
+            costs.report_estimate(
+                f"{max_steps} EM M-steps of {block} images",
+                per_step * max_steps,
+                f"the first {step} took {per_step:.3g} s each",
+            )
         log_alpha = math.log(alpha) if (nonparametric and alpha > 0) else -math.inf
         stats = e_step(patches, means, variances, log_alpha)
         means, variances, new_share, _deleted, _created = m_step(
@@ -240,12 +254,28 @@ def fit_rbf_filters(
 
 #: ``fit_rbf_filters`` prints its time estimate after this many M-steps (verbose).
 ESTIMATE_AFTER_STEPS = 5
+
+
 def _check_fit_params(
-    patch_size: int, desired_filters: int, max_steps: int, nonparametric_steps: int | None, batch_size: int,
-    batches_per_step: int, count_threshold: int, new_share_threshold: float, initial_alpha: float, init: str, seed: int,
-) -> None:  # fmt: skip
-    for name, value in (("patch_size", patch_size), ("desired_filters", desired_filters), ("max_steps", max_steps),
-                        ("batch_size", batch_size), ("batches_per_step", batches_per_step)):  # fmt: skip
+    patch_size: int,
+    desired_filters: int,
+    max_steps: int,
+    nonparametric_steps: int | None,
+    batch_size: int,
+    batches_per_step: int,
+    count_threshold: int,
+    new_share_threshold: float,
+    initial_alpha: float,
+    init: str,
+    seed: int,
+) -> None:
+    for name, value in (
+        ("patch_size", patch_size),
+        ("desired_filters", desired_filters),
+        ("max_steps", max_steps),
+        ("batch_size", batch_size),
+        ("batches_per_step", batches_per_step),
+    ):
         if not isinstance(value, int) or isinstance(value, bool) or value < 1:
             raise ValueError(f"{name} must be a positive integer, got {value!r}")
     if nonparametric_steps is not None and (

@@ -82,10 +82,18 @@ class RBFReconstructionPyTorch(PreprocessorPyTorch):
 
     def _build(self) -> None:
         self.reconstruction = RBFReconstruction(
-            self.filter_bank, beta1=self.beta1, beta2=self.beta2, weighting=self.weighting, noise_std=self.noise_std,
-            noise_draw=self.noise_draw, gradient="bpda", clip=True, chunk_size=self.chunk_size, seed=self.seed,
+            self.filter_bank,
+            beta1=self.beta1,
+            beta2=self.beta2,
+            weighting=self.weighting,
+            noise_std=self.noise_std,
+            noise_draw=self.noise_draw,
+            gradient="bpda",
+            clip=True,
+            chunk_size=self.chunk_size,
+            seed=self.seed,
             device=self.device,
-        )  # fmt: skip
+        )
 
     def set_params(self, **kwargs: Any) -> None:
         """Set ``params`` (validated) and rebuild the reconstruction."""
@@ -103,9 +111,16 @@ class RBFReconstructionPyTorch(PreprocessorPyTorch):
                 )
         # the remaining parameters are validated by RBFReconstruction (beta1 > 0, beta2 >= 0, choices, chunk_size)
         RBFReconstruction(
-            self.filter_bank, beta1=self.beta1, beta2=self.beta2, weighting=self.weighting, noise_std=self.noise_std,
-            noise_draw=self.noise_draw, chunk_size=self.chunk_size, seed=self.seed, device=self.filter_bank.means.device,
-        )  # fmt: skip
+            self.filter_bank,
+            beta1=self.beta1,
+            beta2=self.beta2,
+            weighting=self.weighting,
+            noise_std=self.noise_std,
+            noise_draw=self.noise_draw,
+            chunk_size=self.chunk_size,
+            seed=self.seed,
+            device=self.filter_bank.means.device,
+        )
 
     def _check_input(self, x: Tensor) -> Tensor:
         if not isinstance(x, Tensor):

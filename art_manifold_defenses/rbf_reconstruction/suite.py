@@ -75,11 +75,21 @@ def paper_suite(
         ),
     ]
     if transfer:
-        specs.append(AttackSpec("transfer", "transfer", "linf", LINF, {"base": {"library": "art", "attack": "pgd",
-                                "params": pgd}}, name="PGD linf 0.3 (black-box transfer)"))  # fmt: skip
+        specs.append(
+            AttackSpec(
+                "transfer",
+                "transfer",
+                "linf",
+                LINF,
+                {"base": {"library": "art", "attack": "pgd", "params": pgd}},
+                name="PGD linf 0.3 (black-box transfer)",
+            )
+        )
     if autoattack:
-        specs += [AttackSpec("autoattack", "standard", "linf", LINF, name="AutoAttack linf 0.3"),
-                  AttackSpec("autoattack", "standard", "l2", L2, name="AutoAttack l2 2")]  # fmt: skip
+        specs += [
+            AttackSpec("autoattack", "standard", "linf", LINF, name="AutoAttack linf 0.3"),
+            AttackSpec("autoattack", "standard", "l2", L2, name="AutoAttack l2 2"),
+        ]
     if margin:
         budgets = [
             ("linf", 0.1),
@@ -88,8 +98,10 @@ def paper_suite(
             ("l1", L1),
             ("l2", L2),
         ]
-        specs += [AttackSpec("art", "apgd-dlr", n, e, {"max_iter": pgd_steps}, name=f"APGD-DLR {n} {e:g}")
-                  for n, e in budgets]  # fmt: skip
+        specs += [
+            AttackSpec("art", "apgd-dlr", n, e, {"max_iter": pgd_steps}, name=f"APGD-DLR {n} {e:g}")
+            for n, e in budgets
+        ]
     return specs
 
 
@@ -142,5 +154,11 @@ def register_paper_suite(*, overwrite: bool = True) -> None:
     """Register :func:`paper_suite` as ``paper-rbf-cnn`` with the evaluation harness."""
     from ..evaluation import register_suite
 
-    register_suite(SUITE_NAME, paper_suite, norms=None, description="paper 000 (RBF-CNN) Tables I/V + SPSA, transfer, AutoAttack, APGD-DLR",
-                   headline={"linf": LINF, "l1": L1, "l2": L2}, overwrite=overwrite)  # fmt: skip
+    register_suite(
+        SUITE_NAME,
+        paper_suite,
+        norms=None,
+        description="paper 000 (RBF-CNN) Tables I/V + SPSA, transfer, AutoAttack, APGD-DLR",
+        headline={"linf": LINF, "l1": L1, "l2": L2},
+        overwrite=overwrite,
+    )

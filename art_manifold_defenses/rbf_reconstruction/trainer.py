@@ -237,9 +237,15 @@ class RBFCNNTrainer(Trainer):
         was_training = self.model.training
         self.model.eval()  # the static (beta2 = 0) model with dropout off is the attack target
         bank = pgd_noise_bank(
-            self.model.static_model(), x, y, eps=self.noise_bank_eps, steps=self.noise_bank_steps,
-            seed=ctx.state["seed"], device=ctx.device, verbose=ctx.state["verbose"],
-        )  # fmt: skip
+            self.model.static_model(),
+            x,
+            y,
+            eps=self.noise_bank_eps,
+            steps=self.noise_bank_steps,
+            seed=ctx.state["seed"],
+            device=ctx.device,
+            verbose=ctx.state["verbose"],
+        )
         self.model.train(was_training)
         self.noise_bank = bank
         ctx.state["bank"] = torch.from_numpy(bank).to(ctx.device)
@@ -300,10 +306,21 @@ class RBFCNNTrainer(Trainer):
                 check_labels(validation_data[1], len(validation_data[0]), num_classes, "validation_data[1]"),
             )
         self.history = train(
-            model, x_np, y_np, epochs=nb_epochs, batch_size=batch_size, optimizer=optimizer, scheduler=scheduler,
-            step_fn=step, device=self.device, validation_data=val, checkpoint_dir=checkpoint_dir, seed=seed,
-            verbose=verbose, desc=self.variant,
-        )  # fmt: skip
+            model,
+            x_np,
+            y_np,
+            epochs=nb_epochs,
+            batch_size=batch_size,
+            optimizer=optimizer,
+            scheduler=scheduler,
+            step_fn=step,
+            device=self.device,
+            validation_data=val,
+            checkpoint_dir=checkpoint_dir,
+            seed=seed,
+            verbose=verbose,
+            desc=self.variant,
+        )
 
     def predict(self, x: np.ndarray, **kwargs: Any) -> np.ndarray:
         """Predictions of the trained classifier."""

@@ -4,7 +4,15 @@ as choices and defaults when the ``amd`` command builds its parser. :mod:`.certi
 
 from __future__ import annotations
 
-__all__ = ["BOUNDS", "COHEN_SAMPLES", "DEFAULT_ALPHA", "DEFAULT_N0", "DEFAULT_RADII", "DEFAULT_SAMPLES", "INTERVALS"]
+__all__ = [
+    "BOUNDS",
+    "COHEN_SAMPLES",
+    "DEFAULT_ALPHA",
+    "DEFAULT_N0",
+    "DEFAULT_RADII",
+    "DEFAULT_SAMPLES",
+    "INTERVALS",
+]
 
 #: Bound names accepted by ``certify(..., bound=...)``; ``"all"`` means all of them.
 BOUNDS = ("renyi", "cohen", "pixeldp")

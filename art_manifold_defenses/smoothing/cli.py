@@ -85,17 +85,36 @@ def _add_certify_parser(subparsers: Any) -> None:
     )
     mode = p.add_argument_group("modes (default: the same --samples for every image, CERTIFY)")
     exclusive = mode.add_mutually_exclusive_group()
-    exclusive.add_argument("--radius", type=non_negative_float_arg, default=None,
-                           help="decision mode: answer certified / not certified / abstain at this l2 radius, sampling "
-                                "in rounds and stopping as soon as a confidence sequence decides (at most --samples)")  # fmt: skip
-    exclusive.add_argument("--adaptive", action="store_true",
-                           help="input-specific sample sizes (at most --samples) chosen from the --n0 selection samples")  # fmt: skip
-    mode.add_argument("--max-radius-loss", type=non_negative_float_arg, default=0.05,
-                      help="--adaptive: bound on the typical radius given up relative to --samples (default: 0.05)")  # fmt: skip
-    mode.add_argument("--first-round", type=positive_int_arg, default=100,
-                      help="--radius: samples of the first round; --adaptive: the smallest size (default: 100)")  # fmt: skip
-    mode.add_argument("--growth", type=positive_float_arg, default=2.0,
-                      help="--radius: ratio of consecutive cumulative round sizes, > 1 (default: 2)")  # fmt: skip
+    exclusive.add_argument(
+        "--radius",
+        type=non_negative_float_arg,
+        default=None,
+        help="decision mode: answer certified / not certified / abstain at this l2 radius, sampling "
+        "in rounds and stopping as soon as a confidence sequence decides (at most --samples)",
+    )
+    exclusive.add_argument(
+        "--adaptive",
+        action="store_true",
+        help="input-specific sample sizes (at most --samples) chosen from the --n0 selection samples",
+    )
+    mode.add_argument(
+        "--max-radius-loss",
+        type=non_negative_float_arg,
+        default=0.05,
+        help="--adaptive: bound on the typical radius given up relative to --samples (default: 0.05)",
+    )
+    mode.add_argument(
+        "--first-round",
+        type=positive_int_arg,
+        default=100,
+        help="--radius: samples of the first round; --adaptive: the smallest size (default: 100)",
+    )
+    mode.add_argument(
+        "--growth",
+        type=positive_float_arg,
+        default=2.0,
+        help="--radius: ratio of consecutive cumulative round sizes, > 1 (default: 2)",
+    )
     p.add_argument(
         "--n0",
         type=non_negative_int_arg,
@@ -108,8 +127,12 @@ def _add_certify_parser(subparsers: Any) -> None:
         default=DEFAULT_ALPHA,
         help=f"failure probability (default: {DEFAULT_ALPHA}, Cohen et al. and ART; the paper: 0.05)",
     )
-    p.add_argument("--bound", default=None, choices=[*BOUNDS, "all"],
-                   help="bound(s) to compute (default: all; with --radius one bound, default cohen)")  # fmt: skip
+    p.add_argument(
+        "--bound",
+        default=None,
+        choices=[*BOUNDS, "all"],
+        help="bound(s) to compute (default: all; with --radius one bound, default cohen)",
+    )
     p.add_argument(
         "--interval",
         default="clopper-pearson",
@@ -129,9 +152,14 @@ def _add_certify_parser(subparsers: Any) -> None:
         help="comma-separated radii for summary.json",
     )
     p.add_argument("--out", required=True, help="output folder (certify.tsv, summary.json, *.png)")
-    p.add_argument("--overwrite", "--no-resume", dest="overwrite", action="store_true",
-                   help="start certify.tsv afresh instead of resuming it (a folder holding another run's rows is refused "
-                        "without it)")  # fmt: skip
+    p.add_argument(
+        "--overwrite",
+        "--no-resume",
+        dest="overwrite",
+        action="store_true",
+        help="start certify.tsv afresh instead of resuming it (a folder holding another run's rows is refused "
+        "without it)",
+    )
     p.add_argument(
         "--max-images",
         type=positive_int_arg,
@@ -194,24 +222,47 @@ def _certify(args: argparse.Namespace, device: torch.device, *, is_main: bool) -
     x, y = load_dataset(args.dataset, "test", root=args.data_root)
     idx = np.arange(0, len(x), args.skip)[: args.n]
     if len(idx) < args.n:
-        raise ValueError(f"--n {args.n} with --skip {args.skip} asks for more test images than data set "
-                         f"{args.dataset!r} has ({len(x)} images, so --n at most {len(np.arange(0, len(x), args.skip))})")  # fmt: skip
+        raise ValueError(
+            f"--n {args.n} with --skip {args.skip} asks for more test images than data set "
+            f"{args.dataset!r} has ({len(x)} images, so --n at most {len(np.arange(0, len(x), args.skip))})"
+        )
     check_checkpoint_fits_data(
         base, metadata, x[idx], y[idx], checkpoint=args.checkpoint, dataset=args.dataset, device=device
     )
     arch = metadata["architecture"]
     estimator = RenyiSmoothingPyTorch(
-        base, nn.CrossEntropyLoss(), input_shape=tuple(x.shape[1:]), nb_classes=int(arch.get("num_classes", int(y.max()) + 1)),
-        clip_values=(0.0, 1.0), device_type="cpu" if device.type == "cpu" else "gpu", scale=float(sigma), alpha=args.alpha,
+        base,
+        nn.CrossEntropyLoss(),
+        input_shape=tuple(x.shape[1:]),
+        nb_classes=int(arch.get("num_classes", int(y.max()) + 1)),
+        clip_values=(0.0, 1.0),
+        device_type="cpu" if device.type == "cpu" else "gpu",
+        scale=float(sigma),
+        alpha=args.alpha,
         seed=args.seed,
-    )  # fmt: skip
+    )
     tsv = certify_sharded(
-        estimator, x[idx], y[idx], out, n=args.samples, n0=args.n0, alpha=args.alpha, bound=args.bound,
-        interval=args.interval, batch_size=args.batch_size, seed=args.seed, indices=idx, resume=not args.overwrite,
-        verbose=not args.quiet, max_images=args.max_images, radius=args.radius,
-        samples="adaptive" if args.adaptive else "fixed", max_radius_loss=args.max_radius_loss,
-        first_round=args.first_round, growth=args.growth,
-    )  # fmt: skip
+        estimator,
+        x[idx],
+        y[idx],
+        out,
+        n=args.samples,
+        n0=args.n0,
+        alpha=args.alpha,
+        bound=args.bound,
+        interval=args.interval,
+        batch_size=args.batch_size,
+        seed=args.seed,
+        indices=idx,
+        resume=not args.overwrite,
+        verbose=not args.quiet,
+        max_images=args.max_images,
+        radius=args.radius,
+        samples="adaptive" if args.adaptive else "fixed",
+        max_radius_loss=args.max_radius_loss,
+        first_round=args.first_round,
+        growth=args.growth,
+    )
     if not is_main:
         return 0
     summary = summarize_certification(tsv, radii)
@@ -225,8 +276,17 @@ def _certify(args: argparse.Namespace, device: torch.device, *, is_main: bool) -
         {f"sigma={sigma:g}": tsv}, out / "certified_accuracy.png", title=f"{args.dataset}, n={args.samples}"
     )
     plot_bound_comparison(out / "bound_comparison.png", sigma=float(sigma))
-    keys = ("images", "mode", "smoothed_accuracy", "abstain_rate", "samples_per_image", "fixed_samples_per_image",
-            "seconds_per_image", "certified_accuracy", "decision")  # fmt: skip
+    keys = (
+        "images",
+        "mode",
+        "smoothed_accuracy",
+        "abstain_rate",
+        "samples_per_image",
+        "fixed_samples_per_image",
+        "seconds_per_image",
+        "certified_accuracy",
+        "decision",
+    )
     settings = summary.get("settings") or {}
     used: dict[str, Any] = {"mode": summary["mode"]}
     used.update(

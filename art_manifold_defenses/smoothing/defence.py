@@ -27,12 +27,26 @@ class STNConfig(TrainingConfig):
     """Noise level and stability loss (flags ``--sigma``, ``--stability-weight``, ``--stn-target``); defaults: Li et al.
     2019 (paper 004), Section 5 (MNIST)."""
 
-    sigma: float = field(default=0.7, metadata={"type": "positive_float_arg",
-                         "help": "Gaussian noise std in [0,1] pixel units (default: 0.7, the paper's MNIST value)"})  # fmt: skip
-    stability_weight: float = field(default=1.0, metadata={"type": "non_negative_float_arg",
-                                    "help": "gamma of the stability loss (default: 1, the paper); 0 = plain Gaussian augmentation"})  # fmt: skip
-    stn_target: Literal["softmax", "logits"] = field(default="softmax", metadata={
-        "help": "stability target: softmax of the clean prediction (paper) or raw logits (authors' code)"})  # fmt: skip
+    sigma: float = field(
+        default=0.7,
+        metadata={
+            "type": "positive_float_arg",
+            "help": "Gaussian noise std in [0,1] pixel units (default: 0.7, the paper's MNIST value)",
+        },
+    )
+    stability_weight: float = field(
+        default=1.0,
+        metadata={
+            "type": "non_negative_float_arg",
+            "help": "gamma of the stability loss (default: 1, the paper); 0 = plain Gaussian augmentation",
+        },
+    )
+    stn_target: Literal["softmax", "logits"] = field(
+        default="softmax",
+        metadata={
+            "help": "stability target: softmax of the clean prediction (paper) or raw logits (authors' code)"
+        },
+    )
 
 
 def build_smoothed_classifier(base_model: nn.Module, params: dict[str, Any]) -> SmoothedClassifier:
@@ -67,12 +81,26 @@ def train_stn_defence(
 
     sigma, weight, target = float(config.sigma), float(config.stability_weight), str(config.stn_target)
     train_stn(
-        base_model, data["x_train"], data["y_train"], sigma=sigma, stability_weight=weight, target=target,
-        epochs=config.epochs, batch_size=config.batch_size, lr=config.lr, device=device, seed=seed, verbose=verbose,
-        validation_data=validation_data(data), checkpoint_dir=checkpoint_dir,
-    )  # fmt: skip
+        base_model,
+        data["x_train"],
+        data["y_train"],
+        sigma=sigma,
+        stability_weight=weight,
+        target=target,
+        epochs=config.epochs,
+        batch_size=config.batch_size,
+        lr=config.lr,
+        device=device,
+        seed=seed,
+        verbose=verbose,
+        validation_data=validation_data(data),
+        checkpoint_dir=checkpoint_dir,
+    )
     model = SmoothedClassifier(base_model, sigma)
-    return model, {"name": DEFENCE_NAME, "params": {"sigma": sigma, "stability_weight": weight, "stn_target": target}}
+    return model, {
+        "name": DEFENCE_NAME,
+        "params": {"sigma": sigma, "stability_weight": weight, "stn_target": target},
+    }
 
 
 DEFENCE = Defence(

@@ -213,8 +213,10 @@ class RenyiSmoothingPyTorch(PyTorchRandomizedSmoothing):
 
     def _checked_logits(self, logits: Tensor) -> Tensor:
         if logits.ndim != 2 or logits.shape[1] != self.nb_classes:
-            raise ValueError(f"nb_classes={self.nb_classes} does not match the model, which returns logits of shape "
-                             f"{tuple(logits.shape)}; pass the model's number of outputs as nb_classes")  # fmt: skip
+            raise ValueError(
+                f"nb_classes={self.nb_classes} does not match the model, which returns logits of shape "
+                f"{tuple(logits.shape)}; pass the model's number of outputs as nb_classes"
+            )
         return logits
 
     def smoothed_module(
@@ -257,9 +259,16 @@ class RenyiSmoothingPyTorch(PyTorchRandomizedSmoothing):
         self._model.eval()
         with torch.inference_mode(), tqdm(total=len(x), desc=desc, disable=not verbose, leave=False) as bar:
             counts = vote_counts(
-                self.base_logits, torch.from_numpy(np.ascontiguousarray(x)), samples, sigma=self.sigma, num_classes=self.nb_classes,
-                batch_size=batch_size, seeds=seeds, device=self._device, progress=bar.update,
-            )  # fmt: skip
+                self.base_logits,
+                torch.from_numpy(np.ascontiguousarray(x)),
+                samples,
+                sigma=self.sigma,
+                num_classes=self.nb_classes,
+                batch_size=batch_size,
+                seeds=seeds,
+                device=self._device,
+                progress=bar.update,
+            )
         return counts.cpu().numpy()
 
     def certify_counts(
@@ -294,14 +303,21 @@ class RenyiSmoothingPyTorch(PyTorchRandomizedSmoothing):
         counts = self._counts(x_np, (n0, n), batch_size, seed, indices, verbose, "certify")
         return counts[:, 0], counts[:, 1]
 
-    def _vote_streams(self, x_np: np.ndarray, per_image: int, batch_size: int, seed: int | None,
-                      indices: Sequence[int]) -> VoteStreams:  # fmt: skip
+    def _vote_streams(
+        self, x_np: np.ndarray, per_image: int, batch_size: int, seed: int | None, indices: Sequence[int]
+    ) -> VoteStreams:
         """Per-image noise streams (seeded as :meth:`certify_counts` seeds them) for sampling in installments."""
         seeds = image_seeds(resolve_seed(self.seed if seed is None else seed), list(indices))
         return VoteStreams(
-            self.base_logits, torch.from_numpy(np.ascontiguousarray(x_np)), sigma=self.sigma, num_classes=self.nb_classes,
-            batch_size=batch_size, seeds=seeds, per_image=per_image, device=self._device,
-        )  # fmt: skip
+            self.base_logits,
+            torch.from_numpy(np.ascontiguousarray(x_np)),
+            sigma=self.sigma,
+            num_classes=self.nb_classes,
+            batch_size=batch_size,
+            seeds=seeds,
+            per_image=per_image,
+            device=self._device,
+        )
 
     def _alpha(self, alpha: float | None) -> float:
         value = float(self.alpha if alpha is None else alpha)
@@ -361,8 +377,15 @@ class RenyiSmoothingPyTorch(PyTorchRandomizedSmoothing):
                 local = np.arange(len(part))
                 pilot = streams.sample(local.tolist(), [n0] * len(part)).cpu().numpy()
                 top = pilot.argmax(axis=1)
-                n_i = adaptive_sample_sizes(pilot[local, top], n0, n_max=n, alpha=alpha_value, sigma=self.sigma,
-                                            max_radius_loss=max_radius_loss, min_samples=first_round)  # fmt: skip
+                n_i = adaptive_sample_sizes(
+                    pilot[local, top],
+                    n0,
+                    n_max=n,
+                    alpha=alpha_value,
+                    sigma=self.sigma,
+                    max_radius_loss=max_radius_loss,
+                    min_samples=first_round,
+                )
                 selection[part] = pilot
                 estimation[part] = streams.sample(local.tolist(), n_i.tolist()).cpu().numpy()
                 sizes[part] = n_i
@@ -429,18 +452,50 @@ class RenyiSmoothingPyTorch(PyTorchRandomizedSmoothing):
                 ) -> np.ndarray:
                     return streams.sample(images.tolist(), counts.tolist()).cpu().numpy()
 
-                parts.append(decide_sequentially(
-                    draw, len(part), radius=radius, sigma=self.sigma, alpha=alpha_value, n_max=n_max, n0=n0,
-                    num_classes=self.nb_classes, bound=bound, first_round=first_round, growth=growth,
-                ))  # fmt: skip
+                parts.append(
+                    decide_sequentially(
+                        draw,
+                        len(part),
+                        radius=radius,
+                        sigma=self.sigma,
+                        alpha=alpha_value,
+                        n_max=n_max,
+                        n0=n0,
+                        num_classes=self.nb_classes,
+                        bound=bound,
+                        first_round=first_round,
+                        growth=growth,
+                    )
+                )
                 bar.update(len(part))
         if not parts:
-            return decide_sequentially(lambda i, c: np.zeros((0, self.nb_classes), dtype=np.int64), 0, radius=radius,
-                                       sigma=self.sigma, alpha=alpha_value, n_max=n_max, n0=n0,
-                                       num_classes=self.nb_classes, bound=bound, first_round=first_round, growth=growth)  # fmt: skip
-        fields = {name: np.concatenate([getattr(p, name) for p in parts]) for name in
-                  ("prediction", "decision", "samples", "rounds", "radius", "p_lower", "p_upper", "count_top",
-                   "count_second")}  # fmt: skip
+            return decide_sequentially(
+                lambda i, c: np.zeros((0, self.nb_classes), dtype=np.int64),
+                0,
+                radius=radius,
+                sigma=self.sigma,
+                alpha=alpha_value,
+                n_max=n_max,
+                n0=n0,
+                num_classes=self.nb_classes,
+                bound=bound,
+                first_round=first_round,
+                growth=growth,
+            )
+        fields = {
+            name: np.concatenate([getattr(p, name) for p in parts])
+            for name in (
+                "prediction",
+                "decision",
+                "samples",
+                "rounds",
+                "radius",
+                "p_lower",
+                "p_upper",
+                "count_top",
+                "count_second",
+            )
+        }
         return DecisionResult(**fields, tested_radius=parts[0].tested_radius)
 
     # --------------------------------------------------------------- certify
@@ -524,9 +579,19 @@ class RenyiSmoothingPyTorch(PyTorchRandomizedSmoothing):
             ):
                 raise ValueError(f"radius must be a finite radius >= 0, got {radius!r}")
             return self.certify_decision(
-                x, float(radius), n, batch_size, n0=n0, alpha=alpha, bound="cohen" if bound is None else bound,
-                first_round=first_round, growth=growth, seed=seed, indices=indices, verbose=verbose,
-            )  # fmt: skip
+                x,
+                float(radius),
+                n,
+                batch_size,
+                n0=n0,
+                alpha=alpha,
+                bound="cohen" if bound is None else bound,
+                first_round=first_round,
+                growth=growth,
+                seed=seed,
+                indices=indices,
+                verbose=verbose,
+            )
         bound = "renyi" if bound is None else bound
         bounds = resolve_bounds(bound)
         if interval not in INTERVALS:
@@ -534,9 +599,17 @@ class RenyiSmoothingPyTorch(PyTorchRandomizedSmoothing):
         alpha_value = self._alpha(alpha)
         if samples == "adaptive":
             selection, estimation, sizes = self.certify_adaptive_counts(
-                x, n, batch_size, n0=n0, alpha=alpha_value, max_radius_loss=max_radius_loss, first_round=first_round,
-                seed=seed, indices=indices, verbose=verbose,
-            )  # fmt: skip
+                x,
+                n,
+                batch_size,
+                n0=n0,
+                alpha=alpha_value,
+                max_radius_loss=max_radius_loss,
+                first_round=first_round,
+                seed=seed,
+                indices=indices,
+                verbose=verbose,
+            )
             spent = n0 + sizes
         else:
             selection, estimation = self.certify_counts(
@@ -626,11 +699,22 @@ class RenyiSmoothingPyTorch(PyTorchRandomizedSmoothing):
         )
         module = _PreprocessedBase(self, fit=True)
         train(
-            module, x_np, y_np, epochs=check_positive_int(nb_epochs, "nb_epochs", minimum=0), batch_size=check_positive_int(batch_size, "batch_size"),
-            optimizer=self._optimizer, scheduler=scheduler, step_fn=step, device=self._device, seed=seed,
-            drop_last=drop_last, validation_data=validation_data, checkpoint_dir=checkpoint_dir, verbose=verbose,
+            module,
+            x_np,
+            y_np,
+            epochs=check_positive_int(nb_epochs, "nb_epochs", minimum=0),
+            batch_size=check_positive_int(batch_size, "batch_size"),
+            optimizer=self._optimizer,
+            scheduler=scheduler,
+            step_fn=step,
+            device=self._device,
+            seed=seed,
+            drop_last=drop_last,
+            validation_data=validation_data,
+            checkpoint_dir=checkpoint_dir,
+            verbose=verbose,
             desc="stn" if stability_weight > 0 else "gaussian-aug",
-        )  # fmt: skip
+        )
         self._model.eval()
 
     # -------------------------------------------------------------- gradients

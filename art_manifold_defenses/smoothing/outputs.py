@@ -63,11 +63,38 @@ def _columns(bounds: Sequence[str], mode: str = "fixed") -> list[str]:
     """TSV columns of a mode. The fixed mode keeps the columns of earlier versions (every row spends ``n0 + n``
     samples, stated by the fingerprint), so its files still resume; the other modes add ``samples`` per row."""
     if mode == "decision":
-        return ["idx", "label", "prediction", "decision", f"radius_{bounds[0]}", "correct", "seconds", "samples",
-                "rounds", "count_top", "count_second", "p_lower", "p_upper", "image_hash"]  # fmt: skip
+        return [
+            "idx",
+            "label",
+            "prediction",
+            "decision",
+            f"radius_{bounds[0]}",
+            "correct",
+            "seconds",
+            "samples",
+            "rounds",
+            "count_top",
+            "count_second",
+            "p_lower",
+            "p_upper",
+            "image_hash",
+        ]
     extra = ["samples"] if mode == "adaptive" else []
-    return ["idx", "label", "prediction", *[f"radius_{b}" for b in bounds], "correct", "seconds",
-            "count_top", "count_second", "p1_lower", "p2_upper", "cohen_p_lower", *extra, "image_hash"]  # fmt: skip
+    return [
+        "idx",
+        "label",
+        "prediction",
+        *[f"radius_{b}" for b in bounds],
+        "correct",
+        "seconds",
+        "count_top",
+        "count_second",
+        "p1_lower",
+        "p2_upper",
+        "cohen_p_lower",
+        *extra,
+        "image_hash",
+    ]
 
 
 def _mode_bounds(bound: str | None, radius: float | None, samples: str) -> tuple[str, tuple[str, ...]]:
@@ -174,10 +201,20 @@ def certify_to_tsv(
         raise ValueError(f"max_images must be a positive integer or None, got {max_images!r}")
     stop_after = int(max_images) if max_images is not None else 0
     alpha_value = float(estimator.alpha if alpha is None else alpha)
-    mode_settings = _mode_settings(mode, radius=radius, max_radius_loss=max_radius_loss, first_round=first_round,
-                                   growth=growth)  # fmt: skip
-    fingerprint = certification_fingerprint(estimator, n=n, n0=n0, alpha=alpha_value, bounds=bounds, interval=interval,
-                                            batch_size=batch_size, seed=seed, **mode_settings)  # fmt: skip
+    mode_settings = _mode_settings(
+        mode, radius=radius, max_radius_loss=max_radius_loss, first_round=first_round, growth=growth
+    )
+    fingerprint = certification_fingerprint(
+        estimator,
+        n=n,
+        n0=n0,
+        alpha=alpha_value,
+        bounds=bounds,
+        interval=interval,
+        batch_size=batch_size,
+        seed=seed,
+        **mode_settings,
+    )
     path = Path(path)
     if not resume:
         _legacy_settings_path(path).unlink(missing_ok=True)
@@ -208,49 +245,105 @@ def certify_to_tsv(
             if mode == "decision":
                 assert radius is not None
                 result = estimator.certify_decision(
-                    x_np[todo], float(radius), n, batch_size, n0=n0, alpha=alpha_value, bound=bounds[0],
-                    first_round=first_round, growth=growth, seed=int(seed), indices=idx[todo],
-                )  # fmt: skip
+                    x_np[todo],
+                    float(radius),
+                    n,
+                    batch_size,
+                    n0=n0,
+                    alpha=alpha_value,
+                    bound=bounds[0],
+                    first_round=first_round,
+                    growth=growth,
+                    seed=int(seed),
+                    indices=idx[todo],
+                )
                 seconds = (time.perf_counter() - began) / len(todo)
                 for i, j in enumerate(todo):
-                    writer.writerow([int(idx[j]), int(labels[j]), int(result.prediction[i]), result.decision[i],
-                                     f"{result.radius[i]:.6f}", int(result.prediction[i] == labels[j]),
-                                     f"{seconds:.6f}", int(result.samples[i]), int(result.rounds[i]),
-                                     int(result.count_top[i]), int(result.count_second[i]), f"{result.p_lower[i]:.8f}",
-                                     f"{result.p_upper[i]:.8f}", hashes[j]])  # fmt: skip
+                    writer.writerow(
+                        [
+                            int(idx[j]),
+                            int(labels[j]),
+                            int(result.prediction[i]),
+                            result.decision[i],
+                            f"{result.radius[i]:.6f}",
+                            int(result.prediction[i] == labels[j]),
+                            f"{seconds:.6f}",
+                            int(result.samples[i]),
+                            int(result.rounds[i]),
+                            int(result.count_top[i]),
+                            int(result.count_second[i]),
+                            f"{result.p_lower[i]:.8f}",
+                            f"{result.p_upper[i]:.8f}",
+                            hashes[j],
+                        ]
+                    )
             else:
                 if mode == "adaptive":
                     selection, estimation, sizes = estimator.certify_adaptive_counts(
-                        x_np[todo], n, batch_size, n0=n0, alpha=alpha_value, max_radius_loss=max_radius_loss,
-                        first_round=first_round, seed=int(seed), indices=idx[todo],
-                    )  # fmt: skip
+                        x_np[todo],
+                        n,
+                        batch_size,
+                        n0=n0,
+                        alpha=alpha_value,
+                        max_radius_loss=max_radius_loss,
+                        first_round=first_round,
+                        seed=int(seed),
+                        indices=idx[todo],
+                    )
                     spent = [[int(n0) + int(v)] for v in sizes]  # the adaptive mode's ``samples`` column
                 else:
-                    selection, estimation = estimator.certify_counts(x_np[todo], n, batch_size, n0=n0, seed=int(seed),
-                                                                     indices=idx[todo])  # fmt: skip
+                    selection, estimation = estimator.certify_counts(
+                        x_np[todo], n, batch_size, n0=n0, seed=int(seed), indices=idx[todo]
+                    )
                     spent = [
                         [] for _ in todo
                     ]  # the fixed mode has no ``samples`` column (n0 + n for every row)
-                top, radii, p1, p2, p_a = certify_batch(selection, estimation, sigma=estimator.sigma, alpha=alpha_value,
-                                                        bounds=bounds, interval=interval)  # fmt: skip
+                top, radii, p1, p2, p_a = certify_batch(
+                    selection,
+                    estimation,
+                    sigma=estimator.sigma,
+                    alpha=alpha_value,
+                    bounds=bounds,
+                    interval=interval,
+                )
                 seconds = (time.perf_counter() - began) / len(selection)
                 for i, j in enumerate(todo):
                     est = np.sort(estimation[i])[::-1]
                     pred = int(top[i]) if any(radii[b][i] > 0 for b in bounds) else -1
-                    writer.writerow([int(idx[j]), int(labels[j]), pred, *[f"{radii[b][i]:.6f}" for b in bounds],
-                                     int(pred == labels[j]), f"{seconds:.6f}", int(est[0]), int(est[1]),
-                                     f"{p1[i]:.8f}", f"{p2[i]:.8f}", f"{p_a[i]:.8f}", *spent[i], hashes[j]])  # fmt: skip
+                    writer.writerow(
+                        [
+                            int(idx[j]),
+                            int(labels[j]),
+                            pred,
+                            *[f"{radii[b][i]:.6f}" for b in bounds],
+                            int(pred == labels[j]),
+                            f"{seconds:.6f}",
+                            int(est[0]),
+                            int(est[1]),
+                            f"{p1[i]:.8f}",
+                            f"{p2[i]:.8f}",
+                            f"{p_a[i]:.8f}",
+                            *spent[i],
+                            hashes[j],
+                        ]
+                    )
             handle.flush()
             bar.update(len(todo))
             chunks_run += 1
-            if chunks_run == 2:  # the second chunk's seconds per image times the images left (the first: a warm-up)
+            if (
+                chunks_run == 2
+            ):  # the second chunk's seconds per image times the images left (the first: a warm-up)
                 left = sum(1 for j in range(start + chunk, len(x_np)) if int(idx[j]) not in done)
                 if max_images is not None:
                     left = min(left, stop_after - len(todo))
                 if left > 0:
-                    report_estimate(f"certifying {left} more images ({mode}, n={n}, n0={n0})", seconds * left,
-                                    f"the second chunk of {len(todo)} took {seconds:.2f} s per image, the first (a "
-                                    f"warm-up) {first_seconds:.2f} s", verbose=verbose)  # fmt: skip
+                    report_estimate(
+                        f"certifying {left} more images ({mode}, n={n}, n0={n0})",
+                        seconds * left,
+                        f"the second chunk of {len(todo)} took {seconds:.2f} s per image, the first (a "
+                        f"warm-up) {first_seconds:.2f} s",
+                        verbose=verbose,
+                    )
             elif chunks_run == 1:
                 first_seconds = seconds
             stop_after -= len(todo)
@@ -260,8 +353,9 @@ def certify_to_tsv(
     return path
 
 
-def _mode_settings(mode: str, *, radius: float | None, max_radius_loss: float, first_round: int,
-                   growth: float) -> dict[str, Any]:  # fmt: skip
+def _mode_settings(
+    mode: str, *, radius: float | None, max_radius_loss: float, first_round: int, growth: float
+) -> dict[str, Any]:
     """The settings of the adaptive and decision modes that change a row (none for the fixed mode, whose fingerprint
     stays that of earlier versions)."""
     if mode == "adaptive":
@@ -277,12 +371,31 @@ def _mode_settings(mode: str, *, radius: float | None, max_radius_loss: float, f
     return {}
 
 
-def certification_settings(estimator: RenyiSmoothingPyTorch, *, n: int, n0: int, alpha: float, bounds: Sequence[str],
-                           interval: str, batch_size: int, seed: int, **mode: Any) -> dict[str, Any]:  # fmt: skip
+def certification_settings(
+    estimator: RenyiSmoothingPyTorch,
+    *,
+    n: int,
+    n0: int,
+    alpha: float,
+    bounds: Sequence[str],
+    interval: str,
+    batch_size: int,
+    seed: int,
+    **mode: Any,
+) -> dict[str, Any]:
     """The settings a certification TSV is written with (part of its fingerprint, reported by the summary); ``mode``:
     the adaptive or decision mode's settings (``mode``, ``radius``, ``max_radius_loss``, ``first_round``, ``growth``)."""
-    return {"n": int(n), "n0": int(n0), "alpha": float(alpha), "sigma": estimator.sigma, "bounds": list(bounds),
-            "interval": interval, "batch_size": int(batch_size), "seed": int(seed), **mode}  # fmt: skip
+    return {
+        "n": int(n),
+        "n0": int(n0),
+        "alpha": float(alpha),
+        "sigma": estimator.sigma,
+        "bounds": list(bounds),
+        "interval": interval,
+        "batch_size": int(batch_size),
+        "seed": int(seed),
+        **mode,
+    }
 
 
 def certification_fingerprint(estimator: RenyiSmoothingPyTorch, **settings: Any) -> dict[str, Any]:
@@ -295,16 +408,25 @@ def certification_fingerprint(estimator: RenyiSmoothingPyTorch, **settings: Any)
         model_hash(op) if isinstance(op, nn.Module) else type(op).__name__
         for op in estimator.active_preprocessing
     ]
-    return make_fingerprint("certify", model=model_hash(estimator.user_model), preprocessing=preprocessing,
-                            nb_classes=int(estimator.nb_classes), **certification_settings(estimator, **settings))  # fmt: skip
+    return make_fingerprint(
+        "certify",
+        model=model_hash(estimator.user_model),
+        preprocessing=preprocessing,
+        nb_classes=int(estimator.nb_classes),
+        **certification_settings(estimator, **settings),
+    )
 
 
 def _rank_path(out_dir: Path, rank: int) -> Path:
     return out_dir / f"certify.rank{rank}.tsv"
 
 
-def _finished_rows(paths: Sequence[Path], fingerprint: Mapping[str, Any], columns: Sequence[str],
-                   expected: Mapping[int, tuple[int, str]]) -> list[dict[str, str]]:  # fmt: skip
+def _finished_rows(
+    paths: Sequence[Path],
+    fingerprint: Mapping[str, Any],
+    columns: Sequence[str],
+    expected: Mapping[int, tuple[int, str]],
+) -> list[dict[str, str]]:
     """Complete rows of the certification TSVs among ``paths`` that exist; a file of another run (fingerprint, columns
     or the image of a row) raises :class:`~art_manifold_defenses.fingerprint.FingerprintMismatchError`."""
     rows: list[dict[str, str]] = []
@@ -382,10 +504,20 @@ def certify_sharded(
     if len(np.unique(idx)) != len(idx):
         raise ValueError("indices must be distinct: each image is one row of certify.tsv")
     alpha_value = float(estimator.alpha if alpha is None else alpha)
-    mode_settings = _mode_settings(mode, radius=radius, max_radius_loss=max_radius_loss, first_round=first_round,
-                                   growth=growth)  # fmt: skip
-    fingerprint = certification_fingerprint(estimator, n=n, n0=n0, alpha=alpha_value, bounds=bounds, interval=interval,
-                                            batch_size=batch_size, seed=seed, **mode_settings)  # fmt: skip
+    mode_settings = _mode_settings(
+        mode, radius=radius, max_radius_loss=max_radius_loss, first_round=first_round, growth=growth
+    )
+    fingerprint = certification_fingerprint(
+        estimator,
+        n=n,
+        n0=n0,
+        alpha=alpha_value,
+        bounds=bounds,
+        interval=interval,
+        batch_size=batch_size,
+        seed=seed,
+        **mode_settings,
+    )
     columns = _columns(bounds, mode)
     expected = {
         int(i): (int(label), digest) for i, label, digest in zip(idx, labels, image_hashes(x_np), strict=True)
@@ -408,10 +540,28 @@ def certify_sharded(
     mine = distributed.shard(len(x_np), rank_index=rank, size=size)
     todo = np.array([j for j in mine if int(idx[j]) not in done], dtype=np.int64)
     if len(todo):
-        certify_to_tsv(estimator, x_np[todo], labels[todo], own, n=n, n0=n0, alpha=alpha_value, bound=bound,
-                       interval=interval, batch_size=batch_size, seed=seed, indices=idx[todo], resume=True,
-                       verbose=verbose and rank == 0, max_images=max_images, radius=radius, samples=samples,
-                       max_radius_loss=max_radius_loss, first_round=first_round, growth=growth)  # fmt: skip
+        certify_to_tsv(
+            estimator,
+            x_np[todo],
+            labels[todo],
+            own,
+            n=n,
+            n0=n0,
+            alpha=alpha_value,
+            bound=bound,
+            interval=interval,
+            batch_size=batch_size,
+            seed=seed,
+            indices=idx[todo],
+            resume=True,
+            verbose=verbose and rank == 0,
+            max_images=max_images,
+            radius=radius,
+            samples=samples,
+            max_radius_loss=max_radius_loss,
+            first_round=first_round,
+            growth=growth,
+        )
     gathered = distributed.gather_objects(_finished_rows([own], fingerprint, columns, expected), dst=0)
     if rank == 0:
         assert gathered is not None

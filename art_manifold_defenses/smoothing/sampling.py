@@ -218,8 +218,10 @@ def vote_counts(
         if (
             logits.ndim != 2 or logits.shape[1] != num_classes
         ):  # argmax >= num_classes would count in another slot
-            raise ValueError(f"num_classes={num_classes} does not match the classifier, which returns logits of shape "
-                             f"{tuple(logits.shape)} (expected (batch, {num_classes}))")  # fmt: skip
+            raise ValueError(
+                f"num_classes={num_classes} does not match the classifier, which returns logits of shape "
+                f"{tuple(logits.shape)} (expected (batch, {num_classes}))"
+            )
         predicted = logits.argmax(dim=1)
         counts.index_add_(0, keys[:size] + predicted, ones[:size])
         if progress is not None:
@@ -338,8 +340,10 @@ class VoteStreams:
                     row, offset = row + 1, 0
             logits = self.classify(batch)
             if logits.ndim != 2 or logits.shape[1] != self.num_classes:
-                raise ValueError(f"num_classes={self.num_classes} does not match the classifier, which returns logits "
-                                 f"of shape {tuple(logits.shape)} (expected (batch, {self.num_classes}))")  # fmt: skip
+                raise ValueError(
+                    f"num_classes={self.num_classes} does not match the classifier, which returns logits "
+                    f"of shape {tuple(logits.shape)} (expected (batch, {self.num_classes}))"
+                )
             out.index_add_(0, keys[:size] + logits.argmax(dim=1), ones[:size])
         for i, c in todo:
             self.drawn[i] += c

@@ -230,9 +230,17 @@ class DecisionResult:
 
 
 def _best_case_cannot_certify(
-    top: np.ndarray, second: np.ndarray, n_now: int, future: np.ndarray, levels: np.ndarray, *, radius: float,
-    bound: str, sigma: float, num_classes: int,
-) -> np.ndarray:  # fmt: skip
+    top: np.ndarray,
+    second: np.ndarray,
+    n_now: int,
+    future: np.ndarray,
+    levels: np.ndarray,
+    *,
+    radius: float,
+    bound: str,
+    sigma: float,
+    num_classes: int,
+) -> np.ndarray:
     """True where no future round can reach a radius ``> radius``, even if every remaining vote goes to the top class
     (its lower bound then only grows and the runner-up's upper bound only shrinks)."""
     blocked = np.ones(top.shape, dtype=bool)
@@ -244,8 +252,15 @@ def _best_case_cannot_certify(
             continue
         best_level_so_far = float(levels[j])
         extra = float(future[j] - n_now)
-        lower, _, _, _ = radius_bounds(top + extra, second, float(future[j]), float(levels[j]), bound=bound, sigma=sigma,
-                                       num_classes=num_classes)  # fmt: skip
+        lower, _, _, _ = radius_bounds(
+            top + extra,
+            second,
+            float(future[j]),
+            float(levels[j]),
+            bound=bound,
+            sigma=sigma,
+            num_classes=num_classes,
+        )
         blocked &= lower <= radius
     return blocked
 
@@ -328,8 +343,10 @@ def decide_sequentially(
         step = int(n_k) - previous
         votes = np.asarray(draw(active, np.full(len(active), step, dtype=np.int64)), dtype=np.int64)
         if votes.shape != (len(active), k_classes) or (votes.sum(axis=1) != step).any():
-            raise ValueError(f"draw must return {step} votes for each of the {len(active)} images, got shape "
-                             f"{votes.shape} with totals {np.unique(votes.sum(axis=1)).tolist()}")  # fmt: skip
+            raise ValueError(
+                f"draw must return {step} votes for each of the {len(active)} images, got shape "
+                f"{votes.shape} with totals {np.unique(votes.sum(axis=1)).tolist()}"
+            )
         counts[active] += votes
         previous = int(n_k)
         rows = counts[active]
@@ -337,8 +354,9 @@ def decide_sequentially(
         others = rows.copy()
         others[np.arange(len(active)), top[active]] = -1
         second = others.max(axis=1)
-        lower, upper, pl, pu = radius_bounds(top_count, second, int(n_k), float(lv[k]), bound=bound, sigma=sigma,
-                                             num_classes=k_classes)  # fmt: skip
+        lower, upper, pl, pu = radius_bounds(
+            top_count, second, int(n_k), float(lv[k]), bound=bound, sigma=sigma, num_classes=k_classes
+        )
         best[active] = np.maximum(best[active], lower)
         p_lower[active], p_upper[active] = pl, pu
         certified = lower > r
@@ -348,9 +366,16 @@ def decide_sequentially(
         elif (~stop).any():
             live = ~stop
             stop[live] |= _best_case_cannot_certify(
-                top_count[live].astype(np.float64), second[live].astype(np.float64), int(n_k), schedule[k + 1 :],
-                lv[k + 1 :], radius=r, bound=bound, sigma=sigma, num_classes=k_classes,
-            )  # fmt: skip
+                top_count[live].astype(np.float64),
+                second[live].astype(np.float64),
+                int(n_k),
+                schedule[k + 1 :],
+                lv[k + 1 :],
+                radius=r,
+                bound=bound,
+                sigma=sigma,
+                num_classes=k_classes,
+            )
         stopped = active[stop]
         decision[stopped] = np.where(certified[stop], "certified", "not_certified")
         samples[stopped] = n0 + int(n_k)
@@ -366,10 +391,17 @@ def decide_sequentially(
     if num_images:
         others_all[rows_all, top] = -1
     return DecisionResult(
-        prediction=np.where(decision == "abstain", -1, top).astype(np.int64), decision=decision, samples=samples,
-        rounds=rounds, radius=best, p_lower=p_lower, p_upper=p_upper, count_top=count_top.astype(np.int64),
-        count_second=(others_all.max(axis=1) if num_images else np.zeros(0)).astype(np.int64), tested_radius=r,
-    )  # fmt: skip
+        prediction=np.where(decision == "abstain", -1, top).astype(np.int64),
+        decision=decision,
+        samples=samples,
+        rounds=rounds,
+        radius=best,
+        p_lower=p_lower,
+        p_upper=p_upper,
+        count_top=count_top.astype(np.int64),
+        count_second=(others_all.max(axis=1) if num_images else np.zeros(0)).astype(np.int64),
+        tested_radius=r,
+    )
 
 
 def cohen_cap_radius(sigma: float, alpha: float, n: int) -> float:

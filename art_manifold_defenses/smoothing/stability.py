@@ -117,6 +117,16 @@ def train_stn(
     if optimizer is None:
         optimizer = torch.optim.Adam(model.parameters(), lr=lr)
     return train(
-        model, x, y, epochs=epochs, batch_size=batch_size, optimizer=optimizer, step_fn=step, device=device, seed=seed,
-        verbose=verbose, desc="stn" if stability_weight > 0 else "gaussian-aug", **train_kwargs,
-    )  # fmt: skip
+        model,
+        x,
+        y,
+        epochs=epochs,
+        batch_size=batch_size,
+        optimizer=optimizer,
+        step_fn=step,
+        device=device,
+        seed=seed,
+        verbose=verbose,
+        desc="stn" if stability_weight > 0 else "gaussian-aug",
+        **train_kwargs,
+    )

@@ -50,8 +50,16 @@ def pgd_attack(
         if bool(fooled.all()):
             break
         noise = torch.rand(x.shape, generator=generator, device="cpu").to(x.device)
-        adv = linf_pgd(model, x, y, eps=eps, step_size=alpha, steps=steps, start=low + noise * (high - low),
-                       clip_values=clip_values)  # fmt: skip
+        adv = linf_pgd(
+            model,
+            x,
+            y,
+            eps=eps,
+            step_size=alpha,
+            steps=steps,
+            start=low + noise * (high - low),
+            clip_values=clip_values,
+        )
         with torch.no_grad():
             hit = (model(adv).argmax(dim=1) != y) & ~fooled
         best[hit] = adv[hit].detach()

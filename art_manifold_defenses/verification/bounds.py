@@ -77,9 +77,14 @@ class NetworkBounds:
 
     def copy(self, method: str | None = None) -> NetworkBounds:
         return NetworkBounds(
-            self.input_lower.copy(), self.input_upper.copy(), [lo.copy() for lo in self.lower],
-            [up.copy() for up in self.upper], method or self.method, self.seconds, dict(self.extra),
-        )  # fmt: skip
+            self.input_lower.copy(),
+            self.input_upper.copy(),
+            [lo.copy() for lo in self.lower],
+            [up.copy() for up in self.upper],
+            method or self.method,
+            self.seconds,
+            dict(self.extra),
+        )
 
 
 def input_box(

@@ -48,10 +48,24 @@ __all__ = [
 ]
 
 TSV_COLUMNS = [
-    "idx", "label", "prediction", "status", "method", "pgd_correct", "seconds", "relus", "unstable", "stable_active",
-    "stable_inactive", "bounds_seconds", "milp_seconds", "milp_classes", "counterexample_prediction", "margin_lower_bound",
+    "idx",
+    "label",
+    "prediction",
+    "status",
+    "method",
+    "pgd_correct",
+    "seconds",
+    "relus",
+    "unstable",
+    "stable_active",
+    "stable_inactive",
+    "bounds_seconds",
+    "milp_seconds",
+    "milp_classes",
+    "counterexample_prediction",
+    "margin_lower_bound",
     "image_hash",
-]  # fmt: skip
+]
 #: Settings that change a row of ``verification.tsv`` (with the model's hash, its fingerprint).
 FINGERPRINT_SETTINGS = (
     "eps",
@@ -104,7 +118,10 @@ def add_verify_arguments(parser: argparse.ArgumentParser) -> None:
         "paper = 10000 images x 120 s (paper 003 / Xiao et al.; hundreds of CPU hours)",
     )
     parser.add_argument(
-        "--n", type=positive_int_arg, default=None, help="number of test images, from --start (default: --scale's)"
+        "--n",
+        type=positive_int_arg,
+        default=None,
+        help="number of test images, from --start (default: --scale's)",
     )
     parser.add_argument(
         "--start", type=non_negative_int_arg, default=0, help="index of the first test image (default: 0)"
@@ -206,20 +223,26 @@ def _markdown(summary: dict[str, Any], settings: dict[str, Any]) -> str:
         return f"{100 * value:.2f}%"
 
     lines = [
-        f"# Exact verification: {settings['checkpoint']}", "",
+        f"# Exact verification: {settings['checkpoint']}",
+        "",
         f"l-inf eps = {settings['eps']}, {summary['n']} {settings['dataset']} test images from index {settings['start']}, "
         f"bounds = {settings['bounds']}, time limit {settings['time_limit']} s per image, HiGHS (scipy "
-        f"{settings['scipy']}).", "",
+        f"{settings['scipy']}).",
+        "",
         "| verified | PGD-{}x{} | clean | falsified | timeouts | s / image (mean, median) | unstable ReLUs / {} |".format(
-            settings["pgd_steps"], settings["pgd_restarts"], summary["relus"]),
+            settings["pgd_steps"], settings["pgd_restarts"], summary["relus"]
+        ),
         "|---|---|---|---|---|---|---|",
         f"| {pct(summary['verified_accuracy'])} | {pct(summary['pgd_accuracy'])} | {pct(summary['clean_accuracy'])} | "
         f"{pct(summary['falsified'])} | {pct(summary['timeouts'])} | {summary['seconds_per_image']:.2f}, "
         f"{summary['median_seconds']:.2f} | "
-        f"{'-' if summary['mean_unstable_relus'] is None else round(summary['mean_unstable_relus'], 1)} |", "",
-        "Decided by: " + ", ".join(f"{k} {pct(v)}" for k, v in summary["decided_by"].items())
-        + f"; verified but broken by PGD: {summary['verified_but_pgd_broken']} (must be 0).", "",
-    ]  # fmt: skip
+        f"{'-' if summary['mean_unstable_relus'] is None else round(summary['mean_unstable_relus'], 1)} |",
+        "",
+        "Decided by: "
+        + ", ".join(f"{k} {pct(v)}" for k, v in summary["decided_by"].items())
+        + f"; verified but broken by PGD: {summary['verified_but_pgd_broken']} (must be 0).",
+        "",
+    ]
     return "\n".join(lines)
 
 
@@ -248,32 +271,63 @@ def command_verify(args: argparse.Namespace) -> int:
     x_all, y_all = load_dataset(dataset, "test", root=args.data_root)
     stop = args.start + args.n
     if stop > len(x_all):
-        raise ValueError(f"--start {args.start} --n {args.n} asks for test images up to index {stop - 1}, but data set "
-                         f"{dataset!r} has {len(x_all)} (indices 0 to {len(x_all) - 1})")  # fmt: skip
+        raise ValueError(
+            f"--start {args.start} --n {args.n} asks for test images up to index {stop - 1}, but data set "
+            f"{dataset!r} has {len(x_all)} (indices 0 to {len(x_all) - 1})"
+        )
     positions = list(range(args.start, stop))
-    check_checkpoint_fits_data(model, metadata, x_all[positions], y_all[positions], checkpoint=args.checkpoint,
-                               dataset=dataset, device=device)  # fmt: skip
+    check_checkpoint_fits_data(
+        model,
+        metadata,
+        x_all[positions],
+        y_all[positions],
+        checkpoint=args.checkpoint,
+        dataset=dataset,
+        device=device,
+    )
     tsv = out / "verification.tsv"
-    fingerprint = make_fingerprint("verify", model=model_hash(model), dataset=dataset,
-                                   **{k: getattr(args, k) for k in FINGERPRINT_SETTINGS})  # fmt: skip
+    fingerprint = make_fingerprint(
+        "verify",
+        model=model_hash(model),
+        dataset=dataset,
+        **{k: getattr(args, k) for k in FINGERPRINT_SETTINGS},
+    )
     hashes = dict(zip(positions, image_hashes(x_all[positions]), strict=True))
-    rows = resume_tsv(tsv, fingerprint, TSV_COLUMNS, resume=not args.overwrite, hint=overwrite_hint(None),
-                      expected={i: (int(y_all[i]), hashes[i]) for i in positions})  # fmt: skip
+    rows = resume_tsv(
+        tsv,
+        fingerprint,
+        TSV_COLUMNS,
+        resume=not args.overwrite,
+        hint=overwrite_hint(None),
+        expected={i: (int(y_all[i]), hashes[i]) for i in positions},
+    )
     done = {int(r["idx"]) for r in rows}
     todo = [i for i in positions if i not in done]
     verifier = Verifier(
-        model, input_shape=x_all.shape[1:], eps=float(args.eps), time_limit=args.time_limit, bounds=args.bounds,
-        neuron_time_limit=args.neuron_time_limit, attack_steps=args.attack_steps, device=device, seed=args.seed,
+        model,
+        input_shape=x_all.shape[1:],
+        eps=float(args.eps),
+        time_limit=args.time_limit,
+        bounds=args.bounds,
+        neuron_time_limit=args.neuron_time_limit,
+        attack_steps=args.attack_steps,
+        device=device,
+        seed=args.seed,
         verbose=not args.quiet,
-    )  # fmt: skip
+    )
     if todo:
         x, y = x_all[todo], y_all[todo]
         generator = torch.Generator().manual_seed(args.seed)
         model.eval()
         _, fooled = pgd_attack(
-            model, torch.as_tensor(x, device=device), torch.as_tensor(y, device=device), float(args.eps),
-            steps=args.pgd_steps, restarts=args.pgd_restarts, generator=generator,
-        )  # fmt: skip
+            model,
+            torch.as_tensor(x, device=device),
+            torch.as_tensor(y, device=device),
+            float(args.eps),
+            steps=args.pgd_steps,
+            restarts=args.pgd_restarts,
+            generator=generator,
+        )
         pgd_correct = {i: int(not f) for i, f in zip(todo, fooled.cpu().numpy(), strict=True)}
         with tsv.open("a", newline="") as handle:
             writer = csv.DictWriter(handle, fieldnames=TSV_COLUMNS, delimiter="\t", lineterminator="\n")
@@ -290,20 +344,32 @@ def command_verify(args: argparse.Namespace) -> int:
     rows = [r for r in rows if args.start <= int(r["idx"]) < stop]
     summary = summarize_rows(rows)
     settings = {
-        "checkpoint": str(args.checkpoint), "dataset": dataset, "eps": args.eps, "scale": getattr(args, "scale", None),
-        "start": args.start, "n": args.n,
-        "bounds": args.bounds, "time_limit": args.time_limit, "neuron_time_limit": args.neuron_time_limit,
-        "attack_steps": args.attack_steps, "pgd_steps": args.pgd_steps, "pgd_restarts": args.pgd_restarts,
-        "seed": args.seed, "device": str(device), "scipy": scipy.__version__, "torch": torch.__version__,
-        "architecture": metadata.get("architecture"), "defence": metadata.get("defence"),
-    }  # fmt: skip
+        "checkpoint": str(args.checkpoint),
+        "dataset": dataset,
+        "eps": args.eps,
+        "scale": getattr(args, "scale", None),
+        "start": args.start,
+        "n": args.n,
+        "bounds": args.bounds,
+        "time_limit": args.time_limit,
+        "neuron_time_limit": args.neuron_time_limit,
+        "attack_steps": args.attack_steps,
+        "pgd_steps": args.pgd_steps,
+        "pgd_restarts": args.pgd_restarts,
+        "seed": args.seed,
+        "device": str(device),
+        "scipy": scipy.__version__,
+        "torch": torch.__version__,
+        "architecture": metadata.get("architecture"),
+        "defence": metadata.get("defence"),
+    }
     (out / "summary.json").write_text(json.dumps({"summary": summary, "settings": settings}, indent=2) + "\n")
     (out / "summary.md").write_text(_markdown(summary, settings))
     print(
         f"verified {summary['verified_accuracy']:.4f} | PGD {summary['pgd_accuracy']:.4f} | clean "
         f"{summary['clean_accuracy']:.4f} | timeouts {summary['timeouts']:.4f} | {summary['seconds_per_image']:.2f} s/image "
         f"({summary['n']} images) -> {out}"
-    )  # fmt: skip
+    )
     if summary["verified_but_pgd_broken"]:
         print(
             f"amd verify: warning: {summary['verified_but_pgd_broken']} verified images broken by PGD",

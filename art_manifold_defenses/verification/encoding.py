@@ -196,8 +196,15 @@ def encode(
     else:
         matrix = sp.csr_matrix((0, offset))
     return Encoding(
-        lower=np.concatenate(lower), upper=np.concatenate(upper), integrality=np.concatenate(integrality), matrix=matrix,
-        row_lower=np.concatenate(row_lo) if row_lo else np.empty(0), row_upper=np.concatenate(row_hi) if row_hi else np.empty(0),
-        input_features=input_features, input_vars=np.arange(n_in), last_features=prev_features, last_vars=prev_vars,
+        lower=np.concatenate(lower),
+        upper=np.concatenate(upper),
+        integrality=np.concatenate(integrality),
+        matrix=matrix,
+        row_lower=np.concatenate(row_lo) if row_lo else np.empty(0),
+        row_upper=np.concatenate(row_hi) if row_hi else np.empty(0),
+        input_features=input_features,
+        input_vars=np.arange(n_in),
+        last_features=prev_features,
+        last_vars=prev_vars,
         binaries=binaries,
-    )  # fmt: skip
+    )

@@ -68,8 +68,13 @@ def run_highs(
     integrality = encoding.integrality if integer else np.zeros(encoding.num_vars)
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="Unrecognized options detected")
-        return milp(c, integrality=integrality, bounds=encoding.scipy_bounds(), constraints=encoding.constraints(extra),
-                    options=merged)  # fmt: skip
+        return milp(
+            c,
+            integrality=integrality,
+            bounds=encoding.scipy_bounds(),
+            constraints=encoding.constraints(extra),
+            options=merged,
+        )
 
 
 def margin_program(

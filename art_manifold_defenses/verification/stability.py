@@ -59,14 +59,17 @@ def stable_relu_fraction(
     units = [layer.out_features for layer in network.layers[:-1]]
     shares = sums / len(images) / np.maximum(np.array(units), 1)[:, None]
     return {
-        "eps": float(eps), "bounds": bounds, "images": len(images), "relus": network.relu_count,
+        "eps": float(eps),
+        "bounds": bounds,
+        "images": len(images),
+        "relus": network.relu_count,
         "stable": 1.0 - float(np.mean(unstable)) / max(network.relu_count, 1),
         "unstable_per_image": float(np.mean(unstable)),
         "layers": [
             {"units": int(n), "active": float(a), "inactive": float(i), "unstable": float(u)}
             for n, (a, i, u) in zip(units, shares, strict=True)
         ],
-    }  # fmt: skip
+    }
 
 
 class StabilityMonitor:

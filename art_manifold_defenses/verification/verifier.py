@@ -22,8 +22,14 @@ from .milp import solve_margin
 from .network import ReluNetwork, extract_network
 
 __all__ = [
-    "BOUND_METHODS", "TIME_LIMIT_SLACK", "ImageVerification", "VerificationResult", "Verifier", "compute_bounds", "verify",
-]  # fmt: skip
+    "BOUND_METHODS",
+    "TIME_LIMIT_SLACK",
+    "ImageVerification",
+    "VerificationResult",
+    "Verifier",
+    "compute_bounds",
+    "verify",
+]
 
 STATUSES = ("verified", "falsified", "timeout", "inconclusive")
 #: Seconds by which an image's recorded time may exceed ``time_limit``: the steps that cannot be interrupted (HiGHS
@@ -71,14 +77,26 @@ class ImageVerification:
     def to_row(self) -> dict[str, Any]:
         """A flat record (no arrays) for TSV/JSON output."""
         return {
-            "idx": self.index, "label": self.label, "prediction": self.prediction, "status": self.status,
-            "method": self.method, "seconds": round(self.seconds, 4), "relus": self.relus, "unstable": self.unstable,
-            "stable_active": self.stable_active, "stable_inactive": self.stable_inactive,
-            "bounds_seconds": round(self.bounds_seconds, 4), "milp_seconds": round(self.milp_seconds, 4),
+            "idx": self.index,
+            "label": self.label,
+            "prediction": self.prediction,
+            "status": self.status,
+            "method": self.method,
+            "seconds": round(self.seconds, 4),
+            "relus": self.relus,
+            "unstable": self.unstable,
+            "stable_active": self.stable_active,
+            "stable_inactive": self.stable_inactive,
+            "bounds_seconds": round(self.bounds_seconds, 4),
+            "milp_seconds": round(self.milp_seconds, 4),
             "milp_classes": self.milp_classes,
-            "counterexample_prediction": "" if self.counterexample_prediction is None else self.counterexample_prediction,
-            "margin_lower_bound": "" if self.margin_lower_bound is None else round(self.margin_lower_bound, 6),
-        }  # fmt: skip
+            "counterexample_prediction": ""
+            if self.counterexample_prediction is None
+            else self.counterexample_prediction,
+            "margin_lower_bound": ""
+            if self.margin_lower_bound is None
+            else round(self.margin_lower_bound, 6),
+        }
 
 
 @dataclass
@@ -116,15 +134,20 @@ class VerificationResult:
         seconds = [r.seconds for r in self.images]
         bounded = [r.unstable for r in self.images if r.method in ("bounds", "milp")]
         return {
-            "n": len(self.images), "eps": self.eps, "bounds": self.bounds, "time_limit": self.time_limit,
-            "verified_accuracy": self.verified_accuracy, "clean_accuracy": self.clean_accuracy,
-            "falsified": self.falsified_share, "timeouts": self.timeout_share,
+            "n": len(self.images),
+            "eps": self.eps,
+            "bounds": self.bounds,
+            "time_limit": self.time_limit,
+            "verified_accuracy": self.verified_accuracy,
+            "clean_accuracy": self.clean_accuracy,
+            "falsified": self.falsified_share,
+            "timeouts": self.timeout_share,
             "inconclusive": self._share(lambda r: r.status == "inconclusive"),
             "seconds_per_image": float(np.mean(seconds)) if seconds else 0.0,
             # over the images that reached the bounds (clean/PGD verdicts compute none)
             "mean_unstable_relus": float(np.mean(bounded)) if bounded else None,
             "relus": self.images[0].relus if self.images else 0,
-        }  # fmt: skip
+        }
 
     def to_dict(self) -> dict[str, Any]:
         return {"summary": self.summary(), "images": [r.to_row() for r in self.images]}
@@ -189,9 +212,19 @@ class Verifier:
     """
 
     params = [
-        "eps", "time_limit", "bounds", "lp_time_fraction", "neuron_time_limit", "attack_steps", "attack_restarts",
-        "clip_values", "solver_options", "device", "seed", "verbose",
-    ]  # fmt: skip
+        "eps",
+        "time_limit",
+        "bounds",
+        "lp_time_fraction",
+        "neuron_time_limit",
+        "attack_steps",
+        "attack_restarts",
+        "clip_values",
+        "solver_options",
+        "device",
+        "seed",
+        "verbose",
+    ]
 
     def __init__(
         self,
@@ -315,17 +348,24 @@ class Verifier:
             images = []
             count = len(x_arr)
             worst = count * (float(self.time_limit) + TIME_LIMIT_SLACK)
-            report_estimate(f"verifying {count} images at eps={self.eps:g}", worst,
-                            f"worst case: {count} x the time limit of {self.time_limit:g} s per image",
-                            bound="at most", verbose=self.verbose)  # fmt: skip
+            report_estimate(
+                f"verifying {count} images at eps={self.eps:g}",
+                worst,
+                f"worst case: {count} x the time limit of {self.time_limit:g} s per image",
+                bound="at most",
+                verbose=self.verbose,
+            )
             for i in tqdm(range(count), desc=f"verify eps={self.eps:g}", disable=not self.verbose):
                 result = self._verify_one(x_arr[i], int(y_arr[i]), names[i], generator)
                 images.append(result)
                 if i == 0 and count > 1:  # the typical figure, from the first image
-                    report_estimate(f"the other {count - 1} images", (count - 1) * result.seconds,
-                                    f"the first took {result.seconds:.2f} s ({result.status} by {result.method}); "
-                                    f"images that reach the MILP may take up to the time limit each",
-                                    verbose=self.verbose)  # fmt: skip
+                    report_estimate(
+                        f"the other {count - 1} images",
+                        (count - 1) * result.seconds,
+                        f"the first took {result.seconds:.2f} s ({result.status} by {result.method}); "
+                        f"images that reach the MILP may take up to the time limit each",
+                        verbose=self.verbose,
+                    )
                 if callback is not None:
                     callback(result)
         finally:
@@ -341,24 +381,38 @@ class Verifier:
         x = torch.as_tensor(image[None], dtype=torch.float32, device=self.device)
         y = torch.tensor([label], device=self.device)
         adv, fooled = pgd_attack(
-            self.model, x, y, float(self.eps), steps=self.attack_steps, restarts=self.attack_restarts,
-            clip_values=self.clip_values, generator=generator,
-        )  # fmt: skip
+            self.model,
+            x,
+            y,
+            float(self.eps),
+            steps=self.attack_steps,
+            restarts=self.attack_restarts,
+            clip_values=self.clip_values,
+            generator=generator,
+        )
         return adv[0].cpu().numpy() if bool(fooled[0]) else None
 
     def _verify_one(
         self, image: np.ndarray, label: int, index: int, generator: torch.Generator
     ) -> ImageVerification:
         started = time.perf_counter()
-        deadline = started + float(self.time_limit)  # the whole per-image work, the attack and the bounds included
+        deadline = started + float(
+            self.time_limit
+        )  # the whole per-image work, the attack and the bounds included
         prediction = int(self._logits(image[None]).argmax())
         relus = self.network.relu_count
 
         def done(status: str, method: str, **extra: Any) -> ImageVerification:
             return ImageVerification(
-                index=index, label=label, prediction=prediction, status=status, method=method,
-                seconds=time.perf_counter() - started, relus=relus, **extra,
-            )  # fmt: skip
+                index=index,
+                label=label,
+                prediction=prediction,
+                status=status,
+                method=method,
+                seconds=time.perf_counter() - started,
+                relus=relus,
+                **extra,
+            )
 
         if prediction != label:
             return done(
@@ -374,15 +428,21 @@ class Verifier:
                 return done("timeout", "pgd")
         lower, upper = input_box(image, float(self.eps), self.clip_values)
         bounds = compute_bounds(
-            self.network, lower, upper, self.bounds,
+            self.network,
+            lower,
+            upper,
+            self.bounds,
             time_limit=min(self.lp_time_fraction * self.time_limit, deadline - time.perf_counter()),
             neuron_time_limit=self.neuron_time_limit,
-        )  # fmt: skip
+        )
         counts = bounds.stable_counts()
         stats: dict[str, Any] = {
-            "unstable": bounds.unstable_count, "stable_active": sum(c["active"] for c in counts),
-            "stable_inactive": sum(c["inactive"] for c in counts), "per_layer": counts, "bounds_seconds": bounds.seconds,
-        }  # fmt: skip
+            "unstable": bounds.unstable_count,
+            "stable_active": sum(c["active"] for c in counts),
+            "stable_inactive": sum(c["inactive"] for c in counts),
+            "per_layer": counts,
+            "bounds_seconds": bounds.seconds,
+        }
         margins = margin_lower_bounds(self.network, bounds, label, linear=self.bounds != "ibp")
         stats["margin_lower_bound"] = float(np.min(margins))
         open_classes = [int(j) for j in np.argsort(margins) if j != label and margins[j] <= 0]
@@ -419,9 +479,14 @@ class Verifier:
                         "inconclusive", "milp", milp_seconds=milp_seconds, milp_classes=count, **stats
                     )
                 return done(
-                    "falsified", "milp", counterexample=point, counterexample_prediction=found, milp_seconds=milp_seconds,
-                    milp_classes=count, **stats,
-                )  # fmt: skip
+                    "falsified",
+                    "milp",
+                    counterexample=point,
+                    counterexample_prediction=found,
+                    milp_seconds=milp_seconds,
+                    milp_classes=count,
+                    **stats,
+                )
         return done("verified", "milp", milp_seconds=milp_seconds, milp_classes=len(open_classes), **stats)
 
     def _attack_from(self, point: np.ndarray, image: np.ndarray, label: int) -> tuple[np.ndarray, int] | None:
@@ -482,9 +547,20 @@ def verify(
     ):  # a channels-last or wrong-channel batch is named as such, not as a torch error
         probe_forward(model, x_arr[:1], "x", device=resolve_device(device))
     verifier = Verifier(
-        model, input_shape=x_arr.shape[1:], eps=eps, time_limit=time_limit, bounds=bounds,
-        lp_time_fraction=lp_time_fraction, neuron_time_limit=neuron_time_limit, attack_steps=attack_steps,
-        attack_restarts=attack_restarts, clip_values=clip_values, affine_types=affine_types, solver_options=solver_options,
-        device=device, seed=seed, verbose=verbose,
-    )  # fmt: skip
+        model,
+        input_shape=x_arr.shape[1:],
+        eps=eps,
+        time_limit=time_limit,
+        bounds=bounds,
+        lp_time_fraction=lp_time_fraction,
+        neuron_time_limit=neuron_time_limit,
+        attack_steps=attack_steps,
+        attack_restarts=attack_restarts,
+        clip_values=clip_values,
+        affine_types=affine_types,
+        solver_options=solver_options,
+        device=device,
+        seed=seed,
+        verbose=verbose,
+    )
     return verifier.verify(x_arr, y, indices=indices, callback=callback)

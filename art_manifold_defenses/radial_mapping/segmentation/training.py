@@ -57,6 +57,16 @@ def train_segmentation(
 
     indices = np.arange(len(x_np), dtype=np.int64)
     return train(
-        model, x_np, indices, epochs=epochs, batch_size=batch_size, optimizer=opt, step_fn=step, device=device, seed=seed,
-        verbose=verbose, desc="segmentation", collapse_check=False,  # labels are sample indices, outputs per pixel
-    )  # fmt: skip
+        model,
+        x_np,
+        indices,
+        epochs=epochs,
+        batch_size=batch_size,
+        optimizer=opt,
+        step_fn=step,
+        device=device,
+        seed=seed,
+        verbose=verbose,
+        desc="segmentation",
+        collapse_check=False,  # labels are sample indices, outputs per pixel
+    )
