@@ -24,8 +24,6 @@ def lazy_exports(
     """``(__getattr__, __dir__)`` for package ``package`` re-exporting ``name`` from submodule ``exports[name]``
     (relative to the package, e.g. ``".checkpoint"``); with ``submodules=True`` any other name that is a submodule is
     imported and returned (``package.trainer`` works before anything imported it).
-
-    No paper or equation: import plumbing.
     """
 
     def __getattr__(name: str) -> Any:

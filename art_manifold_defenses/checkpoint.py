@@ -92,8 +92,6 @@ def activation_counts(model: nn.Module) -> dict[str, int]:
 def register_defence(name: str, builder: DefenceBuilder) -> None:
     """Register how to rebuild a defended model of defence ``name`` from its base model and hyper-parameters (a
     defence outside :data:`art_manifold_defenses.defences.DEFENCES`; a registered name takes precedence there).
-
-    No paper or equation: the defence registry used by :func:`load_checkpoint`.
     """
     _BUILDERS[name] = builder
 
@@ -113,8 +111,6 @@ def save_checkpoint(
     extra: dict[str, Any] | None = None,
 ) -> Path:
     """Write ``path`` (state dict) and its ``.json`` sidecar; return the path of the ``.pt`` file.
-
-    No paper or equation: checkpoint I/O.
 
     Args:
         architecture: ``{"name": <zoo name>, "in_channels": ..., "num_classes": ..., "input_size": ..., ...}``;
@@ -243,9 +239,6 @@ def load_checkpoint(
 ) -> tuple[nn.Module, dict[str, Any]]:
     """Load a checkpoint; return ``(model in eval mode on device, metadata)``.
 
-    No paper or equation: checkpoint I/O (rebuilds defended models through ``defences.DEFENCES`` or
-    :func:`register_defence`).
-
     With ``model=None`` the model is rebuilt from the sidecar. A given ``model`` must match the stored state dict.
     Either way the state dict must fit it exactly (keys and shapes), its activation modules must be the ones recorded
     at save time (when the sidecar records them) and every weight must be finite.
@@ -299,8 +292,7 @@ def check_checkpoint_fits_data(
     """Raise ``ValueError`` naming the checkpoint and the data set when the images do not have the channels and size
     the checkpoint's model expects (its sidecar, else its first convolution, else one forward pass) or the labels go
     beyond its outputs.
-
-    No paper or equation: a check before a command spends time on a model and data that cannot go together."""
+    """
     from .utils import model_input_channels, model_output_width
 
     arch = metadata.get("architecture") or {}

@@ -57,9 +57,7 @@ DefenceTrainer = Callable[..., tuple["nn.Module", dict[str, Any]]]
 
 @dataclass
 class TrainingConfig:
-    """The training settings every defence shares: ``amd train``'s ``--epochs``, ``--batch-size`` and ``--lr``.
-
-    No paper or equation: the base of every defence's ``Config``."""
+    """The training settings every defence shares: ``amd train``'s ``--epochs``, ``--batch-size`` and ``--lr``."""
 
     epochs: int = field(default=10, metadata={"shared": True, "help": "number of epochs"})
     batch_size: int = field(default=128, metadata={"shared": True, "help": "batch size"})
@@ -71,8 +69,6 @@ class TrainingConfig:
 @dataclass(frozen=True)
 class Defence:
     """One defence, as ``amd train``, ``amd demo``, ``amd reproduce`` and checkpoint loading see it.
-
-    No paper or equation: the registry record (the paper is in :attr:`paper`).
 
     Args:
         name: the canonical name (``amd train --defense NAME``, ``defence.name`` in checkpoints).
@@ -149,8 +145,7 @@ def _config_fields(config: type[TrainingConfig]) -> list[tuple[dataclasses.Field
 def add_defence_arguments(group: argparse._ActionsContainer, defence: Defence) -> None:
     """Add the ``amd train`` flags of ``defence``, one per non-shared field of its ``Config`` (see the module
     docstring), to an argparse parser or argument group.
-
-    No paper or equation: command-line glue."""
+    """
     for item, annotation in _config_fields(defence.config):
         if item.metadata.get("shared"):
             continue
@@ -172,8 +167,7 @@ def config_from_namespace(
 ) -> TrainingConfig:
     """The ``Config`` that parsed ``amd train`` flags describe (a missing destination keeps the field's default), with
     ``overrides`` (field names) on top -- e.g. those of an alias such as ``rbf-cnn-plus``.
-
-    No paper or equation: command-line glue."""
+    """
     values = {}
     for item in dataclasses.fields(defence.config):
         dest = config_dest(defence, item)
@@ -193,8 +187,7 @@ def train_from_namespace(
 ) -> tuple[nn.Module, dict[str, Any]]:
     """``amd train --defense NAME`` (and ``amd demo``): build the zoo model ``architecture`` and run ``defence.train``
     with the ``Config`` of ``args``; checkpoints of the training itself go to ``args.out/train_state``.
-
-    No paper or equation: command-line glue."""
+    """
     from .models import build_model
 
     arch = dict(architecture)
@@ -213,18 +206,14 @@ def train_from_namespace(
 
 
 def validation_data(data: Mapping[str, Any]) -> tuple[Any, Any] | None:
-    """``(x_test, y_test)`` of a ``data`` mapping, or ``None`` when it has no test split.
-
-    No paper or equation: a helper of the defences' ``train``."""
+    """``(x_test, y_test)`` of a ``data`` mapping, or ``None`` when it has no test split."""
     if data.get("x_test") is None or data.get("y_test") is None:
         return None
     return data["x_test"], data["y_test"]
 
 
 def num_classes(base_model: nn.Module, data: Mapping[str, Any]) -> int:
-    """The number of outputs of ``base_model`` on ``data["x_train"]``'s image shape (side-effect free probe).
-
-    No paper or equation: a helper of the defences' ``train``."""
+    """The number of outputs of ``base_model`` on ``data["x_train"]``'s image shape (side-effect free probe)."""
     from .utils import model_output_width
 
     device = next((p.device for p in base_model.parameters()), "cpu")

@@ -42,9 +42,7 @@ ALIASES: dict[str, tuple[str, dict[str, Any]]] = {
 
 
 def resolve_defence(name: str) -> tuple[Defence, dict[str, Any]]:
-    """``(defence, config overrides)`` for a canonical name or an alias; ``KeyError`` naming the known names.
-
-    No paper or equation: the registry."""
+    """``(defence, config overrides)`` for a canonical name or an alias; ``KeyError`` naming the known names."""
     if name in DEFENCES:
         return DEFENCES[name], {}
     if name in ALIASES:
@@ -54,25 +52,19 @@ def resolve_defence(name: str) -> tuple[Defence, dict[str, Any]]:
 
 
 def get_defence(name: str) -> Defence:
-    """The defence called ``name`` (canonical or alias).
-
-    No paper or equation: the registry."""
+    """The defence called ``name`` (canonical or alias)."""
     return resolve_defence(name)[0]
 
 
 def alias_overrides(name: str, target: str) -> dict[str, Any]:
-    """The ``Config`` fields that ``name`` sets when it is an alias of ``target`` (``{}`` otherwise).
-
-    No paper or equation: the registry."""
+    """The ``Config`` fields that ``name`` sets when it is an alias of ``target`` (``{}`` otherwise)."""
     if name in ALIASES and ALIASES[name][0] == target:
         return dict(ALIASES[name][1])
     return {}
 
 
 def defence_names(*, aliases: bool = True) -> list[str]:
-    """The sorted names of the listed defences, with their aliases unless ``aliases=False``.
-
-    No paper or equation: the registry."""
+    """The sorted names of the listed defences, with their aliases unless ``aliases=False``."""
     names = set(DEFENCES)
     if aliases:
         names |= {alias for alias, (target, _) in ALIASES.items() if target in DEFENCES}

@@ -87,13 +87,6 @@ class Float32Input(nn.Module):
 class PerSampleClassGradientClassifier(PyTorchClassifier):
     """A ``PyTorchClassifier`` whose ``class_gradient`` with one label per sample takes ONE backward pass.
 
-    No paper or equation: an implementation speed-up of ART's C&W l2, EAD and other batched attacks that ask for
-    ``class_gradient(x, label=array)`` (ART's C&W l-inf attacks one image at a time, so it gains nothing). ART
-    back-propagates once per distinct label in the batch (up to ``nb_classes`` passes, twice per C&W / EAD
-    iteration); here the selected logits ``z_i[label_i]`` are summed and back-propagated once. The result is the
-    same as ART's as long as a sample's output does not depend on the other samples of the batch (true in eval mode
-    for every model of this package: no batch statistics, per-image noise).
-
     Known limitation: a model that mixes samples (e.g. BatchNorm using batch statistics) would get the gradient of
     the sum; so ``training_mode=True``, gradients at an intermediate layer, recurrent models and non-PyTorch
     preprocessing fall back to ART's per-label passes.
@@ -145,8 +138,6 @@ def to_art_classifier(
 ) -> PyTorchClassifier:
     """An ART ``PyTorchClassifier`` for ``model`` with ``clip_values=(0, 1)``, cross-entropy loss, the right
     ``input_shape``/``nb_classes``, ART's ``device_type`` derived from ``device``, and float32 casting of inputs.
-
-    No paper or equation: the ART (Adversarial Robustness Toolbox) wrapper every attack goes through.
 
     The returned classifier's ``model`` is a :class:`Float32Input` around ``model`` (ART's ``ModelWrapper`` adds
     its own layer on top); parameters are shared, so training through ART trains ``model``.

@@ -10,8 +10,6 @@ A rerun compares it with its own (:func:`check_fingerprint`): the same fingerpri
 version) is refused too, since what it holds cannot be told. ``--overwrite`` (or the Python argument the message
 names) starts afresh. Rows of a TSV also carry a hash of their image (:func:`image_hashes`), so a resumed run that
 extends or moves its index range still checks that every finished row was computed on the image it now expects.
-
-No paper or equation: bookkeeping of the package's resumable outputs (certify, verify, evaluate, train).
 """
 
 from __future__ import annotations

@@ -1,7 +1,5 @@
 """The training loop's checkpoint (``train_state.pt``): what it records, how a run resumes from it, and the
 fingerprint that refuses to resume another run's state.
-
-No paper or equation: storage for :func:`art_manifold_defenses.training.train`.
 """
 
 from __future__ import annotations

@@ -59,10 +59,7 @@ COLLAPSE_DOMINANT_SHARE = 0.9
 
 
 class TrainingCollapseWarning(UserWarning):
-    """A training epoch ended with the network at chance accuracy or predicting (almost) one class.
-
-    No paper or equation: the shared training loop's check against silent collapse (e.g. a regularizer that is
-    cheapest to satisfy with a constant network)."""
+    """A training epoch ended with the network at chance accuracy or predicting (almost) one class."""
 
 
 @dataclass
@@ -120,8 +117,6 @@ def predict_logits(
 ) -> np.ndarray:
     """Logits of ``model`` on ``x`` (numpy or tensor), computed in eval mode in batches; returns a numpy array.
 
-    No paper or equation: batched inference helper.
-
     Raises ``ValueError``/``TypeError`` naming ``x`` for images that are not finite NCHW batches in [0, 1] or that the
     model cannot take (wrong channel count, channels-last layout), and naming ``batch_size`` for a non-positive one.
     """
@@ -145,10 +140,7 @@ def predict_logits(
 def evaluate_accuracy(
     model: nn.Module, x: Any, y: Any, *, batch_size: int = 256, device: str | torch.device | None = "cpu"
 ) -> float:
-    """Top-1 accuracy of ``model`` on ``(x, y)``.
-
-    No paper or equation: clean top-1 accuracy, the "clean" column of the papers' tables.
-    """
+    """Top-1 accuracy of ``model`` on ``(x, y)``."""
     logits = predict_logits(model, x, batch_size=batch_size, device=device)
     labels = check_labels(y, len(logits), int(logits.shape[1]), "y")
     return float((logits.argmax(1) == labels).mean())
@@ -158,8 +150,6 @@ def collapse_statistics(predictions: Any, labels: Any, num_classes: int) -> dict
     """Accuracy and class spread of ``predictions`` (class indices) against ``labels``, and whether they look like a
     collapsed network: accuracy at chance (at most ``min(1.5 / K, 1 / K + 0.1)`` for ``K = num_classes``) or one class
     taking at least 90% of the predictions (unless the labels themselves are that unbalanced).
-
-    No paper or equation: the statistics of :func:`train`'s collapse check.
 
     Returns:
         ``{"accuracy", "predicted_classes", "dominant_class", "dominant_share", "chance_threshold", "at_chance",
@@ -298,8 +288,6 @@ def train(
     fingerprint: Mapping[str, Any] | None = None,
 ) -> list[dict[str, float]]:
     """Train ``model`` on ``(x, y)`` and return the per-epoch history.
-
-    No paper or equation: the shared training loop that every defence's step function plugs into.
 
     Args:
         model: any ``nn.Module`` mapping a float32 NCHW batch to logits (``step_fn`` may use it differently).

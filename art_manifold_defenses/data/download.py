@@ -16,10 +16,7 @@ __all__ = ["DatasetFile", "download_file", "md5sum"]
 
 @dataclass(frozen=True)
 class DatasetFile:
-    """One file of a dataset: its name, the URLs it can be fetched from, and its known MD5 (``None`` if unknown).
-
-    No paper or equation: download metadata.
-    """
+    """One file of a dataset: its name, the URLs it can be fetched from, and its known MD5 (``None`` if unknown)."""
 
     name: str
     urls: tuple[str, ...]
@@ -27,10 +24,7 @@ class DatasetFile:
 
 
 def md5sum(path: str | os.PathLike[str], chunk: int = 1 << 20) -> str:
-    """MD5 hex digest of a file, read in chunks.
-
-    No paper or equation: a checksum helper.
-    """
+    """MD5 hex digest of a file, read in chunks."""
     digest = hashlib.md5()
     with open(path, "rb") as handle:
         for block in iter(lambda: handle.read(chunk), b""):
@@ -42,8 +36,6 @@ def download_file(
     file: DatasetFile, folder: str | os.PathLike[str], *, mirrors: tuple[str, ...] = (), timeout: float = 30.0
 ) -> Path:
     """Download ``file`` into ``folder`` and verify its MD5; return the path.
-
-    No paper or equation: a verified download helper.
 
     ``mirrors`` are base URLs tried first (``<mirror>/<file.name>``); the environment variable ``AMD_DATA_MIRROR``
     adds one more. A partial download never replaces a good file: the data goes to a temporary file that is moved

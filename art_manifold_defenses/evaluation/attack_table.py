@@ -43,10 +43,7 @@ def _defaults(defaults: Mapping[str, Mapping[str, Any]]) -> str:
 
 
 def attacks_markdown() -> str:
-    """The Markdown page listing every registered attack: library, attack, norms, kind, loss, defaults, description.
-
-    No paper or equation: a table generated from the registry (each attack's description names its paper).
-    """
+    """The Markdown page listing every registered attack: library, attack, norms, kind, loss, defaults, description."""
     lines = [
         _HEADER,
         "| library | attack | norms | kind | loss | min. | defaults | description |",

@@ -675,8 +675,6 @@ class FrozenParams(dict):  # type: ignore[type-arg]
 class AttackSpec:
     """One attack: library, attack name, threat model (norm, eps) and library parameters.
 
-    No paper or equation of its own: the attack named by ``attack`` carries its reference in :data:`ATTACKS`.
-
     :param library: one of :data:`LIBRARIES`.
     :param attack: an attack of that library (see :data:`ATTACKS`).
     :param norm: ``"linf"``, ``"l2"`` or ``"l1"`` (``np.inf``/``2``/``1`` are accepted and normalised).
@@ -1008,9 +1006,6 @@ def run_attack(
     verbose: bool = False,
 ) -> np.ndarray:
     """Run ``spec`` on ``model`` and return adversarial examples (float32, shape of ``x``, inside ``[0, 1]``).
-
-    No paper or equation of its own: runs the library attack named by ``spec`` (references in
-    :data:`ATTACKS`).
 
     :param spec: the attack (validated first: unknown library/attack/norm/params raise ``ValueError``).
     :param model: a ``nn.Module`` returning logits (already wrapped with :class:`~.eot.EoT`/:class:`~.eot.BPDA` by the

@@ -79,7 +79,7 @@ class AuditFlag:
     """One audit finding: a machine-readable ``code``, a sentence for people, and the numbers behind it.
 
     Each flag's ``reference`` names its source: Athalye et al. 2018, Section 3.1, or Carlini et al. 2019,
-    Section 5 / Appendix A; no equation.
+    Section 5 / Appendix A.
     """
 
     code: str
@@ -133,7 +133,7 @@ def measure_gradients(
 ) -> dict[str, Any]:
     """Input gradients of the cross-entropy and of the margin loss on (at most ``max_points``) clean points.
 
-    Evidence for the zero / non-finite gradient checks of Athalye et al. 2018, Section 3.1; no equation.
+    Evidence for the zero / non-finite gradient checks of Athalye et al. 2018, Section 3.1.
 
     Returns ``n``, ``zero_fraction`` (points whose margin-loss gradient is exactly zero), ``ce_zero_fraction`` (same
     for cross-entropy; a saturated softmax also gives this), ``nonfinite_fraction`` (points with a NaN/Inf gradient
@@ -187,7 +187,7 @@ def measure_determinism(
     """Run the model twice on the same (at most ``max_points``) clean inputs; report how much the outputs change.
 
     Evidence for the randomness check (Athalye et al. 2018, Section 3.1; randomness calls for EoT, their
-    Section 4.3); no equation.
+    Section 4.3).
 
     Returns ``n``, ``changed_fraction`` (points whose predicted class differs between the two calls) and
     ``max_logit_difference`` (largest absolute difference of an output entry).
@@ -442,7 +442,7 @@ def large_eps_threshold(
 ) -> float | None:
     """The epsilon at or above which a ``norm`` attack counts as unbounded (a sanity check, not a reported budget).
 
-    The "unbounded attacks reach 0%" check of Athalye et al. 2018, Sec. 3.1; no equation. ``large_eps`` overrides
+    The "unbounded attacks reach 0%" check of Athalye et al. 2018, Sec. 3.1. ``large_eps`` overrides
     :data:`DEFAULT_LARGE_EPS` per norm: l-inf ``large_eps["linf"]``, l2 ``large_eps["l2"] * sqrt(input_dim)``, l1
     ``large_eps["l1"] * input_dim``; ``None`` when it cannot be computed (l2/l1 without ``input_dim``).
     """
@@ -455,10 +455,6 @@ def reported_budgets(
     """Per norm, the sorted epsilons the attacks report robustness at: every finite ``eps`` below
     :func:`large_eps_threshold`. Unbounded attacks (``eps=None``) and large-epsilon checks are sanity checks of the
     audit, not budgets of the robustness curve, and are left out.
-
-    No paper or equation: the budget bookkeeping of :func:`check_margin_coverage` and of the suites' coverage rule
-    (:func:`~.suites.suite_coverage_gaps`). ``attacks`` are specs or results (anything with ``norm`` and ``eps``, or
-    with a ``spec`` that has them); epsilons closer than ``1e-9`` relative count as one.
     """
     out: dict[str, list[float]] = {}
     for item in attacks:
@@ -535,7 +531,7 @@ def check_margin_coverage(
     (:func:`reported_budgets`) at which no margin- or DLR-loss attack ran (see the module table).
 
     Carlini et al. 2019, App. A (an attack with a cross-entropy loss alone can fail where the softmax saturates or
-    the logits are rescaled: try a margin loss), Croce & Hein 2020 (APGD-DLR, AutoAttack); no equation. Which
+    the logits are rescaled: try a margin loss), Croce & Hein 2020 (APGD-DLR, AutoAttack). Which
     attacks count is :attr:`~.attacks.AttackSpec.margin_loss`; failed attacks count as not run.
     """
     views = [_View(r) for r in results if getattr(r, "error", None) is None]
@@ -607,7 +603,7 @@ def audit(
     """Run every check and return the flags (empty list = nothing suspicious found).
 
     Follows Athalye et al. 2018, Section 3.1, and Carlini et al. 2019 ("On Evaluating Adversarial
-    Robustness"), Section 5 and Appendix A; no equation.
+    Robustness"), Section 5 and Appendix A.
 
     Args:
         results: the attack results of one evaluation.

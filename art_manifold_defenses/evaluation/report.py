@@ -58,10 +58,7 @@ __all__ = [
 
 
 def load_results(path: str | os.PathLike[str]) -> dict[str, Any]:
-    """Read a ``results.json`` record (``ValueError`` if it is not one).
-
-    No paper or equation: report I/O.
-    """
+    """Read a ``results.json`` record (``ValueError`` if it is not one)."""
     data = json.loads(Path(path).read_text())
     if not isinstance(data, dict) or data.get("format") != RESULTS_FORMAT:
         raise ValueError(f"{path} is not an art-manifold-defenses results record (format {RESULTS_FORMAT})")
@@ -71,7 +68,7 @@ def load_results(path: str | os.PathLike[str]) -> dict[str, Any]:
 def recompute_robust_accuracy(record: Mapping[str, Any]) -> float:
     """The per-point worst case recomputed from the per-attack ``correct`` lists of a record.
 
-    The per-point worst case of Carlini et al. 2019 / Croce & Hein 2020, from stored results; no equation.
+    The per-point worst case of Carlini et al. 2019 / Croce & Hein 2020, from stored results.
     """
     robust = np.asarray(record["per_point"]["clean_correct"], dtype=bool).copy()
     for attack in record["attacks"]:
@@ -114,10 +111,7 @@ def _summary_lines(record: Mapping[str, Any]) -> list[str]:
 
 
 def markdown_table(record: Mapping[str, Any], *, title: str | None = None, curves: str | None = None) -> str:
-    """The Markdown report of a record: summary, one row per attack, the audit flags and (optionally) the curves.
-
-    No paper or equation: report formatting.
-    """
+    """The Markdown report of a record: summary, one row per attack, the audit flags and (optionally) the curves."""
     out = [f"# {title or 'Evaluation: ' + str(record['model'])}", ""]
     out += _summary_lines(record)
     out += [
@@ -196,7 +190,7 @@ def worst_case_curve(
 ) -> tuple[list[float], list[float]]:
     """The per-point worst-case accuracy of a record's ``norm`` attacks as a function of epsilon.
 
-    The per-point worst case of Carlini et al. 2019 / Croce & Hein 2020, taken per budget; no equation of a paper.
+    The per-point worst case of Carlini et al. 2019 / Croce & Hein 2020, taken per budget.
     At each ``e`` a point counts as robust when it is correct clean, survives every fixed-budget attack of ``norm``
     with ``eps <= e`` (its ``correct`` entry), and every minimisation attack of ``norm`` left it unbroken at ``e``
     (no stored perturbation norm ``<= e``; a minimisation attack without norms counts through ``correct`` once its
@@ -249,8 +243,6 @@ def plot_robustness_curves(
     record: Mapping[str, Any], path: str | os.PathLike[str], *, title: str | None = None
 ) -> Path:
     """Accuracy vs epsilon per attack, one panel per norm, written as a PNG (matplotlib, Agg backend).
-
-    No paper or equation: a plot of accuracy against the attack budget.
 
     Fixed-budget attacks give one marker per epsilon (a line from the clean accuracy at 0 when the suite sweeps
     epsilon); minimisation attacks give the empirical curve ``mean(correct clean and ||delta_i|| > eps)`` from
@@ -335,10 +327,7 @@ def plot_robustness_curves(
 def write_report(
     result: EvaluationResult | Mapping[str, Any], out_dir: str | os.PathLike[str], *, title: str | None = None
 ) -> dict[str, Path]:
-    """Write ``results.json``, ``results.md`` and ``curves.png`` to ``out_dir``; return their paths.
-
-    No paper or equation: writes the report files.
-    """
+    """Write ``results.json``, ``results.md`` and ``curves.png`` to ``out_dir``; return their paths."""
     record = dict(result) if isinstance(result, Mapping) else result_to_dict(result)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -381,7 +370,7 @@ def comparison_grid(records: Sequence[Mapping[str, Any]], norm: str) -> list[flo
     """0 and every budget the records' ``norm`` attacks report robustness at (union over the records).
 
     The budgets are :func:`~.audit.reported_budgets` of the attacks that ran (unbounded and large-epsilon sanity
-    checks left out), so the grid is the suite's own. No paper or equation: bookkeeping.
+    checks left out), so the grid is the suite's own.
     """
     from types import SimpleNamespace
 
@@ -406,8 +395,6 @@ def measured_grid(record: Mapping[str, Any], norm: str, grid: Sequence[float]) -
     """The epsilons of ``grid`` at which ``record`` was attacked in ``norm``: 0 and those at or above its smallest
     ``norm`` budget (every one when an attack of ``norm`` is unbounded); none when no attack of ``norm`` ran. Below
     its smallest budget the per-point worst case would be the clean accuracy, which no attack measured.
-
-    No paper or equation: bookkeeping of :func:`plot_accuracy_vs_epsilon` and :func:`comparison_table`.
     """
     attacks = [a for a in record["attacks"] if a.get("error") is None and a["norm"] == norm]
     if not attacks:
@@ -428,8 +415,6 @@ def plot_accuracy_vs_epsilon(
     """Accuracy against epsilon of several models in one figure: one panel per norm, one line per model, each the
     per-point worst case over every attack of its suite at each epsilon of :func:`comparison_grid`
     (:func:`worst_case_curve`); the model named ``baseline`` is drawn black and dashed. PNG, Agg backend.
-
-    No paper or equation: a plot of the per-point worst case (Carlini et al. 2019) against the budget.
     """
     import matplotlib
 
@@ -499,8 +484,6 @@ def read_against_baseline(
     is_baseline: bool = False,
 ) -> str:
     """A one-line reading of a model's row beside the baseline's, computed from the numbers only.
-
-    No paper or equation: 95% Wilson intervals (:func:`wilson_interval`) of the worst-case accuracies.
 
     ``worst_case`` and ``baseline_worst_case`` are ``(eps, accuracy)`` pairs at the same epsilons (> 0; an epsilon
     missing from the baseline is skipped) on ``n`` and ``baseline_n`` attacked points; ``clean_accuracy`` and
@@ -705,9 +688,6 @@ def write_demo_report(out_dir: str | os.PathLike[str], *, title: str = "art-mani
     """Render ``report.md`` and :data:`DEMO_FIGURE` of an ``amd demo`` folder from its saved files only (its
     ``results.json`` and each model's ``results.json``), so a finished run can be re-rendered (``amd demo
     --render-only``). The first entry is the baseline every reading compares against. Returns the report's path.
-
-    No paper or equation: report assembly (:func:`plot_accuracy_vs_epsilon`, :func:`comparison_table`,
-    :func:`read_against_baseline`, :func:`combined_markdown`).
     """
     out = Path(out_dir)
     if not (out / "results.json").is_file():

@@ -185,7 +185,7 @@ def worst_case(clean_correct: np.ndarray, per_attack_correct: Sequence[np.ndarra
     """Per point: correct clean AND under every attack (the robust-accuracy indicator).
 
     Robust accuracy as the per-point worst case over all attacks (Carlini et al. 2019, "On Evaluating
-    Adversarial Robustness"; as in AutoAttack, Croce & Hein 2020); no equation.
+    Adversarial Robustness"; as in AutoAttack, Croce & Hein 2020).
     """
     robust = np.asarray(clean_correct, dtype=bool).copy()
     for correct in per_attack_correct:

@@ -113,7 +113,7 @@ def threat_model_violations(x: np.ndarray, x_adv: np.ndarray, norm: str, eps: fl
     ``eps + 1e-5`` from ``x`` (``eps=None``: unbounded, only the box is checked).
 
     Checks every adversarial example against its threat model, as Carlini et al. 2019 ("On Evaluating
-    Adversarial Robustness") ask; no equation.
+    Adversarial Robustness") ask.
     """
     x = np.asarray(x)
     if np.shape(x_adv) != x.shape:
@@ -646,7 +646,7 @@ def evaluate(
     """Evaluate ``model`` on ``(x, y)`` under every attack of ``suite`` and return an :class:`EvaluationResult`.
 
     Follows Carlini et al. 2019 ("On Evaluating Adversarial Robustness") and Athalye et al. 2018: per-point
-    worst case over the suite, adaptive EoT/BPDA attacks and the gradient-masking audit; no equation.
+    worst case over the suite, adaptive EoT/BPDA attacks and the gradient-masking audit.
 
     Args:
         model: an ``nn.Module`` returning logits, or an ART ``PyTorchClassifier`` (its all-PyTorch preprocessing chain

@@ -96,8 +96,6 @@ def register_suite(
 ) -> None:
     """Register a named suite.
 
-    No paper or equation: the suite registry (defence packages register their paper's attack settings here).
-
     Args:
         name: the suite name (``amd evaluate --suite NAME``).
         factory: called as ``factory(norm=norm, eps=eps)``; returns the list of ``AttackSpec``.
@@ -128,8 +126,6 @@ def register_suite(
 def register_paper_suite(name: str) -> None:
     """(Re-)register paper suite ``name`` of :data:`PAPER_SUITES` with its defence's settings by importing the
     defence's ``suite`` module and calling its registration function (no-op for other names).
-
-    No paper or equation: the suite registry (what ``amd evaluate --suite NAME`` calls before :func:`get_suite`).
     """
     if name in PAPER_SUITES:
         module, function = PAPER_SUITES[name].split(":")
@@ -137,10 +133,7 @@ def register_paper_suite(name: str) -> None:
 
 
 def suite_names() -> list[str]:
-    """The registered suite names, sorted.
-
-    No paper or equation: the suite registry.
-    """
+    """The registered suite names, sorted."""
     return sorted(_SUITES)
 
 
@@ -155,8 +148,6 @@ def _lookup(name: str) -> _Suite:
 
 def get_suite(name: str, norm: str | None = None, eps: float | None = None) -> list[AttackSpec]:
     """The attacks of suite ``name`` for threat model ``norm``/``eps``.
-
-    No paper or equation of its own: the attacks of a suite carry their references (see the module docstring).
 
     ``norm=None`` takes the suite's first norm; ``eps=None`` takes :data:`DEFAULT_EPS` of the norm. A name of
     :data:`PAPER_SUITES` that is not registered yet is registered first (:func:`register_paper_suite`); one that is
@@ -188,13 +179,7 @@ def get_suite(name: str, norm: str | None = None, eps: float | None = None) -> l
 
 
 def suite_headline(name: str, norm: str | None = None, eps: float | None = None) -> dict[str, float]:
-    """The headline budget per norm of suite ``name`` for the same ``norm``/``eps`` as :func:`get_suite`.
-
-    No paper or equation: the budget that AutoAttack must cover (Croce & Hein 2020). A single-norm suite's headline is
-    the ``eps`` it was built for (:data:`DEFAULT_EPS` when ``None``); a multi-norm suite's is the ``headline`` it was
-    registered with (else the largest reported budget of each norm), with ``eps`` replacing that of ``norm``; only
-    the norms the suite's attacks use are returned.
-    """
+    """The headline budget per norm of suite ``name`` for the same ``norm``/``eps`` as :func:`get_suite`."""
     suite = _lookup(name)
     specs = get_suite(name, norm=norm, eps=eps)
     budgets = reported_budgets(specs)
@@ -211,7 +196,7 @@ def suite_coverage_gaps(specs: Sequence[AttackSpec], headline: Mapping[str, floa
     """What ``specs`` lack of the suites' rule, one sentence per gap (empty = complete).
 
     Carlini et al. 2019, App. A and Croce & Hein 2020 (use a margin loss and AutoAttack besides cross-entropy PGD);
-    no equation. At each reported epsilon of each norm (:func:`~.audit.reported_budgets`: unbounded and large-eps
+    At each reported epsilon of each norm (:func:`~.audit.reported_budgets`: unbounded and large-eps
     attacks are sanity checks, not reported budgets) the suite needs a fixed-budget attack at that epsilon with
     :attr:`~.attacks.AttackSpec.cross_entropy` and one with :attr:`~.attacks.AttackSpec.margin_loss` (a minimisation
     attack does not count here, though the audit accepts it); at ``headline[norm]`` for l-inf and l2, an AutoAttack

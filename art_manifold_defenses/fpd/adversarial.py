@@ -25,8 +25,8 @@ def _loss_gradient(model: nn.Module, x: Tensor, y: Tensor) -> Tensor:
 def fgsm_linf(model: nn.Module, x: Tensor, y: Tensor, *, eps: float) -> Tensor:
     """One signed-gradient step of size ``eps``, clipped to [0, 1] (Goodfellow et al., 2015).
 
-    Paper: Li et al. 2020 (paper 002), Section 4.2 (adversarially trained ``F_FGSM``); no equation of paper
-    002: the FGSM step of Goodfellow et al.
+    Paper: Li et al. 2020 (paper 002), Section 4.2 (adversarially trained ``F_FGSM``);
+    the FGSM step of Goodfellow et al.
     """
     return (x + eps * _loss_gradient(model, x, y).sign()).clamp(0.0, 1.0).detach()
 
@@ -44,8 +44,8 @@ def pgd_linf(
 ) -> Tensor:
     """Projected gradient ascent in the L-infinity ``eps``-ball around ``x`` (Madry et al., 2018), clipped to [0, 1].
 
-    Paper: Li et al. 2020 (paper 002), Section 4.2 (adversarially trained ``F_PGD``); no equation of paper
-    002: the PGD of Madry et al.
+    Paper: Li et al. 2020 (paper 002), Section 4.2 (adversarially trained ``F_PGD``);
+    the PGD of Madry et al.
     """
     start = None
     if random_start:

@@ -63,7 +63,7 @@ class TorchvisionResNetAdapter(nn.Module):
     :data:`TORCHVISION_RESNET_LAYOUT` (torchvision is not imported).
 
     Paper: Li et al. 2020 (paper 002), Section 3 / Fig. 1 (the block-based CNN that FPD enhances; the authors' code
-    uses torchvision's ResNet layout); no equation: an adapter.
+    uses torchvision's ResNet layout); an adapter.
     """
 
     def __init__(self, resnet: nn.Module) -> None:
@@ -90,8 +90,6 @@ class TorchvisionResNetAdapter(nn.Module):
 def adapt_backbone(backbone: nn.Module) -> nn.Module:
     """``backbone`` itself when it follows the protocol (``stem`` and ``stages``), a :class:`TorchvisionResNetAdapter`
     when it has torchvision's ResNet layout; otherwise a ``TypeError`` saying what the protocol needs.
-
-    No paper or equation: an input adapter for the FPD network (paper 002, Fig. 1: a block-based CNN).
     """
     if not isinstance(backbone, nn.Module):
         raise TypeError(f"backbone must be an nn.Module, got {type(backbone).__name__}")
@@ -119,8 +117,6 @@ def functional_relu_calls(run: Callable[[], Any]) -> int:
     """How many ReLU calls ``run()`` makes (``F.relu``, ``torch.relu``, ``Tensor.relu``, in-place forms; an ``nn.ReLU``
     module counts too, since it calls ``F.relu``). After :func:`swap_relu_for_elu` every call left is a functional one
     that the swap could not see.
-
-    No paper or equation: a check that the ReLU -> ELU swap of paper 002 (Sec. 3.3) sees every activation.
     """
     counter = _ReluCallCounter()
     with counter:
@@ -132,7 +128,7 @@ def check_backbone(backbone: nn.Module) -> tuple[nn.Module, Sequence[nn.Module]]
     """Return ``(stem, stages)`` of a backbone, or raise ``TypeError`` naming what is missing.
 
     Paper: Li et al. 2020 (paper 002), Section 3.1 / Fig. 1 (a block-based CNN whose blocks carry the
-    denoising layers); no equation: an input check.
+    denoising layers); an input check.
     """
     if not isinstance(backbone, nn.Module):
         raise TypeError(f"backbone must be an nn.Module, got {type(backbone).__name__}")

@@ -83,7 +83,7 @@ class FPDConfig(TrainingConfig):
 def parse_positions(text: str) -> tuple[int, ...]:
     """``"0,1"`` -> ``(0, 1)``; ``"none"`` or ``""`` -> ``()`` (the value of ``--fpd-denoise-after``).
 
-    Paper: Li et al. 2020 (paper 002), Table 1 (where the inner denoising layers go); no equation: parsing."""
+    Paper: Li et al. 2020 (paper 002), Table 1 (where the inner denoising layers go); parsing."""
     text = text.strip().lower()
     if text in ("", "none"):
         return ()
@@ -98,7 +98,7 @@ def parse_positions(text: str) -> tuple[int, ...]:
 def build_fpd(base_model: nn.Module, params: dict[str, Any]) -> FeaturePyramidDecoder:
     """Checkpoint builder for defence ``"fpd"``: ``FeaturePyramidDecoder(base_model, **params)``.
 
-    Paper: Li et al. 2020 (paper 002), Section 3 / Fig. 1 (the FPD-enhanced CNN); no equation: the checkpoint
+    Paper: Li et al. 2020 (paper 002), Section 3 / Fig. 1 (the FPD-enhanced CNN); the checkpoint
     builder that re-creates it. A sidecar written before ``denoising_form`` existed describes the authors' form
     (``x + NL(x)``), so such checkpoints load as ``denoising_form="authors_code"``.
     """

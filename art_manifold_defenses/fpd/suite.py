@@ -33,7 +33,7 @@ def paper_fpd_suite(norm: str | None = None, eps: float | None = None, *, budget
     """The ``AttackSpec`` list of the ``paper-fpd`` suite (both norms, or only ``norm``; ``eps`` overrides its budget).
 
     Paper: Li et al. 2020 (paper 002), Section 4.2 and Table 2 (the attacks), plus margin-loss and transfer
-    attacks (no equation).
+    attacks.
     """
     from ..evaluation import AttackSpec
 
@@ -96,7 +96,7 @@ def register_paper_fpd_suite(
 ) -> str:
     """Register the suite with the evaluation harness under ``name`` (``amd evaluate --suite paper-fpd``).
 
-    Paper: Li et al. 2020 (paper 002), Table 2; no equation: registers :func:`paper_fpd_suite` with the
+    Paper: Li et al. 2020 (paper 002), Table 2; registers :func:`paper_fpd_suite` with the
     harness.
     """
     from ..evaluation import register_suite

@@ -29,7 +29,7 @@ ADVERSARIAL_MODES = (None, "fgsm", "pgd")
 def find_fpd(model: Any) -> FeaturePyramidDecoder:
     """The :class:`FeaturePyramidDecoder` inside an ART classifier or module wrapper (or the model itself).
 
-    Paper: Li et al. 2020 (paper 002), Fig. 1; no equation: a lookup helper for the Algorithm 1 trainer.
+    Paper: Li et al. 2020 (paper 002), Fig. 1; a lookup helper for the Algorithm 1 trainer.
     """
     module = getattr(model, "model", model) if not isinstance(model, nn.Module) else model
     if isinstance(module, nn.Module):

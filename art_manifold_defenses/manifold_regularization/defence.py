@@ -149,7 +149,7 @@ def _schedule(config: ManifoldRegularizationConfig, preset: str) -> ManifoldRegu
 def build_defended_model(base_model: nn.Module, params: dict[str, Any]) -> nn.Module:
     """Registry builder: manifold regularization changes only the training, so the model is the base model.
 
-    Paper: Jin & Rinard 2020 (paper 003); no equation: the checkpoint builder."""
+    Paper: Jin & Rinard 2020 (paper 003); the checkpoint builder."""
     return base_model
 
 

@@ -52,7 +52,7 @@ class RegularizerOutput:
     """What one call of :class:`ManifoldRegularizer` computes.
 
     Paper: Jin & Rinard 2020 (paper 003), the terms of eq. 15 (intrinsic eq. 11 / eq. 2, Hamming eqs. 13-14);
-    no equation of its own: a result container.
+    a result container.
 
     Attributes:
         logits: the model's logits on the clean batch (``None`` with ``include_clean=False``); use them for the loss.

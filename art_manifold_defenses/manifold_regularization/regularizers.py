@@ -193,7 +193,7 @@ def uses_batch_statistics(model: nn.Module) -> bool:
     """Whether a forward pass of ``model`` mixes the rows of its batch through a torch BatchNorm layer (training
     mode, or no running statistics), so that one concatenated pass and separate passes give different values.
 
-    Paper: Jin & Rinard 2020 (paper 003), Section 5.4 (one pass over ``[x, x+, x-]``); no equation: decides
+    Paper: Jin & Rinard 2020 (paper 003), Section 5.4 (one pass over ``[x, x+, x-]``); decides
     whether that fused pass is exact.
     """
     for module in model.modules():

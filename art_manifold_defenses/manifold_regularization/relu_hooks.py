@@ -37,7 +37,7 @@ def find_relu_modules(
     """``(qualified name, module)`` of every module of ``model`` that is an instance of ``activation_types``.
 
     Paper: Jin & Rinard 2020 (paper 003), eq. 7 (the ReLUs whose activation patterns Section 5.3 regularizes);
-    no equation: module lookup.
+    module lookup.
     """
     types = tuple(activation_types)
     return [(name, module) for name, module in model.named_modules() if isinstance(module, types)]

@@ -28,7 +28,7 @@ ScheduleValue = Callable[[float], float]
 class PiecewiseLinear:
     """Linear interpolation between ``(progress, value)`` knots, constant before the first and after the last.
 
-    Paper: Jin & Rinard 2020 (paper 003), Appendix B (its schedules are piecewise linear); no equation: a
+    Paper: Jin & Rinard 2020 (paper 003), Appendix B (its schedules are piecewise linear); a
     schedule helper.
 
     Args:
@@ -243,7 +243,7 @@ def constant_schedule(
 ) -> ManifoldRegularizationSchedule:
     """No ramps: every value constant (``learning_rate=None`` keeps the optimizer's own).
 
-    Paper: Jin & Rinard 2020 (paper 003), eq. 15 with fixed eps and gammas; no equation: the no-ramp
+    Paper: Jin & Rinard 2020 (paper 003), eq. 15 with fixed eps and gammas; the no-ramp
     alternative to the Appendix B schedules.
     """
     return ManifoldRegularizationSchedule(

@@ -8,10 +8,7 @@ ACTIVATIONS = ("relu", "elu")
 
 
 def make_activation(activation: str) -> nn.Module:
-    """A fresh activation module: ``"relu"`` -> ``nn.ReLU()``, ``"elu"`` -> ``nn.ELU()`` (never in-place, so hooks see inputs).
-
-    No paper or equation: activation factory.
-    """
+    """A fresh activation module: ``"relu"`` -> ``nn.ReLU()``, ``"elu"`` -> ``nn.ELU()`` (never in-place, so hooks see inputs)."""
     if activation == "relu":
         return nn.ReLU()
     if activation == "elu":

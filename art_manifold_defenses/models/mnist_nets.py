@@ -46,7 +46,7 @@ def cw_mnist(
     padding) with two max-pools, then FC200, dropout 0.5, FC200, FC``num_classes``; PyTorch's default initialisation.
 
     Architecture after Carlini & Wagner 2017 (their MNIST model), as paper 000's authors build it ('same' padding);
-    no equation. Not C&W's network exactly: theirs has valid convs (flatten 1,024 instead of 3,136) and Glorot-uniform
+    Not C&W's network exactly: theirs has valid convs (flatten 1,024 instead of 3,136) and Glorot-uniform
     weights with zero biases, see :func:`cw_mnist_paper` (paper 003's network).
     """
     _require(input_size, 4, "cw_mnist")
@@ -61,7 +61,7 @@ def cw_mnist_paper(
     FC ``num_classes``; Glorot-uniform weights and zero biases (Keras' defaults, which their code uses).
 
     Architecture of Carlini & Wagner 2017 (``train_models.py`` of ``carlini/nn_robust_attacks``, parameters
-    ``[32, 32, 64, 64, 200, 200]``), the MNIST network of Jin & Rinard 2020 (paper 003), Appendix B; no equation.
+    ``[32, 32, 64, 64, 200, 200]``), the MNIST network of Jin & Rinard 2020 (paper 003), Appendix B.
 
     Differences from :func:`cw_mnist` (kept unchanged for existing checkpoints): ``cw_mnist`` pads its convs
     ('same', flatten 3,136) and keeps PyTorch's default initialisation. C&W feed images in [-0.5, 0.5]; the package
@@ -115,7 +115,7 @@ def tramer_a(
 ) -> nn.Sequential:
     """Tramèr et al.'s MNIST model A (paper 004): conv64 5x5, conv64 5x5 (valid), dropout .25, FC128, dropout .5, FC.
 
-    Architecture: model A of Tramèr et al. 2018, used by Li et al. 2019 (paper 004) for MNIST; no equation.
+    Architecture: model A of Tramèr et al. 2018, used by Li et al. 2019 (paper 004) for MNIST.
     """
     _require(input_size, 9, "tramer_a")
     side = input_size - 8
@@ -141,7 +141,7 @@ def wong_small(
     Only Conv2d/ReLU/Flatten/Linear, so the exact verifier can encode it.
 
     Architecture of Wong et al. 2018, used (with 128 hidden units) by Jin & Rinard 2020 (paper 003), Appendix
-    B; no equation.
+    B.
     """
     _require(input_size, 4, "wong_small")
     side = conv_out(conv_out(input_size, 4, 2, 1), 4, 2, 1)

@@ -32,10 +32,7 @@ MODELS: dict[str, Callable[..., nn.Module]] = {
 
 
 def model_names() -> list[str]:
-    """Names accepted by :func:`build_model`.
-
-    No paper or equation: the zoo's names.
-    """
+    """Names accepted by :func:`build_model`."""
     return sorted(MODELS)
 
 
@@ -48,8 +45,6 @@ def build_model(
     **kwargs: Any,
 ) -> nn.Module:
     """Build a zoo model by name.
-
-    No paper or equation: the zoo's factory; each architecture's docstring names the paper it comes from.
 
     Args:
         name: one of :func:`model_names`.

@@ -76,7 +76,7 @@ class Bottleneck(nn.Module):
 class ResNet(nn.Module):
     """ResNet with an ImageNet stem (7x7/2 conv + 3x3/2 max-pool) or a small-image stem (3x3/1 conv, no pool).
 
-    Architecture of He et al. 2016 ("Deep Residual Learning for Image Recognition"); no equation.
+    Architecture of He et al. 2016 ("Deep Residual Learning for Image Recognition").
 
     Args:
         block: ``BasicBlock`` or ``Bottleneck``.
@@ -172,7 +172,7 @@ def resnet18(
 ) -> ResNet:
     """ResNet-18 (BasicBlock, [2, 2, 2, 2]).
 
-    Architecture of He et al. 2016 (ResNet-18); no equation.
+    Architecture of He et al. 2016 (ResNet-18).
     """
     return _resnet(BasicBlock, (2, 2, 2, 2), in_channels, num_classes, input_size, activation, stem)
 
@@ -186,7 +186,7 @@ def resnet50(
 ) -> ResNet:
     """ResNet-50 (Bottleneck, [3, 4, 6, 3]).
 
-    Architecture of He et al. 2016 (ResNet-50); no equation.
+    Architecture of He et al. 2016 (ResNet-50).
     """
     return _resnet(Bottleneck, (3, 4, 6, 3), in_channels, num_classes, input_size, activation, stem)
 
@@ -200,7 +200,7 @@ def resnet101(
 ) -> ResNet:
     """ResNet-101 (Bottleneck, [3, 4, 23, 3]), the FPD paper's backbone.
 
-    Architecture of He et al. 2016 (ResNet-101), used by Li et al. 2020 (paper 002), Table 2; no equation.
+    Architecture of He et al. 2016 (ResNet-101), used by Li et al. 2020 (paper 002), Table 2.
     """
     return _resnet(Bottleneck, (3, 4, 23, 3), in_channels, num_classes, input_size, activation, stem)
 
@@ -234,7 +234,7 @@ class PreActResNet18(nn.Module):
     inside the model (the reference model does this for CIFAR-10), so attacks and defences see [0, 1] images.
 
     Architecture of He et al. 2016 ("Identity Mappings in Deep Residual Networks"), used by Jin & Rinard 2020
-    (paper 003), Section 6; no equation.
+    (paper 003), Section 6.
     """
 
     def __init__(
@@ -302,6 +302,6 @@ def preact_resnet18(
     """PreAct ResNet-18 (paper 003).
 
     Architecture of He et al. 2016 ("Identity Mappings in Deep Residual Networks"), used by Jin & Rinard 2020
-    (paper 003), Section 6 and Appendix B; no equation.
+    (paper 003), Section 6 and Appendix B.
     """
     return PreActResNet18(in_channels, num_classes, input_size, activation, normalize)

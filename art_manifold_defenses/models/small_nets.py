@@ -104,7 +104,7 @@ class UNet(nn.Module):
     by ``2**depth``.
 
     Architecture of Ronneberger et al. 2015 (U-Net), used as a segmentation model for Taghanaki et al. 2019
-    (paper 001), Table 4; no equation.
+    (paper 001), Table 4.
     """
 
     def __init__(

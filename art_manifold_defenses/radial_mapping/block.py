@@ -317,7 +317,7 @@ def kmeans_centers(
     """k-means (k-means++ seeding, then Lloyd iterations) of ``points`` (n, d); returns (k, d) centres.
 
     Paper: Taghanaki et al. 2019 (paper 001), Section 2.3 (the centres ``c_k`` of eqs. (2)-(3) are learned
-    end-to-end); no equation: an optional data-driven initialisation of those centres, used by neither the
+    end-to-end); an optional data-driven initialisation of those centres, used by neither the
     paper nor the authors' code (which draw them from U(0, 1)).
 
     With fewer distinct points than ``k`` the remaining centres are copies of sampled points.

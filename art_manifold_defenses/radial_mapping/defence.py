@@ -72,7 +72,7 @@ class RadialMappingConfig(TrainingConfig):
 def mapping_params(config: RadialMappingConfig) -> dict[str, Any]:
     """The JSON-serialisable mapping options stored in the checkpoint's ``defence.params``.
 
-    Paper: Taghanaki et al. 2019 (paper 001), Section 2.2; no equation: checkpoint metadata."""
+    Paper: Taghanaki et al. 2019 (paper 001), Section 2.2; checkpoint metadata."""
     after: str | list[str] = (
         config.after
         if config.after in ("all_conv", "blocks")

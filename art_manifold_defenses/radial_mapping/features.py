@@ -43,7 +43,7 @@ def extract_features(
     """Flattened features of ``x``: the *input* of the last ``nn.Linear`` (penultimate features) when ``layer`` is None,
     else the *output* of the named module. Returns (N, D) float32.
 
-    Paper: Taghanaki et al. 2019 (paper 001), Table 2 and Fig. 4 (feature-space analysis); no equation:
+    Paper: Taghanaki et al. 2019 (paper 001), Table 2 and Fig. 4 (feature-space analysis);
     feature extraction.
     """
     x_np = check_images(x, "x", clip_values=None)

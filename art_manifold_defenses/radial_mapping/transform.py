@@ -79,7 +79,7 @@ class RadialMappingProjection(nn.Module):
     """x -> Conv1x1(cat([f, g(f)])) with f = module(x); the 1x1 convolution starts as ``[I, 0]`` (no change).
 
     Paper: Taghanaki et al. 2019 (paper 001), Fig. 2 / eq. (7) concatenation followed by a learned 1x1
-    read-out; no equation: a documented deviation for models whose consumers cannot be widened.
+    read-out; a documented deviation for models whose consumers cannot be widened.
     """
 
     def __init__(self, module: nn.Module, mapping: RadialBasisMapping) -> None:
@@ -125,7 +125,7 @@ def _concatenate(mapping: nn.Module, x: Tensor) -> Tensor:
 def mapping_blocks(model: nn.Module) -> list[RadialBasisMapping]:
     """The radial-basis mapping blocks of a model, in module order.
 
-    Paper: Taghanaki et al. 2019 (paper 001), Fig. 2; no equation: lists the inserted eq. (5) blocks.
+    Paper: Taghanaki et al. 2019 (paper 001), Fig. 2; lists the inserted eq. (5) blocks.
     """
     return [m for m in model.modules() if isinstance(m, RadialBasisMapping)]
 
@@ -133,7 +133,7 @@ def mapping_blocks(model: nn.Module) -> list[RadialBasisMapping]:
 def mapping_points(model: nn.Module) -> list[str]:
     """Recommended insertion points (``after="blocks"``): the outputs of the feature stages.
 
-    Paper: Taghanaki et al. 2019 (paper 001), Fig. 2 (a block after each convolutional layer); no equation:
+    Paper: Taghanaki et al. 2019 (paper 001), Fig. 2 (a block after each convolutional layer);
     where blocks go in architectures the paper does not cover.
 
     ResNet-like models (``stem`` + ``stages``): the stem and every stage. The zoo's U-Net: every double-conv block

@@ -79,7 +79,7 @@ def build_rbf_cnn(base_model: nn.Module, params: dict[str, Any]) -> RBFCNN:
     (``num_filters``, ``patch_size``, ``in_channels``); the state dict then restores the filter means/variances.
 
     Paper: Nandy, Hsu and Lee 2020 (paper 000), Section III / Fig. 1 (RBF layer, reconstruction layer, CNN);
-    no equation: the checkpoint builder that re-creates that pipeline.
+    the checkpoint builder that re-creates that pipeline.
     """
     from .classifier import RBFCNN
     from .filter_bank import RBFFilterBank
@@ -176,7 +176,7 @@ def train_rbf_cnn(
 def defence_metadata(model: nn.Module, **extra: Any) -> dict[str, Any]:
     """The checkpoint ``defence`` entry of an RBFCNN: ``{"name": "rbf-cnn", "params": model.config() + extra}``.
 
-    Paper: Nandy, Hsu and Lee 2020 (paper 000); no equation: checkpoint metadata."""
+    Paper: Nandy, Hsu and Lee 2020 (paper 000); checkpoint metadata."""
     from .classifier import RBFCNN
 
     if not isinstance(model, RBFCNN):

@@ -23,7 +23,7 @@ def extract_patches(x: Tensor, patch_size: int) -> Tensor:
     """All ``patch_size`` x ``patch_size`` patches of ``x`` (stride 1, no padding), as ``(N, L, C*k*k)`` rows.
 
     Paper: Nandy, Hsu and Lee 2020 (paper 000), Section III-a (the sliding-window patches ``z_i`` scored by
-    eq. 2); no equation: patch extraction.
+    eq. 2); patch extraction.
 
     The vector layout is PyTorch's ``unfold`` order (channel-major, then rows, then columns), the same layout as
     :attr:`RBFFilterBank.means`.

@@ -26,7 +26,7 @@ def smoothed_targets(y: Tensor, num_classes: int, smoothing: float = 0.9) -> Ten
     other class ``(1 - s) / (K - 1)``.
 
     Paper: Nandy, Hsu and Lee 2020 (paper 000), Section IV, "Experimental Setup" ("trained using label
-    smoothing"); no equation: the smoothing value 0.9 comes from the authors' code (reference notes, section
+    smoothing"); the smoothing value 0.9 comes from the authors' code (reference notes, section
     000).
     """
     off = (1.0 - smoothing) / (num_classes - 1)

@@ -47,7 +47,7 @@ def sample_size_grid(n_max: int, *, min_samples: int = 100, steps_per_doubling: 
     """Candidate sample sizes: ``min_samples * 2^(j / steps_per_doubling)`` (rounded up) below ``n_max``, then ``n_max``.
 
     Paper: Chen et al. 2022 (AAAI, arXiv 2112.12084), Section 4 (the input-specific sample size is searched below the
-    input-agnostic ``N`` of Cohen et al.'s CERTIFY); no equation."""
+    input-agnostic ``N`` of Cohen et al.'s CERTIFY)."""
     n_max = check_positive_int(n_max, "n_max")
     low = min(check_positive_int(min_samples, "min_samples"), n_max)
     steps = check_positive_int(steps_per_doubling, "steps_per_doubling")

@@ -43,7 +43,7 @@ class CountCertificate:
     """The certificate of one image: selected class, radius per bound and the probability bounds behind them.
 
     Paper: Li et al. 2019 (paper 004), Algorithm 1 step 7 and Theorem 2, next to Cohen et al. 2019 (Theorem 1)
-    and Lecuyer et al. 2019 (PixelDP); no equation: a result container.
+    and Lecuyer et al. 2019 (PixelDP); a result container.
     """
 
     prediction: int

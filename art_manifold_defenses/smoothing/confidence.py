@@ -124,7 +124,7 @@ def _sison_glaz_coverage(c: int, counts: np.ndarray) -> float:
 def sison_glaz_intervals(counts: Any, alpha: float = 0.05) -> tuple[np.ndarray, np.ndarray]:
     """Simultaneous ``1 - alpha`` confidence intervals for all multinomial proportions (Sison & Glaz 1995).
 
-    Paper: Li et al. 2019 (paper 004), Section 4 (intervals on ``p_(1)``, ``p_(2)``); no equation: the
+    Paper: Li et al. 2019 (paper 004), Section 4 (intervals on ``p_(1)``, ``p_(2)``); the
     authors' code uses these intervals instead of the paper's Clopper-Pearson (reference notes, section 004).
 
     Finds the integer ``c >= 0`` with ``nu(c) <= 1 - alpha < nu(c + 1)`` (with the conventions of R's MultinomialCI:

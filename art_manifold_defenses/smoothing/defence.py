@@ -53,7 +53,7 @@ def build_smoothed_classifier(base_model: nn.Module, params: dict[str, Any]) -> 
     """Checkpoint builder: ``params`` needs ``sigma`` (other training hyper-parameters are kept only as metadata).
 
     Paper: Li et al. 2019 (paper 004), Algorithm 1 (Gaussian noise added to the input of the base classifier);
-    no equation: the checkpoint builder.
+    the checkpoint builder.
     """
     from .module import SmoothedClassifier
 

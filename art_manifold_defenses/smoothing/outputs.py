@@ -150,7 +150,7 @@ def certify_to_tsv(
     """Certify ``x`` with ``estimator`` and append one TSV row per image to ``path`` as it goes.
 
     Paper: Li et al. 2019 (paper 004), Algorithm 1 for every image (and the Cohen et al. 2019 / PixelDP bounds
-    on the same counts); no equation: a per-image TSV writer.
+    on the same counts); a per-image TSV writer.
 
     Columns: ``idx, label, prediction, radius_<bound>..., correct, seconds, count_top, count_second, p1_lower,
     p2_upper, cohen_p_lower``. Images are processed in chunks of ``max(1, batch_size // (n0 + n))`` (a row is
@@ -402,8 +402,7 @@ def certification_fingerprint(estimator: RenyiSmoothingPyTorch, **settings: Any)
     """The fingerprint of a certification TSV: :func:`certification_settings` (``settings`` are its keyword
     arguments), the number of classes, and the hashes of the base model (module types and state dict) and of every
     preprocessing module of the estimator (the class names of the others).
-
-    No paper or equation: resume bookkeeping (see :mod:`art_manifold_defenses.fingerprint`)."""
+    """
     preprocessing = [
         model_hash(op) if isinstance(op, nn.Module) else type(op).__name__
         for op in estimator.active_preprocessing
@@ -586,7 +585,7 @@ def read_certify_tsv(path: str | os.PathLike[str]) -> list[dict[str, str]]:
     """The rows of a certification TSV (complete lines only: a line cut by a kill is ignored; the fingerprint line is
     skipped, see :func:`read_certify_fingerprint`).
 
-    Paper: Li et al. 2019 (paper 004), Section 6.1 / Cohen et al. 2019 certification output; no equation: a
+    Paper: Li et al. 2019 (paper 004), Section 6.1 / Cohen et al. 2019 certification output; a
     TSV reader.
     """
     return read_tsv(path)[2]
@@ -596,7 +595,7 @@ def read_certify_fingerprint(path: str | os.PathLike[str]) -> dict[str, Any] | N
     """The fingerprint line of a certification TSV (``None`` for a file of an older version without one): the model
     hash and the settings of :func:`certification_fingerprint`.
 
-    Paper: Li et al. 2019 (paper 004), Section 6.1 certification output; no equation: a TSV reader.
+    Paper: Li et al. 2019 (paper 004), Section 6.1 certification output; a TSV reader.
     """
     return read_tsv(path)[0]
 
@@ -608,7 +607,7 @@ def certified_accuracy(
     ``radius > 0``; a zero radius means abstention).
 
     Paper: Li et al. 2019 (paper 004), Section 6.1 (the accuracy lower bound of Fig. 1 and Table 1), and the
-    certified accuracy of Cohen et al. 2019; no equation.
+    certified accuracy of Cohen et al. 2019.
     """
     rad = np.asarray(radius, dtype=np.float64)
     ok = np.asarray(correct, dtype=bool)
@@ -630,7 +629,7 @@ def write_cohen_tsv(
     no radius rounds across a threshold); ``radius`` is the row's ``radius_<bound>`` (default Cohen's, the
     radius of their CERTIFY). Their ``analyze.py`` reads the result as it reads their own files.
 
-    Paper: Cohen et al. 2019, Section 3.2 (CERTIFY) and the output format of their code; no equation: a file writer.
+    Paper: Cohen et al. 2019, Section 3.2 (CERTIFY) and the output format of their code; a file writer.
 
     Raises:
         ValueError: ``path`` holds no ``radius_<bound>`` column or no row.
@@ -719,7 +718,7 @@ def plot_certified_accuracy(
     certification TSV, or is a single TSV.
 
     Paper: Li et al. 2019 (paper 004), Fig. 1 (accuracy lower bounds vs attack size, with PixelDP), and Cohen
-    et al. 2019's certified-accuracy curves; no equation: a plot.
+    et al. 2019's certified-accuracy curves; a plot.
     """
     import matplotlib
 

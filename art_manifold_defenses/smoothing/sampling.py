@@ -240,7 +240,6 @@ class VoteStreams:
     ``n0 + n = per_image`` and the same seeds. Each call of :meth:`sample` cuts the requested samples (image by image)
     into batches of ``batch_size`` forward passes, as :func:`vote_counts` does.
 
-    No paper or equation: the sampling machinery (Cohen et al. 2019's Monte-Carlo votes, drawn in installments).
     Memory: one batch, plus up to ``draw_size`` samples kept per image paused in the middle of a ``normal_`` call.
     """
 

@@ -200,7 +200,7 @@ class DecisionResult:
     """The decision mode's answer for every image (arrays of length ``N``).
 
     Paper: Voráček & Hein 2024 (arXiv 2406.17830), Section 3 (decide "robust at ``r``" with a confidence sequence),
-    on Cohen et al. 2019's CERTIFY; no equation: a result container.
+    on Cohen et al. 2019's CERTIFY; a result container.
 
     Attributes:
         prediction: the selected class, -1 where the image abstains.

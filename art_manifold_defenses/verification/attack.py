@@ -31,7 +31,7 @@ def pgd_attack(
     """Untargeted l-inf PGD on the cross-entropy with ``restarts`` random starts.
 
     Paper: Jin & Rinard 2020 (paper 003), Appendix B (20-step l-inf PGD with 10 restarts, step ``2.5 eps /
-    20``) and the "Robust" column of Table 2; no equation of its own: the PGD of Madry et al. 2018.
+    20``) and the "Robust" column of Table 2; the PGD of Madry et al. 2018.
 
     Returns ``(x_adv, fooled)``: per input the first adversarial example found (or the last iterate when none was),
     and a bool mask of the inputs whose ``x_adv`` the model misclassifies. Every ``x_adv`` lies in the ball and in

@@ -32,7 +32,7 @@ class NetworkBounds:
     ``[input_lower, input_upper]``; ``method`` names the algorithm that produced them.
 
     Paper: Tjeng et al. 2019, eq. 5 (the bounds ``l <= z <= u`` its big-M ReLU encoding needs), as used by Jin
-    & Rinard 2020 (paper 003), Table 2; no equation of its own: a container.
+    & Rinard 2020 (paper 003), Table 2; a container.
     """
 
     input_lower: np.ndarray

@@ -43,7 +43,7 @@ class MarginResult:
     ``"violated"`` (``point`` has margin ``value`` <= 0 in the MILP) or ``"timeout"``.
 
     Paper: Tjeng et al. 2019, the MILP of eq. 5 for one target class (verified accuracy of Jin & Rinard 2020,
-    paper 003, Table 2); no equation of its own: a result container.
+    paper 003, Table 2); a result container.
     """
 
     status: str

@@ -36,7 +36,7 @@ def stable_relu_fraction(
     """Average over the images of ``x`` of the per-layer shares of provably active, inactive and unstable ReLUs.
 
     Paper: Xiao et al. 2019 (provably stable ReLUs make the MILP of Tjeng et al. 2019 cheap) and Jin & Rinard
-    2020 (paper 003), Section 5.3; no equation: counts of stable ReLUs.
+    2020 (paper 003), Section 5.3; counts of stable ReLUs.
 
     ``bounds``: ``"ibp"`` (fast), ``"crown"`` (default) or ``"lp"`` (slow). Returns ``{"eps", "bounds", "images",
     "relus", "stable", "unstable_per_image", "layers": [{"units", "active", "inactive", "unstable"}, ...]}`` where
@@ -78,7 +78,7 @@ class StabilityMonitor:
     the epoch record as ``stable_relus``), so a run with and without the Hamming term can be compared.
 
     Paper: Xiao et al. 2019 (ReLU stability for faster verification) and Jin & Rinard 2020 (paper 003),
-    Section 5.3 (the Hamming term); no equation: an epoch callback.
+    Section 5.3 (the Hamming term); an epoch callback.
     """
 
     def __init__(self, x: Any, eps: float, *, bounds: str = "ibp", max_images: int = 20) -> None:

@@ -103,7 +103,7 @@ class ImageVerification:
 class VerificationResult:
     """Per-image verdicts and their summary for one (model, eps) pair.
 
-    Paper: Jin & Rinard 2020 (paper 003), Table 2 (verified accuracy); no equation: a result container.
+    Paper: Jin & Rinard 2020 (paper 003), Table 2 (verified accuracy); a result container.
     """
 
     images: list[ImageVerification]

@@ -50,7 +50,7 @@ def make_shapes_dataset(
 ) -> tuple[np.ndarray, np.ndarray]:
     """``n`` images (float32 (n, channels, size, size) in [0, 1]) and binary masks (int64 (n, size, size)).
 
-    Paper: Taghanaki et al. 2019 (paper 001), Section 3 and Table 4 (the SKIN segmentation task); no equation:
+    Paper: Taghanaki et al. 2019 (paper 001), Section 3 and Table 4 (the SKIN segmentation task);
     an offline synthetic stand-in for the unavailable ISIC 2017 data.
 
     Args:

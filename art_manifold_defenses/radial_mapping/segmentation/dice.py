@@ -16,7 +16,7 @@ __all__ = ["dice_score", "predict_masks", "segmentation_dice"]
 def dice_score(prediction: Any, target: Any, *, foreground: int = 1) -> np.ndarray:
     """Per-image Dice 2|P and T| / (|P| + |T|) of the ``foreground`` class; 1.0 where both masks are empty.
 
-    Paper: Taghanaki et al. 2019 (paper 001), Tables 4-6 (segmentation results as Dice); no equation: the
+    Paper: Taghanaki et al. 2019 (paper 001), Tables 4-6 (segmentation results as Dice); the
     standard Dice coefficient.
 
     ``prediction`` and ``target``: integer label maps of shape (N, H, W) (or one (H, W) map).
@@ -63,7 +63,7 @@ def segmentation_dice(
 ) -> tuple[float, float]:
     """Mean Dice of the model's predictions on ``(x, masks)`` and its standard error (as the paper's Table 4).
 
-    Paper: Taghanaki et al. 2019 (paper 001), Table 4 (no equation: mean Dice and its standard error).
+    Paper: Taghanaki et al. 2019 (paper 001), Table 4 (mean Dice and its standard error).
     """
     scores = dice_score(predict_masks(model, x, batch_size=batch_size, device=device), masks)
     stderr = float(scores.std(ddof=1) / np.sqrt(len(scores))) if len(scores) > 1 else 0.0
