@@ -13,6 +13,7 @@ import datetime
 import os
 import time
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -124,6 +125,78 @@ def _legacy_settings_path(path: Path) -> Path:
     return path.with_name(path.name + ".settings.json")
 
 
+@dataclass(frozen=True)
+class _Run:
+    """A certification run's checked inputs and the fingerprint its TSV rows are written under."""
+
+    mode: str
+    bounds: tuple[str, ...]
+    x: np.ndarray
+    labels: np.ndarray
+    idx: np.ndarray
+    hashes: list[str]
+    alpha: float
+    fingerprint: dict[str, Any]
+
+    @property
+    def columns(self) -> list[str]:
+        return _columns(self.bounds, self.mode)
+
+    @property
+    def expected(self) -> dict[int, tuple[int, str]]:
+        """Index -> (label, image hash) of every image of the run (what a finished row must match)."""
+        return {int(i): (int(lab), h) for i, lab, h in zip(self.idx, self.labels, self.hashes, strict=True)}
+
+
+def _prepare_run(
+    estimator: RenyiSmoothingPyTorch,
+    x: Any,
+    y: Any,
+    indices: Any,
+    *,
+    n: int,
+    n0: int,
+    alpha: float | None,
+    bound: str | None,
+    interval: str,
+    batch_size: int,
+    seed: int,
+    radius: float | None,
+    samples: str,
+    max_radius_loss: float,
+    first_round: int,
+    growth: float,
+) -> _Run:
+    """Check the inputs and settings of :func:`certify_to_tsv` / :func:`certify_sharded` (errors name the argument)
+    and compute the run's fingerprint."""
+    mode, bounds = _mode_bounds(bound, radius, samples)
+    if interval not in INTERVALS:
+        raise ValueError(f"interval must be one of {INTERVALS}, got {interval!r}")
+    if mode == "decision" and interval != "clopper-pearson":
+        raise ValueError(f"interval must be 'clopper-pearson' in the decision mode, got {interval!r}")
+    x_np = estimator._check_x(x)
+    labels = check_labels(y, len(x_np), estimator.nb_classes, "y")
+    idx = np.arange(len(x_np)) if indices is None else np.asarray(indices, dtype=np.int64)
+    if idx.shape != (len(x_np),):
+        raise ValueError(f"indices must have one entry per image ({len(x_np)}), got shape {idx.shape}")
+    alpha_value = float(estimator.alpha if alpha is None else alpha)
+    mode_settings = _mode_settings(
+        mode, radius=radius, max_radius_loss=max_radius_loss, first_round=first_round, growth=growth
+    )
+    fingerprint = certification_fingerprint(
+        estimator,
+        n=n,
+        n0=n0,
+        alpha=alpha_value,
+        bounds=bounds,
+        interval=interval,
+        batch_size=batch_size,
+        seed=seed,
+        **mode_settings,
+    )
+    return _Run(mode, bounds, x_np, labels, idx, image_hashes(x_np), alpha_value, fingerprint)
+
+
 def certify_to_tsv(
     estimator: RenyiSmoothingPyTorch,
     x: Any,
@@ -185,44 +258,35 @@ def certify_to_tsv(
     The ``seconds`` column is the wall time of the chunk divided by its number of images (the only column that
     differs between two runs with the same settings).
     """
-    mode, bounds = _mode_bounds(bound, radius, samples)
-    if interval not in INTERVALS:
-        raise ValueError(f"interval must be one of {INTERVALS}, got {interval!r}")
-    if mode == "decision" and interval != "clopper-pearson":
-        raise ValueError(f"interval must be 'clopper-pearson' in the decision mode, got {interval!r}")
-    x_np = estimator._check_x(x)
-    labels = check_labels(y, len(x_np), estimator.nb_classes, "y")
-    idx = np.arange(len(x_np)) if indices is None else np.asarray(indices, dtype=np.int64)
-    if idx.shape != (len(x_np),):
-        raise ValueError(f"indices must have one entry per image ({len(x_np)}), got shape {idx.shape}")
+    run = _prepare_run(
+        estimator,
+        x,
+        y,
+        indices,
+        n=n,
+        n0=n0,
+        alpha=alpha,
+        bound=bound,
+        interval=interval,
+        batch_size=batch_size,
+        seed=seed,
+        radius=radius,
+        samples=samples,
+        max_radius_loss=max_radius_loss,
+        first_round=first_round,
+        growth=growth,
+    )
+    mode, bounds, x_np, labels, idx = run.mode, run.bounds, run.x, run.labels, run.idx
+    alpha_value, fingerprint, hashes = run.alpha, run.fingerprint, run.hashes
     if max_images is not None and (
         isinstance(max_images, bool) or not isinstance(max_images, (int, np.integer)) or max_images < 1
     ):
         raise ValueError(f"max_images must be a positive integer or None, got {max_images!r}")
     stop_after = int(max_images) if max_images is not None else 0
-    alpha_value = float(estimator.alpha if alpha is None else alpha)
-    mode_settings = _mode_settings(
-        mode, radius=radius, max_radius_loss=max_radius_loss, first_round=first_round, growth=growth
-    )
-    fingerprint = certification_fingerprint(
-        estimator,
-        n=n,
-        n0=n0,
-        alpha=alpha_value,
-        bounds=bounds,
-        interval=interval,
-        batch_size=batch_size,
-        seed=seed,
-        **mode_settings,
-    )
     path = Path(path)
     if not resume:
         _legacy_settings_path(path).unlink(missing_ok=True)
-    hashes = image_hashes(x_np)
-    expected = {int(i): (int(label), digest) for i, label, digest in zip(idx, labels, hashes, strict=True)}
-    finished = resume_tsv(
-        path, fingerprint, _columns(bounds, mode), resume=resume, hint=_HINT, expected=expected
-    )
+    finished = resume_tsv(path, fingerprint, run.columns, resume=resume, hint=_HINT, expected=run.expected)
     done = {int(row["idx"]) for row in finished}
 
     if mode == "fixed":
@@ -494,33 +558,28 @@ def certify_sharded(
     """
     from .. import distributed
 
-    mode, bounds = _mode_bounds(bound, radius, samples)
-    x_np = estimator._check_x(x)
-    labels = check_labels(y, len(x_np), estimator.nb_classes, "y")
-    idx = np.arange(len(x_np)) if indices is None else np.asarray(indices, dtype=np.int64)
-    if idx.shape != (len(x_np),):
-        raise ValueError(f"indices must have one entry per image ({len(x_np)}), got shape {idx.shape}")
-    if len(np.unique(idx)) != len(idx):
-        raise ValueError("indices must be distinct: each image is one row of certify.tsv")
-    alpha_value = float(estimator.alpha if alpha is None else alpha)
-    mode_settings = _mode_settings(
-        mode, radius=radius, max_radius_loss=max_radius_loss, first_round=first_round, growth=growth
-    )
-    fingerprint = certification_fingerprint(
+    run = _prepare_run(
         estimator,
+        x,
+        y,
+        indices,
         n=n,
         n0=n0,
-        alpha=alpha_value,
-        bounds=bounds,
+        alpha=alpha,
+        bound=bound,
         interval=interval,
         batch_size=batch_size,
         seed=seed,
-        **mode_settings,
+        radius=radius,
+        samples=samples,
+        max_radius_loss=max_radius_loss,
+        first_round=first_round,
+        growth=growth,
     )
-    columns = _columns(bounds, mode)
-    expected = {
-        int(i): (int(label), digest) for i, label, digest in zip(idx, labels, image_hashes(x_np), strict=True)
-    }
+    x_np, labels, idx, alpha_value, fingerprint = run.x, run.labels, run.idx, run.alpha, run.fingerprint
+    if len(np.unique(idx)) != len(idx):
+        raise ValueError("indices must be distinct: each image is one row of certify.tsv")
+    columns, expected = run.columns, run.expected
     rank, size = distributed.rank(), distributed.world_size()
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
