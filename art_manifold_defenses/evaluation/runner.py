@@ -618,6 +618,122 @@ def _run_one(
     )
 
 
+def _clean_pass(
+    module: nn.Module,
+    x: np.ndarray,
+    y: np.ndarray,
+    batches: list[int],
+    *,
+    votes: int,
+    seed: int,
+    device: torch.device,
+    batch_size: int,
+    num_classes: int,
+    rank: int,
+) -> np.ndarray:
+    """Which points the model classifies correctly without attack (a majority vote of ``votes`` passes), scored
+    batch by batch on this process's ``batches`` and gathered on every process."""
+    from .. import distributed
+
+    parts = {
+        b: _score(
+            module,
+            x[_batch(b, batch_size)],
+            y[_batch(b, batch_size)],
+            votes=votes,
+            seed=_stable_seed(seed, "clean", b),
+            device=device,
+            batch_size=batch_size,
+            num_classes=num_classes,
+        )
+        for b in batches
+    }
+    gathered = distributed.gather_objects(parts)
+    correct = distributed.broadcast_object(_merge_clean(gathered, len(x), batch_size) if rank == 0 else None)
+    assert correct is not None
+    return correct  # type: ignore[no-any-return]
+
+
+def _announce_estimate(
+    specs: Sequence[AttackSpec],
+    module: nn.Module,
+    x: np.ndarray,
+    y: np.ndarray,
+    clean_correct: np.ndarray,
+    surrogate: nn.Module | None,
+    out_path: Path | None,
+    context: dict[str, Any],
+    *,
+    stochastic: bool,
+    bpda_surrogate: nn.Module | None,
+    eot_k: int,
+    batch_size: int,
+    repeats: int,
+    votes: int,
+    device: torch.device,
+    processes: int,
+) -> None:
+    """Print the estimated cost of the attacks still to run (finished ones in ``out_path`` excluded), from a probe
+    of the model's forward and backward passes on the points that will be attacked; never stops the evaluation."""
+    todo = [
+        _plan(s, module, stochastic=stochastic, surrogate=bpda_surrogate, eot_samples=eot_k)
+        for s in specs
+        if not (s.library == "transfer" and surrogate is None)
+    ]
+    todo = [
+        p for p in todo if out_path is None or _load_finished(_attack_path(out_path, p.spec), context) is None
+    ]
+    attacked = np.flatnonzero(clean_correct)
+    try:
+        report_evaluation_estimate(
+            [p.spec for p in todo],
+            [p.eot_samples for p in todo],
+            module,
+            x[attacked],
+            y[attacked],
+            batch_size=batch_size,
+            repeats=repeats,
+            votes=votes,
+            device=device,
+            processes=processes,
+        )
+    except Exception as exc:  # noqa: BLE001 - an estimate must never stop the evaluation it describes
+        tqdm.write(f"estimate: unavailable ({type(exc).__name__}: {exc})")
+
+
+def _audit(
+    results: list[AttackResult],
+    module: nn.Module,
+    x: np.ndarray,
+    y: np.ndarray,
+    clean_correct: np.ndarray,
+    *,
+    seed: int,
+    device: torch.device,
+    batch_size: int,
+    stochastic: bool,
+    eot_k: int,
+    bpda: bool,
+) -> tuple[Any, Any, list[AuditFlag]]:
+    """The gradient-masking audit: gradient statistics on the correctly classified points (all points when there is
+    none), the determinism check, and the flags of :func:`~.audit.audit` over the attacks' results."""
+    correct_idx = np.flatnonzero(clean_correct)
+    probe = correct_idx if len(correct_idx) else np.arange(len(x))
+    set_seed(_stable_seed(seed, "audit"))
+    gradient_stats = measure_gradients(module, x[probe], y[probe], device=device, batch_size=batch_size)
+    determinism = measure_determinism(module, x, device=device, batch_size=batch_size)
+    flags = audit(
+        results,
+        gradient_stats=gradient_stats,
+        determinism=determinism,
+        eot=stochastic and eot_k > 1,
+        declared_stochastic=stochastic,
+        bpda=bpda,
+        input_dim=int(np.prod(x.shape[1:])),
+    )
+    return gradient_stats, determinism, flags
+
+
 def evaluate(
     model: Any,
     x: Any,
@@ -738,23 +854,18 @@ def evaluate(
     num_batches = math.ceil(len(x_arr) / batch_size)
     my_batches = [b for b in range(num_batches) if b % size == rank]
     set_seed(int(seed))
-    clean_parts = {
-        b: _score(
-            module,
-            x_arr[_batch(b, batch_size)],
-            y_arr[_batch(b, batch_size)],
-            votes=n_votes,
-            seed=_stable_seed(seed, "clean", b),
-            device=dev,
-            batch_size=batch_size,
-            num_classes=num_classes,
-        )
-        for b in my_batches
-    }
-    gathered_clean = distributed.gather_objects(clean_parts)
-    clean_correct = _merge_clean(gathered_clean, len(x_arr), batch_size) if rank == 0 else None
-    clean_correct = distributed.broadcast_object(clean_correct)
-    assert clean_correct is not None
+    clean_correct = _clean_pass(
+        module,
+        x_arr,
+        y_arr,
+        my_batches,
+        votes=n_votes,
+        seed=int(seed),
+        device=dev,
+        batch_size=batch_size,
+        num_classes=num_classes,
+        rank=rank,
+    )
 
     settings = {
         "device": str(dev),
@@ -770,32 +881,24 @@ def evaluate(
     }
 
     if verbose and rank == 0:  # the cost estimate, from a probe, of the attacks still to run
-        todo = [
-            _plan(s, module, stochastic=stochastic, surrogate=bpda_surrogate, eot_samples=eot_k)
-            for s in specs
-            if not (s.library == "transfer" and surrogate_module is None)
-        ]
-        todo = [
-            p
-            for p in todo
-            if out_path is None or _load_finished(_attack_path(out_path, p.spec), context) is None
-        ]
-        attacked = np.flatnonzero(clean_correct)
-        try:
-            report_evaluation_estimate(
-                [p.spec for p in todo],
-                [p.eot_samples for p in todo],
-                module,
-                x_arr[attacked],
-                y_arr[attacked],
-                batch_size=batch_size,
-                repeats=n_repeats,
-                votes=n_votes,
-                device=dev,
-                processes=size,
-            )
-        except Exception as exc:  # noqa: BLE001 - an estimate must never stop the evaluation it describes
-            tqdm.write(f"estimate: unavailable ({type(exc).__name__}: {exc})")
+        _announce_estimate(
+            specs,
+            module,
+            x_arr,
+            y_arr,
+            clean_correct,
+            surrogate_module,
+            out_path,
+            context,
+            stochastic=stochastic,
+            bpda_surrogate=bpda_surrogate,
+            eot_k=eot_k,
+            batch_size=batch_size,
+            repeats=n_repeats,
+            votes=n_votes,
+            device=dev,
+            processes=size,
+        )
     results: list[AttackResult] = []
     bar = tqdm(specs, desc="attacks", unit="attack", disable=not verbose or rank != 0)
     for spec in bar:
@@ -864,25 +967,23 @@ def evaluate(
         assert isinstance(received, EvaluationResult)
         return received
 
-    gradient_stats = determinism = None
-    flags: list[AuditFlag] = []
-    if run_audit:
-        correct_idx = np.flatnonzero(clean_correct)
-        probe = correct_idx if len(correct_idx) else np.arange(len(x_arr))
-        set_seed(_stable_seed(seed, "audit"))
-        gradient_stats = measure_gradients(
-            module, x_arr[probe], y_arr[probe], device=dev, batch_size=batch_size
-        )
-        determinism = measure_determinism(module, x_arr, device=dev, batch_size=batch_size)
-        flags = audit(
+    gradient_stats, determinism, flags = (
+        _audit(
             results,
-            gradient_stats=gradient_stats,
-            determinism=determinism,
-            eot=stochastic and eot_k > 1,
-            declared_stochastic=stochastic,
+            module,
+            x_arr,
+            y_arr,
+            clean_correct,
+            seed=int(seed),
+            device=dev,
+            batch_size=batch_size,
+            stochastic=stochastic,
+            eot_k=eot_k,
             bpda=bpda_surrogate is not None,
-            input_dim=int(np.prod(x_arr.shape[1:])),
         )
+        if run_audit
+        else (None, None, [])
+    )
 
     evaluation = EvaluationResult(
         model=model_name or _model_name(module),
