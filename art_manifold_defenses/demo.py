@@ -24,7 +24,7 @@ from .defence_record import add_defence_arguments, train_from_namespace
 from .defences import DEFENCES, resolve_defence
 from .utils import device_arg
 
-__all__ = ["DEMO_ENTRIES", "DemoEntry", "add_demo_arguments", "demo_entry_names", "run_demo"]
+__all__ = ["DEMO_ENTRIES", "DemoEntry", "add_demo_arguments", "demo_entry_names", "run_demo", "train_entry"]
 
 #: The defences of ``amd train --defense``: the demo trains through the same list as the CLI.
 _TRAINERS = DEFENCES
@@ -195,7 +195,7 @@ def _train_namespace(
     return namespace
 
 
-def _train(
+def train_entry(
     entry: DemoEntry,
     args: argparse.Namespace,
     data: dict[str, Any],
@@ -203,6 +203,9 @@ def _train(
     folder: Path,
     architecture: dict[str, Any],
 ) -> tuple[Any, dict[str, Any] | None]:
+    """Train one demo entry as ``amd train`` would (its defence's ``train`` with the entry's options, or plain
+    training for the baseline); returns ``(model, the checkpoint's defence entry or None)``. Also used by
+    ``bench/gpu_check.py``."""
     import torch
 
     from .models import build_model
@@ -309,7 +312,7 @@ def run_demo(args: argparse.Namespace) -> int:
         architecture = {"in_channels": 1, "num_classes": 10, "input_size": 28, **entry.model}
         set_seed(args.seed)
         t0 = time.perf_counter()
-        model, defence = _train(entry, args, data, device, folder, architecture)
+        model, defence = train_entry(entry, args, data, device, folder, architecture)
         train_seconds = time.perf_counter() - t0
         model.eval()
         accuracy = evaluate_accuracy(model, x_test, y_test, device=device)

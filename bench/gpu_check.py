@@ -10,7 +10,7 @@ Stages, in order (each one's result, seconds and error, if any, go to ``OUT/gpu_
    (its printed seconds per image and ratios are parsed into the summary, its full output kept in ``OUT/certify.txt``);
 2. for the baseline and each defence of ``amd demo`` (:data:`art_manifold_defenses.demo.DEMO_ENTRIES`: baseline,
    rbf-cnn, radial-mapping, fpd, manifold-reg, stn; the same models, ``amd train --defense`` options and EoT/vote
-   settings, trained through the demo's own training function, i.e. the defences' ``train_from_args``):
+   settings, trained through the demo's own training function, i.e. each defence's ``train`` of ``defences.DEFENCES``):
    ``train:NAME`` (brief training, test accuracy, checkpoint ``OUT/models/NAME/model.pt``), then ``quick:NAME`` and
    ``autoattack:NAME`` (:func:`art_manifold_defenses.evaluation.evaluate` with that suite; clean and robust accuracy,
    files in ``OUT/models/NAME/SUITE/``).
@@ -207,7 +207,7 @@ def _entry(model: str, plan: Plan | None = None) -> Any:
 def run_train(stage: Stage, ctx: _Context) -> dict[str, Any]:
     """Train one demo entry (the demo's own training path) on the plan's data; save its checkpoint."""
     from art_manifold_defenses.checkpoint import save_checkpoint
-    from art_manifold_defenses.demo import _train  # the `amd demo` / `amd train --defense` training path
+    from art_manifold_defenses.demo import train_entry  # the `amd demo` / `amd train --defense` training path
     from art_manifold_defenses.training import evaluate_accuracy
     from art_manifold_defenses.utils import set_seed
 
@@ -220,7 +220,7 @@ def run_train(stage: Stage, ctx: _Context) -> dict[str, Any]:
                                    data_root=ctx.args.data_root, device=ctx.args.device)  # fmt: skip
     set_seed(ctx.args.seed)
     began = time.perf_counter()
-    model, defence = _train(entry, demo_args, data, ctx.device, folder, architecture)
+    model, defence = train_entry(entry, demo_args, data, ctx.device, folder, architecture)
     train_seconds = time.perf_counter() - began
     model.eval()
     x_test, y_test = data["x_test"][: ctx.plan.test_limit], data["y_test"][: ctx.plan.test_limit]
