@@ -4,6 +4,7 @@ batch and stability training, and attacks the smoothed classifier (EoT) by defau
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Sequence
 from typing import Any
@@ -438,6 +439,18 @@ class RenyiSmoothingPyTorch(PyTorchRandomizedSmoothing):
         seed = resolve_seed(self.seed if seed is None else seed)  # one run seed for every chunk
         parts: list[DecisionResult] = []
         chunk = self._images_per_chunk(batch_size, first_round)
+        decide = functools.partial(
+            decide_sequentially,
+            radius=radius,
+            sigma=self.sigma,
+            alpha=alpha_value,
+            n_max=n_max,
+            n0=n0,
+            num_classes=self.nb_classes,
+            bound=bound,
+            first_round=first_round,
+            growth=growth,
+        )
         self._model.eval()
         with (
             torch.inference_mode(),
@@ -452,36 +465,10 @@ class RenyiSmoothingPyTorch(PyTorchRandomizedSmoothing):
                 ) -> np.ndarray:
                     return streams.sample(images.tolist(), counts.tolist()).cpu().numpy()
 
-                parts.append(
-                    decide_sequentially(
-                        draw,
-                        len(part),
-                        radius=radius,
-                        sigma=self.sigma,
-                        alpha=alpha_value,
-                        n_max=n_max,
-                        n0=n0,
-                        num_classes=self.nb_classes,
-                        bound=bound,
-                        first_round=first_round,
-                        growth=growth,
-                    )
-                )
+                parts.append(decide(draw, len(part)))
                 bar.update(len(part))
         if not parts:
-            return decide_sequentially(
-                lambda i, c: np.zeros((0, self.nb_classes), dtype=np.int64),
-                0,
-                radius=radius,
-                sigma=self.sigma,
-                alpha=alpha_value,
-                n_max=n_max,
-                n0=n0,
-                num_classes=self.nb_classes,
-                bound=bound,
-                first_round=first_round,
-                growth=growth,
-            )
+            return decide(lambda i, c: np.zeros((0, self.nb_classes), dtype=np.int64), 0)
         fields = {
             name: np.concatenate([getattr(p, name) for p in parts])
             for name in (
