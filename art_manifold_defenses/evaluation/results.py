@@ -207,12 +207,6 @@ def _percent(value: float | None) -> float | None:
     return None if value is None else round(100.0 * float(value), 2)
 
 
-def _finite_or_none(value: Any) -> Any:
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
-
-
 def result_to_dict(result: EvaluationResult) -> dict[str, Any]:
     """The JSON record of an :class:`EvaluationResult` (see :mod:`.report` for the fields)."""
     attacks = [a.to_dict() for a in result.attacks]

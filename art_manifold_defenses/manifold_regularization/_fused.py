@@ -309,8 +309,8 @@ class _ReLUNodeGradient:
     """What one side (x+ or x-) of one layer adds to the gradient of its ReLU's input: ``sign * factor_i * a_i`` per
     row, once :class:`_HammingThroughReLUNodes` has computed ``factor`` in its backward."""
 
-    def __init__(self, products: Tensor, sign: float, shape: torch.Size) -> None:
-        self.products, self.sign, self.shape = products, sign, shape
+    def __init__(self, products: Tensor, sign: float) -> None:
+        self.products, self.sign = products, sign
         self.factor: Tensor | None = None
 
     def __call__(
@@ -368,8 +368,8 @@ class _HammingThroughReLUNodes(torch.autograd.Function):
         )
         assert a_plus is not None and a_minus is not None
         plus, minus = (
-            _ReLUNodeGradient(a_plus, 1.0, z_plus.shape),
-            _ReLUNodeGradient(a_minus, -1.0, z_minus.shape),
+            _ReLUNodeGradient(a_plus, 1.0),
+            _ReLUNodeGradient(a_minus, -1.0),
         )
         sides[0].register_hook(plus)
         sides[1].register_hook(minus)
