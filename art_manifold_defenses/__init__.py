@@ -1,9 +1,9 @@
-"""art-manifold-defenses: five research defences as Adversarial Robustness Toolbox (ART) plug-ins, with one honest
-evaluation harness over ART, Foolbox, CleverHans and AutoAttack.
+"""art-manifold-defenses: five research defences as Adversarial Robustness Toolbox (ART) plug-ins, with one
+honest evaluation harness over ART, Foolbox, CleverHans and AutoAttack.
 
 Public API (foundation): :func:`load_dataset`, :func:`build_model`, :func:`train`, :func:`save_checkpoint`,
-:func:`load_checkpoint`, :func:`to_art_classifier`; :class:`TrainingCollapseWarning` (what :func:`train` warns with
-when an epoch ends with the network at chance or predicting one class).
+:func:`load_checkpoint`, :func:`to_art_classifier`; :class:`TrainingCollapseWarning` (what :func:`train` warns
+with when an epoch ends with the network at chance or predicting one class).
 
 The names are imported on first use (PEP 562), so that importing the package -- e.g. for the ``amd`` command's
 ``--help`` -- does not load torch or ART.

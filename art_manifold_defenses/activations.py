@@ -1,8 +1,10 @@
-"""ReLUs written without an ``nn.ReLU`` module: the functional forms and the other ways of writing ``max(x, 0)``.
+"""ReLUs written without an ``nn.ReLU`` module: the functional forms and the other ways of writing
+``max(x, 0)``.
 
-Forward hooks see ``nn.ReLU`` modules only. The FPD's ReLU -> ELU swap (paper 002) and the manifold regularizer's
-Hamming term (paper 003) both need to know when a network computes a ReLU some other way; :func:`is_relu_call` says so
-for one ``__torch_function__`` call, :data:`FUNCTIONAL_RELUS` lists the functional ReLUs proper.
+Forward hooks see ``nn.ReLU`` modules only. The FPD's ReLU -> ELU swap (paper 002) and the manifold
+regularizer's Hamming term (paper 003) both need to know when a network computes a ReLU some other way;
+:func:`is_relu_call` says so for one ``__torch_function__`` call, :data:`FUNCTIONAL_RELUS` lists the
+functional ReLUs proper.
 """
 
 from __future__ import annotations
@@ -54,8 +56,8 @@ def _is_zero(value: Any) -> bool:
 
 
 def is_relu_call(func: Any, args: Sequence[Any], kwargs: dict[str, Any] | None) -> bool:
-    """Whether ``func(*args, **kwargs)`` computes a ReLU: a functional ReLU, a clamp with lower bound 0 and no upper
-    bound, the element-wise maximum of a tensor and a zero, or ``threshold(x, 0, 0)``.
+    """Whether ``func(*args, **kwargs)`` computes a ReLU: a functional ReLU, a clamp with lower bound 0 and no
+    upper bound, the element-wise maximum of a tensor and a zero, or ``threshold(x, 0, 0)``.
 
     Paper: Jin & Rinard 2020 (paper 003), eq. 4 (the ReLUs whose pre-activations the Hamming term needs); no
     equation: a detector of activations that forward hooks cannot see.

@@ -1,16 +1,17 @@
-"""Checkpoints: a ``torch.save`` of the state dict plus a JSON sidecar with everything needed to rebuild the model.
+"""Checkpoints: a ``torch.save`` of the state dict plus a JSON sidecar with everything needed to rebuild the
+model.
 
 ``model.pt`` holds tensors only and is loaded with ``weights_only=True`` (pickled code is refused).
 ``model.json`` holds the architecture (a zoo name and its arguments), the defence (its registered name and
-hyper-parameters), the dataset, the package version and the activation modules of the saved network. The defended
-``nn.Module`` is rebuilt from ``(base model, defence params)`` by the ``build`` of the defence's record in
-:data:`art_manifold_defenses.defences.DEFENCES` (names of earlier versions through its ``ALIASES``), or by a builder
-registered with :func:`register_defence` (a defence outside the package).
+hyper-parameters), the dataset, the package version and the activation modules of the saved network. The
+defended ``nn.Module`` is rebuilt from ``(base model, defence params)`` by the ``build`` of the defence's
+record in :data:`art_manifold_defenses.defences.DEFENCES` (names of earlier versions through its ``ALIASES``),
+or by a builder registered with :func:`register_defence` (a defence outside the package).
 
 The sidecar is not trusted further than the weights confirm it: :func:`load_checkpoint` rebuilds the model it
-describes and requires the same state-dict keys and shapes, the same activation modules as were saved (sidecars of
-earlier versions do not record them) and finite weights. Every failure to read or match a checkpoint is one
-:class:`CheckpointError` (a ``ValueError``) naming the file.
+describes and requires the same state-dict keys and shapes, the same activation modules as were saved
+(sidecars of earlier versions do not record them) and finite weights. Every failure to read or match a
+checkpoint is one :class:`CheckpointError` (a ``ValueError``) naming the file.
 """
 
 from __future__ import annotations
@@ -49,11 +50,13 @@ class CheckpointError(ValueError):
     """A checkpoint (``model.pt`` and its ``model.json``) that cannot be read, or whose parts do not match."""
 
 
-#: ``builder(base_model, params) -> defended model``; the state dict of the defended model is then loaded into it.
+#: ``builder(base_model, params) -> defended model``; the state dict of the defended model is then loaded into
+#: it.
 DefenceBuilder = Callable[[nn.Module, dict[str, Any]], nn.Module]
 #: Builders registered with :func:`register_defence`; the package's own defences are in ``defences.DEFENCES``.
 _BUILDERS: dict[str, DefenceBuilder] = {}
-#: Activation modules recorded in a sidecar and checked on load (a subclass counts as the class it derives from).
+#: Activation modules recorded in a sidecar and checked on load (a subclass counts as the class it derives
+#: from).
 ACTIVATION_TYPES: tuple[type[nn.Module], ...] = (
     nn.ReLU,
     nn.ReLU6,
@@ -78,8 +81,9 @@ ACTIVATION_TYPES: tuple[type[nn.Module], ...] = (
 
 
 def activation_counts(model: nn.Module) -> dict[str, int]:
-    """How many activation modules of each kind ``model`` has, e.g. ``{"ReLU": 4}`` (stored in the sidecar: the
-    activation is not visible in the weights, so a sidecar edited to another one would otherwise load silently)."""
+    """How many activation modules of each kind ``model`` has, e.g. ``{"ReLU": 4}`` (stored in the sidecar:
+    the activation is not visible in the weights, so a sidecar edited to another one would otherwise load
+    silently)."""
     counts: Counter[str] = Counter()
     for module in model.modules():
         for kind in ACTIVATION_TYPES:
@@ -90,8 +94,9 @@ def activation_counts(model: nn.Module) -> dict[str, int]:
 
 
 def register_defence(name: str, builder: DefenceBuilder) -> None:
-    """Register how to rebuild a defended model of defence ``name`` from its base model and hyper-parameters (a
-    defence outside :data:`art_manifold_defenses.defences.DEFENCES`; a registered name takes precedence there).
+    """Register how to rebuild a defended model of defence ``name`` from its base model and hyper-parameters
+    (a defence outside :data:`art_manifold_defenses.defences.DEFENCES`; a registered name takes precedence
+    there).
     """
     _BUILDERS[name] = builder
 
@@ -113,8 +118,8 @@ def save_checkpoint(
     """Write ``path`` (state dict) and its ``.json`` sidecar; return the path of the ``.pt`` file.
 
     Args:
-        architecture: ``{"name": <zoo name>, "in_channels": ..., "num_classes": ..., "input_size": ..., ...}``;
-            every key but ``name`` is passed to :func:`~art_manifold_defenses.models.build_model`.
+        architecture: ``{"name": <zoo name>, "in_channels": ..., "num_classes": ..., "input_size": ...,
+            ...}``; every key but ``name`` is passed to :func:`~art_manifold_defenses.models.build_model`.
         defence: ``{"name": <registered defence>, "params": {...}}`` or ``None`` for an undefended model.
         dataset: dataset name the model was trained on.
         extra: anything else JSON-serialisable (accuracy, training settings, seed).
@@ -239,14 +244,15 @@ def load_checkpoint(
 ) -> tuple[nn.Module, dict[str, Any]]:
     """Load a checkpoint; return ``(model in eval mode on device, metadata)``.
 
-    With ``model=None`` the model is rebuilt from the sidecar. A given ``model`` must match the stored state dict.
-    Either way the state dict must fit it exactly (keys and shapes), its activation modules must be the ones recorded
-    at save time (when the sidecar records them) and every weight must be finite.
+    With ``model=None`` the model is rebuilt from the sidecar. A given ``model`` must match the stored state
+    dict. Either way the state dict must fit it exactly (keys and shapes), its activation modules must be the
+    ones recorded at save time (when the sidecar records them) and every weight must be finite.
 
     Raises:
         FileNotFoundError: ``path`` or its sidecar is missing.
-        CheckpointError: (a ``ValueError``) the file is empty, truncated or holds pickled code, a weight is NaN/Inf,
-            the sidecar is malformed, or sidecar and weights do not match; the message names the file.
+        CheckpointError: (a ``ValueError``) the file is empty, truncated or holds pickled code, a weight is
+            NaN/Inf, the sidecar is malformed, or sidecar and weights do not match; the message names the
+            file.
     """
     path = Path(path)
     if not path.is_file():
@@ -289,9 +295,9 @@ def check_checkpoint_fits_data(
     dataset: str,
     device: str | torch.device = "cpu",
 ) -> None:
-    """Raise ``ValueError`` naming the checkpoint and the data set when the images do not have the channels and size
-    the checkpoint's model expects (its sidecar, else its first convolution, else one forward pass) or the labels go
-    beyond its outputs.
+    """Raise ``ValueError`` naming the checkpoint and the data set when the images do not have the channels
+    and size the checkpoint's model expects (its sidecar, else its first convolution, else one forward pass)
+    or the labels go beyond its outputs.
     """
     from .utils import model_input_channels, model_output_width
 

@@ -1,11 +1,12 @@
 """The ``amd`` command.
 
-Subcommands: ``train`` (a zoo model, optionally with a defence), ``evaluate`` (a checkpoint under an attack suite),
-``demo`` (the baseline and the five defences, see :mod:`art_manifold_defenses.demo`), ``reproduce`` (the papers'
-reproductions, see :mod:`art_manifold_defenses.reproduce`), ``info`` (versions and devices). ``amd train --defense
-NAME`` reads :data:`art_manifold_defenses.defences.DEFENCES`: its choices are their names and aliases, its flags are
-generated from each defence's ``Config`` dataclass, and it trains through the record's ``train``; ``amd demo`` trains
-its models the same way (:data:`art_manifold_defenses.demo.DEMO_ENTRIES`).
+Subcommands: ``train`` (a zoo model, optionally with a defence), ``evaluate`` (a checkpoint under an attack
+suite), ``demo`` (the baseline and the five defences, see :mod:`art_manifold_defenses.demo`), ``reproduce``
+(the papers' reproductions, see :mod:`art_manifold_defenses.reproduce`), ``info`` (versions and devices).
+``amd train --defense NAME`` reads :data:`art_manifold_defenses.defences.DEFENCES`: its choices are their
+names and aliases, its flags are generated from each defence's ``Config`` dataclass, and it trains through the
+record's ``train``; ``amd demo`` trains its models the same way
+(:data:`art_manifold_defenses.demo.DEMO_ENTRIES`).
 """
 
 from __future__ import annotations
@@ -32,14 +33,15 @@ if TYPE_CHECKING:
     from .evaluation.suites import PAPER_SUITES as PAPER_SUITES
     from .evaluation.suites import register_paper_suite as register_paper_suite
 
-# Importable from here, where they used to be defined: ``DEFENCE_TRAINERS`` (deprecated: ``--defense`` name -> the
-# defence's ``cli`` module, derived from ``defences.DEFENCES``; :mod:`art_manifold_defenses.defence_trainers`) and ``PAPER_SUITES`` / ``register_paper_suite`` (paper suite name -> ``module:function`` that registers it;
-# :mod:`art_manifold_defenses.evaluation.suites`, where ``get_suite`` resolves the names without this module; read
-# through ``__getattr__`` below).
+# Importable from here, where they used to be defined: ``DEFENCE_TRAINERS`` (deprecated: ``--defense`` name ->
+# the defence's ``cli`` module, derived from ``defences.DEFENCES``;
+# :mod:`art_manifold_defenses.defence_trainers`) and ``PAPER_SUITES`` / ``register_paper_suite`` (paper suite
+# name -> ``module:function`` that registers it; :mod:`art_manifold_defenses.evaluation.suites`, where
+# ``get_suite`` resolves the names without this module; read through ``__getattr__`` below).
 #
-# Building the parser imports no torch, ART or other heavy library (``amd --help`` and a bad flag answer at once): the
-# modules imported at the top of this file and the modules that add arguments are light, and every handler imports
-# what it needs when it runs.
+# Building the parser imports no torch, ART or other heavy library (``amd --help`` and a bad flag answer at
+# once): the modules imported at the top of this file and the modules that add arguments are light, and every
+# handler imports what it needs when it runs.
 
 #: Modules adding subcommands through ``add_subcommands(subparsers) -> {name: handler}``.
 SUBCOMMAND_MODULES: tuple[str, ...] = (
@@ -63,7 +65,8 @@ def _add_common_data_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def __getattr__(name: str) -> Any:
-    """``PAPER_SUITES`` and ``register_paper_suite`` of :mod:`.evaluation.suites`, imported when first read."""
+    """``PAPER_SUITES`` and ``register_paper_suite`` of :mod:`.evaluation.suites`, imported when first
+    read."""
     if name in ("PAPER_SUITES", "register_paper_suite"):
         from .evaluation import suites
 
@@ -250,8 +253,9 @@ def _train_fingerprint(args: argparse.Namespace, data: dict[str, Any]) -> dict[s
 
 
 def _check_train_output(out: Path, fingerprint: dict[str, Any], *, overwrite: bool, is_main: bool) -> None:
-    """Refuse (or with ``overwrite`` clear) an ``amd train`` output folder holding another run: a ``train_state/``
-    whose recorded fingerprint differs or is missing, or a ``model.pt`` whose ``model.json`` records another one."""
+    """Refuse (or with ``overwrite`` clear) an ``amd train`` output folder holding another run: a
+    ``train_state/`` whose recorded fingerprint differs or is missing, or a ``model.pt`` whose ``model.json``
+    records another one."""
     from . import distributed
     from .fingerprint import check_fingerprint, overwrite_hint
 
@@ -426,8 +430,8 @@ def _transfer_spec(suite: list[Any]) -> Any:
 
 
 def _command_evaluate(args: argparse.Namespace) -> int:
-    """``amd evaluate``; under ``torchrun`` the batches are sharded over the processes (see :mod:`.distributed`) and
-    rank 0 writes the same files as a single process."""
+    """``amd evaluate``; under ``torchrun`` the batches are sharded over the processes (see
+    :mod:`.distributed`) and rank 0 writes the same files as a single process."""
     from . import distributed
 
     info = distributed.init_distributed(args.device)
@@ -505,15 +509,17 @@ COMMANDS: dict[str, Any] = {
 }
 
 
-#: Exceptions that are the user's input, files or environment (one error line, exit 2), not a bug of the package.
+#: Exceptions that are the user's input, files or environment (one error line, exit 2), not a bug of the
+#: package.
 EXPECTED_ERRORS: tuple[type[BaseException], ...] = (ValueError, TypeError, OSError)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``amd`` console script.
 
-    Returns 0 on success, 2 for an expected failure (one ``amd <command>: error: ...`` line on stderr), 1 for an
-    unexpected exception (its traceback and a line saying it is a bug); a bad flag exits with status 2 when parsed.
+    Returns 0 on success, 2 for an expected failure (one ``amd <command>: error: ...`` line on stderr), 1 for
+    an unexpected exception (its traceback and a line saying it is a bug); a bad flag exits with status 2 when
+    parsed.
     """
     parser = _build_parser()
     args = parser.parse_args(argv)

@@ -1,14 +1,15 @@
 """Cost estimates that long operations print when they start, all in one format.
 
-``evaluate()``, ``amd train`` (the shared training loop), ``amd certify`` (:func:`~.smoothing.outputs.certify_to_tsv`)
-and ``amd verify`` (:class:`~.verification.verifier.Verifier`) time a small probe of their own work on this machine
-(a forward and backward pass, the first batches, the first image), multiply it by the work they plan, and print one
-line through ``tqdm.write`` (so progress bars stay intact), only when verbose::
+``evaluate()``, ``amd train`` (the shared training loop), ``amd certify``
+(:func:`~.smoothing.outputs.certify_to_tsv`) and ``amd verify`` (:class:`~.verification.verifier.Verifier`)
+time a small probe of their own work on this machine (a forward and backward pass, the first batches, the
+first image), multiply it by the work they plan, and print one line through ``tqdm.write`` (so progress bars
+stay intact), only when verbose::
 
     estimate: <the work>: about <duration> on this machine (<what the duration was computed from>)
 
-The measured costs of every command's defaults and of the papers' settings are in ``docs/costs.md``. Imports nothing
-heavy (the ``amd`` parser may import it).
+The measured costs of every command's defaults and of the papers' settings are in ``docs/costs.md``. Imports
+nothing heavy (the ``amd`` parser may import it).
 """
 
 from __future__ import annotations
@@ -19,7 +20,8 @@ __all__ = ["clock", "estimate_line", "format_seconds", "report_estimate"]
 
 
 def clock() -> float:
-    """The clock of every probe (``time.perf_counter``); tests replace it to check how an estimate is computed."""
+    """The clock of every probe (``time.perf_counter``); tests replace it to check how an estimate is
+    computed."""
     return time.perf_counter()
 
 
@@ -36,8 +38,8 @@ def format_seconds(seconds: float) -> str:
 
 
 def estimate_line(what: str, seconds: float, basis: str, *, bound: str = "about") -> str:
-    """``"estimate: {what}: {bound} {duration} on this machine ({basis})"``; ``bound`` is ``"about"``, ``"up to
-    about"`` (an upper bound: the work may stop early) or ``"at most"`` (a hard limit)."""
+    """``"estimate: {what}: {bound} {duration} on this machine ({basis})"``; ``bound`` is ``"about"``,
+    ``"up to about"`` (an upper bound: the work may stop early) or ``"at most"`` (a hard limit)."""
     return f"estimate: {what}: {bound} {format_seconds(seconds)} on this machine ({basis})"
 
 

@@ -1,24 +1,24 @@
-"""The shape every defence has: a :class:`Defence` record, a ``Config`` dataclass, and the glue that turns a ``Config``
-into ``amd train`` flags and back.
+"""The shape every defence has: a :class:`Defence` record, a ``Config`` dataclass, and the glue that turns a
+``Config`` into ``amd train`` flags and back.
 
-Each defence folder has a ``defence.py`` exporting ``DEFENCE = Defence(...)``; :mod:`art_manifold_defenses.defences`
-lists them. This module and every ``defence.py`` import neither torch nor ART at module level (the record, the
-``Config`` dataclass and functions that import what they need when called), so ``amd train --help`` can list every
-defence's flags without loading a network library.
+Each defence folder has a ``defence.py`` exporting ``DEFENCE = Defence(...)``;
+:mod:`art_manifold_defenses.defences` lists them. This module and every ``defence.py`` import neither torch
+nor ART at module level (the record, the ``Config`` dataclass and functions that import what they need when
+called), so ``amd train --help`` can list every defence's flags without loading a network library.
 
-A ``Config`` is a dataclass deriving from :class:`TrainingConfig`. Its fields are the paper's defaults, variants as
-explicit fields, and each field's ``metadata`` describes its ``amd train`` flag:
+A ``Config`` is a dataclass deriving from :class:`TrainingConfig`. Its fields are the paper's defaults,
+variants as explicit fields, and each field's ``metadata`` describes its ``amd train`` flag:
 
 - ``help`` (required): the flag's help text;
 - ``flag``: the flag, when it is not ``--<prefix>-<field name with dashes>`` (e.g. STN's ``--sigma``);
-- ``type``: the name of an ``argparse`` type in :mod:`art_manifold_defenses.utils` (``"positive_int_arg"``), looked
-  up when a value is parsed; otherwise the field's annotation gives it (``int``, ``float``, ``str``, ``X | None``),
-  a ``Literal[...]`` annotation gives the choices and ``bool`` (default ``False``) is a switch;
-- ``shared``: the field is one of ``amd train``'s own flags (``--epochs``, ``--batch-size``, ``--lr``, ``--dataset``,
-  ``--model``) with the same destination, not a flag of the defence.
+- ``type``: the name of an ``argparse`` type in :mod:`art_manifold_defenses.utils` (``"positive_int_arg"``),
+  looked up when a value is parsed; otherwise the field's annotation gives it (``int``, ``float``, ``str``,
+  ``X | None``), a ``Literal[...]`` annotation gives the choices and ``bool`` (default ``False``) is a switch;
+- ``shared``: the field is one of ``amd train``'s own flags (``--epochs``, ``--batch-size``, ``--lr``,
+  ``--dataset``, ``--model``) with the same destination, not a flag of the defence.
 
-The argparse destination of a field is ``<prefix>_<name>`` (``name`` for shared fields), so a namespace parsed from
-the generated flags is the one the hand-written flags gave.
+The argparse destination of a field is ``<prefix>_<name>`` (``name`` for shared fields), so a namespace parsed
+from the generated flags is the one the hand-written flags gave.
 """
 
 from __future__ import annotations
@@ -47,8 +47,8 @@ __all__ = [
     "validation_data",
 ]
 
-#: ``build(base_model, params) -> defended model``: ``params`` is the ``defence.params`` mapping of a checkpoint
-#: sidecar (what ``train`` returned); the saved state dict is then loaded into the result.
+#: ``build(base_model, params) -> defended model``: ``params`` is the ``defence.params`` mapping of a
+#: checkpoint sidecar (what ``train`` returned); the saved state dict is then loaded into the result.
 DefenceBuilder = Callable[["nn.Module", dict[str, Any]], "nn.Module"]
 #: ``train(base_model, data, config, *, device, seed, verbose, checkpoint_dir) -> (model, defence metadata)``;
 #: the metadata is ``{"name": <defence name>, "params": {...}, ...}``, the ``defence`` entry of a checkpoint.
@@ -57,7 +57,8 @@ DefenceTrainer = Callable[..., tuple["nn.Module", dict[str, Any]]]
 
 @dataclass
 class TrainingConfig:
-    """The training settings every defence shares: ``amd train``'s ``--epochs``, ``--batch-size`` and ``--lr``."""
+    """The training settings every defence shares: ``amd train``'s ``--epochs``, ``--batch-size`` and
+    ``--lr``."""
 
     epochs: int = field(default=10, metadata={"shared": True, "help": "number of epochs"})
     batch_size: int = field(default=128, metadata={"shared": True, "help": "batch size"})
@@ -103,7 +104,8 @@ def config_dest(defence: Defence, item: dataclasses.Field[Any]) -> str:
 
 
 def _utils_type(name: str) -> Callable[[str], Any]:
-    """The argparse type ``art_manifold_defenses.utils.<name>``, imported when a value is parsed (not for ``--help``)."""
+    """The argparse type ``art_manifold_defenses.utils.<name>``, imported when a value is parsed (not for
+    ``--help``)."""
 
     def parse(text: str) -> Any:
         from . import utils
@@ -115,7 +117,8 @@ def _utils_type(name: str) -> Callable[[str], Any]:
 
 
 def _flag_options(item: dataclasses.Field[Any], annotation: Any) -> dict[str, Any]:
-    """``add_argument`` keyword arguments (besides ``dest``, ``default`` and ``help``) for a field's annotation."""
+    """``add_argument`` keyword arguments (besides ``dest``, ``default`` and ``help``) for a field's
+    annotation."""
     if annotation is bool:
         if item.default is not False:
             raise TypeError(f"Config field {item.name!r}: a bool field is a switch and must default to False")
@@ -165,8 +168,8 @@ def add_defence_arguments(group: argparse._ActionsContainer, defence: Defence) -
 def config_from_namespace(
     defence: Defence, args: argparse.Namespace, overrides: Mapping[str, Any] | None = None
 ) -> TrainingConfig:
-    """The ``Config`` that parsed ``amd train`` flags describe (a missing destination keeps the field's default), with
-    ``overrides`` (field names) on top -- e.g. those of an alias such as ``rbf-cnn-plus``.
+    """The ``Config`` that parsed ``amd train`` flags describe (a missing destination keeps the field's
+    default), with ``overrides`` (field names) on top -- e.g. those of an alias such as ``rbf-cnn-plus``.
     """
     values = {}
     for item in dataclasses.fields(defence.config):
@@ -185,8 +188,9 @@ def train_from_namespace(
     architecture: Mapping[str, Any],
     overrides: Mapping[str, Any] | None = None,
 ) -> tuple[nn.Module, dict[str, Any]]:
-    """``amd train --defense NAME`` (and ``amd demo``): build the zoo model ``architecture`` and run ``defence.train``
-    with the ``Config`` of ``args``; checkpoints of the training itself go to ``args.out/train_state``.
+    """``amd train --defense NAME`` (and ``amd demo``): build the zoo model ``architecture`` and run
+    ``defence.train`` with the ``Config`` of ``args``; checkpoints of the training itself go to
+    ``args.out/train_state``.
     """
     from .models import build_model
 
@@ -213,7 +217,8 @@ def validation_data(data: Mapping[str, Any]) -> tuple[Any, Any] | None:
 
 
 def num_classes(base_model: nn.Module, data: Mapping[str, Any]) -> int:
-    """The number of outputs of ``base_model`` on ``data["x_train"]``'s image shape (side-effect free probe)."""
+    """The number of outputs of ``base_model`` on ``data["x_train"]``'s image shape (side-effect free
+    probe)."""
     from .utils import model_output_width
 
     device = next((p.device for p in base_model.parameters()), "cpu")

@@ -1,9 +1,10 @@
-"""The five defences: :data:`DEFENCES` (name -> :class:`~art_manifold_defenses.defence_record.Defence`) and the one
-table of other names, :data:`ALIASES`.
+"""The five defences: :data:`DEFENCES` (name -> :class:`~art_manifold_defenses.defence_record.Defence`) and
+the one table of other names, :data:`ALIASES`.
 
-``amd train --defense`` (its choices and flags), ``amd demo``, ``amd reproduce`` and checkpoint loading all read this
-list. Adding a defence touches only its own folder (a ``defence.py`` exporting ``DEFENCE``) and the tuple below. No
-torch or ART is imported here or by the ``defence.py`` modules (see :mod:`art_manifold_defenses.defence_record`).
+``amd train --defense`` (its choices and flags), ``amd demo``, ``amd reproduce`` and checkpoint loading all
+read this list. Adding a defence touches only its own folder (a ``defence.py`` exporting ``DEFENCE``) and the
+tuple below. No torch or ART is imported here or by the ``defence.py`` modules (see
+:mod:`art_manifold_defenses.defence_record`).
 """
 
 from __future__ import annotations
@@ -32,9 +33,9 @@ DEFENCES: dict[str, Defence] = {
     d.name: d for d in (RBF_CNN, RADIAL_MAPPING, FPD, MANIFOLD_REGULARIZATION, STN)
 }
 
-#: Every other name a defence is known by -> (canonical name, ``Config`` fields it sets). Read by ``amd train
-#: --defense`` (``rbf-cnn-plus`` is ``rbf-cnn --rbf-plus``) and by checkpoint loading (sidecars that name a defence
-#: ``smoothing`` were written by earlier versions for what is now ``stn``).
+#: Every other name a defence is known by -> (canonical name, ``Config`` fields it sets). Read by
+#: ``amd train --defense`` (``rbf-cnn-plus`` is ``rbf-cnn --rbf-plus``) and by checkpoint loading (sidecars
+#: that name a defence ``smoothing`` were written by earlier versions for what is now ``stn``).
 ALIASES: dict[str, tuple[str, dict[str, Any]]] = {
     "rbf-cnn-plus": ("rbf-cnn", {"plus": True}),
     "smoothing": ("stn", {}),
@@ -42,7 +43,8 @@ ALIASES: dict[str, tuple[str, dict[str, Any]]] = {
 
 
 def resolve_defence(name: str) -> tuple[Defence, dict[str, Any]]:
-    """``(defence, config overrides)`` for a canonical name or an alias; ``KeyError`` naming the known names."""
+    """``(defence, config overrides)`` for a canonical name or an alias; ``KeyError`` naming the known
+    names."""
     if name in DEFENCES:
         return DEFENCES[name], {}
     if name in ALIASES:

@@ -1,12 +1,12 @@
 """``amd demo``: the undefended baseline and the five defences on the embedded MNIST, evaluated the same way.
 
-Every model is trained through the same code path as ``amd train --defense NAME`` (the ``train`` of the defence's
-record in :data:`art_manifold_defenses.defences.DEFENCES`, with the option values of :data:`DEMO_ENTRIES`), saved as a checkpoint ``amd evaluate`` can
-reload, and attacked with one suite by :func:`~art_manifold_defenses.evaluation.evaluate` (EoT and majority votes for
-the stochastic defences). The Gaussian-smoothing model is also certified (Rényi, Cohen and PixelDP bounds) and its
-certified-accuracy curve is plotted. The settings are demo-sized -- a few epochs on 4,000 images, small EoT and vote
-counts -- so the numbers show how the pieces fit together, not what each paper reports (``examples/reproduce_*.py``
-do that).
+Every model is trained through the same code path as ``amd train --defense NAME`` (the ``train`` of the
+defence's record in :data:`art_manifold_defenses.defences.DEFENCES`, with the option values of
+:data:`DEMO_ENTRIES`), saved as a checkpoint ``amd evaluate`` can reload, and attacked with one suite by
+:func:`~art_manifold_defenses.evaluation.evaluate` (EoT and majority votes for the stochastic defences). The
+Gaussian-smoothing model is also certified (Rényi, Cohen and PixelDP bounds) and its certified-accuracy curve
+is plotted. The settings are demo-sized -- a few epochs on 4,000 images, small EoT and vote counts -- so the
+numbers show how the pieces fit together, not what each paper reports (``examples/reproduce_*.py`` do that).
 """
 
 from __future__ import annotations
@@ -39,7 +39,8 @@ class DemoEntry:
         description: one line for the report.
         model: zoo architecture (``build_model`` kwargs beside ``name``).
         defence: ``amd train --defense`` name, or None for plain training (Adam, ``lr``).
-        options: values of the defence's ``amd train`` flags (argparse destinations) that differ from their defaults.
+        options: values of the defence's ``amd train`` flags (argparse destinations) that differ from their
+            defaults.
         epochs_scale: multiplies ``--epochs`` (at least one epoch is run).
         evaluation: keyword arguments of ``evaluate`` (e.g. ``eot_samples``, ``votes``, ``repeats``).
         certify: certify this model (it must be a smoothed classifier) and plot its certified-accuracy curve.
@@ -79,9 +80,10 @@ DEMO_ENTRIES: list[DemoEntry] = [
         {"name": "cleverhans_cnn"},
         "radial-mapping",
     ),
-    # Algorithm 1 with the paper's Adamax 1e-3 needs ~120 steps (4 epochs of 4,000 images) to come near the plain
-    # network's accuracy (measured: 2 epochs 75.1%, 4 epochs 90.2% test accuracy); twice the epochs (0.887 measured)
-    # took 241 of the 770 s of the demo and did not pay for itself, so FPD trains the same epochs as the others
+    # Algorithm 1 with the paper's Adamax 1e-3 needs ~120 steps (4 epochs of 4,000 images) to come near the
+    # plain network's accuracy (measured: 2 epochs 75.1%, 4 epochs 90.2% test accuracy); twice the epochs
+    # (0.887 measured) took 241 of the 770 s of the demo and did not pay for itself, so FPD trains the same
+    # epochs as the others
     DemoEntry(
         "fpd",
         "Feature Pyramid Decoder (Li et al. 2020) on ResNet-18 (ImageNet stem), Algorithm 1, inner "
@@ -165,7 +167,8 @@ def add_demo_arguments(parser: argparse.ArgumentParser) -> None:
 def _train_namespace(
     entry: DemoEntry, args: argparse.Namespace, folder: Path, epochs: int
 ) -> argparse.Namespace:
-    """The namespace ``amd train --defense NAME`` would build: the defence flags' defaults, then the entry's options."""
+    """The namespace ``amd train --defense NAME`` would build: the defence flags' defaults, then the entry's
+    options."""
     parser = argparse.ArgumentParser(add_help=False)
     if entry.defence is not None:
         add_defence_arguments(parser.add_argument_group(), resolve_defence(entry.defence)[0])
@@ -278,7 +281,8 @@ def _certify(
 
 
 def run_demo(args: argparse.Namespace) -> int:
-    """Train, evaluate (and certify) every selected entry; write ``report.md`` and ``results.json`` in ``args.out``."""
+    """Train, evaluate (and certify) every selected entry; write ``report.md`` and ``results.json`` in
+    ``args.out``."""
     from .checkpoint import save_checkpoint
     from .data import load_dataset
     from .evaluation import evaluate, get_suite

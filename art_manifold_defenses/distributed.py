@@ -1,17 +1,18 @@
 """Scale-out with PyTorch's own ``torch.distributed``, launched by ``torchrun`` (NCCL on GPUs, Gloo on CPUs).
 
-The package never starts processes itself: ``torchrun --nproc_per_node=K -m art_manifold_defenses certify ...`` (or
-``evaluate``, ``train``) starts ``K`` copies and sets ``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK``, ``MASTER_ADDR`` and
-``MASTER_PORT``; the helpers here read them. Without those variables every helper is the single-process identity
-(world size 1, rank 0, barrier a no-op), so one code path serves both.
+The package never starts processes itself: ``torchrun --nproc_per_node=K -m art_manifold_defenses certify
+...`` (or ``evaluate``, ``train``) starts ``K`` copies and sets ``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK``,
+``MASTER_ADDR`` and ``MASTER_PORT``; the helpers here read them. Without those variables every helper is the
+single-process identity (world size 1, rank 0, barrier a no-op), so one code path serves both.
 
-* :func:`init_distributed` / :func:`destroy_distributed`: the default process group, Gloo on CPU and NCCL on CUDA, and
-  the device of this process (``cuda:LOCAL_RANK`` for a CUDA device, so each process uses its own GPU).
-* :func:`shard` : the positions a rank works on, round-robin over fixed blocks of global positions (a result that
-  depends only on the blocks, never on the number of processes).
+* :func:`init_distributed` / :func:`destroy_distributed`: the default process group, Gloo on CPU and NCCL on
+  CUDA, and the device of this process (``cuda:LOCAL_RANK`` for a CUDA device, so each process uses its own
+  GPU).
+* :func:`shard` : the positions a rank works on, round-robin over fixed blocks of global positions (a result
+  that depends only on the blocks, never on the number of processes).
 * :func:`derive_seed`: a seed from ``(global seed, image index, ...)``, the same on every process.
-* :func:`barrier`, :func:`gather_objects`, :func:`broadcast_object`, :func:`all_reduce_sum`: collectives that fall
-  back to the identity in a single process.
+* :func:`barrier`, :func:`gather_objects`, :func:`broadcast_object`, :func:`all_reduce_sum`: collectives that
+  fall back to the identity in a single process.
 """
 
 from __future__ import annotations
@@ -46,7 +47,8 @@ __all__ = [
     "world_size",
 ]
 
-#: Timeout of collectives (certifying or attacking an unbalanced shard can keep one rank busy long after the others).
+#: Timeout of collectives (certifying or attacking an unbalanced shard can keep one rank busy long after the
+#: others).
 DEFAULT_TIMEOUT = datetime.timedelta(hours=12)
 
 
@@ -80,14 +82,16 @@ def rank() -> int:
 
 
 def local_rank() -> int:
-    """Rank of this process on its node (``LOCAL_RANK``, set by torchrun; 0 otherwise): the index of its GPU."""
+    """Rank of this process on its node (``LOCAL_RANK``, set by torchrun; 0 otherwise): the index of its
+    GPU."""
     return _env_int("LOCAL_RANK", 0)
 
 
 @dataclass(frozen=True)
 class DistributedInfo:
-    """Where this process stands: ``rank`` of ``world_size`` processes, ``local_rank`` on its node, its ``device``,
-    the ``backend`` (``None`` in a single process) and whether :func:`init_distributed` created the group."""
+    """Where this process stands: ``rank`` of ``world_size`` processes, ``local_rank`` on its node, its
+    ``device``, the ``backend`` (``None`` in a single process) and whether :func:`init_distributed` created
+    the group."""
 
     rank: int
     world_size: int
@@ -102,8 +106,9 @@ class DistributedInfo:
 
 
 def process_device(device: str | torch.device | None) -> torch.device:
-    """The device of this process for a requested ``device``: under torchrun with ``WORLD_SIZE > 1``, a CUDA request
-    becomes ``cuda:LOCAL_RANK`` (one GPU per process); CPU (and single-process runs) are returned unchanged."""
+    """The device of this process for a requested ``device``: under torchrun with ``WORLD_SIZE > 1``, a CUDA
+    request becomes ``cuda:LOCAL_RANK`` (one GPU per process); CPU (and single-process runs) are returned
+    unchanged."""
     from .utils import resolve_device
 
     dev = resolve_device(device)
@@ -130,7 +135,8 @@ def init_distributed(
     backend: str | None = None,
     timeout: datetime.timedelta = DEFAULT_TIMEOUT,
 ) -> DistributedInfo:
-    """Join the process group torchrun describes (a no-op without ``WORLD_SIZE > 1``) and pick this process's device.
+    """Join the process group torchrun describes (a no-op without ``WORLD_SIZE > 1``) and pick this process's
+    device.
 
     Args:
         device: the requested device (``"cpu"``, ``"cuda"``, ``"cuda:N"``); see :func:`process_device`.
@@ -178,7 +184,8 @@ def init_distributed(
 
 
 def destroy_distributed(info: DistributedInfo | None = None) -> None:
-    """Leave the process group (only if :func:`init_distributed` created it, or always when ``info`` is None)."""
+    """Leave the process group (only if :func:`init_distributed` created it, or always when ``info`` is
+    None)."""
     if dist.is_available() and dist.is_initialized() and (info is None or info.created_group):
         dist.destroy_process_group()
 
@@ -190,7 +197,8 @@ def barrier() -> None:
 
 
 def gather_objects(obj: Any, *, dst: int = 0) -> list[Any] | None:
-    """Picklable ``obj`` of every rank, in rank order, on ``dst`` (``None`` elsewhere); ``[obj]`` in one process."""
+    """Picklable ``obj`` of every rank, in rank order, on ``dst`` (``None`` elsewhere); ``[obj]`` in one
+    process."""
     if not is_distributed():
         return [obj]
     out: list[Any] | None = [None] * dist.get_world_size() if dist.get_rank() == dst else None
@@ -219,8 +227,8 @@ def all_reduce_sum(values: Sequence[float], *, device: torch.device | str = "cpu
 def shard(
     count: int, *, rank_index: int | None = None, size: int | None = None, block: int = 1
 ) -> np.ndarray:
-    """Positions ``0..count-1`` this rank works on: blocks ``[b*block, (b+1)*block)`` dealt round-robin
-    (block ``b`` goes to rank ``b % size``). Deterministic and disjoint; the union over ranks is every position.
+    """Positions ``0..count-1`` this rank works on: blocks ``[b*block, (b+1)*block)`` dealt round-robin (block
+    ``b`` goes to rank ``b % size``). Deterministic and disjoint; the union over ranks is every position.
 
     Args:
         count: number of positions (images).
@@ -244,8 +252,8 @@ def shard(
 
 
 def derive_seed(seed: int, *parts: Any) -> int:
-    """A 62-bit seed from the global ``seed`` and ``parts`` (image index, attack settings, repeat, ...): a hash, so
-    it is the same on every process and nearby indices give unrelated streams."""
+    """A 62-bit seed from the global ``seed`` and ``parts`` (image index, attack settings, repeat, ...): a
+    hash, so it is the same on every process and nearby indices give unrelated streams."""
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
         raise TypeError(f"seed must be an integer, got {seed!r}")
     payload = json.dumps([int(seed), *parts], sort_keys=True, default=str).encode()

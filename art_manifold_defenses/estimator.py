@@ -22,8 +22,8 @@ __all__ = [
 
 
 def is_identity_standardisation(op: Any) -> bool:
-    """Whether ``op`` is an ART mean/std standardisation with mean 0 and std 1 (ART's default ``preprocessing=(0, 1)``:
-    ``(x - 0) / 1 == x`` exactly), which a module view can skip."""
+    """Whether ``op`` is an ART mean/std standardisation with mean 0 and std 1 (ART's default
+    ``preprocessing=(0, 1)``: ``(x - 0) / 1 == x`` exactly), which a module view can skip."""
     from art.preprocessing.standardisation_mean_std import (
         StandardisationMeanStd,
         StandardisationMeanStdPyTorch,
@@ -36,14 +36,16 @@ def is_identity_standardisation(op: Any) -> bool:
 
 class ClassifierModule(nn.Module):
     """An ART ``PyTorchClassifier`` as a plain module: the preprocessing operations that apply when fitting
-    (``fit=True``: ``apply_fit``) or predicting (``apply_predict``), then the classifier's model -- what the harness
-    attacks and what trainers back-propagate through. Identity standardisations are skipped (they change nothing).
+    (``fit=True``: ``apply_fit``) or predicting (``apply_predict``), then the classifier's model -- what the
+    harness attacks and what trainers back-propagate through. Identity standardisations are skipped (they
+    change nothing).
 
-    ``stochastic`` is set when a preprocessing operation or the model is stochastic (e.g. the RBF reconstruction).
+    ``stochastic`` is set when a preprocessing operation or the model is stochastic (e.g. the RBF
+    reconstruction).
 
     Raises:
-        TypeError: naming ``name`` when an operation is not a ``PreprocessorPyTorch`` (a numpy preprocessing step
-            has no gradient for the attacks or trainers to follow).
+        TypeError: naming ``name`` when an operation is not a ``PreprocessorPyTorch`` (a numpy preprocessing
+            step has no gradient for the attacks or trainers to follow).
     """
 
     def __init__(self, classifier: Any, *, fit: bool, name: str = "classifier") -> None:
@@ -87,9 +89,9 @@ class Float32Input(nn.Module):
 class PerSampleClassGradientClassifier(PyTorchClassifier):
     """A ``PyTorchClassifier`` whose ``class_gradient`` with one label per sample takes ONE backward pass.
 
-    Known limitation: a model that mixes samples (e.g. BatchNorm using batch statistics) would get the gradient of
-    the sum; so ``training_mode=True``, gradients at an intermediate layer, recurrent models and non-PyTorch
-    preprocessing fall back to ART's per-label passes.
+    Known limitation: a model that mixes samples (e.g. BatchNorm using batch statistics) would get the
+    gradient of the sum; so ``training_mode=True``, gradients at an intermediate layer, recurrent models and
+    non-PyTorch preprocessing fall back to ART's per-label passes.
     """
 
     def class_gradient(
@@ -137,16 +139,17 @@ def to_art_classifier(
     **kwargs: Any,
 ) -> PyTorchClassifier:
     """An ART ``PyTorchClassifier`` for ``model`` with ``clip_values=(0, 1)``, cross-entropy loss, the right
-    ``input_shape``/``nb_classes``, ART's ``device_type`` derived from ``device``, and float32 casting of inputs.
+    ``input_shape``/``nb_classes``, ART's ``device_type`` derived from ``device``, and float32 casting of
+    inputs.
 
-    The returned classifier's ``model`` is a :class:`Float32Input` around ``model`` (ART's ``ModelWrapper`` adds
-    its own layer on top); parameters are shared, so training through ART trains ``model``.
-    ``per_sample_class_gradient=True`` returns a :class:`PerSampleClassGradientClassifier` (one backward pass per
-    ``class_gradient`` call with per-sample labels; the evaluation harness uses it).
+    The returned classifier's ``model`` is a :class:`Float32Input` around ``model`` (ART's ``ModelWrapper``
+    adds its own layer on top); parameters are shared, so training through ART trains ``model``.
+    ``per_sample_class_gradient=True`` returns a :class:`PerSampleClassGradientClassifier` (one backward pass
+    per ``class_gradient`` call with per-sample labels; the evaluation harness uses it).
 
-    Raises ``ValueError`` naming ``nb_classes`` when it is not the number of logits ``model`` returns on an input of
-    ``input_shape`` (checked with one forward pass when there are no preprocessing defences), and naming
-    ``input_shape`` when the model cannot run on it.
+    Raises ``ValueError`` naming ``nb_classes`` when it is not the number of logits ``model`` returns on an
+    input of ``input_shape`` (checked with one forward pass when there are no preprocessing defences), and
+    naming ``input_shape`` when the model cannot run on it.
     """
     shape = tuple(int(s) for s in input_shape)
     if len(shape) != 3 or min(shape) < 1:

@@ -1,15 +1,18 @@
-"""Fingerprints of resumable outputs: what a result was computed from, so that a rerun resumes only its own run.
+"""Fingerprints of resumable outputs: what a result was computed from, so that a rerun resumes only its own
+run.
 
-A fingerprint is a flat JSON object: the kind of output, a hash of the model (module structure and state dict), the
-data (a hash, or a hash per row) and every setting that changes a row. It lives inside the result file itself -- the
-first line ``# amd-fingerprint {...}`` of a TSV (:func:`start_tsv`), a ``fingerprint``/``context`` field of a JSON
-record, an entry of a training state -- so it cannot be lost apart from the rows it describes.
+A fingerprint is a flat JSON object: the kind of output, a hash of the model (module structure and state
+dict), the data (a hash, or a hash per row) and every setting that changes a row. It lives inside the result
+file itself -- the first line ``# amd-fingerprint {...}`` of a TSV (:func:`start_tsv`), a
+``fingerprint``/``context`` field of a JSON record, an entry of a training state -- so it cannot be lost apart
+from the rows it describes.
 
 A rerun compares it with its own (:func:`check_fingerprint`): the same fingerprint resumes, another one raises
 :class:`FingerprintMismatchError` naming every field that differs, and a file without one (written by an older
-version) is refused too, since what it holds cannot be told. ``--overwrite`` (or the Python argument the message
-names) starts afresh. Rows of a TSV also carry a hash of their image (:func:`image_hashes`), so a resumed run that
-extends or moves its index range still checks that every finished row was computed on the image it now expects.
+version) is refused too, since what it holds cannot be told. ``--overwrite`` (or the Python argument the
+message names) starts afresh. Rows of a TSV also carry a hash of their image (:func:`image_hashes`), so a
+resumed run that extends or moves its index range still checks that every finished row was computed on the
+image it now expects.
 """
 
 from __future__ import annotations
@@ -53,16 +56,19 @@ IMAGE_HASH_CHARS = 16
 
 
 class FingerprintMismatchError(ValueError):
-    """A resumable output holds the results of another run, or of an older version that wrote no fingerprint."""
+    """A resumable output holds the results of another run, or of an older version that wrote no
+    fingerprint."""
 
 
 def overwrite_hint(python_argument: str | None) -> str:
-    """The way out that a refusal offers: ``--overwrite`` on the command line, ``python_argument`` in Python."""
+    """The way out that a refusal offers: ``--overwrite`` on the command line, ``python_argument`` in
+    Python."""
     python = f" (Python API: {python_argument})" if python_argument else ""
     return f"rerun with --overwrite to start afresh{python}, or write to another output folder"
 
 
-# ---------------------------------------------------------------------------------------------------------- hashes
+# ----------------------------------------------------------------------------------------------------------
+# hashes
 def _update_with_tensor(h: Any, tensor: torch.Tensor) -> None:
     t = tensor.detach().cpu()
     h.update(f"{t.dtype}:{tuple(t.shape)};".encode())
@@ -72,9 +78,9 @@ def _update_with_tensor(h: Any, tensor: torch.Tensor) -> None:
 
 
 def model_hash(model: nn.Module, *, weights: bool = True) -> str:
-    """SHA-256 of a model: the type of every module (so a ReLU net differs from the same weights in an ELU net) and
-    every entry of the state dict (names, dtypes, shapes and, with ``weights``, values; without, the hash describes
-    the architecture only, e.g. of a model about to be trained)."""
+    """SHA-256 of a model: the type of every module (so a ReLU net differs from the same weights in an ELU
+    net) and every entry of the state dict (names, dtypes, shapes and, with ``weights``, values; without, the
+    hash describes the architecture only, e.g. of a model about to be trained)."""
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
     h = hashlib.sha256()
@@ -92,7 +98,8 @@ def model_hash(model: nn.Module, *, weights: bool = True) -> str:
 
 
 def arrays_hash(*arrays: Any, algorithm: str = "sha256") -> str:
-    """Hash (``hashlib`` ``algorithm``) of numpy arrays or tensors: shape, dtype and bytes of each, in order."""
+    """Hash (``hashlib`` ``algorithm``) of numpy arrays or tensors: shape, dtype and bytes of each, in
+    order."""
     h = hashlib.new(algorithm)
     for value in arrays:
         arr = np.ascontiguousarray(
@@ -118,10 +125,11 @@ def file_hash(path: str | os.PathLike[str]) -> str:
     return h.hexdigest()
 
 
-# ---------------------------------------------------------------------------------------------------- fingerprints
+# ----------------------------------------------------------------------------------------------------
+# fingerprints
 def make_fingerprint(kind: str, **fields: Any) -> dict[str, Any]:
-    """The fingerprint of an output of ``kind`` (``"certify"``, ``"verify"``, ...) with ``fields``, normalised through
-    JSON (sorted keys, tuples as lists) so that a stored and a fresh one compare equal."""
+    """The fingerprint of an output of ``kind`` (``"certify"``, ``"verify"``, ...) with ``fields``, normalised
+    through JSON (sorted keys, tuples as lists) so that a stored and a fresh one compare equal."""
     record = {"format": FINGERPRINT_FORMAT, "kind": kind, **fields}
     return dict(json.loads(json.dumps(record, sort_keys=True, default=str)))
 
@@ -134,7 +142,8 @@ def _text(value: Any) -> str:
 
 
 def _change(old: Any, new: Any, width: int = 80) -> str:
-    """``old -> new``; two long values are shown around their first difference (e.g. the eps inside a suite)."""
+    """``old -> new``; two long values are shown around their first difference (e.g. the eps inside a
+    suite)."""
     a, b = _text(old), _text(new)
     if len(a) <= width and len(b) <= width:
         return f"{a} -> {b}"
@@ -148,8 +157,8 @@ def _change(old: Any, new: Any, width: int = 80) -> str:
 
 
 def fingerprint_differences(stored: Mapping[str, Any], current: Mapping[str, Any]) -> list[str]:
-    """``"field: stored -> current"`` for every field that differs (hashes shortened, long values shown around their
-    first difference)."""
+    """``"field: stored -> current"`` for every field that differs (hashes shortened, long values shown around
+    their first difference)."""
     lines = []
     for key in sorted(set(stored) | set(current)):
         if key not in stored:
@@ -203,7 +212,8 @@ def check_row_images(
             )
 
 
-# ---------------------------------------------------------------------------------------------------- resumable TSV
+# ----------------------------------------------------------------------------------------------------
+# resumable TSV
 def start_tsv(path: str | os.PathLike[str], fingerprint: Mapping[str, Any], columns: Sequence[str]) -> Path:
     """Write a fresh TSV holding only its fingerprint line and header (atomically: a kill never leaves half a
     header)."""
@@ -218,8 +228,8 @@ def start_tsv(path: str | os.PathLike[str], fingerprint: Mapping[str, Any], colu
 
 
 def read_tsv(path: str | os.PathLike[str]) -> tuple[dict[str, Any] | None, list[str], list[dict[str, str]]]:
-    """``(fingerprint or None, columns, rows)`` of a TSV; only complete rows (ending with a newline and with one field
-    per column) are returned, so a line cut by a kill is ignored."""
+    """``(fingerprint or None, columns, rows)`` of a TSV; only complete rows (ending with a newline and with
+    one field per column) are returned, so a line cut by a kill is ignored."""
     text = Path(path).read_text()
     lines = text.split("\n")
     lines.pop()  # the part after the last newline: empty, or a row cut by a kill
@@ -260,10 +270,11 @@ def resume_tsv(
 ) -> list[dict[str, str]]:
     """Prepare ``path`` for appending rows and return its finished rows.
 
-    With ``resume`` and an existing file: its fingerprint and columns must match, and every finished row whose index
-    is in ``expected`` (index -> ``(label, image hash)`` of this run, :func:`check_row_images`) must hold that label
-    and image, else :class:`FingerprintMismatchError`; a last line cut by a kill is removed, and the complete rows are
-    returned. Otherwise the file is started afresh (:func:`start_tsv`) and ``[]`` is returned."""
+    With ``resume`` and an existing file: its fingerprint and columns must match, and every finished row whose
+    index is in ``expected`` (index -> ``(label, image hash)`` of this run, :func:`check_row_images`) must
+    hold that label and image, else :class:`FingerprintMismatchError`; a last line cut by a kill is removed,
+    and the complete rows are returned. Otherwise the file is started afresh (:func:`start_tsv`) and ``[]`` is
+    returned."""
     path = Path(path)
     if not (resume and path.is_file()):
         start_tsv(path, fingerprint, columns)

@@ -1,23 +1,24 @@
 """``amd reproduce <paper|all>``: run each paper's reproduction and render one ``REPRODUCTION.md``.
 
-Every paper has a script in the repository's ``examples/`` (``reproduce_<paper>.py --scale smoke|quick|full``) that
-trains (resuming from its own work folder), evaluates with the paper's attacks and with the harness's strongest ones
-(per-point worst case, gradient-masking audit), certifies where the paper certifies, and writes a detailed Markdown
-table plus a ``summary.json`` in the schema of :func:`write_summary`. This module runs those scripts one after the
-other, each in its own process (a failure is recorded and the next paper still runs), and renders
-``OUT/REPRODUCTION.md`` from the summaries: per paper, the paper's number, ours under the paper's attack and ours
-under the strongest attack, each of ours with its 95% Clopper-Pearson interval on the row's ``n`` points
-(:func:`accuracy_interval`), with the audit flags, scale, seed, versions and run time; a defended model more than
-:data:`TRAINING_FAILURE_POINTS` below its baseline's clean accuracy is marked as a training failure, not shown as a
-defence result (:func:`training_failures`); each section ends with one verdict line per paper claim (reproduced,
-not reproduced, not testable here: :func:`claim_verdict`).
+Every paper has a script in the repository's ``examples/`` (``reproduce_<paper>.py --scale smoke|quick|full``)
+that trains (resuming from its own work folder), evaluates with the paper's attacks and with the harness's
+strongest ones (per-point worst case, gradient-masking audit), certifies where the paper certifies, and writes
+a detailed Markdown table plus a ``summary.json`` in the schema of :func:`write_summary`. This module runs
+those scripts one after the other, each in its own process (a failure is recorded and the next paper still
+runs), and renders ``OUT/REPRODUCTION.md`` from the summaries: per paper, the paper's number, ours under the
+paper's attack and ours under the strongest attack, each of ours with its 95% Clopper-Pearson interval on the
+row's ``n`` points (:func:`accuracy_interval`), with the audit flags, scale, seed, versions and run time; a
+defended model more than :data:`TRAINING_FAILURE_POINTS` below its baseline's clean accuracy is marked as a
+training failure, not shown as a defence result (:func:`training_failures`); each section ends with one
+verdict line per paper claim (reproduced, not reproduced, not testable here: :func:`claim_verdict`).
 
-A paper whose ``summary.json`` already exists for the same scale and seed is not run again (``--force`` reruns it;
-the script itself still reuses its cached models and attack results). ``--render-only`` only rewrites the report.
+A paper whose ``summary.json`` already exists for the same scale and seed is not run again (``--force`` reruns
+it; the script itself still reuses its cached models and attack results). ``--render-only`` only rewrites the
+report.
 
-Papers (``../shared/papers``): 000 RBF-CNN (Nandy et al. 2020), 001 radial-basis feature mapping (Taghanaki et al.
-2019), 002 Feature Pyramid Decoder (Li et al. 2020), 003 manifold regularization (Jin & Rinard 2020) and its exact
-verification table, 004 Rényi smoothing / STN (Li et al. 2019).
+Papers (``../shared/papers``): 000 RBF-CNN (Nandy et al. 2020), 001 radial-basis feature mapping (Taghanaki
+et al. 2019), 002 Feature Pyramid Decoder (Li et al. 2020), 003 manifold regularization (Jin & Rinard 2020)
+and its exact verification table, 004 Rényi smoothing / STN (Li et al. 2019).
 """
 
 from __future__ import annotations
@@ -46,8 +47,9 @@ SCALES = ("smoke", "quick", "full")
 class Reproduction:
     """One paper's reproduction script and how ``amd reproduce`` calls it.
 
-    ``arguments(folder, scale, data_root, seed, device)`` gives the script's command-line arguments so that its
-    detailed table, its ``summary.json`` and its work files (models, cached attack results) all land in ``folder``.
+    ``arguments(folder, scale, data_root, seed, device)`` gives the script's command-line arguments so that
+    its detailed table, its ``summary.json`` and its work files (models, cached attack results) all land in
+    ``folder``.
     """
 
     key: str
@@ -76,8 +78,8 @@ def _out_work(folder: Path, scale: str, data_root: str, seed: int, device: str) 
 
 
 def _results_out(name: str, *, takes_device: bool = True) -> Callable[[Path, str, str, int, str], list[str]]:
-    """Scripts taking ``--results`` (the table's path) and ``--out`` (models and caches); ``takes_device=False`` for a
-    CPU-only script without ``--device``."""
+    """Scripts taking ``--results`` (the table's path) and ``--out`` (models and caches);
+    ``takes_device=False`` for a CPU-only script without ``--device``."""
 
     def arguments(folder: Path, scale: str, data_root: str, seed: int, device: str) -> list[str]:
         args = [
@@ -126,19 +128,20 @@ REPRODUCTIONS: dict[str, Reproduction] = {
 }
 
 
-#: Level of every accuracy interval in the report: two-sided 95% Clopper-Pearson (exact binomial), from the package's
-#: one implementation (:mod:`art_manifold_defenses.smoothing.confidence`, alpha/2 on each side).
+#: Level of every accuracy interval in the report: two-sided 95% Clopper-Pearson (exact binomial), from the
+#: package's one implementation (:mod:`art_manifold_defenses.smoothing.confidence`, alpha/2 on each side).
 CONFIDENCE = 0.95
-#: A defended model whose clean accuracy is more than this many points below its baseline's is a training failure:
-#: its robustness rows are not presented as a defence result.
+#: A defended model whose clean accuracy is more than this many points below its baseline's is a training
+#: failure: its robustness rows are not presented as a defence result.
 TRAINING_FAILURE_POINTS = 5.0
 #: The three outcomes a verdict line states (``not reproduced`` contains ``reproduced``).
 VERDICTS = ("reproduced", "not reproduced", "not testable here")
 
 
 def correct_count(percent: float, n: int) -> int:
-    """The number of correct points behind an accuracy of ``percent`` % on ``n`` points; raises ``ValueError`` when
-    ``percent`` is not (to rounding) a whole count out of ``n`` (an accuracy on other points than the row's ``n``)."""
+    """The number of correct points behind an accuracy of ``percent`` % on ``n`` points; raises ``ValueError``
+    when ``percent`` is not (to rounding) a whole count out of ``n`` (an accuracy on other points than the
+    row's ``n``)."""
     if isinstance(n, bool) or not isinstance(n, int) or n < 1:
         raise ValueError(f"n must be a positive integer (the points behind the accuracy), got {n!r}")
     if not 0.0 <= percent <= 100.0:
@@ -152,9 +155,10 @@ def correct_count(percent: float, n: int) -> int:
 
 
 def accuracy_interval(percent: float, n: int, *, confidence: float = CONFIDENCE) -> tuple[float, float]:
-    """Two-sided ``confidence`` Clopper-Pearson interval (in %) of an accuracy of ``percent`` % measured on ``n``
-    points: ``[Beta^-1(a; k, n - k + 1), Beta^-1(1 - a; k + 1, n - k)]`` with ``a = (1 - confidence) / 2`` and ``k``
-    correct points (0 below at ``k = 0``, 100 above at ``k = n``). E.g. 0 of 200: [0, 1.8]; 100 of 200: [42.9, 57.1]."""
+    """Two-sided ``confidence`` Clopper-Pearson interval (in %) of an accuracy of ``percent`` % measured on
+    ``n`` points: ``[Beta^-1(a; k, n - k + 1), Beta^-1(1 - a; k + 1, n - k)]`` with
+    ``a = (1 - confidence) / 2`` and ``k`` correct points (0 below at ``k = 0``, 100 above at ``k = n``). E.g.
+    0 of 200: [0, 1.8]; 100 of 200: [42.9, 57.1]."""
     from .smoothing.confidence import clopper_pearson_lower, clopper_pearson_upper
 
     k = correct_count(percent, n)
@@ -173,19 +177,20 @@ def claim_verdict(
     higher_is_better: bool | None = True,
     strongest: float | None = None,
 ) -> str:
-    """One verdict line: ``"<claim>: reproduced (...)"``, ``"<claim>: not reproduced (...)"`` or, when ``ours`` is
-    None (not measured), ``"<claim>: not testable here (not measured at this scale)"``.
+    """One verdict line: ``"<claim>: reproduced (...)"``, ``"<claim>: not reproduced (...)"`` or, when
+    ``ours`` is None (not measured), ``"<claim>: not testable here (not measured at this scale)"``.
 
-    Judged by where the paper's number lies against our 95% interval (:func:`accuracy_interval`) of ``ours`` (our
-    number under the paper's attack or setting, on ``n`` points), with no tolerance beyond the interval:
+    Judged by where the paper's number lies against our 95% interval (:func:`accuracy_interval`) of ``ours``
+    (our number under the paper's attack or setting, on ``n`` points), with no tolerance beyond the interval:
 
-    - ``higher_is_better=True`` (the paper claims at least ``paper`` %, e.g. a robust accuracy): reproduced when the
-      paper's number is at most the interval's upper end;
-    - ``False`` (the paper claims at most ``paper`` %, e.g. an undefended model's accuracy under attack): reproduced
-      when it is at least the lower end;
+    - ``higher_is_better=True`` (the paper claims at least ``paper`` %, e.g. a robust accuracy): reproduced
+      when the paper's number is at most the interval's upper end;
+    - ``False`` (the paper claims at most ``paper`` %, e.g. an undefended model's accuracy under attack):
+      reproduced when it is at least the lower end;
     - ``None`` (the paper's number itself): reproduced when it lies inside the interval.
 
-    ``strongest`` (ours under the strongest evaluation, same ``n``) adds whether a robustness claim also holds there.
+    ``strongest`` (ours under the strongest evaluation, same ``n``) adds whether a robustness claim also holds
+    there.
     """
     if ours is None or n == 0:
         return not_testable(claim, "not measured at this scale")
@@ -207,13 +212,14 @@ def claim_verdict(
 
 
 def not_testable(claim: str, reason: str) -> str:
-    """The verdict line of a claim this reproduction cannot judge: ``"<claim>: not testable here (<reason>)"`` (the
-    data, the scale, a training failure)."""
+    """The verdict line of a claim this reproduction cannot judge: ``"<claim>: not testable here (<reason>)"``
+    (the data, the scale, a training failure)."""
     return f"{claim}: not testable here ({reason})"
 
 
 def clean_accuracy(rows: Sequence[dict[str, Any]], model: str) -> tuple[float, int | None] | None:
-    """``(ours, n)`` of ``model``'s clean row (its first row whose metric starts with ``clean``); None without one."""
+    """``(ours, n)`` of ``model``'s clean row (its first row whose metric starts with ``clean``); None without
+    one."""
     for row in rows:
         if (
             row["model"] == model
@@ -225,8 +231,9 @@ def clean_accuracy(rows: Sequence[dict[str, Any]], model: str) -> tuple[float, i
 
 
 def training_failures(rows: Sequence[dict[str, Any]], baselines: dict[str, str]) -> dict[str, str]:
-    """Defended models (keys of ``baselines``) whose clean accuracy is more than :data:`TRAINING_FAILURE_POINTS`
-    below their baseline's, each with the reason ``"training failure (clean X vs Y for its baseline B)"``."""
+    """Defended models (keys of ``baselines``) whose clean accuracy is more than
+    :data:`TRAINING_FAILURE_POINTS` below their baseline's, each with the reason ``"training failure (clean X
+    vs Y for its baseline B)"``."""
     failed = {}
     for model, baseline in baselines.items():
         ours, base = clean_accuracy(rows, model), clean_accuracy(rows, baseline)
@@ -244,10 +251,10 @@ def row_verdicts(
     models: Sequence[str] | None = None,
     metrics: Callable[[str], bool] | None = None,
 ) -> list[str]:
-    """A verdict line (:func:`claim_verdict`) for every row of a defended model (a key of ``baselines``, or one of
-    ``models``) with a paper number (and, with ``metrics``, a metric it accepts): the paper claims at least its number.
-    The robustness rows of a training failure (:func:`training_failures`) and unmeasured rows are not testable here;
-    a training failure's clean row is judged like any other."""
+    """A verdict line (:func:`claim_verdict`) for every row of a defended model (a key of ``baselines``, or
+    one of ``models``) with a paper number (and, with ``metrics``, a metric it accepts): the paper claims at
+    least its number. The robustness rows of a training failure (:func:`training_failures`) and unmeasured
+    rows are not testable here; a training failure's clean row is judged like any other."""
     failed = training_failures(rows, baselines)
     chosen = set(baselines if models is None else models)
     lines = []
@@ -320,20 +327,21 @@ def write_summary(
 ) -> Path:
     """Write ``folder/summary.json``, the record ``amd reproduce`` renders (one per reproduction script).
 
-    Each row: ``model``, ``metric`` (what is measured, e.g. ``"PGD linf 0.3"``; a model's clean accuracy is its first
-    row whose metric starts with ``clean``), ``paper`` (the paper's number in %, or None where the paper has none),
-    ``ours`` (our number in % under the paper's attack/setting), ``strongest`` (ours in % under the strongest
-    evaluation, the per-point worst case over every attack run on that model at that budget; None where it does not
-    apply, e.g. for a certified number), ``n`` (int: the points behind ``ours`` and ``strongest``, each of which must be
-    a whole count out of ``n``; the report gives every accuracy its 95% Clopper-Pearson interval from it) and
-    ``flags`` (audit flag codes).
+    Each row: ``model``, ``metric`` (what is measured, e.g. ``"PGD linf 0.3"``; a model's clean accuracy is
+    its first row whose metric starts with ``clean``), ``paper`` (the paper's number in %, or None where the
+    paper has none), ``ours`` (our number in % under the paper's attack/setting), ``strongest`` (ours in %
+    under the strongest evaluation, the per-point worst case over every attack run on that model at that
+    budget; None where it does not apply, e.g. for a certified number), ``n`` (int: the points behind ``ours``
+    and ``strongest``, each of which must be a whole count out of ``n``; the report gives every accuracy its
+    95% Clopper-Pearson interval from it) and ``flags`` (audit flag codes).
 
-    ``baselines`` maps each defended model to the plain model it is compared with (both must have a clean row): a
-    defended model more than :data:`TRAINING_FAILURE_POINTS` below its baseline's clean accuracy is reported as a
-    training failure, not as a robustness result. ``verdicts`` is one line per paper claim, each stating
-    ``reproduced``, ``not reproduced`` or ``not testable here (why)`` (:func:`claim_verdict`, :func:`row_verdicts`,
-    :func:`not_testable`). ``details`` names the script's detailed table. Versions are recorded here, from the running
-    process. A row, baseline or verdict outside this schema raises ``ValueError`` naming it.
+    ``baselines`` maps each defended model to the plain model it is compared with (both must have a clean
+    row): a defended model more than :data:`TRAINING_FAILURE_POINTS` below its baseline's clean accuracy is
+    reported as a training failure, not as a robustness result. ``verdicts`` is one line per paper claim, each
+    stating ``reproduced``, ``not reproduced`` or ``not testable here (why)`` (:func:`claim_verdict`,
+    :func:`row_verdicts`, :func:`not_testable`). ``details`` names the script's detailed table. Versions are
+    recorded here, from the running process. A row, baseline or verdict outside this schema raises
+    ``ValueError`` naming it.
     """
     import platform
 
@@ -373,11 +381,13 @@ def strongest_accuracy(
     record: dict[str, Any], *, norm: str, eps: float | None, label: str | None = None
 ) -> float | None:
     """Per-point worst case (in %) over every attack of a harness ``results.json`` record in the threat model
-    (``norm``, ``eps``): a point counts as robust when it is classified correctly clean and under every attack of that
-    norm whose budget is at most ``eps`` (an adversarial example inside a smaller ball is inside this one too).
+    (``norm``, ``eps``): a point counts as robust when it is classified correctly clean and under every attack
+    of that norm whose budget is at most ``eps`` (an adversarial example inside a smaller ball is inside this
+    one too).
 
-    A minimisation attack with no budget (``eps`` None, e.g. C&W l2 reported at a distance threshold) has no ball to
-    share: pass its ``label`` and its own per-point result is returned. None when no attack of the record matches.
+    A minimisation attack with no budget (``eps`` None, e.g. C&W l2 reported at a distance threshold) has no
+    ball to share: pass its ``label`` and its own per-point result is returned. None when no attack of the
+    record matches.
     """
     from .evaluation import worst_case
 
@@ -409,7 +419,8 @@ def examples_dir() -> Path:
 
 
 def select(names: Sequence[str]) -> list[Reproduction]:
-    """The reproductions named (``all`` for every one), in :data:`REPRODUCTIONS` order; unknown names raise."""
+    """The reproductions named (``all`` for every one), in :data:`REPRODUCTIONS` order; unknown names
+    raise."""
     if unknown := [n for n in names if n != "all" and n not in REPRODUCTIONS]:
         raise ValueError(f"unknown paper(s) {unknown}: choose from {['all', *REPRODUCTIONS]}")
     return [r for key, r in REPRODUCTIONS.items() if "all" in names or key in names]
@@ -426,7 +437,8 @@ def run_one(
     force: bool,
     python: str = sys.executable,
 ) -> dict[str, Any]:
-    """Run one reproduction script (or reuse its summary); returns the status recorded in ``out/runs.json``."""
+    """Run one reproduction script (or reuse its summary); returns the status recorded in
+    ``out/runs.json``."""
     folder = out / item.key
     summary = folder / SUMMARY_FILE
     if summary.exists() and not force:
@@ -466,8 +478,8 @@ def _duration(seconds: float) -> str:
 
 
 def _cell(value: float | None, n: int | None = None) -> str:
-    """An accuracy cell: ``"x.x [lo, hi]"`` with its 95% interval on ``n`` points, ``"x.x"`` where ``n`` is unknown
-    (an old summary) or ``value`` is not a whole count out of it, ``"-"`` for no value."""
+    """An accuracy cell: ``"x.x [lo, hi]"`` with its 95% interval on ``n`` points, ``"x.x"`` where ``n`` is
+    unknown (an old summary) or ``value`` is not a whole count out of it, ``"-"`` for no value."""
     if value is None:
         return "-"
     if n is None or n < 1:
@@ -480,8 +492,8 @@ def _cell(value: float | None, n: int | None = None) -> str:
 
 
 def _table(record: dict[str, Any]) -> list[str]:
-    """A summary's rows as Markdown: the n of each row, every accuracy with its interval (the paper's number as
-    published, without one), and a training failure's robustness rows withheld behind one marking row."""
+    """A summary's rows as Markdown: the n of each row, every accuracy with its interval (the paper's number
+    as published, without one), and a training failure's robustness rows withheld behind one marking row."""
     rows = record["rows"]
     failed = training_failures(rows, record.get("baselines") or {})
     lines = [
@@ -539,8 +551,8 @@ def render(
 ) -> str:
     """``REPRODUCTION.md``: one section per paper from its ``summary.json`` (or why there is none).
 
-    Links to each paper's detailed table point into ``<paper>/`` (the layout of ``OUT``), or beside the report with
-    ``flat_links`` (the layout :func:`publish` writes).
+    Links to each paper's detailed table point into ``<paper>/`` (the layout of ``OUT``), or beside the report
+    with ``flat_links`` (the layout :func:`publish` writes).
     """
     lines = [
         "# Reproduction of the five papers",
@@ -604,7 +616,8 @@ def reproduce(
     force: bool = False,
     render_only: bool = False,
 ) -> Path:
-    """Run the named reproductions (``["all"]`` for every paper) and write ``out/REPRODUCTION.md``; returns its path."""
+    """Run the named reproductions (``["all"]`` for every paper) and write ``out/REPRODUCTION.md``; returns
+    its path."""
     if scale not in SCALES:
         raise ValueError(f"scale must be one of {SCALES}, got {scale!r}")
     items = select(names)
@@ -633,8 +646,8 @@ def reproduce(
 
 def publish(out: str | Path, target: str | Path, names: Sequence[str], *, scale: str) -> Path:
     """Copy the report into ``target`` (e.g. ``examples/results``): each paper's detailed table beside it, its
-    ``summary.json`` as ``summaries/<paper>.json``, and ``REPRODUCTION.md`` with links to those copies. Papers without
-    a summary at ``scale`` are listed as not run and nothing of theirs is copied."""
+    ``summary.json`` as ``summaries/<paper>.json``, and ``REPRODUCTION.md`` with links to those copies. Papers
+    without a summary at ``scale`` are listed as not run and nothing of theirs is copied."""
     out, target = Path(out), Path(target)
     items = select(names)
     (target / "summaries").mkdir(parents=True, exist_ok=True)

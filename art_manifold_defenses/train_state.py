@@ -32,8 +32,8 @@ def save_train_state(
     seed: int,
     fingerprint: dict[str, Any],
 ) -> None:
-    """Write the state after ``epoch`` epochs through a ``.tmp`` sibling and ``os.replace`` (a run killed mid-write
-    leaves the previous state intact)."""
+    """Write the state after ``epoch`` epochs through a ``.tmp`` sibling and ``os.replace`` (a run killed
+    mid-write leaves the previous state intact)."""
     state = {
         "epoch": epoch,
         "model": model.state_dict(),
@@ -49,7 +49,8 @@ def save_train_state(
 
 
 def load_train_state(path: Path, device: torch.device | str) -> dict[str, Any]:
-    """A ``train_state.pt`` (tensors and plain values only): every failure is a ``ValueError`` naming the file."""
+    """A ``train_state.pt`` (tensors and plain values only): every failure is a ``ValueError`` naming the
+    file."""
     hint = overwrite_hint("resume=False")
     try:
         state = torch.load(path, map_location=device, weights_only=True)
@@ -78,8 +79,8 @@ def resume_from(
     optimizer: torch.optim.Optimizer,
     scheduler: Any,
 ) -> tuple[int, list[dict[str, float]]]:
-    """Load ``state`` (read from ``path``; ``None``: nothing to resume) into the model, optimizer and scheduler after
-    checking that it was written by the same run; returns ``(epochs done, history)``."""
+    """Load ``state`` (read from ``path``; ``None``: nothing to resume) into the model, optimizer and
+    scheduler after checking that it was written by the same run; returns ``(epochs done, history)``."""
     if state is None:
         return 0, []
     check_fingerprint(state.get("fingerprint"), fingerprint, source=path, hint=overwrite_hint("resume=False"))
@@ -91,8 +92,9 @@ def resume_from(
 
 
 def _optimizer_settings(optimizer: torch.optim.Optimizer) -> dict[str, Any]:
-    """The optimizer's class and the hyper-parameters of each parameter group, one field each (``optimizer.lr``, or
-    ``optimizer[1].lr`` for a second group), so that a refusal names the one that differs."""
+    """The optimizer's class and the hyper-parameters of each parameter group, one field each
+    (``optimizer.lr``, or ``optimizer[1].lr`` for a second group), so that a refusal names the one that
+    differs."""
     fields: dict[str, Any] = {"optimizer": type(optimizer).__name__}
     single = len(optimizer.param_groups) == 1
     for i, group in enumerate(optimizer.param_groups):
@@ -113,7 +115,8 @@ def train_fingerprint(
     **settings: Any,
 ) -> dict[str, Any]:
     """What a training state was computed from: the architecture, the data, the optimizer and every setting of
-    :func:`~art_manifold_defenses.training.train` that changes the result, plus the caller's ``extra`` fields."""
+    :func:`~art_manifold_defenses.training.train` that changes the result, plus the caller's ``extra``
+    fields."""
     step = None if step_fn is None else getattr(step_fn, "__qualname__", type(step_fn).__name__)
     return make_fingerprint(
         "train",

@@ -1,19 +1,22 @@
-"""The one shared training loop: epochs, batches, device, optimizer and scheduler, a per-batch step function that
-defence trainers supply, tqdm progress, validation, a checkpoint every epoch and exact resume after interruption.
+"""The one shared training loop: epochs, batches, device, optimizer and scheduler, a per-batch step function
+that defence trainers supply, tqdm progress, validation, a checkpoint every epoch and exact resume after
+interruption.
 
-Determinism: the data order and every random draw of epoch ``e`` come from seeds derived from ``(seed, e)``, so a run
-resumed from the checkpoint of epoch ``e`` continues exactly as the uninterrupted run would have.
+Determinism: the data order and every random draw of epoch ``e`` come from seeds derived from ``(seed, e)``,
+so a run resumed from the checkpoint of epoch ``e`` continues exactly as the uninterrupted run would have.
 
-Scale-out: under ``torchrun`` (``torch.distributed`` initialised with ``WORLD_SIZE > 1``, e.g. by ``amd train``), the
-loop wraps the model in ``DistributedDataParallel`` (one device per process, ``cuda:LOCAL_RANK`` on GPUs), splits every
-batch of the shared, identically seeded permutation across the processes (so ``batch_size`` stays the number of
-samples per optimizer step and the run follows the single-process schedule), averages the logged values over ranks,
-and writes the checkpoint on rank 0 only; on resume rank 0 reads it and sends it to the others.
+Scale-out: under ``torchrun`` (``torch.distributed`` initialised with ``WORLD_SIZE > 1``, e.g. by
+``amd train``), the loop wraps the model in ``DistributedDataParallel`` (one device per process,
+``cuda:LOCAL_RANK`` on GPUs), splits every batch of the shared, identically seeded permutation across the
+processes (so ``batch_size`` stays the number of samples per optimizer step and the run follows the
+single-process schedule), averages the logged values over ranks, and writes the checkpoint on rank 0 only; on
+resume rank 0 reads it and sends it to the others.
 
-No silent collapse: after every epoch (after ``on_epoch_end``) the loop predicts a fixed, seeded subset of at most
-:data:`COLLAPSE_CHECK_IMAGES` training images (eval mode, no gradients), records ``train_subset_accuracy`` and
-``predicted_classes``, and warns with :class:`TrainingCollapseWarning` when the accuracy is at chance or one class
-takes at least 90% of the predictions (``collapse_check=False`` turns the check off).
+No silent collapse: after every epoch (after ``on_epoch_end``) the loop predicts a fixed, seeded subset of at
+most :data:`COLLAPSE_CHECK_IMAGES` training images (eval mode, no gradients), records
+``train_subset_accuracy`` and ``predicted_classes``, and warns with :class:`TrainingCollapseWarning` when the
+accuracy is at chance or one class takes at least 90% of the predictions (``collapse_check=False`` turns the
+check off).
 """
 
 from __future__ import annotations
@@ -49,10 +52,11 @@ __all__ = [
     "TRAIN_STATE_FILE",
 ]
 
-#: The first epoch of a run times this many batches (after a warm-up batch), then prints the estimated epoch and
-#: total time (verbose).
+#: The first epoch of a run times this many batches (after a warm-up batch), then prints the estimated epoch
+#: and total time (verbose).
 ESTIMATE_AFTER_BATCHES = 5
-#: At most this many training images (a fixed, seeded subset) are predicted after every epoch by the collapse check.
+#: At most this many training images (a fixed, seeded subset) are predicted after every epoch by the collapse
+#: check.
 COLLAPSE_CHECK_IMAGES = 512
 #: One class taking at least this share of the predictions counts as a collapse.
 COLLAPSE_DOMINANT_SHARE = 0.9
@@ -66,9 +70,9 @@ class TrainingCollapseWarning(UserWarning):
 class TrainContext:
     """What a step function sees: the model, optimizer, device and where in the run it is.
 
-    ``progress`` is the fractional epoch (``epoch + batch_index / batches_per_epoch``), the variable the papers'
-    schedules (epsilon ramps, regularizer weights) are written in. ``state`` is a dict a step function may use to keep
-    things between batches (it is not checkpointed).
+    ``progress`` is the fractional epoch (``epoch + batch_index / batches_per_epoch``), the variable the
+    papers' schedules (epsilon ramps, regularizer weights) are written in. ``state`` is a dict a step function
+    may use to keep things between batches (it is not checkpointed).
     """
 
     model: nn.Module
@@ -89,7 +93,8 @@ class TrainContext:
     def backward_and_step(
         self, loss: Tensor, parameters: Any = None, optimizer: torch.optim.Optimizer | None = None
     ) -> None:
-        """``zero_grad``, ``backward``, optional gradient-norm clipping, ``step`` (on ``optimizer`` or the run's one)."""
+        """``zero_grad``, ``backward``, optional gradient-norm clipping, ``step`` (on ``optimizer`` or the
+        run's one)."""
         opt = optimizer if optimizer is not None else self.optimizer
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -101,8 +106,9 @@ class TrainContext:
         opt.step()
 
 
-#: A step function gets the context and one batch on the device. It returns either a loss tensor (the loop then
-#: back-propagates and steps the optimizer) or a mapping of floats to log (it has already updated the model itself).
+#: A step function gets the context and one batch on the device. It returns either a loss tensor (the loop
+#: then back-propagates and steps the optimizer) or a mapping of floats to log (it has already updated the
+#: model itself).
 StepFunction = Callable[[TrainContext, Tensor, Tensor], "Tensor | Mapping[str, float]"]
 
 
@@ -115,10 +121,12 @@ def cross_entropy_step(ctx: TrainContext, x: Tensor, y: Tensor) -> Tensor:
 def predict_logits(
     model: nn.Module, x: Any, *, batch_size: int = 256, device: str | torch.device | None = "cpu"
 ) -> np.ndarray:
-    """Logits of ``model`` on ``x`` (numpy or tensor), computed in eval mode in batches; returns a numpy array.
+    """Logits of ``model`` on ``x`` (numpy or tensor), computed in eval mode in batches; returns a numpy
+    array.
 
-    Raises ``ValueError``/``TypeError`` naming ``x`` for images that are not finite NCHW batches in [0, 1] or that the
-    model cannot take (wrong channel count, channels-last layout), and naming ``batch_size`` for a non-positive one.
+    Raises ``ValueError``/``TypeError`` naming ``x`` for images that are not finite NCHW batches in [0, 1] or
+    that the model cannot take (wrong channel count, channels-last layout), and naming ``batch_size`` for a
+    non-positive one.
     """
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
@@ -147,13 +155,14 @@ def evaluate_accuracy(
 
 
 def collapse_statistics(predictions: Any, labels: Any, num_classes: int) -> dict[str, Any]:
-    """Accuracy and class spread of ``predictions`` (class indices) against ``labels``, and whether they look like a
-    collapsed network: accuracy at chance (at most ``min(1.5 / K, 1 / K + 0.1)`` for ``K = num_classes``) or one class
-    taking at least 90% of the predictions (unless the labels themselves are that unbalanced).
+    """Accuracy and class spread of ``predictions`` (class indices) against ``labels``, and whether they look
+    like a collapsed network: accuracy at chance (at most ``min(1.5 / K, 1 / K + 0.1)`` for
+    ``K = num_classes``) or one class taking at least 90% of the predictions (unless the labels themselves are
+    that unbalanced).
 
     Returns:
-        ``{"accuracy", "predicted_classes", "dominant_class", "dominant_share", "chance_threshold", "at_chance",
-        "one_class", "collapsed"}``.
+        ``{"accuracy", "predicted_classes", "dominant_class", "dominant_share", "chance_threshold",
+        "at_chance", "one_class", "collapsed"}``.
     """
     pred = np.asarray(predictions, dtype=np.int64).reshape(-1)
     true = np.asarray(labels, dtype=np.int64).reshape(-1)
@@ -184,7 +193,8 @@ def collapse_statistics(predictions: Any, labels: Any, num_classes: int) -> dict
 
 
 def _collapse_subset(n: int, seed: int) -> np.ndarray:
-    """The training images the collapse check predicts: a fixed, seeded subset of at most COLLAPSE_CHECK_IMAGES."""
+    """The training images the collapse check predicts: a fixed, seeded subset of at most
+    COLLAPSE_CHECK_IMAGES."""
     if n <= COLLAPSE_CHECK_IMAGES:
         return np.arange(n)
     pick = np.random.default_rng(_epoch_seed(seed, -1)).choice(n, COLLAPSE_CHECK_IMAGES, replace=False)
@@ -202,8 +212,9 @@ def _check_collapse(
     device: torch.device,
     warn: bool,
 ) -> None:
-    """Predict ``x`` (the subset), add ``train_subset_accuracy`` and ``predicted_classes`` to ``record`` and warn
-    (when ``warn``) if the network looks collapsed. Models whose output is not ``(N, classes)`` logits are skipped."""
+    """Predict ``x`` (the subset), add ``train_subset_accuracy`` and ``predicted_classes`` to ``record`` and
+    warn (when ``warn``) if the network looks collapsed. Models whose output is not ``(N, classes)`` logits
+    are skipped."""
     logits = predict_logits(model, x, device=device)
     if logits.ndim != 2 or logits.shape[0] != len(x) or logits.shape[1] < 2:
         return
@@ -231,9 +242,9 @@ def _check_collapse(
 def _label_classes(
     model: nn.Module, x: np.ndarray, y: Any, device: torch.device, *, class_labels: bool
 ) -> int:
-    """The number of classes ``y`` must index: the model's outputs (one forward pass of an image in eval mode) when the
-    labels are class labels of an ``(N, classes)`` output; otherwise (a step function that reads ``y`` its own way,
-    e.g. as sample indices) any non-negative integer."""
+    """The number of classes ``y`` must index: the model's outputs (one forward pass of an image in eval mode)
+    when the labels are class labels of an ``(N, classes)`` output; otherwise (a step function that reads
+    ``y`` its own way, e.g. as sample indices) any non-negative integer."""
     labels = np.asarray(y.detach().cpu() if isinstance(y, Tensor) else y)
     numeric = labels.size > 0 and labels.dtype != np.bool_ and np.issubdtype(labels.dtype, np.number)
     bound = max(int(np.nanmax(labels)) + 1, 1) if numeric and np.isfinite(labels).all() else 1
@@ -248,8 +259,9 @@ def _epoch_seed(seed: int, epoch: int) -> int:
 
 
 def _rank_share(batch: Tensor, order: Tensor, rank: int, world: int) -> Tensor:
-    """This rank's share of a global batch: every ``world``-th sample from position ``rank``; a batch with fewer samples
-    than processes is first padded with the first samples of the epoch's order (as ``DistributedSampler`` pads)."""
+    """This rank's share of a global batch: every ``world``-th sample from position ``rank``; a batch with
+    fewer samples than processes is first padded with the first samples of the epoch's order (as
+    ``DistributedSampler`` pads)."""
     if len(batch) < world:
         batch = torch.cat([batch, order[: world - len(batch)].repeat(world)[: world - len(batch)]])
     return batch[rank::world]
@@ -298,34 +310,38 @@ def train(
             stepped after every epoch, or after every batch with ``scheduler_interval="batch"``.
         step_fn: per-batch step (see :data:`StepFunction`); default cross-entropy.
         validation_data: ``(x_val, y_val)``; accuracy is computed after every epoch.
-        checkpoint_dir: if given, ``train_state.pt`` (model, optimizer, scheduler, history, epoch) is written after
-            every epoch, and with ``resume=True`` an existing one is loaded and training continues from it.
+        checkpoint_dir: if given, ``train_state.pt`` (model, optimizer, scheduler, history, epoch) is written
+            after every epoch, and with ``resume=True`` an existing one is loaded and training continues from
+            it.
         seed: data order and random draws of epoch ``e`` are seeded from ``(seed, e)``.
         grad_clip: clip the global gradient norm to this value before each optimizer step.
-        on_epoch_end: called with the context and the epoch's record (after validation, before the checkpoint);
-            ``ctx.model`` is then the plain model, also under DDP.
-        distributed: train with DistributedDataParallel over the initialised process group; default (``None``): when
-            ``torch.distributed`` is initialised with more than one process. Each process gets ``batch_size /
-            world_size`` samples of every batch (global batch = ``batch_size``); the step function sees the DDP
-            module as ``ctx.model`` (its own attributes are at ``ctx.model.module``).
+        on_epoch_end: called with the context and the epoch's record (after validation, before the
+            checkpoint); ``ctx.model`` is then the plain model, also under DDP.
+        distributed: train with DistributedDataParallel over the initialised process group; default
+            (``None``): when ``torch.distributed`` is initialised with more than one process. Each process
+            gets ``batch_size / world_size`` samples of every batch (global batch = ``batch_size``); the step
+            function sees the DDP module as ``ctx.model`` (its own attributes are at ``ctx.model.module``).
         find_unused_parameters: passed to ``DistributedDataParallel`` (for step functions that leave some
             parameters out of the loss).
         collapse_check: after every epoch (after ``on_epoch_end``), predict a fixed seeded subset of at most
             :data:`COLLAPSE_CHECK_IMAGES` training images in eval mode, record ``train_subset_accuracy`` and
-            ``predicted_classes``, and warn with :class:`TrainingCollapseWarning` (rank 0 only) when the accuracy is
-            at chance or one class takes at least 90% of the predictions (see :func:`collapse_statistics`). It needs
-            ``y`` to be class labels of ``model``'s ``(N, classes)`` output; other outputs are not checked. Cost: one
-            forward pass over the subset per epoch. With it, ``y`` is also checked against the model's outputs before
-            training (labels in ``[0, classes)``, from one forward pass of an image).
-        fingerprint: extra JSON-serialisable fields (e.g. a defence's hyper-parameters) added to the fingerprint of
-            the training state. ``train_state.pt`` records the fingerprint of its run (the architecture, hashes of
-            ``x`` and ``y``, the optimizer's class and hyper-parameters, the scheduler's class, the step function's
-            name, ``batch_size``, ``seed``, ``shuffle``, ``drop_last``, ``grad_clip`` and these fields; not ``epochs``:
-            a resumed run may continue to more epochs, pass ``fingerprint={"epochs": epochs}`` where the schedule
-            depends on the total; ``amd train`` records ``--epochs`` in its own fingerprint);
-            resuming a state with another fingerprint, or one written by an earlier version without one, raises
+            ``predicted_classes``, and warn with :class:`TrainingCollapseWarning` (rank 0 only) when the
+            accuracy is at chance or one class takes at least 90% of the predictions (see
+            :func:`collapse_statistics`). It needs ``y`` to be class labels of ``model``'s ``(N, classes)``
+            output; other outputs are not checked. Cost: one forward pass over the subset per epoch. With it,
+            ``y`` is also checked against the model's outputs before training (labels in ``[0, classes)``,
+            from one forward pass of an image).
+        fingerprint: extra JSON-serialisable fields (e.g. a defence's hyper-parameters) added to the
+            fingerprint of the training state. ``train_state.pt`` records the fingerprint of its run (the
+            architecture, hashes of ``x`` and ``y``, the optimizer's class and hyper-parameters, the
+            scheduler's class, the step function's name, ``batch_size``, ``seed``, ``shuffle``, ``drop_last``,
+            ``grad_clip`` and these fields; not ``epochs``: a resumed run may continue to more epochs, pass
+            ``fingerprint={"epochs": epochs}`` where the schedule depends on the total; ``amd train`` records
+            ``--epochs`` in its own fingerprint); resuming a state with another fingerprint, or one written by
+            an earlier version without one, raises
             :class:`~art_manifold_defenses.fingerprint.FingerprintMismatchError` naming what differs
-            (``resume=False`` starts afresh). An unreadable or pickled state is a ``ValueError`` naming the file.
+            (``resume=False`` starts afresh). An unreadable or pickled state is a ``ValueError`` naming the
+            file.
     """
     _check_loop_settings(
         epochs=epochs,
@@ -488,8 +504,8 @@ def _resume(
     scheduler: Any,
     verbose: bool,
 ) -> tuple[int, list[dict[str, float]]]:
-    """``(epochs done, history)`` of the run's ``train_state.pt`` when there is one to resume (loaded into the model,
-    optimizer and scheduler after its fingerprint is checked), else ``(0, [])``."""
+    """``(epochs done, history)`` of the run's ``train_state.pt`` when there is one to resume (loaded into the
+    model, optimizer and scheduler after its fingerprint is checked), else ``(0, [])``."""
     from . import distributed as dist_helpers
 
     if state_path is None:
@@ -549,9 +565,9 @@ def _run_epoch(
     verbose: bool,
     estimate_epochs: int = 0,
 ) -> dict[str, float]:
-    """One epoch of steps over ``(x, y)`` in the epoch's seeded order; returns the mean of every logged value (over
-    the batches that logged it, and over the ranks). With ``estimate_epochs > 0`` and ``verbose``, prints the time
-    estimate of that many epochs after the first :data:`ESTIMATE_AFTER_BATCHES` batches."""
+    """One epoch of steps over ``(x, y)`` in the epoch's seeded order; returns the mean of every logged value
+    (over the batches that logged it, and over the ranks). With ``estimate_epochs > 0`` and ``verbose``,
+    prints the time estimate of that many epochs after the first :data:`ESTIMATE_AFTER_BATCHES` batches."""
     from . import distributed as dist_helpers
 
     epoch_seed = _epoch_seed(seed, ctx.epoch)

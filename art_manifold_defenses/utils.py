@@ -1,8 +1,9 @@
-"""Small helpers shared across the package: devices, seeds, and the one set of input validators that every public
-entry point uses (images against a model, labels, class counts, vote counts, positive integers) plus the ``argparse``
-types of the ``amd`` command (they name the flag and the expected value at parse time).
+"""Small helpers shared across the package: devices, seeds, and the one set of input validators that every
+public entry point uses (images against a model, labels, class counts, vote counts, positive integers) plus
+the ``argparse`` types of the ``amd`` command (they name the flag and the expected value at parse time).
 
-Every validator raises ``ValueError`` or ``TypeError`` with a message that names the argument and the expected value.
+Every validator raises ``ValueError`` or ``TypeError`` with a message that names the argument and the expected
+value.
 """
 
 from __future__ import annotations
@@ -20,8 +21,8 @@ if TYPE_CHECKING:
     import torch
     from torch import nn
 
-# numpy and torch are imported by the functions that use them, so that the ``argparse`` types below (the ``amd``
-# command builds its parser from them) import neither.
+# numpy and torch are imported by the functions that use them, so that the ``argparse`` types below (the
+# ``amd`` command builds its parser from them) import neither.
 
 __all__ = [
     "json_safe",
@@ -53,7 +54,8 @@ __all__ = [
 
 
 def resolve_device(device: str | torch.device | None = None) -> torch.device:
-    """``None``/``"auto"`` -> CUDA when available else CPU; ``"cuda"`` without a GPU raises a clear ``ValueError``."""
+    """``None``/``"auto"`` -> CUDA when available else CPU; ``"cuda"`` without a GPU raises a clear
+    ``ValueError``."""
     import torch
 
     if device is None or device == "auto":
@@ -67,9 +69,9 @@ def resolve_device(device: str | torch.device | None = None) -> torch.device:
 
 
 def device_arg(text: str) -> str:
-    """argparse type of ``--device``: ``auto``, ``cpu``, ``cuda`` or ``cuda:N``, checked against this machine at parse
-    time (``amd <command>: error: argument --device: ...``, exit status 2). Only a value that torch could read as a
-    CUDA or indexed CPU device imports torch."""
+    """argparse type of ``--device``: ``auto``, ``cpu``, ``cuda`` or ``cuda:N``, checked against this machine
+    at parse time (``amd <command>: error: argument --device: ...``, exit status 2). Only a value that torch
+    could read as a CUDA or indexed CPU device imports torch."""
     if text in ("auto", "cpu"):
         return text
     if not text.startswith(("cpu:", "cuda")):  # torch reads no other text as a CPU or CUDA device
@@ -110,7 +112,8 @@ def set_seed(seed: int) -> None:
 
 
 def _layout_hint(shape: tuple[int, ...], channels: int) -> str:
-    """`` (it looks channels-last ...)`` when the last axis of an image batch has the expected channel count."""
+    """`` (it looks channels-last ...)`` when the last axis of an image batch has the expected channel
+    count."""
     if len(shape) == 4 and shape[-1] == channels and shape[1] != channels:
         return " (it looks channels-last, (N, H, W, C): transpose it with x.transpose(0, 3, 1, 2))"
     return ""
@@ -144,9 +147,9 @@ def check_images(
     """Validate an image batch and return it as a float32 numpy array.
 
     Raises ``ValueError`` naming ``name`` for a wrong rank, an empty batch, NaN/Inf values, values outside
-    ``clip_values`` (e.g. images in [0, 255] for a model on [0, 1]), a channel count other than ``channels`` or a
-    per-image shape other than ``input_shape`` (with a hint when the batch looks channels-last); ``TypeError`` for
-    non-numeric or boolean input.
+    ``clip_values`` (e.g. images in [0, 255] for a model on [0, 1]), a channel count other than ``channels``
+    or a per-image shape other than ``input_shape`` (with a hint when the batch looks channels-last);
+    ``TypeError`` for non-numeric or boolean input.
     """
     import numpy as np
     import torch
@@ -187,8 +190,9 @@ def check_image_tensor(
     clip_values: tuple[float, float] | None = (0.0, 1.0),
     channels: int | None = None,
 ) -> None:
-    """:func:`check_images` for a tensor inside a module's ``forward`` (no copy to the host): a non-empty finite NCHW
-    float batch within ``clip_values`` with ``channels`` channels. Costs one reduction (a device sync on a GPU)."""
+    """:func:`check_images` for a tensor inside a module's ``forward`` (no copy to the host): a non-empty
+    finite NCHW float batch within ``clip_values`` with ``channels`` channels. Costs one reduction (a device
+    sync on a GPU)."""
     import torch
 
     if not isinstance(x, torch.Tensor):
@@ -211,8 +215,8 @@ def check_image_tensor(
 
 
 def check_labels(y: Any, n: int, num_classes: int, name: str = "y") -> np.ndarray:
-    """Validate labels (indices or one-hot) for ``n`` samples and return int64 indices in ``[0, num_classes)``;
-    booleans and non-numeric labels raise ``TypeError``."""
+    """Validate labels (indices or one-hot) for ``n`` samples and return int64 indices in
+    ``[0, num_classes)``; booleans and non-numeric labels raise ``TypeError``."""
     import numpy as np
     import torch
 
@@ -245,8 +249,8 @@ def check_labels(y: Any, n: int, num_classes: int, name: str = "y") -> np.ndarra
 
 
 def json_safe(value: Any) -> Any:
-    """``value`` made JSON-safe for a report or a record: string keys, lists for tuples, Python scalars for NumPy
-    scalars, ``None`` for non-finite floats; other values are returned as they are."""
+    """``value`` made JSON-safe for a report or a record: string keys, lists for tuples, Python scalars for
+    NumPy scalars, ``None`` for non-finite floats; other values are returned as they are."""
     import numpy as np
 
     if isinstance(value, Mapping):
@@ -263,8 +267,9 @@ def json_safe(value: Any) -> Any:
 def write_atomic(
     path: str | os.PathLike[str], write: Callable[[Path], object], *, suffix: str = ".tmp"
 ) -> Path:
-    """Call ``write(tmp)`` on a sibling of ``path`` named with ``suffix``, then ``os.replace`` it onto ``path``, so that
-    a reader (or a run killed mid-write) never sees a partial file; creates the parent folder. Returns the path."""
+    """Call ``write(tmp)`` on a sibling of ``path`` named with ``suffix``, then ``os.replace`` it onto
+    ``path``, so that a reader (or a run killed mid-write) never sees a partial file; creates the parent
+    folder. Returns the path."""
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.with_name(target.name + suffix)
@@ -289,7 +294,8 @@ def as_float_tensor(x: Any, device: torch.device | str = "cpu") -> torch.Tensor:
 
 
 def check_positive_int(value: Any, name: str, *, minimum: int = 1) -> int:
-    """``value`` as an ``int`` if it is an integer (not a bool) ``>= minimum``; else ``ValueError`` naming ``name``."""
+    """``value`` as an ``int`` if it is an integer (not a bool) ``>= minimum``; else ``ValueError`` naming
+    ``name``."""
     import numpy as np
 
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or int(value) < minimum:
@@ -318,8 +324,9 @@ def check_counts(counts: Any, name: str = "counts", *, ndim: int | None = None) 
 
 
 def model_input_channels(model: nn.Module) -> int | None:
-    """The input channels of the first ``Conv2d`` a model registers (``None`` for a model without one): a cheap guess
-    of the channels it expects, used to name a channels-last or wrong-channel batch before torch fails on it."""
+    """The input channels of the first ``Conv2d`` a model registers (``None`` for a model without one): a
+    cheap guess of the channels it expects, used to name a channels-last or wrong-channel batch before torch
+    fails on it."""
     from torch import nn
 
     for module in model.modules():
@@ -331,9 +338,10 @@ def model_input_channels(model: nn.Module) -> int | None:
 def forward_checked(
     model: nn.Module, x: Any, name: str = "x", *, device: torch.device | str = "cpu"
 ) -> torch.Tensor:
-    """``model(x)`` for a float32 batch ``x`` (numpy or tensor), where a forward pass that torch refuses (wrong channel
-    count, channels-last layout, wrong image size) becomes a ``ValueError`` naming ``name``, its shape and, when the
-    model has a convolution, the channels it expects. Used on the first batch of public entry points."""
+    """``model(x)`` for a float32 batch ``x`` (numpy or tensor), where a forward pass that torch refuses
+    (wrong channel count, channels-last layout, wrong image size) becomes a ``ValueError`` naming ``name``,
+    its shape and, when the model has a convolution, the channels it expects. Used on the first batch of
+    public entry points."""
     batch = as_float_tensor(x, device)
     try:
         return model(batch)
@@ -348,9 +356,10 @@ def forward_checked(
 def probe_forward(
     model: nn.Module, x: Any, name: str = "x", *, device: torch.device | str = "cpu"
 ) -> torch.Tensor:
-    """:func:`forward_checked` in eval mode without gradients: one look at what a model returns for ``x`` (e.g. its
-    first image), before a public entry point starts its real work. Side-effect free: the training mode and the random
-    number generators (a stochastic model draws noise) are restored, so results do not depend on the look."""
+    """:func:`forward_checked` in eval mode without gradients: one look at what a model returns for ``x``
+    (e.g. its first image), before a public entry point starts its real work. Side-effect free: the training
+    mode and the random number generators (a stochastic model draws noise) are restored, so results do not
+    depend on the look."""
     import torch
 
     dev = torch.device(device)
@@ -370,8 +379,8 @@ def model_output_width(
     device: torch.device | str = "cpu",
     name: str = "input_shape",
 ) -> int:
-    """The number of outputs of ``model`` on one all-zero input of ``input_shape`` (:func:`probe_forward`). A model
-    that cannot run on that shape raises ``ValueError`` naming ``name``."""
+    """The number of outputs of ``model`` on one all-zero input of ``input_shape`` (:func:`probe_forward`). A
+    model that cannot run on that shape raises ``ValueError`` naming ``name``."""
     import numpy as np
     import torch
 
@@ -406,7 +415,8 @@ def check_nb_classes(
 
 def output_dir(path: Any, flag: str = "--out") -> Path:
     """``path`` as a folder that exists (created if needed); one that cannot be (a regular file on the way, no
-    permission) is a ``ValueError`` naming ``flag``. Commands call it before any work, so they fail at once."""
+    permission) is a ``ValueError`` naming ``flag``. Commands call it before any work, so they fail at
+    once."""
     out = Path(path)
     try:
         out.mkdir(parents=True, exist_ok=True)
@@ -417,7 +427,8 @@ def output_dir(path: Any, flag: str = "--out") -> Path:
     return out
 
 
-# ------------------------------------------------------------------------------------------------ argparse types
+# ------------------------------------------------------------------------------------------------ argparse
+# types
 def _parse_number(text: str, kind: type, expected: str, accept: Any) -> Any:
     try:
         value = kind(text)

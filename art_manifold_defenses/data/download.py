@@ -16,7 +16,8 @@ __all__ = ["DatasetFile", "download_file", "md5sum"]
 
 @dataclass(frozen=True)
 class DatasetFile:
-    """One file of a dataset: its name, the URLs it can be fetched from, and its known MD5 (``None`` if unknown)."""
+    """One file of a dataset: its name, the URLs it can be fetched from, and its known MD5 (``None`` if
+    unknown)."""
 
     name: str
     urls: tuple[str, ...]
@@ -37,9 +38,9 @@ def download_file(
 ) -> Path:
     """Download ``file`` into ``folder`` and verify its MD5; return the path.
 
-    ``mirrors`` are base URLs tried first (``<mirror>/<file.name>``); the environment variable ``AMD_DATA_MIRROR``
-    adds one more. A partial download never replaces a good file: the data goes to a temporary file that is moved
-    into place only after the checksum matches.
+    ``mirrors`` are base URLs tried first (``<mirror>/<file.name>``); the environment variable
+    ``AMD_DATA_MIRROR`` adds one more. A partial download never replaces a good file: the data goes to a
+    temporary file that is moved into place only after the checksum matches.
 
     Raises:
         ConnectionError: no URL could be fetched (no network); the message lists the URLs tried.

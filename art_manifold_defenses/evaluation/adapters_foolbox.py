@@ -1,15 +1,16 @@
 """Foolbox 3.3 adapter.
 
-Foolbox needs torch tensors (numpy raises ``NotImplementedError``) and a model in eval mode (``run_attack`` puts it
-there). Fixed-epsilon attacks return Foolbox's ``clipped`` output (inside the ball); minimisation attacks return the
-``raw`` output (Foolbox's ``clipped`` would silently project it), and ``run_attack`` applies the budget policy. With a
-finite ``eps``, minimisation attacks receive it as ``epsilons`` so they can stop early.
+Foolbox needs torch tensors (numpy raises ``NotImplementedError``) and a model in eval mode (``run_attack``
+puts it there). Fixed-epsilon attacks return Foolbox's ``clipped`` output (inside the ball); minimisation
+attacks return the ``raw`` output (Foolbox's ``clipped`` would silently project it), and ``run_attack``
+applies the budget policy. With a finite ``eps``, minimisation attacks receive it as ``epsilons`` so they can
+stop early.
 
-Boundary and HopSkipJump need adversarial starting points; Foolbox's default initialisation (blended uniform noise)
-raises ``ValueError`` for the whole batch when it fails for a single image. The adapter computes the starting points
-itself: blended noise first, then, for the images where it failed, the nearest image of the batch that the model
-assigns to another class (the usual decision-based initialisation). Images with no adversarial starting point at
-all are returned clean (not broken).
+Boundary and HopSkipJump need adversarial starting points; Foolbox's default initialisation (blended uniform
+noise) raises ``ValueError`` for the whole batch when it fails for a single image. The adapter computes the
+starting points itself: blended noise first, then, for the images where it failed, the nearest image of the
+batch that the model assigns to another class (the usual decision-based initialisation). Images with no
+adversarial starting point at all are returned clean (not broken).
 """
 
 from __future__ import annotations
@@ -113,8 +114,8 @@ def build_attack(
     batch_size: int,
     seed: int,
 ) -> BatchAttack:
-    """A Foolbox attack as a ``(x, y) -> x_adv`` callable. Foolbox draws random starts and noise from torch's global
-    RNG, which ``run_attack`` seeds with ``seed``."""
+    """A Foolbox attack as a ``(x, y) -> x_adv`` callable. Foolbox draws random starts and noise from torch's
+    global RNG, which ``run_attack`` seeds with ``seed``."""
     del nb_classes, input_shape, batch_size, seed  # Foolbox reads them from the model and the batch
     fmodel = fb.PyTorchModel(model, bounds=(0.0, 1.0), device=device)
     fb_attack = _make(attack, norm, dict(params))

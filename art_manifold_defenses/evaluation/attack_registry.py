@@ -1,8 +1,8 @@
 """The registry of supported attacks: :data:`ATTACKS` maps every ``(library, attack)`` pair of ART, Foolbox 3,
 CleverHans 4, AutoAttack (torchattacks) and the transfer attack to its :class:`AttackInfo` -- norms, kind
-(gradient-based, score-based, decision-based, noise, transfer, ensemble), the loss it optimises (:data:`LOSSES`), its
-default parameters and a description citing its paper. Data only; :mod:`.attacks` validates specs against it and runs
-them.
+(gradient-based, score-based, decision-based, noise, transfer, ensemble), the loss it optimises
+(:data:`LOSSES`), its default parameters and a description citing its paper. Data only; :mod:`.attacks`
+validates specs against it and runs them.
 """
 
 from __future__ import annotations
@@ -22,7 +22,8 @@ _BLACK_BOX_KINDS = frozenset({"score", "decision", "noise", "transfer"})
 _WHITE_BOX_KINDS = frozenset({"gradient", "ensemble"})
 #: The objectives an attack of the registry can optimise (``AttackInfo.loss``; ``None`` = no loss).
 LOSSES = ("cross-entropy", "margin", "dlr", "ensemble")
-#: Losses that count as a margin loss for :attr:`AttackInfo.margin_loss` (AutoAttack's ensemble contains APGD-DLR).
+#: Losses that count as a margin loss for :attr:`AttackInfo.margin_loss` (AutoAttack's ensemble contains
+#: APGD-DLR).
 _MARGIN_LOSSES = frozenset({"margin", "dlr", "ensemble"})
 _NORM_ALIASES: dict[str, str] = {
     "linf": "linf",
@@ -39,7 +40,8 @@ _NORM_ALIASES: dict[str, str] = {
 }
 #: Harness-level parameters handled here, not passed to the library.
 _OUT_OF_BUDGET = ("clean", "project")
-#: Relative tolerance under which a fixed-epsilon attack's overshoot is treated as round-off and projected back.
+#: Relative tolerance under which a fixed-epsilon attack's overshoot is treated as round-off and projected
+#: back.
 _ROUND_OFF = 1e-3
 
 
@@ -55,14 +57,16 @@ class AttackInfo:
         ``"noise"`` (random search), ``"transfer"`` (crafted on a surrogate) or ``"ensemble"`` (AutoAttack).
     :param minimisation: the attack minimises the perturbation instead of working in a fixed ball.
     :param one_step: a single-step attack (FGSM/FGM).
-    :param defaults: default parameters per norm (library keyword arguments; ``None`` = derived from ``eps`` or the
+    :param defaults: default parameters per norm (library keyword arguments; ``None`` = derived from ``eps``
+    or the
         step count, as the description says).
     :param description: the attack, its reference and how derived defaults are computed.
-    :param loss: the objective the attack optimises, one of :data:`LOSSES`: ``"cross-entropy"``, ``"margin"`` (the
-        C&W logit margin ``max_{j != y} z_j - z_y``, or a variant of it: C&W, EAD, Square, SPSA), ``"dlr"`` (the
-        difference-of-logits ratio of APGD-DLR, a scale-invariant margin), ``"ensemble"`` (AutoAttack: APGD-CE plus
-        APGD-DLR or targeted DLR, so both a cross-entropy and a margin loss) or ``None`` (no loss: noise, decision-based
-        search, DeepFool's linearised boundary step, transfer).
+    :param loss: the objective the attack optimises, one of :data:`LOSSES`: ``"cross-entropy"``, ``"margin"``
+    (the
+        C&W logit margin ``max_{j != y} z_j - z_y``, or a variant of it: C&W, EAD, Square, SPSA), ``"dlr"``
+        (the difference-of-logits ratio of APGD-DLR, a scale-invariant margin), ``"ensemble"`` (AutoAttack:
+        APGD-CE plus APGD-DLR or targeted DLR, so both a cross-entropy and a margin loss) or ``None`` (no
+        loss: noise, decision-based search, DeepFool's linearised boundary step, transfer).
     """
 
     library: str
@@ -91,16 +95,18 @@ class AttackInfo:
 
         Carlini et al. 2019, App. A (a cross-entropy attack alone can fail where the softmax saturates or the
         logits are rescaled; evaluate with a margin loss too) and Croce & Hein 2020 (APGD-DLR, AutoAttack); no
-        equation. True for gradient-based attacks with loss ``"margin"`` or ``"dlr"`` (C&W, EAD, APGD-DLR) and for
-        AutoAttack (loss ``"ensemble"``, which contains APGD-DLR or APGD-T). Gradient-free attacks (Square, SPSA)
-        use a margin too but do not count: they are the gradient-free checks, not the strongest white-box attack.
+        equation. True for gradient-based attacks with loss ``"margin"`` or ``"dlr"`` (C&W, EAD, APGD-DLR) and
+        for AutoAttack (loss ``"ensemble"``, which contains APGD-DLR or APGD-T). Gradient-free attacks
+        (Square, SPSA) use a margin too but do not count: they are the gradient-free checks, not the strongest
+        white-box attack.
         """
         return self.kind in _WHITE_BOX_KINDS and self.loss in _MARGIN_LOSSES
 
     @property
     def cross_entropy(self) -> bool:
-        """An iterative white-box attack that maximises the cross-entropy in a fixed ball (PGD, BIM, MIM, APGD-CE,
-        SLIDE) or AutoAttack (its first attack is APGD-CE); one-step and minimisation attacks do not count."""
+        """An iterative white-box attack that maximises the cross-entropy in a fixed ball (PGD, BIM, MIM,
+        APGD-CE, SLIDE) or AutoAttack (its first attack is APGD-CE); one-step and minimisation attacks do not
+        count."""
         return (
             self.kind in _WHITE_BOX_KINDS
             and self.loss in ("cross-entropy", "ensemble")
@@ -113,7 +119,8 @@ class AttackInfo:
         return dict(self.defaults.get(norm, self.defaults.get("*", {})))
 
     def resolve_params(self, norm: str, params: Mapping[str, Any]) -> dict[str, Any]:
-        """Defaults for ``norm`` updated with ``params``; unknown names raise ``ValueError`` listing the valid ones."""
+        """Defaults for ``norm`` updated with ``params``; unknown names raise ``ValueError`` listing the valid
+        ones."""
         resolved = self.defaults_for(norm)
         valid = set(resolved)
         if self.minimisation:
@@ -161,7 +168,8 @@ def _register(
 _ALL = ("linf", "l2", "l1")
 _LINF_L2 = ("linf", "l2")
 
-# ART 1.20 (art.attacks.evasion) -------------------------------------------------------------------------------------
+# ART 1.20 (art.attacks.evasion)
+# -------------------------------------------------------------------------------------
 _register(
     "art",
     "fgsm",
@@ -315,7 +323,8 @@ _register(
     minimisation=True,
 )
 
-# Foolbox 3.3 (foolbox.attacks) --------------------------------------------------------------------------------------
+# Foolbox 3.3 (foolbox.attacks)
+# --------------------------------------------------------------------------------------
 _register(
     "foolbox",
     "pgd",
@@ -463,7 +472,8 @@ _register(
     minimisation=True,
 )
 
-# CleverHans 4 (cleverhans.torch.attacks) ----------------------------------------------------------------------------
+# CleverHans 4 (cleverhans.torch.attacks)
+# ----------------------------------------------------------------------------
 _register(
     "cleverhans",
     "fgm",
@@ -535,7 +545,8 @@ _register(
     loss="cross-entropy",
 )
 
-# AutoAttack (torchattacks 3.5) --------------------------------------------------------------------------------------
+# AutoAttack (torchattacks 3.5)
+# --------------------------------------------------------------------------------------
 _register(
     "autoattack",
     "standard",
@@ -565,7 +576,8 @@ _register(
     loss="ensemble",
 )
 
-# Transfer ----------------------------------------------------------------------------------------------------------
+# Transfer
+# ----------------------------------------------------------------------------------------------------------
 _register(
     "transfer",
     "transfer",
@@ -582,7 +594,8 @@ def _valid_pairs(library: str) -> list[str]:
 
 
 def normalise_norm(norm: Any) -> str:
-    """``"linf"``, ``"l2"`` or ``"l1"`` from the usual spellings (``np.inf``, ``2``, ``"Linf"``, ``"inf"``...)."""
+    """``"linf"``, ``"l2"`` or ``"l1"`` from the usual spellings (``np.inf``, ``2``, ``"Linf"``,
+    ``"inf"``...)."""
     if isinstance(norm, (int, float)) and not isinstance(norm, bool):
         key = "linf" if math.isinf(norm) else str(float(norm))
     elif isinstance(norm, str):

@@ -1,7 +1,8 @@
-"""The table of supported attacks (``docs/attacks.md``), generated from the registry :data:`~.attacks.ATTACKS`.
+"""The table of supported attacks (``docs/attacks.md``), generated from the registry
+:data:`~.attacks.ATTACKS`.
 
-``python -m art_manifold_defenses.evaluation.attack_table > docs/attacks.md`` rewrites the page; a test checks that
-the page in the repository equals what this module generates, so it cannot fall behind the registry.
+``python -m art_manifold_defenses.evaluation.attack_table > docs/attacks.md`` rewrites the page; a test checks
+that the page in the repository equals what this module generates, so it cannot fall behind the registry.
 """
 
 from __future__ import annotations
@@ -43,7 +44,8 @@ def _defaults(defaults: Mapping[str, Mapping[str, Any]]) -> str:
 
 
 def attacks_markdown() -> str:
-    """The Markdown page listing every registered attack: library, attack, norms, kind, loss, defaults, description."""
+    """The Markdown page listing every registered attack: library, attack, norms, kind, loss, defaults,
+    description."""
     lines = [
         _HEADER,
         "| library | attack | norms | kind | loss | min. | defaults | description |",

@@ -1,23 +1,26 @@
-"""Attack specifications, the registry of supported attacks and :func:`run_attack`, the one entry point that runs any
-attack of ART, Foolbox 3, CleverHans 4, AutoAttack (torchattacks) or a transfer attack on a PyTorch model.
+"""Attack specifications, the registry of supported attacks and :func:`run_attack`, the one entry point that
+runs any attack of ART, Foolbox 3, CleverHans 4, AutoAttack (torchattacks) or a transfer attack on a PyTorch
+model.
 
-An attack is described by an :class:`AttackSpec` (library, attack, norm, epsilon, library parameters); the registry
-:data:`ATTACKS` lists every supported ``(library, attack)`` pair with its norms, its kind (gradient-based, score-based,
-decision-based, noise, transfer, ensemble), the loss it optimises (:data:`LOSSES`; ``AttackSpec.margin_loss`` and
-``AttackSpec.cross_entropy`` say whether it counts as a margin-loss or a cross-entropy attack for the suites and the
-audit) and its default parameters. :func:`run_attack` validates the spec, runs the
-library adapter (``adapters_<library>.py``) batch by batch and returns float32 adversarial examples in ``[0, 1]``
-that respect the threat model:
+An attack is described by an :class:`AttackSpec` (library, attack, norm, epsilon, library parameters); the
+registry :data:`ATTACKS` lists every supported ``(library, attack)`` pair with its norms, its kind
+(gradient-based, score-based, decision-based, noise, transfer, ensemble), the loss it optimises
+(:data:`LOSSES`; ``AttackSpec.margin_loss`` and ``AttackSpec.cross_entropy`` say whether it counts as a
+margin-loss or a cross-entropy attack for the suites and the audit) and its default parameters.
+:func:`run_attack` validates the spec, runs the library adapter (``adapters_<library>.py``) batch by batch and
+returns float32 adversarial examples in ``[0, 1]`` that respect the threat model:
 
-* fixed-epsilon attacks (PGD, FGSM, APGD, Square, ...) are trusted to stay in the ball; a violation within numerical
-  round-off (``<= 1e-3`` relative) is projected back, a larger one is returned untouched so the runner flags it;
-* minimisation attacks (C&W, EAD, DeepFool, Boundary, HopSkipJump, salt-and-pepper) run unbounded; with a finite
-  ``eps`` every point whose perturbation exceeds ``eps`` is replaced by its clean input (``out_of_budget="clean"``,
-  the default: the point then counts as not broken) or projected onto the ball (``out_of_budget="project"``).
-  With ``eps=None`` the raw minimal adversarial is returned (for median-norm statistics).
+* fixed-epsilon attacks (PGD, FGSM, APGD, Square, ...) are trusted to stay in the ball; a violation within
+  numerical round-off (``<= 1e-3`` relative) is projected back, a larger one is returned untouched so the
+  runner flags it;
+* minimisation attacks (C&W, EAD, DeepFool, Boundary, HopSkipJump, salt-and-pepper) run unbounded; with a
+  finite ``eps`` every point whose perturbation exceeds ``eps`` is replaced by its clean input
+  (``out_of_budget="clean"``, the default: the point then counts as not broken) or projected onto the ball
+  (``out_of_budget="project"``). With ``eps=None`` the raw minimal adversarial is returned (for median-norm
+  statistics).
 
-Default parameters are strong but affordable on a CPU; every one of them can be overridden through ``spec.params``
-(the names are the library's own keyword arguments, listed in :data:`ATTACKS`).
+Default parameters are strong but affordable on a CPU; every one of them can be overridden through
+``spec.params`` (the names are the library's own keyword arguments, listed in :data:`ATTACKS`).
 """
 
 from __future__ import annotations
@@ -72,7 +75,8 @@ BatchAttack = Callable[[np.ndarray, np.ndarray], np.ndarray]
 # spec
 # --------------------------------------------------------------------------------------------------------------------
 def _json_safe(value: Any, where: str) -> Any:
-    """A JSON-safe copy of ``value`` (tuples -> lists, numpy scalars -> Python); other objects raise ``TypeError``."""
+    """A JSON-safe copy of ``value`` (tuples -> lists, numpy scalars -> Python); other objects raise
+    ``TypeError``."""
     if value is None or isinstance(value, (bool, str)):
         return value
     if isinstance(value, (int, np.integer)):
@@ -89,7 +93,8 @@ def _json_safe(value: Any, where: str) -> Any:
 
 
 class FrozenParams(dict):  # type: ignore[type-arg]
-    """A read-only ``dict`` (JSON-serialisable, picklable, deep-copyable) holding an :class:`AttackSpec`'s params."""
+    """A read-only ``dict`` (JSON-serialisable, picklable, deep-copyable) holding an :class:`AttackSpec`'s
+    params."""
 
     def _read_only(self, *args: Any, **kwargs: Any) -> None:
         raise TypeError("AttackSpec.params is read-only; build a new spec (dataclasses.replace) instead")
@@ -145,14 +150,16 @@ class AttackSpec:
             raise TypeError(f"name must be a string or None, got {type(self.name).__name__}")
         self.validate()
 
-    # -- registry ----------------------------------------------------------------------------------------------------
+    # -- registry
+    # ----------------------------------------------------------------------------------------------------
     @property
     def info(self) -> AttackInfo:
         """The registry entry of this attack."""
         return ATTACKS[(self.library, self.attack)]
 
     def validate(self) -> AttackInfo:
-        """Check library, attack, norm, eps and parameter names against :data:`ATTACKS`; return the registry entry."""
+        """Check library, attack, norm, eps and parameter names against :data:`ATTACKS`; return the registry
+        entry."""
         if self.library not in LIBRARIES:
             raise ValueError(f"library must be one of {list(LIBRARIES)}, got {self.library!r}")
         if self.library == "transfer":
@@ -183,7 +190,8 @@ class AttackSpec:
         return info
 
     def base_spec(self) -> AttackSpec:
-        """For a transfer spec: the attack run on the surrogate (same norm and eps); other specs return ``self``."""
+        """For a transfer spec: the attack run on the surrogate (same norm and eps); other specs return
+        ``self``."""
         if self.library != "transfer":
             return self
         base = self.params.get("base") or {"library": "art", "attack": "pgd"}
@@ -211,7 +219,8 @@ class AttackSpec:
             str(base["library"]), str(base["attack"]), self.norm, self.eps, dict(base.get("params") or {})
         )
 
-    # -- audit properties --------------------------------------------------------------------------------------------
+    # -- audit properties
+    # --------------------------------------------------------------------------------------------
     @property
     def gradient_free(self) -> bool:
         """The attack never uses the attacked model's gradient (score/decision-based, noise, transfer)."""
@@ -224,7 +233,8 @@ class AttackSpec:
 
     @property
     def minimisation(self) -> bool:
-        """The attack minimises the perturbation (C&W, EAD, DeepFool, Boundary, HopSkipJump, salt-and-pepper)."""
+        """The attack minimises the perturbation (C&W, EAD, DeepFool, Boundary, HopSkipJump,
+        salt-and-pepper)."""
         if self.library == "transfer":
             return self.base_spec().minimisation
         return self.info.minimisation
@@ -238,8 +248,8 @@ class AttackSpec:
     def margin_loss(self) -> bool:
         """A white-box attack with a margin or DLR loss, AutoAttack included (:attr:`AttackInfo.margin_loss`).
 
-        A transfer attack is never one, whatever its base attack: its loss is computed on the surrogate, not on the
-        attacked model.
+        A transfer attack is never one, whatever its base attack: its loss is computed on the surrogate, not
+        on the attacked model.
         """
         return self.library != "transfer" and self.info.margin_loss
 
@@ -249,7 +259,8 @@ class AttackSpec:
         (:attr:`AttackInfo.cross_entropy`); never a transfer attack."""
         return self.library != "transfer" and self.info.cross_entropy
 
-    # -- naming and serialisation ------------------------------------------------------------------------------------
+    # -- naming and serialisation
+    # ------------------------------------------------------------------------------------
     @property
     def label(self) -> str:
         """``name`` when given, else e.g. ``"art/pgd linf eps=0.3 {max_iter=100}"`` (unique per spec)."""
@@ -310,7 +321,8 @@ def perturbation_norms(x_adv: np.ndarray, x: np.ndarray, norm: str) -> np.ndarra
 
 
 def _project(x_adv: np.ndarray, x: np.ndarray, norm: str, eps: float, rows: np.ndarray) -> np.ndarray:
-    """Move ``rows`` of ``x_adv`` into the ``eps``-ball around ``x`` (linf: clipping; l2/l1: radial scaling)."""
+    """Move ``rows`` of ``x_adv`` into the ``eps``-ball around ``x`` (linf: clipping; l2/l1: radial
+    scaling)."""
     out = x_adv.copy()
     if not rows.any():
         return out
@@ -334,10 +346,12 @@ def enforce_budget(
     minimisation: bool,
     out_of_budget: str = "clean",
 ) -> np.ndarray:
-    """Make ``x_adv`` a valid float32 batch in ``[0, 1]`` and apply the budget policy described in the module doc.
+    """Make ``x_adv`` a valid float32 batch in ``[0, 1]`` and apply the budget policy described in the module
+    doc.
 
-    Rows containing NaN/Inf are replaced by the clean input (with a ``RuntimeWarning``). For a fixed-epsilon attack,
-    overshoots up to ``1e-3`` relative (round-off) are projected; larger ones are kept, for the runner to flag.
+    Rows containing NaN/Inf are replaced by the clean input (with a ``RuntimeWarning``). For a fixed-epsilon
+    attack, overshoots up to ``1e-3`` relative (round-off) are projected; larger ones are kept, for the runner
+    to flag.
     """
     x = np.asarray(x, dtype=np.float32)
     out = np.asarray(x_adv, dtype=np.float32).reshape(x.shape).copy()
@@ -369,7 +383,8 @@ def enforce_budget(
 # --------------------------------------------------------------------------------------------------------------------
 @contextlib.contextmanager
 def seeded(seed: int) -> Iterator[None]:
-    """Seed Python, numpy and torch (CPU and CUDA) for the block, restoring the previous global RNG states after."""
+    """Seed Python, numpy and torch (CPU and CUDA) for the block, restoring the previous global RNG states
+    after."""
     py_state = random.getstate()
     np_state = np.random.get_state()
     devices = list(range(torch.cuda.device_count())) if torch.cuda.is_available() else []
@@ -386,8 +401,8 @@ def seeded(seed: int) -> Iterator[None]:
 
 @contextlib.contextmanager
 def attack_mode(*models: nn.Module | None, device: torch.device) -> Iterator[None]:
-    """Move ``models`` to ``device``, put them in eval mode and freeze their parameters (attacks only need input
-    gradients); the training flags and ``requires_grad`` flags are restored on exit."""
+    """Move ``models`` to ``device``, put them in eval mode and freeze their parameters (attacks only need
+    input gradients); the training flags and ``requires_grad`` flags are restored on exit."""
     modes: list[tuple[nn.Module, bool]] = []
     grads: list[tuple[nn.Parameter, bool]] = []
     for model in models:
@@ -440,12 +455,14 @@ def run_attack(
     """Run ``spec`` on ``model`` and return adversarial examples (float32, shape of ``x``, inside ``[0, 1]``).
 
     :param spec: the attack (validated first: unknown library/attack/norm/params raise ``ValueError``).
-    :param model: a ``nn.Module`` returning logits (already wrapped with :class:`~.eot.EoT`/:class:`~.eot.BPDA` by the
+    :param model: a ``nn.Module`` returning logits (already wrapped with
+    :class:`~.eot.EoT`/:class:`~.eot.BPDA` by the
         caller when needed). It is moved to ``device``, attacked in eval mode with frozen parameters, and its
         training/``requires_grad`` flags are restored afterwards.
     :param x: images ``(N, C, H, W)`` in ``[0, 1]``; :param y: int labels ``(N,)`` (or one-hot).
     :param device: torch device for the attack (``"cpu"``, ``"cuda"``, ...).
-    :param seed: seeds Python, numpy and torch (global states are restored afterwards) and the libraries' own seeds.
+    :param seed: seeds Python, numpy and torch (global states are restored afterwards) and the libraries' own
+    seeds.
     :param batch_size: images per attack call (one progress-bar step each).
     :param surrogate_model: the model the adversarials are crafted on for ``library="transfer"``.
     :param verbose: show a tqdm bar over batches.

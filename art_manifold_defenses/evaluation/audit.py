@@ -1,40 +1,41 @@
-"""Gradient-masking audit: the sanity checks of Athalye et al. (2018) and Carlini et al. (2019) run on a finished
-evaluation.
+"""Gradient-masking audit: the sanity checks of Athalye et al. (2018) and Carlini et al. (2019) run on a
+finished evaluation.
 
 References:
-    A. Athalye, N. Carlini, D. Wagner, "Obfuscated Gradients Give a False Sense of Security: Circumventing Defenses
-    to Adversarial Examples", ICML 2018, Section 3.1 ("Identifying obfuscated & masked gradients"),
-    https://arxiv.org/abs/1802.00420.
-    N. Carlini et al., "On Evaluating Adversarial Robustness", arXiv:1902.06705 (2019), Section 5 and the checklist of
-    Appendix A, https://arxiv.org/abs/1902.06705.
+    A. Athalye, N. Carlini, D. Wagner, "Obfuscated Gradients Give a False Sense of Security: Circumventing
+    Defenses to Adversarial Examples", ICML 2018, Section 3.1 ("Identifying obfuscated & masked gradients"),
+    https://arxiv.org/abs/1802.00420. N. Carlini et al., "On Evaluating Adversarial Robustness",
+    arXiv:1902.06705 (2019), Section 5 and the checklist of Appendix A, https://arxiv.org/abs/1902.06705.
 
-Each check turns evidence into an :class:`AuditFlag` (``code``, ``message``, ``evidence`` numbers). The checks:
+Each check turns evidence into an :class:`AuditFlag` (``code``, ``message``, ``evidence`` numbers). The
+checks:
 
-- ``one_step_beats_iterative``: a one-step attack has lower accuracy than an iterative white-box attack of the same
-  norm at an equal or larger epsilon;
-- ``black_box_beats_white_box``: a transfer attack (adversarials crafted on another model) beats every white-box attack
-  of its norm at an equal or larger epsilon;
+- ``one_step_beats_iterative``: a one-step attack has lower accuracy than an iterative white-box attack of the
+  same norm at an equal or larger epsilon;
+- ``black_box_beats_white_box``: a transfer attack (adversarials crafted on another model) beats every
+  white-box attack of its norm at an equal or larger epsilon;
 - ``gradient_free_beats_gradient_based``: a gradient-free attack (score- or decision-based, noise) beats every
   gradient-based attack likewise;
-- ``accuracy_not_monotone_in_eps``: the same attack (same library and parameters) has higher accuracy at a larger
-  epsilon;
-- ``unbounded_attack_not_zero``: an unbounded (``eps=None``) or large-epsilon attack (not a one-step one) leaves
-  accuracy above ``unbounded_accuracy``;
-- ``cross_entropy_only_at_eps``: at a reported epsilon of a norm (:func:`reported_budgets`) no white-box attack with
-  a margin or DLR loss ran (no APGD-DLR, C&W, EAD or AutoAttack at that budget, and no minimisation margin attack
-  whose budget reaches it), so the per-point worst case there comes only from cross-entropy, gradient-free or
-  transfer attacks and is an upper bound that a margin loss can lower (:func:`check_margin_coverage`; Carlini et al.
-  2019, App. A; Croce & Hein 2020);
-- ``zero_gradients``: the input gradient of a margin loss is exactly zero on a fraction ``>= zero_gradient_fraction``
-  of the clean points;
+- ``accuracy_not_monotone_in_eps``: the same attack (same library and parameters) has higher accuracy at a
+  larger epsilon;
+- ``unbounded_attack_not_zero``: an unbounded (``eps=None``) or large-epsilon attack (not a one-step one)
+  leaves accuracy above ``unbounded_accuracy``;
+- ``cross_entropy_only_at_eps``: at a reported epsilon of a norm (:func:`reported_budgets`) no white-box
+  attack with a margin or DLR loss ran (no APGD-DLR, C&W, EAD or AutoAttack at that budget, and no
+  minimisation margin attack whose budget reaches it), so the per-point worst case there comes only from
+  cross-entropy, gradient-free or transfer attacks and is an upper bound that a margin loss can lower
+  (:func:`check_margin_coverage`; Carlini et al. 2019, App. A; Croce & Hein 2020);
+- ``zero_gradients``: the input gradient of a margin loss is exactly zero on a fraction
+  ``>= zero_gradient_fraction`` of the clean points;
 - ``nonfinite_gradients``: an input gradient contains NaN or Inf;
-- ``nondeterministic_predictions``: two identical calls give different outputs and the model was attacked without EoT;
+- ``nondeterministic_predictions``: two identical calls give different outputs and the model was attacked
+  without EoT;
 - ``threat_model_violation``: an attack returned points outside its threat model (they were discarded);
 - ``attack_error``: an attack raised an exception (it is missing from the worst case).
 
-Known limitations: the comparisons are on accuracies of the evaluated points, so with few points a difference of one
-or two points is noise; ``tolerance`` (default one percentage point) sets how much a weaker attack must win by to be
-flagged. The checks can reveal masking but never prove its absence.
+Known limitations: the comparisons are on accuracies of the evaluated points, so with few points a difference
+of one or two points is noise; ``tolerance`` (default one percentage point) sets how much a weaker attack must
+win by to be flagged. The checks can reveal masking but never prove its absence.
 """
 
 from __future__ import annotations
@@ -69,8 +70,9 @@ ATHALYE_2018 = "Athalye et al. 2018, Sec. 3.1"
 CARLINI_2019 = "Carlini et al. 2019, Sec. 5 / App. A"
 MARGIN_LOSS_REFERENCE = "Carlini et al. 2019, App. A; Croce & Hein 2020 (DLR loss, AutoAttack)"
 
-#: An epsilon at or above which an attack counts as unbounded, per norm, as a fraction of what reaches any image:
-#: ``linf`` 0.5 (every pixel may move half the range), ``l2`` ``0.5 * sqrt(d)``, ``l1`` ``0.5 * d`` (``d`` = input size).
+#: An epsilon at or above which an attack counts as unbounded, per norm, as a fraction of what reaches any
+#: image: ``linf`` 0.5 (every pixel may move half the range), ``l2`` ``0.5 * sqrt(d)``, ``l1`` ``0.5 * d``
+#: (``d`` = input size).
 DEFAULT_LARGE_EPS: dict[str, float] = {"linf": 0.5, "l2": 0.5, "l1": 0.5}
 
 
@@ -115,7 +117,8 @@ def _check_tolerance(name: str, value: float, upper: float = 1.0) -> float:
 # measurements on the model (clean batch)
 # --------------------------------------------------------------------------------------------------------------------
 def _margin_loss(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """Per point ``max_{j != y} z_j - z_y`` (the C&W margin): its gradient does not vanish when softmax saturates."""
+    """Per point ``max_{j != y} z_j - z_y`` (the C&W margin): its gradient does not vanish when softmax
+    saturates."""
     true = logits.gather(1, y[:, None]).squeeze(1)
     other = logits.clone()
     other.scatter_(1, y[:, None], float("-inf"))
@@ -135,9 +138,9 @@ def measure_gradients(
 
     Evidence for the zero / non-finite gradient checks of Athalye et al. 2018, Section 3.1.
 
-    Returns ``n``, ``zero_fraction`` (points whose margin-loss gradient is exactly zero), ``ce_zero_fraction`` (same
-    for cross-entropy; a saturated softmax also gives this), ``nonfinite_fraction`` (points with a NaN/Inf gradient
-    entry in either loss) and ``median_norm`` (median l2 norm of the margin-loss gradient).
+    Returns ``n``, ``zero_fraction`` (points whose margin-loss gradient is exactly zero), ``ce_zero_fraction``
+    (same for cross-entropy; a saturated softmax also gives this), ``nonfinite_fraction`` (points with a
+    NaN/Inf gradient entry in either loss) and ``median_norm`` (median l2 norm of the margin-loss gradient).
     """
     dev = resolve_device(device)
     count = min(len(x), int(max_points))
@@ -184,7 +187,8 @@ def measure_determinism(
     batch_size: int = 128,
     max_points: int = 256,
 ) -> dict[str, Any]:
-    """Run the model twice on the same (at most ``max_points``) clean inputs; report how much the outputs change.
+    """Run the model twice on the same (at most ``max_points``) clean inputs; report how much the outputs
+    change.
 
     Evidence for the randomness check (Athalye et al. 2018, Section 3.1; randomness calls for EoT, their
     Section 4.3).
@@ -328,8 +332,9 @@ def check_attack_comparisons(
     unbounded_accuracy: float = 0.05,
     large_eps: Mapping[str, float] | None = None,
 ) -> list[AuditFlag]:
-    """The checks that compare attack results (see the module table). ``results`` are runner ``AttackResult`` s
-    (anything with ``spec``, ``label``, ``accuracy`` and optionally per-point ``correct``); failed attacks are skipped.
+    """The checks that compare attack results (see the module table). ``results`` are runner ``AttackResult``
+    s (anything with ``spec``, ``label``, ``accuracy`` and optionally per-point ``correct``); failed attacks
+    are skipped.
     """
     tolerance = _check_tolerance("tolerance", tolerance)
     unbounded_accuracy = _check_tolerance("unbounded_accuracy", unbounded_accuracy)
@@ -440,11 +445,12 @@ def _monotonicity(views: list[_View], tolerance: float) -> list[AuditFlag]:
 def large_eps_threshold(
     norm: str, input_dim: int | None = None, large_eps: Mapping[str, float] | None = None
 ) -> float | None:
-    """The epsilon at or above which a ``norm`` attack counts as unbounded (a sanity check, not a reported budget).
+    """The epsilon at or above which a ``norm`` attack counts as unbounded (a sanity check, not a reported
+    budget).
 
     The "unbounded attacks reach 0%" check of Athalye et al. 2018, Sec. 3.1. ``large_eps`` overrides
-    :data:`DEFAULT_LARGE_EPS` per norm: l-inf ``large_eps["linf"]``, l2 ``large_eps["l2"] * sqrt(input_dim)``, l1
-    ``large_eps["l1"] * input_dim``; ``None`` when it cannot be computed (l2/l1 without ``input_dim``).
+    :data:`DEFAULT_LARGE_EPS` per norm: l-inf ``large_eps["linf"]``, l2 ``large_eps["l2"] * sqrt(input_dim)``,
+    l1 ``large_eps["l1"] * input_dim``; ``None`` when it cannot be computed (l2/l1 without ``input_dim``).
     """
     return _large_threshold(norm, input_dim, {**DEFAULT_LARGE_EPS, **dict(large_eps or {})})
 
@@ -453,8 +459,8 @@ def reported_budgets(
     attacks: Iterable[Any], *, input_dim: int | None = None, large_eps: Mapping[str, float] | None = None
 ) -> dict[str, list[float]]:
     """Per norm, the sorted epsilons the attacks report robustness at: every finite ``eps`` below
-    :func:`large_eps_threshold`. Unbounded attacks (``eps=None``) and large-epsilon checks are sanity checks of the
-    audit, not budgets of the robustness curve, and are left out.
+    :func:`large_eps_threshold`. Unbounded attacks (``eps=None``) and large-epsilon checks are sanity checks
+    of the audit, not budgets of the robustness curve, and are left out.
     """
     out: dict[str, list[float]] = {}
     for item in attacks:
@@ -515,8 +521,8 @@ def _unbounded(
 
 
 def _margin_covers(view: _View, eps: float) -> bool:
-    """A margin-loss attack ran at ``eps``: a fixed-budget one at that budget, or a minimisation one whose budget
-    reaches it (its per-point norms give the worst case at every smaller epsilon)."""
+    """A margin-loss attack ran at ``eps``: a fixed-budget one at that budget, or a minimisation one whose
+    budget reaches it (its per-point norms give the worst case at every smaller epsilon)."""
     if not view.margin_loss:
         return False
     if view.eps is None:
@@ -530,8 +536,8 @@ def check_margin_coverage(
     """Flag ``cross_entropy_only_at_eps``, one flag per norm, listing the reported epsilons
     (:func:`reported_budgets`) at which no margin- or DLR-loss attack ran (see the module table).
 
-    Carlini et al. 2019, App. A (an attack with a cross-entropy loss alone can fail where the softmax saturates or
-    the logits are rescaled: try a margin loss), Croce & Hein 2020 (APGD-DLR, AutoAttack). Which
+    Carlini et al. 2019, App. A (an attack with a cross-entropy loss alone can fail where the softmax
+    saturates or the logits are rescaled: try a margin loss), Croce & Hein 2020 (APGD-DLR, AutoAttack). Which
     attacks count is :attr:`~.attacks.AttackSpec.margin_loss`; failed attacks count as not run.
     """
     views = [_View(r) for r in results if getattr(r, "error", None) is None]
@@ -607,7 +613,8 @@ def audit(
 
     Args:
         results: the attack results of one evaluation.
-        gradient_stats: output of :func:`measure_gradients` on the clean batch (``None`` skips the gradient checks).
+        gradient_stats: output of :func:`measure_gradients` on the clean batch (``None`` skips the gradient
+            checks).
         determinism: output of :func:`measure_determinism` (``None`` skips the determinism check).
         eot: whether gradient-based attacks were run through EoT.
         declared_stochastic: the model's ``stochastic`` attribute.
@@ -615,7 +622,8 @@ def audit(
         input_dim: number of input features (needed to call an l1/l2 epsilon "large").
         tolerance: accuracy margin (absolute, in [0, 1]) by which a weaker attack must win to be flagged.
         unbounded_accuracy: accuracy an unbounded attack may leave before it is flagged.
-        zero_gradient_fraction: fraction of clean points with an exactly-zero gradient that raises ``zero_gradients``.
+        zero_gradient_fraction: fraction of clean points with an exactly-zero gradient that raises
+            ``zero_gradients``.
         large_eps: per-norm overrides of :data:`DEFAULT_LARGE_EPS`.
     """
     zero_gradient_fraction = _check_tolerance("zero_gradient_fraction", zero_gradient_fraction)

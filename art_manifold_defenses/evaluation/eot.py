@@ -1,14 +1,15 @@
 """Wrappers that turn a defended model into something every attack library can attack adaptively.
 
-* :class:`EoT` -- Expectation over Transformation (Athalye, Engstrom, Ilyas & Kwok, "Synthesizing Robust Adversarial
-  Examples", ICML 2018, https://arxiv.org/abs/1707.07397; used against randomized defences in Athalye, Carlini &
-  Wagner, "Obfuscated Gradients Give a False Sense of Security", ICML 2018, https://arxiv.org/abs/1802.00420, Sec. 4.3).
+* :class:`EoT` -- Expectation over Transformation (Athalye, Engstrom, Ilyas & Kwok, "Synthesizing Robust
+  Adversarial Examples", ICML 2018, https://arxiv.org/abs/1707.07397; used against randomized defences in
+  Athalye, Carlini & Wagner, "Obfuscated Gradients Give a False Sense of Security", ICML 2018,
+  https://arxiv.org/abs/1802.00420, Sec. 4.3).
 * :class:`BPDA` -- Backward Pass Differentiable Approximation (Athalye, Carlini & Wagner 2018, Sec. 4.1).
 
 Both are plain :class:`torch.nn.Module` objects returning logits, so they work unchanged in ART
-(``PyTorchClassifier``), Foolbox (``PyTorchModel``), CleverHans (``model_fn``) and torchattacks: none of these libraries
-has an EoT option of its own (see ``notes/art_api.md`` Sec. 2.3), and ART differentiates ``forward()`` directly, so the
-BPDA gradient must live inside ``forward()``.
+(``PyTorchClassifier``), Foolbox (``PyTorchModel``), CleverHans (``model_fn``) and torchattacks: none of these
+libraries has an EoT option of its own (see ``notes/art_api.md`` Sec. 2.3), and ART differentiates
+``forward()`` directly, so the BPDA gradient must live inside ``forward()``.
 """
 
 from __future__ import annotations
@@ -28,22 +29,25 @@ class EoT(nn.Module):
 
     With ``average="logits"`` the output is :math:`\frac1k \sum_{i=1}^k f_i(x)` (the mean of the logits, the
     convention of Foolbox's ``ExpectationOverTransformationWrapper``). With ``average="probabilities"`` it is
-    :math:`\log \frac1k \sum_i \operatorname{softmax}(f_i(x))`, the log of the mean softmax (Athalye et al. 2018,
-    Eq. 1 averages the loss/probability over transformations); it is computed with ``logsumexp`` for numerical
-    stability and, being a log-probability vector, it is itself a valid logit input for cross-entropy, argmax and
-    every attack library. The gradient of either output is the average of the per-pass gradients, i.e. a Monte-Carlo
-    estimate of the gradient of the expectation.
+    :math:`\log \frac1k \sum_i \operatorname{softmax}(f_i(x))`, the log of the mean softmax (Athalye
+    et al. 2018, Eq. 1 averages the loss/probability over transformations); it is computed with ``logsumexp``
+    for numerical stability and, being a log-probability vector, it is itself a valid logit input for
+    cross-entropy, argmax and every attack library. The gradient of either output is the average of the
+    per-pass gradients, i.e. a Monte-Carlo estimate of the gradient of the expectation.
 
     :param module: the stochastic model (any ``nn.Module`` mapping an input batch to logits ``(N, C)``).
     :param samples: number of stochastic passes ``k`` averaged per call (``>= 1``).
     :param average: ``"logits"`` or ``"probabilities"`` (see above).
-    :param vectorize: when ``True`` the ``k`` passes run as one forward on a batch repeated ``k`` times (faster on a
-        GPU, ``k`` times the memory). Only valid when the module draws its randomness independently per sample; a
-        module that draws one random transformation per *batch* must use the default sequential passes.
+    :param vectorize: when ``True`` the ``k`` passes run as one forward on a batch repeated ``k`` times
+    (faster on a
+        GPU, ``k`` times the memory). Only valid when the module draws its randomness independently per
+        sample; a module that draws one random transformation per *batch* must use the default sequential
+        passes.
 
-    Known limitations: the estimate is unbiased for the mean logits/probabilities but the log of the mean softmax is a
-    biased (Jensen) estimate of the log of the expectation; ``k`` passes cost ``k`` forwards and backwards. The
-    wrapper does not make predictions deterministic: the harness scores stochastic models by majority vote.
+    Known limitations: the estimate is unbiased for the mean logits/probabilities but the log of the mean
+    softmax is a biased (Jensen) estimate of the log of the expectation; ``k`` passes cost ``k`` forwards and
+    backwards. The wrapper does not make predictions deterministic: the harness scores stochastic models by
+    majority vote.
     """
 
     params = ["samples", "average", "vectorize"]
@@ -70,7 +74,8 @@ class EoT(nn.Module):
 
     @property
     def stochastic(self) -> bool:
-        """Whether the wrapped module is stochastic (read from its ``stochastic`` attribute, default ``True``)."""
+        """Whether the wrapped module is stochastic (read from its ``stochastic`` attribute, default
+        ``True``)."""
         return bool(getattr(self.module, "stochastic", True))
 
     def _passes(self, x: Tensor) -> Tensor:
@@ -98,28 +103,31 @@ class EoT(nn.Module):
 class BPDA(nn.Module):
     r"""Backward Pass Differentiable Approximation as a straight-through module.
 
-    The forward value is ``module(x)``; the backward pass is the gradient of ``surrogate(x)`` (Athalye, Carlini &
-    Wagner 2018, Sec. 4.1: replace a non-differentiable or gradient-masking layer :math:`f^i` by a differentiable
-    :math:`g \approx f^i` on the backward pass only). It is implemented as
+    The forward value is ``module(x)``; the backward pass is the gradient of ``surrogate(x)`` (Athalye,
+    Carlini & Wagner 2018, Sec. 4.1: replace a non-differentiable or gradient-masking layer :math:`f^i` by a
+    differentiable :math:`g \approx f^i` on the backward pass only). It is implemented as
 
     .. math:: \text{out} = s(x) + \operatorname{stopgrad}(m(x) - s(x)),
 
-    so the value equals :math:`m(x)` exactly and :math:`\partial\,\text{out}/\partial x = \partial s(x)/\partial x`.
-    With ``surrogate=None`` the surrogate is the identity (the paper's choice for preprocessors with
-    :math:`f(x) \approx x`, e.g. quantisation or JPEG), which requires ``module`` to preserve the input shape.
+    so the value equals :math:`m(x)` exactly and :math:`\partial\,\text{out}/\partial x = \partial
+    s(x)/\partial x`. With ``surrogate=None`` the surrogate is the identity (the paper's choice for
+    preprocessors with :math:`f(x) \approx x`, e.g. quantisation or JPEG), which requires ``module`` to
+    preserve the input shape.
 
     Two uses:
 
     * wrap a non-differentiable *preprocessor* (``BPDA(quantise)``) and compose it with the classifier;
-    * wrap a whole defended *model* with its deterministic stand-in (``BPDA(defended, defended.bpda_surrogate)``), as the
-      harness does for models exposing ``bpda_surrogate``.
+    * wrap a whole defended *model* with its deterministic stand-in
+      (``BPDA(defended, defended.bpda_surrogate)``), as the harness does for models exposing
+      ``bpda_surrogate``.
 
-    :param module: the real (possibly non-differentiable or stochastic) module; its own gradient is never used, so it
+    :param module: the real (possibly non-differentiable or stochastic) module; its own gradient is never
+    used, so it
         is evaluated without building a graph.
     :param surrogate: a differentiable module with the same output shape as ``module``; ``None`` = identity.
 
-    Known limitations: the attack only sees the surrogate's gradient; a poor surrogate gives a weak attack (the
-    forward value is always the real model's, so the attack's success is never overstated).
+    Known limitations: the attack only sees the surrogate's gradient; a poor surrogate gives a weak attack
+    (the forward value is always the real model's, so the attack's success is never overstated).
     """
 
     params = ["surrogate"]

@@ -1,12 +1,12 @@
 """The cost estimate that :func:`~.runner.evaluate` prints before its first attack.
 
-A probe times one forward pass and one forward + backward pass of the model on one batch of the points to attack
-(after an untimed warm-up pass); each attack's planned passes per point come from its parameters (steps x restarts x
-binary-search steps x gradients or queries per step, HopSkipJump's query count growing with the iteration, C&W's
-line searches, times the EoT samples for a stochastic model, plus the scoring votes, times the repeats). A rough
-figure: attacks that stop early (C&W's abort, AutoAttack's already broken points, decision-based attacks that
-converge) take less, attacks that loop over points or search internally may take more (``docs/costs.md`` compares
-estimates with measured runs). No equation: a budget.
+A probe times one forward pass and one forward + backward pass of the model on one batch of the points to
+attack (after an untimed warm-up pass); each attack's planned passes per point come from its parameters (steps
+x restarts x binary-search steps x gradients or queries per step, HopSkipJump's query count growing with the
+iteration, C&W's line searches, times the EoT samples for a stochastic model, plus the scoring votes, times
+the repeats). A rough figure: attacks that stop early (C&W's abort, AutoAttack's already broken points,
+decision-based attacks that converge) take less, attacks that loop over points or search internally may take
+more (``docs/costs.md`` compares estimates with measured runs). No equation: a budget.
 """
 
 from __future__ import annotations
@@ -46,8 +46,9 @@ def _first_int(params: Mapping[str, Any], keys: Sequence[str], default: int) -> 
 
 
 def planned_passes(spec: AttackSpec) -> tuple[int, int]:
-    """``(gradient passes, forward-only passes)`` per attacked point for one run of ``spec`` (its planned budget; a
-    transfer attack counts its base attack's gradients, on the surrogate, as if they cost the model's)."""
+    """``(gradient passes, forward-only passes)`` per attacked point for one run of ``spec`` (its planned
+    budget; a transfer attack counts its base attack's gradients, on the surrogate, as if they cost the
+    model's)."""
     base = spec.base_spec() if spec.library == "transfer" else spec
     info = base.info
     params = info.resolve_params(base.norm, base.params)
@@ -55,7 +56,8 @@ def planned_passes(spec: AttackSpec) -> tuple[int, int]:
         steps = _first_int(params, ("steps",), 100)
         if base.attack == "rand":  # APGD-CE and APGD-DLR, each with eot_iter gradients per step
             return 2 * steps * _first_int(params, ("eot_iter",), 20), 0
-        # APGD-CE, APGD-T and FAB-T over 9 target classes, then Square's queries ("plus": more restarts and targets)
+        # APGD-CE, APGD-T and FAB-T over 9 target classes, then Square's queries ("plus": more restarts and
+        # targets)
         rounds = 1 + 9 + 9 if base.attack == "standard" else 5 + 5 + 9 + 9 + 9
         return steps * rounds, _first_int(params, ("n_queries",), 5000)
     initial = _first_int(params, _INITIAL_EVALS, 0)
@@ -75,11 +77,13 @@ def planned_passes(spec: AttackSpec) -> tuple[int, int]:
     if len(numbers) == 3:
         factor, initial_const, largest = numbers
         if factor > 1 and 0 < initial_const < largest:
-            # ART's C&W l-inf: the iterations run again for every constant initial_const * factor^k below largest_const
+            # ART's C&W l-inf: the iterations run again for every constant initial_const * factor^k below
+            # largest_const
             passes *= math.ceil(math.log(largest / initial_const) / math.log(factor))
     if info.kind != "gradient":
         return 0, passes
-    # ART's C&W l-inf: a line search of up to max_halving + max_doubling forward passes after every gradient step
+    # ART's C&W l-inf: a line search of up to max_halving + max_doubling forward passes after every gradient
+    # step
     searches = _first_int(params, ("max_halving",), 0) + _first_int(params, ("max_doubling",), 0)
     return passes, passes * searches
 
@@ -87,9 +91,9 @@ def planned_passes(spec: AttackSpec) -> tuple[int, int]:
 def probe_pass_seconds(
     model: nn.Module, x: np.ndarray, y: np.ndarray, *, device: torch.device
 ) -> tuple[float, float]:
-    """Seconds of one forward + backward pass and of one forward pass of ``model`` on the batch ``(x, y)``, timed with
-    :func:`art_manifold_defenses.costs.clock` after an untimed warm-up pass (a model without a gradient: three
-    forward passes for the first)."""
+    """Seconds of one forward + backward pass and of one forward pass of ``model`` on the batch ``(x, y)``,
+    timed with :func:`art_manifold_defenses.costs.clock` after an untimed warm-up pass (a model without a
+    gradient: three forward passes for the first)."""
     xt = torch.as_tensor(x, dtype=torch.float32, device=device)
     yt = torch.as_tensor(y, dtype=torch.int64, device=device)
 
@@ -128,8 +132,8 @@ def estimate_seconds(
     votes: int,
 ) -> float:
     """Seconds for ``points`` attacked points (in batches of ``batch_size``, each probed batch pass costing
-    ``gradient_seconds`` / ``forward_seconds``): per attack, ``repeats`` x batches x (gradient passes x its EoT
-    samples x ``gradient_seconds`` + (forward passes + ``votes``) x ``forward_seconds``)."""
+    ``gradient_seconds`` / ``forward_seconds``): per attack, ``repeats`` x batches x (gradient passes x its
+    EoT samples x ``gradient_seconds`` + (forward passes + ``votes``) x ``forward_seconds``)."""
     batches = math.ceil(points / batch_size) if points else 0
     total = 0.0
     for spec, samples in zip(specs, eot, strict=True):
@@ -155,8 +159,8 @@ def report_evaluation_estimate(
     device: torch.device,
     processes: int = 1,
 ) -> str:
-    """Probe ``model`` on the first batch of ``(x, y)`` (the points to attack), print the estimate line for attacking
-    them with ``specs`` (:func:`art_manifold_defenses.costs.report_estimate`) and return it."""
+    """Probe ``model`` on the first batch of ``(x, y)`` (the points to attack), print the estimate line for
+    attacking them with ``specs`` (:func:`art_manifold_defenses.costs.report_estimate`) and return it."""
     points = len(x)
     what = f"{len(specs)} attacks on {points} points"
     if not specs or not points:

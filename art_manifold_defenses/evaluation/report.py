@@ -2,17 +2,18 @@
 
 The JSON record (schema ``art-manifold-defenses/results/1``) holds:
 
-* ``model``, ``dataset``, ``n``, ``seed``, ``clean_accuracy``, ``robust_accuracy`` (fractions in [0, 1]; robust =
-  per-point worst case over every attack that ran);
-* ``attacks``: one entry per attack with ``library``, ``attack``, ``norm``, ``eps``, ``params``, ``name``, ``label``,
-  ``accuracy``, ``seconds``, ``median_norm``, ``violations``, ``repeats``, ``eot_samples``, ``bpda``, ``error`` and
-  the per-point ``correct`` list (so the worst case can be recomputed, see :func:`recompute_robust_accuracy`);
+* ``model``, ``dataset``, ``n``, ``seed``, ``clean_accuracy``, ``robust_accuracy`` (fractions in [0, 1];
+  robust = per-point worst case over every attack that ran);
+* ``attacks``: one entry per attack with ``library``, ``attack``, ``norm``, ``eps``, ``params``, ``name``,
+  ``label``, ``accuracy``, ``seconds``, ``median_norm``, ``violations``, ``repeats``, ``eot_samples``,
+  ``bpda``, ``error`` and the per-point ``correct`` list (so the worst case can be recomputed, see
+  :func:`recompute_robust_accuracy`);
 * ``audit``: ``{"flags": [{code, message, evidence, reference}], "gradients": ..., "determinism": ...}``;
 * ``versions`` (torch, art, foolbox, cleverhans, torchattacks, numpy, package), ``settings``, ``seconds``;
-* RobustBench-style fields (https://github.com/RobustBench/robustbench, ``model_info`` records), in percent with two
-  decimals: ``clean_acc``, ``robust_acc``, ``autoattack_acc`` (``None`` when AutoAttack did not run), ``reported``
-  (the paper's number, ``None`` unless given), ``threat_model`` (``"Linf"``/``"L2"``/``"L1"``/``"mixed"``), ``eps``,
-  ``number_forward_passes``;
+* RobustBench-style fields (https://github.com/RobustBench/robustbench, ``model_info`` records), in percent
+  with two decimals: ``clean_acc``, ``robust_acc``, ``autoattack_acc`` (``None`` when AutoAttack did not run),
+  ``reported`` (the paper's number, ``None`` unless given), ``threat_model``
+  (``"Linf"``/``"L2"``/``"L1"``/``"mixed"``), ``eps``, ``number_forward_passes``;
 * ``per_point``: ``clean_correct`` and ``robust_correct`` lists.
 
 Markdown and PNG are rendered from the record only, so they can be regenerated from a saved ``results.json``.
@@ -111,7 +112,8 @@ def _summary_lines(record: Mapping[str, Any]) -> list[str]:
 
 
 def markdown_table(record: Mapping[str, Any], *, title: str | None = None, curves: str | None = None) -> str:
-    """The Markdown report of a record: summary, one row per attack, the audit flags and (optionally) the curves."""
+    """The Markdown report of a record: summary, one row per attack, the audit flags and (optionally) the
+    curves."""
     out = [f"# {title or 'Evaluation: ' + str(record['model'])}", ""]
     out += _summary_lines(record)
     out += [
@@ -151,7 +153,8 @@ def combined_markdown(
     preamble: str = "",
     summary: bool = True,
 ) -> str:
-    """One report for several records: a summary table (unless ``summary`` is false), then each record's section.
+    """One report for several records: a summary table (unless ``summary`` is false), then each record's
+    section.
 
     ``sections`` = ``(name, record, curves image path relative to the report or None)``.
     """
@@ -190,12 +193,13 @@ def worst_case_curve(
 ) -> tuple[list[float], list[float]]:
     """The per-point worst-case accuracy of a record's ``norm`` attacks as a function of epsilon.
 
-    The per-point worst case of Carlini et al. 2019 / Croce & Hein 2020, taken per budget.
-    At each ``e`` a point counts as robust when it is correct clean, survives every fixed-budget attack of ``norm``
-    with ``eps <= e`` (its ``correct`` entry), and every minimisation attack of ``norm`` left it unbroken at ``e``
-    (no stored perturbation norm ``<= e``; a minimisation attack without norms counts through ``correct`` once its
-    budget is ``<= e``). Failed attacks are skipped. ``eps_values`` defaults to 0 and every finite budget of the
-    ``norm`` attacks (a grid up to the largest stored norm when there is none). Returns ``(eps, accuracy)`` lists.
+    The per-point worst case of Carlini et al. 2019 / Croce & Hein 2020, taken per budget. At each ``e`` a
+    point counts as robust when it is correct clean, survives every fixed-budget attack of ``norm`` with
+    ``eps <= e`` (its ``correct`` entry), and every minimisation attack of ``norm`` left it unbroken at ``e``
+    (no stored perturbation norm ``<= e``; a minimisation attack without norms counts through ``correct`` once
+    its budget is ``<= e``). Failed attacks are skipped. ``eps_values`` defaults to 0 and every finite budget
+    of the ``norm`` attacks (a grid up to the largest stored norm when there is none). Returns
+    ``(eps, accuracy)`` lists.
     """
     robust0 = np.asarray(record["per_point"]["clean_correct"], dtype=bool)
     attacks = [a for a in record["attacks"] if a.get("error") is None and a["norm"] == norm]
@@ -244,11 +248,12 @@ def plot_robustness_curves(
 ) -> Path:
     """Accuracy vs epsilon per attack, one panel per norm, written as a PNG (matplotlib, Agg backend).
 
-    Fixed-budget attacks give one marker per epsilon (a line from the clean accuracy at 0 when the suite sweeps
-    epsilon); minimisation attacks give the empirical curve ``mean(correct clean and ||delta_i|| > eps)`` from
-    their per-point perturbation norms (up to their budget). The thick black line is the per-point worst case at each
-    epsilon of the panel (:func:`worst_case_curve`): at most every attack's line, since a point counts only if it
-    survives every attack allowed that budget; the dashed line is the suite's overall worst case.
+    Fixed-budget attacks give one marker per epsilon (a line from the clean accuracy at 0 when the suite
+    sweeps epsilon); minimisation attacks give the empirical curve
+    ``mean(correct clean and ||delta_i|| > eps)`` from their per-point perturbation norms (up to their
+    budget). The thick black line is the per-point worst case at each epsilon of the panel
+    (:func:`worst_case_curve`): at most every attack's line, since a point counts only if it survives every
+    attack allowed that budget; the dashed line is the suite's overall worst case.
     """
     import matplotlib
 
@@ -352,8 +357,8 @@ _Z95 = 1.959963984540054  # the 97.5% normal quantile
 def wilson_interval(successes: int, n: int, z: float = _Z95) -> tuple[float, float]:
     """The Wilson score interval of a binomial proportion (95% by default); ``(0, 1)`` when ``n`` is 0.
 
-    Wilson 1927, "Probable inference, the law of succession, and statistical inference", JASA 22:209, the score
-    interval ``(p + z^2/2n +- z sqrt(p(1-p)/n + z^2/4n^2)) / (1 + z^2/n)``.
+    Wilson 1927, "Probable inference, the law of succession, and statistical inference", JASA 22:209, the
+    score interval ``(p + z^2/2n +- z sqrt(p(1-p)/n + z^2/4n^2)) / (1 + z^2/n)``.
     """
     if n <= 0:
         return 0.0, 1.0
@@ -369,8 +374,8 @@ def wilson_interval(successes: int, n: int, z: float = _Z95) -> tuple[float, flo
 def comparison_grid(records: Sequence[Mapping[str, Any]], norm: str) -> list[float]:
     """0 and every budget the records' ``norm`` attacks report robustness at (union over the records).
 
-    The budgets are :func:`~.audit.reported_budgets` of the attacks that ran (unbounded and large-epsilon sanity
-    checks left out), so the grid is the suite's own.
+    The budgets are :func:`~.audit.reported_budgets` of the attacks that ran (unbounded and large-epsilon
+    sanity checks left out), so the grid is the suite's own.
     """
     from types import SimpleNamespace
 
@@ -392,9 +397,10 @@ def comparison_norms(records: Sequence[Mapping[str, Any]]) -> list[str]:
 
 
 def measured_grid(record: Mapping[str, Any], norm: str, grid: Sequence[float]) -> list[float]:
-    """The epsilons of ``grid`` at which ``record`` was attacked in ``norm``: 0 and those at or above its smallest
-    ``norm`` budget (every one when an attack of ``norm`` is unbounded); none when no attack of ``norm`` ran. Below
-    its smallest budget the per-point worst case would be the clean accuracy, which no attack measured.
+    """The epsilons of ``grid`` at which ``record`` was attacked in ``norm``: 0 and those at or above its
+    smallest ``norm`` budget (every one when an attack of ``norm`` is unbounded); none when no attack of
+    ``norm`` ran. Below its smallest budget the per-point worst case would be the clean accuracy, which no
+    attack measured.
     """
     attacks = [a for a in record["attacks"] if a.get("error") is None and a["norm"] == norm]
     if not attacks:
@@ -412,8 +418,8 @@ def plot_accuracy_vs_epsilon(
     baseline: str | None = None,
     title: str | None = None,
 ) -> Path:
-    """Accuracy against epsilon of several models in one figure: one panel per norm, one line per model, each the
-    per-point worst case over every attack of its suite at each epsilon of :func:`comparison_grid`
+    """Accuracy against epsilon of several models in one figure: one panel per norm, one line per model, each
+    the per-point worst case over every attack of its suite at each epsilon of :func:`comparison_grid`
     (:func:`worst_case_curve`); the model named ``baseline`` is drawn black and dashed. PNG, Agg backend.
     """
     import matplotlib
@@ -485,17 +491,18 @@ def read_against_baseline(
 ) -> str:
     """A one-line reading of a model's row beside the baseline's, computed from the numbers only.
 
-    ``worst_case`` and ``baseline_worst_case`` are ``(eps, accuracy)`` pairs at the same epsilons (> 0; an epsilon
-    missing from the baseline is skipped) on ``n`` and ``baseline_n`` attacked points; ``clean_accuracy`` and
-    ``baseline_clean_accuracy`` are test accuracies. The parts, joined by ``"; "``:
+    ``worst_case`` and ``baseline_worst_case`` are ``(eps, accuracy)`` pairs at the same epsilons (> 0; an
+    epsilon missing from the baseline is skipped) on ``n`` and ``baseline_n`` attacked points;
+    ``clean_accuracy`` and ``baseline_clean_accuracy`` are test accuracies. The parts, joined by ``"; "``:
 
     * ``"flagged: CODES"`` first when the gradient-masking audit raised flags;
     * for the baseline itself (``is_baseline``): ``"the reference"``;
     * ``"more robust than the baseline at eps E"`` where the model's interval lies above the baseline's;
-      ``"possibly more robust than the baseline at eps E (the 95% intervals overlap)"`` where its accuracy is above the
-      baseline's interval but the intervals overlap; ``"no robustness beyond the baseline"`` when its accuracy is
-      within or below the baseline's interval at every epsilon (``" (less robust at eps E)"`` added where its interval
-      lies below the baseline's; beside a "more robust" part: ``"less robust than the baseline at eps E"``);
+      ``"possibly more robust than the baseline at eps E (the 95% intervals overlap)"`` where its accuracy is
+      above the baseline's interval but the intervals overlap; ``"no robustness beyond the baseline"`` when
+      its accuracy is within or below the baseline's interval at every epsilon (``" (less robust at eps E)"``
+      added where its interval lies below the baseline's; beside a "more robust" part:
+      ``"less robust than the baseline at eps E"``);
     * ``"less accurate than the baseline on clean data (-P points)"`` when the clean accuracy is more than
       ``clean_margin`` under the baseline's (``"more accurate ..."`` when above).
     """
@@ -580,12 +587,12 @@ def _row_reading(
 
 def comparison_table(rows: Sequence[Mapping[str, Any]], baseline: int | None = 0) -> str:
     """The Markdown table of the demo: one row per model, its clean accuracy, worst-case accuracy with its 95%
-    interval at each epsilon of :func:`comparison_grid`, costs and reading (:func:`read_against_baseline` against
-    ``rows[baseline]``; without a baseline the reading lists the audit flags only).
+    interval at each epsilon of :func:`comparison_grid`, costs and reading (:func:`read_against_baseline`
+    against ``rows[baseline]``; without a baseline the reading lists the audit flags only).
 
-    Each row: ``name``, ``record`` (a results record), and optionally ``test_accuracy`` (on the whole test set, used
-    for the clean comparison when given), ``train_seconds``, ``attack_seconds``, ``certify_seconds``. No paper or
-    equation: report formatting.
+    Each row: ``name``, ``record`` (a results record), and optionally ``test_accuracy`` (on the whole test
+    set, used for the clean comparison when given), ``train_seconds``, ``attack_seconds``,
+    ``certify_seconds``. No paper or equation: report formatting.
     """
     records = [row["record"] for row in rows]
     columns = [
@@ -654,7 +661,8 @@ def comparison_table(rows: Sequence[Mapping[str, Any]], baseline: int | None = 0
     return "\n".join(out) + "\n"
 
 
-#: ``results.json`` format of ``amd demo`` (version 2 lacked ``settings`` and ``certify_seconds``; still rendered).
+#: ``results.json`` format of ``amd demo`` (version 2 lacked ``settings`` and ``certify_seconds``; still
+#: rendered).
 DEMO_FORMAT = "art-manifold-defenses/demo/3"
 _DEMO_FORMATS = (DEMO_FORMAT, "art-manifold-defenses/demo/2")
 #: The demo's accuracy-against-epsilon figure, beside ``report.md``.
@@ -686,8 +694,9 @@ def _certified_lines(entry: Mapping[str, Any], folder: Path) -> list[str]:
 
 def write_demo_report(out_dir: str | os.PathLike[str], *, title: str = "art-manifold-defenses demo") -> Path:
     """Render ``report.md`` and :data:`DEMO_FIGURE` of an ``amd demo`` folder from its saved files only (its
-    ``results.json`` and each model's ``results.json``), so a finished run can be re-rendered (``amd demo
-    --render-only``). The first entry is the baseline every reading compares against. Returns the report's path.
+    ``results.json`` and each model's ``results.json``), so a finished run can be re-rendered
+    (``amd demo --render-only``). The first entry is the baseline every reading compares against. Returns the
+    report's path.
     """
     out = Path(out_dir)
     if not (out / "results.json").is_file():

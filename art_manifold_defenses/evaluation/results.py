@@ -1,8 +1,9 @@
-"""What an evaluation measured: :class:`AttackResult`, :class:`EvaluationResult` and their ``results.json`` record.
+"""What an evaluation measured: :class:`AttackResult`, :class:`EvaluationResult` and their ``results.json``
+record.
 
-The data that :func:`~.runner.evaluate` returns and :mod:`.report` renders, in a module of its own so that the report
-reads results without importing the runner (which writes the report at the end of an evaluation). The record's fields
-are described in :mod:`.report`. :mod:`.runner` and :mod:`.report` re-export these names.
+The data that :func:`~.runner.evaluate` returns and :mod:`.report` renders, in a module of its own so that the
+report reads results without importing the runner (which writes the report at the end of an evaluation). The
+record's fields are described in :mod:`.report`. :mod:`.runner` and :mod:`.report` re-export these names.
 """
 
 from __future__ import annotations
@@ -32,9 +33,10 @@ class AttackResult:
     Per-attack results that feed the per-point worst case (Carlini et al. 2019; Croce & Hein 2020); no
     equation.
 
-    ``correct[i]`` is True when point ``i`` is classified correctly clean *and* under this attack (in every repeat);
-    ``accuracy`` is its mean (robust accuracy under this attack alone). ``norms[i]`` is the perturbation norm (in the
-    attack's norm) of the weakest successful adversarial of point ``i``, ``nan`` where the attack did not succeed.
+    ``correct[i]`` is True when point ``i`` is classified correctly clean *and* under this attack (in every
+    repeat); ``accuracy`` is its mean (robust accuracy under this attack alone). ``norms[i]`` is the
+    perturbation norm (in the attack's norm) of the weakest successful adversarial of point ``i``, ``nan``
+    where the attack did not succeed.
     """
 
     spec: Any
@@ -112,7 +114,8 @@ class AttackResult:
 
 @dataclass
 class EvaluationResult:
-    """Everything :func:`evaluate` measured; ``to_dict()`` is the ``results.json`` record (see :mod:`.report`).
+    """Everything :func:`evaluate` measured; ``to_dict()`` is the ``results.json`` record (see
+    :mod:`.report`).
 
     Robust accuracy as the per-point worst case over the suite (Carlini et al. 2019; Croce & Hein 2020); no
     equation.
@@ -144,18 +147,20 @@ class EvaluationResult:
 
     @property
     def robust_accuracy(self) -> float:
-        """Fraction of the ``n`` points correct clean and under every attack that ran (the per-point worst case
-        over the suite, all norms and budgets together; a failed attack is left out and flagged)."""
+        """Fraction of the ``n`` points correct clean and under every attack that ran (the per-point worst
+        case over the suite, all norms and budgets together; a failed attack is left out and flagged)."""
         return float(np.mean(self.robust_correct))
 
     @property
     def attack_seconds(self) -> float:
-        """Compute of every attack as recorded when it ran (a resumed evaluation counts its cached attacks too)."""
+        """Compute of every attack as recorded when it ran (a resumed evaluation counts its cached attacks
+        too)."""
         return float(sum(a.seconds for a in self.attacks))
 
     @property
     def accuracy_per_attack(self) -> dict[str, float]:
-        """Accuracy under each attack that ran, by its label (``AttackSpec.label``; failed attacks are absent)."""
+        """Accuracy under each attack that ran, by its label (``AttackSpec.label``; failed attacks are
+        absent)."""
         return {a.label: a.accuracy for a in self.attacks if a.error is None}
 
     @property
@@ -166,7 +171,8 @@ class EvaluationResult:
 
     @property
     def audit(self) -> dict[str, Any]:
-        """The audit as stored in ``results.json``: its flags, the gradient statistics and the determinism check."""
+        """The audit as stored in ``results.json``: its flags, the gradient statistics and the determinism
+        check."""
         return {
             "flags": [f.to_dict() for f in self.audit_flags],
             "gradients": self.gradient_stats,

@@ -1,40 +1,43 @@
-"""The evaluation runner: clean accuracy, accuracy per attack, per-point worst case, threat-model checks, resume.
+"""The evaluation runner: clean accuracy, accuracy per attack, per-point worst case, threat-model checks,
+resume.
 
-:func:`evaluate` attacks one model with a suite of :class:`~art_manifold_defenses.evaluation.attacks.AttackSpec` and
-returns an :class:`EvaluationResult`. What makes it honest (Carlini et al. 2019, "On Evaluating Adversarial
-Robustness", https://arxiv.org/abs/1902.06705; Athalye et al. 2018, https://arxiv.org/abs/1802.00420):
+:func:`evaluate` attacks one model with a suite of
+:class:`~art_manifold_defenses.evaluation.attacks.AttackSpec` and returns an :class:`EvaluationResult`. What
+makes it honest (Carlini et al. 2019, "On Evaluating Adversarial Robustness",
+https://arxiv.org/abs/1902.06705; Athalye et al. 2018, https://arxiv.org/abs/1802.00420):
 
-* **robust accuracy is the per-point worst case**: a point counts as robust only if it is classified correctly clean
-  and under every attack of the suite, never an average over attacks;
-* **every adversarial example is checked against its threat model** (finite, inside ``[0, 1]`` within ``1e-6``, and
-  ``||x_adv - x|| <= eps + 1e-5`` in the attack's norm): a violating example is discarded, the point is scored on its
-  clean input and the attack is flagged;
-* **adaptive attacks**: a model with ``stochastic = True`` is attacked through :class:`~.eot.EoT` (``eot_samples``
-  passes, default :data:`DEFAULT_EOT_SAMPLES`) by gradient-based attacks, scored by majority vote of ``votes`` passes
-  (default :data:`DEFAULT_VOTES`) and the worst of ``repeats`` independent attack runs (default
-  :data:`DEFAULT_REPEATS`); a model with a ``bpda_surrogate`` module is attacked through
-  :class:`~.eot.BPDA` by gradient-based attacks; AutoAttack ``standard`` becomes ``rand`` for a stochastic model
-  (``rand`` runs its own EoT, so it is not wrapped again);
+* **robust accuracy is the per-point worst case**: a point counts as robust only if it is classified correctly
+  clean and under every attack of the suite, never an average over attacks;
+* **every adversarial example is checked against its threat model** (finite, inside ``[0, 1]`` within
+  ``1e-6``, and ``||x_adv - x|| <= eps + 1e-5`` in the attack's norm): a violating example is discarded, the
+  point is scored on its clean input and the attack is flagged;
+* **adaptive attacks**: a model with ``stochastic = True`` is attacked through :class:`~.eot.EoT`
+  (``eot_samples`` passes, default :data:`DEFAULT_EOT_SAMPLES`) by gradient-based attacks, scored by majority
+  vote of ``votes`` passes (default :data:`DEFAULT_VOTES`) and the worst of ``repeats`` independent attack
+  runs (default :data:`DEFAULT_REPEATS`); a model with a ``bpda_surrogate`` module is attacked through
+  :class:`~.eot.BPDA` by gradient-based attacks; AutoAttack ``standard`` becomes ``rand`` for a stochastic
+  model (``rand`` runs its own EoT, so it is not wrapped again);
 * the gradient-masking audit (:mod:`.audit`) runs on the results;
-* results are written attack by attack to ``out_dir/attacks/*.json`` with per-point correctness, so an interrupted run
-  resumes (finished attacks are skipped when model, data and settings match) and the worst case can be recomputed.
+* results are written attack by attack to ``out_dir/attacks/*.json`` with per-point correctness, so an
+  interrupted run resumes (finished attacks are skipped when model, data and settings match) and the worst
+  case can be recomputed.
 
-Only points classified correctly on the clean input are attacked (the others cannot be robust), as in AutoAttack.
-Reproducibility: the evaluation set is cut into batches ``b`` of ``batch_size`` consecutive images; the clean scoring of
-batch ``b`` is seeded from ``(seed, b)`` and every attack run on it from ``(seed, attack settings, repeat, b)``
-(libraries draw random starts for a whole batch from the global generator, so a per-image seed is impossible), so the
-result depends neither on the order of the suite nor on how many processes share the work, only on ``batch_size``.
-``evaluate`` re-seeds torch's global generator.
+Only points classified correctly on the clean input are attacked (the others cannot be robust), as in
+AutoAttack. Reproducibility: the evaluation set is cut into batches ``b`` of ``batch_size`` consecutive
+images; the clean scoring of batch ``b`` is seeded from ``(seed, b)`` and every attack run on it from
+``(seed, attack settings, repeat, b)`` (libraries draw random starts for a whole batch from the global
+generator, so a per-image seed is impossible), so the result depends neither on the order of the suite nor on
+how many processes share the work, only on ``batch_size``. ``evaluate`` re-seeds torch's global generator.
 
 Scale-out: when ``torch.distributed`` is initialised with several processes (``torchrun``, see
-:mod:`art_manifold_defenses.distributed`), the batches are dealt round-robin over the ranks, each rank saves every
-finished batch to ``out_dir/attacks/<attack>/batch-*.json`` (resume loses at most the batch in progress) and rank 0
-merges them into the same ``attacks/*.json``, ``results.json`` and report a single process writes (the audit runs on
-rank 0); every rank returns the merged :class:`EvaluationResult`.
+:mod:`art_manifold_defenses.distributed`), the batches are dealt round-robin over the ranks, each rank saves
+every finished batch to ``out_dir/attacks/<attack>/batch-*.json`` (resume loses at most the batch in progress)
+and rank 0 merges them into the same ``attacks/*.json``, ``results.json`` and report a single process writes
+(the audit runs on rank 0); every rank returns the merged :class:`EvaluationResult`.
 
-Known limitations: majority-vote scoring of a stochastic model costs ``votes`` forwards per point and attack; gradient-
-free attacks query a stochastic model directly (without EoT); an attack that raises is recorded (``error``), flagged by
-the audit and left out of the worst case rather than stopping the run.
+Known limitations: majority-vote scoring of a stochastic model costs ``votes`` forwards per point and attack;
+gradient-free attacks query a stochastic model directly (without EoT); an attack that raises is recorded
+(``error``), flagged by the audit and left out of the worst case rather than stopping the run.
 """
 
 from __future__ import annotations
@@ -116,8 +119,8 @@ AttackFunction = Callable[..., np.ndarray]
 # pure helpers (tested directly)
 # --------------------------------------------------------------------------------------------------------------------
 def threat_model_violations(x: np.ndarray, x_adv: np.ndarray, norm: str, eps: float | None) -> np.ndarray:
-    """Per point: True when ``x_adv`` is non-finite, leaves ``[0, 1]`` (by more than ``1e-6``) or is farther than
-    ``eps + 1e-5`` from ``x`` (``eps=None``: unbounded, only the box is checked).
+    """Per point: True when ``x_adv`` is non-finite, leaves ``[0, 1]`` (by more than ``1e-6``) or is farther
+    than ``eps + 1e-5`` from ``x`` (``eps=None``: unbounded, only the box is checked).
 
     Checks every adversarial example against its threat model, as Carlini et al. 2019 ("On Evaluating
     Adversarial Robustness") ask.
@@ -136,15 +139,16 @@ def threat_model_violations(x: np.ndarray, x_adv: np.ndarray, norm: str, eps: fl
 
 
 def _stable_seed(seed: int, *parts: Any) -> int:
-    """A 31-bit seed from ``(seed, *parts)``: the low bits of :func:`~art_manifold_defenses.distributed.derive_seed`."""
+    """A 31-bit seed from ``(seed, *parts)``: the low bits of
+    :func:`~art_manifold_defenses.distributed.derive_seed`."""
     from ..distributed import derive_seed
 
     return derive_seed(seed, *parts) & 0x7FFFFFFF
 
 
 def _run_seed(seed: int, spec: Any, repeat: int, batch_index: int) -> int:
-    """Seed of repeat ``repeat`` of attack ``spec`` on batch ``batch_index``: a function of these alone, so a batch gets
-    the same seed whichever process attacks it and whatever the order of the suite."""
+    """Seed of repeat ``repeat`` of attack ``spec`` on batch ``batch_index``: a function of these alone, so a
+    batch gets the same seed whichever process attacks it and whatever the order of the suite."""
     return _stable_seed(seed, spec.to_dict(), repeat, "batch", batch_index)
 
 
@@ -426,8 +430,8 @@ def _run_one(
     verbose: bool,
     batch_index: int = 0,
 ) -> AttackResult:
-    """Attack the clean-correct points of one batch of the evaluation set (batch ``batch_index``), ``repeats`` times;
-    repeat ``r`` is seeded from ``(seed, spec, r, batch_index)`` (:func:`_run_seed`)."""
+    """Attack the clean-correct points of one batch of the evaluation set (batch ``batch_index``), ``repeats``
+    times; repeat ``r`` is seeded from ``(seed, spec, r, batch_index)`` (:func:`_run_seed`)."""
     spec = plan.spec
     n = len(x)
     index = np.flatnonzero(clean_correct)
@@ -504,8 +508,8 @@ def _clean_pass(
     num_classes: int,
     rank: int,
 ) -> np.ndarray:
-    """Which points the model classifies correctly without attack (a majority vote of ``votes`` passes), scored
-    batch by batch on this process's ``batches`` and gathered on every process."""
+    """Which points the model classifies correctly without attack (a majority vote of ``votes`` passes),
+    scored batch by batch on this process's ``batches`` and gathered on every process."""
     from .. import distributed
 
     parts = {
@@ -546,8 +550,9 @@ def _announce_estimate(
     device: torch.device,
     processes: int,
 ) -> None:
-    """Print the estimated cost of the attacks still to run (finished ones in ``out_path`` excluded), from a probe
-    of the model's forward and backward passes on the points that will be attacked; never stops the evaluation."""
+    """Print the estimated cost of the attacks still to run (finished ones in ``out_path`` excluded), from a
+    probe of the model's forward and backward passes on the points that will be attacked; never stops the
+    evaluation."""
     todo = [
         _plan(s, module, stochastic=stochastic, surrogate=bpda_surrogate, eot_samples=eot_k)
         for s in specs
@@ -588,8 +593,9 @@ def _audit(
     eot_k: int,
     bpda: bool,
 ) -> tuple[Any, Any, list[AuditFlag]]:
-    """The gradient-masking audit: gradient statistics on the correctly classified points (all points when there is
-    none), the determinism check, and the flags of :func:`~.audit.audit` over the attacks' results."""
+    """The gradient-masking audit: gradient statistics on the correctly classified points (all points when
+    there is none), the determinism check, and the flags of :func:`~.audit.audit` over the attacks'
+    results."""
     correct_idx = np.flatnonzero(clean_correct)
     probe = correct_idx if len(correct_idx) else np.arange(len(x))
     set_seed(_stable_seed(seed, "audit"))
@@ -632,38 +638,43 @@ def evaluate(
     attack_fn: AttackFunction | None = None,
     overwrite: bool = False,
 ) -> EvaluationResult:
-    """Evaluate ``model`` on ``(x, y)`` under every attack of ``suite`` and return an :class:`EvaluationResult`.
+    """Evaluate ``model`` on ``(x, y)`` under every attack of ``suite`` and return an
+    :class:`EvaluationResult`.
 
     Follows Carlini et al. 2019 ("On Evaluating Adversarial Robustness") and Athalye et al. 2018: per-point
     worst case over the suite, adaptive EoT/BPDA attacks and the gradient-masking audit.
 
     Args:
-        model: an ``nn.Module`` returning logits, or an ART ``PyTorchClassifier`` (its all-PyTorch preprocessing chain
-            and model are used). Attributes read: ``stochastic`` (bool) and ``bpda_surrogate`` (``nn.Module``).
+        model: an ``nn.Module`` returning logits, or an ART ``PyTorchClassifier`` (its all-PyTorch
+            preprocessing chain and model are used). Attributes read: ``stochastic`` (bool) and
+            ``bpda_surrogate`` (``nn.Module``).
         x, y: images ``(N, C, H, W)`` in ``[0, 1]`` and integer (or one-hot) labels.
-        suite: a suite name (see :func:`~.suites.get_suite`, with ``norm``/``eps``), an ``AttackSpec`` or a list of them.
+        suite: a suite name (see :func:`~.suites.get_suite`, with ``norm``/``eps``), an ``AttackSpec`` or a
+            list of them.
         device: ``"cpu"``, ``"cuda"`` or ``"cuda:N"``.
         seed: every attack run and scoring pass is seeded from it.
         batch_size: batch size of predictions and attacks.
-        out_dir: if given, one JSON per attack (resume) and ``results.json``, ``results.md``, ``curves.png``. Every
-            file carries the run's fingerprint (hashes of the model and the data, seed, EoT/vote/repeat settings; the
-            suite too in ``results.json``): a folder holding another run's files raises
+        out_dir: if given, one JSON per attack (resume) and ``results.json``, ``results.md``, ``curves.png``.
+            Every file carries the run's fingerprint (hashes of the model and the data, seed, EoT/vote/repeat
+            settings; the suite too in ``results.json``): a folder holding another run's files raises
             :class:`~art_manifold_defenses.fingerprint.FingerprintMismatchError` naming what differs.
         surrogate_model: source model of ``transfer`` attacks (they are skipped, with a warning, without one).
         eot_samples: EoT passes for a stochastic model (default :data:`DEFAULT_EOT_SAMPLES`; 1 disables EoT).
         votes: passes whose majority vote scores a stochastic model (default :data:`DEFAULT_VOTES`; 1 for a
             deterministic model).
-        repeats: independent runs of each attack, worst case kept (default :data:`DEFAULT_REPEATS` for a stochastic
-            model, 1 otherwise).
+        repeats: independent runs of each attack, worst case kept (default :data:`DEFAULT_REPEATS` for a
+            stochastic model, 1 otherwise).
         verbose: progress bars.
-        model_name, dataset, reported: stored in the record (``reported`` = the paper's robust accuracy, RobustBench).
+        model_name, dataset, reported: stored in the record (``reported`` = the paper's robust accuracy,
+            RobustBench).
         norm, eps: passed to :func:`~.suites.get_suite` when ``suite`` is a name.
-        run_audit: run the gradient-masking audit (two extra forward passes and one backward on the clean points).
+        run_audit: run the gradient-masking audit (two extra forward passes and one backward on the clean
+            points).
         raise_errors: re-raise an attack's exception instead of recording it as an ``attack_error``.
-        attack_fn: the function that runs one attack (default :func:`~.attacks.run_attack`); for tests and custom
-            libraries, same signature.
-        overwrite: remove the files of an earlier evaluation in ``out_dir`` first instead of resuming (or refusing)
-            them.
+        attack_fn: the function that runs one attack (default :func:`~.attacks.run_attack`); for tests and
+            custom libraries, same signature.
+        overwrite: remove the files of an earlier evaluation in ``out_dir`` first instead of resuming (or
+            refusing) them.
 
     Raises:
         ValueError / TypeError: bad images, labels, suite or options (message names the argument).

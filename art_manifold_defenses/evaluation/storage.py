@@ -1,6 +1,7 @@
-"""The evaluation's resume files under ``out_dir``: one JSON record per finished attack (``attacks/<label>-<key>.json``)
-and one per finished batch of an attack in progress, each stamped with the run's context so that a file of another
-run is never reused, and the folder check that refuses a folder of another run before any work.
+"""The evaluation's resume files under ``out_dir``: one JSON record per finished attack
+(``attacks/<label>-<key>.json``) and one per finished batch of an attack in progress, each stamped with the
+run's context so that a file of another run is never reused, and the folder check that refuses a folder of
+another run before any work.
 
 No paper: storage for :func:`~.runner.evaluate` (resume after a kill gives the uninterrupted run's result).
 """
@@ -127,9 +128,9 @@ def _clear_out_dir(out_dir: Path) -> None:
 
 
 def _check_out_dir(out_dir: Path, context: Mapping[str, Any], fingerprint: Mapping[str, Any]) -> None:
-    """Refuse an ``out_dir`` that holds another evaluation: a resume file of another context (model, data, seed,
-    EoT/vote/repeat settings), a ``results.json`` of another fingerprint (the context and the suite), or a
-    ``results.json`` without a fingerprint (an earlier version) beside no resume file of this run."""
+    """Refuse an ``out_dir`` that holds another evaluation: a resume file of another context (model, data,
+    seed, EoT/vote/repeat settings), a ``results.json`` of another fingerprint (the context and the suite), or
+    a ``results.json`` without a fingerprint (an earlier version) beside no resume file of this run."""
     current = make_fingerprint("evaluate", **context)
     matched = False
     for path in sorted([*out_dir.glob("attacks/*.json"), *out_dir.glob("attacks/*/batch-*.json")]):

@@ -2,29 +2,35 @@
 
 Built-in suites (``get_suite(name, norm=..., eps=...)``):
 
-* ``quick`` -- a few strong attacks, at least one per library (ART FGSM and PGD, the same PGD and ART APGD-DLR with 50
-  steps at eps/3 and 2eps/3 for the curve, Foolbox PGD, CleverHans PGD, AutoAttack with 50 APGD steps and 500 Square
-  queries, ART Square with 200 queries as the gradient-free check); cheap enough for the CPU demo and CI (l1:
-  CleverHans SLIDE, Foolbox salt-and-pepper and APGD-DLR at eps replace the attacks without an l1 version);
-* ``linf`` / ``l2`` / ``l1`` -- every adapter that supports the norm, plus the same ART PGD and ART APGD-DLR at
-  ``eps/4``, ``eps/2`` and ``3 eps/4`` (the robustness curve and the monotonicity check of the audit) and one unbounded
-  or large-epsilon attack (the "unbounded attacks reach 0%" check of Athalye et al. 2018);
-* ``autoattack`` -- AutoAttack ``standard`` (Croce & Hein 2020; the runner switches to ``rand`` for stochastic models);
-* ``full`` -- ``linf`` + ``l2`` + ``l1``, each at its own default budget (``norm``/``eps`` override one of them).
+* ``quick`` -- a few strong attacks, at least one per library (ART FGSM and PGD, the same PGD and ART APGD-DLR
+  with 50 steps at eps/3 and 2eps/3 for the curve, Foolbox PGD, CleverHans PGD, AutoAttack with 50 APGD steps
+  and 500 Square queries, ART Square with 200 queries as the gradient-free check); cheap enough for the CPU
+  demo and CI (l1: CleverHans SLIDE, Foolbox salt-and-pepper and APGD-DLR at eps replace the attacks without
+  an l1 version);
+* ``linf`` / ``l2`` / ``l1`` -- every adapter that supports the norm, plus the same ART PGD and ART APGD-DLR
+  at ``eps/4``, ``eps/2`` and ``3 eps/4`` (the robustness curve and the monotonicity check of the audit) and
+  one unbounded or large-epsilon attack (the "unbounded attacks reach 0%" check of Athalye et al. 2018);
+* ``autoattack`` -- AutoAttack ``standard`` (Croce & Hein 2020; the runner switches to ``rand`` for stochastic
+  models);
+* ``full`` -- ``linf`` + ``l2`` + ``l1``, each at its own default budget (``norm``/``eps`` override one of
+  them).
 
 Every suite, built-in or paper, has at each epsilon it reports (:func:`~.audit.reported_budgets`: every finite
 budget below the audit's large-eps threshold; unbounded and large-eps attacks are sanity checks) an iterative
-cross-entropy attack, a fixed-budget margin/DLR-loss attack (ART APGD-DLR or AutoAttack; Carlini et al. 2019, App. A;
-Croce & Hein 2020) and, at its headline epsilon of l-inf and l2 (:func:`suite_headline`), AutoAttack.
-:func:`suite_coverage_gaps` checks that rule; the smaller epsilons of ``quick`` get fewer steps, not fewer losses.
+cross-entropy attack, a fixed-budget margin/DLR-loss attack (ART APGD-DLR or AutoAttack; Carlini et al. 2019,
+App. A; Croce & Hein 2020) and, at its headline epsilon of l-inf and l2 (:func:`suite_headline`), AutoAttack.
+:func:`suite_coverage_gaps` checks that rule; the smaller epsilons of ``quick`` get fewer steps, not fewer
+losses.
 
-Default budgets (:data:`DEFAULT_EPS`) are the MNIST budgets of the papers in this package: ``linf`` 0.3, ``l2`` 2.0,
-``l1`` 15.0 (RBF-CNN, Nandy et al. 2020, Table V); pass ``eps`` for other datasets (e.g. 8/255 on CIFAR-10).
+Default budgets (:data:`DEFAULT_EPS`) are the MNIST budgets of the papers in this package: ``linf`` 0.3,
+``l2`` 2.0, ``l1`` 15.0 (RBF-CNN, Nandy et al. 2020, Table V); pass ``eps`` for other datasets (e.g. 8/255 on
+CIFAR-10).
 
-Defence packages add their paper's attack settings with :func:`register_suite`. The paper suites of this package
-(:data:`PAPER_SUITES`: ``paper-radial-mapping``, ``paper-fpd``, ``paper-rbf-cnn``, ``paper-manifold-reg``) are
-registered by their defence's ``suite`` module; :func:`get_suite` imports that module on first use of the name, so
-``get_suite("paper-fpd")`` works without importing the defence (or the ``amd`` command) first.
+Defence packages add their paper's attack settings with :func:`register_suite`. The paper suites of this
+package (:data:`PAPER_SUITES`: ``paper-radial-mapping``, ``paper-fpd``, ``paper-rbf-cnn``,
+``paper-manifold-reg``) are registered by their defence's ``suite`` module; :func:`get_suite` imports that
+module on first use of the name, so ``get_suite("paper-fpd")`` works without importing the defence (or the
+``amd`` command) first.
 """
 
 from __future__ import annotations
@@ -54,8 +60,9 @@ __all__ = [
 #: Default budget per norm (MNIST, pixel range [0, 1]).
 DEFAULT_EPS: dict[str, float] = {"linf": 0.3, "l2": 2.0, "l1": 15.0}
 
-#: ``factory(norm=..., eps=...) -> list of AttackSpec``. For a single-norm-family suite the runner passes a concrete
-#: norm and eps; for a multi-norm suite (registered with ``norms=None``) it passes what the caller gave (maybe None).
+#: ``factory(norm=..., eps=...) -> list of AttackSpec``. For a single-norm-family suite the runner passes a
+#: concrete norm and eps; for a multi-norm suite (registered with ``norms=None``) it passes what the caller
+#: gave (maybe None).
 SuiteFactory = Callable[..., Sequence[AttackSpec]]
 
 
@@ -69,9 +76,10 @@ class _Suite:
 
 _SUITES: dict[str, _Suite] = {}
 
-#: Paper suites (``amd evaluate --suite NAME``, ``get_suite(NAME)``) -> ``module:function`` that registers them. The
-#: defence's module is named, not imported: the evaluation harness does not depend on any defence, and a defence's
-#: ``suite`` module imports this harness (for ``AttackSpec`` and :func:`register_suite`) when it registers.
+#: Paper suites (``amd evaluate --suite NAME``, ``get_suite(NAME)``) -> ``module:function`` that registers
+#: them. The defence's module is named, not imported: the evaluation harness does not depend on any defence,
+#: and a defence's ``suite`` module imports this harness (for ``AttackSpec`` and :func:`register_suite`) when
+#: it registers.
 PAPER_SUITES: dict[str, str] = {
     "paper-radial-mapping": "art_manifold_defenses.radial_mapping.suite:register_paper_suite",
     "paper-fpd": "art_manifold_defenses.fpd.suite:register_paper_fpd_suite",
@@ -103,8 +111,9 @@ def register_suite(
             ``norm``/``eps`` itself (both may be ``None``).
         description: one line shown by :func:`suite_names` users and the CLI help.
         overwrite: replace an existing suite of that name (otherwise ``ValueError``).
-        headline: for a multi-norm suite, its headline budget per norm (the paper's main table); ``None`` = the
-            largest reported budget of each norm (see :func:`suite_headline`). Single-norm suites ignore it.
+        headline: for a multi-norm suite, its headline budget per norm (the paper's main table); ``None`` =
+            the largest reported budget of each norm (see :func:`suite_headline`). Single-norm suites ignore
+            it.
     """
     if not isinstance(name, str) or not name.strip():
         raise ValueError(f"name must be a non-empty string, got {name!r}")
@@ -150,12 +159,13 @@ def get_suite(name: str, norm: str | None = None, eps: float | None = None) -> l
     """The attacks of suite ``name`` for threat model ``norm``/``eps``.
 
     ``norm=None`` takes the suite's first norm; ``eps=None`` takes :data:`DEFAULT_EPS` of the norm. A name of
-    :data:`PAPER_SUITES` that is not registered yet is registered first (:func:`register_paper_suite`); one that is
-    registered already (by the ``amd`` command or by a caller's own ``register_suite(..., overwrite=True)``) is
-    used as registered.
+    :data:`PAPER_SUITES` that is not registered yet is registered first (:func:`register_paper_suite`); one
+    that is registered already (by the ``amd`` command or by a caller's own
+    ``register_suite(..., overwrite=True)``) is used as registered.
 
     Raises:
-        ValueError: unknown suite (the message lists the known names), a norm the suite does not support, or a non-positive eps.
+        ValueError: unknown suite (the message lists the known names), a norm the suite does not support, or a
+            non-positive eps.
     """
     suite = _lookup(name)
     if eps is not None:
@@ -195,13 +205,13 @@ def suite_headline(name: str, norm: str | None = None, eps: float | None = None)
 def suite_coverage_gaps(specs: Sequence[AttackSpec], headline: Mapping[str, float]) -> list[str]:
     """What ``specs`` lack of the suites' rule, one sentence per gap (empty = complete).
 
-    Carlini et al. 2019, App. A and Croce & Hein 2020 (use a margin loss and AutoAttack besides cross-entropy PGD);
-    At each reported epsilon of each norm (:func:`~.audit.reported_budgets`: unbounded and large-eps
-    attacks are sanity checks, not reported budgets) the suite needs a fixed-budget attack at that epsilon with
-    :attr:`~.attacks.AttackSpec.cross_entropy` and one with :attr:`~.attacks.AttackSpec.margin_loss` (a minimisation
-    attack does not count here, though the audit accepts it); at ``headline[norm]`` for l-inf and l2, an AutoAttack
-    spec (any version: the runner makes ``standard`` ``rand`` for a stochastic model). Transfer attacks count as
-    neither.
+    Carlini et al. 2019, App. A and Croce & Hein 2020 (use a margin loss and AutoAttack besides cross-entropy
+    PGD); At each reported epsilon of each norm (:func:`~.audit.reported_budgets`: unbounded and large-eps
+    attacks are sanity checks, not reported budgets) the suite needs a fixed-budget attack at that epsilon
+    with :attr:`~.attacks.AttackSpec.cross_entropy` and one with :attr:`~.attacks.AttackSpec.margin_loss` (a
+    minimisation attack does not count here, though the audit accepts it); at ``headline[norm]`` for l-inf and
+    l2, an AutoAttack spec (any version: the runner makes ``standard`` ``rand`` for a stochastic model).
+    Transfer attacks count as neither.
     """
     gaps: list[str] = []
     for family, budgets in reported_budgets(specs).items():
@@ -239,8 +249,8 @@ _SWEEP = (0.25, 0.5, 0.75)
 
 
 def _pgd_sweep(norm: str, eps: float, params: dict[str, Any]) -> list[AttackSpec]:
-    """The same ART PGD (cross-entropy) and ART APGD-DLR (margin loss, the registry's defaults, as at ``eps``) at
-    eps/4, eps/2, 3eps/4 (robustness curve, monotonicity check)."""
+    """The same ART PGD (cross-entropy) and ART APGD-DLR (margin loss, the registry's defaults, as at ``eps``)
+    at eps/4, eps/2, 3eps/4 (robustness curve, monotonicity check)."""
     return [AttackSpec("art", "pgd", norm, eps * f, params) for f in _SWEEP] + [
         AttackSpec("art", "apgd-dlr", norm, eps * f) for f in _SWEEP
     ]
@@ -257,7 +267,8 @@ def _quick(*, norm: str, eps: float) -> list[AttackSpec]:
         AttackSpec("art", "fgsm" if norm == "linf" else "fgm", norm, eps),
         AttackSpec("art", "pgd", norm, eps, pgd),
         *[AttackSpec("art", "pgd", norm, e, pgd) for e in curve],
-        # the margin-loss twin of the curve's PGD: half APGD's default steps keeps the suite cheap, not fewer losses
+        # the margin-loss twin of the curve's PGD: half APGD's default steps keeps the suite cheap, not fewer
+        # losses
         *[AttackSpec("art", "apgd-dlr", norm, e, _QUICK_APGD) for e in curve],
         AttackSpec("foolbox", "pgd", norm, eps, {"steps": 40}),
     ]

@@ -1,10 +1,11 @@
-"""Feature Pyramid Decoder (paper 002: G. Li et al., "Enhancing Intrinsic Adversarial Robustness via Feature Pyramid
-Decoder", CVPR 2020): non-local denoising layers, the FPD network around any block-based CNN that exposes ``stem`` and
-``stages`` (see :mod:`art_manifold_defenses.fpd.backbone`), and the two-phase ART trainer (Algorithm 1).
+"""Feature Pyramid Decoder (paper 002: G. Li et al., "Enhancing Intrinsic Adversarial Robustness via Feature
+Pyramid Decoder", CVPR 2020): non-local denoising layers, the FPD network around any block-based CNN that
+exposes ``stem`` and ``stages`` (see :mod:`art_manifold_defenses.fpd.backbone`), and the two-phase ART trainer
+(Algorithm 1).
 
-The defence record ``"fpd"`` is :data:`.defence.DEFENCE`: its checkpoint builder :func:`build_fpd` wraps the zoo
-backbone with ``FeaturePyramidDecoder(backbone, **params)``, ``params`` being :attr:`FeaturePyramidDecoder.config`.
-Names are imported on first use.
+The defence record ``"fpd"`` is :data:`.defence.DEFENCE`: its checkpoint builder :func:`build_fpd` wraps the
+zoo backbone with ``FeaturePyramidDecoder(backbone, **params)``, ``params`` being
+:attr:`FeaturePyramidDecoder.config`. Names are imported on first use.
 """
 
 from __future__ import annotations

@@ -1,7 +1,9 @@
-"""L-infinity FGSM and PGD used for the optional adversarial training of FPD (``F_FGSM`` / ``F_PGD``, paper Sec. 4.2).
+"""L-infinity FGSM and PGD used for the optional adversarial training of FPD (``F_FGSM`` / ``F_PGD``,
+paper Sec. 4.2).
 
-Small, self-contained torch versions (the training loop needs them per batch, on the training device, without ART's
-numpy round trip). They maximise the cross-entropy of the model's (tanh) logits, as the authors' training attacks do.
+Small, self-contained torch versions (the training loop needs them per batch, on the training device, without
+ART's numpy round trip). They maximise the cross-entropy of the model's (tanh) logits, as the authors'
+training attacks do.
 """
 
 from __future__ import annotations
@@ -42,7 +44,8 @@ def pgd_linf(
     random_start: bool = True,
     generator: torch.Generator | None = None,
 ) -> Tensor:
-    """Projected gradient ascent in the L-infinity ``eps``-ball around ``x`` (Madry et al., 2018), clipped to [0, 1].
+    """Projected gradient ascent in the L-infinity ``eps``-ball around ``x`` (Madry et al., 2018), clipped to
+    [0, 1].
 
     Paper: Li et al. 2020 (paper 002), Section 4.2 (adversarially trained ``F_PGD``);
     the PGD of Madry et al.

@@ -3,20 +3,22 @@
 A block-based CNN can be enhanced with FPD when it exposes
 
 - ``stem``: an ``nn.Module`` mapping the image ``(N, C, H, W)`` to the first feature map;
-- ``stages``: an ordered ``nn.ModuleList`` (or ``nn.Sequential``) of the blocks/stages applied after the stem, each
-  mapping a 4-D feature map to a 4-D feature map (their outputs feed the restoration pyramid, shallow to deep);
-- optionally ``head``: the classifier after the last stage; when it contains an ``nn.Linear`` whose input width is the
-  last stage's channel count, that linear layer is reused (with its weights) inside the Lipschitz-constrained head;
-  otherwise a new one is created and ``num_classes`` must be given;
+- ``stages``: an ordered ``nn.ModuleList`` (or ``nn.Sequential``) of the blocks/stages applied after the stem,
+  each mapping a 4-D feature map to a 4-D feature map (their outputs feed the restoration pyramid, shallow to
+  deep);
+- optionally ``head``: the classifier after the last stage; when it contains an ``nn.Linear`` whose input
+  width is the last stage's channel count, that linear layer is reused (with its weights) inside the
+  Lipschitz-constrained head; otherwise a new one is created and ``num_classes`` must be given;
 - optionally ``stage_channels``: the output channels of each stage (checked against a probe run when present).
 
-The zoo's ``resnet18/50/101`` follow it. A ResNet in torchvision's layout (``conv1, bn1, relu, maxpool, layer1..4,
-avgpool, fc``, e.g. ``torchvision.models.resnet18()`` or a user's copy of it) is adapted automatically by
-:func:`adapt_backbone` (:class:`TorchvisionResNetAdapter`; torchvision itself is never imported). Any other network can
-be given the protocol by a small wrapper module that holds its layers as ``stem``/``stages``/``head``.
+The zoo's ``resnet18/50/101`` follow it. A ResNet in torchvision's layout (``conv1, bn1, relu, maxpool,
+layer1..4, avgpool, fc``, e.g. ``torchvision.models.resnet18()`` or a user's copy of it) is adapted
+automatically by :func:`adapt_backbone` (:class:`TorchvisionResNetAdapter`; torchvision itself is never
+imported). Any other network can be given the protocol by a small wrapper module that holds its layers as
+``stem``/``stages``/``head``.
 
-Activations must be ``nn.ReLU`` *modules* for the ELU swap to see them: functional ``F.relu`` / ``torch.relu`` calls
-inside the stem or stages cannot be swapped, and :func:`functional_relu_calls` counts them (the
+Activations must be ``nn.ReLU`` *modules* for the ELU swap to see them: functional ``F.relu`` / ``torch.relu``
+calls inside the stem or stages cannot be swapped, and :func:`functional_relu_calls` counts them (the
 :class:`~art_manifold_defenses.fpd.FeaturePyramidDecoder` warns when it finds any).
 """
 
@@ -57,13 +59,14 @@ TORCHVISION_RESNET_LAYOUT = (
 
 class TorchvisionResNetAdapter(nn.Module):
     """A torchvision-style ResNet seen through the backbone protocol, sharing its modules (no copy):
-    ``stem = (conv1, bn1, relu, maxpool)``, ``stages = (layer1, ..., layer4)``, ``head = (avgpool, flatten, fc)``.
+    ``stem = (conv1, bn1, relu, maxpool)``, ``stages = (layer1, ..., layer4)``,
+    ``head = (avgpool, flatten, fc)``.
 
-    ``forward`` computes what torchvision's ``ResNet.forward`` computes. Works for any module with the attributes of
-    :data:`TORCHVISION_RESNET_LAYOUT` (torchvision is not imported).
+    ``forward`` computes what torchvision's ``ResNet.forward`` computes. Works for any module with the
+    attributes of :data:`TORCHVISION_RESNET_LAYOUT` (torchvision is not imported).
 
-    Paper: Li et al. 2020 (paper 002), Section 3 / Fig. 1 (the block-based CNN that FPD enhances; the authors' code
-    uses torchvision's ResNet layout); an adapter.
+    Paper: Li et al. 2020 (paper 002), Section 3 / Fig. 1 (the block-based CNN that FPD enhances; the authors'
+    code uses torchvision's ResNet layout); an adapter.
     """
 
     def __init__(self, resnet: nn.Module) -> None:
@@ -88,8 +91,9 @@ class TorchvisionResNetAdapter(nn.Module):
 
 
 def adapt_backbone(backbone: nn.Module) -> nn.Module:
-    """``backbone`` itself when it follows the protocol (``stem`` and ``stages``), a :class:`TorchvisionResNetAdapter`
-    when it has torchvision's ResNet layout; otherwise a ``TypeError`` saying what the protocol needs.
+    """``backbone`` itself when it follows the protocol (``stem`` and ``stages``), a
+    :class:`TorchvisionResNetAdapter` when it has torchvision's ResNet layout; otherwise a ``TypeError``
+    saying what the protocol needs.
     """
     if not isinstance(backbone, nn.Module):
         raise TypeError(f"backbone must be an nn.Module, got {type(backbone).__name__}")
@@ -114,9 +118,9 @@ class _ReluCallCounter(TorchFunctionMode):
 
 
 def functional_relu_calls(run: Callable[[], Any]) -> int:
-    """How many ReLU calls ``run()`` makes (``F.relu``, ``torch.relu``, ``Tensor.relu``, in-place forms; an ``nn.ReLU``
-    module counts too, since it calls ``F.relu``). After :func:`swap_relu_for_elu` every call left is a functional one
-    that the swap could not see.
+    """How many ReLU calls ``run()`` makes (``F.relu``, ``torch.relu``, ``Tensor.relu``, in-place forms; an
+    ``nn.ReLU`` module counts too, since it calls ``F.relu``). After :func:`swap_relu_for_elu` every call left
+    is a functional one that the swap could not see.
     """
     counter = _ReluCallCounter()
     with counter:
@@ -160,11 +164,13 @@ def find_linear(module: nn.Module | None) -> nn.Linear | None:
 
 
 def swap_relu_for_elu(module: nn.Module, *, alpha: float = 1.0) -> int:
-    """Replace every ``nn.ReLU`` module inside ``module`` by ``nn.ELU(alpha)`` in place; return how many were swapped.
+    """Replace every ``nn.ReLU`` module inside ``module`` by ``nn.ELU(alpha)`` in place; return how many were
+    swapped.
 
     Paper: Li et al. 2020 (paper 002), Section 3.3 and Table 1 (ELU instead of ReLU).
 
-    The paper (Sec. 3.3, Table 1) swaps all ReLUs of the enhanced CNN for ELUs for a smoother decision boundary.
+    The paper (Sec. 3.3, Table 1) swaps all ReLUs of the enhanced CNN for ELUs for a smoother decision
+    boundary.
     """
     count = 0
     for name, child in module.named_children():

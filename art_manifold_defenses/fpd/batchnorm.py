@@ -1,15 +1,16 @@
 """Batch-norm running statistics of the FPD inference path.
 
-The front and back denoising modules are the *same* modules called twice, so every batch-norm layer in them is shared
-by several passes that see different inputs. During Algorithm 1 the running statistics are updated by every pass the
-trainer runs -- phase 1 (front pass on ``x_noisy``), phase 2 (front pass on ``x_noisy``, back pass on the denoised
-``x'``) and the second pass (front pass on ``x'``, back pass on the denoised ``x''``). Early in training ``x''`` is far
-from an image (reconstruction MSE of 10-100 on MNIST) and the parameter-free middle layer ``x'' + NL(x'')`` is cubic in
-it, so the second pass pushes running variances of the shared stem to ``1e5`` and more; the eval-mode network then
-normalises the *inference* pass (front on ``x``, back on the denoised ``x'``) with statistics it never produces and
-predicts one class for every input. :func:`recalibrate_batchnorm` recomputes the running statistics from the inference
-path alone (a cumulative average over the given images, Ioffe & Szegedy 2015, Sec. 3.1), so eval mode normalises with
-the statistics of what eval mode computes.
+The front and back denoising modules are the *same* modules called twice, so every batch-norm layer in them is
+shared by several passes that see different inputs. During Algorithm 1 the running statistics are updated by
+every pass the trainer runs -- phase 1 (front pass on ``x_noisy``), phase 2 (front pass on ``x_noisy``, back
+pass on the denoised ``x'``) and the second pass (front pass on ``x'``, back pass on the denoised ``x''``).
+Early in training ``x''`` is far from an image (reconstruction MSE of 10-100 on MNIST) and the parameter-free
+middle layer ``x'' + NL(x'')`` is cubic in it, so the second pass pushes running variances of the shared stem
+to ``1e5`` and more; the eval-mode network then normalises the *inference* pass (front on ``x``, back on the
+denoised ``x'``) with statistics it never produces and predicts one class for every input.
+:func:`recalibrate_batchnorm` recomputes the running statistics from the inference path alone (a cumulative
+average over the given images, Ioffe & Szegedy 2015, Sec. 3.1), so eval mode normalises with the statistics of
+what eval mode computes.
 """
 
 from __future__ import annotations
@@ -30,10 +31,10 @@ def recalibrate_batchnorm(
 ) -> int:
     """Recompute the running mean and variance of every batch-norm layer of ``model`` from ``model(x)``.
 
-    Each layer's statistics are reset and re-estimated as the cumulative average (``momentum=None``) of the batch
-    statistics of ``model``'s own forward pass (train mode, no gradient) over ``x`` in batches of ``batch_size``;
-    parameters, momenta and the model's train/eval mode are left as they were. Dropout layers are switched to eval
-    mode for the pass so that they do not perturb the statistics.
+    Each layer's statistics are reset and re-estimated as the cumulative average (``momentum=None``) of the
+    batch statistics of ``model``'s own forward pass (train mode, no gradient) over ``x`` in batches of
+    ``batch_size``; parameters, momenta and the model's train/eval mode are left as they were. Dropout layers
+    are switched to eval mode for the pass so that they do not perturb the statistics.
 
     Args:
         model: the network (its ``forward`` is the path whose statistics are wanted).

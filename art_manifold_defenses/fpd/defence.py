@@ -1,6 +1,6 @@
-"""The Feature Pyramid Decoder as a :class:`~art_manifold_defenses.defence_record.Defence`: :class:`FPDConfig`,
-:func:`build_fpd`, :func:`train_fpd` and :data:`DEFENCE` (listed in :mod:`art_manifold_defenses.defences`). No torch at
-module level.
+"""The Feature Pyramid Decoder as a :class:`~art_manifold_defenses.defence_record.Defence`:
+:class:`FPDConfig`, :func:`build_fpd`, :func:`train_fpd` and :data:`DEFENCE` (listed in
+:mod:`art_manifold_defenses.defences`). No torch at module level.
 """
 
 from __future__ import annotations
@@ -23,8 +23,8 @@ DEFENCE_NAME = "fpd"
 
 @dataclass
 class FPDConfig(TrainingConfig):
-    """FPD and Algorithm 1 (flags ``--fpd-*``); defaults: the paper's MNIST settings (Li et al. 2020, paper 002,
-    Section 4.1), ``lr`` being Adamax's."""
+    """FPD and Algorithm 1 (flags ``--fpd-*``); defaults: the paper's MNIST settings (Li et al. 2020,
+    paper 002, Section 4.1), ``lr`` being Adamax's."""
 
     epsilon: float = field(
         default=0.01, metadata={"help": "uniform training-noise half-width (default: 0.01)"}
@@ -98,8 +98,8 @@ def parse_positions(text: str) -> tuple[int, ...]:
 def build_fpd(base_model: nn.Module, params: dict[str, Any]) -> FeaturePyramidDecoder:
     """Checkpoint builder for defence ``"fpd"``: ``FeaturePyramidDecoder(base_model, **params)``.
 
-    Paper: Li et al. 2020 (paper 002), Section 3 / Fig. 1 (the FPD-enhanced CNN); the checkpoint
-    builder that re-creates it. A sidecar written before ``denoising_form`` existed describes the authors' form
+    Paper: Li et al. 2020 (paper 002), Section 3 / Fig. 1 (the FPD-enhanced CNN); the checkpoint builder that
+    re-creates it. A sidecar written before ``denoising_form`` existed describes the authors' form
     (``x + NL(x)``), so such checkpoints load as ``denoising_form="authors_code"``.
     """
     from .network import FeaturePyramidDecoder

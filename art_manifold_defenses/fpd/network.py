@@ -1,5 +1,6 @@
-"""The Feature Pyramid Decoder network (paper 002): a block-based CNN enhanced with shared front/back denoising
-modules, an image-restoration module, a middle denoising layer and a Lipschitz-constrained (tanh) classifier."""
+"""The Feature Pyramid Decoder network (paper 002): a block-based CNN enhanced with shared front/back
+denoising modules, an image-restoration module, a middle denoising layer and a Lipschitz-constrained (tanh)
+classifier."""
 
 from __future__ import annotations
 
@@ -27,9 +28,10 @@ class LipschitzConstrainedClassifier(nn.Module):
 
     Paper: Li et al. 2020 (paper 002), Section 3.3, Theorem 1 and Fig. 3.
 
-    The logits lie in (-1, 1); they are fed to the cross-entropy as they are (as in the paper and the authors' code), so
-    the softmax of the logits can never be confident. Known limitation: this squashing shrinks cross-entropy gradients
-    and can mask gradients for attacks that use the cross-entropy; evaluate with margin (C&W / DLR) losses too.
+    The logits lie in (-1, 1); they are fed to the cross-entropy as they are (as in the paper and the authors'
+    code), so the softmax of the logits can never be confident. Known limitation: this squashing shrinks
+    cross-entropy gradients and can mask gradients for attacks that use the cross-entropy; evaluate with
+    margin (C&W / DLR) losses too.
     """
 
     def __init__(self, linear: nn.Linear, *, dropout: float = 0.0) -> None:
@@ -43,8 +45,8 @@ class LipschitzConstrainedClassifier(nn.Module):
         return self.squash(self.linear(self.dropout(torch.flatten(self.pool(features), 1))))
 
 
-#: how far (a fraction of the clip_values width) a classified input may leave clip_values (inputs a little outside,
-#: e.g. noisy images, are harmless; [0, 255] images are not)
+#: how far (a fraction of the clip_values width) a classified input may leave clip_values (inputs a little
+#: outside, e.g. noisy images, are harmless; [0, 255] images are not)
 _RANGE_MARGIN = 0.5
 
 
@@ -68,61 +70,68 @@ class FeaturePyramidDecoder(nn.Module):
     Reference: G. Li, S. Ding, J. Luo, C. Liu, "Enhancing Intrinsic Adversarial Robustness via Feature Pyramid
     Decoder", CVPR 2020 (https://arxiv.org/abs/2005.02552). Structure (Fig. 1):
 
-    - **front / back denoising modules** ``FPD_FD`` / ``FPD_BD`` (Sec. 3.1): the backbone's ``stem`` and ``stages``
-      with inner denoising layers (:class:`InnerDenoisingLayer`, dot-product non-local mean + identity, joined as
-      ``denoising_form`` says: by default through a zero-initialised gate, so the layer starts as the identity) after the
-      positions in ``denoise_after`` (``0`` = after the stem, ``i`` = after stage ``i``; default ``(0, 1)`` = the
-      "shallow" blocks). Front and back are **the same modules called twice** (one set of parameters);
+    - **front / back denoising modules** ``FPD_FD`` / ``FPD_BD`` (Sec. 3.1): the backbone's ``stem`` and
+      ``stages`` with inner denoising layers (:class:`InnerDenoisingLayer`, dot-product non-local mean +
+      identity, joined as ``denoising_form`` says: by default through a zero-initialised gate, so the layer
+      starts as the identity) after the positions in ``denoise_after`` (``0`` = after the stem, ``i`` = after
+      stage ``i``; default ``(0, 1)`` = the "shallow" blocks). Front and back are **the same modules called
+      twice** (one set of parameters);
     - **image restoration** ``FPD_R`` (Sec. 3.2): :class:`ImageRestorationModule` over the front pass's stage
       outputs (taken before their denoising layer), giving ``x'`` with the input's shape;
-    - **middle denoising layer** (Fig. 2c): :class:`MiddleDenoisingLayer` on ``x'`` (``middle_denoising="paper"``),
-      on the network input as in the authors' code (``"authors_code"``), or none (``"none"``, an ablation);
+    - **middle denoising layer** (Fig. 2c): :class:`MiddleDenoisingLayer` on ``x'``
+      (``middle_denoising="paper"``), on the network input as in the authors' code (``"authors_code"``), or
+      none (``"none"``, an ablation);
     - **Lipschitz-constrained classifier** ``FPD_LCC`` (Sec. 3.3): pooling, linear, tanh (logits in (-1, 1));
     - all ``nn.ReLU`` modules of the backbone become ``nn.ELU`` (``swap_activation=True``, Sec. 3.3).
 
-    ``forward(x)`` returns the tanh logits (what ART and the evaluation harness use); ``forward(x, return_restored=True)``
-    (= ``forward_with_restoration(x)``) returns ``(x', logits)`` for training. The model is deterministic
-    (``stochastic = False``) and fully differentiable, so white-box attacks need no BPDA surrogate.
+    ``forward(x)`` returns the tanh logits (what ART and the evaluation harness use);
+    ``forward(x, return_restored=True)`` (= ``forward_with_restoration(x)``) returns ``(x', logits)`` for
+    training. The model is deterministic (``stochastic = False``) and fully differentiable, so white-box
+    attacks need no BPDA surrogate.
 
-    The backbone must follow the protocol of :mod:`art_manifold_defenses.fpd.backbone` (``stem``, ``stages``, optional
-    ``head``) or have torchvision's ResNet layout (``conv1, bn1, relu, maxpool, layer1..4, avgpool, fc``, adapted
-    automatically). **The backbone is copied**: the user's module is never changed (its ReLUs stay ReLUs, its weights are
-    not trained by training the FPD); the copy's stem and stages become this module's (the backbone's ``head`` is
-    dropped, its last linear layer's weights are reused by ``FPD_LCC``). Two checks at construction warn instead of
-    silently ignoring what the protocol cannot see: a backbone whose own ``forward()`` differs from
-    ``head(stages(stem(x)))`` (e.g. a normalisation or activation written in ``forward``), and functional ReLU calls
-    (``F.relu``) in the stem or stages, which the ELU swap cannot replace. A probe run at construction (batch 1,
-    ``input_size``, eval mode, no gradient) finds the feature sizes, so the restoration module gets enough transposed
-    convolutions to return to the input resolution.
+    The backbone must follow the protocol of :mod:`art_manifold_defenses.fpd.backbone` (``stem``, ``stages``,
+    optional ``head``) or have torchvision's ResNet layout (``conv1, bn1, relu, maxpool, layer1..4, avgpool,
+    fc``, adapted automatically). **The backbone is copied**: the user's module is never changed (its ReLUs
+    stay ReLUs, its weights are not trained by training the FPD); the copy's stem and stages become this
+    module's (the backbone's ``head`` is dropped, its last linear layer's weights are reused by ``FPD_LCC``).
+    Two checks at construction warn instead of silently ignoring what the protocol cannot see: a backbone
+    whose own ``forward()`` differs from ``head(stages(stem(x)))`` (e.g. a normalisation or activation written
+    in ``forward``), and functional ReLU calls (``F.relu``) in the stem or stages, which the ELU swap cannot
+    replace. A probe run at construction (batch 1, ``input_size``, eval mode, no gradient) finds the feature
+    sizes, so the restoration module gets enough transposed convolutions to return to the input resolution.
 
     Args:
         backbone: the CNN to enhance (e.g. ``build_model("resnet101", in_channels=3, input_size=64)``).
         in_channels: image channels (default: read from the stem's first convolution).
-        input_size: image height (= width) used for the probe run (other sizes still work; odd ones are resized).
+        input_size: image height (= width) used for the probe run (other sizes still work; odd ones are
+            resized).
         num_classes: classes (default: the output width of the backbone head's last linear layer).
         denoise_after: positions of the inner denoising layers.
         bottleneck: use the bottleneck inner denoising layer (Fig. 2a) instead of the plain one (Fig. 2b).
         bottleneck_reduction: channel reduction of the bottleneck embeddings.
         middle_denoising: ``"paper"``, ``"authors_code"`` or ``"none"``.
-        denoising_form: how the non-local terms of the inner and middle layers join their residual: ``"gated"``
-            (default; ``x + gamma * NL(x)``, ``gamma = 0`` at initialisation), ``"bn_zero"`` (``x + BN(NL(x))``, BN
-            weight 0 at initialisation, Xie et al.'s form) or ``"authors_code"`` (``x + NL(x)``, the authors' network,
-            which trains at chance on ``resnet18``; see :mod:`art_manifold_defenses.fpd.denoising`).
+        denoising_form: how the non-local terms of the inner and middle layers join their residual:
+            ``"gated"`` (default; ``x + gamma * NL(x)``, ``gamma = 0`` at initialisation), ``"bn_zero"``
+            (``x + BN(NL(x))``, BN weight 0 at initialisation, Xie et al.'s form) or ``"authors_code"``
+            (``x + NL(x)``, the authors' network, which trains at chance on ``resnet18``; see
+            :mod:`art_manifold_defenses.fpd.denoising`).
         fpn_channels: width of the restoration pyramid (256 in the authors' code).
         swap_activation: replace the backbone's ReLUs by ELUs.
-        dropout: dropout before the classifier's linear layer (0 for MNIST, 0.5 in the authors' SVHN/CALTECH code).
-        clip_values: the input range (default ``(0, 1)``, the range the restoration module reconstructs); a batch
-            further outside it than half its width is refused by ``forward(x)`` with a ``ValueError`` (images in
-            [0, 255] gave all-NaN logits: the non-local means multiply features three times). The training passes
-            (``return_restored=True``; Algorithm 1's second pass restores ``x'``) only require finite values. ``None`` accepts any finite input (e.g. normalised images).
+        dropout: dropout before the classifier's linear layer (0 for MNIST, 0.5 in the authors' SVHN/CALTECH
+            code).
+        clip_values: the input range (default ``(0, 1)``, the range the restoration module reconstructs); a
+            batch further outside it than half its width is refused by ``forward(x)`` with a ``ValueError``
+            (images in [0, 255] gave all-NaN logits: the non-local means multiply features three times). The
+            training passes (``return_restored=True``; Algorithm 1's second pass restores ``x'``) only require
+            finite values. ``None`` accepts any finite input (e.g. normalised images).
         device: where to put the model (default: where the backbone already is).
 
-    Known limitations: the tanh head bounds logits and weakens cross-entropy gradients (an honest evaluation needs
-    margin-loss attacks); batch-norm statistics are shared by the two passes (as in the authors' code). With
-    ``denoising_form="authors_code"`` the non-local layers are cubic in their input with no scale of their own: the
-    untrained network is far from its backbone (reconstruction MSE ~600 on MNIST against T = 3) and trains at chance on
-    ``resnet18`` (measured); use it as the faithful-to-the-code ablation only. The backbone copy doubles its memory
-    while the user keeps the original.
+    Known limitations: the tanh head bounds logits and weakens cross-entropy gradients (an honest evaluation
+    needs margin-loss attacks); batch-norm statistics are shared by the two passes (as in the authors' code).
+    With ``denoising_form="authors_code"`` the non-local layers are cubic in their input with no scale of
+    their own: the untrained network is far from its backbone (reconstruction MSE ~600 on MNIST against T = 3)
+    and trains at chance on ``resnet18`` (measured); use it as the faithful-to-the-code ablation only. The
+    backbone copy doubles its memory while the user keeps the original.
     """
 
     params = [
@@ -303,8 +312,8 @@ class FeaturePyramidDecoder(nn.Module):
         input_size: int,
         device: torch.device,
     ) -> None:
-        """Warn when ``backbone(x)`` is not ``head(stages(stem(x)))`` on a random image: FPD only sees the protocol's
-        modules, so whatever else the backbone's ``forward()`` does would be silently dropped."""
+        """Warn when ``backbone(x)`` is not ``head(stages(stem(x)))`` on a random image: FPD only sees the
+        protocol's modules, so whatever else the backbone's ``forward()`` does would be silently dropped."""
         if not isinstance(head, nn.Module):
             return
         modes = [m.training for m in backbone.modules()]
@@ -400,8 +409,9 @@ class FeaturePyramidDecoder(nn.Module):
         return x.float()
 
     def denoising_module(self, x: Tensor) -> tuple[list[Tensor], Tensor]:
-        """The shared front/back denoising module: returns the stage outputs (each before its own inner denoising
-        layer, which is what the restoration pyramid reads) and the final feature map (after any denoising)."""
+        """The shared front/back denoising module: returns the stage outputs (each before its own inner
+        denoising layer, which is what the restoration pyramid reads) and the final feature map (after any
+        denoising)."""
         out = self.stem(x)
         if "0" in self.inner_denoising:
             out = self.inner_denoising["0"](out)
@@ -415,8 +425,9 @@ class FeaturePyramidDecoder(nn.Module):
         return features, out
 
     def restore(self, x: Tensor) -> Tensor:
-        """Front pass and image restoration: ``x' = FPD_R(FPD_FD(x))``, with the shape of ``x``; ``x`` must be finite
-        (not necessarily inside ``clip_values``: Algorithm 1's second pass restores the restored image ``x'``)."""
+        """Front pass and image restoration: ``x' = FPD_R(FPD_FD(x))``, with the shape of ``x``; ``x`` must be
+        finite (not necessarily inside ``clip_values``: Algorithm 1's second pass restores the restored image
+        ``x'``)."""
         return self._restore(self._check_input(x, check_range=False))
 
     def _restore(self, x: Tensor) -> Tensor:
@@ -430,9 +441,9 @@ class FeaturePyramidDecoder(nn.Module):
         return self.head(last)
 
     def forward_with_restoration(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        """``(x', logits)``: the restored image (before the middle layer) and the tanh logits in (-1, 1). The training
-        interface: ``x`` must be finite but may leave ``clip_values`` (Algorithm 1 feeds noisy images and, in its second
-        pass, the restored ``x'``)."""
+        """``(x', logits)``: the restored image (before the middle layer) and the tanh logits in (-1, 1). The
+        training interface: ``x`` must be finite but may leave ``clip_values`` (Algorithm 1 feeds noisy images
+        and, in its second pass, the restored ``x'``)."""
         return self._restored_and_logits(self._check_input(x, check_range=False))
 
     def _restored_and_logits(self, x: Tensor) -> tuple[Tensor, Tensor]:
@@ -440,9 +451,10 @@ class FeaturePyramidDecoder(nn.Module):
         return restored, self.classify_restored(restored, x)
 
     def forward(self, x: Tensor, return_restored: bool = False) -> Tensor | tuple[Tensor, Tensor]:
-        """The tanh logits; with ``return_restored=True`` the pair ``(x', logits)`` of :meth:`forward_with_restoration`
-        (the trainer calls it this way so that ``DistributedDataParallel`` sees the whole training pass). Without
-        ``return_restored`` (classification: ART, the attacks) ``x`` must also lie in ``clip_values``."""
+        """The tanh logits; with ``return_restored=True`` the pair ``(x', logits)`` of
+        :meth:`forward_with_restoration` (the trainer calls it this way so that ``DistributedDataParallel``
+        sees the whole training pass). Without ``return_restored`` (classification: ART, the attacks) ``x``
+        must also lie in ``clip_values``."""
         restored, logits = self._restored_and_logits(self._check_input(x, check_range=not return_restored))
         return (restored, logits) if return_restored else logits
 
@@ -457,8 +469,9 @@ class FeaturePyramidDecoder(nn.Module):
         yield from self.restoration.parameters()
 
     def middle_denoising_parameters(self) -> Iterator[nn.Parameter]:
-        """Parameters of the middle denoising layer (its gate or batch norm; none for ``"authors_code"``). It acts on
-        ``x'`` before the back pass only, so phase 1 (which trains the reconstruction of ``x'``) leaves it alone."""
+        """Parameters of the middle denoising layer (its gate or batch norm; none for ``"authors_code"``). It
+        acts on ``x'`` before the back pass only, so phase 1 (which trains the reconstruction of ``x'``)
+        leaves it alone."""
         if self.middle_denoising is not None:
             yield from self.middle_denoising.parameters()
 

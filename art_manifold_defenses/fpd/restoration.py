@@ -1,5 +1,6 @@
-"""Image-restoration module of the Feature Pyramid Decoder (paper 002, Sec. 3.2): an FPN-style top-down decoder that
-fuses the stage outputs of the front denoising module and turns them back into an image of the input's size."""
+"""Image-restoration module of the Feature Pyramid Decoder (paper 002, Sec. 3.2): an FPN-style top-down
+decoder that fuses the stage outputs of the front denoising module and turns them back into an image of the
+input's size."""
 
 from __future__ import annotations
 
@@ -26,17 +27,20 @@ class ImageRestorationModule(nn.Module):
     2. going up, each shallower stage output gets a 1x1 lateral convolution, and the coarser map is upsampled
        **bilinearly** to its size and added;
     3. a 3x3 smoothing convolution is applied to the finest map only;
-    4. ``upsample_steps`` transposed convolutions (kernel 2, stride 2) with widths ``fpn_channels / 4, / 16, ...``
-       (at least 16) and a final 1x1 transposed convolution to ``out_channels`` bring it to the input resolution.
+    4. ``upsample_steps`` transposed convolutions (kernel 2, stride 2) with widths
+       ``fpn_channels / 4, / 16, ...`` (at least 16) and a final 1x1 transposed convolution to
+       ``out_channels`` bring it to the input resolution.
 
-    There are no activations and no output squashing (as in the authors' code), so the restored image is not confined
-    to [0, 1]. Because steps 3-4 are all affine and the transposed convolutions have kernel = stride (no overlap), the
-    smoothing convolution and the whole decoder are one affine map from each 3x3 neighbourhood of the pyramid to a
-    ``(out_channels, 2**upsample_steps, 2**upsample_steps)`` block of pixels. With ``fused=True`` (default) the
-    forward pass composes the weights into a single 3x3 convolution to ``out_channels * 4**upsample_steps`` channels
-    followed by a pixel shuffle: the same function and the same parameters (gradients reach every original weight), at
-    a fraction of the cost of the 256 -> 256 smoothing convolution. ``fused=False`` runs the layers one by one. When the input size is not ``2 ** upsample_steps`` times the finest feature map (odd sizes), the output
-    is resized bilinearly to ``output_size`` as a last step.
+    There are no activations and no output squashing (as in the authors' code), so the restored image is not
+    confined to [0, 1]. Because steps 3-4 are all affine and the transposed convolutions have kernel = stride
+    (no overlap), the smoothing convolution and the whole decoder are one affine map from each 3x3
+    neighbourhood of the pyramid to a ``(out_channels, 2**upsample_steps, 2**upsample_steps)`` block of
+    pixels. With ``fused=True`` (default) the forward pass composes the weights into a single 3x3 convolution
+    to ``out_channels * 4**upsample_steps`` channels followed by a pixel shuffle: the same function and the
+    same parameters (gradients reach every original weight), at a fraction of the cost of the 256 -> 256
+    smoothing convolution. ``fused=False`` runs the layers one by one. When the input size is not
+    ``2 ** upsample_steps`` times the finest feature map (odd sizes), the output is resized bilinearly to
+    ``output_size`` as a last step.
 
     Args:
         stage_channels: channels of the stage outputs, shallow to deep (e.g. ``(256, 512, 1024, 2048)``).
@@ -90,7 +94,8 @@ class ImageRestorationModule(nn.Module):
             raise ValueError(f"upsample_steps must be a non-negative integer, got {self.upsample_steps!r}")
 
     def top_down(self, features: Sequence[Tensor]) -> Tensor:
-        """Fused finest pyramid level ``p`` (before smoothing) from the stage outputs ``features`` (shallow to deep)."""
+        """Fused finest pyramid level ``p`` (before smoothing) from the stage outputs ``features`` (shallow to
+        deep)."""
         if len(features) != len(self.stage_channels):
             raise ValueError(
                 f"features must hold {len(self.stage_channels)} stage outputs, got {len(features)}"
@@ -103,8 +108,9 @@ class ImageRestorationModule(nn.Module):
         return pyramid
 
     def fused_smooth_and_decode(self) -> tuple[Tensor, Tensor]:
-        """Weight ``(out_channels * S * S, fpn_channels, 3, 3)`` and bias of the single convolution equal to smoothing
-        followed by the decoder, ``S = 2 ** upsample_steps`` (channel index ``c * S * S + row * S + column``)."""
+        """Weight ``(out_channels * S * S, fpn_channels, 3, 3)`` and bias of the single convolution equal to
+        smoothing followed by the decoder, ``S = 2 ** upsample_steps`` (channel index
+        ``c * S * S + row * S + column``)."""
         width = self.fpn_channels
         smooth = self.smooth
         smooth_bias = smooth.bias if smooth.bias is not None else torch.zeros_like(smooth.weight[:, 0, 0, 0])

@@ -1,14 +1,15 @@
-"""The ``paper-fpd`` attack suite: the attacks of the FPD paper's Table 2 plus the honest additions the tanh head needs.
+"""The ``paper-fpd`` attack suite: the attacks of the FPD paper's Table 2 plus the honest additions the tanh
+head needs.
 
-The paper (Sec. 4.2, Table 2, MNIST) attacks with ART: FGSM, PGD (100 iterations, step 0.1, no random start) and C&W
-in l-inf (eps 0.3) and l2 (eps 1.5), and DeepFool. The tanh classifier bounds the logits in (-1, 1), which shrinks
-cross-entropy gradients, so the suite adds margin-loss attacks that do not depend on the softmax scale (APGD with the
-DLR loss, AutoAttack standard), and a transfer attack from a plain substitute network (``surrogate_model`` of
-``evaluate``). The per-point worst case over them is the robust accuracy to report.
+The paper (Sec. 4.2, Table 2, MNIST) attacks with ART: FGSM, PGD (100 iterations, step 0.1, no random start)
+and C&W in l-inf (eps 0.3) and l2 (eps 1.5), and DeepFool. The tanh classifier bounds the logits in (-1, 1),
+which shrinks cross-entropy gradients, so the suite adds margin-loss attacks that do not depend on the softmax
+scale (APGD with the DLR loss, AutoAttack standard), and a transfer attack from a plain substitute network
+(``surrogate_model`` of ``evaluate``). The per-point worst case over them is the robust accuracy to report.
 
-``budget="paper"`` keeps the paper's and AutoAttack's iteration counts; ``"quick"`` and ``"smoke"`` shrink them for a CPU
-(documented in the returned specs' parameters). The evaluation package is imported lazily (a defence folder does not
-need it to train).
+``budget="paper"`` keeps the paper's and AutoAttack's iteration counts; ``"quick"`` and ``"smoke"`` shrink
+them for a CPU (documented in the returned specs' parameters). The evaluation package is imported lazily (a
+defence folder does not need it to train).
 """
 
 from __future__ import annotations
@@ -21,7 +22,8 @@ __all__ = ["BUDGETS", "PAPER_EPS", "paper_fpd_suite", "register_paper_fpd_suite"
 PAPER_EPS = {"linf": 0.3, "l2": 1.5}
 BUDGETS = ("paper", "quick", "smoke")
 
-# per budget: PGD iterations, C&W iterations, DeepFool iterations, APGD iterations, AutoAttack steps / Square queries
+# per budget: PGD iterations, C&W iterations, DeepFool iterations, APGD iterations, AutoAttack steps / Square
+# queries
 _ITERATIONS: dict[str, dict[str, int]] = {
     "paper": {"pgd": 100, "cw": 50, "deepfool": 50, "apgd": 100, "aa_steps": 100, "aa_queries": 5000},
     "quick": {"pgd": 40, "cw": 20, "deepfool": 20, "apgd": 50, "aa_steps": 50, "aa_queries": 500},
@@ -30,7 +32,8 @@ _ITERATIONS: dict[str, dict[str, int]] = {
 
 
 def paper_fpd_suite(norm: str | None = None, eps: float | None = None, *, budget: str = "paper") -> list[Any]:
-    """The ``AttackSpec`` list of the ``paper-fpd`` suite (both norms, or only ``norm``; ``eps`` overrides its budget).
+    """The ``AttackSpec`` list of the ``paper-fpd`` suite (both norms, or only ``norm``; ``eps`` overrides its
+    budget).
 
     Paper: Li et al. 2020 (paper 002), Section 4.2 and Table 2 (the attacks), plus margin-loss and transfer
     attacks.

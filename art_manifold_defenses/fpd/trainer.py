@@ -42,66 +42,75 @@ def find_fpd(model: Any) -> FeaturePyramidDecoder:
 
 
 class FPDTrainer(Trainer):
-    """Algorithm 1 of Li et al., "Enhancing Intrinsic Adversarial Robustness via Feature Pyramid Decoder" (CVPR 2020,
-    https://arxiv.org/abs/2005.02552), with optional adversarial training on top (``F_FGSM`` / ``F_PGD``, Sec. 4.2).
+    """Algorithm 1 of Li et al., "Enhancing Intrinsic Adversarial Robustness via Feature Pyramid Decoder"
+    (CVPR 2020, https://arxiv.org/abs/2005.02552), with optional adversarial training on top (``F_FGSM`` /
+    ``F_PGD``, Sec. 4.2).
 
     Paper: Li et al. 2020 (paper 002), Algorithm 1 and Section 3.4 (two-phase training).
 
     Per batch (lines 3-18):
 
-    1. ``x_noisy = x + U(-epsilon, epsilon)`` (not clipped to [0, 1], as in the authors' code); ``x' = FPD_R(FPD_FD(x_noisy))``
-       and ``l2 = MSE(x', x)`` (mean squared error against the *clean* image);
-    2. **phase 1**, ``l2 > threshold``: one update of ``alpha2 * l2`` restricted to the front-denoising and restoration
-       parameters (:meth:`FeaturePyramidDecoder.front_denoising_parameters`, ``restoration_parameters``). The other
-       parameters (the tanh classifier) get no gradient and are skipped by the optimizer, so neither momentum nor weight
-       decay moves them. The back pass is computed (one forward call for both passes, which ``torchrun`` needs) but
-       does not enter the loss;
-    3. **phase 2**, ``l2 <= threshold``: one update of ``alpha1 * CE(tanh logits, y) + alpha2 * l2`` on all parameters,
-       then a **second pass** on the restored image ``x'`` (lines 14-17): ``(x'', logits'') = FPD(x')`` and another update
-       of ``alpha1 * CE + alpha2' * MSE(x'', x)``.
+    1. ``x_noisy = x + U(-epsilon, epsilon)`` (not clipped to [0, 1], as in the authors' code);
+       ``x' = FPD_R(FPD_FD(x_noisy))`` and ``l2 = MSE(x', x)`` (mean squared error against the *clean* image);
+    2. **phase 1**, ``l2 > threshold``: one update of ``alpha2 * l2`` restricted to the front-denoising and
+       restoration parameters (:meth:`FeaturePyramidDecoder.front_denoising_parameters`,
+       ``restoration_parameters``). The other parameters (the tanh classifier) get no gradient and are skipped
+       by the optimizer, so neither momentum nor weight decay moves them. The back pass is computed (one
+       forward call for both passes, which ``torchrun`` needs) but does not enter the loss;
+    3. **phase 2**, ``l2 <= threshold``: one update of ``alpha1 * CE(tanh logits, y) + alpha2 * l2`` on all
+       parameters, then a **second pass** on the restored image ``x'`` (lines 14-17):
+       ``(x'', logits'') = FPD(x')`` and another update of ``alpha1 * CE + alpha2' * MSE(x'', x)``.
 
-    The second pass of the authors' code back-propagates through the graph of the first pass after the optimizer
-    already changed its weights (PyTorch >= 1.5 refuses this). ``second_pass`` chooses what to do instead:
-    ``"detach"`` (default: ``x'`` of the first pass as a fixed input), ``"recompute"`` (recompute ``x'`` with the updated
-    weights and back-propagate through both passes; one more front pass) or ``"none"`` (skip lines 14-17).
-    Two other quirks of the authors' code are not replicated: their phase-1 optimizer only held the transposed
-    convolutions (a consumed ``filter`` iterator), and the MNIST script added 3-channel noise before replicating channels.
+    The second pass of the authors' code back-propagates through the graph of the first pass after the
+    optimizer already changed its weights (PyTorch >= 1.5 refuses this). ``second_pass`` chooses what to do
+    instead: ``"detach"`` (default: ``x'`` of the first pass as a fixed input), ``"recompute"`` (recompute
+    ``x'`` with the updated weights and back-propagate through both passes; one more front pass) or ``"none"``
+    (skip lines 14-17). Two other quirks of the authors' code are not replicated: their phase-1 optimizer only
+    held the transposed convolutions (a consumed ``filter`` iterator), and the MNIST script added 3-channel
+    noise before replicating channels.
 
-    Adversarial training (``adversarial="fgsm"|"pgd"``): from epoch ``adversarial_delay`` on, L-infinity adversarial
-    examples of the current model (eval mode, labels = its predictions as in the authors' code, or the true labels) are
-    appended to the batch with the clean image as restoration target, so every loss is the mean of the clean-noisy and
-    the adversarial loss (the authors' ``(clean loss + adversarial loss) / 2``).
+    Adversarial training (``adversarial="fgsm"|"pgd"``): from epoch ``adversarial_delay`` on, L-infinity
+    adversarial examples of the current model (eval mode, labels = its predictions as in the authors' code, or
+    the true labels) are appended to the batch with the clean image as restoration target, so every loss is
+    the mean of the clean-noisy and the adversarial loss (the authors'
+    ``(clean loss + adversarial loss) / 2``).
 
-    Defaults are the paper's MNIST settings: epsilon 0.01, T = 3, alpha1 = alpha2 = 1, Adamax(lr 1e-3, weight decay 1e-5),
-    batch 300, gradient-norm clipping 10, PGD training attack eps 0.3 with 100 steps of 0.01 and a 10-epoch delay.
-    Not implemented: the authors' ReduceLROnPlateau / early stopping on *test* data (pass any scheduler with ``.step()``).
+    Defaults are the paper's MNIST settings: epsilon 0.01, T = 3, alpha1 = alpha2 = 1, Adamax(lr 1e-3, weight
+    decay 1e-5), batch 300, gradient-norm clipping 10, PGD training attack eps 0.3 with 100 steps of 0.01 and
+    a 10-epoch delay. Not implemented: the authors' ReduceLROnPlateau / early stopping on *test* data (pass
+    any scheduler with ``.step()``).
 
-    Under ``torchrun`` the shared loop wraps the network in ``DistributedDataParallel`` and every pass of a step goes
-    through that wrapper, so the processes' gradients are averaged and their parameters stay identical; the phase
-    switch reads the reconstruction loss averaged over the processes, so all of them take the same phase.
+    Under ``torchrun`` the shared loop wraps the network in ``DistributedDataParallel`` and every pass of a
+    step goes through that wrapper, so the processes' gradients are averaged and their parameters stay
+    identical; the phase switch reads the reconstruction loss averaged over the processes, so all of them take
+    the same phase.
 
-    Batch-norm statistics (``bn_recalibration``): the front and back modules share their batch-norm layers, and the
-    running statistics collected during Algorithm 1 mix every pass the trainer runs, including the second pass on
-    ``x'`` whose restored image ``x''`` is far from an image early in training (the cubic middle layer then drives the
-    shared stem's running variance to ~1e5 on MNIST). In eval mode such a network predicts one class for every input.
-    With ``bn_recalibration=True`` (default) the running statistics are re-estimated after every epoch from the
-    *inference* path only (``model(x)`` on up to ``bn_recalibration_samples`` training images, see
-    :func:`~art_manifold_defenses.fpd.batchnorm.recalibrate_batchnorm`); weights are untouched. ``False`` keeps the
-    statistics of training as the authors' code does. Known limitation: one set of statistics still serves both the
-    front pass (on ``x``) and the back pass (on the denoised ``x'``), which the cubic non-local layers make differ;
-    eval-mode accuracy of a briefly trained network stays below its train-mode (batch-statistics) accuracy.
+    Batch-norm statistics (``bn_recalibration``): the front and back modules share their batch-norm layers,
+    and the running statistics collected during Algorithm 1 mix every pass the trainer runs, including the
+    second pass on ``x'`` whose restored image ``x''`` is far from an image early in training (the cubic
+    middle layer then drives the shared stem's running variance to ~1e5 on MNIST). In eval mode such a network
+    predicts one class for every input. With ``bn_recalibration=True`` (default) the running statistics are
+    re-estimated after every epoch from the *inference* path only (``model(x)`` on up to
+    ``bn_recalibration_samples`` training images, see
+    :func:`~art_manifold_defenses.fpd.batchnorm.recalibrate_batchnorm`); weights are untouched. ``False``
+    keeps the statistics of training as the authors' code does. Known limitation: one set of statistics still
+    serves both the front pass (on ``x``) and the back pass (on the denoised ``x'``), which the cubic
+    non-local layers make differ; eval-mode accuracy of a briefly trained network stays below its train-mode
+    (batch-statistics) accuracy.
 
-    Logged per epoch (:attr:`history`): ``loss`` and ``l2`` (means over all batches), ``phase_one`` (share of phase-1
-    batches) and, as means over the *phase-2* batches only, ``ce``, ``train_accuracy`` (of the first pass's logits),
-    ``l2_second`` and ``ce_second``; ``phase_two_batches``; ``val_accuracy`` when validation data is given.
+    Logged per epoch (:attr:`history`): ``loss`` and ``l2`` (means over all batches), ``phase_one`` (share of
+    phase-1 batches) and, as means over the *phase-2* batches only, ``ce``, ``train_accuracy`` (of the first
+    pass's logits), ``l2_second`` and ``ce_second``; ``phase_two_batches``; ``val_accuracy`` when validation
+    data is given.
 
     Args:
-        classifier: an ART ``PyTorchClassifier`` wrapping a :class:`FeaturePyramidDecoder` (or the network itself, which
-            is then wrapped with :func:`art_manifold_defenses.to_art_classifier`).
+        classifier: an ART ``PyTorchClassifier`` wrapping a :class:`FeaturePyramidDecoder` (or the network
+            itself, which is then wrapped with :func:`art_manifold_defenses.to_art_classifier`).
         epsilon: half-width of the uniform noise.
         threshold: reconstruction-loss threshold ``T`` of the phase switch.
         alpha1, alpha2: weights of the cross-entropy and of the reconstruction loss.
-        alpha2_second_pass: reconstruction weight of the second pass (default ``alpha2``; 0.1 in the CALTECH code).
+        alpha2_second_pass: reconstruction weight of the second pass (default ``alpha2``; 0.1 in the CALTECH
+            code).
         second_pass: ``"detach"``, ``"recompute"`` or ``"none"`` (see above).
         grad_clip: global gradient-norm clipping (``None`` to disable).
         optimizer: default the classifier's optimizer if it has one, else Adamax(lr, weight_decay).
@@ -265,7 +274,8 @@ class FPDTrainer(Trainer):
         return self._model
 
     def phase_one_parameters(self) -> list[nn.Parameter]:
-        """Parameters phase 1 may update: front denoising module (shared with the back one) and restoration module."""
+        """Parameters phase 1 may update: front denoising module (shared with the back one) and restoration
+        module."""
         return [*self._model.front_denoising_parameters(), *self._model.restoration_parameters()]
 
     # ----- one Algorithm-1 iteration -----
@@ -289,7 +299,8 @@ class FPDTrainer(Trainer):
         return x + (torch.rand_like(x) * 2.0 - 1.0) * self.epsilon
 
     def adversarial_examples(self, x: Tensor, y: Tensor) -> Tensor:
-        """Training-attack examples of the current model (eval mode), or ``x`` itself when adversarial training is off."""
+        """Training-attack examples of the current model (eval mode), or ``x`` itself when adversarial
+        training is off."""
         if self.adversarial is None:
             return x
         model = self._model
@@ -313,8 +324,9 @@ class FPDTrainer(Trainer):
             model.train(was_training)
 
     def _mean_over_processes(self, value: float, device: torch.device) -> float:
-        """``value`` averaged over the processes of a ``torchrun`` job (itself in one process): every rank must take
-        the same phase of Algorithm 1, so the phase switch reads the reconstruction loss of the whole global batch."""
+        """``value`` averaged over the processes of a ``torchrun`` job (itself in one process): every rank
+        must take the same phase of Algorithm 1, so the phase switch reads the reconstruction loss of the
+        whole global batch."""
         if not dist_helpers.is_distributed():
             return value
         return (
@@ -323,10 +335,11 @@ class FPDTrainer(Trainer):
         )
 
     def training_step(self, ctx: TrainContext, x: Tensor, y: Tensor) -> Mapping[str, float]:
-        """One iteration of Algorithm 1 (plus adversarial examples after the delay); returns the logged values.
+        """One iteration of Algorithm 1 (plus adversarial examples after the delay); returns the logged
+        values.
 
-        Every pass goes through ``ctx.model``, which is the ``DistributedDataParallel`` wrapper of the network under
-        ``torchrun`` (so gradients are averaged over the processes) and the network itself otherwise.
+        Every pass goes through ``ctx.model``, which is the ``DistributedDataParallel`` wrapper of the network
+        under ``torchrun`` (so gradients are averaged over the processes) and the network itself otherwise.
         """
         net = ctx.model
         inputs, targets, labels = self.add_uniform_noise(x), x, y
@@ -376,10 +389,12 @@ class FPDTrainer(Trainer):
         seed: int | None = None,
         **kwargs: Any,
     ) -> None:
-        """Train with Algorithm 1 on images ``x`` (N, C, H, W) in [0, 1] and labels ``y`` (indices or one-hot).
+        """Train with Algorithm 1 on images ``x`` (N, C, H, W) in [0, 1] and labels ``y`` (indices or
+        one-hot).
 
-        The per-epoch records (mean ``loss``, ``l2``, ``ce``, the share of phase-1 batches ``phase_one``, validation
-        accuracy, seconds) are appended to :attr:`history`. ``checkpoint_dir`` enables per-epoch checkpoints and resume.
+        The per-epoch records (mean ``loss``, ``l2``, ``ce``, the share of phase-1 batches ``phase_one``,
+        validation accuracy, seconds) are appended to :attr:`history`. ``checkpoint_dir`` enables per-epoch
+        checkpoints and resume.
         """
         if kwargs:
             raise TypeError(f"fit got unexpected arguments {sorted(kwargs)}")
@@ -403,8 +418,8 @@ class FPDTrainer(Trainer):
             calibration = x_np[np.sort(pick)]
 
         def on_epoch_end(ctx: TrainContext, record: dict[str, float]) -> None:
-            # training.train averages each logged value over the batches that logged it: phase-2 values are means
-            # over the phase-2 batches
+            # training.train averages each logged value over the batches that logged it: phase-2 values are
+            # means over the phase-2 batches
             record["phase_two_batches"] = float(
                 round(ctx.batches_per_epoch * (1.0 - record.get("phase_one", 1.0)))
             )

@@ -2,8 +2,8 @@
 Networks"): sparse intrinsic, Hamming and dense regularizers, the paper's schedules, an ART trainer, and the
 empirical ReLU-stability measure.
 
-The trained model is the plain network (no test-time component): the defence record ``"manifold-reg"`` (:data:`.defence.DEFENCE`)
-rebuilds it unchanged and records the regularizer hyper-parameters in its metadata.
+The trained model is the plain network (no test-time component): the defence record ``"manifold-reg"``
+(:data:`.defence.DEFENCE`) rebuilds it unchanged and records the regularizer hyper-parameters in its metadata.
 """
 
 from __future__ import annotations

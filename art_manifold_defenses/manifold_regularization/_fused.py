@@ -1,9 +1,11 @@
-"""Fast forms of the Hamming term of :mod:`.regularizers` (Jin & Rinard 2020, paper 003, eqs. 13-14): the same values
-as :func:`~.regularizers.hamming_layer_distances`, computed in cache-sized blocks with hand-written autograd functions
-and buffers reused between training steps (CPU speed-ups; the equations themselves are in :mod:`.regularizers`).
+"""Fast forms of the Hamming term of :mod:`.regularizers` (Jin & Rinard 2020, paper 003, eqs. 13-14): the same
+values as :func:`~.regularizers.hamming_layer_distances`, computed in cache-sized blocks with hand-written
+autograd functions and buffers reused between training steps (CPU speed-ups; the equations themselves are in
+:mod:`.regularizers`).
 
-The one private torch API used here, ``torch._C._autograd._get_current_graph_task_keep_graph``, is wrapped once
-(:func:`_keeps_graph`); ``tests/manifold_regularization/test_batching.py`` fails loudly if torch changes it.
+The one private torch API used here, ``torch._C._autograd._get_current_graph_task_keep_graph``, is wrapped
+once (:func:`_keeps_graph`); ``tests/manifold_regularization/test_batching.py`` fails loudly if torch changes
+it.
 """
 
 from __future__ import annotations
@@ -25,16 +27,18 @@ def _check_alpha(alpha: float) -> None:
         )
 
 
-#: Rows of the pre-activations are processed in blocks of about this many bytes, so that the intermediate sigmoids stay
-#: in the CPU cache (measured: ~40% less time for the Hamming forward on ``cw_mnist`` than whole-tensor passes).
+#: Rows of the pre-activations are processed in blocks of about this many bytes, so that the intermediate
+#: sigmoids stay in the CPU cache (measured: ~40% less time for the Hamming forward on ``cw_mnist`` than
+#: whole-tensor passes).
 _HAMMING_BLOCK_BYTES = 1 << 20
 
 
 def _pattern_disagreements(zp: Tensor, zm: Tensor, out: Tensor, buffers: tuple[Tensor, Tensor]) -> None:
-    """Add to ``out`` the number of elements where ``z+ > 0`` and ``z- > 0`` differ (the ReLUs taking different
-    branches), for blocks already in cache. Exact: ``sign(z).clamp_min(0)`` is 1 where ``z > 0`` and 0 elsewhere, so
-    ``|p+ - p-|`` is the indicator of a disagreement, and a float32 (or float64) sum of a block's ones is exact
-    below 2^24 elements (comparison ops producing ``bool`` cost about 2.5x more on CPU)."""
+    """Add to ``out`` the number of elements where ``z+ > 0`` and ``z- > 0`` differ (the ReLUs taking
+    different branches), for blocks already in cache. Exact: ``sign(z).clamp_min(0)`` is 1 where ``z > 0`` and
+    0 elsewhere, so ``|p+ - p-|`` is the indicator of a disagreement, and a float32 (or float64) sum of a
+    block's ones is exact below 2^24 elements (comparison ops producing ``bool`` cost about 2.5x more on
+    CPU)."""
     p_plus, p_minus = buffers
     torch.sign(zp, out=p_plus).clamp_min_(0.0)
     torch.sign(zm, out=p_minus).clamp_min_(0.0)
@@ -45,10 +49,11 @@ def _pattern_disagreements(zp: Tensor, zm: Tensor, out: Tensor, buffers: tuple[T
 
 
 def relu_pattern_disagreements(z_plus: Tensor, z_minus: Tensor) -> Tensor:
-    """The number of pre-activations whose ReLU branch differs between ``z_plus`` and ``z_minus`` (same shape):
-    ``count(z+ > 0 xor z- > 0)`` as a 0-dim float64 tensor (exact), computed in cache-sized blocks.
+    """The number of pre-activations whose ReLU branch differs between ``z_plus`` and ``z_minus`` (same
+    shape): ``count(z+ > 0 xor z- > 0)`` as a 0-dim float64 tensor (exact), computed in cache-sized blocks.
 
-    Paper: Jin & Rinard 2020 (paper 003), Section 5.3 (the activation-pattern Hamming distance that eq. 14 relaxes).
+    Paper: Jin & Rinard 2020 (paper 003), Section 5.3 (the activation-pattern Hamming distance that eq. 14
+    relaxes).
     """
     if z_plus.shape != z_minus.shape:
         raise ValueError(
@@ -78,17 +83,19 @@ def _hamming_norms(
     disagreements: Tensor | None = None,
     products: tuple[Tensor, Tensor] | None = None,
 ) -> tuple[Tensor, Tensor | None, Tensor | None]:
-    """Per-row ``||tanh(alpha z+) - tanh(alpha z-)||_2`` of flattened (2-D), detached rows, and what the backward needs.
+    """Per-row ``||tanh(alpha z+) - tanh(alpha z-)||_2`` of flattened (2-D), detached rows, and what the
+    backward needs.
 
     Finite ``alpha`` uses the identity ``tanh(a) = 2 sigmoid(2a) - 1`` (the same mathematics as eq. 14; on CPU
     ``sigmoid`` costs a fraction of ``tanh`` and the identity also removes the affine map): with
-    ``s = sigmoid(2 alpha z)``, ``t+ - t- = 2 (s+ - s-)`` and ``dt/dz = 4 alpha s (1 - s)``. With ``for_backward``
-    it also returns ``a+ = (s+ - s-) s+ (1 - s+)`` and ``a- = (s+ - s-) s- (1 - s-)``, from which each gradient is one
-    multiplication by a per-row factor (see :func:`_hamming_grads`). ``alpha = inf`` uses ``sign`` (no gradient).
-    The rows go in blocks of about ``_HAMMING_BLOCK_BYTES`` through reused buffers (the same values, cache-friendly).
-    ``disagreements`` (a 0-dim float64 tensor): the number of ReLU pattern disagreements is added to it, counted on the
-    blocks while they are in cache (see :func:`_pattern_disagreements`). ``products``: buffers (shaped like ``zp``) to
-    write a+ and a- into, instead of new tensors.
+    ``s = sigmoid(2 alpha z)``, ``t+ - t- = 2 (s+ - s-)`` and ``dt/dz = 4 alpha s (1 - s)``. With
+    ``for_backward`` it also returns ``a+ = (s+ - s-) s+ (1 - s+)`` and ``a- = (s+ - s-) s- (1 - s-)``, from
+    which each gradient is one multiplication by a per-row factor (see :func:`_hamming_grads`).
+    ``alpha = inf`` uses ``sign`` (no gradient). The rows go in blocks of about ``_HAMMING_BLOCK_BYTES``
+    through reused buffers (the same values, cache-friendly). ``disagreements`` (a 0-dim float64 tensor): the
+    number of ReLU pattern disagreements is added to it, counted on the blocks while they are in cache (see
+    :func:`_pattern_disagreements`). ``products``: buffers (shaped like ``zp``) to write a+ and a-into,
+    instead of new tensors.
     """
     if math.isinf(alpha):
         if disagreements is not None:
@@ -129,12 +136,12 @@ def _hamming_grads(
     grad_m: Tensor,
 ) -> None:
     """Write the gradients of ``sum_i g_i * scale * ||tanh(alpha z+_i) - tanh(alpha z-_i)||_2`` into
-    ``grad_p``/``grad_m`` from the ``(norms, a+, a-)`` of :func:`_hamming_norms`, where ``g`` (``grad_output``, one
-    value per row) is the gradient of the loss with respect to each row's distance: with
+    ``grad_p``/``grad_m`` from the ``(norms, a+, a-)`` of :func:`_hamming_norms`, where ``g``
+    (``grad_output``, one value per row) is the gradient of the loss with respect to each row's distance: with
     ``c_i = g_i * scale * 8 alpha / norm_i``, ``grad_p = c a+`` and ``grad_m = -c a-``.
 
-    A zero norm (identical rows, or differences whose squares underflow) gets a zero gradient, as torch's own norm
-    backward does; clamping the norm instead would blow tiny differences up by 1/clamp.
+    A zero norm (identical rows, or differences whose squares underflow) gets a zero gradient, as torch's own
+    norm backward does; clamping the norm instead would blow tiny differences up by 1/clamp.
     """
     factor = torch.where(
         norms > 0, (grad_output * (scale * 8.0 * alpha)) / norms.masked_fill(norms == 0, 1.0), 0.0
@@ -152,9 +159,9 @@ class _FusedHammingLayerDistances(torch.autograd.Function):
     """One layer's per-sample Hamming distances read straight from the stacked pre-activations ``z`` (rows
     ``[..., x+, x-]``).
 
-    Same values as :func:`hamming_layer_distances` on the two slices, with a hand-written backward that writes the
-    gradient of the x+ and x- rows into one buffer (autograd on slices would zero-fill a full-size gradient per
-    slice and add them up, which costs as much as the term itself on CPU).
+    Same values as :func:`hamming_layer_distances` on the two slices, with a hand-written backward that writes
+    the gradient of the x+ and x-rows into one buffer (autograd on slices would zero-fill a full-size gradient
+    per slice and add them up, which costs as much as the term itself on CPU).
     """
 
     @staticmethod
@@ -190,9 +197,9 @@ class _FusedHammingLayerDistances(torch.autograd.Function):
 
 
 def fused_hamming_layer_distances(z: Tensor, *, batch: int, alpha: float = 8.0) -> Tensor:
-    """Per-sample Hamming distances ``(batch,)`` of one layer from stacked pre-activations whose last ``2 * batch``
-    rows are ``x+`` then ``x-``; equal to ``hamming_layer_distances([z[-2b:-b]], [z[-b:]], alpha=alpha)[:, 0]`` but
-    cheaper to differentiate.
+    """Per-sample Hamming distances ``(batch,)`` of one layer from stacked pre-activations whose last
+    ``2 * batch`` rows are ``x+`` then ``x-``; equal to ``hamming_layer_distances([z[-2b:-b]], [z[-b:]],
+    alpha=alpha)[:, 0]`` but cheaper to differentiate.
 
     Paper: Jin & Rinard 2020 (paper 003), eqs. 13-14 per layer as in Section 5.4 (an equivalent, faster form).
     """
@@ -207,16 +214,18 @@ def fused_hamming_layer_distances(z: Tensor, *, batch: int, alpha: float = 8.0) 
 
 
 class _Workspace:
-    """Buffers for the saved products a+ and a- of :class:`_FusedHammingPairDistances`, reused from one call to the next.
+    """Buffers for the saved products a+ and a-of :class:`_FusedHammingPairDistances`, reused from one call to
+    the next.
 
-    On CPU, new tensors of a layer's size are page-faulted in again at every training step (glibc hands memory of
-    that size back to the system when it is freed). Measured on ``cw_mnist``, batch 128, one thread: 17,000 minor page
-    faults and 42 ms of system time per manifold-regularization step without the workspace, none with it (plain
-    training: none). A buffer is handed out again only once the autograd node that saved it is gone (a weak
-    reference to its ``ctx``), so a graph that is still alive (``retain_graph``, a loss still referenced) never sees
-    its saved tensors overwritten. Buffers not taken in the last two calls are dropped at :meth:`begin`.
-    Used only by :class:`ManifoldRegularizer`, whose recorded pre-activations never leave it, so the gradients that
-    the backward writes into these buffers are consumed by autograd and never returned to a caller.
+    On CPU, new tensors of a layer's size are page-faulted in again at every training step (glibc hands memory
+    of that size back to the system when it is freed). Measured on ``cw_mnist``, batch 128, one thread: 17,000
+    minor page faults and 42 ms of system time per manifold-regularization step without the workspace, none
+    with it (plain training: none). A buffer is handed out again only once the autograd node that saved it is
+    gone (a weak reference to its ``ctx``), so a graph that is still alive (``retain_graph``, a loss still
+    referenced) never sees its saved tensors overwritten. Buffers not taken in the last two calls are dropped
+    at :meth:`begin`. Used only by :class:`ManifoldRegularizer`, whose recorded pre-activations never leave
+    it, so the gradients that the backward writes into these buffers are consumed by autograd and never
+    returned to a caller.
     """
 
     def __init__(self) -> None:
@@ -229,7 +238,8 @@ class _Workspace:
         self._entries = [e for e in self._entries if e[2] >= self._call - 2 or e[1]() is not None]
 
     def take(self, like: Tensor, owner: Any) -> Tensor:
-        """A free buffer with the shape, dtype and device of ``like`` (new if none), now owned by ``owner``."""
+        """A free buffer with the shape, dtype and device of ``like`` (new if none), now owned by
+        ``owner``."""
         for entry in self._entries:
             buffer, ref, _ = entry
             if (
@@ -249,20 +259,21 @@ class _Workspace:
 
 
 def _keeps_graph() -> bool:
-    """Whether the backward pass now running keeps its graph (``retain_graph=True``: the saved tensors may be read
-    again); ``True`` when this torch cannot say."""
+    """Whether the backward pass now running keeps its graph (``retain_graph=True``: the saved tensors may be
+    read again); ``True`` when this torch cannot say."""
     probe = getattr(torch._C._autograd, "_get_current_graph_task_keep_graph", None)
     return True if probe is None else bool(probe())
 
 
 class _FusedHammingPairDistances(torch.autograd.Function):
-    """One layer's per-sample Hamming distances from the pre-activations of two separate forward passes (x+ and x-),
-    with the hand-written backward of :class:`_FusedHammingLayerDistances` (one multiplication per gradient, no
-    slices).
+    """One layer's per-sample Hamming distances from the pre-activations of two separate forward passes (x+
+    and x-), with the hand-written backward of :class:`_FusedHammingLayerDistances` (one multiplication per
+    gradient, no slices).
 
-    Returns ``(distances, pattern disagreements)``; the count is not differentiable. When the backward pass does not keep
-    the graph, the saved products a+ and a- are scaled in place and returned as the gradients (they are not read
-    again), which saves allocating -- and on glibc page-faulting -- two more tensors of the layer's size per step.
+    Returns ``(distances, pattern disagreements)``; the count is not differentiable. When the backward pass
+    does not keep the graph, the saved products a+ and a-are scaled in place and returned as the gradients
+    (they are not read again), which saves allocating -- and on glibc page-faulting -- two more tensors of the
+    layer's size per step.
     """
 
     @staticmethod
@@ -300,14 +311,15 @@ class _FusedHammingPairDistances(torch.autograd.Function):
         return grad_p.view(ctx.shape), grad_m.view(ctx.shape), None, None
 
 
-#: The autograd nodes of a ReLU's output whose backward returns a fresh tensor (``threshold_backward``), which the
-#: gradient hook of :class:`_HammingThroughReLUNodes` may therefore add to in place.
+#: The autograd nodes of a ReLU's output whose backward returns a fresh tensor (``threshold_backward``), which
+#: the gradient hook of :class:`_HammingThroughReLUNodes` may therefore add to in place.
 _FRESH_GRADIENT_NODES = frozenset({"ReluBackward0", "ReluBackward1"})
 
 
 class _ReLUNodeGradient:
-    """What one side (x+ or x-) of one layer adds to the gradient of its ReLU's input: ``sign * factor_i * a_i`` per
-    row, once :class:`_HammingThroughReLUNodes` has computed ``factor`` in its backward."""
+    """What one side (x+ or x-) of one layer adds to the gradient of its ReLU's input:
+    ``sign * factor_i * a_i`` per row, once :class:`_HammingThroughReLUNodes` has computed ``factor`` in its
+    backward."""
 
     def __init__(self, products: Tensor, sign: float) -> None:
         self.products, self.sign = products, sign
@@ -338,15 +350,16 @@ class _ReLUNodeGradient:
 
 
 class _HammingThroughReLUNodes(torch.autograd.Function):
-    """One layer's per-sample Hamming distances from the pre-activations ``z+``/``z-`` of two separate passes, whose
-    gradient is added by a hook on each ReLU's own backward node instead of being returned.
+    """One layer's per-sample Hamming distances from the pre-activations ``z+``/``z-`` of two separate passes,
+    whose gradient is added by a hook on each ReLU's own backward node instead of being returned.
 
-    The values and gradients are those of :class:`_FusedHammingPairDistances`. The function's differentiable inputs are
-    the ReLU *outputs* ``r+``/``r-`` (for which it returns no gradient), so autograd runs its backward before the ReLUs'
-    backward; there it only computes the per-row factor ``c_i``, and the hook on each ReLU node adds ``c_i a_i`` into
-    the gradient ``threshold_backward`` has just created (one in-place ``addcmul_``). Returning the gradient for ``z``
-    instead makes autograd sum two layer-sized tensors out of place (it cannot reuse a saved buffer) after a separate
-    multiplication, and on CPU page-fault the new tensor in at every step (``bench/manifold_regularization.py``).
+    The values and gradients are those of :class:`_FusedHammingPairDistances`. The function's differentiable
+    inputs are the ReLU *outputs* ``r+``/``r-`` (for which it returns no gradient), so autograd runs its
+    backward before the ReLUs' backward; there it only computes the per-row factor ``c_i``, and the hook on
+    each ReLU node adds ``c_i a_i`` into the gradient ``threshold_backward`` has just created (one in-place
+    ``addcmul_``). Returning the gradient for ``z`` instead makes autograd sum two layer-sized tensors out of
+    place (it cannot reuse a saved buffer) after a separate multiplication, and on CPU page-fault the new
+    tensor in at every step (``bench/manifold_regularization.py``).
     """
 
     @staticmethod
@@ -410,12 +423,12 @@ def hamming_through_relu_nodes(
     workspace: _Workspace | None,
     reached: set[Any],
 ) -> tuple[Tensor, Tensor] | None:
-    """``_pair_distances_and_disagreements(z_plus, z_minus, alpha, workspace)`` with the gradient routed through the
-    ReLUs' backward nodes (see :class:`_HammingThroughReLUNodes`), or ``None`` where that does not apply and the
-    caller uses the general form: an infinite ``alpha``, no gradient needed, ``r+``/``r-`` not the plain ReLU outputs
-    of ``z+``/``z-``, or a ReLU node not in ``reached``. ``reached`` (see :func:`graph_nodes`) must hold only nodes
-    that the loss's gradient is sure to pass through (the caller's promise): a node that receives no gradient cannot
-    take one from a hook, and autograd then raises."""
+    """``_pair_distances_and_disagreements(z_plus, z_minus, alpha, workspace)`` with the gradient routed
+    through the ReLUs' backward nodes (see :class:`_HammingThroughReLUNodes`), or ``None`` where that does not
+    apply and the caller uses the general form: an infinite ``alpha``, no gradient needed, ``r+``/``r-`` not
+    the plain ReLU outputs of ``z+``/``z-``, or a ReLU node not in ``reached``. ``reached`` (see
+    :func:`graph_nodes`) must hold only nodes that the loss's gradient is sure to pass through (the caller's
+    promise): a node that receives no gradient cannot take one from a hook, and autograd then raises."""
     if math.isinf(alpha) or not _needs_grad(z_plus, z_minus):
         return None
     nodes = []
@@ -440,8 +453,8 @@ def hamming_through_relu_nodes(
 def _pair_distances_and_disagreements(
     z_plus: Tensor, z_minus: Tensor, alpha: float, workspace: _Workspace | None = None
 ) -> tuple[Tensor, Tensor]:
-    """``(fused_hamming_pair_distances(z_plus, z_minus), relu_pattern_disagreements(z_plus, z_minus))`` in one pass;
-    ``workspace``: where the saved products live (see :class:`_Workspace`)."""
+    """``(fused_hamming_pair_distances(z_plus, z_minus), relu_pattern_disagreements(z_plus, z_minus))`` in one
+    pass; ``workspace``: where the saved products live (see :class:`_Workspace`)."""
     _check_alpha(alpha)
     if z_plus.shape != z_minus.shape:
         raise ValueError(
@@ -461,9 +474,9 @@ def _pair_distances_and_disagreements(
 
 
 def fused_hamming_pair_distances(z_plus: Tensor, z_minus: Tensor, *, alpha: float = 8.0) -> Tensor:
-    """Per-sample Hamming distances ``(batch,)`` of one layer from the pre-activations of ``x+`` and ``x-`` taken in
-    two forward passes; equal to ``hamming_layer_distances([z_plus], [z_minus], alpha=alpha)[:, 0]`` but cheaper to
-    differentiate.
+    """Per-sample Hamming distances ``(batch,)`` of one layer from the pre-activations of ``x+`` and ``x-``
+    taken in two forward passes; equal to ``hamming_layer_distances([z_plus], [z_minus], alpha=alpha)[:, 0]``
+    but cheaper to differentiate.
 
     Paper: Jin & Rinard 2020 (paper 003), eqs. 13-14 per layer as in Section 5.4 (an equivalent, faster form
     for two separate passes).

@@ -23,6 +23,6 @@ def add_train_arguments(group: Any) -> None:
 def train_from_args(
     args: argparse.Namespace, data: dict[str, Any], device: torch.device, architecture: dict[str, Any]
 ) -> tuple[nn.Module, dict[str, Any]]:
-    """Train ``architecture`` with manifold regularization as the flags say; return ``(model, defence metadata)``
-    (:func:`~.defence.train_manifold_regularization` with the flags' config)."""
+    """Train ``architecture`` with manifold regularization as the flags say; return
+    ``(model, defence metadata)`` (:func:`~.defence.train_manifold_regularization` with the flags' config)."""
     return train_from_namespace(DEFENCE, args, data, device, architecture)

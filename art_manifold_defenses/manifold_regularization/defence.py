@@ -30,9 +30,9 @@ DEFENCE_NAME = "manifold-reg"
 
 @dataclass
 class ManifoldRegularizationConfig(TrainingConfig):
-    """The regularizers, their schedule and the optimizer (flags ``--mr-*``); defaults: Jin & Rinard 2020 (paper 003),
-    Appendix B. ``dataset`` and ``model`` are ``amd train``'s ``--dataset`` and ``--model``, read by
-    ``schedule="auto"`` (:func:`resolve_preset`)."""
+    """The regularizers, their schedule and the optimizer (flags ``--mr-*``); defaults: Jin & Rinard 2020
+    (paper 003), Appendix B. ``dataset`` and ``model`` are ``amd train``'s ``--dataset`` and ``--model``, read
+    by ``schedule="auto"`` (:func:`resolve_preset`)."""
 
     dataset: str = field(default="mnist-embedded", metadata={"shared": True, "help": "data set name"})
     model: str = field(default="cw_mnist", metadata={"shared": True, "help": "zoo architecture name"})
@@ -107,8 +107,8 @@ class ManifoldRegularizationConfig(TrainingConfig):
 
 
 def resolve_preset(schedule: str, dataset: str, model: str) -> str:
-    """``auto`` -> ``mnist`` for MNIST-like data (eps 0.3), else ``verification`` for ``wong_small`` (the paper's
-    CIFAR-10 verification CNN), else ``cifar10``.
+    """``auto`` -> ``mnist`` for MNIST-like data (eps 0.3), else ``verification`` for ``wong_small`` (the
+    paper's CIFAR-10 verification CNN), else ``cifar10``.
 
     Paper: Jin & Rinard 2020 (paper 003), Appendix B (the per-data-set recipes)."""
     if schedule != "auto":
@@ -163,8 +163,8 @@ def train_manifold_regularization(
     verbose: bool = True,
     checkpoint_dir: str | Path | None = None,
 ) -> tuple[nn.Module, dict[str, Any]]:
-    """Train ``base_model`` with manifold regularization as ``config`` says (:class:`ManifoldRegularizationTrainer`);
-    return ``(model in eval mode, checkpoint defence entry)``.
+    """Train ``base_model`` with manifold regularization as ``config`` says
+    (:class:`ManifoldRegularizationTrainer`); return ``(model in eval mode, checkpoint defence entry)``.
 
     Paper: Jin & Rinard 2020 (paper 003), eqs. 11-13 and Appendix B."""
     import torch

@@ -1,9 +1,9 @@
 """The manifold-regularization terms of Jin & Rinard (eq. 15) computed for a model and a batch:
-:class:`ManifoldRegularizer` draws the perturbed pair ``x+ = x + rho``, ``x- = x - rho`` (eq. 8), runs the forward
-passes while recording every ReLU's pre-activations, and applies the equations of :mod:`.regularizers` (eq. 11 or
-eq. 2, eqs. 13-14) to them. Machinery: one forward pass over ``[x, x+, x-]`` or three passes of the batch's size in
-one autograd graph (the same values where the model has no batch-statistics layer; cheaper on CPU), shared dropout
-masks, functional-ReLU detection, and the fast Hamming forms of :mod:`._fused`.
+:class:`ManifoldRegularizer` draws the perturbed pair ``x+ = x + rho``, ``x- = x - rho`` (eq. 8), runs the
+forward passes while recording every ReLU's pre-activations, and applies the equations of :mod:`.regularizers`
+(eq. 11 or eq. 2, eqs. 13-14) to them. Machinery: one forward pass over ``[x, x+, x-]`` or three passes of the
+batch's size in one autograd graph (the same values where the model has no batch-statistics layer; cheaper on
+CPU), shared dropout masks, functional-ReLU detection, and the fast Hamming forms of :mod:`._fused`.
 """
 
 from __future__ import annotations
@@ -43,7 +43,8 @@ from .relu_hooks import ReLURecorder
 
 __all__ = ["ManifoldRegularizer", "RegularizerOutput"]
 
-#: One recorded layer: ``(name, stacked z or None, z+, z-, r+ or None, r- or None)`` (``r``: the ReLU's output).
+#: One recorded layer: ``(name, stacked z or None, z+, z-, r+ or None, r-or None)`` (``r``: the ReLU's
+#: output).
 _Layer = tuple[str, Tensor | None, Tensor, Tensor, Any, Any]
 
 
@@ -55,19 +56,21 @@ class RegularizerOutput:
     a result container.
 
     Attributes:
-        logits: the model's logits on the clean batch (``None`` with ``include_clean=False``); use them for the loss.
+        logits: the model's logits on the clean batch (``None`` with ``include_clean=False``); use them for
+            the loss.
         intrinsic: the intrinsic term (sparse or dense; a zero tensor when not requested).
         hamming: the Hamming term (a zero tensor when not requested): eq. 13, squared per sample, or unsquared
             (``hamming_form``).
-        layer_hamming: per layer, the batch mean of the normalised per-sample distances, shape ``(layers,)`` (empty
-            when not requested); their mean over layers is the mean unsquared distance (a diagnostic).
+        layer_hamming: per layer, the batch mean of the normalised per-sample distances, shape ``(layers,)``
+            (empty when not requested); their mean over layers is the mean unsquared distance (a diagnostic).
         layer_names: the recorded ReLU layers, in call order.
-        pattern_agreement: per layer, the fraction of ReLUs whose activation pattern (``z > 0``) is the same for
-            ``x+`` and ``x-`` (detached floats).
+        pattern_agreement: per layer, the fraction of ReLUs whose activation pattern (``z > 0``) is the same
+            for ``x+`` and ``x-`` (detached floats).
         layer_sizes: ReLU inputs per sample in each layer.
         functional_relus: functional ReLU calls the hooks could not see (0 when detection is off).
         x_plus, x_minus: the perturbed inputs.
-        clean_loss: with ``clean_backward``, the (already back-propagated, detached) clean loss; else ``None``.
+        clean_loss: with ``clean_backward``, the (already back-propagated, detached) clean loss; else
+            ``None``.
     """
 
     logits: Tensor | None
@@ -84,45 +87,46 @@ class RegularizerOutput:
 
 
 class ManifoldRegularizer:
-    """Sparse manifold regularizers of a network on a batch (Jin & Rinard, "Manifold Regularization for Locally
-    Stable Deep Neural Networks", ICLR 2021 submission, https://openreview.net/forum?id=bhKQ7P7gyLA;
+    """Sparse manifold regularizers of a network on a batch (Jin & Rinard, "Manifold Regularization for
+    Locally Stable Deep Neural Networks", ICLR 2021 submission, https://openreview.net/forum?id=bhKQ7P7gyLA;
     arXiv:2003.04286).
 
-    For each input ``x`` a random maximal perturbation ``rho`` (a vertex of the l-inf eps-ball, or a point of the l2
-    eps-sphere) gives ``x+ = x + rho`` and ``x- = x - rho`` (section 5.4), clipped to ``clip_values``. One forward pass
-    over ``[x, x+, x-]`` then gives
+    For each input ``x`` a random maximal perturbation ``rho`` (a vertex of the l-inf eps-ball, or a point of
+    the l2 eps-sphere) gives ``x+ = x + rho`` and ``x- = x - rho`` (section 5.4), clipped to ``clip_values``.
+    One forward pass over ``[x, x+, x-]`` then gives
 
-    * the sparse intrinsic term ``intrinsic_scale * mean ||f(x+) - f(x-)||^2`` on the logits (eq. 11, whose constant
-      ``1 / (c^2 N)`` with ``c = 2`` gives ``intrinsic_scale = 0.5``), or the dense heat-kernel Laplacian over all
-      ``x+``/``x-`` of the batch (eq. 2, ``intrinsic="dense"``, scale ``dense_scale``; ``intrinsic_scale`` does not
-      apply to it);
-    * the Hamming term (eq. 13): ``|tanh(alpha z+) - tanh(alpha z-)|`` (eq. 14) on the input of every ``nn.ReLU``,
-      l2 norm per layer divided by twice the layer size, averaged over the layers (section 5.4): that is the
-      per-sample distance ``d_H(x+, x-)``, which eq. 13 squares (``hamming_form="squared"``); mean over the batch.
-      ``hamming_form="unsquared"`` (``mean d_H``, the reading of earlier versions) is ``1 / d_H`` times stronger: at
-      initialisation about 3,500x on ``cw_mnist`` (``d_H`` about 3e-4) and 1,200x on ``cw_mnist_paper``; with the
-      paper's weights it made training collapse to a constant network.
+    * the sparse intrinsic term ``intrinsic_scale * mean ||f(x+) - f(x-)||^2`` on the logits (eq. 11, whose
+      constant ``1 / (c^2 N)`` with ``c = 2`` gives ``intrinsic_scale = 0.5``), or the dense heat-kernel
+      Laplacian over all ``x+``/``x-`` of the batch (eq. 2, ``intrinsic="dense"``, scale ``dense_scale``;
+      ``intrinsic_scale`` does not apply to it);
+    * the Hamming term (eq. 13): ``|tanh(alpha z+) - tanh(alpha z-)|`` (eq. 14) on the input of every
+      ``nn.ReLU``, l2 norm per layer divided by twice the layer size, averaged over the layers (section 5.4):
+      that is the per-sample distance ``d_H(x+, x-)``, which eq. 13 squares (``hamming_form="squared"``); mean
+      over the batch. ``hamming_form="unsquared"`` (``mean d_H``, the reading of earlier versions) is
+      ``1 / d_H`` times stronger: at initialisation about 3,500x on ``cw_mnist`` (``d_H`` about 3e-4) and
+      1,200x on ``cw_mnist_paper``; with the paper's weights it made training collapse to a constant network.
 
-    Batching (``batching``, an implementation choice that changes no value where the model has no batch-statistics
-    layer): ``"concatenated"`` runs one forward pass over the ``3N`` rows ``[x, x+, x-]``; ``"separate"`` runs three
-    forward passes of ``N`` rows in one autograd graph (one backward; with ``shared_dropout`` the dropout masks drawn
-    in the first pass are replayed in the other two). On CPU the separate passes are
-    faster: large ``3N``-row activations (``cw_mnist`` at batch 128: 38 MB per conv layer) exceed glibc's 32 MiB
-    ``mmap`` threshold, so every step pays fresh page faults for them (measured with
+    Batching (``batching``, an implementation choice that changes no value where the model has no
+    batch-statistics layer): ``"concatenated"`` runs one forward pass over the ``3N`` rows ``[x, x+, x-]``;
+    ``"separate"`` runs three forward passes of ``N`` rows in one autograd graph (one backward; with
+    ``shared_dropout`` the dropout masks drawn in the first pass are replayed in the other two). On CPU the
+    separate passes are faster: large ``3N``-row activations (``cw_mnist`` at batch 128: 38 MB per conv layer)
+    exceed glibc's 32 MiB ``mmap`` threshold, so every step pays fresh page faults for them (measured with
     ``bench/manifold_regularization.py``; the clean pass also skips the hooks). ``"auto"`` picks
-    ``"separate"`` for a batch on CPU and a model without a BatchNorm layer that uses batch statistics (training
-    mode, or no running statistics), and ``"concatenated"`` otherwise (GPUs, BatchNorm models: there the
-    statistics are those of the concatenated batch, as documented).
+    ``"separate"`` for a batch on CPU and a model without a BatchNorm layer that uses batch statistics
+    (training mode, or no running statistics), and ``"concatenated"`` otherwise (GPUs, BatchNorm models: there
+    the statistics are those of the concatenated batch, as documented).
 
-    Known limitations: only ReLUs that are ``nn.ReLU`` modules (or ``activation_types``) are seen; functional ReLUs
-    are detected and, by default, refused. With BatchNorm in training mode the statistics are those of the
-    concatenated batch. ``"auto"`` recognises torch's BatchNorm layers only: a custom layer that mixes rows of a
-    batch needs ``batching="concatenated"`` to keep that behaviour. Dropout masks are shared across the three copies
-    (``shared_dropout=True``, a choice of this package: the paper does not discuss dropout) so that the terms do not
-    measure dropout noise.
+    Known limitations: only ReLUs that are ``nn.ReLU`` modules (or ``activation_types``) are seen; functional
+    ReLUs are detected and, by default, refused. With BatchNorm in training mode the statistics are those of
+    the concatenated batch. ``"auto"`` recognises torch's BatchNorm layers only: a custom layer that mixes
+    rows of a batch needs ``batching="concatenated"`` to keep that behaviour. Dropout masks are shared across
+    the three copies (``shared_dropout=True``, a choice of this package: the paper does not discuss dropout)
+    so that the terms do not measure dropout noise.
 
     Args:
-        eps: radius of the resampled neighbourhood (paper: 8/255 on CIFAR-10, 0.3 on MNIST, ramped up in training).
+        eps: radius of the resampled neighbourhood (paper: 8/255 on CIFAR-10, 0.3 on MNIST, ramped up in
+            training).
         norm: ``"linf"`` (paper) or ``"l2"``.
         alpha: tanh sharpness of the Hamming relaxation (paper: 8); ``float('inf')`` for the exact distance.
         intrinsic: ``"sparse"`` (paper), ``"dense"`` (ablation) or ``None`` (no intrinsic term).
@@ -134,8 +138,8 @@ class ManifoldRegularizer:
         functional_relus: ``"raise"`` | ``"warn"`` | ``"ignore"`` when the model applies ReLUs as functions.
         shared_dropout: one dropout mask for ``x``, ``x+`` and ``x-``.
         activation_types: module types whose inputs are the Hamming pre-activations.
-        batching: ``"concatenated"`` (default: one pass) | ``"separate"`` | ``"auto"`` (see above; the trainer uses
-            ``"auto"``).
+        batching: ``"concatenated"`` (default: one pass) | ``"separate"`` | ``"auto"`` (see above; the trainer
+            uses ``"auto"``).
         device: device the batch is moved to (default: the batch's own device).
     """
 
@@ -256,7 +260,8 @@ class ManifoldRegularizer:
             resolve_device(self.device)
 
     def resolve_batching(self, model: nn.Module, device: torch.device) -> str:
-        """``"concatenated"`` or ``"separate"``: the mode a call with ``model`` and a batch on ``device`` uses."""
+        """``"concatenated"`` or ``"separate"``: the mode a call with ``model`` and a batch on ``device``
+        uses."""
         if self.batching != "auto":
             return self.batching
         if device.type != "cpu" or uses_batch_statistics(model):
@@ -303,20 +308,21 @@ class ManifoldRegularizer:
             generator: ``torch.Generator`` on the batch's device for the draw of ``rho``.
             perturbation: an explicit ``rho`` (shape of ``x``) instead of a random draw.
             include_clean: also pass ``x`` itself (its logits are returned for the classification loss).
-            clean_backward: separate passes only: a function of the clean logits returning a scalar loss (e.g. the
-                cross-entropy), back-propagated at once (gradients accumulate in the parameters' ``.grad``) so that
-                the clean pass's graph is freed before the passes over ``x+`` and ``x-`` run: the same gradients as
-                back-propagating the sum, with a third less peak memory. The returned logits are then detached and
-                ``clean_loss`` holds the loss.
-            outputs_in_loss: the caller promises that the loss it back-propagates depends on ``f(x+)`` and ``f(x-)``
-                (as eq. 15's intrinsic term does, even with weight 0). With separate passes the Hamming gradient is
-                then added inside each ReLU's own backward instead of being summed with it afterwards (the same
-                gradient; on CPU it saves a layer-sized allocation and two passes over it per layer). A ReLU whose
-                output does not reach ``f`` still takes the general path.
+            clean_backward: separate passes only: a function of the clean logits returning a scalar loss (e.g.
+                the cross-entropy), back-propagated at once (gradients accumulate in the parameters'
+                ``.grad``) so that the clean pass's graph is freed before the passes over ``x+`` and ``x-``
+                run: the same gradients as back-propagating the sum, with a third less peak memory. The
+                returned logits are then detached and ``clean_loss`` holds the loss.
+            outputs_in_loss: the caller promises that the loss it back-propagates depends on ``f(x+)`` and
+                ``f(x-)`` (as eq. 15's intrinsic term does, even with weight 0). With separate passes the
+                Hamming gradient is then added inside each ReLU's own backward instead of being summed with it
+                afterwards (the same gradient; on CPU it saves a layer-sized allocation and two passes over it
+                per layer). A ReLU whose output does not reach ``f`` still takes the general path.
 
         Raises:
             ValueError: bad batch, a model without ReLU modules when ``hamming=True``, functional ReLUs with
-                ``functional_relus="raise"``, or ``clean_backward`` without separate passes and ``include_clean``.
+                ``functional_relus="raise"``, or ``clean_backward`` without separate passes and
+                ``include_clean``.
         """
         x = self._check_batch(x)
         self._workspace.begin()
@@ -398,8 +404,9 @@ class ManifoldRegularizer:
     def _hamming(
         self, layers: list[_Layer], batch: int, workspace: _Workspace | None, reached: set[Any]
     ) -> tuple[Tensor, Tensor, list[str], list[int], list[float]]:
-        """The Hamming term of eqs. 13-14 over the recorded layers (zero with ``hamming=False``), each layer's mean
-        distance, the layers' names and sizes, and the share of ReLUs taking the same branch for x+ and x- per layer.
+        """The Hamming term of eqs. 13-14 over the recorded layers (zero with ``hamming=False``), each layer's
+        mean distance, the layers' names and sizes, and the share of ReLUs taking the same branch for x+ and
+        x-per layer.
         """
         names, columns, disagree, sizes = [], [], [], []
         for name, stacked, z_plus, z_minus, r_plus, r_minus in layers:
@@ -443,7 +450,8 @@ class ManifoldRegularizer:
         x_minus: Tensor,
         include_clean: bool,
     ) -> tuple[Tensor | None, Tensor, Tensor, list[_Layer]]:
-        """One forward pass over ``[x, x+, x-]``; layers as ``(name, stacked z, z+ rows, z- rows, None, None)``."""
+        """One forward pass over ``[x, x+, x-]``; layers as ``(name, stacked z, z+ rows, z-rows, None,
+        None)``."""
         parts = [x, x_plus, x_minus] if include_clean else [x_plus, x_minus]
         batch = x.shape[0]
         with recorder:
@@ -468,9 +476,9 @@ class ManifoldRegularizer:
         include_clean: bool,
         clean_backward: Callable[[Tensor], Tensor] | None,
     ) -> tuple[Tensor | None, Tensor | None, Tensor, Tensor, list[_Layer]]:
-        """Forward passes over ``x`` (unrecorded; back-propagated at once with ``clean_backward``), ``x+`` and ``x-``
-        in one graph; returns ``(logits, clean loss, f+, f-, layers)`` with layers as ``(name, None, z+, z-, r+, r-)``
-        (``r``: the ReLU's output)."""
+        """Forward passes over ``x`` (unrecorded; back-propagated at once with ``clean_backward``), ``x+`` and
+        ``x-`` in one graph; returns ``(logits, clean loss, f+, f-, layers)`` with layers as
+        ``(name, None, z+, z-, r+, r-)`` (``r``: the ReLU's output)."""
         logits, clean_loss = None, None
         with recorder:
             if include_clean:

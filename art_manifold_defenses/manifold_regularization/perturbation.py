@@ -32,14 +32,16 @@ def sample_maximal_perturbation(
     Paper: Jin & Rinard 2020 (paper 003), Section 5.4 (a random maximal perturbation ``rho`` in ``{+-eps}^d``)
     and the resampling of Section 5.1 / Proposition 5.1.
 
-    ``norm="linf"``: ``rho = eps * s`` with ``s`` uniform on ``{-1, +1}^d`` (a random vertex of the l-inf ball; the
-    paper's choice). ``norm="l2"``: ``rho = eps * g / ||g||_2`` with ``g`` standard normal (uniform on the l2 sphere).
+    ``norm="linf"``: ``rho = eps * s`` with ``s`` uniform on ``{-1, +1}^d`` (a random vertex of the l-inf
+    ball; the paper's choice). ``norm="l2"``: ``rho = eps * g / ||g||_2`` with ``g`` standard normal (uniform
+    on the l2 sphere).
 
     Args:
         x: a batch (N, ...) whose shape, dtype and device ``rho`` takes.
         eps: the radius (>= 0).
         norm: ``"linf"`` or ``"l2"``.
-        generator: a ``torch.Generator`` on ``x.device`` for reproducible draws (default: the global generator).
+        generator: a ``torch.Generator`` on ``x.device`` for reproducible draws (default: the global
+            generator).
     """
     _check_eps_norm(eps, norm)
     if not isinstance(x, Tensor):
@@ -62,8 +64,9 @@ def perturbed_pair(
     Paper: Jin & Rinard 2020 (paper 003), Section 5.4 (the pair ``x+ = x + rho``, ``x- = x - rho``; no
     numbered equation).
 
-    The paper does not clip; its reference CIFAR-10 model clamps its input to [0, 1] internally, which clipping here
-    mirrors for every model. Clipping makes the pair asymmetric near the boundary of the pixel range.
+    The paper does not clip; its reference CIFAR-10 model clamps its input to [0, 1] internally, which
+    clipping here mirrors for every model. Clipping makes the pair asymmetric near the boundary of the pixel
+    range.
     """
     if rho.shape != x.shape:
         raise ValueError(f"rho must have the shape of x {tuple(x.shape)}, got {tuple(rho.shape)}")

@@ -1,15 +1,16 @@
 """Capturing the pre-activations of every ReLU with forward hooks, for the Hamming regularizer.
 
-The Hamming regularizer needs the input of every ReLU (the paper's pre-activations ``z_i``, eq. 4). Any model built
-from ``nn.ReLU`` modules works unchanged: :class:`ReLURecorder` registers a pre-forward hook on each of them for the
-duration of a ``with`` block and removes every hook on exit, also when the forward pass raises.
+The Hamming regularizer needs the input of every ReLU (the paper's pre-activations ``z_i``, eq. 4). Any model
+built from ``nn.ReLU`` modules works unchanged: :class:`ReLURecorder` registers a pre-forward hook on each of
+them for the duration of a ``with`` block and removes every hook on exit, also when the forward pass raises.
 
-A ReLU applied as a function (``torch.relu``, ``F.relu``, ``Tensor.relu`` and their in-place forms) has no module to
-hook. The recorder counts such calls during the same forward pass with a ``TorchFunctionMode`` (calls issued *by* a
-hooked ``nn.ReLU`` module are not counted), so a caller can say clearly that part of the network is invisible. ReLUs
-written as ``clamp(min=0)`` / ``clamp_min(0)`` / ``clip(min=0)`` (lower bound 0, no upper bound), ``torch.maximum``
-or ``torch.max`` of a tensor and a zero (scalar or all-zero tensor) and ``F.threshold(x, 0, 0)`` are counted the same
-way (:func:`is_relu_call`). Known limitation: ``torch.where(x > 0, x, 0)`` and ``x * (x > 0)`` are not detected.
+A ReLU applied as a function (``torch.relu``, ``F.relu``, ``Tensor.relu`` and their in-place forms) has no
+module to hook. The recorder counts such calls during the same forward pass with a ``TorchFunctionMode``
+(calls issued *by* a hooked ``nn.ReLU`` module are not counted), so a caller can say clearly that part of the
+network is invisible. ReLUs written as ``clamp(min=0)`` / ``clamp_min(0)`` / ``clip(min=0)`` (lower bound 0,
+no upper bound), ``torch.maximum`` or ``torch.max`` of a tensor and a zero (scalar or all-zero tensor) and
+``F.threshold(x, 0, 0)`` are counted the same way (:func:`is_relu_call`). Known limitation:
+``torch.where(x > 0, x, 0)`` and ``x * (x > 0)`` are not detected.
 """
 
 from __future__ import annotations
@@ -62,19 +63,20 @@ class ReLURecorder:
     Paper: Jin & Rinard 2020 (paper 003), eqs. 4-5 (the pre-activations ``z_i`` that the Hamming regularizer
     of eqs. 13-14 compares).
 
-    After the block, ``records`` holds ``(layer name, pre-activation tensor)`` in call order (a module called twice
-    gives two layers, the second named ``"name#2"``), still attached to the autograd graph, and ``outputs`` the
-    matching ReLU outputs (the Hamming regularizer hooks its gradient onto their autograd nodes). ``functional_calls``
-    holds the number of functional ReLU calls made outside hooked modules (``detect_functional=True``).
+    After the block, ``records`` holds ``(layer name, pre-activation tensor)`` in call order (a module called
+    twice gives two layers, the second named ``"name#2"``), still attached to the autograd graph, and
+    ``outputs`` the matching ReLU outputs (the Hamming regularizer hooks its gradient onto their autograd
+    nodes). ``functional_calls`` holds the number of functional ReLU calls made outside hooked modules
+    (``detect_functional=True``).
 
-    With ``shared_dropout_chunks=k`` the batch is taken to be ``k`` stacked copies of one batch (x, x+, x-) and every
-    active ``nn.Dropout``/``nn.DropoutNd`` module applies the same mask to the ``k`` copies, so the regularizers
-    compare the same sub-network on each copy instead of measuring dropout noise.
+    With ``shared_dropout_chunks=k`` the batch is taken to be ``k`` stacked copies of one batch (x, x+, x-)
+    and every active ``nn.Dropout``/``nn.DropoutNd`` module applies the same mask to the ``k`` copies, so the
+    regularizers compare the same sub-network on each copy instead of measuring dropout noise.
 
     With ``shared_dropout_passes=True`` the copies go through the model in separate forward passes inside one
-    ``with`` block, separated by :meth:`next_pass`: the masks drawn in the first pass (one per dropout call, in call
-    order) are replayed in the later passes. ``records`` and ``functional_calls`` always describe the current pass;
-    set ``recording = False`` for a pass whose pre-activations are not needed.
+    ``with`` block, separated by :meth:`next_pass`: the masks drawn in the first pass (one per dropout call,
+    in call order) are replayed in the later passes. ``records`` and ``functional_calls`` always describe the
+    current pass; set ``recording = False`` for a pass whose pre-activations are not needed.
 
     Args:
         model: the network.
@@ -112,7 +114,8 @@ class ReLURecorder:
         self.shared_dropout_passes = shared_dropout_passes
         self.recording = True
         self.records: list[tuple[str, Tensor]] = []
-        #: the output of each recorded call, in the order of ``records`` (what :mod:`._fused` hooks its gradient to)
+        #: the output of each recorded call, in the order of ``records`` (what :mod:`._fused` hooks its
+        #: gradient to)
         self.outputs: list[Any] = []
         self.functional_calls = 0
         self._handles: list[RemovableHandle] = []
@@ -123,7 +126,8 @@ class ReLURecorder:
         self._masks: list[Tensor] = []
         self._mask_index = 0
 
-    # -- hooks ------------------------------------------------------------------------------------------------
+    # -- hooks
+    # ------------------------------------------------------------------------------------------------
     def _pre_hook(self, name: str) -> Any:
         def hook(module: nn.Module, inputs: tuple[Any, ...]) -> None:
             self._depth += 1
@@ -177,12 +181,13 @@ class ReLURecorder:
         return x * (mask if chunks == 1 else mask.repeat(chunks, *([1] * (mask.ndim - 1))))
 
     def next_pass(self) -> None:
-        """Start a new forward pass inside the block: fresh ``records``, call counts and ``functional_calls``; the
-        dropout masks of the first pass are replayed (``shared_dropout_passes=True``)."""
+        """Start a new forward pass inside the block: fresh ``records``, call counts and ``functional_calls``;
+        the dropout masks of the first pass are replayed (``shared_dropout_passes=True``)."""
         self.records, self.outputs, self.functional_calls, self._calls, self._depth = [], [], 0, {}, 0
         self._mask_index = 0
 
-    # -- context manager ----------------------------------------------------------------------------------------
+    # -- context manager
+    # ----------------------------------------------------------------------------------------
     def __enter__(self) -> ReLURecorder:
         self.next_pass()
         self._masks = []

@@ -1,9 +1,9 @@
 """Training schedules of Jin & Rinard (appendix B), as functions of the (fractional) epoch.
 
-Every quantity that the paper ramps -- the learning rate, the radius eps, and the weights gamma_I and gamma_H -- is
-a :class:`PiecewiseLinear` function of training progress. :func:`paper_schedule` builds the paper's recipes for a
-100-epoch run and stretches their breakpoints to any other number of epochs, so a short run keeps the same shape.
-Any callable ``progress -> value`` (or a constant) can replace any of them.
+Every quantity that the paper ramps -- the learning rate, the radius eps, and the weights gamma_I and gamma_H
+-- is a :class:`PiecewiseLinear` function of training progress. :func:`paper_schedule` builds the paper's
+recipes for a 100-epoch run and stretches their breakpoints to any other number of epochs, so a short run
+keeps the same shape. Any callable ``progress -> value`` (or a constant) can replace any of them.
 """
 
 from __future__ import annotations
@@ -113,12 +113,13 @@ class ManifoldRegularizationSchedule:
         self.gamma_intrinsic: ScheduleValue = _required(gamma_intrinsic, "gamma_intrinsic")
         self.gamma_hamming: ScheduleValue = _required(gamma_hamming, "gamma_hamming")
         self.learning_rate: ScheduleValue | None = _as_schedule(learning_rate, "learning_rate")
-        #: the :func:`paper_schedule` preset this schedule was built from (``None``: built by hand); it picks the
-        #: default momentum (:func:`preset_momentum`)
+        #: the :func:`paper_schedule` preset this schedule was built from (``None``: built by hand); it picks
+        #: the default momentum (:func:`preset_momentum`)
         self.preset: str | None = None
 
     def at(self, progress: float) -> dict[str, float]:
-        """All values at ``progress``: keys ``epsilon``, ``gamma_intrinsic``, ``gamma_hamming`` (and ``lr``)."""
+        """All values at ``progress``: keys ``epsilon``, ``gamma_intrinsic``, ``gamma_hamming`` (and
+        ``lr``)."""
         values = {
             "epsilon": float(self.epsilon(progress)),
             "gamma_intrinsic": float(self.gamma_intrinsic(progress)),
@@ -153,12 +154,12 @@ PRESETS: dict[str, tuple[float, float, float]] = {
     "mnist": (0.3, 0.8, 2400.0),  # C&W MNIST net: "same schedules ... except that eps scales to 0.3"
 }
 
-#: SGD momentum of each preset's default optimizer. The paper says "SGD" and follows Maini et al.'s learning rate
-#: (peak 0.1) without naming a momentum. CIFAR-10 presets: Maini et al.'s 0.9. MNIST: 0 -- with 0.9, C&W's net
-#: (no batch normalisation) diverged at the schedule's peak (measured: quick reproduction, epoch 4 of 10, the
-#: gradient norm went 67 -> 1,109 -> 4.3e6 in three steps and the loss became non-finite; resumed from the same
-#: epoch-3 state with momentum 0 it trained on, 97.5% training accuracy after epoch 5). Peak 0.1 without momentum
-#: is also the effective step of C&W's own recipe for this net (SGD 0.01, momentum 0.9).
+#: SGD momentum of each preset's default optimizer. The paper says "SGD" and follows Maini et al.'s learning
+#: rate (peak 0.1) without naming a momentum. CIFAR-10 presets: Maini et al.'s 0.9. MNIST: 0 -- with 0.9,
+#: C&W's net (no batch normalisation) diverged at the schedule's peak (measured: quick reproduction, epoch 4
+#: of 10, the gradient norm went 67 -> 1,109 -> 4.3e6 in three steps and the loss became non-finite; resumed
+#: from the same epoch-3 state with momentum 0 it trained on, 97.5% training accuracy after epoch 5). Peak 0.1
+#: without momentum is also the effective step of C&W's own recipe for this net (SGD 0.01, momentum 0.9).
 PRESET_MOMENTUM: dict[str, float] = {"cifar10": 0.9, "verification": 0.9, "mnist": 0.0}
 
 #: momentum for a schedule that names no preset (a hand-built :class:`ManifoldRegularizationSchedule`)
@@ -166,10 +167,11 @@ DEFAULT_MOMENTUM = 0.9
 
 
 def preset_momentum(schedule: Any) -> float:
-    """The default SGD momentum for ``schedule``: a preset name or a schedule built by :func:`paper_schedule` gets
-    :data:`PRESET_MOMENTUM` of its preset, anything else :data:`DEFAULT_MOMENTUM`.
+    """The default SGD momentum for ``schedule``: a preset name or a schedule built by :func:`paper_schedule`
+    gets :data:`PRESET_MOMENTUM` of its preset, anything else :data:`DEFAULT_MOMENTUM`.
 
-    Paper: Jin & Rinard 2020 (paper 003), Appendix B names SGD and Maini et al.'s learning rate but no momentum.
+    Paper: Jin & Rinard 2020 (paper 003), Appendix B names SGD and Maini et al.'s learning rate but no
+    momentum.
     """
     preset = schedule if isinstance(schedule, str) else getattr(schedule, "preset", None)
     return PRESET_MOMENTUM.get(preset, DEFAULT_MOMENTUM) if isinstance(preset, str) else DEFAULT_MOMENTUM
@@ -192,11 +194,12 @@ def paper_schedule(
     * learning rate (Maini et al. 2019): 0 -> ``lr_peak`` (epochs 0-40) -> 0.005 (80) -> 0 (100);
     * eps: ``eps/4`` until epoch 10, linear to ``eps`` at epoch 35 (CIFAR-10: 2/255 -> 8/255; MNIST: the same
       shape scaled to 0.3, i.e. 0.075 -> 0.3), then fixed;
-    * gamma_I and gamma_H: their start value until epoch 20, linear up to ``ramp_factor`` (10) times it at epoch 80.
+    * gamma_I and gamma_H: their start value until epoch 20, linear up to ``ramp_factor`` (10) times it at
+      epoch 80.
 
     Args:
-        preset: ``"cifar10"`` (PreActResNet18: gamma_I 0.8, gamma_H 2400), ``"verification"`` (small CNN: 0.4, 9000)
-            or ``"mnist"`` (eps 0.3; gamma as CIFAR-10).
+        preset: ``"cifar10"`` (PreActResNet18: gamma_I 0.8, gamma_H 2400), ``"verification"`` (small CNN: 0.4,
+            9000) or ``"mnist"`` (eps 0.3; gamma as CIFAR-10).
         epochs: length of the run (the breakpoints are scaled by ``epochs / 100``).
         epsilon, gamma_intrinsic, gamma_hamming: override the preset's final eps and the start weights.
     """

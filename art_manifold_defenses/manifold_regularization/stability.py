@@ -1,9 +1,9 @@
 """Empirical ReLU stability: how often the activation pattern is the same at ``x+`` and ``x-``.
 
-This is the quantity the Hamming regularizer pushes up (its ``alpha -> inf`` limit counts the disagreements). It is
-an *empirical* measure over random vertices of the eps-ball; a ReLU that agrees on every sampled pair may still flip
-somewhere in the ball. The sound counterpart (sign constant over the whole ball by interval bounds) belongs to the
-exact-verification code.
+This is the quantity the Hamming regularizer pushes up (its ``alpha -> inf`` limit counts the disagreements).
+It is an *empirical* measure over random vertices of the eps-ball; a ReLU that agrees on every sampled pair
+may still flip somewhere in the ball. The sound counterpart (sign constant over the whole ball by interval
+bounds) belongs to the exact-verification code.
 """
 
 from __future__ import annotations
@@ -43,15 +43,16 @@ def relu_stability(
     Paper: Jin & Rinard 2020 (paper 003), Section 5.3 (agreement of the activation patterns ``f_H`` whose
     Hamming distance eqs. 12-13 regularize), measured rather than trained.
 
-    ``rho`` is a random maximal perturbation (a vertex of the l-inf eps-ball, or a point of the l2 eps-sphere), drawn
-    ``samples`` times per input. The model runs in eval mode.
+    ``rho`` is a random maximal perturbation (a vertex of the l-inf eps-ball, or a point of the l2
+    eps-sphere), drawn ``samples`` times per input. The model runs in eval mode.
 
     Returns:
-        ``{"eps", "norm", "samples", "num_inputs", "functional_relus", "overall", "overall_unanimous", "layers"}``
-        where ``layers`` is a list of ``{"name", "units", "agreement", "unanimous"}``: ``agreement`` is the fraction
-        of (input, ReLU, draw) triples whose two patterns agree, ``unanimous`` the fraction of (input, ReLU) pairs
-        that agree in every draw; ``overall*`` weight the layers by their number of ReLUs. ``functional_relus``
-        counts functional ReLU calls per forward pass that this measure cannot see.
+        ``{"eps", "norm", "samples", "num_inputs", "functional_relus", "overall", "overall_unanimous",
+        "layers"}`` where ``layers`` is a list of ``{"name", "units", "agreement", "unanimous"}``:
+        ``agreement`` is the fraction of (input, ReLU, draw) triples whose two patterns agree, ``unanimous``
+        the fraction of (input, ReLU) pairs that agree in every draw; ``overall*`` weight the layers by their
+        number of ReLUs. ``functional_relus`` counts functional ReLU calls per forward pass that this measure
+        cannot see.
 
     Raises:
         ValueError: bad ``x``/``eps``/``samples``/``batch_size``, or a model without ReLU modules.

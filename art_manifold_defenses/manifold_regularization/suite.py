@@ -1,8 +1,9 @@
 """The attack suite of paper 003 (``paper-manifold-reg``): PGD-20 with 10 restarts (step 2.5 eps / 20, the
-robustness library's setting used by Jin & Rinard), l-inf and l2, the robustness curves of Figure 2, and AutoAttack
-``standard`` (the paper used AutoAttack+ "full"; ``standard`` is the harness's fixed-budget AutoAttack). Every budget
-of the curves also gets ART APGD-DLR (100 steps; the headline too when AutoAttack is off): a cross-entropy PGD alone
-gives an upper bound that a margin loss can lower (Croce & Hein 2020), so each point of the curve has both losses.
+robustness library's setting used by Jin & Rinard), l-inf and l2, the robustness curves of Figure 2, and
+AutoAttack ``standard`` (the paper used AutoAttack+ "full"; ``standard`` is the harness's fixed-budget
+AutoAttack). Every budget of the curves also gets ART APGD-DLR (100 steps; the headline too when AutoAttack is
+off): a cross-entropy PGD alone gives an upper bound that a margin loss can lower (Croce & Hein 2020), so each
+point of the curve has both losses.
 
 Budgets: MNIST l-inf 0.3 and l2 2.0 (Figure 2 spans 0-0.4 and 0-6); CIFAR-10 l-inf 8/255 and l2 0.5 (Table 1).
 The evaluation harness is imported lazily, so this defence package does not depend on it at import time.

@@ -32,12 +32,13 @@ LEGACY_READINGS: dict[str, Any] = {"hamming_form": "unsquared", "intrinsic_scale
 
 
 def stored_regularizer_params(params: dict[str, Any] | None) -> dict[str, Any]:
-    """The trainer settings recorded in a checkpoint's sidecar (``metadata["defence"]["params"]``, as written from
-    :meth:`ManifoldRegularizationTrainer.regularizer_params`), with what older sidecars leave out filled in by the
-    reading those versions trained with (:data:`LEGACY_READINGS`: ``hamming_form="unsquared"``,
+    """The trainer settings recorded in a checkpoint's sidecar (``metadata["defence"]["params"]``, as written
+    from :meth:`ManifoldRegularizationTrainer.regularizer_params`), with what older sidecars leave out filled
+    in by the reading those versions trained with (:data:`LEGACY_READINGS`: ``hamming_form="unsquared"``,
     ``intrinsic_scale=1.0``). Returns a new dict.
 
-    Paper: Jin & Rinard 2020 (paper 003), eqs. 11 and 13 (which reading of them a stored model was trained with).
+    Paper: Jin & Rinard 2020 (paper 003), eqs. 11 and 13 (which reading of them a stored model was trained
+    with).
     """
     if params is not None and not isinstance(params, dict):
         raise TypeError(
@@ -58,18 +59,18 @@ ABLATIONS: dict[str, tuple[str | None, bool]] = {
 def manifold_regularization_step(
     regularizer: ManifoldRegularizer, schedule: ManifoldRegularizationSchedule
 ) -> StepFunction:
-    """A step function for :func:`art_manifold_defenses.training.train` implementing eq. 15:
-    ``CE(f(x), y) + gamma_I * intrinsic + gamma_H * Hamming`` (weight decay, the ambient term, is the optimizer's).
-    Besides the terms it logs ``hamming_distance``, the batch mean of the per-sample distance ``d_H(x+, x-)`` that
+    """A step function for :func:`art_manifold_defenses.training.train` implementing eq. 15: ``CE(f(x), y) +
+    gamma_I * intrinsic + gamma_H * Hamming`` (weight decay, the ambient term, is the optimizer's). Besides
+    the terms it logs ``hamming_distance``, the batch mean of the per-sample distance ``d_H(x+, x-)`` that
     eq. 13 squares.
 
     Paper: Jin & Rinard 2020 (paper 003), eq. 15 (Section 5.4).
 
     Before each step the schedule is read at ``ctx.progress`` (fractional epoch): its eps is used for the
-    resampling, its gammas weight the terms, and its learning rate (if any) is written into every parameter group.
-    The step back-propagates and updates the model itself and returns the logged values. With separate passes
-    (see :class:`ManifoldRegularizer`) the cross-entropy is back-propagated right after the clean pass and the
-    regularizers after the x+/x- passes (the same gradient, a third less peak memory).
+    resampling, its gammas weight the terms, and its learning rate (if any) is written into every parameter
+    group. The step back-propagates and updates the model itself and returns the logged values. With separate
+    passes (see :class:`ManifoldRegularizer`) the cross-entropy is back-propagated right after the clean pass
+    and the regularizers after the x+/x-passes (the same gradient, a third less peak memory).
     """
 
     def step(ctx: TrainContext, x: Tensor, y: Tensor) -> dict[str, float]:
@@ -80,8 +81,8 @@ def manifold_regularization_step(
         gamma_i = values["gamma_intrinsic"] if regularizer.intrinsic is not None else 0.0
         gamma_h = values["gamma_hamming"] if regularizer.hamming else 0.0
         if regularizer.resolve_batching(ctx.model, x.device) == "separate":
-            # back-propagate the clean cross-entropy before the x+/x- passes run (one graph alive at a time); the
-            # gradients add up to those of the whole loss
+            # back-propagate the clean cross-entropy before the x+/x-passes run (one graph alive at a time);
+            # the gradients add up to those of the whole loss
             ctx.optimizer.zero_grad(set_to_none=True)
             out = regularizer(
                 ctx.model,
@@ -143,56 +144,59 @@ def manifold_regularization_step(
 
 
 class ManifoldRegularizationTrainer(Trainer):
-    """Train a classifier with sparse manifold regularization (Jin & Rinard, "Manifold Regularization for Locally
-    Stable Deep Neural Networks", ICLR 2021 submission, https://openreview.net/forum?id=bhKQ7P7gyLA; arXiv:2003.04286).
+    """Train a classifier with sparse manifold regularization (Jin & Rinard, "Manifold Regularization for
+    Locally Stable Deep Neural Networks", ICLR 2021 submission, https://openreview.net/forum?id=bhKQ7P7gyLA;
+    arXiv:2003.04286).
 
-    Objective (eq. 15): cross-entropy on clean inputs + weight decay (gamma_K = 5e-4, via SGD) + gamma_I times the
-    sparse intrinsic term (eq. 11, with its constant 1/2) + gamma_H times the Hamming term (eq. 13: the squared
-    per-sample distance of section 5.4, relaxed by eq. 14), all computed from the forward passes
-    of ``x``, ``x+`` and ``x-`` (one concatenated pass, or three passes in one graph: ``batching``, see
+    Objective (eq. 15): cross-entropy on clean inputs + weight decay (gamma_K = 5e-4, via SGD) + gamma_I times
+    the sparse intrinsic term (eq. 11, with its constant 1/2) + gamma_H times the Hamming term (eq. 13: the
+    squared per-sample distance of section 5.4, relaxed by eq. 14), all computed from the forward passes of
+    ``x``, ``x+`` and ``x-`` (one concatenated pass, or three passes in one graph: ``batching``, see
     :class:`ManifoldRegularizer`) and one backward. Schedules (appendix B) are functions of the epoch: SGD
-    with a piecewise-linear learning rate (0 -> 0.1 -> 0.005 -> 0), eps ramped from eps/4 to eps over epochs 10-35,
-    gamma_I and gamma_H ramped x10 over epochs 20-80 (breakpoints stretched to ``nb_epochs``). No adversary is used.
-    Training goes through :func:`art_manifold_defenses.training.train`, which warns
-    (:class:`~art_manifold_defenses.training.TrainingCollapseWarning`) when an epoch ends with the network at chance
-    or predicting one class (``fit(..., collapse_check=False)`` turns the check off).
+    with a piecewise-linear learning rate (0 -> 0.1 -> 0.005 -> 0), eps ramped from eps/4 to eps over epochs
+    10-35, gamma_I and gamma_H ramped x10 over epochs 20-80 (breakpoints stretched to ``nb_epochs``). No
+    adversary is used. Training goes through :func:`art_manifold_defenses.training.train`, which warns
+    (:class:`~art_manifold_defenses.training.TrainingCollapseWarning`) when an epoch ends with the network at
+    chance or predicting one class (``fit(..., collapse_check=False)`` turns the check off).
 
     Ablations (Table 2): ``"both"`` (the method), ``"intrinsic"`` (gamma_H = 0), ``"hamming"`` (gamma_I = 0),
-    ``"dense"`` (the intrinsic term over the dense heat-kernel Laplacian of the batch, scale ``dense_scale``; the
-    paper trains it with batch 40; the Hamming term stays on the x+/x- pairs, a reading of this package).
+    ``"dense"`` (the intrinsic term over the dense heat-kernel Laplacian of the batch, scale ``dense_scale``;
+    the paper trains it with batch 40; the Hamming term stays on the x+/x-pairs, a reading of this package).
 
-    Known limitations: the authors' training code is not public, so the normalisation of the Hamming term and the
-    choice of pre-activations follow the best reading recorded in the project notes; the arXiv v1 model of this
-    paper was independently evaluated at 1.35% robust accuracy under AutoAttack (CIFAR-10, 8/255), so robustness
-    measured with weak attacks should not be trusted. Only ``nn.ReLU`` modules are seen by the Hamming term.
+    Known limitations: the authors' training code is not public, so the normalisation of the Hamming term and
+    the choice of pre-activations follow the best reading recorded in the project notes; the arXiv v1 model of
+    this paper was independently evaluated at 1.35% robust accuracy under AutoAttack (CIFAR-10, 8/255), so
+    robustness measured with weak attacks should not be trusted. Only ``nn.ReLU`` modules are seen by the
+    Hamming term.
 
     Args:
-        classifier: an ART ``PyTorchClassifier`` (its ``model`` is trained in place; PyTorch preprocessing that
-            applies when fitting is applied before the model).
+        classifier: an ART ``PyTorchClassifier`` (its ``model`` is trained in place; PyTorch preprocessing
+            that applies when fitting is applied before the model).
         schedule: a :class:`ManifoldRegularizationSchedule`, or a preset name of :func:`paper_schedule`
             (``"cifar10"``, ``"mnist"``, ``"verification"``) stretched to ``nb_epochs`` at ``fit`` time.
         ablation: ``"both"`` | ``"intrinsic"`` | ``"hamming"`` | ``"dense"``.
         alpha: Hamming relaxation sharpness (paper: 8).
-        hamming_form: ``"squared"`` (eq. 13, default) or ``"unsquared"`` (the reading of earlier versions: about
-            3,500x stronger at initialisation on C&W's MNIST net, where it made training collapse).
-        intrinsic_scale: factor of the sparse intrinsic term (eq. 11's ``1 / (c^2 N)`` with ``c = 2``: 0.5, the
-            default; earlier versions: 1.0).
+        hamming_form: ``"squared"`` (eq. 13, default) or ``"unsquared"`` (the reading of earlier versions:
+            about 3,500x stronger at initialisation on C&W's MNIST net, where it made training collapse).
+        intrinsic_scale: factor of the sparse intrinsic term (eq. 11's ``1 / (c^2 N)`` with ``c = 2``: 0.5,
+            the default; earlier versions: 1.0).
         norm: ``"linf"`` (paper) or ``"l2"`` resampling.
         dense_scale: heat-kernel scale of the dense ablation (paper: 2).
         lr_peak: peak learning rate of a preset schedule (paper: 0.1).
         weight_decay: gamma_K (paper: 5e-4) for the default SGD optimizer.
         momentum: SGD momentum of the default optimizer; ``None`` (default): the preset's
-            (:data:`~art_manifold_defenses.manifold_regularization.schedules.PRESET_MOMENTUM`: 0.9 for ``"cifar10"`` and
-            ``"verification"`` as Maini et al.; 0 for ``"mnist"``, where 0.9 diverged at the learning-rate peak on C&W's
-            net), 0.9 for a hand-built schedule. The paper names SGD and Maini et al.'s schedule but no momentum.
-        optimizer: a torch optimizer over the model's parameters to use instead of SGD (the schedule's learning
-            rate, if any, is still written into it).
+            (:data:`~art_manifold_defenses.manifold_regularization.schedules.PRESET_MOMENTUM`: 0.9 for
+            ``"cifar10"`` and ``"verification"`` as Maini et al.; 0 for ``"mnist"``, where 0.9 diverged at the
+            learning-rate peak on C&W's net), 0.9 for a hand-built schedule. The paper names SGD and Maini
+            et al.'s schedule but no momentum.
+        optimizer: a torch optimizer over the model's parameters to use instead of SGD (the schedule's
+            learning rate, if any, is still written into it).
         shared_dropout: one dropout mask for x, x+, x- (see :class:`ManifoldRegularizer`).
         functional_relus: ``"raise"`` | ``"warn"`` | ``"ignore"`` for ReLUs the hooks cannot see.
         activation_types: modules whose inputs the Hamming term regularizes.
         batching: ``"auto"`` (default: separate passes on CPU for models without batch statistics, else one
-            concatenated pass), ``"concatenated"`` or ``"separate"``; the same values either way where the model has
-            no batch-statistics layer (see :class:`ManifoldRegularizer`).
+            concatenated pass), ``"concatenated"`` or ``"separate"``; the same values either way where the
+            model has no batch-statistics layer (see :class:`ManifoldRegularizer`).
         device: training device (default: the classifier's).
         seed: seed of the data order and of every random draw (per epoch, so resumed runs match).
         verbose: tqdm progress bars.
@@ -338,7 +342,8 @@ class ManifoldRegularizationTrainer(Trainer):
 
     def regularizer_params(self) -> dict[str, Any]:
         """The hyper-parameters as JSON-friendly values (for checkpoint metadata; read them back with
-        :func:`stored_regularizer_params`, which fills in the reading of sidecars written before a field existed)."""
+        :func:`stored_regularizer_params`, which fills in the reading of sidecars written before a field
+        existed)."""
         schedule = self.schedule if isinstance(self.schedule, str) else self.schedule.describe()
         return {
             "schedule": schedule,
@@ -361,7 +366,8 @@ class ManifoldRegularizationTrainer(Trainer):
         return float(preset_momentum(self.schedule) if self.momentum is None else self.momentum)
 
     def _training_model(self) -> nn.Module:
-        """The classifier's model behind the preprocessing that applies when fitting (see :class:`ClassifierModule`)."""
+        """The classifier's model behind the preprocessing that applies when fitting (see
+        :class:`ClassifierModule`)."""
         if not getattr(self._classifier, "preprocessing_operations", None):
             return self._classifier.model  # type: ignore[no-any-return]
         try:
@@ -392,8 +398,8 @@ class ManifoldRegularizationTrainer(Trainer):
             batch_size: paper: 128 (40 for the dense ablation).
             nb_epochs: paper: 100.
             checkpoint_dir: write the training state every epoch and resume from it.
-            kwargs: passed to :func:`art_manifold_defenses.training.train` (e.g. ``grad_clip``, ``on_epoch_end``,
-                ``collapse_check=False``).
+            kwargs: passed to :func:`art_manifold_defenses.training.train` (e.g. ``grad_clip``,
+                ``on_epoch_end``, ``collapse_check=False``).
         """
         nb_classes = int(self._classifier.nb_classes)
         clip = getattr(self._classifier, "clip_values", None)

@@ -1,8 +1,8 @@
 """Reference architectures of the five papers, written without torchvision.
 
-``build_model(name, in_channels=..., num_classes=..., input_size=..., activation=...)`` builds any of them; see
-:data:`MODELS` for the names. Every activation is an ``nn.ReLU``/``nn.ELU`` module (never functional), so forward
-hooks (manifold regularization) and module surgery (radial mapping, ELU swap) see them.
+``build_model(name, in_channels=..., num_classes=..., input_size=..., activation=...)`` builds any of them;
+see :data:`MODELS` for the names. Every activation is an ``nn.ReLU``/``nn.ELU`` module (never functional), so
+forward hooks (manifold regularization) and module surgery (radial mapping, ELU swap) see them.
 
 The names are imported on first use (PEP 562); :data:`.names.ZOO_NAMES` lists the architectures without torch.
 """

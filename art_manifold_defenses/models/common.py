@@ -8,7 +8,8 @@ ACTIVATIONS = ("relu", "elu")
 
 
 def make_activation(activation: str) -> nn.Module:
-    """A fresh activation module: ``"relu"`` -> ``nn.ReLU()``, ``"elu"`` -> ``nn.ELU()`` (never in-place, so hooks see inputs)."""
+    """A fresh activation module: ``"relu"`` -> ``nn.ReLU()``, ``"elu"`` -> ``nn.ELU()`` (never in-place, so
+    hooks see inputs)."""
     if activation == "relu":
         return nn.ReLU()
     if activation == "elu":

@@ -49,9 +49,10 @@ def build_model(
     Args:
         name: one of :func:`model_names`.
         in_channels, num_classes, input_size: image channels, number of classes, image height (= width).
-        activation: ``"relu"`` or ``"elu"``; ``None`` keeps the architecture's own default (ELU for ``stn_cifar``,
-            ReLU otherwise).
-        kwargs: architecture-specific options (e.g. ``width`` for ``cleverhans_cnn``, ``stem`` for the ResNets).
+        activation: ``"relu"`` or ``"elu"``; ``None`` keeps the architecture's own default (ELU for
+            ``stn_cifar``, ReLU otherwise).
+        kwargs: architecture-specific options (e.g. ``width`` for ``cleverhans_cnn``, ``stem`` for the
+            ResNets).
     """
     if name not in MODELS:
         raise ValueError(f"unknown model {name!r}; expected one of {model_names()}")

@@ -44,7 +44,8 @@ class BasicBlock(nn.Module):
 
 
 class Bottleneck(nn.Module):
-    """1x1 reduce, 3x3 (strided), 1x1 expand (x4), with batch norm and a projection shortcut when shapes change."""
+    """1x1 reduce, 3x3 (strided), 1x1 expand (x4), with batch norm and a projection shortcut when shapes
+    change."""
 
     expansion = 4
 
@@ -81,7 +82,8 @@ class ResNet(nn.Module):
     Args:
         block: ``BasicBlock`` or ``Bottleneck``.
         layers: number of blocks per stage (4 stages, widths 64, 128, 256, 512 before expansion).
-        stem: ``"imagenet"``, ``"small"``, or ``"auto"`` (``"imagenet"`` when ``input_size >= 64``, else ``"small"``).
+        stem: ``"imagenet"``, ``"small"``, or ``"auto"`` (``"imagenet"`` when ``input_size >= 64``, else
+            ``"small"``).
     """
 
     def __init__(
@@ -206,7 +208,8 @@ def resnet101(
 
 
 class PreActBlock(nn.Module):
-    """Pre-activation block: BN-act-conv3x3-BN-act-conv3x3; the projection shortcut reads the pre-activated input."""
+    """Pre-activation block: BN-act-conv3x3-BN-act-conv3x3; the projection shortcut reads the pre-activated
+    input."""
 
     def __init__(self, in_planes: int, planes: int, stride: int, activation: str) -> None:
         super().__init__()
@@ -229,9 +232,10 @@ class PreActBlock(nn.Module):
 
 
 class PreActResNet18(nn.Module):
-    """PreAct ResNet-18 as in paper 003's reference model: stem conv3x3-BN-act, four stages of two PreAct blocks,
-    global average pooling, linear. With ``normalize=(mean, std)`` the input is clamped to [0, 1] and standardised
-    inside the model (the reference model does this for CIFAR-10), so attacks and defences see [0, 1] images.
+    """PreAct ResNet-18 as in paper 003's reference model: stem conv3x3-BN-act, four stages of two PreAct
+    blocks, global average pooling, linear. With ``normalize=(mean, std)`` the input is clamped to [0, 1] and
+    standardised inside the model (the reference model does this for CIFAR-10), so attacks and defences see
+    [0, 1] images.
 
     Architecture of He et al. 2016 ("Identity Mappings in Deep Residual Networks"), used by Jin & Rinard 2020
     (paper 003), Section 6.

@@ -11,9 +11,9 @@ from .common import check_positive, make_activation
 def stn_cifar(
     in_channels: int = 3, num_classes: int = 10, input_size: int = 32, activation: str = "elu"
 ) -> nn.Sequential:
-    """Paper 004's seven-conv CIFAR net: conv96 5x5, conv96 1x1, maxpool 3/2, dropout .5, conv192 5x5, conv192 1x1,
-    maxpool 3/2, dropout .5, conv256 3x3, conv256 1x1, conv``num_classes`` 1x1, global average pool. ELU by default
-    as in the authors' model files; "same" padding throughout."""
+    """Paper 004's seven-conv CIFAR net: conv96 5x5, conv96 1x1, maxpool 3/2, dropout .5, conv192 5x5, conv192
+    1x1, maxpool 3/2, dropout .5, conv256 3x3, conv256 1x1, conv``num_classes`` 1x1, global average pool. ELU
+    by default as in the authors' model files; "same" padding throughout."""
     check_positive(in_channels=in_channels, num_classes=num_classes, input_size=input_size)
     act = lambda: make_activation(activation)  # noqa: E731
     return nn.Sequential(
@@ -64,9 +64,9 @@ VGG16_CONFIG: tuple[int | str, ...] = (
 def vgg16(
     in_channels: int = 3, num_classes: int = 10, input_size: int = 32, activation: str = "relu"
 ) -> nn.Sequential:
-    """The CIFAR VGG-16 variant of paper 000: 13 conv 3x3 (each conv -> act -> BN), dropout 0.3 in the first block
-    and 0.4 in the others between convolutions, five max-pools (ceil mode, so 28x28 inputs work), dropout 0.5,
-    FC512-act-BN-dropout 0.5, FC."""
+    """The CIFAR VGG-16 variant of paper 000: 13 conv 3x3 (each conv -> act -> BN), dropout 0.3 in the first
+    block and 0.4 in the others between convolutions, five max-pools (ceil mode, so 28x28 inputs work),
+    dropout 0.5, FC512-act-BN-dropout 0.5, FC."""
     check_positive(in_channels=in_channels, num_classes=num_classes, input_size=input_size)
     layers: list[nn.Module] = []
     channels, block = in_channels, 0
@@ -100,8 +100,8 @@ def vgg16(
 
 class UNet(nn.Module):
     """A small U-Net: ``depth`` down levels of two 3x3 conv-BN-act layers with max-pooling, a bottleneck, and
-    transposed-conv up levels with skip concatenation; output (N, num_classes, H, W) logits. H and W must be divisible
-    by ``2**depth``.
+    transposed-conv up levels with skip concatenation; output (N, num_classes, H, W) logits. H and W must be
+    divisible by ``2**depth``.
 
     Architecture of Ronneberger et al. 2015 (U-Net), used as a segmentation model for Taghanaki et al. 2019
     (paper 001), Table 4.

@@ -1,15 +1,16 @@
-"""Radial-basis feature mapping (paper 001: Taghanaki et al., "A Kernelized Manifold Mapping to Diminish the Effect of
-Adversarial Perturbations", CVPR 2019).
+"""Radial-basis feature mapping (paper 001: Taghanaki et al., "A Kernelized Manifold Mapping to Diminish the
+Effect of Adversarial Perturbations", CVPR 2019).
 
 - :class:`RadialBasisMapping`: the Mahalanobis-like RBF block (``variant="paper"`` or ``"authors_code"``);
 - :func:`add_radial_mapping`: insert blocks into any CNN (concatenation as in the paper's Fig. 2);
-- :class:`RadialMappingClassifierPyTorch`: the ART estimator built from a user's model plus the mapping options;
+- :class:`RadialMappingClassifierPyTorch`: the ART estimator built from a user's model plus the mapping
+  options;
 - :func:`train_radial_mapping`: end-to-end training with the shared loop;
 - :func:`feature_analysis`: the paper's Table 2 cluster scores (:mod:`.features`);
 - :mod:`.segmentation`: synthetic shapes task, Dice, the DAG attack, U-Net training.
 
-The defence record (``amd train --defense radial-mapping``, checkpoint builder :func:`build_radial_mapping`) is
-:data:`.defence.DEFENCE`. Names are imported on first use.
+The defence record (``amd train --defense radial-mapping``, checkpoint builder :func:`build_radial_mapping`)
+is :data:`.defence.DEFENCE`. Names are imported on first use.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
-"""The fused CPU/GPU form of the radial-basis mapping block of :mod:`.block` (Taghanaki et al., CVPR 2019, eqs. 2-4):
-one ``torch.autograd.Function`` per variant with a hand-written backward, working on rows of channels-last memory in
-cache-sized chunks of whole images (a speed-up; the equations themselves are in :mod:`.block`, whose ``fused=False``
-path evaluates them with plain autograd operations).
+"""The fused CPU/GPU form of the radial-basis mapping block of :mod:`.block` (Taghanaki et al., CVPR 2019,
+eqs. 2-4): one ``torch.autograd.Function`` per variant with a hand-written backward, working on rows of
+channels-last memory in cache-sized chunks of whole images (a speed-up; the equations themselves are in
+:mod:`.block`, whose ``fused=False`` path evaluates them with plain autograd operations).
 """
 
 from __future__ import annotations
@@ -19,15 +19,17 @@ FEATURE_BOUND = 1e12
 #: Floor under the authors' quadratic form before the square root (gradient of sqrt is finite there).
 SQRT_FLOOR = 1e-12
 
-#: Distances and quadratic forms provably below this fraction of the dtype's largest value cannot overflow on the way.
+#: Distances and quadratic forms provably below this fraction of the dtype's largest value cannot overflow on
+#: the way.
 _SAFE_FRACTION = 0.01
-#: On CPU the fused path works through the positions in chunks of about this many rows (whole images), so that each
-#: chunk's intermediate tensors stay in the core's cache; on other devices everything is one chunk.
+#: On CPU the fused path works through the positions in chunks of about this many rows (whole images), so that
+#: each chunk's intermediate tensors stay in the core's cache; on other devices everything is one chunk.
 CPU_CHUNK_ROWS = 4096
 
 
 def _image_chunks(x: Tensor, chunk_rows: int | None) -> list[tuple[int, int]]:
-    """Ranges of whole images [a, b) with about ``chunk_rows`` positions each (one chunk off the CPU by default)."""
+    """Ranges of whole images [a, b) with about ``chunk_rows`` positions each (one chunk off the CPU by
+    default)."""
     n, _, h, w = x.shape
     target = (
         chunk_rows if chunk_rows is not None else (CPU_CHUNK_ROWS if x.device.type == "cpu" else n * h * w)
@@ -50,8 +52,9 @@ def _chunk_features(x: Tensor, out: Tensor | None, a: int, b: int, clamped: bool
 
 
 def _bound_check(features: Tensor, small: list[float], bound: Any) -> tuple[bool, bool]:
-    """(clamped, safe) for one chunk, with one host synchronisation: whether any |feature| reaches the clamp bound,
-    and whether ``bound(largest |clamped feature|, *small)`` proves that nothing can overflow (NaN fails the test)."""
+    """(clamped, safe) for one chunk, with one host synchronisation: whether any |feature| reaches the clamp
+    bound, and whether ``bound(largest |clamped feature|, *small)`` proves that nothing can overflow (NaN
+    fails the test)."""
     low, high = torch.aminmax(features)
     low_value, high_value = torch.stack([low, high]).tolist()
     magnitude = max(abs(low_value), abs(high_value))
@@ -64,7 +67,8 @@ def _bound_check(features: Tensor, small: list[float], bound: Any) -> tuple[bool
 
 
 def _new_output(x: Tensor, out_channels: int, concat: bool) -> Tensor:
-    """The output (N, C, H, W) in channels-last memory, so each position's channels form one row of a matrix."""
+    """The output (N, C, H, W) in channels-last memory, so each position's channels form one row of a
+    matrix."""
     n, k, h, w = x.shape
     width = k + out_channels if concat else out_channels
     return torch.empty((n, width, h, w), dtype=x.dtype, device=x.device, memory_format=torch.channels_last)
@@ -73,7 +77,8 @@ def _new_output(x: Tensor, out_channels: int, concat: bool) -> Tensor:
 def _write_grad_input(
     grad_x: Tensor, a: int, b: int, grad_f: Tensor, passed: Tensor | None, x: Tensor, clamped: bool
 ) -> None:
-    """dL/dx of images [a, b) (in x's layout) from dL/d(feature rows) (+ the pass-through half of a concatenation)."""
+    """dL/dx of images [a, b) (in x's layout) from dL/d(feature rows) (+ the pass-through half of a
+    concatenation)."""
     _, k, h, w = x.shape
     grad = grad_f.view(b - a, h, w, k).permute(0, 3, 1, 2)
     if clamped:  # the clamp passes no gradient where |x| exceeded the bound
@@ -86,12 +91,14 @@ def _write_grad_input(
 
 class PaperMapping(torch.autograd.Function):
     """Paper variant, fused. Inputs: x (N, K, H, W), M (K, K) symmetric, C M (P, K), c^T M c (P,), beta (P,),
-    W (out, P), b (out,), concat (bool), chunk_rows. Output: g, or [x, g] with ``concat`` (channels-last memory).
+    W (out, P), b (out,), concat (bool), chunk_rows. Output: g, or [x, g] with ``concat`` (channels-last
+    memory).
 
     On the rows f (positions x K) of the clamped features: [f M, c^T M c - 2 f M C^T] is ONE ``addmm`` against
-    [M | -2 M C^T] with the bias [0 | c^T M c]; D = that + f^T M f; phi = exp(-beta D); g = phi W^T + b. The backward
-    recomputes D and phi chunk by chunk (cheaper than storing them) and, with E = -beta D and
-    Y = [dL/dE | f * dL/d(f^T M f)], gets dL/df = Y [2 diag(beta) C M; 2 M] and [dL/d(C M) / (2 beta); dL/dM] = Y^T f.
+    [M | -2 M C^T] with the bias [0 | c^T M c]; D = that + f^T M f; phi = exp(-beta D); g = phi W^T + b. The
+    backward recomputes D and phi chunk by chunk (cheaper than storing them) and, with E = -beta D and Y =
+    [dL/dE | f * dL/d(f^T M f)], gets dL/df = Y [2 diag(beta) C M; 2 M] and [dL/d(C M) / (2 beta); dL/dM] =
+    Y^T f.
     """
 
     @staticmethod
@@ -182,11 +189,11 @@ class PaperMapping(torch.autograd.Function):
 
 
 class AuthorsMapping(torch.autograd.Function):
-    """Authors' variant, fused. Inputs: x (N, K, H, W), 1^T T 1 (scalar), 1^T T C_:k + C_:k^T T 1 (K,),
-    C_:k^T T C_:k (K,), beta (K,), W (K, K), b (K,), concat (bool), chunk_rows. Output as for :class:`_PaperMapping`.
+    """Authors' variant, fused. Inputs: x (N, K, H, W), 1^T T 1 (scalar), 1^T T C_:k + C_:k^T T 1 (K,), C_:k^T
+    T C_:k (K,), beta (K,), W (K, K), b (K,), concat (bool), chunk_rows. Output as for :class:`_PaperMapping`.
 
-    form_k = f_k (f_k 1^T T 1 - linear_k) + constant_k and h_k = sqrt(max(form_k, 1e-12)) are element-wise; the
-    backward recomputes them chunk by chunk.
+    form_k = f_k (f_k 1^T T 1 - linear_k) + constant_k and h_k = sqrt(max(form_k, 1e-12)) are element-wise;
+    the backward recomputes them chunk by chunk.
     """
 
     @staticmethod
@@ -247,7 +254,8 @@ class AuthorsMapping(torch.autograd.Function):
             grad_bias.add_(grad_g.sum(0))
             grad_exponent = torch.mm(grad_g, weight).mul_(phi)  # dL/d(-beta h)
             grad_beta.sub_(torch.linalg.vecdot(grad_exponent, distance, dim=0))
-            # dL/dform = dL/dh / (2 h) where form >= floor (clamp_min passes the gradient there), 0 below the floor
+            # dL/dform = dL/dh / (2 h) where form >= floor (clamp_min passes the gradient there), 0 below the
+            # floor
             grad_form = grad_exponent.mul_(beta * -0.5).div_(distance).masked_fill_(form < SQRT_FLOOR, 0.0)
             grad_constant.add_(grad_form.sum(0))
             scaled = grad_form * f

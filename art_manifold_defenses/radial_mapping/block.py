@@ -1,27 +1,29 @@
-"""The radial-basis mapping block of Taghanaki et al. (CVPR 2019), applied at every spatial position of a feature map.
+"""The radial-basis mapping block of Taghanaki et al. (CVPR 2019), applied at every spatial position of a
+feature map.
 
 Two variants, selected with ``variant``:
 
-``"paper"`` (default) -- eqs. (2)-(4) of the paper, with the inverse of the transformation matrix learned directly:
-    M = A A^T + epsilon I                                  (a positive-definite precision, M = Psi^-1; no inverse taken)
-    D_k(f) = (f - c_k)^T M (f - c_k)                        (eq. 3, squared Mahalanobis-like distance)
-    phi_k(f) = exp(-beta_k D_k(f)),  beta_k > 0           (eq. 2)
-    g(f) = sum_k w_k phi_k(f) + b                           (eq. 4, ``out_channels`` outputs)
+``"paper"`` (default) -- eqs. (2)-(4) of the paper, with the inverse of the transformation matrix learned
+directly:
+    M = A A^T + epsilon I (a positive-definite precision, M = Psi^-1; no inverse taken) D_k(f) = (f - c_k)^T M
+    (f - c_k) (eq. 3, squared Mahalanobis-like distance) phi_k(f) = exp(-beta_k D_k(f)), beta_k > 0 (eq. 2)
+    g(f) = sum_k w_k phi_k(f) + b (eq. 4, ``out_channels`` outputs)
 
-``"authors_code"`` -- what the authors' Keras layer computes (spec notes, section 001): the number of centres and of
-output channels equal the number of input channels K; T = Psi^T (element-wise product) Psi, no inverse; for every
-channel k the quadratic form runs over the *centre* index, h_k = sqrt(sum_{p,q} (f_k - C_pk) T_pq (f_k - C_qk));
-phi_k = exp(-beta_k h_k) (a Laplacian-type kernel of the distance); g = phi W + b.
+``"authors_code"`` -- what the authors' Keras layer computes (spec notes, section 001): the number of centres
+and of output channels equal the number of input channels K; T = Psi^T (element-wise product) Psi, no inverse;
+for every channel k the quadratic form runs over the *centre* index, h_k = sqrt(sum_{p,q} (f_k - C_pk) T_pq
+(f_k - C_qk)); phi_k = exp(-beta_k h_k) (a Laplacian-type kernel of the distance); g = phi W + b.
 
 Implementation (``fused=True``, the default): the block is one ``torch.autograd.Function`` per variant with a
 hand-written backward. It works on rows f (one row of K channels per position): the output is allocated in
-channels-last memory, so g (and, for ``concatenate``, the copy of x beside it -- no ``torch.cat``) is written straight
-into its rows by a matrix product, and the next convolution reads channels-last input. Paper: [f M, c^T M c - 2 f M C^T]
-comes from ONE ``addmm`` against [M | -2 M C^T], then D = that + f^T M f. Authors: the per-channel form
-f_k^2 (1^T T 1) - f_k (1^T T C_:k + C_:k^T T 1) + C_:k^T T C_:k is element-wise. On CPU the positions are processed in
-chunks of whole images (``chunk_rows``) so the intermediates stay in cache; the backward recomputes D and phi per chunk
-instead of storing them. Overflow guards run only when a bound on |f| and the matrices says an overflow is possible.
-``fused=False`` evaluates the same equations with plain autograd operations (slower; supports double backward).
+channels-last memory, so g (and, for ``concatenate``, the copy of x beside it -- no ``torch.cat``) is written
+straight into its rows by a matrix product, and the next convolution reads channels-last input. Paper: [f M,
+c^T M c - 2 f M C^T] comes from ONE ``addmm`` against [M | -2 M C^T], then D = that + f^T M f. Authors: the
+per-channel form f_k^2 (1^T T 1) - f_k (1^T T C_:k + C_:k^T T 1) + C_:k^T T C_:k is element-wise. On CPU the
+positions are processed in chunks of whole images (``chunk_rows``) so the intermediates stay in cache; the
+backward recomputes D and phi per chunk instead of storing them. Overflow guards run only when a bound on |f|
+and the matrices says an overflow is possible. ``fused=False`` evaluates the same equations with plain
+autograd operations (slower; supports double backward).
 """
 
 from __future__ import annotations
@@ -38,7 +40,8 @@ __all__ = ["FEATURE_BOUND", "SQRT_FLOOR", "VARIANTS", "RadialBasisMapping", "kme
 
 VARIANTS = ("paper", "authors_code")
 INITS = ("uniform", "kmeans")
-#: The authors' layer adds this constant to Psi at every call (Keras' K.epsilon() was not used; 2.2e-16 is literal).
+#: The authors' layer adds this constant to Psi at every call (Keras' K.epsilon() was not used; 2.2e-16 is
+#: literal).
 AUTHORS_PSI_OFFSET = 2.2e-16
 
 
@@ -47,45 +50,53 @@ def _inverse_softplus(value: float) -> float:
 
 
 class RadialBasisMapping(nn.Module):
-    """Radial-basis (Mahalanobis-like) feature mapping of Taghanaki et al., "A Kernelized Manifold Mapping to Diminish
-    the Effect of Adversarial Perturbations", CVPR 2019 (https://arxiv.org/abs/1903.01015), eqs. (2)-(5).
+    """Radial-basis (Mahalanobis-like) feature mapping of Taghanaki et al., "A Kernelized Manifold Mapping to
+    Diminish the Effect of Adversarial Perturbations", CVPR 2019 (https://arxiv.org/abs/1903.01015),
+    eqs. (2)-(5).
 
-    Input (N, K, H, W) -> output (N, out_channels, H, W); the same mapping is applied at every spatial position.
+    Input (N, K, H, W) -> output (N, out_channels, H, W); the same mapping is applied at every spatial
+    position.
 
     Args:
         in_channels: K, channels of the feature map the block reads.
-        n_centers: P, number of learnable centres (default K, as in the authors' code). ``"authors_code"`` requires P = K.
+        n_centers: P, number of learnable centres (default K, as in the authors' code). ``"authors_code"``
+            requires P = K.
         variant: ``"paper"`` or ``"authors_code"`` (see the module docstring).
-        out_channels: channels of g (default P; the paper concatenates P mapped channels). ``"authors_code"``: K only.
+        out_channels: channels of g (default P; the paper concatenates P mapped channels). ``"authors_code"``:
+            K only.
         epsilon: the epsilon of M = A A^T + epsilon I (paper variant), keeping M positive definite.
         beta_init: initial width beta (2.0 in the authors' code).
-        init: ``"uniform"`` (centres ~ U(0, 1), the authors' initialisation) or ``"kmeans"`` (centres set from data
-            by :meth:`initialize_from_features`; until then they are uniform).
+        init: ``"uniform"`` (centres ~ U(0, 1), the authors' initialisation) or ``"kmeans"`` (centres set from
+            data by :meth:`initialize_from_features`; until then they are uniform).
         generator: ``torch.Generator`` for the initial centres and W (reproducible initialisation).
-        fused: compute the block with the fused autograd functions (default, fast) or, with ``False``, with plain
-            autograd operations (same equations; use it if you need double backward through the block).
-        chunk_rows: positions per chunk of the fused path (default: about 4096 on CPU, so a chunk's intermediates stay
-            in cache; everything at once on other devices). Chunks hold whole images.
+        fused: compute the block with the fused autograd functions (default, fast) or, with ``False``, with
+            plain autograd operations (same equations; use it if you need double backward through the block).
+        chunk_rows: positions per chunk of the fused path (default: about 4096 on CPU, so a chunk's
+            intermediates stay in cache; everything at once on other devices). Chunks hold whole images.
 
     Parameters (paper): ``A`` (K x K, init identity), ``centers`` (P x K, rows c_k), ``beta_raw`` (P; beta =
-    softplus(beta_raw), so beta > 0 -- a documented re-parametrisation), ``weight`` (out x P, Glorot uniform), ``bias``
-    (out, zeros). Authors' code: ``psi`` (K x K, identity), ``centers`` (K x K, row p = centre p), ``beta_raw`` (K),
-    ``weight`` (K x K), ``bias`` (K). Both have 3K^2 + 2K parameters when P = out = K.
+    softplus(beta_raw), so beta > 0 -- a documented re-parametrisation), ``weight`` (out x P, Glorot uniform),
+    ``bias`` (out, zeros). Authors' code: ``psi`` (K x K, identity), ``centers`` (K x K, row p = centre p),
+    ``beta_raw`` (K), ``weight`` (K x K), ``bias`` (K). Both have 3K^2 + 2K parameters when P = out = K.
 
     Known limitations:
-        - Psi is learned through its inverse M = A A^T + epsilon I (the paper writes Psi = A A^T and inverts it); the
-          two parametrise the same set of positive-definite matrices, but the optimisation path differs.
-        - The authors' T = Psi^T (element-wise) Psi need not be positive semi-definite; their code would then take the
-          square root of a negative number (NaN). Here the form is floored at 1e-12 before the square root.
-        - Features are clamped to +-1e12 before the quadratic forms (no effect on real networks) so that values and
-          gradients stay finite for any finite input. A distance that still overflows (NaN/Inf, e.g. from a huge M)
-          is replaced by the largest finite float, so phi = 0 there (the unfused path uses +Inf: same phi).
-        - The fused path differentiates the expanded distance f^T M f - 2 f^T M c + c^T M c as written, without
-          the zero-gradient mask of the floor at 0 that only rounding can reach (there the exact gradient
-          2 M (f - c) is itself ~0); the authors' floor under the square root is differentiated exactly.
+        - Psi is learned through its inverse M = A A^T + epsilon I (the paper writes Psi = A A^T and inverts
+          it); the two parametrise the same set of positive-definite matrices, but the optimisation path
+          differs.
+        - The authors' T = Psi^T (element-wise) Psi need not be positive semi-definite; their code would then
+          take the square root of a negative number (NaN). Here the form is floored at 1e-12 before the square
+          root.
+        - Features are clamped to +-1e12 before the quadratic forms (no effect on real networks) so that
+          values and gradients stay finite for any finite input. A distance that still overflows (NaN/Inf,
+          e.g. from a huge M) is replaced by the largest finite float, so phi = 0 there (the unfused path uses
+          +Inf: same phi).
+        - The fused path differentiates the expanded distance f^T M f - 2 f^T M c + c^T M c as written,
+          without the zero-gradient mask of the floor at 0 that only rounding can reach (there the exact
+          gradient 2 M (f - c) is itself ~0); the authors' floor under the square root is differentiated
+          exactly.
         - The fused path is differentiable once (no double backward); ``fused=False`` supports higher orders.
-        - The mapping does not make a network robust to adaptive attacks: the independent AutoAttack evaluation of
-          this defence (Croce & Hein 2020) reports 0% robust accuracy at epsilon 0.3 on MNIST.
+        - The mapping does not make a network robust to adaptive attacks: the independent AutoAttack
+          evaluation of this defence (Croce & Hein 2020) reports 0% robust accuracy at epsilon 0.3 on MNIST.
     """
 
     params = [
@@ -181,7 +192,8 @@ class RadialBasisMapping(nn.Module):
         return nn.functional.softplus(self.beta_raw)
 
     def precision(self) -> Tensor:
-        """The matrix of the quadratic form: M = A A^T + epsilon I (paper) or T = Psi^T (element-wise) Psi (authors)."""
+        """The matrix of the quadratic form: M = A A^T + epsilon I (paper) or T = Psi^T (element-wise) Psi
+        (authors)."""
         if self.variant == "paper":
             eye = torch.eye(self.in_channels, device=self.A.device, dtype=self.A.dtype)
             return self.A @ self.A.T + self.epsilon * eye
@@ -193,7 +205,8 @@ class RadialBasisMapping(nn.Module):
         check_image_tensor(x, "x", clip_values=None, channels=self.in_channels)
 
     def distances(self, features: Tensor) -> Tensor:
-        """D for features of shape (..., K): (..., P) squared distances (paper) or (..., K) distances h (authors)."""
+        """D for features of shape (..., K): (..., P) squared distances (paper) or (..., K) distances h
+        (authors)."""
         f = features.clamp(-FEATURE_BOUND, FEATURE_BOUND)
         matrix = self.precision()
         if self.variant == "paper":
@@ -213,7 +226,8 @@ class RadialBasisMapping(nn.Module):
         return g.view(n, h, w, self.out_channels).permute(0, 3, 1, 2)
 
     def concatenate(self, x: Tensor) -> Tensor:
-        """``torch.cat([x, self(x)], dim=1)`` (paper Fig. 2); the fused path writes both halves into one buffer."""
+        """``torch.cat([x, self(x)], dim=1)`` (paper Fig. 2); the fused path writes both halves into one
+        buffer."""
         self._check_input(x)
         if self.fused:
             return self._fused(x, concat=True)
@@ -258,8 +272,8 @@ class RadialBasisMapping(nn.Module):
     ) -> None:
         """Set the centres by k-means (k-means++ seeding, Lloyd iterations) of the feature vectors of a batch.
 
-        ``x``: (N, K, H, W) features as the block will see them. For ``"authors_code"`` the P = K k-means centres become
-        the rows of ``centers`` (centre p, coordinate k), which is how that layer indexes them.
+        ``x``: (N, K, H, W) features as the block will see them. For ``"authors_code"`` the P = K k-means
+        centres become the rows of ``centers`` (centre p, coordinate k), which is how that layer indexes them.
         """
         self._check_input(x)
         points = x.detach().permute(0, 2, 3, 1).reshape(-1, self.in_channels).float()
@@ -281,8 +295,9 @@ class RadialBasisMapping(nn.Module):
 def mahalanobis_distance(features: Tensor, centers: Tensor, matrix: Tensor) -> Tensor:
     """Eq. (3): D_k = (f - c_k)^T M (f - c_k) for every feature vector (..., K) and centre (P, K) -> (..., P).
 
-    Expanded as f^T M f - 2 f^T M c_k + c_k^T M c_k (two small matrix products instead of a (..., P, K) difference
-    tensor); rounding can make the expansion slightly negative, so it is floored at 0. ``matrix`` must be symmetric.
+    Expanded as f^T M f - 2 f^T M c_k + c_k^T M c_k (two small matrix products instead of a (..., P, K)
+    difference tensor); rounding can make the expansion slightly negative, so it is floored at 0. ``matrix``
+    must be symmetric.
     """
     fm = features @ matrix
     ff = (fm * features).sum(-1, keepdim=True)
@@ -294,8 +309,8 @@ def mahalanobis_distance(features: Tensor, centers: Tensor, matrix: Tensor) -> T
 def authors_channel_distance(features: Tensor, centers: Tensor, matrix: Tensor) -> Tensor:
     """The authors' distance: for channel k, h_k = sqrt(s^T T s) with s_p = f_k - C_pk (p over the centres).
 
-    Expanded per channel as f_k^2 (1^T T 1) - f_k (1^T T C_:k + C_:k^T T 1) + C_:k^T T C_:k; negative values (T need
-    not be PSD) are floored before the square root so values and gradients stay finite.
+    Expanded per channel as f_k^2 (1^T T 1) - f_k (1^T T C_:k + C_:k^T T 1) + C_:k^T T C_:k; negative values
+    (T need not be PSD) are floored before the square root so values and gradients stay finite.
     """
     ones = torch.ones(matrix.shape[0], device=matrix.device, dtype=matrix.dtype)
     total = matrix.sum()

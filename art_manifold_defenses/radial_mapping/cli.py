@@ -16,8 +16,8 @@ if TYPE_CHECKING:
     import torch
     from torch import nn
 
-# torch and the feature analysis are imported by the functions that use them, so that building the ``amd`` parser
-# imports neither.
+# torch and the feature analysis are imported by the functions that use them, so that building the ``amd``
+# parser imports neither.
 
 __all__ = [
     "DEFENCE_NAME",

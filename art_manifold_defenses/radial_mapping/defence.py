@@ -1,6 +1,6 @@
 """Radial-basis feature mapping as a :class:`~art_manifold_defenses.defence_record.Defence`:
-:class:`RadialMappingConfig`, :func:`build_radial_mapping`, :func:`train_radial_mapping_defence` and :data:`DEFENCE`
-(listed in :mod:`art_manifold_defenses.defences`). No torch at module level.
+:class:`RadialMappingConfig`, :func:`build_radial_mapping`, :func:`train_radial_mapping_defence` and
+:data:`DEFENCE` (listed in :mod:`art_manifold_defenses.defences`). No torch at module level.
 """
 
 from __future__ import annotations
@@ -28,8 +28,8 @@ DEFENCE_NAME = "radial-mapping"
 
 @dataclass
 class RadialMappingConfig(TrainingConfig):
-    """Where and how mapping blocks go into the network (flags ``--rbm-*``); defaults as in Taghanaki et al. 2019
-    (paper 001), Section 2.2 / Fig. 2."""
+    """Where and how mapping blocks go into the network (flags ``--rbm-*``); defaults as in Taghanaki
+    et al. 2019 (paper 001), Section 2.2 / Fig. 2."""
 
     variant: Literal["paper", "authors_code"] = field(
         default="paper", metadata={"help": "block variant (default: paper)"}
@@ -111,8 +111,8 @@ def train_radial_mapping_defence(
     verbose: bool = True,
     checkpoint_dir: str | Path | None = None,
 ) -> tuple[nn.Module, dict[str, Any]]:
-    """Insert the mapping blocks into ``base_model`` and train everything end to end with the shared loop; return
-    ``(model, checkpoint defence entry)``.
+    """Insert the mapping blocks into ``base_model`` and train everything end to end with the shared loop;
+    return ``(model, checkpoint defence entry)``.
 
     Paper: Taghanaki et al. 2019 (paper 001), Section 2.2 (end-to-end training with the mapping blocks)."""
     from .training import train_radial_mapping

@@ -1,4 +1,5 @@
-"""``RadialMappingClassifierPyTorch``: an ART ``PyTorchClassifier`` built from a user's model plus the mapping options."""
+"""``RadialMappingClassifierPyTorch``: an ART ``PyTorchClassifier`` built from a user's model plus the mapping
+options."""
 
 from __future__ import annotations
 
@@ -21,24 +22,24 @@ class RadialMappingClassifierPyTorch(PyTorchClassifier):
     """ART classifier of a CNN equipped with radial-basis feature mapping blocks (Taghanaki et al., CVPR 2019,
     https://arxiv.org/abs/1903.01015, eqs. 2-5 and Fig. 2).
 
-    The user's ``model`` is transformed by :func:`~art_manifold_defenses.radial_mapping.add_radial_mapping` (on a
-    copy); centres, widths and the distance matrix are then learned with the CNN by back-propagation, e.g. with
-    ART's ``fit`` (an Adam optimiser with ``learning_rate`` is created when none is given; the paper uses Adam 1e-3,
-    batch 128). Inputs are cast to float32 before the model.
+    The user's ``model`` is transformed by :func:`~art_manifold_defenses.radial_mapping.add_radial_mapping`
+    (on a copy); centres, widths and the distance matrix are then learned with the CNN by back-propagation,
+    e.g. with ART's ``fit`` (an Adam optimiser with ``learning_rate`` is created when none is given; the
+    paper uses Adam 1e-3, batch 128). Inputs are cast to float32 before the model.
 
     Args:
         model: the user's CNN (logits out); not modified.
         input_shape, nb_classes: as for ``PyTorchClassifier``.
-        after, n_centers, variant, out_channels, mode, epsilon, beta_init, init, init_data, seed: mapping options,
-            see :func:`~art_manifold_defenses.radial_mapping.add_radial_mapping`.
+        after, n_centers, variant, out_channels, mode, epsilon, beta_init, init, init_data, seed: mapping
+            options, see :func:`~art_manifold_defenses.radial_mapping.add_radial_mapping`.
         loss: default ``nn.CrossEntropyLoss()``.
         optimizer: default Adam(lr=``learning_rate``) over the mapped model's parameters.
         clip_values: default (0, 1).
         device_type: ART's ``"cpu"`` or ``"gpu"`` (GPU when available).
 
-    Known limitations: the mapping is deterministic and fully differentiable, so standard white-box attacks apply
-    unchanged; the independent AutoAttack evaluation of this defence (Croce & Hein 2020) found 0% robust accuracy at
-    l_inf epsilon 0.3 on MNIST. No gradient obfuscation is added here to hide that.
+    Known limitations: the mapping is deterministic and fully differentiable, so standard white-box attacks
+    apply unchanged; the independent AutoAttack evaluation of this defence (Croce & Hein 2020) found 0% robust
+    accuracy at l_inf epsilon 0.3 on MNIST. No gradient obfuscation is added here to hide that.
     """
 
     mapping_params = [

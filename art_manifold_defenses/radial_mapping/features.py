@@ -40,8 +40,8 @@ def extract_features(
     device: str | torch.device | None = "cpu",
     verbose: bool = False,
 ) -> np.ndarray:
-    """Flattened features of ``x``: the *input* of the last ``nn.Linear`` (penultimate features) when ``layer`` is None,
-    else the *output* of the named module. Returns (N, D) float32.
+    """Flattened features of ``x``: the *input* of the last ``nn.Linear`` (penultimate features) when
+    ``layer`` is None, else the *output* of the named module. Returns (N, D) float32.
 
     Paper: Taghanaki et al. 2019 (paper 001), Table 2 and Fig. 4 (feature-space analysis);
     feature extraction.
@@ -87,11 +87,12 @@ def feature_analysis(
     """Silhouette, Calinski-Harabasz, mutual information, homogeneity and completeness of a model's features
     (paper 001, Table 2, computed with scikit-learn).
 
-    The features (penultimate by default, see :func:`extract_features`) are clustered by k-means (``n_clusters``
-    defaults to the number of classes in ``y``; k-means++ seeded with ``seed``). Silhouette and Calinski-Harabasz
-    measure the compactness and separation of those clusters without labels; adjusted mutual information,
-    homogeneity and completeness compare the clusters with the true labels. Higher is better for all five. The paper
-    does not say which clustering it scored; this choice is documented here and in the returned ``"clustering"``.
+    The features (penultimate by default, see :func:`extract_features`) are clustered by k-means
+    (``n_clusters`` defaults to the number of classes in ``y``; k-means++ seeded with ``seed``). Silhouette
+    and Calinski-Harabasz measure the compactness and separation of those clusters without labels; adjusted
+    mutual information, homogeneity and completeness compare the clusters with the true labels. Higher is
+    better for all five. The paper does not say which clustering it scored; this choice is documented here and
+    in the returned ``"clustering"``.
     """
     features = extract_features(model, x, layer=layer, batch_size=batch_size, device=device, verbose=verbose)
     n_classes = int(np.asarray(y).max()) + 1 if len(np.asarray(y)) else 0

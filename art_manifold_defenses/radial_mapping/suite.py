@@ -1,10 +1,11 @@
-"""The attack suite of paper 001's Table 1 (``paper-radial-mapping``), plus AutoAttack at 0.3 and 0.1, and at the
-Gaussian-noise l2 budget an ART PGD (cross-entropy) and an ART APGD-DLR (margin loss), so that every budget the suite
-reports has both losses (APGD-DLR also at l-inf 0.3 and 0.1 when AutoAttack is off).
+"""The attack suite of paper 001's Table 1 (``paper-radial-mapping``), plus AutoAttack at 0.3 and 0.1, and at
+the Gaussian-noise l2 budget an ART PGD (cross-entropy) and an ART APGD-DLR (margin loss), so that every
+budget the suite reports has both losses (APGD-DLR also at l-inf 0.3 and 0.1 when AutoAttack is off).
 
-Step sizes are not given in the paper; the CleverHans defaults of its time are assumed (BIM 0.05, MIM 0.06, PGD 0.01
-with random start), as the spec notes state. "GN eps=20" of the paper is Foolbox's additive Gaussian noise with a
-parameter that does not map to an l2 budget unambiguously; ``gaussian_noise_l2`` sets the l2 budget used here.
+Step sizes are not given in the paper; the CleverHans defaults of its time are assumed (BIM 0.05, MIM 0.06,
+PGD 0.01 with random start), as the spec notes state. "GN eps=20" of the paper is Foolbox's additive Gaussian
+noise with a parameter that does not map to an l2 budget unambiguously; ``gaussian_noise_l2`` sets the l2
+budget used here.
 """
 
 from __future__ import annotations
@@ -26,8 +27,9 @@ def paper_suite(
 ) -> list[Any]:
     """The Table 1 attacks (mixed norms; ``norm``/``eps`` are ignored, every attack carries its own budget).
 
-    ``margin`` adds ART PGD and APGD-DLR at the l2 budget ``gaussian_noise_l2`` (the paper only adds noise there) and
-    APGD-DLR at l-inf 0.3 and 0.1 when ``autoattack`` is off (AutoAttack covers the margin loss otherwise).
+    ``margin`` adds ART PGD and APGD-DLR at the l2 budget ``gaussian_noise_l2`` (the paper only adds noise
+    there) and APGD-DLR at l-inf 0.3 and 0.1 when ``autoattack`` is off (AutoAttack covers the margin loss
+    otherwise).
     """
     from ..evaluation import AttackSpec
 

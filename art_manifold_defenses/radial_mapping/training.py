@@ -1,4 +1,5 @@
-"""End-to-end training of a mapped CNN with the package's shared loop (centres, widths and A learned with the CNN)."""
+"""End-to-end training of a mapped CNN with the package's shared loop (centres, widths and A learned with the
+CNN)."""
 
 from __future__ import annotations
 
@@ -27,8 +28,9 @@ def train_radial_mapping(
     seed: int = 0,
     verbose: bool = True,
 ) -> list[dict[str, float]]:
-    """Train a model returned by :func:`add_radial_mapping` with cross-entropy and Adam (paper 5.1: batch 128, Adam
-    lr 1e-3; the authors' code uses batch 32 and 12 epochs). All parameters, the mapping's included, are learned.
+    """Train a model returned by :func:`add_radial_mapping` with cross-entropy and Adam (paper 5.1: batch 128,
+    Adam lr 1e-3; the authors' code uses batch 32 and 12 epochs). All parameters, the mapping's included, are
+    learned.
 
     Paper: Taghanaki et al. 2019 (paper 001), Section 2.3, eqs. (9)-(11) (cross-entropy over all parameters A,
     C, beta and the CNN's), with the Section 5.1 settings.

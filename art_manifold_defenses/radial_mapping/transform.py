@@ -2,17 +2,20 @@
 
 Two ways of inserting a block, chosen with ``mode``:
 
-``"concat"`` (flat ``nn.Sequential`` models; the paper's Fig. 2): after a convolution and its activation, the block's
-    output g(f) is concatenated with the conv features f on the channel axis, and the next layer that reads those
-    channels is rewired: a ``Conv2d`` gets more input channels, a ``Linear`` after ``Flatten`` more input features, a
-    ``BatchNorm2d`` in between more channels. The original weights are kept; the new input slices get PyTorch's
-    default initialisation.
+``"concat"`` (flat ``nn.Sequential`` models; the paper's Fig. 2): after a convolution and its activation, the
+block's
+    output g(f) is concatenated with the conv features f on the channel axis, and the next layer that reads
+    those channels is rewired: a ``Conv2d`` gets more input channels, a ``Linear`` after ``Flatten`` more
+    input features, a ``BatchNorm2d`` in between more channels. The original weights are kept; the new input
+    slices get PyTorch's default initialisation.
 
-``"project"`` (any other model, e.g. ResNets with identity shortcuts or a U-Net with skip concatenations, where the
+``"project"`` (any other model, e.g. ResNets with identity shortcuts or a U-Net with skip concatenations,
+where the
     consumers of a feature map cannot all be widened): the chosen module's output f is replaced by
-    ``Conv1x1([f, g(f)])`` back to f's channel count, the 1x1 convolution initialised to ``[I, 0]`` so the model
-    computes exactly what it did before the insertion and learns how to use g. This is the paper's concatenation
-    followed by a learned linear read-out, a documented deviation needed for these architectures.
+    ``Conv1x1([f, g(f)])`` back to f's channel count, the 1x1 convolution initialised to ``[I, 0]`` so the
+    model computes exactly what it did before the insertion and learns how to use g. This is the paper's
+    concatenation followed by a learned linear read-out, a documented deviation needed for these
+    architectures.
 """
 
 from __future__ import annotations
@@ -100,7 +103,8 @@ class RadialMappingProjection(nn.Module):
 
 
 def _has_hooks(module: nn.Module) -> bool:
-    """Whether calling ``module`` would run hooks (its own or global ones) that a direct method call would skip."""
+    """Whether calling ``module`` would run hooks (its own or global ones) that a direct method call would
+    skip."""
     state = nn.modules.module
     return bool(
         module._forward_hooks
@@ -115,8 +119,8 @@ def _has_hooks(module: nn.Module) -> bool:
 
 
 def _concatenate(mapping: nn.Module, x: Tensor) -> Tensor:
-    """cat([x, g(x)]): the block's fused concatenation, or ``torch.cat`` around ``mapping(x)`` when hooks watch the
-    block (a direct method call would skip them) or the mapping was replaced by another module."""
+    """cat([x, g(x)]): the block's fused concatenation, or ``torch.cat`` around ``mapping(x)`` when hooks
+    watch the block (a direct method call would skip them) or the mapping was replaced by another module."""
     if isinstance(mapping, RadialBasisMapping) and not _has_hooks(mapping):
         return mapping.concatenate(x)
     return torch.cat([x, mapping(x)], dim=1)
@@ -136,8 +140,9 @@ def mapping_points(model: nn.Module) -> list[str]:
     Paper: Taghanaki et al. 2019 (paper 001), Fig. 2 (a block after each convolutional layer);
     where blocks go in architectures the paper does not cover.
 
-    ResNet-like models (``stem`` + ``stages``): the stem and every stage. The zoo's U-Net: every double-conv block
-    (``down.i``, ``bottleneck``, ``up_conv.i``). Flat ``nn.Sequential``: every consumable convolution (as ``"all_conv"``).
+    ResNet-like models (``stem`` + ``stages``): the stem and every stage. The zoo's U-Net: every double-conv
+    block (``down.i``, ``bottleneck``, ``up_conv.i``). Flat ``nn.Sequential``: every consumable convolution
+    (as ``"all_conv"``).
     """
     names = dict(model.named_modules())
     if isinstance(model, nn.Sequential):
@@ -179,7 +184,8 @@ def add_radial_mapping(
     seed: int = 0,
     inplace: bool = False,
 ) -> nn.Module:
-    """Insert radial-basis mapping blocks into ``model`` and return the mapped model (an ordinary ``nn.Module``).
+    """Insert radial-basis mapping blocks into ``model`` and return the mapped model (an ordinary
+    ``nn.Module``).
 
     Paper: Taghanaki et al. 2019 (paper 001), Section 2.2 and Fig. 2 (a block ``g^(l)`` of eq. (5) after each
     convolutional layer ``l``).
@@ -187,17 +193,19 @@ def add_radial_mapping(
     Args:
         model: a flat ``nn.Sequential`` CNN (``cleverhans_cnn``, ``cw_mnist``, ...) or any ``nn.Module``
             (``resnet18``, ``unet``, ...).
-        after: ``"all_conv"`` (every ``Conv2d``; in ``"concat"`` mode every conv whose channels a later layer reads),
-            ``"blocks"`` (see :func:`mapping_points`), or a list of module names (``model.named_modules()``; in
-            ``"concat"`` mode top-level indices of ``Conv2d`` layers such as ``["0", "2"]``).
+        after: ``"all_conv"`` (every ``Conv2d``; in ``"concat"`` mode every conv whose channels a later layer
+            reads), ``"blocks"`` (see :func:`mapping_points`), or a list of module names
+            (``model.named_modules()``; in ``"concat"`` mode top-level indices of ``Conv2d`` layers such as
+            ``["0", "2"]``).
         n_centers: centres per block (default: the channel count of the features the block reads, as in the
             authors' code).
         variant: ``"paper"`` or ``"authors_code"`` (see :class:`RadialBasisMapping`).
         out_channels: mapped channels per block (default ``n_centers``).
-        mode: ``"concat"``, ``"project"`` or ``"auto"`` (``"concat"`` for ``nn.Sequential``, else ``"project"``).
+        mode: ``"concat"``, ``"project"`` or ``"auto"`` (``"concat"`` for ``nn.Sequential``, else
+            ``"project"``).
         epsilon, beta_init: see :class:`RadialBasisMapping`.
-        init: ``"uniform"`` centres, or ``"kmeans"`` of the features of ``init_data`` (a batch of inputs), block by
-            block in order so every block sees the features of the already initialised ones.
+        init: ``"uniform"`` centres, or ``"kmeans"`` of the features of ``init_data`` (a batch of inputs),
+            block by block in order so every block sees the features of the already initialised ones.
         kmeans_iterations: Lloyd iterations for ``init="kmeans"``.
         seed: seeds the centres, output weights and rewired slices (reproducible).
         inplace: modify ``model`` itself instead of a deep copy.
@@ -276,7 +284,8 @@ def _make_block(
 
 
 def _consumer_path(layers: list[nn.Module], start: int) -> int | None:
-    """Index of the first layer after ``start`` that reads the channels (Conv2d, or Linear after Flatten); None if none."""
+    """Index of the first layer after ``start`` that reads the channels (Conv2d, or Linear after Flatten);
+    None if none."""
     flattened = False
     for j in range(start, len(layers)):
         layer = layers[j]
@@ -365,7 +374,8 @@ def _seeded_reset(module: nn.Module, generator: torch.Generator) -> None:
 
 
 def _widen_consumer(layer: nn.Module, channels: int, extra: int, generator: torch.Generator) -> nn.Module:
-    """A copy of ``layer`` that reads ``channels + extra`` channels; the first ``channels`` slices keep their weights."""
+    """A copy of ``layer`` that reads ``channels + extra`` channels; the first ``channels`` slices keep their
+    weights."""
     if isinstance(layer, nn.Conv2d):
         if layer.groups != 1:
             raise ValueError(

@@ -2,14 +2,16 @@
 Perturbations", arXiv:2004.02183.
 
 - :class:`RBFFilterBank` -- the RBF layer (eq. 2); :func:`fit_rbf_filters` -- non-parametric hard EM (eq. 3).
-- :class:`RBFReconstruction` -- the stochastic reconstruction layer (eq. 4) with the BPDA gradient inside forward.
+- :class:`RBFReconstruction` -- the stochastic reconstruction layer (eq. 4) with the BPDA gradient inside
+  forward.
 - :class:`RBFReconstructionPyTorch` -- the same as an ART ``PreprocessorPyTorch``.
 - :class:`RBFCNN` -- reconstruction + CNN with voting over m = 10 reconstructions (eq. 5); ``stochastic`` and
   ``static_model()`` for the evaluation harness (the BPDA gradient is inside forward).
 - :class:`RBFCNNTrainer` -- rCNN / rCNN+ training (an ART ``Trainer``) on the shared training loop.
 
 The defence record (``amd train --defense rbf-cnn``, checkpoint builder :func:`build_rbf_cnn`) is
-:data:`.defence.DEFENCE`. Names are imported on first use (no torch for ``import art_manifold_defenses.rbf_reconstruction``).
+:data:`.defence.DEFENCE`. Names are imported on first use (no torch for ``import
+art_manifold_defenses.rbf_reconstruction``).
 """
 
 from __future__ import annotations

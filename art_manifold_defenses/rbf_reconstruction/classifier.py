@@ -1,4 +1,5 @@
-"""RBF-CNN as one ``nn.Module``: reconstruction + CNN, prediction by voting over m reconstructions (paper eq. 5)."""
+"""RBF-CNN as one ``nn.Module``: reconstruction + CNN, prediction by voting over m reconstructions
+(paper eq. 5)."""
 
 from __future__ import annotations
 
@@ -16,8 +17,8 @@ __all__ = ["RBFCNN", "StaticRBFCNN"]
 
 
 class StaticRBFCNN(nn.Module):
-    """The deterministic ``beta2 = 0`` RBF-CNN (paper's "static" model, ``z_j = mu_j``): one reconstruction, the
-    CNN, logits. It shares the filter bank and the CNN of its :class:`RBFCNN` (no copies).
+    """The deterministic ``beta2 = 0`` RBF-CNN (paper's "static" model, ``z_j = mu_j``): one reconstruction,
+    the CNN, logits. It shares the filter bank and the CNN of its :class:`RBFCNN` (no copies).
 
     Paper: Nandy, Hsu and Lee 2020 (paper 000), eq. 4 with ``beta2 = 0`` (``z_j = mu_j``), the model the
     "static attacks" of Section IV-A target.
@@ -37,21 +38,21 @@ class RBFCNN(nn.Module):
     """RBF-CNN classifier: RBF layer + reconstruction layer + any CNN, returning logits.
 
     Paper: Nandy, Hsu and Lee, "Approximate Manifold Defense Against Multiple Adversarial Perturbations",
-    arXiv:2004.02183: reconstruction (section III-b) then the CNN; the prediction is the argmax of the sum of the
-    softmax outputs of ``m = votes`` independent reconstructions (eq. 5, ``m = 10``).
+    arXiv:2004.02183: reconstruction (section III-b) then the CNN; the prediction is the argmax of the sum of
+    the softmax outputs of ``m = votes`` independent reconstructions (eq. 5, ``m = 10``).
 
     - ``eval()`` mode: ``forward`` returns ``log(mean_k softmax(CNN(recon_k(x))))`` over ``votes`` noisy
       reconstructions (``beta1 = 25``, ``beta2 = 1.75``, clipped): its argmax is eq. 5, and it is a proper
-      log-probability for cross-entropy attacks. Gradients follow the paper's adaptive attack (BPDA through the
-      ``beta2 = 0`` reconstruction, wired inside the reconstruction's forward).
-    - ``train()`` mode: one deterministic reconstruction with the training ``train_beta1 = 125``, ``beta2 = 0``,
-      no clip (authors' code), then the CNN's logits.
+      log-probability for cross-entropy attacks. Gradients follow the paper's adaptive attack (BPDA through
+      the ``beta2 = 0`` reconstruction, wired inside the reconstruction's forward).
+    - ``train()`` mode: one deterministic reconstruction with the training ``train_beta1 = 125``,
+      ``beta2 = 0``, no clip (authors' code), then the CNN's logits.
 
-    Harness contract: ``stochastic`` is True when ``beta2 > 0`` with fresh per-image noise (attack with EoT, score by
-    majority vote). The paper's adaptive gradient (noisy forward, ``beta2 = 0`` backward) is already wired inside
-    ``forward``, so by default ``bpda_surrogate`` is ``None``: a harness-level BPDA with the static model would
-    replace it by the gradient of the static model at ``x`` alone, which ignores the noise (the paper's weaker
-    "static" attacks). :meth:`static_model` returns that deterministic ``beta2 = 0`` model
+    Harness contract: ``stochastic`` is True when ``beta2 > 0`` with fresh per-image noise (attack with EoT,
+    score by majority vote). The paper's adaptive gradient (noisy forward, ``beta2 = 0`` backward) is already
+    wired inside ``forward``, so by default ``bpda_surrogate`` is ``None``: a harness-level BPDA with the
+    static model would replace it by the gradient of the static model at ``x`` alone, which ignores the noise
+    (the paper's weaker "static" attacks). :meth:`static_model` returns that deterministic ``beta2 = 0`` model
     (:class:`StaticRBFCNN`) for static / transfer attacks; ``expose_static_surrogate=True`` publishes it as
     ``bpda_surrogate``.
 
@@ -59,11 +60,12 @@ class RBFCNN(nn.Module):
     copies, as in the authors' test script) and the model is deterministic.
 
     Public attributes: ``reconstruction`` (the :class:`RBFReconstruction` ``nn.Module``, built with
-    ``copies=votes``) and ``classifier`` (the CNN); ``nn.Sequential(model.reconstruction, model.classifier)`` is a
-    one-vote RBF-CNN for plain PyTorch code.
+    ``copies=votes``) and ``classifier`` (the CNN); ``nn.Sequential(model.reconstruction, model.classifier)``
+    is a one-vote RBF-CNN for plain PyTorch code.
 
-    Limitations: ``votes`` CNN passes per prediction (10x the cost of the CNN); the reconstruction is fixed, so an
-    adaptive BPDA + EoT attacker is the relevant threat (the paper reports 39.4 % for rCNN at l-inf 0.3 on MNIST).
+    Limitations: ``votes`` CNN passes per prediction (10x the cost of the CNN); the reconstruction is fixed,
+    so an adaptive BPDA + EoT attacker is the relevant threat (the paper reports 39.4 % for rCNN at l-inf 0.3
+    on MNIST).
     """
 
     params = [
@@ -133,7 +135,8 @@ class RBFCNN(nn.Module):
         self.votes = votes
         self.to(resolve_device(device))
 
-    # harness contract -------------------------------------------------------------------------------------------
+    # harness contract
+    # -------------------------------------------------------------------------------------------
     @property
     def stochastic(self) -> bool:
         """True when predictions are random (``beta2 > 0`` and fresh noise per call)."""
@@ -146,8 +149,8 @@ class RBFCNN(nn.Module):
         return StaticRBFCNN(self) if self.expose_static_surrogate else None
 
     def static_model(self) -> StaticRBFCNN:
-        """The deterministic ``beta2 = 0`` RBF-CNN (shares this model's bank and CNN): the target of the paper's
-        static attacks and a transfer-attack source."""
+        """The deterministic ``beta2 = 0`` RBF-CNN (shares this model's bank and CNN): the target of the
+        paper's static attacks and a transfer-attack source."""
         return StaticRBFCNN(self)
 
     @property
@@ -179,7 +182,8 @@ class RBFCNN(nn.Module):
             "seed": r.seed,
         }
 
-    # forward ------------------------------------------------------------------------------------------------------
+    # forward
+    # ------------------------------------------------------------------------------------------------------
     def forward(self, x: Tensor) -> Tensor:
         x = x.float()
         if self.training:

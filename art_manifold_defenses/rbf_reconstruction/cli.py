@@ -17,8 +17,8 @@ if TYPE_CHECKING:
     import numpy as np
     import torch
 
-# torch and the RBF-CNN code are imported by the functions that use them, so that building the ``amd`` parser imports
-# neither.
+# torch and the RBF-CNN code are imported by the functions that use them, so that building the ``amd`` parser
+# imports neither.
 
 __all__ = [
     "add_subcommands",
@@ -31,7 +31,8 @@ __all__ = [
 
 
 def add_train_arguments(group: Any) -> None:
-    """Flags of ``amd train --defense rbf-cnn`` (all prefixed ``--rbf-``), generated from :class:`RBFCNNConfig`."""
+    """Flags of ``amd train --defense rbf-cnn`` (all prefixed ``--rbf-``), generated from
+    :class:`RBFCNNConfig`."""
     add_defence_arguments(group, DEFENCE)
 
 
@@ -124,11 +125,11 @@ def fit_rbf_command(args: argparse.Namespace) -> int:
 
 
 def build_demo_rcnn(ctx: Any, *, em_steps: int = 150, votes: int = 1) -> torch.nn.Module:
-    """``amd demo`` entry: EM filter bank (a shortened schedule, ``em_steps`` M-steps) on the demo's training images,
-    then rCNN (``cw_mnist`` behind the reconstruction) trained ``ctx.epochs`` epochs. ``votes = 1`` keeps the
-    stochastic model cheap to attack with EoT on a CPU (the paper votes over m = 10). ``ctx`` has ``data``,
-    ``device``, ``seed``, ``epochs``, ``verbose`` and ``work_dir``. The checkpoint's defence metadata is
-    :func:`defence_metadata` of the returned model (its filter count is only known after EM)."""
+    """``amd demo`` entry: EM filter bank (a shortened schedule, ``em_steps`` M-steps) on the demo's training
+    images, then rCNN (``cw_mnist`` behind the reconstruction) trained ``ctx.epochs`` epochs. ``votes = 1``
+    keeps the stochastic model cheap to attack with EoT on a CPU (the paper votes over m = 10). ``ctx`` has
+    ``data``, ``device``, ``seed``, ``epochs``, ``verbose`` and ``work_dir``. The checkpoint's defence
+    metadata is :func:`defence_metadata` of the returned model (its filter count is only known after EM)."""
     import torch
 
     from ..models import build_model

@@ -1,8 +1,10 @@
-"""RBF-CNN as a :class:`~art_manifold_defenses.defence_record.Defence`: :class:`RBFCNNConfig`, :func:`build_rbf_cnn`,
-:func:`train_rbf_cnn` and :data:`DEFENCE` (listed in :mod:`art_manifold_defenses.defences`).
+"""RBF-CNN as a :class:`~art_manifold_defenses.defence_record.Defence`: :class:`RBFCNNConfig`,
+:func:`build_rbf_cnn`, :func:`train_rbf_cnn` and :data:`DEFENCE` (listed in
+:mod:`art_manifold_defenses.defences`).
 
-No torch at module level (``amd train --help`` lists the flags without it). rCNN+ is the variant field ``plus``; the
-``amd train --defense rbf-cnn-plus`` name is an alias in :data:`art_manifold_defenses.defences.ALIASES`.
+No torch at module level (``amd train --help`` lists the flags without it). rCNN+ is the variant field
+``plus``; the ``amd train --defense rbf-cnn-plus`` name is an alias in
+:data:`art_manifold_defenses.defences.ALIASES`.
 """
 
 from __future__ import annotations
@@ -20,7 +22,8 @@ if TYPE_CHECKING:
 
 __all__ = ["DEFENCE", "DEFENCE_NAME", "RBFCNNConfig", "build_rbf_cnn", "defence_metadata", "train_rbf_cnn"]
 
-#: Name of the defence in checkpoints (rCNN and rCNN+ are both "rbf-cnn"; ``params["variant"]`` tells them apart).
+#: Name of the defence in checkpoints (rCNN and rCNN+ are both "rbf-cnn"; ``params["variant"]`` tells them
+#: apart).
 DEFENCE_NAME = "rbf-cnn"
 #: Name of the filter-bank file of ``amd fit-rbf`` (``--rbf-filters DIR`` reads ``DIR/filters.npz``).
 FILTERS_FILE = "filters.npz"
@@ -28,8 +31,8 @@ FILTERS_FILE = "filters.npz"
 
 @dataclass
 class RBFCNNConfig(TrainingConfig):
-    """rCNN / rCNN+ training (flags ``--rbf-*``); defaults as in Nandy, Hsu and Lee 2020 (paper 000), Section IV and
-    the authors' code where the paper is silent."""
+    """rCNN / rCNN+ training (flags ``--rbf-*``); defaults as in Nandy, Hsu and Lee 2020 (paper 000),
+    Section IV and the authors' code where the paper is silent."""
 
     plus: bool = field(
         default=False, metadata={"help": "train rCNN+ (Gaussian + PGD-noise images) instead of rCNN"}
@@ -75,8 +78,9 @@ class RBFCNNConfig(TrainingConfig):
 
 
 def build_rbf_cnn(base_model: nn.Module, params: dict[str, Any]) -> RBFCNN:
-    """Checkpoint builder: an :class:`RBFCNN` around ``base_model`` with an empty filter bank of the stored shape
-    (``num_filters``, ``patch_size``, ``in_channels``); the state dict then restores the filter means/variances.
+    """Checkpoint builder: an :class:`RBFCNN` around ``base_model`` with an empty filter bank of the stored
+    shape (``num_filters``, ``patch_size``, ``in_channels``); the state dict then restores the filter
+    means/variances.
 
     Paper: Nandy, Hsu and Lee 2020 (paper 000), Section III / Fig. 1 (RBF layer, reconstruction layer, CNN);
     the checkpoint builder that re-creates that pipeline.
@@ -125,8 +129,9 @@ def train_rbf_cnn(
     verbose: bool = True,
     checkpoint_dir: str | Path | None = None,
 ) -> tuple[nn.Module, dict[str, Any]]:
-    """Fit (or load) the filter bank, put the reconstruction in front of ``base_model`` and train it as rCNN or rCNN+
-    (``config.plus``) with :class:`RBFCNNTrainer`; return ``(model in eval mode, checkpoint defence entry)``.
+    """Fit (or load) the filter bank, put the reconstruction in front of ``base_model`` and train it as rCNN
+    or rCNN+ (``config.plus``) with :class:`RBFCNNTrainer`; return ``(model in eval mode, checkpoint defence
+    entry)``.
 
     Paper: Nandy, Hsu and Lee 2020 (paper 000), Section III (eqs. 3-5) and Section IV (rCNN+ training)."""
     from .classifier import RBFCNN
@@ -174,7 +179,8 @@ def train_rbf_cnn(
 
 
 def defence_metadata(model: nn.Module, **extra: Any) -> dict[str, Any]:
-    """The checkpoint ``defence`` entry of an RBFCNN: ``{"name": "rbf-cnn", "params": model.config() + extra}``.
+    """The checkpoint ``defence`` entry of an RBFCNN: ``{"name": "rbf-cnn", "params": model.config() +
+    extra}``.
 
     Paper: Nandy, Hsu and Lee 2020 (paper 000); checkpoint metadata."""
     from .classifier import RBFCNN

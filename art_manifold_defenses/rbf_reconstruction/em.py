@@ -1,4 +1,5 @@
-"""Non-parametric hard EM that learns the RBF filter bank from clean training patches (paper section III-a, eq. 3)."""
+"""Non-parametric hard EM that learns the RBF filter bank from clean training patches (paper section III-a,
+eq. 3)."""
 
 from __future__ import annotations
 
@@ -24,10 +25,11 @@ NEW_FILTER_LOG_SCORE = -2.5
 
 @dataclass
 class EMStatistics:
-    """Sufficient statistics of one E-step block, per bucket (rows ``0..J-1``: the filters, row ``J``: "new filter").
+    """Sufficient statistics of one E-step block, per bucket (rows ``0..J-1``: the filters, row ``J``: "new
+    filter").
 
-    Sums are taken of patches *centred on the bucket's current mean* (the new bucket is centred on 0), so that the
-    float32 accumulation keeps the precision the near-zero variances need.
+    Sums are taken of patches *centred on the bucket's current mean* (the new bucket is centred on 0), so that
+    the float32 accumulation keeps the precision the near-zero variances need.
     """
 
     centers: Tensor  # (J + 1, D)
@@ -37,10 +39,10 @@ class EMStatistics:
 
 
 def score_matrix(patches: Tensor, means: Tensor, variances: Tensor) -> Tensor:
-    """Match scores ``(P, J)`` of eq. 2 (as in :func:`~.filter_bank.match_scores`) as ONE matrix product of the
-    augmented patches ``[z, ||z||^2, 1]`` with ``[mu / sigma^2; -1 / (2 sigma^2); -||mu||^2 / (2 sigma^2) - ln sigma]``.
-    Used for the hard assignment only (rounding may shift a score by ~1e-2 for the tightest filters; the argmax over
-    well-separated filters is unaffected)."""
+    """Match scores ``(P, J)`` of eq. 2 (as in :func:`~.filter_bank.match_scores`) as ONE matrix product of
+    the augmented patches ``[z, ||z||^2, 1]`` with ``[mu / sigma^2; -1 / (2 sigma^2); -||mu||^2 / (2 sigma^2)
+    - ln sigma]``. Used for the hard assignment only (rounding may shift a score by ~1e-2 for the tightest
+    filters; the argmax over well-separated filters is unaffected)."""
     inv = 1.0 / variances
     coefficients = torch.cat(
         [
@@ -56,8 +58,8 @@ def score_matrix(patches: Tensor, means: Tensor, variances: Tensor) -> Tensor:
 
 def e_step(patches: Tensor, means: Tensor, variances: Tensor, log_alpha: float) -> EMStatistics:
     """Hard E-step: assign each patch ``(P, D)`` to the filter of highest match score, or to the "new filter"
-    bucket when every score is below ``-2.5 + ln(alpha)`` (the authors' virtual channel); accumulate the bucket
-    statistics. ``log_alpha = -inf`` disables the bucket (fixed-count EM)."""
+    bucket when every score is below ``-2.5 + ln(alpha)`` (the authors' virtual channel); accumulate the
+    bucket statistics. ``log_alpha = -inf`` disables the bucket (fixed-count EM)."""
     num_filters, dim = means.shape
     centers = torch.cat([means, torch.zeros(1, dim, dtype=means.dtype, device=means.device)])
     if num_filters:
@@ -84,12 +86,12 @@ def m_step(
     count_threshold: int,
     new_share_threshold: float,
 ) -> tuple[Tensor, Tensor, float, int, bool]:
-    """M-step (eq. 3): ``mu_j`` = mean of the assigned patches, ``sigma_j^2`` = their mean squared distance to it
-    (floored at 1e-20 as in the authors' code).
+    """M-step (eq. 3): ``mu_j`` = mean of the assigned patches, ``sigma_j^2`` = their mean squared distance to
+    it (floored at 1e-20 as in the authors' code).
 
-    Filters with at most ``count_threshold`` patches are deleted; the "new" bucket becomes one new filter when its
-    share of the patches exceeds ``new_share_threshold`` (and ``allow_new``). Returns
-    ``(means, variances, new_share, deleted, created)``.
+    Filters with at most ``count_threshold`` patches are deleted; the "new" bucket becomes one new filter when
+    its share of the patches exceeds ``new_share_threshold`` (and ``allow_new``). Returns ``(means, variances,
+    new_share, deleted, created)``.
     """
     count = stats.count
     safe = count.clamp_min(1.0)
@@ -115,8 +117,8 @@ def update_creation_threshold(
     """Adaptive creation threshold of the authors' code:
     ``alpha <- alpha + 0.6913 / ((1 + exp(J / J_desired)) (1 + exp(new_share / 0.001))) - 0.05``.
 
-    With no new patches ``alpha`` grows while ``J < 1.78 J_desired`` (raising the bar a patch must clear to stay in an
-    existing filter, so new filters appear) and shrinks beyond it.
+    With no new patches ``alpha`` grows while ``J < 1.78 J_desired`` (raising the bar a patch must clear to
+    stay in an existing filter, so new filters appear) and shrinks beyond it.
     """
     a = min(num_filters / desired_filters, 700.0)
     b = min(new_share / share_scale, 700.0)
@@ -144,24 +146,25 @@ def fit_rbf_filters(
 ) -> RBFFilterBank:
     """Learn an :class:`RBFFilterBank` from training images with the non-parametric hard EM of RBF-CNN.
 
-    Paper: Nandy, Hsu and Lee, arXiv:2004.02183, section III-a and eq. 3 (hard EM that creates a filter for patches
-    whose best score is below a threshold). The schedule, thresholds and creation rule the paper leaves open follow
-    the authors' code (notes section 000): mini-batches of ``batch_size = 50`` images streamed in order (repeating
-    epochs), one M-step every ``batches_per_step = 15`` mini-batches, at most one new filter per M-step (when the
-    new bucket holds more than ``new_share_threshold`` = 0.1 % of the patches), deletion of filters with at most
-    ``count_threshold`` = 1 patch, the adaptive threshold of :func:`update_creation_threshold` with
-    ``desired_filters`` (10 for MNIST, 175 for CIFAR-10), ``max_steps = 500`` M-steps of which the first
-    ``nonparametric_steps = 250`` may create filters and the rest are plain fixed-count hard EM (MNIST; pass
-    ``None`` to stay non-parametric throughout, as the CIFAR-10 code does).
+    Paper: Nandy, Hsu and Lee, arXiv:2004.02183, section III-a and eq. 3 (hard EM that creates a filter for
+    patches whose best score is below a threshold). The schedule, thresholds and creation rule the
+    paper leaves open follow the authors' code (notes section 000): mini-batches of ``batch_size = 50`` images
+    streamed in order (repeating epochs), one M-step every ``batches_per_step = 15`` mini-batches, at most one
+    new filter per M-step (when the new bucket holds more than ``new_share_threshold`` = 0.1 % of the
+    patches), deletion of filters with at most ``count_threshold`` = 1 patch, the adaptive threshold of
+    :func:`update_creation_threshold` with ``desired_filters`` (10 for MNIST, 175 for CIFAR-10),
+    ``max_steps = 500`` M-steps of which the first ``nonparametric_steps = 250`` may create filters and the
+    rest are plain fixed-count hard EM (MNIST; pass ``None`` to stay non-parametric throughout, as the
+    CIFAR-10 code does).
 
-    Cost: ``max_steps`` M-steps, each an E-step over the patches of ``batch_size * batches_per_step`` images (750),
-    whatever the number of images: the authors stream a smaller set round and round to fill the block. The number of
-    M-steps is not a number of passes over the data: the creation threshold needs about 130 of them to reach its
-    filter count on MNIST (23 filters), and 60 M-steps leave one filter, so it is not scaled down. What scales is the
-    block: with ``block_to_data=True`` (default) a set of fewer than 750 images is one block (every image once per
-    M-step, where the authors' stream repeats each image two or more times), so small inputs cost in proportion to
-    their size; ``block_to_data=False`` is the authors' stream on any data; sets of 750 images or more are unaffected.
-    Measured costs: ``docs/costs.md``.
+    Cost: ``max_steps`` M-steps, each an E-step over the patches of ``batch_size * batches_per_step`` images
+    (750), whatever the number of images: the authors stream a smaller set round and round to fill the block.
+    The number of M-steps is not a number of passes over the data: the creation threshold needs about 130 of
+    them to reach its filter count on MNIST (23 filters), and 60 M-steps leave one filter, so it is not scaled
+    down. What scales is the block: with ``block_to_data=True`` (default) a set of fewer than 750 images is
+    one block (every image once per M-step, where the authors' stream repeats each image two or more times),
+    so small inputs cost in proportion to their size; ``block_to_data=False`` is the authors' stream on any
+    data; sets of 750 images or more are unaffected. Measured costs: ``docs/costs.md``.
 
     Args:
         x: training images ``(N, C, H, W)`` in [0, 1] (numpy or tensor).

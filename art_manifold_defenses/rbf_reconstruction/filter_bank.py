@@ -1,4 +1,5 @@
-"""The RBF layer of RBF-CNN: a bank of Gaussian filters over image patches and their match scores (paper eq. 2)."""
+"""The RBF layer of RBF-CNN: a bank of Gaussian filters over image patches and their match scores
+(paper eq. 2)."""
 
 from __future__ import annotations
 
@@ -15,7 +16,8 @@ from ..utils import resolve_device
 
 __all__ = ["MIN_VARIANCE", "RBFFilterBank", "extract_patches", "match_scores"]
 
-#: Variance floor of the authors' code (``conv`` = sigma^2 is never below it); pure-background filters sit at it.
+#: Variance floor of the authors' code (``conv`` = sigma^2 is never below it); pure-background filters sit at
+#: it.
 MIN_VARIANCE = 1e-20
 
 
@@ -25,8 +27,8 @@ def extract_patches(x: Tensor, patch_size: int) -> Tensor:
     Paper: Nandy, Hsu and Lee 2020 (paper 000), Section III-a (the sliding-window patches ``z_i`` scored by
     eq. 2); patch extraction.
 
-    The vector layout is PyTorch's ``unfold`` order (channel-major, then rows, then columns), the same layout as
-    :attr:`RBFFilterBank.means`.
+    The vector layout is PyTorch's ``unfold`` order (channel-major, then rows, then columns), the same layout
+    as :attr:`RBFFilterBank.means`.
     """
     return F.unfold(x, kernel_size=patch_size).transpose(1, 2)
 
@@ -38,16 +40,17 @@ def match_scores(
 
     Paper: Nandy, Hsu and Lee 2020 (paper 000), RBF layer of Section III-a, eq. 2.
 
-    ``s_j(z) = -||z - mu_j||^2 / (2 sigma_j^2) - ln(sigma_j)`` (paper eq. 2 without the constant ``-ln sqrt(2 pi)``,
-    as in the authors' code). Expanded as ``z . mu_j / sigma_j^2 - ||z||^2 / (2 sigma_j^2) + c_j``, it is ONE
-    convolution of ``[x, x^2]`` with the kernels ``[mu_j / sigma_j^2, -1 / (2 sigma_j^2)]`` and bias
-    ``c_j = -||mu_j||^2 / (2 sigma_j^2) - ln sigma_j`` -- a matrix product over all patches and filters at once.
-    In float32 the expansion can shift a score by ~1e-2 for the tightest non-zero filters (sigmoid changes by
-    < 1e-3); ``exact=True`` computes the clamped squared distance first (three extra passes over the score map).
+    ``s_j(z) = -||z - mu_j||^2 / (2 sigma_j^2) - ln(sigma_j)`` (paper eq. 2 without the constant
+    ``-ln sqrt(2 pi)``, as in the authors' code). Expanded as ``z . mu_j / sigma_j^2 - ||z||^2 / (2 sigma_j^2)
+    + c_j``, it is ONE convolution of ``[x, x^2]`` with the kernels ``[mu_j / sigma_j^2, -1 / (2 sigma_j^2)]``
+    and bias ``c_j = -||mu_j||^2 / (2 sigma_j^2) - ln sigma_j`` -- a matrix product over all patches and
+    filters at once. In float32 the expansion can shift a score by ~1e-2 for the tightest non-zero filters
+    (sigmoid changes by < 1e-3); ``exact=True`` computes the clamped squared distance first (three extra
+    passes over the score map).
 
-    For a filter at the variance floor (the black-background filter, mean 0), ``1 / (2 sigma^2)`` is 5e19: scores
-    are about -1e15 or lower for any patch that is not exactly black, finite in float32, with sigmoid 0 and zero (not
-    NaN) gradients; exactly black patches score ``-ln sigma = 23``.
+    For a filter at the variance floor (the black-background filter, mean 0), ``1 / (2 sigma^2)`` is 5e19:
+    scores are about -1e15 or lower for any patch that is not exactly black, finite in float32, with sigmoid 0
+    and zero (not NaN) gradients; exactly black patches score ``-ln sigma = 23``.
     """
     if exact:
         kernel = means.view(-1, in_channels, patch_size, patch_size)
@@ -71,12 +74,13 @@ class RBFFilterBank(nn.Module):
     IJCNN 2020 / arXiv:2004.02183 (RBF layer, eq. 2; filters learned by non-parametric EM, eq. 3, see
     :func:`~art_manifold_defenses.rbf_reconstruction.fit_rbf_filters`).
 
-    ``means`` ``(J, C*k*k)`` and ``variances`` ``(J,)`` (sigma_j^2: the mean *total* squared distance of the assigned
-    patches, as the authors store it) are buffers, so they are part of any state dict holding the bank and are
-    restored by :func:`~art_manifold_defenses.checkpoint.load_checkpoint`.
+    ``means`` ``(J, C*k*k)`` and ``variances`` ``(J,)`` (sigma_j^2: the mean *total* squared distance of the
+    assigned patches, as the authors store it) are buffers, so they are part of any state dict holding the
+    bank and are restored by :func:`~art_manifold_defenses.checkpoint.load_checkpoint`.
 
-    Limitations: patches are taken with stride 1 and no padding (the authors' ``VALID`` convolution), so border pixels
-    are covered by fewer patches than interior ones; variances are floored at :data:`MIN_VARIANCE`.
+    Limitations: patches are taken with stride 1 and no padding (the authors' ``VALID`` convolution), so
+    border pixels are covered by fewer patches than interior ones; variances are floored at
+    :data:`MIN_VARIANCE`.
     """
 
     params = ["patch_size", "in_channels"]
@@ -94,9 +98,9 @@ class RBFFilterBank(nn.Module):
         num_filters: int | None = None,
         device: str | torch.device | None = "cpu",
     ) -> None:
-        """Build a bank from ``means`` and ``variances``, or an all-zero placeholder of ``num_filters`` filters
-        (to be filled by ``load_state_dict``) when both are ``None``: such an unfitted bank refuses to run
-        (``ValueError``) until a state dict is loaded into it."""
+        """Build a bank from ``means`` and ``variances``, or an all-zero placeholder of ``num_filters``
+        filters (to be filled by ``load_state_dict``) when both are ``None``: such an unfitted bank refuses to
+        run (``ValueError``) until a state dict is loaded into it."""
         super().__init__()
         self.patch_size = patch_size
         self.in_channels = in_channels
@@ -143,7 +147,8 @@ class RBFFilterBank(nn.Module):
             var_t = var_t.clamp_min(MIN_VARIANCE)
         #: per-M-step record of the EM that learned the bank (empty for a bank built from given means)
         self.fit_history: list[dict[str, float]] = []
-        #: False for a placeholder until ``load_state_dict`` fills it (an all-zero bank would reconstruct garbage)
+        #: False for a placeholder until ``load_state_dict`` fills it (an all-zero bank would reconstruct
+        #: garbage)
         self.fitted = means is not None
         self.register_buffer("means", mean_t)
         self.register_buffer("variances", var_t)
@@ -171,8 +176,8 @@ class RBFFilterBank(nn.Module):
             self.fitted = True
 
     def check_input(self, x: Tensor, name: str = "x") -> None:
-        """Raise a clear error if the bank is unfitted or ``x`` is not a non-empty finite ``(N, C, H, W)`` batch the
-        bank can read."""
+        """Raise a clear error if the bank is unfitted or ``x`` is not a non-empty finite ``(N, C, H, W)``
+        batch the bank can read."""
         if not self.fitted:
             raise ValueError(
                 f"the RBF filter bank is not fitted (an all-zero placeholder of {self.num_filters} filters): learn it "
@@ -196,8 +201,8 @@ class RBFFilterBank(nn.Module):
             raise ValueError(f"{name} contains NaN or Inf values")
 
     def forward(self, x: Tensor, *, exact: bool = False) -> Tensor:
-        """Match scores ``(N, J, H-k+1, W-k+1)`` of every patch of ``x`` against every filter (paper eq. 2); see
-        :func:`match_scores` for ``exact``."""
+        """Match scores ``(N, J, H-k+1, W-k+1)`` of every patch of ``x`` against every filter (paper eq. 2);
+        see :func:`match_scores` for ``exact``."""
         self.check_input(x)
         return match_scores(
             x.float(),
@@ -217,7 +222,8 @@ class RBFFilterBank(nn.Module):
         }
 
     def save(self, path: str | os.PathLike[str]) -> Path:
-        """Write the bank to ``path`` (an ``.npz`` with ``means``, ``variances``, ``patch_size``, ``in_channels``)."""
+        """Write the bank to ``path`` (an ``.npz`` with ``means``, ``variances``, ``patch_size``,
+        ``in_channels``)."""
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         with open(path, "wb") as handle:

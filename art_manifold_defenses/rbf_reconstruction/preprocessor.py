@@ -18,29 +18,32 @@ class RBFReconstructionPyTorch(PreprocessorPyTorch):
 
     Paper: Nandy, Hsu and Lee, "Approximate Manifold Defense Against Multiple Adversarial Perturbations",
     arXiv:2004.02183 -- RBF layer (eq. 2), reconstruction (eq. 4, steps 1-2), adaptive attack (section IV-A:
-    "in the backward propagation ... z_j = mu_j", i.e. BPDA through the ``beta2 = 0`` reconstruction, plus EoT).
+    "in the backward propagation ... z_j = mu_j", i.e. BPDA through the ``beta2 = 0`` reconstruction, plus
+    EoT).
 
-    ``forward`` is the real, stochastic reconstruction (fresh noise per image and call when ``beta2 > 0``), clipped to
-    ``[0, 1]``; its autograd graph is that of the deterministic ``beta2 = 0`` reconstruction (BPDA inside
-    ``forward``), because ``PyTorchClassifier.loss_gradient`` differentiates ``forward`` and never calls
-    ``estimate_forward``. ``estimate_forward`` returns that same differentiable surrogate. EoT is *not* done here
-    (ART attacks have no EoT option): wrap the defended model in an averaging module, e.g. the harness' ``EoT``.
+    ``forward`` is the real, stochastic reconstruction (fresh noise per image and call when ``beta2 > 0``),
+    clipped to ``[0, 1]``; its autograd graph is that of the deterministic ``beta2 = 0`` reconstruction (BPDA
+    inside ``forward``), because ``PyTorchClassifier.loss_gradient`` differentiates ``forward`` and never
+    calls ``estimate_forward``. ``estimate_forward`` returns that same differentiable surrogate. EoT is *not*
+    done here (ART attacks have no EoT option): wrap the defended model in an averaging module, e.g. the
+    harness' ``EoT``.
 
-    Defaults are the paper's test values (``beta1 = 25``, ``beta2 = 1.75``) and the authors' code for what the paper
-    leaves open (base-2 weights, noise std ``beta2 sigma_j^2``); see
+    Defaults are the paper's test values (``beta1 = 25``, ``beta2 = 1.75``) and the authors' code for what the
+    paper leaves open (base-2 weights, noise std ``beta2 sigma_j^2``); see
     :class:`~art_manifold_defenses.rbf_reconstruction.RBFReconstruction` for the options.
 
-    ``apply_fit`` defaults to False: ``PyTorchClassifier.fit`` would apply it once to the whole training set, while
-    RBF-CNN training reconstructs every batch afresh (``beta1 = 125``, ``beta2 = 0``), which
+    ``apply_fit`` defaults to False: ``PyTorchClassifier.fit`` would apply it once to the whole training set,
+    while RBF-CNN training reconstructs every batch afresh (``beta1 = 125``, ``beta2 = 0``), which
     :class:`~art_manifold_defenses.rbf_reconstruction.RBFCNNTrainer` does itself.
 
     The reconstruction itself is the public attribute ``reconstruction``, an
-    :class:`~art_manifold_defenses.rbf_reconstruction.RBFReconstruction` ``nn.Module`` (images in, reconstructed
-    images out, same noise and gradient as ``forward``) for plain PyTorch or Foolbox code, e.g.
+    :class:`~art_manifold_defenses.rbf_reconstruction.RBFReconstruction` ``nn.Module`` (images in,
+    reconstructed images out, same noise and gradient as ``forward``) for plain PyTorch or Foolbox code, e.g.
     ``nn.Sequential(defence.reconstruction, cnn)``; :meth:`set_params` replaces it with a new one.
 
-    Limitations: one stochastic draw per call, so ART's success checks and ``predict`` see noisy, varying outputs;
-    ``clip_values`` bounds are checked on input (set ``clip_values=None`` for Gaussian-noise certification inputs).
+    Limitations: one stochastic draw per call, so ART's success checks and ``predict`` see noisy, varying
+    outputs; ``clip_values`` bounds are checked on input (set ``clip_values=None`` for Gaussian-noise
+    certification inputs).
     """
 
     params = ["beta1", "beta2", "weighting", "noise_std", "noise_draw", "chunk_size", "clip_values", "seed"]
@@ -109,7 +112,8 @@ class RBFReconstructionPyTorch(PreprocessorPyTorch):
                 raise ValueError(
                     f"clip_values must be (min, max) with min < max, or None; got {self.clip_values!r}"
                 )
-        # the remaining parameters are validated by RBFReconstruction (beta1 > 0, beta2 >= 0, choices, chunk_size)
+        # the remaining parameters are validated by RBFReconstruction (beta1 > 0, beta2 >= 0, choices,
+        # chunk_size)
         RBFReconstruction(
             self.filter_bank,
             beta1=self.beta1,
@@ -137,7 +141,8 @@ class RBFReconstructionPyTorch(PreprocessorPyTorch):
         return x
 
     def forward(self, x: Tensor, y: Any | None = None) -> tuple[Tensor, Any | None]:
-        """Stochastic reconstruction of ``x`` (clipped to [0, 1]) with the ``beta2 = 0`` reconstruction's gradient."""
+        """Stochastic reconstruction of ``x`` (clipped to [0, 1]) with the ``beta2 = 0`` reconstruction's
+        gradient."""
         x = self._check_input(x)
         return self.reconstruction(x), y
 

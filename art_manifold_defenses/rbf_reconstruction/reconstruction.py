@@ -1,5 +1,5 @@
-"""The reconstruction layer of RBF-CNN (paper section III-b): weights from match scores, samples from the filters,
-weighted patch sums stitched back into an image by averaging the overlaps."""
+"""The reconstruction layer of RBF-CNN (paper section III-b): weights from match scores, samples from the
+filters, weighted patch sums stitched back into an image by averaging the overlaps."""
 
 from __future__ import annotations
 
@@ -34,9 +34,9 @@ GRADIENTS = ("bpda", "full")
 
 
 def compute_weights(scores: Tensor, beta1: float, *, weighting: Weighting = "base2") -> Tensor:
-    """Step 1 of the reconstruction: ``v = sigmoid(s)``, then ``w = 2^(beta1 v) / sum_j 2^(beta1 v_j)`` over the
-    filter axis (dim 1) -- the authors' code -- or ``exp(beta1 v)`` normalised (``weighting="exp"``, the paper's
-    text). Written as a softmax of ``beta1 ln2 v`` so that ``2^125`` never overflows.
+    """Step 1 of the reconstruction: ``v = sigmoid(s)``, then ``w = 2^(beta1 v) / sum_j 2^(beta1 v_j)`` over
+    the filter axis (dim 1) -- the authors' code -- or ``exp(beta1 v)`` normalised (``weighting="exp"``, the
+    paper's text). Written as a softmax of ``beta1 ln2 v`` so that ``2^125`` never overflows.
 
     Paper: Nandy, Hsu and Lee 2020 (paper 000), Section III-b, step 1 (sigmoid of the eq. 2 match scores,
     sharpened by ``beta1`` and normalised; the step itself has no equation number).
@@ -47,9 +47,9 @@ def compute_weights(scores: Tensor, beta1: float, *, weighting: Weighting = "bas
 
 
 def noise_std_per_filter(variances: Tensor, beta2: float, *, noise_std: NoiseStd = "authors_code") -> Tensor:
-    """Per-filter noise standard deviation of paper eq. 4: ``beta2 * sigma_j^2`` (authors' code, which scales the
-    stored variance) or ``beta2 * sigma_j`` (``noise_std="paper"``, reading ``N(mu_j, sigma_j beta2 I)`` as a
-    spread ``sigma_j beta2``)."""
+    """Per-filter noise standard deviation of paper eq. 4: ``beta2 * sigma_j^2`` (authors' code, which scales
+    the stored variance) or ``beta2 * sigma_j`` (``noise_std="paper"``, reading ``N(mu_j, sigma_j beta2 I)``
+    as a spread ``sigma_j beta2``)."""
     if noise_std == "authors_code":
         return beta2 * variances
     return beta2 * variances.sqrt()
@@ -64,12 +64,13 @@ def draw_filter_samples(
     generator: torch.Generator | None = None,
     unit_noise: Tensor | None = None,
 ) -> Tensor:
-    """Step 2: the additive noise ``eps`` of ``z~_j = mu_j + eps_j`` (eq. 4), one draw per image: ``(batch, J, D)``.
+    """Step 2: the additive noise ``eps`` of ``z~_j = mu_j + eps_j`` (eq. 4), one draw per image:
+    ``(batch, J, D)``.
 
     Paper: Nandy, Hsu and Lee 2020 (paper 000), Section III-b, step 2, eq. 4.
 
-    With ``unit_noise`` (standard-normal ``(J, D)``), that fixed draw is scaled instead (the authors' fixed noise per
-    model copy) and returned as ``(1, J, D)``.
+    With ``unit_noise`` (standard-normal ``(J, D)``), that fixed draw is scaled instead (the authors' fixed
+    noise per model copy) and returned as ``(1, J, D)``.
     """
     std = noise_std_per_filter(bank.variances, beta2, noise_std=noise_std).view(1, -1, 1)
     if unit_noise is not None:
@@ -88,7 +89,8 @@ def overlap_count(
 
 
 def stitch_patches(weights: Tensor, samples: Tensor, *, in_channels: int, patch_size: int) -> Tensor:
-    """Reconstruct every patch as ``sum_j w_j z~_j`` and stitch the patches back by averaging overlapping pixels.
+    """Reconstruct every patch as ``sum_j w_j z~_j`` and stitch the patches back by averaging overlapping
+    pixels.
 
     Paper: Nandy, Hsu and Lee 2020 (paper 000), Section III-b: each patch is ``w^T Z~`` with the eq. 4
     samples, and the reconstructed image averages the overlapping regions.
@@ -120,26 +122,28 @@ class RBFReconstruction(nn.Module):
 
     Paper: Nandy, Hsu and Lee, "Approximate Manifold Defense Against Multiple Adversarial Perturbations",
     arXiv:2004.02183, section III: match scores (eq. 2), weights from the sigmoid of the scores sharpened by
-    ``beta1`` (step 1), samples ``z~_j = mu_j + N(0, .)`` from every filter (eq. 4, step 2), reconstructed patch
-    ``w^T Z~``, overlapping patches averaged.
+    ``beta1`` (step 1), samples ``z~_j = mu_j + N(0, .)`` from every filter (eq. 4, step 2), reconstructed
+    patch ``w^T Z~``, overlapping patches averaged.
 
-    Defaults follow the paper at test time (``beta1 = 25``, ``beta2 = 1.75``, output clipped to [0, 1]); what the
-    paper leaves open follows the authors' code (``../shared/notes/reference_implementations.md`` section 000):
+    Defaults follow the paper at test time (``beta1 = 25``, ``beta2 = 1.75``, output clipped to [0, 1]); what
+    the paper leaves open follows the authors' code (``../shared/notes/reference_implementations.md`` section
+    000):
 
     - ``weighting="base2"``: ``2^(beta1 v)`` (code); ``"exp"``: ``exp(beta1 v)`` (paper's text).
     - ``noise_std="authors_code"``: noise std ``beta2 sigma_j^2``; ``"paper"``: ``beta2 sigma_j``.
-    - ``noise_draw="per_image"``: fresh noise for every image at every call; ``"fixed"``: one draw per model copy,
-      made once from ``seed`` and reused for every image and call (authors' test script; ``copies`` draws are kept,
-      one per vote of :class:`~art_manifold_defenses.rbf_reconstruction.RBFCNN`).
-    - ``gradient="bpda"`` (the paper's adaptive attack): the forward pass is the real, noisy reconstruction but the
-      backward pass is that of the ``beta2 = 0`` reconstruction (``z~_j = mu_j``) without the clip -- BPDA wired
-      into ``forward`` so every attack that differentiates the module gets it. ``"full"``: plain autograd through the
-      noisy, clipped reconstruction.
+    - ``noise_draw="per_image"``: fresh noise for every image at every call; ``"fixed"``: one draw per model
+      copy, made once from ``seed`` and reused for every image and call (authors' test script; ``copies``
+      draws are kept, one per vote of :class:`~art_manifold_defenses.rbf_reconstruction.RBFCNN`).
+    - ``gradient="bpda"`` (the paper's adaptive attack): the forward pass is the real, noisy reconstruction
+      but the backward pass is that of the ``beta2 = 0`` reconstruction (``z~_j = mu_j``) without the clip --
+      BPDA wired into ``forward`` so every attack that differentiates the module gets it. ``"full"``: plain
+      autograd through the noisy, clipped reconstruction.
 
     Training uses ``beta1 = 125``, ``beta2 = 0`` and no clip (pass them to :meth:`forward`).
 
-    Limitations: the reconstruction is a fixed, non-learned projection; an attacker who knows it (BPDA + EoT) is the
-    paper's own strongest attack. Inputs outside [0, 1] are accepted (Gaussian-noise certification feeds them).
+    Limitations: the reconstruction is a fixed, non-learned projection; an attacker who knows it (BPDA + EoT)
+    is the paper's own strongest attack. Inputs outside [0, 1] are accepted (Gaussian-noise certification
+    feeds them).
     """
 
     params = [
@@ -223,7 +227,8 @@ class RBFReconstruction(nn.Module):
         return self._generators[key]
 
     def reseed(self, seed: int | None) -> None:
-        """Restart the per-image noise stream from ``seed`` (``None``: torch's global generator); redraw fixed noise."""
+        """Restart the per-image noise stream from ``seed`` (``None``: torch's global generator); redraw fixed
+        noise."""
         self.seed = seed
         self._check_params()
         self._generators.clear()
@@ -236,7 +241,8 @@ class RBFReconstruction(nn.Module):
 
     # ----------------------------------------------------------------------------------------------------------------
     def deterministic(self, x: Tensor, *, beta1: float | None = None) -> Tensor:
-        """The ``beta2 = 0`` reconstruction (``z~_j = mu_j``), unclipped: the BPDA surrogate of :meth:`forward`."""
+        """The ``beta2 = 0`` reconstruction (``z~_j = mu_j``), unclipped: the BPDA surrogate of
+        :meth:`forward`."""
         self.bank.check_input(x)
         b1 = self.beta1 if beta1 is None else beta1
         outs = []

@@ -1,16 +1,18 @@
 """The attack suites of RBF-CNN's evaluation (paper Tables I, V, VII) for the package's harness.
 
-- ``paper-rbf-cnn`` (:func:`paper_suite`): white-box attacks at l-inf 0.3 (FGSM, PGD, MI-FGSM, C&W), l1 15 (PGD,
-  EAD) and l2 2 (PGD, C&W); SPSA; a transfer attack from the ``surrogate_model`` given to ``evaluate`` (the paper's
-  black-box attacks use an undefended CNN); AutoAttack at l-inf 0.3 and l2 2 (``rand`` for the stochastic model);
-  ART APGD-DLR (margin loss, ``pgd_steps`` steps) at l-inf 0.1 and 0.2, l1 15 and l2 2 (and l-inf 0.3 without
-  AutoAttack), so that every budget has a cross-entropy and a margin-loss attack (Croce & Hein 2020). On an
-  :class:`~art_manifold_defenses.rbf_reconstruction.RBFCNN` every gradient attack *is* the paper's BPDA + EoT: the
-  BPDA gradient is inside the model's ``forward`` and the harness adds EoT (``eot_samples``, 50 in the paper).
+- ``paper-rbf-cnn`` (:func:`paper_suite`): white-box attacks at l-inf 0.3 (FGSM, PGD, MI-FGSM, C&W), l1 15
+  (PGD, EAD) and l2 2 (PGD, C&W); SPSA; a transfer attack from the ``surrogate_model`` given to ``evaluate``
+  (the paper's black-box attacks use an undefended CNN); AutoAttack at l-inf 0.3 and l2 2 (``rand`` for the
+  stochastic model); ART APGD-DLR (margin loss, ``pgd_steps`` steps) at l-inf 0.1 and 0.2, l1 15 and l2 2 (and
+  l-inf 0.3 without AutoAttack), so that every budget has a cross-entropy and a margin-loss attack (Croce &
+  Hein 2020). On an :class:`~art_manifold_defenses.rbf_reconstruction.RBFCNN` every gradient attack *is* the
+  paper's BPDA + EoT: the BPDA gradient is inside the model's ``forward`` and the harness adds EoT
+  (``eot_samples``, 50 in the paper).
 - :func:`static_suite`: the paper's "static" attacks (adversarials crafted on the ``beta2 = 0`` model, i.e.
   ``surrogate_model = model.static_model()``) as transfer specs.
 
-Step counts are not given in the paper; ``pgd_steps``/``cw_steps`` set them (the reproduction script scales them).
+Step counts are not given in the paper; ``pgd_steps``/``cw_steps`` set them (the reproduction script scales
+them).
 """
 
 from __future__ import annotations
@@ -37,9 +39,10 @@ def paper_suite(
     transfer: bool = True,
     margin: bool = True,
 ) -> list[Any]:
-    """Table I / V attacks, each with its own norm and budget (``norm``/``eps`` are ignored). ``cw_linf=False``
-    drops ART's C&W l-inf (its constant search makes it the slowest attack on a CPU; smoke runs only).
-    ``margin`` adds ART APGD-DLR with ``pgd_steps`` steps at every budget AutoAttack does not cover."""
+    """Table I / V attacks, each with its own norm and budget (``norm``/``eps`` are ignored).
+    ``cw_linf=False`` drops ART's C&W l-inf (its constant search makes it the slowest attack on a CPU; smoke
+    runs only). ``margin`` adds ART APGD-DLR with ``pgd_steps`` steps at every budget AutoAttack does not
+    cover."""
     from ..evaluation import AttackSpec
 
     pgd = {"max_iter": pgd_steps}
@@ -108,8 +111,8 @@ def paper_suite(
 def static_suite(
     *, pgd_steps: int = 40, cw_steps: int = 100, ead_search_steps: int = 5, cw_linf: bool = True
 ) -> list[Any]:
-    """The paper's static attacks: crafted on ``surrogate_model`` (pass the ``beta2 = 0`` model), scored on the
-    real model."""
+    """The paper's static attacks: crafted on ``surrogate_model`` (pass the ``beta2 = 0`` model), scored on
+    the real model."""
     from ..evaluation import AttackSpec
 
     def static(base: dict[str, Any], norm: str, eps: float, name: str) -> Any:

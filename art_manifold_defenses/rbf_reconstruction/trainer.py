@@ -22,8 +22,8 @@ __all__ = ["RBFCNNTrainer", "clip_to_window", "pgd_noise_bank", "smoothed_target
 
 
 def smoothed_targets(y: Tensor, num_classes: int, smoothing: float = 0.9) -> Tensor:
-    """Label smoothing of the authors' code: ``onehot.clip((1 - s) / (K - 1), s)`` -- true class ``s`` (0.9), every
-    other class ``(1 - s) / (K - 1)``.
+    """Label smoothing of the authors' code: ``onehot.clip((1 - s) / (K - 1), s)`` -- true class ``s`` (0.9),
+    every other class ``(1 - s) / (K - 1)``.
 
     Paper: Nandy, Hsu and Lee 2020 (paper 000), Section IV, "Experimental Setup" ("trained using label
     smoothing"); the smoothing value 0.9 comes from the authors' code (reference notes, section
@@ -36,7 +36,8 @@ def smoothed_targets(y: Tensor, num_classes: int, smoothing: float = 0.9) -> Ten
 
 
 def clip_to_window(x: Tensor, noisy: Tensor, window: float | Tensor) -> Tensor:
-    """Clip ``noisy`` to the l-inf window ``[x - E, x + E]`` intersected with ``[0, 1]`` (rCNN+ noise images)."""
+    """Clip ``noisy`` to the l-inf window ``[x - E, x + E]`` intersected with ``[0, 1]`` (rCNN+ noise
+    images)."""
     return torch.minimum(torch.maximum(noisy, x - window), x + window).clamp(0.0, 1.0)
 
 
@@ -58,8 +59,8 @@ def pgd_noise_bank(
 
     Paper: Nandy, Hsu and Lee 2020 (paper 000), Section IV, "Experimental Setup" (rCNN+ training).
 
-    The paper (section IV) generates "one set of PGD-adversarial examples of the training images at 25 epochs" and
-    adds the noises to random clean images for the rest of training."""
+    The paper (section IV) generates "one set of PGD-adversarial examples of the training images at 25 epochs"
+    and adds the noises to random clean images for the rest of training."""
     dev = resolve_device(device)
     alpha = 2.5 * eps / steps if step_size is None else step_size
     gen = torch.Generator(device=dev).manual_seed(seed)
@@ -81,23 +82,24 @@ def pgd_noise_bank(
 
 
 class RBFCNNTrainer(Trainer):
-    """Trains the CNN of an :class:`~art_manifold_defenses.rbf_reconstruction.RBFCNN` behind its reconstruction
-    layer: rCNN (``variant="rcnn"``) or rCNN+ (``variant="rcnn_plus"``).
+    """Trains the CNN of an :class:`~art_manifold_defenses.rbf_reconstruction.RBFCNN` behind its
+    reconstruction layer: rCNN (``variant="rcnn"``) or rCNN+ (``variant="rcnn_plus"``).
 
-    Paper: Nandy, Hsu and Lee, arXiv:2004.02183, section IV ("Experimental Setup"); details from the authors' code
-    (notes section 000):
+    Paper: Nandy, Hsu and Lee, arXiv:2004.02183, section IV ("Experimental Setup"); details from the authors'
+    code (notes section 000):
 
     - every batch goes through the deterministic reconstruction with ``beta1 = 125``, ``beta2 = 0``, no clip
       (:class:`RBFCNN` in train mode); targets are smoothed to 0.9 (:func:`smoothed_targets`);
-    - rCNN+ adds ``gaussian_images = 30`` copies with Gaussian noise (std 0.35 on MNIST) and, once the PGD noise bank
-      exists, ``adversarial_images = 30`` copies with adversarial noises drawn at random from the bank
-      (:func:`pgd_noise_bank`, computed once at epoch ``noise_bank_epoch = 25`` against the current model, l-inf
-      ``noise_bank_eps``), both clipped to the l-inf window ``[x - E, x + E]`` and to [0, 1]. ``linf_window = 0.3``
-      is the paper's E; a pair ``(low, high)`` draws E once per run from U(low, high) (authors' code: (0.15, 0.4));
+    - rCNN+ adds ``gaussian_images = 30`` copies with Gaussian noise (std 0.35 on MNIST) and, once the PGD
+      noise bank exists, ``adversarial_images = 30`` copies with adversarial noises drawn at random from the
+      bank (:func:`pgd_noise_bank`, computed once at epoch ``noise_bank_epoch = 25`` against the current
+      model, l-inf ``noise_bank_eps``), both clipped to the l-inf window ``[x - E, x + E]`` and to [0, 1].
+      ``linf_window = 0.3`` is the paper's E; a pair ``(low, high)`` draws E once per run from U(low, high)
+      (authors' code: (0.15, 0.4));
     - Adam(lr 1e-3), learning rate halved every ``lr_halving_epochs`` (20 for rCNN, 25 for rCNN+), batch 128.
 
-    Limitations: the authors' rotation/shift/flip augmentation of the noise bank is not applied (the noises are
-    re-paired with random images only); the noise bank is not checkpointed (a resumed run recomputes it).
+    Limitations: the authors' rotation/shift/flip augmentation of the noise bank is not applied (the noises
+    are re-paired with random images only); the noise bank is not checkpointed (a resumed run recomputes it).
     """
 
     def __init__(
@@ -120,8 +122,9 @@ class RBFCNNTrainer(Trainer):
         input_shape: tuple[int, int, int] | None = None,
         device: str | torch.device | None = "cpu",
     ) -> None:
-        """``classifier``: a ``PyTorchClassifier`` wrapping an :class:`RBFCNN` (e.g. from ``to_art_classifier``), or
-        the ``RBFCNN`` itself together with ``input_shape`` ``(C, H, W)`` (it is then wrapped here)."""
+        """``classifier``: a ``PyTorchClassifier`` wrapping an :class:`RBFCNN` (e.g. from
+        ``to_art_classifier``), or the ``RBFCNN`` itself together with ``input_shape`` ``(C, H, W)`` (it is
+        then wrapped here)."""
         if isinstance(classifier, RBFCNN):
             from ..estimator import to_art_classifier
 
@@ -266,10 +269,11 @@ class RBFCNNTrainer(Trainer):
         verbose: bool = True,
         **kwargs: Any,
     ) -> None:
-        """Train for ``nb_epochs`` (authors: 150) on ``(x, y)`` (labels as indices or one-hot) with the shared loop.
+        """Train for ``nb_epochs`` (authors: 150) on ``(x, y)`` (labels as indices or one-hot) with the shared
+        loop.
 
-        ``optimizer`` defaults to the classifier's optimizer if it has one, else Adam(``lr``); ``scheduler`` to
-        halving the learning rate every ``lr_halving_epochs`` epochs. The per-epoch history is kept in
+        ``optimizer`` defaults to the classifier's optimizer if it has one, else Adam(``lr``); ``scheduler``
+        to halving the learning rate every ``lr_halving_epochs`` epochs. The per-epoch history is kept in
         ``self.history``."""
         if kwargs:
             raise TypeError(f"unexpected arguments {sorted(kwargs)}")

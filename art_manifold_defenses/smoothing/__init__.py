@@ -1,21 +1,24 @@
-"""Paper 004 (Li et al., NeurIPS 2019): Gaussian randomized smoothing certified with the Rényi-divergence bound,
-side by side with Cohen et al. and PixelDP, and stability training with noise (STN).
+"""Paper 004 (Li et al., NeurIPS 2019): Gaussian randomized smoothing certified with the Rényi-divergence
+bound, side by side with Cohen et al. and PixelDP, and stability training with noise (STN).
 
 Public API:
 
 - bounds: :func:`renyi_radius`, :func:`cohen_radius`, :func:`pixeldp_radius`;
-- confidence bounds: :func:`clopper_pearson_lower`, :func:`clopper_pearson_upper`, :func:`sison_glaz_intervals`,
-  :func:`top_two_bounds`;
-- :class:`RenyiSmoothingPyTorch` (ART estimator: certify, predict with abstention, fit with STN, EoT gradients);
-- :class:`SmoothedClassifier` (``nn.Module`` view, ``stochastic = True``), :func:`train_stn`, :func:`stn_step`;
+- confidence bounds: :func:`clopper_pearson_lower`, :func:`clopper_pearson_upper`,
+  :func:`sison_glaz_intervals`, :func:`top_two_bounds`;
+- :class:`RenyiSmoothingPyTorch` (ART estimator: certify, predict with abstention, fit with STN, EoT
+  gradients);
+- :class:`SmoothedClassifier` (``nn.Module`` view, ``stochastic = True``), :func:`train_stn`,
+  :func:`stn_step`;
 - outputs: :func:`certify_to_tsv`, :func:`summarize_certification`, :func:`plot_certified_accuracy`,
   :func:`plot_bound_comparison`;
 - fewer forward passes: the decision mode (``certify(x, radius=r)``, :func:`decide_sequentially`, a confidence
   sequence over :func:`round_schedule`; Voráček & Hein 2024) and input-specific sample sizes
   (``certify(x, samples="adaptive")``, :func:`adaptive_sample_sizes`; Chen et al. 2022).
 
-The defence record ``"stn"`` (``"smoothing"`` in earlier checkpoints) is :data:`.defence.DEFENCE`; its checkpoint builder
-:func:`build_smoothed_classifier` puts a :class:`SmoothedClassifier` around the base model. Names are imported on first use.
+The defence record ``"stn"`` (``"smoothing"`` in earlier checkpoints) is :data:`.defence.DEFENCE`; its
+checkpoint builder :func:`build_smoothed_classifier` puts a :class:`SmoothedClassifier` around the base model.
+Names are imported on first use.
 """
 
 from __future__ import annotations

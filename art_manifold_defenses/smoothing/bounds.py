@@ -1,5 +1,6 @@
-"""Certified l2 radii of Gaussian smoothing from the top-two class probabilities: Rényi (Li et al. 2019), Cohen et al.
-(2019) and PixelDP (Lecuyer et al. 2019). All functions are vectorised over numpy arrays and work in float64.
+"""Certified l2 radii of Gaussian smoothing from the top-two class probabilities: Rényi (Li et al. 2019),
+Cohen et al. (2019) and PixelDP (Lecuyer et al. 2019). All functions are vectorised over numpy arrays and work
+in float64.
 
 | Paper links: https://arxiv.org/abs/1809.03113 (Li et al., "Certified Adversarial Robustness with Additive Noise"),
 | https://arxiv.org/abs/1902.02918 (Cohen et al.), https://arxiv.org/abs/1802.03471 (Lecuyer et al., PixelDP).
@@ -51,11 +52,13 @@ def _probabilities(p1: Any, p2: Any, sigma: Any) -> tuple[np.ndarray, np.ndarray
 
 
 def renyi_divergence_threshold(alpha: Any, p1: Any, p2: Any) -> np.ndarray:
-    """Lemma 1 of Li et al.: ``-log(1 - p1 - p2 + 2 M_{1-alpha}(p1, p2))`` for ``alpha > 1``, computed in log space.
+    """Lemma 1 of Li et al.: ``-log(1 - p1 - p2 + 2 M_{1-alpha}(p1, p2))`` for ``alpha > 1``, computed in log
+    space.
 
-    ``M_r(a, b) = ((a^r + b^r) / 2)^{1/r}`` is the generalised mean; with ``r = 1 - alpha < 0`` it is evaluated as
-    ``exp((logaddexp(r log a, r log b) - log 2) / r)``, so ``p2 = 0`` gives ``M = 0`` exactly, and the argument of the
-    outer log is written as ``1 - 2 (M_1 - M_r)`` with ``log1p`` so that values near 1 keep their precision.
+    ``M_r(a, b) = ((a^r + b^r) / 2)^{1/r}`` is the generalised mean; with ``r = 1 - alpha < 0`` it is
+    evaluated as ``exp((logaddexp(r log a, r log b) - log 2) / r)``, so ``p2 = 0`` gives ``M = 0`` exactly,
+    and the argument of the outer log is written as ``1 - 2 (M_1 - M_r)`` with ``log1p`` so that values near 1
+    keep their precision.
     """
     al, a, b = np.broadcast_arrays(
         np.asarray(alpha, dtype=np.float64),
@@ -79,13 +82,15 @@ def _objective(log_am1: np.ndarray, p1: np.ndarray, p2: np.ndarray) -> np.ndarra
 
 
 def renyi_sup_threshold(p1: Any, p2: Any) -> np.ndarray:
-    """``sup_{alpha > 1} -log(1 - p1 - p2 + 2 M_{1-alpha}(p1, p2)) / alpha`` (Theorem 2 of Li et al., divided by 2 sigma^2).
+    """``sup_{alpha > 1} -log(1 - p1 - p2 + 2 M_{1-alpha}(p1, p2)) / alpha`` (Theorem 2 of Li et al., divided
+    by 2 sigma^2).
 
-    The supremum is found by a coarse bracketing grid over ``log(alpha - 1)`` in ``[log 1e-7, log 1e4]`` followed by a
-    vectorised golden-section search (48 iterations, bracket shrinks by 0.618^48 ~ 1e-10) around the best grid point,
-    and compared with the two limits of the objective: ``alpha -> 1`` gives ``-log(1 - (sqrt(p1) - sqrt(p2))^2)``
-    (which is ``-log(1 - p1)`` when ``p2 = 0``, where the objective decreases in alpha) and ``alpha -> inf`` gives 0.
-    Returns 0 where ``p1 <= p2``; ``inf`` where ``p1 = 1`` and ``p2 = 0``.
+    The supremum is found by a coarse bracketing grid over ``log(alpha - 1)`` in ``[log 1e-7, log 1e4]``
+    followed by a vectorised golden-section search (48 iterations, bracket shrinks by 0.618^48 ~ 1e-10) around
+    the best grid point, and compared with the two limits of the objective: ``alpha -> 1`` gives
+    ``-log(1 - (sqrt(p1) - sqrt(p2))^2)`` (which is ``-log(1 - p1)`` when ``p2 = 0``, where the objective
+    decreases in alpha) and ``alpha -> inf`` gives 0. Returns 0 where ``p1 <= p2``; ``inf`` where ``p1 = 1``
+    and ``p2 = 0``.
     """
     a, b, _ = _probabilities(p1, p2, 1.0)
     shape = a.shape
@@ -138,8 +143,9 @@ def renyi_radius(p1: Any, p2: Any, sigma: Any) -> np.ndarray:
 
 
 def cohen_radius(p1: Any, sigma: Any, p2: Any = None) -> np.ndarray:
-    """Cohen et al. (2019), Theorem 1: ``sigma / 2 (Phi^-1(p1) - Phi^-1(p2))``, with ``p2 = 1 - p1`` by default
-    (then ``sigma Phi^-1(p1)``). Returns 0 where ``p1 <= p2`` (Cohen's CERTIFY abstains when ``p1 < 1/2``)."""
+    """Cohen et al. (2019), Theorem 1: ``sigma / 2 (Phi^-1(p1) - Phi^-1(p2))``, with ``p2 = 1 - p1`` by
+    default (then ``sigma Phi^-1(p1)``). Returns 0 where ``p1 <= p2`` (Cohen's CERTIFY abstains when
+    ``p1 < 1/2``)."""
     a = np.asarray(p1, dtype=np.float64)
     b = 1.0 - a if p2 is None else np.asarray(p2, dtype=np.float64)
     a, b, s = _probabilities(a, np.clip(b, 0.0, 1.0), sigma)
@@ -151,15 +157,15 @@ def cohen_radius(p1: Any, sigma: Any, p2: Any = None) -> np.ndarray:
 def pixeldp_epsilon(
     p1: Any, p2: Any, delta: Any, *, search: str = "exact", tolerance: float = 1e-3
 ) -> np.ndarray:
-    """The largest ``epsilon <= 1`` with ``p1 >= e^{2 eps} p2 + (1 + e^eps) delta`` (PixelDP's robustness condition),
-    or 0 where none is positive.
+    """The largest ``epsilon <= 1`` with ``p1 >= e^{2 eps} p2 + (1 + e^eps) delta`` (PixelDP's robustness
+    condition), or 0 where none is positive.
 
     Paper: Lecuyer et al. 2019 (PixelDP), Proposition 1 (the robustness condition), as compared in Li et al.
     2019 (paper 004), Appendix A.
 
     ``search="exact"`` solves the quadratic in ``u = e^eps`` (``p2 u^2 + delta u + delta - p1 = 0``);
-    ``search="bisection"`` mimics the PixelDP code, a bisection on ``(0, 1]`` stopped at ``tolerance``, returning the
-    last feasible point (a slightly smaller epsilon).
+    ``search="bisection"`` mimics the PixelDP code, a bisection on ``(0, 1]`` stopped at ``tolerance``,
+    returning the last feasible point (a slightly smaller epsilon).
     """
     a, b, d = np.broadcast_arrays(
         np.asarray(p1, dtype=np.float64),
@@ -195,11 +201,12 @@ def pixeldp_epsilon(
 def pixeldp_radius(
     p1: Any, p2: Any, sigma: Any, *, delta_grid: Any = None, search: str = "exact"
 ) -> np.ndarray:
-    """PixelDP's certified l2 radius at a fixed noise level: the Gaussian mechanism with l2 sensitivity 1 gives
-    ``(epsilon, delta)``-DP up to size ``L = sigma epsilon / sqrt(2 log(1.25 / delta))`` (``epsilon <= 1``), and the
-    prediction is robust when ``p1 >= e^{2 epsilon} p2 + (1 + e^epsilon) delta``. The radius is maximised over
-    ``delta`` in ``delta_grid`` (default :data:`PIXELDP_DELTA_GRID`, the PixelDP code's grid) and, for each delta,
-    over the feasible epsilon (see :func:`pixeldp_epsilon`), as the appendix of Li et al. does.
+    """PixelDP's certified l2 radius at a fixed noise level: the Gaussian mechanism with l2 sensitivity 1
+    gives ``(epsilon, delta)``-DP up to size ``L = sigma epsilon / sqrt(2 log(1.25 / delta))``
+    (``epsilon <= 1``), and the prediction is robust when ``p1 >= e^{2 epsilon} p2 + (1 + e^epsilon) delta``.
+    The radius is maximised over ``delta`` in ``delta_grid`` (default :data:`PIXELDP_DELTA_GRID`, the PixelDP
+    code's grid) and, for each delta, over the feasible epsilon (see :func:`pixeldp_epsilon`), as the appendix
+    of Li et al. does.
 
     Paper: Lecuyer et al. 2019 (PixelDP), Proposition 1 and its Gaussian mechanism; the comparison of Li et
     al. 2019 (paper 004), Appendix A and Fig. 4.

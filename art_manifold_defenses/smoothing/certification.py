@@ -1,10 +1,11 @@
 """From vote counts to a prediction and certified radii, one function per step of the papers' algorithms.
 
 Cohen et al. (2019), CERTIFY: the class is selected from ``n0`` samples, its probability is lower-bounded by a
-one-sided Clopper–Pearson bound on ``n`` fresh samples, abstain if the bound is below 1/2.
-Li et al. (2019), Algorithm 1 + "Confidence Interval and Sample Size": lower bound on ``p_(1)``, upper bound on
-``p_(2)`` (Clopper–Pearson with Bonferroni, or Sison–Glaz as in the authors' code), radius of Theorem 2.
-PixelDP (Lecuyer et al. 2019): the same ``(p_(1), p_(2))`` bounds, best ``(epsilon, delta)`` of the Gaussian mechanism.
+one-sided Clopper–Pearson bound on ``n`` fresh samples, abstain if the bound is below 1/2. Li et al. (2019),
+Algorithm 1 + "Confidence Interval and Sample Size": lower bound on ``p_(1)``, upper bound on ``p_(2)``
+(Clopper–Pearson with Bonferroni, or Sison–Glaz as in the authors' code), radius of Theorem 2. PixelDP
+(Lecuyer et al. 2019): the same ``(p_(1), p_(2))`` bounds, best ``(epsilon, delta)`` of the Gaussian
+mechanism.
 """
 
 from __future__ import annotations
@@ -54,8 +55,8 @@ class CountCertificate:
 
 
 def select_class(selection_counts: np.ndarray, counts: np.ndarray) -> int:
-    """Cohen et al.'s selection: argmax of the ``n0`` selection counts; with ``n0 = 0`` (the Li et al. code), the
-    argmax of the estimation counts themselves. Ties go to the lowest class index."""
+    """Cohen et al.'s selection: argmax of the ``n0`` selection counts; with ``n0 = 0`` (the Li et al. code),
+    the argmax of the estimation counts themselves. Ties go to the lowest class index."""
     source = selection_counts if selection_counts.sum() > 0 else counts
     return int(np.argmax(source))
 
@@ -113,8 +114,9 @@ def certify_batch(
     bounds: tuple[str, ...] = BOUNDS,
     interval: str = "clopper-pearson",
 ) -> tuple[np.ndarray, dict[str, np.ndarray], np.ndarray, np.ndarray, np.ndarray]:
-    """:func:`certify_from_counts` for ``(N, k)`` count arrays at once (vectorised: one call of each bound for all
-    images). Returns ``(selected class, {bound: radius}, p1_lower, p2_upper, cohen_p_lower)``, arrays of length N.
+    """:func:`certify_from_counts` for ``(N, k)`` count arrays at once (vectorised: one call of each bound for
+    all images). Returns ``(selected class, {bound: radius}, p1_lower, p2_upper, cohen_p_lower)``, arrays of
+    length N.
 
     Paper: Li et al. 2019 (paper 004), Algorithm 1 steps 5-7 / Theorem 2, Cohen et al. 2019 (Theorem 1,
     CERTIFY) and Lecuyer et al. 2019 (PixelDP, Proposition 1), vectorised.

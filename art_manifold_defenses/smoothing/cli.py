@@ -33,8 +33,8 @@ if TYPE_CHECKING:
     import torch
     from torch import nn
 
-# numpy, torch and the certification code are imported by the handler, so that building the ``amd`` parser imports
-# none of them.
+# numpy, torch and the certification code are imported by the handler, so that building the ``amd`` parser
+# imports none of them.
 
 __all__ = ["add_subcommands", "add_train_arguments", "run_certify", "train_from_args"]
 
@@ -47,8 +47,8 @@ def add_train_arguments(group: Any) -> None:
 def train_from_args(
     args: argparse.Namespace, data: dict[str, Any], device: torch.device, architecture: dict[str, Any]
 ) -> tuple[nn.Module, dict[str, Any]]:
-    """Train ``architecture`` with STN; return the smoothed model (``SmoothedClassifier``) and its defence metadata
-    (:func:`~.defence.train_stn_defence` with the flags' config)."""
+    """Train ``architecture`` with STN; return the smoothed model (``SmoothedClassifier``) and its defence
+    metadata (:func:`~.defence.train_stn_defence` with the flags' config)."""
     return train_from_namespace(DEFENCE, args, data, device, architecture)
 
 
@@ -171,16 +171,17 @@ def _add_certify_parser(subparsers: Any) -> None:
 
 def run_certify(args: argparse.Namespace) -> int:
     """``amd certify`` (fixed ``--samples``, ``--adaptive`` or ``--radius R``, see
-    :func:`~.outputs.certify_to_tsv`): writes ``OUT/certify.tsv``, ``OUT/certify_cohen.tsv`` (Cohen et al.'s format, when the Cohen
-    bound ran), ``OUT/summary.json``, ``OUT/certified_accuracy.png`` and
+    :func:`~.outputs.certify_to_tsv`): writes ``OUT/certify.tsv``, ``OUT/certify_cohen.tsv`` (Cohen et al.'s
+    format, when the Cohen bound ran), ``OUT/summary.json``, ``OUT/certified_accuracy.png`` and
     ``OUT/bound_comparison.png``; prints the summary.
 
-    ``certify.tsv`` carries its fingerprint (the model's hash and every setting that changes a row) and a hash of every
-    row's image: a rerun with the same ``--out`` resumes only its own run and refuses another model's, data set's or
-    settings' rows (``--overwrite`` starts afresh).
+    ``certify.tsv`` carries its fingerprint (the model's hash and every setting that changes a row) and a hash
+    of every row's image: a rerun with the same ``--out`` resumes only its own run and refuses another
+    model's, data set's or settings' rows (``--overwrite`` starts afresh).
 
-    Under ``torchrun`` the images are sharded over the processes (each on its own device, ``cuda:LOCAL_RANK`` for
-    ``--device cuda``) and rank 0 writes the same files as a single process (:func:`.outputs.certify_sharded`)."""
+    Under ``torchrun`` the images are sharded over the processes (each on its own device, ``cuda:LOCAL_RANK``
+    for ``--device cuda``) and rank 0 writes the same files as a single process
+    (:func:`.outputs.certify_sharded`)."""
     from .. import distributed
 
     info = distributed.init_distributed(args.device)

@@ -1,10 +1,11 @@
 """Confidence bounds on class probabilities from the vote counts of a smoothed classifier (scipy only).
 
-- One-sided Clopper–Pearson (exact binomial) bounds, with a Bonferroni correction over the classes: what Li et al.
-  (2019) write ("one-sided Clopper-Pearson interval along with Bonferroni correction") and what PixelDP's code does.
-- Sison–Glaz simultaneous multinomial intervals (Sison & Glaz 1995, JASA 90(429):366-369): what the authors' code of
-  Li et al. computes with R's ``MultinomialCI``. Written from the paper's Edgeworth approximation; statsmodels is not
-  needed at run time.
+- One-sided Clopper–Pearson (exact binomial) bounds, with a Bonferroni correction over the classes: what
+  Li et al. (2019) write ("one-sided Clopper-Pearson interval along with Bonferroni correction") and what
+  PixelDP's code does.
+- Sison–Glaz simultaneous multinomial intervals (Sison & Glaz 1995, JASA 90(429):366-369): what the authors'
+  code of Li et al. computes with R's ``MultinomialCI``. Written from the paper's Edgeworth approximation;
+  statsmodels is not needed at run time.
 """
 
 from __future__ import annotations
@@ -46,8 +47,9 @@ def _check_counts(k: Any, n: Any) -> tuple[np.ndarray, np.ndarray]:
 
 
 def clopper_pearson_lower(k: Any, n: Any, alpha: float) -> np.ndarray:
-    """One-sided ``1 - alpha`` lower Clopper–Pearson bound: ``Beta^-1(alpha; k, n - k + 1)``, 0 where ``k = 0``.
-    (Equal to statsmodels' ``proportion_confint(k, n, alpha=2*alpha, method="beta")[0]``, as Cohen et al. use it.)
+    """One-sided ``1 - alpha`` lower Clopper–Pearson bound: ``Beta^-1(alpha; k, n - k + 1)``, 0 where
+    ``k = 0``. (Equal to statsmodels' ``proportion_confint(k, n, alpha=2*alpha, method="beta")[0]``, as
+    Cohen et al. use it.)
 
     Paper: Li et al. 2019 (paper 004), Section 4 ("Confidence Interval and Sample Size": one-sided
     Clopper-Pearson).
@@ -60,7 +62,8 @@ def clopper_pearson_lower(k: Any, n: Any, alpha: float) -> np.ndarray:
 
 
 def clopper_pearson_upper(k: Any, n: Any, alpha: float) -> np.ndarray:
-    """One-sided ``1 - alpha`` upper Clopper–Pearson bound: ``Beta^-1(1 - alpha; k + 1, n - k)``, 1 where ``k = n``.
+    """One-sided ``1 - alpha`` upper Clopper–Pearson bound: ``Beta^-1(1 - alpha; k + 1, n - k)``, 1 where
+    ``k = n``.
 
     Paper: Li et al. 2019 (paper 004), Section 4 ("Confidence Interval and Sample Size"), the upper bound on
     ``p_(2)`` of Theorem 2.
@@ -73,8 +76,9 @@ def clopper_pearson_upper(k: Any, n: Any, alpha: float) -> np.ndarray:
 
 
 def _truncated_poisson_moments(lam: np.ndarray, a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, ...]:
-    """Probability of ``[a, b]`` under Poisson(lam) and mean, variance, third and fourth central moments of the
-    Poisson truncated to ``[a, b]``, from its factorial moments ``E[X(X-1)..(X-r+1)] = lam^r P(a-r <= X <= b-r) / P``."""
+    """Probability of ``[a, b]`` under Poisson(lam) and mean, variance, third and fourth central moments of
+    the Poisson truncated to ``[a, b]``, from its factorial moments ``E[X(X-1)..(X-r+1)] = lam^r P(a-r <= X <=
+    b-r) / P``."""
 
     def mass(lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
         return stats.poisson.cdf(hi, lam) - stats.poisson.cdf(lo - 1, lam)
@@ -95,8 +99,8 @@ def _truncated_poisson_moments(lam: np.ndarray, a: np.ndarray, b: np.ndarray) ->
 
 def _sison_glaz_coverage(c: int, counts: np.ndarray) -> float:
     """``nu(c)``: Edgeworth approximation of ``P(n_i - c <= X_i <= n_i + c for all i)`` (boxes clipped to
-    ``[0, n]``) for the multinomial with the observed proportions, through independent Poissons conditioned on their
-    sum (Sison & Glaz, formula (1))."""
+    ``[0, n]``) for the multinomial with the observed proportions, through independent Poissons conditioned on
+    their sum (Sison & Glaz, formula (1))."""
     n = counts.sum()
     lam = counts.astype(np.float64)
     prob, mu, var, mu3, mu4 = _truncated_poisson_moments(
@@ -127,9 +131,9 @@ def sison_glaz_intervals(counts: Any, alpha: float = 0.05) -> tuple[np.ndarray, 
     Paper: Li et al. 2019 (paper 004), Section 4 (intervals on ``p_(1)``, ``p_(2)``); the
     authors' code uses these intervals instead of the paper's Clopper-Pearson (reference notes, section 004).
 
-    Finds the integer ``c >= 0`` with ``nu(c) <= 1 - alpha < nu(c + 1)`` (with the conventions of R's MultinomialCI:
-    ``nu(0) = 0`` and ``nu(c) = 1`` once ``c >= n``), sets ``gamma = (1 - alpha - nu(c)) / (nu(c + 1) - nu(c))`` and
-    returns ``[p_i - c/n, p_i + (c + 2 gamma)/n]`` clipped to ``[0, 1]``.
+    Finds the integer ``c >= 0`` with ``nu(c) <= 1 - alpha < nu(c + 1)`` (with the conventions of R's
+    MultinomialCI: ``nu(0) = 0`` and ``nu(c) = 1`` once ``c >= n``), sets ``gamma = (1 - alpha - nu(c)) /
+    (nu(c + 1) - nu(c))`` and returns ``[p_i - c/n, p_i + (c + 2 gamma)/n]`` clipped to ``[0, 1]``.
 
     Args:
         counts: 1-D vote counts (non-negative integers, at least two classes, positive total).
@@ -138,9 +142,9 @@ def sison_glaz_intervals(counts: Any, alpha: float = 0.05) -> tuple[np.ndarray, 
     Returns:
         ``(lower, upper)`` arrays, one entry per class.
 
-    Known limitation: the method plugs the observed proportions into an asymptotic (Edgeworth) approximation, so
-    for extreme count vectors (nearly all votes in one class) the intervals are far too narrow: all ``n`` votes in
-    one class give ``c = 0`` and a lower bound of 1 (R's MultinomialCI and statsmodels do the same).
+    Known limitation: the method plugs the observed proportions into an asymptotic (Edgeworth) approximation,
+    so for extreme count vectors (nearly all votes in one class) the intervals are far too narrow: all ``n``
+    votes in one class give ``c = 0`` and a lower bound of 1 (R's MultinomialCI and statsmodels do the same).
     :func:`top_two_bounds` guards against this; Clopper–Pearson is the default there.
     """
     alpha = _check_alpha(alpha)
@@ -180,8 +184,8 @@ def top_two_bounds(
     interval: str = "clopper-pearson",
     guard: bool = True,
 ) -> tuple[float, float]:
-    """A lower bound on the probability of class ``top`` and an upper bound on the largest other class probability,
-    valid together with probability ``1 - alpha``.
+    """A lower bound on the probability of class ``top`` and an upper bound on the largest other class
+    probability, valid together with probability ``1 - alpha``.
 
     Paper: Li et al. 2019 (paper 004), Section 4 ("Confidence Interval and Sample Size": one-sided
     Clopper-Pearson with a Bonferroni correction for ``p_(1)``, ``p_(2)`` of Theorem 2).
@@ -189,18 +193,19 @@ def top_two_bounds(
     Args:
         counts: 1-D vote counts of the ``k`` classes.
         alpha: failure probability of the pair of bounds.
-        top: the predicted class; default ``argmax(counts)``. Choose it from independent samples (Cohen et al.'s
-            ``n0`` selection draws) for the Clopper–Pearson bounds to be exactly valid: then the ``k`` one-sided tests
-            (the lower one for ``top``, an upper one for each of the ``k - 1`` others) at ``alpha / k`` each make the
-            Bonferroni correction exact. Selecting ``top`` from the same counts (the authors' code) is also covered by
-            ``"sison-glaz"``, whose intervals are simultaneous.
+        top: the predicted class; default ``argmax(counts)``. Choose it from independent samples
+            (Cohen et al.'s ``n0`` selection draws) for the Clopper–Pearson bounds to be exactly valid: then
+            the ``k`` one-sided tests (the lower one for ``top``, an upper one for each of the ``k - 1``
+            others) at ``alpha / k`` each make the Bonferroni correction exact. Selecting ``top`` from the
+            same counts (the authors' code) is also covered by ``"sison-glaz"``, whose intervals are
+            simultaneous.
         interval: ``"clopper-pearson"`` (one-sided, Bonferroni over the ``k`` classes; the paper's wording and
             PixelDP's code) or ``"sison-glaz"`` (simultaneous intervals; the authors' code).
-        guard: with ``"sison-glaz"``, never return bounds tighter than the exact one-sided Clopper–Pearson bounds at
-            the same ``alpha`` without correction (a simultaneous ``1 - alpha`` bound cannot honestly beat the exact
-            marginal one). It only bites at extreme counts, where the asymptotic Sison–Glaz intervals collapse (all
-            votes in one class give a lower bound of 1 and an infinite radius). ``guard=False`` gives the raw values
-            of the authors' code.
+        guard: with ``"sison-glaz"``, never return bounds tighter than the exact one-sided Clopper–Pearson
+            bounds at the same ``alpha`` without correction (a simultaneous ``1 - alpha`` bound cannot
+            honestly beat the exact marginal one). It only bites at extreme counts, where the asymptotic
+            Sison–Glaz intervals collapse (all votes in one class give a lower bound of 1 and an infinite
+            radius). ``guard=False`` gives the raw values of the authors' code.
 
     Returns:
         ``(p1_lower, p2_upper)``.

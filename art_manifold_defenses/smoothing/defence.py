@@ -1,7 +1,7 @@
-"""Gaussian smoothing with stability training (STN) as a :class:`~art_manifold_defenses.defence_record.Defence`:
-:class:`STNConfig`, :func:`build_smoothed_classifier`, :func:`train_stn_defence` and :data:`DEFENCE` (listed in
-:mod:`art_manifold_defenses.defences`, where ``"smoothing"`` -- the name of earlier checkpoints -- is an alias of
-``"stn"``). No torch at module level.
+"""Gaussian smoothing with stability training (STN) as a
+:class:`~art_manifold_defenses.defence_record.Defence`: :class:`STNConfig`, :func:`build_smoothed_classifier`,
+:func:`train_stn_defence` and :data:`DEFENCE` (listed in :mod:`art_manifold_defenses.defences`, where
+``"smoothing"`` -- the name of earlier checkpoints -- is an alias of ``"stn"``). No torch at module level.
 """
 
 from __future__ import annotations
@@ -24,8 +24,8 @@ DEFENCE_NAME = "stn"
 
 @dataclass
 class STNConfig(TrainingConfig):
-    """Noise level and stability loss (flags ``--sigma``, ``--stability-weight``, ``--stn-target``); defaults: Li et al.
-    2019 (paper 004), Section 5 (MNIST)."""
+    """Noise level and stability loss (flags ``--sigma``, ``--stability-weight``, ``--stn-target``); defaults:
+    Li et al. 2019 (paper 004), Section 5 (MNIST)."""
 
     sigma: float = field(
         default=0.7,
@@ -50,7 +50,8 @@ class STNConfig(TrainingConfig):
 
 
 def build_smoothed_classifier(base_model: nn.Module, params: dict[str, Any]) -> SmoothedClassifier:
-    """Checkpoint builder: ``params`` needs ``sigma`` (other training hyper-parameters are kept only as metadata).
+    """Checkpoint builder: ``params`` needs ``sigma`` (other training hyper-parameters are kept only as
+    metadata).
 
     Paper: Li et al. 2019 (paper 004), Algorithm 1 (Gaussian noise added to the input of the base classifier);
     the checkpoint builder.
@@ -72,8 +73,8 @@ def train_stn_defence(
     verbose: bool = True,
     checkpoint_dir: str | Path | None = None,
 ) -> tuple[nn.Module, dict[str, Any]]:
-    """Train ``base_model`` with STN (:func:`train_stn`); return the smoothed model (:class:`SmoothedClassifier`) and
-    its checkpoint defence entry.
+    """Train ``base_model`` with STN (:func:`train_stn`); return the smoothed model
+    (:class:`SmoothedClassifier`) and its checkpoint defence entry.
 
     Paper: Li et al. 2019 (paper 004), Section 4 (stability training with noise)."""
     from .module import SmoothedClassifier

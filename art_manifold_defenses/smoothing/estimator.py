@@ -1,6 +1,6 @@
 """``RenyiSmoothingPyTorch``: a drop-in for ART's ``PyTorchRandomizedSmoothing`` that certifies with the Rényi
-(Li et al. 2019), Cohen et al. (2019) and PixelDP bounds from the same streamed samples, trains with fresh noise per
-batch and stability training, and attacks the smoothed classifier (EoT) by default."""
+(Li et al. 2019), Cohen et al. (2019) and PixelDP bounds from the same streamed samples, trains with fresh
+noise per batch and stability training, and attacks the smoothed classifier (EoT) by default."""
 
 from __future__ import annotations
 
@@ -30,14 +30,16 @@ from .stability import STABILITY_TARGETS, stn_step
 
 __all__ = ["SAMPLING_MODES", "RenyiSmoothingPyTorch"]
 
-#: ``certify(..., samples=...)``: the same ``n`` for every image (CERTIFY) or input-specific sizes (Chen et al. 2022).
+#: ``certify(..., samples=...)``: the same ``n`` for every image (CERTIFY) or input-specific sizes (Chen
+#: et al. 2022).
 SAMPLING_MODES = ("fixed", "adaptive")
 
 logger = logging.getLogger(__name__)
 
 
 class _PreprocessedBase(nn.Module):
-    """The estimator's base classifier as a module: ART preprocessing chain, then the wrapped model (logits)."""
+    """The estimator's base classifier as a module: ART preprocessing chain, then the wrapped model
+    (logits)."""
 
     def __init__(self, estimator: RenyiSmoothingPyTorch, *, fit: bool) -> None:
         super().__init__()
@@ -50,42 +52,44 @@ class _PreprocessedBase(nn.Module):
 
 
 class RenyiSmoothingPyTorch(PyTorchRandomizedSmoothing):
-    """Gaussian randomized smoothing certified with the Rényi-divergence bound of Li et al. (2019), side by side with
-    Cohen et al. (2019) and PixelDP (Lecuyer et al. 2019); trains with stability training (STN).
+    """Gaussian randomized smoothing certified with the Rényi-divergence bound of Li et al. (2019), side by
+    side with Cohen et al. (2019) and PixelDP (Lecuyer et al. 2019); trains with stability training (STN).
 
     | Paper link: https://arxiv.org/abs/1809.03113 (Li, Chen, Wang, Carin, "Certified Adversarial Robustness with
     | Additive Noise", NeurIPS 2019). Algorithm 1 (sampling), Lemma 1 / Theorem 2 (the radius), section 4
     | "Confidence Interval and Sample Size", section 5.1 (stability training).
 
-    Same constructor as ART's ``PyTorchRandomizedSmoothing`` (``scale`` is sigma), plus keyword-only ``eot_samples``
-    and ``seed``. Differences from the ART class, all deliberate:
+    Same constructor as ART's ``PyTorchRandomizedSmoothing`` (``scale`` is sigma), plus keyword-only
+    ``eot_samples`` and ``seed``. Differences from the ART class, all deliberate:
 
-    - ``certify(x, n, batch_size, n0=100, alpha=None, bound="renyi"|"cohen"|"pixeldp"|"all", interval=...)`` streams
-      the noise in batches on the model's device (memory does not grow with ``n``; ART holds all ``n`` copies, drawn in
-      float64), needs only scipy (ART's needs statsmodels), and computes every bound from the same counts.
-    - ``certify(x, n, radius=r)`` decides "certified at ``r``" per image with as few samples as it needs (a confidence
-      sequence over rounds, Voráček & Hein 2024; :meth:`certify_decision`), and ``certify(x, n, samples="adaptive")``
-      picks each image's sample size from its selection samples (Chen et al. 2022; :meth:`certify_adaptive_counts`);
-      both report the forward passes spent per image.
-    - ``certify`` and ``predict`` give every image its own noise stream, seeded with
-      ``image_seed(seed, indices[i]) = (seed * 0x9E3779B97F4A7C15 + indices[i]) mod 2**63`` (``indices``: the images'
-      global indices, default ``range(N)``), so results do not depend on the other images, the batch size or how a
+    - ``certify(x, n, batch_size, n0=100, alpha=None, bound="renyi"|"cohen"|"pixeldp"|"all", interval=...)``
+      streams the noise in batches on the model's device (memory does not grow with ``n``; ART holds all ``n``
+      copies, drawn in float64), needs only scipy (ART's needs statsmodels), and computes every bound from the
+      same counts.
+    - ``certify(x, n, radius=r)`` decides "certified at ``r``" per image with as few samples as it needs (a
+      confidence sequence over rounds, Voráček & Hein 2024; :meth:`certify_decision`), and
+      ``certify(x, n, samples="adaptive")`` picks each image's sample size from its selection samples (Chen
+      et al. 2022; :meth:`certify_adaptive_counts`); both report the forward passes spent per image.
+    - ``certify`` and ``predict`` give every image its own noise stream, seeded with ``image_seed(seed,
+      indices[i]) = (seed * 0x9E3779B97F4A7C15 + indices[i]) mod 2**63`` (``indices``: the images' global
+      indices, default ``range(N)``), so results do not depend on the other images, the batch size or how a
       data set is split across calls or processes.
-    - ART's default identity standardisation (``preprocessing=(0, 1)``) is skipped (two passes over every noisy batch
-      for nothing); any other preprocessing runs as in ART.
-    - Noise is added in raw input space *before* ``preprocessing_defences`` and the standardisation in ``fit``,
-      ``predict``, ``certify`` and ``loss_gradient`` alike (ART adds it after preprocessing in ``fit``).
+    - ART's default identity standardisation (``preprocessing=(0, 1)``) is skipped (two passes over every
+      noisy batch for nothing); any other preprocessing runs as in ART.
+    - Noise is added in raw input space *before* ``preprocessing_defences`` and the standardisation in
+      ``fit``, ``predict``, ``certify`` and ``loss_gradient`` alike (ART adds it after preprocessing in
+      ``fit``).
     - ``fit`` draws fresh noise per batch and optionally adds the stability loss (``stability_weight``).
-    - ``loss_gradient`` averages the loss gradient over ``eot_samples`` noise draws by default (EoT, section 6.2 of the
-      paper), so ART attacks, which call it without extra arguments, attack the smoothed classifier, not the base one.
-      Cost: ``eot_samples`` (default: ``sample_size``) noisy passes per gradient; ``eot_samples=1`` attacks one
-      noisy copy (cheaper, weaker).
+    - ``loss_gradient`` averages the loss gradient over ``eot_samples`` noise draws by default (EoT, section
+      6.2 of the paper), so ART attacks, which call it without extra arguments, attack the smoothed
+      classifier, not the base one. Cost: ``eot_samples`` (default: ``sample_size``) noisy passes per
+      gradient; ``eot_samples=1`` attacks one noisy copy (cheaper, weaker).
     - ``class_gradient`` is EoT-averaged too.
 
-    Known limitations: the certificate holds for the smoothed classifier, i.e. for the majority vote of the base
-    classifier under noise, not for one noisy forward pass. The noise is not clipped to ``clip_values`` (as in the
-    papers). With ``n0 = 0`` the class is selected from the same counts (the authors' code); the Clopper–Pearson
-    Bonferroni correction is then a heuristic, while with ``n0 > 0`` it is exact (see
+    Known limitations: the certificate holds for the smoothed classifier, i.e. for the majority vote of the
+    base classifier under noise, not for one noisy forward pass. The noise is not clipped to ``clip_values``
+    (as in the papers). With ``n0 = 0`` the class is selected from the same counts (the authors' code); the
+    Clopper–Pearson Bonferroni correction is then a heuristic, while with ``n0 > 0`` it is exact (see
     :func:`~art_manifold_defenses.smoothing.confidence.top_two_bounds`).
     """
 
@@ -137,9 +141,10 @@ class RenyiSmoothingPyTorch(PyTorchRandomizedSmoothing):
         self.eot_samples = eot_samples
         self.seed = seed
         self._check_params()
-        # votes are counted per class: a model with more outputs than nb_classes would count its other classes in the
-        # next image's slots, one with fewer would never vote for the last ones. Checked here by one forward pass of the
-        # model (not run through preprocessing defences, which may keep state); base_logits checks every output too.
+        # votes are counted per class: a model with more outputs than nb_classes would count its other classes
+        # in the next image's slots, one with fewer would never vote for the last ones. Checked here by one
+        # forward pass of the model (not run through preprocessing defences, which may keep state);
+        # base_logits checks every output too.
         if not self.active_preprocessing:
             check_nb_classes(nb_classes, self.user_model, tuple(input_shape), device=self._device)
         self._eot_generator = make_generator(seed, self._device)
@@ -181,8 +186,8 @@ class RenyiSmoothingPyTorch(PyTorchRandomizedSmoothing):
 
     @property
     def user_model(self) -> nn.Module:
-        """The user's model itself (ART's wrapper keeps every layer output of an ``nn.Sequential`` alive, which costs
-        memory and time at certification batch sizes)."""
+        """The user's model itself (ART's wrapper keeps every layer output of an ``nn.Sequential`` alive,
+        which costs memory and time at certification batch sizes)."""
         inner = getattr(self._model, "_model", self._model)
         return inner if isinstance(inner, nn.Module) else self._model
 
@@ -199,9 +204,9 @@ class RenyiSmoothingPyTorch(PyTorchRandomizedSmoothing):
         return [op for op in self.preprocessing_operations if not is_identity_standardisation(op)]
 
     def base_logits(self, x: Tensor, *, fit: bool = False) -> Tensor:
-        """Logits of the base classifier on a float tensor batch: preprocessing defences and standardisation (ART's
-        chain, differentiable when every defence is a ``PreprocessorPyTorch``), then the user's model (its output is
-        taken as the logits)."""
+        """Logits of the base classifier on a float tensor batch: preprocessing defences and standardisation
+        (ART's chain, differentiable when every defence is a ``PreprocessorPyTorch``), then the user's model
+        (its output is taken as the logits)."""
         x = x.float()
         if not self.active_preprocessing:
             return self._checked_logits(self.user_model(x))
@@ -223,8 +228,9 @@ class RenyiSmoothingPyTorch(PyTorchRandomizedSmoothing):
     def smoothed_module(
         self, *, samples: int = 1, generator: torch.Generator | None = None
     ) -> SmoothedClassifier:
-        """An ``nn.Module`` view of the smoothed classifier (``stochastic = True``) for the evaluation harness: the
-        base classifier with this estimator's preprocessing, under fresh noise of standard deviation ``scale``."""
+        """An ``nn.Module`` view of the smoothed classifier (``stochastic = True``) for the evaluation
+        harness: the base classifier with this estimator's preprocessing, under fresh noise of standard
+        deviation ``scale``."""
         return SmoothedClassifier(
             _PreprocessedBase(self, fit=False), self.sigma, samples=samples, generator=generator
         )
@@ -254,7 +260,8 @@ class RenyiSmoothingPyTorch(PyTorchRandomizedSmoothing):
         verbose: bool,
         desc: str,
     ) -> np.ndarray:
-        """Vote counts ``(N, len(samples), nb_classes)``; image ``i``'s noise from ``image_seed(seed, indices[i])``."""
+        """Vote counts ``(N, len(samples), nb_classes)``; image ``i``'s noise from
+        ``image_seed(seed, indices[i])``."""
         idx = self._check_indices(indices, len(x))
         seeds = image_seeds(resolve_seed(self.seed if seed is None else seed), idx)
         self._model.eval()
@@ -286,15 +293,16 @@ class RenyiSmoothingPyTorch(PyTorchRandomizedSmoothing):
         """Selection counts (``n0`` samples) and estimation counts (``n`` fresh samples) per image, both
         ``(N, nb_classes)`` int64, from one streamed pass (memory: one batch of ``batch_size`` noisy samples).
 
-        Image ``i``'s ``n0 + n`` noisy samples (selection first) come from a generator on the model's device seeded
-        with :func:`~art_manifold_defenses.smoothing.sampling.image_seed` ``(seed, indices[i]) = (seed *
-        0x9E3779B97F4A7C15 + indices[i]) mod 2**63``, so its counts depend only on ``(seed, indices[i], n0, n)``: not
-        on the other images, the batch size, or how a data set is split across calls or processes.
+        Image ``i``'s ``n0 + n`` noisy samples (selection first) come from a generator on the model's device
+        seeded with :func:`~art_manifold_defenses.smoothing.sampling.image_seed` ``(seed, indices[i]) = (seed
+        * 0x9E3779B97F4A7C15 + indices[i]) mod 2**63``, so its counts depend only on
+        ``(seed, indices[i], n0, n)``: not on the other images, the batch size, or how a data set is split
+        across calls or processes.
 
         Args:
             indices: the images' global indices (e.g. positions in the test set), ``N`` non-negative integers;
-                default ``range(N)``. Certifying ``x[5:10]`` with ``indices=range(5, 10)`` gives the same counts as
-                rows 5 to 9 of certifying ``x[0:10]``.
+                default ``range(N)``. Certifying ``x[5:10]`` with ``indices=range(5, 10)`` gives the same
+                counts as rows 5 to 9 of certifying ``x[0:10]``.
             seed: run seed (default: the constructor's ``seed``; drawn at random when both are None).
         """
         x_np = self._check_x(x)
@@ -307,7 +315,8 @@ class RenyiSmoothingPyTorch(PyTorchRandomizedSmoothing):
     def _vote_streams(
         self, x_np: np.ndarray, per_image: int, batch_size: int, seed: int | None, indices: Sequence[int]
     ) -> VoteStreams:
-        """Per-image noise streams (seeded as :meth:`certify_counts` seeds them) for sampling in installments."""
+        """Per-image noise streams (seeded as :meth:`certify_counts` seeds them) for sampling in
+        installments."""
         seeds = image_seeds(resolve_seed(self.seed if seed is None else seed), list(indices))
         return VoteStreams(
             self.base_logits,
@@ -328,7 +337,8 @@ class RenyiSmoothingPyTorch(PyTorchRandomizedSmoothing):
 
     @staticmethod
     def _images_per_chunk(batch_size: int, first_round: int) -> int:
-        """Images sampled together by the decision and adaptive modes: enough to fill a batch in the first round."""
+        """Images sampled together by the decision and adaptive modes: enough to fill a batch in the first
+        round."""
         return max(1, batch_size // max(1, first_round))
 
     def certify_adaptive_counts(
@@ -345,15 +355,17 @@ class RenyiSmoothingPyTorch(PyTorchRandomizedSmoothing):
         indices: Sequence[int] | np.ndarray | None = None,
         verbose: bool = False,
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Input-specific sample sizes (Chen et al. 2022, AAAI, Section 4; :mod:`.adaptive`): selection (pilot)
-        counts from ``n0`` samples, each image's size ``n_i <= n`` from its pilot, and estimation counts from ``n_i``
-        fresh samples. Returns ``(selection, estimation, n_i)``; samples spent per image: ``n0 + n_i``.
+        """Input-specific sample sizes (Chen et al. 2022, AAAI, Section 4; :mod:`.adaptive`): selection
+        (pilot) counts from ``n0`` samples, each image's size ``n_i <= n`` from its pilot, and estimation
+        counts from ``n_i`` fresh samples. Returns ``(selection, estimation, n_i)``; samples spent per image:
+        ``n0 + n_i``.
 
-        Image ``i``'s samples are the first ``n0 + n_i`` of the stream :meth:`certify_counts` draws for it with the
-        same ``seed``, ``n0`` and ``n`` (same per-image seeding), so the adaptive counts are a prefix of the fixed ones.
+        Image ``i``'s samples are the first ``n0 + n_i`` of the stream :meth:`certify_counts` draws for it
+        with the same ``seed``, ``n0`` and ``n`` (same per-image seeding), so the adaptive counts are a prefix
+        of the fixed ones.
 
-        Cost: about half of CERTIFY's forward passes on MNIST models whose top class wins nearly every vote, for a small
-        loss of radius (measured figures: ``docs/sequential_certification.md``).
+        Cost: about half of CERTIFY's forward passes on MNIST models whose top class wins nearly every vote,
+        for a small loss of radius (measured figures: ``docs/sequential_certification.md``).
         """
         x_np = self._check_x(x)
         n = check_positive_int(n, "n")
@@ -409,17 +421,19 @@ class RenyiSmoothingPyTorch(PyTorchRandomizedSmoothing):
         indices: Sequence[int] | np.ndarray | None = None,
         verbose: bool = False,
     ) -> DecisionResult:
-        """Decision mode: certified at ``radius`` / not certified / abstain, per image, with as few samples as the
-        image needs (Voráček & Hein 2024, arXiv 2406.17830, Section 3, on Cohen et al. 2019's CERTIFY; the procedure
-        and its validity under optional stopping: :mod:`.sequential`).
+        """Decision mode: certified at ``radius`` / not certified / abstain, per image, with as few samples as
+        the image needs (Voráček & Hein 2024, arXiv 2406.17830, Section 3, on Cohen et al. 2019's CERTIFY; the
+        procedure and its validity under optional stopping: :mod:`.sequential`).
 
-        Rounds of ``first_round, first_round * growth, ...`` estimation samples (cumulative, capped at ``n_max``) after
-        ``n0`` selection samples; an image stops as soon as the union-bound confidence sequence decides, and undecided
-        images end as not certified at ``n_max``. Image ``i``'s samples are a prefix of the stream that
-        :meth:`certify_counts` draws for it with the same ``seed``, ``n0`` and ``n = n_max``.
+        Rounds of ``first_round, first_round * growth, ...`` estimation samples (cumulative, capped at
+        ``n_max``) after ``n0`` selection samples; an image stops as soon as the union-bound confidence
+        sequence decides, and undecided images end as not certified at ``n_max``. Image ``i``'s samples are a
+        prefix of the stream that :meth:`certify_counts` draws for it with the same ``seed``, ``n0`` and
+        ``n = n_max``.
 
-        Cost: one to two orders of magnitude fewer forward passes than CERTIFY at ``n = n_max`` for images far from the
-        radius, with the same certified accuracy (measured figures: ``docs/sequential_certification.md``).
+        Cost: one to two orders of magnitude fewer forward passes than CERTIFY at ``n = n_max`` for images far
+        from the radius, with the same certified accuracy (measured figures:
+        ``docs/sequential_certification.md``).
 
         Returns:
             A :class:`~.sequential.DecisionResult` (``prediction``, ``decision``, ``samples`` spent per image,
@@ -506,48 +520,53 @@ class RenyiSmoothingPyTorch(PyTorchRandomizedSmoothing):
         growth: float = 2.0,
         return_samples: bool = False,
     ) -> Any:
-        """Certified predictions and l2 radii (three modes; ``docs/sequential_certification.md`` compares them).
+        """Certified predictions and l2 radii (three modes; ``docs/sequential_certification.md`` compares
+        them).
 
-        - **fixed** (default): Cohen et al. 2019's CERTIFY, ``n0`` selection + ``n`` estimation samples per image.
+        - **fixed** (default): Cohen et al. 2019's CERTIFY, ``n0`` selection + ``n`` estimation samples per
+          image.
         - **adaptive** (``samples="adaptive"``): input-specific sample sizes (Chen et al. 2022, Section 4;
-          :meth:`certify_adaptive_counts`): each image gets ``n_i <= n`` estimation samples, chosen from its ``n0``
-          selection samples so that the typical radius given up relative to ``n`` is at most ``max_radius_loss``.
+          :meth:`certify_adaptive_counts`): each image gets ``n_i <= n`` estimation samples, chosen from its
+          ``n0`` selection samples so that the typical radius given up relative to ``n`` is at most
+          ``max_radius_loss``.
         - **decision** (``radius=r``): certified at ``r`` or not, sampling in rounds and stopping as soon as a
-          confidence sequence decides (Voráček & Hein 2024, Section 3; :meth:`certify_decision`, ``n`` is the cap
-          ``n_max``). Returns a :class:`~.sequential.DecisionResult` instead of a tuple.
+          confidence sequence decides (Voráček & Hein 2024, Section 3; :meth:`certify_decision`, ``n`` is the
+          cap ``n_max``). Returns a :class:`~.sequential.DecisionResult` instead of a tuple.
 
         Args:
             x: clean inputs ``(N, *input_shape)`` within ``clip_values``.
             n: estimation samples per image (default :data:`~.choices.DEFAULT_SAMPLES`, the default of every
-                certification entry point and of ``amd certify --samples``; Li et al.: 100; Cohen et al.: 100,000, i.e.
-                :data:`~.choices.COHEN_SAMPLES`; cost: ``docs/costs.md``); the largest size in the adaptive mode and
-                the cap ``n_max`` in the decision mode.
+                certification entry point and of ``amd certify --samples``; Li et al.: 100; Cohen et al.:
+                100,000, i.e. :data:`~.choices.COHEN_SAMPLES`; cost: ``docs/costs.md``); the largest size in
+                the adaptive mode and the cap ``n_max`` in the decision mode.
             batch_size: noisy samples per forward pass.
-            n0: selection samples per image (Cohen et al.: 100); 0 selects from the ``n`` samples (authors' code; fixed
-                mode only: the other modes need the independent selection).
-            alpha: failure probability of each certificate (default: the estimator's ``alpha``, whose default is
-                :data:`~.choices.DEFAULT_ALPHA` = 0.001 as in Cohen et al. and ART, the default of ``amd certify``
-                too; the paper uses 0.05).
-            bound: ``"renyi"``, ``"cohen"``, ``"pixeldp"`` or ``"all"`` (default: ``"renyi"``; in the decision mode
-                one bound, default ``"cohen"``).
+            n0: selection samples per image (Cohen et al.: 100); 0 selects from the ``n`` samples (authors'
+                code; fixed mode only: the other modes need the independent selection).
+            alpha: failure probability of each certificate (default: the estimator's ``alpha``, whose default
+                is :data:`~.choices.DEFAULT_ALPHA` = 0.001 as in Cohen et al. and ART, the default of
+                ``amd certify`` too; the paper uses 0.05).
+            bound: ``"renyi"``, ``"cohen"``, ``"pixeldp"`` or ``"all"`` (default: ``"renyi"``; in the decision
+                mode one bound, default ``"cohen"``).
             interval: ``"clopper-pearson"`` (Bonferroni over classes; the paper) or ``"sison-glaz"`` (authors'
                 code) for the ``(p_(1), p_(2))`` bounds of Rényi and PixelDP; Cohen always uses its one-sided
                 Clopper–Pearson bound on ``p_A``. The decision mode needs Clopper–Pearson.
-            seed: run seed of the noise (default: the constructor's ``seed``); image ``i``'s noise is seeded with
-                ``image_seed(seed, indices[i])`` (see :meth:`certify_counts`), in every mode.
-            indices: the images' global indices (default ``range(N)``), so that a data set certified in parts (or
-                shards) gets the same noise, hence the same results, as in one call.
+            seed: run seed of the noise (default: the constructor's ``seed``); image ``i``'s noise is seeded
+                with ``image_seed(seed, indices[i])`` (see :meth:`certify_counts`), in every mode.
+            indices: the images' global indices (default ``range(N)``), so that a data set certified in parts
+                (or shards) gets the same noise, hence the same results, as in one call.
             radius: the radius to decide (decision mode).
             samples: ``"fixed"`` or ``"adaptive"``.
-            max_radius_loss: adaptive mode: the bound on the typical radius given up relative to ``n`` samples.
-            first_round: decision mode: estimation samples of the first round; adaptive mode: the smallest size.
+            max_radius_loss: adaptive mode: the bound on the typical radius given up relative to ``n``
+                samples.
+            first_round: decision mode: estimation samples of the first round; adaptive mode: the smallest
+                size.
             growth: decision mode: ratio of consecutive cumulative round sizes.
             return_samples: fixed and adaptive modes: also return the samples spent per image (``n0 + n_i``).
 
         Returns:
             With one bound, ``(prediction, radius)`` as ART: prediction -1 (abstain) where the radius is 0.
-            With ``"all"``, ``(prediction, {bound: radius})``: the selected class, -1 where no bound certifies.
-            ``return_samples=True`` appends the samples per image. The decision mode returns a
+            With ``"all"``, ``(prediction, {bound: radius})``: the selected class, -1 where no bound
+            certifies. ``return_samples=True`` appends the samples per image. The decision mode returns a
             :class:`~.sequential.DecisionResult`.
         """
         if samples not in SAMPLING_MODES:
@@ -616,11 +635,11 @@ class RenyiSmoothingPyTorch(PyTorchRandomizedSmoothing):
 
     # --------------------------------------------------------------- predict
     def predict(self, x: Any, batch_size: int = 128, verbose: bool = False, **kwargs: Any) -> np.ndarray:  # type: ignore[override]
-        """Smoothed prediction with abstention (Cohen et al.'s PREDICT, as ART): ``n`` noisy votes per image (default
-        ``sample_size``), one-hot of the top class if the two-sided binomial test of the top two counts has p-value
-        ``<= alpha``, else an all-zero row. Keyword arguments: ``is_abstain`` (default True), ``n``, ``alpha``,
-        ``seed``, ``indices`` (image ``i``'s noise is seeded as in :meth:`certify_counts`). ``batch_size`` is the number
-        of noisy samples per forward pass."""
+        """Smoothed prediction with abstention (Cohen et al.'s PREDICT, as ART): ``n`` noisy votes per image
+        (default ``sample_size``), one-hot of the top class if the two-sided binomial test of the top two
+        counts has p-value ``<= alpha``, else an all-zero row. Keyword arguments: ``is_abstain`` (default
+        True), ``n``, ``alpha``, ``seed``, ``indices`` (image ``i``'s noise is seeded as in
+        :meth:`certify_counts`). ``batch_size`` is the number of noisy samples per forward pass."""
         is_abstain = kwargs.get("is_abstain", True)
         if not isinstance(is_abstain, bool):
             raise TypeError(f"is_abstain must be a bool, got {is_abstain!r}")
@@ -662,10 +681,10 @@ class RenyiSmoothingPyTorch(PyTorchRandomizedSmoothing):
         checkpoint_dir: str | None = None,
         **kwargs: Any,
     ) -> None:
-        """Train the base classifier with Gaussian noise of standard deviation ``scale`` drawn fresh for every batch
-        (added before the preprocessing defences), with the stability loss when ``stability_weight > 0`` (STN,
-        ``gamma`` of the paper; ``stability_target="logits"`` is the authors' code variant). Uses the package's
-        training loop (tqdm with ``verbose``, resumable with ``checkpoint_dir``)."""
+        """Train the base classifier with Gaussian noise of standard deviation ``scale`` drawn fresh for every
+        batch (added before the preprocessing defences), with the stability loss when ``stability_weight > 0``
+        (STN, ``gamma`` of the paper; ``stability_target="logits"`` is the authors' code variant). Uses the
+        package's training loop (tqdm with ``verbose``, resumable with ``checkpoint_dir``)."""
         from ..training import train
 
         if kwargs:
@@ -733,8 +752,9 @@ class RenyiSmoothingPyTorch(PyTorchRandomizedSmoothing):
         self, x: Any, y: Any, training_mode: bool = False, **kwargs: Any
     ) -> np.ndarray | Tensor:  # type: ignore[override]
         """EoT gradient of the loss: ``1/k sum_i grad_x loss(f(x + r_i), y)``, ``r_i ~ N(0, scale^2 I)`` with
-        ``k = eot_samples`` (default ``sample_size``; override per call with ``samples=``). ``y``: indices or one-hot.
-        This is the paper's gradient estimate (section 6.2), so attacks target the smoothed classifier."""
+        ``k = eot_samples`` (default ``sample_size``; override per call with ``samples=``). ``y``: indices or
+        one-hot. This is the paper's gradient estimate (section 6.2), so attacks target the smoothed
+        classifier."""
         labels = check_labels(y, len(x), self.nb_classes, "y")
         y_t = torch.from_numpy(labels).to(self._device)
         return self._eot_gradient(
@@ -744,8 +764,8 @@ class RenyiSmoothingPyTorch(PyTorchRandomizedSmoothing):
     def class_gradient(
         self, x: Any, label: Any = None, training_mode: bool = False, **kwargs: Any
     ) -> np.ndarray:  # type: ignore[override]
-        """EoT gradient of class logits, shape ``(N, 1, *input_shape)`` (one label per input, or one for all) or
-        ``(N, nb_classes, *input_shape)`` with ``label=None``."""
+        """EoT gradient of class logits, shape ``(N, 1, *input_shape)`` (one label per input, or one for all)
+        or ``(N, nb_classes, *input_shape)`` with ``label=None``."""
         n = len(x)
         if label is None:
             classes = [np.full(n, c) for c in range(self.nb_classes)]

@@ -15,14 +15,15 @@ class SmoothedClassifier(nn.Module):
 
     | Paper link: https://arxiv.org/abs/1809.03113
 
-    Every forward pass draws fresh noise, so the module is stochastic (``stochastic = True``): the evaluation harness
-    attacks it with EoT (the gradient of the noise addition is the identity, so no BPDA surrogate is needed) and
-    scores it by majority vote, which is the smoothed classifier's prediction. With ``samples > 1`` a forward pass
-    returns ``log(mean softmax)`` over that many noisy copies (a soft vote; cross-entropy on it is the loss of the
-    smoothed soft classifier); ``samples = 1`` returns the base logits of one noisy copy.
+    Every forward pass draws fresh noise, so the module is stochastic (``stochastic = True``): the evaluation
+    harness attacks it with EoT (the gradient of the noise addition is the identity, so no BPDA surrogate is
+    needed) and scores it by majority vote, which is the smoothed classifier's prediction. With
+    ``samples > 1`` a forward pass returns ``log(mean softmax)`` over that many noisy copies (a soft vote;
+    cross-entropy on it is the loss of the smoothed soft classifier); ``samples = 1`` returns the base logits
+    of one noisy copy.
 
-    Certification is done by :class:`~art_manifold_defenses.smoothing.RenyiSmoothingPyTorch` (the noise here is not
-    clipped either, as in the papers).
+    Certification is done by :class:`~art_manifold_defenses.smoothing.RenyiSmoothingPyTorch` (the noise here
+    is not clipped either, as in the papers).
 
     Args:
         base: the base classifier (logits).

@@ -1,9 +1,10 @@
-"""Certification outputs: a TSV row per image (flushed as it goes, resumable), summaries of certified accuracy at a
-list of radii per bound, certified-accuracy-vs-radius plots, and the bound-comparison figure (Li et al., App. A).
+"""Certification outputs: a TSV row per image (flushed as it goes, resumable), summaries of certified accuracy
+at a list of radii per bound, certified-accuracy-vs-radius plots, and the bound-comparison figure (Li et al.,
+App. A).
 
-A certification TSV starts with its fingerprint line (``# amd-fingerprint {...}``: the model's hash and every setting
-that changes a row, see :mod:`art_manifold_defenses.fingerprint`), then the header; every row carries a hash of its
-image. A resume checks both, so a table never mixes two models, two settings or two data sets.
+A certification TSV starts with its fingerprint line (``# amd-fingerprint {...}``: the model's hash and every
+setting that changes a row, see :mod:`art_manifold_defenses.fingerprint`), then the header; every row carries
+a hash of its image. A resume checks both, so a table never mixes two models, two settings or two data sets.
 """
 
 from __future__ import annotations
@@ -56,13 +57,15 @@ __all__ = [
 ]
 
 
-#: The three certification modes of a TSV: ``fixed`` (CERTIFY), ``adaptive`` (input-specific sizes), ``decision``.
+#: The three certification modes of a TSV: ``fixed`` (CERTIFY), ``adaptive`` (input-specific sizes),
+#: ``decision``.
 MODES = ("fixed", "adaptive", "decision")
 
 
 def _columns(bounds: Sequence[str], mode: str = "fixed") -> list[str]:
-    """TSV columns of a mode. The fixed mode keeps the columns of earlier versions (every row spends ``n0 + n``
-    samples, stated by the fingerprint), so its files still resume; the other modes add ``samples`` per row."""
+    """TSV columns of a mode. The fixed mode keeps the columns of earlier versions (every row spends
+    ``n0 + n`` samples, stated by the fingerprint), so its files still resume; the other modes add ``samples``
+    per row."""
     if mode == "decision":
         return [
             "idx",
@@ -99,7 +102,8 @@ def _columns(bounds: Sequence[str], mode: str = "fixed") -> list[str]:
 
 
 def _mode_bounds(bound: str | None, radius: float | None, samples: str) -> tuple[str, tuple[str, ...]]:
-    """The mode of a certification run and its bounds (the decision mode decides for one bound, default Cohen)."""
+    """The mode of a certification run and its bounds (the decision mode decides for one bound, default
+    Cohen)."""
     if samples not in ("fixed", "adaptive"):
         raise ValueError(f"samples must be 'fixed' or 'adaptive', got {samples!r}")
     if radius is None:
@@ -167,8 +171,8 @@ def _prepare_run(
     first_round: int,
     growth: float,
 ) -> _Run:
-    """Check the inputs and settings of :func:`certify_to_tsv` / :func:`certify_sharded` (errors name the argument)
-    and compute the run's fingerprint."""
+    """Check the inputs and settings of :func:`certify_to_tsv` / :func:`certify_sharded` (errors name the
+    argument) and compute the run's fingerprint."""
     mode, bounds = _mode_bounds(bound, radius, samples)
     if interval not in INTERVALS:
         raise ValueError(f"interval must be one of {INTERVALS}, got {interval!r}")
@@ -228,31 +232,33 @@ def certify_to_tsv(
     Columns: ``idx, label, prediction, radius_<bound>..., correct, seconds, count_top, count_second, p1_lower,
     p2_upper, cohen_p_lower``. Images are processed in chunks of ``max(1, batch_size // (n0 + n))`` (a row is
     written as soon as its chunk is done); the noise of each image is seeded from ``(seed, its index)``
-    (:func:`~art_manifold_defenses.smoothing.sampling.image_seed`), so a row depends neither on the chunking nor on
-    which process certifies it, and a run killed and restarted with ``resume=True`` skips the rows already written
-    and produces the same rows as an uninterrupted run. The first line of the file is its fingerprint
-    (:func:`certification_fingerprint`: the model's hash and every setting that changes a row) and every row holds a
-    hash of its image (``image_hash``): a resume with another model, other settings, a file without a fingerprint (an
-    older version) or a finished row whose image or label differs from this run's raises
-    :class:`~art_manifold_defenses.fingerprint.FingerprintMismatchError` (a ``ValueError``) naming what differs;
-    ``resume=False`` starts the file afresh.
+    (:func:`~art_manifold_defenses.smoothing.sampling.image_seed`), so a row depends neither on the chunking
+    nor on which process certifies it, and a run killed and restarted with ``resume=True`` skips the rows
+    already written and produces the same rows as an uninterrupted run. The first line of the file is its
+    fingerprint (:func:`certification_fingerprint`: the model's hash and every setting that changes a row) and
+    every row holds a hash of its image (``image_hash``): a resume with another model, other settings, a file
+    without a fingerprint (an older version) or a finished row whose image or label differs from this run's
+    raises :class:`~art_manifold_defenses.fingerprint.FingerprintMismatchError` (a ``ValueError``) naming what
+    differs; ``resume=False`` starts the file afresh.
 
-    Modes (:meth:`~.estimator.RenyiSmoothingPyTorch.certify`): fixed ``n`` (default, CERTIFY; ``bound`` default
-    ``"all"``), ``samples="adaptive"`` (input-specific sizes, Chen et al. 2022; a ``samples`` column) and
-    ``radius=r`` (the decision mode, Voráček & Hein 2024; one bound, default ``"cohen"``; ``n`` is the cap; columns
-    ``idx, label, prediction, decision, radius_<bound>, correct, seconds, samples, rounds, count_top, count_second,
-    p_lower, p_upper``, where ``decision`` is ``certified``, ``not_certified`` or ``abstain`` at ``r`` and
-    ``radius_<bound>`` the largest radius certified over the rounds run). The adaptive and decision modes process
-    ``max(1, batch_size // first_round)`` images per chunk, with the same per-image noise seeding; their settings are
-    part of the fingerprint.
+    Modes (:meth:`~.estimator.RenyiSmoothingPyTorch.certify`): fixed ``n`` (default, CERTIFY; ``bound``
+    default ``"all"``), ``samples="adaptive"`` (input-specific sizes, Chen et al. 2022; a ``samples`` column)
+    and ``radius=r`` (the decision mode, Voráček & Hein 2024; one bound, default ``"cohen"``; ``n`` is the
+    cap; columns ``idx, label, prediction, decision, radius_<bound>, correct, seconds, samples, rounds,
+    count_top, count_second, p_lower, p_upper``, where ``decision`` is ``certified``, ``not_certified`` or
+    ``abstain`` at ``r`` and ``radius_<bound>`` the largest radius certified over the rounds run). The
+    adaptive and decision modes process ``max(1, batch_size // first_round)`` images per chunk, with the same
+    per-image noise seeding; their settings are part of the fingerprint.
 
     Args:
         n, n0, alpha: estimation samples, selection samples and failure probability per image; the defaults
-            (:data:`~.choices.DEFAULT_SAMPLES`, :data:`~.choices.DEFAULT_N0` and the estimator's ``alpha``, default
-            :data:`~.choices.DEFAULT_ALPHA`) are those of :meth:`~.estimator.RenyiSmoothingPyTorch.certify` and
-            ``amd certify``; Cohen et al.'s setting is ``n=100_000`` (cost: ``docs/costs.md``).
+            (:data:`~.choices.DEFAULT_SAMPLES`, :data:`~.choices.DEFAULT_N0` and the estimator's ``alpha``,
+            default :data:`~.choices.DEFAULT_ALPHA`) are those of
+            :meth:`~.estimator.RenyiSmoothingPyTorch.certify` and ``amd certify``; Cohen et al.'s setting is
+            ``n=100_000`` (cost: ``docs/costs.md``).
         indices: dataset index of each row of ``x`` (default ``0..N-1``), written in the ``idx`` column.
-        max_images: stop after certifying this many new images (a budget for a time-limited job; rerunning resumes).
+        max_images: stop after certifying this many new images (a budget for a time-limited job; rerunning
+            resumes).
         radius, samples, max_radius_loss, first_round, growth: the mode and its settings (see above).
 
     The ``seconds`` column is the wall time of the chunk divided by its number of images (the only column that
@@ -420,8 +426,8 @@ def certify_to_tsv(
 def _mode_settings(
     mode: str, *, radius: float | None, max_radius_loss: float, first_round: int, growth: float
 ) -> dict[str, Any]:
-    """The settings of the adaptive and decision modes that change a row (none for the fixed mode, whose fingerprint
-    stays that of earlier versions)."""
+    """The settings of the adaptive and decision modes that change a row (none for the fixed mode, whose
+    fingerprint stays that of earlier versions)."""
     if mode == "adaptive":
         return {"mode": mode, "max_radius_loss": float(max_radius_loss), "first_round": int(first_round)}
     if mode == "decision":
@@ -447,8 +453,9 @@ def certification_settings(
     seed: int,
     **mode: Any,
 ) -> dict[str, Any]:
-    """The settings a certification TSV is written with (part of its fingerprint, reported by the summary); ``mode``:
-    the adaptive or decision mode's settings (``mode``, ``radius``, ``max_radius_loss``, ``first_round``, ``growth``)."""
+    """The settings a certification TSV is written with (part of its fingerprint, reported by the summary);
+    ``mode``: the adaptive or decision mode's settings (``mode``, ``radius``, ``max_radius_loss``,
+    ``first_round``, ``growth``)."""
     return {
         "n": int(n),
         "n0": int(n0),
@@ -464,8 +471,8 @@ def certification_settings(
 
 def certification_fingerprint(estimator: RenyiSmoothingPyTorch, **settings: Any) -> dict[str, Any]:
     """The fingerprint of a certification TSV: :func:`certification_settings` (``settings`` are its keyword
-    arguments), the number of classes, and the hashes of the base model (module types and state dict) and of every
-    preprocessing module of the estimator (the class names of the others).
+    arguments), the number of classes, and the hashes of the base model (module types and state dict) and of
+    every preprocessing module of the estimator (the class names of the others).
     """
     preprocessing = [
         model_hash(op) if isinstance(op, nn.Module) else type(op).__name__
@@ -490,8 +497,9 @@ def _finished_rows(
     columns: Sequence[str],
     expected: Mapping[int, tuple[int, str]],
 ) -> list[dict[str, str]]:
-    """Complete rows of the certification TSVs among ``paths`` that exist; a file of another run (fingerprint, columns
-    or the image of a row) raises :class:`~art_manifold_defenses.fingerprint.FingerprintMismatchError`."""
+    """Complete rows of the certification TSVs among ``paths`` that exist; a file of another run (fingerprint,
+    columns or the image of a row) raises
+    :class:`~art_manifold_defenses.fingerprint.FingerprintMismatchError`."""
     rows: list[dict[str, str]] = []
     for p in paths:
         if p.is_file():
@@ -535,23 +543,27 @@ def certify_sharded(
     first_round: int = 100,
     growth: float = 2.0,
 ) -> Path:
-    """Certify ``x`` across the processes of a ``torchrun`` job (or in one process) into ``out_dir/certify.tsv``.
+    """Certify ``x`` across the processes of a ``torchrun`` job (or in one process) into
+    ``out_dir/certify.tsv``.
 
     Positions are dealt round-robin over ranks (:func:`~art_manifold_defenses.distributed.shard`); rank ``r``
-    appends its rows to ``out_dir/certify.rank{r}.tsv`` (flushed row by row, :func:`certify_to_tsv`) and skips every
-    index already present in ``certify.tsv`` or in any ``certify.rank*.tsv`` (resume, also with another number of
-    processes). Rank 0 then gathers the rows of every rank, merges them with the finished ones, sorted by index
-    and one row per index, into ``certify.tsv`` (atomically, its fingerprint line first); the rank files are removed.
-    Each image's noise is seeded from ``(seed, index)``, so ``certify.tsv`` is the same whatever the number of
-    processes, except for the ``seconds`` column (timing). A single process is the case ``world_size == 1``. Every
-    file is checked as :func:`certify_to_tsv` checks its own (fingerprint, and the image of every finished row this
-    run also certifies), so a folder holding another model's or other settings' rows is refused, never merged.
+    appends its rows to ``out_dir/certify.rank{r}.tsv`` (flushed row by row, :func:`certify_to_tsv`) and skips
+    every index already present in ``certify.tsv`` or in any ``certify.rank*.tsv`` (resume, also with another
+    number of processes). Rank 0 then gathers the rows of every rank, merges them with the finished ones,
+    sorted by index and one row per index, into ``certify.tsv`` (atomically, its fingerprint line first); the
+    rank files are removed. Each image's noise is seeded from ``(seed, index)``, so ``certify.tsv`` is the
+    same whatever the number of processes, except for the ``seconds`` column (timing). A single process is the
+    case ``world_size == 1``. Every file is checked as :func:`certify_to_tsv` checks its own (fingerprint, and
+    the image of every finished row this run also certifies), so a folder holding another model's or other
+    settings' rows is refused, never merged.
 
     Args:
-        out_dir: output folder (shared by all processes for resume across nodes; rank 0 writes ``certify.tsv``).
+        out_dir: output folder (shared by all processes for resume across nodes; rank 0 writes
+            ``certify.tsv``).
         resume: ``False`` deletes ``certify.tsv`` and every ``certify.rank*.tsv`` first.
         max_images: each process stops after certifying this many new images (rerun to continue).
-        Other arguments: as :func:`certify_to_tsv` (all three modes: fixed, ``samples="adaptive"``, ``radius=r``).
+        Other arguments: as :func:`certify_to_tsv` (all three modes: fixed, ``samples="adaptive"``,
+        ``radius=r``).
 
     Returns:
         The path of ``certify.tsv`` (on every rank, once rank 0 has written it).
@@ -591,7 +603,8 @@ def certify_sharded(
             _legacy_settings_path(p).unlink(missing_ok=True)
     distributed.barrier()  # nobody reads the folder before rank 0 has cleared it
 
-    # every rank checks every file (so all of them refuse together); its own rows are skipped by certify_to_tsv too
+    # every rank checks every file (so all of them refuse together); its own rows are skipped by
+    # certify_to_tsv too
     existing = [merged, *sorted(out.glob("certify.rank*.tsv"))]
     done = {int(r["idx"]) for r in _finished_rows(existing, fingerprint, columns, expected)}
     distributed.barrier()  # every rank knows what is finished before anyone writes
@@ -641,8 +654,8 @@ def certify_sharded(
 
 
 def read_certify_tsv(path: str | os.PathLike[str]) -> list[dict[str, str]]:
-    """The rows of a certification TSV (complete lines only: a line cut by a kill is ignored; the fingerprint line is
-    skipped, see :func:`read_certify_fingerprint`).
+    """The rows of a certification TSV (complete lines only: a line cut by a kill is ignored; the fingerprint
+    line is skipped, see :func:`read_certify_fingerprint`).
 
     Paper: Li et al. 2019 (paper 004), Section 6.1 / Cohen et al. 2019 certification output; a
     TSV reader.
@@ -651,8 +664,8 @@ def read_certify_tsv(path: str | os.PathLike[str]) -> list[dict[str, str]]:
 
 
 def read_certify_fingerprint(path: str | os.PathLike[str]) -> dict[str, Any] | None:
-    """The fingerprint line of a certification TSV (``None`` for a file of an older version without one): the model
-    hash and the settings of :func:`certification_fingerprint`.
+    """The fingerprint line of a certification TSV (``None`` for a file of an older version without one): the
+    model hash and the settings of :func:`certification_fingerprint`.
 
     Paper: Li et al. 2019 (paper 004), Section 6.1 certification output; a TSV reader.
     """
@@ -662,8 +675,8 @@ def read_certify_fingerprint(path: str | os.PathLike[str]) -> dict[str, Any] | N
 def certified_accuracy(
     radius: Any, correct: Any, radii: Sequence[float] = DEFAULT_RADII
 ) -> dict[float, float]:
-    """Fraction of images that are correctly classified and certified at each radius ``r`` (``radius >= r`` and
-    ``radius > 0``; a zero radius means abstention).
+    """Fraction of images that are correctly classified and certified at each radius ``r`` (``radius >= r``
+    and ``radius > 0``; a zero radius means abstention).
 
     Paper: Li et al. 2019 (paper 004), Section 6.1 (the accuracy lower bound of Fig. 1 and Table 1), and the
     certified accuracy of Cohen et al. 2019.
@@ -675,7 +688,8 @@ def certified_accuracy(
     return {float(r): float(np.mean(ok & (rad > 0) & (rad >= r))) for r in radii}
 
 
-#: Columns of Cohen et al.'s ``certify.py`` output, which their ``analyze.py`` reads (``pd.read_csv(path, sep="\t")``).
+#: Columns of Cohen et al.'s ``certify.py`` output, which their ``analyze.py`` reads
+#: (``pd.read_csv(path, sep="\t")``).
 COHEN_COLUMNS = ("idx", "label", "predict", "radius", "correct", "time")
 
 
@@ -684,9 +698,9 @@ def write_cohen_tsv(
 ) -> Path:
     """Rewrite a certification TSV of this package in the format of Cohen et al.'s ``certify.py``: a header
     ``idx label predict radius correct time`` and one row per image, ``predict`` -1 and ``radius`` 0.0 for an
-    abstention, ``time`` as ``H:MM:SS.ffffff`` (radii with 6 significant digits where Cohen's code writes 3, so that
-    no radius rounds across a threshold); ``radius`` is the row's ``radius_<bound>`` (default Cohen's, the
-    radius of their CERTIFY). Their ``analyze.py`` reads the result as it reads their own files.
+    abstention, ``time`` as ``H:MM:SS.ffffff`` (radii with 6 significant digits where Cohen's code writes 3,
+    so that no radius rounds across a threshold); ``radius`` is the row's ``radius_<bound>`` (default Cohen's,
+    the radius of their CERTIFY). Their ``analyze.py`` reads the result as it reads their own files.
 
     Paper: Cohen et al. 2019, Section 3.2 (CERTIFY) and the output format of their code; a file writer.
 
@@ -714,12 +728,13 @@ def write_cohen_tsv(
 def summarize_certification(
     path: str | os.PathLike[str], radii: Sequence[float] = DEFAULT_RADII
 ) -> dict[str, Any]:
-    """Summary of a certification TSV: number of images, mode, smoothed accuracy, abstention rate, certified accuracy at
-    ``radii`` per bound, median radius of the correct images per bound, mean seconds and samples (forward passes) per
-    image beside the fixed mode's ``n0 + n`` (``fixed_samples_per_image``), the settings (the file's fingerprint,
-    :func:`certification_fingerprint`) and, for the decision mode, ``decision``: the tested radius, the certified
-    accuracy at it and the rates of the three answers. (In the decision mode the per-bound table uses each row's
-    largest certified radius, valid but not sampled for radii beyond the tested one.)
+    """Summary of a certification TSV: number of images, mode, smoothed accuracy, abstention rate, certified
+    accuracy at ``radii`` per bound, median radius of the correct images per bound, mean seconds and samples
+    (forward passes) per image beside the fixed mode's ``n0 + n`` (``fixed_samples_per_image``), the settings
+    (the file's fingerprint, :func:`certification_fingerprint`) and, for the decision mode, ``decision``: the
+    tested radius, the certified accuracy at it and the rates of the three answers. (In the decision mode the
+    per-bound table uses each row's largest certified radius, valid but not sampled for radii beyond the
+    tested one.)
 
     Paper: Li et al. 2019 (paper 004), Section 6.1 and Table 1 (certified bound with its accuracy); no
     equation: a summary of a certification TSV.
@@ -773,8 +788,8 @@ def plot_certified_accuracy(
     bounds: Sequence[str] | None = None,
     title: str | None = None,
 ) -> Path:
-    """Certified accuracy vs radius, one line per (TSV, bound); ``tsvs`` maps a label (e.g. ``"sigma=0.7"``) to a
-    certification TSV, or is a single TSV.
+    """Certified accuracy vs radius, one line per (TSV, bound); ``tsvs`` maps a label (e.g. ``"sigma=0.7"``)
+    to a certification TSV, or is a single TSV.
 
     Paper: Li et al. 2019 (paper 004), Fig. 1 (accuracy lower bounds vs attack size, with PixelDP), and Cohen
     et al. 2019's certified-accuracy curves; a plot.
@@ -819,8 +834,8 @@ def plot_bound_comparison(
     sigma: float = 1.0,
     p2_values: Sequence[float] = (0.01, 0.05, 0.1, 0.2, 0.3),
 ) -> Path:
-    """The comparison of Li et al.'s appendix A (Fig. 4), extended with Cohen et al.: the radius of each bound over
-    ``p1`` for several ``p2`` (one panel per ``p2``), at noise ``sigma``."""
+    """The comparison of Li et al.'s appendix A (Fig. 4), extended with Cohen et al.: the radius of each bound
+    over ``p1`` for several ``p2`` (one panel per ``p2``), at noise ``sigma``."""
     import matplotlib
 
     matplotlib.use("Agg")

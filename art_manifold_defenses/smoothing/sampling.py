@@ -1,14 +1,15 @@
-"""Streamed Monte-Carlo sampling of a smoothed classifier: Gaussian noise is drawn batch by batch on the model's
-device, each noisy sample goes through exactly one forward pass, and only the per-class vote counts are kept, so
-memory is one batch whatever the number of samples.
+"""Streamed Monte-Carlo sampling of a smoothed classifier: Gaussian noise is drawn batch by batch on the
+model's device, each noisy sample goes through exactly one forward pass, and only the per-class vote counts
+are kept, so memory is one batch whatever the number of samples.
 
 Per-image noise streams. With ``seeds`` (one per image), image ``i``'s ``sum(samples)`` noisy samples (phase 0
-first, e.g. Cohen et al.'s ``n0`` selection samples, then phase 1, the ``n`` estimation samples) are drawn from its own
-``torch.Generator`` seeded with ``seeds[i]``, in consecutive ``normal_(0, sigma)`` calls of ``draw_size`` samples counted from
-the image's first sample (the last call of an image may be shorter). The calls therefore never depend on where the
-image's samples fall in the batches, so an image's votes depend only on its seed, ``samples``, ``sigma`` and
-``draw_size``: not on the other images, their order, the batch size or how a data set is split across calls or
-processes. :func:`image_seed` derives these seeds from one run seed and the images' global indices.
+first, e.g. Cohen et al.'s ``n0`` selection samples, then phase 1, the ``n`` estimation samples) are drawn
+from its own ``torch.Generator`` seeded with ``seeds[i]``, in consecutive ``normal_(0, sigma)`` calls of
+``draw_size`` samples counted from the image's first sample (the last call of an image may be shorter). The
+calls therefore never depend on where the image's samples fall in the batches, so an image's votes depend only
+on its seed, ``samples``, ``sigma`` and ``draw_size``: not on the other images, their order, the batch size or
+how a data set is split across calls or processes. :func:`image_seed` derives these seeds from one run seed
+and the images' global indices.
 """
 
 from __future__ import annotations
@@ -38,7 +39,8 @@ DRAW_ELEMENTS = 2**18
 
 
 def resolve_seed(seed: int | None) -> int:
-    """``seed`` checked (a non-negative integer), or one drawn from torch's global RNG when ``seed`` is None."""
+    """``seed`` checked (a non-negative integer), or one drawn from torch's global RNG when ``seed`` is
+    None."""
     if seed is None:
         return int(torch.randint(0, 2**62, (1,)).item())
     if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
@@ -47,20 +49,23 @@ def resolve_seed(seed: int | None) -> int:
 
 
 def make_generator(seed: int | None, device: torch.device | str) -> torch.Generator:
-    """A torch generator on ``device``, seeded with ``seed`` (or from torch's global RNG when ``seed`` is None)."""
+    """A torch generator on ``device``, seeded with ``seed`` (or from torch's global RNG when ``seed`` is
+    None)."""
     gen = torch.Generator(device=torch.device(device))
     gen.manual_seed(resolve_seed(seed))
     return gen
 
 
 def image_seed(seed: int, index: int) -> int:
-    """The noise seed of the image with global index ``index`` (e.g. its position in the test set) in a run seeded
-    with ``seed``: ``(seed * SEED_MULTIPLIER + index) mod 2**63``, ``SEED_MULTIPLIER = 0x9E3779B97F4A7C15``.
+    """The noise seed of the image with global index ``index`` (e.g. its position in the test set) in a run
+    seeded with ``seed``: ``(seed * SEED_MULTIPLIER + index) mod 2**63``,
+    ``SEED_MULTIPLIER = 0x9E3779B97F4A7C15``.
 
-    Properties (torch's CPU generator keeps only the low 32 bits of its seed, so they are stated for those bits):
-    within one run seed, images whose indices differ by less than ``2**32`` get different streams; two run seeds
-    ``s != s'`` less than 1,000 apart give image ``i`` of ``s`` and image ``j`` of ``s'`` the same stream only when
-    ``|i - j| > 10**6`` (the golden-ratio step spreads the seeds' offsets over the 32-bit range).
+    Properties (torch's CPU generator keeps only the low 32 bits of its seed, so they are stated for those
+    bits): within one run seed, images whose indices differ by less than ``2**32`` get different streams; two
+    run seeds ``s != s'`` less than 1,000 apart give image ``i`` of ``s`` and image ``j`` of ``s'`` the same
+    stream only when ``|i - j| > 10**6`` (the golden-ratio step spreads the seeds' offsets over the 32-bit
+    range).
     """
     if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
         raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
@@ -75,8 +80,8 @@ def image_seeds(seed: int, indices: Sequence[int]) -> list[int]:
 
 
 def default_draw_size(sample_shape: Sequence[int]) -> int:
-    """Samples per ``normal_`` call: about :data:`DRAW_ELEMENTS` values (at least one sample). It depends only on the
-    shape of one sample, so the noise of an image does not depend on the batch size."""
+    """Samples per ``normal_`` call: about :data:`DRAW_ELEMENTS` values (at least one sample). It depends only
+    on the shape of one sample, so the noise of an image does not depend on the batch size."""
     numel = 1
     for d in sample_shape:
         numel *= int(d)
@@ -84,10 +89,11 @@ def default_draw_size(sample_shape: Sequence[int]) -> int:
 
 
 class _NoiseStream:
-    """``N(0, sigma^2)`` samples of one image, ``draw_size`` per ``normal_`` call, handed out in pieces of any length.
+    """``N(0, sigma^2)`` samples of one image, ``draw_size`` per ``normal_`` call, handed out in pieces of any
+    length.
 
-    A call whose samples all fit the requested piece writes straight into it; the one call that straddles a batch
-    boundary writes into ``staging`` and is handed out over two (or more) pieces."""
+    A call whose samples all fit the requested piece writes straight into it; the one call that straddles a
+    batch boundary writes into ``staging`` and is handed out over two (or more) pieces."""
 
     def __init__(
         self, generator: torch.Generator, total: int, draw_size: int, staging: Tensor, sigma: float
@@ -119,7 +125,8 @@ class _NoiseStream:
                 self.pending = self.staging[:draw].normal_(0.0, self.sigma, generator=self.generator)
 
     def pause(self) -> None:
-        """Keep the drawn-but-unused samples in memory of their own, so that ``staging`` can serve another stream."""
+        """Keep the drawn-but-unused samples in memory of their own, so that ``staging`` can serve another
+        stream."""
         if self.pending is not None:
             self.pending = self.pending.clone()
 
@@ -141,11 +148,11 @@ def vote_counts(
 ) -> Tensor:
     """Count the base classifier's argmax votes on ``x_i + N(0, sigma^2 I)`` for every image and phase.
 
-    The ``N * sum(samples)`` noisy samples form one flat stream (image by image, phase by phase) cut into batches of
-    ``batch_size``: a batch may hold samples of several images (small ``n``) or a part of one image's samples (large
-    ``n``), so every batch but the last is full. Phase ``p`` of image ``i`` gets ``samples[p]`` fresh samples (e.g.
-    Cohen et al.'s ``n0`` selection samples and ``n`` estimation samples). Every sample is a fresh, independent
-    Gaussian draw.
+    The ``N * sum(samples)`` noisy samples form one flat stream (image by image, phase by phase) cut into
+    batches of ``batch_size``: a batch may hold samples of several images (small ``n``) or a part of one
+    image's samples (large ``n``), so every batch but the last is full. Phase ``p`` of image ``i`` gets
+    ``samples[p]`` fresh samples (e.g. Cohen et al.'s ``n0`` selection samples and ``n`` estimation samples).
+    Every sample is a fresh, independent Gaussian draw.
 
     Args:
         classify: maps a batch of noisy inputs (on ``device``) to logits ``(B, num_classes)``.
@@ -153,12 +160,13 @@ def vote_counts(
         samples: number of noisy samples per image for each phase.
         sigma: noise standard deviation (noise is added in input space and not clipped, as in the papers).
         batch_size: noisy samples per forward pass.
-        generator: one torch generator (on ``device``) for all images, drawn in stream order, so an image's noise
-            depends on the images before it. Ignored when ``seeds`` is given.
-        seeds: one seed per image (see :func:`image_seed`): image ``i``'s noise comes from its own generator seeded
-            with ``seeds[i]`` and depends on nothing else (module docstring).
+        generator: one torch generator (on ``device``) for all images, drawn in stream order, so an image's
+            noise depends on the images before it. Ignored when ``seeds`` is given.
+        seeds: one seed per image (see :func:`image_seed`): image ``i``'s noise comes from its own generator
+            seeded with ``seeds[i]`` and depends on nothing else (module docstring).
         device: where the noise is drawn and ``classify`` runs (default: ``x``'s device).
-        draw_size: samples per ``normal_`` call (default :func:`default_draw_size`); part of the noise definition.
+        draw_size: samples per ``normal_`` call (default :func:`default_draw_size`); part of the noise
+            definition.
         progress: called with the number of images completed after each batch (e.g. ``tqdm.update``).
 
     Returns:
@@ -230,17 +238,20 @@ def vote_counts(
 
 
 class VoteStreams:
-    """Vote counts of the same images drawn in several installments, each image continuing its own noise stream.
+    """Vote counts of the same images drawn in several installments, each image continuing its own noise
+    stream.
 
-    The decision and adaptive modes of certification (:mod:`.sequential`, :mod:`.adaptive`) sample in rounds and stop
-    each image at its own time. Image ``i``'s noise stream is exactly the one :func:`vote_counts` draws for it (a
-    generator seeded with ``seeds[i]``, ``draw_size`` samples per ``normal_`` call counted from its first sample, the
-    total ``per_image`` fixing the length of the last call), so its first ``m`` samples are the same noise whether they
-    are drawn at once or in installments, and the same as the first ``m`` samples of a fixed-``n`` run with
-    ``n0 + n = per_image`` and the same seeds. Each call of :meth:`sample` cuts the requested samples (image by image)
-    into batches of ``batch_size`` forward passes, as :func:`vote_counts` does.
+    The decision and adaptive modes of certification (:mod:`.sequential`, :mod:`.adaptive`) sample in rounds
+    and stop each image at its own time. Image ``i``'s noise stream is exactly the one :func:`vote_counts`
+    draws for it (a generator seeded with ``seeds[i]``, ``draw_size`` samples per ``normal_`` call counted
+    from its first sample, the total ``per_image`` fixing the length of the last call), so its first ``m``
+    samples are the same noise whether they are drawn at once or in installments, and the same as the first
+    ``m`` samples of a fixed-``n`` run with ``n0 + n = per_image`` and the same seeds. Each call of
+    :meth:`sample` cuts the requested samples (image by image) into batches of ``batch_size`` forward passes,
+    as :func:`vote_counts` does.
 
-    Memory: one batch, plus up to ``draw_size`` samples kept per image paused in the middle of a ``normal_`` call.
+    Memory: one batch, plus up to ``draw_size`` samples kept per image paused in the middle of a ``normal_``
+    call.
     """
 
     def __init__(
@@ -293,8 +304,8 @@ class VoteStreams:
 
     @torch.no_grad()
     def sample(self, images: Sequence[int], counts: Sequence[int]) -> Tensor:
-        """Votes ``(len(images), num_classes)`` (int64, on the device) of ``counts[j]`` further samples of image
-        ``images[j]`` (row ``j``); an image may not draw more than ``per_image`` samples in all."""
+        """Votes ``(len(images), num_classes)`` (int64, on the device) of ``counts[j]`` further samples of
+        image ``images[j]`` (row ``j``); an image may not draw more than ``per_image`` samples in all."""
         todo = [(int(i), int(c)) for i, c in zip(images, counts, strict=True)]
         out = torch.zeros(len(todo) * self.num_classes, dtype=torch.int64, device=self.device)
         for i, c in todo:

@@ -1,51 +1,57 @@
-"""Decision mode: "is this image certified at radius ``r``?" answered with as few forward passes as the image needs.
+"""Decision mode: "is this image certified at radius ``r``?" answered with as few forward passes as the image
+needs.
 
-Cohen et al. (2019)'s CERTIFY spends the same ``n`` (typically 100,000) samples on every image. Voráček & Hein (2024,
-"Treatment of Statistical Estimation Problems in Randomized Smoothing for Adversarial Robustness", arXiv 2406.17830,
-Section 3) point out that deciding "robust at ``r`` or not" is a sequential testing problem: sample in rounds and stop
-as soon as a confidence sequence for ``p_A`` separates it from the threshold ``Phi(r / sigma)``; images whose top class
-wins (nearly) all votes, or clearly fails, are decided after a few hundred samples.
+Cohen et al. (2019)'s CERTIFY spends the same ``n`` (typically 100,000) samples on every image. Voráček & Hein
+(2024, "Treatment of Statistical Estimation Problems in Randomized Smoothing for Adversarial Robustness",
+arXiv 2406.17830, Section 3) point out that deciding "robust at ``r`` or not" is a sequential testing problem:
+sample in rounds and stop as soon as a confidence sequence for ``p_A`` separates it from the threshold
+``Phi(r / sigma)``; images whose top class wins (nearly) all votes, or clearly fails, are decided after a few
+hundred samples.
 
 The procedure (:func:`decide_sequentially`) and why it is valid under optional stopping:
 
-1. **Selection.** ``n0`` samples (independent of everything after) select the class ``c_A`` (argmax; ties to the
-   lowest index), as in CERTIFY.
+1. **Selection.** ``n0`` samples (independent of everything after) select the class ``c_A`` (argmax; ties to
+   the lowest index), as in CERTIFY.
 2. **Rounds.** A fixed schedule of cumulative sample sizes ``n_1 < n_2 < ... < n_K = n_max``
-   (:func:`round_schedule`: ``first_round`` samples, then each size ``growth`` times the previous, the last one
-   ``n_max``) and per-round levels ``alpha_1, ..., alpha_K`` with ``sum_k alpha_k <= alpha`` (:func:`round_levels`:
-   ``alpha / K`` each) are fixed *before any sample is drawn*. After round ``k`` the ``n_k`` estimation samples so
-   far give the certified radius ``R_k`` of the chosen bound with one-sided Clopper–Pearson bounds at level
-   ``alpha_k`` (:func:`radius_bounds`; Cohen: ``R_k = sigma Phi^-1(L_k)``, ``L_k = Beta^-1(alpha_k; S, n_k - S + 1)``
-   with ``S`` the votes for ``c_A``).
-3. **Stopping.** The image is *certified at r* as soon as ``R_k > r``. It stops *not certified* when the radius from
-   the upper bounds at ``alpha_k`` is ``<= r`` (futility), when no later round could reach ``R_j > r`` even if every
-   remaining vote went to ``c_A`` (curtailment: this stops only where the cap would end as "not certified" anyway),
-   or at the cap ``n_max``. It is reported *abstain* (prediction -1) when no round certified any positive radius.
+   (:func:`round_schedule`: ``first_round`` samples, then each size ``growth`` times the previous, the last
+   one ``n_max``) and per-round levels ``alpha_1, ..., alpha_K`` with ``sum_k alpha_k <= alpha``
+   (:func:`round_levels`: ``alpha / K`` each) are fixed *before any sample is drawn*. After round ``k`` the
+   ``n_k`` estimation samples so far give the certified radius ``R_k`` of the chosen bound with one-sided
+   Clopper–Pearson bounds at level ``alpha_k`` (:func:`radius_bounds`; Cohen: ``R_k = sigma Phi^-1(L_k)``,
+   ``L_k = Beta^-1(alpha_k; S, n_k - S + 1)`` with ``S`` the votes for ``c_A``).
+3. **Stopping.** The image is *certified at r* as soon as ``R_k > r``. It stops *not certified* when the
+   radius from the upper bounds at ``alpha_k`` is ``<= r`` (futility), when no later round could reach
+   ``R_j > r`` even if every remaining vote went to ``c_A`` (curtailment: this stops only where the cap would
+   end as "not certified" anyway), or at the cap ``n_max``. It is reported *abstain* (prediction -1) when no
+   round certified any positive radius.
 
-Validity under optional stopping. Let ``E_k`` be the event "the round-``k`` lower bound is wrong": for Cohen
-``L_k > p_A``; for Rényi and PixelDP ``L1_k > p_(1)`` or ``U_j < p_j`` for some other class ``j`` (one-sided bounds
-at ``alpha_k / k`` each, a Bonferroni correction over the ``k`` classes as :func:`~.confidence.top_two_bounds`; the
-pair uses the upper bound of the largest other count, which is ``max_j U_j >= p_(2)`` outside ``E_k``). The round sizes are fixed in advance and the ``n_k`` samples are
+Validity under optional stopping. Let ``E_k`` be the event "the round-``k`` lower bound is wrong": for
+Cohen ``L_k > p_A``; for Rényi and PixelDP ``L1_k > p_(1)`` or ``U_j < p_j`` for some other class ``j``
+(one-sided bounds at ``alpha_k / k`` each, a Bonferroni correction over the ``k`` classes as
+:func:`~.confidence.top_two_bounds`; the pair uses the upper bound of the largest other count, which is
+``max_j U_j >= p_(2)`` outside ``E_k``). The round sizes are fixed in advance and the ``n_k`` samples are
 i.i.d. given ``c_A`` (the selection samples are independent of them), so ``S`` after round ``k`` is exactly
-``Binomial(n_k, p_A)`` and the exact Clopper–Pearson bound gives ``P(E_k) <= alpha_k`` -- whatever the stopping rule,
-because ``E_k`` is defined on the first ``n_k`` samples whether or not round ``k`` is ever reached. The union bound
-gives ``P(E_1 or ... or E_K) <= sum_k alpha_k <= alpha``: with probability ``>= 1 - alpha`` every round's bound is
-right *simultaneously*, i.e. the ``R_k`` form a confidence sequence for the true radius ``R*`` over the whole
-schedule. The radius is monotone in the bounds (Cohen: increasing in ``L``; Rényi/PixelDP: increasing in ``p_(1)``,
-decreasing in ``p_(2)``), so outside that event ``R_k <= R*`` for every ``k``. Certifying at ``r`` requires
-``R_k > r`` for the round it stops at; if ``R* <= r`` this can only happen inside the union, hence
-``P(certified at r | R* <= r) <= alpha`` for any data-dependent stopping round. Futility and curtailment stops only
-ever say "not certified", so they cannot add false certificates. For the same reason the largest ``R_k`` over the
-rounds run (the ``radius`` reported) is itself a valid level-``alpha`` certified radius.
+``Binomial(n_k, p_A)`` and the exact Clopper–Pearson bound gives ``P(E_k) <= alpha_k`` -- whatever the
+stopping rule, because ``E_k`` is defined on the first ``n_k`` samples whether or not round ``k`` is ever
+reached. The union bound gives ``P(E_1 or ... or E_K) <= sum_k alpha_k <= alpha``: with probability
+``>= 1 - alpha`` every round's bound is right *simultaneously*, i.e. the ``R_k`` form a confidence sequence
+for the true radius ``R*`` over the whole schedule. The radius is monotone in the bounds (Cohen: increasing in
+``L``; Rényi/PixelDP: increasing in ``p_(1)``, decreasing in ``p_(2)``), so outside that event ``R_k <= R*``
+for every ``k``. Certifying at ``r`` requires ``R_k > r`` for the round it stops at; if ``R* <= r`` this can
+only happen inside the union, hence ``P(certified at r | R* <= r) <= alpha`` for any data-dependent stopping
+round. Futility and curtailment stops only ever say "not certified", so they cannot add false certificates.
+For the same reason the largest ``R_k`` over the rounds run (the ``radius`` reported) is itself a valid
+level-``alpha`` certified radius.
 
 Cohen, Rényi and PixelDP are all supported: their radii are monotone in the Clopper–Pearson bounds of the pair
 ``(p_(1), p_(2))``, which is all the argument uses. Sison–Glaz intervals are not (they are asymptotic).
 
-Cost. With ``first_round = 100`` and ``growth = 2`` the schedule to 100,000 has 11 rounds, so every bound is computed
-at ``alpha / 11``: an image whose top class wins all votes is certified at ``r`` once ``(alpha / K)^(1 / n_k) >
-Phi(r / sigma)`` (for ``sigma = 0.25, r = 0.5, alpha = 0.001``: 800 samples instead of 100,000), and the largest
-radius reachable at the cap is ``sigma Phi^-1((alpha / K)^(1 / n_max))`` instead of ``sigma Phi^-1(alpha^(1 /
-n_max))`` (0.934 instead of 0.953 for ``sigma = 0.25``, ``alpha = 0.001``): the price of looking ``K`` times.
+Cost. With ``first_round = 100`` and ``growth = 2`` the schedule to 100,000 has 11 rounds, so every bound is
+computed at ``alpha / 11``: an image whose top class wins all votes is certified at ``r`` once
+``(alpha / K)^(1 / n_k) > Phi(r / sigma)`` (for ``sigma = 0.25, r = 0.5, alpha = 0.001``: 800 samples instead
+of 100,000), and the largest radius reachable at the cap is ``sigma Phi^-1((alpha / K)^(1 / n_max))`` instead
+of ``sigma Phi^-1(alpha^(1 / n_max))`` (0.934 instead of 0.953 for ``sigma = 0.25``, ``alpha = 0.001``): the
+price of looking ``K`` times.
 """
 
 from __future__ import annotations
@@ -76,8 +82,8 @@ __all__ = [
 #: The three answers of the decision mode, in the order of their codes 1, 0, -1.
 DECISIONS = ("certified", "not_certified", "abstain")
 
-#: The argument ``draw(images, counts)`` of :func:`decide_sequentially`: votes ``(len(images), num_classes)`` of
-#: ``counts[j]`` fresh samples of image ``images[j]``, continuing that image's stream.
+#: The argument ``draw(images, counts)`` of :func:`decide_sequentially`: votes ``(len(images), num_classes)``
+#: of ``counts[j]`` fresh samples of image ``images[j]``, continuing that image's stream.
 DrawVotes = Callable[[np.ndarray, np.ndarray], np.ndarray]
 
 
@@ -95,8 +101,9 @@ def _check_float(
 
 
 def round_schedule(n_max: int, *, first_round: int = 100, growth: float = 2.0) -> np.ndarray:
-    """Cumulative estimation sample sizes of the decision mode's rounds: ``first_round``, then each ``ceil(growth *
-    previous)``, the last one exactly ``n_max`` (a size within 10% of ``n_max`` merges into it).
+    """Cumulative estimation sample sizes of the decision mode's rounds: ``first_round``, then each
+    ``ceil(growth * previous)``, the last one exactly ``n_max`` (a size within 10% of ``n_max`` merges into
+    it).
 
     Paper: Voráček & Hein 2024 (arXiv 2406.17830), Section 3 (sequential decision with confidence sequences),
     in its simplest form: a geometric grid of looks fixed in advance; the decision mode of Cohen et al.'s
@@ -119,11 +126,12 @@ def round_schedule(n_max: int, *, first_round: int = 100, growth: float = 2.0) -
 
 
 def round_levels(alpha: float, rounds: int) -> np.ndarray:
-    """The per-round levels ``alpha_k = alpha / K`` (``K = rounds``), summing to ``alpha``: the union bound that makes
-    the round-wise Clopper–Pearson bounds a confidence sequence over the schedule (module docstring).
+    """The per-round levels ``alpha_k = alpha / K`` (``K = rounds``), summing to ``alpha``: the union bound
+    that makes the round-wise Clopper–Pearson bounds a confidence sequence over the schedule (module
+    docstring).
 
-    Paper: Voráček & Hein 2024 (arXiv 2406.17830), Section 3; Cohen et al. 2019's level ``alpha``, split over the
-    looks. No equation.
+    Paper: Voráček & Hein 2024 (arXiv 2406.17830), Section 3; Cohen et al. 2019's level ``alpha``, split over
+    the looks. No equation.
     """
     alpha = _check_float(alpha, "alpha", low=0.0, high=1.0, closed_low=False)
     rounds = check_positive_int(rounds, "rounds")
@@ -151,9 +159,9 @@ def radius_bounds(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Certified radius from the lower confidence bounds and the radius from the upper ones, at ``level``.
 
-    Paper: Cohen et al. 2019, Theorem 1 and CERTIFY (one-sided Clopper–Pearson on ``p_A``); Li et al. 2019 (paper
-    004), Theorem 2 and Section 4 (Clopper–Pearson with a Bonferroni correction over the ``k`` classes for the pair
-    ``(p_(1), p_(2))``), and PixelDP (Lecuyer et al. 2019, Proposition 1) on the same pair.
+    Paper: Cohen et al. 2019, Theorem 1 and CERTIFY (one-sided Clopper–Pearson on ``p_A``); Li et al. 2019
+    (paper 004), Theorem 2 and Section 4 (Clopper–Pearson with a Bonferroni correction over the ``k`` classes
+    for the pair ``(p_(1), p_(2))``), and PixelDP (Lecuyer et al. 2019, Proposition 1) on the same pair.
 
     Args:
         top: votes of the selected class; ``second``: the largest vote count among the other classes.
@@ -162,9 +170,10 @@ def radius_bounds(
 
     Returns:
         ``(radius_lower, radius_upper, p_lower, p_upper)``: ``radius_lower`` is the certified radius (0 = no
-        certificate), valid with probability ``>= 1 - level``; ``radius_upper`` the radius of the opposite bounds (an
-        upper confidence bound on the true radius, used only to stop early); ``p_lower``, ``p_upper`` the bounds on the
-        top-class probability (at ``level`` for Cohen, ``level / num_classes`` for Rényi and PixelDP).
+        certificate), valid with probability ``>= 1 - level``; ``radius_upper`` the radius of the opposite
+        bounds (an upper confidence bound on the true radius, used only to stop early); ``p_lower``,
+        ``p_upper`` the bounds on the top-class probability (at ``level`` for Cohen, ``level / num_classes``
+        for Rényi and PixelDP).
     """
     if bound not in BOUNDS:
         raise ValueError(f"bound must be one of {BOUNDS}, got {bound!r}")
@@ -199,15 +208,16 @@ def radius_bounds(
 class DecisionResult:
     """The decision mode's answer for every image (arrays of length ``N``).
 
-    Paper: Voráček & Hein 2024 (arXiv 2406.17830), Section 3 (decide "robust at ``r``" with a confidence sequence),
-    on Cohen et al. 2019's CERTIFY; a result container.
+    Paper: Voráček & Hein 2024 (arXiv 2406.17830), Section 3 (decide "robust at ``r``" with a confidence
+    sequence), on Cohen et al. 2019's CERTIFY; a result container.
 
     Attributes:
         prediction: the selected class, -1 where the image abstains.
         decision: ``"certified"``, ``"not_certified"`` or ``"abstain"`` (at the tested ``radius``).
         samples: forward passes spent on the image (``n0`` selection samples + estimation samples).
         rounds: rounds run.
-        radius: the largest certified radius over the rounds run; a valid level-``alpha`` radius (module docstring).
+        radius: the largest certified radius over the rounds run; a valid level-``alpha`` radius (module
+            docstring).
         p_lower, p_upper: bounds on the top-class probability at the stopping round.
         count_top, count_second: votes of the selected class and of the best other class at the stop.
     """
@@ -241,13 +251,13 @@ def _best_case_cannot_certify(
     sigma: float,
     num_classes: int,
 ) -> np.ndarray:
-    """True where no future round can reach a radius ``> radius``, even if every remaining vote goes to the top class
-    (its lower bound then only grows and the runner-up's upper bound only shrinks)."""
+    """True where no future round can reach a radius ``> radius``, even if every remaining vote goes to the
+    top class (its lower bound then only grows and the runner-up's upper bound only shrinks)."""
     blocked = np.ones(top.shape, dtype=bool)
     best_level_so_far = -np.inf
     for j in range(len(future) - 1, -1, -1):
-        # a round with fewer samples and a level no larger than a later round's is dominated by that round (the
-        # best-case lower bound grows with the number of all-top votes and with the level): skip it
+        # a round with fewer samples and a level no larger than a later round's is dominated by that round
+        # (the best-case lower bound grows with the number of all-top votes and with the level): skip it
         if levels[j] <= best_level_so_far:
             continue
         best_level_so_far = float(levels[j])
@@ -281,16 +291,17 @@ def decide_sequentially(
     levels: Any = None,
     progress: Callable[[int], object] | None = None,
 ) -> DecisionResult:
-    """Decide for every image whether the smoothed classifier is certified at ``radius`` (the module docstring has
-    the procedure and its proof of validity under optional stopping).
+    """Decide for every image whether the smoothed classifier is certified at ``radius`` (the module docstring
+    has the procedure and its proof of validity under optional stopping).
 
-    Paper: Voráček & Hein 2024 (arXiv 2406.17830), Section 3 (sequential decision at radius ``r`` with a confidence
-    sequence; here the union bound over a fixed geometric schedule of Clopper–Pearson bounds), on Cohen et al.
-    2019's CERTIFY (Theorem 1, Section 3.2) and Li et al. 2019 (paper 004, Theorem 2) for ``bound="renyi"``.
+    Paper: Voráček & Hein 2024 (arXiv 2406.17830), Section 3 (sequential decision at radius ``r`` with a
+    confidence sequence; here the union bound over a fixed geometric schedule of Clopper–Pearson bounds), on
+    Cohen et al. 2019's CERTIFY (Theorem 1, Section 3.2) and Li et al. 2019 (paper 004, Theorem 2) for
+    ``bound="renyi"``.
 
     Args:
-        draw: ``draw(images, counts)`` returns the votes ``(len(images), num_classes)`` of ``counts[j]`` fresh samples
-            of image ``images[j]`` (a network with per-image noise streams, or a simulation).
+        draw: ``draw(images, counts)`` returns the votes ``(len(images), num_classes)`` of ``counts[j]`` fresh
+            samples of image ``images[j]`` (a network with per-image noise streams, or a simulation).
         num_images: ``N``.
         radius: the radius ``r >= 0`` to decide.
         alpha: probability that a certificate is wrong (over the whole sequence, for each image).
@@ -298,9 +309,9 @@ def decide_sequentially(
         n0: selection samples (``>= 1``: the class must be chosen from samples independent of the test).
         bound: ``"cohen"`` (default), ``"renyi"`` or ``"pixeldp"``.
         first_round, growth: the schedule (:func:`round_schedule`).
-        levels: per-round levels (default :func:`round_levels`); they must sum to at most ``alpha`` (checked), which
-            is what makes the certificates valid at level ``alpha``. (The tests pass ``levels=[a] * K`` with
-            ``alpha = K a`` to show that looking ``K`` times at level ``a`` each breaks level ``a``.)
+        levels: per-round levels (default :func:`round_levels`); they must sum to at most ``alpha`` (checked),
+            which is what makes the certificates valid at level ``alpha``. (The tests pass ``levels=[a] * K``
+            with ``alpha = K a`` to show that looking ``K`` times at level ``a`` each breaks level ``a``.)
         progress: called with the number of images decided after each round.
     """
     num_images = check_positive_int(num_images, "num_images", minimum=0)
@@ -405,6 +416,7 @@ def decide_sequentially(
 
 
 def cohen_cap_radius(sigma: float, alpha: float, n: int) -> float:
-    """The largest Cohen radius ``n`` votes can give at level ``alpha``: ``sigma Phi^-1(alpha^(1/n))`` (all votes on
-    the top class). Paper: Cohen et al. 2019, Theorem 1 with the Clopper–Pearson bound of ``n`` successes."""
+    """The largest Cohen radius ``n`` votes can give at level ``alpha``: ``sigma Phi^-1(alpha^(1/n))`` (all
+    votes on the top class). Paper: Cohen et al. 2019, Theorem 1 with the Clopper–Pearson bound of ``n``
+    successes."""
     return float(cohen_radius(float(alpha) ** (1.0 / int(n)), sigma))

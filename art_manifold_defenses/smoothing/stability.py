@@ -3,11 +3,12 @@ functions for the package's training loop.
 
 | Paper link: https://arxiv.org/abs/1809.03113
 
-``L = CE(f(x), y) + gamma * L_stability(x, x')`` with ``x' = x + N(0, sigma^2 I)`` drawn fresh for every batch and
-``L_stability = -sum_j P(y_j | x) log P(y_j | x')`` (the paper: softmax probabilities of the clean input as the
-target). The authors' code (``tf_train``, Bai-Li/STN-Code at commit 5bf425d) uses the raw clean *logits* as the
-"labels" of a softmax cross-entropy, with no gradient through them: ``target="logits"``. ``gamma = 0`` gives plain
-Gaussian data augmentation, ``CE(f(x'), y)`` (Cohen et al.'s training; the ablation without stability training).
+``L = CE(f(x), y) + gamma * L_stability(x, x')`` with ``x' = x + N(0, sigma^2 I)`` drawn fresh for every batch
+and ``L_stability = -sum_j P(y_j | x) log P(y_j | x')`` (the paper: softmax probabilities of the clean input
+as the target). The authors' code (``tf_train``, Bai-Li/STN-Code at commit 5bf425d) uses the raw clean
+*logits* as the "labels" of a softmax cross-entropy, with no gradient through them: ``target="logits"``.
+``gamma = 0`` gives plain Gaussian data augmentation, ``CE(f(x'), y)`` (Cohen et al.'s training; the ablation
+without stability training).
 """
 
 from __future__ import annotations
@@ -21,7 +22,8 @@ from ..training import StepFunction, TrainContext, train
 
 __all__ = ["STABILITY_TARGETS", "stability_loss", "stn_step", "train_stn"]
 
-#: ``"softmax"``: the paper's target ``P(y | x)``; ``"logits"``: the authors' code, raw clean logits as the target.
+#: ``"softmax"``: the paper's target ``P(y | x)``; ``"logits"``: the authors' code, raw clean logits as the
+#: target.
 STABILITY_TARGETS = ("softmax", "logits")
 
 
@@ -46,8 +48,8 @@ def stability_loss(
     Paper: Li et al. 2019 (paper 004), Section 5.1 (the stability loss ``L_stability``).
 
     ``target="softmax"``: ``t = softmax(clean_logits)`` (the paper; gradient flows through both terms unless
-    ``stop_gradient``). ``target="logits"``: ``t = clean_logits`` unnormalised and always gradient-stopped (the
-    authors' TF1 ``softmax_cross_entropy_with_logits`` call, which does not differentiate its labels).
+    ``stop_gradient``). ``target="logits"``: ``t = clean_logits`` unnormalised and always gradient-stopped
+    (the authors' TF1 ``softmax_cross_entropy_with_logits`` call, which does not differentiate its labels).
     """
     if target not in STABILITY_TARGETS:
         raise ValueError(f"target must be one of {STABILITY_TARGETS}, got {target!r}")
@@ -67,8 +69,8 @@ def stability_loss(
 def stn_step(
     sigma: float, *, stability_weight: float = 1.0, target: str = "softmax", stop_gradient: bool = False
 ) -> StepFunction:
-    """A step function for :func:`~art_manifold_defenses.training.train`: fresh Gaussian noise per batch, then the
-    STN loss (``stability_weight > 0``) or Gaussian augmentation (``stability_weight = 0``).
+    """A step function for :func:`~art_manifold_defenses.training.train`: fresh Gaussian noise per batch, then
+    the STN loss (``stability_weight > 0``) or Gaussian augmentation (``stability_weight = 0``).
 
     Paper: Li et al. 2019 (paper 004), Section 5.1 (``L* + gamma L_stability`` on ``x' = x + N(0, sigma^2
     I)``).
@@ -107,9 +109,9 @@ def train_stn(
     verbose: bool = True,
     **train_kwargs: Any,
 ) -> list[dict[str, float]]:
-    """Train ``model`` with STN (defaults: the paper's ``gamma = 1``, Adam lr 1e-3 and batch 64 of the authors' MNIST
-    flags). Extra keyword arguments go to :func:`~art_manifold_defenses.training.train` (scheduler, validation_data,
-    checkpoint_dir, ...). Returns the training history.
+    """Train ``model`` with STN (defaults: the paper's ``gamma = 1``, Adam lr 1e-3 and batch 64 of the
+    authors' MNIST flags). Extra keyword arguments go to :func:`~art_manifold_defenses.training.train`
+    (scheduler, validation_data, checkpoint_dir, ...). Returns the training history.
 
     Paper: Li et al. 2019 (paper 004), Section 5.1 (Stability Training with Noise).
     """

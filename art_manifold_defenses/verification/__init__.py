@@ -2,11 +2,12 @@
 
 * :func:`extract_network` -- a PyTorch ``nn.Sequential`` as an exact chain of sparse affine maps and ReLUs
   (BatchNorm folded in eval mode);
-* :func:`interval_bounds`, :func:`linear_relaxation_bounds`, :func:`lp_bounds` -- IBP, CROWN-style and per-neuron LP
-  pre-activation bounds;
-* :func:`solve_margin`, :func:`minimum_margin` -- the big-M MILP (Tjeng et al. 2019) solved with scipy's HiGHS;
-* :func:`verify` / :class:`Verifier` -- per-image verdicts (verified / falsified with a checked counterexample /
-  timeout) with stable-ReLU counts;
+* :func:`interval_bounds`, :func:`linear_relaxation_bounds`, :func:`lp_bounds` -- IBP, CROWN-style and
+  per-neuron LP pre-activation bounds;
+* :func:`solve_margin`, :func:`minimum_margin` -- the big-M MILP (Tjeng et al. 2019) solved with scipy's
+  HiGHS;
+* :func:`verify` / :class:`Verifier` -- per-image verdicts (verified / falsified with a checked counterexample
+  / timeout) with stable-ReLU counts;
 * :func:`stable_relu_fraction`, :class:`StabilityMonitor` -- how many ReLUs are provably stable (training for
   verifiability);
 * ``amd verify`` -- see :mod:`.cli`.

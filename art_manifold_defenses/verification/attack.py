@@ -1,8 +1,8 @@
 """Projected gradient descent with random restarts (Madry et al. 2018, arXiv:1706.06083) under l-inf.
 
-Used by :func:`~art_manifold_defenses.verification.verify` to find cheap counterexamples before the MILP, and by the
-``amd verify`` command for the PGD accuracy reported beside the verified accuracy (paper 003, Table 2: PGD with 20
-steps, 10 restarts, step ``2.5 eps / 20``).
+Used by :func:`~art_manifold_defenses.verification.verify` to find cheap counterexamples before the MILP, and
+by the ``amd verify`` command for the PGD accuracy reported beside the verified accuracy (paper 003, Table 2:
+PGD with 20 steps, 10 restarts, step ``2.5 eps / 20``).
 """
 
 from __future__ import annotations
@@ -33,9 +33,9 @@ def pgd_attack(
     Paper: Jin & Rinard 2020 (paper 003), Appendix B (20-step l-inf PGD with 10 restarts, step ``2.5 eps /
     20``) and the "Robust" column of Table 2; the PGD of Madry et al. 2018.
 
-    Returns ``(x_adv, fooled)``: per input the first adversarial example found (or the last iterate when none was),
-    and a bool mask of the inputs whose ``x_adv`` the model misclassifies. Every ``x_adv`` lies in the ball and in
-    ``clip_values``. ``step_size`` defaults to ``2.5 eps / steps``."""
+    Returns ``(x_adv, fooled)``: per input the first adversarial example found (or the last iterate when none
+    was), and a bool mask of the inputs whose ``x_adv`` the model misclassifies. Every ``x_adv`` lies in the
+    ball and in ``clip_values``. ``step_size`` defaults to ``2.5 eps / steps``."""
     if eps < 0 or not np.isfinite(eps):
         raise ValueError(f"eps must be a finite number >= 0, got {eps}")
     if steps < 0 or restarts < 1:

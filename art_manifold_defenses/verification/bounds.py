@@ -1,8 +1,9 @@
 """Sound bounds on every ReLU's pre-activation over an l-inf ball intersected with [0, 1].
 
 * :func:`interval_bounds` -- interval bound propagation (IBP; Gowal et al. 2018, arXiv:1810.12715).
-* :func:`linear_relaxation_bounds` -- CROWN-style back-substitution of linear ReLU relaxations (Zhang et al. 2018,
-  arXiv:1811.00866; upper line ``u (z - l) / (u - l)``, lower line ``z`` if ``u >= -l`` else ``0``).
+* :func:`linear_relaxation_bounds` -- CROWN-style back-substitution of linear ReLU relaxations (Zhang
+  et al. 2018, arXiv:1811.00866; upper line ``u (z - l) / (u - l)``, lower line ``z`` if ``u >= -l`` else
+  ``0``).
 * :func:`lp_bounds` (in :mod:`.lp_tightening`) -- per-neuron LP over the triangle relaxation, as MIPVerify's
   ``tightening_algorithm = lp`` used by Xiao et al. (2019) and paper 003.
 
@@ -28,8 +29,8 @@ __all__ = [
 
 @dataclass
 class NetworkBounds:
-    """Bounds ``lower[k] <= z_k <= upper[k]`` on the pre-activation of hidden layer ``k`` for all inputs in the box
-    ``[input_lower, input_upper]``; ``method`` names the algorithm that produced them.
+    """Bounds ``lower[k] <= z_k <= upper[k]`` on the pre-activation of hidden layer ``k`` for all inputs in
+    the box ``[input_lower, input_upper]``; ``method`` names the algorithm that produced them.
 
     Paper: Tjeng et al. 2019, eq. 5 (the bounds ``l <= z <= u`` its big-M ReLU encoding needs), as used by Jin
     & Rinard 2020 (paper 003), Table 2; a container.
@@ -52,7 +53,8 @@ class NetworkBounds:
         return self.upper[k] <= 0
 
     def unstable(self, k: int) -> np.ndarray:
-        """Mask of the ReLUs of layer ``k`` whose sign is undecided (``lower < 0 < upper``): one binary each in the MILP."""
+        """Mask of the ReLUs of layer ``k`` whose sign is undecided (``lower < 0 < upper``): one binary each
+        in the MILP."""
         return (self.lower[k] < 0) & (self.upper[k] > 0)
 
     def stable_counts(self) -> list[dict[str, int]]:
@@ -90,7 +92,8 @@ class NetworkBounds:
 def input_box(
     x: np.ndarray, eps: float, clip_values: tuple[float, float] = (0.0, 1.0)
 ) -> tuple[np.ndarray, np.ndarray]:
-    """The l-inf ball of radius ``eps`` around one flattened image, intersected with ``clip_values`` (float64).
+    """The l-inf ball of radius ``eps`` around one flattened image, intersected with ``clip_values``
+    (float64).
 
     Paper: Jin & Rinard 2020 (paper 003), eq. 8 (the l-inf ball ``||x' - x|| <= eps``) intersected with the
     pixel range; no other equation.
@@ -137,9 +140,9 @@ def _relaxation(lower: np.ndarray, upper: np.ndarray) -> tuple[np.ndarray, np.nd
 def backsubstitute_upper(
     network: ReluNetwork, bounds: NetworkBounds, layer: int, coefficients: np.ndarray, constant: np.ndarray
 ) -> np.ndarray:
-    """Upper bound of ``coefficients @ z_layer + constant`` over the input box, where ``z_layer`` is the output of
-    ``network.layers[layer]`` and the ReLUs before it are replaced by their linear relaxations (bounds of layers
-    ``< layer`` are used)."""
+    """Upper bound of ``coefficients @ z_layer + constant`` over the input box, where ``z_layer`` is the
+    output of ``network.layers[layer]`` and the ReLUs before it are replaced by their linear relaxations
+    (bounds of layers ``< layer`` are used)."""
     lam = np.asarray(coefficients, dtype=np.float64)
     const = np.asarray(constant, dtype=np.float64).copy()
     for j in range(layer, -1, -1):
@@ -166,8 +169,9 @@ def linear_relaxation_bounds(
     initial: NetworkBounds | None = None,
     chunk_size: int = 1024,
 ) -> NetworkBounds:
-    """CROWN-style bounds: for every still-unstable ReLU, back-substitute both of its bounds to the input box through
-    the linear relaxations of all earlier ReLUs; keep the tighter of these and the ``initial`` (default IBP) bounds.
+    """CROWN-style bounds: for every still-unstable ReLU, back-substitute both of its bounds to the input box
+    through the linear relaxations of all earlier ReLUs; keep the tighter of these and the ``initial``
+    (default IBP) bounds.
 
     Paper: CROWN of Zhang et al. 2018, tightening the bounds for the big-M MILP of Tjeng et al. 2019 (eq. 5)
     used in Jin & Rinard 2020 (paper 003), Table 2.
@@ -208,7 +212,8 @@ def _propagate_monotone(bounds: NetworkBounds, k: int) -> None:
 def margin_lower_bounds(
     network: ReluNetwork, bounds: NetworkBounds, label: int, *, linear: bool = True
 ) -> np.ndarray:
-    """Lower bounds of the margins ``logit[label] - logit[j]`` for every class ``j`` (``+inf`` at ``j = label``).
+    """Lower bounds of the margins ``logit[label] - logit[j]`` for every class ``j`` (``+inf`` at
+    ``j = label``).
 
     Paper: Tjeng et al. 2019 / Zhang et al. 2018 (CROWN) margin bounds that can prove a class before the eq. 5
     MILP; used for Jin & Rinard 2020 (paper 003), Table 2.

@@ -1,13 +1,15 @@
-"""``amd verify``: exact verification of a checkpoint on test images, with PGD and clean accuracy side by side.
+"""``amd verify``: exact verification of a checkpoint on test images, with PGD and clean accuracy side by
+side.
 
-Writes ``OUT/verification.tsv`` (one row per image, flushed as it goes; a rerun with the same ``--out`` resumes
-after the rows already there) and ``OUT/summary.json`` + ``OUT/summary.md`` (verified / PGD / clean accuracy as in
-paper 003's Table 2, timeouts, seconds per image, unstable ReLUs).
+Writes ``OUT/verification.tsv`` (one row per image, flushed as it goes; a rerun with the same ``--out``
+resumes after the rows already there) and ``OUT/summary.json`` + ``OUT/summary.md`` (verified / PGD / clean
+accuracy as in paper 003's Table 2, timeouts, seconds per image, unstable ReLUs).
 
-``verification.tsv`` starts with its fingerprint line (the model's hash and every setting that changes a row: eps,
-bounds, time limits, attack steps, seed; see :mod:`art_manifold_defenses.fingerprint`) and every row holds a hash of
-its image, so a rerun resumes only its own run: another model's, eps's or data set's rows are refused with a message
-naming what differs (``--overwrite`` starts afresh). A last line cut by a crash is dropped before rows are appended.
+``verification.tsv`` starts with its fingerprint line (the model's hash and every setting that changes a row:
+eps, bounds, time limits, attack steps, seed; see :mod:`art_manifold_defenses.fingerprint`) and every row
+holds a hash of its image, so a rerun resumes only its own run: another model's, eps's or data set's rows are
+refused with a message naming what differs (``--overwrite`` starts afresh). A last line cut by a crash is
+dropped before rows are appended.
 """
 
 from __future__ import annotations
@@ -33,8 +35,8 @@ from .choices import BOUND_METHODS
 if TYPE_CHECKING:
     from .verifier import ImageVerification
 
-# numpy, torch, scipy and the verifier are imported by the functions that use them, so that building the ``amd``
-# parser (``add_verify_arguments``) imports none of them.
+# numpy, torch, scipy and the verifier are imported by the functions that use them, so that building the
+# ``amd`` parser (``add_verify_arguments``) imports none of them.
 
 __all__ = [
     "SCALES",
@@ -79,10 +81,10 @@ FINGERPRINT_SETTINGS = (
 )
 
 
-#: ``--scale`` presets of the image count and the per-image time limit (explicit ``--n`` / ``--time-limit`` win):
-#: ``quick`` (the default) finishes in minutes on a laptop CPU (worst case 20 x 10 s); ``paper`` is paper 003's setup
-#: (Xiao et al. 2019's: 120 s per image on the whole 10,000-image test set, i.e. up to 333 hours on one core).
-#: Measured costs: ``docs/costs.md``.
+#: ``--scale`` presets of the image count and the per-image time limit (explicit ``--n`` / ``--time-limit``
+#: win): ``quick`` (the default) finishes in minutes on a laptop CPU (worst case 20 x 10 s); ``paper`` is
+#: paper 003's setup (Xiao et al. 2019's: 120 s per image on the whole 10,000-image test set, i.e. up to 333
+#: hours on one core). Measured costs: ``docs/costs.md``.
 SCALES: dict[str, dict[str, Any]] = {
     "quick": {"n": 20, "time_limit": 10.0},
     "paper": {"n": 10_000, "time_limit": 120.0},
@@ -90,8 +92,8 @@ SCALES: dict[str, dict[str, Any]] = {
 
 
 def resolve_scale(args: argparse.Namespace) -> argparse.Namespace:
-    """Fill ``args.n`` and ``args.time_limit`` left at ``None`` from the ``--scale`` preset (default ``quick``; a
-    namespace without ``scale``, built by a script, counts as ``quick``); returns ``args``."""
+    """Fill ``args.n`` and ``args.time_limit`` left at ``None`` from the ``--scale`` preset (default
+    ``quick``; a namespace without ``scale``, built by a script, counts as ``quick``); returns ``args``."""
     preset = SCALES[getattr(args, "scale", None) or "quick"]
     for key, value in preset.items():
         if getattr(args, key, None) is None:
@@ -177,14 +179,16 @@ def add_verify_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def read_verification_tsv(path: str | Path) -> list[dict[str, str]]:
-    """The complete rows of a ``verification.tsv`` (the fingerprint line skipped, a line cut by a crash ignored)."""
+    """The complete rows of a ``verification.tsv`` (the fingerprint line skipped, a line cut by a crash
+    ignored)."""
     from ..fingerprint import read_tsv
 
     return read_tsv(path)[2]
 
 
 def summarize_rows(rows: list[dict[str, Any]]) -> dict[str, Any]:
-    """Summary of TSV rows: shares of verified / falsified / timeouts, PGD and clean accuracy, timing, instability."""
+    """Summary of TSV rows: shares of verified / falsified / timeouts, PGD and clean accuracy, timing,
+    instability."""
     import numpy as np
 
     n = len(rows)

@@ -1,4 +1,5 @@
-"""Mixed-integer encoding of a ReLU network over an input box (Tjeng, Xiao & Tedrake 2019, arXiv:1711.07356, eq. 5).
+"""Mixed-integer encoding of a ReLU network over an input box (Tjeng, Xiao & Tedrake 2019, arXiv:1711.07356,
+eq. 5).
 
 For a ReLU ``a = max(z, 0)`` with pre-activation bounds ``l <= z <= u``:
 
@@ -7,9 +8,10 @@ For a ReLU ``a = max(z, 0)`` with pre-activation bounds ``l <= z <= u``:
 * unstable (``l < 0 < u``): a binary ``d`` and the big-M constraints
   ``a >= 0``, ``a >= z``, ``a <= u d``, ``a <= z - l (1 - d)``.
 
-Relaxing ``d`` to ``[0, 1]`` gives the triangle relaxation (the LP used for bound tightening). Only the neurons that
-feed the requested targets are encoded (their "cone of influence"), which keeps per-neuron LPs of conv layers small.
-Variables are post-activations (and the input pixels); pre-activations are substituted, never materialised.
+Relaxing ``d`` to ``[0, 1]`` gives the triangle relaxation (the LP used for bound tightening). Only the
+neurons that feed the requested targets are encoded (their "cone of influence"), which keeps per-neuron LPs of
+conv layers small. Variables are post-activations (and the input pixels); pre-activations are substituted,
+never materialised.
 """
 
 from __future__ import annotations
@@ -31,8 +33,8 @@ class Encoding:
     """Variables, bounds and constraints of the (relaxed or mixed-integer) program.
 
     ``input_features``/``input_vars``: which input pixels are variables and their indices; ``last_features``/
-    ``last_vars``: the features of the layer feeding ``network.layers[target_layer]`` (input pixels if it is 0) and
-    their variable indices. ``binaries``: number of integer variables."""
+    ``last_vars``: the features of the layer feeding ``network.layers[target_layer]`` (input pixels if it is
+    0) and their variable indices. ``binaries``: number of integer variables."""
 
     lower: np.ndarray
     upper: np.ndarray
@@ -51,7 +53,8 @@ class Encoding:
         return len(self.lower)
 
     def objective(self, network: ReluNetwork, target_layer: int, row: np.ndarray) -> tuple[np.ndarray, float]:
-        """Objective vector and constant for ``row @ z_target_layer`` (``row`` dense over the layer's outputs)."""
+        """Objective vector and constant for ``row @ z_target_layer`` (``row`` dense over the layer's
+        outputs)."""
         affine = network.layers[target_layer]
         coefficients = np.asarray(affine.weight.T @ row).reshape(-1)
         c = np.zeros(self.num_vars)
@@ -68,7 +71,8 @@ class Encoding:
 
 @dataclass
 class _RowBuilder:
-    """Rows ``a_i [- (W a_prev)_i] [+ d_coef_i d_i]`` for a selection of one layer's neurons, as a COO block."""
+    """Rows ``a_i [- (W a_prev)_i] [+ d_coef_i d_i]`` for a selection of one layer's neurons, as a COO
+    block."""
 
     minus_w: sp.coo_matrix  # -W restricted to the layer's needed rows, columns = global variable indices
     a_vars: np.ndarray
@@ -121,8 +125,9 @@ def encode(
     *,
     integer: bool = True,
 ) -> Encoding:
-    """Encode the network up to (not including) ``network.layers[target_layer]``, restricted to what ``targets``
-    (output indices of that layer; default all) depend on. ``integer=False`` relaxes the binaries (LP)."""
+    """Encode the network up to (not including) ``network.layers[target_layer]``, restricted to what
+    ``targets`` (output indices of that layer; default all) depend on. ``integer=False`` relaxes the binaries
+    (LP)."""
     if targets is None:
         targets = np.arange(network.layers[target_layer].out_features)
     needed = _needed_features(network, bounds, target_layer, targets)

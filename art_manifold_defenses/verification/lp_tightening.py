@@ -1,9 +1,11 @@
-"""Per-neuron LP bound tightening (MIPVerify's ``tightening_algorithm = lp``, used by Xiao et al. 2019 and paper 003).
+"""Per-neuron LP bound tightening (MIPVerify's ``tightening_algorithm = lp``, used by Xiao et al. 2019 and
+paper 003).
 
-For every ReLU that is still unstable after IBP/CROWN, minimise and maximise its pre-activation over the triangle
-relaxation of all earlier ReLUs (their current bounds), with scipy's HiGHS. Layers are tightened in order, since a
-layer's LPs use the bounds of the layers before it. Optimal values are loosened by ``tolerance`` (LP feasibility
-tolerances), and a neuron whose LP fails or runs out of time keeps its previous bound, so the result stays sound.
+For every ReLU that is still unstable after IBP/CROWN, minimise and maximise its pre-activation over the
+triangle relaxation of all earlier ReLUs (their current bounds), with scipy's HiGHS. Layers are tightened in
+order, since a layer's LPs use the bounds of the layers before it. Optimal values are loosened by
+``tolerance`` (LP feasibility tolerances), and a neuron whose LP fails or runs out of time keeps its previous
+bound, so the result stays sound.
 """
 
 from __future__ import annotations
@@ -37,8 +39,8 @@ def lp_bounds(
     neuron_time_limit: float = 5.0,
     tolerance: float = 1e-6,
 ) -> NetworkBounds:
-    """LP-tightened bounds (starting from ``initial``, default CROWN). ``time_limit`` caps the whole tightening
-    (seconds, ``None`` = no cap); ``neuron_time_limit`` caps each LP (MIPVerify/Xiao: 5 s).
+    """LP-tightened bounds (starting from ``initial``, default CROWN). ``time_limit`` caps the whole
+    tightening (seconds, ``None`` = no cap); ``neuron_time_limit`` caps each LP (MIPVerify/Xiao: 5 s).
 
     Paper: Tjeng et al. 2019 (LP tightening of the bounds of its eq. 5 encoding), the setup of Xiao et al.
     2019 adopted by Jin & Rinard 2020 (paper 003), Appendix B.

@@ -1,10 +1,11 @@
 """Exact worst-case margins with the big-M MILP and scipy's HiGHS (``scipy.optimize.milp``).
 
 Untargeted robustness of an input with label ``y`` holds iff for every class ``j != y`` the margin
-``logit_y(x') - logit_j(x')`` stays positive over the ball. :func:`solve_margin` looks for an ``x'`` with margin
-``<= 0`` (the margin is the objective, the ``<= 0`` a constraint, like MIPVerify's ``BestObjStop``): infeasible means
-the class is verified; the first feasible point is a counterexample candidate (HiGHS is told to stop there).
-:func:`minimum_margin` solves to optimality instead (used by tests and for reporting the exact worst-case margin).
+``logit_y(x') - logit_j(x')`` stays positive over the ball. :func:`solve_margin` looks for an ``x'`` with
+margin ``<= 0`` (the margin is the objective, the ``<= 0`` a constraint, like MIPVerify's ``BestObjStop``):
+infeasible means the class is verified; the first feasible point is a counterexample candidate (HiGHS is told
+to stop there). :func:`minimum_margin` solves to optimality instead (used by tests and for reporting the exact
+worst-case margin).
 """
 
 from __future__ import annotations
@@ -23,17 +24,19 @@ from .network import ReluNetwork
 
 __all__ = ["HIGHS_OPTIONS", "MarginResult", "margin_program", "minimum_margin", "run_highs", "solve_margin"]
 
-#: HiGHS options used by default. Presolve and the RINS/RENS sub-MIP heuristics cost seconds at the root node on
-#: these models (dense first-layer rows) and rarely pay off; ``bench/verification.py`` measures the difference.
-#: scipy lists only a few options as supported but passes every option on to HiGHS (with an OptimizeWarning, which
-#: is silenced here); with a scipy that stopped passing them on, only the speed would change.
+#: HiGHS options used by default. Presolve and the RINS/RENS sub-MIP heuristics cost seconds at the root node
+#: on these models (dense first-layer rows) and rarely pay off; ``bench/verification.py`` measures the
+#: difference. scipy lists only a few options as supported but passes every option on to HiGHS (with an
+#: OptimizeWarning, which is silenced here); with a scipy that stopped passing them on, only the speed would
+#: change.
 HIGHS_OPTIONS: dict[str, Any] = {
     "presolve": False,
     "mip_heuristic_run_rins": False,
     "mip_heuristic_run_rens": False,
 }
 
-#: HiGHS status codes of ``scipy.optimize.milp``: 0 optimal, 1 time/node limit, 2 infeasible, 3 unbounded, 4 other.
+#: HiGHS status codes of ``scipy.optimize.milp``: 0 optimal, 1 time/node limit, 2 infeasible, 3 unbounded, 4
+#: other.
 _OPTIMAL, _LIMIT, _INFEASIBLE = 0, 1, 2
 
 
@@ -62,8 +65,8 @@ def run_highs(
     integer: bool = True,
     options: dict[str, Any] | None = None,
 ) -> Any:
-    """``scipy.optimize.milp`` on ``encoding`` (binaries relaxed when ``integer=False``) with ``options`` on top of
-    :data:`HIGHS_OPTIONS`."""
+    """``scipy.optimize.milp`` on ``encoding`` (binaries relaxed when ``integer=False``) with ``options`` on
+    top of :data:`HIGHS_OPTIONS`."""
     merged = {**HIGHS_OPTIONS, **(options or {})}
     integrality = encoding.integrality if integer else np.zeros(encoding.num_vars)
     with warnings.catch_warnings():
@@ -112,10 +115,10 @@ def solve_margin(
 
     Paper: Tjeng et al. 2019, eq. 5 (big-M MILP encoding of the ReLUs), as a feasibility search.
 
-    ``reference`` (the clean image) fills the pixels the margin does not depend on. ``time_limit`` covers the whole
-    call: building the encoding, then the LP relaxation (infeasible: verified; not solved in the time left, or less
-    time left than it took: timeout), then the MILP with what is left; HiGHS overruns a limit only by the time between
-    two of its clock checks."""
+    ``reference`` (the clean image) fills the pixels the margin does not depend on. ``time_limit`` covers the
+    whole call: building the encoding, then the LP relaxation (infeasible: verified; not solved in the time
+    left, or less time left than it took: timeout), then the MILP with what is left; HiGHS overruns a limit
+    only by the time between two of its clock checks."""
     started = time.perf_counter()
     encoding, c, const = margin_program(network, bounds, label, target)
     if (
@@ -127,9 +130,9 @@ def solve_margin(
             status, target, None if status == "verified" else point, const, time.perf_counter() - started, 0
         )
     cut = LinearConstraint(c[None, :], -np.inf, threshold - const)
-    # The LP relaxation first, under the time left: HiGHS's MILP solves it again at its root node without looking at
-    # its clock, so a MILP started with less time left than this LP took would overrun the limit. Infeasible
-    # relaxation: no point of the ball reaches the threshold (the MILP would say so too).
+    # The LP relaxation first, under the time left: HiGHS's MILP solves it again at its root node without
+    # looking at its clock, so a MILP started with less time left than this LP took would overrun the limit.
+    # Infeasible relaxation: no point of the ball reaches the threshold (the MILP would say so too).
     left = time_limit - (time.perf_counter() - started)
     lp_started = time.perf_counter()
     relaxed = run_highs(c, encoding, extra=[cut], integer=False, options={"time_limit": max(left, 1e-3)})
@@ -160,7 +163,8 @@ def minimum_margin(
     time_limit: float = 120.0,
     solver_options: dict[str, Any] | None = None,
 ) -> MarginResult:
-    """The exact minimum of ``logit_label - logit_target`` over the box (status ``"optimal"``) and its minimiser.
+    """The exact minimum of ``logit_label - logit_target`` over the box (status ``"optimal"``) and its
+    minimiser.
 
     Paper: Tjeng et al. 2019, eq. 5 (MILP encoding of the ReLUs), minimising the margin exactly.
     """

@@ -1,8 +1,10 @@
-"""A PyTorch ReLU network as an exact chain of affine maps and ReLUs (float64, sparse), for bounds and the MILP.
+"""A PyTorch ReLU network as an exact chain of affine maps and ReLUs (float64, sparse), for bounds and the
+MILP.
 
-Conv2d, Linear, Flatten, Unflatten, Identity, Dropout (eval), AvgPool2d and BatchNorm1d/2d (eval statistics) are
-affine; consecutive affine layers are composed into one (this is where BatchNorm is folded into the preceding
-convolution). ReLU separates the affine layers. Anything else raises a ``TypeError`` that names the layer.
+Conv2d, Linear, Flatten, Unflatten, Identity, Dropout (eval), AvgPool2d and BatchNorm1d/2d (eval statistics)
+are affine; consecutive affine layers are composed into one (this is where BatchNorm is folded into the
+preceding convolution). ReLU separates the affine layers. Anything else raises a ``TypeError`` that names the
+layer.
 """
 
 from __future__ import annotations
@@ -25,7 +27,8 @@ _IDENTITY_TYPES: tuple[type[nn.Module], ...] = (
     nn.Dropout,
     nn.Dropout2d,
 )
-#: Affine modules without a dedicated converter: their matrix is read off by probing with unit vectors (float64).
+#: Affine modules without a dedicated converter: their matrix is read off by probing with unit vectors
+#: (float64).
 _PROBED_TYPES: tuple[type[nn.Module], ...] = (nn.AvgPool2d, nn.ZeroPad2d, nn.ConvTranspose2d)
 
 
@@ -59,7 +62,8 @@ class ReluNetwork:
     Paper: Jin & Rinard 2020 (paper 003), eqs. 3-7 (a ReLU network as affine maps and ReLUs), the form the
     MILP of Tjeng et al. 2019 encodes.
 
-    Every layer but the last is followed by a ReLU; ``input_shape`` is the per-sample shape of ``x`` (C, H, W)."""
+    Every layer but the last is followed by a ReLU; ``input_shape`` is the per-sample shape of ``x`` (C, H,
+    W)."""
 
     layers: list[AffineLayer]
     input_shape: tuple[int, ...]
@@ -95,7 +99,8 @@ class ReluNetwork:
 
 
 def _flatten_modules(module: nn.Module) -> Iterator[nn.Module]:
-    """Leaves of nested ``nn.Sequential`` containers (and of the package's ``Float32Input`` wrapper), in order."""
+    """Leaves of nested ``nn.Sequential`` containers (and of the package's ``Float32Input`` wrapper), in
+    order."""
     if isinstance(module, nn.Sequential):
         for child in module:
             yield from _flatten_modules(child)
@@ -214,11 +219,12 @@ def extract_network(
     Args:
         model: the classifier; its eval-mode function is converted (BatchNorm uses running statistics).
         input_shape: per-sample input shape, e.g. ``(1, 28, 28)``.
-        affine_types: extra module types the caller asserts are affine in eval mode (e.g. a normalisation layer);
-            their matrix is read off by probing with unit vectors.
+        affine_types: extra module types the caller asserts are affine in eval mode (e.g. a normalisation
+            layer); their matrix is read off by probing with unit vectors.
 
     Raises:
-        TypeError: a layer is neither affine nor a ReLU (MaxPool, ELU, a custom ``forward``), or ``model`` is not a module.
+        TypeError: a layer is neither affine nor a ReLU (MaxPool, ELU, a custom ``forward``), or ``model`` is
+            not a module.
         ValueError: ``input_shape`` is not a tuple of positive integers, or the model has no affine layer.
     """
     if not isinstance(model, nn.Module):

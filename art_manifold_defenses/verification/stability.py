@@ -1,9 +1,9 @@
 """Provable ReLU stability: the share of ReLUs whose sign is fixed over the whole eps-ball (by sound bounds).
 
 This is what decides the cost of exact verification (each unstable ReLU is one binary of the MILP) and what
-training for verifiability (Xiao et al. 2019's RS loss; the Hamming term of paper 003's manifold regularization)
-tries to raise. Unlike the empirical agreement between two sampled points, a ReLU counted stable here cannot flip
-anywhere in the ball.
+training for verifiability (Xiao et al. 2019's RS loss; the Hamming term of paper 003's manifold
+regularization) tries to raise. Unlike the empirical agreement between two sampled points, a ReLU counted
+stable here cannot flip anywhere in the ball.
 """
 
 from __future__ import annotations
@@ -33,14 +33,15 @@ def stable_relu_fraction(
     affine_types: Sequence[type[nn.Module]] = (),
     verbose: bool = False,
 ) -> dict[str, Any]:
-    """Average over the images of ``x`` of the per-layer shares of provably active, inactive and unstable ReLUs.
+    """Average over the images of ``x`` of the per-layer shares of provably active, inactive and unstable
+    ReLUs.
 
     Paper: Xiao et al. 2019 (provably stable ReLUs make the MILP of Tjeng et al. 2019 cheap) and Jin & Rinard
     2020 (paper 003), Section 5.3; counts of stable ReLUs.
 
-    ``bounds``: ``"ibp"`` (fast), ``"crown"`` (default) or ``"lp"`` (slow). Returns ``{"eps", "bounds", "images",
-    "relus", "stable", "unstable_per_image", "layers": [{"units", "active", "inactive", "unstable"}, ...]}`` where
-    ``stable`` is the overall share of stable ReLUs and the layer entries are shares."""
+    ``bounds``: ``"ibp"`` (fast), ``"crown"`` (default) or ``"lp"`` (slow). Returns ``{"eps", "bounds",
+    "images", "relus", "stable", "unstable_per_image", "layers": [{"units", "active", "inactive", "unstable"},
+    ...]}`` where ``stable`` is the overall share of stable ReLUs and the layer entries are shares."""
     if isinstance(eps, bool) or not isinstance(eps, (int, float)) or not np.isfinite(eps) or eps < 0:
         raise ValueError(f"eps must be a finite number >= 0, got {eps!r}")
     if bounds not in BOUND_METHODS:
@@ -73,9 +74,10 @@ def stable_relu_fraction(
 
 
 class StabilityMonitor:
-    """An ``on_epoch_end`` callback for :func:`art_manifold_defenses.training.train` (or any loop): after each epoch,
-    measures :func:`stable_relu_fraction` of ``ctx.model`` on fixed images and records it in :attr:`history` (and in
-    the epoch record as ``stable_relus``), so a run with and without the Hamming term can be compared.
+    """An ``on_epoch_end`` callback for :func:`art_manifold_defenses.training.train` (or any loop): after each
+    epoch, measures :func:`stable_relu_fraction` of ``ctx.model`` on fixed images and records it in
+    :attr:`history` (and in the epoch record as ``stable_relus``), so a run with and without the Hamming term
+    can be compared.
 
     Paper: Xiao et al. 2019 (ReLU stability for faster verification) and Jin & Rinard 2020 (paper 003),
     Section 5.3 (the Hamming term); an epoch callback.

@@ -32,10 +32,10 @@ __all__ = [
 ]
 
 STATUSES = ("verified", "falsified", "timeout", "inconclusive")
-#: Seconds by which an image's recorded time may exceed ``time_limit``: the steps that cannot be interrupted (HiGHS
-#: checks its clock between simplex iterations / branch-and-bound nodes, one LP or MILP model is built before the
-#: solver starts, one PGD run, the IBP/CROWN pass) run to their end. ``tests/verification/test_verifier.py`` checks it
-#: on a network whose MILPs run out of a tiny time limit.
+#: Seconds by which an image's recorded time may exceed ``time_limit``: the steps that cannot be interrupted
+#: (HiGHS checks its clock between simplex iterations / branch-and-bound nodes, one LP or MILP model is built
+#: before the solver starts, one PGD run, the IBP/CROWN pass) run to their end.
+#: ``tests/verification/test_verifier.py`` checks it on a network whose MILPs run out of a tiny time limit.
 TIME_LIMIT_SLACK = 1.0
 
 
@@ -46,11 +46,12 @@ class ImageVerification:
     Paper: Jin & Rinard 2020 (paper 003), Table 2 ("Verified" column) via the MILP of Tjeng et al. 2019; no
     equation: a per-image result.
 
-    ``status``: ``"verified"`` (no input in the ball is misclassified), ``"falsified"`` (``counterexample`` is in the
-    ball and the model, run forward in float32, misclassifies it), ``"timeout"`` (the time limit ran out first) or
-    ``"inconclusive"`` (the MILP found a margin <= 0 that the float32 forward pass does not reproduce and a local
-    attack from it failed: a round-off tie). ``method`` says what decided it: ``"clean"`` (the image itself is
-    misclassified), ``"pgd"``, ``"bounds"`` (all margins proved positive without the MILP) or ``"milp"``."""
+    ``status``: ``"verified"`` (no input in the ball is misclassified), ``"falsified"`` (``counterexample`` is
+    in the ball and the model, run forward in float32, misclassifies it), ``"timeout"`` (the time limit ran
+    out first) or ``"inconclusive"`` (the MILP found a margin <= 0 that the float32 forward pass does not
+    reproduce and a local attack from it failed: a round-off tie). ``method`` says what decided it:
+    ``"clean"`` (the image itself is misclassified), ``"pgd"``, ``"bounds"`` (all margins proved positive
+    without the MILP) or ``"milp"``."""
 
     index: int
     label: int
@@ -188,27 +189,29 @@ def compute_bounds(
 
 
 class Verifier:
-    """Exact l-inf verifier for ReLU networks (Tjeng, Xiao & Tedrake 2019, "Evaluating Robustness of Neural Networks
-    with Mixed Integer Programming", arXiv:1711.07356), as used for the verified accuracy of paper 003 (Jin & Rinard,
-    Table 2, following Xiao et al. 2019, arXiv:1809.03008).
+    """Exact l-inf verifier for ReLU networks (Tjeng, Xiao & Tedrake 2019, "Evaluating Robustness of Neural
+    Networks with Mixed Integer Programming", arXiv:1711.07356), as used for the verified accuracy of
+    paper 003 (Jin & Rinard, Table 2, following Xiao et al. 2019, arXiv:1809.03008).
 
-    Per image: (1) the clean prediction; (2) optionally PGD with restarts, which falsifies cheaply; (3) pre-activation
-    bounds (IBP, CROWN, per-neuron LP; ``bounds``); (4) margin lower bounds that may already prove every class; (5)
-    for each remaining class, most dangerous first, the big-M MILP (eq. 5 of Tjeng et al.) with HiGHS, stopping at
-    the first counterexample, which is then checked by a float32 forward pass of ``model``. ``time_limit`` bounds the
-    whole work on one image (steps 1-5; an image that runs out of it is a ``"timeout"``): its recorded ``seconds``
-    exceed it by at most :data:`TIME_LIMIT_SLACK` (a step that cannot be interrupted: a HiGHS time check, one PGD run,
-    the IBP/CROWN pass); ``lp_time_fraction`` of it may go to LP tightening. ``solver_options`` are HiGHS options on top of
+    Per image: (1) the clean prediction; (2) optionally PGD with restarts, which falsifies cheaply; (3)
+    pre-activation bounds (IBP, CROWN, per-neuron LP; ``bounds``); (4) margin lower bounds that may already
+    prove every class; (5) for each remaining class, most dangerous first, the big-M MILP (eq. 5 of Tjeng
+    et al.) with HiGHS, stopping at the first counterexample, which is then checked by a float32 forward pass
+    of ``model``. ``time_limit`` bounds the whole work on one image (steps 1-5; an image that runs out of it
+    is a ``"timeout"``): its recorded ``seconds`` exceed it by at most :data:`TIME_LIMIT_SLACK` (a step that
+    cannot be interrupted: a HiGHS time check, one PGD run, the IBP/CROWN pass); ``lp_time_fraction`` of it
+    may go to LP tightening. ``solver_options`` are HiGHS options on top of
     :data:`~art_manifold_defenses.verification.milp.HIGHS_OPTIONS` (e.g. ``{"presolve": True}``).
 
-    Supports ``nn.Sequential`` models (nested) of Conv2d, Linear, ReLU, Flatten, BatchNorm (folded, eval mode),
-    AvgPool2d and Dropout/Identity; the extracted network is checked against ``model`` on the images to verify.
+    Supports ``nn.Sequential`` models (nested) of Conv2d, Linear, ReLU, Flatten, BatchNorm (folded, eval
+    mode), AvgPool2d and Dropout/Identity; the extracted network is checked against ``model`` on the images to
+    verify.
 
-    Known limitations: the MILP runs in float64 with HiGHS's feasibility tolerances (1e-6..1e-7) on the float32 weights,
-    so "verified" is exact up to solver tolerance and floating-point round-off, not a proof in float32 arithmetic
-    (Jia & Rinard 2020, arXiv:2003.03021, build networks that exploit this gap). Cost grows exponentially with the
-    number of unstable ReLUs; scipy's HiGHS is single-threaded and slower than Gurobi (used by the paper), so more
-    images time out for the same limit. MaxPool is not encoded.
+    Known limitations: the MILP runs in float64 with HiGHS's feasibility tolerances (1e-6..1e-7) on the
+    float32 weights, so "verified" is exact up to solver tolerance and floating-point round-off, not a proof
+    in float32 arithmetic (Jia & Rinard 2020, arXiv:2003.03021, build networks that exploit this gap). Cost
+    grows exponentially with the number of unstable ReLUs; scipy's HiGHS is single-threaded and slower than
+    Gurobi (used by the paper), so more images time out for the same limit. MaxPool is not encoded.
     """
 
     params = [
@@ -331,8 +334,9 @@ class Verifier:
         indices: Sequence[int] | None = None,
         callback: Callable[[ImageVerification], None] | None = None,
     ) -> VerificationResult:
-        """Verify every image of ``x`` (N, C, H, W) in [clip_values] with labels ``y``; ``indices`` names them in the
-        results (default 0..N-1); ``callback`` is called after each image (e.g. to append a TSV row)."""
+        """Verify every image of ``x`` (N, C, H, W) in [clip_values] with labels ``y``; ``indices`` names them
+        in the results (default 0..N-1); ``callback`` is called after each image (e.g. to append a TSV
+        row)."""
         x_arr = check_images(x, "x", clip_values=self.clip_values, ndim=1 + len(self.input_shape))
         if tuple(x_arr.shape[1:]) != self.input_shape:
             raise ValueError(f"x must have per-sample shape {self.input_shape}, got {tuple(x_arr.shape[1:])}")
@@ -528,15 +532,16 @@ def verify(
     seed: int = 0,
     verbose: bool = True,
 ) -> VerificationResult:
-    """Verify l-inf robustness at radius ``eps`` of every image in ``x`` (N, C, H, W) in [0, 1] with labels ``y``.
+    """Verify l-inf robustness at radius ``eps`` of every image in ``x`` (N, C, H, W) in [0, 1] with labels
+    ``y``.
 
     Paper: Tjeng et al. 2019 (eq. 5 MILP) in the setup of Xiao et al. 2019, as in Jin & Rinard 2020 (paper
     003), Appendix B and Table 2.
 
-    A thin wrapper around :class:`Verifier`; see it for the algorithm, options and limitations. ``time_limit`` is in
-    seconds per image (paper 003 / Xiao et al.: 120 s). Returns a :class:`VerificationResult` with one
-    :class:`ImageVerification` per image (verified / falsified with its counterexample / timeout) and stable-ReLU
-    counts."""
+    A thin wrapper around :class:`Verifier`; see it for the algorithm, options and limitations. ``time_limit``
+    is in seconds per image (paper 003 / Xiao et al.: 120 s). Returns a :class:`VerificationResult` with one
+    :class:`ImageVerification` per image (verified / falsified with its counterexample / timeout) and
+    stable-ReLU counts."""
     x_arr = np.asarray(x.detach().cpu().numpy() if isinstance(x, torch.Tensor) else x)
     if x_arr.ndim < 2:
         raise ValueError(

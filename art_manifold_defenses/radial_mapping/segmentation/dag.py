@@ -1,5 +1,6 @@
 """Dense Adversary Generation (DAG, Xie et al., "Adversarial Examples for Semantic Segmentation and Object
-Detection", ICCV 2017, https://arxiv.org/abs/1703.08603, Algorithm 1), the segmentation attack of paper 001."""
+Detection", ICCV 2017, https://arxiv.org/abs/1703.08603, Algorithm 1), the segmentation attack of
+paper 001."""
 
 from __future__ import annotations
 
@@ -23,24 +24,25 @@ class DenseAdversaryGeneration:
     Reference: Xie et al. 2017, Algorithm 1; used by Taghanaki et al. 2019 (paper 001), Section 5.2 and Tables
     4-5.
 
-    For m = 0 .. iterations-1, with the active set T_m = {pixels t : argmax_c Z_c(x + r, t) = l_t} (still correct):
+    For m = 0 .. iterations-1, with the active set T_m = {pixels t : argmax_c Z_c(x + r, t) = l_t} (still
+    correct):
         r_m = sum_{t in T_m} [ grad_x Z_{l'_t}(x + r, t) - grad_x Z_{l_t}(x + r, t) ]
         r  <- r + gamma * r_m / ||r_m||_inf
-    stopping early for an image whose active set is empty. Z are the logits, l the true and l' the adversarial label
-    map. Paper 001 uses gamma = 0.03 with 10 and 30 iterations.
+    stopping early for an image whose active set is empty. Z are the logits, l the true and l' the adversarial
+    label map. Paper 001 uses gamma = 0.03 with 10 and 30 iterations.
 
     Args:
         model: segmentation ``nn.Module`` returning (N, classes, H, W) logits.
         iterations: maximum number of iterations (paper 001: 10 or 30).
         gamma: the perturbation factor (paper 001: 0.03).
-        target: ``"flip"`` (l' = 1 - l; binary models only), ``"random"`` (a uniformly drawn other class per pixel,
-            seeded) or an explicit integer array (N, H, W).
-        clip_values: ``(min, max)`` to clip x + r to (the image range), or None for no clipping (Xie et al. do not
-            clip; images here live in [0, 1], so clipping is the default).
+        target: ``"flip"`` (l' = 1 - l; binary models only), ``"random"`` (a uniformly drawn other class per
+            pixel, seeded) or an explicit integer array (N, H, W).
+        clip_values: ``(min, max)`` to clip x + r to (the image range), or None for no clipping (Xie et al. do
+            not clip; images here live in [0, 1], so clipping is the default).
         batch_size, device, seed, verbose: batching, torch device, seed of ``target="random"``, tqdm bar.
 
-    Known limitations: DAG is not norm-bounded (||r||_inf grows by up to gamma per iteration); report the achieved
-    perturbation size beside the Dice.
+    Known limitations: DAG is not norm-bounded (||r||_inf grows by up to gamma per iteration); report the
+    achieved perturbation size beside the Dice.
     """
 
     params = ["iterations", "gamma", "target", "clip_values", "batch_size", "seed", "verbose"]

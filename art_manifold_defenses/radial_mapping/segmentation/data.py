@@ -1,8 +1,9 @@
 """A small synthetic segmentation task (coloured shapes on textured backgrounds), generated offline.
 
-The paper's SKIN (ISIC 2017) lesion data is not available offline; this task keeps its structure: one foreground
-"lesion" (an ellipse, a rectangle or a triangle, sometimes two) on a smoothly varying, noisy background, and a binary
-mask. Foreground and background colours are drawn independently per image, so colour alone does not solve it.
+The paper's SKIN (ISIC 2017) lesion data is not available offline; this task keeps its structure: one
+foreground "lesion" (an ellipse, a rectangle or a triangle, sometimes two) on a smoothly varying, noisy
+background, and a binary mask. Foreground and background colours are drawn independently per image, so colour
+alone does not solve it.
 """
 
 from __future__ import annotations

@@ -1,4 +1,5 @@
-"""The Dice coefficient of binary (or one-class-of-many) segmentations, per image, and its mean and standard error."""
+"""The Dice coefficient of binary (or one-class-of-many) segmentations, per image, and its mean and standard
+error."""
 
 from __future__ import annotations
 

@@ -31,9 +31,10 @@ def train_segmentation(
 ) -> list[dict[str, float]]:
     """Train ``model`` ((N, classes, H, W) logits) with pixel-wise cross-entropy on ``(x, masks)``.
 
-    Defaults follow paper 001, section 5.2: batch 16, ADADELTA with learning rate 1.0 and rho 0.95 (``optimizer="adam"``
-    uses Adam, default lr 1e-3). The paper does not name its segmentation loss; pixel-wise cross-entropy is used.
-    The shared loop wants one label per sample, so it is given sample indices and the step function looks the masks up.
+    Defaults follow paper 001, section 5.2: batch 16, ADADELTA with learning rate 1.0 and rho 0.95
+    (``optimizer="adam"`` uses Adam, default lr 1e-3). The paper does not name its segmentation loss;
+    pixel-wise cross-entropy is used. The shared loop wants one label per sample, so it is given sample
+    indices and the step function looks the masks up.
     """
     x_np = check_images(x, "x")
     m_np = np.asarray(masks)
