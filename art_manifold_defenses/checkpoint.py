@@ -174,7 +174,8 @@ def read_metadata(path: str | os.PathLike[str]) -> dict[str, Any]:
         raise CheckpointError(f"{side} is not a checkpoint sidecar: no 'architecture' object")
     if not isinstance(metadata["architecture"].get("name"), str):
         raise CheckpointError(
-            f"{side}: 'architecture' must name its zoo model in 'name', got {metadata['architecture'].get('name')!r}"
+            f"{side}: 'architecture' must name its zoo model in 'name', got "
+            f"{metadata['architecture'].get('name')!r}"
         )
     defence = metadata.get("defence")
     if defence is not None and not (
@@ -319,5 +320,6 @@ def check_checkpoint_fits_data(
     top = int(np.max(y)) if len(y) else 0
     if top >= width:
         raise ValueError(
-            f"data set {dataset!r} has labels up to {top}, but checkpoint {checkpoint} has only {width} outputs"
+            f"data set {dataset!r} has labels up to {top}, but checkpoint {checkpoint} has only {width} "
+            "outputs"
         )

@@ -113,7 +113,9 @@ def _build_parser() -> argparse.ArgumentParser:
     train.add_argument(
         "--overwrite",
         action="store_true",
-        help="discard OUT/train_state and OUT/model.pt of an earlier run instead of resuming (or refusing) it",
+        help=(
+            "discard OUT/train_state and OUT/model.pt of an earlier run instead of resuming (or refusing) it"
+        ),
     )
     train.add_argument("--quiet", action="store_true", help="no progress bars")
     for defence in DEFENCES.values():  # flags generated from each defence's Config dataclass
@@ -153,7 +155,10 @@ def _add_evaluate_parser(sub: Any) -> None:
         dest="n",
         type=positive_int_arg,
         default=1000,
-        help="evaluate the first N test images (default: 1000); spell it --num-images after torchrun, whose own parser rejects --n",
+        help=(
+            "evaluate the first N test images (default: 1000); spell it --num-images after torchrun, whose "
+            "own parser rejects --n"
+        ),
     )
     evaluate.add_argument(
         "--suite",
@@ -193,7 +198,10 @@ def _add_evaluate_parser(sub: Any) -> None:
     evaluate.add_argument(
         "--surrogate",
         default=None,
-        help="checkpoint of a source model: adds a transfer attack (the suite's first iterative attack, crafted on it)",
+        help=(
+            "checkpoint of a source model: adds a transfer attack (the suite's first iterative attack, "
+            "crafted on it)"
+        ),
     )
     evaluate.add_argument(
         "--reported", type=float, default=None, help="the paper's robust accuracy in percent (stored only)"
@@ -368,7 +376,8 @@ def _train(args: argparse.Namespace, device: Any, *, is_main: bool) -> int:
         },
     )
     print(
-        f"test accuracy: {accuracy:.4f} ({len(data['y_test'])} images, {args.dataset}); saved {out / 'model.pt'} in {seconds:.0f}s"
+        f"test accuracy: {accuracy:.4f} ({len(data['y_test'])} images, {args.dataset}); saved "
+        f"{out / 'model.pt'} in {seconds:.0f}s"
     )
     return 0
 
@@ -488,7 +497,8 @@ def _evaluate(args: argparse.Namespace, device: Any, *, is_main: bool) -> int:
         return 0
     print(
         f"clean accuracy {result.clean_accuracy:.4f}, robust accuracy {result.robust_accuracy:.4f} "
-        f"({len(y)} images, {args.suite}); {len(result.audit_flags)} audit flag(s); wrote {Path(args.out) / 'results.json'}"
+        f"({len(y)} images, {args.suite}); {len(result.audit_flags)} audit flag(s); wrote "
+        f"{Path(args.out) / 'results.json'}"
     )
     for flag in result.audit_flags:
         print(f"  audit: {flag.code}: {flag.message}")
@@ -534,7 +544,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception:  # noqa: BLE001 - reported as a bug, with its traceback
         traceback.print_exc()
         print(
-            f"amd {args.command}: internal error: this is a bug in art-manifold-defenses {__version__}; please report "
+            f"amd {args.command}: internal error: this is a bug in art-manifold-defenses {__version__}; "
+            "please report "
             "it with the traceback above",
             file=sys.stderr,
         )

@@ -87,7 +87,8 @@ DEMO_ENTRIES: list[DemoEntry] = [
     DemoEntry(
         "fpd",
         "Feature Pyramid Decoder (Li et al. 2020) on ResNet-18 (ImageNet stem), Algorithm 1, inner "
-        "denoising after the stem and stage 1 (identity-start gated form), restoration pyramid 32 channels wide",
+        "denoising after the stem and stage 1 (identity-start gated form), restoration pyramid 32 channels "
+        "wide",
         {"name": "resnet18", "stem": "imagenet"},
         "fpd",
         {"fpd_fpn_channels": 32},
@@ -372,13 +373,16 @@ def run_demo(args: argparse.Namespace) -> int:
             }
         )
         print(
-            f"{entry.name}: test accuracy {accuracy:.4f} (all {len(y_test)}), on {args.n}: clean {result.clean_accuracy:.4f}, "
-            f"robust {result.robust_accuracy:.4f}, {len(flags)} audit flag(s), {time.perf_counter() - t0:.0f}s"
+            f"{entry.name}: test accuracy {accuracy:.4f} (all {len(y_test)}), on {args.n}: clean "
+            f"{result.clean_accuracy:.4f}, "
+            f"robust {result.robust_accuracy:.4f}, {len(flags)} audit flag(s), "
+            f"{time.perf_counter() - t0:.0f}s"
         )
     seconds = time.perf_counter() - started
     out.mkdir(parents=True, exist_ok=True)
     command = (
-        f"amd demo --out {args.out} --device {args.device} --seed {args.seed} --n {args.n} --epochs {args.epochs} "
+        f"amd demo --out {args.out} --device {args.device} --seed {args.seed} --n {args.n} --epochs "
+        f"{args.epochs} "
         f"--suite {args.suite} --certify-n {args.certify_n}"
         + "".join(f" --only {name}" for name in args.only or ())
     )

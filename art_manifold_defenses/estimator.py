@@ -60,7 +60,8 @@ class ClassifierModule(nn.Module):
         for op in operations:
             if not callable(getattr(op, "forward", None)) or not hasattr(op, "estimate_forward"):
                 raise TypeError(
-                    f"{name}: its preprocessing {type(op).__name__} is not a PreprocessorPyTorch, so no gradient can "
+                    f"{name}: its preprocessing {type(op).__name__} is not a PreprocessorPyTorch, so no "
+                    "gradient can "
                     "pass through it; use PreprocessorPyTorch defences (or put the step inside the model)"
                 )
         self.operations = operations  # a plain list: ART's operations are not modules

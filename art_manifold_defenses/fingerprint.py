@@ -178,7 +178,8 @@ def check_fingerprint(
     ``stored`` is ``None`` (or not a fingerprint) for a file written without one, by an older version."""
     if not isinstance(stored, Mapping) or "format" not in stored:
         raise FingerprintMismatchError(
-            f"{source} has no fingerprint (written by an older version, or not by this package), so what it holds "
+            f"{source} has no fingerprint (written by an older version, or not by this package), so what it "
+            "holds "
             f"cannot be checked against this run; {hint}"
         )
     differences = fingerprint_differences(stored, current)
@@ -206,8 +207,10 @@ def check_row_images(
         label, digest = expected[index]
         if row.get("image_hash") != digest or int(row["label"]) != label:
             raise FingerprintMismatchError(
-                f"{source}: the row of image {index} was computed on another image or label (label {row['label']}, "
-                f"image hash {row.get('image_hash') or '(none)'}; this run: label {label}, image hash {digest}), so "
+                f"{source}: the row of image {index} was computed on another image or label (label "
+                f"{row['label']}, "
+                f"image hash {row.get('image_hash') or '(none)'}; this run: label {label}, image hash "
+                f"{digest}), so "
                 f"the data set or the index range differs; {hint}"
             )
 

@@ -412,7 +412,8 @@ def examples_dir() -> Path:
     folder = Path(os.environ.get("AMD_EXAMPLES_DIR", Path(__file__).resolve().parent.parent / "examples"))
     if not (folder / "reproduce_stn.py").exists():
         raise FileNotFoundError(
-            f"the reproduction scripts are not in {folder}: run `amd reproduce` from a checkout of the repository "
+            f"the reproduction scripts are not in {folder}: run `amd reproduce` from a checkout of the "
+            "repository "
             "(pip install -e .) or point AMD_EXAMPLES_DIR at its examples/ folder"
         )
     return folder
@@ -508,7 +509,8 @@ def _table(record: dict[str, Any]) -> list[str]:
             if model not in withheld:
                 withheld[model] = 0
                 lines.append(
-                    f"| {model} | {failed[model]}: robustness rows withheld, not a defence result | - | - | - | - | - |"
+                    f"| {model} | {failed[model]}: robustness rows withheld, not a defence result | - | - | "
+                    "- | - | - |"
                 )
             withheld[model] += 1
             continue
@@ -557,17 +559,28 @@ def render(
     lines = [
         "# Reproduction of the five papers",
         "",
-        f"Written by `amd reproduce {' '.join(i.key for i in items) if len(items) < len(REPRODUCTIONS) else 'all'} "
-        f"--scale {scale}`. Numbers in %; *paper* is the paper's number, *ours (paper's attack)* is this package under "
-        "the paper's own attack or setting, *ours (strongest)* is the per-point worst case over every attack the "
-        "harness ran on that model at that budget (the honest number; '-' where it does not apply, e.g. certified "
-        "accuracy). *n* is the number of points behind a row (the same points for every attack of a model); every "
-        "accuracy of ours carries its two-sided 95% Clopper-Pearson (exact binomial) interval on those n points, "
-        "`x.x [lo, hi]` ('n ?' and no interval: a summary written before n was recorded). A defended model whose "
-        f"clean accuracy is more than {TRAINING_FAILURE_POINTS:g} points below its baseline's is marked as a training "
-        "failure and its robustness rows are withheld. Each verdict judges a paper claim by where the paper's number "
-        "lies against our interval: reproduced, not reproduced, or not testable here (and why). Audit flags are the "
-        "harness's gradient-masking checks. Each section links the script's detailed table, which has the full "
+        "Written by `amd reproduce "
+        f"{' '.join(i.key for i in items) if len(items) < len(REPRODUCTIONS) else 'all'} "
+        f"--scale {scale}`. Numbers in %; *paper* is the paper's number, *ours (paper's attack)* is this "
+        "package under "
+        "the paper's own attack or setting, *ours (strongest)* is the per-point worst case over every attack "
+        "the "
+        "harness ran on that model at that budget (the honest number; '-' where it does not apply, e.g. "
+        "certified "
+        "accuracy). *n* is the number of points behind a row (the same points for every attack of a model); "
+        "every "
+        "accuracy of ours carries its two-sided 95% Clopper-Pearson (exact binomial) interval on those n "
+        "points, "
+        "`x.x [lo, hi]` ('n ?' and no interval: a summary written before n was recorded). A defended model "
+        "whose "
+        f"clean accuracy is more than {TRAINING_FAILURE_POINTS:g} points below its baseline's is marked as a "
+        "training "
+        "failure and its robustness rows are withheld. Each verdict judges a paper claim by where the "
+        "paper's number "
+        "lies against our interval: reproduced, not reproduced, or not testable here (and why). Audit flags "
+        "are the "
+        "harness's gradient-masking checks. Each section links the script's detailed table, which has the "
+        "full "
         "settings. The numbers are from one seed.",
         "",
     ]
@@ -589,13 +602,17 @@ def render(
         record = json.loads(summary.read_text())
         if record["scale"] != scale:
             lines += [
-                f"No result at scale `{scale}` (`{item.key}/{SUMMARY_FILE}` is from scale `{record['scale']}`).",
+                (
+                    f"No result at scale `{scale}` (`{item.key}/{SUMMARY_FILE}` is from scale "
+                    f"`{record['scale']}`)."
+                ),
                 "",
             ]
             continue
         versions = ", ".join(f"{k} {v}" for k, v in record["versions"].items())
         lines += [
-            f"Scale `{record['scale']}`, seed {record['seed']}, run time {_duration(record['seconds'])}, {record['date']}; "
+            f"Scale `{record['scale']}`, seed {record['seed']}, run time {_duration(record['seconds'])}, "
+            f"{record['date']}; "
             f"versions: {versions}.  ",
             f"Command: `{record['command']}`; details: [{record['details']}]"
             f"({record['details'] if flat_links else item.key + '/' + record['details']}).",

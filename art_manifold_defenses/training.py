@@ -168,7 +168,8 @@ def collapse_statistics(predictions: Any, labels: Any, num_classes: int) -> dict
     true = np.asarray(labels, dtype=np.int64).reshape(-1)
     if pred.shape != true.shape or pred.size == 0:
         raise ValueError(
-            f"predictions and labels must be non-empty and of the same length, got {pred.size} and {true.size}"
+            f"predictions and labels must be non-empty and of the same length, got {pred.size} and "
+            f"{true.size}"
         )
     if isinstance(num_classes, bool) or not isinstance(num_classes, (int, np.integer)) or num_classes < 2:
         raise ValueError(f"num_classes must be an integer >= 2, got {num_classes!r}")
@@ -228,11 +229,16 @@ def _check_collapse(
         if stats["one_class"]:
             reasons.append(f"one class takes >= {COLLAPSE_DOMINANT_SHARE:.0%} of the predictions")
         warnings.warn(
-            f"training looks collapsed after epoch {epoch + 1}/{epochs}: accuracy {stats['accuracy']:.1%} on {len(x)} "
-            f"training images ({logits.shape[1]} classes, chance {1 / logits.shape[1]:.1%}); class {stats['dominant_class']} "
-            f"takes {stats['dominant_share']:.1%} of the predictions; {stats['predicted_classes']} distinct classes "
-            f"predicted ({' and '.join(reasons)}). If it persists, the network is likely stuck (e.g. dead ReLUs, a "
-            "constant output): check the loss weights, learning rate and initialisation (collapse_check=False turns "
+            f"training looks collapsed after epoch {epoch + 1}/{epochs}: accuracy {stats['accuracy']:.1%} on "
+            f"{len(x)} "
+            f"training images ({logits.shape[1]} classes, chance {1 / logits.shape[1]:.1%}); class "
+            f"{stats['dominant_class']} "
+            f"takes {stats['dominant_share']:.1%} of the predictions; {stats['predicted_classes']} distinct "
+            "classes "
+            f"predicted ({' and '.join(reasons)}). If it persists, the network is likely stuck (e.g. dead "
+            "ReLUs, a "
+            "constant output): check the loss weights, learning rate and initialisation "
+            "(collapse_check=False turns "
             "this check off).",
             TrainingCollapseWarning,
             stacklevel=3,
@@ -356,7 +362,8 @@ def train(
     use_ddp = dist_helpers.is_distributed() if distributed is None else distributed
     if use_ddp and not dist_helpers.is_distributed():
         raise ValueError(
-            "distributed=True needs an initialised torch.distributed process group with more than one process (torchrun)"
+            "distributed=True needs an initialised torch.distributed process group with more than one "
+            "process (torchrun)"
         )
     rank, world = (dist_helpers.rank(), dist_helpers.world_size()) if use_ddp else (0, 1)
     x_np = check_images(x, "x")
@@ -601,7 +608,8 @@ def _run_epoch(
             costs.report_estimate(
                 f"{estimate_epochs} epochs of {ctx.batches_per_epoch} batches",
                 epoch_seconds * estimate_epochs,
-                f"batches 2 to {b} took {per_batch:.3g} s each: {costs.format_seconds(epoch_seconds)} per epoch, "
+                f"batches 2 to {b} took {per_batch:.3g} s each: {costs.format_seconds(epoch_seconds)} per "
+                "epoch, "
                 "validation and checks not included",
             )
         idx = order[b * batch_size : (b + 1) * batch_size]

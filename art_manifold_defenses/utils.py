@@ -63,7 +63,8 @@ def resolve_device(device: str | torch.device | None = None) -> torch.device:
     dev = torch.device(device)
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise ValueError(
-            f"device={str(device)!r} was requested but CUDA is not available on this machine; use device='cpu'"
+            f"device={str(device)!r} was requested but CUDA is not available on this machine; use "
+            "device='cpu'"
         )
     return dev
 
@@ -210,7 +211,8 @@ def check_image_tensor(
         raise ValueError(f"{name} contains NaN or Inf values (expected finite values)")
     if clip_values is not None and (low_value < clip_values[0] - 1e-6 or high_value > clip_values[1] + 1e-6):
         raise ValueError(
-            f"{name} must lie in [{clip_values[0]}, {clip_values[1]}], got values in [{low_value:.4g}, {high_value:.4g}]"
+            f"{name} must lie in [{clip_values[0]}, {clip_values[1]}], got values in [{low_value:.4g}, "
+            f"{high_value:.4g}]"
         )
 
 
@@ -389,7 +391,8 @@ def model_output_width(
     )
     if not isinstance(out, torch.Tensor) or out.ndim != 2:
         raise ValueError(
-            f"the model must return logits of shape (N, classes), got {getattr(out, 'shape', type(out).__name__)}"
+            "the model must return logits of shape (N, classes), got "
+            f"{getattr(out, 'shape', type(out).__name__)}"
         )
     return int(out.shape[1])
 
@@ -408,7 +411,8 @@ def check_nb_classes(
     width = model_output_width(model, input_shape, device=device)
     if width != count:
         raise ValueError(
-            f"{name}={count} does not match the model, which returns {width} logits per image; pass {name}={width}"
+            f"{name}={count} does not match the model, which returns {width} logits per image; pass "
+            f"{name}={width}"
         )
     return count
 

@@ -1,33 +1,35 @@
 """Benchmark: seconds per image and peak extra memory of ``RenyiSmoothingPyTorch.certify`` against ART's
-``PyTorchRandomizedSmoothing.certify`` and against two limits, on the same model (the same module, unwrapped), images,
-n and batch size:
+``PyTorchRandomizedSmoothing.certify`` and against two limits, on the same model (the same module, unwrapped),
+images, n and batch size:
 
 - ``forward``: the bare forward passes (and argmax) of the ``images * (n0 + n)`` noisy samples, in batches of
   ``--batch-size``, on one noisy batch drawn once beforehand: noise generation is NOT included;
-- ``fwd+noise``: the same forward passes, each on a batch freshly filled with ``normal_(0, sigma)`` plus the clean image
-  (one generator on the model's device): the limit of any certifier that draws every sample fresh.
+- ``fwd+noise``: the same forward passes, each on a batch freshly filled with ``normal_(0, sigma)`` plus the
+  clean image (one generator on the model's device): the limit of any certifier that draws every sample fresh.
 
-On one CPU thread drawing 784 Gaussian values costs about as much as the forward of a tiny CNN, so the two limits
-differ a lot for ``small_cnn`` and hardly for ``tramer_a``; ratios to both are printed, and ``noise`` (the noise
-drawing alone) shows the difference. ``counts`` is ``certify_counts`` (the sampling alone), ``ours`` the whole
-``certify(..., bound="all")``: the bounds add a fixed cost per call (scipy), amortised over ``--images``.
+On one CPU thread drawing 784 Gaussian values costs about as much as the forward of a tiny CNN, so the two
+limits differ a lot for ``small_cnn`` and hardly for ``tramer_a``; ratios to both are printed, and ``noise``
+(the noise drawing alone) shows the difference. ``counts`` is ``certify_counts`` (the sampling alone),
+``ours`` the whole ``certify(..., bound="all")``: the bounds add a fixed cost per call (scipy), amortised over
+``--images``.
 
-Timings are measured in this process, interleaved over ``--repeats`` rounds (best of), and printed as ratios to the
-limits (absolute times on shared machines are noise). On CPU the clock is this process's CPU time by default
-(``--clock cpu``): on a machine shared with other jobs, wall time mostly measures the other jobs (with one thread the
-two agree on an idle machine); on CUDA it is wall time after a synchronisation. Peak extra memory is measured in a fresh subprocess per method
-(on CPU, the resident set size polled every millisecond by a thread, above its level after loading and one
-warm-up batch; on CUDA, ``max_memory_allocated`` above the same level).
+Timings are measured in this process, interleaved over ``--repeats`` rounds (best of), and printed as ratios
+to the limits (absolute times on shared machines are noise). On CPU the clock is this process's CPU time by
+default (``--clock cpu``): on a machine shared with other jobs, wall time mostly measures the other jobs (with
+one thread the two agree on an idle machine); on CUDA it is wall time after a synchronisation. Peak extra
+memory is measured in a fresh subprocess per method (on CPU, the resident set size polled every millisecond by
+a thread, above its level after loading and one warm-up batch; on CUDA, ``max_memory_allocated`` above the
+same level).
 
     OMP_NUM_THREADS=1 python bench/certify.py --models tramer_a,small_cnn --n 1000 --images 2
 
-Sequential modes (``--checkpoint``): on a trained smoothed checkpoint and real test images, one run compares the three
-modes of ``RenyiSmoothingPyTorch.certify`` with the Cohen bound: fixed ``n`` (CERTIFY, ``n0 + n`` forward passes per
-image), the decision mode at each of ``--radii`` (``radius=r``, cap ``n``) and the adaptive mode
-(``samples="adaptive"``). It prints, per radius, the certified accuracy of fixed ``n`` and of the decision mode (same
-noise seed: the decision mode's samples are a prefix of the fixed run's; plus ``--extra-seeds`` with independent
-noise), the mean forward passes and seconds per image of each, and for the adaptive mode the speed-up and the radius
-lost relative to fixed ``n``; ``--json`` writes the numbers.
+Sequential modes (``--checkpoint``): on a trained smoothed checkpoint and real test images, one run compares
+the three modes of ``RenyiSmoothingPyTorch.certify`` with the Cohen bound: fixed ``n`` (CERTIFY, ``n0 + n``
+forward passes per image), the decision mode at each of ``--radii`` (``radius=r``, cap ``n``) and the adaptive
+mode (``samples="adaptive"``). It prints, per radius, the certified accuracy of fixed ``n`` and of the
+decision mode (same noise seed: the decision mode's samples are a prefix of the fixed run's; plus
+``--extra-seeds`` with independent noise), the mean forward passes and seconds per image of each, and for the
+adaptive mode the speed-up and the radius lost relative to fixed ``n``; ``--json`` writes the numbers.
 
     OMP_NUM_THREADS=1 python bench/certify.py --checkpoint runs/stn/model.pt --dataset mnist \
         --data-root ../shared/data --images 200 --n 100000 --radii 0.25,0.5,1.0
@@ -78,9 +80,16 @@ def art_estimator(model: nn.Module, device: torch.device, sigma: float) -> Any:
     from scipy.stats import beta
 
     est = PyTorchRandomizedSmoothing(
-        model, nn.CrossEntropyLoss(), input_shape=(1, 28, 28), nb_classes=10, clip_values=(0.0, 1.0),
-        device_type="cpu" if device.type == "cpu" else "gpu", sample_size=N0, scale=sigma, alpha=0.001,
-    )  # fmt: skip
+        model,
+        nn.CrossEntropyLoss(),
+        input_shape=(1, 28, 28),
+        nb_classes=10,
+        clip_values=(0.0, 1.0),
+        device_type="cpu" if device.type == "cpu" else "gpu",
+        sample_size=N0,
+        scale=sigma,
+        alpha=0.001,
+    )
     try:
         import statsmodels  # noqa: F401
     except ImportError:  # art_api.md section 4: the identical scipy bound
@@ -90,9 +99,16 @@ def art_estimator(model: nn.Module, device: torch.device, sigma: float) -> Any:
 
 def ours(model: nn.Module, device: torch.device, sigma: float) -> RenyiSmoothingPyTorch:
     return RenyiSmoothingPyTorch(
-        model, nn.CrossEntropyLoss(), (1, 28, 28), 10, clip_values=(0.0, 1.0),
-        device_type="cpu" if device.type == "cpu" else "gpu", scale=sigma, alpha=0.001, seed=0,
-    )  # fmt: skip
+        model,
+        nn.CrossEntropyLoss(),
+        (1, 28, 28),
+        10,
+        clip_values=(0.0, 1.0),
+        device_type="cpu" if device.type == "cpu" else "gpu",
+        scale=sigma,
+        alpha=0.001,
+        seed=0,
+    )
 
 
 def run_method(
@@ -170,10 +186,28 @@ def worker(args: argparse.Namespace) -> None:
 def measure_memory(method: str, model: str, n: int, args: argparse.Namespace) -> float:
     """Peak extra memory (MiB) of one method, measured in a fresh process."""
     out = subprocess.run(
-        [sys.executable, __file__, "--worker", method, "--models", model, "--n", str(n), "--images", str(args.images),
-         "--batch-size", str(args.batch_size), "--sigma", str(args.sigma), "--device", args.device],
-        capture_output=True, text=True, check=True,
-    )  # fmt: skip
+        [
+            sys.executable,
+            __file__,
+            "--worker",
+            method,
+            "--models",
+            model,
+            "--n",
+            str(n),
+            "--images",
+            str(args.images),
+            "--batch-size",
+            str(args.batch_size),
+            "--sigma",
+            str(args.sigma),
+            "--device",
+            args.device,
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     return json.loads(out.stdout.strip().splitlines()[-1])["extra_bytes"] / 2**20
 
 
@@ -191,16 +225,26 @@ def sequential_main(args: argparse.Namespace) -> None:
     x_all, y_all = load_dataset(args.dataset, "test", root=args.data_root)
     x, y = x_all[: args.images], y_all[: args.images]
     est = RenyiSmoothingPyTorch(
-        model.base, nn.CrossEntropyLoss(), tuple(x.shape[1:]), int(metadata["architecture"]["num_classes"]),
-        clip_values=(0.0, 1.0), device_type="cpu" if device.type == "cpu" else "gpu", scale=sigma, alpha=args.alpha,
-    )  # fmt: skip
+        model.base,
+        nn.CrossEntropyLoss(),
+        tuple(x.shape[1:]),
+        int(metadata["architecture"]["num_classes"]),
+        clip_values=(0.0, 1.0),
+        device_type="cpu" if device.type == "cpu" else "gpu",
+        scale=sigma,
+        alpha=args.alpha,
+    )
     radii = [float(r) for r in args.radii.split(",")]
     use_cpu_clock = args.clock == "cpu" or (args.clock == "auto" and device.type == "cpu")
     clock = time.process_time if use_cpu_clock else time.perf_counter
     common = {"batch_size": args.batch_size, "n0": N0, "alpha": args.alpha, "seed": args.seed}
-    print(f"checkpoint={args.checkpoint} sigma={sigma:g} dataset={args.dataset} images={len(x)} n={args.n} n0={N0} "
-          f"alpha={args.alpha} batch={args.batch_size} device={device} threads={torch.get_num_threads()} "
-          f"clock={'process CPU time' if use_cpu_clock else 'wall time'}", flush=True)  # fmt: skip
+    print(
+        f"checkpoint={args.checkpoint} sigma={sigma:g} dataset={args.dataset} images={len(x)} n={args.n} "
+        f"n0={N0} "
+        f"alpha={args.alpha} batch={args.batch_size} device={device} threads={torch.get_num_threads()} "
+        f"clock={'process CPU time' if use_cpu_clock else 'wall time'}",
+        flush=True,
+    )
 
     def timed(fn: Any) -> tuple[Any, float]:
         began = clock()
@@ -212,13 +256,26 @@ def sequential_main(args: argparse.Namespace) -> None:
     (pred_fixed, rad_fixed), sec_fixed = timed(lambda: est.certify(x, args.n, bound="cohen", **common))
     fixed_passes = N0 + args.n
     correct_fixed = pred_fixed == y
-    print(f"fixed n: {fixed_passes:,} forward passes/image, {sec_fixed:.3f} s/image, smoothed accuracy "
-          f"{float(np.mean(correct_fixed)):.3f}", flush=True)  # fmt: skip
-    record: dict[str, Any] = {"checkpoint": args.checkpoint, "sigma": sigma, "images": len(x), "n": args.n, "n0": N0,
-                              "alpha": args.alpha, "device": str(device), "fixed": {"passes": fixed_passes,
-                              "seconds": sec_fixed}, "decision": [], "adaptive": {}}  # fmt: skip
     print(
-        "  r      seed  fixed acc  decision acc  diff (pts)  decision passes/img  x fewer  decision s/img  x faster"
+        f"fixed n: {fixed_passes:,} forward passes/image, {sec_fixed:.3f} s/image, smoothed accuracy "
+        f"{float(np.mean(correct_fixed)):.3f}",
+        flush=True,
+    )
+    record: dict[str, Any] = {
+        "checkpoint": args.checkpoint,
+        "sigma": sigma,
+        "images": len(x),
+        "n": args.n,
+        "n0": N0,
+        "alpha": args.alpha,
+        "device": str(device),
+        "fixed": {"passes": fixed_passes, "seconds": sec_fixed},
+        "decision": [],
+        "adaptive": {},
+    }
+    print(
+        "  r      seed  fixed acc  decision acc  diff (pts)  decision passes/img  x fewer  decision s/img  x "
+        "faster"
     )
     for r in radii:
         fixed_acc = float(np.mean(correct_fixed & (rad_fixed > 0) & (rad_fixed >= r)))
@@ -228,12 +285,24 @@ def sequential_main(args: argparse.Namespace) -> None:
             )
             acc = float(np.mean(res.certified & (res.prediction == y)))
             passes = float(np.mean(res.samples))
-            print(f"  {r:<5g}  {seed:4d}  {fixed_acc:9.3f}  {acc:12.3f}  {100 * (acc - fixed_acc):+10.1f}  "
-                  f"{passes:19.0f}  x{fixed_passes / passes:6.1f}  {sec:14.4f}  x{sec_fixed / sec:7.1f}", flush=True)  # fmt: skip
-            record["decision"].append({"radius": r, "seed": seed, "fixed_certified_accuracy": fixed_acc,
-                                       "decision_certified_accuracy": acc, "passes": passes, "seconds": sec,
-                                       "decisions": {d: int(np.sum(res.decision == d)) for d in
-                                                     ("certified", "not_certified", "abstain")}})  # fmt: skip
+            print(
+                f"  {r:<5g}  {seed:4d}  {fixed_acc:9.3f}  {acc:12.3f}  {100 * (acc - fixed_acc):+10.1f}  "
+                f"{passes:19.0f}  x{fixed_passes / passes:6.1f}  {sec:14.4f}  x{sec_fixed / sec:7.1f}",
+                flush=True,
+            )
+            record["decision"].append(
+                {
+                    "radius": r,
+                    "seed": seed,
+                    "fixed_certified_accuracy": fixed_acc,
+                    "decision_certified_accuracy": acc,
+                    "passes": passes,
+                    "seconds": sec,
+                    "decisions": {
+                        d: int(np.sum(res.decision == d)) for d in ("certified", "not_certified", "abstain")
+                    },
+                }
+            )
     (pred_ad, rad_ad, spent), sec_ad = timed(
         lambda: est.certify(
             x,
@@ -243,25 +312,43 @@ def sequential_main(args: argparse.Namespace) -> None:
             max_radius_loss=args.max_radius_loss,
             return_samples=True,
             **common,
-        )  # fmt: skip
+        )
     )
     lost = rad_fixed - rad_ad
     certified = rad_fixed > 0
     passes_ad = float(np.mean(spent))
     correct_ad = pred_ad == y
-    print(f"adaptive (max_radius_loss={args.max_radius_loss:g}): {passes_ad:,.0f} forward passes/image (x"
-          f"{fixed_passes / passes_ad:.2f} fewer), {sec_ad:.3f} s/image (x{sec_fixed / sec_ad:.2f} faster); radius lost "
-          f"vs fixed n: mean {float(np.mean(lost)):.4f} over all images, {float(np.mean(lost[certified])):.4f} over the "
-          f"{int(certified.sum())} certified by fixed n, max {float(np.max(lost)):.4f}; certified accuracy fixed / "
-          "adaptive: " + ", ".join(f"r={r:g} {float(np.mean(correct_fixed & (rad_fixed > 0) & (rad_fixed >= r))):.3f} / "
-          f"{float(np.mean(correct_ad & (rad_ad > 0) & (rad_ad >= r))):.3f}" for r in radii), flush=True)  # fmt: skip
-    record["adaptive"] = {"max_radius_loss": args.max_radius_loss, "passes": passes_ad, "seconds": sec_ad,
-                          "mean_radius_lost": float(np.mean(lost)),
-                          "mean_radius_lost_certified": float(np.mean(lost[certified])) if certified.any() else 0.0,
-                          "max_radius_lost": float(np.max(lost)),
-                          "certified_accuracy": {f"{r:g}": [float(np.mean(correct_fixed & (rad_fixed > 0) & (rad_fixed >= r))),
-                                                            float(np.mean(correct_ad & (rad_ad > 0) & (rad_ad >= r)))]
-                                                 for r in radii}}  # fmt: skip
+    print(
+        f"adaptive (max_radius_loss={args.max_radius_loss:g}): {passes_ad:,.0f} forward passes/image (x"
+        f"{fixed_passes / passes_ad:.2f} fewer), {sec_ad:.3f} s/image (x{sec_fixed / sec_ad:.2f} faster); "
+        "radius lost "
+        f"vs fixed n: mean {float(np.mean(lost)):.4f} over all images, "
+        f"{float(np.mean(lost[certified])):.4f} over the "
+        f"{int(certified.sum())} certified by fixed n, max {float(np.max(lost)):.4f}; certified accuracy "
+        "fixed / "
+        "adaptive: "
+        + ", ".join(
+            f"r={r:g} {float(np.mean(correct_fixed & (rad_fixed > 0) & (rad_fixed >= r))):.3f} / "
+            f"{float(np.mean(correct_ad & (rad_ad > 0) & (rad_ad >= r))):.3f}"
+            for r in radii
+        ),
+        flush=True,
+    )
+    record["adaptive"] = {
+        "max_radius_loss": args.max_radius_loss,
+        "passes": passes_ad,
+        "seconds": sec_ad,
+        "mean_radius_lost": float(np.mean(lost)),
+        "mean_radius_lost_certified": float(np.mean(lost[certified])) if certified.any() else 0.0,
+        "max_radius_lost": float(np.max(lost)),
+        "certified_accuracy": {
+            f"{r:g}": [
+                float(np.mean(correct_fixed & (rad_fixed > 0) & (rad_fixed >= r))),
+                float(np.mean(correct_ad & (rad_ad > 0) & (rad_ad >= r))),
+            ]
+            for r in radii
+        },
+    }
     if args.json:
         with open(args.json, "w") as handle:
             json.dump(record, handle, indent=2)
@@ -280,8 +367,14 @@ def main() -> None:
     parser.add_argument("--sigma", type=float, default=0.5)
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--device", default="cpu")
-    parser.add_argument("--clock", default="auto", choices=["auto", "cpu", "wall"],
-                        help="timer: process CPU time ('cpu', the default on CPU) or wall time ('wall', the default on CUDA)")  # fmt: skip
+    parser.add_argument(
+        "--clock",
+        default="auto",
+        choices=["auto", "cpu", "wall"],
+        help=(
+            "timer: process CPU time ('cpu', the default on CPU) or wall time ('wall', the default on CUDA)"
+        ),
+    )
     parser.add_argument(
         "--skip-art", action="store_true", help="leave out ART (slow and memory-hungry at large n)"
     )
@@ -322,8 +415,11 @@ def main() -> None:
     x = images(args.images)
     use_cpu_clock = args.clock == "cpu" or (args.clock == "auto" and device.type == "cpu")
     clock = time.process_time if use_cpu_clock else time.perf_counter
-    print(f"device={device} n={args.n} n0={N0} images={args.images} batch={args.batch_size} threads={torch.get_num_threads()} "
-          f"clock={'process CPU time' if use_cpu_clock else 'wall time'}")  # fmt: skip
+    print(
+        f"device={device} n={args.n} n0={N0} images={args.images} batch={args.batch_size} "
+        f"threads={torch.get_num_threads()} "
+        f"clock={'process CPU time' if use_cpu_clock else 'wall time'}"
+    )
     for name in args.models.split(","):
         model = make_model(name).to(device).eval()
         run_method("forward", model, x[:1], args.batch_size, args.batch_size, device, args.sigma)  # warm-up
@@ -340,18 +436,23 @@ def main() -> None:
                 if m not in ("noise", "counts"):
                     memory[m] = measure_memory(m, name, args.n, args)
         batch_mib = args.batch_size * 28 * 28 * 4 / 2**20
-        print(f"\n{name}: seconds/image (best of {args.repeats}), ratio to the forward-only limit and to the forward+noise limit; "
-              f"peak extra memory (MiB; one noisy batch = {batch_mib:.1f} MiB)")  # fmt: skip
+        print(
+            f"\n{name}: seconds/image (best of {args.repeats}), ratio to the forward-only limit and to the "
+            "forward+noise limit; "
+            f"peak extra memory (MiB; one noisy batch = {batch_mib:.1f} MiB)"
+        )
         for m in methods:
             mem = f"{memory[m]:8.1f}" if m in memory else "     n/a"
             print(
-                f"  {m:9s} {best[m]:9.4f} s/image   x{best[m] / best['forward']:5.2f} fwd   x{best[m] / best['fwd+noise']:5.2f} fwd+noise   {mem} MiB"
+                f"  {m:9s} {best[m]:9.4f} s/image   x{best[m] / best['forward']:5.2f} fwd   "
+                f"x{best[m] / best['fwd+noise']:5.2f} fwd+noise   {mem} MiB"
             )
         if "art" in best:
             print(f"  speed-up of ours over ART: x{best['art'] / best['ours']:.2f}")
     if args.memory_model and not args.no_memory:
         print(
-            f"\npeak extra memory (MiB) vs n, {args.memory_model}, {args.images} images, batch {args.batch_size}:"
+            f"\npeak extra memory (MiB) vs n, {args.memory_model}, {args.images} images, batch "
+            f"{args.batch_size}:"
         )
         mem_methods = [m for m in methods if m not in ("noise", "counts")]
         print("  n        " + "  ".join(f"{m:>9s}" for m in mem_methods))

@@ -1,6 +1,6 @@
 """Benchmark: ``class_gradient(x, label=per-sample labels)`` of ART's ``PyTorchClassifier`` vs the harness's
-``PerSampleClassGradientClassifier`` (one backward pass instead of one per distinct label), and the wall time of ART's
-EAD on each. Same model, same batch, interleaved rounds; prints ratios measured in this process.
+``PerSampleClassGradientClassifier`` (one backward pass instead of one per distinct label), and the wall time
+of ART's EAD on each. Same model, same batch, interleaved rounds; prints ratios measured in this process.
 
     OMP_NUM_THREADS=1 python bench/class_gradient.py [--model cw_mnist] [--batch 64] [--repeats 10]
 """
@@ -34,7 +34,9 @@ def main() -> None:
     labels = np.arange(args.batch) % 10
     clfs = {
         "art": to_art_classifier(model, input_shape=(1, 28, 28), nb_classes=10),
-        "one_backward": to_art_classifier(model, input_shape=(1, 28, 28), nb_classes=10, per_sample_class_gradient=True),
+        "one_backward": to_art_classifier(
+            model, input_shape=(1, 28, 28), nb_classes=10, per_sample_class_gradient=True
+        ),
     }
     for clf in clfs.values():  # warm-up
         clf.class_gradient(x, label=labels)
@@ -45,7 +47,10 @@ def main() -> None:
             clf.class_gradient(x, label=labels)
             times[name].append(time.perf_counter() - started)
     median = {k: statistics.median(v) for k, v in times.items()}
-    print(f"class_gradient, {args.model}, batch {args.batch}, {len(set(labels))} distinct labels, {args.repeats} rounds:")
+    print(
+        f"class_gradient, {args.model}, batch {args.batch}, {len(set(labels))} distinct labels, "
+        f"{args.repeats} rounds:"
+    )
     for name, t in median.items():
         print(f"  {name:13s} median {1000 * t:8.2f} ms")
     print(f"ART / one backward: {median['art'] / median['one_backward']:.2f}x")
@@ -57,8 +62,11 @@ def main() -> None:
         adv = attack.generate(x, y=onehot)
         ead[name] = (time.perf_counter() - started, adv)
     same = np.allclose(ead["art"][1], ead["one_backward"][1], atol=1e-5)
-    print(f"EAD (10 iterations, 1 search step): ART {ead['art'][0]:.2f} s, one backward {ead['one_backward'][0]:.2f} s, "
-          f"ratio {ead['art'][0] / ead['one_backward'][0]:.2f}x; same adversarial examples: {same}")
+    print(
+        f"EAD (10 iterations, 1 search step): ART {ead['art'][0]:.2f} s, one backward "
+        f"{ead['one_backward'][0]:.2f} s, "
+        f"ratio {ead['art'][0] / ead['one_backward'][0]:.2f}x; same adversarial examples: {same}"
+    )
 
 
 if __name__ == "__main__":

@@ -1,13 +1,15 @@
-"""Forward+backward time of the mapped cleverhans_cnn vs the plain one, and of the unfused and naive per-centre blocks.
+"""Forward+backward time of the mapped cleverhans_cnn vs the plain one, and of the unfused and naive
+per-centre blocks.
 
-Prints ratios against the plain model measured in the same process (target: mapped <= 2x plain). A reference row,
-"concatenation only", replaces every block by one that computes nothing (it returns ``[x, x]`` in the channels-last
-memory the fused blocks write): the paper's design concatenates g(f) to f, so each convolution after a block reads
-twice the channels, and that row is the part of the ratio no implementation of the block can remove. The models are timed
-round-robin (one step of each per round) and each ratio is the median over rounds of (model step / plain step of the
-same round), so a load change on a shared machine hits both sides of a ratio alike. Two clocks: wall time, and (on CPU)
-the process's CPU time, which leaves out the time other jobs of a shared machine held the core.
-Run: OMP_NUM_THREADS=1 python bench/radial_mapping.py [--batch 128] [--repeats 20] [--device cpu] [--no-naive]
+Prints ratios against the plain model measured in the same process (target: mapped <= 2x plain). A reference
+row, "concatenation only", replaces every block by one that computes nothing (it returns ``[x, x]`` in the
+channels-last memory the fused blocks write): the paper's design concatenates g(f) to f, so each convolution
+after a block reads twice the channels, and that row is the part of the ratio no implementation of the block
+can remove. The models are timed round-robin (one step of each per round) and each ratio is the median over
+rounds of (model step / plain step of the same round), so a load change on a shared machine hits both sides of
+a ratio alike. Two clocks: wall time, and (on CPU) the process's CPU time, which leaves out the time other
+jobs of a shared machine held the core. Run: OMP_NUM_THREADS=1 python bench/radial_mapping.py [--batch 128]
+[--repeats 20] [--device cpu] [--no-naive]
 """
 
 from __future__ import annotations
@@ -27,7 +29,8 @@ from art_manifold_defenses.models import build_model
 from art_manifold_defenses.radial_mapping import RadialMappingConcat, add_radial_mapping, mapping_blocks
 from art_manifold_defenses.utils import resolve_device
 
-# the literal one-centre-at-a-time implementation the tests check the block against (tests/radial_mapping/reference.py)
+# the literal one-centre-at-a-time implementation the tests check the block against
+# (tests/radial_mapping/reference.py)
 _spec = importlib.util.spec_from_file_location(
     "radial_reference", Path(__file__).resolve().parents[1] / "tests" / "radial_mapping" / "reference.py"
 )
@@ -56,7 +59,8 @@ class ConcatenationOnly(nn.Module):
 
 
 def concatenation_only_copy(model: nn.Module) -> nn.Module:
-    """The mapped model with every block (out_channels = in_channels) replaced by :class:`ConcatenationOnly`."""
+    """The mapped model with every block (out_channels = in_channels) replaced by
+    :class:`ConcatenationOnly`."""
     floor = copy.deepcopy(model)
     for name, module in list(floor.named_modules()):
         if isinstance(module, RadialMappingConcat):
@@ -84,7 +88,9 @@ def unfused_copy(model: nn.Module) -> nn.Module:
     return unfused
 
 
-def make_step(model: nn.Module, x: torch.Tensor, y: torch.Tensor, device: torch.device) -> Callable[[], tuple[float, float]]:
+def make_step(
+    model: nn.Module, x: torch.Tensor, y: torch.Tensor, device: torch.device
+) -> Callable[[], tuple[float, float]]:
     def step() -> tuple[float, float]:
         started, started_cpu = time.perf_counter(), time.process_time()
         model.zero_grad(set_to_none=True)
@@ -124,7 +130,11 @@ def main() -> None:
         models["mapped (paper), naive per-centre"] = naive_copy(paper)
         models["mapped (authors_code), naive per-centre"] = naive_copy(authors)
     steps = {name: make_step(model.train(), x, y, device) for name, model in models.items()}
-    print(f"device={device}, batch={args.batch}, repeats={args.repeats}, threads={torch.get_num_threads()}, torch {torch.__version__}")
+    print(
+        f"device={device}, batch={args.batch}, repeats={args.repeats}, "
+        f"threads={torch.get_num_threads()}, "
+        f"torch {torch.__version__}"
+    )
     for step in steps.values():  # warm-up
         for _ in range(3):
             step()

@@ -1,9 +1,11 @@
-"""Benchmark of the RBF-CNN reconstruction (issue 5). Prints ratios against baselines measured in the same process.
+"""Benchmark of the RBF-CNN reconstruction (issue 5). Prints ratios against baselines measured in the same
+process.
 
 1. reconstruction of a batch of MNIST test images (24 filters) vs the ``cw_mnist`` forward on the same batch
    (target: <= 0.5x);
 2. the vectorised reconstruction vs a naive per-patch Python implementation (per image);
-3. optionally (``--em``) the non-parametric EM on full MNIST: wall time vs the 5-minute target, and the filter count.
+3. optionally (``--em``) the non-parametric EM on full MNIST: wall time vs the 5-minute target, and the filter
+   count.
 
 Run single-threaded: ``OMP_NUM_THREADS=1 python bench/rbf_reconstruction.py [--em] [--filters PATH]``.
 """
@@ -42,7 +44,8 @@ def best_time(fn: Callable[[], object], repeats: int) -> float:
 def naive_reconstruction(
     x: torch.Tensor, bank: RBFFilterBank, beta1: float, beta2: float, gen: torch.Generator
 ) -> torch.Tensor:
-    """Per-patch loops (the direct reading of the paper): score, weights, noisy samples, weighted sum, averaging."""
+    """Per-patch loops (the direct reading of the paper): score, weights, noisy samples, weighted sum,
+    averaging."""
     k = bank.patch_size
     n, c, h, w = x.shape
     out = torch.zeros_like(x)
@@ -97,8 +100,10 @@ def main() -> None:
         start = time.perf_counter()
         bank = fit_rbf_filters(x_train, seed=args.seed, verbose=False)
         em_seconds = time.perf_counter() - start
-        print(f"[EM] full schedule (500 M-steps x 750 images) on {len(x_train)} images: {em_seconds:.1f} s, "
-              f"{bank.num_filters} filters (paper: 24); ratio to the 300 s target: {em_seconds / 300:.2f}x")  # fmt: skip
+        print(
+            f"[EM] full schedule (500 M-steps x 750 images) on {len(x_train)} images: {em_seconds:.1f} s, "
+            f"{bank.num_filters} filters (paper: 24); ratio to the 300 s target: {em_seconds / 300:.2f}x"
+        )
         if args.save_filters:
             bank.save(args.save_filters)
     elif args.filters:
@@ -120,14 +125,21 @@ def main() -> None:
         t_cnn = best_time(lambda: cnn(batch), args.repeats)
         t_noisy = best_time(lambda: noisy(batch), args.repeats)
         t_clean = best_time(lambda: clean(batch), args.repeats)
-    print(f"[1] batch of {len(batch)}: cw_mnist forward {t_cnn * 1e3:.1f} ms; reconstruction beta2=1.75 {t_noisy * 1e3:.1f} ms "
-          f"-> ratio {t_noisy / t_cnn:.3f}x (target <= 0.5x); beta2=0 {t_clean * 1e3:.1f} ms -> {t_clean / t_cnn:.3f}x")  # fmt: skip
+    print(
+        f"[1] batch of {len(batch)}: cw_mnist forward {t_cnn * 1e3:.1f} ms; reconstruction beta2=1.75 "
+        f"{t_noisy * 1e3:.1f} ms "
+        f"-> ratio {t_noisy / t_cnn:.3f}x (target <= 0.5x); beta2=0 {t_clean * 1e3:.1f} ms -> "
+        f"{t_clean / t_cnn:.3f}x"
+    )
 
     xv = batch[:8].clone().requires_grad_(True)
     t_cnn_grad = best_time(lambda: torch.autograd.grad(cnn(xv).sum(), xv), args.repeats)
     t_rec_grad = best_time(lambda: torch.autograd.grad(cnn(noisy(xv)).sum(), xv), args.repeats)
-    print(f"    forward+backward on 8 images: cw_mnist {t_cnn_grad * 1e3:.1f} ms, reconstruction+cw_mnist {t_rec_grad * 1e3:.1f} ms "
-          f"-> overhead ratio {(t_rec_grad - t_cnn_grad) / t_cnn_grad:.3f}x")  # fmt: skip
+    print(
+        f"    forward+backward on 8 images: cw_mnist {t_cnn_grad * 1e3:.1f} ms, reconstruction+cw_mnist "
+        f"{t_rec_grad * 1e3:.1f} ms "
+        f"-> overhead ratio {(t_rec_grad - t_cnn_grad) / t_cnn_grad:.3f}x"
+    )
 
     few = batch[:2]
     gen = torch.Generator().manual_seed(args.seed)
@@ -137,8 +149,12 @@ def main() -> None:
         t_vec_batch = t_noisy / len(batch)
         scores = bank(few)
         weights = compute_weights(scores, 25.0)
-    print(f"[2] per image: naive per-patch {t_naive * 1e3:.1f} ms, vectorised (batch of 2) {t_vec * 1e3:.2f} ms -> speed-up "
-          f"{t_naive / t_vec:.0f}x; vectorised in a batch of {len(batch)}: {t_vec_batch * 1e3:.3f} ms -> {t_naive / t_vec_batch:.0f}x")  # fmt: skip
+    print(
+        f"[2] per image: naive per-patch {t_naive * 1e3:.1f} ms, vectorised (batch of 2) {t_vec * 1e3:.2f} "
+        "ms -> speed-up "
+        f"{t_naive / t_vec:.0f}x; vectorised in a batch of {len(batch)}: {t_vec_batch * 1e3:.3f} ms -> "
+        f"{t_naive / t_vec_batch:.0f}x"
+    )
     assert torch.isfinite(weights).all()
 
 

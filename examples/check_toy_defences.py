@@ -1,15 +1,16 @@
 """Can the harness be fooled? Two toy defences with known weaknesses (issue 3, "Must show").
 
-1. A *masked* defence: 4-level quantisation before the classifier (zero input gradient everywhere). Plain PGD cannot
-   move it and the gradient-masking audit must flag it; declaring the identity as its ``bpda_surrogate`` (BPDA,
-   Athalye et al. 2018) must drive PGD accuracy below 10%.
-2. A *stochastic* defence: Gaussian input noise. Evaluated without declaring it stochastic, the audit must flag the
-   changing predictions; declared stochastic, PGD through EoT (16 samples) must beat the same PGD with a single sample
-   (``eot_samples=1``), both scored by the same majority vote.
+1. A *masked* defence: 4-level quantisation before the classifier (zero input gradient everywhere). Plain PGD
+   cannot move it and the gradient-masking audit must flag it; declaring the identity as its
+   ``bpda_surrogate`` (BPDA, Athalye et al. 2018) must drive PGD accuracy below 10%.
+2. A *stochastic* defence: Gaussian input noise. Evaluated without declaring it stochastic, the audit must
+   flag the changing predictions; declared stochastic, PGD through EoT (16 samples) must beat the same PGD
+   with a single sample (``eot_samples=1``), both scored by the same majority vote.
 
     python examples/check_toy_defences.py [--checkpoint runs/cw_mnist_embedded/model.pt] [--n 100]
 
-Without a checkpoint a ``cw_mnist`` is trained for 3 epochs on the embedded MNIST sample. Exits non-zero if a check fails.
+Without a checkpoint a ``cw_mnist`` is trained for 3 epochs on the embedded MNIST sample. Exits non-zero if a
+check fails.
 """
 
 from __future__ import annotations

@@ -1,14 +1,16 @@
 """The evaluation harness's own sanity check on an undefended model (issue 3, "Must show").
 
-An undefended ``cw_mnist`` trained on full MNIST (>= 99% clean) must fall to PGD l-inf 0.3 in every library: accuracy
-<= 2% in each of ART, Foolbox and CleverHans, within 3 points of each other; AutoAttack standard <= every single attack;
-and the robust accuracy in results.json must equal the per-point worst case recomputed from the per-attack records.
+An undefended ``cw_mnist`` trained on full MNIST (>= 99% clean) must fall to PGD l-inf 0.3 in every library:
+accuracy <= 2% in each of ART, Foolbox and CleverHans, within 3 points of each other; AutoAttack standard <=
+every single attack; and the robust accuracy in results.json must equal the per-point worst case recomputed
+from the per-attack records.
 
-    python examples/check_undefended_mnist.py --checkpoint runs/cw_mnist_full/model.pt --data-root ../shared/data --n 1000
+    python examples/check_undefended_mnist.py --checkpoint runs/cw_mnist_full/model.pt --data-root
+    ../shared/data --n 1000
 
-(train the checkpoint first with ``amd train --dataset mnist --data-root ../shared/data --model cw_mnist --epochs 3
---out runs/cw_mnist_full``). Writes ``--out`` (default ``examples/results/undefended_cw_mnist``) and exits non-zero if a
-check fails.
+(train the checkpoint first with ``amd train --dataset mnist --data-root ../shared/data --model cw_mnist
+--epochs 3 --out runs/cw_mnist_full``). Writes ``--out`` (default ``examples/results/undefended_cw_mnist``)
+and exits non-zero if a check fails.
 """
 
 from __future__ import annotations
@@ -74,7 +76,8 @@ def main() -> int:
         "robust accuracy == per-point worst case": bool(np.isclose(record["robust_accuracy"], worst)),
     }
     print(
-        f"checkpoint {args.checkpoint} (trained test accuracy {meta['extra'].get('test_accuracy')}), n={args.n}"
+        f"checkpoint {args.checkpoint} (trained test accuracy {meta['extra'].get('test_accuracy')}), "
+        f"n={args.n}"
     )
     print(f"clean {record['clean_accuracy']:.4f}, robust {record['robust_accuracy']:.4f}")
     for name, value in acc.items():

@@ -3,20 +3,22 @@ https://arxiv.org/abs/2005.02552).
 
 What it shows, in the order an ART user would write it:
 
-1. write *your* CNN so that it exposes ``stem``, ``stages`` (an ``nn.ModuleList``) and ``head`` -- the small protocol
-   of :mod:`art_manifold_defenses.fpd.backbone` -- and enhance it with ``FeaturePyramidDecoder`` (inner/middle
-   non-local denoising layers, image restoration module, Lipschitz-constrained tanh classifier, ReLU -> ELU);
-2. wrap it as an ART ``PyTorchClassifier`` and train it with ``FPDTrainer(classifier).fit`` (Algorithm 1: the two-phase
-   reconstruction / classification training, an ART ``Trainer``);
+1. write *your* CNN so that it exposes ``stem``, ``stages`` (an ``nn.ModuleList``) and ``head`` -- the small
+   protocol of :mod:`art_manifold_defenses.fpd.backbone` -- and enhance it with ``FeaturePyramidDecoder``
+   (inner/middle non-local denoising layers, image restoration module, Lipschitz-constrained tanh classifier,
+   ReLU -> ELU);
+2. wrap it as an ART ``PyTorchClassifier`` and train it with ``FPDTrainer(classifier).fit`` (Algorithm 1: the
+   two-phase reconstruction / classification training, an ART ``Trainer``);
 3. run ART's PGD on it (the network is deterministic and differentiable: no BPDA or EoT; but its tanh logits
    saturate cross-entropy gradients, so the suite also has AutoAttack's margin-loss APGD outside quick mode);
 4. ``art_manifold_defenses.evaluation.evaluate`` with a small suite, printing clean/robust accuracy and the
    gradient-masking audit flags.
 
-``--quick`` (the default) uses tiny settings (2,000 training images, 2 epochs, a narrow pyramid, 30 test points, 20
-PGD steps) so that it finishes in about two minutes on one CPU core: its numbers show that the pipeline runs, they
-are NOT meaningful robustness figures. ``--no-quick`` trains on the whole embedded set for longer with the authors'
-pyramid width (256) and attacks 200 points (``--epochs`` / ``--n`` override either mode).
+``--quick`` (the default) uses tiny settings (2,000 training images, 2 epochs, a narrow pyramid, 30 test
+points, 20 PGD steps) so that it finishes in about two minutes on one CPU core: its numbers show that the
+pipeline runs, they are NOT meaningful robustness figures. ``--no-quick`` trains on the whole embedded set for
+longer with the authors' pyramid width (256) and attacks 200 points (``--epochs`` / ``--n`` override either
+mode).
 
     OMP_NUM_THREADS=1 python examples/defend_with_fpd.py            # quick
     python examples/defend_with_fpd.py --no-quick --epochs 30 --n 500 --device cuda
@@ -85,7 +87,8 @@ def main() -> int:
     torch.manual_seed(args.seed)
     fpd = FeaturePyramidDecoder(MyBlockCNN(), input_size=28, fpn_channels=fpn_channels, device=device)
 
-    # 2. an ART classifier around it, trained with Algorithm 1 (paper's MNIST settings: noise 0.01, T = 3, Adamax)
+    # 2. an ART classifier around it, trained with Algorithm 1 (paper's MNIST settings: noise 0.01, T = 3,
+    #    Adamax)
     classifier = to_art_classifier(fpd, input_shape=(1, 28, 28), nb_classes=10, device=device)
     trainer = FPDTrainer(classifier, device=device, seed=args.seed, verbose=verbose)
     trainer.fit(x_train, y_train, batch_size=100 if args.quick else 300, nb_epochs=epochs)
@@ -95,8 +98,9 @@ def main() -> int:
     clean = float(np.mean(classifier.predict(x).argmax(1) == y))
 
     # 3. ART PGD, white-box on the whole FPD network
-    pgd = ProjectedGradientDescent(classifier, norm=np.inf, eps=0.3, eps_step=2.5 * 0.3 / pgd_steps,
-                                   max_iter=pgd_steps, verbose=False)  # fmt: skip
+    pgd = ProjectedGradientDescent(
+        classifier, norm=np.inf, eps=0.3, eps_step=2.5 * 0.3 / pgd_steps, max_iter=pgd_steps, verbose=False
+    )
     x_adv = pgd.generate(x, y=y).astype(np.float32)
     robust_pgd = float(np.mean(classifier.predict(x_adv).argmax(1) == y))
     print(
@@ -114,8 +118,17 @@ def main() -> int:
             AttackSpec("art", "apgd-dlr", "linf", 0.3),
             AttackSpec("autoattack", "standard", "linf", 0.3),
         ]
-    result = evaluate(classifier, x, y, suite, device=device, seed=args.seed, verbose=verbose,
-                      model_name="MyBlockCNN + FPD", dataset="mnist-embedded")  # fmt: skip
+    result = evaluate(
+        classifier,
+        x,
+        y,
+        suite,
+        device=device,
+        seed=args.seed,
+        verbose=verbose,
+        model_name="MyBlockCNN + FPD",
+        dataset="mnist-embedded",
+    )
     summarize(result, f"fpd (quick={args.quick}, n={n})")
     return 0
 

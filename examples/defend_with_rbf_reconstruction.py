@@ -1,22 +1,24 @@
-"""Defend your own PyTorch model with the RBF-CNN reconstruction (paper 000, Nandy, Hsu & Lee, arXiv:2004.02183).
+"""Defend your own PyTorch model with the RBF-CNN reconstruction (paper 000, Nandy, Hsu & Lee,
+arXiv:2004.02183).
 
 What it shows, in the order an ART user would write it:
 
 1. learn the RBF filter bank from training images (non-parametric EM, eq. 3: ``fit_rbf_filters``);
-2. put *your* CNN behind the reconstruction and train it as rCNN (``RBFCNN`` + ``RBFCNNTrainer(...).fit``, an ART
-   ``Trainer``);
+2. put *your* CNN behind the reconstruction and train it as rCNN (``RBFCNN`` + ``RBFCNNTrainer(...).fit``, an
+   ART ``Trainer``);
 3. use the reconstruction as an ART preprocessing defence of an ordinary ``PyTorchClassifier``
-   (``preprocessing_defences=[RBFReconstructionPyTorch(bank)]``) and run ART's PGD on it: the gradient ART sees is the
-   paper's BPDA gradient (wired inside the preprocessor's ``forward``), from one noisy reconstruction;
-4. the adaptive attack of the paper, BPDA + EoT: the same ART PGD on ``EoT(RBFCNN)`` (gradient averaged over several
-   noise draws);
-5. ``art_manifold_defenses.evaluation.evaluate`` with a small suite (EoT, majority-vote scoring, per-point worst case,
-   gradient-masking audit), printing clean/robust accuracy and the audit flags.
+   (``preprocessing_defences=[RBFReconstructionPyTorch(bank)]``) and run ART's PGD on it: the gradient ART
+   sees is the paper's BPDA gradient (wired inside the preprocessor's ``forward``), from one noisy
+   reconstruction;
+4. the adaptive attack of the paper, BPDA + EoT: the same ART PGD on ``EoT(RBFCNN)`` (gradient averaged over
+   several noise draws);
+5. ``art_manifold_defenses.evaluation.evaluate`` with a small suite (EoT, majority-vote scoring, per-point
+   worst case, gradient-masking audit), printing clean/robust accuracy and the audit flags.
 
-``--quick`` (the default) uses tiny settings (2,000 training images, 3 epochs, a short EM, 50 test points, few EoT
-samples) so that it finishes in about two minutes on one CPU core: its numbers show that the pipeline runs, they are
-NOT meaningful robustness figures. ``--no-quick`` uses the embedded set in full, the paper's EM and EoT settings and
-more test points (``--epochs`` / ``--n`` override either mode).
+``--quick`` (the default) uses tiny settings (2,000 training images, 3 epochs, a short EM, 50 test points, few
+EoT samples) so that it finishes in about two minutes on one CPU core: its numbers show that the pipeline
+runs, they are NOT meaningful robustness figures. ``--no-quick`` uses the embedded set in full, the paper's EM
+and EoT settings and more test points (``--epochs`` / ``--n`` override either mode).
 
     OMP_NUM_THREADS=1 python examples/defend_with_rbf_reconstruction.py            # quick
     python examples/defend_with_rbf_reconstruction.py --no-quick --epochs 20 --n 200 --device cuda
@@ -51,9 +53,13 @@ class MyCNN(nn.Module):
     def __init__(self) -> None:
         super().__init__()
         self.features = nn.Sequential(
-            nn.Conv2d(1, 16, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
-            nn.Conv2d(16, 32, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
-        )  # fmt: skip
+            nn.Conv2d(1, 16, 3, padding=1),
+            nn.ReLU(),
+            nn.MaxPool2d(2),
+            nn.Conv2d(16, 32, 3, padding=1),
+            nn.ReLU(),
+            nn.MaxPool2d(2),
+        )
         self.classifier = nn.Linear(32 * 7 * 7, 10)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -96,23 +102,35 @@ def main() -> int:
     #    paper's BPDA gradient (inside the preprocessor's forward), one noise draw per gradient
     preprocessor = RBFReconstructionPyTorch(bank, seed=args.seed, device_type=art_device_type(device))
     classifier = PyTorchClassifier(
-        model.classifier, loss=nn.CrossEntropyLoss(), input_shape=(1, 28, 28), nb_classes=10, clip_values=(0.0, 1.0),
-        preprocessing_defences=[preprocessor], device_type=art_device_type(device),
-    )  # fmt: skip
+        model.classifier,
+        loss=nn.CrossEntropyLoss(),
+        input_shape=(1, 28, 28),
+        nb_classes=10,
+        clip_values=(0.0, 1.0),
+        preprocessing_defences=[preprocessor],
+        device_type=art_device_type(device),
+    )
     clean_art = float(np.mean(classifier.predict(x).argmax(1) == y))
-    pgd = ProjectedGradientDescent(classifier, norm=np.inf, eps=0.3, eps_step=2.5 * 0.3 / pgd_steps,
-                                   max_iter=pgd_steps, verbose=False)  # fmt: skip
+    pgd = ProjectedGradientDescent(
+        classifier, norm=np.inf, eps=0.3, eps_step=2.5 * 0.3 / pgd_steps, max_iter=pgd_steps, verbose=False
+    )
     x_adv = pgd.generate(x, y=y).astype(np.float32)
     bpda_art = float(np.mean(classifier.predict(x_adv).argmax(1) == y))
     print(
-        f"ART classifier + RBFReconstructionPyTorch: clean {clean_art:.3f}, ART PGD (BPDA) linf 0.3 {bpda_art:.3f}"
+        f"ART classifier + RBFReconstructionPyTorch: clean {clean_art:.3f}, ART PGD (BPDA) linf 0.3 "
+        f"{bpda_art:.3f}"
     )
 
     # 4. BPDA + EoT: the same ART PGD on the voting RBF-CNN averaged over `eot` noise draws
-    eot_classifier = to_art_classifier(EoT(model, samples=eot, average="probabilities"), input_shape=(1, 28, 28),
-                                       nb_classes=10, device=device)  # fmt: skip
-    pgd_eot = ProjectedGradientDescent(eot_classifier, norm=np.inf, eps=0.3, eps_step=pgd.eps_step,
-                                       max_iter=pgd_steps, verbose=False)  # fmt: skip
+    eot_classifier = to_art_classifier(
+        EoT(model, samples=eot, average="probabilities"),
+        input_shape=(1, 28, 28),
+        nb_classes=10,
+        device=device,
+    )
+    pgd_eot = ProjectedGradientDescent(
+        eot_classifier, norm=np.inf, eps=0.3, eps_step=pgd.eps_step, max_iter=pgd_steps, verbose=False
+    )
     x_adv_eot = pgd_eot.generate(x, y=y).astype(np.float32)
     bpda_eot = float(np.mean(classifier.predict(x_adv_eot).argmax(1) == y))
     print(f"ART PGD (BPDA + EoT, {eot} draws) linf 0.3, scored on the ART classifier: {bpda_eot:.3f}")
@@ -125,8 +143,20 @@ def main() -> int:
     ]
     if not args.quick:
         suite.append(AttackSpec("autoattack", "standard", "linf", 0.3))  # the runner switches to "rand" (EoT)
-    result = evaluate(model, x, y, suite, device=device, seed=args.seed, eot_samples=eot, votes=3 if args.quick else 9,
-                      repeats=1, verbose=verbose, model_name="MyCNN + RBF-CNN (rCNN)", dataset="mnist-embedded")  # fmt: skip
+    result = evaluate(
+        model,
+        x,
+        y,
+        suite,
+        device=device,
+        seed=args.seed,
+        eot_samples=eot,
+        votes=3 if args.quick else 9,
+        repeats=1,
+        verbose=verbose,
+        model_name="MyCNN + RBF-CNN (rCNN)",
+        dataset="mnist-embedded",
+    )
     summarize(result, f"rbf-reconstruction (quick={args.quick}, n={n})")
     return 0
 

@@ -1,13 +1,15 @@
 """How the manifold-regularization terms compare at initialisation (paper 003, App. B's calibration rule).
 
 Jin & Rinard chose gamma_H / gamma_I "such that the corresponding losses were roughly equal for a randomly
-initialized, untrained network" (App. B, on PreActResNet18 / CIFAR-10) and reuse the same weights for the MNIST CNN.
-This script measures, for an untrained model, the cross-entropy, ``gamma_I * intrinsic`` and ``gamma_H * Hamming``
-(eq. 15) and the norms of their parameter gradients, so one can see whether that rule holds for another model.
-``--hamming-form unsquared --intrinsic-scale 1`` gives the reading of earlier versions of this package (the Hamming
-distance not squared, no 1/2 on the intrinsic term), under which C&W's MNIST net collapsed.
+initialized, untrained network" (App. B, on PreActResNet18 / CIFAR-10) and reuse the same weights for the
+MNIST CNN. This script measures, for an untrained model, the cross-entropy, ``gamma_I * intrinsic`` and
+``gamma_H * Hamming`` (eq. 15) and the norms of their parameter gradients, so one can see whether that rule
+holds for another model. ``--hamming-form unsquared --intrinsic-scale 1`` gives the reading of earlier
+versions of this package (the Hamming distance not squared, no 1/2 on the intrinsic term), under which C&W's
+MNIST net collapsed.
 
-    OMP_NUM_THREADS=1 python examples/manifold_reg_balance.py --model cw_mnist_paper --seeds 0 1 --eps 0.075 0.3
+    OMP_NUM_THREADS=1 python examples/manifold_reg_balance.py --model cw_mnist_paper --seeds 0 1 --eps 0.075
+    0.3
 """
 
 from __future__ import annotations
@@ -49,10 +51,12 @@ def main() -> None:
     x, y = load_dataset(args.dataset, "train", root=args.data_root)
     xb, yb = torch.from_numpy(x[: args.batch]), torch.from_numpy(y[: args.batch]).long()
     print(
-        f"{args.model}, batch {args.batch}, Hamming {args.hamming_form}, intrinsic scale {args.intrinsic_scale:g}"
+        f"{args.model}, batch {args.batch}, Hamming {args.hamming_form}, intrinsic scale "
+        f"{args.intrinsic_scale:g}"
     )
     print(
-        "| seed | eps | CE | gamma_I * intrinsic | gamma_H * Hamming | ratio H/I | grad CE | grad gamma_I*I | grad gamma_H*H "
+        "| seed | eps | CE | gamma_I * intrinsic | gamma_H * Hamming | ratio H/I | grad CE | grad gamma_I*I "
+        "| grad gamma_H*H "
         "| grad CE / grad gamma_H*H |"
     )
     print("|---|---|---|---|---|---|---|---|---|---|")
@@ -70,8 +74,12 @@ def main() -> None:
             reg_i, reg_h = args.gamma_intrinsic * out.intrinsic, args.gamma_hamming * out.hamming
             value_i, value_h = reg_i.item(), reg_h.item()
             grad_ce, grad_h = gradient_norm(ce, model), gradient_norm(reg_h, model)
-            print(f"| {seed} | {eps:g} | {ce.item():.4f} | {value_i:.3e} | {value_h:.3e} | {value_h / max(value_i, 1e-30):.3g} | "
-                  f"{grad_ce:.3e} | {gradient_norm(reg_i, model):.3e} | {grad_h:.3e} | {grad_ce / max(grad_h, 1e-30):.3g} |")  # fmt: skip
+            print(
+                f"| {seed} | {eps:g} | {ce.item():.4f} | {value_i:.3e} | {value_h:.3e} | "
+                f"{value_h / max(value_i, 1e-30):.3g} | "
+                f"{grad_ce:.3e} | {gradient_norm(reg_i, model):.3e} | {grad_h:.3e} | "
+                f"{grad_ce / max(grad_h, 1e-30):.3g} |"
+            )
 
 
 if __name__ == "__main__":

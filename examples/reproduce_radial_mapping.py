@@ -1,13 +1,15 @@
-"""Reproduce paper 001 (radial-basis feature mapping, Taghanaki et al. CVPR 2019), Table 1 and Table 2, on MNIST.
+"""Reproduce paper 001 (radial-basis feature mapping, Taghanaki et al. CVPR 2019), Table 1 and Table 2, on
+MNIST.
 
 Trains the CleverHans 3-layer CNN (ORIG) and the mapped network (PROP, both block variants) with the paper's
-settings (Adam 1e-3, batch 128), evaluates Table 1's attacks plus AutoAttack at 0.3 and 0.1 with the package's harness
-(per-point worst case, gradient-masking audit), computes Table 2's feature scores, and writes
+settings (Adam 1e-3, batch 128), evaluates Table 1's attacks plus AutoAttack at 0.3 and 0.1 with the package's
+harness (per-point worst case, gradient-masking audit), computes Table 2's feature scores, and writes
 examples/results/radial_mapping.md beside the paper's numbers.
 
-    python examples/reproduce_radial_mapping.py --scale smoke   # minutes: 1,000 images, 1 epoch, 100 test points
-    python examples/reproduce_radial_mapping.py --scale quick   # the paper's training, 200 test points: ~2 h on a CPU
-    python examples/reproduce_radial_mapping.py --scale full    # full MNIST, 12 epochs, 1,000 test points (GPU)
+    python examples/reproduce_radial_mapping.py --scale smoke # minutes: 1,000 images, 1 epoch, 100 test
+    points python examples/reproduce_radial_mapping.py --scale quick # the paper's training, 200 test points:
+    ~2 h on a CPU python examples/reproduce_radial_mapping.py --scale full # full MNIST, 12 epochs, 1,000 test
+    points (GPU)
 """
 
 from __future__ import annotations
@@ -114,10 +116,22 @@ def main() -> int:
         model = make()
         slug = name.replace(" ", "_").replace("(", "").replace(")", "")
         started = time.perf_counter()
-        train_radial_mapping(model, x_train, y_train, epochs=scale["epochs"], batch_size=128, learning_rate=1e-3, device=device,
-                             checkpoint_dir=work / slug, seed=args.seed, verbose=verbose)  # fmt: skip
-        row: dict = {"train_seconds": time.perf_counter() - started,
-                     "clean_full_test": evaluate_accuracy(model, x_test, y_test, device=device)}  # fmt: skip
+        train_radial_mapping(
+            model,
+            x_train,
+            y_train,
+            epochs=scale["epochs"],
+            batch_size=128,
+            learning_rate=1e-3,
+            device=device,
+            checkpoint_dir=work / slug,
+            seed=args.seed,
+            verbose=verbose,
+        )
+        row: dict = {
+            "train_seconds": time.perf_counter() - started,
+            "clean_full_test": evaluate_accuracy(model, x_test, y_test, device=device),
+        }
         n_feat = scale["n_features"]
         row["features"] = feature_analysis(
             model, x_test[:n_feat], y_test[:n_feat], device=device, seed=args.seed
@@ -138,8 +152,18 @@ def main() -> int:
 
             suite = paper_suite(gaussian_noise_l2=args.gn_eps, autoattack=not args.no_autoattack)
             n = scale["n_eval"]
-            result = evaluate(model.eval(), x_test[:n], y_test[:n], suite, device=device, seed=args.seed,
-                              out_dir=work / slug / "eval", verbose=verbose, model_name=name, dataset=scale["dataset"])  # fmt: skip
+            result = evaluate(
+                model.eval(),
+                x_test[:n],
+                y_test[:n],
+                suite,
+                device=device,
+                seed=args.seed,
+                out_dir=work / slug / "eval",
+                verbose=verbose,
+                model_name=name,
+                dataset=scale["dataset"],
+            )
             row["clean_eval"] = result.clean_accuracy
             row["attacks"] = {a.spec.label: float(a.accuracy) for a in result.attacks}
             row["worst_case"] = result.robust_accuracy
@@ -149,39 +173,68 @@ def main() -> int:
         print(json.dumps({name: {k: v for k, v in row.items() if k != "features"}}, default=float))
     write_markdown(Path(args.out) / "radial_mapping.md", rows, args, scale)
     (Path(args.out) / "radial_mapping.json").write_text(json.dumps(rows, indent=2, default=float) + "\n")
-    # a resumed run reads cached models and attacks: report the compute they took, not only this call's wall time
+    # a resumed run reads cached models and attacks: report the compute they took, not only this call's wall
+    # time
     compute = sum(row["train_seconds"] + float(row.get("evaluation_seconds") or 0.0) for row in rows.values())
     summary = summary_rows(rows, work, clean_n=len(y_test))
     summarised = [name for name in rows if any(r["model"] == name for r in summary)]  # evaluation finished
     baselines = {name: "ORIG" for name in summarised if name != "ORIG"} if "ORIG" in summarised else {}
-    write_summary(args.out, paper="001", scale=args.scale, seed=args.seed, seconds=max(time.time() - run_started, compute),
-                  command=shlex.join(["python", *sys.argv]), rows=summary, details="radial_mapping.md",
-                  baselines=baselines,
-                  verdicts=row_verdicts(summary, baselines),
-                  notes=[f"{scale['n_eval']} attacked test points, {scale['epochs']} epochs on "
-                         f"{scale['train_limit'] or 'all'} training images.",
-                         "'ours (strongest)' is the per-point worst case over every attack of the same norm with a budget "
-                         "at most the row's (AutoAttack included); C&W is a minimisation attack, reported on its own.",
-                         *([f"--report-only: attack results read from the harness records of the same trained weights, "
-                            f"written when each evaluation finished: {', '.join(reused_evaluations(rows))}."]
-                           if args.report_only else [])])  # fmt: skip
+    write_summary(
+        args.out,
+        paper="001",
+        scale=args.scale,
+        seed=args.seed,
+        seconds=max(time.time() - run_started, compute),
+        command=shlex.join(["python", *sys.argv]),
+        rows=summary,
+        details="radial_mapping.md",
+        baselines=baselines,
+        verdicts=row_verdicts(summary, baselines),
+        notes=[
+            f"{scale['n_eval']} attacked test points, {scale['epochs']} epochs on "
+            f"{scale['train_limit'] or 'all'} training images.",
+            "'ours (strongest)' is the per-point worst case over every attack of the same norm "
+            "with a budget "
+            "at most the row's (AutoAttack included); C&W is a minimisation attack, reported on "
+            "its own.",
+            *(
+                [
+                    "--report-only: attack results read from the harness records of the same trained "
+                    "weights, "
+                    f"written when each evaluation finished: {', '.join(reused_evaluations(rows))}."
+                ]
+                if args.report_only
+                else []
+            ),
+        ],
+    )
     return 0
 
 
 def reused_evaluations(rows: dict[str, dict]) -> list[str]:
-    return [f"{name} ({row['evaluation_created']}, {row.get('evaluation_seconds') or 0:.0f} s of attacks)"
-            for name, row in rows.items() if row.get("evaluation_created")]  # fmt: skip
+    return [
+        f"{name} ({row['evaluation_created']}, {row.get('evaluation_seconds') or 0:.0f} s of attacks)"
+        for name, row in rows.items()
+        if row.get("evaluation_created")
+    ]
 
 
 #: Table 1 columns after "clean": (label in the paper suite, norm, budget; None = a minimisation attack).
-TABLE1_ATTACKS = [("C&W l2 x50", "l2", None), ("GN l2 4", "l2", 4.0), ("FGSM 0.3", "linf", 0.3), ("BIM 0.3 x5", "linf", 0.3),
-                  ("MIM 0.3 x10", "linf", 0.3), ("PGD 0.1 x40", "linf", 0.1), ("SPSA 0.3", "linf", 0.3)]  # fmt: skip
+TABLE1_ATTACKS = [
+    ("C&W l2 x50", "l2", None),
+    ("GN l2 4", "l2", 4.0),
+    ("FGSM 0.3", "linf", 0.3),
+    ("BIM 0.3 x5", "linf", 0.3),
+    ("MIM 0.3 x10", "linf", 0.3),
+    ("PGD 0.1 x40", "linf", 0.1),
+    ("SPSA 0.3", "linf", 0.3),
+]
 
 
 def summary_rows(rows: dict[str, dict], work: Path, *, clean_n: int) -> list[dict]:
-    """``amd reproduce``'s rows: Table 1 of the paper beside ours and the per-point worst case in the same ball. The
-    clean row is on the ``clean_n`` test images, every attack row on the harness's attacked points (the same for every
-    attack of a model)."""
+    """``amd reproduce``'s rows: Table 1 of the paper beside ours and the per-point worst case in the same
+    ball. The clean row is on the ``clean_n`` test images, every attack row on the harness's attacked points
+    (the same for every attack of a model)."""
     out: list[dict] = []
     for name, row in rows.items():
         paper = PAPER_TABLE1["ORIG" if name == "ORIG" else "PROP"]
@@ -190,8 +243,17 @@ def summary_rows(rows: dict[str, dict], work: Path, *, clean_n: int) -> list[dic
             continue
         record = json.loads(finished.read_text())
         flags = row.get("audit", [])
-        out.append({"model": name, "metric": f"clean ({clean_n:,} test images)", "paper": 100 * paper[0],
-                    "ours": 100 * row["clean_full_test"], "strongest": None, "flags": [], "n": clean_n})  # fmt: skip
+        out.append(
+            {
+                "model": name,
+                "metric": f"clean ({clean_n:,} test images)",
+                "paper": 100 * paper[0],
+                "ours": 100 * row["clean_full_test"],
+                "strongest": None,
+                "flags": [],
+                "n": clean_n,
+            }
+        )
         attacked = len(record["per_point"]["clean_correct"])
         extra = [(label, "linf", eps) for label, eps in (("AutoAttack 0.3", 0.3), ("AutoAttack 0.1", 0.1))]
         for (label, norm, eps), value in zip(TABLE1_ATTACKS + extra, [*paper[1:], None, None], strict=True):
@@ -200,19 +262,31 @@ def summary_rows(rows: dict[str, dict], work: Path, *, clean_n: int) -> list[dic
             strongest = strongest_accuracy(
                 record, norm=norm, eps=eps, label=None if eps is not None else label
             )
-            out.append({"model": name, "metric": label, "paper": None if value is None else 100 * value,
-                        "ours": 100 * row["attacks"][label], "strongest": strongest, "flags": flags, "n": attacked})  # fmt: skip
+            out.append(
+                {
+                    "model": name,
+                    "metric": label,
+                    "paper": None if value is None else 100 * value,
+                    "ours": 100 * row["attacks"][label],
+                    "strongest": strongest,
+                    "flags": flags,
+                    "n": attacked,
+                }
+            )
     return out
 
 
 def write_markdown(path: Path, rows: dict[str, dict], args: argparse.Namespace, scale: dict) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     lines = [
-        "# Paper 001 -- radial-basis feature mapping (Taghanaki et al., CVPR 2019) on MNIST", "",
+        "# Paper 001 -- radial-basis feature mapping (Taghanaki et al., CVPR 2019) on MNIST",
+        "",
         f"Scale `{args.scale}` ({scale}); seed {args.seed}; command: `{shlex.join(['python', *sys.argv])}`; "
-        f"python {platform.python_version()}, torch {torch.__version__}.", "",
-        "## Table 1 (accuracy; this run beside the paper)", "",
-    ]  # fmt: skip
+        f"python {platform.python_version()}, torch {torch.__version__}.",
+        "",
+        "## Table 1 (accuracy; this run beside the paper)",
+        "",
+    ]
     labels = sorted({label for row in rows.values() for label in row.get("attacks", {})}, key=str)
     header = ["model", "clean (eval points)", "clean (full test)", *labels, "worst case", "audit flags"]
     lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
@@ -227,8 +301,12 @@ def write_markdown(path: Path, rows: dict[str, dict], args: argparse.Namespace, 
         if row.get("evaluation_created")
     ]
     if reused:
-        lines += ["", f"`--report-only`: attack results read from `{args.work}/{args.scale}/<model>/eval/results.json`, "
-                      "written by the harness when each model's evaluation finished: " + "; ".join(reused) + "."]  # fmt: skip
+        lines += [
+            "",
+            "`--report-only`: attack results read from "
+            f"`{args.work}/{args.scale}/<model>/eval/results.json`, "
+            "written by the harness when each model's evaluation finished: " + "; ".join(reused) + ".",
+        ]
     missing = [name for name, row in rows.items() if "attacks" not in row]
     if missing:
         lines += [
@@ -238,16 +316,29 @@ def write_markdown(path: Path, rows: dict[str, dict], args: argparse.Namespace, 
     lines += ["", "Paper Table 1 (clean, C&W, GN, FGSM, BIM, MIM, PGD, SPSA):", ""]
     for name, values in PAPER_TABLE1.items():
         lines.append(f"- {name}: " + ", ".join(f"{v:.4f}" for v in values))
-    lines += ["", "Independent AutoAttack evaluation of this defence (Croce & Hein 2020): 0.00% at l_inf 0.3 on MNIST.", "",
-              "## Table 2 (penultimate-feature cluster scores)", "",
-              "| model | silhouette | Calinski-Harabasz | MI | homogeneity | completeness |", "|---|---|---|---|---|---|"]  # fmt: skip
+    lines += [
+        "",
+        (
+            "Independent AutoAttack evaluation of this defence (Croce & Hein 2020): 0.00% at l_inf 0.3 "
+            "on MNIST."
+        ),
+        "",
+        "## Table 2 (penultimate-feature cluster scores)",
+        "",
+        "| model | silhouette | Calinski-Harabasz | MI | homogeneity | completeness |",
+        "|---|---|---|---|---|---|",
+    ]
     for name, row in rows.items():
         f = row["features"]
-        lines.append(f"| {name} | {f['silhouette']:.4f} | {f['calinski_harabasz']:.1f} | {f['mutual_information']:.4f} | "
-                     f"{f['homogeneity']:.4f} | {f['completeness']:.4f} |")  # fmt: skip
+        lines.append(
+            f"| {name} | {f['silhouette']:.4f} | {f['calinski_harabasz']:.1f} | "
+            f"{f['mutual_information']:.4f} | "
+            f"{f['homogeneity']:.4f} | {f['completeness']:.4f} |"
+        )
     for name, values in PAPER_TABLE2.items():
         lines.append(
-            f"| paper {name} | {values[0]:.4f} | {values[1]:.1f} | {values[2]:.4f} | {values[3]:.4f} | {values[4]:.4f} |"
+            f"| paper {name} | {values[0]:.4f} | {values[1]:.1f} | {values[2]:.4f} | {values[3]:.4f} | "
+            f"{values[4]:.4f} |"
         )
     path.write_text("\n".join(lines) + "\n")
     print(f"wrote {path}")

@@ -37,9 +37,13 @@ def mnist_small(data_root: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.
 def tiny_cnn(in_channels: int = 1, num_classes: int = 10, size: int = 28) -> nn.Module:
     """A tiny CNN (ReLU modules) for fast tests."""
     return nn.Sequential(
-        nn.Conv2d(in_channels, 8, 5, stride=2), nn.ReLU(), nn.Flatten(),
-        nn.Linear(8 * ((size - 5) // 2 + 1) ** 2, 32), nn.ReLU(), nn.Linear(32, num_classes),
-    )  # fmt: skip
+        nn.Conv2d(in_channels, 8, 5, stride=2),
+        nn.ReLU(),
+        nn.Flatten(),
+        nn.Linear(8 * ((size - 5) // 2 + 1) ** 2, 32),
+        nn.ReLU(),
+        nn.Linear(32, num_classes),
+    )
 
 
 @pytest.fixture
@@ -49,7 +53,8 @@ def tiny_model() -> nn.Module:
 
 @pytest.fixture(scope="session")
 def trained_tiny(mnist_small: tuple[np.ndarray, ...]) -> nn.Module:
-    """A tiny CNN trained briefly on 1,000 embedded MNIST images (about 90% test accuracy), shared by tests."""
+    """A tiny CNN trained briefly on 1,000 embedded MNIST images (about 90% test accuracy), shared by
+    tests."""
     from art_manifold_defenses.training import train
 
     x_train, y_train, _, _ = mnist_small

@@ -1,8 +1,9 @@
 """Bad inputs and faults through the Python API and the ``amd`` command (issue 20).
 
-Every case gives a clear error: the exact exception type and a message that names the argument (Python), or exit
-status 2 with one ``amd <command>: error: ...`` line naming the flag or file and no traceback (CLI). A folder holding
-another run's results is refused with what differs, and ``--overwrite`` starts afresh; nothing is ever mixed.
+Every case gives a clear error: the exact exception type and a message that names the argument (Python), or
+exit status 2 with one ``amd <command>: error: ...`` line naming the flag or file and no traceback (CLI). A
+folder holding another run's results is refused with what differs, and ``--overwrite`` starts afresh; nothing
+is ever mixed.
 """
 
 from __future__ import annotations
@@ -25,7 +26,8 @@ from art_manifold_defenses.training import train
 ARCH = {"name": "wong_small", "in_channels": 1, "num_classes": 10, "input_size": 28}
 
 
-# ------------------------------------------------------------------------------------------------------ helpers
+# ------------------------------------------------------------------------------------------------------
+# helpers
 def amd(capsys: pytest.CaptureFixture[str], *argv: object) -> tuple[int, str, str]:
     """Run ``amd`` in-process: ``(exit status, stdout, stderr)`` (argparse's own exits included)."""
     try:
@@ -64,8 +66,12 @@ def checkpoints(
     root = tmp_path_factory.mktemp("bad-inputs-ckpt")
     paths = {}
     for name, seed in (("a", 0), ("b", 1)):
-        paths[name] = save_checkpoint(_trained(x_train, y_train, seed), root / name / "model.pt", architecture=ARCH,
-                                      dataset="mnist-embedded")  # fmt: skip
+        paths[name] = save_checkpoint(
+            _trained(x_train, y_train, seed),
+            root / name / "model.pt",
+            architecture=ARCH,
+            dataset="mnist-embedded",
+        )
     return paths
 
 
@@ -76,7 +82,8 @@ def _copy_checkpoint(source: Path, folder: Path) -> Path:
     return folder / "model.pt"
 
 
-# ------------------------------------------------------------------------------------------------------ 1, 2. resume
+# ------------------------------------------------------------------------------------------------------ 1, 2.
+# resume
 def _one_step(*, norm: str, eps: float) -> list:  # noqa: ANN202 - a suite factory
     from art_manifold_defenses.evaluation import AttackSpec
 
@@ -87,19 +94,50 @@ register_suite("test-bad-inputs-fgsm", _one_step, norms=("linf",), overwrite=Tru
 
 #: Small, fast and deterministic settings of each command (later flags override earlier ones).
 FAST = {
-    "verify": ["--eps", "0.003", "--n", "3", "--bounds", "crown", "--time-limit", "10", "--attack-steps", "0",
-               "--pgd-steps", "2", "--pgd-restarts", "1"],
+    "verify": [
+        "--eps",
+        "0.003",
+        "--n",
+        "3",
+        "--bounds",
+        "crown",
+        "--time-limit",
+        "10",
+        "--attack-steps",
+        "0",
+        "--pgd-steps",
+        "2",
+        "--pgd-restarts",
+        "1",
+    ],
     "certify": ["--n", "3", "--sigma", "0.25", "--samples", "20", "--n0", "5", "--batch-size", "100"],
     "evaluate": ["--n", "8", "--suite", "test-bad-inputs-fgsm", "--eps", "0.1"],
-}  # fmt: skip
+}
 RESULT_FILE = {"verify": "verification.tsv", "certify": "certify.tsv", "evaluate": "results.json"}
 TIMING = {"seconds", "bounds_seconds", "milp_seconds", "created", "evaluation_seconds"}
 
 
-def _run(capsys: pytest.CaptureFixture[str], command: str, checkpoint: Path, out: Path, data_root: str,
-         *extra: object) -> tuple[int, str, str]:  # fmt: skip
-    return amd(capsys, command, "--checkpoint", checkpoint, "--out", out, "--data-root", data_root, "--quiet",
-               *FAST[command], *extra)  # fmt: skip
+def _run(
+    capsys: pytest.CaptureFixture[str],
+    command: str,
+    checkpoint: Path,
+    out: Path,
+    data_root: str,
+    *extra: object,
+) -> tuple[int, str, str]:
+    return amd(
+        capsys,
+        command,
+        "--checkpoint",
+        checkpoint,
+        "--out",
+        out,
+        "--data-root",
+        data_root,
+        "--quiet",
+        *FAST[command],
+        *extra,
+    )
 
 
 def _without_timing(path: Path) -> object:
@@ -140,8 +178,14 @@ def test_a_rerun_into_another_runs_folder_is_refused_and_overwrite_starts_afresh
     result = out / RESULT_FILE[command]
     assert _run(capsys, command, checkpoints["a"], out, data_root)[0] == 0
     before = result.read_text()
-    assert_cli_error(_run(capsys, command, checkpoints["b"], out, data_root), command, "another run", "what differs",
-                     "model:", "--overwrite")  # fmt: skip
+    assert_cli_error(
+        _run(capsys, command, checkpoints["b"], out, data_root),
+        command,
+        "another run",
+        "what differs",
+        "model:",
+        "--overwrite",
+    )
     assert_cli_error(
         _run(capsys, command, checkpoints["a"], out, data_root, *other_setting), command, difference
     )
@@ -154,8 +198,9 @@ def test_a_rerun_into_another_runs_folder_is_refused_and_overwrite_starts_afresh
     assert _without_timing(result) == _without_timing(fresh / RESULT_FILE[command])
 
 
-def test_certify_resumes_with_a_copy_of_the_checkpoint_and_extends(checkpoints: dict[str, Path], tmp_path: Path,
-                                                                    data_root: str, capsys: pytest.CaptureFixture[str]) -> None:  # fmt: skip
+def test_certify_resumes_with_a_copy_of_the_checkpoint_and_extends(
+    checkpoints: dict[str, Path], tmp_path: Path, data_root: str, capsys: pytest.CaptureFixture[str]
+) -> None:
     out = tmp_path / "certify"
     assert _run(capsys, "certify", checkpoints["a"], out, data_root)[0] == 0
     copy = _copy_checkpoint(checkpoints["a"], tmp_path / "copy")  # the same weights elsewhere: the same model
@@ -165,8 +210,9 @@ def test_certify_resumes_with_a_copy_of_the_checkpoint_and_extends(checkpoints: 
     assert summary["settings"]["n"] == 20 and summary["images"] == 4
 
 
-def test_verify_refuses_rows_of_other_images(checkpoints: dict[str, Path], tmp_path: Path, data_root: str,
-                                             capsys: pytest.CaptureFixture[str]) -> None:  # fmt: skip
+def test_verify_refuses_rows_of_other_images(
+    checkpoints: dict[str, Path], tmp_path: Path, data_root: str, capsys: pytest.CaptureFixture[str]
+) -> None:
     out = tmp_path / "verify"
     assert _run(capsys, "verify", checkpoints["a"], out, data_root)[0] == 0
     _, columns, rows = read_tsv(out / "verification.tsv")
@@ -179,9 +225,11 @@ def test_verify_refuses_rows_of_other_images(checkpoints: dict[str, Path], tmp_p
     )
 
 
-# ------------------------------------------------------------------------------------------------------ 5. torn verify line
-def test_verify_resumes_after_a_torn_last_line(checkpoints: dict[str, Path], tmp_path: Path, data_root: str,
-                                               capsys: pytest.CaptureFixture[str]) -> None:  # fmt: skip
+# ------------------------------------------------------------------------------------------------------ 5.
+# torn verify line
+def test_verify_resumes_after_a_torn_last_line(
+    checkpoints: dict[str, Path], tmp_path: Path, data_root: str, capsys: pytest.CaptureFixture[str]
+) -> None:
     reference = tmp_path / "reference"
     assert _run(capsys, "verify", checkpoints["a"], reference, data_root)[0] == 0
     out = tmp_path / "torn"
@@ -194,7 +242,8 @@ def test_verify_resumes_after_a_torn_last_line(checkpoints: dict[str, Path], tmp
     assert "verif\n" not in (out / "verification.tsv").read_text()
 
 
-# ------------------------------------------------------------------------------------------------------ 2. certify (API)
+# ------------------------------------------------------------------------------------------------------ 2.
+# certify (API)
 def test_certify_api_refuses_rows_of_other_images_and_files_without_fingerprint(
     checkpoints: dict[str, Path], tmp_path: Path, mnist_small: tuple[np.ndarray, ...]
 ) -> None:
@@ -207,8 +256,16 @@ def test_certify_api_refuses_rows_of_other_images_and_files_without_fingerprint(
 
     _, _, x, y = mnist_small
     model, _ = load_checkpoint(checkpoints["a"])
-    est = RenyiSmoothingPyTorch(model, nn.CrossEntropyLoss(), (1, 28, 28), 10, clip_values=(0.0, 1.0), device_type="cpu",
-                                scale=0.25, alpha=0.05)  # fmt: skip
+    est = RenyiSmoothingPyTorch(
+        model,
+        nn.CrossEntropyLoss(),
+        (1, 28, 28),
+        10,
+        clip_values=(0.0, 1.0),
+        device_type="cpu",
+        scale=0.25,
+        alpha=0.05,
+    )
     options = {"n": 20, "n0": 5, "alpha": 0.05, "batch_size": 100, "seed": 1, "verbose": False}
     path = certify_to_tsv(est, x[:3], y[:3], tmp_path / "c.tsv", **options)
     stored = read_certify_fingerprint(path)
@@ -221,8 +278,16 @@ def test_certify_api_refuses_rows_of_other_images_and_files_without_fingerprint(
     with pytest.raises(FingerprintMismatchError, match="image 0 was computed on another image"):
         certify_to_tsv(est, x[10:13], y[10:13], path, **options)  # another slice, same indices 0..2
     other, _ = load_checkpoint(checkpoints["b"])
-    est_b = RenyiSmoothingPyTorch(other, nn.CrossEntropyLoss(), (1, 28, 28), 10, clip_values=(0.0, 1.0),
-                                  device_type="cpu", scale=0.25, alpha=0.05)  # fmt: skip
+    est_b = RenyiSmoothingPyTorch(
+        other,
+        nn.CrossEntropyLoss(),
+        (1, 28, 28),
+        10,
+        clip_values=(0.0, 1.0),
+        device_type="cpu",
+        scale=0.25,
+        alpha=0.05,
+    )
     with pytest.raises(FingerprintMismatchError, match=r"what differs .*model: .*resume=False"):
         certify_to_tsv(est_b, x[:3], y[:3], path, **options)
     # a file of an earlier version (no fingerprint line) is refused, not relabelled
@@ -235,7 +300,8 @@ def test_certify_api_refuses_rows_of_other_images_and_files_without_fingerprint(
     )
 
 
-# ------------------------------------------------------------------------------------------------------ 3. nb_classes
+# ------------------------------------------------------------------------------------------------------ 3.
+# nb_classes
 def test_smoothing_nb_classes_must_equal_the_models_outputs(trained_tiny: nn.Module) -> None:
     from art_manifold_defenses.smoothing import RenyiSmoothingPyTorch
 
@@ -243,8 +309,15 @@ def test_smoothing_nb_classes_must_equal_the_models_outputs(trained_tiny: nn.Mod
         with pytest.raises(
             ValueError, match=f"nb_classes={wrong} does not match the model, which returns 10 logits"
         ):
-            RenyiSmoothingPyTorch(trained_tiny, nn.CrossEntropyLoss(), (1, 28, 28), wrong, clip_values=(0.0, 1.0),
-                                  device_type="cpu", scale=0.25)  # fmt: skip
+            RenyiSmoothingPyTorch(
+                trained_tiny,
+                nn.CrossEntropyLoss(),
+                (1, 28, 28),
+                wrong,
+                clip_values=(0.0, 1.0),
+                device_type="cpu",
+                scale=0.25,
+            )
     with pytest.raises(ValueError, match="nb_classes must be"):
         RenyiSmoothingPyTorch(
             trained_tiny, nn.CrossEntropyLoss(), (1, 28, 28), True, device_type="cpu", scale=0.25
@@ -279,33 +352,63 @@ def test_estimator_with_preprocessing_checks_nb_classes_on_use(
         def forward(self, x: torch.Tensor, y: object = None) -> tuple[torch.Tensor, object]:
             return x, y
 
-    est = RenyiSmoothingPyTorch(trained_tiny, nn.CrossEntropyLoss(), (1, 28, 28), 5, clip_values=(0.0, 1.0),
-                                device_type="cpu", scale=0.25, preprocessing_defences=[Identity()])  # fmt: skip
+    est = RenyiSmoothingPyTorch(
+        trained_tiny,
+        nn.CrossEntropyLoss(),
+        (1, 28, 28),
+        5,
+        clip_values=(0.0, 1.0),
+        device_type="cpu",
+        scale=0.25,
+        preprocessing_defences=[Identity()],
+    )
     with pytest.raises(ValueError, match="nb_classes=5 does not match the model"):
         est.certify(mnist_small[2][:2], n=10, n0=2, bound="cohen")
 
 
-# ------------------------------------------------------------------------------------------------------ 4. train resume
+# ------------------------------------------------------------------------------------------------------ 4.
+# train resume
 def _train_cli(
     capsys: pytest.CaptureFixture[str], out: Path, data_root: str, *extra: object
 ) -> tuple[int, str, str]:
-    return amd(capsys, "train", "--model", "wong_small", "--data-root", data_root, "--train-limit", "128", "--epochs",
-               "1", "--batch-size", "64", "--out", out, "--quiet", *extra)  # fmt: skip
+    return amd(
+        capsys,
+        "train",
+        "--model",
+        "wong_small",
+        "--data-root",
+        data_root,
+        "--train-limit",
+        "128",
+        "--epochs",
+        "1",
+        "--batch-size",
+        "64",
+        "--out",
+        out,
+        "--quiet",
+        *extra,
+    )
 
 
 @pytest.mark.filterwarnings(
     "ignore::art_manifold_defenses.training.TrainingCollapseWarning"
 )  # 128 images, 1 epoch
-def test_train_refuses_another_runs_state_and_overwrite_starts_afresh(tmp_path: Path, data_root: str,
-                                                                      capsys: pytest.CaptureFixture[str]) -> None:  # fmt: skip
+def test_train_refuses_another_runs_state_and_overwrite_starts_afresh(
+    tmp_path: Path, data_root: str, capsys: pytest.CaptureFixture[str]
+) -> None:
     out = tmp_path / "run"
     assert _train_cli(capsys, out, data_root)[0] == 0
     assert (out / "train_state" / "train_state.pt").is_file()
     assert_cli_error(
         _train_cli(capsys, out, data_root, "--lr", "0.01"), "train", "lr: 0.001 -> 0.01", "--overwrite"
     )
-    assert_cli_error(_train_cli(capsys, out, data_root, "--seed", "3", "--epochs", "2"), "train", "epochs: 1 -> 2",
-                     "seed: 0 -> 3")  # fmt: skip
+    assert_cli_error(
+        _train_cli(capsys, out, data_root, "--seed", "3", "--epochs", "2"),
+        "train",
+        "epochs: 1 -> 2",
+        "seed: 0 -> 3",
+    )
     assert json.loads((out / "model.json").read_text())["extra"]["lr"] == 0.001  # the old run is untouched
     assert _train_cli(capsys, out, data_root)[0] == 0  # the same run resumes
     assert _train_cli(capsys, out, data_root, "--lr", "0.01", "--overwrite")[0] == 0
@@ -340,7 +443,8 @@ def test_train_refuses_state_without_fingerprint_and_unreadable_or_pickled_state
     assert_cli_error((code, out_text, err), "train", str(state), "refusing")
 
 
-# ------------------------------------------------------------------------------------------------------ 6. checkpoints
+# ------------------------------------------------------------------------------------------------------ 6.
+# checkpoints
 def _saved(tmp_path: Path, model: nn.Module | None = None) -> Path:
     torch.manual_seed(0)
     return save_checkpoint(
@@ -369,9 +473,12 @@ def test_non_finite_weights_are_refused(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     ("damage", "match"),
-    [("empty", "is not a readable torch checkpoint"), ("truncated", "is not a readable torch checkpoint"),
-     ("text", "holds more than tensors")],
-)  # fmt: skip
+    [
+        ("empty", "is not a readable torch checkpoint"),
+        ("truncated", "is not a readable torch checkpoint"),
+        ("text", "holds more than tensors"),
+    ],
+)
 def test_unreadable_weights_are_one_error_naming_the_file(tmp_path: Path, damage: str, match: str) -> None:
     path = _saved(tmp_path)
     data = path.read_bytes()
@@ -399,7 +506,8 @@ def test_malformed_sidecars_name_the_file(tmp_path: Path, sidecar: str, match: s
         load_checkpoint(path)
 
 
-# ------------------------------------------------------------------------------------------------------ 7/9. validators
+# ------------------------------------------------------------------------------------------------------ 7/9.
+# validators
 def test_unfitted_filter_bank_refuses_to_run() -> None:
     from art_manifold_defenses.rbf_reconstruction.filter_bank import RBFFilterBank
 
@@ -452,8 +560,15 @@ def test_bad_images_name_the_argument(
         evaluate(
             trained_tiny, bad, y[:4], [AttackSpec("art", "fgsm", "linf", 0.1)], verbose=False, run_audit=False
         )
-    est = RenyiSmoothingPyTorch(trained_tiny, nn.CrossEntropyLoss(), (1, 28, 28), 10, clip_values=(0.0, 1.0),
-                                device_type="cpu", scale=0.25)  # fmt: skip
+    est = RenyiSmoothingPyTorch(
+        trained_tiny,
+        nn.CrossEntropyLoss(),
+        (1, 28, 28),
+        10,
+        clip_values=(0.0, 1.0),
+        device_type="cpu",
+        scale=0.25,
+    )
     with pytest.raises(error, match=match.replace("1 channel", "per-image shape")):
         est.certify(bad, n=10, n0=2)
 
@@ -488,7 +603,8 @@ def test_negative_or_fractional_vote_counts_are_refused() -> None:
         top_two_bounds([40.5, 2.0], 0.05)
 
 
-# ------------------------------------------------------------------------------------------------------ 8. CLI errors
+# ------------------------------------------------------------------------------------------------------ 8.
+# CLI errors
 @pytest.mark.parametrize(
     ("argv", "flag"),
     [
@@ -513,8 +629,9 @@ def test_bad_flag_values_are_refused_when_parsed(
     assert_cli_error(amd(capsys, *argv), argv[0], flag)
 
 
-def test_n_beyond_the_data_set_is_an_error(checkpoints: dict[str, Path], tmp_path: Path, data_root: str,
-                                            capsys: pytest.CaptureFixture[str]) -> None:  # fmt: skip
+def test_n_beyond_the_data_set_is_an_error(
+    checkpoints: dict[str, Path], tmp_path: Path, data_root: str, capsys: pytest.CaptureFixture[str]
+) -> None:
     assert_cli_error(
         _run(capsys, "certify", checkpoints["a"], tmp_path / "c", data_root, "--n", "5000"),
         "certify",
@@ -525,8 +642,22 @@ def test_n_beyond_the_data_set_is_an_error(checkpoints: dict[str, Path], tmp_pat
         "verify",
         "--n 5000",
     )
-    assert_cli_error(amd(capsys, "evaluate", "--checkpoint", checkpoints["a"], "--data-root", data_root, "--n", "5000",
-                         "--out", tmp_path / "e"), "evaluate", "--n 5000")  # fmt: skip
+    assert_cli_error(
+        amd(
+            capsys,
+            "evaluate",
+            "--checkpoint",
+            checkpoints["a"],
+            "--data-root",
+            data_root,
+            "--n",
+            "5000",
+            "--out",
+            tmp_path / "e",
+        ),
+        "evaluate",
+        "--n 5000",
+    )
     assert_cli_error(
         _train_cli(capsys, tmp_path / "t", data_root, "--train-limit", "90000"),
         "train",
@@ -534,11 +665,23 @@ def test_n_beyond_the_data_set_is_an_error(checkpoints: dict[str, Path], tmp_pat
     )
 
 
-def test_damaged_checkpoints_and_bad_outputs_are_one_error_line(checkpoints: dict[str, Path], tmp_path: Path, data_root: str,
-                                                                 capsys: pytest.CaptureFixture[str]) -> None:  # fmt: skip
+def test_damaged_checkpoints_and_bad_outputs_are_one_error_line(
+    checkpoints: dict[str, Path], tmp_path: Path, data_root: str, capsys: pytest.CaptureFixture[str]
+) -> None:
     def evaluate(checkpoint: Path, out: Path) -> tuple[int, str, str]:
-        return amd(capsys, "evaluate", "--checkpoint", checkpoint, "--data-root", data_root, "--n", "4", "--out", out,
-                   "--quiet")  # fmt: skip
+        return amd(
+            capsys,
+            "evaluate",
+            "--checkpoint",
+            checkpoint,
+            "--data-root",
+            data_root,
+            "--n",
+            "4",
+            "--out",
+            out,
+            "--quiet",
+        )
 
     empty = _copy_checkpoint(checkpoints["a"], tmp_path / "empty")
     empty.write_bytes(b"")
@@ -552,15 +695,22 @@ def test_damaged_checkpoints_and_bad_outputs_are_one_error_line(checkpoints: dic
     blocker.write_text("x")
     assert_cli_error(evaluate(checkpoints["a"], blocker / "out"), "evaluate", "--out", str(blocker / "out"))
     for command in ("certify", "verify"):
-        assert_cli_error(_run(capsys, command, checkpoints["a"], blocker / "out", data_root), command, "--out",
-                         "cannot be used as an output folder")  # fmt: skip
+        assert_cli_error(
+            _run(capsys, command, checkpoints["a"], blocker / "out", data_root),
+            command,
+            "--out",
+            "cannot be used as an output folder",
+        )
         assert_cli_error(
             _run(capsys, command, checkpoints["a"], blocker, data_root), command, f"--out {blocker} "
         )
     assert_cli_error(_train_cli(capsys, blocker / "out", data_root), "train", "--out")
     torch.manual_seed(0)
-    colour = save_checkpoint(build_model("wong_small", in_channels=3, input_size=32), tmp_path / "rgb" / "model.pt",
-                             architecture={**ARCH, "in_channels": 3, "input_size": 32})  # fmt: skip
+    colour = save_checkpoint(
+        build_model("wong_small", in_channels=3, input_size=32),
+        tmp_path / "rgb" / "model.pt",
+        architecture={**ARCH, "in_channels": 3, "input_size": 32},
+    )
     assert_cli_error(
         evaluate(colour, tmp_path / "o3"), "evaluate", str(colour), "3-channel 32x32", "'mnist-embedded'"
     )
@@ -569,8 +719,9 @@ def test_damaged_checkpoints_and_bad_outputs_are_one_error_line(checkpoints: dic
     )
 
 
-def test_unexpected_exceptions_keep_their_traceback_and_say_it_is_a_bug(monkeypatch: pytest.MonkeyPatch,
-                                                                         capsys: pytest.CaptureFixture[str]) -> None:  # fmt: skip
+def test_unexpected_exceptions_keep_their_traceback_and_say_it_is_a_bug(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     def broken(args: object) -> int:
         raise RuntimeError("an internal failure")
 
@@ -584,7 +735,8 @@ def test_unexpected_exceptions_keep_their_traceback_and_say_it_is_a_bug(monkeypa
     )
 
 
-# ------------------------------------------------------------------------------------------------------ train() / predict
+# ------------------------------------------------------------------------------------------------------
+# train() / predict
 def test_predict_logits_and_train_refuse_nan_unscaled_or_channels_last_images(
     mnist_small: tuple[np.ndarray, ...],
 ) -> None:
@@ -594,8 +746,11 @@ def test_predict_logits_and_train_refuse_nan_unscaled_or_channels_last_images(
     model = build_model("wong_small")
     nan = x.copy()
     nan[0, 0, 0, 0] = np.nan
-    for bad, match in ((nan, "x contains NaN"), (x * 255, r"x must lie in \[0.0, 1.0\]"),
-                       (x.transpose(0, 2, 3, 1), "channels-last")):  # fmt: skip
+    for bad, match in (
+        (nan, "x contains NaN"),
+        (x * 255, r"x must lie in \[0.0, 1.0\]"),
+        (x.transpose(0, 2, 3, 1), "channels-last"),
+    ):
         with pytest.raises(ValueError, match=match):
             predict_logits(model, bad)
         with pytest.raises(ValueError, match=match):
@@ -611,16 +766,27 @@ def test_train_checks_labels_against_the_models_outputs(mnist_small: tuple[np.nd
         train(model, x, y > 4, epochs=1, verbose=False)
 
 
-def test_train_state_of_another_run_is_refused_and_resume_false_starts_afresh(tmp_path: Path,
-                                                                              mnist_small: tuple[np.ndarray, ...]) -> None:  # fmt: skip
+def test_train_state_of_another_run_is_refused_and_resume_false_starts_afresh(
+    tmp_path: Path, mnist_small: tuple[np.ndarray, ...]
+) -> None:
     x, y = mnist_small[0][:64], mnist_small[1][:64]
 
     def run(lr: float, **kwargs: object) -> list[dict[str, float]]:
         torch.manual_seed(0)
         model = build_model("wong_small")
         optimizer = torch.optim.Adam(model.parameters(), lr=lr)
-        return train(model, x, y, epochs=1, batch_size=32, optimizer=optimizer, checkpoint_dir=tmp_path, verbose=False,
-                     collapse_check=False, **kwargs)  # type: ignore[arg-type]  # fmt: skip
+        return train(
+            model,
+            x,
+            y,
+            epochs=1,
+            batch_size=32,
+            optimizer=optimizer,
+            checkpoint_dir=tmp_path,
+            verbose=False,
+            collapse_check=False,
+            **kwargs,
+        )  # type: ignore[arg-type]
 
     run(1e-3)
     with pytest.raises(
@@ -642,8 +808,9 @@ def test_train_state_of_another_run_is_refused_and_resume_false_starts_afresh(tm
         run(1e-2)
 
 
-def test_verify_names_a_channels_last_batch_and_an_input_shape_the_model_rejects(checkpoints: dict[str, Path],
-                                                                                 mnist_small: tuple[np.ndarray, ...]) -> None:  # fmt: skip
+def test_verify_names_a_channels_last_batch_and_an_input_shape_the_model_rejects(
+    checkpoints: dict[str, Path], mnist_small: tuple[np.ndarray, ...]
+) -> None:
     from art_manifold_defenses.verification import Verifier, verify
 
     model, _ = load_checkpoint(checkpoints["a"])
@@ -675,7 +842,8 @@ def test_to_art_classifier_checks_nb_classes_without_touching_the_random_streams
 
 @pytest.mark.parametrize("command", ["train", "evaluate", "certify", "verify", "demo", "reproduce"])
 def test_device_flag_is_checked_when_parsed(capsys: pytest.CaptureFixture[str], command: str) -> None:
-    """``--device`` is validated by argparse on every command and the error names the flag (it said ``device=`` before)."""
+    """``--device`` is validated by argparse on every command and the error names the flag (it said
+    ``device=`` before)."""
     line = assert_cli_error(amd(capsys, command, "--device", "gpu"), command, "--device", "'gpu'")
     assert "cuda:N" in line
     if not torch.cuda.is_available():

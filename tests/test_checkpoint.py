@@ -1,4 +1,5 @@
-"""Checkpoint round trip, sidecar, defence registry, refusal of pickled code and of mismatched architectures."""
+"""Checkpoint round trip, sidecar, defence registry, refusal of pickled code and of mismatched
+architectures."""
 
 from __future__ import annotations
 
@@ -16,7 +17,9 @@ from art_manifold_defenses.models import build_model
 def test_round_trip_rebuilds_from_sidecar(tmp_path: Path) -> None:
     model = build_model("tramer_a").eval()
     arch = {"name": "tramer_a", "in_channels": 1, "num_classes": 10, "input_size": 28}
-    path = save_checkpoint(model, tmp_path / "m" / "model.pt", architecture=arch, dataset="mnist", extra={"acc": 0.5})
+    path = save_checkpoint(
+        model, tmp_path / "m" / "model.pt", architecture=arch, dataset="mnist", extra={"acc": 0.5}
+    )
     meta = read_metadata(path)
     assert meta["architecture"] == arch and meta["dataset"] == "mnist" and meta["extra"]["acc"] == 0.5
     assert "package_version" in meta and meta["defence"] is None
@@ -39,8 +42,12 @@ class _Scaled(nn.Module):
 def test_defended_model_is_rebuilt_through_the_registry(tmp_path: Path) -> None:
     register_defence("test-scaled", lambda base, params: _Scaled(base, params["factor"]))
     model = _Scaled(build_model("wong_small"), 2.0).eval()
-    path = save_checkpoint(model, tmp_path / "model.pt", architecture={"name": "wong_small"},
-                           defence={"name": "test-scaled", "params": {"factor": 2.0}})
+    path = save_checkpoint(
+        model,
+        tmp_path / "model.pt",
+        architecture={"name": "wong_small"},
+        defence={"name": "test-scaled", "params": {"factor": 2.0}},
+    )
     loaded, meta = load_checkpoint(path)
     assert isinstance(loaded, _Scaled) and meta["defence"]["params"] == {"factor": 2.0}
     x = torch.rand(2, 1, 28, 28)
@@ -48,14 +55,20 @@ def test_defended_model_is_rebuilt_through_the_registry(tmp_path: Path) -> None:
 
 
 def test_unknown_defence_is_a_clear_error(tmp_path: Path) -> None:
-    path = save_checkpoint(build_model("wong_small"), tmp_path / "model.pt", architecture={"name": "wong_small"},
-                           defence={"name": "no-such-defence", "params": {}})
+    path = save_checkpoint(
+        build_model("wong_small"),
+        tmp_path / "model.pt",
+        architecture={"name": "wong_small"},
+        defence={"name": "no-such-defence", "params": {}},
+    )
     with pytest.raises(ValueError, match="no-such-defence"):
         load_checkpoint(path)
 
 
 def test_checkpoint_of_another_architecture_is_refused(tmp_path: Path) -> None:
-    path = save_checkpoint(build_model("wong_small"), tmp_path / "model.pt", architecture={"name": "wong_small"})
+    path = save_checkpoint(
+        build_model("wong_small"), tmp_path / "model.pt", architecture={"name": "wong_small"}
+    )
     with pytest.raises(ValueError, match="does not match"):
         load_checkpoint(path, model=build_model("cw_mnist"))
     meta = json.loads((tmp_path / "model.json").read_text())

@@ -1,4 +1,5 @@
-"""The `amd` command: train writes model.pt + model.json and prints accuracy; info prints versions; errors are clear."""
+"""The `amd` command: train writes model.pt + model.json and prints accuracy; info prints versions; errors are
+clear."""
 
 from __future__ import annotations
 
@@ -13,10 +14,32 @@ from art_manifold_defenses.checkpoint import load_checkpoint
 from art_manifold_defenses.cli import main
 
 
-def test_train_writes_checkpoint_and_prints_accuracy(tmp_path: Path, data_root: str, capsys: pytest.CaptureFixture[str]) -> None:
+def test_train_writes_checkpoint_and_prints_accuracy(
+    tmp_path: Path, data_root: str, capsys: pytest.CaptureFixture[str]
+) -> None:
     out = tmp_path / "run"
-    code = main(["train", "--dataset", "mnist-embedded", "--data-root", data_root, "--model", "wong_small", "--epochs", "2", "--lr", "0.003",
-                 "--train-limit", "500", "--batch-size", "50", "--out", str(out), "--quiet"])
+    code = main(
+        [
+            "train",
+            "--dataset",
+            "mnist-embedded",
+            "--data-root",
+            data_root,
+            "--model",
+            "wong_small",
+            "--epochs",
+            "2",
+            "--lr",
+            "0.003",
+            "--train-limit",
+            "500",
+            "--batch-size",
+            "50",
+            "--out",
+            str(out),
+            "--quiet",
+        ]
+    )
     assert code == 0
     printed = capsys.readouterr().out
     assert "test accuracy:" in printed
@@ -30,8 +53,21 @@ def test_train_writes_checkpoint_and_prints_accuracy(tmp_path: Path, data_root: 
 
 
 def test_train_reports_bad_input(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    code = main(["train", "--dataset", "mnist", "--data-root", str(tmp_path), "--model", "wong_small", "--epochs", "1",
-                 "--out", str(tmp_path / "o")])
+    code = main(
+        [
+            "train",
+            "--dataset",
+            "mnist",
+            "--data-root",
+            str(tmp_path),
+            "--model",
+            "wong_small",
+            "--epochs",
+            "1",
+            "--out",
+            str(tmp_path / "o"),
+        ]
+    )
     assert code == 2
     assert "MNIST/raw" in capsys.readouterr().err
     with pytest.raises(SystemExit):
@@ -39,7 +75,9 @@ def test_train_reports_bad_input(tmp_path: Path, capsys: pytest.CaptureFixture[s
 
 
 def test_info_runs_as_a_console_command() -> None:
-    result = subprocess.run([sys.executable, "-m", "art_manifold_defenses", "info"], capture_output=True, text=True, check=True)
+    result = subprocess.run(
+        [sys.executable, "-m", "art_manifold_defenses", "info"], capture_output=True, text=True, check=True
+    )
     info = json.loads(result.stdout)
     assert info["torch"].startswith("2.13.0")
     assert "cpu" in info["devices"]

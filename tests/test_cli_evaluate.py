@@ -46,10 +46,28 @@ def checkpoint(mnist_small, tmp_path_factory: pytest.TempPathFactory) -> Path:  
     return path
 
 
-def test_evaluate_end_to_end(checkpoint: Path, data_root: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_evaluate_end_to_end(
+    checkpoint: Path, data_root: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     out = tmp_path / "eval"
-    argv = ["evaluate", "--checkpoint", str(checkpoint), "--data-root", data_root, "--n", "24", "--suite",
-            "test-cli-tiny", "--eps", "0.2", "--seed", "3", "--out", str(out), "--quiet"]  # fmt: skip
+    argv = [
+        "evaluate",
+        "--checkpoint",
+        str(checkpoint),
+        "--data-root",
+        data_root,
+        "--n",
+        "24",
+        "--suite",
+        "test-cli-tiny",
+        "--eps",
+        "0.2",
+        "--seed",
+        "3",
+        "--out",
+        str(out),
+        "--quiet",
+    ]
     assert cli.main(argv) == 0
     assert "robust accuracy" in capsys.readouterr().out
     for name in ("results.json", "results.md", "curves.png"):
@@ -57,7 +75,10 @@ def test_evaluate_end_to_end(checkpoint: Path, data_root: str, tmp_path: Path, c
     record = load_results(out / "results.json")
     assert record["n"] == 24 and record["dataset"] == "mnist-embedded" and record["seed"] == 3
     assert record["model"] == "wong_small"
-    assert [(a["library"], a["attack"], a["eps"]) for a in record["attacks"]] == [("art", "fgsm", 0.2), ("cleverhans", "pgd", 0.2)]
+    assert [(a["library"], a["attack"], a["eps"]) for a in record["attacks"]] == [
+        ("art", "fgsm", 0.2),
+        ("cleverhans", "pgd", 0.2),
+    ]
     assert record["robust_accuracy"] == pytest.approx(recompute_robust_accuracy(record))
     assert record["robust_accuracy"] < record["clean_accuracy"]
     # a second run resumes: the per-attack files are reused, the numbers are identical
@@ -68,14 +89,34 @@ def test_evaluate_end_to_end(checkpoint: Path, data_root: str, tmp_path: Path, c
     assert load_results(out / "results.json")["robust_accuracy"] == record["robust_accuracy"]
 
 
-def test_evaluate_with_surrogate_adds_a_transfer_attack(checkpoint: Path, data_root: str, tmp_path: Path) -> None:
+def test_evaluate_with_surrogate_adds_a_transfer_attack(
+    checkpoint: Path, data_root: str, tmp_path: Path
+) -> None:
     torch.manual_seed(1)
     arch = dict(ARCH)
-    source = tmp_path / "source" / "model.pt"  # an untrained source model is still a valid (weak) transfer source
-    save_checkpoint(build_model(arch.pop("name"), **arch), source, architecture=ARCH, dataset="mnist-embedded")
+    source = (
+        tmp_path / "source" / "model.pt"
+    )  # an untrained source model is still a valid (weak) transfer source
+    save_checkpoint(
+        build_model(arch.pop("name"), **arch), source, architecture=ARCH, dataset="mnist-embedded"
+    )
     out = tmp_path / "eval"
-    argv = ["evaluate", "--checkpoint", str(checkpoint), "--data-root", data_root, "--n", "12", "--suite",
-            "test-cli-tiny", "--surrogate", str(source), "--out", str(out), "--quiet"]  # fmt: skip
+    argv = [
+        "evaluate",
+        "--checkpoint",
+        str(checkpoint),
+        "--data-root",
+        data_root,
+        "--n",
+        "12",
+        "--suite",
+        "test-cli-tiny",
+        "--surrogate",
+        str(source),
+        "--out",
+        str(out),
+        "--quiet",
+    ]
     assert cli.main(argv) == 0
     record = json.loads((out / "results.json").read_text())
     transfer = record["attacks"][-1]
@@ -83,8 +124,26 @@ def test_evaluate_with_surrogate_adds_a_transfer_attack(checkpoint: Path, data_r
     assert transfer["params"]["base"] == {"library": "cleverhans", "attack": "pgd", "params": {"nb_iter": 3}}
 
 
-def test_evaluate_reports_bad_arguments(checkpoint: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    assert cli.main(["evaluate", "--checkpoint", str(tmp_path / "missing.pt"), "--out", str(tmp_path / "o")]) == 2
+def test_evaluate_reports_bad_arguments(
+    checkpoint: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert (
+        cli.main(["evaluate", "--checkpoint", str(tmp_path / "missing.pt"), "--out", str(tmp_path / "o")])
+        == 2
+    )
     assert "not found" in capsys.readouterr().err
-    assert cli.main(["evaluate", "--checkpoint", str(checkpoint), "--suite", "no-such-suite", "--out", str(tmp_path / "o")]) == 2
+    assert (
+        cli.main(
+            [
+                "evaluate",
+                "--checkpoint",
+                str(checkpoint),
+                "--suite",
+                "no-such-suite",
+                "--out",
+                str(tmp_path / "o"),
+            ]
+        )
+        == 2
+    )
     assert "unknown suite" in capsys.readouterr().err

@@ -1,9 +1,9 @@
-"""``amd --help``, ``amd <command> --help`` and argument errors answer without importing torch, ART or the other
-heavy libraries (issue 22, item 6): the parser is built from light modules only and every heavy import waits for a
-command's handler.
+"""``amd --help``, ``amd <command> --help`` and argument errors answer without importing torch, ART or the
+other heavy libraries (issue 22, item 6): the parser is built from light modules only and every heavy import
+waits for a command's handler.
 
-Each case runs :func:`art_manifold_defenses.cli.main` in a fresh interpreter (``sys.modules`` of this test process
-already holds torch) and reports the exit status and which heavy top-level packages it imported.
+Each case runs :func:`art_manifold_defenses.cli.main` in a fresh interpreter (``sys.modules`` of this test
+process already holds torch) and reports the exit status and which heavy top-level packages it imported.
 """
 
 from __future__ import annotations
@@ -18,8 +18,21 @@ from pathlib import Path
 import pytest
 
 #: Top-level packages that parsing arguments must not import.
-HEAVY = ("torch", "torchvision", "art", "foolbox", "cleverhans", "autoattack", "torchattacks", "matplotlib", "scipy",
-         "numpy", "pandas", "sklearn", "tqdm")  # fmt: skip
+HEAVY = (
+    "torch",
+    "torchvision",
+    "art",
+    "foolbox",
+    "cleverhans",
+    "autoattack",
+    "torchattacks",
+    "matplotlib",
+    "scipy",
+    "numpy",
+    "pandas",
+    "sklearn",
+    "tqdm",
+)
 
 _SCRIPT = f"""
 import json, sys
@@ -48,8 +61,9 @@ SUBCOMMANDS = (
 
 def _run(*argv: str) -> tuple[int, list[str], str, str]:
     """(exit status, heavy packages imported, stdout before the report, stderr) of ``amd *argv``."""
-    proc = subprocess.run([sys.executable, "-c", _SCRIPT, *argv], capture_output=True, text=True, timeout=120,
-                          check=False)  # fmt: skip
+    proc = subprocess.run(
+        [sys.executable, "-c", _SCRIPT, *argv], capture_output=True, text=True, timeout=120, check=False
+    )
     out, sep, report = proc.stdout.rpartition("\n@@")
     assert sep, f"no report from the child process; stderr:\n{proc.stderr}"
     result = json.loads(report)
@@ -77,8 +91,17 @@ def test_train_help_lists_the_defences_and_their_flags_without_heavy_imports() -
     code, heavy, out, _ = _run("train", "--defense", "fpd", "--help")
     assert code == 0
     assert heavy == []
-    for text in ("--model", "cw_mnist", "rbf-cnn", "radial-mapping", "fpd", "manifold-reg", "stn",
-                 "--defense fpd", "--defense manifold-reg"):  # fmt: skip
+    for text in (
+        "--model",
+        "cw_mnist",
+        "rbf-cnn",
+        "radial-mapping",
+        "fpd",
+        "manifold-reg",
+        "stn",
+        "--defense fpd",
+        "--defense manifold-reg",
+    ):
         assert text in out
 
 
@@ -110,13 +133,16 @@ def test_argument_errors_without_heavy_imports(argv: tuple[str, ...], expected: 
 
 
 def test_device_cpu_and_auto_parse_without_torch() -> None:
-    """A ``--device`` naming no GPU is checked without torch (only a ``cuda`` value needs it, to ask for a GPU)."""
+    """A ``--device`` naming no GPU is checked without torch (only a ``cuda`` value needs it, to ask for a
+    GPU)."""
     from art_manifold_defenses.utils import device_arg
 
     assert device_arg("cpu") == "cpu" and device_arg("auto") == "auto"
-    script = ("import sys\nfrom art_manifold_defenses.utils import device_arg\n"
-              "assert [device_arg('cpu'), device_arg('auto')] == ['cpu', 'auto']\n"
-              "print('torch' in sys.modules)\n")  # fmt: skip
+    script = (
+        "import sys\nfrom art_manifold_defenses.utils import device_arg\n"
+        "assert [device_arg('cpu'), device_arg('auto')] == ['cpu', 'auto']\n"
+        "print('torch' in sys.modules)\n"
+    )
     proc = subprocess.run(
         [sys.executable, "-c", script], capture_output=True, text=True, timeout=120, check=True
     )
@@ -148,8 +174,10 @@ LIGHT_MODULES = (
 
 
 def test_light_modules_import_no_heavy_library() -> None:
-    script = (f"import importlib, sys\nfor name in {LIGHT_MODULES!r}:\n    importlib.import_module(name)\n"
-              f"print(sorted({{n.split('.')[0] for n in sys.modules}} & set({HEAVY!r})))\n")  # fmt: skip
+    script = (
+        f"import importlib, sys\nfor name in {LIGHT_MODULES!r}:\n    importlib.import_module(name)\n"
+        f"print(sorted({{n.split('.')[0] for n in sys.modules}} & set({HEAVY!r})))\n"
+    )
     proc = subprocess.run(
         [sys.executable, "-c", script], capture_output=True, text=True, timeout=120, check=True
     )
@@ -160,7 +188,8 @@ def test_light_modules_import_no_heavy_library() -> None:
     "package", ["art_manifold_defenses", "art_manifold_defenses.models", "art_manifold_defenses.verification"]
 )
 def test_lazy_package_exports_every_name_of_its_all(package: str) -> None:
-    """Each name of ``__all__`` resolves (to the object its submodule defines), is in ``dir()`` and star-imports."""
+    """Each name of ``__all__`` resolves (to the object its submodule defines), is in ``dir()`` and
+    star-imports."""
     module = importlib.import_module(package)
     namespace: dict[str, object] = {}
     exec(f"from {package} import *", namespace)
@@ -180,15 +209,24 @@ def test_no_lazy_package_exports_a_name_of_its_own_submodule() -> None:
     for init in sorted(root.rglob("__init__.py")):
         tree = ast.parse(init.read_text(encoding="utf-8"))
         lazy = any(
-            isinstance(node, ast.FunctionDef) and node.name == "__getattr__"
-            or isinstance(node, ast.Assign) and any(isinstance(t, ast.Tuple) and any(
-                isinstance(e, ast.Name) and e.id == "__getattr__" for e in t.elts) for t in node.targets)
+            isinstance(node, ast.FunctionDef)
+            and node.name == "__getattr__"
+            or isinstance(node, ast.Assign)
+            and any(
+                isinstance(t, ast.Tuple)
+                and any(isinstance(e, ast.Name) and e.id == "__getattr__" for e in t.elts)
+                for t in node.targets
+            )
             for node in tree.body
-        )  # fmt: skip
+        )
         if not lazy:
             continue
-        exported = next(ast.literal_eval(node.value) for node in tree.body if isinstance(node, ast.Assign)
-                        and any(isinstance(t, ast.Name) and t.id == "__all__" for t in node.targets))  # fmt: skip
+        exported = next(
+            ast.literal_eval(node.value)
+            for node in tree.body
+            if isinstance(node, ast.Assign)
+            and any(isinstance(t, ast.Name) and t.id == "__all__" for t in node.targets)
+        )
         submodules = {p.stem for p in init.parent.glob("*.py")} | {
             p.parent.name for p in init.parent.glob("*/__init__.py")
         }
@@ -198,7 +236,8 @@ def test_no_lazy_package_exports_a_name_of_its_own_submodule() -> None:
 
 
 def test_zoo_names_match_the_registry() -> None:
-    """``--model`` offers :data:`~art_manifold_defenses.models.names.ZOO_NAMES`, kept equal to the registry's names."""
+    """``--model`` offers :data:`~art_manifold_defenses.models.names.ZOO_NAMES`, kept equal to the registry's
+    names."""
     from art_manifold_defenses.models import model_names
     from art_manifold_defenses.models.names import ZOO_NAMES
 

@@ -38,7 +38,11 @@ def test_docs_have_python_examples() -> None:
 def test_python_examples_parse_and_import_existing_names(page: str, block: str) -> None:
     tree = ast.parse(block, filename=page)
     for node in ast.walk(tree):
-        if isinstance(node, ast.ImportFrom) and node.module and node.module.split(".")[0] == "art_manifold_defenses":
+        if (
+            isinstance(node, ast.ImportFrom)
+            and node.module
+            and node.module.split(".")[0] == "art_manifold_defenses"
+        ):
             module = importlib.import_module(node.module)
             for alias in node.names:
                 assert hasattr(module, alias.name), f"{page}: {node.module} has no {alias.name}"
@@ -52,7 +56,9 @@ def test_audit_flag_codes_are_all_documented() -> None:
     assert {code for code in codes if f"`{code}`" not in page} == set()
 
 
-@pytest.mark.skipif(importlib.util.find_spec("mkdocs") is None, reason="mkdocs is not installed (pip install -e '.[docs]')")
+@pytest.mark.skipif(
+    importlib.util.find_spec("mkdocs") is None, reason=("mkdocs is not installed (pip install -e '.[docs]')")
+)
 def test_mkdocs_build_strict(tmp_path: Path) -> None:
     completed = subprocess.run(
         [sys.executable, "-m", "mkdocs", "build", "--strict", "--site-dir", str(tmp_path / "site")],
@@ -71,8 +77,17 @@ def test_mkdocs_build_strict(tmp_path: Path) -> None:
     assert 'id="art_manifold_defenses.evaluation.evaluate"' in evaluation_api
     # the functions of evaluation.audit (a module named like the function the package exports) and of
     # radial_mapping.features are listed (issue 22, item 4)
-    for name in ("audit", "check_gradients", "check_determinism", "check_attack_comparisons", "check_margin_coverage",
-                 "large_eps_threshold", "reported_budgets", "measure_gradients", "measure_determinism"):  # fmt: skip
+    for name in (
+        "audit",
+        "check_gradients",
+        "check_determinism",
+        "check_attack_comparisons",
+        "check_margin_coverage",
+        "large_eps_threshold",
+        "reported_budgets",
+        "measure_gradients",
+        "measure_determinism",
+    ):
         assert f'id="art_manifold_defenses.evaluation.audit.{name}"' in evaluation_api, name
     radial_api = (site / "api" / "radial_mapping" / "index.html").read_text(encoding="utf-8")
     for name in ("feature_analysis", "extract_features"):

@@ -1,8 +1,9 @@
-"""The recipe pages ``docs/use_from_art.md`` and ``docs/use_from_foolbox.md`` run top to bottom (tiny settings).
+"""The recipe pages ``docs/use_from_art.md`` and ``docs/use_from_foolbox.md`` run top to bottom (tiny
+settings).
 
-Each page's ```python blocks are executed in order in one fresh namespace, with one torch thread, and the numbers
-they compute are checked: accuracies are fractions, and no attack's robust accuracy exceeds the clean accuracy on
-the same points.
+Each page's ```python blocks are executed in order in one fresh namespace, with one torch thread, and the
+numbers they compute are checked: accuracies are fractions, and no attack's robust accuracy exceeds the clean
+accuracy on the same points.
 """
 
 from __future__ import annotations

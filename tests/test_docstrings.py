@@ -1,10 +1,10 @@
 """Docstrings of the defence and verification packages cite their paper where a paper is implemented.
 
-What helps a reader (issue 21): every public class and function of the six packages below has a docstring; a docstring
-that points into a paper (an equation, algorithm, section, table, figure, theorem/lemma/proposition or appendix) also
-names which paper (an author or the project's id ``paper 00N``); and the functions that implement the papers'
-equations (:data:`EQUATIONS`) name their paper and their equation. Helpers with no paper behind them need no
-boilerplate saying so.
+What helps a reader (issue 21): every public class and function of the six packages below has a docstring; a
+docstring that points into a paper (an equation, algorithm, section, table, figure, theorem/lemma/proposition
+or appendix) also names which paper (an author or the project's id ``paper 00N``); and the functions that
+implement the papers' equations (:data:`EQUATIONS`) name their paper and their equation. Helpers with no
+paper behind them need no boilerplate saying so.
 """
 
 from __future__ import annotations
@@ -17,17 +17,18 @@ import pytest
 
 #: Paper 000: Nandy, Hsu & Lee 2020 (RBF-CNN).
 RBF = r"Nandy|paper 000"
-#: Paper 001: Taghanaki et al. 2019 (radial-basis feature mapping); its segmentation attack is Xie et al. 2017 (DAG).
+#: Paper 001: Taghanaki et al. 2019 (radial-basis feature mapping); its segmentation attack is Xie et al. 2017
+#: (DAG).
 RADIAL = r"Taghanaki|paper 001"
 #: Paper 002: Li, Ding, Luo & Liu 2020 (Feature Pyramid Decoder).
 FPD = r"Li et al\.,? \(?2020|paper 002"
 #: Paper 003: Jin & Rinard 2020 (manifold regularization).
 MANIFOLD = r"Jin (?:&|and) Rinard|paper 003"
-#: Paper 004: Li, Chen, Wang & Carin 2019 (Rényi smoothing / STN) and the baselines Cohen et al. 2019, Lecuyer et al.
-#: 2019 (PixelDP).
+#: Paper 004: Li, Chen, Wang & Carin 2019 (Rényi smoothing / STN) and the baselines Cohen et al. 2019, Lecuyer
+#: et al. 2019 (PixelDP).
 SMOOTHING = r"Li et al\.,? \(?2019|paper 004|Cohen et al\.|Lecuyer et al\.|PixelDP"
-#: Verification: Tjeng, Xiao & Tedrake 2019 (MIPVerify), Xiao et al. 2019, Wong & Kolter 2018, Zhang et al. 2018
-#: (CROWN), Gowal et al. 2018 (IBP), and paper 003 whose verified accuracy it reproduces.
+#: Verification: Tjeng, Xiao & Tedrake 2019 (MIPVerify), Xiao et al. 2019, Wong & Kolter 2018, Zhang
+#: et al. 2018 (CROWN), Gowal et al. 2018 (IBP), and paper 003 whose verified accuracy it reproduces.
 VERIFICATION = (
     r"Tjeng|Xiao et al\.|Wong (?:&|and) Kolter|Wong et al\.|Zhang et al\.|Gowal et al\.|" + MANIFOLD
 )
@@ -42,8 +43,8 @@ PACKAGES: dict[str, str] = {
 }
 
 _NUMBER = r"(?:\d+|[IVX]+\b|[A-H]\b)"
-#: Where in the paper: "eq. 2", "eqs. (2)-(5)", "Equation 11", "Algorithm 1", "Section III-b", "Sec. 3.1", "Table 2",
-#: "Table IV", "Fig. 2a", "Figure 1", "Theorem 2", "Lemma 1", "Proposition 5.1", "Appendix B".
+#: Where in the paper: "eq. 2", "eqs. (2)-(5)", "Equation 11", "Algorithm 1", "Section III-b", "Sec. 3.1",
+#: "Table 2", "Table IV", "Fig. 2a", "Figure 1", "Theorem 2", "Lemma 1", "Proposition 5.1", "Appendix B".
 LOCATION = re.compile(
     r"\b(?:eqn?s?\.?\s*\(?\d|equations?\s*\(?\d|algorithm\s+\d|sections?\s+"
     + _NUMBER
@@ -58,7 +59,8 @@ LOCATION = re.compile(
 
 def docstring_problems(obj: object, paper: str, *, needs_location: bool = False) -> list[str]:
     """What is missing from ``obj``'s docstring: ``"docstring"``; ``"paper"`` when it points into a paper (or
-    ``needs_location``) without naming one of ``paper``; ``"equation"`` when ``needs_location`` and it points nowhere."""
+    ``needs_location``) without naming one of ``paper``; ``"equation"`` when ``needs_location`` and it points
+    nowhere."""
     doc = inspect.getdoc(obj)
     if not doc or not doc.strip():
         return ["docstring"]
@@ -74,20 +76,35 @@ def docstring_problems(obj: object, paper: str, *, needs_location: bool = False)
 #: The papers' equations and the functions that implement them: each must name its paper and this reference.
 EQUATIONS: dict[str, dict[str, str]] = {
     "art_manifold_defenses.rbf_reconstruction": {
-        "compute_weights": r"eq\. 2", "fit_rbf_filters": r"eq\. 3", "stitch_patches": r"eq\. 4", "match_scores": r"eq\. 2",
+        "compute_weights": r"eq\. 2",
+        "fit_rbf_filters": r"eq\. 3",
+        "stitch_patches": r"eq\. 4",
+        "match_scores": r"eq\. 2",
     },
-    "art_manifold_defenses.radial_mapping": {"RadialBasisMapping": r"eqs?\. \(?2", "add_radial_mapping": r"eq\. \(?5"},
+    "art_manifold_defenses.radial_mapping": {
+        "RadialBasisMapping": r"eqs?\. \(?2",
+        "add_radial_mapping": r"eq\. \(?5",
+    },
     "art_manifold_defenses.fpd": {"FPDTrainer": r"Algorithm 1", "FeaturePyramidDecoder": r"Algorithm 1"},
     "art_manifold_defenses.manifold_regularization": {
-        "intrinsic_regularizer": r"eq\. 11", "hamming_relaxation": r"eq\. 14", "hamming_regularizer": r"eq\. 13",
-        "hamming_term_from_distances": r"eq\. 13", "dense_intrinsic_regularizer": r"eq\. 2",
+        "intrinsic_regularizer": r"eq\. 11",
+        "hamming_relaxation": r"eq\. 14",
+        "hamming_regularizer": r"eq\. 13",
+        "hamming_term_from_distances": r"eq\. 13",
+        "dense_intrinsic_regularizer": r"eq\. 2",
         "ManifoldRegularizationTrainer": r"eq\. 15",
     },
     "art_manifold_defenses.smoothing": {
-        "renyi_radius": r"Theorem 2", "cohen_radius": r"Theorem 1", "pixeldp_radius": r"Proposition 1",
+        "renyi_radius": r"Theorem 2",
+        "cohen_radius": r"Theorem 1",
+        "pixeldp_radius": r"Proposition 1",
         "certify_from_counts": r"Algorithm 1",
     },
-    "art_manifold_defenses.verification": {"verify": r"eq\. 5", "interval_bounds": r"eq\. 5", "solve_margin": r"eq\. 5"},
+    "art_manifold_defenses.verification": {
+        "verify": r"eq\. 5",
+        "interval_bounds": r"eq\. 5",
+        "solve_margin": r"eq\. 5",
+    },
 }
 
 

@@ -1,21 +1,23 @@
-"""The package's internal import graph has no cycle (issue 21: data flows one way, data -> models -> defence -> ART
-estimator -> evaluation -> report -> cli/demo/reproduce).
+"""The package's internal import graph has no cycle (issue 21: data flows one way, data -> models -> defence
+-> ART estimator -> evaluation -> report -> cli/demo/reproduce).
 
-Every module of ``art_manifold_defenses`` is parsed with :mod:`ast`; every ``import``/``from ... import`` statement
-counts, at module level and inside functions, classes or ``if TYPE_CHECKING:`` blocks alike (a function-level import
-only postpones a cycle to the call). Relative imports are resolved against the importing module.
+Every module of ``art_manifold_defenses`` is parsed with :mod:`ast`; every ``import``/``from ... import``
+statement counts, at module level and inside functions, classes or ``if TYPE_CHECKING:`` blocks alike (a
+function-level import only postpones a cycle to the call). Relative imports are resolved against the importing
+module.
 
-* ``import pkg.mod`` depends on ``pkg.mod``; ``from pkg import name`` depends on the submodule ``pkg.name`` when
-  there is one, otherwise on the module ``pkg`` itself -- for a package, its ``__init__``: ``from . import
-  __version__`` or ``from ..evaluation import get_suite`` depend on the ``__init__`` that defines or re-exports
-  the name;
+* ``import pkg.mod`` depends on ``pkg.mod``; ``from pkg import name`` depends on the submodule ``pkg.name``
+  when there is one, otherwise on the module ``pkg`` itself -- for a package, its ``__init__``:
+  ``from . import __version__`` or ``from ..evaluation import get_suite`` depend on the ``__init__`` that
+  defines or re-exports the name;
 * Python runs the ``__init__`` of every package above an imported module first, so importing
   ``art_manifold_defenses.evaluation.suites`` from ``art_manifold_defenses.cli`` also depends on
-  ``art_manifold_defenses.evaluation``; the packages that contain the importing module itself are left out (they
-  are already being imported when it runs; an explicit ``from .. import name`` still counts).
+  ``art_manifold_defenses.evaluation``; the packages that contain the importing module itself are left out
+  (they are already being imported when it runs; an explicit ``from .. import name`` still counts).
 
-Third-party imports do not count, nor do modules imported by a name in a string (``importlib.import_module``, the
-plug-in tables such as ``PAPER_SUITES``): those resolve at call time, after every module involved has loaded.
+Third-party imports do not count, nor do modules imported by a name in a string (``importlib.import_module``,
+the plug-in tables such as ``PAPER_SUITES``): those resolve at call time, after every module involved has
+loaded.
 """
 
 from __future__ import annotations
@@ -50,7 +52,8 @@ def _resolve_relative(module: str, is_package: bool, level: int, target: str | N
 
 
 def _imports(module: str, path: Path, modules: dict[str, Path]) -> set[str]:
-    """The package-internal modules that ``module`` imports anywhere in its source (see the module docstring)."""
+    """The package-internal modules that ``module`` imports anywhere in its source (see the module
+    docstring)."""
     is_package = path.name == "__init__.py"
     found: set[str] = set()
     explicit_packages: set[str] = set()  # ``from <package> import <a name its __init__ defines>``
@@ -90,7 +93,8 @@ def import_graph() -> dict[str, set[str]]:
 
 
 def strongly_connected(graph: dict[str, set[str]]) -> list[list[str]]:
-    """The strongly connected components of more than one module (Tarjan), each sorted: the modules on a cycle."""
+    """The strongly connected components of more than one module (Tarjan), each sorted: the modules on a
+    cycle."""
     index: dict[str, int] = {}
     low: dict[str, int] = {}
     stack: list[str] = []
@@ -146,7 +150,8 @@ def shortest_cycle(graph: dict[str, set[str]], component: list[str]) -> list[str
 
 
 def describe_cycles(graph: dict[str, set[str]]) -> str:
-    """One line per strongly connected component: a shortest cycle, and the component's other modules if any."""
+    """One line per strongly connected component: a shortest cycle, and the component's other modules if
+    any."""
     lines = []
     for component in strongly_connected(graph):
         cycle = shortest_cycle(graph, component)
@@ -161,7 +166,8 @@ def test_the_package_has_no_import_cycle() -> None:
 
 
 def test_the_graph_sees_module_level_function_level_and_relative_imports(tmp_path: Path) -> None:
-    """The parser itself: relative, absolute, submodule, package-``__init__`` and function-level imports count."""
+    """The parser itself: relative, absolute, submodule, package-``__init__`` and function-level imports
+    count."""
     modules = _modules()
     assert {PACKAGE, f"{PACKAGE}.cli", f"{PACKAGE}.fpd.cli", f"{PACKAGE}.evaluation.runner"} <= set(modules)
     source = tmp_path / "probe.py"
@@ -179,7 +185,8 @@ def test_the_graph_sees_module_level_function_level_and_relative_imports(tmp_pat
         PACKAGE,  # __version__ is defined by the package __init__: an explicit dependency on it
         f"{PACKAGE}.data",  # the package Python runs before data.loaders
         f"{PACKAGE}.data.loaders",
-        f"{PACKAGE}.evaluation",  # get_suite is re-exported by evaluation/__init__; a function-level import counts
+        # get_suite is re-exported by evaluation/__init__; a function-level import counts
+        f"{PACKAGE}.evaluation",
         f"{PACKAGE}.evaluation.runner",
     }
     assert _imports(f"{PACKAGE}.fpd.probe", source, modules) == expected

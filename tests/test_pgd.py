@@ -26,8 +26,14 @@ def test_one_step_on_a_linear_model_is_the_signed_gradient_step_from_the_start()
     model = nn.Linear(3, 2, bias=False)
     with torch.no_grad():
         model.weight.copy_(torch.tensor([[1.0, -1.0, 0.0], [0.0, 0.0, 0.0]]))
-    x, y = torch.full((1, 3), 0.5), torch.tensor([1])  # ascending CE of class 1 raises the other logit: +sign(w0)
+    x, y = (
+        torch.full((1, 3), 0.5),
+        torch.tensor([1]),
+    )  # ascending CE of class 1 raises the other logit: +sign(w0)
     start = torch.tensor([[0.45, 0.5, 0.5]])
     adv = linf_pgd(model, x, y, eps=0.2, step_size=0.1, steps=1, start=start)
     torch.testing.assert_close(adv, torch.tensor([[0.55, 0.4, 0.5]]))
-    assert float(linf_pgd(model, x, y, eps=0.2, step_size=0.1, steps=0, start=start).sub(start).abs().max()) == 0.0
+    assert (
+        float(linf_pgd(model, x, y, eps=0.2, step_size=0.1, steps=0, start=start).sub(start).abs().max())
+        == 0.0
+    )

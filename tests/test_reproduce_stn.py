@@ -1,6 +1,6 @@
-"""``examples/reproduce_stn.py`` at the smoke scale: the smoothed classifier is attacked through the harness (EoT PGD,
-AutoAttack rand, transfer from the base model) on the same points, the summary rows carry ``n`` and a per-point worst
-case that is never above the row's own attack, and a rerun resumes from the work folder."""
+"""``examples/reproduce_stn.py`` at the smoke scale: the smoothed classifier is attacked through the harness
+(EoT PGD, AutoAttack rand, transfer from the base model) on the same points, the summary rows carry ``n`` and
+a per-point worst case that is never above the row's own attack, and a rerun resumes from the work folder."""
 
 from __future__ import annotations
 
@@ -63,8 +63,21 @@ def test_quick_scale_attacks_at_least_200_points_and_full_budget_for_the_headlin
 
 def _run(script: ModuleType, tmp_path: Path, data_root: str) -> tuple[dict[str, Any], str]:
     out = tmp_path / "out"
-    code = script.main(["--scale", "smoke", "--dataset", "mnist-embedded", "--data-root", data_root,
-                        "--out", str(out), "--work", str(tmp_path / "work"), "--quiet"])  # fmt: skip
+    code = script.main(
+        [
+            "--scale",
+            "smoke",
+            "--dataset",
+            "mnist-embedded",
+            "--data-root",
+            data_root,
+            "--out",
+            str(out),
+            "--work",
+            str(tmp_path / "work"),
+            "--quiet",
+        ]
+    )
     assert code == 0
     return json.loads((out / "summary.json").read_text()), (out / "stn.md").read_text()
 

@@ -1,4 +1,5 @@
-"""The shared training loop: loss decreases, exact resume, schedulers, custom steps, bad input, collapse warning."""
+"""The shared training loop: loss decreases, exact resume, schedulers, custom steps, bad input, collapse
+warning."""
 
 from __future__ import annotations
 
@@ -41,7 +42,9 @@ def test_loss_decreases(mnist_small: tuple[np.ndarray, ...]) -> None:
     assert history[-1]["predicted_classes"] == 10.0 and history[-1]["train_subset_accuracy"] > 0.7
 
 
-def test_interrupted_training_resumes_to_the_same_result(mnist_small: tuple[np.ndarray, ...], tmp_path: Path) -> None:
+def test_interrupted_training_resumes_to_the_same_result(
+    mnist_small: tuple[np.ndarray, ...], tmp_path: Path
+) -> None:
     x, y, _, _ = mnist_small
     x, y = x[:400], y[:400]
 
@@ -52,14 +55,36 @@ def test_interrupted_training_resumes_to_the_same_result(mnist_small: tuple[np.n
         return model, opt, torch.optim.lr_scheduler.StepLR(opt, step_size=1, gamma=0.5)
 
     model_a, opt_a, sched_a = make()
-    full = train(model_a, x, y, epochs=3, batch_size=64, optimizer=opt_a, scheduler=sched_a, seed=11, verbose=False)
+    full = train(
+        model_a, x, y, epochs=3, batch_size=64, optimizer=opt_a, scheduler=sched_a, seed=11, verbose=False
+    )
 
     model_b, opt_b, sched_b = make()
-    train(model_b, x, y, epochs=1, batch_size=64, optimizer=opt_b, scheduler=sched_b, seed=11, verbose=False,
-          checkpoint_dir=tmp_path)  # "interrupted" after one epoch
+    train(
+        model_b,
+        x,
+        y,
+        epochs=1,
+        batch_size=64,
+        optimizer=opt_b,
+        scheduler=sched_b,
+        seed=11,
+        verbose=False,
+        checkpoint_dir=tmp_path,
+    )  # "interrupted" after one epoch
     model_c, opt_c, sched_c = make()  # a fresh process: new objects, state comes from disk
-    resumed = train(model_c, x, y, epochs=3, batch_size=64, optimizer=opt_c, scheduler=sched_c, seed=11, verbose=False,
-                    checkpoint_dir=tmp_path)
+    resumed = train(
+        model_c,
+        x,
+        y,
+        epochs=3,
+        batch_size=64,
+        optimizer=opt_c,
+        scheduler=sched_c,
+        seed=11,
+        verbose=False,
+        checkpoint_dir=tmp_path,
+    )
     assert [h["epoch"] for h in resumed] == [1.0, 2.0, 3.0]
     for key in ("loss", "lr"):
         np.testing.assert_allclose([h[key] for h in resumed], [h[key] for h in full], rtol=1e-5)
@@ -85,14 +110,25 @@ def test_custom_step_function_and_batch_scheduler(mnist_small: tuple[np.ndarray,
         return {"loss": float(loss.detach()), "custom": 1.0}
 
     sched = CountingScheduler()
-    history = train(_net(), x[:200], y[:200], epochs=2, batch_size=100, step_fn=step, scheduler=sched,
-                    scheduler_interval="batch", verbose=False)
+    history = train(
+        _net(),
+        x[:200],
+        y[:200],
+        epochs=2,
+        batch_size=100,
+        step_fn=step,
+        scheduler=sched,
+        scheduler_interval="batch",
+        verbose=False,
+    )
     assert sched.calls == 4
     assert seen == [0.0, 0.5, 1.0, 1.5]
     assert history[0]["custom"] == 1.0
 
 
-def test_a_value_logged_by_some_batches_is_averaged_over_those_batches(mnist_small: tuple[np.ndarray, ...]) -> None:
+def test_a_value_logged_by_some_batches_is_averaged_over_those_batches(
+    mnist_small: tuple[np.ndarray, ...],
+) -> None:
     x, y, _, _ = mnist_small
 
     def step(ctx: TrainContext, xb: torch.Tensor, yb: torch.Tensor) -> dict[str, float]:
@@ -100,7 +136,9 @@ def test_a_value_logged_by_some_batches_is_averaged_over_those_batches(mnist_sma
         ctx.backward_and_step(loss)
         logs = {"loss": float(loss.detach()), "batch": float(ctx.batch_index)}
         if ctx.batch_index % 2 == 1:
-            logs["odd_only"] = 10.0 * ctx.batch_index  # e.g. a value only the second phase of a trainer produces
+            logs["odd_only"] = (
+                10.0 * ctx.batch_index
+            )  # e.g. a value only the second phase of a trainer produces
         return logs
 
     history = train(_net(), x[:400], y[:400], epochs=1, batch_size=100, step_fn=step, verbose=False)
@@ -141,7 +179,8 @@ def test_evaluate_accuracy_of_a_perfect_and_a_constant_model() -> None:
 
 
 class _Constant(nn.Module):
-    """A network forced to predict one class: its input is ignored (weights zero), its bias picks ``label``."""
+    """A network forced to predict one class: its input is ignored (weights zero), its bias picks
+    ``label``."""
 
     def __init__(self, label: int, num_classes: int = 10) -> None:
         super().__init__()
@@ -169,7 +208,11 @@ def test_a_collapsed_network_warns_with_the_numbers(mnist_small: tuple[np.ndarra
     assert len(messages) == 2 and "epoch 1/2" in messages[0] and "epoch 2/2" in messages[1]
     record = history[-1]
     assert record["predicted_classes"] == 1.0
-    subset = np.sort(np.random.default_rng(art_manifold_defenses.training._epoch_seed(5, -1)).choice(len(x), COLLAPSE_CHECK_IMAGES, replace=False))
+    subset = np.sort(
+        np.random.default_rng(art_manifold_defenses.training._epoch_seed(5, -1)).choice(
+            len(x), COLLAPSE_CHECK_IMAGES, replace=False
+        )
+    )
     share_of_threes = float((y[subset] == 3).mean())
     assert record["train_subset_accuracy"] == pytest.approx(share_of_threes)
     assert f"accuracy {share_of_threes:.1%} on 512 training images" in messages[1]
@@ -178,11 +221,15 @@ def test_a_collapsed_network_warns_with_the_numbers(mnist_small: tuple[np.ndarra
     assert issubclass(art_manifold_defenses.TrainingCollapseWarning, UserWarning)
 
 
-def test_collapse_check_runs_after_on_epoch_end_and_can_be_switched_off(mnist_small: tuple[np.ndarray, ...]) -> None:
+def test_collapse_check_runs_after_on_epoch_end_and_can_be_switched_off(
+    mnist_small: tuple[np.ndarray, ...],
+) -> None:
     x, y, _, _ = mnist_small
     x, y = x[:200], y[:200]
 
-    def break_the_model(ctx: TrainContext, record: dict[str, float]) -> None:  # e.g. a re-calibration gone wrong
+    def break_the_model(
+        ctx: TrainContext, record: dict[str, float]
+    ) -> None:  # e.g. a re-calibration gone wrong
         with torch.no_grad():
             for module in ctx.model.modules():
                 if isinstance(module, nn.Linear):
@@ -196,7 +243,9 @@ def test_collapse_check_runs_after_on_epoch_end_and_can_be_switched_off(mnist_sm
     assert history[0]["predicted_classes"] == 1.0
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        history = train(_Constant(label=1), x, y, epochs=1, batch_size=50, verbose=False, collapse_check=False)
+        history = train(
+            _Constant(label=1), x, y, epochs=1, batch_size=50, verbose=False, collapse_check=False
+        )
     assert not _collapse_warnings(caught)
     assert "train_subset_accuracy" not in history[0] and "predicted_classes" not in history[0]
     with pytest.raises(TypeError, match="collapse_check"):
@@ -204,27 +253,40 @@ def test_collapse_check_runs_after_on_epoch_end_and_can_be_switched_off(mnist_sm
 
 
 def test_only_the_warning_rank_warns() -> None:
-    """Under torch.distributed ``train`` passes ``warn=rank == 0``: the other ranks record the numbers silently."""
+    """Under torch.distributed ``train`` passes ``warn=rank == 0``: the other ranks record the numbers
+    silently."""
     x = np.random.default_rng(0).random((20, 1, 28, 28), dtype=np.float32)
     y = np.arange(20) % 10
     for warn in (False, True):
         record: dict[str, float] = {}
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            _check_collapse(_Constant(label=0), x, y, record, epoch=0, epochs=1, device=torch.device("cpu"), warn=warn)
+            _check_collapse(
+                _Constant(label=0), x, y, record, epoch=0, epochs=1, device=torch.device("cpu"), warn=warn
+            )
         assert record == {"train_subset_accuracy": 0.1, "predicted_classes": 1.0}
         assert len(_collapse_warnings(caught)) == int(warn)
 
 
 def test_collapse_statistics_by_hand() -> None:
-    # 4 predictions, all class 3; labels 3, 1, 2, 0: accuracy 1/4 (above the 15% chance threshold for 10 classes) but
-    # one class takes 100% of the predictions
+    # 4 predictions, all class 3; labels 3, 1, 2, 0: accuracy 1/4 (above the 15% chance threshold for 10
+    # classes) but one class takes 100% of the predictions
     stats = collapse_statistics([3, 3, 3, 3], [3, 1, 2, 0], 10)
-    assert (stats["accuracy"], stats["predicted_classes"], stats["dominant_class"], stats["dominant_share"]) == (0.25, 1, 3, 1.0)
+    assert (
+        stats["accuracy"],
+        stats["predicted_classes"],
+        stats["dominant_class"],
+        stats["dominant_share"],
+    ) == (0.25, 1, 3, 1.0)
     assert stats["one_class"] and not stats["at_chance"] and stats["collapsed"]
     # varied predictions, 1 of 10 right: at chance (<= min(1.5 / 10, 1 / 10 + 0.1) = 15%)
     stats = collapse_statistics(np.arange(10), [1, 2, 3, 4, 4, 6, 7, 8, 9, 0], 10)  # only the fifth is right
-    assert stats["accuracy"] == 0.1 and stats["predicted_classes"] == 10 and stats["at_chance"] and not stats["one_class"]
+    assert (
+        stats["accuracy"] == 0.1
+        and stats["predicted_classes"] == 10
+        and stats["at_chance"]
+        and not stats["one_class"]
+    )
     assert stats["chance_threshold"] == pytest.approx(0.15)
     # labels that are themselves one class: predicting it is no collapse
     assert not collapse_statistics([2] * 10, [2] * 10, 10)["collapsed"]
@@ -239,9 +301,9 @@ def test_collapse_statistics_by_hand() -> None:
 def test_time_estimate_after_the_first_batches(
     mnist_small: tuple[np.ndarray, ...], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """Issue 22 item 2: after a warm-up batch and ``ESTIMATE_AFTER_BATCHES`` timed batches the loop prints the epoch
-    and total time they imply (the clock is replaced: every reading is 10 s after the previous one, so batches 2 to 6
-    take 10 s, 2 s each, and 10 batches x 2 epochs come to 40 s); quiet runs print nothing."""
+    """Issue 22 item 2: after a warm-up batch and ``ESTIMATE_AFTER_BATCHES`` timed batches the loop prints the
+    epoch and total time they imply (the clock is replaced: every reading is 10 s after the previous one, so
+    batches 2 to 6 take 10 s, 2 s each, and 10 batches x 2 epochs come to 40 s); quiet runs print nothing."""
     from itertools import count
 
     from art_manifold_defenses import costs
@@ -253,8 +315,11 @@ def test_time_estimate_after_the_first_batches(
     x, y = mnist_small[0][:640], mnist_small[1][:640]
     train(_tiny(), x, y, epochs=2, batch_size=64, verbose=True, seed=0, collapse_check=False)
     printed = capsys.readouterr()
-    assert ("estimate: 2 epochs of 10 batches: about 40 s on this machine (batches 2 to 6 took 2 s each: 20 s per "
-            "epoch") in printed.out + printed.err  # fmt: skip
+    assert (
+        "estimate: 2 epochs of 10 batches: about 40 s on this machine (batches 2 to 6 took 2 s each: 20 s "
+        "per "
+        "epoch"
+    ) in printed.out + printed.err
     train(_tiny(), x, y, epochs=1, batch_size=64, verbose=False, seed=0, collapse_check=False)
     printed = capsys.readouterr()
     assert "estimate:" not in printed.out + printed.err

@@ -54,7 +54,8 @@ def download_file(
     urls = [f"{base.rstrip('/')}/{file.name}" for base in bases] + list(file.urls)
     if not urls:
         raise ConnectionError(
-            f"could not download {file.name}: no URL is known for it (no mirror given and AMD_DATA_MIRROR is unset); "
+            f"could not download {file.name}: no URL is known for it (no mirror given and AMD_DATA_MIRROR is "
+            "unset); "
             f"set AMD_DATA_MIRROR to a folder URL that holds it, or put the file in {folder}"
         )
     errors: list[str] = []

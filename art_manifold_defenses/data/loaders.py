@@ -255,12 +255,14 @@ def _load_cifar10(split: str, root: Path, download: bool, verify: bool) -> tuple
             missing = [n for n in names if not (folder / n).is_file()]
         except ConnectionError as exc:
             raise FileNotFoundError(
-                f"dataset 'cifar10': {missing} not found in {folder} and download failed ({str(exc).splitlines()[0]}). "
+                f"dataset 'cifar10': {missing} not found in {folder} and download failed "
+                f"({str(exc).splitlines()[0]}). "
                 f"Put the official python batches (data_batch_1..5, test_batch) in {folder}."
             ) from exc
     if missing:
         raise FileNotFoundError(
-            f"dataset 'cifar10': {missing} not found. Put the official python batches (data_batch_1..5, test_batch) "
+            f"dataset 'cifar10': {missing} not found. Put the official python batches (data_batch_1..5, "
+            "test_batch) "
             f"in {folder} (pass root=<folder containing {_CIFAR_FOLDER}>)."
         )
     xs, ys = [], []

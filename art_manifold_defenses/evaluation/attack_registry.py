@@ -45,9 +45,9 @@ _OUT_OF_BUDGET = ("clean", "project")
 _ROUND_OFF = 1e-3
 
 
-# --------------------------------------------------------------------------------------------------------------------
+# ------------------------------------------------------------------------------------------------------------
 # registry
-# --------------------------------------------------------------------------------------------------------------------
+# ------------------------------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class AttackInfo:
     """One supported ``(library, attack)`` pair.
@@ -129,7 +129,8 @@ class AttackInfo:
         unknown = sorted(set(params) - valid)
         if unknown:
             raise ValueError(
-                f"unknown params {unknown} for {self.library}/{self.attack} ({norm}); valid params: {sorted(valid)}"
+                f"unknown params {unknown} for {self.library}/{self.attack} ({norm}); valid params: "
+                f"{sorted(valid)}"
             )
         resolved.update(params)
         if self.minimisation and resolved["out_of_budget"] not in _OUT_OF_BUDGET:
@@ -212,7 +213,8 @@ _register(
     "mim",
     _ALL,
     "gradient",
-    "MomentumIterativeMethod (Dong et al. 2018, Alg. 1: mu=1, T=10, step eps/T); eps_step=None -> eps/max_iter.",
+    "MomentumIterativeMethod (Dong et al. 2018, Alg. 1: mu=1, T=10, step eps/T); eps_step=None -> "
+    "eps/max_iter.",
     {"max_iter": 10, "eps_step": None, "decay": 1.0},
     loss="cross-entropy",
 )
@@ -222,7 +224,8 @@ _register(
     ("l2", "linf"),
     "gradient",
     "CarliniL2Method / CarliniLInfMethod (Carlini & Wagner 2017), minimisation. ART's defaults (lr=0.01, "
-    "10 iterations) found no adversarial on a small MNIST CNN; lr=0.1 does. CarliniLInfMethod loops per image "
+    "10 iterations) found no adversarial on a small MNIST CNN; lr=0.1 does. CarliniLInfMethod loops per "
+    "image "
     "(seconds per image on a CPU).",
     per_norm={
         "l2": {
@@ -359,7 +362,8 @@ _register(
     "mifgsm",
     _ALL,
     "gradient",
-    "L1/L2/Linf MomentumIterativeFastGradientMethod (Dong et al. 2018: mu=1, T=10); rel_stepsize=None -> 1/steps.",
+    "L1/L2/Linf MomentumIterativeFastGradientMethod (Dong et al. 2018: mu=1, T=10); rel_stepsize=None -> "
+    "1/steps.",
     {
         "steps": 10,
         "rel_stepsize": None,
@@ -488,7 +492,8 @@ _register(
     "pgd",
     _LINF_L2,
     "gradient",
-    "projected_gradient_descent (Madry et al. 2018); eps_iter=None -> 2.5*eps/nb_iter; restarts keep the first "
+    "projected_gradient_descent (Madry et al. 2018); eps_iter=None -> 2.5*eps/nb_iter; restarts keep the "
+    "first "
     "successful run per point.",
     {"nb_iter": 40, "eps_iter": None, "rand_init": True, "restarts": 1},
     loss="cross-entropy",
@@ -524,7 +529,8 @@ _register(
     "hsj",
     _LINF_L2,
     "decision",
-    "hop_skip_jump_attack (Chen et al. 2020; constraint from the norm), minimisation; only correctly classified "
+    "hop_skip_jump_attack (Chen et al. 2020; constraint from the norm), minimisation; only correctly "
+    "classified "
     "points are attacked (the function ignores labels).",
     {
         "num_iterations": 20,
@@ -552,7 +558,8 @@ _register(
     "standard",
     _LINF_L2,
     "ensemble",
-    "AutoAttack standard (Croce & Hein 2020): APGD-CE, APGD-T, FAB-T, Square; steps=100 and n_queries=5000 as in "
+    "AutoAttack standard (Croce & Hein 2020): APGD-CE, APGD-T, FAB-T, Square; steps=100 and n_queries=5000 "
+    "as in "
     "the original AutoAttack (torchattacks' own default is 10 steps).",
     {"steps": 100, "n_queries": 5000},
     loss="ensemble",

@@ -17,14 +17,15 @@ __all__ = ["attacks_markdown"]
 
 _HEADER = """# Supported attacks
 
-Every `(library, attack)` pair that an `AttackSpec` can name (`AttackSpec(library, attack, norm, eps, params)`),
-generated from `art_manifold_defenses.evaluation.attacks.ATTACKS` by
-`python -m art_manifold_defenses.evaluation.attack_table > docs/attacks.md` (a test keeps this page equal to the
-registry). *Kind*: `gradient` (white-box), `score` (queries logits), `decision` (queries labels), `noise`, `transfer`,
-`ensemble` (AutoAttack). *Loss*: what the attack optimises (`margin` and `dlr` count as margin losses, `ensemble` as
-both). *Min.*: a minimisation attack (reports per-point perturbation norms; `eps=None` runs it unbounded). *Defaults*:
-the library keyword arguments used unless `params` overrides them (`null` = derived from `eps` or the step count, as
-the description says); a norm in brackets lists what differs for that norm.
+Every `(library, attack)` pair that an `AttackSpec` can name (`AttackSpec(library, attack, norm, eps,
+params)`), generated from `art_manifold_defenses.evaluation.attacks.ATTACKS` by `python -m
+art_manifold_defenses.evaluation.attack_table > docs/attacks.md` (a test keeps this page equal to the
+registry). *Kind*: `gradient` (white-box), `score` (queries logits), `decision` (queries labels), `noise`,
+`transfer`, `ensemble` (AutoAttack). *Loss*: what the attack optimises (`margin` and `dlr` count as margin
+losses, `ensemble` as both). *Min.*: a minimisation attack (reports per-point perturbation norms; `eps=None`
+runs it unbounded). *Defaults*: the library keyword arguments used unless `params` overrides them (`null` =
+derived from `eps` or the step count, as the description says); a norm in brackets lists what differs for that
+norm.
 """
 
 

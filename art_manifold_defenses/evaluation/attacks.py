@@ -71,9 +71,9 @@ BatchAttack = Callable[[np.ndarray, np.ndarray], np.ndarray]
 """What an adapter's ``build_attack`` returns: ``(x_batch float32, y_batch int64) -> adversarial batch``."""
 
 
-# --------------------------------------------------------------------------------------------------------------------
+# ------------------------------------------------------------------------------------------------------------
 # spec
-# --------------------------------------------------------------------------------------------------------------------
+# ------------------------------------------------------------------------------------------------------------
 def _json_safe(value: Any, where: str) -> Any:
     """A JSON-safe copy of ``value`` (tuples -> lists, numpy scalars -> Python); other objects raise
     ``TypeError``."""
@@ -166,7 +166,8 @@ class AttackSpec:
             info = ATTACKS[("transfer", "transfer")]
             if self.attack != "transfer":
                 raise ValueError(
-                    f"a transfer spec has attack='transfer' (the base attack goes in params['base']), got {self.attack!r}"
+                    "a transfer spec has attack='transfer' (the base attack goes in params['base']), got "
+                    f"{self.attack!r}"
                 )
             unknown = sorted(set(self.params) - {"base"})
             if unknown:
@@ -175,7 +176,8 @@ class AttackSpec:
             return info
         if (self.library, self.attack) not in ATTACKS:
             raise ValueError(
-                f"unknown attack {self.attack!r} for library {self.library!r}; valid: {_valid_pairs(self.library)}"
+                f"unknown attack {self.attack!r} for library {self.library!r}; valid: "
+                f"{_valid_pairs(self.library)}"
             )
         info = ATTACKS[(self.library, self.attack)]
         if self.norm not in info.norms:
@@ -184,7 +186,8 @@ class AttackSpec:
             )
         if self.eps is None and not info.minimisation:
             raise ValueError(
-                f"eps=None (unbounded) is only valid for minimisation attacks; {self.library}/{self.attack} needs a budget"
+                f"eps=None (unbounded) is only valid for minimisation attacks; {self.library}/{self.attack} "
+                "needs a budget"
             )
         info.resolve_params(self.norm, self.params)
         return info
@@ -202,7 +205,8 @@ class AttackSpec:
         unknown = sorted(set(base) - {"library", "attack", "params", "norm", "eps"})
         if unknown:
             raise ValueError(
-                f"unknown keys {unknown} in params['base']; valid: ['attack', 'eps', 'library', 'norm', 'params']"
+                f"unknown keys {unknown} in params['base']; valid: ['attack', 'eps', 'library', 'norm', "
+                "'params']"
             )
         if str(base["library"]).lower() == "transfer":
             raise ValueError("params['base'] cannot itself be a transfer attack")
@@ -213,7 +217,8 @@ class AttackSpec:
                 and not (key == "norm" and normalise_norm(base[key]) == self.norm)
             ):
                 raise ValueError(
-                    f"params['base'][{key!r}]={base[key]!r} differs from the transfer spec's {key}={getattr(self, key)!r}"
+                    f"params['base'][{key!r}]={base[key]!r} differs from the transfer spec's "
+                    f"{key}={getattr(self, key)!r}"
                 )
         return AttackSpec(
             str(base["library"]), str(base["attack"]), self.norm, self.eps, dict(base.get("params") or {})
@@ -306,9 +311,9 @@ class AttackSpec:
         return hash(json.dumps(self.to_dict(), sort_keys=True))
 
 
-# --------------------------------------------------------------------------------------------------------------------
+# ------------------------------------------------------------------------------------------------------------
 # threat-model helpers
-# --------------------------------------------------------------------------------------------------------------------
+# ------------------------------------------------------------------------------------------------------------
 def perturbation_norms(x_adv: np.ndarray, x: np.ndarray, norm: str) -> np.ndarray:
     """Per-example ``norm`` of ``x_adv - x`` (float64, shape ``(N,)``)."""
     delta = (np.asarray(x_adv, dtype=np.float64) - np.asarray(x, dtype=np.float64)).reshape(len(x), -1)
@@ -378,9 +383,9 @@ def enforce_budget(
     return _project(out, x, norm, eps, over & (norms <= eps * (1 + _ROUND_OFF) + 1e-7))
 
 
-# --------------------------------------------------------------------------------------------------------------------
+# ------------------------------------------------------------------------------------------------------------
 # running
-# --------------------------------------------------------------------------------------------------------------------
+# ------------------------------------------------------------------------------------------------------------
 @contextlib.contextmanager
 def seeded(seed: int) -> Iterator[None]:
     """Seed Python, numpy and torch (CPU and CUDA) for the block, restoring the previous global RNG states

@@ -113,9 +113,9 @@ def _check_tolerance(name: str, value: float, upper: float = 1.0) -> float:
     return float(value)
 
 
-# --------------------------------------------------------------------------------------------------------------------
+# ------------------------------------------------------------------------------------------------------------
 # measurements on the model (clean batch)
-# --------------------------------------------------------------------------------------------------------------------
+# ------------------------------------------------------------------------------------------------------------
 def _margin_loss(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     """Per point ``max_{j != y} z_j - z_y`` (the C&W margin): its gradient does not vanish when softmax
     saturates."""
@@ -218,9 +218,9 @@ def measure_determinism(
     }
 
 
-# --------------------------------------------------------------------------------------------------------------------
+# ------------------------------------------------------------------------------------------------------------
 # checks
-# --------------------------------------------------------------------------------------------------------------------
+# ------------------------------------------------------------------------------------------------------------
 def check_gradients(
     stats: Mapping[str, Any] | None, *, zero_gradient_fraction: float = 0.2, bpda: bool = False
 ) -> list[AuditFlag]:
@@ -229,15 +229,20 @@ def check_gradients(
         return []
     flags = []
     note = (
-        " The attacks used the model's BPDA surrogate, so the gradient-based results do not rely on this gradient."
+        " The attacks used the model's BPDA surrogate, so the gradient-based results do not rely on this "
+        "gradient."
         if bpda
-        else " Gradient-based attacks see no signal: use BPDA (set model.bpda_surrogate) or gradient-free attacks."
+        else (
+            " Gradient-based attacks see no signal: use BPDA (set model.bpda_surrogate) or gradient-free "
+            "attacks."
+        )
     )
     if stats["zero_fraction"] >= zero_gradient_fraction and stats["zero_fraction"] > 0:
         flags.append(
             AuditFlag(
                 "zero_gradients",
-                f"the input gradient of the margin loss is exactly zero on {stats['zero_fraction']:.0%} of {stats['n']} clean "
+                f"the input gradient of the margin loss is exactly zero on {stats['zero_fraction']:.0%} of "
+                f"{stats['n']} clean "
                 f"points (threshold {zero_gradient_fraction:.0%}): shattered/masked gradients.{note}",
                 {**stats, "threshold": zero_gradient_fraction, "bpda": bpda},
                 ATHALYE_2018,
@@ -247,7 +252,8 @@ def check_gradients(
         flags.append(
             AuditFlag(
                 "nonfinite_gradients",
-                f"the input gradient contains NaN or Inf on {stats['nonfinite_fraction']:.0%} of {stats['n']} clean points "
+                f"the input gradient contains NaN or Inf on {stats['nonfinite_fraction']:.0%} of "
+                f"{stats['n']} clean points "
                 f"(exploding/numerically unstable gradients).{note}",
                 {**stats, "bpda": bpda},
                 ATHALYE_2018,
@@ -270,13 +276,18 @@ def check_determinism(
     why = (
         "it declares stochastic=True but EoT was disabled (eot_samples=1)"
         if declared_stochastic
-        else "it does not declare `stochastic = True`, so the harness attacked it without EoT and scored it with one pass"
+        else (
+            "it does not declare `stochastic = True`, so the harness attacked it without EoT and scored it "
+            "with one pass"
+        )
     )
     return [
         AuditFlag(
             "nondeterministic_predictions",
-            f"two identical calls changed the prediction of {stats['changed_fraction']:.0%} of {stats['n']} points (largest "
-            f"output change {stats['max_logit_difference']:.3g}); {why}. Randomness hides gradients: attack with EoT.",
+            f"two identical calls changed the prediction of {stats['changed_fraction']:.0%} of {stats['n']} "
+            "points (largest "
+            f"output change {stats['max_logit_difference']:.3g}); {why}. Randomness hides gradients: attack "
+            "with EoT.",
             dict(stats),
             ATHALYE_2018,
         )
@@ -355,8 +366,10 @@ def _one_step_vs_iterative(views: list[_View], tolerance: float) -> list[AuditFl
                 flags.append(
                     AuditFlag(
                         "one_step_beats_iterative",
-                        f"one-step {one.label} (accuracy {one.accuracy:.2%}) beats iterative {it.label} ({it.accuracy:.2%}) "
-                        f"at {one.norm} eps {one.eps:g} <= {it.eps:g}: the iterative attack is stuck (masked or too weak).",
+                        f"one-step {one.label} (accuracy {one.accuracy:.2%}) beats iterative {it.label} "
+                        f"({it.accuracy:.2%}) "
+                        f"at {one.norm} eps {one.eps:g} <= {it.eps:g}: the iterative attack is stuck (masked "
+                        "or too weak).",
                         {
                             "one_step": one.label,
                             "one_step_accuracy": one.accuracy,
@@ -390,8 +403,10 @@ def _weaker_class_beats_white_box(views: list[_View], tolerance: float) -> list[
         flags.append(
             AuditFlag(
                 code,
-                f"{kind} {weak.label} (accuracy {weak.accuracy:.2%}) beats every {other} attack of {weak.norm} eps >= "
-                f"{weak.eps:g}; the best of them, {best.label}, reaches only {best.accuracy:.2%}: the gradients mislead.",
+                f"{kind} {weak.label} (accuracy {weak.accuracy:.2%}) beats every {other} attack of "
+                f"{weak.norm} eps >= "
+                f"{weak.eps:g}; the best of them, {best.label}, reaches only {best.accuracy:.2%}: the "
+                "gradients mislead.",
                 {
                     "attack": weak.label,
                     "accuracy": weak.accuracy,
@@ -427,7 +442,8 @@ def _monotonicity(views: list[_View], tolerance: float) -> list[AuditFlag]:
                 flags.append(
                     AuditFlag(
                         "accuracy_not_monotone_in_eps",
-                        f"{large.label} has accuracy {large.accuracy:.2%} at eps {large.eps:g} but {small.accuracy:.2%} at the "
+                        f"{large.label} has accuracy {large.accuracy:.2%} at eps {large.eps:g} but "
+                        f"{small.accuracy:.2%} at the "
                         f"smaller eps {small.eps:g}: a larger budget can only help a working attack.",
                         {
                             "attack": f"{large.library}/{large.attack}",
@@ -504,7 +520,8 @@ def _unbounded(
             flags.append(
                 AuditFlag(
                     "unbounded_attack_not_zero",
-                    f"{v.label} is {budget} yet leaves accuracy {v.accuracy:.2%} > {threshold:.0%}: an attack that may change "
+                    f"{v.label} is {budget} yet leaves accuracy {v.accuracy:.2%} > {threshold:.0%}: an "
+                    "attack that may change "
                     "the image arbitrarily must succeed; the attack is broken or the gradients are masked.",
                     {
                         "attack": v.label,
@@ -553,9 +570,12 @@ def check_margin_coverage(
         flags.append(
             AuditFlag(
                 "cross_entropy_only_at_eps",
-                f"at {norm} eps {', '.join(f'{e:g}' for e in missing)} no margin-loss attack ran (no APGD-DLR, C&W, EAD or "
-                "AutoAttack at that budget): the per-point worst case there comes only from cross-entropy, gradient-free "
-                "or transfer attacks and is an upper bound that a margin/DLR loss can lower. Add APGD-DLR at each budget.",
+                f"at {norm} eps {', '.join(f'{e:g}' for e in missing)} no margin-loss attack ran (no "
+                "APGD-DLR, C&W, EAD or "
+                "AutoAttack at that budget): the per-point worst case there comes only from cross-entropy, "
+                "gradient-free "
+                "or transfer attacks and is an upper bound that a margin/DLR loss can lower. Add APGD-DLR at "
+                "each budget.",
                 {"norm": norm, "eps": missing, "budgets": budgets, "attacks_at_eps": ran},
                 MARGIN_LOSS_REFERENCE,
             )
@@ -579,7 +599,8 @@ def _operational_flags(results: Iterable[Any]) -> list[AuditFlag]:
             flags.append(
                 AuditFlag(
                     "threat_model_violation",
-                    f"{r.label} returned {r.violations} adversarial example(s) outside its threat model (norm > eps + 1e-5 or "
+                    f"{r.label} returned {r.violations} adversarial example(s) outside its threat model "
+                    "(norm > eps + 1e-5 or "
                     "outside [0, 1]); they were discarded and those points scored on the clean input.",
                     {
                         "attack": r.label,

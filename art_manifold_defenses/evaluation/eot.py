@@ -89,7 +89,8 @@ class EoT(nn.Module):
         outputs = self._passes(x)
         if outputs.dim() != 3:
             raise ValueError(
-                f"EoT expects the wrapped module to return logits of shape (N, C), got {tuple(outputs.shape[1:])}"
+                "EoT expects the wrapped module to return logits of shape (N, C), got "
+                f"{tuple(outputs.shape[1:])}"
             )
         if self.average == "logits":
             return outputs.mean(dim=0)

@@ -178,7 +178,8 @@ def report_evaluation_estimate(
         votes=votes,
     )
     basis = (
-        f"a probe: {gradient_seconds:.3g} s per forward+backward and {forward_seconds:.3g} s per forward pass "
+        f"a probe: {gradient_seconds:.3g} s per forward+backward and {forward_seconds:.3g} s per forward "
+        "pass "
         f"on {size} points, times each attack's planned passes; rough: attacks that stop early take less, "
         "per-point loops and searches more"
     )

@@ -78,9 +78,9 @@ def recompute_robust_accuracy(record: Mapping[str, Any]) -> float:
     return float(robust.mean()) if len(robust) else 0.0
 
 
-# --------------------------------------------------------------------------------------------------------------------
+# ------------------------------------------------------------------------------------------------------------
 # Markdown
-# --------------------------------------------------------------------------------------------------------------------
+# ------------------------------------------------------------------------------------------------------------
 def _fmt_eps(eps: float | None) -> str:
     return "unbounded" if eps is None else f"{eps:g}"
 
@@ -94,15 +94,18 @@ def _summary_lines(record: Mapping[str, Any]) -> list[str]:
     extra = []
     if settings.get("stochastic"):
         extra.append(
-            f"stochastic model: EoT {settings.get('eot_samples')} samples, majority of {settings.get('votes')} "
+            f"stochastic model: EoT {settings.get('eot_samples')} samples, majority of "
+            f"{settings.get('votes')} "
             f"votes, worst of {settings.get('repeats')} repeats"
         )
     if settings.get("bpda"):
         extra.append("BPDA surrogate used for gradient-based attacks")
     lines = [
-        f"- model: `{record['model']}`, dataset: `{record.get('dataset')}`, n = {record['n']}, seed = {record['seed']}",
+        f"- model: `{record['model']}`, dataset: `{record.get('dataset')}`, n = {record['n']}, seed = "
+        f"{record['seed']}",
         f"- clean accuracy: **{_fmt_pct(record['clean_accuracy'])}**",
-        f"- robust accuracy (per-point worst case over {sum(a.get('error') is None for a in record['attacks'])} attacks): "
+        "- robust accuracy (per-point worst case over "
+        f"{sum(a.get('error') is None for a in record['attacks'])} attacks): "
         f"**{_fmt_pct(record['robust_accuracy'])}**",
     ]
     if record.get("autoattack_acc") is not None:
@@ -124,7 +127,8 @@ def markdown_table(record: Mapping[str, Any], *, title: str | None = None, curve
     for a in record["attacks"]:
         if a.get("error") is not None:
             out.append(
-                f"| {a['label']} | {a['library']} | {a['norm']} | {_fmt_eps(a['eps'])} | failed: {a['error']} | | | |"
+                f"| {a['label']} | {a['library']} | {a['norm']} | {_fmt_eps(a['eps'])} | failed: "
+                f"{a['error']} | | | |"
             )
             continue
         median = "" if a.get("median_norm") is None else f"{a['median_norm']:.4g}"
@@ -170,7 +174,8 @@ def combined_markdown(
         aa = "n/a" if record.get("autoattack_acc") is None else f"{record['autoattack_acc']:.2f}%"
         codes = sorted({f["code"] for f in record.get("audit", {}).get("flags", [])})
         out.append(
-            f"| {name} | {_fmt_pct(record['clean_accuracy'])} | {_fmt_pct(record['robust_accuracy'])} | {aa} | "
+            f"| {name} | {_fmt_pct(record['clean_accuracy'])} | {_fmt_pct(record['robust_accuracy'])} | {aa} "
+            "| "
             f"{', '.join(codes) or 'none'} |"
         )
     for name, record, curves in sections:
@@ -181,9 +186,9 @@ def combined_markdown(
     return "\n".join(out) + "\n"
 
 
-# --------------------------------------------------------------------------------------------------------------------
+# ------------------------------------------------------------------------------------------------------------
 # curves
-# --------------------------------------------------------------------------------------------------------------------
+# ------------------------------------------------------------------------------------------------------------
 def _within(eps: float, budget: float) -> bool:
     return eps <= budget * (1 + 1e-9) + 1e-12
 
@@ -326,9 +331,9 @@ def plot_robustness_curves(
     return path
 
 
-# --------------------------------------------------------------------------------------------------------------------
+# ------------------------------------------------------------------------------------------------------------
 # writing
-# --------------------------------------------------------------------------------------------------------------------
+# ------------------------------------------------------------------------------------------------------------
 def write_report(
     result: EvaluationResult | Mapping[str, Any], out_dir: str | os.PathLike[str], *, title: str | None = None
 ) -> dict[str, Path]:
@@ -345,9 +350,9 @@ def write_report(
     return {"json": json_path, "markdown": md_path, "curves": curves}
 
 
-# --------------------------------------------------------------------------------------------------------------------
+# ------------------------------------------------------------------------------------------------------------
 # several models side by side (the demo)
-# --------------------------------------------------------------------------------------------------------------------
+# ------------------------------------------------------------------------------------------------------------
 #: The norms of the comparison figure and table, in panel order.
 COMPARISON_NORMS = ("linf", "l2", "l1")
 _NORM_LABEL = {"linf": "l-inf", "l2": "l2", "l1": "l1"}
@@ -677,8 +682,10 @@ def _certified_lines(entry: Mapping[str, Any], folder: Path) -> list[str]:
     lines = [
         f"### Certified l2 accuracy of `{name}`",
         "",
-        f"Certified accuracy against the l2 radius on the {cert['images']} attacked test images (n = {cert['n']} "
-        "noisy samples per image, alpha 0.001), one line per bound; a point counts at radius r when the smoothed "
+        f"Certified accuracy against the l2 radius on the {cert['images']} attacked test images (n = "
+        f"{cert['n']} "
+        "noisy samples per image, alpha 0.001), one line per bound; a point counts at radius r when the "
+        "smoothed "
         "prediction is correct and certified at r.",
         "",
     ]
@@ -732,10 +739,13 @@ def write_demo_report(out_dir: str | os.PathLike[str], *, title: str = "art-mani
     intro = [
         *([f"`{command}`:"] if command else []),
         f"{'every' if command else 'In this run every'} model was trained "
-        f"{'about ' + str(settings['epochs']) if 'epochs' in settings else 'a few'} epochs on the 4,000 embedded MNIST "
-        f"training images and attacked with the {'`' + settings['suite'] + '` ' if 'suite' in settings else ''}suite "
+        f"{'about ' + str(settings['epochs']) if 'epochs' in settings else 'a few'} epochs on the 4,000 "
+        "embedded MNIST "
+        "training images and attacked with the "
+        f"{'`' + settings['suite'] + '` ' if 'suite' in settings else ''}suite "
         f"({budgets or 'no finite budget'}) on the first {n} test images (seed {records[0].get('seed')}); "
-        f"{float(summary['seconds']):.0f} s in all (`results.json`: `seconds`). Demo-sized settings: these numbers show "
+        f"{float(summary['seconds']):.0f} s in all (`results.json`: `seconds`). Demo-sized settings: these "
+        "numbers show "
         "how the pieces fit together, not what each paper reports (see `examples/reproduce_*.py`).",
     ]
     rows = [
@@ -757,23 +767,32 @@ def write_demo_report(out_dir: str | os.PathLike[str], *, title: str = "art-mani
         "",
         f"![accuracy against epsilon, every model]({DEMO_FIGURE})",
         "",
-        f"Each line is one model's per-point worst case over every attack of the suite at that epsilon: a test point "
-        f"counts only if it is classified correctly clean and survives every attack with a budget up to epsilon (at 0: "
-        f"the clean accuracy of the attacked points){f'; `{base}` (black, dashed) is the undefended baseline' if base else ''}. On {n} points "
+        "Each line is one model's per-point worst case over every attack of the suite at that epsilon: a "
+        "test point "
+        "counts only if it is classified correctly clean and survives every attack with a budget up to "
+        "epsilon (at 0: "
+        "the clean accuracy of the attacked "
+        f"points){f'; `{base}` (black, dashed) is the undefended baseline' if base else ''}. On {n} points "
         f"a 95% interval is up to +-{half:.0f} points wide around an accuracy of 50%.",
         "",
         "## Models against the baseline",
         "",
         comparison_table(rows, base_index).rstrip("\n"),
         "",
-        f"Test accuracy: on all the test images; clean and worst case: on the {n} attacked points, with the 95% Wilson "
+        f"Test accuracy: on all the test images; clean and worst case: on the {n} attacked points, with the "
+        "95% Wilson "
         "interval. Train s: training, attack s: the `evaluate` call (every attack of the suite and the audit)"
-        f"{', certify s: the certification' if any(r['certify_seconds'] is not None for r in rows) else ''}, in "
+        f"{', certify s: the certification' if any(r['certify_seconds'] is not None for r in rows) else ''}, "
+        "in "
         f"wall-clock seconds. Reading: computed from these numbers {against}: "
-        "'flagged' lists the gradient-masking audit's flags; 'more robust' where the model's interval lies above the "
-        "baseline's, 'possibly more robust' where its accuracy is above the baseline's interval but the intervals "
-        "overlap, 'no robustness beyond the baseline' where it is within (or below) the baseline's interval at every "
-        "epsilon, 'less robust' where its interval lies below; 'less (more) accurate on clean data' where its test "
+        "'flagged' lists the gradient-masking audit's flags; 'more robust' where the model's interval lies "
+        "above the "
+        "baseline's, 'possibly more robust' where its accuracy is above the baseline's interval but the "
+        "intervals "
+        "overlap, 'no robustness beyond the baseline' where it is within (or below) the baseline's interval "
+        "at every "
+        "epsilon, 'less robust' where its interval lies below; 'less (more) accurate on clean data' where "
+        "its test "
         "accuracy differs from the baseline's by more than 5 points.",
         "",
     ]

@@ -115,9 +115,9 @@ BOX_TOLERANCE = 1e-6
 AttackFunction = Callable[..., np.ndarray]
 
 
-# --------------------------------------------------------------------------------------------------------------------
+# ------------------------------------------------------------------------------------------------------------
 # pure helpers (tested directly)
-# --------------------------------------------------------------------------------------------------------------------
+# ------------------------------------------------------------------------------------------------------------
 def threat_model_violations(x: np.ndarray, x_adv: np.ndarray, norm: str, eps: float | None) -> np.ndarray:
     """Per point: True when ``x_adv`` is non-finite, leaves ``[0, 1]`` (by more than ``1e-6``) or is farther
     than ``eps + 1e-5`` from ``x`` (``eps=None``: unbounded, only the box is checked).
@@ -168,9 +168,9 @@ def _fingerprint_model(model: nn.Module) -> str:
     return h.hexdigest()
 
 
-# --------------------------------------------------------------------------------------------------------------------
+# ------------------------------------------------------------------------------------------------------------
 # model handling
-# --------------------------------------------------------------------------------------------------------------------
+# ------------------------------------------------------------------------------------------------------------
 def _as_module(model: Any, name: str) -> nn.Module:
     """A plain ``nn.Module`` for ``model`` (an ``nn.Module`` or an ART ``PyTorchClassifier``)."""
     if isinstance(model, nn.Module):
@@ -247,9 +247,9 @@ def _score(
     return np.asarray(true_votes > counts.max(axis=1), dtype=bool)
 
 
-# --------------------------------------------------------------------------------------------------------------------
+# ------------------------------------------------------------------------------------------------------------
 # validation
-# --------------------------------------------------------------------------------------------------------------------
+# ------------------------------------------------------------------------------------------------------------
 def _check_count(name: str, value: Any, minimum: int = 1, allow_none: bool = True) -> int | None:
     if value is None and allow_none:
         return None
@@ -350,9 +350,9 @@ def _merge_parts(
     )
 
 
-# --------------------------------------------------------------------------------------------------------------------
+# ------------------------------------------------------------------------------------------------------------
 # the runner
-# --------------------------------------------------------------------------------------------------------------------
+# ------------------------------------------------------------------------------------------------------------
 def _versions() -> dict[str, str]:
     import importlib.metadata as md
 
@@ -395,7 +395,8 @@ def _plan(
             params["eot_iter"] = eot_samples  # the same EoT budget as every other gradient attack of the run
         spec = dataclasses.replace(spec, attack="rand", params=params)
         note = (
-            f"AutoAttack 'standard' replaced by 'rand' (EoT version, eot_iter {params.get('eot_iter', 'default')}) "
+            "AutoAttack 'standard' replaced by 'rand' (EoT version, eot_iter "
+            f"{params.get('eot_iter', 'default')}) "
             "for a stochastic model"
         )
         if dropped:

@@ -139,14 +139,16 @@ def check_backbone(backbone: nn.Module) -> tuple[nn.Module, Sequence[nn.Module]]
     stem = getattr(backbone, "stem", None)
     if not isinstance(stem, nn.Module):
         raise TypeError(
-            f"backbone {type(backbone).__name__} must expose `stem` (an nn.Module from the image to the first feature "
+            f"backbone {type(backbone).__name__} must expose `stem` (an nn.Module from the image to the "
+            "first feature "
             "map) and `stages` (an nn.ModuleList of blocks), or have torchvision's ResNet layout "
             f"({', '.join(TORCHVISION_RESNET_LAYOUT)}); see art_manifold_defenses.fpd.backbone"
         )
     stages = getattr(backbone, "stages", None)
     if not isinstance(stages, (nn.ModuleList, nn.Sequential)) or len(stages) == 0:
         raise TypeError(
-            f"backbone {type(backbone).__name__} must expose `stages` as a non-empty nn.ModuleList or nn.Sequential, "
+            f"backbone {type(backbone).__name__} must expose `stages` as a non-empty nn.ModuleList or "
+            "nn.Sequential, "
             f"got {type(stages).__name__}"
         )
     return stem, list(stages)

@@ -48,14 +48,16 @@ class FPDConfig(TrainingConfig):
     denoise_after: str = field(
         default="0,1",
         metadata={
-            "help": "inner denoising positions, comma-separated (0 = after the stem, i = after stage i); 'none' "
+            "help": "inner denoising positions, comma-separated (0 = after the stem, i = after stage i); "
+            "'none' "
             "= no inner layers, the paper's Table 1 'Mid' ablation (default: 0,1)"
         },
     )
     no_bn_recalibration: bool = field(
         default=False,
         metadata={
-            "help": "keep the batch-norm statistics of training (authors' code) instead of re-estimating them "
+            "help": "keep the batch-norm statistics of training (authors' code) instead of re-estimating "
+            "them "
             "from the inference path after every epoch"
         },
     )
@@ -70,7 +72,8 @@ class FPDConfig(TrainingConfig):
     denoising_form: Literal["gated", "bn_zero", "authors_code"] = field(
         default="gated",
         metadata={
-            "help": "how the non-local terms join their residual: gated (default, identity at initialisation), "
+            "help": "how the non-local terms join their residual: gated (default, identity at "
+            "initialisation), "
             "bn_zero (Xie et al.) or authors_code (x + NL(x), trains at chance on resnet18)"
         },
     )

@@ -237,7 +237,8 @@ class MiddleDenoisingLayer(nn.Module):
         _check_feature_map(source, "network_input")
         if source.shape != restored.shape:
             raise ValueError(
-                f"network_input must have the restored image's shape {tuple(restored.shape)}, got {tuple(source.shape)}"
+                f"network_input must have the restored image's shape {tuple(restored.shape)}, got "
+                f"{tuple(source.shape)}"
             )
         return restored + self.scale(dot_product_non_local_mean(source))
 

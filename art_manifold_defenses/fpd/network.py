@@ -217,8 +217,10 @@ class FeaturePyramidDecoder(nn.Module):
         left = functional_relu_calls(lambda: self._probe(in_channels, input_size, probe_device))
         if swap_activation and left:
             warnings.warn(
-                f"the backbone's stem/stages make {left} functional ReLU call(s) (F.relu / torch.relu) on a probe image: "
-                "swap_activation=True only replaces nn.ReLU modules, so these stay ReLUs; use nn.ReLU modules to get the "
+                f"the backbone's stem/stages make {left} functional ReLU call(s) (F.relu / torch.relu) on a "
+                "probe image: "
+                "swap_activation=True only replaces nn.ReLU modules, so these stay ReLUs; use nn.ReLU "
+                "modules to get the "
                 "paper's ELUs everywhere",
                 UserWarning,
                 stacklevel=2,
@@ -281,7 +283,8 @@ class FeaturePyramidDecoder(nn.Module):
             p < 0 or p > num_stages for p in self.denoise_after
         ):
             raise ValueError(
-                f"denoise_after must hold distinct positions in [0, {num_stages}] (0 = after the stem, i = after stage i), "
+                f"denoise_after must hold distinct positions in [0, {num_stages}] (0 = after the stem, i = "
+                "after stage i), "
                 f"got {self.denoise_after}"
             )
         if not isinstance(self.bottleneck, bool):
@@ -338,10 +341,14 @@ class FeaturePyramidDecoder(nn.Module):
             or not torch.allclose(own, seen, rtol=1e-4, atol=1e-5)
         ):
             warnings.warn(
-                f"{type(backbone).__name__}.forward() computes something other than head(stages(stem(x))); the Feature "
-                "Pyramid Decoder uses only the stem, the stages and the head's last nn.Linear, so whatever else forward() "
-                "does (an input normalisation, functional activations, extra layers) is not part of the FPD network. "
-                "Wrap the network so that stem/stages/head hold all of it (see art_manifold_defenses.fpd.backbone)",
+                f"{type(backbone).__name__}.forward() computes something other than head(stages(stem(x))); "
+                "the Feature "
+                "Pyramid Decoder uses only the stem, the stages and the head's last nn.Linear, so whatever "
+                "else forward() "
+                "does (an input normalisation, functional activations, extra layers) is not part of the FPD "
+                "network. "
+                "Wrap the network so that stem/stages/head hold all of it (see "
+                "art_manifold_defenses.fpd.backbone)",
                 UserWarning,
                 stacklevel=3,
             )
@@ -366,7 +373,8 @@ class FeaturePyramidDecoder(nn.Module):
                 sizes.append(out.shape[-1])
         except RuntimeError as exc:
             raise ValueError(
-                f"the backbone cannot process a ({in_channels}, {input_size}, {input_size}) image: {str(exc).splitlines()[0]}"
+                f"the backbone cannot process a ({in_channels}, {input_size}, {input_size}) image: "
+                f"{str(exc).splitlines()[0]}"
             ) from exc
         finally:
             for module, mode in zip(modules, modes, strict=True):
@@ -403,7 +411,8 @@ class FeaturePyramidDecoder(nn.Module):
             seen_low, seen_high = (float(v) for v in torch.aminmax(x.detach().float()))
             if seen_low < low - margin or seen_high > high + margin:
                 raise ValueError(
-                    f"x must lie in clip_values [{low:g}, {high:g}] (up to {margin:g} outside), got values in [{seen_low:.4g}, {seen_high:.4g}]; images in [0, 255] must be "
+                    f"x must lie in clip_values [{low:g}, {high:g}] (up to {margin:g} outside), got values "
+                    f"in [{seen_low:.4g}, {seen_high:.4g}]; images in [0, 255] must be "
                     "divided by 255 first, normalised inputs need clip_values=None"
                 )
         return x.float()

@@ -57,7 +57,8 @@ def relu_pattern_disagreements(z_plus: Tensor, z_minus: Tensor) -> Tensor:
     """
     if z_plus.shape != z_minus.shape:
         raise ValueError(
-            f"z_plus and z_minus must have the same shape, got {tuple(z_plus.shape)} and {tuple(z_minus.shape)}"
+            f"z_plus and z_minus must have the same shape, got {tuple(z_plus.shape)} and "
+            f"{tuple(z_minus.shape)}"
         )
     flat_p, flat_m = z_plus.detach().reshape(-1), z_minus.detach().reshape(-1)
     count = flat_p.new_zeros((), dtype=torch.float64)
@@ -94,7 +95,7 @@ def _hamming_norms(
     ``alpha = inf`` uses ``sign`` (no gradient). The rows go in blocks of about ``_HAMMING_BLOCK_BYTES``
     through reused buffers (the same values, cache-friendly). ``disagreements`` (a 0-dim float64 tensor): the
     number of ReLU pattern disagreements is added to it, counted on the blocks while they are in cache (see
-    :func:`_pattern_disagreements`). ``products``: buffers (shaped like ``zp``) to write a+ and a-into,
+    :func:`_pattern_disagreements`). ``products``: buffers (shaped like ``zp``) to write a+ and a- into,
     instead of new tensors.
     """
     if math.isinf(alpha):
@@ -160,8 +161,8 @@ class _FusedHammingLayerDistances(torch.autograd.Function):
     ``[..., x+, x-]``).
 
     Same values as :func:`hamming_layer_distances` on the two slices, with a hand-written backward that writes
-    the gradient of the x+ and x-rows into one buffer (autograd on slices would zero-fill a full-size gradient
-    per slice and add them up, which costs as much as the term itself on CPU).
+    the gradient of the x+ and x- rows into one buffer (autograd on slices would zero-fill a full-size
+    gradient per slice and add them up, which costs as much as the term itself on CPU).
     """
 
     @staticmethod
@@ -214,8 +215,8 @@ def fused_hamming_layer_distances(z: Tensor, *, batch: int, alpha: float = 8.0) 
 
 
 class _Workspace:
-    """Buffers for the saved products a+ and a-of :class:`_FusedHammingPairDistances`, reused from one call to
-    the next.
+    """Buffers for the saved products a+ and a- of :class:`_FusedHammingPairDistances`, reused from one call
+    to the next.
 
     On CPU, new tensors of a layer's size are page-faulted in again at every training step (glibc hands memory
     of that size back to the system when it is freed). Measured on ``cw_mnist``, batch 128, one thread: 17,000
@@ -271,7 +272,7 @@ class _FusedHammingPairDistances(torch.autograd.Function):
     gradient, no slices).
 
     Returns ``(distances, pattern disagreements)``; the count is not differentiable. When the backward pass
-    does not keep the graph, the saved products a+ and a-are scaled in place and returned as the gradients
+    does not keep the graph, the saved products a+ and a- are scaled in place and returned as the gradients
     (they are not read again), which saves allocating -- and on glibc page-faulting -- two more tensors of the
     layer's size per step.
     """
@@ -458,7 +459,8 @@ def _pair_distances_and_disagreements(
     _check_alpha(alpha)
     if z_plus.shape != z_minus.shape:
         raise ValueError(
-            f"z_plus and z_minus must have the same shape, got {tuple(z_plus.shape)} and {tuple(z_minus.shape)}"
+            f"z_plus and z_minus must have the same shape, got {tuple(z_plus.shape)} and "
+            f"{tuple(z_minus.shape)}"
         )
     if z_plus.ndim < 2 or z_plus.shape[0] == 0:
         raise ValueError(

@@ -73,7 +73,9 @@ class ManifoldRegularizationConfig(TrainingConfig):
     intrinsic_scale: float = field(
         default=0.5,
         metadata={
-            "help": "factor of the intrinsic term (eq. 11's 1/(c^2 N), c = 2: 0.5, default; earlier versions: 1)"
+            "help": (
+                "factor of the intrinsic term (eq. 11's 1/(c^2 N), c = 2: 0.5, default; earlier versions: 1)"
+            )
         },
     )
     norm: Literal["linf", "l2"] = field(default="linf", metadata={"help": "resampling norm (default: linf)"})
@@ -83,14 +85,19 @@ class ManifoldRegularizationConfig(TrainingConfig):
     optimizer: Literal["sgd", "adam"] = field(
         default="sgd",
         metadata={
-            "help": "sgd: the paper's piecewise-linear learning rate peaking at --mr-lr-peak; adam: constant --lr"
+            "help": (
+                "sgd: the paper's piecewise-linear learning rate peaking at --mr-lr-peak; adam: constant --lr"
+            )
         },
     )
     lr_peak: float = field(default=0.1, metadata={"help": "peak SGD learning rate (default: 0.1)"})
     momentum: float | None = field(
         default=None,
         metadata={
-            "help": "SGD momentum (default: the preset's: 0 for mnist, where 0.9 diverged on C&W's net; 0.9 otherwise)"
+            "help": (
+                "SGD momentum (default: the preset's: 0 for mnist, where 0.9 diverged on C&W's net; 0.9 "
+                "otherwise)"
+            )
         },
     )
     weight_decay: float = field(default=5e-4, metadata={"help": "weight decay gamma_K (default: 5e-4)"})
@@ -100,7 +107,8 @@ class ManifoldRegularizationConfig(TrainingConfig):
     batching: Literal["auto", "concatenated", "separate"] = field(
         default="auto",
         metadata={
-            "help": "x, x+, x- in one concatenated forward pass or three passes in one graph (same values without "
+            "help": "x, x+, x- in one concatenated forward pass or three passes in one graph (same values "
+            "without "
             "BatchNorm); auto: separate on CPU unless the model uses batch statistics (default: auto)"
         },
     )

@@ -43,7 +43,7 @@ from .relu_hooks import ReLURecorder
 
 __all__ = ["ManifoldRegularizer", "RegularizerOutput"]
 
-#: One recorded layer: ``(name, stacked z or None, z+, z-, r+ or None, r-or None)`` (``r``: the ReLU's
+#: One recorded layer: ``(name, stacked z or None, z+, z-, r+ or None, r- or None)`` (``r``: the ReLU's
 #: output).
 _Layer = tuple[str, Tensor | None, Tensor, Tensor, Any, Any]
 
@@ -252,7 +252,8 @@ class ManifoldRegularizer:
             isinstance(t, type) and issubclass(t, nn.Module) for t in self.activation_types
         ):
             raise TypeError(
-                f"activation_types must be a non-empty sequence of nn.Module subclasses, got {self.activation_types!r}"
+                "activation_types must be a non-empty sequence of nn.Module subclasses, got "
+                f"{self.activation_types!r}"
             )
         if self.batching not in BATCHING_MODES:
             raise ValueError(f"batching must be one of {BATCHING_MODES}, got {self.batching!r}")
@@ -283,7 +284,8 @@ class ManifoldRegularizer:
             low, high = self.clip_values
             if float(x.min()) < low - 1e-6 or float(x.max()) > high + 1e-6:
                 raise ValueError(
-                    f"x must lie in [{low}, {high}], got values in [{float(x.min()):.4g}, {float(x.max()):.4g}]"
+                    f"x must lie in [{low}, {high}], got values in [{float(x.min()):.4g}, "
+                    f"{float(x.max()):.4g}]"
                 )
         return x
 
@@ -350,7 +352,8 @@ class ManifoldRegularizer:
         if self.hamming and not recorder.modules:
             raise ValueError(
                 f"the Hamming regularizer found no {[t.__name__ for t in self.activation_types]} module in "
-                f"{type(model).__name__}; build the model from nn.ReLU modules (or set activation_types, or hamming=False)"
+                f"{type(model).__name__}; build the model from nn.ReLU modules (or set activation_types, or "
+                "hamming=False)"
             )
         if separate:
             logits, clean_loss, f_plus, f_minus, layers = self._separate_passes(
@@ -406,7 +409,7 @@ class ManifoldRegularizer:
     ) -> tuple[Tensor, Tensor, list[str], list[int], list[float]]:
         """The Hamming term of eqs. 13-14 over the recorded layers (zero with ``hamming=False``), each layer's
         mean distance, the layers' names and sizes, and the share of ReLUs taking the same branch for x+ and
-        x-per layer.
+        x- per layer.
         """
         names, columns, disagree, sizes = [], [], [], []
         for name, stacked, z_plus, z_minus, r_plus, r_minus in layers:
@@ -450,7 +453,7 @@ class ManifoldRegularizer:
         x_minus: Tensor,
         include_clean: bool,
     ) -> tuple[Tensor | None, Tensor, Tensor, list[_Layer]]:
-        """One forward pass over ``[x, x+, x-]``; layers as ``(name, stacked z, z+ rows, z-rows, None,
+        """One forward pass over ``[x, x+, x-]``; layers as ``(name, stacked z, z+ rows, z- rows, None,
         None)``."""
         parts = [x, x_plus, x_minus] if include_clean else [x_plus, x_minus]
         batch = x.shape[0]
@@ -461,7 +464,8 @@ class ManifoldRegularizer:
         for name, z in recorder.records:
             if z.shape[0] != batch * len(parts):
                 raise ValueError(
-                    f"ReLU layer {name!r} saw {z.shape[0]} rows for a concatenated batch of {batch * len(parts)}"
+                    f"ReLU layer {name!r} saw {z.shape[0]} rows for a concatenated batch of "
+                    f"{batch * len(parts)}"
                 )
             layers.append((name, z, z[-2 * batch : -batch], z[-batch:], None, None))
         return (chunks[0] if include_clean else None), chunks[-2], chunks[-1], layers
@@ -513,7 +517,8 @@ class ManifoldRegularizer:
         ):
             if z_plus.shape != z_minus.shape or z_plus.shape[0] != x.shape[0]:
                 raise ValueError(
-                    f"ReLU layer {name!r} saw shapes {tuple(z_plus.shape)} and {tuple(z_minus.shape)} for a batch of {x.shape[0]}"
+                    f"ReLU layer {name!r} saw shapes {tuple(z_plus.shape)} and {tuple(z_minus.shape)} for a "
+                    f"batch of {x.shape[0]}"
                 )
             layers.append((name, None, z_plus, z_minus, r_plus, r_minus))
         return logits, clean_loss, f_plus, f_minus, layers
@@ -522,10 +527,13 @@ class ManifoldRegularizer:
         if calls == 0 or self.functional_relus == "ignore" or not self.hamming:
             return
         message = (
-            f"{type(model).__name__} applies ReLU as a function (torch.relu / F.relu / Tensor.relu, clamp(min=0), "
+            f"{type(model).__name__} applies ReLU as a function (torch.relu / F.relu / Tensor.relu, "
+            "clamp(min=0), "
             f"maximum(x, 0), threshold(x, 0, 0)) {calls} time(s) per "
-            "forward pass; forward hooks cannot see those pre-activations, so the Hamming regularizer would ignore them. "
-            "Use nn.ReLU modules, or pass functional_relus='warn' or 'ignore' to accept a partial Hamming term."
+            "forward pass; forward hooks cannot see those pre-activations, so the Hamming regularizer would "
+            "ignore them. "
+            "Use nn.ReLU modules, or pass functional_relus='warn' or 'ignore' to accept a partial Hamming "
+            "term."
         )
         if self.functional_relus == "raise":
             raise ValueError(message)

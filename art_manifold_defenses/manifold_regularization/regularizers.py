@@ -72,7 +72,8 @@ def intrinsic_regularizer(f_plus: Tensor, f_minus: Tensor, *, scale: float = 0.5
     """
     if f_plus.shape != f_minus.shape:
         raise ValueError(
-            f"f_plus and f_minus must have the same shape, got {tuple(f_plus.shape)} and {tuple(f_minus.shape)}"
+            f"f_plus and f_minus must have the same shape, got {tuple(f_plus.shape)} and "
+            f"{tuple(f_minus.shape)}"
         )
     if f_plus.ndim < 1 or f_plus.shape[0] == 0:
         raise ValueError(f"f_plus must be a non-empty batch, got shape {tuple(f_plus.shape)}")
@@ -91,7 +92,8 @@ def hamming_relaxation(z_plus: Tensor, z_minus: Tensor, *, alpha: float = 8.0) -
     """
     if z_plus.shape != z_minus.shape:
         raise ValueError(
-            f"z_plus and z_minus must have the same shape, got {tuple(z_plus.shape)} and {tuple(z_minus.shape)}"
+            f"z_plus and z_minus must have the same shape, got {tuple(z_plus.shape)} and "
+            f"{tuple(z_minus.shape)}"
         )
     _check_alpha(alpha)
     if math.isinf(alpha):
@@ -190,7 +192,8 @@ def dense_intrinsic_regularizer(outputs: Tensor, points: Tensor, *, scale: float
     """
     if outputs.shape[0] != points.shape[0]:
         raise ValueError(
-            f"outputs and points must have the same number of rows, got {outputs.shape[0]} and {points.shape[0]}"
+            f"outputs and points must have the same number of rows, got {outputs.shape[0]} and "
+            f"{points.shape[0]}"
         )
     if outputs.shape[0] == 0:
         raise ValueError("dense_intrinsic_regularizer needs a non-empty batch")

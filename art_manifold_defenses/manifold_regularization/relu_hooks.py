@@ -170,8 +170,10 @@ class ReLURecorder:
             mask = self._masks[self._mask_index]
             if mask.shape != shape:
                 raise ValueError(
-                    f"shared dropout across passes: dropout call {self._mask_index + 1} sees shape {tuple(shape)} but "
-                    f"drew a mask of shape {tuple(mask.shape)} in the first pass; the passes must have equal batches"
+                    f"shared dropout across passes: dropout call {self._mask_index + 1} sees shape "
+                    f"{tuple(shape)} but "
+                    f"drew a mask of shape {tuple(mask.shape)} in the first pass; the passes must have equal "
+                    "batches"
                 )
         else:
             mask = (torch.rand(shape, device=x.device) >= p).to(x.dtype) / (1.0 - p)

@@ -70,7 +70,7 @@ def manifold_regularization_step(
     resampling, its gammas weight the terms, and its learning rate (if any) is written into every parameter
     group. The step back-propagates and updates the model itself and returns the logged values. With separate
     passes (see :class:`ManifoldRegularizer`) the cross-entropy is back-propagated right after the clean pass
-    and the regularizers after the x+/x-passes (the same gradient, a third less peak memory).
+    and the regularizers after the x+/x- passes (the same gradient, a third less peak memory).
     """
 
     def step(ctx: TrainContext, x: Tensor, y: Tensor) -> dict[str, float]:
@@ -81,7 +81,7 @@ def manifold_regularization_step(
         gamma_i = values["gamma_intrinsic"] if regularizer.intrinsic is not None else 0.0
         gamma_h = values["gamma_hamming"] if regularizer.hamming else 0.0
         if regularizer.resolve_batching(ctx.model, x.device) == "separate":
-            # back-propagate the clean cross-entropy before the x+/x-passes run (one graph alive at a time);
+            # back-propagate the clean cross-entropy before the x+/x- passes run (one graph alive at a time);
             # the gradients add up to those of the whole loss
             ctx.optimizer.zero_grad(set_to_none=True)
             out = regularizer(
@@ -111,7 +111,8 @@ def manifold_regularization_step(
             total, ce, intrinsic, hamming, acc, hamming_distance = values_on_host
         if not math.isfinite(total):
             raise FloatingPointError(
-                f"non-finite loss at epoch {ctx.epoch + 1}, batch {ctx.batch_index}: cross-entropy {ce}, intrinsic "
+                f"non-finite loss at epoch {ctx.epoch + 1}, batch {ctx.batch_index}: cross-entropy {ce}, "
+                "intrinsic "
                 f"{intrinsic}, Hamming {hamming}"
             )
         if penalty is None:
@@ -161,7 +162,7 @@ class ManifoldRegularizationTrainer(Trainer):
 
     Ablations (Table 2): ``"both"`` (the method), ``"intrinsic"`` (gamma_H = 0), ``"hamming"`` (gamma_I = 0),
     ``"dense"`` (the intrinsic term over the dense heat-kernel Laplacian of the batch, scale ``dense_scale``;
-    the paper trains it with batch 40; the Hamming term stays on the x+/x-pairs, a reading of this package).
+    the paper trains it with batch 40; the Hamming term stays on the x+/x- pairs, a reading of this package).
 
     Known limitations: the authors' training code is not public, so the normalisation of the Hamming term and
     the choice of pre-activations follow the best reading recorded in the project notes; the arXiv v1 model of
@@ -249,7 +250,8 @@ class ManifoldRegularizationTrainer(Trainer):
         model = getattr(classifier, "model", None)
         if not isinstance(model, nn.Module):
             raise TypeError(
-                f"classifier must be an ART PyTorchClassifier (with a torch model), got {type(classifier).__name__}"
+                "classifier must be an ART PyTorchClassifier (with a torch model), got "
+                f"{type(classifier).__name__}"
             )
         super().__init__(classifier)
         self.schedule = schedule
@@ -277,11 +279,13 @@ class ManifoldRegularizationTrainer(Trainer):
         if isinstance(self.schedule, str):
             if self.schedule not in PRESETS:
                 raise ValueError(
-                    f"schedule must be a ManifoldRegularizationSchedule or one of {sorted(PRESETS)}, got {self.schedule!r}"
+                    f"schedule must be a ManifoldRegularizationSchedule or one of {sorted(PRESETS)}, got "
+                    f"{self.schedule!r}"
                 )
         elif not isinstance(self.schedule, ManifoldRegularizationSchedule):
             raise TypeError(
-                f"schedule must be a ManifoldRegularizationSchedule or a preset name, got {type(self.schedule).__name__}"
+                "schedule must be a ManifoldRegularizationSchedule or a preset name, got "
+                f"{type(self.schedule).__name__}"
             )
         if self.ablation not in ABLATIONS:
             raise ValueError(f"ablation must be one of {sorted(ABLATIONS)}, got {self.ablation!r}")
@@ -311,8 +315,9 @@ class ManifoldRegularizationTrainer(Trainer):
         if not isinstance(self.verbose, bool):
             raise TypeError(f"verbose must be a bool, got {type(self.verbose).__name__}")
         resolve_device(self.device)
-        self._make_regularizer()  # validates alpha, hamming_form, intrinsic_scale, norm, dense_scale, functional_relus,
-        # shared_dropout, activation_types, batching
+        # validates alpha, hamming_form, intrinsic_scale, norm, dense_scale, functional_relus, shared_dropout,
+        # activation_types, batching
+        self._make_regularizer()
 
     def set_params(self, **kwargs: Any) -> None:
         """Set hyper-parameters by name (ART style) and validate them."""

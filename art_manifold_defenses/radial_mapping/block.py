@@ -159,11 +159,13 @@ class RadialBasisMapping(nn.Module):
         if self.variant == "authors_code":
             if self.n_centers != self.in_channels:
                 raise ValueError(
-                    f"variant='authors_code' ties the number of centres to in_channels={self.in_channels}; got n_centers={self.n_centers}"
+                    f"variant='authors_code' ties the number of centres to in_channels={self.in_channels}; "
+                    f"got n_centers={self.n_centers}"
                 )
             if self.out_channels != self.in_channels:
                 raise ValueError(
-                    f"variant='authors_code' ties out_channels to in_channels={self.in_channels}; got out_channels={self.out_channels}"
+                    f"variant='authors_code' ties out_channels to in_channels={self.in_channels}; got "
+                    f"out_channels={self.out_channels}"
                 )
         if (
             not isinstance(self.epsilon, (int, float))

@@ -51,7 +51,10 @@ class RadialMappingConfig(TrainingConfig):
     after: str = field(
         default="all_conv",
         metadata={
-            "help": "where to insert blocks: all_conv, blocks, or comma-separated module names (default: all_conv)"
+            "help": (
+                "where to insert blocks: all_conv, blocks, or comma-separated module names (default: "
+                "all_conv)"
+            )
         },
     )
     mode: Literal["auto", "concat", "project"] = field(

@@ -100,7 +100,8 @@ def feature_analysis(
     k = n_clusters if n_clusters is not None else len(np.unique(labels))
     if not isinstance(k, int) or k < 2 or k >= len(features):
         raise ValueError(
-            f"n_clusters must be an integer in [2, {len(features) - 1}] (2 <= k < number of samples), got {k!r}"
+            f"n_clusters must be an integer in [2, {len(features) - 1}] (2 <= k < number of samples), got "
+            f"{k!r}"
         )
     clusters = KMeans(n_clusters=k, n_init=10, random_state=seed).fit_predict(features)
     if len(np.unique(clusters)) < 2:

@@ -459,7 +459,8 @@ def _output_channels(module: nn.Module, name: str) -> int:
     convs = [m for m in module.modules() if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d))]
     if not convs:
         raise ValueError(
-            f"module {name!r} ({type(module).__name__}) contains no convolution; cannot tell its channel count"
+            f"module {name!r} ({type(module).__name__}) contains no convolution; cannot tell its channel "
+            "count"
         )
     return convs[-1].out_channels
 

@@ -119,7 +119,8 @@ def fit_rbf_command(args: argparse.Namespace) -> int:
     }
     (out / "filters.json").write_text(json.dumps(summary, indent=2) + "\n")
     print(
-        f"{bank.num_filters} filters learned from {len(x)} {args.dataset} images in {seconds:.0f}s; saved {out / FILTERS_FILE}"
+        f"{bank.num_filters} filters learned from {len(x)} {args.dataset} images in {seconds:.0f}s; saved "
+        f"{out / FILTERS_FILE}"
     )
     return 0
 

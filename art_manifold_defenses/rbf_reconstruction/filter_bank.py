@@ -130,7 +130,8 @@ class RBFFilterBank(nn.Module):
             )
             if mean_t.ndim != 2 or mean_t.shape[1] != dim or mean_t.shape[0] < 1:
                 raise ValueError(
-                    f"means must have shape (J >= 1, {dim}) for in_channels={in_channels}, patch_size={patch_size}; got {tuple(mean_t.shape)}"
+                    f"means must have shape (J >= 1, {dim}) for in_channels={in_channels}, "
+                    f"patch_size={patch_size}; got {tuple(mean_t.shape)}"
                 )
             if var_t.shape != (mean_t.shape[0],):
                 raise ValueError(f"variances must have shape ({mean_t.shape[0]},), got {tuple(var_t.shape)}")
@@ -180,8 +181,10 @@ class RBFFilterBank(nn.Module):
         batch the bank can read."""
         if not self.fitted:
             raise ValueError(
-                f"the RBF filter bank is not fitted (an all-zero placeholder of {self.num_filters} filters): learn it "
-                "with fit_rbf_filters / `amd fit-rbf`, load one with RBFFilterBank.load, or load_state_dict into it"
+                f"the RBF filter bank is not fitted (an all-zero placeholder of {self.num_filters} filters): "
+                "learn it "
+                "with fit_rbf_filters / `amd fit-rbf`, load one with RBFFilterBank.load, or load_state_dict "
+                "into it"
             )
         if not isinstance(x, Tensor):
             raise TypeError(f"{name} must be a torch.Tensor, got {type(x).__name__}")

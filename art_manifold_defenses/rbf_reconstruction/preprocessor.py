@@ -69,7 +69,8 @@ class RBFReconstructionPyTorch(PreprocessorPyTorch):
         )
         if not isinstance(filter_bank, RBFFilterBank):
             raise TypeError(
-                f"filter_bank must be an RBFFilterBank (fit one with fit_rbf_filters), got {type(filter_bank).__name__}"
+                "filter_bank must be an RBFFilterBank (fit one with fit_rbf_filters), got "
+                f"{type(filter_bank).__name__}"
             )
         self.filter_bank = filter_bank
         self.beta1 = beta1

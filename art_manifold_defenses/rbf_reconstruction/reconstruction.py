@@ -196,7 +196,7 @@ class RBFReconstruction(nn.Module):
         self.register_buffer("fixed_noise", self._draw_fixed_noise(), persistent=False)
         self.to(resolve_device(device))
 
-    # ----------------------------------------------------------------------------------------------------------------
+    # --------------------------------------------------------------------------------------------------------
     def _check_params(self) -> None:
         _check_nonneg_number("beta1", self.beta1, positive=True)
         _check_nonneg_number("beta2", self.beta2)
@@ -239,7 +239,7 @@ class RBFReconstruction(nn.Module):
         """True when the forward pass injects noise (``beta2 > 0`` and per-image draws)."""
         return self.beta2 > 0 and self.noise_draw == "per_image"
 
-    # ----------------------------------------------------------------------------------------------------------------
+    # --------------------------------------------------------------------------------------------------------
     def deterministic(self, x: Tensor, *, beta1: float | None = None) -> Tensor:
         """The ``beta2 = 0`` reconstruction (``z~_j = mu_j``), unclipped: the BPDA surrogate of
         :meth:`forward`."""
@@ -313,7 +313,8 @@ class RBFReconstruction(nn.Module):
 
     def extra_repr(self) -> str:
         return (
-            f"beta1={self.beta1}, beta2={self.beta2}, weighting={self.weighting!r}, noise_std={self.noise_std!r}, "
+            f"beta1={self.beta1}, beta2={self.beta2}, weighting={self.weighting!r}, "
+            f"noise_std={self.noise_std!r}, "
             f"noise_draw={self.noise_draw!r}, gradient={self.gradient!r}, clip={self.clip}"
         )
 

@@ -130,14 +130,16 @@ class RBFCNNTrainer(Trainer):
 
             if input_shape is None:
                 raise ValueError(
-                    "input_shape (C, H, W) is required when classifier is an RBFCNN rather than a PyTorchClassifier"
+                    "input_shape (C, H, W) is required when classifier is an RBFCNN rather than a "
+                    "PyTorchClassifier"
                 )
             classifier = to_art_classifier(
                 classifier, input_shape=input_shape, nb_classes=_num_classes(classifier), device=device
             )
         if not isinstance(classifier, PyTorchClassifier):
             raise TypeError(
-                f"classifier must be a PyTorchClassifier around an RBFCNN (or an RBFCNN), got {type(classifier).__name__}"
+                "classifier must be a PyTorchClassifier around an RBFCNN (or an RBFCNN), got "
+                f"{type(classifier).__name__}"
             )
         super().__init__(classifier)
         found = [m for m in classifier.model.modules() if isinstance(m, RBFCNN)]
@@ -197,7 +199,7 @@ class RBFCNNTrainer(Trainer):
         if self.noise_bank is not None:
             check_images(self.noise_bank, "noise_bank", clip_values=(-1.0, 1.0))
 
-    # ----------------------------------------------------------------------------------------------------------------
+    # --------------------------------------------------------------------------------------------------------
     def _window(self, seed: int) -> float:
         if isinstance(self.linf_window, tuple):
             low, high = self.linf_window
@@ -335,6 +337,7 @@ def _num_classes(model: RBFCNN) -> int:
     last = [m for m in model.classifier.modules() if isinstance(m, nn.Linear)]
     if not last:
         raise ValueError(
-            "cannot infer the number of classes of the RBFCNN's classifier; wrap it with to_art_classifier yourself"
+            "cannot infer the number of classes of the RBFCNN's classifier; wrap it with to_art_classifier "
+            "yourself"
         )
     return int(last[-1].out_features)

@@ -2,8 +2,9 @@
 Cohen et al. (2019) and PixelDP (Lecuyer et al. 2019). All functions are vectorised over numpy arrays and work
 in float64.
 
-| Paper links: https://arxiv.org/abs/1809.03113 (Li et al., "Certified Adversarial Robustness with Additive Noise"),
-| https://arxiv.org/abs/1902.02918 (Cohen et al.), https://arxiv.org/abs/1802.03471 (Lecuyer et al., PixelDP).
+| Paper links: https://arxiv.org/abs/1809.03113 (Li et al., "Certified Adversarial Robustness with Additive
+| Noise"), https://arxiv.org/abs/1902.02918 (Cohen et al.), https://arxiv.org/abs/1802.03471 (Lecuyer et al.,
+| PixelDP).
 """
 
 from __future__ import annotations

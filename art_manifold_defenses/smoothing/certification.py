@@ -127,7 +127,8 @@ def certify_batch(
     est = check_counts(counts, "counts", ndim=2)
     if sel.shape != est.shape:
         raise ValueError(
-            f"selection_counts and counts must be (N, classes) arrays of the same shape, got {sel.shape} and {est.shape}"
+            f"selection_counts and counts must be (N, classes) arrays of the same shape, got {sel.shape} and "
+            f"{est.shape}"
         )
     n = est.sum(axis=1)
     if (n <= 0).any():

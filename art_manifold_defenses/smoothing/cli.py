@@ -67,7 +67,10 @@ def _add_certify_parser(subparsers: Any) -> None:
         dest="n",
         type=positive_int_arg,
         default=100,
-        help="number of test images (default: 100); spell it --num-images after torchrun, whose own parser rejects --n",
+        help=(
+            "number of test images (default: 100); spell it --num-images after torchrun, whose own parser "
+            "rejects --n"
+        ),
     )
     p.add_argument(
         "--skip", type=positive_int_arg, default=1, help="certify every SKIP-th test image (default: 1)"
@@ -79,8 +82,10 @@ def _add_certify_parser(subparsers: Any) -> None:
         "--samples",
         type=positive_int_arg,
         default=DEFAULT_SAMPLES,
-        help=f"estimation samples n per image (default: {DEFAULT_SAMPLES}, minutes for 100 MNIST images on a CPU; "
-        f"Cohen et al.: --samples {COHEN_SAMPLES}, the paper: 100); the largest size with --adaptive, the cap n_max "
+        help=f"estimation samples n per image (default: {DEFAULT_SAMPLES}, minutes for 100 MNIST images on "
+        "a CPU; "
+        f"Cohen et al.: --samples {COHEN_SAMPLES}, the paper: 100); the largest size with --adaptive, the "
+        "cap n_max "
         "with --radius",
     )
     mode = p.add_argument_group("modes (default: the same --samples for every image, CERTIFY)")
@@ -157,7 +162,8 @@ def _add_certify_parser(subparsers: Any) -> None:
         "--no-resume",
         dest="overwrite",
         action="store_true",
-        help="start certify.tsv afresh instead of resuming it (a folder holding another run's rows is refused "
+        help="start certify.tsv afresh instead of resuming it (a folder holding another run's rows is "
+        "refused "
         "without it)",
     )
     p.add_argument(

@@ -55,8 +55,8 @@ class RenyiSmoothingPyTorch(PyTorchRandomizedSmoothing):
     """Gaussian randomized smoothing certified with the Rényi-divergence bound of Li et al. (2019), side by
     side with Cohen et al. (2019) and PixelDP (Lecuyer et al. 2019); trains with stability training (STN).
 
-    | Paper link: https://arxiv.org/abs/1809.03113 (Li, Chen, Wang, Carin, "Certified Adversarial Robustness with
-    | Additive Noise", NeurIPS 2019). Algorithm 1 (sampling), Lemma 1 / Theorem 2 (the radius), section 4
+    | Paper link: https://arxiv.org/abs/1809.03113 (Li, Chen, Wang, Carin, "Certified Adversarial Robustness
+    | with Additive Noise", NeurIPS 2019). Algorithm 1 (sampling), Lemma 1 / Theorem 2 (the radius), section 4
     | "Confidence Interval and Sample Size", section 5.1 (stability training).
 
     Same constructor as ART's ``PyTorchRandomizedSmoothing`` (``scale`` is sigma), plus keyword-only

@@ -55,7 +55,8 @@ def stability_loss(
         raise ValueError(f"target must be one of {STABILITY_TARGETS}, got {target!r}")
     if clean_logits.shape != noisy_logits.shape or clean_logits.ndim != 2:
         raise ValueError(
-            f"clean_logits and noisy_logits must both be (N, classes), got {tuple(clean_logits.shape)} and {tuple(noisy_logits.shape)}"
+            f"clean_logits and noisy_logits must both be (N, classes), got {tuple(clean_logits.shape)} and "
+            f"{tuple(noisy_logits.shape)}"
         )
     if target == "softmax":
         weights = torch.softmax(clean_logits, dim=1)

@@ -116,7 +116,8 @@ def add_verify_arguments(parser: argparse.ArgumentParser) -> None:
         "--scale",
         choices=list(SCALES),
         default="quick",
-        help="presets of --n and --time-limit: quick = 20 images x 10 s (minutes on a laptop CPU; the default), "
+        help="presets of --n and --time-limit: quick = 20 images x 10 s (minutes on a laptop CPU; the "
+        "default), "
         "paper = 10000 images x 120 s (paper 003 / Xiao et al.; hundreds of CPU hours)",
     )
     parser.add_argument(
@@ -229,15 +230,19 @@ def _markdown(summary: dict[str, Any], settings: dict[str, Any]) -> str:
     lines = [
         f"# Exact verification: {settings['checkpoint']}",
         "",
-        f"l-inf eps = {settings['eps']}, {summary['n']} {settings['dataset']} test images from index {settings['start']}, "
+        f"l-inf eps = {settings['eps']}, {summary['n']} {settings['dataset']} test images from index "
+        f"{settings['start']}, "
         f"bounds = {settings['bounds']}, time limit {settings['time_limit']} s per image, HiGHS (scipy "
         f"{settings['scipy']}).",
         "",
-        "| verified | PGD-{}x{} | clean | falsified | timeouts | s / image (mean, median) | unstable ReLUs / {} |".format(
-            settings["pgd_steps"], settings["pgd_restarts"], summary["relus"]
-        ),
+        (
+            "| verified | PGD-{}x{} | clean | falsified | timeouts | s / image (mean, median) | unstable "
+            "ReLUs / "
+            "{} |"
+        ).format(settings["pgd_steps"], settings["pgd_restarts"], summary["relus"]),
         "|---|---|---|---|---|---|---|",
-        f"| {pct(summary['verified_accuracy'])} | {pct(summary['pgd_accuracy'])} | {pct(summary['clean_accuracy'])} | "
+        f"| {pct(summary['verified_accuracy'])} | {pct(summary['pgd_accuracy'])} | "
+        f"{pct(summary['clean_accuracy'])} | "
         f"{pct(summary['falsified'])} | {pct(summary['timeouts'])} | {summary['seconds_per_image']:.2f}, "
         f"{summary['median_seconds']:.2f} | "
         f"{'-' if summary['mean_unstable_relus'] is None else round(summary['mean_unstable_relus'], 1)} |",
@@ -371,7 +376,8 @@ def command_verify(args: argparse.Namespace) -> int:
     (out / "summary.md").write_text(_markdown(summary, settings))
     print(
         f"verified {summary['verified_accuracy']:.4f} | PGD {summary['pgd_accuracy']:.4f} | clean "
-        f"{summary['clean_accuracy']:.4f} | timeouts {summary['timeouts']:.4f} | {summary['seconds_per_image']:.2f} s/image "
+        f"{summary['clean_accuracy']:.4f} | timeouts {summary['timeouts']:.4f} | "
+        f"{summary['seconds_per_image']:.2f} s/image "
         f"({summary['n']} images) -> {out}"
     )
     if summary["verified_but_pgd_broken"]:

@@ -262,8 +262,10 @@ def extract_network(
             affine = _probe_matrix(module, current)
         else:
             raise TypeError(
-                f"cannot encode layer {type(module).__name__} exactly; supported: Conv2d, Linear, ReLU, Flatten, "
-                "BatchNorm (eval), AvgPool2d, Dropout/Identity (pass affine_types=... for other affine layers)"
+                f"cannot encode layer {type(module).__name__} exactly; supported: Conv2d, Linear, ReLU, "
+                "Flatten, "
+                "BatchNorm (eval), AvgPool2d, Dropout/Identity (pass affine_types=... for other affine "
+                "layers)"
             )
         with torch.no_grad():
             sample = _double_copy(module)(sample)

@@ -23,7 +23,8 @@ SUITES = ("quick", "autoattack")
 
 
 def _module() -> ModuleType:
-    """``bench/gpu_check.py`` imported as a module (registered first: its dataclasses look their module up)."""
+    """``bench/gpu_check.py`` imported as a module (registered first: its dataclasses look their module
+    up)."""
     name = "amd_bench_gpu_check"
     if name not in sys.modules:
         spec = importlib.util.spec_from_file_location(name, SCRIPT)
@@ -38,8 +39,14 @@ def _run(
     out: Path, *extra: str, timeout: float = 900
 ) -> tuple[subprocess.CompletedProcess[str], dict[str, Any], str]:
     env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
-    proc = subprocess.run([sys.executable, str(SCRIPT), "--tiny", "--device", "cpu", "--out", str(out), *extra],
-                          capture_output=True, text=True, timeout=timeout, cwd=ROOT, env=env)  # fmt: skip
+    proc = subprocess.run(
+        [sys.executable, str(SCRIPT), "--tiny", "--device", "cpu", "--out", str(out), *extra],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=ROOT,
+        env=env,
+    )
     assert (out / "gpu_check.json").is_file(), proc.stdout[-3000:] + proc.stderr[-3000:]
     return proc, json.loads((out / "gpu_check.json").read_text()), (out / "gpu_check.md").read_text()
 
@@ -108,10 +115,17 @@ def test_tiny_run_on_cpu_writes_its_summary(tmp_path: Path) -> None:
 
 @pytest.mark.slow
 def test_failed_and_overrun_stages_are_recorded_and_the_next_stage_runs(tmp_path: Path) -> None:
-    """A stage past its budget is killed (with bench/certify.py under it), one that raises is recorded with its
-    message, and the stage after them still runs in a fresh worker; the exit status says not every stage is ok."""
-    proc, data, md = _run(tmp_path, "--stages", "certify,quick:baseline,train:radial-mapping", "--budget",
-                          "certify=0.5", timeout=300)  # fmt: skip
+    """A stage past its budget is killed (with bench/certify.py under it), one that raises is recorded with
+    its message, and the stage after them still runs in a fresh worker; the exit status says not every stage
+    is ok."""
+    proc, data, md = _run(
+        tmp_path,
+        "--stages",
+        "certify,quick:baseline,train:radial-mapping",
+        "--budget",
+        "certify=0.5",
+        timeout=300,
+    )
     assert proc.returncode == 1, proc.stdout[-3000:] + proc.stderr[-3000:]
     rows = {row["name"]: row for row in data["stages"]}
     assert list(rows) == ["certify", "quick:baseline", "train:radial-mapping"]

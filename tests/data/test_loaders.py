@@ -1,4 +1,5 @@
-"""Each loader on small files in its official format, written by the test; downloader against a local HTTP server."""
+"""Each loader on small files in its official format, written by the test; downloader against a local HTTP
+server."""
 
 from __future__ import annotations
 

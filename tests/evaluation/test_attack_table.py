@@ -12,7 +12,8 @@ PAGE = Path(__file__).resolve().parents[2] / "docs" / "attacks.md"
 
 def test_docs_page_equals_the_generated_table() -> None:
     assert PAGE.read_text() == attacks_markdown(), (
-        "docs/attacks.md is stale: run `python -m art_manifold_defenses.evaluation.attack_table > docs/attacks.md`"
+        "docs/attacks.md is stale: run `python -m art_manifold_defenses.evaluation.attack_table > "
+        "docs/attacks.md`"
     )
 
 

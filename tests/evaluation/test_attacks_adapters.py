@@ -53,15 +53,31 @@ FAST: dict[tuple[str, str], dict[str, Any]] = {
     ("autoattack", "rand"): {"steps": 5, "eot_iter": 2},
     ("transfer", "transfer"): {"base": {"library": "art", "attack": "pgd", "params": {"max_iter": 5}}},
 }
-#: (library, attack, norm) triples that must push accuracy down at eps=0.3 linf / 3.0 l2 even with the tiny settings.
+#: (library, attack, norm) triples that must push accuracy down at eps=0.3 linf / 3.0 l2 even with the tiny
+#: settings.
 STRONG = {
-    ("art", "fgsm", "linf"), ("art", "bim", "linf"), ("art", "pgd", "linf"), ("art", "pgd", "l2"), ("art", "mim", "linf"),
-    ("art", "apgd-ce", "linf"), ("art", "apgd-dlr", "linf"), ("art", "deepfool", "l2"),
-    ("foolbox", "pgd", "linf"), ("foolbox", "pgd", "l2"), ("foolbox", "fgsm", "linf"), ("foolbox", "mifgsm", "linf"),
-    ("foolbox", "deepfool", "linf"), ("foolbox", "deepfool", "l2"),
-    ("cleverhans", "fgm", "linf"), ("cleverhans", "pgd", "linf"), ("cleverhans", "pgd", "l2"), ("cleverhans", "cw", "l2"),
-    ("autoattack", "standard", "linf"), ("autoattack", "standard", "l2"), ("autoattack", "rand", "linf"),
-}  # fmt: skip
+    ("art", "fgsm", "linf"),
+    ("art", "bim", "linf"),
+    ("art", "pgd", "linf"),
+    ("art", "pgd", "l2"),
+    ("art", "mim", "linf"),
+    ("art", "apgd-ce", "linf"),
+    ("art", "apgd-dlr", "linf"),
+    ("art", "deepfool", "l2"),
+    ("foolbox", "pgd", "linf"),
+    ("foolbox", "pgd", "l2"),
+    ("foolbox", "fgsm", "linf"),
+    ("foolbox", "mifgsm", "linf"),
+    ("foolbox", "deepfool", "linf"),
+    ("foolbox", "deepfool", "l2"),
+    ("cleverhans", "fgm", "linf"),
+    ("cleverhans", "pgd", "linf"),
+    ("cleverhans", "pgd", "l2"),
+    ("cleverhans", "cw", "l2"),
+    ("autoattack", "standard", "linf"),
+    ("autoattack", "standard", "l2"),
+    ("autoattack", "rand", "linf"),
+}
 CASES = [(lib, attack, norm) for (lib, attack), info in ATTACKS.items() for norm in info.norms]
 
 
@@ -98,7 +114,8 @@ def test_adapter_returns_valid_in_budget_adversarials(
 
 
 @pytest.mark.parametrize(
-    ("library", "attack", "norm"), [("art", "deepfool", "l2"), ("foolbox", "cw", "l2"), ("cleverhans", "hsj", "linf")]
+    ("library", "attack", "norm"),
+    [("art", "deepfool", "l2"), ("foolbox", "cw", "l2"), ("cleverhans", "hsj", "linf")],
 )
 def test_unbounded_minimisation_returns_raw_adversarials(
     library: str, attack: str, norm: str, trained_tiny: nn.Module, data: tuple[np.ndarray, np.ndarray]
@@ -111,7 +128,9 @@ def test_unbounded_minimisation_returns_raw_adversarials(
     assert accuracy(trained_tiny, adv, y) <= 0.25
     # with a budget below most minimal norms, out-of-budget points come back clean
     tight = float(np.median(norms[norms > 0])) * 0.99
-    bounded = run_attack(AttackSpec(library, attack, norm, tight, FAST[(library, attack)]), trained_tiny, x, y, seed=0)
+    bounded = run_attack(
+        AttackSpec(library, attack, norm, tight, FAST[(library, attack)]), trained_tiny, x, y, seed=0
+    )
     bounded_norms = perturbation_norms(bounded, x, norm)
     assert bounded_norms.max() <= tight + 1e-5
     assert np.all((bounded_norms == 0) | (np.abs(bounded_norms - norms) < 1e-4))
@@ -120,7 +139,9 @@ def test_unbounded_minimisation_returns_raw_adversarials(
 def test_cleverhans_hsj_leaves_misclassified_points_alone(trained_tiny: nn.Module, data: tuple) -> None:
     x, y = data
     wrong = (y + 1) % 10  # every point "misclassified" w.r.t. these labels
-    adv = run_attack(AttackSpec("cleverhans", "hsj", "l2", None, FAST[("cleverhans", "hsj")]), trained_tiny, x, wrong)
+    adv = run_attack(
+        AttackSpec("cleverhans", "hsj", "l2", None, FAST[("cleverhans", "hsj")]), trained_tiny, x, wrong
+    )
     np.testing.assert_array_equal(adv, x)
 
 
@@ -128,8 +149,16 @@ def test_autoattack_uses_original_step_counts_and_overrides(trained_tiny: nn.Mod
     import torchattacks
 
     def sub_attacks(attack: str, params: dict[str, Any]) -> list[Any]:
-        ensemble = build_ensemble(attack, trained_tiny, norm="linf", eps=0.3, params=params, device=torch.device("cpu"),
-                                  nb_classes=10, seed=0)  # fmt: skip
+        ensemble = build_ensemble(
+            attack,
+            trained_tiny,
+            norm="linf",
+            eps=0.3,
+            params=params,
+            device=torch.device("cpu"),
+            nb_classes=10,
+            seed=0,
+        )
         assert isinstance(ensemble, torchattacks.AutoAttack)
         return list(ensemble._autoattack.attacks)
 
@@ -149,15 +178,17 @@ def test_autoattack_runs_a_model_without_parameters(data: tuple, capsys: pytest.
         def forward(self, inputs: torch.Tensor) -> torch.Tensor:
             return inputs.flatten(1) @ weight
 
-    adv = run_attack(AttackSpec("autoattack", "standard", "linf", 0.1, {"steps": 3, "n_queries": 10}), Fixed(), x, y)
+    adv = run_attack(
+        AttackSpec("autoattack", "standard", "linf", 0.1, {"steps": 3, "n_queries": 10}), Fixed(), x, y
+    )
     assert perturbation_norms(adv, x, "linf").max() <= 0.1 + 1e-5
     assert "Failed to set device" not in capsys.readouterr().out
     assert list(_OnDevice(Fixed(), torch.device("cpu")).parameters())[0].numel() == 0
 
 
 class SaturationClassifier(nn.Module):
-    """Class 1 iff some pixel is exactly 1.0: blending a class-0 image with noise never reaches class 1, so Foolbox's
-    default blended-noise initialisation fails for class-0 images."""
+    """Class 1 iff some pixel is exactly 1.0: blending a class-0 image with noise never reaches class 1, so
+    Foolbox's default blended-noise initialisation fails for class-0 images."""
 
     def forward(self, inputs: torch.Tensor) -> torch.Tensor:
         saturated = (inputs.flatten(1).max(dim=1).values >= 1.0).float()

@@ -1,4 +1,5 @@
-"""AttackSpec, the registry, the budget policy and run_attack's validation, seeding and model-state handling."""
+"""AttackSpec, the registry, the budget policy and run_attack's validation, seeding and model-state
+handling."""
 
 from __future__ import annotations
 
@@ -25,7 +26,8 @@ def small_cnn() -> nn.Module:
     return nn.Sequential(nn.Conv2d(1, 4, 5, stride=3), nn.ReLU(), nn.Flatten(), nn.Linear(4 * 8 * 8, 10))
 
 
-# -- spec -------------------------------------------------------------------------------------------------------------
+# -- spec
+# ------------------------------------------------------------------------------------------------------------
 def test_spec_normalises_fields() -> None:
     spec = AttackSpec("ART", " PGD ", norm=np.inf, eps=np.float32(0.25), params={"max_iter": np.int64(7)})
     assert (spec.library, spec.attack, spec.norm) == ("art", "pgd", "linf")
@@ -45,14 +47,32 @@ def test_spec_normalises_fields() -> None:
         ({"library": "art", "attack": "pgd", "eps": None}, r"eps=None .* only valid for minimisation"),
         ({"library": "art", "attack": "pgd", "eps": -0.1}, r"eps must be a finite number > 0"),
         ({"library": "art", "attack": "pgd", "eps": float("nan")}, r"eps must be a finite number > 0"),
-        ({"library": "art", "attack": "pgd", "params": {"steps": 3}}, r"unknown params \['steps'\].*valid params"),
-        ({"library": "art", "attack": "cw", "norm": "l2", "params": {"out_of_budget": "drop"}}, r"out_of_budget"),
+        (
+            {"library": "art", "attack": "pgd", "params": {"steps": 3}},
+            (
+                r"unknown params \['steps'\].*valid "
+                r"params"
+            ),
+        ),
+        (
+            {"library": "art", "attack": "cw", "norm": "l2", "params": {"out_of_budget": "drop"}},
+            r"out_of_budget",
+        ),
         ({"library": "transfer", "attack": "pgd"}, r"attack='transfer'"),
-        ({"library": "transfer", "attack": "transfer", "params": {"base": {"library": "art"}}}, r"'library' and 'attack'"),
-        ({"library": "transfer", "attack": "transfer", "params": {"base": {"library": "art", "attack": "pgd", "eps": 0.1}}},
-         r"differs from the transfer spec"),
+        (
+            {"library": "transfer", "attack": "transfer", "params": {"base": {"library": "art"}}},
+            r"'library' and 'attack'",
+        ),
+        (
+            {
+                "library": "transfer",
+                "attack": "transfer",
+                "params": {"base": {"library": "art", "attack": "pgd", "eps": 0.1}},
+            },
+            r"differs from the transfer spec",
+        ),
     ],
-)  # fmt: skip
+)
 def test_spec_rejects_invalid_fields(kwargs: dict, match: str) -> None:
     with pytest.raises(ValueError, match=match):
         AttackSpec(**kwargs)
@@ -67,7 +87,13 @@ def test_spec_round_trips_through_json() -> None:
     specs = [
         AttackSpec("art", "pgd", "l2", 2.0, {"max_iter": 10, "eps_step": None}, name="pgd-l2"),
         AttackSpec("foolbox", "cw", "l2", None, {"steps": 20}),
-        AttackSpec("transfer", "transfer", "linf", 0.3, {"base": {"library": "cleverhans", "attack": "pgd", "params": {"nb_iter": 5}}}),
+        AttackSpec(
+            "transfer",
+            "transfer",
+            "linf",
+            0.3,
+            {"base": {"library": "cleverhans", "attack": "pgd", "params": {"nb_iter": 5}}},
+        ),
     ]
     for spec in specs:
         again = AttackSpec.from_dict(json.loads(json.dumps(spec.to_dict())))
@@ -90,16 +116,32 @@ def test_labels_are_unique_and_readable() -> None:
 def test_audit_properties() -> None:
     assert AttackSpec("art", "fgsm").one_step and not AttackSpec("art", "pgd").one_step
     assert AttackSpec("cleverhans", "fgm").one_step
-    for lib, attack, norm in [("art", "square", "linf"), ("art", "boundary", "l2"), ("foolbox", "hsj", "l2"),
-                              ("cleverhans", "spsa", "linf"), ("foolbox", "gaussian-noise", "l2"),
-                              ("transfer", "transfer", "linf")]:  # fmt: skip
+    for lib, attack, norm in [
+        ("art", "square", "linf"),
+        ("art", "boundary", "l2"),
+        ("foolbox", "hsj", "l2"),
+        ("cleverhans", "spsa", "linf"),
+        ("foolbox", "gaussian-noise", "l2"),
+        ("transfer", "transfer", "linf"),
+    ]:
         spec = AttackSpec(lib, attack, norm, 0.3)
         assert spec.gradient_free and spec.black_box, spec.label
-    for lib, attack in [("art", "pgd"), ("foolbox", "pgd"), ("cleverhans", "pgd"), ("autoattack", "standard")]:
+    for lib, attack in [
+        ("art", "pgd"),
+        ("foolbox", "pgd"),
+        ("cleverhans", "pgd"),
+        ("autoattack", "standard"),
+    ]:
         spec = AttackSpec(lib, attack)
         assert not spec.gradient_free and not spec.black_box and not spec.minimisation
-    for lib, attack, norm in [("art", "cw", "l2"), ("art", "ead", "l1"), ("art", "deepfool", "l2"),
-                              ("foolbox", "boundary", "l2"), ("cleverhans", "hsj", "l2"), ("foolbox", "salt-pepper", "l2")]:  # fmt: skip
+    for lib, attack, norm in [
+        ("art", "cw", "l2"),
+        ("art", "ead", "l1"),
+        ("art", "deepfool", "l2"),
+        ("foolbox", "boundary", "l2"),
+        ("cleverhans", "hsj", "l2"),
+        ("foolbox", "salt-pepper", "l2"),
+    ]:
         assert AttackSpec(lib, attack, norm, None).minimisation
     transfer = AttackSpec("transfer", "transfer", "l2", 1.0, {"base": {"library": "foolbox", "attack": "cw"}})
     assert transfer.minimisation and transfer.base_spec() == AttackSpec("foolbox", "cw", "l2", 1.0)
@@ -115,7 +157,8 @@ def test_registry_covers_every_library_and_norms_are_valid() -> None:
             info.resolve_params(norm, {})  # defaults are self-consistent
 
 
-# -- budget -----------------------------------------------------------------------------------------------------------
+# -- budget
+# -----------------------------------------------------------------------------------------------------------
 def test_perturbation_norms() -> None:
     x = np.zeros((2, 1, 2, 2), np.float32)
     adv = x.copy()
@@ -163,7 +206,8 @@ def test_budget_replaces_nan_and_clips_to_unit_range() -> None:
     assert out.dtype == np.float32 and out.max() == 1.0
 
 
-# -- run_attack plumbing ----------------------------------------------------------------------------------------------
+# -- run_attack plumbing
+# ----------------------------------------------------------------------------------------------
 @pytest.fixture
 def batch(mnist_small: tuple) -> tuple[np.ndarray, np.ndarray]:
     _, _, x_test, y_test = mnist_small
@@ -261,15 +305,30 @@ def test_margin_loss_and_cross_entropy_attacks_of_the_registry() -> None:
 
     margin = {(lib, a) for (lib, a), info in ATTACKS.items() if info.margin_loss}
     assert margin == {
-        ("art", "apgd-dlr"), ("art", "cw"), ("art", "ead"), ("foolbox", "cw"), ("foolbox", "ead"), ("cleverhans", "cw"),
-        ("autoattack", "standard"), ("autoattack", "plus"), ("autoattack", "rand"),  # APGD-DLR / APGD-T inside
-    }  # fmt: skip
+        ("art", "apgd-dlr"),
+        ("art", "cw"),
+        ("art", "ead"),
+        ("foolbox", "cw"),
+        ("foolbox", "ead"),
+        ("cleverhans", "cw"),
+        ("autoattack", "standard"),
+        ("autoattack", "plus"),
+        ("autoattack", "rand"),  # APGD-DLR / APGD-T inside
+    }
     cross_entropy = {(lib, a) for (lib, a), info in ATTACKS.items() if info.cross_entropy}
     assert cross_entropy == {
-        ("art", "bim"), ("art", "pgd"), ("art", "mim"), ("art", "apgd-ce"), ("foolbox", "pgd"), ("foolbox", "mifgsm"),
-        ("cleverhans", "pgd"), ("cleverhans", "sparse-l1"),
-        ("autoattack", "standard"), ("autoattack", "plus"), ("autoattack", "rand"),  # APGD-CE inside
-    }  # fmt: skip
+        ("art", "bim"),
+        ("art", "pgd"),
+        ("art", "mim"),
+        ("art", "apgd-ce"),
+        ("foolbox", "pgd"),
+        ("foolbox", "mifgsm"),
+        ("cleverhans", "pgd"),
+        ("cleverhans", "sparse-l1"),
+        ("autoattack", "standard"),
+        ("autoattack", "plus"),
+        ("autoattack", "rand"),  # APGD-CE inside
+    }
     assert all(info.loss in (*LOSSES, None) for info in ATTACKS.values())
     square, fgsm = ATTACKS[("art", "square")], ATTACKS[("art", "fgsm")]
     assert square.loss == "margin" and not square.margin_loss  # gradient-free: not a white-box one

@@ -21,11 +21,20 @@ from art_manifold_defenses.evaluation.runner import AttackResult
 N = 100
 
 
-def result(spec: AttackSpec, accuracy: float, *, error: str | None = None, violations: int = 0) -> AttackResult:
+def result(
+    spec: AttackSpec, accuracy: float, *, error: str | None = None, violations: int = 0
+) -> AttackResult:
     """A fake attack result: the first ``accuracy * N`` points are robust."""
     correct = np.arange(N) < round(accuracy * N)
-    return AttackResult(spec=spec, correct=correct, seconds=1.0, norms=np.full(N, math.nan), error=error,
-                        violations=violations, violation_indices=list(range(violations)))  # fmt: skip
+    return AttackResult(
+        spec=spec,
+        correct=correct,
+        seconds=1.0,
+        norms=np.full(N, math.nan),
+        error=error,
+        violations=violations,
+        violation_indices=list(range(violations)),
+    )
 
 
 def codes(flags) -> list[str]:  # noqa: ANN001
@@ -101,10 +110,14 @@ def test_unbounded_attack_not_reaching_zero_is_flagged() -> None:
     assert check_attack_comparisons([result(cw, 0.0)]) == []
     big = AttackSpec("art", "pgd", "linf", 1.0)
     assert codes(check_attack_comparisons([result(big, 0.2)])) == ["unbounded_attack_not_zero"]
-    assert check_attack_comparisons([result(AttackSpec("art", "fgsm", "linf", 1.0), 0.2)]) == []  # one step: exempt
+    assert (
+        check_attack_comparisons([result(AttackSpec("art", "fgsm", "linf", 1.0), 0.2)]) == []
+    )  # one step: exempt
     # l2 "large" depends on the input size: 0.5 * sqrt(784) = 14
     l2_big = AttackSpec("art", "pgd", "l2", 20.0)
-    assert codes(check_attack_comparisons([result(l2_big, 0.2)], input_dim=784)) == ["unbounded_attack_not_zero"]
+    assert codes(check_attack_comparisons([result(l2_big, 0.2)], input_dim=784)) == [
+        "unbounded_attack_not_zero"
+    ]
     assert check_attack_comparisons([result(AttackSpec("art", "pgd", "l2", 2.0), 0.2)], input_dim=784) == []
 
 
@@ -133,10 +146,15 @@ def test_cross_entropy_only_budgets_are_flagged_per_norm() -> None:
     assert set(linf.evidence["attacks_at_eps"]["0.3"]) == {PGD.label, SQUARE.label, TRANSFER.label}
     assert "cross_entropy_only_at_eps" in codes(audit(ce_only))  # part of the full audit
     # APGD-DLR at 0.3 and AutoAttack at 0.2 cover those budgets; 0.1 and l2 2 stay uncovered
-    partial = [*ce_only, result(AttackSpec("art", "apgd-dlr", "linf", 0.3), 0.35),
-               result(AttackSpec("autoattack", "rand", "linf", 0.2), 0.35)]  # fmt: skip
+    partial = [
+        *ce_only,
+        result(AttackSpec("art", "apgd-dlr", "linf", 0.3), 0.35),
+        result(AttackSpec("autoattack", "rand", "linf", 0.2), 0.35),
+    ]
     assert [(f.evidence["norm"], f.evidence["eps"]) for f in check_margin_coverage(partial)] == [
-        ("l2", [2.0]), ("linf", [0.1])]  # fmt: skip
+        ("l2", [2.0]),
+        ("linf", [0.1]),
+    ]
 
 
 def test_margin_coverage_by_minimisation_attacks_and_failed_attacks() -> None:
@@ -158,7 +176,8 @@ def test_margin_coverage_by_minimisation_attacks_and_failed_attacks() -> None:
 
 
 class Quantise(nn.Module):
-    """A masked toy defence: quantises the input (zero gradient almost everywhere), then a linear classifier."""
+    """A masked toy defence: quantises the input (zero gradient almost everywhere), then a linear
+    classifier."""
 
     def __init__(self) -> None:
         super().__init__()

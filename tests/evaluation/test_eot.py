@@ -42,7 +42,8 @@ class RandomScale(nn.Module):
 
 
 class Quantise(nn.Module):
-    """A gradient-masking preprocessor: ``round(x * levels) / levels`` has a zero gradient almost everywhere."""
+    """A gradient-masking preprocessor: ``round(x * levels) / levels`` has a zero gradient almost
+    everywhere."""
 
     def __init__(self, levels: int = 4) -> None:
         super().__init__()
@@ -101,7 +102,9 @@ def test_eot_vectorized_matches_sequential_for_deterministic_module() -> None:
     module = nn.Linear(4, 3)
     x = torch.randn(5, 4)
     torch.testing.assert_close(EoT(module, 3, vectorize=True)(x), module(x))
-    torch.testing.assert_close(EoT(module, 3, average="probabilities", vectorize=True)(x), torch.log_softmax(module(x), 1))
+    torch.testing.assert_close(
+        EoT(module, 3, average="probabilities", vectorize=True)(x), torch.log_softmax(module(x), 1)
+    )
 
 
 def test_eot_validates_arguments() -> None:
@@ -162,8 +165,11 @@ def test_bpda_validates_shapes_and_types() -> None:
         BPDA(None)  # type: ignore[arg-type]
 
 
-def test_bpda_pgd_breaks_a_quantising_defence_that_masks_gradients(trained_tiny: nn.Module, mnist_small: tuple) -> None:
-    """Plain PGD sees zero gradients through the quantiser; the BPDA-wrapped model is broken by the same PGD."""
+def test_bpda_pgd_breaks_a_quantising_defence_that_masks_gradients(
+    trained_tiny: nn.Module, mnist_small: tuple
+) -> None:
+    """Plain PGD sees zero gradients through the quantiser; the BPDA-wrapped model is broken by the same
+    PGD."""
     _, _, x_test, y_test = mnist_small
     x, y = x_test[:16], y_test[:16]
     defended = nn.Sequential(Quantise(levels=2), trained_tiny).eval()

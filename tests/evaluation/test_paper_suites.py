@@ -1,5 +1,6 @@
-"""The paper suites are data of the evaluation harness: ``get_suite("paper-fpd")`` works in plain Python, without the
-``amd`` command (or the defence) imported first, and gives what ``amd evaluate --suite paper-fpd`` uses."""
+"""The paper suites are data of the evaluation harness: ``get_suite("paper-fpd")`` works in plain Python,
+without the ``amd`` command (or the defence) imported first, and gives what ``amd evaluate --suite paper-fpd``
+uses."""
 
 from __future__ import annotations
 
@@ -16,8 +17,8 @@ from art_manifold_defenses.evaluation.suites import PAPER_SUITES, register_paper
 #: The names ``amd evaluate --suite`` accepts for the papers' suites.
 PAPER_SUITE_NAMES = ("paper-fpd", "paper-manifold-reg", "paper-radial-mapping", "paper-rbf-cnn")
 
-#: Prints the suite ``NAME`` as resolved by plain ``get_suite`` in a fresh interpreter, and whether the CLI or the
-#: defence's suite module had been imported before the call.
+#: Prints the suite ``NAME`` as resolved by plain ``get_suite`` in a fresh interpreter, and whether the CLI or
+#: the defence's suite module had been imported before the call.
 _FRESH = """
 import json, sys
 name = sys.argv[1]
@@ -29,8 +30,8 @@ print(json.dumps({{"imported_before": before, "cli_imported": "art_manifold_defe
                   "specs": [s.to_dict() for s in specs]}}))
 """
 
-#: Prints every paper suite as the ``amd evaluate`` code path resolves it (register, then ``get_suite`` with the
-#: command's default ``--norm``/``--eps`` of None), in one fresh interpreter.
+#: Prints every paper suite as the ``amd evaluate`` code path resolves it (register, then ``get_suite`` with
+#: the command's default ``--norm``/``--eps`` of None), in one fresh interpreter.
 _CLI = """
 import json
 from art_manifold_defenses import cli
@@ -87,7 +88,8 @@ def test_an_unknown_name_raises_a_value_error_listing_the_known_names() -> None:
 
 
 def test_a_registered_paper_suite_is_used_as_registered() -> None:
-    """``get_suite`` registers a paper suite only when the name is not registered: a caller's override stands."""
+    """``get_suite`` registers a paper suite only when the name is not registered: a caller's override
+    stands."""
     from art_manifold_defenses.fpd.suite import paper_fpd_suite
 
     override = [AttackSpec("art", "fgsm", "linf", 0.1, name="override")]

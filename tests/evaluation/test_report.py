@@ -39,7 +39,8 @@ def _data(n: int = 10) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _fake(spec, model, x, y, **kwargs):  # noqa: ANN001, ANN003
-    """Breaks points by id: attack at eps e breaks ids < 10 * e (so a sweep is monotone); unbounded C&W breaks all."""
+    """Breaks points by id: attack at eps e breaks ids < 10 * e (so a sweep is monotone); unbounded C&W breaks
+    all."""
     ids = np.rint(x[:, 0, 1, 1] * 100).astype(int)
     limit = len(ids) + 100 if spec.eps is None else 10 * spec.eps
     adv = x.copy()
@@ -60,18 +61,49 @@ SUITE = [
 def evaluated(tmp_path_factory: pytest.TempPathFactory):  # noqa: ANN201
     out = tmp_path_factory.mktemp("report")
     x, y = _data()
-    result = evaluate(Threshold(), x, y, SUITE, attack_fn=_fake, out_dir=out, verbose=False, model_name="toy",
-                      dataset="toy-set", reported=55.0)  # fmt: skip
+    result = evaluate(
+        Threshold(),
+        x,
+        y,
+        SUITE,
+        attack_fn=_fake,
+        out_dir=out,
+        verbose=False,
+        model_name="toy",
+        dataset="toy-set",
+        reported=55.0,
+    )
     return result, out
 
 
 def test_results_json_schema(evaluated) -> None:  # noqa: ANN001
     result, out = evaluated
     record = load_results(out / "results.json")
-    for key in ("model", "dataset", "n", "clean_accuracy", "robust_accuracy", "attacks", "audit", "versions", "seed",
-                "clean_acc", "robust_acc", "autoattack_acc", "reported", "settings", "per_point", "threat_model"):
+    for key in (
+        "model",
+        "dataset",
+        "n",
+        "clean_accuracy",
+        "robust_accuracy",
+        "attacks",
+        "audit",
+        "versions",
+        "seed",
+        "clean_acc",
+        "robust_acc",
+        "autoattack_acc",
+        "reported",
+        "settings",
+        "per_point",
+        "threat_model",
+    ):
         assert key in record, key
-    assert record["model"] == "toy" and record["dataset"] == "toy-set" and record["n"] == 10 and record["seed"] == 0
+    assert (
+        record["model"] == "toy"
+        and record["dataset"] == "toy-set"
+        and record["n"] == 10
+        and record["seed"] == 0
+    )
     for key in ("torch", "art", "foolbox", "cleverhans", "torchattacks", "art_manifold_defenses"):
         assert key in record["versions"]
     assert set(record["audit"]) >= {"flags"}
@@ -121,13 +153,25 @@ def test_report_is_rendered_from_a_loaded_record(evaluated, tmp_path) -> None:  
 
 def test_audit_flags_appear_in_markdown() -> None:
     record = {
-        "model": "m", "dataset": None, "n": 1, "seed": 0, "clean_accuracy": 1.0, "robust_accuracy": 1.0,
-        "attacks": [], "per_point": {"clean_correct": [1], "robust_correct": [1]},
-        "audit": {"flags": [{"code": "zero_gradients", "message": "grads are zero", "evidence": {}, "reference": ""}]},
-    }  # fmt: skip
+        "model": "m",
+        "dataset": None,
+        "n": 1,
+        "seed": 0,
+        "clean_accuracy": 1.0,
+        "robust_accuracy": 1.0,
+        "attacks": [],
+        "per_point": {"clean_correct": [1], "robust_correct": [1]},
+        "audit": {
+            "flags": [
+                {"code": "zero_gradients", "message": "grads are zero", "evidence": {}, "reference": ""}
+            ]
+        },
+    }
     assert "**zero_gradients**: grads are zero" in markdown_table(record)
     combined = combined_markdown([("first", record, "first/curves.png")], title="Demo")
-    assert "| first | 100.00% | 100.00% | n/a | zero_gradients |" in combined and "first/curves.png" in combined
+    assert (
+        "| first | 100.00% | 100.00% | n/a | zero_gradients |" in combined and "first/curves.png" in combined
+    )
 
 
 def test_load_results_rejects_other_json(tmp_path) -> None:  # noqa: ANN001
@@ -140,25 +184,47 @@ def test_load_results_rejects_other_json(tmp_path) -> None:  # noqa: ANN001
 def _attack(
     attack: str, norm: str, eps: float | None, correct: list[int], **extra: object
 ) -> dict[str, object]:
-    return {"library": "art", "attack": attack, "norm": norm, "eps": eps, "params": {}, "label": f"{attack} {eps}",
-            "accuracy": float(np.mean(correct)), "correct": correct, "error": None, **extra}  # fmt: skip
+    return {
+        "library": "art",
+        "attack": attack,
+        "norm": norm,
+        "eps": eps,
+        "params": {},
+        "label": f"{attack} {eps}",
+        "accuracy": float(np.mean(correct)),
+        "correct": correct,
+        "error": None,
+        **extra,
+    }
 
 
-#: Six points; point 5 is wrong clean. Each attack breaks one point: the per-point worst case at eps counts every
-#: fixed-budget attack with a budget <= eps and every minimisation attack's norms <= eps.
+#: Six points; point 5 is wrong clean. Each attack breaks one point: the per-point worst case at eps counts
+#: every fixed-budget attack with a budget <= eps and every minimisation attack's norms <= eps.
 HAND_MADE = {
-    "model": "hand-made", "n": 6, "clean_accuracy": 5 / 6, "robust_accuracy": 0.0,
+    "model": "hand-made",
+    "n": 6,
+    "clean_accuracy": 5 / 6,
+    "robust_accuracy": 0.0,
     "per_point": {"clean_correct": [1, 1, 1, 1, 1, 0], "robust_correct": [0] * 6},
     "attacks": [
         _attack("pgd", "linf", 0.1, [1, 1, 1, 0, 1, 0]),
         _attack("apgd-dlr", "linf", 0.2, [1, 1, 0, 1, 1, 0]),
         _attack("pgd", "linf", 0.3, [1, 0, 1, 1, 1, 0]),
-        _attack("cw", "linf", 0.3, [1, 1, 1, 1, 0, 0], minimisation=True, norms=[None, None, None, None, 0.15, None]),
+        _attack(
+            "cw",
+            "linf",
+            0.3,
+            [1, 1, 1, 1, 0, 0],
+            minimisation=True,
+            norms=[None, None, None, None, 0.15, None],
+        ),
         {**_attack("apgd-ce", "linf", 0.1, [0] * 6), "error": "RuntimeError: boom"},  # failed: skipped
         _attack("pgd", "l2", 1.0, [0, 1, 1, 1, 1, 0]),  # another panel
-        _attack("cw", "l1", None, [0, 0, 1, 1, 1, 0], minimisation=True, norms=[2.0, 4.0, None, None, None, None]),
+        _attack(
+            "cw", "l1", None, [0, 0, 1, 1, 1, 0], minimisation=True, norms=[2.0, 4.0, None, None, None, None]
+        ),
     ],
-}  # fmt: skip
+}
 
 
 def test_worst_case_curve_of_a_hand_made_record() -> None:

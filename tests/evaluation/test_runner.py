@@ -1,7 +1,7 @@
 """The runner: per-point worst case, threat-model checks, EoT/BPDA wiring, majority vote, resume, errors.
 
-Most tests use a toy "threshold" model and fake attack functions, so the expected outcome of every point is known
-exactly; one test runs real adapters end to end on a trained tiny CNN.
+Most tests use a toy "threshold" model and fake attack functions, so the expected outcome of every point is
+known exactly; one test runs real adapters end to end on a trained tiny CNN.
 """
 
 from __future__ import annotations
@@ -53,7 +53,12 @@ class FakeAttacks:
     """``attack_fn`` replacement: flips the class of the points listed per attack name by moving pixel 0 by
     ``shift`` (0.2 stays within linf eps 0.3); records every call."""
 
-    def __init__(self, breaks: dict[str, set[int]], shift: float = 0.2, violate: dict[str, dict[int, str]] | None = None):
+    def __init__(
+        self,
+        breaks: dict[str, set[int]],
+        shift: float = 0.2,
+        violate: dict[str, dict[int, str]] | None = None,
+    ):
         self.breaks, self.shift, self.violate = breaks, shift, violate or {}
         self.calls: list[tuple[AttackSpec, nn.Module, np.ndarray, int]] = []
 
@@ -133,7 +138,9 @@ def test_violations_are_discarded_scored_clean_and_flagged() -> None:
     assert bounded.violations == 1 and bounded.violation_indices == [1]
     assert bool(bounded.correct[1])  # discarded: scored on the clean input
     assert not bounded.correct[0]  # the honest adversarial still counts
-    assert unbounded.violations == 1 and unbounded.violation_indices == [2]  # large l2 change is fine when unbounded
+    assert unbounded.violations == 1 and unbounded.violation_indices == [
+        2
+    ]  # large l2 change is fine when unbounded
     assert not unbounded.correct[3]
     flags = [f for f in result.audit_flags if f.code == "threat_model_violation"]
     assert {f.evidence["attack"] for f in flags} == {"bounded", "unbounded"}
@@ -148,12 +155,16 @@ def test_attack_error_is_recorded_flagged_and_left_out() -> None:
         return FakeAttacks({"good": {0}})(spec, *args, **kwargs)
 
     with pytest.warns(UserWarning, match="library exploded"):
-        result = evaluate(Threshold(), x, y, [spec("good"), spec("bad", attack="bim")], attack_fn=broken, verbose=False)
+        result = evaluate(
+            Threshold(), x, y, [spec("good"), spec("bad", attack="bim")], attack_fn=broken, verbose=False
+        )
     assert result.attacks[1].error is not None and "library exploded" in result.attacks[1].error
     assert result.robust_accuracy == pytest.approx(6 / 8)
     assert "attack_error" in [f.code for f in result.audit_flags]
     with pytest.raises(RuntimeError, match="library exploded"):
-        evaluate(Threshold(), x, y, [spec("bad", attack="bim")], attack_fn=broken, verbose=False, raise_errors=True)
+        evaluate(
+            Threshold(), x, y, [spec("bad", attack="bim")], attack_fn=broken, verbose=False, raise_errors=True
+        )
 
 
 def test_resume_skips_finished_attacks(tmp_path) -> None:  # noqa: ANN001
@@ -168,7 +179,8 @@ def test_resume_skips_finished_attacks(tmp_path) -> None:  # noqa: ANN001
     assert again.calls == []
     assert r2.robust_accuracy == r1.robust_accuracy
     np.testing.assert_array_equal(r2.robust_correct, r1.robust_correct)
-    # another seed (or other data, or another model) is a different run: refused, never mixed; overwrite starts afresh
+    # another seed (or other data, or another model) is a different run: refused, never mixed; overwrite
+    # starts afresh
     third = FakeAttacks({"A": {0}, "B": {1}})
     with pytest.raises(FingerprintMismatchError, match=r"another run; what differs .*seed: 0 -> 1"):
         run(Threshold(), x, y, suite, third, out_dir=tmp_path, run_audit=False, seed=1)
@@ -237,7 +249,9 @@ def test_stochastic_model_gets_eot_repeats_and_rand_autoattack() -> None:
     assert all(not isinstance(m, EoT) for m in by_attack["square"])  # gradient-free: queries the model itself
     assert "standard" not in by_attack and all(not isinstance(m, EoT) for m in by_attack["rand"])  # own EoT
     rand_specs = [s for s, _, _, _ in fake.calls if s.attack == "rand"]
-    assert all(s.params["eot_iter"] == DEFAULT_EOT_SAMPLES for s in rand_specs)  # the run's EoT budget, not AA's 20
+    assert all(
+        s.params["eot_iter"] == DEFAULT_EOT_SAMPLES for s in rand_specs
+    )  # the run's EoT budget, not AA's 20
     assert result.attacks[2].note and "rand" in result.attacks[2].note
     assert result.settings["stochastic"] and result.settings["votes"] > 1
     seeds = [seed for s, _, _, seed in fake.calls if s.attack == "pgd"]
@@ -246,7 +260,9 @@ def test_stochastic_model_gets_eot_repeats_and_rand_autoattack() -> None:
 
 def test_stochastic_model_keeps_autoattack_params_that_rand_accepts() -> None:
     x, y = toy_data()
-    suite = [AttackSpec("autoattack", "standard", "linf", 0.3, {"steps": 50, "n_queries": 500})]  # the quick suite's
+    suite = [
+        AttackSpec("autoattack", "standard", "linf", 0.3, {"steps": 50, "n_queries": 500})
+    ]  # the quick suite's
     fake = FakeAttacks({})
     result = run(NoisyThreshold(), x, y, suite, fake, repeats=1)
     called = fake.calls[0][0]
@@ -263,8 +279,17 @@ def test_worst_of_repeats_counts_a_point_broken_in_any_repeat() -> None:
         breaks = {"A": {0}} if count["n"] == 2 else {}
         return FakeAttacks(breaks)(spec, model, x, y, **kwargs)
 
-    result = evaluate(NoisyThreshold(sigma=1e-4), x, y, [spec("A")], attack_fn=second_repeat_breaks, verbose=False,
-                      repeats=3, votes=3, run_audit=False)  # fmt: skip
+    result = evaluate(
+        NoisyThreshold(sigma=1e-4),
+        x,
+        y,
+        [spec("A")],
+        attack_fn=second_repeat_breaks,
+        verbose=False,
+        repeats=3,
+        votes=3,
+        run_audit=False,
+    )
     assert count["n"] == 3
     assert not result.attacks[0].correct[0] and result.robust_accuracy == pytest.approx(6 / 8)
 
@@ -332,7 +357,9 @@ def test_art_classifier_with_a_stochastic_preprocessor_is_treated_as_stochastic(
 
     x, y = toy_data()
     deterministic = nn.Sequential(nn.Flatten(), nn.Linear(16, 2))
-    clf = to_art_classifier(deterministic, input_shape=(1, 4, 4), nb_classes=2, preprocessing_defences=[NoisePre()])
+    clf = to_art_classifier(
+        deterministic, input_shape=(1, 4, 4), nb_classes=2, preprocessing_defences=[NoisePre()]
+    )
     fake = FakeAttacks({})
     result = run(clf, x, y, [spec("A")], fake, repeats=1, votes=3, eot_samples=2)
     assert result.settings["stochastic"]
@@ -373,7 +400,10 @@ def test_bad_arguments_raise_clear_errors(kwargs, error, match) -> None:  # noqa
 
 def test_real_adapters_end_to_end(trained_tiny, mnist_small) -> None:  # noqa: ANN001
     _, _, x_test, y_test = mnist_small
-    suite = [AttackSpec("art", "fgsm", "linf", 0.3), AttackSpec("cleverhans", "pgd", "linf", 0.3, {"nb_iter": 5})]
+    suite = [
+        AttackSpec("art", "fgsm", "linf", 0.3),
+        AttackSpec("cleverhans", "pgd", "linf", 0.3, {"nb_iter": 5}),
+    ]
     result = evaluate(trained_tiny, x_test[:16], y_test[:16], suite, verbose=False, seed=0)
     assert result.clean_accuracy > 0.6
     assert all(a.error is None and a.violations == 0 for a in result.attacks)
@@ -383,11 +413,13 @@ def test_real_adapters_end_to_end(trained_tiny, mnist_small) -> None:  # noqa: A
     assert "zero_gradients" not in codes and "nondeterministic_predictions" not in codes
 
 
-def test_cost_estimate_is_printed_from_the_probe(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
-    """Issue 22 item 2: ``evaluate()`` prints, before its first attack, the probe's pass times multiplied by each
-    attack's planned passes. The clock is replaced: the probe's forward pass takes 1 s and its forward + backward
-    3 s, so PGD with 10 steps (10 gradient passes + 1 scoring pass) and FGSM (1 + 1) on the 7 clean-correct points
-    (one batch) come to 10 x 3 + 1 + 3 + 1 = 35 s."""
+def test_cost_estimate_is_printed_from_the_probe(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Issue 22 item 2: ``evaluate()`` prints, before its first attack, the probe's pass times multiplied by
+    each attack's planned passes. The clock is replaced: the probe's forward pass takes 1 s and its forward +
+    backward 3 s, so PGD with 10 steps (10 gradient passes + 1 scoring pass) and FGSM (1 + 1) on the 7
+    clean-correct points (one batch) come to 10 x 3 + 1 + 3 + 1 = 35 s."""
     from art_manifold_defenses import costs
 
     ticks = iter([100.0, 101.0, 104.0])
@@ -397,8 +429,10 @@ def test_cost_estimate_is_printed_from_the_probe(monkeypatch: pytest.MonkeyPatch
     run(Threshold(), x, y, suite, FakeAttacks({}), verbose=True)
     printed = capsys.readouterr()
     line = next(text for text in (printed.out + printed.err).splitlines() if text.startswith("estimate:"))
-    assert line.startswith("estimate: 2 attacks on 7 points: about 35 s on this machine (a probe: 3 s per "
-                           "forward+backward and 1 s per forward pass on 7 points")  # fmt: skip
+    assert line.startswith(
+        "estimate: 2 attacks on 7 points: about 35 s on this machine (a probe: 3 s per "
+        "forward+backward and 1 s per forward pass on 7 points"
+    )
     run(Threshold(), x, y, suite, FakeAttacks({}), verbose=False)  # quiet: no probe, no line
     printed = capsys.readouterr()
     assert "estimate:" not in printed.out + printed.err
@@ -418,9 +452,12 @@ def test_every_suite_attack_has_a_planned_cost() -> None:
             for attack in specs:
                 grads, forwards = planned_passes(attack)
                 assert grads >= 0 and forwards >= 0 and grads + forwards > 0, attack.label
-    assert planned_passes(AttackSpec("art", "pgd", "linf", 0.3, {"max_iter": 7, "num_random_init": 3})) == (21, 0)
+    assert planned_passes(AttackSpec("art", "pgd", "linf", 0.3, {"max_iter": 7, "num_random_init": 3})) == (
+        21,
+        0,
+    )
     assert planned_passes(AttackSpec("art", "square", "linf", 0.3, {"max_iter": 50})) == (0, 50)
-    # ART's C&W l2: 5 binary-search steps x 20 iterations, each with a line search of up to 5 + 5 forward passes;
-    # l-inf: 20 iterations for each constant 0.1 x 2^k below 20 (8 of them)
+    # ART's C&W l2: 5 binary-search steps x 20 iterations, each with a line search of up to 5 + 5 forward
+    # passes; l-inf: 20 iterations for each constant 0.1 x 2^k below 20 (8 of them)
     assert planned_passes(AttackSpec("art", "cw", "l2", 2.0, {})) == (100, 1000)
     assert planned_passes(AttackSpec("art", "cw", "linf", 0.3, {})) == (160, 0)

@@ -21,7 +21,9 @@ def test_quick_has_one_attack_per_library_and_an_audit_baseline() -> None:
     assert {s.library for s in specs} == {"art", "foolbox", "cleverhans", "autoattack"}
     assert all(s.norm == "linf" and s.eps is not None and s.eps <= 0.3 + 1e-9 for s in specs)
     assert any(s.one_step for s in specs) and any(s.gradient_free for s in specs)
-    assert sorted(s.eps for s in specs if s.library == "art" and s.attack == "pgd") == pytest.approx([0.1, 0.2, 0.3])
+    assert sorted(s.eps for s in specs if s.library == "art" and s.attack == "pgd") == pytest.approx(
+        [0.1, 0.2, 0.3]
+    )
 
 
 def test_budgets_and_norms() -> None:
@@ -71,20 +73,29 @@ def test_register_suite() -> None:
         get_suite("test-bad-factory")
 
 
-# --------------------------------------------------------------------------------------------------------------------
+# ------------------------------------------------------------------------------------------------------------
 # every reported epsilon gets a cross-entropy attack and a margin-loss attack (issue 25)
-# --------------------------------------------------------------------------------------------------------------------
+# ------------------------------------------------------------------------------------------------------------
 #: (suite, norm passed to get_suite) for every built-in and paper suite and each norm it supports.
 _SUITE_NORMS = [
-    ("quick", "linf"), ("quick", "l2"), ("quick", "l1"),
-    ("linf", "linf"), ("l2", "l2"), ("l1", "l1"),
-    ("autoattack", "linf"), ("autoattack", "l2"),
+    ("quick", "linf"),
+    ("quick", "l2"),
+    ("quick", "l1"),
+    ("linf", "linf"),
+    ("l2", "l2"),
+    ("l1", "l1"),
+    ("autoattack", "linf"),
+    ("autoattack", "l2"),
     ("full", None),
-    ("paper-fpd", None), ("paper-fpd", "linf"), ("paper-fpd", "l2"),
-    ("paper-manifold-reg", None), ("paper-manifold-reg", "linf"), ("paper-manifold-reg", "l2"),
+    ("paper-fpd", None),
+    ("paper-fpd", "linf"),
+    ("paper-fpd", "l2"),
+    ("paper-manifold-reg", None),
+    ("paper-manifold-reg", "linf"),
+    ("paper-manifold-reg", "l2"),
     ("paper-radial-mapping", None),
     ("paper-rbf-cnn", None),
-]  # fmt: skip
+]
 
 
 def test_the_table_covers_every_suite() -> None:
@@ -112,8 +123,10 @@ def test_every_reported_eps_has_a_margin_loss_and_a_cross_entropy_attack(name: s
             assert ("art", "apgd-dlr") in named or any(library == "autoattack" for library, _ in named)
             assert any(s.cross_entropy for s in at), f"{name}: no cross-entropy attack at {family} {eps:g}"
         if family in ("linf", "l2") and family in headline:
-            assert any(s.library == "autoattack" and s.norm == family and s.eps == pytest.approx(headline[family])
-                       for s in specs), f"{name}: no AutoAttack at the {family} headline {headline[family]:g}"  # fmt: skip
+            assert any(
+                s.library == "autoattack" and s.norm == family and s.eps == pytest.approx(headline[family])
+                for s in specs
+            ), f"{name}: no AutoAttack at the {family} headline {headline[family]:g}"
     assert suite_coverage_gaps(specs, headline) == []
 
 
@@ -167,8 +180,9 @@ def test_coverage_gaps_of_a_cross_entropy_only_suite() -> None:
         "l2 eps 1: no iterative cross-entropy attack (PGD, APGD-CE, AutoAttack)",  # one step does not count
         "l2 headline eps 1: no AutoAttack",
     ]
-    assert suite_coverage_gaps([AttackSpec("art", "apgd-dlr", "l1", 5.0), AttackSpec("art", "apgd-ce", "l1", 5.0)],
-                               {"l1": 5.0}) == []  # fmt: skip  # no l1 AutoAttack to ask for
+    # no l1 AutoAttack to ask for
+    l1_suite = [AttackSpec("art", "apgd-dlr", "l1", 5.0), AttackSpec("art", "apgd-ce", "l1", 5.0)]
+    assert suite_coverage_gaps(l1_suite, {"l1": 5.0}) == []
 
 
 def test_suite_headline() -> None:
@@ -179,8 +193,12 @@ def test_suite_headline() -> None:
     assert suite_headline("full", norm="l2", eps=1.5) == {"linf": 0.3, "l2": 1.5, "l1": 15.0}
     assert suite_headline("paper-manifold-reg") == {"linf": 0.3, "l2": 2.0}  # not the 0.4 of the curve
     assert suite_headline("paper-fpd", norm="l2") == {"l2": 1.5}
-    register_suite("test-headless", lambda **kw: [AttackSpec("art", "pgd", "l2", 1.0), AttackSpec("art", "pgd", "l2",
-                   3.0)], norms=None, overwrite=True)  # fmt: skip
+    register_suite(
+        "test-headless",
+        lambda **kw: [AttackSpec("art", "pgd", "l2", 1.0), AttackSpec("art", "pgd", "l2", 3.0)],
+        norms=None,
+        overwrite=True,
+    )
     # no headline registered: the largest reported budget
     assert suite_headline("test-headless") == {"l2": 3.0}
     with pytest.raises(ValueError, match="headline"):

@@ -1,5 +1,5 @@
-"""Users' own backbones: torchvision's ResNet layout (written here, torchvision is never imported), the user's module
-left unchanged, and warnings where the protocol cannot see what the user's forward() does."""
+"""Users' own backbones: torchvision's ResNet layout (written here, torchvision is never imported), the user's
+module left unchanged, and warnings where the protocol cannot see what the user's forward() does."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""recalibrate_batchnorm and the trainer's phase-2 logging / eval-mode statistics (the 'chance in eval mode' bug)."""
+"""recalibrate_batchnorm and the trainer's phase-2 logging / eval-mode statistics (the 'chance in eval mode'
+bug)."""
 
 from __future__ import annotations
 
@@ -79,8 +80,9 @@ def test_phase_two_values_are_means_over_phase_two_batches() -> None:
     record = trainer.history[-1]
     assert record["phase_one"] == 0.0 and record["phase_two_batches"] == 4.0
     ce_all_phase_two = record["ce"]
-    # the same run with half the batches in phase 1 (threshold between the two l2 regimes is hard to hit, so force
-    # phase 1 on every other batch) must report the same *kind* of mean, not one shrunk by the phase-2 share
+    # the same run with half the batches in phase 1 (threshold between the two l2 regimes is hard to hit, so
+    # force phase 1 on every other batch) must report the same *kind* of mean, not one shrunk by the phase-2
+    # share
     trainer = FPDTrainer(fpd(), threshold=float("inf"), verbose=False, lr=1e-2)
     step = trainer.training_step
 
@@ -98,7 +100,8 @@ def test_phase_two_values_are_means_over_phase_two_batches() -> None:
 
 
 def test_briefly_trained_fpd_is_accurate_in_eval_mode() -> None:
-    """Sanity: a briefly trained FPD is accurate in eval mode and val_accuracy is measured after recalibration."""
+    """Sanity: a briefly trained FPD is accurate in eval mode and val_accuracy is measured after
+    recalibration."""
     x, y = images(256)
     x_test, y_test = images(128, seed=1)
     model = fpd()

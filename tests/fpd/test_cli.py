@@ -54,9 +54,20 @@ def test_train_from_args_returns_a_reloadable_fpd(mnist_small: tuple[np.ndarray,
         "stem": "imagenet",
     }
     args = _parser().parse_args(["--fpd-fpn-channels", "32", "--fpd-threshold", "1e9"])
-    for key, value in {"dataset": "mnist-embedded", "data_root": None, "device": "cpu", "seed": 0, "model": "resnet18",
-                       "epochs": 1, "batch_size": 32, "lr": 1e-3, "activation": None, "train_limit": None,
-                       "out": str(tmp_path), "quiet": True}.items():  # fmt: skip
+    for key, value in {
+        "dataset": "mnist-embedded",
+        "data_root": None,
+        "device": "cpu",
+        "seed": 0,
+        "model": "resnet18",
+        "epochs": 1,
+        "batch_size": 32,
+        "lr": 1e-3,
+        "activation": None,
+        "train_limit": None,
+        "out": str(tmp_path),
+        "quiet": True,
+    }.items():
         setattr(args, key, value)
     model, defence = train_from_args(args, data, torch.device("cpu"), architecture)
     assert isinstance(model, FeaturePyramidDecoder)

@@ -1,5 +1,5 @@
-"""Denoising layers: the O(C^2 N) non-local mean equals the naive O(N^2) one; the three residual forms (gated and
-bn_zero start as the identity, authors_code is x + NL(x)); bottleneck and middle variants."""
+"""Denoising layers: the O(C^2 N) non-local mean equals the naive O(N^2) one; the three residual forms (gated
+and bn_zero start as the identity, authors_code is x + NL(x)); bottleneck and middle variants."""
 
 from __future__ import annotations
 
@@ -15,7 +15,8 @@ from art_manifold_defenses.fpd.denoising import (
 
 
 def naive_non_local_mean(x: torch.Tensor) -> torch.Tensor:
-    """Xie et al.'s dot-product non-local mean written position by position through the N x N affinity matrix."""
+    """Xie et al.'s dot-product non-local mean written position by position through the N x N affinity
+    matrix."""
     batch, channels, height, width = x.shape
     out = torch.zeros_like(x)
     for b in range(batch):

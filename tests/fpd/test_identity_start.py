@@ -1,5 +1,6 @@
-"""The default FPD starts as its backbone (identity denoising layers, a reconstruction below the phase threshold) and
-trains with the documented defaults; the authors' cubic form does not start near the backbone."""
+"""The default FPD starts as its backbone (identity denoising layers, a reconstruction below the phase
+threshold) and trains with the documented defaults; the authors' cubic form does not start near the
+backbone."""
 
 from __future__ import annotations
 
@@ -78,8 +79,9 @@ def test_checkpoint_without_denoising_form_loads_as_authors_code(tmp_path) -> No
 
 @pytest.mark.slow
 def test_default_recipe_trains_resnet18_above_chance(mnist_small: tuple[np.ndarray, ...]) -> None:
-    """20 Algorithm-1 steps with FPDTrainer's defaults (batch 50, the paper's MNIST settings) on real digits: the
-    default FPD learns (measured ~69% held-out; the authors' cubic form stays at ~8% with the same budget)."""
+    """20 Algorithm-1 steps with FPDTrainer's defaults (batch 50, the paper's MNIST settings) on real digits:
+    the default FPD learns (measured ~69% held-out; the authors' cubic form stays at ~8% with the same
+    budget)."""
     accuracy = _held_out_accuracy_after_one_epoch(mnist_small, "gated")
     assert accuracy >= 0.6, accuracy
 

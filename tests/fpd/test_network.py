@@ -1,5 +1,5 @@
-"""FeaturePyramidDecoder: shapes for the zoo ResNets, (-1, 1) logits, shared front/back modules, ELU swap, protocol,
-checkpoints and ART."""
+"""FeaturePyramidDecoder: shapes for the zoo ResNets, (-1, 1) logits, shared front/back modules, ELU swap,
+protocol, checkpoints and ART."""
 
 from __future__ import annotations
 
@@ -72,7 +72,8 @@ def test_front_and_back_modules_share_one_set_of_parameters() -> None:
     model = FeaturePyramidDecoder(backbone, input_size=32)
     params = list(model.parameters())
     assert len({id(p) for p in params}) == len(params)
-    # the backbone is copied: its weights (the head's linear layer reused by the tanh classifier) start the FPD, once
+    # the backbone is copied: its weights (the head's linear layer reused by the tanh classifier) start the
+    # FPD, once
     assert not {id(p) for p in backbone.parameters()} & {id(p) for p in params}
     torch.testing.assert_close(model.head.linear.weight, backbone.head[-1].weight)
     torch.testing.assert_close(model.stem[0].weight, backbone.stem[0].weight)
@@ -202,9 +203,9 @@ def test_art_classifier_predicts_and_differentiates() -> None:
 
 
 def test_classification_refuses_inputs_outside_clip_values_but_training_passes_accept_them() -> None:
-    """Images in [0, 255] gave all-NaN logits (the non-local means are cubic in the features); ``forward`` now refuses
-    them by name, while the training interface (``return_restored=True``: Algorithm 1's noisy inputs and second pass
-    on ``x'``) only needs finite values; ``clip_values=None`` accepts normalised inputs."""
+    """Images in [0, 255] gave all-NaN logits (the non-local means are cubic in the features); ``forward`` now
+    refuses them by name, while the training interface (``return_restored=True``: Algorithm 1's noisy inputs
+    and second pass on ``x'``) only needs finite values; ``clip_values=None`` accepts normalised inputs."""
     model = FeaturePyramidDecoder(build_model("resnet18", in_channels=1, input_size=32), input_size=32).eval()
     x = torch.rand(2, 1, 32, 32)
     with pytest.raises(ValueError, match=r"clip_values \[0, 1\].*\[0, 255\] must be divided by 255"):

@@ -1,4 +1,5 @@
-"""Image-restoration module: FPN top-down structure, output sizes, and the fused smoothing+decoder equals the layers."""
+"""Image-restoration module: FPN top-down structure, output sizes, and the fused smoothing+decoder equals the
+layers."""
 
 from __future__ import annotations
 
@@ -10,8 +11,11 @@ from art_manifold_defenses.fpd.restoration import ImageRestorationModule
 
 def _features(double: bool = True) -> list[torch.Tensor]:
     dtype = torch.float64 if double else torch.float32
-    return [torch.randn(2, 8, 8, 8, dtype=dtype, requires_grad=True), torch.randn(2, 16, 4, 4, dtype=dtype),
-            torch.randn(2, 32, 2, 2, dtype=dtype)]  # fmt: skip
+    return [
+        torch.randn(2, 8, 8, 8, dtype=dtype, requires_grad=True),
+        torch.randn(2, 16, 4, 4, dtype=dtype),
+        torch.randn(2, 32, 2, 2, dtype=dtype),
+    ]
 
 
 @pytest.mark.parametrize(("steps", "channels"), [(0, 1), (1, 3), (2, 3), (3, 1)])

@@ -1,4 +1,5 @@
-"""The paper-fpd attack suite: the paper's Table 2 attacks plus margin-loss, AutoAttack and transfer attacks."""
+"""The paper-fpd attack suite: the paper's Table 2 attacks plus margin-loss, AutoAttack and transfer
+attacks."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""FPDTrainer (Algorithm 1): phase logic, second pass, noise, adversarial training, validation, ART integration."""
+"""FPDTrainer (Algorithm 1): phase logic, second pass, noise, adversarial training, validation, ART
+integration."""
 
 from __future__ import annotations
 
@@ -76,9 +77,15 @@ def test_phase_one_updates_only_front_denoising_and_restoration(mnist16: tuple[n
     assert all(not torch.equal(a, b) for a, b in zip(before_trained, phase_one, strict=True))
 
 
-@pytest.mark.parametrize(("threshold", "second_pass", "steps_per_batch"), [
-    (float("inf"), "detach", 2), (float("inf"), "recompute", 2), (float("inf"), "none", 1), (-1.0, "detach", 1),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    ("threshold", "second_pass", "steps_per_batch"),
+    [
+        (float("inf"), "detach", 2),
+        (float("inf"), "recompute", 2),
+        (float("inf"), "none", 1),
+        (-1.0, "detach", 1),
+    ],
+)
 def test_optimizer_steps_per_batch(
     mnist16: tuple[np.ndarray, ...], threshold: float, second_pass: str, steps_per_batch: int
 ) -> None:

@@ -1,5 +1,5 @@
-"""FPDTrainer under torchrun (2 CPU processes, Gloo): every pass goes through DistributedDataParallel, so the ranks'
-parameters stay identical after training, in phase 2 (two updates per batch) and in phase 1 alike."""
+"""FPDTrainer under torchrun (2 CPU processes, Gloo): every pass goes through DistributedDataParallel, so the
+ranks' parameters stay identical after training, in phase 2 (two updates per batch) and in phase 1 alike."""
 
 from __future__ import annotations
 
@@ -25,8 +25,12 @@ class Backbone(nn.Module):
     def __init__(self):
         super().__init__()
         self.stem = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.BatchNorm2d(4), nn.ReLU())
-        self.stages = nn.ModuleList([nn.Sequential(nn.Conv2d(4, 8, 3, stride=2, padding=1), nn.BatchNorm2d(8), nn.ReLU()),
-                                     nn.Sequential(nn.Conv2d(8, 16, 3, stride=2, padding=1), nn.BatchNorm2d(16), nn.ReLU())])
+        self.stages = nn.ModuleList(
+            [
+                nn.Sequential(nn.Conv2d(4, 8, 3, stride=2, padding=1), nn.BatchNorm2d(8), nn.ReLU()),
+                nn.Sequential(nn.Conv2d(8, 16, 3, stride=2, padding=1), nn.BatchNorm2d(16), nn.ReLU()),
+            ]
+        )
         self.head = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(16, 10))
 
 
@@ -57,8 +61,17 @@ def test_ranks_stay_identical_under_torchrun(
     env = {**os.environ, "OMP_NUM_THREADS": "1", "AMD_TEST_THREADS": "1"}
     for var in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
         env.pop(var, None)
-    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", str(script),
-               str(tmp_path), str(threshold), str(tmp_path / "data.npz")]  # fmt: skip
+    command = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node=2",
+        str(script),
+        str(tmp_path),
+        str(threshold),
+        str(tmp_path / "data.npz"),
+    ]
     done = subprocess.run(
         command, env=env, capture_output=True, text=True, timeout=240, cwd=Path(__file__).parents[2]
     )

@@ -1,5 +1,5 @@
-"""Separate passes (x, x+, x- through the model one after the other, in one graph) equal the one concatenated pass,
-and the fast Hamming kernels equal the straightforward autograd computation (values and gradients)."""
+"""Separate passes (x, x+, x- through the model one after the other, in one graph) equal the one concatenated
+pass, and the fast Hamming kernels equal the straightforward autograd computation (values and gradients)."""
 
 from __future__ import annotations
 
@@ -49,10 +49,14 @@ def conv_net(dtype: torch.dtype = torch.float64, *, dropout: float = 0.0) -> nn.
 def straightforward_terms(
     model: nn.Module, x: Tensor, x_plus: Tensor, x_minus: Tensor, alpha: float, form: str = "squared"
 ) -> tuple[Tensor, Tensor, Tensor]:
-    """Logits, sparse intrinsic and Hamming terms by three plain passes and autograd on ``tanh`` (eqs. 11, 13-14)."""
+    """Logits, sparse intrinsic and Hamming terms by three plain passes and autograd on ``tanh`` (eqs. 11,
+    13-14)."""
     records: list[Tensor] = []
-    handles = [m.register_forward_pre_hook(lambda _m, inputs: records.append(inputs[0])) for m in model.modules()
-               if isinstance(m, nn.ReLU)]  # fmt: skip
+    handles = [
+        m.register_forward_pre_hook(lambda _m, inputs: records.append(inputs[0]))
+        for m in model.modules()
+        if isinstance(m, nn.ReLU)
+    ]
     try:
         logits = model(x)
         records.clear()
@@ -317,7 +321,8 @@ def test_workspace_reuses_buffers_only_once_their_graph_is_gone() -> None:
     assert [entry[0].data_ptr() for entry in reg._workspace._entries] == buffers
     for a, b, c in zip(first, second, reference, strict=True):
         assert torch.allclose(a, c, atol=1e-10) and torch.allclose(b, c, atol=1e-10)
-    # a graph still alive keeps its buffers: a second call gets new ones, and the first graph's gradients are intact
+    # a graph still alive keeps its buffers: a second call gets new ones, and the first graph's gradients are
+    # intact
     alive = reg(model, x, perturbation=rho)
     other = reg(model, x + 0.05 * (x < 0.5), perturbation=rho)
     assert len(reg._workspace) == 2 * 2 * 3
@@ -340,9 +345,12 @@ def test_trainer_batching_modes_train_the_same_model() -> None:
     for batching in ("separate", "concatenated"):
         model = conv_net(torch.float32)
         trainer = ManifoldRegularizationTrainer(
-            to_art_classifier(model, input_shape=(1, 8, 8), nb_classes=3), schedule=schedule, batching=batching,
-            verbose=False, seed=0,
-        )  # fmt: skip
+            to_art_classifier(model, input_shape=(1, 8, 8), nb_classes=3),
+            schedule=schedule,
+            batching=batching,
+            verbose=False,
+            seed=0,
+        )
         trainer.fit(
             x, y, batch_size=8, nb_epochs=2, collapse_check=False
         )  # random labels: no collapse warning wanted

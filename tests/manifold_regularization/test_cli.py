@@ -43,8 +43,21 @@ def test_flags_parse_with_paper_defaults(tmp_path) -> None:
     assert (args.mr_hamming_form, args.mr_intrinsic_scale) == ("squared", 0.5)  # eqs. 13 and 11
     old = parse(["--mr-hamming-form", "unsquared", "--mr-intrinsic-scale", "1"], tmp_path)
     assert (old.mr_hamming_form, old.mr_intrinsic_scale) == ("unsquared", 1.0)
-    args = parse(["--mr-ablation", "hamming", "--mr-eps", "0.2", "--mr-gamma-i", "0.3", "--mr-gamma-h", "90", "--mr-alpha", "4"],
-                 tmp_path)  # fmt: skip
+    args = parse(
+        [
+            "--mr-ablation",
+            "hamming",
+            "--mr-eps",
+            "0.2",
+            "--mr-gamma-i",
+            "0.3",
+            "--mr-gamma-h",
+            "90",
+            "--mr-alpha",
+            "4",
+        ],
+        tmp_path,
+    )
     assert (args.mr_ablation, args.mr_eps, args.mr_gamma_i, args.mr_gamma_h, args.mr_alpha) == (
         "hamming",
         0.2,
@@ -98,9 +111,30 @@ def test_amd_train_wiring_end_to_end(monkeypatch: pytest.MonkeyPatch, data_root:
     monkeypatch.setitem(
         cli.DEFENCE_TRAINERS, "manifold-reg", "art_manifold_defenses.manifold_regularization.cli"
     )
-    rc = cli.main(["train", "--defense", "manifold-reg", "--model", "wong_small", "--epochs", "1", "--train-limit", "64",
-                   "--batch-size", "32", "--data-root", data_root, "--out", str(tmp_path), "--quiet",
-                   "--mr-ablation", "hamming", "--mr-gamma-h", "500"])  # fmt: skip
+    rc = cli.main(
+        [
+            "train",
+            "--defense",
+            "manifold-reg",
+            "--model",
+            "wong_small",
+            "--epochs",
+            "1",
+            "--train-limit",
+            "64",
+            "--batch-size",
+            "32",
+            "--data-root",
+            data_root,
+            "--out",
+            str(tmp_path),
+            "--quiet",
+            "--mr-ablation",
+            "hamming",
+            "--mr-gamma-h",
+            "500",
+        ]
+    )
     assert rc == 0
     sidecar = json.loads((tmp_path / "model.json").read_text())
     assert sidecar["defence"]["name"] == "manifold-reg"

@@ -1,5 +1,5 @@
-"""Intrinsic, Hamming and dense regularizers: hand computations, limits, hooks, functional-ReLU detection, and the
-balance of eq. 13's squared Hamming term against the cross-entropy at initialisation."""
+"""Intrinsic, Hamming and dense regularizers: hand computations, limits, hooks, functional-ReLU detection, and
+the balance of eq. 13's squared Hamming term against the cross-entropy at initialisation."""
 
 from __future__ import annotations
 
@@ -56,8 +56,8 @@ def test_intrinsic_term_matches_hand_computation_on_two_layer_toy() -> None:
     assert out.intrinsic.item() == pytest.approx(
         0.5 * 0.08, abs=1e-6
     )  # eq. 11: 1 / (c^2 N) with c = 2 -> 1/2
-    # Hamming, one layer of n = 3 ReLUs: d = ||(|t(4.8) - t(3.2)|, |t(3.2) - t(4.8)|, 0)||_2 / (2 * 3), t = tanh;
-    # eq. 13 regularizes d^2
+    # Hamming, one layer of n = 3 ReLUs: d = ||(|t(4.8) - t(3.2)|, |t(3.2) - t(4.8)|, 0)||_2 / (2 * 3), t =
+    # tanh; eq. 13 regularizes d^2
     t_high, t_low = math.tanh(8 * 0.6), math.tanh(8 * 0.4)  # 0.999863, 0.996682
     distance = math.sqrt(2 * (t_high - t_low) ** 2) / 6  # = 7.499e-4
     assert distance == pytest.approx(7.4988e-4, rel=1e-3)
@@ -67,7 +67,8 @@ def test_intrinsic_term_matches_hand_computation_on_two_layer_toy() -> None:
     assert torch.allclose(out.logits, torch.tensor([[0.5, 0.5]]))
     # the readings of earlier versions, as options: d unsquared and no 1/2
     old = ManifoldRegularizer(eps=0.1, clip_values=None, hamming_form="unsquared", intrinsic_scale=1.0)(
-        two_layer_toy(), x, perturbation=rho)  # fmt: skip
+        two_layer_toy(), x, perturbation=rho
+    )
     assert old.hamming.item() == pytest.approx(distance, rel=1e-5)
     assert old.intrinsic.item() == pytest.approx(0.08, abs=1e-6)
 
@@ -153,9 +154,9 @@ def test_hamming_relaxation_elementwise_and_layer_combination() -> None:
 
 
 def test_hamming_term_squares_each_sample_after_combining_its_layers() -> None:
-    # exact Hamming distances (alpha = inf): |sign(z+) - sign(z-)| is 2 where a ReLU flips, 0 elsewhere
-    # sample 0: layer 1 (n = 2) flips 1 ReLU -> ||(2, 0)|| / 4 = 0.5; layer 2 (n = 4) flips 4 -> ||(2, 2, 2, 2)|| / 8 = 0.5
-    # sample 1: layer 1 flips none -> 0; layer 2 flips 1 -> ||(2, 0, 0, 0)|| / 8 = 0.25
+    # exact Hamming distances (alpha = inf): |sign(z+) - sign(z-)| is 2 where a ReLU flips, 0 elsewhere sample
+    # 0: layer 1 (n = 2) flips 1 ReLU -> ||(2, 0)|| / 4 = 0.5; layer 2 (n = 4) flips 4 -> ||(2, 2, 2, 2)|| / 8
+    # = 0.5 sample 1: layer 1 flips none -> 0; layer 2 flips 1 -> ||(2, 0, 0, 0)|| / 8 = 0.25
     layer1_p, layer1_m = torch.tensor([[1.0, 1.0], [1.0, -1.0]]), torch.tensor([[-1.0, 1.0], [1.0, -1.0]])
     layer2_p = torch.tensor([[1.0, 1.0, -1.0, -1.0], [1.0, 1.0, 1.0, 1.0]])
     layer2_m = torch.tensor([[-1.0, -1.0, 1.0, 1.0], [-1.0, 1.0, 1.0, 1.0]])
@@ -179,9 +180,9 @@ def test_hamming_term_squares_each_sample_after_combining_its_layers() -> None:
 
 
 def test_hamming_gradient_is_below_the_cross_entropy_gradient_at_initialisation(mnist_small: tuple) -> None:
-    """Eq. 13 (squared) with the paper's MNIST weights leaves the cross-entropy in charge at initialisation on C&W's
-    network; the unsquared reading of earlier versions gave the Hamming term 10-20x the cross-entropy's gradient
-    (and training collapsed to a constant network)."""
+    """Eq. 13 (squared) with the paper's MNIST weights leaves the cross-entropy in charge at initialisation on
+    C&W's network; the unsquared reading of earlier versions gave the Hamming term 10-20x the cross-entropy's
+    gradient (and training collapsed to a constant network)."""
     x, y = torch.from_numpy(mnist_small[0][:128]), torch.from_numpy(mnist_small[1][:128])
     start = paper_schedule("mnist", epochs=100).at(0.0)
     assert (start["epsilon"], start["gamma_intrinsic"], start["gamma_hamming"]) == (
@@ -417,11 +418,15 @@ class _HiddenReLUNet(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         h = self.fc2(self.act(self.fc1(x)))
         hidden = {
-            "clamp": lambda t: t.clamp(min=0), "clamp_min": lambda t: torch.clamp_min(t, 0.0),
-            "clip": lambda t: torch.clip(t, 0), "maximum": lambda t: torch.maximum(t, torch.zeros_like(t)),
-            "max": lambda t: torch.max(t, torch.tensor(0.0)), "threshold": lambda t: F.threshold(t, 0.0, 0.0),
-            "clamp_both": lambda t: t.clamp(0, 1), "clamp_shift": lambda t: t.clamp(min=-1),
-        }[self.form]  # fmt: skip
+            "clamp": lambda t: t.clamp(min=0),
+            "clamp_min": lambda t: torch.clamp_min(t, 0.0),
+            "clip": lambda t: torch.clip(t, 0),
+            "maximum": lambda t: torch.maximum(t, torch.zeros_like(t)),
+            "max": lambda t: torch.max(t, torch.tensor(0.0)),
+            "threshold": lambda t: F.threshold(t, 0.0, 0.0),
+            "clamp_both": lambda t: t.clamp(0, 1),
+            "clamp_shift": lambda t: t.clamp(min=-1),
+        }[self.form]
         return self.fc3(hidden(h))
 
 

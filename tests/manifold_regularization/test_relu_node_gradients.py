@@ -1,4 +1,5 @@
-"""The Hamming gradient added inside the ReLUs' backward (``outputs_in_loss=True``) equals the general path's."""
+"""The Hamming gradient added inside the ReLUs' backward (``outputs_in_loss=True``) equals the general
+path's."""
 
 from __future__ import annotations
 
@@ -11,8 +12,8 @@ from art_manifold_defenses.manifold_regularization.manifold_regularizer import M
 
 
 class _Net(nn.Module):
-    """conv -> ReLU -> conv -> ReLU -> linear, optionally with in-place ReLUs and a ReLU branch that never reaches the
-    output (its Hamming term must still get its gradient, through the general path)."""
+    """conv -> ReLU -> conv -> ReLU -> linear, optionally with in-place ReLUs and a ReLU branch that never
+    reaches the output (its Hamming term must still get its gradient, through the general path)."""
 
     def __init__(self, *, inplace: bool = False, dead_branch: bool = False) -> None:
         super().__init__()
@@ -29,7 +30,9 @@ class _Net(nn.Module):
         return self.head(self.relu2(self.conv2(h)).flatten(1))
 
 
-def _gradients(model: nn.Module, *, fast: bool, intrinsic: str | None = "sparse", backward_twice: bool = False):
+def _gradients(
+    model: nn.Module, *, fast: bool, intrinsic: str | None = "sparse", backward_twice: bool = False
+):
     torch.manual_seed(3)
     x = torch.rand(5, 1, 8, 8)
     rho = (torch.rand_like(x) * 2 - 1) * 0.3
@@ -38,7 +41,9 @@ def _gradients(model: nn.Module, *, fast: bool, intrinsic: str | None = "sparse"
     out = regularizer(model, x, perturbation=rho, outputs_in_loss=fast)
     loss = nn.functional.cross_entropy(out.logits, torch.tensor([0, 1, 2, 0, 1])) + 0.7 * out.hamming
     if intrinsic is not None:
-        loss = loss + 0.0 * out.intrinsic  # weight 0: f(x+), f(x-) stay in the graph, as in the trainer's warm-up
+        loss = (
+            loss + 0.0 * out.intrinsic
+        )  # weight 0: f(x+), f(x-) stay in the graph, as in the trainer's warm-up
     loss.backward(retain_graph=backward_twice)
     if backward_twice:
         loss.backward()
@@ -73,7 +78,9 @@ def test_a_relu_outside_the_output_graph_takes_the_general_path(monkeypatch):
     general = _gradients(model, fast=False)
     for a, b in zip(fast, general, strict=True):
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-7)
-    assert float(model.side.weight.grad.abs().max()) > 0  # the dead branch's Hamming term still has its gradient
+    assert (
+        float(model.side.weight.grad.abs().max()) > 0
+    )  # the dead branch's Hamming term still has its gradient
 
 
 def test_the_trainer_step_promises_outputs_in_loss_only_with_the_intrinsic_term(monkeypatch):
@@ -96,6 +103,15 @@ def test_the_trainer_step_promises_outputs_in_loss_only_with_the_intrinsic_term(
         model = _Net()
         regularizer = ManifoldRegularizer(eps=0.1, batching="separate", intrinsic=intrinsic)
         schedule = constant_schedule(epsilon=0.1, gamma_intrinsic=0.1, gamma_hamming=0.1)
-        train(model, x, y, epochs=1, batch_size=8, optimizer=torch.optim.SGD(model.parameters(), lr=0.01),
-              step_fn=manifold_regularization_step(regularizer, schedule), verbose=False, collapse_check=False)  # fmt: skip
+        train(
+            model,
+            x,
+            y,
+            epochs=1,
+            batch_size=8,
+            optimizer=torch.optim.SGD(model.parameters(), lr=0.01),
+            step_fn=manifold_regularization_step(regularizer, schedule),
+            verbose=False,
+            collapse_check=False,
+        )
         assert seen == [expected]

@@ -1,5 +1,5 @@
-"""ManifoldRegularizationTrainer: the regularizers go down, schedules drive the step, ART conventions hold, the
-documented snippet trains above chance, and the readings of eqs. 11 and 13 are recorded in checkpoints."""
+"""ManifoldRegularizationTrainer: the regularizers go down, schedules drive the step, ART conventions hold,
+the documented snippet trains above chance, and the readings of eqs. 11 and 13 are recorded in checkpoints."""
 
 from __future__ import annotations
 
@@ -56,9 +56,12 @@ def test_training_with_the_regularizers_lowers_them_relative_to_plain_training(m
     )
     regularized = small_cnn()
     trainer = ManifoldRegularizationTrainer(
-        classifier_for(regularized), schedule=constant_schedule(epsilon=0.1, gamma_intrinsic=1.0, gamma_hamming=5000.0),
-        optimizer=torch.optim.Adam(regularized.parameters(), lr=3e-3), verbose=False, seed=0,
-    )  # fmt: skip
+        classifier_for(regularized),
+        schedule=constant_schedule(epsilon=0.1, gamma_intrinsic=1.0, gamma_hamming=5000.0),
+        optimizer=torch.optim.Adam(regularized.parameters(), lr=3e-3),
+        verbose=False,
+        seed=0,
+    )
     trainer.fit(x, y, batch_size=64, nb_epochs=2)
     probe = ManifoldRegularizer(eps=0.1)
     held_out = torch.from_numpy(x_test[:200])
@@ -98,8 +101,9 @@ def test_dense_ablation_and_resume_from_checkpoint(mnist_small: tuple, tmp_path)
     x, y = mnist_small[0][:40], mnist_small[1][:40]
     schedule = constant_schedule(epsilon=0.1, gamma_intrinsic=1.0, gamma_hamming=10.0, learning_rate=0.01)
     a = small_cnn()
-    ManifoldRegularizationTrainer(classifier_for(a), schedule=schedule, ablation="dense", verbose=False, seed=3).fit(
-        x, y, batch_size=20, nb_epochs=2)  # fmt: skip
+    ManifoldRegularizationTrainer(
+        classifier_for(a), schedule=schedule, ablation="dense", verbose=False, seed=3
+    ).fit(x, y, batch_size=20, nb_epochs=2)
     b = small_cnn()
     first = ManifoldRegularizationTrainer(
         classifier_for(b), schedule=schedule, ablation="dense", verbose=False, seed=3
@@ -117,8 +121,14 @@ def test_dense_ablation_and_resume_from_checkpoint(mnist_small: tuple, tmp_path)
 
 def test_art_preprocessing_is_applied_before_the_model() -> None:
     model = small_cnn()
-    classifier = PyTorchClassifier(model=model, loss=nn.CrossEntropyLoss(), input_shape=(1, 28, 28), nb_classes=10,
-                                   clip_values=(0.0, 1.0), preprocessing=(0.5, 0.25))  # fmt: skip
+    classifier = PyTorchClassifier(
+        model=model,
+        loss=nn.CrossEntropyLoss(),
+        input_shape=(1, 28, 28),
+        nb_classes=10,
+        clip_values=(0.0, 1.0),
+        preprocessing=(0.5, 0.25),
+    )
     trainer = ManifoldRegularizationTrainer(classifier, verbose=False)
     x = np.random.rand(3, 1, 28, 28).astype(np.float32)
     wrapped = trainer._training_model().eval()
@@ -137,8 +147,12 @@ def test_checkpoint_round_trip_with_the_registered_defence(tmp_path) -> None:
     from art_manifold_defenses.models import build_model
 
     zoo = build_model("wong_small")
-    path = save_checkpoint(zoo, tmp_path / "mr.pt", architecture={"name": "wong_small"},
-                           defence={"name": "manifold-reg", "params": {"alpha": 8.0}})  # fmt: skip
+    path = save_checkpoint(
+        zoo,
+        tmp_path / "mr.pt",
+        architecture={"name": "wong_small"},
+        defence={"name": "manifold-reg", "params": {"alpha": 8.0}},
+    )
     loaded, metadata = load_checkpoint(path)
     x = torch.rand(2, 1, 28, 28)
     with torch.no_grad():
@@ -182,8 +196,9 @@ def test_bad_fit_inputs_and_classifier() -> None:
 
 
 def test_momentum_defaults_to_the_presets_and_is_recorded() -> None:
-    """MNIST trains with plain SGD (momentum 0.9 diverged at the learning-rate peak on C&W's net), the CIFAR-10
-    presets with Maini et al.'s 0.9; an explicit value wins; the optimizer and the recorded settings use it."""
+    """MNIST trains with plain SGD (momentum 0.9 diverged at the learning-rate peak on C&W's net), the
+    CIFAR-10 presets with Maini et al.'s 0.9; an explicit value wins; the optimizer and the recorded settings
+    use it."""
     expected = {"mnist": 0.0, "cifar10": 0.9, "verification": 0.9}
     for preset, momentum in expected.items():
         for schedule in (preset, paper_schedule(preset, epochs=4)):
@@ -221,11 +236,11 @@ def test_momentum_defaults_to_the_presets_and_is_recorded() -> None:
 
 @pytest.mark.slow
 def test_documented_snippet_trains_above_chance_on_cw_mnist_paper(data_root: str) -> None:
-    """The snippet of docs/defences/manifold_regularization.md on C&W's network, with the paper's MNIST schedule
-    compressed to 3 epochs of 4,096 images (as the reproduction's scales compress it to theirs): earlier versions
-    (unsquared Hamming term, ``cw_mnist``) gave a constant classifier here. The MNIST preset trains with plain SGD
-    (momentum 0), which needs more steps than momentum 0.9: on 2,048 images it stayed at chance after 3 epochs.
-    About 40 s on 2 shared cores."""
+    """The snippet of docs/defences/manifold_regularization.md on C&W's network, with the paper's MNIST
+    schedule compressed to 3 epochs of 4,096 images (as the reproduction's scales compress it to theirs):
+    earlier versions (unsquared Hamming term, ``cw_mnist``) gave a constant classifier here. The MNIST preset
+    trains with plain SGD (momentum 0), which needs more steps than momentum 0.9: on 2,048 images it stayed at
+    chance after 3 epochs. About 40 s on 2 shared cores."""
     x_train, y_train = load_dataset("mnist-embedded", "train", root=data_root)
     x_test, y_test = load_dataset("mnist-embedded", "test", root=data_root)
     torch.manual_seed(0)
@@ -258,11 +273,17 @@ def test_unsquared_reading_is_the_mean_distance_and_settings_are_recorded(
     schedule = constant_schedule(epsilon=0.1, gamma_intrinsic=0.5, gamma_hamming=10.0, learning_rate=0.01)
     histories, params = {}, {}
     for form in ("squared", "unsquared"):
-        trainer = ManifoldRegularizationTrainer(classifier_for(small_cnn()), schedule=schedule, hamming_form=form,
-                                                intrinsic_scale=1.0 if form == "unsquared" else 0.5, verbose=False)  # fmt: skip
+        trainer = ManifoldRegularizationTrainer(
+            classifier_for(small_cnn()),
+            schedule=schedule,
+            hamming_form=form,
+            intrinsic_scale=1.0 if form == "unsquared" else 0.5,
+            verbose=False,
+        )
         trainer.fit(x, y, batch_size=32, nb_epochs=1, collapse_check=False)
         histories[form], params[form] = trainer.history[-1], trainer.regularizer_params()
-    # unsquared: the term is the mean per-sample distance; squared: the mean of its squares (>= the squared mean)
+    # unsquared: the term is the mean per-sample distance; squared: the mean of its squares (>= the squared
+    # mean)
     assert histories["unsquared"]["hamming"] == pytest.approx(
         histories["unsquared"]["hamming_distance"], rel=1e-5
     )
@@ -275,13 +296,21 @@ def test_unsquared_reading_is_the_mean_distance_and_settings_are_recorded(
     assert (params["unsquared"]["hamming_form"], params["unsquared"]["intrinsic_scale"]) == ("unsquared", 1.0)
     # sidecars: the settings round-trip; a sidecar written before the fields existed reads as the old reading
     model = build_model("wong_small")
-    path = save_checkpoint(model, tmp_path / "new.pt", architecture={"name": "wong_small"},
-                           defence={"name": "manifold-reg", "params": params["squared"]})  # fmt: skip
+    path = save_checkpoint(
+        model,
+        tmp_path / "new.pt",
+        architecture={"name": "wong_small"},
+        defence={"name": "manifold-reg", "params": params["squared"]},
+    )
     stored = stored_regularizer_params(read_metadata(path)["defence"]["params"])
     assert (stored["hamming_form"], stored["intrinsic_scale"]) == ("squared", 0.5)
     old_params = {k: v for k, v in params["squared"].items() if k not in ("hamming_form", "intrinsic_scale")}
-    old = save_checkpoint(model, tmp_path / "old.pt", architecture={"name": "wong_small"},
-                          defence={"name": "manifold-reg", "params": old_params})  # fmt: skip
+    old = save_checkpoint(
+        model,
+        tmp_path / "old.pt",
+        architecture={"name": "wong_small"},
+        defence={"name": "manifold-reg", "params": old_params},
+    )
     loaded, metadata = load_checkpoint(old)
     stored_old = stored_regularizer_params(metadata["defence"]["params"])
     assert (stored_old["hamming_form"], stored_old["intrinsic_scale"]) == ("unsquared", 1.0)

@@ -47,8 +47,13 @@ def test_activation_swap_to_elu() -> None:
 
 
 def test_stn_cifar_uses_elu_by_default_and_relu_on_request() -> None:
-    assert any(isinstance(m, nn.ELU) for m in build_model("stn_cifar", in_channels=3, input_size=32).modules())
-    assert not any(isinstance(m, nn.ELU) for m in build_model("stn_cifar", in_channels=3, input_size=32, activation="relu").modules())
+    assert any(
+        isinstance(m, nn.ELU) for m in build_model("stn_cifar", in_channels=3, input_size=32).modules()
+    )
+    assert not any(
+        isinstance(m, nn.ELU)
+        for m in build_model("stn_cifar", in_channels=3, input_size=32, activation="relu").modules()
+    )
 
 
 def test_cleverhans_cnn_width_option() -> None:
@@ -77,14 +82,40 @@ def test_cw_mnist_paper_is_carlini_and_wagners_network() -> None:
     convs = [m for m in model if isinstance(m, nn.Conv2d)]
     linears = [m for m in model if isinstance(m, nn.Linear)]
     assert [(c.in_channels, c.out_channels, c.kernel_size, c.padding) for c in convs] == [
-        (1, 32, (3, 3), (0, 0)), (32, 32, (3, 3), (0, 0)), (32, 64, (3, 3), (0, 0)), (64, 64, (3, 3), (0, 0))]  # fmt: skip
-    # valid convs: 28 -> 26 -> 24 -> pool 12 -> 10 -> 8 -> pool 4, so 64 * 4 * 4 = 1,024 features (cw_mnist: 3,136)
+        (1, 32, (3, 3), (0, 0)),
+        (32, 32, (3, 3), (0, 0)),
+        (32, 64, (3, 3), (0, 0)),
+        (64, 64, (3, 3), (0, 0)),
+    ]
+    # valid convs: 28 -> 26 -> 24 -> pool 12 -> 10 -> 8 -> pool 4, so 64 * 4 * 4 = 1,024 features (cw_mnist:
+    # 3,136)
     assert [(m.in_features, m.out_features) for m in linears] == [(1024, 200), (200, 200), (200, 10)]
-    assert next(m for m in build_model("cw_mnist") if isinstance(m, nn.Linear)).in_features == 64 * 7 * 7  # the 'same'-padded variant is unchanged
+    assert (
+        next(m for m in build_model("cw_mnist") if isinstance(m, nn.Linear)).in_features == 64 * 7 * 7
+    )  # the 'same'-padded variant is unchanged
     kinds = [type(m).__name__ for m in model]
-    assert kinds == ["Conv2d", "ReLU", "Conv2d", "ReLU", "MaxPool2d", "Conv2d", "ReLU", "Conv2d", "ReLU", "MaxPool2d",
-                     "Flatten", "Linear", "ReLU", "Dropout", "Linear", "ReLU", "Linear"]  # fmt: skip
-    for layer in convs + linears:  # Keras' defaults: Glorot-uniform weights, limit sqrt(6 / (fan_in + fan_out)), zero biases
+    assert kinds == [
+        "Conv2d",
+        "ReLU",
+        "Conv2d",
+        "ReLU",
+        "MaxPool2d",
+        "Conv2d",
+        "ReLU",
+        "Conv2d",
+        "ReLU",
+        "MaxPool2d",
+        "Flatten",
+        "Linear",
+        "ReLU",
+        "Dropout",
+        "Linear",
+        "ReLU",
+        "Linear",
+    ]
+    for layer in (
+        convs + linears
+    ):  # Keras' defaults: Glorot-uniform weights, limit sqrt(6 / (fan_in + fan_out)), zero biases
         receptive = layer.weight[0, 0].numel() if isinstance(layer, nn.Conv2d) else 1
         fan_in, fan_out = layer.weight.shape[1] * receptive, layer.weight.shape[0] * receptive
         limit = (6.0 / (fan_in + fan_out)) ** 0.5

@@ -1,7 +1,7 @@
 """Straightforward (slow) reference implementations of the block's distances, one centre at a time.
 
-They spell the equations out literally and serve two purposes: tests check the vectorised block against them, and
-``bench/radial_mapping.py`` times them to show what the vectorised expansion saves.
+They spell the equations out literally and serve two purposes: tests check the vectorised block against them,
+and ``bench/radial_mapping.py`` times them to show what the vectorised expansion saves.
 """
 
 from __future__ import annotations
@@ -20,7 +20,8 @@ __all__ = ["per_center_forward", "per_center_distances"]
 
 
 def per_center_distances(block: RadialBasisMapping, features: Tensor) -> Tensor:
-    """Distances of ``features`` (..., K) computed literally: a loop over centres, each with its own difference tensor."""
+    """Distances of ``features`` (..., K) computed literally: a loop over centres, each with its own
+    difference tensor."""
     f = features.clamp(-FEATURE_BOUND, FEATURE_BOUND)
     matrix = block.precision()
     columns = []

@@ -104,7 +104,8 @@ def test_values_and_gradients_finite(variant: str, kind: str) -> None:
 
 
 def test_authors_non_psd_matrix_stays_finite() -> None:
-    """Psi^T (element-wise) Psi with negative off-diagonals is not PSD: the authors' code would take sqrt(<0) = NaN."""
+    """Psi^T (element-wise) Psi with negative off-diagonals is not PSD: the authors' code would take sqrt(<0)
+    = NaN."""
     block = RadialBasisMapping(3, variant="authors_code")
     with torch.no_grad():
         block.psi.copy_(torch.tensor([[1.0, -3.0, 0.0], [3.0, 1.0, 0.0], [0.0, 0.0, 1.0]]))

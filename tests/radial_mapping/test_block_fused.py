@@ -1,4 +1,5 @@
-"""The fused (hand-written backward) block against the literal per-centre reference and the unfused autograd path."""
+"""The fused (hand-written backward) block against the literal per-centre reference and the unfused autograd
+path."""
 
 from __future__ import annotations
 
@@ -47,7 +48,9 @@ def _input(kind: str, shape: tuple[int, ...], seed: int = 0) -> torch.Tensor:
     return 30.0 * torch.randn(shape, generator=g)  # "large": phi is ~0 at most positions, exactly 0 at some
 
 
-def _values_and_grads(block: nn.Module, x: torch.Tensor, weight: torch.Tensor, fn: object) -> list[torch.Tensor]:
+def _values_and_grads(
+    block: nn.Module, x: torch.Tensor, weight: torch.Tensor, fn: object
+) -> list[torch.Tensor]:
     x = x.clone().requires_grad_(True)
     block.zero_grad(set_to_none=True)
     out = fn(block, x)  # type: ignore[operator]
@@ -59,8 +62,8 @@ def _values_and_grads(block: nn.Module, x: torch.Tensor, weight: torch.Tensor, f
 @pytest.mark.parametrize("kind", ["random", "zeros", "large"])
 @pytest.mark.parametrize("chunk_rows", [None, 12])  # 12 rows = one 3x4 image per chunk: several chunks
 def test_fused_matches_float64_reference(variant: str, kind: str, chunk_rows: int | None) -> None:
-    """Values and gradients (input and every parameter) of the float32 fused block equal the literal per-centre
-    reference evaluated in float64."""
+    """Values and gradients (input and every parameter) of the float32 fused block equal the literal
+    per-centre reference evaluated in float64."""
     block = _block(variant, chunk_rows=chunk_rows)
     reference = copy.deepcopy(block).double()
     x = _input(kind, (3, 5, 3, 4))
@@ -92,10 +95,13 @@ def test_concatenate_matches_cat_and_unfused_gradients(variant: str) -> None:
 @pytest.mark.parametrize("variant", VARIANTS)
 @pytest.mark.parametrize("concat", [False, True])
 def test_gradcheck_float64(variant: str, concat: bool) -> None:
-    """torch.autograd.gradcheck of the hand-written backward (through the block's parametrisation, two chunks)."""
+    """torch.autograd.gradcheck of the hand-written backward (through the block's parametrisation, two
+    chunks)."""
     block = _block(variant, k=3, chunk_rows=6).double()
     x = torch.rand(2, 3, 2, 3, dtype=torch.float64, requires_grad=True)
-    params = tuple(block.parameters())  # gradcheck perturbs these very tensors, so the block sees each perturbation
+    params = tuple(
+        block.parameters()
+    )  # gradcheck perturbs these very tensors, so the block sees each perturbation
 
     def fn(inputs: torch.Tensor, *_: torch.Tensor) -> torch.Tensor:
         return block.concatenate(inputs) if concat else block(inputs)
@@ -122,8 +128,8 @@ def test_clamped_features_pass_no_gradient(variant: str) -> None:
 
 @pytest.mark.parametrize("variant", VARIANTS)
 def test_overflowing_matrix_stays_finite(variant: str) -> None:
-    """A huge (finite) matrix makes the quadratic forms overflow float32: the guarded path gives phi = 0 there and
-    finite gradients (autograd through the unfused path gives NaN for beta: 0 * inf)."""
+    """A huge (finite) matrix makes the quadratic forms overflow float32: the guarded path gives phi = 0 there
+    and finite gradients (autograd through the unfused path gives NaN for beta: 0 * inf)."""
     block = _block(variant, k=3)
     with torch.no_grad():
         if variant == "paper":
@@ -162,10 +168,13 @@ def test_inplace_change_of_output_is_detected() -> None:
 
 
 def test_double_backward_needs_unfused_path() -> None:
-    """A second derivative through the fused block raises (never silently drops its terms); ``fused=False`` works."""
+    """A second derivative through the fused block raises (never silently drops its terms); ``fused=False``
+    works."""
     block = _block("paper", k=3)
     x = torch.rand(1, 3, 2, 2, requires_grad=True)
-    upstream = torch.rand(1, 3, 2, 2, requires_grad=True)  # e.g. a later layer's weights: the gradient has a graph
+    upstream = torch.rand(
+        1, 3, 2, 2, requires_grad=True
+    )  # e.g. a later layer's weights: the gradient has a graph
     (grad,) = torch.autograd.grad((block(x) * upstream).sum(), x, create_graph=True)
     with pytest.raises(RuntimeError, match="once_differentiable"):
         grad.square().sum().backward()
@@ -182,7 +191,9 @@ def test_forward_hooks_on_the_block_still_see_g() -> None:
     fast = model(x)
     seen: list[tuple[int, ...]] = []
     concat = next(m for m in model if isinstance(m, RadialMappingConcat))
-    handle = concat.mapping.register_forward_hook(lambda module, inputs, output: seen.append(tuple(output.shape)))
+    handle = concat.mapping.register_forward_hook(
+        lambda module, inputs, output: seen.append(tuple(output.shape))
+    )
     try:
         slow = model(x)
     finally:
@@ -206,15 +217,18 @@ def test_state_dict_keys_unchanged() -> None:
     torch.testing.assert_close(fresh(x), unfused(x), rtol=1e-5, atol=1e-6)
 
 
-@pytest.mark.parametrize(("kwargs", "error"), [({"fused": 1}, TypeError), ({"chunk_rows": 0}, ValueError),
-                                               ({"chunk_rows": 2.5}, ValueError)])  # fmt: skip
+@pytest.mark.parametrize(
+    ("kwargs", "error"),
+    [({"fused": 1}, TypeError), ({"chunk_rows": 0}, ValueError), ({"chunk_rows": 2.5}, ValueError)],
+)
 def test_invalid_fused_options(kwargs: dict, error: type[Exception]) -> None:
     with pytest.raises(error, match=next(iter(kwargs))):
         RadialBasisMapping(4, **kwargs)
 
 
 def test_functions_are_the_fused_path() -> None:
-    """The fused path really runs the hand-written functions (a regression here would silently use autograd)."""
+    """The fused path really runs the hand-written functions (a regression here would silently use
+    autograd)."""
     for variant, function in (("paper", PaperMapping), ("authors_code", AuthorsMapping)):
         out = RadialBasisMapping(3, variant=variant)(torch.rand(1, 3, 2, 2, requires_grad=True))
         assert type(out.grad_fn).__name__ == function.__name__ + "Backward"

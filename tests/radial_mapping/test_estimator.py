@@ -1,4 +1,5 @@
-"""RadialMappingClassifierPyTorch (ART), end-to-end training with the shared loop, and checkpoint round trips."""
+"""RadialMappingClassifierPyTorch (ART), end-to-end training with the shared loop, and checkpoint round
+trips."""
 
 from __future__ import annotations
 
@@ -22,8 +23,9 @@ from art_manifold_defenses.training import evaluate_accuracy
 
 
 def _classifier(**kwargs: object) -> RadialMappingClassifierPyTorch:
-    return RadialMappingClassifierPyTorch(build_model("cleverhans_cnn"), input_shape=(1, 28, 28), nb_classes=10,
-                                          device_type="cpu", **kwargs)  # type: ignore[arg-type]  # fmt: skip
+    return RadialMappingClassifierPyTorch(
+        build_model("cleverhans_cnn"), input_shape=(1, 28, 28), nb_classes=10, device_type="cpu", **kwargs
+    )  # type: ignore[arg-type]
 
 
 def test_art_classifier_predicts_and_gives_gradients() -> None:
@@ -72,16 +74,29 @@ def test_classifier_rejects_bad_arguments(kwargs: dict, exc: type, match: str) -
         RadialMappingClassifierPyTorch(build_model("cleverhans_cnn"), input_shape=(1, 28, 28), nb_classes=1)
 
 
-def test_shared_loop_training_and_checkpoint_round_trip(mnist_small: tuple[np.ndarray, ...], tmp_path) -> None:
+def test_shared_loop_training_and_checkpoint_round_trip(
+    mnist_small: tuple[np.ndarray, ...], tmp_path
+) -> None:
     x_train, y_train, x_test, y_test = mnist_small
     model = add_radial_mapping(build_model("cleverhans_cnn"), variant="paper", seed=0)
     history = train_radial_mapping(model, x_train, y_train, epochs=2, batch_size=64, verbose=False, seed=0)
     assert len(history) == 2 and history[1]["loss"] < history[0]["loss"]
     assert evaluate_accuracy(model, x_test, y_test) > 0.7
-    params = {"after": "all_conv", "n_centers": None, "variant": "paper", "out_channels": None, "mode": "auto",
-              "epsilon": 1e-6, "beta_init": 2.0}  # fmt: skip
-    path = save_checkpoint(model, tmp_path / "model.pt", architecture={"name": "cleverhans_cnn"},
-                           defence={"name": "radial-mapping", "params": params})  # fmt: skip
+    params = {
+        "after": "all_conv",
+        "n_centers": None,
+        "variant": "paper",
+        "out_channels": None,
+        "mode": "auto",
+        "epsilon": 1e-6,
+        "beta_init": 2.0,
+    }
+    path = save_checkpoint(
+        model,
+        tmp_path / "model.pt",
+        architecture={"name": "cleverhans_cnn"},
+        defence={"name": "radial-mapping", "params": params},
+    )
     loaded, metadata = load_checkpoint(path)
     assert metadata["defence"]["name"] == "radial-mapping"
     x = torch.from_numpy(x_test[:8])
@@ -94,9 +109,20 @@ def test_cli_train_from_args(mnist_small: tuple[np.ndarray, ...], tmp_path) -> N
     add_train_arguments(parser.add_argument_group("radial-mapping"))
     extra = parser.parse_args(["--rbm-variant", "authors_code", "--rbm-init", "kmeans", "--rbm-after", "0,2"])
     args = argparse.Namespace(
-        dataset="mnist-embedded", data_root=None, device="cpu", seed=0, model="cleverhans_cnn", epochs=1, batch_size=64,
-        lr=1e-3, activation=None, train_limit=None, out=str(tmp_path), quiet=True, **vars(extra),
-    )  # fmt: skip
+        dataset="mnist-embedded",
+        data_root=None,
+        device="cpu",
+        seed=0,
+        model="cleverhans_cnn",
+        epochs=1,
+        batch_size=64,
+        lr=1e-3,
+        activation=None,
+        train_limit=None,
+        out=str(tmp_path),
+        quiet=True,
+        **vars(extra),
+    )
     data = {"x_train": x_train[:300], "y_train": y_train[:300], "x_test": x_test[:50], "y_test": y_test[:50]}
     architecture = {"name": "cleverhans_cnn", "in_channels": 1, "num_classes": 10, "input_size": 28}
     model, meta = train_from_args(args, data, torch.device("cpu"), architecture)

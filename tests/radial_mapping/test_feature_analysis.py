@@ -19,7 +19,9 @@ from art_manifold_defenses.radial_mapping.cli import add_subcommands
 def _clustered(n_per_class: int, separation: float, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     rng = np.random.default_rng(seed)
     centres = rng.random((3, 1, 4, 4))
-    x = np.concatenate([np.clip(c + rng.normal(0, 0.02, (n_per_class, 1, 4, 4)) * (1 / separation), 0, 1) for c in centres])
+    x = np.concatenate(
+        [np.clip(c + rng.normal(0, 0.02, (n_per_class, 1, 4, 4)) * (1 / separation), 0, 1) for c in centres]
+    )
     return x.astype(np.float32), np.repeat(np.arange(3), n_per_class)
 
 
@@ -53,14 +55,36 @@ def test_named_layer_and_errors() -> None:
 
 def test_feature_analysis_subcommand(tmp_path, data_root: str, capsys: pytest.CaptureFixture[str]) -> None:
     torch.manual_seed(0)
-    path = save_checkpoint(build_model("cleverhans_cnn"), tmp_path / "model.pt", architecture={"name": "cleverhans_cnn"},
-                           dataset="mnist-embedded")  # fmt: skip
+    path = save_checkpoint(
+        build_model("cleverhans_cnn"),
+        tmp_path / "model.pt",
+        architecture={"name": "cleverhans_cnn"},
+        dataset="mnist-embedded",
+    )
     parser = argparse.ArgumentParser()
     commands = add_subcommands(parser.add_subparsers(dest="command"))
-    args = parser.parse_args(["feature-analysis", "--checkpoint", str(path), "--data-root", data_root, "--n", "60",
-                              "--out", str(tmp_path / "fa.json"), "--quiet"])  # fmt: skip
+    args = parser.parse_args(
+        [
+            "feature-analysis",
+            "--checkpoint",
+            str(path),
+            "--data-root",
+            data_root,
+            "--n",
+            "60",
+            "--out",
+            str(tmp_path / "fa.json"),
+            "--quiet",
+        ]
+    )
     assert commands[args.command](args) == 0
     result = json.loads((tmp_path / "fa.json").read_text())
     assert result["n_samples"] == 60 and result["feature_dim"] == 32
-    assert set(result) >= {"silhouette", "calinski_harabasz", "mutual_information", "homogeneity", "completeness"}
+    assert set(result) >= {
+        "silhouette",
+        "calinski_harabasz",
+        "mutual_information",
+        "homogeneity",
+        "completeness",
+    }
     assert "silhouette" in capsys.readouterr().out

@@ -70,7 +70,9 @@ def test_rewiring_keeps_the_original_network(name: str) -> None:
             block.bias.zero_()
     x = torch.rand(3, 1, 28, 28)
     torch.testing.assert_close(mapped(x), base(x), rtol=1e-5, atol=1e-5)
-    if name == "cleverhans_cnn":  # with live blocks it differs (cw_mnist's 32/64-dim blocks start near phi = 0)
+    if (
+        name == "cleverhans_cnn"
+    ):  # with live blocks it differs (cw_mnist's 32/64-dim blocks start near phi = 0)
         assert (add_radial_mapping(base).eval()(x) - base(x)).abs().max() > 1e-4
 
 
@@ -86,8 +88,17 @@ def test_cw_mnist_layout_and_base_untouched() -> None:
 
 
 def test_batchnorm_between_conv_and_consumer_is_widened() -> None:
-    model = nn.Sequential(nn.Conv2d(1, 4, 3), nn.ReLU(), nn.BatchNorm2d(4), nn.MaxPool2d(2), nn.Conv2d(4, 6, 3), nn.ReLU(),
-                          nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(6, 3))  # fmt: skip
+    model = nn.Sequential(
+        nn.Conv2d(1, 4, 3),
+        nn.ReLU(),
+        nn.BatchNorm2d(4),
+        nn.MaxPool2d(2),
+        nn.Conv2d(4, 6, 3),
+        nn.ReLU(),
+        nn.AdaptiveAvgPool2d(1),
+        nn.Flatten(),
+        nn.Linear(6, 3),
+    )
     mapped = add_radial_mapping(model, n_centers=5, out_channels=2)
     bns = [m for m in mapped if isinstance(m, nn.BatchNorm2d)]
     assert bns[0].num_features == 6
@@ -169,7 +180,8 @@ def test_kmeans_initialisation_uses_the_features() -> None:
     kmeans = add_radial_mapping(base, init="kmeans", init_data=x, seed=1)
     for a, b in zip(mapping_blocks(uniform), mapping_blocks(kmeans), strict=True):
         assert not torch.allclose(a.centers, b.centers)
-    # the first block's centres are k-means centres of the post-ReLU conv1 features: non-negative, inside their range
+    # the first block's centres are k-means centres of the post-ReLU conv1 features: non-negative, inside
+    # their range
     with torch.no_grad():
         features = base[1](base[0](x))
     first = mapping_blocks(kmeans)[0].centers

@@ -11,7 +11,8 @@ from art_manifold_defenses.rbf_reconstruction import RBFFilterBank, fit_rbf_filt
 
 @pytest.fixture(scope="session")
 def mnist_bank(mnist_small: tuple[np.ndarray, ...]) -> RBFFilterBank:
-    """EM on real digits with a short schedule (small M-step blocks): about a dozen filters incl. the black one."""
+    """EM on real digits with a short schedule (small M-step blocks): about a dozen filters incl. the black
+    one."""
     x_train = mnist_small[0]
     return fit_rbf_filters(
         x_train,

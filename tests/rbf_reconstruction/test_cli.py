@@ -16,8 +16,20 @@ def parse_train(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser()
     add_train_arguments(parser.add_argument_group("rbf"))
     args = parser.parse_args(argv)
-    base = {"dataset": "mnist-embedded", "data_root": None, "device": "cpu", "seed": 0, "model": "wong_small", "epochs": 1,
-            "batch_size": 64, "lr": 1e-3, "activation": None, "train_limit": 200, "quiet": True, "defense": "rbf-cnn"}  # fmt: skip
+    base = {
+        "dataset": "mnist-embedded",
+        "data_root": None,
+        "device": "cpu",
+        "seed": 0,
+        "model": "wong_small",
+        "epochs": 1,
+        "batch_size": 64,
+        "lr": 1e-3,
+        "activation": None,
+        "train_limit": 200,
+        "quiet": True,
+        "defense": "rbf-cnn",
+    }
     for key, value in base.items():
         setattr(args, key, value)
     return args
@@ -28,9 +40,23 @@ def test_fit_rbf_subcommand_writes_a_bank(tmp_path, data_root: str) -> None:
     handlers = add_subcommands(parser.add_subparsers(dest="command"))
     out = tmp_path / "filters"
     args = parser.parse_args(
-        ["fit-rbf", "--dataset", "mnist-embedded", "--data-root", data_root, "--out", str(out), "--train-limit", "300",
-         "--max-steps", "6", "--nonparametric-steps", "4", "--quiet"]
-    )  # fmt: skip
+        [
+            "fit-rbf",
+            "--dataset",
+            "mnist-embedded",
+            "--data-root",
+            data_root,
+            "--out",
+            str(out),
+            "--train-limit",
+            "300",
+            "--max-steps",
+            "6",
+            "--nonparametric-steps",
+            "4",
+            "--quiet",
+        ]
+    )
     assert handlers[args.command](args) == 0
     bank = RBFFilterBank.load(out / "filters.npz")
     summary = json.loads((out / "filters.json").read_text())

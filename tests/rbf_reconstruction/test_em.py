@@ -161,11 +161,10 @@ def test_bad_images_raise() -> None:
         fit_rbf_filters(np.zeros((2, 1, 2, 2), np.float32), verbose=False)
 
 
-
 def test_a_small_set_is_one_block_per_m_step(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Issue 22 item 2: fewer images than ``batch_size * batches_per_step`` (750) make one block per M-step (every
-    image once), so a small set costs in proportion to its size; ``block_to_data=False`` keeps the authors' stream,
-    which repeats the images to fill 750; a large set is unaffected."""
+    """Issue 22 item 2: fewer images than ``batch_size * batches_per_step`` (750) make one block per M-step
+    (every image once), so a small set costs in proportion to its size; ``block_to_data=False`` keeps the
+    authors' stream, which repeats the images to fill 750; a large set is unaffected."""
     from art_manifold_defenses.rbf_reconstruction import em
 
     seen: list[int] = []

@@ -56,7 +56,8 @@ def test_background_filters_are_finite_forward_and_backward(toy_bank: RBFFilterB
     x.requires_grad_(True)
     scores = toy_bank(x)
     assert torch.isfinite(scores).all()
-    # the exactly-black patch scores +23 on the floor-variance filter (-ln sigma = 23.03), anything else ~ -1e19
+    # the exactly-black patch scores +23 on the floor-variance filter (-ln sigma = 23.03), anything else ~
+    # -1e19
     assert scores[0, 0, 0, 5].item() == pytest.approx(-0.5 * math.log(1e-20), rel=1e-5)
     assert scores[0, 0, 1, 1].item() < -1e15
     torch.sigmoid(scores).sum().backward()

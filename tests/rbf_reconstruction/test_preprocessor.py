@@ -1,4 +1,5 @@
-"""RBFReconstructionPyTorch inside ART: BPDA gradients through PyTorchClassifier, ART PGD, numpy path, errors."""
+"""RBFReconstructionPyTorch inside ART: BPDA gradients through PyTorchClassifier, ART PGD, numpy path,
+errors."""
 
 from __future__ import annotations
 

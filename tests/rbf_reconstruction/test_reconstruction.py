@@ -1,4 +1,5 @@
-"""RBFReconstruction: stitching vs a naive per-patch reference, determinism at beta2 = 0, noise, BPDA gradients."""
+"""RBFReconstruction: stitching vs a naive per-patch reference, determinism at beta2 = 0, noise, BPDA
+gradients."""
 
 from __future__ import annotations
 
@@ -19,7 +20,8 @@ from art_manifold_defenses.rbf_reconstruction import (
 def naive_reconstruction(
     x: torch.Tensor, bank: RBFFilterBank, beta1: float, samples: torch.Tensor
 ) -> torch.Tensor:
-    """Per-patch loops: weights of each patch, weighted sum of the samples, average of the overlapping patches."""
+    """Per-patch loops: weights of each patch, weighted sum of the samples, average of the overlapping
+    patches."""
     k, c = bank.patch_size, bank.in_channels
     n, _, h, w = x.shape
     total = torch.zeros(n, c, h, w, dtype=torch.float64)

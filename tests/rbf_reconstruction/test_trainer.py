@@ -61,9 +61,14 @@ def test_rcnn_plus_computes_and_uses_the_noise_bank(mnist_small, mnist_bank: RBF
     model = RBFCNN(small_cnn(), mnist_bank, beta2=0.0)
     classifier = to_art_classifier(model, input_shape=(1, 28, 28), nb_classes=10)
     trainer = RBFCNNTrainer(
-        classifier, variant="rcnn_plus", noise_bank_epoch=1, noise_bank_size=64, noise_bank_eps=0.3, noise_bank_steps=2,
+        classifier,
+        variant="rcnn_plus",
+        noise_bank_epoch=1,
+        noise_bank_size=64,
+        noise_bank_eps=0.3,
+        noise_bank_steps=2,
         linf_window=(0.15, 0.4),
-    )  # fmt: skip
+    )
     seen: list[int] = []
     original = trainer._step
 

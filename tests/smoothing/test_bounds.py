@@ -29,11 +29,15 @@ def independent_renyi(p1: float, p2: float, sigma: float) -> float:
     values = objective(alphas)
     i = int(np.argmax(values))
     lo, hi = alphas[max(i - 1, 0)], alphas[min(i + 1, len(alphas) - 1)]
-    res = minimize_scalar(lambda a: -float(objective(a)), bounds=(lo, hi), method="bounded", options={"xatol": 1e-12})
+    res = minimize_scalar(
+        lambda a: -float(objective(a)), bounds=(lo, hi), method="bounded", options={"xatol": 1e-12}
+    )
     return float(np.sqrt(max(values[i], -res.fun)))
 
 
-@pytest.mark.parametrize(("p1", "p2", "expected"), [(0.99, 0.01, 1.908), (0.9, 0.05, 1.249), (0.6, 0.3, 0.326)])
+@pytest.mark.parametrize(
+    ("p1", "p2", "expected"), [(0.99, 0.01, 1.908), (0.9, 0.05, 1.249), (0.6, 0.3, 0.326)]
+)
 def test_renyi_closed_form_values(p1: float, p2: float, expected: float) -> None:
     for sigma in (0.25, 1.0, 2.0):
         assert renyi_radius(p1, p2, sigma) == pytest.approx(expected * sigma, abs=6e-4 * sigma)
@@ -117,17 +121,23 @@ def test_pixeldp_condition_and_bisection() -> None:
         bis = pixeldp_epsilon(p1, p2, delta, search="bisection")
         assert np.all(bis <= eps + 1e-12) and np.all(eps - bis <= 1e-3 + 1e-12)
     # radius = sigma * eps / sqrt(2 log(1.25 / delta)) maximised over the grid
-    manual = max(float(pixeldp_epsilon(0.9, 0.05, d)) / np.sqrt(2 * np.log(1.25 / d)) for d in PIXELDP_DELTA_GRID)
+    manual = max(
+        float(pixeldp_epsilon(0.9, 0.05, d)) / np.sqrt(2 * np.log(1.25 / d)) for d in PIXELDP_DELTA_GRID
+    )
     assert pixeldp_radius(0.9, 0.05, 0.7) == pytest.approx(0.7 * manual, rel=1e-12)
     assert pixeldp_radius(0.4, 0.4, 1.0) == 0.0
 
 
 @pytest.mark.parametrize(
     ("kwargs", "message"),
-    [({"p1": 1.2, "p2": 0.1, "sigma": 1.0}, "p1"), ({"p1": 0.9, "p2": -0.1, "sigma": 1.0}, "p2"),
-     ({"p1": 0.9, "p2": 0.1, "sigma": 0.0}, "sigma"), ({"p1": 0.9, "p2": 0.2, "sigma": 1.0}, "p1 \\+ p2"),
-     ({"p1": np.nan, "p2": 0.1, "sigma": 1.0}, "p1")],
-)  # fmt: skip
+    [
+        ({"p1": 1.2, "p2": 0.1, "sigma": 1.0}, "p1"),
+        ({"p1": 0.9, "p2": -0.1, "sigma": 1.0}, "p2"),
+        ({"p1": 0.9, "p2": 0.1, "sigma": 0.0}, "sigma"),
+        ({"p1": 0.9, "p2": 0.2, "sigma": 1.0}, "p1 \\+ p2"),
+        ({"p1": np.nan, "p2": 0.1, "sigma": 1.0}, "p1"),
+    ],
+)
 def test_bad_inputs_raise(kwargs: dict[str, float], message: str) -> None:
     with pytest.raises(ValueError, match=message):
         renyi_radius(**kwargs)

@@ -1,4 +1,5 @@
-"""Confidence bounds: Clopper–Pearson coverage, agreement with statsmodels (test-only dependency), Sison–Glaz."""
+"""Confidence bounds: Clopper–Pearson coverage, agreement with statsmodels (test-only dependency),
+Sison–Glaz."""
 
 from __future__ import annotations
 
@@ -35,8 +36,8 @@ def test_clopper_pearson_coverage_simulation(p: float) -> None:
 
 
 def test_top_two_bounds_joint_coverage_simulation() -> None:
-    """The pair (p1 lower, p2 upper) holds together with probability >= 1 - alpha, with the class selected from
-    independent samples (n0) and also from the same counts (n0 = 0, the authors' code)."""
+    """The pair (p1 lower, p2 upper) holds together with probability >= 1 - alpha, with the class selected
+    from independent samples (n0) and also from the same counts (n0 = 0, the authors' code)."""
     rng = np.random.default_rng(1)
     probs = np.array([0.55, 0.3, 0.1, 0.05])
     alpha, n, trials = 0.1, 100, 1500
@@ -70,7 +71,11 @@ def test_sison_glaz_agrees_with_statsmodels_on_random_counts() -> None:
     assert compared >= 8
     fixed = [56, 72, 73, 59, 62, 87, 58]  # Sison & Glaz's example
     lower, upper = sison_glaz_intervals(fixed, 0.05)
-    np.testing.assert_allclose(np.c_[lower, upper], statsmodels_proportion.multinomial_proportions_confint(fixed, 0.05, "sison-glaz"), atol=1e-9)
+    np.testing.assert_allclose(
+        np.c_[lower, upper],
+        statsmodels_proportion.multinomial_proportions_confint(fixed, 0.05, "sison-glaz"),
+        atol=1e-9,
+    )
 
 
 def test_sison_glaz_degenerate_counts_are_guarded() -> None:
@@ -97,11 +102,16 @@ def test_top_two_bounds_bonferroni_values() -> None:
 
 @pytest.mark.parametrize(
     ("call", "message"),
-    [(lambda: clopper_pearson_lower(5, 4, 0.05), "counts"), (lambda: clopper_pearson_lower(1, 4, 1.5), "alpha"),
-     (lambda: sison_glaz_intervals([3], 0.05), "at least two"), (lambda: sison_glaz_intervals([3, -1], 0.05), "non-negative"),
-     (lambda: sison_glaz_intervals([0, 0], 0.05), "positive total"), (lambda: top_two_bounds([3, 4], 0.05, interval="wilson"), "interval"),
-     (lambda: top_two_bounds([3, 4], 0.05, top=5), "top")],
-)  # fmt: skip
+    [
+        (lambda: clopper_pearson_lower(5, 4, 0.05), "counts"),
+        (lambda: clopper_pearson_lower(1, 4, 1.5), "alpha"),
+        (lambda: sison_glaz_intervals([3], 0.05), "at least two"),
+        (lambda: sison_glaz_intervals([3, -1], 0.05), "non-negative"),
+        (lambda: sison_glaz_intervals([0, 0], 0.05), "positive total"),
+        (lambda: top_two_bounds([3, 4], 0.05, interval="wilson"), "interval"),
+        (lambda: top_two_bounds([3, 4], 0.05, top=5), "top"),
+    ],
+)
 def test_bad_inputs(call: object, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         call()  # type: ignore[operator]
@@ -119,7 +129,11 @@ def test_certify_batch_equals_per_image_certificates(interval: str) -> None:
     top, radii, p1, p2, p_a = certify_batch(sel, est, sigma=0.5, alpha=0.01, interval=interval)
     for i in range(8):
         cert = certify_from_counts(sel[i], est[i], sigma=0.5, alpha=0.01, interval=interval)
-        assert top[i] == cert.prediction and p1[i] == pytest.approx(cert.p1_lower) and p2[i] == pytest.approx(cert.p2_upper)
+        assert (
+            top[i] == cert.prediction
+            and p1[i] == pytest.approx(cert.p1_lower)
+            and p2[i] == pytest.approx(cert.p2_upper)
+        )
         assert p_a[i] == pytest.approx(cert.cohen_p_lower)
         for b in ("renyi", "cohen", "pixeldp"):
             assert radii[b][i] == pytest.approx(cert.radius[b], abs=1e-12)

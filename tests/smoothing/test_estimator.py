@@ -1,4 +1,5 @@
-"""RenyiSmoothingPyTorch: streamed counts, certify, predict with abstention, fit, EoT gradients, module view."""
+"""RenyiSmoothingPyTorch: streamed counts, certify, predict with abstention, fit, EoT gradients, module
+view."""
 
 from __future__ import annotations
 
@@ -13,7 +14,14 @@ from art_manifold_defenses.smoothing.sampling import make_generator, vote_counts
 
 def small_net() -> nn.Module:
     torch.manual_seed(0)
-    return nn.Sequential(nn.Conv2d(1, 8, 5, stride=2), nn.ReLU(), nn.Flatten(), nn.Linear(8 * 12 * 12, 32), nn.ReLU(), nn.Linear(32, 10))
+    return nn.Sequential(
+        nn.Conv2d(1, 8, 5, stride=2),
+        nn.ReLU(),
+        nn.Flatten(),
+        nn.Linear(8 * 12 * 12, 32),
+        nn.ReLU(),
+        nn.Linear(32, 10),
+    )
 
 
 class ThresholdNet(nn.Module):
@@ -28,7 +36,13 @@ class ThresholdNet(nn.Module):
 
 
 def make_estimator(model: nn.Module, **kw: object) -> RenyiSmoothingPyTorch:
-    params: dict[str, object] = {"clip_values": (0.0, 1.0), "device_type": "cpu", "scale": 0.5, "sample_size": 50, "seed": 0}
+    params: dict[str, object] = {
+        "clip_values": (0.0, 1.0),
+        "device_type": "cpu",
+        "scale": 0.5,
+        "sample_size": 50,
+        "seed": 0,
+    }
     params.update(kw)
     return RenyiSmoothingPyTorch(model, nn.CrossEntropyLoss(), (1, 28, 28), 10, **params)  # type: ignore[arg-type]
 
@@ -41,7 +55,9 @@ def test_vote_counts_streams_in_full_batches_one_pass_per_sample() -> None:
         return ThresholdNet()(b)
 
     x = torch.rand(7, 1, 28, 28)
-    counts = vote_counts(classify, x, (3, 40), sigma=0.1, num_classes=10, batch_size=32, generator=make_generator(0, "cpu"))
+    counts = vote_counts(
+        classify, x, (3, 40), sigma=0.1, num_classes=10, batch_size=32, generator=make_generator(0, "cpu")
+    )
     assert counts.shape == (7, 2, 10)
     assert counts[:, 0].sum(1).tolist() == [3] * 7 and counts[:, 1].sum(1).tolist() == [40] * 7
     assert sum(seen) == 7 * 43 and max(seen) <= 32 and seen[:-1] == [32] * (len(seen) - 1)
@@ -59,8 +75,8 @@ def test_certify_matches_counts_and_is_reproducible() -> None:
     pred, radii = est.certify(x, 500, batch_size=256, n0=50, bound="all", alpha=0.001, seed=3)
     assert pred.tolist() == [1, 1, 0, 0]
     assert set(radii) == {"renyi", "cohen", "pixeldp"}
-    # the smoothed probability of class 1 at mean 0.52 is Phi(0.02 * 28 / 0.25) ~ 0.987 (noise on the mean has std
-    # 0.25 / 28), so every bound certifies a positive radius, below the true Cohen radius 0.02 * 28
+    # the smoothed probability of class 1 at mean 0.52 is Phi(0.02 * 28 / 0.25) ~ 0.987 (noise on the mean has
+    # std 0.25 / 28), so every bound certifies a positive radius, below the true Cohen radius 0.02 * 28
     for b in radii:
         assert np.all(radii[b] > 0)
     assert np.all(radii["cohen"][:2] < 0.02 * 28)
@@ -99,13 +115,17 @@ def test_fit_with_stn_trains_and_preprocessing_runs_after_noise(mnist_small: tup
 
         def forward(self, x: torch.Tensor, y: object = None) -> tuple[torch.Tensor, object]:
             self.stds.append(float((x - x.mean()).std()))
-            self.training_steps.append(torch.is_grad_enabled())  # False for the loop's collapse check on clean images
+            self.training_steps.append(
+                torch.is_grad_enabled()
+            )  # False for the loop's collapse check on clean images
             return x, y
 
     x_train, y_train, x_test, y_test = mnist_small
     net = small_net()
     rec = Recorder()
-    est = make_estimator(net, optimizer=torch.optim.Adam(net.parameters(), lr=3e-3), preprocessing_defences=[rec], scale=0.4)
+    est = make_estimator(
+        net, optimizer=torch.optim.Adam(net.parameters(), lr=3e-3), preprocessing_defences=[rec], scale=0.4
+    )
     before = [p.detach().clone() for p in net.parameters()]
     est.fit(x_train, y_train, batch_size=64, nb_epochs=3, stability_weight=1.0)
     assert any(not torch.equal(a, b) for a, b in zip(before, net.parameters(), strict=True))
@@ -155,7 +175,12 @@ def test_smoothed_module_view() -> None:
 
 @pytest.mark.parametrize(
     ("kwargs", "message"),
-    [({"scale": -1.0}, "scale"), ({"sample_size": 0}, "sample_size"), ({"alpha": 2.0}, "alpha"), ({"eot_samples": 0}, "eot_samples")],
+    [
+        ({"scale": -1.0}, "scale"),
+        ({"sample_size": 0}, "sample_size"),
+        ({"alpha": 2.0}, "alpha"),
+        ({"eot_samples": 0}, "eot_samples"),
+    ],
 )
 def test_constructor_validation(kwargs: dict[str, object], message: str) -> None:
     with pytest.raises(ValueError, match=message):

@@ -127,8 +127,26 @@ def test_train_from_args_checkpoint_roundtrip_and_certify_cli(
     top = argparse.ArgumentParser()
     commands = add_subcommands(top.add_subparsers(dest="command"))
     assert set(commands) == {"certify"}
-    cli = top.parse_args(["certify", "--checkpoint", str(path), "--dataset", "mnist-embedded", "--data-root", str(tmp_path / "data"),
-                          "--n", "6", "--samples", "50", "--n0", "10", "--out", str(tmp_path / "cert"), "--quiet"])  # fmt: skip
+    cli = top.parse_args(
+        [
+            "certify",
+            "--checkpoint",
+            str(path),
+            "--dataset",
+            "mnist-embedded",
+            "--data-root",
+            str(tmp_path / "data"),
+            "--n",
+            "6",
+            "--samples",
+            "50",
+            "--n0",
+            "10",
+            "--out",
+            str(tmp_path / "cert"),
+            "--quiet",
+        ]
+    )
     assert commands["certify"](cli) == 0
     printed = (
         capsys.readouterr().out
@@ -154,8 +172,8 @@ def _analyze_like_cohen(path: Path, radius: float) -> float:
 
 
 def _check_cohen_format(folder: Path, summary: dict) -> None:
-    """``amd certify`` also writes ``certify_cohen.tsv``, which Cohen's analysis reads to the same certified accuracy
-    (at radii > 0, where an abstention's radius 0.0 cannot count) as the package's own summary."""
+    """``amd certify`` also writes ``certify_cohen.tsv``, which Cohen's analysis reads to the same certified
+    accuracy (at radii > 0, where an abstention's radius 0.0 cannot count) as the package's own summary."""
     cohen = folder / "certify_cohen.tsv"
     rows = read_certify_tsv(folder / "certify.tsv")
     with open(cohen, newline="") as handle:
@@ -178,10 +196,11 @@ def _check_cohen_format(folder: Path, summary: dict) -> None:
 def test_cli_and_api_certification_defaults_agree_and_are_printed(
     mnist_small: tuple[np.ndarray, ...], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """Issue 22 item 7: ``amd certify``'s defaults are read from its parser and the API's from the signatures of
-    ``RenyiSmoothingPyTorch`` (``alpha``), ``certify``, ``certify_decision`` (``n_max``), ``certify_to_tsv`` and
-    ``certify_sharded``: they are the same values, and a run with every default prints them. A run started with other
-    settings (the old CLI defaults, n=100 and alpha=0.05) is refused on resume, naming the setting."""
+    """Issue 22 item 7: ``amd certify``'s defaults are read from its parser and the API's from the signatures
+    of ``RenyiSmoothingPyTorch`` (``alpha``), ``certify``, ``certify_decision`` (``n_max``),
+    ``certify_to_tsv`` and ``certify_sharded``: they are the same values, and a run with every default prints
+    them. A run started with other settings (the old CLI defaults, n=100 and alpha=0.05) is refused on resume,
+    naming the setting."""
     import inspect
 
     from art_manifold_defenses.fingerprint import FingerprintMismatchError
@@ -195,10 +214,27 @@ def test_cli_and_api_certification_defaults_agree_and_are_printed(
     architecture = {"name": "wong_small", "in_channels": 1, "num_classes": 10, "input_size": 28}
     from art_manifold_defenses.models import build_model
 
-    save_checkpoint(SmoothedClassifier(build_model("wong_small").eval(), sigma=0.25), path, architecture=architecture,
-                    defence={"name": "stn", "params": {"sigma": 0.25}}, dataset="mnist-embedded")  # fmt: skip
-    cli = top.parse_args(["certify", "--checkpoint", str(path), "--data-root", str(tmp_path / "data"), "--n", "2",
-                          "--out", str(tmp_path / "cert"), "--quiet"])  # fmt: skip
+    save_checkpoint(
+        SmoothedClassifier(build_model("wong_small").eval(), sigma=0.25),
+        path,
+        architecture=architecture,
+        defence={"name": "stn", "params": {"sigma": 0.25}},
+        dataset="mnist-embedded",
+    )
+    cli = top.parse_args(
+        [
+            "certify",
+            "--checkpoint",
+            str(path),
+            "--data-root",
+            str(tmp_path / "data"),
+            "--n",
+            "2",
+            "--out",
+            str(tmp_path / "cert"),
+            "--quiet",
+        ]
+    )
     cli_defaults = {"n": cli.samples, "n0": cli.n0, "alpha": cli.alpha, "batch_size": cli.batch_size}
 
     def defaults(function: object, *names: str) -> dict[str, object]:
@@ -208,11 +244,14 @@ def test_cli_and_api_certification_defaults_agree_and_are_printed(
     alpha = defaults(RenyiSmoothingPyTorch.__init__, "alpha")["alpha"]
     api = [
         {**defaults(RenyiSmoothingPyTorch.certify, "n", "n0", "batch_size"), "alpha": alpha},
-        {**defaults(RenyiSmoothingPyTorch.certify_decision, "n0", "batch_size"), "alpha": alpha,
-         "n": defaults(RenyiSmoothingPyTorch.certify_decision, "n_max")["n_max"]},
+        {
+            **defaults(RenyiSmoothingPyTorch.certify_decision, "n0", "batch_size"),
+            "alpha": alpha,
+            "n": defaults(RenyiSmoothingPyTorch.certify_decision, "n_max")["n_max"],
+        },
         {**defaults(certify_to_tsv, "n", "n0", "batch_size"), "alpha": alpha},
         {**defaults(certify_sharded, "n", "n0", "batch_size"), "alpha": alpha},
-    ]  # fmt: skip
+    ]
     for entry in api:
         assert entry == cli_defaults
     assert cli_defaults["alpha"] == 0.001  # Cohen et al.'s and ART's
@@ -235,8 +274,8 @@ def test_cli_and_api_certification_defaults_agree_and_are_printed(
 def test_certify_prints_an_estimate_from_the_second_chunk(
     mnist_small: tuple[np.ndarray, ...], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """Issue 22 item 2: after its second chunk (the first is a warm-up) ``certify_to_tsv`` prints the seconds per
-    image of that chunk (its rows' ``seconds`` column) times the images left."""
+    """Issue 22 item 2: after its second chunk (the first is a warm-up) ``certify_to_tsv`` prints the seconds
+    per image of that chunk (its rows' ``seconds`` column) times the images left."""
     from art_manifold_defenses.costs import format_seconds
     from art_manifold_defenses.models import build_model
 
@@ -246,5 +285,8 @@ def test_certify_prints_an_estimate_from_the_second_chunk(
     path = certify_to_tsv(est, x_test[:4], y_test[:4], tmp_path / "c.tsv", n=200, n0=10, batch_size=210)
     second = float(read_certify_tsv(path)[1]["seconds"])  # one image per chunk: 210 // (10 + 200)
     printed = capsys.readouterr()
-    assert (f"estimate: certifying 2 more images (fixed, n=200, n0=10): about {format_seconds(2 * second)} on this "
-            f"machine (the second chunk of 1 took {second:.2f} s per image") in printed.out + printed.err  # fmt: skip
+    assert (
+        f"estimate: certifying 2 more images (fixed, n=200, n0=10): about {format_seconds(2 * second)} on "
+        "this "
+        f"machine (the second chunk of 1 took {second:.2f} s per image"
+    ) in printed.out + printed.err

@@ -1,4 +1,5 @@
-"""Per-image noise streams: an image's noise depends only on (seed, its global index), whatever the batches."""
+"""Per-image noise streams: an image's noise depends only on (seed, its global index), whatever the
+batches."""
 
 from __future__ import annotations
 
@@ -19,7 +20,9 @@ from art_manifold_defenses.smoothing.sampling import (
 
 def small_net() -> nn.Module:
     torch.manual_seed(0)
-    return nn.Sequential(nn.Conv2d(1, 4, 5, stride=3), nn.ReLU(), nn.Flatten(), nn.Linear(4 * 8 * 8, 10)).eval()
+    return nn.Sequential(
+        nn.Conv2d(1, 4, 5, stride=3), nn.ReLU(), nn.Flatten(), nn.Linear(4 * 8 * 8, 10)
+    ).eval()
 
 
 def make_estimator(**kw: object) -> RenyiSmoothingPyTorch:
@@ -91,7 +94,9 @@ def test_certify_in_parts_equals_certify_at_once() -> None:
     pred, radii = est.certify(x, 60, batch_size=50, n0=10, bound="all", alpha=0.01)
     assert isinstance(radii, dict)
     for part in (slice(0, 2), slice(2, 6)):
-        p, r = est.certify(x[part], 60, batch_size=50, n0=10, bound="all", alpha=0.01, indices=np.arange(6)[part])
+        p, r = est.certify(
+            x[part], 60, batch_size=50, n0=10, bound="all", alpha=0.01, indices=np.arange(6)[part]
+        )
         assert isinstance(r, dict)
         np.testing.assert_array_equal(p, pred[part])
         for b in radii:
@@ -102,24 +107,33 @@ def test_predict_uses_the_same_per_image_seeds() -> None:
     est = make_estimator(sample_size=40)
     x = images(6)
     whole = est.predict(x, batch_size=64, is_abstain=False)
-    parts = np.concatenate([est.predict(x[:3], batch_size=64, is_abstain=False),
-                            est.predict(x[3:], batch_size=64, is_abstain=False, indices=[3, 4, 5])])  # fmt: skip
+    parts = np.concatenate(
+        [
+            est.predict(x[:3], batch_size=64, is_abstain=False),
+            est.predict(x[3:], batch_size=64, is_abstain=False, indices=[3, 4, 5]),
+        ]
+    )
     np.testing.assert_array_equal(whole, parts)
 
 
 @pytest.mark.parametrize("batch_size", [4, 13, 64])
 def test_noise_is_each_images_own_stream_in_draws(batch_size: int) -> None:
     """With clean images 0 and sigma 1 the classified batches are the noise itself: image i's samples are the
-    consecutive ``normal_`` draws of ``draw_size`` samples from a generator seeded with ``seeds[i]``. (9 values per
-    sample: torch's CPU ``normal_`` gives other values when a call is cut at a multiple of 16 values or not.)"""
+    consecutive ``normal_`` draws of ``draw_size`` samples from a generator seeded with ``seeds[i]``. (9
+    values per sample: torch's CPU ``normal_`` gives other values when a call is cut at a multiple of 16
+    values or not.)"""
     recorder = Recorder()
     x = torch.zeros(3, 1, 3, 3)
     seeds = [5, 123, 2**40 + 9]
     phases, draw = (3, 8), 5
-    counts = vote_counts(recorder, x, phases, sigma=1.0, num_classes=10, batch_size=batch_size, seeds=seeds, draw_size=draw)
+    counts = vote_counts(
+        recorder, x, phases, sigma=1.0, num_classes=10, batch_size=batch_size, seeds=seeds, draw_size=draw
+    )
     assert counts[:, :, 0].tolist() == [[3, 8]] * 3 and int(counts.sum()) == 33
     seen = torch.cat(recorder.batches)
-    assert [len(b) for b in recorder.batches[:-1]] == [batch_size] * (len(recorder.batches) - 1)  # full batches
+    assert [len(b) for b in recorder.batches[:-1]] == [batch_size] * (
+        len(recorder.batches) - 1
+    )  # full batches
     for i, seed in enumerate(seeds):
         gen = torch.Generator().manual_seed(seed)
         expected = torch.cat([torch.empty(k, 1, 3, 3).normal_(generator=gen) for k in (5, 5, 1)])
@@ -135,12 +149,30 @@ def test_votes_go_to_the_right_image_and_phase_and_noise_has_std_sigma() -> None
             self.std = float(x[0].std())
             return logits
 
-    x = torch.cat([torch.full((2, 1, 28, 28), 0.9), torch.full((3, 1, 28, 28), 0.1), torch.full((1, 1, 28, 28), 0.9)])
+    x = torch.cat(
+        [torch.full((2, 1, 28, 28), 0.9), torch.full((3, 1, 28, 28), 0.1), torch.full((1, 1, 28, 28), 0.9)]
+    )
     net = MeanThreshold()
     done: list[int] = []
-    counts = vote_counts(net, x, (0, 17), sigma=0.3, num_classes=10, batch_size=10, seeds=image_seeds(1, range(6)), progress=done.append)
+    counts = vote_counts(
+        net,
+        x,
+        (0, 17),
+        sigma=0.3,
+        num_classes=10,
+        batch_size=10,
+        seeds=image_seeds(1, range(6)),
+        progress=done.append,
+    )
     assert counts[:, 0].sum() == 0  # an empty phase (n0 = 0) gets no votes
-    assert counts[:, 1, 3].tolist() == [17, 17, 0, 0, 0, 17] and counts[:, 1, 0].tolist() == [0, 0, 17, 17, 17, 0]
+    assert counts[:, 1, 3].tolist() == [17, 17, 0, 0, 0, 17] and counts[:, 1, 0].tolist() == [
+        0,
+        0,
+        17,
+        17,
+        17,
+        0,
+    ]
     assert sum(done) == 6
     assert net.std == pytest.approx(0.3, rel=0.1)
 
@@ -160,4 +192,6 @@ def test_indices_validation() -> None:
     with pytest.raises(ValueError, match="indices"):
         est.certify(x, 10, indices=[0.5, 1.0, 2.0])
     with pytest.raises(ValueError, match="seeds"):
-        vote_counts(Recorder(), torch.zeros(2, 1, 4, 4), (3,), sigma=1.0, num_classes=10, batch_size=4, seeds=[1])
+        vote_counts(
+            Recorder(), torch.zeros(2, 1, 4, 4), (3,), sigma=1.0, num_classes=10, batch_size=4, seeds=[1]
+        )

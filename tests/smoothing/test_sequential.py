@@ -1,11 +1,12 @@
 """Decision mode (confidence sequence over a schedule of rounds): soundness by simulation, no network.
 
-A synthetic base classifier votes for its top class with a known probability ``p`` (Bernoulli, or a multinomial for the
-Rényi pair), so the true certified radius is known. Over many simulated images the rate of "certified at r" where the
-true radius is at most ``r`` must stay below ``alpha``. The acceptance threshold is the 99.9% quantile of
-``Binomial(runs, alpha)``, and the number of runs is chosen so that a procedure at ``2 alpha`` passes it with
-probability below 1e-6 (asserted in the test): the test cannot be passed by a procedure that is merely close. Looking at
-every round at level ``alpha`` without the union bound (peeking) fails it.
+A synthetic base classifier votes for its top class with a known probability ``p`` (Bernoulli, or a
+multinomial for the Rényi pair), so the true certified radius is known. Over many simulated images the rate of
+"certified at r" where the true radius is at most ``r`` must stay below ``alpha``. The acceptance threshold is
+the 99.9% quantile of ``Binomial(runs, alpha)``, and the number of runs is chosen so that a procedure at
+``2 alpha`` passes it with probability below 1e-6 (asserted in the test): the test cannot be passed by a
+procedure that is merely close. Looking at every round at level ``alpha`` without the union bound (peeking)
+fails it.
 """
 
 from __future__ import annotations
@@ -23,14 +24,25 @@ N_MAX = 10_000
 
 
 def acceptance(runs: int, alpha: float = ALPHA) -> int:
-    """Largest number of false certificates accepted; a procedure at 2 alpha passes with probability < 1e-6."""
+    """Largest number of false certificates accepted; a procedure at 2 alpha passes with probability <
+    1e-6."""
     threshold = int(stats.binom.ppf(0.999, runs, alpha))
     assert stats.binom.cdf(threshold, runs, 2 * alpha) < 1e-6
     return threshold
 
 
-def simulate(probs: list[float], runs: int, *, radius: float, sigma: float, bound: str = "cohen", seed: int = 0,
-             alpha: float = ALPHA, levels: list[float] | None = None, n_max: int = N_MAX) -> DecisionResult:  # fmt: skip
+def simulate(
+    probs: list[float],
+    runs: int,
+    *,
+    radius: float,
+    sigma: float,
+    bound: str = "cohen",
+    seed: int = 0,
+    alpha: float = ALPHA,
+    levels: list[float] | None = None,
+    n_max: int = N_MAX,
+) -> DecisionResult:
     rng = np.random.default_rng(seed)
     p = np.asarray(probs, dtype=np.float64)
     p = p / p.sum()
@@ -41,14 +53,25 @@ def simulate(probs: list[float], runs: int, *, radius: float, sigma: float, boun
             return np.stack([top, counts - top], axis=1)
         return rng.multinomial(counts, p)
 
-    return decide_sequentially(draw, runs, radius=radius, sigma=sigma, alpha=alpha if levels is None else sum(levels),
-                               n_max=n_max, n0=100, num_classes=len(p), bound=bound, levels=levels)  # fmt: skip
+    return decide_sequentially(
+        draw,
+        runs,
+        radius=radius,
+        sigma=sigma,
+        alpha=alpha if levels is None else sum(levels),
+        n_max=n_max,
+        n0=100,
+        num_classes=len(p),
+        bound=bound,
+        levels=levels,
+    )
 
 
 @pytest.mark.parametrize(("sigma", "radius"), [(0.25, 0.5), (0.5, 0.25)])
 @pytest.mark.parametrize("gap", [0.0, 0.002, 0.02])
 def test_cohen_false_certification_rate_at_most_alpha(sigma: float, radius: float, gap: float) -> None:
-    """p at the threshold Phi(r / sigma) (gap 0: the worst case) and below it: 'certified at r' at most alpha."""
+    """p at the threshold Phi(r / sigma) (gap 0: the worst case) and below it: 'certified at r' at most
+    alpha."""
     p = radius_threshold(radius, sigma) - gap
     assert sigma * stats.norm.ppf(p) <= radius + 1e-12
     res = simulate([p, 1 - p], RUNS, radius=radius, sigma=sigma, seed=int(1000 * gap) + int(10 * sigma))
@@ -95,7 +118,8 @@ def test_clear_images_stop_early_and_wrong_class_abstains() -> None:
 
 
 def test_curtailment_stops_where_the_cap_cannot_certify() -> None:
-    """sigma 0.25, r 1.0 needs p_A > Phi(4): even all 10,000 votes cannot certify it, decided after one round."""
+    """sigma 0.25, r 1.0 needs p_A > Phi(4): even all 10,000 votes cannot certify it, decided after one
+    round."""
     res = simulate([1.0, 0.0], 50, radius=1.0, sigma=0.25)
     assert (res.decision == "not_certified").all() and (res.samples == 200).all()
     # the certified radius it did reach (100 of 100 votes) is reported
@@ -105,7 +129,8 @@ def test_curtailment_stops_where_the_cap_cannot_certify() -> None:
 
 @pytest.mark.parametrize("bound", ["renyi", "pixeldp"])
 def test_top_two_bounds_false_certification_rate_at_most_alpha(bound: str) -> None:
-    """Rényi / PixelDP on the pair (p_(1), p_(2)): r set to the true radius of (0.9, 0.06) -> at most alpha."""
+    """Rényi / PixelDP on the pair (p_(1), p_(2)): r set to the true radius of (0.9, 0.06) -> at most
+    alpha."""
     from art_manifold_defenses.smoothing import pixeldp_radius
 
     sigma, probs = 0.5, [0.9, 0.06, 0.04]
@@ -144,10 +169,27 @@ def test_schedule_and_levels() -> None:
     with pytest.raises(ValueError, match="first_round"):
         round_schedule(1000, first_round=0)
     with pytest.raises(ValueError, match="levels must sum to at most alpha"):
-        decide_sequentially(lambda i, c: np.zeros((len(i), 2), dtype=np.int64), 2, radius=0.1, sigma=0.5, alpha=0.05,
-                            n_max=N_MAX, n0=10, num_classes=2, levels=[0.05] * len(round_schedule(N_MAX)))  # fmt: skip
+        decide_sequentially(
+            lambda i, c: np.zeros((len(i), 2), dtype=np.int64),
+            2,
+            radius=0.1,
+            sigma=0.5,
+            alpha=0.05,
+            n_max=N_MAX,
+            n0=10,
+            num_classes=2,
+            levels=[0.05] * len(round_schedule(N_MAX)),
+        )
     with pytest.raises(ValueError, match="n0"):
-        decide_sequentially(lambda i, c: np.zeros((len(i), 2), dtype=np.int64), 2, radius=0.1, sigma=0.5, alpha=0.01,
-                            n_max=100, n0=0, num_classes=2)  # fmt: skip
+        decide_sequentially(
+            lambda i, c: np.zeros((len(i), 2), dtype=np.int64),
+            2,
+            radius=0.1,
+            sigma=0.5,
+            alpha=0.01,
+            n_max=100,
+            n0=0,
+            num_classes=2,
+        )
     with pytest.raises(ValueError, match="radius"):
         simulate([0.9, 0.1], 3, radius=-1.0, sigma=0.5)

@@ -1,6 +1,6 @@
-"""The decision and adaptive modes on a network: per-image noise streams, agreement with fixed-n CERTIFY where they
-must agree exactly, resumable fingerprinted TSVs with the samples spent, ``amd certify --radius / --adaptive`` and
-torchrun sharding."""
+"""The decision and adaptive modes on a network: per-image noise streams, agreement with fixed-n CERTIFY where
+they must agree exactly, resumable fingerprinted TSVs with the samples spent,
+``amd certify --radius / --adaptive`` and torchrun sharding."""
 
 from __future__ import annotations
 
@@ -36,8 +36,16 @@ ARCH: dict[str, Any] = {"name": "wong_small", "in_channels": 1, "num_classes": 1
 
 
 def estimator(net: nn.Module, sigma: float = 0.25) -> RenyiSmoothingPyTorch:
-    return RenyiSmoothingPyTorch(net.eval(), nn.CrossEntropyLoss(), (1, 28, 28), 10, clip_values=(0.0, 1.0),
-                                 device_type="cpu", scale=sigma, alpha=0.001)  # fmt: skip
+    return RenyiSmoothingPyTorch(
+        net.eval(),
+        nn.CrossEntropyLoss(),
+        (1, 28, 28),
+        10,
+        clip_values=(0.0, 1.0),
+        device_type="cpu",
+        scale=sigma,
+        alpha=0.001,
+    )
 
 
 def test_vote_streams_in_installments_equal_one_fixed_run(
@@ -46,8 +54,15 @@ def test_vote_streams_in_installments_equal_one_fixed_run(
     x = mnist_small[2][:5]
     est = estimator(trained_tiny, sigma=0.5)
     selection, counts = est.certify_counts(x, 1500, 700, n0=50, seed=3, indices=[5, 6, 7, 8, 9])
-    streams = VoteStreams(trained_tiny, torch.from_numpy(x), sigma=0.5, num_classes=10, batch_size=333,
-                          seeds=image_seeds(3, [5, 6, 7, 8, 9]), per_image=1550)  # fmt: skip
+    streams = VoteStreams(
+        trained_tiny,
+        torch.from_numpy(x),
+        sigma=0.5,
+        num_classes=10,
+        batch_size=333,
+        seeds=image_seeds(3, [5, 6, 7, 8, 9]),
+        per_image=1550,
+    )
     assert np.array_equal(streams.sample(range(5), [50] * 5).numpy(), selection)
     a = streams.sample([0, 2, 4], [400] * 3).numpy()
     b = streams.sample([1, 3], [1500] * 2).numpy()
@@ -63,8 +78,8 @@ def test_vote_streams_in_installments_equal_one_fixed_run(
 def test_decision_with_one_round_is_fixed_certify(
     trained_tiny: nn.Module, mnist_small: tuple[np.ndarray, ...]
 ) -> None:
-    """One round (first_round = n) tests at level alpha exactly: certified at r <=> CERTIFY's radius > r (Cohen, and
-    Rényi on the Bonferroni pair)."""
+    """One round (first_round = n) tests at level alpha exactly: certified at r <=> CERTIFY's radius > r
+    (Cohen, and Rényi on the Bonferroni pair)."""
     x = mnist_small[2][:16]
     est = estimator(trained_tiny)
     _, radii = est.certify(x, 1000, 2200, n0=100, bound="all", seed=4)
@@ -123,8 +138,9 @@ def test_adaptive_mode_prefix_and_samples(
     np.testing.assert_allclose(adaptive[full], fixed[full], rtol=1e-12)
     assert (adaptive <= fixed + 0.15).all()  # fewer samples never buy much more radius
     # max_radius_loss = 0: no image may give up radius, so every certified image keeps the whole budget
-    _, exact, spent_exact = est.certify(x, 8000, 2000, bound="cohen", seed=2, samples="adaptive", max_radius_loss=0.0,
-                                        return_samples=True)  # fmt: skip
+    _, exact, spent_exact = est.certify(
+        x, 8000, 2000, bound="cohen", seed=2, samples="adaptive", max_radius_loss=0.0, return_samples=True
+    )
     np.testing.assert_allclose(exact[spent_exact == 8100], fixed[spent_exact == 8100], rtol=1e-12)
     assert (spent_exact >= spent).all()
     with pytest.raises(ValueError, match="n0"):
@@ -137,8 +153,9 @@ def _strip(rows: list[dict[str, str]]) -> list[dict[str, str]]:
     return [{k: v for k, v in r.items() if k != "seconds"} for r in rows]
 
 
-def test_decision_tsv_resumes_and_refuses_other_settings(trained_tiny: nn.Module, mnist_small: tuple[np.ndarray, ...],
-                                                         tmp_path: Path) -> None:  # fmt: skip
+def test_decision_tsv_resumes_and_refuses_other_settings(
+    trained_tiny: nn.Module, mnist_small: tuple[np.ndarray, ...], tmp_path: Path
+) -> None:
     _, _, x_test, y_test = mnist_small
     x, y = x_test[:10], y_test[:10]
     est = estimator(trained_tiny)
@@ -154,8 +171,22 @@ def test_decision_tsv_resumes_and_refuses_other_settings(trained_tiny: nn.Module
     full = certify_to_tsv(est, x, y, tmp_path / "a" / "certify.tsv", **kwargs)  # type: ignore[arg-type]
     rows = read_certify_tsv(full)
     assert [int(r["idx"]) for r in rows] == list(range(10))
-    assert list(rows[0]) == ["idx", "label", "prediction", "decision", "radius_cohen", "correct", "seconds", "samples",
-                             "rounds", "count_top", "count_second", "p_lower", "p_upper", "image_hash"]  # fmt: skip
+    assert list(rows[0]) == [
+        "idx",
+        "label",
+        "prediction",
+        "decision",
+        "radius_cohen",
+        "correct",
+        "seconds",
+        "samples",
+        "rounds",
+        "count_top",
+        "count_second",
+        "p_lower",
+        "p_upper",
+        "image_hash",
+    ]
     assert {r["decision"] for r in rows} <= set(DECISIONS)
     part = tmp_path / "b" / "certify.tsv"
     certify_to_tsv(est, x[:3], y[:3], part, **kwargs)  # type: ignore[arg-type]
@@ -218,14 +249,40 @@ def checkpoint(mnist_small: tuple[np.ndarray, ...], tmp_path_factory: pytest.Tem
     base = build_model(arch.pop("name"), **arch)
     train(base, x_train[:500], y_train[:500], epochs=1, batch_size=64, verbose=False)
     path = tmp_path_factory.mktemp("seq-ckpt") / "model.pt"
-    save_checkpoint(SmoothedClassifier(base.eval(), 0.25), path, architecture=ARCH,
-                    defence={"name": "stn", "params": {"sigma": 0.25}}, dataset="mnist-embedded")  # fmt: skip
+    save_checkpoint(
+        SmoothedClassifier(base.eval(), 0.25),
+        path,
+        architecture=ARCH,
+        defence={"name": "stn", "params": {"sigma": 0.25}},
+        dataset="mnist-embedded",
+    )
     return path
 
 
 def _certify_args(checkpoint: Path, data_root: str, out: Path, *extra: str) -> list[str]:
-    return ["certify", "--checkpoint", str(checkpoint), "--data-root", data_root, "--num-images", "6", "--samples", "3000",
-            "--n0", "20", "--batch-size", "400", "--seed", "5", "--alpha", "0.01", "--out", str(out), "--quiet", *extra]  # fmt: skip
+    return [
+        "certify",
+        "--checkpoint",
+        str(checkpoint),
+        "--data-root",
+        data_root,
+        "--num-images",
+        "6",
+        "--samples",
+        "3000",
+        "--n0",
+        "20",
+        "--batch-size",
+        "400",
+        "--seed",
+        "5",
+        "--alpha",
+        "0.01",
+        "--out",
+        str(out),
+        "--quiet",
+        *extra,
+    ]
 
 
 def test_cli_radius_and_adaptive(
@@ -256,17 +313,27 @@ def test_cli_radius_and_adaptive(
 
 @pytest.mark.slow
 @pytest.mark.parametrize("mode", [("--radius", "0.25"), ("--adaptive",)])
-def test_torchrun_sequential_modes_match_single_process(checkpoint: Path, data_root: str, tmp_path: Path,
-                                                        mode: tuple[str, ...]) -> None:  # fmt: skip
-    """Both modes shard under torchrun (2 CPU processes) into the rows of a single process (same per-image seeds)."""
+def test_torchrun_sequential_modes_match_single_process(
+    checkpoint: Path, data_root: str, tmp_path: Path, mode: tuple[str, ...]
+) -> None:
+    """Both modes shard under torchrun (2 CPU processes) into the rows of a single process (same per-image
+    seeds)."""
     single = tmp_path / "single"
     assert cli.main(_certify_args(checkpoint, data_root, single, *mode)) == 0
     env = {**os.environ, "OMP_NUM_THREADS": "1", "AMD_TEST_THREADS": "1"}
     for var in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
         env.pop(var, None)
     multi = tmp_path / "multi"
-    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m",
-               "art_manifold_defenses", *_certify_args(checkpoint, data_root, multi, *mode)]  # fmt: skip
+    command = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node=2",
+        "-m",
+        "art_manifold_defenses",
+        *_certify_args(checkpoint, data_root, multi, *mode),
+    ]
     done = subprocess.run(
         command, env=env, capture_output=True, text=True, timeout=240, cwd=Path(__file__).parents[2]
     )

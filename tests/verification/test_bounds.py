@@ -1,4 +1,5 @@
-"""Soundness of IBP, CROWN-style and LP bounds: every pre-activation reached inside the box lies within them."""
+"""Soundness of IBP, CROWN-style and LP bounds: every pre-activation reached inside the box lies within
+them."""
 
 from __future__ import annotations
 

@@ -40,10 +40,28 @@ def _parse(argv: list[str]) -> tuple[argparse.Namespace, dict]:
     return parser.parse_args(argv), commands
 
 
-def test_verify_command_writes_tsv_and_summary_and_resumes(checkpoint: Path, tmp_path: Path, data_root: str) -> None:
+def test_verify_command_writes_tsv_and_summary_and_resumes(
+    checkpoint: Path, tmp_path: Path, data_root: str
+) -> None:
     out = tmp_path / "out"
-    base = ["verify", "--checkpoint", str(checkpoint), "--eps", "0.005", "--out", str(out), "--data-root", data_root,
-            "--time-limit", "20", "--bounds", "crown", "--pgd-restarts", "2", "--quiet"]  # fmt: skip
+    base = [
+        "verify",
+        "--checkpoint",
+        str(checkpoint),
+        "--eps",
+        "0.005",
+        "--out",
+        str(out),
+        "--data-root",
+        data_root,
+        "--time-limit",
+        "20",
+        "--bounds",
+        "crown",
+        "--pgd-restarts",
+        "2",
+        "--quiet",
+    ]
     args, commands = _parse([*base, "--n", "2"])
     assert set(commands) == {"verify"}
     assert commands["verify"](args) == 0
@@ -64,22 +82,42 @@ def test_verify_command_writes_tsv_and_summary_and_resumes(checkpoint: Path, tmp
     assert "| verified | PGD-20x2 | clean |" in text
 
 
-def test_verify_command_rejects_bad_arguments(checkpoint: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_verify_command_rejects_bad_arguments(
+    checkpoint: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     with pytest.raises(SystemExit) as exit_info:  # checked when parsed
         _parse(["verify", "--checkpoint", str(checkpoint), "--eps", "2", "--out", str(tmp_path)])
-    assert exit_info.value.code == 2 and "argument --eps: expected a number in [0, 1], got '2'" in capsys.readouterr().err
-    args, commands = _parse(["verify", "--checkpoint", str(tmp_path / "missing.pt"), "--eps", "0.1", "--out", str(tmp_path)])
+    assert (
+        exit_info.value.code == 2
+        and "argument --eps: expected a number in [0, 1], got '2'" in capsys.readouterr().err
+    )
+    args, commands = _parse(
+        ["verify", "--checkpoint", str(tmp_path / "missing.pt"), "--eps", "0.1", "--out", str(tmp_path)]
+    )
     with pytest.raises(FileNotFoundError):
         commands["verify"](args)
 
 
 def test_summarize_rows_counts_statuses() -> None:
     def row(idx: int, status: str, method: str, pgd: int, predict: int = 1) -> dict:
-        return {"idx": idx, "label": 1, "prediction": predict, "status": status, "method": method, "pgd_correct": pgd,
-                "seconds": 1.0 + idx, "relus": 10, "unstable": 3}  # fmt: skip
+        return {
+            "idx": idx,
+            "label": 1,
+            "prediction": predict,
+            "status": status,
+            "method": method,
+            "pgd_correct": pgd,
+            "seconds": 1.0 + idx,
+            "relus": 10,
+            "unstable": 3,
+        }
 
-    rows = [row(0, "verified", "bounds", 1), row(1, "timeout", "milp", 1), row(2, "falsified", "pgd", 0),
-            row(3, "falsified", "clean", 0, predict=2)]  # fmt: skip
+    rows = [
+        row(0, "verified", "bounds", 1),
+        row(1, "timeout", "milp", 1),
+        row(2, "falsified", "pgd", 0),
+        row(3, "falsified", "clean", 0, predict=2),
+    ]
     summary = summarize_rows(rows)
     assert summary["verified_accuracy"] == 0.25
     assert summary["pgd_accuracy"] == 0.5
@@ -92,8 +130,9 @@ def test_summarize_rows_counts_statuses() -> None:
 
 
 def test_scale_presets_fill_what_is_not_given(tmp_path: Path) -> None:
-    """Issue 22 item 2: the default ``--scale quick`` finishes in minutes (20 images x 10 s at most), ``--scale
-    paper`` is paper 003's 10,000 images x 120 s, and an explicit ``--n`` / ``--time-limit`` wins over the preset."""
+    """Issue 22 item 2: the default ``--scale quick`` finishes in minutes (20 images x 10 s at most),
+    ``--scale paper`` is paper 003's 10,000 images x 120 s, and an explicit ``--n`` / ``--time-limit`` wins
+    over the preset."""
     from art_manifold_defenses.verification.cli import SCALES, resolve_scale
 
     base = ["verify", "--checkpoint", "m.pt", "--eps", "0.1", "--out", str(tmp_path)]

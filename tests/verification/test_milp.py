@@ -1,4 +1,5 @@
-"""The MILP against independent exhaustive checks on 2-input networks (activation-region enumeration and a grid)."""
+"""The MILP against independent exhaustive checks on 2-input networks (activation-region enumeration and a
+grid)."""
 
 from __future__ import annotations
 
@@ -25,7 +26,11 @@ from art_manifold_defenses.verification.network import ReluNetwork
 def _tiny(seed: int, hidden: tuple[int, int] = (4, 4), classes: int = 3) -> nn.Sequential:
     torch.manual_seed(seed)
     model = nn.Sequential(
-        nn.Linear(2, hidden[0]), nn.ReLU(), nn.Linear(hidden[0], hidden[1]), nn.ReLU(), nn.Linear(hidden[1], classes)
+        nn.Linear(2, hidden[0]),
+        nn.ReLU(),
+        nn.Linear(hidden[0], hidden[1]),
+        nn.ReLU(),
+        nn.Linear(hidden[1], classes),
     ).eval()
     with torch.no_grad():  # steeper than the default init, so decision boundaries cross the boxes
         for layer in model[::2]:
@@ -38,14 +43,19 @@ def _dense(network: ReluNetwork) -> list[tuple[np.ndarray, np.ndarray]]:
 
 
 def exhaustive_minimum(network: ReluNetwork, lower: np.ndarray, upper: np.ndarray, row: np.ndarray) -> float:
-    """Exact min of ``row @ logits`` over the box: one LP per activation pattern (the function is linear on each
-    region, so its minimum over a region is attained at a vertex of that polygon)."""
+    """Exact min of ``row @ logits`` over the box: one LP per activation pattern (the function is linear on
+    each region, so its minimum over a region is attained at a vertex of that polygon)."""
     (w1, b1), (w2, b2), (w3, b3) = _dense(network)
     best = np.inf
     box = list(zip(lower, upper, strict=True))
     for p1 in itertools.product((0.0, 1.0), repeat=len(b1)):
         signs1 = 1 - 2 * np.array(p1)
-        if linprog(np.zeros(2), A_ub=signs1[:, None] * w1, b_ub=-signs1 * b1, bounds=box, method="highs").status != 0:
+        if (
+            linprog(
+                np.zeros(2), A_ub=signs1[:, None] * w1, b_ub=-signs1 * b1, bounds=box, method="highs"
+            ).status
+            != 0
+        ):
             continue  # empty first-layer region: none of its refinements exists either
         d1 = np.diag(p1)
         a2, c2 = w2 @ d1 @ w1, w2 @ d1 @ b1 + b2  # z2 as an affine function of x on this region

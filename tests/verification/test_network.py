@@ -43,9 +43,17 @@ def test_conv_matrix_matches_forward(conv: nn.Conv2d) -> None:
 
 def test_batchnorm_is_folded_into_the_preceding_layer() -> None:
     model = nn.Sequential(
-        nn.Conv2d(1, 4, 3, padding=1), nn.BatchNorm2d(4), nn.ReLU(), nn.AvgPool2d(2), nn.Flatten(),
-        nn.Linear(4 * 4 * 4, 6), nn.BatchNorm1d(6), nn.ReLU(), nn.Dropout(0.5), nn.Linear(6, 3),
-    )  # fmt: skip
+        nn.Conv2d(1, 4, 3, padding=1),
+        nn.BatchNorm2d(4),
+        nn.ReLU(),
+        nn.AvgPool2d(2),
+        nn.Flatten(),
+        nn.Linear(4 * 4 * 4, 6),
+        nn.BatchNorm1d(6),
+        nn.ReLU(),
+        nn.Dropout(0.5),
+        nn.Linear(6, 3),
+    )
     _randomize_batchnorm(model)
     model.eval()
     network = extract_network(model, (1, 8, 8))

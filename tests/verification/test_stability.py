@@ -15,7 +15,9 @@ from art_manifold_defenses.verification import StabilityMonitor, stable_relu_fra
 
 def _net() -> nn.Sequential:
     torch.manual_seed(0)
-    return nn.Sequential(nn.Flatten(), nn.Linear(16, 12), nn.ReLU(), nn.Linear(12, 8), nn.ReLU(), nn.Linear(8, 3)).eval()
+    return nn.Sequential(
+        nn.Flatten(), nn.Linear(16, 12), nn.ReLU(), nn.Linear(12, 8), nn.ReLU(), nn.Linear(8, 3)
+    ).eval()
 
 
 def test_stability_shrinks_with_eps_and_is_complete_at_zero() -> None:
@@ -48,7 +50,9 @@ def test_monitor_records_every_epoch() -> None:
     assert history is not None
     model.train()
     monitor(SimpleNamespace(model=model, epoch=7), record := {})
-    assert model.training and record["stable_relus"] == monitor.history[-1]["stable"]  # mode restored, value recorded
+    assert (
+        model.training and record["stable_relus"] == monitor.history[-1]["stable"]
+    )  # mode restored, value recorded
     assert monitor.history[-1]["epoch"] == 7
     with pytest.raises(ValueError, match="max_images"):
         StabilityMonitor(x, 0.05, max_images=0)

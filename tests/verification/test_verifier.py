@@ -1,4 +1,5 @@
-"""``verify``: verdicts never contradicted by a strong attack, checked counterexamples, limits and input errors."""
+"""``verify``: verdicts never contradicted by a strong attack, checked counterexamples, limits and input
+errors."""
 
 from __future__ import annotations
 
@@ -13,9 +14,13 @@ from art_manifold_defenses.verification import Verifier, pgd_attack, verify
 def _conv_net(seed: int) -> nn.Sequential:
     torch.manual_seed(seed)
     model = nn.Sequential(
-        nn.Conv2d(1, 4, 3, stride=2, padding=1), nn.ReLU(), nn.Flatten(), nn.Linear(4 * 3 * 3, 12), nn.ReLU(),
+        nn.Conv2d(1, 4, 3, stride=2, padding=1),
+        nn.ReLU(),
+        nn.Flatten(),
+        nn.Linear(4 * 3 * 3, 12),
+        nn.ReLU(),
         nn.Linear(12, 4),
-    ).eval()  # fmt: skip
+    ).eval()
     with torch.no_grad():  # steeper than the default init, so decision boundaries cross the balls
         for layer in (model[0], model[3], model[5]):
             layer.weight.mul_(3.0)
@@ -39,11 +44,21 @@ def test_verified_is_never_contradicted_by_pgd_with_restarts(seed: int) -> None:
     assert "timeout" not in statuses and "inconclusive" not in statuses
     verified = np.array([r.verified for r in result.images])
     xt, yt = torch.as_tensor(x), torch.as_tensor(y)
-    _, fooled = pgd_attack(model, xt, yt, eps, steps=40, restarts=30, step_size=eps / 8,
-                           generator=torch.Generator().manual_seed(seed))  # fmt: skip
+    _, fooled = pgd_attack(
+        model,
+        xt,
+        yt,
+        eps,
+        steps=40,
+        restarts=30,
+        step_size=eps / 8,
+        generator=torch.Generator().manual_seed(seed),
+    )
     assert not np.any(verified & fooled.numpy()), "PGD broke an image the verifier called verified"
     for r in result.images:
-        if r.status == "falsified":  # every falsified verdict carries a genuine counterexample inside the ball
+        if (
+            r.status == "falsified"
+        ):  # every falsified verdict carries a genuine counterexample inside the ball
             assert r.counterexample is not None
             assert np.abs(r.counterexample - x[r.index]).max() <= eps + 1e-6
             assert r.counterexample.min() >= 0.0 and r.counterexample.max() <= 1.0
@@ -68,7 +83,9 @@ def test_bound_methods_agree_on_the_verdicts() -> None:
     model = _conv_net(1)
     x, y = _batch(model, 8, 1)
     verdicts = {
-        method: [r.status for r in verify(model, x, y, 0.05, bounds=method, attack_steps=0, verbose=False).images]
+        method: [
+            r.status for r in verify(model, x, y, 0.05, bounds=method, attack_steps=0, verbose=False).images
+        ]
         for method in ("ibp", "crown", "lp")
     }
     assert verdicts["ibp"] == verdicts["crown"] == verdicts["lp"]
@@ -193,18 +210,23 @@ def test_invalid_inputs() -> None:
 
 
 def test_time_limit_bounds_the_whole_work_on_an_image(capsys: pytest.CaptureFixture[str]) -> None:
-    """Issue 22: an image's recorded seconds stay within ``time_limit + TIME_LIMIT_SLACK`` on a network whose MILPs
-    run out of time (before, HiGHS's MILP overran a 0.5 s limit by 1.5 s: its root LP does not look at the clock, and
-    the attack and the model building were outside the limit). The estimate lines are printed, the second one computed
-    from the first image's recorded time."""
+    """Issue 22: an image's recorded seconds stay within ``time_limit + TIME_LIMIT_SLACK`` on a network whose
+    MILPs run out of time (before, HiGHS's MILP overran a 0.5 s limit by 1.5 s: its root LP does not look at
+    the clock, and the attack and the model building were outside the limit). The estimate lines are printed,
+    the second one computed from the first image's recorded time."""
     from art_manifold_defenses.costs import format_seconds
     from art_manifold_defenses.verification.verifier import TIME_LIMIT_SLACK
 
     torch.manual_seed(0)
     width = 128
     model = nn.Sequential(
-        nn.Flatten(), nn.Linear(784, width), nn.ReLU(), nn.Linear(width, width), nn.ReLU(), nn.Linear(width, 10)
-    ).eval()  # fmt: skip
+        nn.Flatten(),
+        nn.Linear(784, width),
+        nn.ReLU(),
+        nn.Linear(width, width),
+        nn.ReLU(),
+        nn.Linear(width, 10),
+    ).eval()
     x = torch.rand(2, 1, 28, 28, generator=torch.Generator().manual_seed(0)).numpy()
     with torch.no_grad():
         y = model(torch.as_tensor(x)).argmax(dim=1).numpy()
@@ -216,6 +238,12 @@ def test_time_limit_bounds_the_whole_work_on_an_image(capsys: pytest.CaptureFixt
         assert image.seconds <= limit + TIME_LIMIT_SLACK, image.seconds
     captured = capsys.readouterr()
     err = captured.out + captured.err
-    assert f"estimate: verifying 2 images at eps=0.05: at most {format_seconds(2 * (limit + TIME_LIMIT_SLACK))}" in err
+    assert (
+        f"estimate: verifying 2 images at eps=0.05: at most {format_seconds(2 * (limit + TIME_LIMIT_SLACK))}"
+        in err
+    )
     first = result.images[0].seconds
-    assert f"estimate: the other 1 images: about {format_seconds(first)} on this machine (the first took {first:.2f} s" in err
+    assert (
+        f"estimate: the other 1 images: about {format_seconds(first)} on this machine (the first took "
+        f"{first:.2f} s" in err
+    )

@@ -51,7 +51,8 @@ def predict_masks(
             logits = model(as_float_tensor(x[start : start + batch_size], dev))
             if logits.ndim != 4:
                 raise ValueError(
-                    f"a segmentation model must return (N, classes, H, W) logits, got shape {tuple(logits.shape)}"
+                    "a segmentation model must return (N, classes, H, W) logits, got shape "
+                    f"{tuple(logits.shape)}"
                 )
             out.append(logits.argmax(1).cpu())
     finally:

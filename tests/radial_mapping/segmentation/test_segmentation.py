@@ -76,7 +76,9 @@ def test_mapped_unet_trains_and_dag_lowers_dice() -> None:
     model = add_radial_mapping(UNet(3, 2, 16, base_width=8, depth=2), after="blocks", seed=0)
     assert len(mapping_blocks(model)) == 5
     before = segmentation_dice(model, x_test, m_test)[0]
-    history = train_segmentation(model, x, m, epochs=8, optimizer="adam", learning_rate=3e-3, verbose=False, seed=0)
+    history = train_segmentation(
+        model, x, m, epochs=8, optimizer="adam", learning_rate=3e-3, verbose=False, seed=0
+    )
     assert history[-1]["loss"] < history[0]["loss"]
     clean, stderr = segmentation_dice(model, x_test, m_test)
     assert clean > 0.5 and clean > before and stderr >= 0
