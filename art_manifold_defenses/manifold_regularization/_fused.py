@@ -17,6 +17,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from ._native import native_hamming_rows
+
 __all__ = ["fused_hamming_layer_distances", "fused_hamming_pair_distances", "relu_pattern_disagreements"]
 
 
@@ -103,12 +105,17 @@ def _hamming_norms(
             disagreements.add_(relu_pattern_disagreements(zp, zm))
         return torch.linalg.vector_norm(torch.sign(zp) - torch.sign(zm), dim=1), None, None
     rows, features = zp.shape
-    block = max(1, min(rows, _HAMMING_BLOCK_BYTES // (zp.element_size() * max(features, 1))))
-    norms = zp.new_empty(rows)
     a_plus: Tensor | None = None
     a_minus: Tensor | None = None
     if for_backward:
         a_plus, a_minus = products if products is not None else (torch.empty_like(zp), torch.empty_like(zm))
+    native = native_hamming_rows(zp, zm, alpha, (a_plus, a_minus) if a_plus is not None else None)  # type: ignore[arg-type]
+    if native is not None:  # the compiled one-pass form of the loop below (CPU, float32)
+        if disagreements is not None:
+            disagreements.add_(native[1].sum())
+        return native[0], a_plus, a_minus
+    block = max(1, min(rows, _HAMMING_BLOCK_BYTES // (zp.element_size() * max(features, 1))))
+    norms = zp.new_empty(rows)
     buffers = zp.new_empty((3, block, features))
     for start in range(0, rows, block):
         stop = min(rows, start + block)
