@@ -4,7 +4,6 @@ classifier."""
 
 from __future__ import annotations
 
-import copy
 import math
 import warnings
 from collections.abc import Iterator, Sequence
@@ -14,7 +13,8 @@ import torch
 from torch import Tensor, nn
 
 from ..utils import check_image_tensor
-from .backbone import adapt_backbone, check_backbone, find_linear, functional_relu_calls, swap_relu_for_elu
+from ._network_backbone import _copy_backbone, _read_sizes, _warn_if_forward_differs
+from .backbone import functional_relu_calls, swap_relu_for_elu
 from .denoising import DENOISING_FORMS, MIDDLE_VARIANTS, InnerDenoisingLayer, MiddleDenoisingLayer
 from .restoration import ImageRestorationModule
 
@@ -168,26 +168,8 @@ class FeaturePyramidDecoder(nn.Module):
         device: str | torch.device | None = None,
     ) -> None:
         super().__init__()
-        adapted = adapt_backbone(backbone)
-        check_backbone(adapted)  # fails before copying anything
-        original, backbone = copy.deepcopy(
-            (backbone, adapted)
-        )  # one copy: the adapter keeps sharing the copy's layers
-        stem, stages = check_backbone(backbone)
-        head_linear = find_linear(getattr(backbone, "head", None))
-        if in_channels is None:
-            first_conv = next((m for m in stem.modules() if isinstance(m, nn.Conv2d)), None)
-            if first_conv is None:
-                raise ValueError(
-                    "in_channels must be given: the backbone's stem has no nn.Conv2d to read it from"
-                )
-            in_channels = first_conv.in_channels
-        if num_classes is None:
-            if head_linear is None:
-                raise ValueError(
-                    "num_classes must be given: the backbone has no `head` with an nn.Linear to read it from"
-                )
-            num_classes = head_linear.out_features
+        original, backbone, stem, stages, head_linear = _copy_backbone(backbone)
+        in_channels, num_classes = _read_sizes(stem, head_linear, in_channels, num_classes)
         self.in_channels = in_channels
         self.input_size = input_size
         self.num_classes = num_classes
@@ -208,23 +190,7 @@ class FeaturePyramidDecoder(nn.Module):
         self._warn_if_forward_differs(
             original, getattr(backbone, "head", None), stem, stages, in_channels, input_size, probe_device
         )
-        if swap_activation:
-            swap_relu_for_elu(stem)
-            for stage in stages:
-                swap_relu_for_elu(stage)
-        self.stem = stem
-        self.stages = nn.ModuleList(stages)
-        left = functional_relu_calls(lambda: self._probe(in_channels, input_size, probe_device))
-        if swap_activation and left:
-            warnings.warn(
-                f"the backbone's stem/stages make {left} functional ReLU call(s) (F.relu / torch.relu) on a "
-                "probe image: "
-                "swap_activation=True only replaces nn.ReLU modules, so these stay ReLUs; use nn.ReLU "
-                "modules to get the "
-                "paper's ELUs everywhere",
-                UserWarning,
-                stacklevel=2,
-            )
+        self._adopt_stem_and_stages(stem, stages, probe_device)  # FPD_FD = FPD_BD, with ELUs
         channels, sizes = self._probe(in_channels, input_size, probe_device)
         declared = getattr(backbone, "stage_channels", None)
         if declared is not None and list(declared) != channels[1:]:
@@ -261,6 +227,29 @@ class FeaturePyramidDecoder(nn.Module):
             head_linear = nn.Linear(self.stage_channels[-1], num_classes)
         self.head = LipschitzConstrainedClassifier(head_linear, dropout=dropout)
         self.to(probe_device if device is None else torch.device(device))
+
+    def _adopt_stem_and_stages(
+        self, stem: nn.Module, stages: Sequence[nn.Module], probe_device: torch.device
+    ) -> None:
+        """Make the backbone copy's stem and stages this module's, their ReLUs swapped for ELUs with
+        ``swap_activation`` (Sec. 3.3); warn about the functional ReLUs a probe run finds, which stay."""
+        if self.swap_activation:
+            swap_relu_for_elu(stem)
+            for stage in stages:
+                swap_relu_for_elu(stage)
+        self.stem = stem
+        self.stages = nn.ModuleList(stages)
+        left = functional_relu_calls(lambda: self._probe(self.in_channels, self.input_size, probe_device))
+        if self.swap_activation and left:
+            warnings.warn(
+                f"the backbone's stem/stages make {left} functional ReLU call(s) (F.relu / torch.relu) on a "
+                "probe image: "
+                "swap_activation=True only replaces nn.ReLU modules, so these stay ReLUs; use nn.ReLU "
+                "modules to get the "
+                "paper's ELUs everywhere",
+                UserWarning,
+                stacklevel=3,
+            )
 
     def _check_params(self, num_stages: int) -> None:
         if self.clip_values is not None and not (
@@ -304,54 +293,7 @@ class FeaturePyramidDecoder(nn.Module):
         ):
             raise ValueError(f"dropout must be a number in [0, 1), got {self.dropout!r}")
 
-    @staticmethod
-    @torch.no_grad()
-    def _warn_if_forward_differs(
-        backbone: nn.Module,
-        head: nn.Module | None,
-        stem: nn.Module,
-        stages: Sequence[nn.Module],
-        in_channels: int,
-        input_size: int,
-        device: torch.device,
-    ) -> None:
-        """Warn when ``backbone(x)`` is not ``head(stages(stem(x)))`` on a random image: FPD only sees the
-        protocol's modules, so whatever else the backbone's ``forward()`` does would be silently dropped."""
-        if not isinstance(head, nn.Module):
-            return
-        modes = [m.training for m in backbone.modules()]
-        backbone.eval()
-        try:
-            x = torch.rand(
-                2, in_channels, input_size, input_size, generator=torch.Generator().manual_seed(0)
-            ).to(device)
-            own = backbone(x)
-            out = stem(x)
-            for stage in stages:
-                out = stage(out)
-            seen = head(out)
-        except Exception:  # noqa: BLE001 -- a forward that cannot run here is checked by the probe run
-            return
-        finally:
-            for module, mode in zip(backbone.modules(), modes, strict=True):
-                module.training = mode
-        if (
-            not isinstance(own, Tensor)
-            or own.shape != seen.shape
-            or not torch.allclose(own, seen, rtol=1e-4, atol=1e-5)
-        ):
-            warnings.warn(
-                f"{type(backbone).__name__}.forward() computes something other than head(stages(stem(x))); "
-                "the Feature "
-                "Pyramid Decoder uses only the stem, the stages and the head's last nn.Linear, so whatever "
-                "else forward() "
-                "does (an input normalisation, functional activations, extra layers) is not part of the FPD "
-                "network. "
-                "Wrap the network so that stem/stages/head hold all of it (see "
-                "art_manifold_defenses.fpd.backbone)",
-                UserWarning,
-                stacklevel=3,
-            )
+    _warn_if_forward_differs = staticmethod(_warn_if_forward_differs)  # in :mod:`._network_backbone`
 
     @torch.no_grad()
     def _probe(self, in_channels: int, input_size: int, device: torch.device) -> tuple[list[int], list[int]]:

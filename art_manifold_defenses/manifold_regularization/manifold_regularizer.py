@@ -27,6 +27,7 @@ from ._fused import (
     hamming_through_relu_nodes,
     relu_pattern_disagreements,
 )
+from ._regularizer_passes import _concatenated_pass, _Layer, _separate_passes
 from .perturbation import NORMS, perturbed_pair, sample_maximal_perturbation
 from .regularizers import (
     _FUNCTIONAL_POLICIES,
@@ -42,10 +43,6 @@ from .regularizers import (
 from .relu_hooks import ReLURecorder
 
 __all__ = ["ManifoldRegularizer", "RegularizerOutput"]
-
-#: One recorded layer: ``(name, stacked z or None, z+, z-, r+ or None, r- or None)`` (``r``: the ReLU's
-#: output).
-_Layer = tuple[str, Tensor | None, Tensor, Tensor, Any, Any]
 
 
 @dataclass
@@ -444,84 +441,9 @@ class ManifoldRegularizer:
         hamming = hamming_term_from_distances(per_layer, form=self.hamming_form)
         return hamming, per_layer.detach().mean(dim=0), names, sizes, agreement
 
-    @staticmethod
-    def _concatenated_pass(
-        model: nn.Module,
-        recorder: ReLURecorder,
-        x: Tensor,
-        x_plus: Tensor,
-        x_minus: Tensor,
-        include_clean: bool,
-    ) -> tuple[Tensor | None, Tensor, Tensor, list[_Layer]]:
-        """One forward pass over ``[x, x+, x-]``; layers as ``(name, stacked z, z+ rows, z- rows, None,
-        None)``."""
-        parts = [x, x_plus, x_minus] if include_clean else [x_plus, x_minus]
-        batch = x.shape[0]
-        with recorder:
-            outputs = model(torch.cat(parts))
-        chunks = outputs.split(batch)
-        layers: list[_Layer] = []
-        for name, z in recorder.records:
-            if z.shape[0] != batch * len(parts):
-                raise ValueError(
-                    f"ReLU layer {name!r} saw {z.shape[0]} rows for a concatenated batch of "
-                    f"{batch * len(parts)}"
-                )
-            layers.append((name, z, z[-2 * batch : -batch], z[-batch:], None, None))
-        return (chunks[0] if include_clean else None), chunks[-2], chunks[-1], layers
-
-    @staticmethod
-    def _separate_passes(
-        model: nn.Module,
-        recorder: ReLURecorder,
-        x: Tensor,
-        x_plus: Tensor,
-        x_minus: Tensor,
-        include_clean: bool,
-        clean_backward: Callable[[Tensor], Tensor] | None,
-    ) -> tuple[Tensor | None, Tensor | None, Tensor, Tensor, list[_Layer]]:
-        """Forward passes over ``x`` (unrecorded; back-propagated at once with ``clean_backward``), ``x+`` and
-        ``x-`` in one graph; returns ``(logits, clean loss, f+, f-, layers)`` with layers as
-        ``(name, None, z+, z-, r+, r-)`` (``r``: the ReLU's output)."""
-        logits, clean_loss = None, None
-        with recorder:
-            if include_clean:
-                recorder.recording = False
-                try:
-                    logits = model(x)
-                finally:
-                    recorder.recording = True
-                if clean_backward is not None:
-                    loss = clean_backward(logits)
-                    if not isinstance(loss, Tensor) or loss.numel() != 1:
-                        raise ValueError(
-                            f"clean_backward must return a scalar tensor, got {type(loss).__name__}"
-                        )
-                    loss.backward()
-                    logits, clean_loss = logits.detach(), loss.detach()
-                recorder.next_pass()
-            f_plus = model(x_plus)
-            plus_records, plus_outputs = recorder.records, recorder.outputs
-            recorder.next_pass()
-            f_minus = model(x_minus)
-        minus_records, minus_outputs = recorder.records, recorder.outputs
-        if [name for name, _ in plus_records] != [name for name, _ in minus_records]:
-            raise ValueError(
-                "the model called different ReLU layers for x+ and x-; the Hamming term needs the same ones"
-            )
-        if len(plus_outputs) != len(plus_records) or len(minus_outputs) != len(minus_records):
-            plus_outputs, minus_outputs = [None] * len(plus_records), [None] * len(minus_records)
-        layers: list[_Layer] = []
-        for (name, z_plus), (_, z_minus), r_plus, r_minus in zip(
-            plus_records, minus_records, plus_outputs, minus_outputs, strict=True
-        ):
-            if z_plus.shape != z_minus.shape or z_plus.shape[0] != x.shape[0]:
-                raise ValueError(
-                    f"ReLU layer {name!r} saw shapes {tuple(z_plus.shape)} and {tuple(z_minus.shape)} for a "
-                    f"batch of {x.shape[0]}"
-                )
-            layers.append((name, None, z_plus, z_minus, r_plus, r_minus))
-        return logits, clean_loss, f_plus, f_minus, layers
+    # the forward passes live in :mod:`._regularizer_passes`
+    _concatenated_pass = staticmethod(_concatenated_pass)
+    _separate_passes = staticmethod(_separate_passes)
 
     def _handle_functional(self, calls: int, model: nn.Module) -> None:
         if calls == 0 or self.functional_relus == "ignore" or not self.hamming:

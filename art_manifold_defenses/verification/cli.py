@@ -33,7 +33,11 @@ from ..utils import (
 from .choices import BOUND_METHODS
 
 if TYPE_CHECKING:
-    from .verifier import ImageVerification
+    import numpy as np
+    import torch
+    from torch import nn
+
+    from .verifier import ImageVerification, Verifier
 
 # numpy, torch, scipy and the verifier are imported by the functions that use them, so that building the
 # ``amd`` parser (``add_verify_arguments``) imports none of them.
@@ -257,14 +261,7 @@ def _markdown(summary: dict[str, Any], settings: dict[str, Any]) -> str:
 
 def command_verify(args: argparse.Namespace) -> int:
     """Run ``amd verify``; returns the exit status."""
-    import scipy
-    import torch
-
-    from ..checkpoint import check_checkpoint_fits_data, load_checkpoint
-    from ..data import load_dataset
-    from ..fingerprint import image_hashes, make_fingerprint, model_hash, overwrite_hint, resume_tsv
     from ..utils import resolve_device, set_seed
-    from .attack import pgd_attack
     from .verifier import Verifier
 
     resolve_scale(args)
@@ -275,6 +272,53 @@ def command_verify(args: argparse.Namespace) -> int:
     out = output_dir(args.out)
     device = resolve_device(args.device)
     set_seed(args.seed)
+    model, metadata, dataset, x_all, y_all, positions = _load_model_and_images(args, device)
+    tsv = out / "verification.tsv"
+    rows, hashes = _resume_rows(args, tsv, model, dataset, x_all, y_all, positions)
+    done = {int(r["idx"]) for r in rows}
+    todo = [i for i in positions if i not in done]
+    verifier = Verifier(
+        model,
+        input_shape=x_all.shape[1:],
+        eps=float(args.eps),
+        time_limit=args.time_limit,
+        bounds=args.bounds,
+        neuron_time_limit=args.neuron_time_limit,
+        attack_steps=args.attack_steps,
+        device=device,
+        seed=args.seed,
+        verbose=not args.quiet,
+    )
+    if todo:
+        _verify_and_append(args, tsv, verifier, x_all[todo], y_all[todo], todo, hashes, rows, device)
+    rows = [r for r in rows if args.start <= int(r["idx"]) < args.start + args.n]
+    summary = summarize_rows(rows)
+    settings = _settings(args, dataset, device, metadata)
+    (out / "summary.json").write_text(json.dumps({"summary": summary, "settings": settings}, indent=2) + "\n")
+    (out / "summary.md").write_text(_markdown(summary, settings))
+    print(
+        f"verified {summary['verified_accuracy']:.4f} | PGD {summary['pgd_accuracy']:.4f} | clean "
+        f"{summary['clean_accuracy']:.4f} | timeouts {summary['timeouts']:.4f} | "
+        f"{summary['seconds_per_image']:.2f} s/image "
+        f"({summary['n']} images) -> {out}"
+    )
+    if summary["verified_but_pgd_broken"]:
+        print(
+            f"amd verify: warning: {summary['verified_but_pgd_broken']} verified images broken by PGD",
+            file=sys.stderr,
+        )
+        return 1
+    return 0
+
+
+def _load_model_and_images(
+    args: argparse.Namespace, device: torch.device
+) -> tuple[nn.Module, dict[str, Any], str, np.ndarray, np.ndarray, list[int]]:
+    """The checkpoint, its metadata, the data set's name, its test images and labels, and the positions
+    ``--start``.. ``--start + --n`` (checked to exist and to fit the model)."""
+    from ..checkpoint import check_checkpoint_fits_data, load_checkpoint
+    from ..data import load_dataset
+
     model, metadata = load_checkpoint(args.checkpoint, device=device)
     dataset = args.dataset or metadata.get("dataset") or "mnist-embedded"
     x_all, y_all = load_dataset(dataset, "test", root=args.data_root)
@@ -294,7 +338,22 @@ def command_verify(args: argparse.Namespace) -> int:
         dataset=dataset,
         device=device,
     )
-    tsv = out / "verification.tsv"
+    return model, metadata, dataset, x_all, y_all, positions
+
+
+def _resume_rows(
+    args: argparse.Namespace,
+    tsv: Path,
+    model: nn.Module,
+    dataset: str,
+    x_all: np.ndarray,
+    y_all: np.ndarray,
+    positions: list[int],
+) -> tuple[list[dict[str, Any]], dict[int, str]]:
+    """The rows ``verification.tsv`` already holds for this run (refusing another run's, see the module
+    docstring) and the hash of every image at ``positions``."""
+    from ..fingerprint import image_hashes, make_fingerprint, model_hash, overwrite_hint, resume_tsv
+
     fingerprint = make_fingerprint(
         "verify",
         model=model_hash(model),
@@ -310,49 +369,61 @@ def command_verify(args: argparse.Namespace) -> int:
         hint=overwrite_hint(None),
         expected={i: (int(y_all[i]), hashes[i]) for i in positions},
     )
-    done = {int(r["idx"]) for r in rows}
-    todo = [i for i in positions if i not in done]
-    verifier = Verifier(
+    return rows, hashes
+
+
+def _verify_and_append(
+    args: argparse.Namespace,
+    tsv: Path,
+    verifier: Verifier,
+    x: np.ndarray,
+    y: np.ndarray,
+    todo: list[int],
+    hashes: dict[int, str],
+    rows: list[dict[str, Any]],
+    device: torch.device,
+) -> None:
+    """The reported PGD attack on the images ``x`` (named ``todo``), then their exact verification, each
+    verdict appended to ``tsv`` (flushed) and to ``rows`` as it comes."""
+    import torch
+
+    from .attack import pgd_attack
+
+    model = verifier.model
+    generator = torch.Generator().manual_seed(args.seed)
+    model.eval()
+    _, fooled = pgd_attack(
         model,
-        input_shape=x_all.shape[1:],
-        eps=float(args.eps),
-        time_limit=args.time_limit,
-        bounds=args.bounds,
-        neuron_time_limit=args.neuron_time_limit,
-        attack_steps=args.attack_steps,
-        device=device,
-        seed=args.seed,
-        verbose=not args.quiet,
+        torch.as_tensor(x, device=device),
+        torch.as_tensor(y, device=device),
+        float(args.eps),
+        steps=args.pgd_steps,
+        restarts=args.pgd_restarts,
+        generator=generator,
     )
-    if todo:
-        x, y = x_all[todo], y_all[todo]
-        generator = torch.Generator().manual_seed(args.seed)
-        model.eval()
-        _, fooled = pgd_attack(
-            model,
-            torch.as_tensor(x, device=device),
-            torch.as_tensor(y, device=device),
-            float(args.eps),
-            steps=args.pgd_steps,
-            restarts=args.pgd_restarts,
-            generator=generator,
-        )
-        pgd_correct = {i: int(not f) for i, f in zip(todo, fooled.cpu().numpy(), strict=True)}
-        with tsv.open("a", newline="") as handle:
-            writer = csv.DictWriter(handle, fieldnames=TSV_COLUMNS, delimiter="\t", lineterminator="\n")
+    pgd_correct = {i: int(not f) for i, f in zip(todo, fooled.cpu().numpy(), strict=True)}
+    with tsv.open("a", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=TSV_COLUMNS, delimiter="\t", lineterminator="\n")
 
-            def write(result: ImageVerification) -> None:
-                row = result.to_row()
-                row["pgd_correct"] = pgd_correct[result.index]
-                row["image_hash"] = hashes[result.index]
-                writer.writerow({k: row[k] for k in TSV_COLUMNS})
-                handle.flush()
-                rows.append({k: str(row[k]) for k in TSV_COLUMNS})
+        def write(result: ImageVerification) -> None:
+            row = result.to_row()
+            row["pgd_correct"] = pgd_correct[result.index]
+            row["image_hash"] = hashes[result.index]
+            writer.writerow({k: row[k] for k in TSV_COLUMNS})
+            handle.flush()
+            rows.append({k: str(row[k]) for k in TSV_COLUMNS})
 
-            verifier.verify(x, y, indices=todo, callback=write)
-    rows = [r for r in rows if args.start <= int(r["idx"]) < stop]
-    summary = summarize_rows(rows)
-    settings = {
+        verifier.verify(x, y, indices=todo, callback=write)
+
+
+def _settings(
+    args: argparse.Namespace, dataset: str, device: Any, metadata: dict[str, Any]
+) -> dict[str, Any]:
+    """The settings recorded in ``summary.json`` (and shown by ``summary.md``)."""
+    import scipy
+    import torch
+
+    return {
         "checkpoint": str(args.checkpoint),
         "dataset": dataset,
         "eps": args.eps,
@@ -372,21 +443,6 @@ def command_verify(args: argparse.Namespace) -> int:
         "architecture": metadata.get("architecture"),
         "defence": metadata.get("defence"),
     }
-    (out / "summary.json").write_text(json.dumps({"summary": summary, "settings": settings}, indent=2) + "\n")
-    (out / "summary.md").write_text(_markdown(summary, settings))
-    print(
-        f"verified {summary['verified_accuracy']:.4f} | PGD {summary['pgd_accuracy']:.4f} | clean "
-        f"{summary['clean_accuracy']:.4f} | timeouts {summary['timeouts']:.4f} | "
-        f"{summary['seconds_per_image']:.2f} s/image "
-        f"({summary['n']} images) -> {out}"
-    )
-    if summary["verified_but_pgd_broken"]:
-        print(
-            f"amd verify: warning: {summary['verified_but_pgd_broken']} verified images broken by PGD",
-            file=sys.stderr,
-        )
-        return 1
-    return 0
 
 
 def add_subcommands(subparsers: Any) -> dict[str, Callable[[argparse.Namespace], int]]:

@@ -16,7 +16,7 @@ never materialised.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import scipy.sparse as sp
@@ -117,6 +117,97 @@ def _needed_features(
     return needed
 
 
+@dataclass
+class _Program:
+    """The variables and constraint rows of an :class:`Encoding` as they are added, layer by layer."""
+
+    lower: list[np.ndarray]
+    upper: list[np.ndarray]
+    integrality: list[np.ndarray]
+    num_vars: int
+    rows_i: list[np.ndarray] = field(default_factory=list)
+    rows_j: list[np.ndarray] = field(default_factory=list)
+    rows_v: list[np.ndarray] = field(default_factory=list)
+    row_lo: list[np.ndarray] = field(default_factory=list)
+    row_hi: list[np.ndarray] = field(default_factory=list)
+    n_rows: int = 0
+    binaries: int = 0
+
+    def add_vars(self, lower: np.ndarray, upper: np.ndarray, integrality: np.ndarray) -> np.ndarray:
+        """New variables with these bounds; returns their indices."""
+        self.lower.append(lower)
+        self.upper.append(upper)
+        self.integrality.append(integrality)
+        indices = self.num_vars + np.arange(len(lower))
+        self.num_vars += len(lower)
+        return indices
+
+    def add_rows(self, block: sp.coo_matrix, lo: np.ndarray, hi: np.ndarray) -> None:
+        """Constraint rows ``lo <= block @ vars <= hi``."""
+        self.rows_i.append(block.row + self.n_rows)
+        self.rows_j.append(block.col)
+        self.rows_v.append(block.data)
+        self.row_lo.append(lo)
+        self.row_hi.append(hi)
+        self.n_rows += block.shape[0]
+
+    def matrix(self) -> sp.csr_matrix:
+        if not self.rows_i:
+            return sp.csr_matrix((0, self.num_vars))
+        data = (np.concatenate(self.rows_v), (np.concatenate(self.rows_i), np.concatenate(self.rows_j)))
+        return sp.csr_matrix(data, shape=(self.n_rows, self.num_vars))
+
+
+def _encode_layer(
+    program: _Program,
+    network: ReluNetwork,
+    bounds: NetworkBounds,
+    j: int,
+    features: np.ndarray,
+    prev_features: np.ndarray,
+    prev_vars: np.ndarray,
+    *,
+    integer: bool,
+) -> np.ndarray:
+    """Add the needed neurons ``features`` of hidden layer ``j`` (never provably inactive) to ``program``:
+    their post-activations ``a``, a binary ``d`` per unstable one, and the rows of the module docstring;
+    returns the variables ``a``."""
+    l_all, u_all = bounds.lower[j][features], bounds.upper[j][features]
+    active = l_all >= 0
+    unstable = ~active
+    m = len(features)
+    n_unstable = int(unstable.sum())
+    a_vars = program.add_vars(np.maximum(l_all, 0.0), np.maximum(u_all, 0.0), np.zeros(m))
+    d_vars = np.full(m, -1)
+    d_vars[unstable] = program.add_vars(
+        np.zeros(n_unstable), np.ones(n_unstable), np.full(n_unstable, 1.0 if integer else 0.0)
+    )
+    program.binaries += n_unstable
+    # -W a_prev restricted to the needed rows/columns, as (local row, global var) triplets
+    sub = network.layers[j].weight[features][:, prev_features].tocoo()
+    bias = network.layers[j].bias[features]
+    minus_w = sp.coo_matrix((-sub.data, (sub.row, prev_vars[sub.col])), shape=(m, program.num_vars))
+
+    rows = _RowBuilder(minus_w, a_vars, d_vars, program.num_vars)
+    # active: a - W a_prev = b
+    program.add_rows(rows.build(active, include_w=True), bias[active], bias[active])
+    # unstable: a - W a_prev >= b
+    program.add_rows(rows.build(unstable, include_w=True), bias[unstable], np.full(n_unstable, np.inf))
+    # unstable: a - u d <= 0
+    program.add_rows(
+        rows.build(unstable, include_w=False, d_coef=-u_all),
+        np.full(n_unstable, -np.inf),
+        np.zeros(n_unstable),
+    )
+    # unstable: a - W a_prev - l d <= b - l
+    program.add_rows(
+        rows.build(unstable, include_w=True, d_coef=-l_all),
+        np.full(n_unstable, -np.inf),
+        bias[unstable] - l_all[unstable],
+    )
+    return a_vars
+
+
 def encode(
     network: ReluNetwork,
     bounds: NetworkBounds,
@@ -133,83 +224,29 @@ def encode(
     needed = _needed_features(network, bounds, target_layer, targets)
     input_features = needed[0]
     n_in = len(input_features)
-    lower = [bounds.input_lower[input_features]]
-    upper = [bounds.input_upper[input_features]]
-    integrality = [np.zeros(n_in)]
-    offset = n_in
+    program = _Program(
+        lower=[bounds.input_lower[input_features]],
+        upper=[bounds.input_upper[input_features]],
+        integrality=[np.zeros(n_in)],
+        num_vars=n_in,
+    )
     prev_features, prev_vars = input_features, np.arange(n_in)
-    rows_i: list[np.ndarray] = []
-    rows_j: list[np.ndarray] = []
-    rows_v: list[np.ndarray] = []
-    row_lo: list[np.ndarray] = []
-    row_hi: list[np.ndarray] = []
-    n_rows = 0
-    binaries = 0
-
-    def add_rows(block: sp.coo_matrix, lo: np.ndarray, hi: np.ndarray) -> None:
-        nonlocal n_rows
-        rows_i.append(block.row + n_rows)
-        rows_j.append(block.col)
-        rows_v.append(block.data)
-        row_lo.append(lo)
-        row_hi.append(hi)
-        n_rows += block.shape[0]
-
     for j in range(target_layer):
         features = needed[j + 1]  # neurons of hidden layer j that are needed (never provably inactive)
-        l_all, u_all = bounds.lower[j][features], bounds.upper[j][features]
-        active = l_all >= 0
-        unstable = ~active
-        m = len(features)
-        a_vars = offset + np.arange(m)
-        offset += m
-        n_unstable = int(unstable.sum())
-        d_vars = np.full(m, -1)
-        d_vars[unstable] = offset + np.arange(n_unstable)
-        offset += n_unstable
-        binaries += n_unstable
-        lower += [np.maximum(l_all, 0.0), np.zeros(n_unstable)]
-        upper += [np.maximum(u_all, 0.0), np.ones(n_unstable)]
-        integrality += [np.zeros(m), np.full(n_unstable, 1.0 if integer else 0.0)]
-        # -W a_prev restricted to the needed rows/columns, as (local row, global var) triplets
-        sub = network.layers[j].weight[features][:, prev_features].tocoo()
-        bias = network.layers[j].bias[features]
-        minus_w = sp.coo_matrix((-sub.data, (sub.row, prev_vars[sub.col])), shape=(m, offset))
-
-        rows = _RowBuilder(minus_w, a_vars, d_vars, offset)
-        # active: a - W a_prev = b
-        add_rows(rows.build(active, include_w=True), bias[active], bias[active])
-        # unstable: a - W a_prev >= b
-        add_rows(rows.build(unstable, include_w=True), bias[unstable], np.full(n_unstable, np.inf))
-        # unstable: a - u d <= 0
-        add_rows(
-            rows.build(unstable, include_w=False, d_coef=-u_all),
-            np.full(n_unstable, -np.inf),
-            np.zeros(n_unstable),
+        prev_vars = _encode_layer(
+            program, network, bounds, j, features, prev_features, prev_vars, integer=integer
         )
-        # unstable: a - W a_prev - l d <= b - l
-        add_rows(
-            rows.build(unstable, include_w=True, d_coef=-l_all),
-            np.full(n_unstable, -np.inf),
-            bias[unstable] - l_all[unstable],
-        )
-        prev_features, prev_vars = features, a_vars
-    if rows_i:
-        matrix = sp.csr_matrix(
-            (np.concatenate(rows_v), (np.concatenate(rows_i), np.concatenate(rows_j))), shape=(n_rows, offset)
-        )
-    else:
-        matrix = sp.csr_matrix((0, offset))
+        prev_features = features
     return Encoding(
-        lower=np.concatenate(lower),
-        upper=np.concatenate(upper),
-        integrality=np.concatenate(integrality),
-        matrix=matrix,
-        row_lower=np.concatenate(row_lo) if row_lo else np.empty(0),
-        row_upper=np.concatenate(row_hi) if row_hi else np.empty(0),
+        lower=np.concatenate(program.lower),
+        upper=np.concatenate(program.upper),
+        integrality=np.concatenate(program.integrality),
+        matrix=program.matrix(),
+        row_lower=np.concatenate(program.row_lo) if program.row_lo else np.empty(0),
+        row_upper=np.concatenate(program.row_hi) if program.row_hi else np.empty(0),
         input_features=input_features,
         input_vars=np.arange(n_in),
         last_features=prev_features,
         last_vars=prev_vars,
-        binaries=binaries,
+        binaries=program.binaries,
     )

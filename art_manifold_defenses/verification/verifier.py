@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -14,6 +13,7 @@ from tqdm.auto import tqdm
 
 from ..costs import report_estimate
 from ..utils import check_images, check_labels, probe_forward, resolve_device
+from ._verify_results import ImageVerification, VerificationResult
 from .attack import pgd_attack
 from .bounds import NetworkBounds, input_box, interval_bounds, linear_relaxation_bounds, margin_lower_bounds
 from .choices import BOUND_METHODS
@@ -37,121 +37,6 @@ STATUSES = ("verified", "falsified", "timeout", "inconclusive")
 #: before the solver starts, one PGD run, the IBP/CROWN pass) run to their end.
 #: ``tests/verification/test_verifier.py`` checks it on a network whose MILPs run out of a tiny time limit.
 TIME_LIMIT_SLACK = 1.0
-
-
-@dataclass
-class ImageVerification:
-    """The verdict on one image.
-
-    Paper: Jin & Rinard 2020 (paper 003), Table 2 ("Verified" column) via the MILP of Tjeng et al. 2019; no
-    equation: a per-image result.
-
-    ``status``: ``"verified"`` (no input in the ball is misclassified), ``"falsified"`` (``counterexample`` is
-    in the ball and the model, run forward in float32, misclassifies it), ``"timeout"`` (the time limit ran
-    out first) or ``"inconclusive"`` (the MILP found a margin <= 0 that the float32 forward pass does not
-    reproduce and a local attack from it failed: a round-off tie). ``method`` says what decided it:
-    ``"clean"`` (the image itself is misclassified), ``"pgd"``, ``"bounds"`` (all margins proved positive
-    without the MILP) or ``"milp"``."""
-
-    index: int
-    label: int
-    prediction: int
-    status: str
-    method: str
-    seconds: float
-    relus: int
-    unstable: int = 0
-    stable_active: int = 0
-    stable_inactive: int = 0
-    per_layer: list[dict[str, int]] = field(default_factory=list)
-    bounds_seconds: float = 0.0
-    milp_seconds: float = 0.0
-    milp_classes: int = 0
-    counterexample: np.ndarray | None = None
-    counterexample_prediction: int | None = None
-    margin_lower_bound: float | None = None
-
-    @property
-    def verified(self) -> bool:
-        return self.status == "verified"
-
-    def to_row(self) -> dict[str, Any]:
-        """A flat record (no arrays) for TSV/JSON output."""
-        return {
-            "idx": self.index,
-            "label": self.label,
-            "prediction": self.prediction,
-            "status": self.status,
-            "method": self.method,
-            "seconds": round(self.seconds, 4),
-            "relus": self.relus,
-            "unstable": self.unstable,
-            "stable_active": self.stable_active,
-            "stable_inactive": self.stable_inactive,
-            "bounds_seconds": round(self.bounds_seconds, 4),
-            "milp_seconds": round(self.milp_seconds, 4),
-            "milp_classes": self.milp_classes,
-            "counterexample_prediction": ""
-            if self.counterexample_prediction is None
-            else self.counterexample_prediction,
-            "margin_lower_bound": ""
-            if self.margin_lower_bound is None
-            else round(self.margin_lower_bound, 6),
-        }
-
-
-@dataclass
-class VerificationResult:
-    """Per-image verdicts and their summary for one (model, eps) pair.
-
-    Paper: Jin & Rinard 2020 (paper 003), Table 2 (verified accuracy); a result container.
-    """
-
-    images: list[ImageVerification]
-    eps: float
-    bounds: str
-    time_limit: float
-
-    def _share(self, predicate: Callable[[ImageVerification], bool]) -> float:
-        return sum(map(predicate, self.images)) / len(self.images) if self.images else 0.0
-
-    @property
-    def verified_accuracy(self) -> float:
-        return self._share(lambda r: r.status == "verified")
-
-    @property
-    def clean_accuracy(self) -> float:
-        return self._share(lambda r: r.prediction == r.label)
-
-    @property
-    def falsified_share(self) -> float:
-        return self._share(lambda r: r.status == "falsified")
-
-    @property
-    def timeout_share(self) -> float:
-        return self._share(lambda r: r.status == "timeout")
-
-    def summary(self) -> dict[str, Any]:
-        seconds = [r.seconds for r in self.images]
-        bounded = [r.unstable for r in self.images if r.method in ("bounds", "milp")]
-        return {
-            "n": len(self.images),
-            "eps": self.eps,
-            "bounds": self.bounds,
-            "time_limit": self.time_limit,
-            "verified_accuracy": self.verified_accuracy,
-            "clean_accuracy": self.clean_accuracy,
-            "falsified": self.falsified_share,
-            "timeouts": self.timeout_share,
-            "inconclusive": self._share(lambda r: r.status == "inconclusive"),
-            "seconds_per_image": float(np.mean(seconds)) if seconds else 0.0,
-            # over the images that reached the bounds (clean/PGD verdicts compute none)
-            "mean_unstable_relus": float(np.mean(bounded)) if bounded else None,
-            "relus": self.images[0].relus if self.images else 0,
-        }
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"summary": self.summary(), "images": [r.to_row() for r in self.images]}
 
 
 def compute_bounds(
@@ -399,6 +284,7 @@ class Verifier:
     def _verify_one(
         self, image: np.ndarray, label: int, index: int, generator: torch.Generator
     ) -> ImageVerification:
+        """Steps 1-5 of the class docstring on one image, each stopping at its verdict."""
         started = time.perf_counter()
         deadline = started + float(
             self.time_limit
@@ -418,18 +304,31 @@ class Verifier:
                 **extra,
             )
 
-        if prediction != label:
+        if prediction != label:  # (1) the clean prediction
             return done(
                 "falsified", "clean", counterexample=image.copy(), counterexample_prediction=prediction
             )
-        if self.attack_steps > 0 and self.attack_restarts > 0 and self.eps > 0:
+        if self.attack_steps > 0 and self.attack_restarts > 0 and self.eps > 0:  # (2) PGD
             adv = self._attack(image, label, generator)
-            if adv is not None:
-                found = self._falsified_by(adv, label)
-                if found is not None:
-                    return done("falsified", "pgd", counterexample=adv, counterexample_prediction=found)
+            found = None if adv is None else self._falsified_by(adv, label)
+            if found is not None:
+                return done("falsified", "pgd", counterexample=adv, counterexample_prediction=found)
             if time.perf_counter() >= deadline:
                 return done("timeout", "pgd")
+        bounds, stats, open_classes = self._bound_margins(image, label, deadline)  # (3) and (4)
+        if not open_classes:
+            return done("verified", "bounds", **stats)
+        if time.perf_counter() >= deadline:
+            return done("timeout", "bounds", **stats)
+        status, extra = self._solve_open_classes(image, label, bounds, open_classes, deadline)  # (5)
+        return done(status, "milp", **extra, **stats)
+
+    def _bound_margins(
+        self, image: np.ndarray, label: int, deadline: float
+    ) -> tuple[NetworkBounds, dict[str, Any], list[int]]:
+        """Steps 3 and 4: the bounds over the eps-ball of ``image``, their statistics (fields of
+        :class:`ImageVerification`) and the classes whose margin lower bound is not positive, most dangerous
+        first."""
         lower, upper = input_box(image, float(self.eps), self.clip_values)
         bounds = compute_bounds(
             self.network,
@@ -450,15 +349,18 @@ class Verifier:
         margins = margin_lower_bounds(self.network, bounds, label, linear=self.bounds != "ibp")
         stats["margin_lower_bound"] = float(np.min(margins))
         open_classes = [int(j) for j in np.argsort(margins) if j != label and margins[j] <= 0]
-        if not open_classes:
-            return done("verified", "bounds", **stats)
-        if time.perf_counter() >= deadline:
-            return done("timeout", "bounds", **stats)
+        return bounds, stats, open_classes
+
+    def _solve_open_classes(
+        self, image: np.ndarray, label: int, bounds: NetworkBounds, open_classes: list[int], deadline: float
+    ) -> tuple[str, dict[str, Any]]:
+        """Step 5: the MILP of each open class in turn until the first counterexample or the deadline; returns
+        the status and the fields of :class:`ImageVerification` it sets."""
         milp_seconds = 0.0
         for count, target in enumerate(open_classes, start=1):
             left = deadline - time.perf_counter()
             if left <= 0:
-                return done("timeout", "milp", milp_seconds=milp_seconds, milp_classes=count - 1, **stats)
+                return "timeout", {"milp_seconds": milp_seconds, "milp_classes": count - 1}
             outcome = solve_margin(
                 self.network,
                 bounds,
@@ -469,29 +371,27 @@ class Verifier:
                 solver_options=self.solver_options,
             )
             milp_seconds += outcome.seconds
+            extra: dict[str, Any] = {"milp_seconds": milp_seconds, "milp_classes": count}
             if outcome.status == "timeout":
-                return done("timeout", "milp", milp_seconds=milp_seconds, milp_classes=count, **stats)
+                return "timeout", extra
             if outcome.status == "violated" and outcome.point is not None:
-                point = outcome.point.reshape(self.input_shape).astype(np.float32)
-                found = self._falsified_by(point, label)
-                if found is None:  # round-off tie at the decision boundary: try to push across it locally
-                    nudged = self._attack_from(point, image, label)
-                    if nudged is not None:
-                        point, found = nudged
-                if found is None:
-                    return done(
-                        "inconclusive", "milp", milp_seconds=milp_seconds, milp_classes=count, **stats
-                    )
-                return done(
-                    "falsified",
-                    "milp",
-                    counterexample=point,
-                    counterexample_prediction=found,
-                    milp_seconds=milp_seconds,
-                    milp_classes=count,
-                    **stats,
-                )
-        return done("verified", "milp", milp_seconds=milp_seconds, milp_classes=len(open_classes), **stats)
+                confirmed = self._confirm(outcome.point, image, label)
+                if confirmed is None:
+                    return "inconclusive", extra
+                point, found = confirmed
+                return "falsified", {"counterexample": point, "counterexample_prediction": found, **extra}
+        return "verified", {"milp_seconds": milp_seconds, "milp_classes": len(open_classes)}
+
+    def _confirm(
+        self, milp_point: np.ndarray, image: np.ndarray, label: int
+    ) -> tuple[np.ndarray, int] | None:
+        """A MILP point checked by the float32 forward pass of ``model`` (``(point, prediction)``), nudged
+        across a round-off tie when the check fails, or None when neither misclassifies."""
+        point = milp_point.reshape(self.input_shape).astype(np.float32)
+        found = self._falsified_by(point, label)
+        if found is not None:
+            return point, found
+        return self._attack_from(point, image, label)  # round-off tie at the decision boundary: push locally
 
     def _attack_from(self, point: np.ndarray, image: np.ndarray, label: int) -> tuple[np.ndarray, int] | None:
         """A few small signed-gradient steps from a MILP point whose float32 margin is a round-off tie."""
