@@ -30,8 +30,12 @@ from .choices import (
 from .defence import DEFENCE
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     import torch
     from torch import nn
+
+    from .estimator import RenyiSmoothingPyTorch
 
 # numpy, torch and the certification code are imported by the handler, so that building the ``amd`` parser
 # imports none of them.
@@ -53,9 +57,18 @@ def train_from_args(
 
 
 def _add_certify_parser(subparsers: Any) -> None:
+    """The ``amd certify`` subparser, its options added group by group."""
     p = subparsers.add_parser(
         "certify", help="certify a (smoothed) checkpoint with the Rényi, Cohen and PixelDP bounds"
     )
+    _add_input_options(p)
+    _add_mode_options(p)
+    _add_statistics_options(p)
+    _add_output_options(p)
+
+
+def _add_input_options(p: argparse.ArgumentParser) -> None:
+    """``amd certify``: the checkpoint, the data set and its images, the device, the noise and its samples."""
     p.add_argument("--checkpoint", required=True, help="path of model.pt (its model.json sidecar beside it)")
     p.add_argument("--dataset", default="mnist-embedded", help="dataset name (default: mnist-embedded)")
     p.add_argument("--data-root", default=None, help="folder holding the dataset files")
@@ -88,6 +101,10 @@ def _add_certify_parser(subparsers: Any) -> None:
         "cap n_max "
         "with --radius",
     )
+
+
+def _add_mode_options(p: argparse.ArgumentParser) -> None:
+    """``amd certify``: the certification modes (``--radius``, ``--adaptive``) and their settings."""
     mode = p.add_argument_group("modes (default: the same --samples for every image, CERTIFY)")
     exclusive = mode.add_mutually_exclusive_group()
     exclusive.add_argument(
@@ -120,6 +137,10 @@ def _add_certify_parser(subparsers: Any) -> None:
         default=2.0,
         help="--radius: ratio of consecutive cumulative round sizes, > 1 (default: 2)",
     )
+
+
+def _add_statistics_options(p: argparse.ArgumentParser) -> None:
+    """``amd certify``: selection samples, failure probability, bounds, intervals and batch size."""
     p.add_argument(
         "--n0",
         type=non_negative_int_arg,
@@ -150,6 +171,10 @@ def _add_certify_parser(subparsers: Any) -> None:
         default=1000,
         help="noisy samples per forward pass (default: 1000)",
     )
+
+
+def _add_output_options(p: argparse.ArgumentParser) -> None:
+    """``amd certify``: the summary's radii, the output folder, resuming and the budget of images."""
     p.add_argument(
         "--radii",
         type=float_list_arg,
@@ -198,56 +223,13 @@ def run_certify(args: argparse.Namespace) -> int:
 
 
 def _certify(args: argparse.Namespace, device: torch.device, *, is_main: bool) -> int:
-    import numpy as np
-    from torch import nn
-
-    from ..checkpoint import check_checkpoint_fits_data, load_checkpoint
-    from ..data import load_dataset
-    from .estimator import RenyiSmoothingPyTorch
-    from .module import SmoothedClassifier
-    from .outputs import (
-        certify_sharded,
-        plot_bound_comparison,
-        plot_certified_accuracy,
-        summarize_certification,
-        write_cohen_tsv,
-    )
+    from .outputs import certify_sharded
 
     out = output_dir(args.out)
-    model, metadata = load_checkpoint(args.checkpoint, device=device)
-    defence = metadata.get("defence") or {}
-    sigma = args.sigma
-    base: nn.Module = model
-    if isinstance(model, SmoothedClassifier):
-        base = model.base
-        sigma = float(model.sigma) if sigma is None else sigma
-    elif sigma is None:
-        sigma = defence.get("params", {}).get("sigma")
-    if sigma is None:
-        raise ValueError("--sigma is required for a checkpoint without a smoothing defence")
+    base, metadata, sigma = _load_base(args, device)
     radii = [float(r) for r in args.radii]
-    x, y = load_dataset(args.dataset, "test", root=args.data_root)
-    idx = np.arange(0, len(x), args.skip)[: args.n]
-    if len(idx) < args.n:
-        raise ValueError(
-            f"--n {args.n} with --skip {args.skip} asks for more test images than data set "
-            f"{args.dataset!r} has ({len(x)} images, so --n at most {len(np.arange(0, len(x), args.skip))})"
-        )
-    check_checkpoint_fits_data(
-        base, metadata, x[idx], y[idx], checkpoint=args.checkpoint, dataset=args.dataset, device=device
-    )
-    arch = metadata["architecture"]
-    estimator = RenyiSmoothingPyTorch(
-        base,
-        nn.CrossEntropyLoss(),
-        input_shape=tuple(x.shape[1:]),
-        nb_classes=int(arch.get("num_classes", int(y.max()) + 1)),
-        clip_values=(0.0, 1.0),
-        device_type="cpu" if device.type == "cpu" else "gpu",
-        scale=float(sigma),
-        alpha=args.alpha,
-        seed=args.seed,
-    )
+    x, y, idx = _test_images(args, base, metadata, device)
+    estimator = _make_estimator(args, base, metadata, x, y, sigma, device)
     tsv = certify_sharded(
         estimator,
         x[idx],
@@ -272,6 +254,94 @@ def _certify(args: argparse.Namespace, device: torch.device, *, is_main: bool) -
     )
     if not is_main:
         return 0
+    summary = _write_outputs(args, out, tsv, radii, sigma, device)
+    _print_summary(summary)
+    return 0
+
+
+def _load_base(args: argparse.Namespace, device: torch.device) -> tuple[nn.Module, dict[str, Any], float]:
+    """The checkpoint's base classifier (inside its ``SmoothedClassifier``, if any), its metadata and the
+    noise sigma (``--sigma``, else the checkpoint's)."""
+    from ..checkpoint import load_checkpoint
+    from .module import SmoothedClassifier
+
+    model, metadata = load_checkpoint(args.checkpoint, device=device)
+    defence = metadata.get("defence") or {}
+    sigma = args.sigma
+    base: nn.Module = model
+    if isinstance(model, SmoothedClassifier):
+        base = model.base
+        sigma = float(model.sigma) if sigma is None else sigma
+    elif sigma is None:
+        sigma = defence.get("params", {}).get("sigma")
+    if sigma is None:
+        raise ValueError("--sigma is required for a checkpoint without a smoothing defence")
+    return base, metadata, sigma
+
+
+def _test_images(
+    args: argparse.Namespace, base: nn.Module, metadata: dict[str, Any], device: torch.device
+) -> tuple[Any, Any, Any]:
+    """The test set ``(x, y)`` and the positions of the images to certify (every ``--skip``-th, ``--n`` of
+    them), checked against the checkpoint."""
+    import numpy as np
+
+    from ..checkpoint import check_checkpoint_fits_data
+    from ..data import load_dataset
+
+    x, y = load_dataset(args.dataset, "test", root=args.data_root)
+    idx = np.arange(0, len(x), args.skip)[: args.n]
+    if len(idx) < args.n:
+        raise ValueError(
+            f"--n {args.n} with --skip {args.skip} asks for more test images than data set "
+            f"{args.dataset!r} has ({len(x)} images, so --n at most {len(np.arange(0, len(x), args.skip))})"
+        )
+    check_checkpoint_fits_data(
+        base, metadata, x[idx], y[idx], checkpoint=args.checkpoint, dataset=args.dataset, device=device
+    )
+    return x, y, idx
+
+
+def _make_estimator(
+    args: argparse.Namespace,
+    base: nn.Module,
+    metadata: dict[str, Any],
+    x: Any,
+    y: Any,
+    sigma: float,
+    device: torch.device,
+) -> RenyiSmoothingPyTorch:
+    """The smoothing estimator around ``base`` with the run's sigma, alpha and seed."""
+    from torch import nn
+
+    from .estimator import RenyiSmoothingPyTorch
+
+    arch = metadata["architecture"]
+    return RenyiSmoothingPyTorch(
+        base,
+        nn.CrossEntropyLoss(),
+        input_shape=tuple(x.shape[1:]),
+        nb_classes=int(arch.get("num_classes", int(y.max()) + 1)),
+        clip_values=(0.0, 1.0),
+        device_type="cpu" if device.type == "cpu" else "gpu",
+        scale=float(sigma),
+        alpha=args.alpha,
+        seed=args.seed,
+    )
+
+
+def _write_outputs(
+    args: argparse.Namespace, out: Path, tsv: Path, radii: list[float], sigma: float, device: torch.device
+) -> dict[str, Any]:
+    """Rank 0: ``summary.json``, Cohen et al.'s TSV (when the Cohen bound ran) and the two figures; returns
+    the summary."""
+    from .outputs import (
+        plot_bound_comparison,
+        plot_certified_accuracy,
+        summarize_certification,
+        write_cohen_tsv,
+    )
+
     summary = summarize_certification(tsv, radii)
     summary["checkpoint"] = str(args.checkpoint)
     summary["dataset"] = args.dataset
@@ -283,6 +353,11 @@ def _certify(args: argparse.Namespace, device: torch.device, *, is_main: bool) -
         {f"sigma={sigma:g}": tsv}, out / "certified_accuracy.png", title=f"{args.dataset}, n={args.samples}"
     )
     plot_bound_comparison(out / "bound_comparison.png", sigma=float(sigma))
+    return summary
+
+
+def _print_summary(summary: dict[str, Any]) -> None:
+    """Print the settings used (defaults included) and the main figures of the summary."""
     keys = (
         "images",
         "mode",
@@ -305,7 +380,6 @@ def _certify(args: argparse.Namespace, device: torch.device, *, is_main: bool) -
     )
     print("settings: " + ", ".join(f"{k}={v}" for k, v in used.items()))  # what was used, defaults included
     print(json.dumps({k: summary[k] for k in keys if k in summary}, indent=2))
-    return 0
 
 
 def add_subcommands(subparsers: Any) -> dict[str, Callable[[argparse.Namespace], int]]:

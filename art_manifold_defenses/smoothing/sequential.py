@@ -323,6 +323,27 @@ def decide_sequentially(
     if bound not in BOUNDS:
         raise ValueError(f"bound must be one of {BOUNDS} in the decision mode (one bound), got {bound!r}")
     schedule = round_schedule(n_max, first_round=first_round, growth=growth)
+    lv = _checked_levels(levels, alpha, schedule)
+
+    state = _Rounds.start(_select_classes(draw, num_images, n0, k_classes), k_classes)
+    done_before = previous = 0
+    for k, n_k in enumerate(schedule):
+        if not len(state.active):
+            break
+        votes = _draw_votes(draw, state.active, int(n_k) - previous, k_classes)
+        previous = int(n_k)
+        _run_round(
+            state, votes, k, schedule, lv, radius=r, n0=n0, bound=bound, sigma=sigma, num_classes=k_classes
+        )
+        if progress is not None:
+            progress(num_images - len(state.active) - done_before)
+            done_before = num_images - len(state.active)
+    return state.result(r)
+
+
+def _checked_levels(levels: Any, alpha: float, schedule: np.ndarray) -> np.ndarray:
+    """The per-round levels of :func:`decide_sequentially` (default :func:`round_levels`), checked: one per
+    round, in ``(0, 1)``, summing to at most ``alpha``."""
     lv = round_levels(alpha, len(schedule)) if levels is None else np.asarray(levels, dtype=np.float64)
     if lv.shape != schedule.shape or (lv <= 0).any() or (lv >= 1).any():
         raise ValueError(f"levels must hold {len(schedule)} values in (0, 1), one per round, got {levels!r}")
@@ -330,89 +351,136 @@ def decide_sequentially(
         raise ValueError(
             f"levels must sum to at most alpha={alpha} (the union bound), got sum {lv.sum():.6g}"
         )
+    return lv
 
+
+def _select_classes(draw: DrawVotes, num_images: int, n0: int, num_classes: int) -> np.ndarray:
+    """Step 1 of the decision mode: the class of each image, the argmax of its ``n0`` selection votes."""
     all_images = np.arange(num_images)
     selection = np.asarray(draw(all_images, np.full(num_images, n0, dtype=np.int64)), dtype=np.int64)
-    if selection.shape != (num_images, k_classes):
+    if selection.shape != (num_images, num_classes):
         raise ValueError(
-            f"draw must return votes of shape ({num_images}, {k_classes}), got {selection.shape}"
+            f"draw must return votes of shape ({num_images}, {num_classes}), got {selection.shape}"
         )
-    top = np.argmax(selection, axis=1) if num_images else np.zeros(0, dtype=np.int64)
-    counts = np.zeros((num_images, k_classes), dtype=np.int64)
-    decision = np.full(num_images, "", dtype=object)
-    samples = np.zeros(num_images, dtype=np.int64)
-    rounds = np.zeros(num_images, dtype=np.int64)
-    best = np.zeros(num_images, dtype=np.float64)
-    p_lower = np.zeros(num_images, dtype=np.float64)
-    p_upper = np.ones(num_images, dtype=np.float64)
-    active = all_images.copy()
-    done_before = 0
-    previous = 0
-    for k, n_k in enumerate(schedule):
-        if not len(active):
-            break
-        step = int(n_k) - previous
-        votes = np.asarray(draw(active, np.full(len(active), step, dtype=np.int64)), dtype=np.int64)
-        if votes.shape != (len(active), k_classes) or (votes.sum(axis=1) != step).any():
-            raise ValueError(
-                f"draw must return {step} votes for each of the {len(active)} images, got shape "
-                f"{votes.shape} with totals {np.unique(votes.sum(axis=1)).tolist()}"
-            )
-        counts[active] += votes
-        previous = int(n_k)
-        rows = counts[active]
-        top_count = rows[np.arange(len(active)), top[active]]
-        others = rows.copy()
-        others[np.arange(len(active)), top[active]] = -1
-        second = others.max(axis=1)
-        lower, upper, pl, pu = radius_bounds(
-            top_count, second, int(n_k), float(lv[k]), bound=bound, sigma=sigma, num_classes=k_classes
+    return np.argmax(selection, axis=1) if num_images else np.zeros(0, dtype=np.int64)
+
+
+def _draw_votes(draw: DrawVotes, active: np.ndarray, step: int, num_classes: int) -> np.ndarray:
+    """The votes of ``step`` fresh samples of each image of ``active``, checked."""
+    votes = np.asarray(draw(active, np.full(len(active), step, dtype=np.int64)), dtype=np.int64)
+    if votes.shape != (len(active), num_classes) or (votes.sum(axis=1) != step).any():
+        raise ValueError(
+            f"draw must return {step} votes for each of the {len(active)} images, got shape "
+            f"{votes.shape} with totals {np.unique(votes.sum(axis=1)).tolist()}"
         )
-        best[active] = np.maximum(best[active], lower)
-        p_lower[active], p_upper[active] = pl, pu
-        certified = lower > r
-        stop = certified | (upper <= r)
-        if k == len(schedule) - 1:
-            stop[:] = True
-        elif (~stop).any():
-            live = ~stop
-            stop[live] |= _best_case_cannot_certify(
-                top_count[live].astype(np.float64),
-                second[live].astype(np.float64),
-                int(n_k),
-                schedule[k + 1 :],
-                lv[k + 1 :],
-                radius=r,
-                bound=bound,
-                sigma=sigma,
-                num_classes=k_classes,
-            )
-        stopped = active[stop]
-        decision[stopped] = np.where(certified[stop], "certified", "not_certified")
-        samples[stopped] = n0 + int(n_k)
-        rounds[stopped] = k + 1
-        active = active[~stop]
-        if progress is not None:
-            progress(num_images - len(active) - done_before)
-            done_before = num_images - len(active)
-    decision = np.where((decision != "certified") & (best <= 0), "abstain", decision).astype(str)
-    rows_all = np.arange(num_images)
-    count_top = counts[rows_all, top] if num_images else np.zeros(0, dtype=np.int64)
-    others_all = counts.copy()
-    if num_images:
-        others_all[rows_all, top] = -1
-    return DecisionResult(
-        prediction=np.where(decision == "abstain", -1, top).astype(np.int64),
-        decision=decision,
-        samples=samples,
-        rounds=rounds,
-        radius=best,
-        p_lower=p_lower,
-        p_upper=p_upper,
-        count_top=count_top.astype(np.int64),
-        count_second=(others_all.max(axis=1) if num_images else np.zeros(0)).astype(np.int64),
-        tested_radius=r,
+    return votes
+
+
+@dataclass
+class _Rounds:
+    """What :func:`decide_sequentially` knows of every image after the rounds run so far (arrays of length
+    ``N``; ``active``: the images still undecided)."""
+
+    top: np.ndarray
+    counts: np.ndarray
+    decision: np.ndarray
+    samples: np.ndarray
+    rounds: np.ndarray
+    best: np.ndarray
+    p_lower: np.ndarray
+    p_upper: np.ndarray
+    active: np.ndarray
+
+    @classmethod
+    def start(cls, top: np.ndarray, num_classes: int) -> _Rounds:
+        """Before the first round: the selected classes ``top``, no estimation vote, every image active."""
+        num_images = len(top)
+        return cls(
+            top=top,
+            counts=np.zeros((num_images, num_classes), dtype=np.int64),
+            decision=np.full(num_images, "", dtype=object),
+            samples=np.zeros(num_images, dtype=np.int64),
+            rounds=np.zeros(num_images, dtype=np.int64),
+            best=np.zeros(num_images, dtype=np.float64),
+            p_lower=np.zeros(num_images, dtype=np.float64),
+            p_upper=np.ones(num_images, dtype=np.float64),
+            active=np.arange(num_images),
+        )
+
+    def result(self, radius: float) -> DecisionResult:
+        """The answer once every image has stopped: abstain where no round certified a positive radius."""
+        num_images = len(self.top)
+        decision = np.where((self.decision != "certified") & (self.best <= 0), "abstain", self.decision)
+        decision = decision.astype(str)
+        rows_all = np.arange(num_images)
+        count_top = self.counts[rows_all, self.top] if num_images else np.zeros(0, dtype=np.int64)
+        others_all = self.counts.copy()
+        if num_images:
+            others_all[rows_all, self.top] = -1
+        return DecisionResult(
+            prediction=np.where(decision == "abstain", -1, self.top).astype(np.int64),
+            decision=decision,
+            samples=self.samples,
+            rounds=self.rounds,
+            radius=self.best,
+            p_lower=self.p_lower,
+            p_upper=self.p_upper,
+            count_top=count_top.astype(np.int64),
+            count_second=(others_all.max(axis=1) if num_images else np.zeros(0)).astype(np.int64),
+            tested_radius=radius,
+        )
+
+
+def _run_round(
+    state: _Rounds,
+    votes: np.ndarray,
+    k: int,
+    schedule: np.ndarray,
+    levels: np.ndarray,
+    *,
+    radius: float,
+    n0: int,
+    bound: str,
+    sigma: float,
+    num_classes: int,
+) -> None:
+    """Steps 2 and 3 for round ``k``: add the active images' ``votes``, bound their radius at the round's
+    level, and stop those decided (certified, futile, curtailed, or at the cap)."""
+    active = state.active
+    n_k = int(schedule[k])
+    state.counts[active] += votes
+    rows = state.counts[active]
+    top_count = rows[np.arange(len(active)), state.top[active]]
+    others = rows.copy()
+    others[np.arange(len(active)), state.top[active]] = -1
+    second = others.max(axis=1)
+    lower, upper, pl, pu = radius_bounds(
+        top_count, second, n_k, float(levels[k]), bound=bound, sigma=sigma, num_classes=num_classes
     )
+    state.best[active] = np.maximum(state.best[active], lower)
+    state.p_lower[active], state.p_upper[active] = pl, pu
+    certified = lower > radius
+    stop = certified | (upper <= radius)
+    if k == len(schedule) - 1:
+        stop[:] = True
+    elif (~stop).any():
+        live = ~stop
+        stop[live] |= _best_case_cannot_certify(
+            top_count[live].astype(np.float64),
+            second[live].astype(np.float64),
+            n_k,
+            schedule[k + 1 :],
+            levels[k + 1 :],
+            radius=radius,
+            bound=bound,
+            sigma=sigma,
+            num_classes=num_classes,
+        )
+    stopped = active[stop]
+    state.decision[stopped] = np.where(certified[stop], "certified", "not_certified")
+    state.samples[stopped] = n0 + n_k
+    state.rounds[stopped] = k + 1
+    state.active = active[~stop]
 
 
 def cohen_cap_radius(sigma: float, alpha: float, n: int) -> float:
