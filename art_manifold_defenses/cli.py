@@ -6,7 +6,8 @@ suite), ``demo`` (the baseline and the five defences, see :mod:`art_manifold_def
 ``amd train --defense NAME`` reads :data:`art_manifold_defenses.defences.DEFENCES`: its choices are their
 names and aliases, its flags are generated from each defence's ``Config`` dataclass, and it trains through the
 record's ``train``; ``amd demo`` trains its models the same way
-(:data:`art_manifold_defenses.demo.DEMO_ENTRIES`).
+(:data:`art_manifold_defenses.demo.DEMO_ENTRIES`). The steps of ``amd train`` live in ``_cli_train`` and
+those of ``amd evaluate`` in ``_cli_evaluate`` (importable from here).
 """
 
 from __future__ import annotations
@@ -15,19 +16,26 @@ import argparse
 import importlib
 import json
 import platform
-import shutil
 import sys
-import time
 import traceback
 from collections.abc import Sequence
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ._cli_evaluate import _add_evaluate_parser as _add_evaluate_parser
+from ._cli_evaluate import _evaluate as _evaluate
+from ._cli_evaluate import _transfer_spec as _transfer_spec
+from ._cli_train import _NOT_IN_TRAIN_FINGERPRINT as _NOT_IN_TRAIN_FINGERPRINT
+from ._cli_train import _TRAIN_FINGERPRINT_FILE as _TRAIN_FINGERPRINT_FILE
+from ._cli_train import _check_train_output as _check_train_output
+from ._cli_train import _load_data as _load_data
+from ._cli_train import _read_json_object as _read_json_object
+from ._cli_train import _train as _train
+from ._cli_train import _train_fingerprint as _train_fingerprint
 from ._version import __version__
-from .defence_record import add_defence_arguments, train_from_namespace
+from .defence_record import add_defence_arguments
 from .defence_trainers import DEFENCE_TRAINERS as DEFENCE_TRAINERS  # deprecated, see below
-from .defences import DEFENCES, defence_names, get_defence, resolve_defence
-from .utils import device_arg, non_negative_float_arg, output_dir, positive_float_arg, positive_int_arg
+from .defences import DEFENCES, defence_names, get_defence
+from .utils import device_arg, positive_float_arg, positive_int_arg
 
 if TYPE_CHECKING:
     from .evaluation.suites import PAPER_SUITES as PAPER_SUITES
@@ -130,93 +138,6 @@ def _build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _add_evaluate_parser(sub: Any) -> None:
-    evaluate = sub.add_parser(
-        "evaluate", help="evaluate a checkpoint under an attack suite (JSON, Markdown, curves)"
-    )
-    evaluate.add_argument(
-        "--checkpoint", required=True, help="model.pt written by `amd train` (its model.json beside it)"
-    )
-    evaluate.add_argument(
-        "--dataset", default=None, help="dataset name (default: the checkpoint's, else mnist-embedded)"
-    )
-    evaluate.add_argument(
-        "--data-root",
-        default=None,
-        help="folder holding the dataset files (default: $AMD_DATA_DIR or ~/.cache)",
-    )
-    evaluate.add_argument(
-        "--device", default="cpu", type=device_arg, help="cpu, cuda or cuda:N (default: cpu)"
-    )
-    evaluate.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
-    evaluate.add_argument(
-        "--n",
-        "--num-images",
-        dest="n",
-        type=positive_int_arg,
-        default=1000,
-        help=(
-            "evaluate the first N test images (default: 1000); spell it --num-images after torchrun, whose "
-            "own parser rejects --n"
-        ),
-    )
-    evaluate.add_argument(
-        "--suite",
-        default="quick",
-        help="attack suite: quick, linf, l2, l1, autoattack, full or a registered one",
-    )
-    evaluate.add_argument(
-        "--norm", default=None, choices=["linf", "l2", "l1"], help="threat model (default: the suite's)"
-    )
-    evaluate.add_argument(
-        "--eps", type=non_negative_float_arg, default=None, help="budget (default: linf 0.3, l2 2.0, l1 15.0)"
-    )
-    evaluate.add_argument(
-        "--batch-size",
-        type=positive_int_arg,
-        default=128,
-        help="batch size of attacks and predictions (default: 128)",
-    )
-    evaluate.add_argument(
-        "--eot-samples",
-        type=positive_int_arg,
-        default=None,
-        help="EoT passes for a stochastic model (default: 16)",
-    )
-    evaluate.add_argument(
-        "--votes",
-        type=positive_int_arg,
-        default=None,
-        help="majority-vote passes for a stochastic model (default: 9)",
-    )
-    evaluate.add_argument(
-        "--repeats",
-        type=positive_int_arg,
-        default=None,
-        help="attack repeats, worst kept (default: 3 stochastic, 1 otherwise)",
-    )
-    evaluate.add_argument(
-        "--surrogate",
-        default=None,
-        help=(
-            "checkpoint of a source model: adds a transfer attack (the suite's first iterative attack, "
-            "crafted on it)"
-        ),
-    )
-    evaluate.add_argument(
-        "--reported", type=float, default=None, help="the paper's robust accuracy in percent (stored only)"
-    )
-    evaluate.add_argument(
-        "--out", required=True, help="output folder for results.json, results.md, curves.png"
-    )
-    evaluate.add_argument(
-        "--overwrite",
-        action="store_true",
-        help="discard the files of an earlier evaluation in OUT instead of resuming (or refusing) them",
-    )
-    evaluate.add_argument("--quiet", action="store_true", help="no progress bars")
-
-
 def _add_demo_parser(sub: Any) -> None:
     from .demo import add_demo_arguments
 
@@ -225,77 +146,6 @@ def _add_demo_parser(sub: Any) -> None:
         help="the baseline and the five defences on mnist-embedded: train, attack, certify, one report",
     )
     add_demo_arguments(demo)
-
-
-def _load_data(args: argparse.Namespace) -> dict[str, Any]:
-    from .data import load_dataset
-
-    x_train, y_train = load_dataset(args.dataset, "train", root=args.data_root)
-    x_test, y_test = load_dataset(args.dataset, "test", root=args.data_root)
-    limit = getattr(args, "train_limit", None)
-    if limit is not None:
-        if limit > len(x_train):
-            raise ValueError(
-                f"--train-limit {limit} is more than the {len(x_train)} training images of {args.dataset!r}"
-            )
-        x_train, y_train = x_train[:limit], y_train[:limit]
-    return {"x_train": x_train, "y_train": y_train, "x_test": x_test, "y_test": y_test}
-
-
-#: ``amd train`` flags that do not change the trained model (left out of its fingerprint).
-_NOT_IN_TRAIN_FINGERPRINT = frozenset({"command", "out", "quiet", "device", "data_root", "overwrite"})
-_TRAIN_FINGERPRINT_FILE = "fingerprint.json"
-
-
-def _train_fingerprint(args: argparse.Namespace, data: dict[str, Any]) -> dict[str, Any]:
-    """The fingerprint of an ``amd train`` run: every flag that changes the model, and hashes of the data."""
-    from .fingerprint import arrays_hash, make_fingerprint
-
-    flags = {k: v for k, v in sorted(vars(args).items()) if k not in _NOT_IN_TRAIN_FINGERPRINT}
-    return make_fingerprint(
-        "train",
-        train_data=arrays_hash(data["x_train"], data["y_train"]),
-        validation_data=arrays_hash(data["x_test"], data["y_test"]),
-        **flags,
-    )
-
-
-def _check_train_output(out: Path, fingerprint: dict[str, Any], *, overwrite: bool, is_main: bool) -> None:
-    """Refuse (or with ``overwrite`` clear) an ``amd train`` output folder holding another run: a
-    ``train_state/`` whose recorded fingerprint differs or is missing, or a ``model.pt`` whose ``model.json``
-    records another one."""
-    from . import distributed
-    from .fingerprint import check_fingerprint, overwrite_hint
-
-    state_dir, model_path = out / "train_state", out / "model.pt"
-    if overwrite and is_main:
-        shutil.rmtree(state_dir, ignore_errors=True)
-        for stale in (model_path, model_path.with_suffix(".json")):
-            stale.unlink(missing_ok=True)
-    distributed.barrier()
-    hint = overwrite_hint(None)
-    record = state_dir / _TRAIN_FINGERPRINT_FILE
-    if state_dir.is_dir() and any(p.name != _TRAIN_FINGERPRINT_FILE for p in state_dir.iterdir()):
-        check_fingerprint(_read_json_object(record), fingerprint, source=state_dir, hint=hint)
-    if model_path.exists():
-        sidecar = _read_json_object(model_path.with_suffix(".json")) or {}
-        check_fingerprint(
-            (sidecar.get("extra") or {}).get("fingerprint"), fingerprint, source=model_path, hint=hint
-        )
-    distributed.barrier()  # every rank has checked before rank 0 writes
-    if is_main:
-        state_dir.mkdir(parents=True, exist_ok=True)
-        tmp = record.with_name(record.name + ".tmp")
-        tmp.write_text(json.dumps(fingerprint, indent=2, sort_keys=True) + "\n")
-        tmp.replace(record)
-
-
-def _read_json_object(path: Path) -> dict[str, Any] | None:
-    try:
-        value = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
-        return None
-    return value if isinstance(value, dict) else None
 
 
 def _command_train(args: argparse.Namespace) -> int:
@@ -308,78 +158,6 @@ def _command_train(args: argparse.Namespace) -> int:
         return _train(args, info.device, is_main=info.is_main)
     finally:
         distributed.destroy_distributed(info)
-
-
-def _train(args: argparse.Namespace, device: Any, *, is_main: bool) -> int:
-    import torch
-
-    from .checkpoint import save_checkpoint
-    from .models import build_model
-    from .training import evaluate_accuracy, train
-    from .utils import set_seed
-
-    set_seed(args.seed)
-    out = output_dir(args.out)
-    data = _load_data(args)
-    fingerprint = _train_fingerprint(args, data)
-    _check_train_output(out, fingerprint, overwrite=args.overwrite, is_main=is_main)
-    channels, size = data["x_train"].shape[1], data["x_train"].shape[2]
-    num_classes = int(max(data["y_train"].max(), data["y_test"].max())) + 1
-    architecture: dict[str, Any] = {
-        "name": args.model,
-        "in_channels": int(channels),
-        "num_classes": num_classes,
-        "input_size": int(size),
-    }
-    if args.activation:
-        architecture["activation"] = args.activation
-    started = time.perf_counter()
-    defence_meta = None
-    if args.defense == "none":
-        arch = dict(architecture)
-        model = build_model(arch.pop("name"), **arch)
-        optimizer = torch.optim.Adam(model.parameters(), lr=args.lr)
-        train(
-            model,
-            data["x_train"],
-            data["y_train"],
-            epochs=args.epochs,
-            batch_size=args.batch_size,
-            optimizer=optimizer,
-            device=device,
-            validation_data=(data["x_test"], data["y_test"]),
-            checkpoint_dir=out / "train_state",
-            seed=args.seed,
-            verbose=not args.quiet,
-        )
-    else:
-        defence, overrides = resolve_defence(args.defense)
-        model, defence_meta = train_from_namespace(defence, args, data, device, architecture, overrides)
-    seconds = time.perf_counter() - started
-    if not is_main:
-        return 0
-    accuracy = evaluate_accuracy(model, data["x_test"], data["y_test"], device=device)
-    save_checkpoint(
-        model,
-        out / "model.pt",
-        architecture=architecture,
-        defence=defence_meta,
-        dataset=args.dataset,
-        extra={
-            "test_accuracy": accuracy,
-            "epochs": args.epochs,
-            "seed": args.seed,
-            "train_seconds": seconds,
-            "batch_size": args.batch_size,
-            "lr": args.lr,
-            "fingerprint": fingerprint,
-        },
-    )
-    print(
-        f"test accuracy: {accuracy:.4f} ({len(data['y_test'])} images, {args.dataset}); saved "
-        f"{out / 'model.pt'} in {seconds:.0f}s"
-    )
-    return 0
 
 
 def _command_info(args: argparse.Namespace) -> int:
@@ -414,30 +192,6 @@ def _command_info(args: argparse.Namespace) -> int:
     return 0
 
 
-def _transfer_spec(suite: list[Any]) -> Any:
-    """A transfer attack that repeats the suite's first bounded iterative white-box attack on the surrogate
-    (ART PGD with 40 steps if the suite has none)."""
-    from .evaluation import AttackSpec
-
-    for spec in suite:
-        if (
-            not (spec.one_step or spec.gradient_free or spec.minimisation)
-            and spec.eps is not None
-            and spec.library != "autoattack"
-        ):
-            base = {"library": spec.library, "attack": spec.attack, "params": dict(spec.params)}
-            return AttackSpec("transfer", "transfer", spec.norm, spec.eps, {"base": base})
-    first = suite[0]
-    eps = first.eps if first.eps is not None else 0.3
-    return AttackSpec(
-        "transfer",
-        "transfer",
-        first.norm,
-        eps,
-        {"base": {"library": "art", "attack": "pgd", "params": {"max_iter": 40}}},
-    )
-
-
 def _command_evaluate(args: argparse.Namespace) -> int:
     """``amd evaluate``; under ``torchrun`` the batches are sharded over the processes (see
     :mod:`.distributed`) and rank 0 writes the same files as a single process."""
@@ -448,61 +202,6 @@ def _command_evaluate(args: argparse.Namespace) -> int:
         return _evaluate(args, info.device, is_main=info.is_main)
     finally:
         distributed.destroy_distributed(info)
-
-
-def _evaluate(args: argparse.Namespace, device: Any, *, is_main: bool) -> int:
-    from .checkpoint import check_checkpoint_fits_data, load_checkpoint
-    from .data import load_dataset
-    from .evaluation import evaluate, get_suite
-    from .evaluation.suites import register_paper_suite
-
-    out = output_dir(args.out)
-    model, metadata = load_checkpoint(args.checkpoint, device=device)
-    dataset = args.dataset or metadata.get("dataset") or "mnist-embedded"
-    register_paper_suite(args.suite)
-    suite = get_suite(args.suite, norm=args.norm, eps=args.eps)
-    surrogate = None
-    if args.surrogate:
-        surrogate, _ = load_checkpoint(args.surrogate, device=device)
-        suite.append(_transfer_spec(suite))
-    x_test, y_test = load_dataset(dataset, "test", root=args.data_root)
-    if args.n > len(x_test):
-        raise ValueError(f"--n {args.n} is more than the {len(x_test)} test images of data set {dataset!r}")
-    x, y = x_test[: args.n], y_test[: args.n]
-    check_checkpoint_fits_data(
-        model, metadata, x, y, checkpoint=args.checkpoint, dataset=dataset, device=device
-    )
-    defence = metadata.get("defence") or {}
-    name = metadata["architecture"]["name"] + (f" + {defence['name']}" if defence.get("name") else "")
-    result = evaluate(
-        model,
-        x,
-        y,
-        suite,
-        device=device,
-        seed=args.seed,
-        batch_size=args.batch_size,
-        out_dir=out,
-        surrogate_model=surrogate,
-        eot_samples=args.eot_samples,
-        votes=args.votes,
-        repeats=args.repeats,
-        verbose=not args.quiet,
-        model_name=name,
-        dataset=dataset,
-        reported=args.reported,
-        overwrite=args.overwrite,
-    )
-    if not is_main:
-        return 0
-    print(
-        f"clean accuracy {result.clean_accuracy:.4f}, robust accuracy {result.robust_accuracy:.4f} "
-        f"({len(y)} images, {args.suite}); {len(result.audit_flags)} audit flag(s); wrote "
-        f"{Path(args.out) / 'results.json'}"
-    )
-    for flag in result.audit_flags:
-        print(f"  audit: {flag.code}: {flag.message}")
-    return 0
 
 
 def _command_demo(args: argparse.Namespace) -> int:

@@ -284,12 +284,10 @@ def _certify(
 def run_demo(args: argparse.Namespace) -> int:
     """Train, evaluate (and certify) every selected entry; write ``report.md`` and ``results.json`` in
     ``args.out``."""
-    from .checkpoint import save_checkpoint
     from .data import load_dataset
-    from .evaluation import evaluate, get_suite
-    from .evaluation.report import DEMO_FORMAT, write_demo_report
-    from .training import evaluate_accuracy
-    from .utils import resolve_device, set_seed, write_text_atomic
+    from .evaluation import get_suite
+    from .evaluation.report import write_demo_report
+    from .utils import resolve_device
 
     if getattr(args, "render_only", False):
         print(f"wrote {write_demo_report(args.out)} from the saved results")
@@ -309,76 +307,111 @@ def run_demo(args: argparse.Namespace) -> int:
     x_test, y_test = load_dataset("mnist-embedded", "test", root=args.data_root)
     data = {"x_train": x_train, "y_train": y_train, "x_test": x_test, "y_test": y_test}
     out = Path(args.out)
-    summary: list[dict[str, Any]] = []
-    for entry in entries:
-        folder = out / entry.name
-        if getattr(args, "overwrite", False) and folder.is_dir():
-            shutil.rmtree(folder)
-        architecture = {"in_channels": 1, "num_classes": 10, "input_size": 28, **entry.model}
-        set_seed(args.seed)
-        t0 = time.perf_counter()
-        model, defence = train_entry(entry, args, data, device, folder, architecture)
-        train_seconds = time.perf_counter() - t0
-        model.eval()
-        accuracy = evaluate_accuracy(model, x_test, y_test, device=device)
-        save_checkpoint(
-            model,
-            folder / "model.pt",
-            architecture=architecture,
-            defence=defence,
-            dataset="mnist-embedded",
-            extra={
-                "test_accuracy": accuracy,
-                "epochs": args.epochs,
-                "seed": args.seed,
-                "train_seconds": train_seconds,
-            },
-        )
-        result = evaluate(
-            model,
-            x_test[: args.n],
-            y_test[: args.n],
-            suite,
-            device=device,
-            seed=args.seed,
-            out_dir=folder,
-            verbose=not args.quiet,
-            model_name=entry.name,
-            dataset="mnist-embedded",
-            **entry.evaluation,
-        )
-        t1 = time.perf_counter()
-        certified = (
-            _certify(model, x_test[: args.n], y_test[: args.n], args, device, folder)
-            if entry.certify
-            else None
-        )
-        certify_seconds = time.perf_counter() - t1 if entry.certify else None
-        flags = [f.code for f in result.audit_flags]
-        summary.append(
-            {
-                "name": entry.name,
-                "description": entry.description,
-                "results": f"{entry.name}/results.json",
-                "checkpoint": f"{entry.name}/model.pt",
-                "test_accuracy_full": accuracy,
-                "defence": entry.defence,
-                "train_seconds": train_seconds,
-                "evaluation_seconds": result.seconds,
-                "certify_seconds": certify_seconds,
-                "clean_accuracy": result.clean_accuracy,
-                "robust_accuracy": result.robust_accuracy,
-                "audit_flags": flags,
-                "certified": certified,
-            }
-        )
-        print(
-            f"{entry.name}: test accuracy {accuracy:.4f} (all {len(y_test)}), on {args.n}: clean "
-            f"{result.clean_accuracy:.4f}, "
-            f"robust {result.robust_accuracy:.4f}, {len(flags)} audit flag(s), "
-            f"{time.perf_counter() - t0:.0f}s"
-        )
+    summary = [_run_entry(entry, args, data, suite, device, out / entry.name) for entry in entries]
     seconds = time.perf_counter() - started
+    _write_results(args, out, summary, seconds)
+    write_demo_report(out)
+    print(f"wrote {out / 'report.md'} in {seconds:.0f}s")
+    return 0
+
+
+def _run_entry(
+    entry: DemoEntry, args: argparse.Namespace, data: dict[str, Any], suite: Any, device: Any, folder: Path
+) -> dict[str, Any]:
+    """Train one entry (seeded with ``args.seed``), save its checkpoint in ``folder``, attack it with
+    ``suite`` on the first ``args.n`` test images (and certify it); returns its row of ``results.json``."""
+    from .evaluation import evaluate
+    from .utils import set_seed
+
+    if getattr(args, "overwrite", False) and folder.is_dir():
+        shutil.rmtree(folder)
+    architecture = {"in_channels": 1, "num_classes": 10, "input_size": 28, **entry.model}
+    set_seed(args.seed)
+    t0 = time.perf_counter()
+    model, defence = train_entry(entry, args, data, device, folder, architecture)
+    train_seconds = time.perf_counter() - t0
+    accuracy = _save_entry(model, defence, args, data, device, folder, architecture, train_seconds)
+    x, y = data["x_test"][: args.n], data["y_test"][: args.n]
+    result = evaluate(
+        model,
+        x,
+        y,
+        suite,
+        device=device,
+        seed=args.seed,
+        out_dir=folder,
+        verbose=not args.quiet,
+        model_name=entry.name,
+        dataset="mnist-embedded",
+        **entry.evaluation,
+    )
+    t1 = time.perf_counter()
+    certified = _certify(model, x, y, args, device, folder) if entry.certify else None
+    certify_seconds = time.perf_counter() - t1 if entry.certify else None
+    flags = [f.code for f in result.audit_flags]
+    print(
+        f"{entry.name}: test accuracy {accuracy:.4f} (all {len(data['y_test'])}), on {args.n}: clean "
+        f"{result.clean_accuracy:.4f}, "
+        f"robust {result.robust_accuracy:.4f}, {len(flags)} audit flag(s), "
+        f"{time.perf_counter() - t0:.0f}s"
+    )
+    return {
+        "name": entry.name,
+        "description": entry.description,
+        "results": f"{entry.name}/results.json",
+        "checkpoint": f"{entry.name}/model.pt",
+        "test_accuracy_full": accuracy,
+        "defence": entry.defence,
+        "train_seconds": train_seconds,
+        "evaluation_seconds": result.seconds,
+        "certify_seconds": certify_seconds,
+        "clean_accuracy": result.clean_accuracy,
+        "robust_accuracy": result.robust_accuracy,
+        "audit_flags": flags,
+        "certified": certified,
+    }
+
+
+def _save_entry(
+    model: Any,
+    defence: dict[str, Any] | None,
+    args: argparse.Namespace,
+    data: dict[str, Any],
+    device: Any,
+    folder: Path,
+    architecture: dict[str, Any],
+    train_seconds: float,
+) -> float:
+    """Put the trained model in eval mode, measure its accuracy on the whole test set and save it as
+    ``folder/model.pt`` (the checkpoint ``amd evaluate`` reloads); returns that accuracy."""
+    from .checkpoint import save_checkpoint
+    from .training import evaluate_accuracy
+
+    model.eval()
+    accuracy = evaluate_accuracy(model, data["x_test"], data["y_test"], device=device)
+    save_checkpoint(
+        model,
+        folder / "model.pt",
+        architecture=architecture,
+        defence=defence,
+        dataset="mnist-embedded",
+        extra={
+            "test_accuracy": accuracy,
+            "epochs": args.epochs,
+            "seed": args.seed,
+            "train_seconds": train_seconds,
+        },
+    )
+    return accuracy
+
+
+def _write_results(
+    args: argparse.Namespace, out: Path, summary: list[dict[str, Any]], seconds: float
+) -> None:
+    """Write ``out/results.json``: the command and settings of the run and one row per entry."""
+    from .evaluation.report import DEMO_FORMAT
+    from .utils import write_text_atomic
+
     out.mkdir(parents=True, exist_ok=True)
     command = (
         f"amd demo --out {args.out} --device {args.device} --seed {args.seed} --n {args.n} --epochs "
@@ -405,6 +438,3 @@ def run_demo(args: argparse.Namespace) -> int:
         )
         + "\n",
     )
-    write_demo_report(out)
-    print(f"wrote {out / 'report.md'} in {seconds:.0f}s")
-    return 0

@@ -17,6 +17,10 @@ most :data:`COLLAPSE_CHECK_IMAGES` training images (eval mode, no gradients), re
 ``train_subset_accuracy`` and ``predicted_classes``, and warns with :class:`TrainingCollapseWarning` when the
 accuracy is at chance or one class takes at least 90% of the predictions (``collapse_check=False`` turns the
 check off).
+
+The pieces live beside this module: :class:`TrainContext` and the step functions in ``_training_context``,
+one epoch in ``_training_epoch``, prediction in ``_training_predict`` and the collapse check in
+``_training_collapse``; every name is importable from here.
 """
 
 from __future__ import annotations
@@ -24,9 +28,7 @@ from __future__ import annotations
 import math
 import os
 import time
-import warnings
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -35,9 +37,25 @@ import torch
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-from . import costs
+from ._training_collapse import COLLAPSE_CHECK_IMAGES as COLLAPSE_CHECK_IMAGES
+from ._training_collapse import COLLAPSE_DOMINANT_SHARE as COLLAPSE_DOMINANT_SHARE
+from ._training_collapse import TrainingCollapseWarning as TrainingCollapseWarning
+from ._training_collapse import _check_collapse as _check_collapse
+from ._training_collapse import _collapse_subset as _collapse_subset
+from ._training_collapse import collapse_statistics as collapse_statistics
+from ._training_context import StepFunction as StepFunction
+from ._training_context import TrainContext as TrainContext
+from ._training_context import _epoch_seed as _epoch_seed
+from ._training_context import cross_entropy_step as cross_entropy_step
+from ._training_epoch import ESTIMATE_AFTER_BATCHES as ESTIMATE_AFTER_BATCHES
+from ._training_epoch import _collective_device as _collective_device
+from ._training_epoch import _EpochSettings
+from ._training_epoch import _rank_share as _rank_share
+from ._training_epoch import _run_epoch as _run_epoch
+from ._training_predict import evaluate_accuracy as evaluate_accuracy
+from ._training_predict import predict_logits as predict_logits
 from .train_state import TRAIN_STATE_FILE, load_train_state, resume_from, save_train_state, train_fingerprint
-from .utils import check_images, check_labels, forward_checked, probe_forward, resolve_device
+from .utils import check_images, check_labels, probe_forward, resolve_device
 
 __all__ = [
     "COLLAPSE_CHECK_IMAGES",
@@ -51,231 +69,6 @@ __all__ = [
     "train",
     "TRAIN_STATE_FILE",
 ]
-
-#: The first epoch of a run times this many batches (after a warm-up batch), then prints the estimated epoch
-#: and total time (verbose).
-ESTIMATE_AFTER_BATCHES = 5
-#: At most this many training images (a fixed, seeded subset) are predicted after every epoch by the collapse
-#: check.
-COLLAPSE_CHECK_IMAGES = 512
-#: One class taking at least this share of the predictions counts as a collapse.
-COLLAPSE_DOMINANT_SHARE = 0.9
-
-
-class TrainingCollapseWarning(UserWarning):
-    """A training epoch ended with the network at chance accuracy or predicting (almost) one class."""
-
-
-@dataclass
-class TrainContext:
-    """What a step function sees: the model, optimizer, device and where in the run it is.
-
-    ``progress`` is the fractional epoch (``epoch + batch_index / batches_per_epoch``), the variable the
-    papers' schedules (epsilon ramps, regularizer weights) are written in. ``state`` is a dict a step function
-    may use to keep things between batches (it is not checkpointed).
-    """
-
-    model: nn.Module
-    optimizer: torch.optim.Optimizer
-    device: torch.device
-    epochs: int
-    epoch: int = 0
-    batch_index: int = 0
-    batches_per_epoch: int = 1
-    global_step: int = 0
-    grad_clip: float | None = None
-    state: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def progress(self) -> float:
-        return self.epoch + self.batch_index / max(self.batches_per_epoch, 1)
-
-    def backward_and_step(
-        self, loss: Tensor, parameters: Any = None, optimizer: torch.optim.Optimizer | None = None
-    ) -> None:
-        """``zero_grad``, ``backward``, optional gradient-norm clipping, ``step`` (on ``optimizer`` or the
-        run's one)."""
-        opt = optimizer if optimizer is not None else self.optimizer
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        if self.grad_clip is not None:
-            params = (
-                parameters if parameters is not None else [p for g in opt.param_groups for p in g["params"]]
-            )
-            torch.nn.utils.clip_grad_norm_(params, self.grad_clip)
-        opt.step()
-
-
-#: A step function gets the context and one batch on the device. It returns either a loss tensor (the loop
-#: then back-propagates and steps the optimizer) or a mapping of floats to log (it has already updated the
-#: model itself).
-StepFunction = Callable[[TrainContext, Tensor, Tensor], "Tensor | Mapping[str, float]"]
-
-
-def cross_entropy_step(ctx: TrainContext, x: Tensor, y: Tensor) -> Tensor:
-    """The plain step: cross-entropy of the model's logits."""
-    return nn.functional.cross_entropy(ctx.model(x), y)
-
-
-@torch.no_grad()
-def predict_logits(
-    model: nn.Module, x: Any, *, batch_size: int = 256, device: str | torch.device | None = "cpu"
-) -> np.ndarray:
-    """Logits of ``model`` on ``x`` (numpy or tensor), computed in eval mode in batches; returns a numpy
-    array.
-
-    Raises ``ValueError``/``TypeError`` naming ``x`` for images that are not finite NCHW batches in [0, 1] or
-    that the model cannot take (wrong channel count, channels-last layout), and naming ``batch_size`` for a
-    non-positive one.
-    """
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
-    x_np = check_images(x, "x")
-    dev = resolve_device(device)
-    was_training = model.training
-    model.eval()
-    outputs = []
-    try:
-        for start in range(0, len(x_np), batch_size):
-            outputs.append(
-                forward_checked(model, x_np[start : start + batch_size], "x", device=dev).float().cpu()
-            )
-    finally:
-        model.train(was_training)
-    return torch.cat(outputs).numpy()
-
-
-def evaluate_accuracy(
-    model: nn.Module, x: Any, y: Any, *, batch_size: int = 256, device: str | torch.device | None = "cpu"
-) -> float:
-    """Top-1 accuracy of ``model`` on ``(x, y)``."""
-    logits = predict_logits(model, x, batch_size=batch_size, device=device)
-    labels = check_labels(y, len(logits), int(logits.shape[1]), "y")
-    return float((logits.argmax(1) == labels).mean())
-
-
-def collapse_statistics(predictions: Any, labels: Any, num_classes: int) -> dict[str, Any]:
-    """Accuracy and class spread of ``predictions`` (class indices) against ``labels``, and whether they look
-    like a collapsed network: accuracy at chance (at most ``min(1.5 / K, 1 / K + 0.1)`` for
-    ``K = num_classes``) or one class taking at least 90% of the predictions (unless the labels themselves are
-    that unbalanced).
-
-    Returns:
-        ``{"accuracy", "predicted_classes", "dominant_class", "dominant_share", "chance_threshold",
-        "at_chance", "one_class", "collapsed"}``.
-    """
-    pred = np.asarray(predictions, dtype=np.int64).reshape(-1)
-    true = np.asarray(labels, dtype=np.int64).reshape(-1)
-    if pred.shape != true.shape or pred.size == 0:
-        raise ValueError(
-            f"predictions and labels must be non-empty and of the same length, got {pred.size} and "
-            f"{true.size}"
-        )
-    if isinstance(num_classes, bool) or not isinstance(num_classes, (int, np.integer)) or num_classes < 2:
-        raise ValueError(f"num_classes must be an integer >= 2, got {num_classes!r}")
-    counts = np.bincount(pred, minlength=int(num_classes))
-    dominant = int(counts.argmax())
-    share = float(counts[dominant]) / pred.size
-    accuracy = float((pred == true).mean())
-    threshold = min(1.5 / num_classes, 1.0 / num_classes + 0.1)
-    label_share = float((true == dominant).mean())
-    at_chance = accuracy <= threshold
-    one_class = share >= COLLAPSE_DOMINANT_SHARE and label_share < COLLAPSE_DOMINANT_SHARE
-    return {
-        "accuracy": accuracy,
-        "predicted_classes": int((counts > 0).sum()),
-        "dominant_class": dominant,
-        "dominant_share": share,
-        "chance_threshold": threshold,
-        "at_chance": at_chance,
-        "one_class": one_class,
-        "collapsed": at_chance or one_class,
-    }
-
-
-def _collapse_subset(n: int, seed: int) -> np.ndarray:
-    """The training images the collapse check predicts: a fixed, seeded subset of at most
-    COLLAPSE_CHECK_IMAGES."""
-    if n <= COLLAPSE_CHECK_IMAGES:
-        return np.arange(n)
-    pick = np.random.default_rng(_epoch_seed(seed, -1)).choice(n, COLLAPSE_CHECK_IMAGES, replace=False)
-    return np.sort(pick)
-
-
-def _check_collapse(
-    model: nn.Module,
-    x: np.ndarray,
-    y: np.ndarray,
-    record: dict[str, float],
-    *,
-    epoch: int,
-    epochs: int,
-    device: torch.device,
-    warn: bool,
-) -> None:
-    """Predict ``x`` (the subset), add ``train_subset_accuracy`` and ``predicted_classes`` to ``record`` and
-    warn (when ``warn``) if the network looks collapsed. Models whose output is not ``(N, classes)`` logits
-    are skipped."""
-    logits = predict_logits(model, x, device=device)
-    if logits.ndim != 2 or logits.shape[0] != len(x) or logits.shape[1] < 2:
-        return
-    stats = collapse_statistics(logits.argmax(1), y, int(logits.shape[1]))
-    record["train_subset_accuracy"] = stats["accuracy"]
-    record["predicted_classes"] = float(stats["predicted_classes"])
-    if warn and stats["collapsed"]:
-        reasons = []
-        if stats["at_chance"]:
-            reasons.append(f"accuracy at chance (<= {stats['chance_threshold']:.1%})")
-        if stats["one_class"]:
-            reasons.append(f"one class takes >= {COLLAPSE_DOMINANT_SHARE:.0%} of the predictions")
-        warnings.warn(
-            f"training looks collapsed after epoch {epoch + 1}/{epochs}: accuracy {stats['accuracy']:.1%} on "
-            f"{len(x)} "
-            f"training images ({logits.shape[1]} classes, chance {1 / logits.shape[1]:.1%}); class "
-            f"{stats['dominant_class']} "
-            f"takes {stats['dominant_share']:.1%} of the predictions; {stats['predicted_classes']} distinct "
-            "classes "
-            f"predicted ({' and '.join(reasons)}). If it persists, the network is likely stuck (e.g. dead "
-            "ReLUs, a "
-            "constant output): check the loss weights, learning rate and initialisation "
-            "(collapse_check=False turns "
-            "this check off).",
-            TrainingCollapseWarning,
-            stacklevel=3,
-        )
-
-
-def _label_classes(
-    model: nn.Module, x: np.ndarray, y: Any, device: torch.device, *, class_labels: bool
-) -> int:
-    """The number of classes ``y`` must index: the model's outputs (one forward pass of an image in eval mode)
-    when the labels are class labels of an ``(N, classes)`` output; otherwise (a step function that reads
-    ``y`` its own way, e.g. as sample indices) any non-negative integer."""
-    labels = np.asarray(y.detach().cpu() if isinstance(y, Tensor) else y)
-    numeric = labels.size > 0 and labels.dtype != np.bool_ and np.issubdtype(labels.dtype, np.number)
-    bound = max(int(np.nanmax(labels)) + 1, 1) if numeric and np.isfinite(labels).all() else 1
-    if not class_labels:
-        return bound
-    out = probe_forward(model, x[:1], "x", device=device)
-    return int(out.shape[1]) if isinstance(out, Tensor) and out.ndim == 2 else bound
-
-
-def _epoch_seed(seed: int, epoch: int) -> int:
-    return (seed * 1_000_003 + epoch * 7919 + 17) % (2**63 - 1)
-
-
-def _rank_share(batch: Tensor, order: Tensor, rank: int, world: int) -> Tensor:
-    """This rank's share of a global batch: every ``world``-th sample from position ``rank``; a batch with
-    fewer samples than processes is first padded with the first samples of the epoch's order (as
-    ``DistributedSampler`` pads)."""
-    if len(batch) < world:
-        batch = torch.cat([batch, order[: world - len(batch)].repeat(world)[: world - len(batch)]])
-    return batch[rank::world]
-
-
-def _collective_device(dev: torch.device) -> torch.device:
-    """Where collectives' tensors live: the GPU for NCCL, the CPU for Gloo."""
-    return dev if dev.type == "cuda" else torch.device("cpu")
 
 
 def train(
@@ -349,33 +142,12 @@ def train(
             (``resume=False`` starts afresh). An unreadable or pickled state is a ``ValueError`` naming the
             file.
     """
-    _check_loop_settings(
-        epochs=epochs,
-        batch_size=batch_size,
-        scheduler=scheduler,
-        scheduler_interval=scheduler_interval,
-        distributed=distributed,
-        collapse_check=collapse_check,
+    _check_loop_settings(epochs, batch_size, scheduler, scheduler_interval, distributed, collapse_check)
+    use_ddp, rank, world = _process_group(distributed)
+    x_np, y_np, dev = _checked_data(
+        model, x, y, validation_data, device, use_ddp=use_ddp, class_labels=collapse_check
     )
-    from . import distributed as dist_helpers
-
-    use_ddp = dist_helpers.is_distributed() if distributed is None else distributed
-    if use_ddp and not dist_helpers.is_distributed():
-        raise ValueError(
-            "distributed=True needs an initialised torch.distributed process group with more than one "
-            "process (torchrun)"
-        )
-    rank, world = (dist_helpers.rank(), dist_helpers.world_size()) if use_ddp else (0, 1)
-    x_np = check_images(x, "x")
-    dev = dist_helpers.process_device(device) if use_ddp else resolve_device(device)
-    model.to(dev)
-    y_np = check_labels(y, len(x_np), _label_classes(model, x_np, y, dev, class_labels=collapse_check), "y")
-    if validation_data is not None:
-        if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
-            raise TypeError("validation_data must be a pair (x_val, y_val)")
-        check_images(validation_data[0], "validation_data[0]")
-    if optimizer is None:
-        optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+    optimizer = optimizer if optimizer is not None else torch.optim.Adam(model.parameters(), lr=1e-3)
     run_fingerprint = train_fingerprint(
         model,
         x_np,
@@ -391,19 +163,9 @@ def train(
         grad_clip=grad_clip,
         scheduler_interval=scheduler_interval,
     )
-    n = len(x_np)
-    batches = n // batch_size if drop_last else math.ceil(n / batch_size)
-    if batches == 0:
-        raise ValueError(f"no batch to train on: {n} samples with batch_size={batch_size} and drop_last=True")
-    ctx = TrainContext(
-        model=model,
-        optimizer=optimizer,
-        device=dev,
-        epochs=epochs,
-        batches_per_epoch=batches,
-        grad_clip=grad_clip,
-    )
-    probe = _collapse_subset(n, seed) if collapse_check else None
+    batches = _batches_per_epoch(len(x_np), batch_size, drop_last)
+    ctx = TrainContext(model, optimizer, dev, epochs, batches_per_epoch=batches, grad_clip=grad_clip)
+    probe = _collapse_subset(len(x_np), seed) if collapse_check else None
 
     state_path = Path(checkpoint_dir) / TRAIN_STATE_FILE if checkpoint_dir is not None else None
     start_epoch, history = _resume(
@@ -418,54 +180,30 @@ def train(
         scheduler=scheduler,
         verbose=verbose,
     )
-
-    net: nn.Module = model
-    if use_ddp:
-        from torch.nn.parallel import DistributedDataParallel
-
-        net = DistributedDataParallel(
-            model,
-            device_ids=[dev.index] if dev.type == "cuda" else None,
-            find_unused_parameters=find_unused_parameters,
-        )
-        verbose = verbose and rank == 0
-
-    x_t, y_t = torch.from_numpy(x_np), torch.from_numpy(y_np)
+    net = _ddp_module(model, dev, find_unused_parameters) if use_ddp else model
+    run = _EpochSettings(
+        step=step_fn or cross_entropy_step,
+        x=torch.from_numpy(x_np),
+        y=torch.from_numpy(y_np),
+        seed=seed,
+        shuffle=shuffle,
+        batch_size=batch_size,
+        rank=rank,
+        world=world,
+        scheduler=scheduler,
+        scheduler_interval=scheduler_interval,
+        desc=desc,
+        verbose=verbose and rank == 0,  # under DDP only rank 0 shows progress
+    )
     for epoch in range(start_epoch, epochs):
         ctx.epoch, ctx.model = epoch, net
         started = time.perf_counter()
-        means = _run_epoch(
-            ctx,
-            step_fn or cross_entropy_step,
-            x_t,
-            y_t,
-            seed=seed,
-            shuffle=shuffle,
-            batch_size=batch_size,
-            rank=rank,
-            world=world,
-            scheduler=scheduler,
-            scheduler_interval=scheduler_interval,
-            desc=desc,
-            verbose=verbose,
-            estimate_epochs=epochs - epoch if epoch == start_epoch else 0,
-        )
+        means = _run_epoch(ctx, run, estimate_epochs=epochs - epoch if epoch == start_epoch else 0)
         ctx.model = model
-        record = {
-            "epoch": float(epoch + 1),
-            **means,
-            "lr": float(optimizer.param_groups[0]["lr"]),
-            "seconds": time.perf_counter() - started,
-        }
-        if validation_data is not None:
-            record["val_accuracy"] = evaluate_accuracy(
-                model, validation_data[0], validation_data[1], device=dev
-            )
+        record = _epoch_record(ctx, means, started, validation_data)
         if on_epoch_end is not None:
             on_epoch_end(ctx, record)
-        if (
-            probe is not None
-        ):  # after on_epoch_end: a trainer may re-calibrate the model there (FPD's batch norm)
+        if probe is not None:  # after on_epoch_end: a trainer may re-calibrate the model there (FPD's BN)
             _check_collapse(
                 model,
                 x_np[probe],
@@ -477,25 +215,116 @@ def train(
                 warn=rank == 0,
             )
         history.append(record)
-        if verbose:
-            shown = ", ".join(f"{k}={v:.4f}" for k, v in record.items() if k not in ("epoch", "lr"))
-            tqdm.write(f"{desc} epoch {epoch + 1}/{epochs}: {shown}")
-        if state_path is not None and rank == 0:
-            save_train_state(
-                state_path,
-                epoch=epoch + 1,
-                model=model,
-                optimizer=optimizer,
-                scheduler=scheduler,
-                history=history,
-                seed=seed,
-                fingerprint=run_fingerprint,
-            )
-        if world > 1:
-            dist_helpers.barrier()
+        _finish_epoch(ctx, run, history, state_path, run_fingerprint)
     ctx.model = model
     model.eval()
     return history
+
+
+def _process_group(distributed: bool | None) -> tuple[bool, int, int]:
+    """``(use DDP, rank, world size)``: DDP over the initialised process group when ``distributed`` is True,
+    or when it is None and ``torch.distributed`` runs more than one process; else ``(False, 0, 1)``."""
+    from . import distributed as dist_helpers
+
+    use_ddp = dist_helpers.is_distributed() if distributed is None else distributed
+    if use_ddp and not dist_helpers.is_distributed():
+        raise ValueError(
+            "distributed=True needs an initialised torch.distributed process group with more than one "
+            "process (torchrun)"
+        )
+    rank, world = (dist_helpers.rank(), dist_helpers.world_size()) if use_ddp else (0, 1)
+    return use_ddp, rank, world
+
+
+def _checked_data(
+    model: nn.Module,
+    x: Any,
+    y: Any,
+    validation_data: Any,
+    device: str | torch.device | None,
+    *,
+    use_ddp: bool,
+    class_labels: bool,
+) -> tuple[np.ndarray, np.ndarray, torch.device]:
+    """``(x, y, device)`` checked: the images, the device (this process's one under DDP) with ``model`` moved
+    to it, the labels against the model's outputs (see :func:`_label_classes`) and the validation pair."""
+    from . import distributed as dist_helpers
+
+    x_np = check_images(x, "x")
+    dev = dist_helpers.process_device(device) if use_ddp else resolve_device(device)
+    model.to(dev)
+    y_np = check_labels(y, len(x_np), _label_classes(model, x_np, y, dev, class_labels=class_labels), "y")
+    if validation_data is not None:
+        if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
+            raise TypeError("validation_data must be a pair (x_val, y_val)")
+        check_images(validation_data[0], "validation_data[0]")
+    return x_np, y_np, dev
+
+
+def _batches_per_epoch(n: int, batch_size: int, drop_last: bool) -> int:
+    """The number of batches of ``n`` samples; a ``ValueError`` when ``drop_last`` leaves none."""
+    batches = n // batch_size if drop_last else math.ceil(n / batch_size)
+    if batches == 0:
+        raise ValueError(f"no batch to train on: {n} samples with batch_size={batch_size} and drop_last=True")
+    return batches
+
+
+def _ddp_module(model: nn.Module, dev: torch.device, find_unused_parameters: bool) -> nn.Module:
+    """``model`` wrapped in ``DistributedDataParallel`` on this process's device."""
+    from torch.nn.parallel import DistributedDataParallel
+
+    return DistributedDataParallel(
+        model,
+        device_ids=[dev.index] if dev.type == "cuda" else None,
+        find_unused_parameters=find_unused_parameters,
+    )
+
+
+def _epoch_record(
+    ctx: TrainContext, means: dict[str, float], started: float, validation_data: Any
+) -> dict[str, float]:
+    """The history entry of the epoch ``ctx`` is at: its number, the mean logged values, the learning rate,
+    the seconds since ``started`` and (with ``validation_data``) the validation accuracy of ``ctx.model``."""
+    record = {
+        "epoch": float(ctx.epoch + 1),
+        **means,
+        "lr": float(ctx.optimizer.param_groups[0]["lr"]),
+        "seconds": time.perf_counter() - started,
+    }
+    if validation_data is not None:
+        record["val_accuracy"] = evaluate_accuracy(
+            ctx.model, validation_data[0], validation_data[1], device=ctx.device
+        )
+    return record
+
+
+def _finish_epoch(
+    ctx: TrainContext,
+    run: _EpochSettings,
+    history: list[dict[str, float]],
+    state_path: Path | None,
+    fingerprint: dict[str, Any],
+) -> None:
+    """After an epoch's record is in ``history``: print it (verbose), write the checkpoint (rank 0) and wait
+    for every process."""
+    from . import distributed as dist_helpers
+
+    if run.verbose:
+        shown = ", ".join(f"{k}={v:.4f}" for k, v in history[-1].items() if k not in ("epoch", "lr"))
+        tqdm.write(f"{run.desc} epoch {ctx.epoch + 1}/{ctx.epochs}: {shown}")
+    if state_path is not None and run.rank == 0:
+        save_train_state(
+            state_path,
+            epoch=ctx.epoch + 1,
+            model=ctx.model,
+            optimizer=ctx.optimizer,
+            scheduler=run.scheduler,
+            history=history,
+            seed=run.seed,
+            fingerprint=fingerprint,
+        )
+    if run.world > 1:
+        dist_helpers.barrier()
 
 
 def _resume(
@@ -532,7 +361,6 @@ def _resume(
 
 
 def _check_loop_settings(
-    *,
     epochs: Any,
     batch_size: Any,
     scheduler: Any,
@@ -555,91 +383,16 @@ def _check_loop_settings(
         raise TypeError(f"collapse_check must be a bool, got {collapse_check!r}")
 
 
-def _run_epoch(
-    ctx: TrainContext,
-    step: StepFunction,
-    x: Tensor,
-    y: Tensor,
-    *,
-    seed: int,
-    shuffle: bool,
-    batch_size: int,
-    rank: int,
-    world: int,
-    scheduler: Any,
-    scheduler_interval: str,
-    desc: str,
-    verbose: bool,
-    estimate_epochs: int = 0,
-) -> dict[str, float]:
-    """One epoch of steps over ``(x, y)`` in the epoch's seeded order; returns the mean of every logged value
-    (over the batches that logged it, and over the ranks). With ``estimate_epochs > 0`` and ``verbose``,
-    prints the time estimate of that many epochs after the first :data:`ESTIMATE_AFTER_BATCHES` batches."""
-    from . import distributed as dist_helpers
-
-    epoch_seed = _epoch_seed(seed, ctx.epoch)
-    # dropout, noise and other draws of this epoch (other ranks: their own stream, so their noise differs)
-    torch.manual_seed(epoch_seed if rank == 0 else dist_helpers.derive_seed(epoch_seed, "rank", rank))
-    n = len(x)
-    order = (
-        torch.randperm(n, generator=torch.Generator().manual_seed(epoch_seed)) if shuffle else torch.arange(n)
-    )
-    ctx.model.train()
-    sums: dict[str, float] = {}
-    counts: dict[str, int] = {}  # batches that logged each key (a step function may log a value on some only)
-    bar = tqdm(
-        range(ctx.batches_per_epoch),
-        desc=f"{desc} {ctx.epoch + 1}/{ctx.epochs}",
-        disable=not verbose,
-        leave=False,
-    )
-    began = 0.0
-    for b in bar:
-        if b == 1:  # timed from the end of the first batch (a warm-up: lazy initialisation, allocations)
-            began = costs.clock()
-        if (
-            verbose
-            and estimate_epochs
-            and b > 1
-            and b == min(ESTIMATE_AFTER_BATCHES + 1, ctx.batches_per_epoch - 1)
-        ):
-            per_batch = (costs.clock() - began) / (b - 1)
-            epoch_seconds = per_batch * ctx.batches_per_epoch
-            costs.report_estimate(
-                f"{estimate_epochs} epochs of {ctx.batches_per_epoch} batches",
-                epoch_seconds * estimate_epochs,
-                f"batches 2 to {b} took {per_batch:.3g} s each: {costs.format_seconds(epoch_seconds)} per "
-                "epoch, "
-                "validation and checks not included",
-            )
-        idx = order[b * batch_size : (b + 1) * batch_size]
-        if world > 1:
-            idx = _rank_share(idx, order, rank, world)
-        xb, yb = x[idx].to(ctx.device, non_blocking=True), y[idx].to(ctx.device, non_blocking=True)
-        ctx.batch_index = b
-        out = step(ctx, xb, yb)
-        if isinstance(out, Tensor):
-            if not torch.isfinite(out):
-                raise FloatingPointError(f"non-finite loss {out.item()} at epoch {ctx.epoch + 1}, batch {b}")
-            ctx.backward_and_step(out)
-            logs = {"loss": float(out.detach())}
-        else:
-            logs = {k: float(v) for k, v in out.items()}
-        for key, value in logs.items():
-            sums[key] = sums.get(key, 0.0) + value
-            counts[key] = counts.get(key, 0) + 1
-        ctx.global_step += 1
-        if scheduler is not None and scheduler_interval == "batch":
-            scheduler.step()
-        if "loss" in logs:
-            bar.set_postfix(loss=f"{logs['loss']:.4f}")
-    if scheduler is not None and scheduler_interval == "epoch":
-        scheduler.step()
-    if world > 1:  # the logged values are averaged over ranks, so every rank keeps the same history
-        keys = sorted(sums)
-        totals = dist_helpers.all_reduce_sum(
-            [sums[k] for k in keys] + [float(counts[k]) for k in keys], device=_collective_device(ctx.device)
-        )
-        sums = dict(zip(keys, totals[: len(keys)], strict=True))
-        counts = {k: int(round(c)) for k, c in zip(keys, totals[len(keys) :], strict=True)}
-    return {k: v / counts[k] for k, v in sums.items()}
+def _label_classes(
+    model: nn.Module, x: np.ndarray, y: Any, device: torch.device, *, class_labels: bool
+) -> int:
+    """The number of classes ``y`` must index: the model's outputs (one forward pass of an image in eval mode)
+    when the labels are class labels of an ``(N, classes)`` output; otherwise (a step function that reads
+    ``y`` its own way, e.g. as sample indices) any non-negative integer."""
+    labels = np.asarray(y.detach().cpu() if isinstance(y, Tensor) else y)
+    numeric = labels.size > 0 and labels.dtype != np.bool_ and np.issubdtype(labels.dtype, np.number)
+    bound = max(int(np.nanmax(labels)) + 1, 1) if numeric and np.isfinite(labels).all() else 1
+    if not class_labels:
+        return bound
+    out = probe_forward(model, x[:1], "x", device=device)
+    return int(out.shape[1]) if isinstance(out, Tensor) and out.ndim == 2 else bound
