@@ -8,7 +8,8 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from .utils import device_arg, non_negative_float_arg, output_dir, positive_int_arg
+from ._cli_common import add_root_device_seed_arguments
+from .utils import non_negative_float_arg, output_dir, positive_int_arg
 
 
 def _add_evaluate_parser(sub: Any) -> None:
@@ -40,13 +41,7 @@ def _add_evaluate_data_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--dataset", default=None, help="dataset name (default: the checkpoint's, else mnist-embedded)"
     )
-    parser.add_argument(
-        "--data-root",
-        default=None,
-        help="folder holding the dataset files (default: $AMD_DATA_DIR or ~/.cache)",
-    )
-    parser.add_argument("--device", default="cpu", type=device_arg, help="cpu, cuda or cuda:N (default: cpu)")
-    parser.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+    add_root_device_seed_arguments(parser)
     parser.add_argument(
         "--n",
         "--num-images",

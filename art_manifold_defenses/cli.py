@@ -21,6 +21,7 @@ import traceback
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
+from ._cli_common import add_root_device_seed_arguments
 from ._cli_evaluate import _add_evaluate_parser as _add_evaluate_parser
 from ._cli_evaluate import _evaluate as _evaluate
 from ._cli_evaluate import _transfer_spec as _transfer_spec
@@ -35,7 +36,7 @@ from ._version import __version__
 from .defence_record import add_defence_arguments
 from .defence_trainers import DEFENCE_TRAINERS as DEFENCE_TRAINERS  # deprecated, see below
 from .defences import DEFENCES, defence_names, get_defence
-from .utils import device_arg, positive_float_arg, positive_int_arg
+from .utils import positive_float_arg, positive_int_arg
 
 if TYPE_CHECKING:
     from .evaluation.suites import PAPER_SUITES as PAPER_SUITES
@@ -63,13 +64,7 @@ SUBCOMMAND_MODULES: tuple[str, ...] = (
 
 def _add_common_data_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dataset", default="mnist-embedded", help="dataset name (default: mnist-embedded)")
-    parser.add_argument(
-        "--data-root",
-        default=None,
-        help="folder holding the dataset files (default: $AMD_DATA_DIR or ~/.cache)",
-    )
-    parser.add_argument("--device", default="cpu", type=device_arg, help="cpu, cuda or cuda:N (default: cpu)")
-    parser.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+    add_root_device_seed_arguments(parser)
 
 
 def __getattr__(name: str) -> Any:

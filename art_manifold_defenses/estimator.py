@@ -87,6 +87,28 @@ class Float32Input(nn.Module):
         return self.module(x.float())
 
 
+def _image_input_shape(input_shape: Sequence[int]) -> tuple[int, ...]:
+    """``input_shape`` as a tuple of ints; ``ValueError`` unless it is ``(C, H, W)`` with positive sizes."""
+    shape = tuple(int(s) for s in input_shape)
+    if len(shape) != 3 or min(shape) < 1:
+        raise ValueError(f"input_shape must be (C, H, W) with positive sizes, got {tuple(input_shape)}")
+    return shape
+
+
+def _classifier_arguments(
+    model: nn.Module, shape: tuple[int, ...], nb_classes: int, loss: nn.Module | None
+) -> dict[str, Any]:
+    """The ``PyTorchClassifier`` arguments of the package's conventions: ``model`` behind
+    :class:`Float32Input`, cross-entropy unless ``loss`` is given, and the input shape and number of
+    classes."""
+    return {
+        "model": Float32Input(model),
+        "loss": loss if loss is not None else nn.CrossEntropyLoss(),
+        "input_shape": shape,
+        "nb_classes": nb_classes,
+    }
+
+
 class PerSampleClassGradientClassifier(PyTorchClassifier):
     """A ``PyTorchClassifier`` whose ``class_gradient`` with one label per sample takes ONE backward pass.
 
@@ -152,9 +174,7 @@ def to_art_classifier(
     input of ``input_shape`` (checked with one forward pass when there are no preprocessing defences), and
     naming ``input_shape`` when the model cannot run on it.
     """
-    shape = tuple(int(s) for s in input_shape)
-    if len(shape) != 3 or min(shape) < 1:
-        raise ValueError(f"input_shape must be (C, H, W) with positive sizes, got {tuple(input_shape)}")
+    shape = _image_input_shape(input_shape)
     if not preprocessing_defences:  # one forward pass: nb_classes must be the model's number of logits
         check_nb_classes(nb_classes, model, shape, device=resolve_device(device))
     else:
@@ -163,10 +183,7 @@ def to_art_classifier(
     model.eval()
     cls = PerSampleClassGradientClassifier if per_sample_class_gradient else PyTorchClassifier
     return cls(
-        model=Float32Input(model),
-        loss=loss if loss is not None else nn.CrossEntropyLoss(),
-        input_shape=shape,
-        nb_classes=nb_classes,
+        **_classifier_arguments(model, shape, nb_classes, loss),
         optimizer=optimizer,
         clip_values=clip_values,
         preprocessing_defences=preprocessing_defences,

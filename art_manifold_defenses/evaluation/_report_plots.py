@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from .._figures import save_figure
 from ._report_compare import _NORM_LABEL, comparison_grid, comparison_norms, measured_grid
 from ._report_record import worst_case_curve
 
@@ -108,12 +109,7 @@ def plot_robustness_curves(
         ax.grid(alpha=0.3)
         # beside the panel, not over the curves (a legend inside covered data points)
         ax.legend(fontsize=6, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0)
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path, dpi=110)
 
 
 def plot_accuracy_vs_epsilon(
@@ -170,9 +166,4 @@ def plot_accuracy_vs_epsilon(
         bbox_to_anchor=(1.02, 1.0),
         borderaxespad=0.0,
     )
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path, dpi=110)

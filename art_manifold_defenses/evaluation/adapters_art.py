@@ -18,7 +18,6 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-import torch
 from art.attacks import EvasionAttack
 from art.attacks.evasion import (
     AutoProjectedGradientDescent,
@@ -34,9 +33,9 @@ from art.attacks.evasion import (
     ProjectedGradientDescent,
     SquareAttack,
 )
-from torch import nn
 
 from ..estimator import to_art_classifier
+from ._adapter_common import AdapterCall, adapter, fixed_budget
 from .attacks import BatchAttack
 
 __all__ = ["build_attack"]
@@ -49,18 +48,12 @@ def _step(value: Any, default: float) -> float:
     return float(default if value is None else value)
 
 
-def _budget(eps: float | None, attack: str) -> float:
-    if eps is None:
-        raise ValueError(f"ART {attack} is a fixed-budget attack and needs a finite eps")
-    return eps
-
-
 def _make(
     attack: str, clf: Any, norm: str, eps: float | None, p: dict[str, Any], batch_size: int
 ) -> EvasionAttack:
     art_norm = _ART_NORM[norm]
     common = {"batch_size": batch_size}
-    budget = _budget(eps, attack) if attack in _FIXED else 0.0
+    budget = fixed_budget(eps, f"ART {attack}") if attack in _FIXED else 0.0
     if attack in ("fgsm", "fgm"):
         return FastGradientMethod(clf, norm=art_norm, eps=budget, eps_step=budget, **common, **p)
     if attack == "bim":
@@ -94,27 +87,19 @@ def _make(
     raise ValueError(f"no ART adapter for attack {attack!r}")
 
 
-def build_attack(
-    attack: str,
-    model: nn.Module,
-    *,
-    norm: str,
-    eps: float | None,
-    params: dict[str, Any],
-    device: torch.device,
-    nb_classes: int,
-    input_shape: tuple[int, ...],
-    batch_size: int,
-    seed: int,
-) -> BatchAttack:
+@adapter
+def build_attack(call: AdapterCall) -> BatchAttack:
     """An ART attack as a ``(x, y) -> x_adv`` callable (numpy float32 in, numpy out). ``seed`` is applied by
     the caller to numpy's global generator, which ART uses for random starts and proposals."""
-    del seed  # ART draws from numpy's global RNG, seeded by run_attack
     clf = to_art_classifier(
-        model, input_shape=input_shape, nb_classes=nb_classes, device=device, per_sample_class_gradient=True
+        call.model,
+        input_shape=call.input_shape,
+        nb_classes=call.nb_classes,
+        device=call.device,
+        per_sample_class_gradient=True,
     )
-    art_attack = _make(attack, clf, norm, eps, dict(params), batch_size)
-    eye = np.eye(nb_classes, dtype=np.float32)
+    art_attack = _make(call.attack, clf, call.norm, call.eps, dict(call.params), call.batch_size)
+    eye = np.eye(call.nb_classes, dtype=np.float32)
 
     def run(x: np.ndarray, y: np.ndarray) -> np.ndarray:
         return np.asarray(art_attack.generate(x=x.astype(np.float32), y=eye[y]), dtype=np.float32)

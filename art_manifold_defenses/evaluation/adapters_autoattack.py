@@ -17,11 +17,11 @@ from __future__ import annotations
 
 from typing import Any
 
-import numpy as np
 import torch
 import torchattacks
 from torch import Tensor, nn
 
+from ._adapter_common import AdapterCall, adapter, fixed_budget, on_tensors
 from .attacks import BatchAttack
 
 __all__ = ["build_attack", "build_ensemble"]
@@ -69,15 +69,14 @@ def build_ensemble(
     """The configured ``torchattacks.AutoAttack`` (version ``attack``) on ``model``."""
     if attack not in ("standard", "plus", "rand"):
         raise ValueError(f"no AutoAttack version {attack!r}; valid: ['plus', 'rand', 'standard']")
-    if eps is None:
-        raise ValueError("AutoAttack is a fixed-budget attack and needs a finite eps")
+    budget = fixed_budget(eps, "AutoAttack")
     for key in ("steps", "n_queries", "eot_iter"):
         if key in params and (isinstance(params[key], bool) or int(params[key]) < 1):
             raise ValueError(f"params[{key!r}] must be an integer >= 1, got {params[key]!r}")
     ensemble = torchattacks.AutoAttack(
         _OnDevice(model, device),
         norm=_TA_NORM[norm],
-        eps=float(eps),
+        eps=float(budget),
         version=attack,
         n_classes=nb_classes,
         seed=seed,
@@ -86,29 +85,17 @@ def build_ensemble(
     return ensemble
 
 
-def build_attack(
-    attack: str,
-    model: nn.Module,
-    *,
-    norm: str,
-    eps: float | None,
-    params: dict[str, Any],
-    device: torch.device,
-    nb_classes: int,
-    input_shape: tuple[int, ...],
-    batch_size: int,
-    seed: int,
-) -> BatchAttack:
+@adapter
+def build_attack(call: AdapterCall) -> BatchAttack:
     """A torchattacks AutoAttack as a ``(x, y) -> x_adv`` callable, seeded with ``seed``."""
-    del input_shape, batch_size
     ensemble = build_ensemble(
-        attack, model, norm=norm, eps=eps, params=params, device=device, nb_classes=nb_classes, seed=seed
+        call.attack,
+        call.model,
+        norm=call.norm,
+        eps=call.eps,
+        params=call.params,
+        device=call.device,
+        nb_classes=call.nb_classes,
+        seed=call.seed,
     )
-
-    def run(x: np.ndarray, y: np.ndarray) -> np.ndarray:
-        inputs = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)).to(device)
-        labels = torch.from_numpy(np.asarray(y, dtype=np.int64)).to(device)
-        adv: Tensor = ensemble(inputs, labels)
-        return np.asarray(adv.detach().cpu().numpy(), dtype=np.float32)
-
-    return run
+    return on_tensors(ensemble, call.device)

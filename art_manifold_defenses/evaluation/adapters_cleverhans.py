@@ -31,17 +31,12 @@ from cleverhans.torch.attacks.sparse_l1_descent import sparse_l1_descent
 from cleverhans.torch.attacks.spsa import spsa
 from torch import Tensor, nn
 
+from ._adapter_common import AdapterCall, adapter, fixed_budget, on_tensors
 from .attacks import BatchAttack
 
 __all__ = ["build_attack"]
 
 _CH_NORM: dict[str, float] = {"linf": np.inf, "l2": 2, "l1": 1}
-
-
-def _budget(eps: float | None, attack: str) -> float:
-    if eps is None:
-        raise ValueError(f"CleverHans {attack} is a fixed-budget attack and needs a finite eps")
-    return eps
 
 
 def _predict(model: nn.Module, x: Tensor) -> Tensor:
@@ -116,27 +111,17 @@ def _hsj(model: nn.Module, x: Tensor, y: Tensor, norm: float, p: dict[str, Any],
     return out
 
 
-def build_attack(
-    attack: str,
-    model: nn.Module,
-    *,
-    norm: str,
-    eps: float | None,
-    params: dict[str, Any],
-    device: torch.device,
-    nb_classes: int,
-    input_shape: tuple[int, ...],
-    batch_size: int,
-    seed: int,
-) -> BatchAttack:
+@adapter
+def build_attack(call: AdapterCall) -> BatchAttack:
     """A CleverHans attack as a ``(x, y) -> x_adv`` callable. CleverHans draws from torch's global RNG, which
     ``run_attack`` seeds with ``seed``."""
-    del input_shape, seed
-    ch_norm = _CH_NORM[norm]
+    attack, model, params = call.attack, call.model, call.params
+    ch_norm = _CH_NORM[call.norm]
     known = ("fgm", "pgd", "cw", "spsa", "hsj", "sparse-l1")
     if attack not in known:
         raise ValueError(f"no CleverHans adapter for attack {attack!r}; valid: {list(known)}")
-    budget = _budget(eps, attack) if attack in ("fgm", "pgd", "spsa", "sparse-l1") else 0.0
+    fixed = attack in ("fgm", "pgd", "spsa", "sparse-l1")
+    budget = fixed_budget(call.eps, f"CleverHans {attack}") if fixed else 0.0
 
     def craft(x: Tensor, y: Tensor) -> Tensor:
         p = dict(params)
@@ -145,21 +130,16 @@ def build_attack(
         if attack == "pgd":
             return _pgd(model, x, y, budget, ch_norm, p)
         if attack == "cw":
-            return carlini_wagner_l2(model, x, nb_classes, y=y, clip_min=0.0, clip_max=1.0, **p)
+            return carlini_wagner_l2(model, x, call.nb_classes, y=y, clip_min=0.0, clip_max=1.0, **p)
         if attack == "spsa":
             return spsa(
                 model, x, budget, norm=ch_norm, clip_min=0.0, clip_max=1.0, y=y, sanity_checks=False, **p
             )
         if attack == "hsj":
-            return _hsj(model, x, y, ch_norm, p, batch_size)
+            return _hsj(model, x, y, ch_norm, p, call.batch_size)
         eps_iter = budget / 10.0 if p.pop("eps_iter") is None else float(params["eps_iter"])
         return sparse_l1_descent(
             model, x, eps=budget, eps_iter=eps_iter, y=y, clip_min=0.0, clip_max=1.0, sanity_checks=False, **p
         )
 
-    def run(x: np.ndarray, y: np.ndarray) -> np.ndarray:
-        inputs = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)).to(device)
-        labels = torch.from_numpy(np.asarray(y, dtype=np.int64)).to(device)
-        return np.asarray(craft(inputs, labels).detach().cpu().numpy(), dtype=np.float32)
-
-    return run
+    return on_tensors(craft, call.device)

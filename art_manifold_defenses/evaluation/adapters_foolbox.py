@@ -19,10 +19,10 @@ import warnings
 from typing import Any
 
 import foolbox as fb
-import numpy as np
 import torch
 from torch import nn
 
+from ._adapter_common import AdapterCall, adapter, on_tensors
 from .attacks import BatchAttack
 
 __all__ = ["build_attack"]
@@ -101,32 +101,20 @@ def _starting_points(
     return starts, found
 
 
-def build_attack(
-    attack: str,
-    model: nn.Module,
-    *,
-    norm: str,
-    eps: float | None,
-    params: dict[str, Any],
-    device: torch.device,
-    nb_classes: int,
-    input_shape: tuple[int, ...],
-    batch_size: int,
-    seed: int,
-) -> BatchAttack:
+@adapter
+def build_attack(call: AdapterCall) -> BatchAttack:
     """A Foolbox attack as a ``(x, y) -> x_adv`` callable. Foolbox draws random starts and noise from torch's
-    global RNG, which ``run_attack`` seeds with ``seed``."""
-    del nb_classes, input_shape, batch_size, seed  # Foolbox reads them from the model and the batch
-    fmodel = fb.PyTorchModel(model, bounds=(0.0, 1.0), device=device)
-    fb_attack = _make(attack, norm, dict(params))
+    global RNG, which ``run_attack`` seeds with ``seed``; it reads the number of classes and the shapes from
+    the model and the batch."""
+    attack, model, eps = call.attack, call.model, call.eps
+    fmodel = fb.PyTorchModel(model, bounds=(0.0, 1.0), device=call.device)
+    fb_attack = _make(attack, call.norm, dict(call.params))
     minimisation = isinstance(fb_attack, fb.attacks.base.MinimizationAttack) or (
         isinstance(fb_attack, fb.attacks.base.Repeated)
         and isinstance(fb_attack.attack, fb.attacks.base.MinimizationAttack)
     )
 
-    def run(x: np.ndarray, y: np.ndarray) -> np.ndarray:
-        inputs = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)).to(device)
-        labels = torch.from_numpy(np.asarray(y, dtype=np.int64)).to(device)
+    def craft(inputs: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         if attack in ("boundary", "hsj"):
             out = inputs.clone()
             starts, found = _starting_points(fmodel, model, inputs, labels)
@@ -135,9 +123,8 @@ def build_attack(
                     fmodel, inputs[found], labels[found], epsilons=eps, starting_points=starts[found]
                 )
                 out[found] = raw
-        else:
-            raw, clipped, _ = fb_attack(fmodel, inputs, labels, epsilons=eps)
-            out = raw if minimisation else clipped
-        return np.asarray(out.detach().cpu().numpy(), dtype=np.float32)
+            return out
+        raw, clipped, _ = fb_attack(fmodel, inputs, labels, epsilons=eps)
+        return raw if minimisation else clipped
 
-    return run
+    return on_tensors(craft, call.device)

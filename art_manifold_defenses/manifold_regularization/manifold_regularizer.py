@@ -8,7 +8,6 @@ CPU), shared dropout masks, functional-ReLU detection, and the fast Hamming form
 
 from __future__ import annotations
 
-import math
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -27,6 +26,7 @@ from ._fused import (
     hamming_through_relu_nodes,
     relu_pattern_disagreements,
 )
+from ._params import _check_non_negative, _SettableParams
 from ._regularizer_passes import _concatenated_pass, _Layer, _separate_passes
 from .perturbation import NORMS, perturbed_pair, sample_maximal_perturbation
 from .regularizers import (
@@ -83,7 +83,7 @@ class RegularizerOutput:
     clean_loss: Tensor | None = None
 
 
-class ManifoldRegularizer:
+class ManifoldRegularizer(_SettableParams):
     """Sparse manifold regularizers of a network on a batch (Jin & Rinard, "Manifold Regularization for
     Locally Stable Deep Neural Networks", ICLR 2021 submission, https://openreview.net/forum?id=bhKQ7P7gyLA;
     arXiv:2003.04286).
@@ -201,22 +201,8 @@ class ManifoldRegularizer:
         self.__dict__.update(state)
         self._workspace = _Workspace()
 
-    def set_params(self, **kwargs: Any) -> None:
-        """Set hyper-parameters by name (ART style) and validate them."""
-        for key, value in kwargs.items():
-            if key not in self.params:
-                raise ValueError(f"unknown parameter {key!r}; expected one of {self.params}")
-            setattr(self, key, value)
-        self._check_params()
-
     def _check_params(self) -> None:
-        if (
-            isinstance(self.eps, bool)
-            or not isinstance(self.eps, (int, float))
-            or not math.isfinite(self.eps)
-            or self.eps < 0
-        ):
-            raise ValueError(f"eps must be a finite number >= 0, got {self.eps!r}")
+        _check_non_negative(self.eps, "eps")
         if self.norm not in NORMS:
             raise ValueError(f"norm must be one of {NORMS}, got {self.norm!r}")
         _check_alpha(self.alpha)

@@ -12,6 +12,8 @@ import math
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from ._params import _check_non_negative
+
 __all__ = [
     "PRESET_MOMENTUM",
     "ManifoldRegularizationSchedule",
@@ -208,25 +210,13 @@ def paper_schedule(
     if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
         raise ValueError(f"epochs must be a positive integer, got {epochs!r}")
     for name, value in (("lr_peak", lr_peak), ("ramp_factor", ramp_factor)):
-        if (
-            isinstance(value, bool)
-            or not isinstance(value, (int, float))
-            or not math.isfinite(value)
-            or value < 0
-        ):
-            raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
+        _check_non_negative(value, name)
     eps_max, g_i, g_h = PRESETS[preset]
     eps_max = eps_max if epsilon is None else epsilon
     g_i = g_i if gamma_intrinsic is None else gamma_intrinsic
     g_h = g_h if gamma_hamming is None else gamma_hamming
     for name, value in (("epsilon", eps_max), ("gamma_intrinsic", g_i), ("gamma_hamming", g_h)):
-        if (
-            isinstance(value, bool)
-            or not isinstance(value, (int, float))
-            or not math.isfinite(value)
-            or value < 0
-        ):
-            raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
+        _check_non_negative(value, name)
     stretch = epochs / 100.0
     lr_final_knee = 0.005 if lr_peak >= 0.005 else lr_peak
     schedule = ManifoldRegularizationSchedule(

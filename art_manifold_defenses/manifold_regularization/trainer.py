@@ -15,6 +15,7 @@ from torch import Tensor, nn
 from ..estimator import ClassifierModule
 from ..training import StepFunction, TrainContext, train
 from ..utils import check_images, check_labels, resolve_device
+from ._params import _check_non_negative, _SettableParams
 from .manifold_regularizer import ManifoldRegularizer
 from .schedules import PRESETS, ManifoldRegularizationSchedule, paper_schedule, preset_momentum
 
@@ -144,7 +145,7 @@ def manifold_regularization_step(
     return step
 
 
-class ManifoldRegularizationTrainer(Trainer):
+class ManifoldRegularizationTrainer(_SettableParams, Trainer):
     """Train a classifier with sparse manifold regularization (Jin & Rinard, "Manifold Regularization for
     Locally Stable Deep Neural Networks", ICLR 2021 submission, https://openreview.net/forum?id=bhKQ7P7gyLA;
     arXiv:2003.04286).
@@ -290,14 +291,7 @@ class ManifoldRegularizationTrainer(Trainer):
         if self.ablation not in ABLATIONS:
             raise ValueError(f"ablation must be one of {sorted(ABLATIONS)}, got {self.ablation!r}")
         for name in ("lr_peak", "weight_decay"):
-            value = getattr(self, name)
-            if (
-                isinstance(value, bool)
-                or not isinstance(value, (int, float))
-                or not math.isfinite(value)
-                or value < 0
-            ):
-                raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
+            _check_non_negative(getattr(self, name), name)
         if self.momentum is not None and (
             isinstance(self.momentum, bool)
             or not isinstance(self.momentum, (int, float))
@@ -318,14 +312,6 @@ class ManifoldRegularizationTrainer(Trainer):
         # validates alpha, hamming_form, intrinsic_scale, norm, dense_scale, functional_relus, shared_dropout,
         # activation_types, batching
         self._make_regularizer()
-
-    def set_params(self, **kwargs: Any) -> None:
-        """Set hyper-parameters by name (ART style) and validate them."""
-        for key, value in kwargs.items():
-            if key not in self.params:
-                raise ValueError(f"unknown parameter {key!r}; expected one of {self.params}")
-            setattr(self, key, value)
-        self._check_params()
 
     def _make_regularizer(self) -> ManifoldRegularizer:
         intrinsic, hamming = ABLATIONS[self.ablation]

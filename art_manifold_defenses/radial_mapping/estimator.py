@@ -11,7 +11,7 @@ import torch
 from art.estimators.classification import PyTorchClassifier
 from torch import nn
 
-from ..estimator import Float32Input
+from ..estimator import _classifier_arguments, _image_input_shape
 from .block import INITS, VARIANTS
 from .transform import MODES, add_radial_mapping, mapping_blocks
 
@@ -81,9 +81,7 @@ class RadialMappingClassifierPyTorch(PyTorchClassifier):
     ) -> None:
         if not isinstance(model, nn.Module):
             raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
-        shape = tuple(int(s) for s in input_shape)
-        if len(shape) != 3 or min(shape) < 1:
-            raise ValueError(f"input_shape must be (C, H, W) with positive sizes, got {tuple(input_shape)}")
+        shape = _image_input_shape(input_shape)
         if not isinstance(nb_classes, int) or isinstance(nb_classes, bool) or nb_classes < 2:
             raise ValueError(f"nb_classes must be an integer >= 2, got {nb_classes!r}")
         if not isinstance(learning_rate, (int, float)) or not learning_rate > 0:
@@ -117,10 +115,7 @@ class RadialMappingClassifierPyTorch(PyTorchClassifier):
             optimizer = torch.optim.Adam(mapped.parameters(), lr=float(learning_rate))
         mapped.eval()
         super().__init__(
-            model=Float32Input(mapped),
-            loss=loss if loss is not None else nn.CrossEntropyLoss(),
-            input_shape=shape,
-            nb_classes=nb_classes,
+            **_classifier_arguments(mapped, shape, nb_classes, loss),
             optimizer=optimizer,
             clip_values=clip_values,
             preprocessing_defences=preprocessing_defences,

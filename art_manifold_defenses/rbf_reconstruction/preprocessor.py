@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import torch
 from art.defences.preprocessor.preprocessor import PreprocessorPyTorch
 from torch import Tensor
 
@@ -84,8 +85,10 @@ class RBFReconstructionPyTorch(PreprocessorPyTorch):
         self._check_params()
         self._build()
 
-    def _build(self) -> None:
-        self.reconstruction = RBFReconstruction(
+    def _reconstruction(self, device: str | torch.device) -> RBFReconstruction:
+        """An :class:`RBFReconstruction` with this defence's parameters (BPDA gradient, clipped output) on
+        ``device``; its constructor validates them."""
+        return RBFReconstruction(
             self.filter_bank,
             beta1=self.beta1,
             beta2=self.beta2,
@@ -96,8 +99,11 @@ class RBFReconstructionPyTorch(PreprocessorPyTorch):
             clip=True,
             chunk_size=self.chunk_size,
             seed=self.seed,
-            device=self.device,
+            device=device,
         )
+
+    def _build(self) -> None:
+        self.reconstruction = self._reconstruction(self.device)
 
     def set_params(self, **kwargs: Any) -> None:
         """Set ``params`` (validated) and rebuild the reconstruction."""
@@ -115,17 +121,7 @@ class RBFReconstructionPyTorch(PreprocessorPyTorch):
                 )
         # the remaining parameters are validated by RBFReconstruction (beta1 > 0, beta2 >= 0, choices,
         # chunk_size)
-        RBFReconstruction(
-            self.filter_bank,
-            beta1=self.beta1,
-            beta2=self.beta2,
-            weighting=self.weighting,
-            noise_std=self.noise_std,
-            noise_draw=self.noise_draw,
-            chunk_size=self.chunk_size,
-            seed=self.seed,
-            device=self.filter_bank.means.device,
-        )
+        self._reconstruction(self.filter_bank.means.device)
 
     def _check_input(self, x: Tensor) -> Tensor:
         if not isinstance(x, Tensor):

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .._figures import save_figure
 from ._certify_summary import read_certify_tsv
 from .bounds import cohen_radius, pixeldp_radius, renyi_radius
 
@@ -53,12 +54,7 @@ def plot_certified_accuracy(
     ax.legend(fontsize=8)
     if title:
         ax.set_title(title)
-    out = Path(out_path)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.tight_layout()
-    fig.savefig(out, dpi=120)
-    plt.close(fig)
-    return out
+    return save_figure(fig, out_path, dpi=120)
 
 
 def plot_bound_comparison(
@@ -89,9 +85,4 @@ def plot_bound_comparison(
         ax.grid(alpha=0.3)
     axes[0][0].set_ylabel(f"certified l2 radius (sigma = {sigma:g})")
     axes[0][0].legend(fontsize=7)
-    out = Path(out_path)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.tight_layout()
-    fig.savefig(out, dpi=120)
-    plt.close(fig)
-    return out
+    return save_figure(fig, out_path, dpi=120)
