@@ -30,8 +30,8 @@ def _check_alpha(alpha: float) -> None:
 
 
 #: Rows of the pre-activations are processed in blocks of about this many bytes, so that the intermediate
-#: sigmoids stay in the CPU cache (measured: ~40% less time for the Hamming forward on ``cw_mnist`` than
-#: whole-tensor passes).
+#: sigmoids stay in the CPU cache (faster than whole-tensor passes;
+#: ``docs/defences/manifold_regularization.md``).
 _HAMMING_BLOCK_BYTES = 1 << 20
 
 
@@ -226,14 +226,13 @@ class _Workspace:
     to the next.
 
     On CPU, new tensors of a layer's size are page-faulted in again at every training step (glibc hands memory
-    of that size back to the system when it is freed). Measured on ``cw_mnist``, batch 128, one thread: 17,000
-    minor page faults and 42 ms of system time per manifold-regularization step without the workspace, none
-    with it (plain training: none). A buffer is handed out again only once the autograd node that saved it is
-    gone (a weak reference to its ``ctx``), so a graph that is still alive (``retain_graph``, a loss still
-    referenced) never sees its saved tensors overwritten. Buffers not taken in the last two calls are dropped
-    at :meth:`begin`. Used only by :class:`ManifoldRegularizer`, whose recorded pre-activations never leave
-    it, so the gradients that the backward writes into these buffers are consumed by autograd and never
-    returned to a caller.
+    of that size back to the system when it is freed; the measured page faults are in
+    ``docs/defences/manifold_regularization.md``). A buffer is handed out again only once the autograd node
+    that saved it is gone (a weak reference to its ``ctx``), so a graph that is still alive (``retain_graph``,
+    a loss still referenced) never sees its saved tensors overwritten. Buffers not taken in the last two calls
+    are dropped at :meth:`begin`. Used only by :class:`ManifoldRegularizer`, whose recorded pre-activations
+    never leave it, so the gradients that the backward writes into these buffers are consumed by autograd and
+    never returned to a caller.
     """
 
     def __init__(self) -> None:

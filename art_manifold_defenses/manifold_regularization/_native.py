@@ -5,11 +5,10 @@ in about ten elementwise passes: ``s = sigmoid(2 alpha z)`` for x+ and x-, the n
 products ``a+ = (s+ - s-) s+ (1 - s+)`` and ``a- = (s+ - s-) s- (1 - s-)`` the backward needs, and the number
 of ReLU pattern disagreements ``count(z+ > 0 xor z- > 0)``. The exponential is the Cephes single-precision
 polynomial (relative error about 1e-7), written so that the compiler vectorises the loop; rows are spread over
-torch's intra-op threads. Measured on ``cw_mnist_paper``'s first layer (128 x 21,632 values, one thread):
-about 5x faster than the torch form (``bench/manifold_regularization.py`` reports the effect on training).
+torch's intra-op threads. Measurements: ``docs/defences/manifold_regularization.md`` (Cost).
 
 The kernel is compiled with ``torch.utils.cpp_extension.load_inline`` on first use (a C++ compiler and ninja
-are needed; about 30 s on two cores, then cached in torch's extension folder, ``TORCH_EXTENSIONS_DIR``). Where
+are needed; once per machine, then cached in torch's extension folder, ``TORCH_EXTENSIONS_DIR``). Where
 it cannot be built, :func:`hamming_kernel` warns once and returns ``None``, and the torch form is used. Set
 ``AMD_NATIVE_KERNELS=0`` to use the torch form always. Only float32, contiguous CPU tensors use the kernel.
 """
