@@ -109,7 +109,8 @@ def _hamming_norms(
     a_minus: Tensor | None = None
     if for_backward:
         a_plus, a_minus = products if products is not None else (torch.empty_like(zp), torch.empty_like(zm))
-    native = native_hamming_rows(zp, zm, alpha, (a_plus, a_minus) if a_plus is not None else None)  # type: ignore[arg-type]
+    for_kernel = (a_plus, a_minus) if a_plus is not None and a_minus is not None else None
+    native = native_hamming_rows(zp, zm, alpha, for_kernel)
     if native is not None:  # the compiled one-pass form of the loop below (CPU, float32)
         if disagreements is not None:
             disagreements.add_(native[1].sum())

@@ -5,6 +5,7 @@ ART-style ``set_params``. Torch-free, so that :mod:`.schedules` stays light."""
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Any
 
 
@@ -24,9 +25,7 @@ class _SettableParams:
     in ``_check_params``."""
 
     params: list[str]
-
-    def _check_params(self) -> None:
-        raise NotImplementedError
+    _check_params: Callable[[], None]  # each subclass validates its own hyper-parameters
 
     def set_params(self, **kwargs: Any) -> None:
         """Set hyper-parameters by name (ART style) and validate them."""
